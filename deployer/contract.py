@@ -1,0 +1,41 @@
+"""The deployer/container contract: the environment the deployer sets and the container reads.
+
+This is the one place in code that lists it (docs/container.md is the one place in docs);
+tests/test_contract.py checks that both, and the container runtime, agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    secret: bool  # set as a Secret Manager reference pinned to a numeric version
+    where: str  # "all" (service and both jobs) or "migrate" (the migrate job only)
+    doc: str
+
+
+CONTRACT: tuple[EnvVar, ...] = (
+    EnvVar("DJANGO_SETTINGS_MODULE", False, "all",
+           "djdeploy_runtime.settings: imports the project's settings, then applies this env"),
+    EnvVar("DJANGO_PROJECT_SETTINGS", False, "all", "the project's own settings module"),
+    EnvVar("SECRET_KEY", True, "all", "Django SECRET_KEY"),
+    EnvVar("DB_NAME", False, "all", "the tenant's database"),
+    EnvVar("DB_USER", False, "all", "the tenant's database user"),
+    EnvVar("DB_PASSWORD", True, "all", "the database user's password"),
+    EnvVar("DB_HOST", False, "all", "/cloudsql/<project>:<region>:<instance> (Unix socket dir)"),
+    EnvVar("DB_PORT", False, "all", "5432"),
+    EnvVar("MEDIA_ROOT", False, "all", "/app/media, the GCS FUSE mount of the media bucket"),
+    EnvVar("STATIC_ROOT", False, "all", "/app/static, collected at migrate, served by whitenoise"),
+    EnvVar("ALLOWED_HOSTS", False, "all", "the service's own host (comma-separated)"),
+    EnvVar("CSRF_TRUSTED_ORIGINS", False, "all", "https://<service>-<number>.<region>.run.app"),
+    EnvVar("GS_BUCKET_NAME", False, "all", "the media bucket's name"),
+    EnvVar("DJANGO_SUPERUSER_USERNAME", False, "migrate", "superuser created if missing"),
+    EnvVar("DJANGO_SUPERUSER_EMAIL", False, "migrate", "its email"),
+    EnvVar("DJANGO_SUPERUSER_PASSWORD", True, "migrate", "its password (its own secret)"),
+    EnvVar("DB_EXTENSIONS", False, "all", "comma-separated PostgreSQL extensions db-init creates"),
+)
+
+CONTRACT_NAMES: frozenset[str] = frozenset(v.name for v in CONTRACT)
