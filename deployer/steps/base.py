@@ -13,8 +13,8 @@ A step is a small frozen object built from Config for one resource (or one bindi
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ class Change:
     reason: str
     fields: tuple[FieldChange, ...] = ()
     failure: str = ""  # the resource reports a failure for the desired spec (shown; fails a wait)
+    info: Mapping[str, str] = field(default_factory=dict)  # facts for status (url, revision...)
 
     @property
     def pending(self) -> bool:

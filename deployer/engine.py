@@ -1,0 +1,284 @@
+"""plan / up / status / destroy over the step graph.
+
+The engine owns every wait. For each step it observes, diffs, applies when the diff says so,
+then re-observes until the fresh diff is NOOP: one loop covers long-running operations, IAM
+propagation and resuming a half-finished run. Independent steps run concurrently; a step starts
+as soon as the steps it needs are done. Time goes through an injected Clock.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from deployer.errors import DeployError, StepFailed, Timeout
+from deployer.gcp.cloud import Cloud
+from deployer.gcp.retry import is_transient_failure
+from deployer.steps.base import Action, Change, Step
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class RealClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How the engine waits. `scaled()` shrinks every interval for a fast emulator."""
+
+    poll_initial: float = 1.0
+    poll_max: float = 15.0
+    poll_factor: float = 1.5
+    step_timeout: float = 3600.0
+    settle_polls: int = 3  # polls a pending (non-WAIT) diff may persist after apply
+    reapplies: int = 3  # re-applies before a persisting difference fails the step
+
+    @classmethod
+    def scaled(cls, time_scale: float) -> Options:
+        k = min(1.0, max(time_scale * 10, 0.005))
+        return cls(poll_initial=max(0.005, 1.0 * k), poll_max=max(0.05, 15.0 * k),
+                   step_timeout=max(30.0, 3600.0 * k))
+
+
+class Phase(enum.StrEnum):
+    OBSERVE = "observe"
+    APPLY = "apply"
+    WAIT = "wait"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Event:
+    step: str
+    phase: Phase
+    elapsed: float
+    change: Change | None = None
+    message: str = ""
+
+
+@dataclass
+class StepResult:
+    step: str
+    first: Change | None = None  # what the step found before it acted
+    last: Change | None = None  # what it found when it finished
+    elapsed: float = 0.0
+    error: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return self.first is not None and self.first.action is not Action.NOOP
+
+
+@dataclass
+class RunResult:
+    results: list[StepResult] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(not r.error for r in self.results)
+
+    def info(self, key: str) -> str:
+        for r in self.results:
+            if r.last is not None and key in r.last.info:
+                return r.last.info[key]
+        return ""
+
+
+OnEvent = Callable[[Event], None]
+
+
+def _ignore(_: Event) -> None:
+    pass
+
+
+def order(steps: Sequence[Step]) -> list[Step]:
+    """Dependency order (stable); refuses unknown needs and cycles."""
+    by_name = {s.name: s for s in steps}
+    done: list[Step] = []
+    seen: set[str] = set()
+    visiting: set[str] = set()
+
+    def visit(step: Step) -> None:
+        if step.name in seen:
+            return
+        if step.name in visiting:
+            raise ValueError(f"step graph has a cycle through {step.name}")
+        visiting.add(step.name)
+        for need in step.needs:
+            if need not in by_name:
+                raise ValueError(f"step {step.name} needs unknown step {need}")
+            visit(by_name[need])
+        visiting.discard(step.name)
+        seen.add(step.name)
+        done.append(step)
+
+    for step in steps:
+        visit(step)
+    return done
+
+
+@dataclass
+class Engine:
+    cloud: Cloud
+    clock: Clock = field(default_factory=RealClock)
+    options: Options = field(default_factory=Options)
+    on_event: OnEvent = _ignore
+    _cancel: threading.Event = field(default_factory=threading.Event)
+
+    # -- read-only -------------------------------------------------------------------------
+
+    def plan(self, steps: Sequence[Step]) -> list[Change]:
+        """Observe and diff every step (concurrently): a preview, never stored."""
+        ordered = order(steps)
+        with ThreadPoolExecutor(max_workers=min(8, len(ordered)) or 1) as pool:
+            futures = [pool.submit(self._diff, s) for s in ordered]
+            return [f.result() for f in futures]
+
+    def _diff(self, step: Step) -> Change:
+        try:
+            return step.diff(step.observe(self.cloud))
+        except DeployError as exc:
+            raise StepFailed(step.name, str(exc)) from exc
+
+    # -- up --------------------------------------------------------------------------------
+
+    def up(self, steps: Sequence[Step]) -> RunResult:
+        """Bring every step to NOOP, each as soon as what it needs is done."""
+        start = self.clock.monotonic()
+        ordered = order(steps)
+        results = {s.name: StepResult(s.name) for s in ordered}
+        pending = list(ordered)
+        running: dict[Future[None], Step] = {}
+        failed: set[str] = set()
+        done: set[str] = set()
+        with ThreadPoolExecutor(max_workers=len(ordered) or 1) as pool:
+            try:
+                while pending or running:
+                    for step in list(pending):
+                        blocked = [n for n in step.needs if n in failed]
+                        if blocked:
+                            pending.remove(step)
+                            failed.add(step.name)
+                            results[step.name].error = f"not run: {blocked[0]} failed"
+                            self._emit(step.name, Phase.SKIPPED, start,
+                                       message=results[step.name].error)
+                        elif all(n in done for n in step.needs):
+                            pending.remove(step)
+                            running[pool.submit(self._run, step, results[step.name])] = step
+                    if not running:
+                        break
+                    finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        step = running.pop(fut)
+                        exc = fut.exception()
+                        if exc is None:
+                            done.add(step.name)
+                        elif isinstance(exc, DeployError):
+                            failed.add(step.name)
+                            results[step.name].error = str(exc)
+                            self._emit(step.name, Phase.FAILED, start, message=str(exc))
+                        else:
+                            self._cancel.set()
+                            raise exc
+            except BaseException:
+                self._cancel.set()
+                raise
+        return RunResult(list(results.values()), self.clock.monotonic() - start)
+
+    def _run(self, step: Step, result: StepResult) -> None:
+        t0 = self.clock.monotonic()
+        self._emit(step.name, Phase.OBSERVE, t0)
+        try:
+            change = self._diff(step)
+            result.first = change
+            if change.action is not Action.NOOP:
+                change = self._converge(step, change, t0)
+            result.last = change
+        finally:
+            result.elapsed = self.clock.monotonic() - t0
+        self._emit(step.name, Phase.DONE, t0, change=change)
+
+    def _converge(self, step: Step, change: Change, t0: float) -> Change:
+        """Apply, then re-observe until the diff is NOOP (or fail with the reason)."""
+        deadline = t0 + self.options.step_timeout
+        delay = self.options.poll_initial
+        applies = 0
+        settling = 0
+        while True:
+            if self._cancel.is_set():
+                raise StepFailed(step.name, "cancelled")
+            if change.failure and not (applies == 0 or is_transient_failure(change.failure)):
+                raise StepFailed(step.name, change.failure)
+            if change.action is Action.WAIT and not change.failure:
+                self._emit(step.name, Phase.WAIT, t0, change=change)
+            elif applies == 0 or change.failure or settling >= self.options.settle_polls:
+                if applies > self.options.reapplies:
+                    fields = ", ".join(f.path for f in change.fields) or change.reason
+                    raise StepFailed(step.name, f"still differs after apply: {fields}")
+                self._emit(step.name, Phase.APPLY, t0, change=change)
+                try:
+                    step.apply(self.cloud, change)
+                except DeployError as exc:
+                    raise StepFailed(step.name, str(exc)) from exc
+                applies += 1
+                settling = 0
+            else:
+                settling += 1
+            if self.clock.monotonic() > deadline:
+                raise Timeout(f"{step.name}: not done after {self.options.step_timeout:.0f} s "
+                              f"({change.reason}); run up again to keep waiting")
+            self.clock.sleep(delay)
+            delay = min(delay * self.options.poll_factor, self.options.poll_max)
+            change = self._diff(step)
+            if change.action is Action.NOOP:
+                return change
+
+    # -- destroy ---------------------------------------------------------------------------
+
+    def destroy(self, steps: Sequence[Step], *, delete_data: bool) -> list[Change]:
+        """Delete in reverse dependency order; each step decides what it keeps."""
+        changes: list[Change] = []
+        for step in reversed(order(steps)):
+            t0 = self.clock.monotonic()
+            self._emit(step.name, Phase.OBSERVE, t0)
+            try:
+                change = step.delete(self.cloud, delete_data=delete_data)
+                if change.action is Action.DELETE:
+                    self._wait_gone(step, t0)
+            except DeployError as exc:
+                raise StepFailed(step.name, str(exc)) from exc
+            changes.append(change)
+            self._emit(step.name, Phase.DONE, t0, change=change)
+        return changes
+
+    def _wait_gone(self, step: Step, t0: float) -> None:
+        deadline = t0 + self.options.step_timeout
+        delay = self.options.poll_initial
+        while step.observe(self.cloud) is not None:
+            if self.clock.monotonic() > deadline:
+                raise Timeout(f"{step.name}: still there after "
+                              f"{self.options.step_timeout:.0f} s; run destroy again")
+            self._emit(step.name, Phase.WAIT, t0, message="waiting for deletion")
+            self.clock.sleep(delay)
+            delay = min(delay * self.options.poll_factor, self.options.poll_max)
+
+    def _emit(self, step: str, phase: Phase, t0: float, *, change: Change | None = None,
+              message: str = "") -> None:
+        self.on_event(Event(step, phase, self.clock.monotonic() - t0, change, message))

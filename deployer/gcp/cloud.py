@@ -1,0 +1,104 @@
+"""The context every step receives: one project, one region, one client factory, one sleep.
+
+Each API has a thin typed wrapper (gcp/<api>.py) built on first use. Wrappers speak plain
+JSON-shaped dicts, turn 404 into None on reads, and send every call through retry.call().
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from deployer.gcp import retry
+from deployer.gcp.clients import ClientFactory
+
+if TYPE_CHECKING:
+    from deployer.gcp.build import BuildApi
+    from deployer.gcp.iam import IamApi
+    from deployer.gcp.projects import ProjectsApi
+    from deployer.gcp.registry import RegistryApi
+    from deployer.gcp.run import RunApi
+    from deployer.gcp.secrets import SecretsApi
+    from deployer.gcp.services import ServiceUsageApi
+    from deployer.gcp.sql import SqlApi
+    from deployer.gcp.storage import StorageApi
+
+T = TypeVar("T")
+
+
+@dataclass
+class Cloud:
+    project: str
+    region: str
+    clients: ClientFactory
+    sleep: Callable[[float], None] = field(default=time.sleep)
+
+    def call(self, fn: Callable[[], T], **kwargs: Any) -> T:
+        """One API call through the one retry policy (see gcp/retry.py)."""
+        return retry.call(fn, sleep=self.sleep, **kwargs)
+
+    def read(self, fn: Callable[[], T]) -> T | None:
+        """A read where 404 means absent."""
+        from deployer.errors import NotFound
+
+        try:
+            return self.call(fn)
+        except NotFound:
+            return None
+
+    @cached_property
+    def run(self) -> RunApi:
+        from deployer.gcp.run import RunApi
+
+        return RunApi(self)
+
+    @cached_property
+    def sql(self) -> SqlApi:
+        from deployer.gcp.sql import SqlApi
+
+        return SqlApi(self)
+
+    @cached_property
+    def secrets(self) -> SecretsApi:
+        from deployer.gcp.secrets import SecretsApi
+
+        return SecretsApi(self)
+
+    @cached_property
+    def storage(self) -> StorageApi:
+        from deployer.gcp.storage import StorageApi
+
+        return StorageApi(self)
+
+    @cached_property
+    def build(self) -> BuildApi:
+        from deployer.gcp.build import BuildApi
+
+        return BuildApi(self)
+
+    @cached_property
+    def registry(self) -> RegistryApi:
+        from deployer.gcp.registry import RegistryApi
+
+        return RegistryApi(self)
+
+    @cached_property
+    def iam(self) -> IamApi:
+        from deployer.gcp.iam import IamApi
+
+        return IamApi(self)
+
+    @cached_property
+    def projects(self) -> ProjectsApi:
+        from deployer.gcp.projects import ProjectsApi
+
+        return ProjectsApi(self)
+
+    @cached_property
+    def services(self) -> ServiceUsageApi:
+        from deployer.gcp.services import ServiceUsageApi
+
+        return ServiceUsageApi(self)

@@ -1,0 +1,110 @@
+"""Map every Google client exception to the one tree in deployer.errors.
+
+GAPIC REST clients raise google.api_core exceptions keyed by HTTP code; discovery clients raise
+googleapiclient HttpError; the transports raise their own connection errors. All three end here,
+so the rest of djdeploy sees CloudError subclasses only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from deployer import errors
+
+_BY_CODE: dict[int, type[errors.CloudError]] = {
+    400: errors.InvalidArgument,
+    403: errors.PermissionDenied,
+    404: errors.NotFound,
+    409: errors.Conflict,
+    412: errors.Conflict,
+    429: errors.Transient,
+    500: errors.Transient,
+    502: errors.Transient,
+    503: errors.Transient,
+    504: errors.Transient,
+}
+
+
+def _from_payload(code: int, payload: Any, fallback: str,
+                  retry_after: float | None) -> errors.CloudError:
+    err = payload.get("error", {}) if isinstance(payload, dict) else {}
+    if not isinstance(err, dict):
+        err = {"message": str(err)}
+    reason = ""
+    for detail in err.get("details") or []:
+        if isinstance(detail, dict) and detail.get("@type", "").endswith("google.rpc.ErrorInfo"):
+            reason = detail.get("reason", "")
+    if not reason and err.get("errors"):
+        reason = (err["errors"][0] or {}).get("reason", "")
+    message = err.get("message") or fallback
+    cls = _BY_CODE.get(code, errors.Transient if code >= 500 else errors.CloudError)
+    return cls(f"{message} (HTTP {code}{', ' + reason if reason else ''})", code=code,
+               status=err.get("status", ""), reason=reason, retry_after=retry_after)
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = None
+    if headers is not None:
+        value = headers.get("retry-after") or headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def map_error(exc: BaseException) -> BaseException:
+    """Return the deployer error for a client exception, or `exc` itself when it is not one
+    (a bug stays a bug, with its traceback)."""
+    if isinstance(exc, errors.DeployError):
+        return exc
+    from google.api_core import exceptions as core
+
+    if isinstance(exc, core.GoogleAPICallError) and isinstance(exc.code, int):
+        response = exc.response
+        payload: Any = {}
+        headers = None
+        if response is not None and hasattr(response, "json"):
+            headers = getattr(response, "headers", None)
+            try:
+                payload = response.json()
+            except ValueError:
+                payload = {}
+        if not payload:
+            payload = {"error": {"message": exc.message, "status": ""}}
+        mapped = _from_payload(exc.code, payload, exc.message, _retry_after(headers))
+        if not mapped.reason and exc.reason:
+            mapped.reason = exc.reason
+        return mapped
+    if isinstance(exc, core.RetryError | core.ServerError):
+        return errors.Transient(str(exc))
+
+    from googleapiclient.errors import HttpError
+
+    if isinstance(exc, HttpError):
+        try:
+            payload = json.loads(exc.content.decode("utf-8", "replace"))
+        except ValueError:
+            payload = {}
+        return _from_payload(exc.status_code, payload, str(exc.reason),
+                             _retry_after(exc.resp))
+
+    if _is_connection_error(exc):
+        return errors.Transient(f"connection failed: {type(exc).__name__}: {exc}")
+    return exc
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    import http.client
+    import socket
+
+    import requests
+
+    if isinstance(exc, ConnectionError | socket.timeout | TimeoutError
+                  | http.client.HTTPException):
+        return True
+    if isinstance(exc, requests.ConnectionError | requests.Timeout):
+        return True
+    import httplib2
+
+    return isinstance(exc, httplib2.HttpLib2Error)

@@ -1,0 +1,151 @@
+"""The engine over fake steps: ordering, concurrency, waiting, failure, destroy. No cloud here:
+the steps below hold their own state, and the clock is fake."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from deployer.engine import Engine, Event, Options, Phase, order
+from deployer.errors import StepFailed
+from deployer.gcp.cloud import Cloud
+from deployer.gcp.clients import ClientFactory
+from deployer.steps.base import Action, Change
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.lock = threading.Lock()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.now += seconds
+
+
+@dataclass(eq=False)
+class FakeStep:
+    """A resource that becomes ready `polls` observations after apply; may fail."""
+
+    name: str
+    needs: tuple[str, ...] = ()
+    data: bool = False
+    polls: int = 0
+    exists: bool = False
+    fail_with: str = ""
+    fail_times: int = 0
+    log: list[str] = field(default_factory=list)
+    _countdown: int = -1
+
+    def observe(self, cloud: Any) -> dict[str, Any] | None:
+        if self._countdown > 0:
+            self._countdown -= 1
+            return {"state": "pending"}
+        if self._countdown == 0 and self.fail_times:
+            self.fail_times -= 1
+            self._countdown = -1
+            return {"state": "failed"}
+        return {"state": "ready"} if self.exists else None
+
+    def diff(self, observed: dict[str, Any] | None) -> Change:
+        if observed is None:
+            return Change(self.name, self.name, Action.CREATE, "absent")
+        if observed["state"] == "pending":
+            return Change(self.name, self.name, Action.WAIT, "creating")
+        if observed["state"] == "failed":
+            return Change(self.name, self.name, Action.UPDATE, "failed", failure=self.fail_with)
+        return Change(self.name, self.name, Action.NOOP, f"{self.name} exists")
+
+    def apply(self, cloud: Any, change: Change) -> None:
+        self.log.append(f"apply {self.name}")
+        self.exists = True
+        self._countdown = self.polls
+
+    def delete(self, cloud: Any, *, delete_data: bool) -> Change:
+        if self.data and not delete_data:
+            return Change(self.name, self.name, Action.NOOP, "kept")
+        self.exists = False
+        return Change(self.name, self.name, Action.DELETE, "deleted")
+
+
+def engine(clock: FakeClock, events: list[Event] | None = None) -> Engine:
+    cloud = Cloud("p", "europe-west1", ClientFactory(endpoint="http://127.0.0.1:1"))
+    return Engine(cloud, clock=clock, options=Options(poll_initial=1, poll_max=4,
+                                                       step_timeout=100),
+                  on_event=(events.append if events is not None else lambda e: None))
+
+
+def test_order_puts_needs_first_and_refuses_cycles() -> None:
+    a, b, c = FakeStep("a", ("b",)), FakeStep("b"), FakeStep("c", ("a",))
+    assert [s.name for s in order([c, a, b])] == ["b", "a", "c"]
+    with pytest.raises(ValueError, match="cycle"):
+        order([FakeStep("x", ("y",)), FakeStep("y", ("x",))])
+    with pytest.raises(ValueError, match="unknown"):
+        order([FakeStep("x", ("nope",))])
+
+
+def test_up_creates_waits_and_a_second_up_applies_nothing() -> None:
+    steps = [FakeStep("a", polls=3), FakeStep("b", ("a",), polls=1)]
+    result = engine(FakeClock()).up(steps)
+    assert result.ok
+    assert [r.first.action for r in result.results if r.first] == [Action.CREATE] * 2
+    again = engine(FakeClock()).up(steps)
+    assert [r.first.action for r in again.results if r.first] == [Action.NOOP] * 2
+    assert steps[0].log == ["apply a"]
+
+
+def test_failure_stops_dependents_but_not_independent_steps() -> None:
+    steps = [FakeStep("a", polls=1, fail_with="boom", fail_times=1), FakeStep("b", ("a",)),
+             FakeStep("c")]
+    result = engine(FakeClock()).up(steps)
+    errors = {r.step: r.error for r in result.results}
+    assert errors["a"] == "a: boom"
+    assert errors["b"] == "not run: a failed"
+    assert errors["c"] == ""
+    assert not result.ok
+
+
+def test_transient_failure_is_reapplied_until_it_clears() -> None:
+    step = FakeStep("svc", polls=1, fail_with="Permission denied on secret x", fail_times=2)
+    result = engine(FakeClock()).up([step])
+    assert result.ok
+    assert step.log == ["apply svc"] * 3
+
+
+def test_wait_past_the_deadline_is_a_timeout() -> None:
+    step = FakeStep("slow", polls=10_000)
+    result = engine(FakeClock()).up([step])
+    assert "slow: not done after 100 s" in result.results[0].error
+    assert "run up again" in result.results[0].error
+
+
+def test_events_tell_observe_apply_wait_done() -> None:
+    events: list[Event] = []
+    engine(FakeClock(), events).up([FakeStep("a", polls=2)])
+    assert [e.phase for e in events] == [Phase.OBSERVE, Phase.APPLY, Phase.WAIT, Phase.WAIT,
+                                         Phase.DONE]
+
+
+def test_destroy_goes_in_reverse_and_keeps_data() -> None:
+    steps = [FakeStep("db", data=True, exists=True), FakeStep("svc", ("db",), exists=True)]
+    changes = engine(FakeClock()).destroy(steps, delete_data=False)
+    assert [(c.step, c.action) for c in changes] == [("svc", Action.DELETE), ("db", Action.NOOP)]
+    changes = engine(FakeClock()).destroy(steps, delete_data=True)
+    assert [(c.step, c.action) for c in changes] == [("svc", Action.DELETE), ("db", Action.DELETE)]
+
+
+def test_plan_is_read_only() -> None:
+    steps = [FakeStep("a"), FakeStep("b", ("a",), exists=True)]
+    changes = engine(FakeClock()).plan(steps)
+    assert [c.action for c in changes] == [Action.CREATE, Action.NOOP]
+    assert steps[0].log == []
+
+
+def test_step_failed_names_the_step() -> None:
+    assert str(StepFailed("bucket", "nope")) == "bucket: nope"
