@@ -221,9 +221,10 @@ class SecretRef:
         if isinstance(value, SecretRef):
             return value
         if isinstance(value, str):
-            name, _, version = value.partition(":")
-            _check_secret_ref(name, version or "latest", where)
-            return cls(name, version=version or "latest")
+            name, sep, version = value.partition(":")
+            version = version if sep else "latest"
+            _check_secret_ref(name, version, where)
+            return cls(name, version=version)
         if isinstance(value, Mapping):
             extra = set(value) - {"secret", "version"}
             if extra or "secret" not in value:
