@@ -715,17 +715,7 @@ class Config:
                 "a project id is 6-30 lowercase letters, digits or hyphens, starting with a "
                 "letter and not ending with a hyphen (see `gcloud projects list`)",
             )
-        _check_str("region", self.region)
-        if self.region not in CLOUD_RUN_REGIONS:
-            close = difflib.get_close_matches(
-                self.region, sorted(CLOUD_RUN_REGIONS), n=3, cutoff=0.5
-            )
-            hint = (
-                ("did you mean " + ", ".join(_show(c) for c in close) + "?")
-                if close
-                else ('e.g. "europe-west1", "us-central1"')
-            )
-            _fail("region", self.region, f"not a Cloud Run region: {hint}")
+        _check_region(self.region)
         if self.source is not None:
             if not isinstance(self.source, Path):
                 _fail("source", self.source, "must be a path")
@@ -802,6 +792,18 @@ class Config:
                     value,
                     "label values are 0-63 lowercase letters, digits, '_' or '-'",
                 )
+
+
+def _check_region(region: object) -> None:
+    _check_str("region", region)
+    if region not in CLOUD_RUN_REGIONS:
+        close = difflib.get_close_matches(str(region), sorted(CLOUD_RUN_REGIONS), n=3, cutoff=0.5)
+        hint = (
+            ("did you mean " + ", ".join(_show(c) for c in close) + "?")
+            if close
+            else 'e.g. "europe-west1", "us-central1"'
+        )
+        _fail("region", region, f"not a Cloud Run region: {hint}")
 
 
 def _with_field(err: ConfigError, field_name: str) -> ConfigError:
@@ -1092,6 +1094,7 @@ def load_project_and_region(
     layers = _layers(cwd=cwd, environ=environ, flags=flags)
     _resolve_project(layers, environ, emulator)
     region = layers.values.get("region", "europe-west1")
+    _check_region(region)
     return str(layers.values["project"]), str(region)
 
 
