@@ -825,7 +825,7 @@ def _check_env_name(where: str, key: object) -> None:
             key,
             "djdeploy sets this variable itself (see docs/container.md): choose another name",
         )
-    if key in CLOUD_RUN_RESERVED_ENV:
+    if key in CLOUD_RUN_RESERVED_ENV or key.startswith("CLOUD_RUN_"):
         _fail(where, key, "Cloud Run sets this variable itself: choose another name")
 
 

@@ -106,6 +106,7 @@ BAD_TOP: list[tuple[str, dict[str, Any]]] = [
     ("env.DB_NAME", {"env": {"DB_NAME": "x"}}),
     ("env.SECRET_KEY", {"env": {"SECRET_KEY": "x"}}),
     ("env.PORT", {"env": {"PORT": "8000"}}),
+    ("env.CLOUD_RUN_FOO", {"env": {"CLOUD_RUN_FOO": "x"}}),
     ("env.DEBUG", {"env": {"DEBUG": 1}}),
     ("env.DSN", {"env": {"DSN": "x"}, "secret_env": {"DSN": SecretRef("dsn")}}),
     ("secret_env.DB_PASSWORD", {"secret_env": {"DB_PASSWORD": SecretRef("x")}}),
