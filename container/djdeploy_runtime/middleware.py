@@ -1,0 +1,93 @@
+"""Middleware the runtime adds in front of the project's own.
+
+RequestContextMiddleware (first): answers the health checks without touching the project's URLs,
+ALLOWED_HOSTS or the HTTPS redirect (Cloud Run probes come over plain HTTP with the instance's
+address as Host), and binds the request's trace to the log records written while handling it.
+
+MediaMiddleware (after whitenoise): serves MEDIA_URL from MEDIA_ROOT (the GCS FUSE mount) when
+the default storage is the local file system, since nothing else would on Cloud Run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from urllib.parse import urlparse
+
+from django.conf import settings
+from django.core.exceptions import MiddlewareNotUsed
+from django.db import connections
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.static import serve
+
+from djdeploy_runtime.jsonlog import TRACE_HEADER, current_trace, parse_trace_header
+
+logger = logging.getLogger("djdeploy.health")
+
+LIVENESS_PATHS = frozenset({"/health", "/health/"})
+READINESS_PATHS = frozenset({"/health/ready", "/health/ready/"})
+
+
+def database_ready() -> tuple[bool, str]:
+    """Open (or reuse) the default connection and run SELECT 1."""
+    try:
+        connection = connections["default"]
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:
+        return (
+            False,
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}",
+        )
+    return True, "ok"
+
+
+class RequestContextMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path_info
+        if path in LIVENESS_PATHS or path in READINESS_PATHS:
+            ready = path in READINESS_PATHS or request.GET.get("ready", "") not in ("", "0")
+            return self.health(ready)
+        token = current_trace.set(parse_trace_header(request.META.get(TRACE_HEADER)))
+        try:
+            return self.get_response(request)
+        finally:
+            current_trace.reset(token)
+
+    @staticmethod
+    def health(ready: bool) -> HttpResponse:
+        if not ready:  # liveness: the process answers; no database, no I/O
+            return JsonResponse({"status": "ok"})
+        ok, detail = database_ready()
+        if not ok:
+            logger.error("readiness check failed: database unavailable: %s", detail)
+            return JsonResponse({"status": "unavailable", "database": "error"}, status=503)
+        return JsonResponse({"status": "ok", "database": "ok"})
+
+
+class MediaMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        backend = settings.STORAGES.get("default", {}).get("BACKEND", "")
+        url = urlparse(settings.MEDIA_URL or "")
+        prefix = url.path if not url.netloc else ""
+        if backend != "django.core.files.storage.FileSystemStorage" or prefix in ("", "/"):
+            raise MiddlewareNotUsed
+        self.prefix = prefix if prefix.endswith("/") else prefix + "/"
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method in ("GET", "HEAD") and request.path_info.startswith(self.prefix):
+            try:
+                return serve(
+                    request,
+                    request.path_info[len(self.prefix) :],
+                    document_root=settings.MEDIA_ROOT,
+                )
+            except Http404:
+                pass  # not a stored file: let the project answer
+        return self.get_response(request)
