@@ -1,0 +1,136 @@
+"""The admin API, under /_emulator/ on the emulator's own port (not recorded in the transcript,
+no faults, no latency):
+
+    GET    /_emulator/health
+    POST   /_emulator/reset
+    GET    /_emulator/faults            -> {"faults": [rule, ...]}
+    POST   /_emulator/faults            body: a rule (see faults.py) -> the stored rule
+    DELETE /_emulator/faults            clear all;  DELETE /_emulator/faults/{id}: one
+    GET    /_emulator/latency           -> {"time_scale", "request_delay", "durations"}
+    PUT    /_emulator/latency           body: any of those keys (durations merge)
+    GET    /_emulator/transcript        -> {"entries": [...]}
+    DELETE /_emulator/transcript
+    GET    /_emulator/state[?kind=K]    -> {kind: {key: value}}
+    GET    /_emulator/outcomes          -> {"outcomes": [...]}
+    POST   /_emulator/outcomes          body: {"kind", "match", "message", "times"?}
+    DELETE /_emulator/outcomes
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from .errors import ApiError
+from .routing import Request, Router
+
+router = Router()
+
+
+def _bad_input(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(fn)
+    def wrapper(req: Request, **kw: Any) -> Any:
+        try:
+            return fn(req, **kw)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ApiError(400, f"{type(exc).__name__}: {exc}") from None
+
+    return wrapper
+
+
+@router.route("GET", "/_emulator/health")
+def health(req: Request) -> dict[str, Any]:
+    from .server import API_MODULES
+
+    return {
+        "status": "ok",
+        "apis": list(API_MODULES),
+        "state_dir": str(req.emu.state_dir) if req.emu.state_dir else None,
+        "time_scale": req.emu.latency.time_scale,
+        "time": req.emu.clock(),
+    }
+
+
+@router.route("POST", "/_emulator/reset")
+def reset(req: Request) -> dict[str, Any]:
+    req.emu.reset()
+    return {}
+
+
+@router.route("GET", "/_emulator/faults")
+def list_faults(req: Request) -> dict[str, Any]:
+    return {"faults": req.emu.faults.list()}
+
+
+@router.route("POST", "/_emulator/faults")
+@_bad_input
+def add_fault(req: Request) -> dict[str, Any]:
+    return req.emu.faults.add(**req.json())
+
+
+@router.route("DELETE", "/_emulator/faults")
+def clear_faults(req: Request) -> dict[str, Any]:
+    req.emu.faults.clear()
+    return {}
+
+
+@router.route("DELETE", "/_emulator/faults/{rule_id}")
+@_bad_input
+def delete_fault(req: Request, rule_id: str) -> dict[str, Any]:
+    if not req.emu.faults.remove(int(rule_id)):
+        raise ApiError(404, f"no fault rule {rule_id}")
+    return {}
+
+
+@router.route("GET", "/_emulator/latency")
+def get_latency(req: Request) -> dict[str, Any]:
+    return req.emu.latency.get()
+
+
+@router.route("PUT", "/_emulator/latency")
+@_bad_input
+def put_latency(req: Request) -> dict[str, Any]:
+    body = req.json()
+    unknown = set(body) - {"time_scale", "request_delay", "durations"}
+    if unknown:
+        raise ValueError(f"unknown latency settings: {sorted(unknown)}")
+    return req.emu.latency.set(**body)
+
+
+@router.route("GET", "/_emulator/transcript")
+def get_transcript(req: Request) -> dict[str, Any]:
+    return {"entries": req.emu.transcript.entries()}
+
+
+@router.route("DELETE", "/_emulator/transcript")
+def clear_transcript(req: Request) -> dict[str, Any]:
+    req.emu.transcript.clear()
+    return {}
+
+
+@router.route("GET", "/_emulator/state")
+def state(req: Request) -> dict[str, Any]:
+    dump = req.emu.store.dump()
+    kind = req.arg("kind")
+    if kind is not None:
+        return {kind: dump.get(kind, {})}
+    return dump
+
+
+@router.route("GET", "/_emulator/outcomes")
+def list_outcomes(req: Request) -> dict[str, Any]:
+    return {"outcomes": req.emu.outcomes.list()}
+
+
+@router.route("POST", "/_emulator/outcomes")
+@_bad_input
+def add_outcome(req: Request) -> dict[str, Any]:
+    b = req.json()
+    return req.emu.outcomes.add(b["kind"], b["match"], b["message"], int(b.get("times", 1)))
+
+
+@router.route("DELETE", "/_emulator/outcomes")
+def clear_outcomes(req: Request) -> dict[str, Any]:
+    req.emu.outcomes.clear()
+    return {}

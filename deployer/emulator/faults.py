@@ -1,0 +1,140 @@
+"""Faults on demand: rules that make matching requests fail, slow down or lose their response.
+
+A rule::
+
+    {"method": "POST" | "*", "path": regex (re.search on the raw path, no query string),
+     "body_contains": str | None, "times": int | None, "until": epoch seconds | None,
+     "action": "error" | "delay" | "drop",
+     "code": 503, "status": "UNAVAILABLE", "message": "...", "reason": None, "retry_after": None,
+     "seconds": 0.0}
+
+- error: answer that error instead of handling the request (Retry-After header when given);
+- delay: sleep ``seconds`` (real time, not scaled), then handle;
+- drop: handle the request (its effect is applied), then close the connection without answering.
+
+``times`` counts down on each match and the rule vanishes at 0; a rule past ``until`` (on the
+emulator's clock) vanishes too. Rules match in insertion order; the first match wins. Rules live
+in the store, so every process on a state directory applies them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from .errors import STATUS_BY_CODE, ApiError
+
+if TYPE_CHECKING:
+    from .server import Emulator
+
+KIND = "_fault"
+ACTIONS = ("error", "delay", "drop")
+
+_DEFAULTS: dict[str, Any] = {
+    "method": "*",
+    "path": "",
+    "body_contains": None,
+    "times": None,
+    "until": None,
+    "action": "error",
+    "code": 503,
+    "status": None,
+    "message": None,
+    "reason": None,
+    "retry_after": None,
+    "seconds": 0.0,
+}
+
+
+def normalize(rule: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(rule) - set(_DEFAULTS) - {"id"}
+    if unknown:
+        raise ValueError(f"unknown fault rule fields: {sorted(unknown)}")
+    r = {**_DEFAULTS, **rule}
+    if r["action"] not in ACTIONS:
+        raise ValueError(f"action must be one of {ACTIONS}, not {r['action']!r}")
+    r["method"] = str(r["method"]).upper()
+    re.compile(r["path"])  # fail now on a bad regex
+    r["code"] = int(r["code"])
+    if r["status"] is None:
+        r["status"] = STATUS_BY_CODE.get(r["code"], "UNKNOWN")
+    if r["message"] is None:
+        r["message"] = _default_message(r["code"])
+    if r["times"] is not None:
+        r["times"] = int(r["times"])
+        if r["times"] <= 0:
+            raise ValueError("times must be positive")
+    r["seconds"] = float(r["seconds"] or 0.0)
+    return r
+
+
+def _default_message(code: int) -> str:
+    return {
+        429: "Quota exceeded.",
+        500: "Internal error encountered.",
+        502: "Bad Gateway",
+        503: "The service is currently unavailable.",
+        504: "Deadline exceeded.",
+    }.get(code, f"Injected fault {code}.")
+
+
+class Faults:
+    def __init__(self, emu: Emulator) -> None:
+        self.emu = emu
+
+    def add(self, **rule: Any) -> dict[str, Any]:
+        r = normalize(rule)
+        r["id"] = self.emu.store.next_id("fault")
+        self.emu.store.put(KIND, f"{r['id']:012d}", r)
+        return r
+
+    def list(self) -> list[dict[str, Any]]:
+        return [v for _, v in self.emu.store.list(KIND)]
+
+    def clear(self) -> None:
+        with self.emu.store.transaction():
+            for k, _ in self.emu.store.list(KIND):
+                self.emu.store.delete(KIND, k)
+
+    def remove(self, rule_id: int) -> bool:
+        return self.emu.store.delete(KIND, f"{int(rule_id):012d}")
+
+    def match(self, method: str, path: str, body: bytes) -> dict[str, Any] | None:
+        """The first rule matching this request (consuming one of its ``times``), or None."""
+        store = self.emu.store
+        if not store.list(KIND):
+            return None
+        text: str | None = None
+        with store.transaction():
+            now = self.emu.clock()
+            for key, r in store.list(KIND):
+                if r["until"] is not None and now > float(r["until"]):
+                    store.delete(KIND, key)
+                    continue
+                if r["method"] not in ("*", method.upper()):
+                    continue
+                if r["path"] and not re.search(r["path"], path):
+                    continue
+                if r["body_contains"]:
+                    if text is None:
+                        text = body.decode("utf-8", "replace")
+                    if r["body_contains"] not in text:
+                        continue
+                if r["times"] is not None:
+                    r["times"] -= 1
+                    if r["times"] <= 0:
+                        store.delete(KIND, key)
+                    else:
+                        store.put(KIND, key, r)
+                return r
+        return None
+
+
+def as_error(rule: dict[str, Any]) -> ApiError:
+    return ApiError(
+        rule["code"],
+        rule["message"],
+        status=rule["status"],
+        reason=rule["reason"],
+        retry_after=rule["retry_after"],
+    )

@@ -1,0 +1,178 @@
+"""Long-running operations, completed lazily and persistently.
+
+An API handler starts an operation with ``emu.ops.start(...)``; it is stored with the time it is
+due (``done_at`` = now + the latency model's duration for ``duration_kind``). Before every request
+the server calls ``emu.ops.advance()``, which runs, in ``done_at`` order and inside one store
+transaction, the registered *completer* of each due operation: the completer applies the effect to
+the store and returns the response resource (or raises ApiError to fail the operation). Because
+everything is in the store, an operation started by one process completes in whichever process
+next handles a request.
+
+API modules render the stored operation in their own API's JSON shape.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .errors import ApiError
+
+if TYPE_CHECKING:
+    from .server import Emulator
+
+Completer = Callable[["Emulator", dict[str, Any]], "dict[str, Any] | None"]
+
+_COMPLETERS: dict[str, Completer] = {}
+log = logging.getLogger(__name__)
+
+OP_KIND = "op"
+PENDING_KIND = "op.pending"
+
+
+def completer(name: str) -> Callable[[Completer], Completer]:
+    """Register ``fn(emu, op) -> response | None`` under ``name`` (module level, at import)."""
+
+    def deco(fn: Completer) -> Completer:
+        if name in _COMPLETERS and _COMPLETERS[name] is not fn:
+            qual = getattr(fn, "__qualname__", "")
+            old = getattr(_COMPLETERS[name], "__qualname__", "")
+            if qual != old:  # re-import of the same module (tests) is fine
+                raise ValueError(f"completer {name!r} registered twice")
+        _COMPLETERS[name] = fn
+        return fn
+
+    return deco
+
+
+def registered_completers() -> list[str]:
+    return sorted(_COMPLETERS)
+
+
+def _pending_key(done_at: float, op_id: str) -> str:
+    return f"{done_at:020.6f}|{op_id}"
+
+
+class Operations:
+    def __init__(self, emu: Emulator) -> None:
+        self.emu = emu
+
+    def start(
+        self,
+        *,
+        completer: str,
+        duration_kind: str,
+        target: str,
+        args: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        op_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Record a new operation due after the ``duration_kind`` latency; returns it."""
+        if completer not in _COMPLETERS:
+            raise KeyError(f"no completer registered as {completer!r}")
+        duration = self.emu.latency.duration(duration_kind)
+        now = self.emu.clock()
+        op_id = op_id or str(uuid.uuid4())
+        op: dict[str, Any] = {
+            "id": op_id,
+            "completer": completer,
+            "duration_kind": duration_kind,
+            "target": target,
+            "args": args,
+            "metadata": dict(metadata or {}),
+            "created": now,
+            "done_at": now + duration,
+            "done": False,
+            "response": None,
+            "error": None,
+        }
+        store = self.emu.store
+        with store.transaction():
+            if store.get(OP_KIND, op_id) is not None:
+                raise ApiError(409, f"operation {op_id} already exists")
+            store.put(OP_KIND, op_id, op)
+            store.put(PENDING_KIND, _pending_key(op["done_at"], op_id), {"id": op_id})
+        return op
+
+    def get(self, op_id: str) -> dict[str, Any] | None:
+        return self.emu.store.get(OP_KIND, op_id)
+
+    def put(self, op: dict[str, Any]) -> None:
+        """Save changes an API module made to an operation (e.g. its metadata)."""
+        self.emu.store.put(OP_KIND, op["id"], op)
+
+    def list(self, prefix: str = "") -> list[dict[str, Any]]:
+        """Operations whose target starts with ``prefix``, oldest first."""
+        ops = [v for _, v in self.emu.store.list(OP_KIND) if v["target"].startswith(prefix)]
+        return sorted(ops, key=lambda o: (o["created"], o["id"]))
+
+    def running(self, target_prefix: str) -> builtins.list[dict[str, Any]]:
+        """Not-yet-done operations on targets starting with ``target_prefix``."""
+        store = self.emu.store
+        out = []
+        for _, ref in store.list(PENDING_KIND):
+            op = store.get(OP_KIND, ref["id"])
+            if op and not op["done"] and op["target"].startswith(target_prefix):
+                out.append(op)
+        return out
+
+    def advance(self) -> None:
+        """Complete, in done_at order, every operation due by now."""
+        store = self.emu.store
+        now = self.emu.clock()
+        pending = store.list(PENDING_KIND)
+        if not pending or _due(pending[0][0]) > now:
+            return  # fast path: no transaction
+        with store.transaction():
+            # completers may start or complete operations; loop until nothing is due
+            while True:
+                now = self.emu.clock()
+                due = [(k, v) for k, v in store.list(PENDING_KIND) if _due(k) <= now]
+                if not due:
+                    return
+                for key, ref in due:
+                    store.delete(PENDING_KIND, key)
+                    op = store.get(OP_KIND, ref["id"])
+                    if op is None or op["done"]:
+                        continue
+                    self._complete(op)
+
+    def complete_now(self, op_id: str) -> dict[str, Any] | None:
+        """Complete one operation immediately whatever its done_at (for tests)."""
+        store = self.emu.store
+        with store.transaction():
+            op = store.get(OP_KIND, op_id)
+            if op is None or op["done"]:
+                return op
+            store.delete(PENDING_KIND, _pending_key(op["done_at"], op_id))
+            self._complete(op)
+            return store.get(OP_KIND, op_id)
+
+    def _complete(self, op: dict[str, Any]) -> None:
+        fn = _COMPLETERS.get(op["completer"])
+        store = self.emu.store
+        if fn is None:
+            op["error"] = ApiError(500, f"no completer {op['completer']!r}").op_error()
+        else:
+            # a savepoint so that a failing completer leaves no partial effect behind
+            try:
+                with store.savepoint():
+                    op["response"] = fn(self.emu, op)
+            except ApiError as exc:
+                op["error"] = exc.op_error()
+                op["response"] = None
+            except Exception:  # a bug in a completer: fail the operation, not every request
+                log.exception("completer %s failed on operation %s", op["completer"], op["id"])
+                op["error"] = ApiError(500, "Internal error encountered.").op_error()
+                op["response"] = None
+        op["done"] = True
+        op["completed"] = self.emu.clock()
+        # the completer may have updated op["metadata"] in place; persist everything
+        store.put(OP_KIND, op["id"], op)
+
+
+def _due(pending_key: str) -> float:
+    return float(pending_key.split("|", 1)[0])

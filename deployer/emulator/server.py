@@ -1,0 +1,330 @@
+"""The Emulator object and its HTTP server.
+
+``Emulator`` holds the state (store, clock, latency model, operations, faults, outcomes,
+transcript) and handles requests independently of HTTP (``emu.handle(...)``); ``serve(emu)``
+puts it on a port in a background thread; ``main_serve(...)`` is ``djdeploy emulator serve``.
+
+API modules register by being listed in :data:`API_MODULES`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from .errors import ApiError
+from .faults import Faults, as_error
+from .latency import Latency
+from .operations import Operations
+from .outcomes import Outcomes
+from .routing import Headers, Request, Response, Router, RouteTable
+from .store import Store
+from .transcript import Transcript
+
+log = logging.getLogger(__name__)
+
+#: The API modules (under deployer.emulator) whose module-level ``router`` is served.
+#: API engineers: add your module here, one per line, keep the trailing comma.
+API_MODULES: tuple[str, ...] = (
+    "serviceusage",
+    "resourcemanager",
+)
+
+ADMIN_PREFIX = "/_emulator/"
+JSON_CT = "application/json; charset=UTF-8"
+
+
+def load_routers(modules: tuple[str, ...] = API_MODULES) -> list[Router]:
+    routers = []
+    for name in modules:
+        mod = importlib.import_module(f"{__package__}.{name}")
+        routers.append(mod.router)
+    return routers
+
+
+@dataclass
+class Outcome:
+    """What ``Emulator.handle`` did: the response to send, or drop the connection."""
+
+    response: Response
+    dropped: bool = False
+
+
+class Emulator:
+    def __init__(
+        self,
+        *,
+        state_dir: Path | str | None = None,
+        time_scale: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        modules: tuple[str, ...] = API_MODULES,
+    ) -> None:
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.clock = clock
+        self.store = Store(self.state_dir)
+        self.latency = Latency(self.store, time_scale)
+        self.latency.init()
+        self.ops = Operations(self)
+        self.faults = Faults(self)
+        self.outcomes = Outcomes(self)
+        self.transcript = Transcript()
+        self.routes = RouteTable(load_routers(modules))
+        from . import admin  # late: admin imports this module's types
+
+        self.admin_routes = RouteTable([admin.router])
+        self.sleep: Callable[[float], None] = time.sleep
+
+    def reset(self) -> None:
+        """Forget everything: resources, operations, faults, outcomes, latency, transcript."""
+        self.store.reset()
+        self.latency.reset()
+        self.transcript.clear()
+
+    # -- request handling (HTTP-independent) ----------------------------------------------------
+
+    def handle(
+        self, method: str, path: str, query_string: str, headers: Headers, body: bytes
+    ) -> Outcome:
+        method = method.upper()
+        query = parse_qs(query_string, keep_blank_values=True) if query_string else {}
+        if path.startswith(ADMIN_PREFIX):
+            return Outcome(self._dispatch(self.admin_routes, method, path, query, headers, body))
+        delay = self.latency.request_delay
+        if delay > 0:
+            self.sleep(delay)
+        dropped = False
+        try:
+            self.ops.advance()
+            rule = self.faults.match(method, path, body)
+        except Exception:
+            print(f"emulator: {method} {path}: advancing operations failed:", file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
+            resp = _error_response(ApiError(500, "Internal error encountered."))
+        else:
+            if rule is not None and rule["action"] == "error":
+                resp = _error_response(as_error(rule))
+            else:
+                if rule is not None and rule["action"] == "delay":
+                    self.sleep(rule["seconds"])
+                dropped = rule is not None and rule["action"] == "drop"
+                resp = self._dispatch(self.routes, method, path, query, headers, body)
+        self.transcript.record(
+            method=method,
+            path=path,
+            query=query,
+            body=body,
+            status=None if dropped else resp.status,
+            response=None if dropped else resp.encoded(),
+            response_is_json=resp.content_type.startswith("application/json"),
+            dropped=dropped,
+        )
+        return Outcome(resp, dropped)
+
+    def _dispatch(
+        self,
+        table: RouteTable,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        headers: Headers,
+        body: bytes,
+    ) -> Response:
+        found = table.match(method, path)
+        if found is None:
+            return _error_response(
+                ApiError(404, f"The requested URL {path} was not found on this server.")
+            )
+        route, params = found
+        req = Request(method=method, path=path, query=query, headers=headers, body=body, emu=self)
+        try:
+            result = route.handler(req, **params)
+        except ApiError as exc:
+            return _error_response(exc)
+        except Exception:
+            print(f"emulator: {method} {path} failed:", file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
+            return _error_response(ApiError(500, "Internal error encountered."))
+        if isinstance(result, Response):
+            return result
+        if result is None:
+            return Response(200, {})
+        if isinstance(result, dict | list):
+            return Response(200, result)
+        print(f"emulator: {method} {path}: bad handler result {type(result)}", file=sys.stderr)
+        return _error_response(ApiError(500, "Internal error encountered."))
+
+
+def _error_response(exc: ApiError) -> Response:
+    return Response(exc.code, exc.body(), headers=exc.headers())
+
+
+# -- HTTP ----------------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while True:
+                line = self.rfile.readline()
+                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def _handle(self) -> None:
+        body = self._read_body()
+        path, _, qs = self.path.partition("?")
+        if path.startswith("http://") or path.startswith("https://"):  # absolute-form target
+            path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
+        outcome = self.server.emu.handle(
+            self.command, path, qs, Headers(self.headers.items()), body
+        )
+        if outcome.dropped:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        resp = outcome.response
+        payload = resp.encoded()
+        ctype = resp.content_type
+        if ctype == "application/json":
+            ctype = JSON_CT
+        lines = [f"HTTP/1.1 {resp.status} {_reason(resp.status)}"]
+        headers = {"Content-Type": ctype, **resp.headers, "Content-Length": str(len(payload))}
+        for k, v in headers.items():
+            lines.append(f"{k}: {v}")
+        if self.close_connection:
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if self.command == "HEAD":
+            payload = b""
+        self.wfile.write(head + payload)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
+
+
+def _reason(code: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "Unknown"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, addr: tuple[str, int], emu: Emulator) -> None:
+        self.emu = emu
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        super().__init__(addr, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._conns_lock:
+            self._conns.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._conns_lock:
+            self._conns.discard(request)
+        super().shutdown_request(request)
+
+    def close_all(self) -> None:
+        with self._conns_lock:
+            conns = list(self._conns)
+            self._conns.clear()
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+
+
+class RunningEmulator:
+    """An emulator serving on a port from a background thread."""
+
+    def __init__(self, emu: Emulator, server: _Server, thread: threading.Thread) -> None:
+        from .control import EmulatorControl
+
+        self.emu = emu
+        self._server = server
+        self._thread = thread
+        self.host = str(server.server_address[0])
+        self.port = int(server.server_address[1])
+        self.url = f"http://{self.host}:{self.port}"
+        self.control = EmulatorControl(self.url)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._server.close_all()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> RunningEmulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(emu: Emulator | None = None, host: str = "127.0.0.1", port: int = 0) -> RunningEmulator:
+    """Start serving ``emu`` (a new in-memory one if None) in a background thread."""
+    emu = emu if emu is not None else Emulator()
+    server = _Server((host, port), emu)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+    )
+    thread.name = f"djdeploy-emulator-{server.server_address[1]}"
+    thread.start()
+    return RunningEmulator(emu, server, thread)
+
+
+def main_serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    state_dir: Path | str | None = None,
+    time_scale: float = 1.0,
+) -> None:
+    """``djdeploy emulator serve``: serve in the foreground, print the URL, stop on Ctrl-C."""
+    emu = Emulator(state_dir=state_dir, time_scale=time_scale)
+    server = _Server((host, port), emu)
+    h, p = str(server.server_address[0]), server.server_address[1]
+    where = f"state in {emu.state_dir}" if emu.state_dir else "in-memory state"
+    print(f"djdeploy emulator listening on http://{h}:{p} ({where}, time scale {time_scale})")
+    sys.stdout.flush()
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        server.close_all()

@@ -1,0 +1,171 @@
+"""The emulator's state: JSON documents by (kind, key) in SQLite.
+
+One connection per Store, guarded by an RLock, so every server thread can use it. With a state
+directory the database is a WAL-mode file, and separate processes opening the same directory see
+the same cloud; :meth:`Store.transaction` takes SQLite's write lock (``BEGIN IMMEDIATE``) as well
+as the RLock, so a read-modify-write is serialized across threads and processes alike.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+DB_NAME = "emulator.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+class Store:
+    def __init__(self, state_dir: Path | str | None = None) -> None:
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        if self.state_dir is not None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            target = str(self.state_dir / DB_NAME)
+        else:
+            target = ":memory:"
+        self._lock = threading.RLock()
+        self._depth = 0  # transaction nesting of the thread holding _lock
+        self._db = sqlite3.connect(
+            target, check_same_thread=False, isolation_level=None, timeout=60.0
+        )
+        with self._lock:
+            self._db.execute("PRAGMA busy_timeout = 60000")
+            if self.state_dir is not None:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.executescript(_SCHEMA)
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Serialize a read-modify-write across threads and processes; re-entrant per thread."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._depth = 0
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._depth = 0
+                self._db.execute("COMMIT")
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a transaction: undo what the block wrote if it raises."""
+        with self.transaction():
+            name = f"sp{self._depth}"
+            self._db.execute(f"SAVEPOINT {name}")
+            try:
+                yield
+            except BaseException:
+                self._db.execute(f"ROLLBACK TO {name}")
+                self._db.execute(f"RELEASE {name}")
+                raise
+            self._db.execute(f"RELEASE {name}")
+
+    # -- documents ----------------------------------------------------------------------------
+
+    def get(self, kind: str, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT value FROM objects WHERE kind = ? AND key = ?", (kind, key)
+            ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, kind: str, key: str, value: dict[str, Any]) -> None:
+        data = json.dumps(value, separators=(",", ":"))
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO objects (kind, key, value) VALUES (?, ?, ?)",
+                (kind, key, data),
+            )
+
+    def delete(self, kind: str, key: str) -> bool:
+        with self._lock:
+            cur = self._db.execute("DELETE FROM objects WHERE kind = ? AND key = ?", (kind, key))
+            return cur.rowcount > 0
+
+    def list(self, kind: str, prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
+        """(key, value) pairs of ``kind`` whose key starts with ``prefix``, sorted by key."""
+        with self._lock:
+            if prefix:
+                # range scan on the primary key; the upper bound is prefix + the max code point
+                rows = self._db.execute(
+                    "SELECT key, value FROM objects WHERE kind = ? AND key >= ? AND key < ? "
+                    "ORDER BY key",
+                    (kind, prefix, prefix + "\U0010ffff"),
+                ).fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT key, value FROM objects WHERE kind = ? ORDER BY key", (kind,)
+                ).fetchall()
+        return [(k, json.loads(v)) for k, v in rows if k.startswith(prefix)]
+
+    def kinds(self) -> builtins.list[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT kind FROM objects ORDER BY kind").fetchall()
+        return [r[0] for r in rows]
+
+    # -- counters -----------------------------------------------------------------------------
+
+    def next_id(self, counter: str) -> int:
+        """1, 2, 3, ... per counter name; atomic across threads and processes."""
+        with self.transaction():
+            row = self._db.execute(
+                "SELECT value FROM counters WHERE name = ?", (counter,)
+            ).fetchone()
+            value = (row[0] if row else 0) + 1
+            self._db.execute(
+                "INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", (counter, value)
+            )
+        return int(value)
+
+    # -- whole state --------------------------------------------------------------------------
+
+    def dump(self) -> dict[str, dict[str, dict[str, Any]]]:
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT kind, key, value FROM objects ORDER BY kind, key"
+            ).fetchall()
+        for kind, key, value in rows:
+            out.setdefault(kind, {})[key] = json.loads(value)
+        return out
+
+    def reset(self) -> None:
+        with self.transaction():
+            self._db.execute("DELETE FROM objects")
+            self._db.execute("DELETE FROM counters")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
