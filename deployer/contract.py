@@ -18,8 +18,12 @@ class EnvVar:
 
 
 CONTRACT: tuple[EnvVar, ...] = (
-    EnvVar("DJANGO_SETTINGS_MODULE", False, "all",
-           "djdeploy_runtime.settings: imports the project's settings, then applies this env"),
+    EnvVar(
+        "DJANGO_SETTINGS_MODULE",
+        False,
+        "all",
+        "djdeploy_runtime.settings: imports the project's settings, then applies this env",
+    ),
     EnvVar("DJANGO_PROJECT_SETTINGS", False, "all", "the project's own settings module"),
     EnvVar("SECRET_KEY", True, "all", "Django SECRET_KEY"),
     EnvVar("DB_NAME", False, "all", "the tenant's database"),

@@ -50,8 +50,11 @@ class Options:
     @classmethod
     def scaled(cls, time_scale: float) -> Options:
         k = min(1.0, max(time_scale * 10, 0.005))
-        return cls(poll_initial=max(0.005, 1.0 * k), poll_max=max(0.05, 15.0 * k),
-                   step_timeout=max(30.0, 3600.0 * k))
+        return cls(
+            poll_initial=max(0.005, 1.0 * k),
+            poll_max=max(0.05, 15.0 * k),
+            step_timeout=max(30.0, 3600.0 * k),
+        )
 
 
 class Phase(enum.StrEnum):
@@ -177,8 +180,9 @@ class Engine:
                             pending.remove(step)
                             failed.add(step.name)
                             results[step.name].error = f"not run: {blocked[0]} failed"
-                            self._emit(step.name, Phase.SKIPPED, start,
-                                       message=results[step.name].error)
+                            self._emit(
+                                step.name, Phase.SKIPPED, start, message=results[step.name].error
+                            )
                         elif all(n in done for n in step.needs):
                             pending.remove(step)
                             running[pool.submit(self._run, step, results[step.name])] = step
@@ -242,8 +246,10 @@ class Engine:
             else:
                 settling += 1
             if self.clock.monotonic() > deadline:
-                raise Timeout(f"{step.name}: not done after {self.options.step_timeout:.0f} s "
-                              f"({change.reason}); run up again to keep waiting")
+                raise Timeout(
+                    f"{step.name}: not done after {self.options.step_timeout:.0f} s "
+                    f"({change.reason}); run up again to keep waiting"
+                )
             self.clock.sleep(delay)
             delay = min(delay * self.options.poll_factor, self.options.poll_max)
             change = self._diff(step)
@@ -273,12 +279,15 @@ class Engine:
         delay = self.options.poll_initial
         while step.observe(self.cloud) is not None:
             if self.clock.monotonic() > deadline:
-                raise Timeout(f"{step.name}: still there after "
-                              f"{self.options.step_timeout:.0f} s; run destroy again")
+                raise Timeout(
+                    f"{step.name}: still there after "
+                    f"{self.options.step_timeout:.0f} s; run destroy again"
+                )
             self._emit(step.name, Phase.WAIT, t0, message="waiting for deletion")
             self.clock.sleep(delay)
             delay = min(delay * self.options.poll_factor, self.options.poll_max)
 
-    def _emit(self, step: str, phase: Phase, t0: float, *, change: Change | None = None,
-              message: str = "") -> None:
+    def _emit(
+        self, step: str, phase: Phase, t0: float, *, change: Change | None = None, message: str = ""
+    ) -> None:
         self.on_event(Event(step, phase, self.clock.monotonic() - t0, change, message))

@@ -26,8 +26,15 @@ class CloudError(DeployError):
     `reason` the ErrorInfo / errors[].reason when the API gave one.
     """
 
-    def __init__(self, message: str, *, code: int = 0, status: str = "", reason: str = "",
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int = 0,
+        status: str = "",
+        reason: str = "",
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status

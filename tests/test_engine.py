@@ -11,8 +11,8 @@ import pytest
 
 from deployer.engine import Engine, Event, Options, Phase, order
 from deployer.errors import StepFailed
-from deployer.gcp.cloud import Cloud
 from deployer.gcp.clients import ClientFactory
+from deployer.gcp.cloud import Cloud
 from deployer.steps.base import Action, Change
 
 
@@ -76,9 +76,12 @@ class FakeStep:
 
 def engine(clock: FakeClock, events: list[Event] | None = None) -> Engine:
     cloud = Cloud("p", "europe-west1", ClientFactory(endpoint="http://127.0.0.1:1"))
-    return Engine(cloud, clock=clock, options=Options(poll_initial=1, poll_max=4,
-                                                       step_timeout=100),
-                  on_event=(events.append if events is not None else lambda e: None))
+    return Engine(
+        cloud,
+        clock=clock,
+        options=Options(poll_initial=1, poll_max=4, step_timeout=100),
+        on_event=(events.append if events is not None else lambda e: None),
+    )
 
 
 def test_order_puts_needs_first_and_refuses_cycles() -> None:
@@ -101,8 +104,11 @@ def test_up_creates_waits_and_a_second_up_applies_nothing() -> None:
 
 
 def test_failure_stops_dependents_but_not_independent_steps() -> None:
-    steps = [FakeStep("a", polls=1, fail_with="boom", fail_times=1), FakeStep("b", ("a",)),
-             FakeStep("c")]
+    steps = [
+        FakeStep("a", polls=1, fail_with="boom", fail_times=1),
+        FakeStep("b", ("a",)),
+        FakeStep("c"),
+    ]
     result = engine(FakeClock()).up(steps)
     errors = {r.step: r.error for r in result.results}
     assert errors["a"] == "a: boom"
@@ -128,8 +134,13 @@ def test_wait_past_the_deadline_is_a_timeout() -> None:
 def test_events_tell_observe_apply_wait_done() -> None:
     events: list[Event] = []
     engine(FakeClock(), events).up([FakeStep("a", polls=2)])
-    assert [e.phase for e in events] == [Phase.OBSERVE, Phase.APPLY, Phase.WAIT, Phase.WAIT,
-                                         Phase.DONE]
+    assert [e.phase for e in events] == [
+        Phase.OBSERVE,
+        Phase.APPLY,
+        Phase.WAIT,
+        Phase.WAIT,
+        Phase.DONE,
+    ]
 
 
 def test_destroy_goes_in_reverse_and_keeps_data() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 TIMEOUT = 60.0  # seconds per HTTP request
 
+
 @dataclass
 class ClientFactory:
     """Builds clients lazily and caches them: GAPIC clients per process (requests sessions are
@@ -55,9 +56,12 @@ class ClientFactory:
         if kind.startswith("run."):
             from google.cloud import run_v2
 
-            cls = {"run.services": run_v2.ServicesClient, "run.jobs": run_v2.JobsClient,
-                   "run.executions": run_v2.ExecutionsClient,
-                   "run.revisions": run_v2.RevisionsClient}[kind]
+            cls = {
+                "run.services": run_v2.ServicesClient,
+                "run.jobs": run_v2.JobsClient,
+                "run.executions": run_v2.ExecutionsClient,
+                "run.revisions": run_v2.RevisionsClient,
+            }[kind]
             return cls(**self.gapic_options())
         if kind == "secretmanager":
             from google.cloud import secretmanager
@@ -88,11 +92,19 @@ class ClientFactory:
             from googleapiclient import discovery
 
             http = google_auth_httplib2.AuthorizedHttp(
-                self.credentials, http=httplib2.Http(timeout=TIMEOUT))
+                self.credentials, http=httplib2.Http(timeout=TIMEOUT)
+            )
             opts: dict[str, Any] = {}
             if self.endpoint:
-                opts["api_endpoint"] = self.endpoint  # every discovery API we use has servicePath ""
+                opts["api_endpoint"] = (
+                    self.endpoint
+                )  # every discovery API we use has servicePath ""
             cache[(api, version)] = discovery.build(
-                api, version, http=http, static_discovery=True, cache_discovery=False,
-                client_options=opts or None)
+                api,
+                version,
+                http=http,
+                static_discovery=True,
+                cache_discovery=False,
+                client_options=opts or None,
+            )
         return cache[(api, version)]

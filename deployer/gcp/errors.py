@@ -26,8 +26,9 @@ _BY_CODE: dict[int, type[errors.CloudError]] = {
 }
 
 
-def _from_payload(code: int, payload: Any, fallback: str,
-                  retry_after: float | None) -> errors.CloudError:
+def _from_payload(
+    code: int, payload: Any, fallback: str, retry_after: float | None
+) -> errors.CloudError:
     err = payload.get("error", {}) if isinstance(payload, dict) else {}
     if not isinstance(err, dict):
         err = {"message": str(err)}
@@ -39,8 +40,13 @@ def _from_payload(code: int, payload: Any, fallback: str,
         reason = (err["errors"][0] or {}).get("reason", "")
     message = err.get("message") or fallback
     cls = _BY_CODE.get(code, errors.Transient if code >= 500 else errors.CloudError)
-    return cls(f"{message} (HTTP {code}{', ' + reason if reason else ''})", code=code,
-               status=err.get("status", ""), reason=reason, retry_after=retry_after)
+    return cls(
+        f"{message} (HTTP {code}{', ' + reason if reason else ''})",
+        code=code,
+        status=err.get("status", ""),
+        reason=reason,
+        retry_after=retry_after,
+    )
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -86,8 +92,7 @@ def map_error(exc: BaseException) -> BaseException:
             payload = json.loads(exc.content.decode("utf-8", "replace"))
         except ValueError:
             payload = {}
-        return _from_payload(exc.status_code, payload, str(exc.reason),
-                             _retry_after(exc.resp))
+        return _from_payload(exc.status_code, payload, str(exc.reason), _retry_after(exc.resp))
 
     if _is_connection_error(exc):
         return errors.Transient(f"connection failed: {type(exc).__name__}: {exc}")
@@ -100,8 +105,7 @@ def _is_connection_error(exc: BaseException) -> bool:
 
     import requests
 
-    if isinstance(exc, ConnectionError | socket.timeout | TimeoutError
-                  | http.client.HTTPException):
+    if isinstance(exc, ConnectionError | socket.timeout | TimeoutError | http.client.HTTPException):
         return True
     if isinstance(exc, requests.ConnectionError | requests.Timeout):
         return True

@@ -29,8 +29,11 @@ def _sql_busy(exc: BaseException) -> bool:
 
 def _concurrent_policy_change(exc: BaseException) -> bool:
     """IAM setIamPolicy 409 ABORTED, storage 412: redo the whole read-modify-write."""
-    return isinstance(exc, errors.Conflict) and exc.code in (409, 412) and (
-        exc.status in ("ABORTED", "FAILED_PRECONDITION") or exc.code == 412)
+    return (
+        isinstance(exc, errors.Conflict)
+        and exc.code in (409, 412)
+        and (exc.status in ("ABORTED", "FAILED_PRECONDITION") or exc.code == 412)
+    )
 
 
 RETRYABLE: tuple[Callable[[BaseException], bool], ...] = (_transient, _sql_busy)
@@ -44,8 +47,13 @@ def _wait(state: tenacity.RetryCallState) -> float:
     return min(0.5 * 2 ** (state.attempt_number - 1), 16.0)
 
 
-def call(fn: Callable[[], T], *, sleep: Callable[[float], None], attempts: int = 8,
-         retry_on: tuple[Callable[[BaseException], bool], ...] = RETRYABLE) -> T:
+def call(
+    fn: Callable[[], T],
+    *,
+    sleep: Callable[[float], None],
+    attempts: int = 8,
+    retry_on: tuple[Callable[[BaseException], bool], ...] = RETRYABLE,
+) -> T:
     """Run `fn`, mapping client errors to deployer.errors and retrying what `retry_on` names.
 
     A write may have been applied before a reset: callers make writes idempotent (create

@@ -1,0 +1,44 @@
+"""The steps, one module per resource, and the graph they form."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from deployer.config import Config
+    from deployer.steps.base import Step
+
+
+def build_steps(config: Config) -> list[Step]:
+    """Every step for `config`, in dependency order (the engine checks the graph)."""
+    from deployer.steps.apis import Apis
+    from deployer.steps.bucket import MediaBucket, SourcesBucket
+    from deployer.steps.iam import IamBuild, IamRuntime
+    from deployer.steps.image import Image
+    from deployer.steps.invoker import Invoker
+    from deployer.steps.jobs import DbInitJob, MigrateJob
+    from deployer.steps.registry import Registry
+    from deployer.steps.secrets import Secrets
+    from deployer.steps.service import Service
+    from deployer.steps.service_accounts import ServiceAccounts
+    from deployer.steps.sql import SqlDatabase, SqlInstance, SqlUser
+
+    image = Image(config)
+    return [
+        Apis(config),
+        ServiceAccounts(config),
+        Secrets(config),
+        SqlInstance(config),
+        SqlDatabase(config),
+        SqlUser(config),
+        MediaBucket(config),
+        SourcesBucket(config),
+        Registry(config),
+        IamBuild(config),
+        image,
+        IamRuntime(config),
+        DbInitJob(config, image=image.image),
+        MigrateJob(config, image=image.image),
+        Service(config, image=image.image),
+        Invoker(config),
+    ]

@@ -95,8 +95,9 @@ class Step(Protocol):
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change: ...
 
 
-def field_changes(desired: dict[str, Any], actual: dict[str, Any] | None,
-                  prefix: str = "") -> list[FieldChange]:
+def field_changes(
+    desired: dict[str, Any], actual: dict[str, Any] | None, prefix: str = ""
+) -> list[FieldChange]:
     """Compare only the fields we set: walk `desired`, report each leaf whose actual value
     differs. Server-filled fields absent from `desired` never show as drift."""
     actual = actual or {}

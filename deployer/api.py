@@ -1,0 +1,124 @@
+"""The Python API: the same operations as the CLI, for scripts and tests.
+
+    from deployer import Config, Target, up
+    result = up(Config(tenant="demo", project="my-proj"), target=Target(emulator=True))
+
+A Target says where API calls go: Google (default, Application Default Credentials), one HTTP
+endpoint (an emulator started with `djdeploy emulator serve`), or the built-in emulator, which
+runs in this process with its state in the user's data directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from deployer.config import Config
+from deployer.engine import Clock, Engine, OnEvent, Options, RealClock, RunResult
+from deployer.gcp.clients import ClientFactory
+from deployer.gcp.cloud import Cloud
+from deployer.steps import build_steps
+from deployer.steps.base import Change
+
+BUILTIN_TIME_SCALE = 0.01  # a fresh deploy on the built-in emulator takes seconds
+
+
+@dataclass(frozen=True)
+class Target:
+    endpoint: str | None = None
+    emulator: bool = False
+    state_dir: Path | None = None  # built-in emulator only; default: the user's data dir
+    time_scale: float | None = None  # how fast the emulator's clock runs (1.0 = real time)
+
+    @property
+    def scale(self) -> float:
+        if self.time_scale is not None:
+            return self.time_scale
+        return BUILTIN_TIME_SCALE if self.emulator else 1.0
+
+
+def default_state_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("djdeploy")) / "emulator"
+
+
+@contextlib.contextmanager
+def connect(project: str, region: str, target: Target) -> Iterator[Cloud]:
+    """A Cloud for `target`; starts (and stops) the built-in emulator when asked."""
+    if not target.emulator:
+        yield Cloud(project, region, ClientFactory(endpoint=target.endpoint, project=project))
+        return
+    from deployer.emulator.server import Emulator, serve
+
+    state_dir = target.state_dir or default_state_dir()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    running = serve(Emulator(state_dir=state_dir, time_scale=target.scale))
+    try:
+        yield Cloud(project, region, ClientFactory(endpoint=running.url, project=project))
+    finally:
+        running.stop()
+
+
+def _engine(cloud: Cloud, target: Target, on_event: OnEvent | None, clock: Clock | None) -> Engine:
+    engine = Engine(cloud, clock=clock or RealClock(), options=Options.scaled(target.scale))
+    if on_event is not None:
+        engine.on_event = on_event
+    return engine
+
+
+def up(
+    config: Config,
+    *,
+    target: Target | None = None,
+    on_event: OnEvent | None = None,
+    clock: Clock | None = None,
+) -> RunResult:
+    """Deploy: bring every step to its desired state. Safe to run again after any failure."""
+    target = target or Target()
+    steps = build_steps(config)
+    with connect(config.project, config.region, target) as cloud:
+        return _engine(cloud, target, on_event, clock).up(steps)
+
+
+def plan(config: Config, *, target: Target | None = None) -> list[Change]:
+    """What `up` would change, step by step. Read-only."""
+    target = target or Target()
+    steps = build_steps(config)
+    with connect(config.project, config.region, target) as cloud:
+        return _engine(cloud, target, None, None).plan(steps)
+
+
+status = plan  # the same observation; the CLI renders it as state rather than as a to-do list
+
+
+def destroy(
+    config: Config,
+    *,
+    delete_data: bool = False,
+    target: Target | None = None,
+    on_event: OnEvent | None = None,
+    clock: Clock | None = None,
+) -> list[Change]:
+    """Delete what `up` made, in reverse order. Data (database, media, secrets) is kept
+    unless delete_data."""
+    target = target or Target()
+    steps = build_steps(config)
+    with connect(config.project, config.region, target) as cloud:
+        return _engine(cloud, target, on_event, clock).destroy(steps, delete_data=delete_data)
+
+
+def tenants(project: str, region: str, *, target: Target | None = None) -> dict[str, list[str]]:
+    """Every tenant found in the project by its labels -> its resources ("kind name")."""
+    target = target or Target()
+    found: dict[str, list[str]] = {}
+    with connect(project, region, target) as cloud:
+        apis = (cloud.run, cloud.sql, cloud.secrets, cloud.storage, cloud.registry)
+        for api in apis:
+            for res in api.list_managed():
+                tenant = res["labels"].get("djdeploy-tenant")
+                if tenant:
+                    found.setdefault(tenant, []).append(f"{res['kind']} {res['name']}")
+    return found

@@ -1,0 +1,257 @@
+"""The djdeploy command: parse -> Config -> engine -> render; exit codes.
+
+Exit codes: 0 success (plan: nothing to change), 1 an error (one line, no traceback),
+2 plan found changes pending (or typer's own usage errors). Unexpected errors (bugs) show
+their traceback. google.* is imported only once a command really talks to an API.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from deployer import __version__
+from deployer.errors import ConfigError, DeployError
+
+app = typer.Typer(
+    help="Deploy a Django application to Google Cloud Run, Cloud SQL and Cloud Storage.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+emulator_app = typer.Typer(help="The built-in local Google Cloud emulator.", no_args_is_help=True)
+app.add_typer(emulator_app, name="emulator")
+
+out = Console()
+err = Console(stderr=True)
+
+
+@dataclass
+class Globals:
+    emulator: bool = False
+    endpoint: str | None = None
+    time_scale: float | None = None
+    verbose: bool = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"djdeploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    emulator: Annotated[
+        bool,
+        typer.Option(
+            "--emulator",
+            envvar="DJDEPLOY_EMULATOR",
+            help="Run every API call against the built-in local emulator.",
+        ),
+    ] = False,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DJDEPLOY_ENDPOINT",
+            help="Send every API call to this HTTP endpoint (djdeploy emulator serve).",
+        ),
+    ] = None,
+    time_scale: Annotated[
+        float | None, typer.Option(help="Emulator clock speed for waits (built-in default 0.01).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show every wait.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    ctx.obj = Globals(emulator=emulator, endpoint=endpoint, time_scale=time_scale, verbose=verbose)
+
+
+Tenant = Annotated[str | None, typer.Option(help="Tenant name, e.g. demo.")]
+Project = Annotated[str | None, typer.Option(help="Google Cloud project id.")]
+Region = Annotated[str | None, typer.Option(help="Cloud Run region, e.g. europe-west1.")]
+Source = Annotated[Path | None, typer.Option(help="Your Django project's directory.")]
+AppName = Annotated[str | None, typer.Option("--app", help="App name (default django).")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="Config file to read.")]
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _fail(exc: DeployError) -> typer.Exit:
+    err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+def _load(ctx: typer.Context, tenant: str | None, flags: dict[str, Any]) -> Any:
+    from deployer.config import load_config
+
+    g: Globals = ctx.obj
+    return load_config(
+        tenant=tenant, cwd=Path.cwd(), environ=os.environ, flags=flags, emulator=g.emulator
+    )
+
+
+def _target(ctx: typer.Context) -> Any:
+    from deployer.api import Target
+
+    g: Globals = ctx.obj
+    return Target(endpoint=g.endpoint, emulator=g.emulator, time_scale=g.time_scale)
+
+
+def _flags(
+    project: str | None,
+    region: str | None,
+    source: Path | None,
+    app_name: str | None,
+    config: Path | None,
+) -> dict[str, Any]:
+    return {
+        "project": project,
+        "region": region,
+        "source": source,
+        "app": app_name,
+        "config": config,
+    }
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    tenant: Tenant = None,
+    project: Project = None,
+    region: Region = None,
+    source: Source = None,
+    app_name: AppName = None,
+    config: ConfigFile = None,
+    json: Json = False,
+) -> None:
+    """Create or update everything the tenant needs; safe to run again after any failure."""
+    from deployer import api, render
+
+    try:
+        cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+        with render.Progress(quiet=json, verbose=ctx.obj.verbose) as progress:
+            result = api.up(cfg, target=_target(ctx), on_event=progress)
+    except DeployError as exc:
+        raise _fail(exc) from None
+    render.up_result(result, as_json=json, out=out)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command()
+def plan(
+    ctx: typer.Context,
+    tenant: Tenant = None,
+    project: Project = None,
+    region: Region = None,
+    source: Source = None,
+    app_name: AppName = None,
+    config: ConfigFile = None,
+    json: Json = False,
+) -> None:
+    """Show what `up` would change, field by field. Exit 0: nothing; 2: changes pending."""
+    from deployer import api, render
+    from deployer.steps.base import Action
+
+    try:
+        cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+        changes = api.plan(cfg, target=_target(ctx))
+    except DeployError as exc:
+        raise _fail(exc) from None
+    render.plan(changes, as_json=json, out=out)
+    raise typer.Exit(2 if any(c.action is not Action.NOOP for c in changes) else 0)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    tenant: Tenant = None,
+    project: Project = None,
+    region: Region = None,
+    source: Source = None,
+    app_name: AppName = None,
+    config: ConfigFile = None,
+    json: Json = False,
+) -> None:
+    """Live state, step by step. Without --tenant: every tenant found by its labels."""
+    from deployer import api, render
+
+    flags = _flags(project, region, source, app_name, config)
+    try:
+        if tenant is None and not os.environ.get("DJDEPLOY_TENANT"):
+            from deployer.config import load_project_and_region
+
+            proj, reg = load_project_and_region(
+                cwd=Path.cwd(), environ=os.environ, flags=flags, emulator=ctx.obj.emulator
+            )
+            render.tenants(api.tenants(proj, reg, target=_target(ctx)), as_json=json, out=out)
+            return
+        cfg = _load(ctx, tenant, flags)
+        changes = api.status(cfg, target=_target(ctx))
+    except DeployError as exc:
+        raise _fail(exc) from None
+    render.status(changes, tenant=cfg.tenant, as_json=json, out=out)
+
+
+@app.command()
+def destroy(
+    ctx: typer.Context,
+    tenant: Tenant = None,
+    project: Project = None,
+    region: Region = None,
+    source: Source = None,
+    app_name: AppName = None,
+    config: ConfigFile = None,
+    delete_data: Annotated[
+        bool, typer.Option("--delete-data", help="Also delete the database, media and secrets.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask to confirm.")] = False,
+    json: Json = False,
+) -> None:
+    """Delete the tenant's resources in reverse order; data is kept unless --delete-data."""
+    from deployer import api, render
+
+    try:
+        cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+        question = (
+            f"Delete tenant {cfg.tenant}'s database, media and secrets "
+            f"in project {cfg.project}? This cannot be undone."
+        )
+        if delete_data and not yes and not typer.confirm(question):
+            raise ConfigError("not confirmed: nothing was deleted")
+        with render.Progress(quiet=json, verbose=ctx.obj.verbose) as progress:
+            changes = api.destroy(
+                cfg, delete_data=delete_data, target=_target(ctx), on_event=progress
+            )
+    except DeployError as exc:
+        raise _fail(exc) from None
+    render.destroyed(changes, as_json=json, out=out)
+
+
+@emulator_app.command("serve")
+def emulator_serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free port).")] = 8089,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Where state persists (default: the user's data directory).")
+    ] = None,
+    time_scale: Annotated[
+        float,
+        typer.Option(
+            help="Latency model speed: 1.0 real durations, 0.001 a thousand times faster."
+        ),
+    ] = 1.0,
+) -> None:
+    """Serve the emulator on one port until Ctrl-C."""
+    from deployer.api import default_state_dir
+    from deployer.emulator.server import main_serve
+
+    main_serve(
+        host=host, port=port, state_dir=state_dir or default_state_dir(), time_scale=time_scale
+    )

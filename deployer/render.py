@@ -1,0 +1,226 @@
+"""The only module that prints: progress for up/destroy, plan and status tables, --json.
+
+Progress is a live rich table on a terminal and one plain line per event elsewhere (CI logs,
+pipes). Nothing here ever sees a secret value: Changes carry `Secret` objects whose str is ***.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Sequence
+from typing import IO, Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from deployer.engine import Event, Phase, RunResult
+from deployer.steps.base import Action, Change
+
+_STYLE = {
+    Action.NOOP: "green",
+    Action.CREATE: "cyan",
+    Action.UPDATE: "yellow",
+    Action.RUN: "cyan",
+    Action.WAIT: "blue",
+    Action.DELETE: "red",
+    Action.UNKNOWN: "magenta",
+}
+
+
+def _value(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def change_json(change: Change) -> dict[str, Any]:
+    return {
+        "step": change.step,
+        "resource": change.resource,
+        "action": change.action.value,
+        "reason": change.reason,
+        "fields": [{"path": f.path, "old": f.old, "new": f.new} for f in change.fields],
+        "failure": change.failure,
+        "info": dict(change.info),
+    }
+
+
+def dump_json(doc: Any, out: IO[str] | None = None) -> None:
+    print(json.dumps(doc, indent=2, default=str), file=out or sys.stdout)
+
+
+class Progress:
+    """Receives engine events (from worker threads) and shows them."""
+
+    def __init__(
+        self, *, console: Console | None = None, quiet: bool = False, verbose: bool = False
+    ) -> None:
+        self.console = console or Console(stderr=True)
+        self.quiet = quiet
+        self.verbose = verbose
+        self.live_mode = self.console.is_terminal and not quiet
+        self._rows: dict[str, tuple[str, str, float]] = {}
+        self._lock = threading.Lock()
+        self._live: Live | None = None
+
+    def __enter__(self) -> Progress:
+        if self.live_mode:
+            self._live = Live(self._table(), console=self.console, refresh_per_second=8)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.update(self._table())
+            self._live.__exit__(None, None, None)
+
+    def __call__(self, event: Event) -> None:
+        if self.quiet:
+            return
+        detail = event.message
+        if event.change is not None:
+            detail = f"{event.change.action.value}: {event.change.reason}"
+            if event.change.failure:
+                detail += f" ({event.change.failure})"
+        with self._lock:
+            self._rows[event.step] = (event.phase.value, detail, event.elapsed)
+            if self._live is not None:
+                self._live.update(self._table())
+            elif event.phase is not Phase.WAIT or self.verbose:
+                self.console.print(
+                    f"{event.step:<16} {event.phase.value:<8} {event.elapsed:6.1f}s  {detail}",
+                    markup=False,
+                    highlight=False,
+                )
+
+    def _table(self) -> Table:
+        table = Table(box=None, pad_edge=False)
+        for col in ("step", "state", "elapsed", "detail"):
+            table.add_column(col)
+        for step, (phase, detail, elapsed) in self._rows.items():
+            style = {"done": "green", "failed": "red", "skipped": "dim"}.get(phase, "cyan")
+            table.add_row(step, f"[{style}]{phase}[/]", f"{elapsed:.1f}s", detail)
+        return table
+
+
+def up_result(result: RunResult, *, as_json: bool, out: Console) -> None:
+    url = result.info("url")
+    if as_json:
+        dump_json(
+            {
+                "ok": result.ok,
+                "url": url,
+                "elapsed": round(result.elapsed, 3),
+                "steps": [
+                    {
+                        "step": r.step,
+                        "elapsed": round(r.elapsed, 3),
+                        "error": r.error,
+                        "first": change_json(r.first) if r.first else None,
+                        "last": change_json(r.last) if r.last else None,
+                    }
+                    for r in result.results
+                ],
+            }
+        )
+        return
+    changed = sum(1 for r in result.results if r.changed)
+    if result.ok:
+        out.print(
+            f"[green]done[/] in {result.elapsed:.1f}s: {changed} step(s) changed, "
+            f"{len(result.results) - changed} already right"
+        )
+        if url:
+            out.print(f"url: {url}", markup=False)
+    else:
+        for r in result.results:
+            if r.error:
+                out.print(f"[red]failed[/] {r.error}", highlight=False)
+        out.print("run `djdeploy up` again once the cause is fixed: it resumes where it stopped")
+
+
+def changes_table(changes: Sequence[Change], *, title: str) -> Table:
+    table = Table(title=title, box=None, pad_edge=False, title_justify="left")
+    for col in ("step", "resource", "action", "why"):
+        table.add_column(col)
+    for c in changes:
+        why = c.reason + (f" — {c.failure}" if c.failure else "")
+        table.add_row(c.step, c.resource, f"[{_STYLE[c.action]}]{c.action.value}[/]", why)
+        for f in c.fields:
+            table.add_row("", f"  {f.path}", "", f"{_value(f.old)} -> {_value(f.new)}")
+    return table
+
+
+def plan(changes: Sequence[Change], *, as_json: bool, out: Console) -> None:
+    pending = [c for c in changes if c.action is not Action.NOOP]
+    if as_json:
+        dump_json({"changes_pending": bool(pending), "steps": [change_json(c) for c in changes]})
+        return
+    out.print(changes_table(changes, title="plan"))
+    out.print(f"{len(pending)} step(s) would change" if pending else "nothing to change")
+
+
+def state_of(change: Change) -> str:
+    """status vocabulary: ok / missing / drift / failed / in-progress."""
+    if change.failure:
+        return "failed"
+    return {
+        Action.NOOP: "ok",
+        Action.CREATE: "missing",
+        Action.WAIT: "in-progress",
+        Action.RUN: "pending-run",
+        Action.UNKNOWN: "unknown",
+    }.get(change.action, "drift")
+
+
+def status(changes: Sequence[Change], *, tenant: str, as_json: bool, out: Console) -> None:
+    info: dict[str, str] = {}
+    for c in changes:
+        info.update(c.info)
+    if as_json:
+        dump_json(
+            {
+                "tenant": tenant,
+                "info": info,
+                "steps": [{**change_json(c), "state": state_of(c)} for c in changes],
+            }
+        )
+        return
+    table = Table(title=f"tenant {tenant}", box=None, pad_edge=False, title_justify="left")
+    for col in ("step", "state", "resource", "detail"):
+        table.add_column(col)
+    colour = {"ok": "green", "missing": "yellow", "drift": "yellow", "failed": "red"}
+    for c in changes:
+        state = state_of(c)
+        detail = c.failure or c.reason
+        if c.fields:
+            detail += ": " + ", ".join(f.path for f in c.fields)
+        table.add_row(c.step, f"[{colour.get(state, 'cyan')}]{state}[/]", c.resource, detail)
+    out.print(table)
+    for key, value in info.items():
+        out.print(f"{key}: {value}", markup=False, highlight=False)
+
+
+def tenants(found: dict[str, list[str]], *, as_json: bool, out: Console) -> None:
+    if as_json:
+        dump_json({"tenants": found})
+        return
+    if not found:
+        out.print("no djdeploy tenants found in this project")
+    for tenant, resources in sorted(found.items()):
+        out.print(f"{tenant}: {', '.join(sorted(resources))}", markup=False, highlight=False)
+
+
+def destroyed(changes: Sequence[Change], *, as_json: bool, out: Console) -> None:
+    if as_json:
+        dump_json({"steps": [change_json(c) for c in changes]})
+        return
+    out.print(changes_table(changes, title="destroy"))
+    kept = [c for c in changes if c.action is Action.NOOP and c.reason.startswith("kept")]
+    if kept:
+        out.print(
+            "kept (run with --delete-data to delete): " + ", ".join(c.resource for c in kept),
+            markup=False,
+        )

@@ -1,0 +1,77 @@
+"""Bad input: one clear line, a non-zero exit, no traceback, no API call, no google import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from deployer.cli import app
+
+PROBE = """
+import sys
+from typer.testing import CliRunner
+from deployer.cli import app
+result = CliRunner().invoke(app, sys.argv[1:])
+print("EXIT", result.exit_code)
+print("GOOGLE", sorted(m for m in sys.modules if m.split(".")[0] in ("google", "googleapiclient")))
+"""
+
+
+def run_probe(*args: str, cwd: Path) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(cwd)},
+    )
+    return proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["up", "--help"], ["--version"], ["up", "--tenant", "Demo_1", "--emulator"]],
+)
+def test_help_version_and_config_errors_import_no_google(args: list[str], tmp_path: Path) -> None:
+    if "--emulator" in args:
+        args = ["--emulator", *[a for a in args if a != "--emulator"]]
+    output = run_probe(*args, cwd=tmp_path)
+    assert "GOOGLE []" in output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["up", "--tenant", "Demo_1"], 'tenant "Demo_1" is invalid'),
+        (["up", "--tenant", "demo", "--region", "mars-1"], "mars-1"),
+        (["plan", "--tenant", "demo", "--region", "mars-1"], "mars-1"),
+        (["destroy", "--tenant", "demo", "--project", "X"], "project"),
+        (["up"], "no tenant"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_1(
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for var in ("GOOGLE_CLOUD_PROJECT", "DJDEPLOY_TENANT", "CLOUDSDK_CORE_PROJECT"):
+        monkeypatch.delenv(var, raising=False)
+    result = CliRunner().invoke(app, ["--emulator", *args])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert message in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_source_without_manage_py(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "proj").mkdir()
+    result = CliRunner().invoke(app, ["--emulator", "up", "--tenant", "demo", "--source", "proj"])
+    assert result.exit_code == 1
+    assert "manage.py" in result.output
