@@ -40,6 +40,13 @@ log = logging.getLogger(__name__)
 API_MODULES: tuple[str, ...] = (
     "serviceusage",
     "resourcemanager",
+    "run",
+    "sqladmin",
+    "secretmanager",
+    "storage",
+    "iam",
+    "cloudbuild",
+    "artifactregistry",
 )
 
 ADMIN_PREFIX = "/_emulator/"
