@@ -2,7 +2,9 @@
 
 RequestContextMiddleware (first): answers the health checks without touching the project's URLs,
 ALLOWED_HOSTS or the HTTPS redirect (Cloud Run probes come over plain HTTP with the instance's
-address as Host), and binds the request's trace to the log records written while handling it.
+address as Host), and binds the request's trace to the log records written while handling it:
+from request_started to request_finished, so Django's own "Not Found"/"Internal Server Error"
+records, written after the middleware chain returns, carry it too.
 
 MediaMiddleware (after whitenoise): serves MEDIA_URL from MEDIA_ROOT (the GCS FUSE mount) when
 the default storage is the local file system, since nothing else would on Cloud Run.
@@ -16,6 +18,7 @@ from urllib.parse import urlparse
 
 from django.conf import settings
 from django.core.exceptions import MiddlewareNotUsed
+from django.core.signals import request_finished, request_started
 from django.db import connections
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.static import serve
@@ -44,20 +47,26 @@ def database_ready() -> tuple[bool, str]:
     return True, "ok"
 
 
+def bind_trace(sender: object, environ: dict[str, str] | None = None, **kwargs: object) -> None:
+    current_trace.set(parse_trace_header((environ or {}).get(TRACE_HEADER)))
+
+
+def unbind_trace(sender: object, **kwargs: object) -> None:
+    current_trace.set(None)
+
+
 class RequestContextMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+        request_started.connect(bind_trace, dispatch_uid="djdeploy_bind_trace")
+        request_finished.connect(unbind_trace, dispatch_uid="djdeploy_unbind_trace")
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path_info
         if path in LIVENESS_PATHS or path in READINESS_PATHS:
             ready = path in READINESS_PATHS or request.GET.get("ready", "") not in ("", "0")
             return self.health(ready)
-        token = current_trace.set(parse_trace_header(request.META.get(TRACE_HEADER)))
-        try:
-            return self.get_response(request)
-        finally:
-            current_trace.reset(token)
+        return self.get_response(request)
 
     @staticmethod
     def health(ready: bool) -> HttpResponse:
