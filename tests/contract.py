@@ -1,0 +1,330 @@
+"""The discovery-document contract: request and response bodies checked against Google's own
+discovery documents (shipped in google-api-python-client).
+
+    check_exchange(api, version, method, path, request, response, status=None) -> [problems]
+    check_transcript(entries) -> [problems]          # emulator transcript entries
+
+The API is found from the URL by :data:`PREFIXES` (``api=None``), the discovery method by HTTP
+method + flatPath/path template, then the bodies are checked recursively: unknown fields,
+type mismatches (string / integer / number / boolean / object / array / $ref /
+additionalProperties), enums (names or ints), int64 as JSON strings (ints accepted), ``Any``
+(``"type": "any"``) accepted. Error responses (status >= 400, or a body that is only
+``{"error": ...}``) are checked against Google's error shape instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import googleapiclient
+
+DOCS_DIR = Path(googleapiclient.__file__).parent / "discovery_cache" / "documents"
+
+#: URL prefix (regex on the path) -> candidate (api, version)s, tried in order until one has a
+#: method matching the path.
+PREFIXES: list[tuple[str, list[tuple[str, str]]]] = [
+    (r"^/v2/projects/[^/]+/locations/", [("run", "v2")]),
+    (r"^/v1/projects/[^/]+/(locations/[^/]+/)?secrets", [("secretmanager", "v1")]),
+    (r"^/v1/projects/[^/]+/(instances|operations|tiers|flags)", [("sqladmin", "v1")]),
+    (r"^/(upload/)?storage/v1/", [("storage", "v1")]),
+    (r"^/v1/projects/[^/]+/(locations/[^/]+/)?builds", [("cloudbuild", "v1")]),
+    (r"^/v1/operations/build/", [("cloudbuild", "v1")]),
+    (r"^/v1/projects/[^/]+/locations/[^/]+/repositories", [("artifactregistry", "v1")]),
+    (
+        r"^/v1/projects/[^/]+/locations/[^/]+/operations",
+        [("artifactregistry", "v1"), ("cloudbuild", "v1")],
+    ),
+    (r"^/v1/projects/[^/]+/serviceAccounts", [("iam", "v1")]),
+    (r"^/v3/projects", [("cloudresourcemanager", "v3")]),
+    (r"^/v1/projects/[^/]+/services", [("serviceusage", "v1")]),
+    (r"^/v1/operations", [("serviceusage", "v1")]),
+]
+
+_VAR = re.compile(r"\{(\+?)([^}]+)\}")
+_INT64 = re.compile(r"^-?\d+$")
+_STD_ERROR_KEYS = {"code", "message", "status", "details", "errors"}
+_LEGACY_ERROR_ITEM_KEYS = {
+    "message",
+    "domain",
+    "reason",
+    "location",
+    "locationType",
+    "extendedHelp",
+    "sendReport",
+    "debugInfo",
+}
+
+
+@functools.cache
+def load_doc(api: str, version: str) -> dict[str, Any]:
+    return json.loads((DOCS_DIR / f"{api}.{version}.json").read_text())
+
+
+def _template_regex(template: str) -> tuple[re.Pattern[str], int]:
+    out, pos, literal = [], 0, 0
+    for m in _VAR.finditer(template):
+        lit = template[pos : m.start()]
+        out.append(re.escape(lit))
+        literal += len(lit)
+        out.append(".+" if m.group(1) else "[^/]+")
+        pos = m.end()
+    out.append(re.escape(template[pos:]))
+    literal += len(template) - pos
+    return re.compile("^" + "".join(out) + "$"), literal
+
+
+@functools.cache
+def _methods(api: str, version: str) -> list[tuple[str, re.Pattern[str], int, str, str]]:
+    """(httpMethod, regex, literal length, method id, kind) for every method of the API."""
+    doc = load_doc(api, version)
+    base = "/" + doc.get("servicePath", "")
+    out = []
+
+    def walk(resources: dict[str, Any]) -> None:
+        for res in resources.values():
+            for m in res.get("methods", {}).values():
+                for key in ("flatPath", "path"):
+                    if key in m:
+                        tpl = m[key]
+                        full = tpl if tpl.startswith("/") else base + tpl
+                        rx, lit = _template_regex(full)
+                        out.append((m["httpMethod"], rx, lit, m["id"], "json"))
+                for proto in (m.get("mediaUpload") or {}).get("protocols", {}).values():
+                    rx, lit = _template_regex(proto["path"])
+                    out.append((m["httpMethod"], rx, lit, m["id"], "upload"))
+            walk(res.get("resources", {}))
+
+    walk(doc.get("resources", {}))
+    return out
+
+
+@functools.cache
+def _method_by_id(api: str, version: str) -> dict[str, dict[str, Any]]:
+    doc = load_doc(api, version)
+    out: dict[str, dict[str, Any]] = {}
+
+    def walk(resources: dict[str, Any]) -> None:
+        for res in resources.values():
+            for m in res.get("methods", {}).values():
+                out[m["id"]] = m
+            walk(res.get("resources", {}))
+
+    walk(doc.get("resources", {}))
+    return out
+
+
+def find_method(
+    api: str, version: str, method: str, path: str
+) -> tuple[dict[str, Any], str] | None:
+    """The discovery method (and "json" or "upload") for an HTTP method + raw URL path."""
+    best = None
+    for http_method, rx, lit, mid, kind in _methods(api, version):
+        matches = http_method == method.upper() and rx.match(path)
+        if matches and (best is None or lit > best[0]):
+            best = (lit, mid, kind)
+    if best is None:
+        return None
+    return _method_by_id(api, version)[best[1]], best[2]
+
+
+def resolve_api(method: str, path: str) -> tuple[str, str] | None:
+    for prefix, candidates in PREFIXES:
+        if re.search(prefix, path):
+            for api, version in candidates:
+                if find_method(api, version, method, path):
+                    return api, version
+    return None
+
+
+# -- schema checking -----------------------------------------------------------------------------
+
+
+def check_value(
+    doc: dict[str, Any], value: Any, schema: dict[str, Any], where: str, *, response: bool
+) -> list[str]:
+    if "$ref" in schema:
+        ref = schema["$ref"]
+        target = doc["schemas"].get(ref)
+        if target is None:
+            return [f"{where}: schema {ref} not in the discovery document"]
+        return check_value(doc, value, target, where, response=response)
+    typ = schema.get("type")
+    if typ == "any" or (typ is None and not schema.get("properties")):
+        return []
+    if value is None:
+        return [f"{where}: null"] if response else []
+    fmt = schema.get("format")
+    if typ == "string":
+        if fmt in ("int64", "uint64"):
+            if isinstance(value, bool) or not (
+                isinstance(value, int) or (isinstance(value, str) and _INT64.match(value))
+            ):
+                return [f"{where}: expected an int64 (string of digits), got {value!r}"]
+            return []
+        if "enum" in schema:
+            if isinstance(value, bool):
+                return [f"{where}: expected an enum, got {value!r}"]
+            if isinstance(value, int):
+                if not 0 <= value < len(schema["enum"]):
+                    return [f"{where}: enum number {value} out of range"]
+                return []
+            if value not in schema["enum"]:
+                return [f"{where}: {value!r} is not one of {schema['enum']}"]
+            return []
+        if not isinstance(value, str):
+            return [f"{where}: expected a string, got {type(value).__name__} {value!r}"]
+        return []
+    if typ == "integer":
+        if isinstance(value, bool) or not (
+            isinstance(value, int) or (isinstance(value, str) and _INT64.match(value))
+        ):
+            return [f"{where}: expected an integer, got {value!r}"]
+        return []
+    if typ == "number":
+        special = isinstance(value, str) and value in ("NaN", "Infinity", "-Infinity")
+        if (isinstance(value, bool) or not isinstance(value, int | float)) and not special:
+            return [f"{where}: expected a number, got {value!r}"]
+        return []
+    if typ == "boolean":
+        if not isinstance(value, bool):
+            return [f"{where}: expected a boolean, got {value!r}"]
+        return []
+    if typ == "array":
+        if not isinstance(value, list):
+            return [f"{where}: expected an array, got {type(value).__name__}"]
+        problems: list[str] = []
+        for i, item in enumerate(value):
+            problems += check_value(
+                doc, item, schema.get("items", {}), f"{where}[{i}]", response=response
+            )
+        return problems
+    if typ == "object":
+        if not isinstance(value, dict):
+            return [f"{where}: expected an object, got {type(value).__name__}"]
+        props = schema.get("properties")
+        addl = schema.get("additionalProperties")
+        problems = []
+        for k, v in value.items():
+            sub = f"{where}.{k}" if where else k
+            if props is not None and k in props:
+                problems += check_value(doc, v, props[k], sub, response=response)
+            elif addl is not None:
+                problems += check_value(doc, v, addl, sub, response=response)
+            else:
+                problems.append(f"{sub}: unknown field")
+        return problems
+    return [f"{where}: unsupported schema type {typ!r}"]
+
+
+def check_error(body: Any) -> list[str]:
+    """Google's JSON error shape."""
+    if not isinstance(body, dict) or set(body) != {"error"}:
+        return [f"error body must be {{'error': {{...}}}}, got {body!r}"]
+    err = body["error"]
+    problems = []
+    if not isinstance(err, dict):
+        return ["error: not an object"]
+    for k in set(err) - _STD_ERROR_KEYS:
+        problems.append(f"error.{k}: unknown field")
+    if not isinstance(err.get("code"), int):
+        problems.append("error.code: missing or not an integer")
+    if not isinstance(err.get("message"), str):
+        problems.append("error.message: missing or not a string")
+    if "status" in err and not isinstance(err["status"], str):
+        problems.append("error.status: not a string")
+    for i, d in enumerate(err.get("details", [])):
+        if not isinstance(d, dict) or not isinstance(d.get("@type"), str):
+            problems.append(f"error.details[{i}]: needs an @type")
+        elif d["@type"] == "type.googleapis.com/google.rpc.ErrorInfo":
+            extra = set(d) - {"@type", "reason", "domain", "metadata"}
+            if extra:
+                problems.append(f"error.details[{i}]: unknown ErrorInfo fields {sorted(extra)}")
+    for i, e in enumerate(err.get("errors", [])):
+        if not isinstance(e, dict):
+            problems.append(f"error.errors[{i}]: not an object")
+            continue
+        extra = set(e) - _LEGACY_ERROR_ITEM_KEYS
+        if extra:
+            problems.append(f"error.errors[{i}]: unknown fields {sorted(extra)}")
+    return problems
+
+
+def check_exchange(
+    api: str | None,
+    version: str | None,
+    method: str,
+    path: str,
+    request: dict[str, Any] | None,
+    response: dict[str, Any] | None,
+    *,
+    status: int | None = None,
+) -> list[str]:
+    """Problems with one request/response pair (empty list: it conforms)."""
+    where = f"{method} {path}"
+    if api is None or version is None:
+        found_api = resolve_api(method, path)
+        if found_api is None:
+            return [f"{where}: no discovery method matches (PREFIXES table)"]
+        api, version = found_api
+    found = find_method(api, version, method, path)
+    if found is None:
+        return [f"{where}: no method of {api} {version} matches"]
+    m, kind = found
+    doc = load_doc(api, version)
+    problems: list[str] = []
+    is_json_body = isinstance(request, dict) and set(request) != {"_bytes"}
+    if kind == "json" and is_json_body:
+        req_schema = m.get("request")
+        if req_schema is None:
+            if request:
+                problems.append(f"{where}: {m['id']} takes no request body")
+        else:
+            problems += [
+                f"{where} request {p}"
+                for p in check_value(doc, request, req_schema, "", response=False)
+            ]
+    is_error = (status is not None and status >= 400) or (
+        isinstance(response, dict) and set(response) == {"error"}
+    )
+    if is_error:
+        problems += [f"{where} error {p}" for p in check_error(response)]
+    elif isinstance(response, dict) and set(response) != {"_bytes"}:
+        resp_schema = m.get("response")
+        if resp_schema is None:
+            if response:
+                problems.append(f"{where}: {m['id']} returns no body, got {response!r}")
+        else:
+            problems += [
+                f"{where} response {p}"
+                for p in check_value(doc, response, resp_schema, "", response=True)
+            ]
+    return problems
+
+
+def check_transcript(entries: list[dict[str, Any]]) -> list[str]:
+    """Problems over emulator transcript entries (dropped requests are skipped)."""
+    problems: list[str] = []
+    for e in entries:
+        if e.get("dropped"):
+            continue
+        query = e.get("query") or {}
+        response = e.get("response")
+        if "media" in query.get("alt", []):
+            response = None
+        problems += [
+            f"#{e['seq']} {p}"
+            for p in check_exchange(
+                None,
+                None,
+                e["method"],
+                e["path"],
+                e.get("body"),
+                response,
+                status=e.get("status"),
+            )
+        ]
+    return problems

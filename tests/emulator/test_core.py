@@ -1,0 +1,793 @@
+"""The emulator core: routing, errors, store, operations, latency, faults, outcomes, transcript,
+policies, projects, admin API, concurrency."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deployer.emulator import ApiError, Emulator, Router, policies, serve
+from deployer.emulator.control import EmulatorControlError
+from deployer.emulator.operations import completer
+from deployer.emulator.projects import (
+    check_location,
+    ensure_project,
+    project_number,
+    valid_project_id,
+)
+from deployer.emulator.routing import Headers, RouteTable, compile_template
+from deployer.emulator.store import Store
+from deployer.emulator.testing import discovery_client, gapic_options
+from deployer.emulator.transcript import redact
+
+
+class FakeClock:
+    def __init__(self, t: float = 1_700_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, dt: float) -> None:
+        self.t += dt
+
+
+def raw(url: str, method: str, path: str, body: Any = None) -> tuple[int, dict[str, str], Any]:
+    """One request over http.client: (status, headers, parsed JSON body)."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    data = json.dumps(body).encode() if body is not None else None
+    conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    payload = resp.read()
+    conn.close()
+    return resp.status, dict(resp.getheaders()), json.loads(payload) if payload else None
+
+
+def call(emu: Emulator, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """One request straight into emu.handle (no HTTP)."""
+    p, _, qs = path.partition("?")
+    data = json.dumps(body).encode() if body is not None else b""
+    out = emu.handle(method, p, qs, Headers({}), data)
+    r = out.response
+    return r.status, json.loads(r.encoded()) if r.encoded() else None
+
+
+# -- routing ---------------------------------------------------------------------------------
+
+
+def test_route_templates():
+    rx, rest, _ = compile_template("/v2/projects/{project}/locations/{location}/services/{service}")
+    m = rx.match("/v2/projects/p/locations/l/services/s")
+    assert m and m.groupdict() == {"project": "p", "location": "l", "service": "s"}
+    assert rest == 0
+    assert not rx.match("/v2/projects/p/locations/l/services/s/x")
+    assert not rx.match("/v2/projects/p/locations/l/services/s:run")
+
+    rx, rest, _ = compile_template("/v1/{name=**}")
+    assert rest == 1
+    assert rx.match("/v1/a/b/c").group("name") == "a/b/c"
+
+    rx, _, _ = compile_template("/v1/projects/{project}/services/{service}:enable")
+    assert rx.match("/v1/projects/p/services/run.googleapis.com:enable").group("service") == (
+        "run.googleapis.com"
+    )
+    assert not rx.match("/v1/projects/p/services/run.googleapis.com")
+
+
+def test_route_table_prefers_specific_and_decodes():
+    r = Router()
+
+    @r.route("GET", "/storage/v1/b/{bucket}/o/{obj}")
+    def get_obj(req, bucket, obj):
+        return {"which": "obj", "bucket": bucket, "obj": obj}
+
+    @r.route("GET", "/storage/v1/b/{bucket}/o/{obj}/acl")
+    def acl(req, bucket, obj):
+        return {"which": "acl"}
+
+    @r.route("GET", "/storage/v1/{rest=**}")
+    def catch_all(req, rest):
+        return {"which": "rest", "rest": rest}
+
+    table = RouteTable([r])
+    route, params = table.match("GET", "/storage/v1/b/bk/o/a%2Fb%3Ac.txt")
+    assert route.handler is get_obj and params == {"bucket": "bk", "obj": "a/b:c.txt"}
+    route, _ = table.match("GET", "/storage/v1/b/bk/o/x/acl")
+    assert route.handler is acl
+    route, params = table.match("GET", "/storage/v1/b/bk/o/x/y/z")
+    assert route.handler is catch_all and params["rest"] == "b/bk/o/x/y/z"
+    assert table.match("POST", "/storage/v1/b/bk/o/x") is None
+
+    with pytest.raises(ValueError, match="twice"):
+        RouteTable([r, r])
+
+
+def test_request_json_and_args(emulator):
+    r = Router()
+
+    @r.route("POST", "/v1/echo/{thing}")
+    def echo(req, thing):
+        return {"thing": thing, "body": req.json(), "q": req.arg("q"), "h": req.headers["X-Y"]}
+
+    emu = emulator.emu
+    old = emu.routes
+    emu.routes = RouteTable([r])
+    try:
+        out = emu.handle("POST", "/v1/echo/t", "q=1&q=2", Headers({"x-y": "z"}), b'{"a": 1}')
+        assert json.loads(out.response.encoded()) == {
+            "thing": "t",
+            "body": {"a": 1},
+            "q": "1",
+            "h": "z",
+        }
+        out = emu.handle("POST", "/v1/echo/t", "", Headers({"X-Y": "z"}), b"")
+        assert json.loads(out.response.encoded())["body"] == {}
+        out = emu.handle("POST", "/v1/echo/t", "", Headers({"X-Y": "z"}), b"{nope")
+        assert out.response.status == 400
+        assert json.loads(out.response.encoded())["error"]["status"] == "INVALID_ARGUMENT"
+    finally:
+        emu.routes = old
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+def test_error_body_shapes():
+    e = ApiError(409, "busy", reason="operationInProgress", legacy=True, retry_after=2.4)
+    assert e.body() == {
+        "error": {
+            "code": 409,
+            "message": "busy",
+            "errors": [{"message": "busy", "domain": "global", "reason": "operationInProgress"}],
+            "status": "ALREADY_EXISTS",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "operationInProgress",
+                    "domain": "googleapis.com",
+                    "metadata": {},
+                }
+            ],
+        }
+    }
+    assert e.headers() == {"Retry-After": "2"}
+    assert ApiError(404, "x").body() == {
+        "error": {"code": 404, "message": "x", "status": "NOT_FOUND"}
+    }
+    assert ApiError(409, "x", status="ABORTED").status == "ABORTED"
+    for code, status in [
+        (400, "INVALID_ARGUMENT"),
+        (403, "PERMISSION_DENIED"),
+        (412, "FAILED_PRECONDITION"),
+        (429, "RESOURCE_EXHAUSTED"),
+        (500, "INTERNAL"),
+        (503, "UNAVAILABLE"),
+        (401, "UNAUTHENTICATED"),
+    ]:
+        assert ApiError(code, "m").status == status
+    legacy = ApiError(404, "gone", legacy=True).body()["error"]["errors"][0]
+    assert legacy["reason"] == "notFound"
+
+
+def test_unknown_route_is_google_404_through_discovery_client(emulator):
+    from googleapiclient.errors import HttpError
+
+    sql = discovery_client(emulator.url, "sqladmin", "v1")
+    with pytest.raises(HttpError) as ei:
+        sql.instances().get(project="my-proj", instance="nope").execute()
+    assert ei.value.resp.status == 404
+    body = json.loads(ei.value.content)
+    assert body["error"]["status"] == "NOT_FOUND"
+
+
+def test_handler_crash_is_500_with_traceback(emulator, capsys):
+    r = Router()
+
+    @r.route("GET", "/v1/boom")
+    def boom(req):
+        raise RuntimeError("kaboom")
+
+    emu = emulator.emu
+    old = emu.routes
+    emu.routes = RouteTable([r, *[_router_of(m) for m in ("serviceusage",)]])
+    try:
+        status, _, body = raw(emulator.url, "GET", "/v1/boom")
+    finally:
+        emu.routes = old
+    assert status == 500
+    assert body == {
+        "error": {"code": 500, "message": "Internal error encountered.", "status": "INTERNAL"}
+    }
+    assert "kaboom" in capsys.readouterr().err
+
+
+def _router_of(module: str) -> Router:
+    import importlib
+
+    return importlib.import_module(f"deployer.emulator.{module}").router
+
+
+def test_gapic_client_maps_errors(emulator):
+    from google.api_core import exceptions
+    from google.cloud import run_v2
+
+    client = run_v2.ServicesClient(**gapic_options(emulator.url))
+    name = "projects/my-proj/locations/us-central1/services/nope"
+    with pytest.raises(exceptions.NotFound):
+        client.get_service(name=name)
+    emulator.control.add_fault(
+        method="GET", path="/services/nope$", code=409, reason="MY_REASON", times=1
+    )
+    with pytest.raises(exceptions.Conflict) as ei:
+        client.get_service(name=name)
+    assert ei.value.reason == "MY_REASON"
+    emulator.control.add_fault(method="GET", path="/services/nope$", code=429, times=1)
+    with pytest.raises(exceptions.TooManyRequests):
+        client.get_service(name=name)
+
+
+# -- store -----------------------------------------------------------------------------------
+
+
+def test_store_basics():
+    s = Store()
+    s.put("k", "b", {"v": 2})
+    s.put("k", "a", {"v": 1})
+    s.put("k", "a/x", {"v": 3})
+    s.put("other", "a", {"v": 9})
+    assert s.get("k", "a") == {"v": 1}
+    assert s.get("k", "zz") is None
+    assert s.list("k") == [("a", {"v": 1}), ("a/x", {"v": 3}), ("b", {"v": 2})]
+    assert [k for k, _ in s.list("k", "a")] == ["a", "a/x"]
+    assert s.delete("k", "a") and not s.delete("k", "a")
+    assert s.next_id("c") == 1 and s.next_id("c") == 2 and s.next_id("d") == 1
+    assert s.dump() == {"k": {"a/x": {"v": 3}, "b": {"v": 2}}, "other": {"a": {"v": 9}}}
+    with pytest.raises(RuntimeError), s.transaction():
+        s.put("k", "tx", {})
+        raise RuntimeError
+    assert s.get("k", "tx") is None  # rolled back
+    with s.transaction(), s.transaction():  # re-entrant
+        s.put("k", "tx", {})
+    assert s.get("k", "tx") == {}
+    s.reset()
+    assert s.dump() == {} and s.next_id("c") == 1
+
+
+def test_store_transactions_serialize_threads(tmp_path):
+    for s in (Store(), Store(tmp_path)):
+        s.put("n", "x", {"n": 0})
+
+        def bump(s=s):
+            for _ in range(50):
+                with s.transaction():
+                    v = s.get("n", "x")
+                    s.put("n", "x", {"n": v["n"] + 1})
+
+        threads = [threading.Thread(target=bump) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert s.get("n", "x") == {"n": 500}
+
+
+def test_state_persists_across_emulators(tmp_path):
+    a = Emulator(state_dir=tmp_path, time_scale=0.0)
+    ensure_project(a, "shared-proj")
+    policies.set_policy(
+        a,
+        "projects/shared-proj",
+        {"bindings": [{"role": "roles/viewer", "members": ["user:a@example.com"]}]},
+    )
+    b = Emulator(state_dir=tmp_path)
+    assert b.store.get("project", "shared-proj")["projectNumber"] == project_number("shared-proj")
+    assert policies.get_policy(b, "projects/shared-proj")["bindings"][0]["role"] == "roles/viewer"
+
+
+_CHILD = """
+import sys
+from deployer.emulator.store import Store
+s = Store(sys.argv[1])
+for _ in range(100):
+    with s.transaction():
+        v = s.get("n", "x") or {"n": 0}
+        s.put("n", "x", {"n": v["n"] + 1})
+"""
+
+
+def test_store_transactions_serialize_processes(tmp_path):
+    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path)]) for _ in range(3)]
+    for p in procs:
+        assert p.wait(timeout=60) == 0
+    assert Store(tmp_path).get("n", "x") == {"n": 300}
+
+
+# -- operations + latency --------------------------------------------------------------------
+
+_calls: list[str] = []
+
+
+@completer("test.core.finish")
+def _finish(emu: Emulator, op: dict) -> dict | None:
+    if op["args"].get("fail"):
+        raise ApiError(400, "it failed")
+    if op["args"].get("crash"):
+        raise RuntimeError("completer bug")
+    emu.store.put("thing", op["target"], {"made": True})
+    _calls.append(op["target"])
+    return {"target": op["target"]}
+
+
+def test_operations_follow_latency_and_clock():
+    clock = FakeClock()
+    emu = Emulator(time_scale=0.5, clock=clock)
+    assert emu.latency.duration("sql.instance.create") == 300.0
+    with pytest.raises(KeyError):
+        emu.latency.duration("sql.instance.craete")
+    op = emu.ops.start(
+        completer="test.core.finish", duration_kind="sql.database", target="t/1", args={}
+    )
+    assert op["done_at"] == clock.t + 5.0 and op["done"] is False
+    assert set(op) >= {
+        "id",
+        "completer",
+        "target",
+        "args",
+        "metadata",
+        "created",
+        "done_at",
+        "done",
+        "response",
+        "error",
+    }
+    assert [o["id"] for o in emu.ops.running("t/")] == [op["id"]]
+    clock.advance(4.9)
+    call(emu, "GET", "/v3/projects/any-proj")  # every request advances operations
+    assert emu.ops.get(op["id"])["done"] is False
+    clock.advance(0.2)
+    call(emu, "GET", "/v3/projects/any-proj")
+    done = emu.ops.get(op["id"])
+    assert done["done"] and done["response"] == {"target": "t/1"} and done["error"] is None
+    assert emu.store.get("thing", "t/1") == {"made": True}
+    assert emu.ops.running("t/") == []
+    assert [o["id"] for o in emu.ops.list("t/")] == [op["id"]]
+
+
+def test_operations_complete_in_done_at_order_and_fail():
+    clock = FakeClock()
+    emu = Emulator(time_scale=1.0, clock=clock)
+    emu.latency.set(durations={"sql.user": 1.0})
+    _calls.clear()
+    slow = emu.ops.start(
+        completer="test.core.finish", duration_kind="sql.database", target="slow", args={}
+    )
+    fast = emu.ops.start(
+        completer="test.core.finish", duration_kind="sql.user", target="fast", args={}
+    )
+    bad = emu.ops.start(
+        completer="test.core.finish", duration_kind="sql.user", target="bad", args={"fail": True}
+    )
+    crash = emu.ops.start(
+        completer="test.core.finish", duration_kind="sql.user", target="crash", args={"crash": True}
+    )
+    clock.advance(100)
+    emu.ops.advance()
+    assert _calls == ["fast", "slow"]
+    assert emu.ops.get(bad["id"])["error"] == {
+        "code": 400,
+        "message": "it failed",
+        "status": "INVALID_ARGUMENT",
+    }
+    assert emu.store.get("thing", "bad") is None
+    assert emu.ops.get(crash["id"])["error"]["code"] == 500
+    assert emu.ops.get(slow["id"])["done"] and emu.ops.get(fast["id"])["done"]
+
+
+def test_operation_started_in_one_process_completes_in_another(tmp_path):
+    clock = FakeClock()
+    a = Emulator(state_dir=tmp_path, time_scale=1.0, clock=clock)
+    op = a.ops.start(completer="test.core.finish", duration_kind="sql.user", target="x", args={})
+    b = Emulator(state_dir=tmp_path, time_scale=1.0, clock=clock)
+    clock.advance(6)
+    b.ops.advance()
+    assert a.ops.get(op["id"])["done"] is True
+    assert a.store.get("thing", "x") == {"made": True}
+
+
+def test_latency_settings_over_admin_api(emulator):
+    c = emulator.control
+    got = c.set_latency(time_scale=0.01, request_delay=0.02, durations={"build": 10})
+    assert got["time_scale"] == 0.01 and got["request_delay"] == 0.02
+    assert got["durations"]["build"] == 10 and got["durations"]["sql.user"] == 5
+    assert emulator.emu.latency.duration("build") == pytest.approx(0.1)
+    t0 = time.perf_counter()
+    raw(emulator.url, "GET", "/v3/projects/lat-proj")
+    assert time.perf_counter() - t0 >= 0.02
+    with pytest.raises(EmulatorControlError) as ei:
+        c.set_latency(durations={"no.such.kind": 1})
+    assert ei.value.status == 400
+    c.reset()
+    assert c.latency()["time_scale"] == 0.001 and c.latency()["request_delay"] == 0
+
+
+# -- faults ----------------------------------------------------------------------------------
+
+
+def test_fault_error_n_times_with_retry_after(emulator):
+    from googleapiclient.errors import HttpError
+
+    emulator.control.add_fault(
+        method="GET", path=r"/v3/projects/", code=429, retry_after=3, times=2
+    )
+    for _ in range(2):
+        status, headers, body = raw(emulator.url, "GET", "/v3/projects/fault-proj")
+        assert status == 429 and headers["Retry-After"] == "3"
+        assert body["error"]["status"] == "RESOURCE_EXHAUSTED"
+    assert raw(emulator.url, "GET", "/v3/projects/fault-proj")[0] == 200
+    assert emulator.control.faults() == []
+
+    emulator.control.add_fault(
+        method="POST", path=":enable$", code=503, times=1, body_contains="nothing-like-this"
+    )
+    emulator.control.add_fault(method="POST", path=":enable$", code=503, times=1)
+    su = discovery_client(emulator.url, "serviceusage", "v1")
+    with pytest.raises(HttpError) as ei:
+        su.services().enable(name="projects/fault-proj/services/run.googleapis.com").execute()
+    assert ei.value.resp.status == 503
+    assert len(emulator.control.faults()) == 1  # the body_contains rule never matched
+    emulator.control.clear_faults()
+    assert emulator.control.faults() == []
+
+
+def test_fault_until_expires(emulator):
+    emulator.control.add_fault(path="/v3/", code=500, until=time.time() - 1)
+    assert raw(emulator.url, "GET", "/v3/projects/until-proj")[0] == 200
+    emulator.control.add_fault(path="/v3/", code=500, until=time.time() + 60)
+    assert raw(emulator.url, "GET", "/v3/projects/until-proj")[0] == 500
+    rule = emulator.control.faults()[0]
+    emulator.control.remove_fault(rule["id"])
+    assert raw(emulator.url, "GET", "/v3/projects/until-proj")[0] == 200
+
+
+def test_fault_delay(emulator):
+    emulator.control.add_fault(action="delay", seconds=0.2, path="/v3/", times=1)
+    t0 = time.perf_counter()
+    assert raw(emulator.url, "GET", "/v3/projects/delay-proj")[0] == 200
+    assert time.perf_counter() - t0 >= 0.2
+
+
+def test_fault_drop_applies_then_closes(emulator):
+    import requests
+
+    emulator.control.add_fault(action="drop", method="POST", path=":setIamPolicy$", times=1)
+    policy = {"policy": {"bindings": [{"role": "roles/viewer", "members": ["user:a@example.com"]}]}}
+    with pytest.raises(requests.ConnectionError):
+        requests.post(emulator.url + "/v3/projects/drop-proj:setIamPolicy", json=policy, timeout=10)
+    # the write happened although the client saw a connection error
+    got = policies.get_policy(emulator.emu, "projects/drop-proj")
+    assert got["bindings"] == policy["policy"]["bindings"]
+    last = emulator.control.transcript()[-1]
+    assert last["dropped"] is True and last["status"] is None
+
+
+def test_bad_fault_rule_refused(emulator):
+    with pytest.raises(EmulatorControlError):
+        emulator.control.add_fault(action="explode")
+    with pytest.raises(EmulatorControlError):
+        emulator.control.add_fault(path="(")
+    with pytest.raises(EmulatorControlError):
+        emulator.control.add_fault(colour="red")
+
+
+# -- outcomes --------------------------------------------------------------------------------
+
+
+def test_outcomes(emulator):
+    emu = emulator.emu
+    emulator.control.fail("build", "abc", "Step #0 failed", times=2)
+    emu.outcomes.add("execution", "migrate", "Task failed")
+    assert emu.outcomes.take("build", "nomatch") is None
+    assert emu.outcomes.take("execution", "build-abc") is None
+    assert emu.outcomes.peek("build", "x-abc-y") == "Step #0 failed"
+    assert emu.outcomes.take("build", "x-abc-y") == "Step #0 failed"
+    assert emu.outcomes.take("build", "abc") == "Step #0 failed"
+    assert emu.outcomes.take("build", "abc") is None
+    assert [o["kind"] for o in emulator.control.outcomes()] == ["execution"]
+    emulator.control.clear_outcomes()
+    assert emu.outcomes.take("execution", "demo-migrate-x") is None
+
+
+# -- transcript ------------------------------------------------------------------------------
+
+
+def test_redaction():
+    body = {
+        "payload": {"data": "c2VjcmV0", "dataCrc32c": "1"},
+        "password": "p",
+        "settings": {"rootPassword": "r", "data": "keep"},
+        "items": [{"password": "q"}],
+    }
+    assert redact(body) == {
+        "payload": {"data": "***", "dataCrc32c": "1"},
+        "password": "***",
+        "settings": {"rootPassword": "***", "data": "keep"},
+        "items": [{"password": "***"}],
+    }
+
+
+def test_transcript_records_in_order_and_redacts(emulator):
+    r = Router()
+
+    @r.route("GET", "/v1/projects/{p}/secrets/{s}/versions/{v}:access")
+    def access(req, p, s, v):
+        return {
+            "name": f"projects/{p}/secrets/{s}/versions/1",
+            "payload": {"data": "c2VjcmV0", "dataCrc32c": "123"},
+        }
+
+    emu = emulator.emu
+    old = emu.routes
+    emu.routes = RouteTable([r, *old_routers()])
+    try:
+        raw(emulator.url, "GET", "/v1/projects/t-proj/secrets/s/versions/latest:access")
+        raw(
+            emulator.url,
+            "POST",
+            "/v1/projects/t-proj/instances/i/users",
+            {"name": "u", "password": "hunter2"},
+        )
+        raw(emulator.url, "GET", "/v3/projects/t-proj?fields=name")
+        emulator.control.health()  # admin: not recorded
+    finally:
+        emu.routes = old
+    entries = emulator.control.transcript()
+    assert [e["seq"] for e in entries] == [1, 2, 3]
+    assert entries[0]["response"]["payload"] == {"data": "***", "dataCrc32c": "***"}
+    assert entries[1]["body"] == {"name": "u", "password": "***"}
+    assert entries[1]["status"] == 404
+    assert entries[2]["query"] == {"fields": ["name"]}
+    assert entries[2]["response"]["projectId"] == "t-proj"
+    assert "hunter2" not in json.dumps(entries) and "c2VjcmV0" not in json.dumps(entries)
+    assert emulator.emu.transcript.entries() == entries
+    emulator.control.clear_transcript()
+    assert emulator.control.transcript() == []
+
+
+def old_routers() -> list[Router]:
+    from deployer.emulator.server import load_routers
+
+    return load_routers()
+
+
+def test_non_json_bodies_recorded_as_sizes(emulator):
+    host, port = emulator.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port))
+    conn.request("POST", "/upload/storage/v1/b/bk/o?uploadType=media&name=x", body=b"\x00\x01abc")
+    conn.getresponse().read()
+    entry = emulator.control.transcript()[-1]
+    assert entry["body"] == {"_bytes": 5}
+
+
+# -- policies --------------------------------------------------------------------------------
+
+
+def _sa(emu: Emulator, email: str, visible_at: float) -> None:
+    emu.store.put("iam.sa", email, {"email": email, "_visibleAt": visible_at})
+
+
+def test_policy_etags_and_conflicts():
+    clock = FakeClock()
+    emu = Emulator(clock=clock)
+    p0 = policies.get_policy(emu, "projects/p")
+    assert p0 == {"version": 1, "etag": "ACAB", "bindings": []}
+    p1 = policies.set_policy(
+        emu,
+        "projects/p",
+        {
+            "etag": "ACAB",
+            "bindings": [
+                {"role": "roles/viewer", "members": ["user:b@x.com", "user:a@x.com"]},
+                {"role": "roles/viewer", "members": ["group:g@x.com"]},
+                {"role": "roles/editor", "members": []},
+            ],
+        },
+    )
+    assert p1["etag"] != "ACAB"
+    assert p1["bindings"] == [
+        {"role": "roles/viewer", "members": ["group:g@x.com", "user:a@x.com", "user:b@x.com"]}
+    ]
+    assert policies.get_policy(emu, "projects/p") == p1
+    with pytest.raises(ApiError) as ei:
+        policies.set_policy(emu, "projects/p", {"etag": "ACAB", "bindings": []})
+    assert ei.value.code == 409 and ei.value.status == "ABORTED"
+    assert "concurrent policy changes" in ei.value.message
+    with pytest.raises(ApiError) as ei:
+        policies.set_policy(emu, "b/bucket", {"etag": "BwXXXX", "bindings": []}, conflict_code=412)
+    assert ei.value.code == 412 and ei.value.status == "FAILED_PRECONDITION"
+    p2 = policies.set_policy(emu, "projects/p", {"bindings": []})  # no etag: unconditional
+    assert p2["etag"] not in ("ACAB", p1["etag"])
+    for member in (
+        "allUsers",
+        "allAuthenticatedUsers",
+        "projectOwner:p",
+        "domain:x.com",
+        "serviceAccount:123@cloudbuild.gserviceaccount.com",
+        "serviceAccount:service-1@gcp-sa-run.iam.gserviceaccount.com",
+    ):
+        policies.set_policy(emu, "r", {"bindings": [{"role": "roles/x", "members": [member]}]})
+    with pytest.raises(ApiError) as ei:
+        policies.set_policy(emu, "r", {"bindings": [{"role": "roles/x", "members": ["bob"]}]})
+    assert ei.value.code == 400
+
+
+def test_policy_refuses_invisible_service_account_and_tracks_grants():
+    clock = FakeClock()
+    emu = Emulator(clock=clock, time_scale=1.0)
+    email = "runtime@p-proj.iam.gserviceaccount.com"
+    member = f"serviceAccount:{email}"
+    binding = {"bindings": [{"role": "roles/secretmanager.secretAccessor", "members": [member]}]}
+    with pytest.raises(ApiError) as ei:
+        policies.set_policy(emu, "projects/p-proj/secrets/s", binding)
+    assert ei.value.code == 400
+    assert ei.value.message == f"Service account {email} does not exist."
+    _sa(emu, email, clock.t + 60)
+    with pytest.raises(ApiError):
+        policies.set_policy(emu, "projects/p-proj/secrets/s", binding)
+    clock.advance(60)
+    policies.set_policy(emu, "projects/p-proj/secrets/s", binding)
+    key, role = "projects/p-proj/secrets/s", "roles/secretmanager.secretAccessor"
+    assert policies.granted_since(emu, key, role, member) == clock.t
+    assert policies.has_binding(emu, key, role, member)
+    assert not policies.effective(emu, key, role, member)
+    clock.advance(119)
+    assert not policies.effective(emu, key, role, member)
+    clock.advance(1)
+    assert policies.effective(emu, key, role, member)
+    # re-setting the same binding keeps the original grant time
+    policies.set_policy(emu, key, binding)
+    assert policies.granted_since(emu, key, role, member) == clock.t - 120
+    policies.set_policy(emu, key, {"bindings": []})
+    assert policies.granted_since(emu, key, role, member) is None
+
+
+# -- projects --------------------------------------------------------------------------------
+
+
+def test_projects():
+    emu = Emulator()
+    assert project_number("my-proj") == project_number("my-proj")
+    assert len(project_number("my-proj")) == 12
+    assert project_number("my-proj") != project_number("my-proj2")
+    p = ensure_project(emu, "my-proj")
+    assert ensure_project(emu, p["projectNumber"]) == p
+    assert ensure_project(emu, f"projects/{p['projectNumber']}") == p
+    for bad in ("My-Proj", "ab", "1abcdef", "proj-", "a" * 31, "under_score"):
+        assert not valid_project_id(bad)
+        with pytest.raises(ApiError) as ei:
+            ensure_project(emu, bad)
+        assert ei.value.code == 400
+    with pytest.raises(ApiError) as ei:
+        ensure_project(emu, "999999999999")
+    assert ei.value.code == 403
+    check_location("europe-west1")
+    with pytest.raises(ApiError) as ei:
+        check_location("europe-west99")
+    assert ei.value.code == 501 and ei.value.status == "UNIMPLEMENTED"
+
+
+# -- admin -----------------------------------------------------------------------------------
+
+
+def test_admin_state_and_reset(emulator):
+    c = emulator.control
+    raw(emulator.url, "GET", "/v3/projects/state-proj")
+    assert "state-proj" in c.state()["project"]
+    assert list(c.state("project")) == ["project"]
+    c.add_fault(path="/nothing", code=500)
+    c.fail("build", "x", "boom")
+    c.reset()
+    assert c.state() == {
+        "_emulator": {"latency": {"time_scale": 0.001, "request_delay": 0.0, "durations": {}}}
+    }
+    assert c.faults() == [] and c.outcomes() == [] and c.transcript() == []
+    status, _, body = raw(emulator.url, "GET", "/_emulator/nope")
+    assert status == 404 and body["error"]["status"] == "NOT_FOUND"
+
+
+def test_fixture_isolation_first(emulator):
+    emulator.control.add_fault(path="/v3/", code=500)
+    raw(emulator.url, "GET", "/v3/projects/iso-proj")
+
+
+def test_fixture_isolation_second(emulator):
+    assert emulator.control.faults() == []
+    assert emulator.control.transcript() == []
+    assert emulator.emu.store.get("project", "iso-proj") is None
+
+
+# -- serving ---------------------------------------------------------------------------------
+
+
+def test_fifty_concurrent_clients(emulator):
+    from googleapiclient.errors import HttpError  # noqa: F401  (imported for clarity)
+
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(50)
+
+    def client(i: int) -> None:
+        try:
+            crm = discovery_client(emulator.url, "cloudresourcemanager", "v3")
+            barrier.wait(timeout=30)
+            for _ in range(5):
+                got = crm.projects().get(name=f"projects/conc-proj-{i % 5}").execute()
+                assert got["projectId"] == f"conc-proj-{i % 5}"
+                crm.projects().getIamPolicy(
+                    resource=f"projects/conc-proj-{i % 5}", body={}
+                ).execute()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert len(emulator.control.transcript()) == 500
+
+
+def test_serve_stop_and_keepalive():
+    running = serve(Emulator(time_scale=0))
+    host, port = running.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port))
+    for _ in range(3):  # one connection, several requests
+        conn.request("GET", "/_emulator/health")
+        assert conn.getresponse().read()
+    running.stop()
+    with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+        conn.request("GET", "/_emulator/health")
+        conn.getresponse().read()
+
+
+def test_main_serve_in_another_process_shares_state(tmp_path):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from deployer.emulator import main_serve; import sys; "
+            "main_serve(host='127.0.0.1', port=0, state_dir=sys.argv[1], time_scale=0.0)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "listening on http://127.0.0.1:" in line
+        url = line.split("listening on ", 1)[1].split()[0]
+        status, _, _ = raw(
+            url, "POST", "/v1/projects/xproc-proj/services/run.googleapis.com:enable"
+        )
+        assert status == 200
+        raw(url, "GET", "/v3/projects/xproc-proj")  # completes the (zero-length) operation
+        local = Emulator(state_dir=tmp_path, time_scale=0.0)
+        from deployer.emulator.serviceusage import is_enabled
+
+        assert is_enabled(local, "xproc-proj", "run.googleapis.com")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_state_dir_default_layout(tmp_path: Path):
+    Emulator(state_dir=tmp_path / "nested" / "dir")
+    assert (tmp_path / "nested" / "dir" / "emulator.sqlite3").exists()
