@@ -266,6 +266,12 @@ class _Server(ThreadingHTTPServer):
             self._conns.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return  # a client went away (or a dropped-connection fault): not our error
+        super().handle_error(request, client_address)
+
     def close_all(self) -> None:
         with self._conns_lock:
             conns = list(self._conns)

@@ -718,7 +718,6 @@ def test_fixture_isolation_second(emulator):
 
 
 def test_fifty_concurrent_clients(emulator):
-    from googleapiclient.errors import HttpError  # noqa: F401  (imported for clarity)
 
     errors: list[BaseException] = []
     barrier = threading.Barrier(50)
