@@ -1,0 +1,301 @@
+"""The deterministic source archive Cloud Build builds the image from.
+
+    build_archive(source, container_dir) -> Archive(data, digest, tag)
+
+A gzipped tar of the user's Django project at the root and djdeploy's container files
+(Dockerfile, entrypoint.sh, requirements.txt, djdeploy_runtime/) under ``.djdeploy/``, the layout
+container/Dockerfile expects (``docker build -f .djdeploy/Dockerfile .``).
+
+Deterministic: entries sorted by path, mtime 0, uid/gid 0, no user or group names, modes
+normalised (directories and executables 0755, other files 0644), gzip header mtime 0 and no
+file name. The same tree gives the same bytes; a change of one byte in any file, a file name or
+an executable bit gives another digest, hence another image tag: the tag *is* the content.
+
+``digest`` is the sha256 of the uncompressed tar stream, so the tag does not change with the
+zlib version that compresses it; ``data`` is the gzipped stream that is uploaded.
+
+Excluded from the project: version-control and tool directories, virtualenvs, bytecode,
+node_modules, the project's own ``media/`` (user uploads never go into an image) and
+``.djdeploy/`` (ours), local ``.env`` files (they usually hold secrets), and whatever the
+project's ``.gcloudignore`` or ``.dockerignore`` excludes (simple patterns: ``name``,
+``dir/``, ``path/glob*``, ``**``, ``!negation``; the last matching line wins).
+
+Pure standard library: no google import.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gzip
+import hashlib
+import io
+import os
+import stat
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from deployer.errors import ConfigError
+
+#: directory of djdeploy's container files inside the archive
+CONTAINER_PREFIX = ".djdeploy"
+#: what goes from container_dir into .djdeploy/ (the sample project stays out)
+CONTAINER_EXCLUDE = ("sample",)
+
+#: names excluded anywhere in the tree (file or directory)
+EXCLUDED_NAMES = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        "__pycache__",
+        ".venv",
+        "venv",
+        "node_modules",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".tox",
+        ".DS_Store",
+        ".env",
+    }
+)
+#: file name patterns excluded anywhere
+EXCLUDED_GLOBS = ("*.pyc", "*.pyo")
+#: paths excluded at the project root only
+EXCLUDED_ROOT = frozenset({"media", CONTAINER_PREFIX})
+
+IGNORE_FILES = (".gcloudignore", ".dockerignore")
+GZIP_LEVEL = 6
+
+
+@dataclass(frozen=True)
+class Archive:
+    """The archive's bytes (tar.gz), the sha256 of its tar stream and the image tag."""
+
+    data: bytes
+    digest: str
+    tag: str
+
+    @property
+    def object_name(self) -> str:
+        """Where it is uploaded in the staging bucket."""
+        return f"sources/{self.tag}.tar.gz"
+
+    def __repr__(self) -> str:
+        return f"Archive(tag={self.tag!r}, {len(self.data)} bytes)"
+
+
+def tag_for(digest: str) -> str:
+    return f"src-{digest[:16]}"
+
+
+# -- ignore files --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Rule:
+    pattern: str
+    negate: bool
+    dir_only: bool
+    anchored: bool  # contains a slash: matched against the path from the root
+
+
+def _parse_ignore(text: str, base: Path) -> list[_Rule]:
+    rules: list[_Rule] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("#!include:"):
+            included = base / line.split(":", 1)[1].strip()
+            if included.is_file():
+                rules += _parse_ignore(included.read_text(errors="replace"), base)
+            continue
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        if negate:
+            line = line[1:].strip()
+        dir_only = line.endswith("/")
+        line = line.strip("/")
+        if line.startswith("./"):
+            line = line[2:]
+        if not line:
+            continue
+        rules.append(_Rule(line, negate, dir_only, "/" in line))
+    return rules
+
+
+def load_ignore_rules(source: Path) -> list[_Rule]:
+    """The rules of the project's .gcloudignore and .dockerignore (both, in that order)."""
+    rules: list[_Rule] = []
+    for name in IGNORE_FILES:
+        path = source / name
+        if path.is_file():
+            rules += _parse_ignore(path.read_text(errors="replace"), source)
+    return rules
+
+
+def _ignored(rel: str, is_dir: bool, rules: list[_Rule]) -> bool:
+    """True when the last rule matching ``rel`` (a/b/c) excludes it."""
+    result = False
+    name = rel.rsplit("/", 1)[-1]
+    for r in rules:
+        if r.dir_only and not is_dir:
+            continue
+        if r.anchored:
+            hit = fnmatch.fnmatchcase(rel, r.pattern) or fnmatch.fnmatchcase(
+                rel, r.pattern.replace("**/", "")
+            )
+        else:
+            hit = fnmatch.fnmatchcase(name, r.pattern)
+        if hit:
+            result = not r.negate
+    return result
+
+
+def _excluded(rel: str, is_dir: bool, *, root: bool) -> bool:
+    name = rel.rsplit("/", 1)[-1]
+    if name in EXCLUDED_NAMES:
+        return True
+    if root and "/" not in rel and name in EXCLUDED_ROOT:
+        return True
+    return not is_dir and any(fnmatch.fnmatchcase(name, g) for g in EXCLUDED_GLOBS)
+
+
+# -- walking -------------------------------------------------------------------------------------
+
+
+def _walk(
+    top: Path, *, project: bool, skip_top: tuple[str, ...] = ()
+) -> Iterator[tuple[str, Path]]:
+    """(path relative to top with '/', absolute path) for every kept entry, dirs included."""
+    rules = load_ignore_rules(top) if project else []
+
+    def visit(directory: Path, rel_dir: str) -> Iterator[tuple[str, Path]]:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as exc:
+            raise ConfigError(f"cannot read {directory}: {exc.strerror}") from None
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if not rel_dir and entry.name in skip_top:
+                continue
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if _excluded(rel, is_dir, root=project):
+                continue
+            if rules and _ignored(rel, is_dir, rules):
+                continue
+            path = Path(entry.path)
+            yield rel, path
+            if is_dir:
+                yield from visit(path, rel)
+
+    yield from visit(top, "")
+
+
+def _tarinfo(arcname: str, path: Path) -> tarfile.TarInfo | None:
+    try:
+        st = path.lstat()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    info = tarfile.TarInfo(arcname)
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if stat.S_ISLNK(st.st_mode):
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(path)
+        info.mode = 0o777
+    elif stat.S_ISDIR(st.st_mode):
+        info.type = tarfile.DIRTYPE
+        info.mode = 0o755
+    elif stat.S_ISREG(st.st_mode):
+        info.type = tarfile.REGTYPE
+        info.size = st.st_size
+        info.mode = 0o755 if st.st_mode & 0o111 else 0o644
+    else:
+        return None  # sockets, fifos, devices: never part of a project
+    return info
+
+
+class _HashingWriter(io.RawIOBase):
+    """Receives the tar stream: hashes it and gzips it into a buffer, in one pass."""
+
+    def __init__(self) -> None:
+        self.sha = hashlib.sha256()
+        self.buffer = io.BytesIO()
+        self.gz = gzip.GzipFile(
+            filename="", mode="wb", fileobj=self.buffer, mtime=0, compresslevel=GZIP_LEVEL
+        )
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: bytes) -> int:  # type: ignore[override]
+        self.sha.update(b)
+        self.gz.write(b)
+        return len(b)
+
+
+def build_archive(source: Path, container_dir: Path) -> Archive:
+    """The deterministic tar.gz of ``source`` (the Django project) plus ``container_dir``'s
+    files under ``.djdeploy/`` (without its sample project)."""
+    source, container_dir = Path(source), Path(container_dir)
+    if not source.is_dir():
+        raise ConfigError(f'source "{source}" is not a directory')
+    if not (container_dir / "Dockerfile").is_file():
+        raise ConfigError(
+            f"{container_dir} has no Dockerfile: djdeploy's container files are missing"
+        )
+    entries: list[tuple[str, Path]] = list(_walk(source, project=True))
+    entries.append((CONTAINER_PREFIX, container_dir))
+    entries += [
+        (f"{CONTAINER_PREFIX}/{rel}", path)
+        for rel, path in _walk(container_dir, project=False, skip_top=CONTAINER_EXCLUDE)
+    ]
+    entries.sort(key=lambda e: e[0])
+
+    out = _HashingWriter()
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+        for arcname, path in entries:
+            info = _tarinfo(arcname, path)
+            if info is None:
+                continue
+            if info.type == tarfile.REGTYPE:
+                try:
+                    with path.open("rb") as fh:
+                        tar.addfile(info, fh)
+                except OSError as exc:
+                    raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+            else:
+                tar.addfile(info)
+    out.gz.close()
+    digest = out.sha.hexdigest()
+    return Archive(data=out.buffer.getvalue(), digest=digest, tag=tag_for(digest))
+
+
+def container_dir() -> Path:
+    """djdeploy's container/ directory: next to the package in a checkout, else the installed
+    ``djdeploy_container`` package data."""
+    here = Path(__file__).resolve().parent
+    candidate = here.parent / "container"
+    if (candidate / "Dockerfile").is_file():
+        return candidate
+    try:
+        from importlib.resources import files
+
+        installed = Path(str(files("djdeploy_container")))
+    except (ModuleNotFoundError, TypeError):
+        installed = None
+    if installed is not None and (installed / "Dockerfile").is_file():
+        return installed
+    raise ConfigError(
+        "djdeploy's container files (Dockerfile, djdeploy_runtime/) are not installed: "
+        "reinstall djdeploy"
+    )
+
+
+def default_source() -> Path:
+    """The bundled sample project, used when config.source is None."""
+    return container_dir() / "sample"

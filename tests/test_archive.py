@@ -1,0 +1,189 @@
+"""The deterministic source archive: same input, same bytes; any change, another digest."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from deployer.archive import Archive, build_archive, container_dir, default_source
+from deployer.errors import ConfigError
+
+
+def _names(a: Archive) -> list[str]:
+    with tarfile.open(fileobj=io.BytesIO(a.data)) as tar:
+        return tar.getnames()
+
+
+def _members(a: Archive) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(a.data)) as tar:
+        return {m.name: m for m in tar.getmembers()}
+
+
+@pytest.fixture
+def container(tmp_path: Path) -> Path:
+    c = tmp_path / "container"
+    (c / "djdeploy_runtime").mkdir(parents=True)
+    (c / "sample").mkdir()
+    (c / "Dockerfile").write_text("FROM python:3.11-slim\n")
+    (c / "entrypoint.sh").write_text('#!/bin/sh\nexec "$@"\n')
+    (c / "entrypoint.sh").chmod(0o755)
+    (c / "requirements.txt").write_text("gunicorn\n")
+    (c / "djdeploy_runtime" / "__init__.py").write_text("")
+    (c / "sample" / "manage.py").write_text("# sample\n")
+    return c
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    p = tmp_path / "mysite"
+    (p / "mysite").mkdir(parents=True)
+    (p / "manage.py").write_text("#!/usr/bin/env python\n")
+    (p / "mysite" / "settings.py").write_text("DEBUG = False\n")
+    (p / "requirements.txt").write_text("django\n")
+    return p
+
+
+def test_layout_project_at_root_container_under_djdeploy(project: Path, container: Path) -> None:
+    a = build_archive(project, container)
+    names = _names(a)
+    assert "manage.py" in names and "mysite/settings.py" in names
+    assert ".djdeploy/Dockerfile" in names
+    assert ".djdeploy/entrypoint.sh" in names
+    assert ".djdeploy/djdeploy_runtime/__init__.py" in names
+    assert not any(n.startswith(".djdeploy/sample") for n in names)
+    assert names == sorted(names)
+    assert a.tag == f"src-{a.digest[:16]}" and len(a.digest) == 64
+    assert a.object_name == f"sources/{a.tag}.tar.gz"
+
+
+def test_same_input_same_bytes_even_with_new_mtimes(project: Path, container: Path) -> None:
+    a = build_archive(project, container)
+    for path in [*project.rglob("*"), *container.rglob("*")]:
+        os.utime(path, (1_000_000, 1_000_000))
+    b = build_archive(project, container)
+    assert a.data == b.data and a.digest == b.digest
+
+
+def test_copy_elsewhere_gives_same_digest(project: Path, container: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "elsewhere" / "other-name"
+    shutil.copytree(project, copy)
+    assert build_archive(copy, container).digest == build_archive(project, container).digest
+
+
+def test_metadata_normalised(project: Path, container: Path) -> None:
+    (project / "mysite" / "settings.py").chmod(0o600)
+    (project / "manage.py").chmod(0o700)
+    members = _members(build_archive(project, container))
+    for m in members.values():
+        assert m.mtime == 0 and m.uid == 0 and m.gid == 0
+        assert m.uname == "" and m.gname == ""
+    assert members["mysite/settings.py"].mode == 0o644
+    assert members["manage.py"].mode == 0o755
+    assert members["mysite"].mode == 0o755
+    assert members[".djdeploy/entrypoint.sh"].mode == 0o755
+
+
+def test_gzip_header_has_no_mtime_or_name(project: Path, container: Path) -> None:
+    data = build_archive(project, container).data
+    assert data[:2] == b"\x1f\x8b"
+    assert data[4:8] == b"\x00\x00\x00\x00"  # mtime
+    assert data[3] & 0x08 == 0  # no FNAME
+    assert gzip.decompress(data)  # valid
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda p, c: (p / "mysite" / "settings.py").write_text("DEBUG = True\n"),
+        lambda p, c: (p / "requirements.txt").write_text("django \n"),
+        lambda p, c: (p / "new.py").write_text(""),
+        lambda p, c: (p / "mysite" / "settings.py").rename(p / "mysite" / "settings2.py"),
+        lambda p, c: (p / "mysite" / "settings.py").chmod(0o755),
+        lambda p, c: (p / "emptydir").mkdir(),
+        lambda p, c: (c / "Dockerfile").write_text("FROM python:3.12-slim\n"),
+        lambda p, c: (c / "djdeploy_runtime" / "__init__.py").write_text(" "),
+    ],
+)
+def test_any_change_changes_digest(project: Path, container: Path, change: object) -> None:
+    before = build_archive(project, container)
+    change(project, container)  # type: ignore[operator]
+    after = build_archive(project, container)
+    assert after.digest != before.digest and after.tag != before.tag
+
+
+def test_default_exclusions(project: Path, container: Path) -> None:
+    before = build_archive(project, container)
+    for d in (".git", ".venv", "venv", "node_modules", "__pycache__", "media", ".djdeploy"):
+        (project / d).mkdir()
+        (project / d / "x.txt").write_text("junk")
+    (project / "mysite" / "__pycache__").mkdir()
+    (project / "mysite" / "__pycache__" / "settings.cpython-311.pyc").write_bytes(b"\0")
+    (project / "mysite" / "old.pyc").write_bytes(b"\0")
+    (project / ".env").write_text("SECRET=1")
+    (container / "djdeploy_runtime" / "__pycache__").mkdir()
+    (container / "djdeploy_runtime" / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    (container / "sample" / "more.py").write_text("")
+    after = build_archive(project, container)
+    assert after.data == before.data
+
+
+def test_nested_media_dir_is_kept(project: Path, container: Path) -> None:
+    (project / "mysite" / "media").mkdir()
+    (project / "mysite" / "media" / "logo.png").write_bytes(b"png")
+    assert "mysite/media/logo.png" in _names(build_archive(project, container))
+
+
+def test_gcloudignore_and_dockerignore(project: Path, container: Path) -> None:
+    (project / "docs").mkdir()
+    (project / "docs" / "a.md").write_text("a")
+    (project / "notes.txt").write_text("n")
+    (project / "keep.txt").write_text("k")
+    (project / "mysite" / "local_settings.py").write_text("x")
+    (project / "data").mkdir()
+    (project / "data" / "big.csv").write_text("1")
+    (project / "data" / "small.csv").write_text("1")
+    (project / ".gcloudignore").write_text("# comment\ndocs/\n*.txt\n!keep.txt\n")
+    (project / ".dockerignore").write_text("mysite/local_*.py\ndata/**/big.csv\n")
+    names = _names(build_archive(project, container))
+    assert "docs" not in names and "docs/a.md" not in names
+    assert "notes.txt" not in names and "requirements.txt" not in names
+    assert "keep.txt" in names
+    assert "mysite/local_settings.py" not in names
+    assert "data/big.csv" not in names and "data/small.csv" in names
+    assert ".gcloudignore" in names
+
+
+def test_gcloudignore_include_gitignore(project: Path, container: Path) -> None:
+    (project / ".gitignore").write_text("*.log\n")
+    (project / ".gcloudignore").write_text("#!include:.gitignore\n")
+    (project / "debug.log").write_text("x")
+    assert "debug.log" not in _names(build_archive(project, container))
+
+
+def test_symlink_stored_as_link(project: Path, container: Path) -> None:
+    (project / "link.py").symlink_to("manage.py")
+    m = _members(build_archive(project, container))["link.py"]
+    assert m.issym() and m.linkname == "manage.py"
+
+
+def test_missing_source_or_container(project: Path, container: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        build_archive(tmp_path / "nope", container)
+    with pytest.raises(ConfigError, match="Dockerfile"):
+        build_archive(project, tmp_path)
+
+
+def test_bundled_sample_and_container() -> None:
+    a = build_archive(default_source(), container_dir())
+    names = _names(a)
+    assert "manage.py" in names and ".djdeploy/Dockerfile" in names
+    assert ".djdeploy/entrypoint.sh" in names
+    assert not any(n.startswith(".djdeploy/sample") for n in names)
+    assert build_archive(default_source(), container_dir()).data == a.data
+    assert "bytes" in repr(a) and a.tag in repr(a)
