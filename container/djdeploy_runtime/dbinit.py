@@ -71,26 +71,41 @@ def ensure_extensions(conn: Any, names: list[str]) -> list[str]:
     return created
 
 
+_EXPLICIT_GRANTS = """
+    SELECT count(*) FROM pg_namespace n, aclexplode(n.nspacl) a
+    WHERE n.nspname = 'public'
+      AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+      AND a.privilege_type IN ('USAGE', 'CREATE')
+"""
+
+_EFFECTIVE_GRANTS = """
+    SELECT has_schema_privilege('public', 'USAGE') AND has_schema_privilege('public', 'CREATE')
+"""
+
+
 def ensure_public_schema_grant(conn: Any, user: str) -> bool:
-    """True when a grant was made, False when DB_USER already held it."""
-    explicit = conn.execute(
-        """
-        SELECT count(*) FROM pg_namespace n, aclexplode(n.nspacl) a
-        WHERE n.nspname = 'public' AND a.grantee = (SELECT oid FROM pg_roles
-                                                    WHERE rolname = current_user)
-          AND a.privilege_type IN ('USAGE', 'CREATE')
-        """
-    ).fetchone()[0]
-    if explicit == 2:
+    """True when a grant was made, False when DB_USER already held it.
+
+    A GRANT by a role without the right only warns ("no privileges were granted"), so the
+    result is read back rather than trusted.
+    """
+    if conn.execute(_EXPLICIT_GRANTS).fetchone()[0] == 2:
         return False
     try:
-        conn.execute("GRANT USAGE, CREATE ON SCHEMA public TO CURRENT_USER")
+        with conn.transaction():
+            conn.execute("GRANT USAGE, CREATE ON SCHEMA public TO CURRENT_USER")
     except Exception as exc:
-        raise DbInitError(
-            f"cannot grant USAGE, CREATE on schema public to {user}: {first_line(exc)}; "
-            f'a database owner must run: GRANT USAGE, CREATE ON SCHEMA public TO "{user}"'
-        ) from exc
-    return True
+        reason = first_line(exc)
+    else:
+        if conn.execute(_EXPLICIT_GRANTS).fetchone()[0] == 2:
+            return True
+        reason = "no privileges were granted"
+    if conn.execute(_EFFECTIVE_GRANTS).fetchone()[0]:
+        return False  # held through role membership: migrate works as it is
+    raise DbInitError(
+        f"cannot grant USAGE, CREATE on schema public to {user} ({reason}); "
+        f'a database owner must run: GRANT USAGE, CREATE ON SCHEMA public TO "{user}"'
+    )
 
 
 def main() -> int:

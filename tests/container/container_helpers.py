@@ -6,14 +6,17 @@ out as Cloud Run lays out /cloudsql, and container/entrypoint.sh run from the ch
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,12 +91,18 @@ def tenant_query(tenant: Tenant, query: str) -> list[tuple]:
         return conn.execute(query).fetchall()
 
 
-def cloudsql_dir(base: Path) -> Path:
-    """<base>/<project>:<region>:<instance>/.s.PGSQL.5432 -> the local server's socket."""
-    directory = base / CONNECTION_NAME
-    directory.mkdir(parents=True)
-    (directory / PG_SOCKET.name).symlink_to(PG_SOCKET)
-    return directory
+@contextlib.contextmanager
+def cloudsql_dir() -> Iterator[Path]:
+    """<tmp>/<project>:<region>:<instance>/.s.PGSQL.5432 -> the local server's socket.
+
+    Laid out as Cloud Run mounts /cloudsql; in a short temporary directory, since a Unix
+    socket's path must stay under 108 bytes.
+    """
+    with tempfile.TemporaryDirectory(prefix="djd-") as base:
+        directory = Path(base) / CONNECTION_NAME
+        directory.mkdir()
+        (directory / PG_SOCKET.name).symlink_to(PG_SOCKET)
+        yield directory
 
 
 def free_port() -> int:

@@ -6,6 +6,7 @@ migrate twice each, check --deploy, then gunicorn through `entrypoint.sh serve`,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -86,8 +87,10 @@ def deploy(kind: str, tmp_path_factory: pytest.TempPathFactory):
     app = root / "app"
     make_project(kind, app)
     tenant = create_tenant(kind[:6])
+    sockets = contextlib.ExitStack()
+    d: Deployment | None = None
     try:
-        env = tenant_env(tenant, app, cloudsql_dir(root / "sock"), root)
+        env = tenant_env(tenant, app, sockets.enter_context(cloudsql_dir()), root)
         d = Deployment(kind, root, app, tenant, env)
         first_password = env["DJANGO_SUPERUSER_PASSWORD"]
         second_password = "su2-" + secrets.token_urlsafe(18)
@@ -122,9 +125,10 @@ def deploy(kind: str, tmp_path_factory: pytest.TempPathFactory):
         d.server = start_server(serve_env, root / "serve.log")
         yield d
     finally:
-        if d.server is not None:
+        if d is not None and d.server is not None:
             d.state["shutdown_seconds"] = stop_server(d.server)
         drop_tenant(tenant)
+        sockets.close()
 
 
 @pytest.fixture(scope="module")
