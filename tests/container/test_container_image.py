@@ -1,0 +1,128 @@
+"""The Dockerfile and entrypoint: linted, and their contents checked (there is no Docker engine
+here to build the image)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from container_helpers import CONTAINER, ENTRYPOINT
+
+DOCKERFILE = CONTAINER / "Dockerfile"
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed")
+    return found
+
+
+def code(path: Path) -> str:
+    """A file without its comment lines."""
+    lines = path.read_text().splitlines()
+    return "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+
+
+def stages() -> list[str]:
+    """The Dockerfile's stages, each from its FROM line (comments dropped)."""
+    return re.split(r"(?m)^(?=FROM )", code(DOCKERFILE))[1:]
+
+
+def test_hadolint_clean() -> None:
+    result = subprocess.run(
+        [tool("hadolint"), str(DOCKERFILE)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_shellcheck_clean() -> None:
+    result = subprocess.run(
+        [tool("shellcheck"), str(ENTRYPOINT)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_inline_ignores_carry_a_reason() -> None:
+    lines = DOCKERFILE.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if "hadolint ignore" in line:
+            assert lines[i - 1].startswith("#") and "hadolint" not in lines[i - 1], (
+                f"line {i + 1}: an inline ignore needs a reason comment above it"
+            )
+
+
+def test_base_image_is_an_argument_defaulting_to_python_311_slim() -> None:
+    text = DOCKERFILE.read_text()
+    assert re.search(r"(?m)^ARG PYTHON_IMAGE=python:3\.11-slim$", text)
+    assert text.index("ARG PYTHON_IMAGE") < text.index("FROM ")
+    froms = re.findall(r"(?m)^FROM (\S+)", text)
+    assert froms == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
+
+
+def test_multi_stage_with_no_compilers_in_the_final_stage() -> None:
+    builder, final = stages()
+    assert "AS builder" in builder.splitlines()[0]
+    assert "build-essential" in builder
+    for word in ("build-essential", "gcc", "g++", "-dev", "make ", "BUILD_APT_PACKAGES"):
+        assert word not in final, f"{word!r} in the final stage"
+    assert "COPY --from=builder /venv /venv" in final
+
+
+def test_final_stage_runs_as_django_2000() -> None:
+    final = stages()[-1]
+    assert "groupadd --gid 2000 django" in final
+    assert re.search(r"useradd --uid 2000 --gid 2000 .*django", final, re.S)
+    users = re.findall(r"(?m)^USER (\S+)", final)
+    assert users and users[-1] == "2000:2000"
+    assert "chown 2000:2000 /app/media /app/static" in final
+
+
+def test_listens_on_port_8080_by_default() -> None:
+    final = stages()[-1]
+    assert re.search(r"(?m)^EXPOSE 8080$", final)
+    assert re.search(r"(?m)^\s+PORT=8080 \\$", final)
+    assert 'ENTRYPOINT ["/opt/djdeploy/entrypoint.sh"]' in final
+    assert 'CMD ["serve"]' in final
+
+
+def test_build_context_layout() -> None:
+    """Project at the context root, djdeploy's files under .djdeploy/."""
+    builder, final = stages()
+    assert "COPY . /src" in builder
+    for piece in (".djdeploy/requirements.txt", ".djdeploy/djdeploy_runtime/pyproject_deps.py"):
+        assert piece in builder
+        assert (CONTAINER / piece.removeprefix(".djdeploy/")).is_file()
+    assert "mv /src/.djdeploy /opt/djdeploy" in builder
+    assert "COPY --from=builder /src /app" in final
+    assert "APP_HOME=/app" in final
+    assert "DJANGO_SETTINGS_MODULE=djdeploy_runtime.settings" in final
+
+
+def test_static_files_collected_at_build_as_the_app_user() -> None:
+    final = stages()[-1]
+    assert final.index("USER 2000:2000") < final.index('"collectstatic"')
+    assert "--clear" not in code(DOCKERFILE)
+
+
+def test_runtime_requirements_are_pinned_ranges() -> None:
+    lines = [
+        line.strip()
+        for line in (CONTAINER / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    names = {re.split(r"[<>=\[]", line)[0].lower() for line in lines}
+    assert names == {"gunicorn", "psycopg", "whitenoise"}
+    assert any(line.startswith("psycopg[binary]>=3") for line in lines)
+    for line in lines:
+        assert ">=" in line and "<" in line, f"{line}: needs a lower and an upper bound"
+
+
+def test_entrypoint_is_posix_sh_and_executable() -> None:
+    assert ENTRYPOINT.read_text().startswith("#!/bin/sh\n")
+    assert ENTRYPOINT.stat().st_mode & 0o111
+    assert "--clear" not in code(ENTRYPOINT)
