@@ -93,10 +93,13 @@ def main() -> None:
         from google.api_core import exceptions
         from google.cloud import run_v2
 
+        from deployer.emulator.serviceusage import set_enabled
+
+        set_enabled(emu, "bench-proj", "run.googleapis.com")
         client = run_v2.ServicesClient(**gapic_options(running.url))
 
         def gapic() -> None:
-            with contextlib.suppress(exceptions.NotFound):
+            with contextlib.suppress(exceptions.GoogleAPICallError):
                 client.get_service(name="projects/bench-proj/locations/us-central1/services/x")
 
         report("GAPIC run_v2 get_service (404)", measure(gapic, n // 4))

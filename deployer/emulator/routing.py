@@ -163,9 +163,11 @@ class RouteTable:
         routes = [r for router in routers for r in router.routes]
         seen: dict[tuple[str, str], Route] = {}
         for r in routes:
-            if (r.method, r.template) in seen:
-                raise ValueError(f"route registered twice: {r.method} {r.template}")
-            seen[(r.method, r.template)] = r
+            shape = _VAR.sub(lambda m: "{**}" if m.group(2) else "{*}", r.template)
+            if (r.method, shape) in seen:
+                other = seen[(r.method, shape)].template
+                raise ValueError(f"route registered twice: {r.method} {r.template} ({other})")
+            seen[(r.method, shape)] = r
         self.routes = sorted(routes, key=lambda r: r.sort_key)
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:

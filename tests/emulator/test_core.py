@@ -109,6 +109,10 @@ def test_route_table_prefers_specific_and_decodes():
 
     with pytest.raises(ValueError, match="twice"):
         RouteTable([r, r])
+    other = Router()
+    other.route("GET", "/storage/v1/b/{b}/o/{o}")(get_obj)  # same shape, other names
+    with pytest.raises(ValueError, match="twice"):
+        RouteTable([r, other])
 
 
 def test_request_json_and_args(emulator):
@@ -181,9 +185,9 @@ def test_error_body_shapes():
 def test_unknown_route_is_google_404_through_discovery_client(emulator):
     from googleapiclient.errors import HttpError
 
-    sql = discovery_client(emulator.url, "sqladmin", "v1")
-    with pytest.raises(HttpError) as ei:
-        sql.instances().get(project="my-proj", instance="nope").execute()
+    crm = discovery_client(emulator.url, "cloudresourcemanager", "v3")
+    with pytest.raises(HttpError) as ei:  # folders are not emulated
+        crm.folders().get(name="folders/123").execute()
     assert ei.value.resp.status == 404
     body = json.loads(ei.value.content)
     assert body["error"]["status"] == "NOT_FOUND"
@@ -220,6 +224,9 @@ def test_gapic_client_maps_errors(emulator):
     from google.api_core import exceptions
     from google.cloud import run_v2
 
+    from deployer.emulator.serviceusage import set_enabled
+
+    set_enabled(emulator.emu, "my-proj", "run.googleapis.com")
     client = run_v2.ServicesClient(**gapic_options(emulator.url))
     name = "projects/my-proj/locations/us-central1/services/nope"
     with pytest.raises(exceptions.NotFound):
@@ -527,7 +534,7 @@ def test_redaction():
 def test_transcript_records_in_order_and_redacts(emulator):
     r = Router()
 
-    @r.route("GET", "/v1/projects/{p}/secrets/{s}/versions/{v}:access")
+    @r.route("GET", "/v1/test-only/{p}/secrets/{s}/versions/{v}:access")
     def access(req, p, s, v):
         return {
             "name": f"projects/{p}/secrets/{s}/versions/1",
@@ -538,13 +545,8 @@ def test_transcript_records_in_order_and_redacts(emulator):
     old = emu.routes
     emu.routes = RouteTable([r, *old_routers()])
     try:
-        raw(emulator.url, "GET", "/v1/projects/t-proj/secrets/s/versions/latest:access")
-        raw(
-            emulator.url,
-            "POST",
-            "/v1/projects/t-proj/instances/i/users",
-            {"name": "u", "password": "hunter2"},
-        )
+        raw(emulator.url, "GET", "/v1/test-only/t-proj/secrets/s/versions/latest:access")
+        raw(emulator.url, "POST", "/v1/not/emulated", {"name": "u", "password": "hunter2"})
         raw(emulator.url, "GET", "/v3/projects/t-proj?fields=name")
         emulator.control.health()  # admin: not recorded
     finally:
