@@ -1,5 +1,488 @@
-"""Placeholder: replaced by the cloudbuild API module."""
+"""Cloud Build v1: builds, their long-running operations, and the images they push.
 
-from deployer.emulator.routing import Router
+    POST /v1/projects/{p}/builds[?parent=projects/p/locations/l]        -> Operation
+    POST /v1/projects/{p}/locations/{l}/builds                          -> Operation
+    GET  /v1/projects/{p}/builds/{id}[?name=projects/p/locations/l/builds/id]
+    GET  /v1/projects/{p}/locations/{l}/builds/{id}
+    GET  /v1/projects/{p}/builds[?parent=&filter=&pageSize=&pageToken=]  (newest first)
+    GET  /v1/projects/{p}/locations/{l}/builds[?filter=...]
+    POST /v1/projects/{p}/builds/{id}:cancel      (and the regional .../builds/{id}:cancel)
+    GET  /v1/operations/build/{p}/{base64 id}     global build operation
+    GET  /v1/projects/{p}/locations/{l}/operations/{id}   regional (routed by artifactregistry.py)
+
+A build is QUEUED, then WORKING (startTime) after a short queue, and finishes after latency
+"build": SUCCESS, with each image of ``images`` pushed to Artifact Registry
+(:func:`artifactregistry.push_image`, which is what makes Cloud Run accept the image), or FAILURE:
+- an outcome of kind "build" whose match is in the build's id, tags or images:
+  USER_BUILD_STEP, statusDetail 'Build step failure: build step 0 "<step>" failed: <message>';
+- the image's repository does not exist: PUSH_FAILED ('name unknown: Repository ... not found');
+- the build's user-managed service account lacks artifactregistry.writer on the repository
+  (or the project): PUSH_NOT_AUTHORIZED.
+Refused at create, as Google refuses them (400): no steps; a user service account without
+CLOUD_LOGGING_ONLY / NONE logging or a logs bucket; a service account that does not exist;
+a storageSource object that does not exist ("could not resolve source: ... No such object").
+The operation's metadata is BuildOperationMetadata with the build; when done it carries the
+Build as ``response`` on success, else ``error`` (the statusDetail).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from . import artifactregistry, policies
+from .errors import ApiError
+from .operations import completer
+from .projects import REGIONS, ensure_project
+from .routing import Request, Router, rfc3339
+from .serviceusage import require_enabled
+
+if TYPE_CHECKING:
+    from .server import Emulator
 
 router = Router()
+
+SERVICE = "cloudbuild.googleapis.com"
+KIND = "cloudbuild.build"
+TYPE_PREFIX = "type.googleapis.com/google.devtools.cloudbuild.v1."
+GLOBAL = "global"
+TERMINAL = frozenset({"SUCCESS", "FAILURE", "INTERNAL_ERROR", "TIMEOUT", "CANCELLED", "EXPIRED"})
+QUEUE_FRACTION = 0.05  # share of the build's duration spent QUEUED
+WRITER_ROLES = frozenset(
+    {
+        "roles/artifactregistry.writer",
+        "roles/artifactregistry.repoAdmin",
+        "roles/artifactregistry.admin",
+        "roles/owner",
+        "roles/editor",
+    }
+)
+SA_LOGGING_MESSAGE = (
+    "generic::invalid_argument: if 'build.service_account' is specified, the build must either "
+    "(a) specify 'build.logs_bucket', (b) use the REGIONAL_USER_OWNED_BUCKET "
+    "build.options.default_logs_bucket_behavior option, or (c) use either CLOUD_LOGGING_ONLY / "
+    "NONE logging options"
+)
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+_DURATION_RE = re.compile(r"^(\d+)(\.\d+)?s$")
+_FILTER_TERM = re.compile(r'^\s*(\w+)\s*=\s*(?:"([^"]*)"|(\S+))\s*$')
+_FILTER_FIELDS = {"tags", "status", "images", "build_id", "id", "trigger_id"}
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _key(project_id: str, location: str, build_id: str) -> str:
+    return f"{project_id}/{location}/{build_id}"
+
+
+def _project(req: Request, project: str, location: str = GLOBAL) -> tuple[str, str]:
+    p = ensure_project(req.emu, project)
+    require_enabled(req.emu, p["projectId"], SERVICE)
+    if location != GLOBAL and location not in REGIONS:
+        raise ApiError(400, f"invalid location: {location!r}")
+    return str(p["projectId"]), str(p["projectNumber"])
+
+
+def _location_of(name: str | None, what: str = "parent") -> str:
+    """The location in ?parent=projects/p/locations/l or ?name=projects/p/locations/l/builds/x."""
+    if not name:
+        return GLOBAL
+    m = re.match(r"^projects/[^/]+/locations/([^/]+)(/builds/[^/]+)?$", name)
+    if not m:
+        raise ApiError(400, f"invalid {what}: {name!r}")
+    return m.group(1)
+
+
+def _seconds(value: str, field: str) -> float:
+    m = _DURATION_RE.match(value)
+    if not m:
+        raise ApiError(400, f"invalid value for {field!r}: {value!r} is not a duration")
+    return float(m.group(1) + (m.group(2) or ""))
+
+
+def render(emu: Emulator, build: dict[str, Any]) -> dict[str, Any]:
+    """The Build JSON as of now: QUEUED turns WORKING once its queue time has passed."""
+    out = {k: v for k, v in build.items() if not k.startswith("_")}
+    if out["status"] == "QUEUED" and emu.clock() >= build["_startAt"]:
+        out["status"] = "WORKING"
+        out["startTime"] = rfc3339(build["_startAt"])
+    return out
+
+
+def _get(emu: Emulator, key: str) -> dict[str, Any]:
+    build = emu.store.get(KIND, key)
+    if build is None:
+        raise ApiError(404, "Requested entity was not found.")
+    return build
+
+
+# -- operations ------------------------------------------------------------------------------
+
+
+def _op_name(build: dict[str, Any]) -> str:
+    if build["_location"] == GLOBAL:
+        return f"operations/build/{build['projectId']}/{build['_opId']}"
+    return (
+        f"projects/{build['projectId']}/locations/{build['_location']}/operations/{build['_opId']}"
+    )
+
+
+def op_json(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
+    build = _get(emu, op["target"])
+    shown = render(emu, build)
+    out: dict[str, Any] = {
+        "name": _op_name(build),
+        "metadata": {"@type": TYPE_PREFIX + "BuildOperationMetadata", "build": shown},
+    }
+    if op["done"]:
+        out["done"] = True
+        if shown["status"] == "SUCCESS":
+            out["response"] = {"@type": TYPE_PREFIX + "Build", **shown}
+        elif shown["status"] == "CANCELLED":
+            out["error"] = {"code": 1, "message": "Build was cancelled"}
+        elif shown["status"] == "TIMEOUT":
+            out["error"] = {"code": 4, "message": "Build timed out"}
+        else:
+            detail = shown.get("statusDetail") or "Build failed; check build logs for details"
+            out["error"] = {"code": 2, "message": detail}
+    return out
+
+
+def _can_push(emu: Emulator, build: dict[str, Any], repo: str) -> bool:
+    sa = (build.get("serviceAccount") or "").rsplit("/", 1)[-1]
+    if not sa or not policies._user_managed(sa):
+        return True  # Google's default build accounts can push in their own project
+    member = f"serviceAccount:{sa}"
+    for resource in (repo, f"projects/{build['projectId']}"):
+        for b in policies.get_policy(emu, resource)["bindings"]:
+            if b["role"] in WRITER_ROLES and member in b.get("members", []):
+                return True
+    return False
+
+
+def _fail(build: dict[str, Any], kind: str, detail: str, status_detail: str) -> None:
+    build["status"] = "FAILURE"
+    build["statusDetail"] = status_detail
+    build["failureInfo"] = {"type": kind, "detail": detail}
+
+
+@completer("cloudbuild.build")
+def _finish(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
+    build = _get(emu, op["target"])
+    now = emu.clock()
+    if build["status"] in TERMINAL:  # cancelled meanwhile
+        return {"@type": TYPE_PREFIX + "Build", **render(emu, build)}
+    build["startTime"] = rfc3339(build["_startAt"])
+    build["finishTime"] = rfc3339(now)
+    step = (build.get("steps") or [{}])[0].get("name", "")
+    match = " ".join([build["id"], *build.get("tags", []), *build.get("images", [])])
+    message = emu.outcomes.take("build", match)
+    pushed: list[dict[str, Any]] = []
+    if message is not None:
+        _fail(
+            build,
+            "USER_BUILD_STEP",
+            message,
+            f'Build step failure: build step 0 "{step}" failed: {message}',
+        )
+    else:
+        for ref in build.get("images", []):
+            parsed = artifactregistry.parse_image_ref(ref)
+            digest = "sha256:" + hashlib.sha256(f"{build['id']}|{ref}".encode()).hexdigest()
+            if parsed is not None:
+                location, project_id, repo, _, _ = parsed
+                repo_name = artifactregistry.repo_name(project_id, location, repo)
+                if artifactregistry.get_repo(emu, repo_name) is None:
+                    detail = f'name unknown: Repository "{repo}" not found'
+                    _fail(build, "PUSH_FAILED", detail, f"failed to push {ref}: {detail}")
+                    break
+                if not _can_push(emu, build, repo_name):
+                    detail = (
+                        'denied: Permission "artifactregistry.repositories.uploadArtifacts" '
+                        f'denied on resource "{repo_name}" (or it may not exist)'
+                    )
+                    _fail(build, "PUSH_NOT_AUTHORIZED", detail, f"failed to push {ref}: {detail}")
+                    break
+                artifactregistry.push_image(emu, ref, digest, build_time=now)
+            pushed.append(
+                {
+                    "name": ref,
+                    "digest": digest,
+                    "pushTiming": {"startTime": rfc3339(now), "endTime": rfc3339(now)},
+                }
+            )
+        else:
+            build["status"] = "SUCCESS"
+            build["results"] = {
+                "images": pushed,
+                "buildStepImages": [
+                    "sha256:" + hashlib.sha256(s.get("name", "").encode()).hexdigest()
+                    for s in build.get("steps", [])
+                ],
+                "buildStepOutputs": [],
+            }
+    for s in build.get("steps", []):
+        s["status"] = "SUCCESS" if build["status"] == "SUCCESS" else "FAILURE"
+    build["timing"] = {
+        "BUILD": {"startTime": build["startTime"], "endTime": build["finishTime"]},
+    }
+    emu.store.put(KIND, op["target"], build)
+    # a failed build is still the operation's "response" here; op_json renders it as an error
+    return {"@type": TYPE_PREFIX + "Build", **render(emu, build)}
+
+
+# -- create ----------------------------------------------------------------------------------
+
+
+def _check_source(emu: Emulator, source: dict[str, Any]) -> None:
+    ss = source.get("storageSource")
+    if not ss:
+        return
+    bucket, obj = ss.get("bucket", ""), ss.get("object", "")
+    if not bucket or not obj:
+        raise ApiError(400, "invalid build: storageSource needs a bucket and an object")
+    from .storage import OBJECT_KIND
+
+    if emu.store.get(OBJECT_KIND, f"{bucket}/{obj}") is None:
+        raise ApiError(
+            400,
+            f"could not resolve source: googleapi: Error 404: No such object: {bucket}/{obj}, "
+            "notFound",
+        )
+
+
+def _check_service_account(emu: Emulator, build: dict[str, Any]) -> None:
+    sa_name = build.get("serviceAccount")
+    if not sa_name:
+        return
+    m = re.match(r"^projects/[^/]+/serviceAccounts/([^/]+@[^/]+)$", sa_name)
+    if not m:
+        raise ApiError(
+            400,
+            f"generic::invalid_argument: invalid value for 'build.service_account': {sa_name!r} "
+            "must be of the form projects/{project}/serviceAccounts/{email}",
+        )
+    email = m.group(1)
+    if policies._user_managed(email):
+        sa = emu.store.get(policies.SA_KIND, email)
+        if sa is None or float(sa.get("_visibleAt", 0.0)) > emu.clock():
+            raise ApiError(
+                400,
+                f"generic::invalid_argument: service account {email} does not exist",
+            )
+    options = build.get("options") or {}
+    if options.get("logging") not in ("CLOUD_LOGGING_ONLY", "NONE") and not (
+        build.get("logsBucket")
+        or options.get("defaultLogsBucketBehavior") == "REGIONAL_USER_OWNED_BUCKET"
+    ):
+        raise ApiError(400, SA_LOGGING_MESSAGE)
+
+
+def _create(req: Request, project: str, location: str) -> dict[str, Any]:
+    body = req.json()
+    project_id, number = _project(req, project, location)
+    emu = req.emu
+    if not body.get("steps"):
+        raise ApiError(400, "invalid build: at least one build step is required")
+    for i, s in enumerate(body["steps"]):
+        if not s.get("name"):
+            raise ApiError(400, f"invalid build: build step {i} must specify a name")
+    for t in body.get("tags") or []:
+        if not _TAG_RE.match(t):
+            raise ApiError(
+                400, f"invalid build: invalid build tag {t!r}: must match {_TAG_RE.pattern}"
+            )
+    timeout = body.get("timeout") or "600s"
+    if not 0 < _seconds(timeout, "build.timeout") <= 86400:
+        raise ApiError(400, "invalid build: timeout must be between 1s and 24h")
+    _check_service_account(emu, body)
+    _check_source(emu, body.get("source") or {})
+
+    build_id = str(uuid.uuid4())
+    now = emu.clock()
+    duration = emu.latency.duration("build")
+    region = location if location != GLOBAL else GLOBAL
+    build: dict[str, Any] = {
+        "name": f"projects/{number}/locations/{location}/builds/{build_id}",
+        "id": build_id,
+        "projectId": project_id,
+        "status": "QUEUED",
+        "createTime": rfc3339(now),
+        "steps": [dict(s) for s in body["steps"]],
+        "timeout": timeout,
+        "queueTtl": body.get("queueTtl") or "3600s",
+        "logUrl": (
+            f"https://console.cloud.google.com/cloud-build/builds;region={region}/{build_id}"
+            f"?project={number}"
+        ),
+        "serviceAccount": body.get("serviceAccount")
+        or f"projects/{project_id}/serviceAccounts/{number}-compute@developer.gserviceaccount.com",
+    }
+    for field in ("source", "images", "tags", "substitutions", "options", "artifacts"):
+        if body.get(field):
+            build[field] = body[field]
+    options = body.get("options") or {}
+    if body.get("logsBucket"):
+        build["logsBucket"] = body["logsBucket"]
+    elif options.get("logging") not in ("CLOUD_LOGGING_ONLY", "NONE"):
+        build["logsBucket"] = f"gs://{number}.cloudbuild-logs.googleusercontent.com"
+    ss = (body.get("source") or {}).get("storageSource")
+    if ss:
+        from .storage import OBJECT_KIND
+
+        obj = emu.store.get(OBJECT_KIND, f"{ss['bucket']}/{ss['object']}") or {}
+        resolved = {"bucket": ss["bucket"], "object": ss["object"]}
+        if obj.get("generation"):
+            resolved["generation"] = str(obj["generation"])
+        build["sourceProvenance"] = {"resolvedStorageSource": resolved}
+    op_id = (
+        base64.urlsafe_b64encode(build_id.encode()).decode()
+        if location == GLOBAL
+        else str(uuid.uuid4())
+    )
+    build["_location"] = location
+    build["_opId"] = op_id
+    build["_startAt"] = now + duration * QUEUE_FRACTION
+    key = _key(project_id, location, build_id)
+    with emu.store.transaction():
+        emu.store.put(KIND, key, build)
+        op = emu.ops.start(
+            completer="cloudbuild.build",
+            duration_kind="build",
+            target=key,
+            args={"project": project_id, "location": location},
+            op_id=op_id,
+        )
+    return op_json(emu, op)
+
+
+@router.route("POST", "/v1/projects/{project}/builds")
+def create_build(req: Request, project: str) -> dict[str, Any]:
+    return _create(req, project, _location_of(req.arg("parent")))
+
+
+@router.route("POST", "/v1/projects/{project}/locations/{location}/builds")
+def create_build_regional(req: Request, project: str, location: str) -> dict[str, Any]:
+    return _create(req, project, location)
+
+
+# -- get / list / cancel ---------------------------------------------------------------------
+
+
+@router.route("GET", "/v1/projects/{project}/builds/{build_id}")
+def get_build(req: Request, project: str, build_id: str) -> dict[str, Any]:
+    location = _location_of(req.arg("name"), "name")
+    project_id, _ = _project(req, project, location)
+    return render(req.emu, _get(req.emu, _key(project_id, location, build_id)))
+
+
+@router.route("GET", "/v1/projects/{project}/locations/{location}/builds/{build_id}")
+def get_build_regional(req: Request, project: str, location: str, build_id: str) -> dict[str, Any]:
+    project_id, _ = _project(req, project, location)
+    return render(req.emu, _get(req.emu, _key(project_id, location, build_id)))
+
+
+def _parse_filter(text: str) -> list[tuple[str, str]]:
+    text = text.strip()
+    if not text:
+        return []
+    out = []
+    for term in re.split(r"\s+AND\s+", text):
+        m = _FILTER_TERM.match(term)
+        if not m or m.group(1) not in _FILTER_FIELDS:
+            raise ApiError(400, f"invalid filter: {text!r}")
+        out.append((m.group(1), m.group(2) if m.group(2) is not None else m.group(3)))
+    return out
+
+
+def _matches(build: dict[str, Any], terms: list[tuple[str, str]]) -> bool:
+    for field, value in terms:
+        if field == "tags" and value not in build.get("tags", []):
+            return False
+        if field == "images" and value not in build.get("images", []):
+            return False
+        if field in ("id", "build_id") and build["id"] != value:
+            return False
+        if field == "status" and build["status"] != value:
+            return False
+        if field == "trigger_id" and build.get("buildTriggerId") != value:
+            return False
+    return True
+
+
+def _list(req: Request, project: str, location: str) -> dict[str, Any]:
+    project_id, _ = _project(req, project, location)
+    terms = _parse_filter(req.arg("filter") or "")
+    builds = [render(req.emu, b) for _, b in req.emu.store.list(KIND, f"{project_id}/{location}/")]
+    builds = [b for b in builds if _matches(b, terms)]
+    builds.sort(key=lambda b: (b["createTime"], b["id"]), reverse=True)
+    try:
+        size = int(req.arg("pageSize") or 0)
+        start = int(req.arg("pageToken") or 0)
+    except ValueError:
+        raise ApiError(400, "invalid page token") from None
+    size = 50 if size <= 0 else min(size, 1000)
+    page = builds[start : start + size]
+    out: dict[str, Any] = {"builds": page} if page else {}
+    if start + size < len(builds):
+        out["nextPageToken"] = str(start + size)
+    return out
+
+
+@router.route("GET", "/v1/projects/{project}/builds")
+def list_builds(req: Request, project: str) -> dict[str, Any]:
+    return _list(req, project, _location_of(req.arg("parent")))
+
+
+@router.route("GET", "/v1/projects/{project}/locations/{location}/builds")
+def list_builds_regional(req: Request, project: str, location: str) -> dict[str, Any]:
+    return _list(req, project, location)
+
+
+def _cancel(req: Request, project_id: str, location: str, build_id: str) -> dict[str, Any]:
+    emu = req.emu
+    key = _key(project_id, location, build_id)
+    with emu.store.transaction():
+        build = _get(emu, key)
+        if build["status"] in TERMINAL:
+            raise ApiError(
+                400,
+                f"build {build_id} is already in a terminal state: {build['status']}",
+                status="FAILED_PRECONDITION",
+            )
+        now = emu.clock()
+        if now >= build["_startAt"]:
+            build["startTime"] = rfc3339(build["_startAt"])
+        build["status"] = "CANCELLED"
+        build["finishTime"] = rfc3339(now)
+        emu.store.put(KIND, key, build)
+    emu.ops.complete_now(build["_opId"])
+    return render(emu, build)
+
+
+@router.route("POST", "/v1/projects/{project}/builds/{build_id}:cancel")
+def cancel_build(req: Request, project: str, build_id: str) -> dict[str, Any]:
+    location = _location_of(req.json().get("name"), "name")
+    project_id, _ = _project(req, project, location)
+    return _cancel(req, project_id, location, build_id)
+
+
+@router.route("POST", "/v1/projects/{project}/locations/{location}/builds/{build_id}:cancel")
+def cancel_build_regional(
+    req: Request, project: str, location: str, build_id: str
+) -> dict[str, Any]:
+    req.json()
+    project_id, _ = _project(req, project, location)
+    return _cancel(req, project_id, location, build_id)
+
+
+@router.route("GET", "/v1/operations/build/{project}/{op_id}")
+def get_operation(req: Request, project: str, op_id: str) -> dict[str, Any]:
+    op = req.emu.ops.get(op_id)
+    if op is None or op["completer"] != "cloudbuild.build":
+        raise ApiError(404, f"Operation operations/build/{project}/{op_id} not found.")
+    return op_json(req.emu, op)
