@@ -65,7 +65,7 @@ class Transcript:
         if path.endswith(":access") and isinstance(resp, dict):
             payload = resp.get("payload")
             if isinstance(payload, dict):
-                resp = {**resp, "payload": {k: REDACTED for k in payload}}
+                resp = {**resp, "payload": {**payload, "data": REDACTED}}
             elif "payload" in resp:
                 resp = {**resp, "payload": REDACTED}
         entry: dict[str, Any] = {

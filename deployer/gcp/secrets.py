@@ -1,0 +1,208 @@
+"""Secret Manager v1 through the GAPIC client (REST transport).
+
+Speaks JSON-shaped dicts with camelCase keys. Every call goes through ``cloud.call`` (the one
+retry policy; the library's own retries are off with ``retry=None``); reads that may 404 go
+through ``cloud.read``. Secret values travel as :class:`deployer.steps.base.Secret` and are
+revealed only here, when a payload is sent.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from deployer import errors
+from deployer.steps.base import Secret
+
+if TYPE_CHECKING:
+    from deployer.gcp.cloud import Cloud
+
+TIMEOUT = 60.0
+
+
+def _to_dict(message: Any) -> dict[str, Any]:
+    return type(message).to_dict(  # type: ignore[no-any-return]
+        message, preserving_proto_field_name=False, use_integers_for_enums=False
+    )
+
+
+def _number(version: dict[str, Any]) -> int:
+    return int(str(version.get("name", "0")).rsplit("/", 1)[-1])
+
+
+class SecretsApi:
+    def __init__(self, cloud: Cloud) -> None:
+        self.cloud = cloud
+
+    @property
+    def _client(self) -> Any:
+        return self.cloud.clients.gapic("secretmanager")
+
+    def _name(self, secret_id: str) -> str:
+        return f"projects/{self.cloud.project}/secrets/{secret_id}"
+
+    # -- secrets -------------------------------------------------------------------------------
+
+    def get_secret(self, secret_id: str) -> dict[str, Any] | None:
+        c = self._client
+        found = self.cloud.read(
+            lambda: c.get_secret(
+                request={"name": self._name(secret_id)}, retry=None, timeout=TIMEOUT
+            )
+        )
+        return None if found is None else _to_dict(found)
+
+    def create_secret(self, secret_id: str, labels: dict[str, str]) -> dict[str, Any]:
+        """Create the secret (automatic replication, our labels). 409 raises Conflict."""
+        c = self._client
+        request = {
+            "parent": f"projects/{self.cloud.project}",
+            "secret_id": secret_id,
+            "secret": {"replication": {"automatic": {}}, "labels": dict(labels)},
+        }
+        return _to_dict(
+            self.cloud.call(lambda: c.create_secret(request=request, retry=None, timeout=TIMEOUT))
+        )
+
+    def update_labels(self, secret_id: str, labels: dict[str, str]) -> dict[str, Any]:
+        """Replace the secret's labels with ``labels``."""
+        c = self._client
+        request = {
+            "secret": {"name": self._name(secret_id), "labels": dict(labels)},
+            "update_mask": {"paths": ["labels"]},
+        }
+        return _to_dict(
+            self.cloud.call(lambda: c.update_secret(request=request, retry=None, timeout=TIMEOUT))
+        )
+
+    def delete_secret(self, secret_id: str) -> bool:
+        """Delete the secret and every version; False when it was already gone."""
+        c = self._client
+        try:
+            self.cloud.call(
+                lambda: c.delete_secret(
+                    request={"name": self._name(secret_id)}, retry=None, timeout=TIMEOUT
+                )
+            )
+        except errors.NotFound:
+            return False
+        return True
+
+    def list_managed(self) -> list[dict[str, Any]]:
+        """Secrets labelled managed-by=djdeploy: [{"kind": "secret", "name", "labels"}]."""
+        c = self._client
+        request = {
+            "parent": f"projects/{self.cloud.project}",
+            "filter": "labels.managed-by=djdeploy",
+        }
+        found = self.cloud.call(
+            lambda: [
+                _to_dict(s) for s in c.list_secrets(request=request, retry=None, timeout=TIMEOUT)
+            ]
+        )
+        out = []
+        for s in found:
+            labels = s.get("labels") or {}
+            if labels.get("managed-by") == "djdeploy":
+                out.append(
+                    {"kind": "secret", "name": s["name"].rsplit("/", 1)[-1], "labels": labels}
+                )
+        return out
+
+    # -- versions ------------------------------------------------------------------------------
+
+    def list_versions(self, secret_id: str) -> list[dict[str, Any]] | None:
+        """Every version, newest first ({"name", "state", ...}); None when the secret is absent."""
+        c = self._client
+        request = {"parent": self._name(secret_id)}
+        return self.cloud.read(
+            lambda: [
+                _to_dict(v)
+                for v in c.list_secret_versions(request=request, retry=None, timeout=TIMEOUT)
+            ]
+        )
+
+    def latest_version(self, secret_id: str) -> str | None:
+        """The highest ENABLED version number as a string, or None (no secret or none enabled).
+        Cloud Run references pin this number."""
+        versions = self.list_versions(secret_id) or []
+        enabled = [_number(v) for v in versions if v.get("state") == "ENABLED"]
+        return str(max(enabled)) if enabled else None
+
+    def add_version(self, secret_id: str, value: Secret) -> str:
+        """Add a version holding ``value``; returns its number.
+
+        addVersion is not idempotent (a retried call whose first try was applied adds a second
+        version), so it is sent without the retry policy: after a transient failure the versions
+        are re-read, and the call is repeated only when no version appeared."""
+        import google_crc32c
+
+        c = self._client
+        data = value.reveal().encode()
+        request = {
+            "parent": self._name(secret_id),
+            "payload": {"data": data, "data_crc32c": int(google_crc32c.value(data))},
+        }
+        before = {_number(v) for v in (self.list_versions(secret_id) or [])}
+        delay = 0.5
+        for attempt in range(6):
+            try:
+                added = self.cloud.call(
+                    lambda: c.add_secret_version(request=request, retry=None, timeout=TIMEOUT),
+                    retry_on=(),
+                )
+                return str(_number(_to_dict(added)))
+            except errors.Transient:
+                if attempt == 5:
+                    raise
+                self.cloud.sleep(delay)
+                delay = min(delay * 2, 16.0)
+                new = {_number(v) for v in (self.list_versions(secret_id) or [])} - before
+                if new:
+                    return str(max(new))
+        raise AssertionError("unreachable")
+
+    def access(self, secret_id: str, version: str) -> Secret:
+        """The payload of ``version`` (a number or "latest") as a Secret."""
+        c = self._client
+        name = f"{self._name(secret_id)}/versions/{version}"
+        resp = self.cloud.call(
+            lambda: c.access_secret_version(request={"name": name}, retry=None, timeout=TIMEOUT)
+        )
+        return Secret(bytes(resp.payload.data).decode())
+
+    # -- IAM -----------------------------------------------------------------------------------
+
+    def get_iam_policy(self, secret_id: str) -> dict[str, Any]:
+        c = self._client
+        request = {"resource": self._name(secret_id), "options": {"requested_policy_version": 3}}
+        policy = self.cloud.call(
+            lambda: c.get_iam_policy(request=request, retry=None, timeout=TIMEOUT)
+        )
+        return _policy_dict(policy)
+
+    def set_iam_policy(self, secret_id: str, policy: dict[str, Any]) -> dict[str, Any]:
+        from google.iam.v1 import policy_pb2
+        from google.protobuf import json_format
+
+        body = {k: v for k, v in policy.items() if k in ("version", "etag", "bindings")}
+        pb = json_format.ParseDict(body, policy_pb2.Policy())
+        c = self._client
+        request = {"resource": self._name(secret_id), "policy": pb}
+        result = self.cloud.call(
+            lambda: c.set_iam_policy(request=request, retry=None, timeout=TIMEOUT)
+        )
+        return _policy_dict(result)
+
+
+def _policy_dict(policy: Any) -> dict[str, Any]:
+    from google.protobuf import json_format
+
+    d = json_format.MessageToDict(policy)
+    return {
+        "version": int(d.get("version", 1) or 1),
+        "etag": d.get("etag", ""),
+        "bindings": [
+            {k: v for k, v in b.items() if k in ("role", "members", "condition")}
+            for b in d.get("bindings", [])
+        ],
+    }

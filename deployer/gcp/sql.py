@@ -1,0 +1,152 @@
+"""Cloud SQL Admin v1 through the discovery client (google-api-python-client).
+
+Speaks the API's own JSON dicts. Every call goes through ``cloud.call`` with
+``execute(num_retries=0)`` so the one retry policy is the only one (it also waits out Cloud
+SQL's 409 ``operationInProgress``); reads that may 404 go through ``cloud.read``. Mutations
+return the started ``sql#operation`` and never wait on it: the engine re-observes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from deployer.steps.base import Secret
+
+if TYPE_CHECKING:
+    from deployer.gcp.cloud import Cloud
+
+
+class SqlApi:
+    def __init__(self, cloud: Cloud) -> None:
+        self.cloud = cloud
+
+    @property
+    def _api(self) -> Any:
+        return self.cloud.clients.discovery("sqladmin", "v1")
+
+    @property
+    def _p(self) -> str:
+        return self.cloud.project
+
+    def _call(self, make: Any) -> Any:
+        return self.cloud.call(lambda: make(self._api).execute(num_retries=0))
+
+    def _read(self, make: Any) -> Any:
+        return self.cloud.read(lambda: make(self._api).execute(num_retries=0))
+
+    # -- instances -----------------------------------------------------------------------------
+
+    def get_instance(self, name: str) -> dict[str, Any] | None:
+        return self._read(lambda a: a.instances().get(project=self._p, instance=name))  # type: ignore[no-any-return]
+
+    def list_instances(self, filter: str | None = None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"project": self._p}
+            if filter:
+                kwargs["filter"] = filter
+            if token:
+                kwargs["pageToken"] = token
+            page = self._call(lambda a, kw=kwargs: a.instances().list(**kw))
+            items.extend(page.get("items", []))
+            token = page.get("nextPageToken")
+            if not token:
+                return items
+
+    def insert_instance(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call(lambda a: a.instances().insert(project=self._p, body=body))  # type: ignore[no-any-return]
+
+    def patch_instance(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call(  # type: ignore[no-any-return]
+            lambda a: a.instances().patch(project=self._p, instance=name, body=body)
+        )
+
+    def delete_instance(self, name: str) -> dict[str, Any] | None:
+        """Start deleting; None when the instance was already gone."""
+        return self._read(lambda a: a.instances().delete(project=self._p, instance=name))  # type: ignore[no-any-return]
+
+    def insert_backup(self, instance: str, description: str = "") -> dict[str, Any]:
+        body = {"description": description} if description else {}
+        return self._call(  # type: ignore[no-any-return]
+            lambda a: a.backupRuns().insert(project=self._p, instance=instance, body=body)
+        )
+
+    def list_backups(self, instance: str) -> list[dict[str, Any]]:
+        page = self._call(lambda a: a.backupRuns().list(project=self._p, instance=instance))
+        return list(page.get("items", []))
+
+    def list_managed(self) -> list[dict[str, Any]]:
+        """Instances labelled managed-by=djdeploy: [{"kind": "sql-instance", "name", "labels"}]."""
+        out = []
+        for inst in self.list_instances("settings.userLabels.managed-by:djdeploy"):
+            labels = (inst.get("settings") or {}).get("userLabels") or {}
+            if labels.get("managed-by") == "djdeploy":
+                out.append({"kind": "sql-instance", "name": inst["name"], "labels": labels})
+        return out
+
+    # -- databases -----------------------------------------------------------------------------
+
+    def get_database(self, instance: str, name: str) -> dict[str, Any] | None:
+        return self._read(  # type: ignore[no-any-return]
+            lambda a: a.databases().get(project=self._p, instance=instance, database=name)
+        )
+
+    def insert_database(self, instance: str, name: str) -> dict[str, Any]:
+        body = {"name": name, "charset": "UTF8", "collation": "en_US.UTF8"}
+        return self._call(  # type: ignore[no-any-return]
+            lambda a: a.databases().insert(project=self._p, instance=instance, body=body)
+        )
+
+    def delete_database(self, instance: str, name: str) -> dict[str, Any] | None:
+        """Start deleting; None when the database (or its instance) was already gone."""
+        return self._read(  # type: ignore[no-any-return]
+            lambda a: a.databases().delete(project=self._p, instance=instance, database=name)
+        )
+
+    # -- users ---------------------------------------------------------------------------------
+
+    def get_user(self, instance: str, name: str) -> dict[str, Any] | None:
+        return self._read(  # type: ignore[no-any-return]
+            lambda a: a.users().get(project=self._p, instance=instance, name=name)
+        )
+
+    def insert_user(self, instance: str, name: str, password: Secret) -> dict[str, Any]:
+        def make(a: Any) -> Any:
+            body = {"name": name, "password": password.reveal()}
+            return a.users().insert(project=self._p, instance=instance, body=body)
+
+        return self._call(make)  # type: ignore[no-any-return]
+
+    def set_password(self, instance: str, name: str, password: Secret) -> dict[str, Any]:
+        def make(a: Any) -> Any:
+            body = {"name": name, "password": password.reveal()}
+            return a.users().update(project=self._p, instance=instance, name=name, body=body)
+
+        return self._call(make)  # type: ignore[no-any-return]
+
+    def delete_user(self, instance: str, name: str) -> dict[str, Any] | None:
+        """Start deleting; None when the user (or its instance) was already gone."""
+        return self._read(  # type: ignore[no-any-return]
+            lambda a: a.users().delete(project=self._p, instance=instance, name=name)
+        )
+
+    # -- operations ----------------------------------------------------------------------------
+
+    def get_operation(self, name: str) -> dict[str, Any]:
+        return self._call(lambda a: a.operations().get(project=self._p, operation=name))  # type: ignore[no-any-return]
+
+    def pending_operations(self, instance: str) -> list[dict[str, Any]]:
+        """Operations on ``instance`` that are not DONE (newest first); [] when it is gone."""
+        page = self._read(
+            lambda a: a.operations().list(project=self._p, instance=instance, maxResults=20)
+        )
+        if page is None:
+            return []
+        return [op for op in page.get("items", []) if op.get("status") != "DONE"]
+
+    def operation_error(self, op: dict[str, Any]) -> str:
+        """The first error message of a DONE operation, "" when it succeeded."""
+        errs = (op.get("error") or {}).get("errors") or []
+        return str(errs[0].get("message", "")) if errs else ""
+
