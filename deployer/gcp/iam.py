@@ -1,0 +1,75 @@
+"""IAM v1 service accounts through the discovery client.
+
+New accounts are eventually consistent: for a while after create, GET answers 404 and
+bindings naming the account are refused. Callers (steps/service_accounts.py) wait on GET.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deployer.gcp.cloud import Cloud
+
+
+class IamApi:
+    def __init__(self, cloud: Cloud) -> None:
+        self.cloud = cloud
+
+    def _accounts(self) -> Any:
+        return self.cloud.clients.discovery("iam", "v1").projects().serviceAccounts()
+
+    def _name(self, email: str) -> str:
+        return f"projects/{self.cloud.project}/serviceAccounts/{email}"
+
+    def get_service_account(self, email: str) -> dict[str, Any] | None:
+        return self.cloud.read(
+            lambda: self._accounts().get(name=self._name(email)).execute(num_retries=0)
+        )
+
+    def create_service_account(
+        self, account_id: str, display_name: str, description: str
+    ) -> dict[str, Any]:
+        """Create; 409 (it exists, perhaps not yet visible) raises errors.Conflict."""
+        body = {
+            "accountId": account_id,
+            "serviceAccount": {"displayName": display_name, "description": description},
+        }
+        return self.cloud.call(
+            lambda: (
+                self._accounts()
+                .create(name=f"projects/{self.cloud.project}", body=body)
+                .execute(num_retries=0)
+            )
+        )
+
+    def patch_service_account(self, email: str, fields: dict[str, str]) -> dict[str, Any]:
+        body = {"serviceAccount": dict(fields), "updateMask": ",".join(sorted(fields))}
+        return self.cloud.call(
+            lambda: self._accounts().patch(name=self._name(email), body=body).execute(num_retries=0)
+        )
+
+    def delete_service_account(self, email: str) -> bool:
+        """Delete; True when it was there, False when already gone."""
+        done = self.cloud.read(
+            lambda: self._accounts().delete(name=self._name(email)).execute(num_retries=0)
+        )
+        return done is not None
+
+    def get_iam_policy(self, email: str) -> dict[str, Any]:
+        return self.cloud.call(
+            lambda: (
+                self._accounts()
+                .getIamPolicy(resource=self._name(email), options_requestedPolicyVersion=3)
+                .execute(num_retries=0)
+            )
+        )
+
+    def set_iam_policy(self, email: str, policy: dict[str, Any]) -> dict[str, Any]:
+        return self.cloud.call(
+            lambda: (
+                self._accounts()
+                .setIamPolicy(resource=self._name(email), body={"policy": policy})
+                .execute(num_retries=0)
+            )
+        )

@@ -1,0 +1,205 @@
+"""Cloud Storage through google-cloud-storage: buckets, bucket IAM, objects.
+
+Buckets come back as the JSON API's dicts (``name``, ``labels``, ``location`` upper-cased by
+Google, ``iamConfiguration``...). Bucket IAM is translated to and from the IAM v1 Policy shape
+({"version", "etag", "bindings": [{"role", "members": [...]}]}) so policy.py handles every
+resource alike. The library's own retries are off (``retry=None``): cloud.call() retries.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from deployer.gcp.clients import TIMEOUT
+
+if TYPE_CHECKING:
+    from deployer.gcp.cloud import Cloud
+
+MANAGED_LABEL = ("managed-by", "djdeploy")
+
+
+class StorageApi:
+    def __init__(self, cloud: Cloud) -> None:
+        self.cloud = cloud
+
+    @property
+    def _client(self) -> Any:
+        return self.cloud.clients.storage
+
+    # -- buckets ---------------------------------------------------------------------------
+
+    def get_bucket(self, name: str) -> dict[str, Any] | None:
+        bucket = self.cloud.read(lambda: self._client.get_bucket(name, retry=None, timeout=TIMEOUT))
+        return dict(bucket._properties) if bucket is not None else None
+
+    def create_bucket(
+        self,
+        name: str,
+        *,
+        location: str,
+        labels: dict[str, str],
+        lifecycle_rules: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """A bucket with uniform bucket-level access and public access prevention enforced.
+        409 (the name is taken, by us or anyone: names are global) raises errors.Conflict."""
+        client = self._client
+
+        def create() -> Any:
+            bucket = client.bucket(name)
+            bucket.labels = dict(labels)
+            bucket.iam_configuration.uniform_bucket_level_access_enabled = True
+            bucket.iam_configuration.public_access_prevention = "enforced"
+            if lifecycle_rules:
+                bucket.lifecycle_rules = lifecycle_rules
+            return client.create_bucket(bucket, location=location, retry=None, timeout=TIMEOUT)
+
+        return dict(self.cloud.call(create)._properties)
+
+    def patch_bucket(self, name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """PATCH with ``fields`` as a JSON merge patch (``{"labels": {"k": None}}`` removes)."""
+        conn = self._client._connection
+        return dict(
+            self.cloud.call(
+                lambda: conn.api_request(
+                    method="PATCH", path=f"/b/{name}", data=fields, retry=None, timeout=TIMEOUT
+                )
+            )
+        )
+
+    def delete_bucket(self, name: str) -> None:
+        """Delete an empty bucket (409 when it still holds objects -> errors.Conflict)."""
+        client = self._client
+        self.cloud.call(lambda: client.bucket(name).delete(retry=None, timeout=TIMEOUT))
+
+    def list_buckets(self) -> list[dict[str, Any]]:
+        client = self._client
+        return self.cloud.call(
+            lambda: [
+                dict(b._properties)
+                for b in client.list_buckets(
+                    project=self.cloud.project, retry=None, timeout=TIMEOUT
+                )
+            ]
+        )
+
+    def list_managed(self) -> list[dict[str, Any]]:
+        """Buckets of the project labelled managed-by=djdeploy (the JSON API has no label
+        filter: filtered here)."""
+        key, value = MANAGED_LABEL
+        return [
+            {"kind": "bucket", "name": b["name"], "labels": dict(b.get("labels") or {})}
+            for b in self.list_buckets()
+            if (b.get("labels") or {}).get(key) == value
+        ]
+
+    # -- objects ---------------------------------------------------------------------------
+
+    def bucket_has_objects(self, name: str) -> bool:
+        client = self._client
+        return self.cloud.call(
+            lambda: any(
+                True for _ in client.list_blobs(name, max_results=1, retry=None, timeout=TIMEOUT)
+            )
+        )
+
+    def list_objects(self, bucket: str, prefix: str = "") -> list[str]:
+        client = self._client
+        return self.cloud.call(
+            lambda: [
+                b.name
+                for b in client.list_blobs(
+                    bucket, prefix=prefix or None, retry=None, timeout=TIMEOUT
+                )
+            ]
+        )
+
+    def delete_object(self, bucket: str, object_name: str) -> None:
+        """Delete one object; already gone counts as done."""
+        client = self._client
+        self.cloud.read(
+            lambda: client.bucket(bucket).blob(object_name).delete(retry=None, timeout=TIMEOUT)
+        )
+
+    def delete_all_objects(self, bucket: str) -> int:
+        """Delete every object in the bucket (live generations); returns how many."""
+        names = self.list_objects(bucket)
+        for n in names:
+            self.delete_object(bucket, n)
+        return len(names)
+
+    def upload(self, bucket: str, object_name: str, data: bytes, *, content_type: str) -> None:
+        """Upload bytes (multipart up to 8 MiB, resumable beyond: the library decides)."""
+        client = self._client
+        self.cloud.call(
+            lambda: (
+                client.bucket(bucket)
+                .blob(object_name)
+                .upload_from_string(data, content_type=content_type, retry=None, timeout=TIMEOUT)
+            )
+        )
+
+    def object_exists(self, bucket: str, object_name: str) -> bool:
+        client = self._client
+        blob = self.cloud.read(
+            lambda: client.bucket(bucket).get_blob(object_name, retry=None, timeout=TIMEOUT)
+        )
+        return blob is not None
+
+    def download(self, bucket: str, object_name: str) -> bytes:
+        client = self._client
+        return self.cloud.call(
+            lambda: (
+                client.bucket(bucket)
+                .blob(object_name)
+                .download_as_bytes(retry=None, timeout=TIMEOUT)
+            )
+        )
+
+    # -- IAM (IAM v1 Policy shape in and out) ----------------------------------------------
+
+    def get_iam_policy(self, bucket: str) -> dict[str, Any]:
+        conn = self._client._connection
+        raw = self.cloud.call(
+            lambda: conn.api_request(
+                method="GET",
+                path=f"/b/{bucket}/iam",
+                query_params={"optionsRequestedPolicyVersion": 3},
+                retry=None,
+                timeout=TIMEOUT,
+            )
+        )
+        return _to_iam_v1(raw)
+
+    def set_iam_policy(self, bucket: str, policy: dict[str, Any]) -> dict[str, Any]:
+        conn = self._client._connection
+        body: dict[str, Any] = {
+            "resourceId": f"projects/_/buckets/{bucket}",
+            "version": policy.get("version", 1),
+            "bindings": [
+                {k: v for k, v in b.items() if k in ("role", "members", "condition")}
+                for b in policy.get("bindings", [])
+            ],
+        }
+        if policy.get("etag"):
+            body["etag"] = policy["etag"]
+        raw = self.cloud.call(
+            lambda: conn.api_request(
+                method="PUT", path=f"/b/{bucket}/iam", data=body, retry=None, timeout=TIMEOUT
+            )
+        )
+        return _to_iam_v1(raw)
+
+
+def _to_iam_v1(raw: dict[str, Any]) -> dict[str, Any]:
+    """storage#policy -> IAM v1 Policy (drops kind/resourceId; members as sorted lists)."""
+    bindings = []
+    for b in raw.get("bindings") or []:
+        nb: dict[str, Any] = {"role": b["role"], "members": sorted(b.get("members") or [])}
+        if b.get("condition"):
+            nb["condition"] = b["condition"]
+        bindings.append(nb)
+    return {
+        "version": int(raw.get("version") or 1),
+        "etag": raw.get("etag", ""),
+        "bindings": bindings,
+    }
