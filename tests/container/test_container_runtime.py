@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
@@ -132,3 +133,107 @@ def test_extension_names_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DB_EXTENSIONS", 'x"; DROP TABLE y')
     with pytest.raises(DbInitError):
         extensions_from_env()
+
+
+RESOLVED = """
+import json
+import subprocess
+from django.conf import settings as s
+print(json.dumps({
+    "DEBUG": s.DEBUG, "ALLOWED_HOSTS": s.ALLOWED_HOSTS, "CSRF": s.CSRF_TRUSTED_ORIGINS,
+    "DB": {k: s.DATABASES["default"][k] for k in ("ENGINE", "NAME", "USER", "HOST", "PORT")},
+    "OTHER_DBS": sorted(k for k in s.DATABASES if k != "default"),
+    "MIDDLEWARE": s.MIDDLEWARE, "STORAGES": s.STORAGES, "SILENCED": s.SILENCED_SYSTEM_CHECKS,
+    "MEDIA_ROOT": str(s.MEDIA_ROOT), "STATIC_ROOT": str(s.STATIC_ROOT), "KEEP": s.KEEP_ME,
+    "GS_BUCKET_NAME": s.GS_BUCKET_NAME,
+}))
+"""
+
+PROJECT_SETTINGS = """
+SECRET_KEY = "django-insecure-project-key"
+DEBUG = True
+ALLOWED_HOSTS = ["*"]
+INSTALLED_APPS = [
+    "django.contrib.contenttypes", "django.contrib.auth", "django.contrib.staticfiles",
+]
+MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
+DATABASES = {
+    "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"},
+    "legacy": {"ENGINE": "django.db.backends.sqlite3", "NAME": "legacy.sqlite3"},
+}
+DEFAULT_FILE_STORAGE = "django.core.files.storage.InMemoryStorage"
+SILENCED_SYSTEM_CHECKS = ["project.W001"]
+KEEP_ME = "kept"
+"""
+
+
+def resolved_settings(tmp_path: Path, **env: str) -> dict:
+    from container_helpers import ENTRYPOINT, base_env
+
+    app = tmp_path / "proj"
+    (app / "proj").mkdir(parents=True)
+    (app / "proj" / "__init__.py").write_text("")
+    (app / "proj" / "conf.py").write_text(PROJECT_SETTINGS)
+    (app / "manage.py").write_text(
+        "import os, sys\n"
+        'os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj.conf")\n'
+        "from django.core.management import execute_from_command_line\n"
+        "execute_from_command_line(sys.argv)\n"
+    )
+    result = subprocess.run(
+        [str(ENTRYPOINT), "manage", "shell", "-c", RESOLVED],
+        env={**base_env(), "APP_HOME": str(app), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])  # after shell's own banner
+
+
+def test_settings_overlay_applies_the_environment(tmp_path: Path) -> None:
+    got = resolved_settings(
+        tmp_path,
+        SECRET_KEY="k" * 60,
+        DB_NAME="n",
+        DB_USER="u",
+        DB_HOST="/cloudsql/p:r:i",
+        DB_PORT="5432",
+        ALLOWED_HOSTS=" a.run.app, b.example.com ,",
+        CSRF_TRUSTED_ORIGINS="https://a.run.app",
+        MEDIA_ROOT="/m",
+        STATIC_ROOT="/s",
+        GS_BUCKET_NAME="bucket",
+    )
+    assert got["DEBUG"] is False
+    assert got["ALLOWED_HOSTS"] == ["a.run.app", "b.example.com"]
+    assert got["CSRF"] == ["https://a.run.app"]
+    assert got["DB"] == {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "n",
+        "USER": "u",
+        "HOST": "/cloudsql/p:r:i",
+        "PORT": "5432",
+    }
+    assert got["OTHER_DBS"] == ["legacy"]
+    assert got["MIDDLEWARE"] == [
+        "djdeploy_runtime.middleware.RequestContextMiddleware",
+        "django.middleware.security.SecurityMiddleware",
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+        "djdeploy_runtime.middleware.MediaMiddleware",
+        "django.middleware.common.CommonMiddleware",
+    ]
+    assert got["STORAGES"]["default"] == {"BACKEND": "django.core.files.storage.InMemoryStorage"}
+    assert got["STORAGES"]["staticfiles"]["BACKEND"] == (
+        "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    )
+    assert got["SILENCED"] == ["project.W001", "security.W005", "security.W021"]
+    assert (got["MEDIA_ROOT"], got["STATIC_ROOT"], got["KEEP"]) == ("/m", "/s", "kept")
+    assert got["GS_BUCKET_NAME"] == "bucket"
+
+
+def test_settings_overlay_with_a_tcp_host_and_no_hosts(tmp_path: Path) -> None:
+    got = resolved_settings(tmp_path, DB_HOST="10.0.0.5", DB_NAME="n", DB_USER="u")
+    assert got["DB"]["HOST"] == "10.0.0.5" and got["DB"]["PORT"] == "5432"
+    assert got["ALLOWED_HOSTS"] == []  # never "*", even when the project says so
