@@ -66,6 +66,34 @@ SA_LOGGING_MESSAGE = (
     "build.options.default_logs_bucket_behavior option, or (c) use either CLOUD_LOGGING_ONLY / "
     "NONE logging options"
 )
+#: proto enum numbers of BuildOptions fields (GAPIC REST sends enums as integers)
+_OPTION_ENUMS: dict[str, dict[int, str]] = {
+    "logging": {
+        0: "LOGGING_UNSPECIFIED",
+        1: "LEGACY",
+        2: "GCS_ONLY",
+        3: "STACKDRIVER_ONLY",
+        4: "NONE",
+        5: "CLOUD_LOGGING_ONLY",
+    },
+    "defaultLogsBucketBehavior": {
+        0: "DEFAULT_LOGS_BUCKET_BEHAVIOR_UNSPECIFIED",
+        1: "REGIONAL_USER_OWNED_BUCKET",
+        2: "LEGACY_BUCKET",
+    },
+    "machineType": {
+        0: "UNSPECIFIED",
+        1: "N1_HIGHCPU_8",
+        2: "N1_HIGHCPU_32",
+        5: "E2_HIGHCPU_8",
+        6: "E2_HIGHCPU_32",
+        7: "E2_MEDIUM",
+        11: "E2_STANDARD_2",
+    },
+    "substitutionOption": {0: "MUST_MATCH", 1: "ALLOW_LOOSE"},
+    "logStreamingOption": {0: "STREAM_DEFAULT", 1: "STREAM_ON", 2: "STREAM_OFF"},
+    "requestedVerifyOption": {0: "NOT_VERIFIED", 1: "VERIFIED", 3: "BEST_EFFORT"},
+}
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
 _DURATION_RE = re.compile(r"^(\d+)(\.\d+)?s$")
 _FILTER_TERM = re.compile(r'^\s*(\w+)\s*=\s*(?:"([^"]*)"|(\S+))\s*$')
@@ -102,6 +130,18 @@ def _seconds(value: str, field: str) -> float:
     if not m:
         raise ApiError(400, f"invalid value for {field!r}: {value!r} is not a duration")
     return float(m.group(1) + (m.group(2) or ""))
+
+
+def _enum_names(options: dict[str, Any]) -> dict[str, Any]:
+    """BuildOptions with enum numbers turned into names (how Google answers)."""
+    out = dict(options)
+    for field, names in _OPTION_ENUMS.items():
+        value = out.get(field)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value not in names:
+                raise ApiError(400, f"Invalid value at 'build.options.{field}' ({value})")
+            out[field] = names[value]
+    return out
 
 
 def render(emu: Emulator, build: dict[str, Any]) -> dict[str, Any]:
@@ -286,6 +326,8 @@ def _create(req: Request, project: str, location: str) -> dict[str, Any]:
     body = req.json()
     project_id, number = _project(req, project, location)
     emu = req.emu
+    if body.get("options"):
+        body["options"] = _enum_names(body["options"])
     if not body.get("steps"):
         raise ApiError(400, "invalid build: at least one build step is required")
     for i, s in enumerate(body["steps"]):

@@ -1,0 +1,112 @@
+"""Cloud Build v1 (google-cloud-build GAPIC client over REST): start builds, read them.
+
+Builds run in the deployment's region (``parent=projects/<p>/locations/<region>``): logs and
+the build itself stay in the region the user chose. Every call goes through ``cloud.call``
+with the library's own retry off; nothing here waits on an operation: ``create_build`` starts
+the build and returns it, the engine re-observes with ``get_build`` / ``list_builds``.
+Builds are plain JSON-shaped dicts with camelCase keys (``status`` as the enum's name).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import TYPE_CHECKING, Any
+
+from deployer.gcp.clients import TIMEOUT
+
+if TYPE_CHECKING:
+    from deployer.gcp.cloud import Cloud
+
+
+def _to_dict(message: Any) -> dict[str, Any]:
+    """A proto-plus message as the JSON the API sends: camelCase, enum names, no defaults."""
+    out: dict[str, Any] = type(message).to_dict(
+        message,
+        preserving_proto_field_name=False,
+        use_integers_for_enums=False,
+        always_print_fields_with_no_presence=False,
+    )
+    return out
+
+
+class BuildApi:
+    def __init__(self, cloud: Cloud) -> None:
+        self.cloud = cloud
+
+    @property
+    def _client(self) -> Any:
+        return self.cloud.clients.gapic("cloudbuild")
+
+    @property
+    def parent(self) -> str:
+        return f"projects/{self.cloud.project}/locations/{self.cloud.region}"
+
+    def build_name(self, build_id: str) -> str:
+        return f"{self.parent}/builds/{build_id}"
+
+    def create_build(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Start a build (a Build in JSON shape) and return it as queued (with its ``id``);
+        never waits for it."""
+        from google.cloud.devtools import cloudbuild_v1
+
+        build = cloudbuild_v1.Build.from_json(json.dumps(body), ignore_unknown_fields=False)
+        operation = self.cloud.call(
+            lambda: self._client.create_build(
+                project_id=self.cloud.project,
+                build=build,
+                parent=self.parent,
+                retry=None,
+                timeout=TIMEOUT,
+            )
+        )
+        return _to_dict(operation.metadata.build)
+
+    def get_build(self, build_id: str) -> dict[str, Any] | None:
+        """The build, or None when it does not exist."""
+        found = self.cloud.read(
+            lambda: self._client.get_build(
+                request={
+                    "project_id": self.cloud.project,
+                    "id": build_id,
+                    "name": self.build_name(build_id),
+                },
+                retry=None,
+                timeout=TIMEOUT,
+            )
+        )
+        return None if found is None else _to_dict(found)
+
+    def list_builds(self, filter: str = "", *, limit: int = 50) -> list[dict[str, Any]]:
+        """Builds of the region matching ``filter`` (e.g. ``tags="src-1234"``), newest first;
+        at most ``limit`` (one page)."""
+
+        def first() -> list[dict[str, Any]]:
+            pager = self._client.list_builds(
+                request={
+                    "project_id": self.cloud.project,
+                    "parent": self.parent,
+                    "filter": filter,
+                    "page_size": limit,
+                },
+                retry=None,
+                timeout=TIMEOUT,
+            )
+            return [_to_dict(b) for b in itertools.islice(pager, limit)]
+
+        return self.cloud.call(first)
+
+    def cancel_build(self, build_id: str) -> dict[str, Any] | None:
+        """Cancel a running build (None when it does not exist)."""
+        found = self.cloud.read(
+            lambda: self._client.cancel_build(
+                request={
+                    "project_id": self.cloud.project,
+                    "id": build_id,
+                    "name": self.build_name(build_id),
+                },
+                retry=None,
+                timeout=TIMEOUT,
+            )
+        )
+        return None if found is None else _to_dict(found)

@@ -1,0 +1,174 @@
+"""The container image: source archive -> staging bucket -> Cloud Build -> Artifact Registry.
+
+The image is tagged by the digest of its source archive (deployer/archive.py), so its URI is
+known before any cloud call and the tag says exactly what is in it:
+
+    <region>-docker.pkg.dev/<project>/<registry>/<app>:src-<16 hex of the archive's sha256>
+
+observe: does that tag exist? If so, nothing to do (no build). Otherwise the newest build
+carrying the tag: WAIT while it is QUEUED/WORKING, failure (statusDetail + logs URL) when it
+failed. apply uploads the archive to the staging bucket (``sources/<tag>.tar.gz``, skipped when
+it is already there) and starts the build with the build service account; it never waits.
+delete: nothing (the images live in the registry, which the registry step deletes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from deployer.archive import Archive, build_archive, container_dir, default_source
+from deployer.steps.base import Action, Change, FieldChange
+
+if TYPE_CHECKING:
+    from deployer.config import Config
+    from deployer.gcp.cloud import Cloud
+
+BUILDER = "gcr.io/cloud-builders/docker"
+BUILD_TIMEOUT = "1800s"
+RUNNING = frozenset({"STATUS_UNKNOWN", "PENDING", "QUEUED", "WORKING"})
+
+
+@dataclass(frozen=True)
+class Image:
+    """``Image(config)`` builds the archive of config.source (or the bundled sample) when it
+    is constructed, before any cloud call (an unreadable source is a ConfigError then);
+    ``Image(config, archive)`` uses the given one."""
+
+    config: Config
+    archive: Archive = field(default=None, repr=False)  # type: ignore[assignment]
+    name: str = "image"
+    needs: tuple[str, ...] = ("iam-build",)
+    data: bool = False
+
+    def __post_init__(self) -> None:
+        if self.archive is None:
+            source = self.config.source or default_source()
+            object.__setattr__(self, "archive", build_archive(source, container_dir()))
+
+    @property
+    def tag(self) -> str:
+        return self.archive.tag
+
+    @property
+    def image(self) -> str:
+        """The image URI the jobs and the service run."""
+        return f"{self.config.names.image_repo}:{self.tag}"
+
+    @property
+    def _resource(self) -> str:
+        return f"image {self.tag}"
+
+    # -- observe / diff ----------------------------------------------------------------------
+
+    def observe(self, cloud: Cloud) -> dict[str, Any] | None:
+        if cloud.registry.tag_exists(self.image):
+            return {"exists": True}
+        builds = cloud.build.list_builds(f'tags="{self.tag}"', limit=1)
+        if not builds:
+            return None
+        return {"exists": False, "build": builds[0]}
+
+    def diff(self, observed: dict[str, Any] | None) -> Change:
+        info = {"image": self.image}
+        create = (FieldChange("image", None, self.image),)
+        if observed is None:
+            return Change(
+                self.name,
+                self._resource,
+                Action.CREATE,
+                f"no image {self.tag}: build it from source",
+                create,
+                info=info,
+            )
+        if observed.get("exists"):
+            return Change(
+                self.name,
+                self._resource,
+                Action.NOOP,
+                f"image {self.tag} exists: no build",
+                info=info,
+            )
+        build = observed.get("build") or {}
+        build_id = build.get("id", "?")
+        status = build.get("status", "STATUS_UNKNOWN")
+        info = {**info, "build": build_id}
+        if build.get("logUrl"):
+            info["logs"] = build["logUrl"]
+        if status in RUNNING:
+            return Change(
+                self.name,
+                self._resource,
+                Action.WAIT,
+                f"build {build_id} {status.lower()}",
+                info=info,
+            )
+        if status == "SUCCESS":
+            # built, but the tag is gone (repository deleted since): build again
+            return Change(
+                self.name,
+                self._resource,
+                Action.CREATE,
+                f"build {build_id} succeeded but image {self.tag} is not in the registry",
+                create,
+                info=info,
+            )
+        detail = build.get("statusDetail") or (build.get("failureInfo") or {}).get("detail", "")
+        failure = f"build {build_id} {status}"
+        if detail:
+            failure += f": {detail}"
+        if build.get("logUrl"):
+            failure += f"; logs: {build['logUrl']}"
+        return Change(
+            self.name,
+            self._resource,
+            Action.CREATE,
+            f"the last build of {self.tag} ended {status}: build again",
+            create,
+            failure=failure,
+            info=info,
+        )
+
+    # -- apply -------------------------------------------------------------------------------
+
+    def build_body(self) -> dict[str, Any]:
+        names = self.config.names
+        return {
+            "steps": [
+                {
+                    "name": BUILDER,
+                    "args": ["build", "-f", ".djdeploy/Dockerfile", "-t", self.image, "."],
+                }
+            ],
+            "images": [self.image],
+            "tags": [self.tag, "djdeploy", self.config.tenant],
+            "serviceAccount": f"projects/{self.config.project}/serviceAccounts/"
+            f"{names.build_sa_email}",
+            "options": {"logging": "CLOUD_LOGGING_ONLY"},
+            "source": {
+                "storageSource": {
+                    "bucket": names.staging_bucket,
+                    "object": self.archive.object_name,
+                }
+            },
+            "timeout": BUILD_TIMEOUT,
+        }
+
+    def apply(self, cloud: Cloud, change: Change) -> None:
+        if change.action is not Action.CREATE:
+            return
+        bucket = self.config.names.staging_bucket
+        if not cloud.storage.object_exists(bucket, self.archive.object_name):
+            cloud.storage.upload(
+                bucket, self.archive.object_name, self.archive.data, content_type="application/gzip"
+            )
+        cloud.build.create_build(self.build_body())
+
+    def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
+        return Change(
+            self.name,
+            "image",
+            Action.NOOP,
+            "images live in the registry (deleted with it); source archives stay in the shared "
+            "staging bucket",
+        )

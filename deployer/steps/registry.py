@@ -1,0 +1,157 @@
+"""The Artifact Registry docker repository the image is pushed to.
+
+One repository per tenant and app (``names.registry``), format DOCKER, carrying our labels.
+A repository under our name that is not labelled as ours is never adopted nor deleted.
+
+destroy deletes it: it holds only images, and every image is rebuilt from source by the next
+``up`` (the image step tags images by the digest of their source). It is not user data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from deployer.errors import Conflict, NotOurs
+from deployer.steps.base import Action, Change, field_changes
+
+if TYPE_CHECKING:
+    from deployer.config import Config
+    from deployer.gcp.cloud import Cloud
+
+
+def is_ours(labels: Mapping[str, str] | None, tenant: str) -> bool:
+    """A resource is ours when it carries our tenant label, or managed-by=djdeploy without
+    another tenant's label. No labels at all: not ours."""
+    labels = labels or {}
+    owner = labels.get("djdeploy-tenant")
+    if owner is not None:
+        return owner == tenant
+    return labels.get("managed-by") == "djdeploy"
+
+
+@dataclass(frozen=True)
+class Registry:
+    config: Config
+    name: str = "registry"
+    needs: tuple[str, ...] = ("apis",)
+    data: bool = False
+
+    @property
+    def repo_id(self) -> str:
+        return self.config.names.registry
+
+    @property
+    def _resource(self) -> str:
+        return f"repository {self.repo_id}"
+
+    def observe(self, cloud: Cloud) -> dict[str, Any] | None:
+        return cloud.registry.get_repository(self.repo_id)
+
+    def desired(self) -> dict[str, Any]:
+        return {"format": "DOCKER", "labels": dict(self.config.names.labels)}
+
+    def diff(self, observed: dict[str, Any] | None) -> Change:
+        info = {"registry": self.config.names.image_repo.rsplit("/", 1)[0]}
+        if observed is None:
+            return Change(
+                self.name,
+                self._resource,
+                Action.CREATE,
+                f"{self._resource} does not exist",
+                tuple(field_changes(self.desired(), None)),
+                info=info,
+            )
+        if not is_ours(observed.get("labels"), self.config.tenant):
+            return Change(
+                self.name,
+                self._resource,
+                Action.UPDATE,
+                f"{self._resource} exists but is not labelled as ours",
+                failure=self._not_ours_message(),
+                info=info,
+            )
+        if observed.get("format") != "DOCKER":
+            return Change(
+                self.name,
+                self._resource,
+                Action.UPDATE,
+                f"{self._resource} has format {observed.get('format')}",
+                failure=(
+                    f"{self._resource} exists with format {observed.get('format')}, not DOCKER: "
+                    "delete it or choose another app name"
+                ),
+                info=info,
+            )
+        fields = field_changes({"labels": dict(self.config.names.labels)}, observed)
+        if fields:
+            return Change(
+                self.name,
+                self._resource,
+                Action.UPDATE,
+                f"{self._resource} labels differ",
+                tuple(fields),
+                info=info,
+            )
+        return Change(
+            self.name,
+            self._resource,
+            Action.NOOP,
+            f"{self._resource} exists and matches",
+            info=info,
+        )
+
+    def _not_ours_message(self) -> str:
+        return (
+            f"{self._resource} in {self.config.project}/{self.config.region} exists but is not "
+            f"labelled managed-by=djdeploy, djdeploy-tenant={self.config.tenant}: djdeploy "
+            "never takes over a resource it did not create; delete it or choose another "
+            "tenant or app name"
+        )
+
+    def apply(self, cloud: Cloud, change: Change) -> None:
+        labels = dict(self.config.names.labels)
+        if change.action is Action.CREATE:
+            try:
+                cloud.registry.create_repository(
+                    self.repo_id,
+                    labels,
+                    description=f"djdeploy images of {self.config.tenant}/{self.config.app}",
+                )
+                return
+            except Conflict:
+                existing = cloud.registry.get_repository(self.repo_id)
+                if existing is None:
+                    raise  # gone again: the engine re-observes and retries
+                if not is_ours(existing.get("labels"), self.config.tenant):
+                    raise NotOurs(self._not_ours_message()) from None
+                observed = existing
+        elif change.action is Action.UPDATE:
+            observed = cloud.registry.get_repository(self.repo_id) or {}
+            if observed and not is_ours(observed.get("labels"), self.config.tenant):
+                raise NotOurs(self._not_ours_message())
+        else:
+            return
+        current = dict(observed.get("labels") or {})
+        if any(current.get(k) != v for k, v in labels.items()):
+            cloud.registry.patch_labels(self.repo_id, {**current, **labels})
+
+    def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
+        observed = cloud.registry.get_repository(self.repo_id)
+        if observed is None:
+            return Change(self.name, self._resource, Action.NOOP, f"{self._resource} is absent")
+        if not is_ours(observed.get("labels"), self.config.tenant):
+            return Change(
+                self.name,
+                self._resource,
+                Action.NOOP,
+                f"kept: {self._resource} is not labelled as ours",
+            )
+        cloud.registry.delete_repository(self.repo_id)
+        return Change(
+            self.name,
+            self._resource,
+            Action.DELETE,
+            f"deleted {self._resource} (images are rebuilt from source on the next up)",
+        )

@@ -1,0 +1,310 @@
+"""The image step: diff table, then source -> Cloud Build -> Artifact Registry on the emulator."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deployer.archive import build_archive, container_dir, default_source
+from deployer.config import Config
+from deployer.emulator import serviceusage
+from deployer.emulator.policies import SA_KIND
+from deployer.emulator.testing import storage_client
+from deployer.engine import Engine, Options
+from deployer.gcp.cloud import Cloud
+from deployer.gcp.clients import ClientFactory
+from deployer.steps.base import Action, Change
+from deployer.steps.image import Image
+from deployer.steps.registry import Registry
+from tests.contract import check_transcript
+
+PROJECT = "image-proj"
+REGION = "europe-west1"
+
+
+def _config(source: Path | None = None) -> Config:
+    return Config(tenant="demo", project=PROJECT, region=REGION, source=source)
+
+
+# -- diff table ----------------------------------------------------------------------------------
+
+CONFIG = _config()
+STEP = Image(CONFIG)
+LOG = "https://console.cloud.google.com/cloud-build/builds;region=europe-west1/b1?project=1"
+
+
+@pytest.mark.parametrize(
+    ("observed", "action", "failure", "reason"),
+    [
+        (None, Action.CREATE, "", "no image"),
+        ({"exists": True}, Action.NOOP, "", "exists: no build"),
+        ({"exists": False, "build": {"id": "b1", "status": "QUEUED"}}, Action.WAIT, "", "queued"),
+        ({"exists": False, "build": {"id": "b1", "status": "WORKING"}}, Action.WAIT, "", "working"),
+        (
+            {"exists": False, "build": {"id": "b1", "status": "SUCCESS"}},
+            Action.CREATE,
+            "",
+            "not in the registry",
+        ),
+        (
+            {
+                "exists": False,
+                "build": {
+                    "id": "b1",
+                    "status": "FAILURE",
+                    "statusDetail": "step exited with non-zero status: 1",
+                    "logUrl": LOG,
+                },
+            },
+            Action.CREATE,
+            f"build b1 FAILURE: step exited with non-zero status: 1; logs: {LOG}",
+            "ended FAILURE",
+        ),
+        (
+            {"exists": False, "build": {"id": "b1", "status": "TIMEOUT", "logUrl": LOG}},
+            Action.CREATE,
+            f"build b1 TIMEOUT; logs: {LOG}",
+            "ended TIMEOUT",
+        ),
+        (
+            {"exists": False, "build": {"id": "b1", "status": "INTERNAL_ERROR"}},
+            Action.CREATE,
+            "build b1 INTERNAL_ERROR",
+            "ended INTERNAL_ERROR",
+        ),
+    ],
+)
+def test_diff(observed: Any, action: Action, failure: str, reason: str) -> None:
+    change = STEP.diff(observed)
+    assert change.action is action
+    assert change.failure == failure
+    assert reason in change.reason
+    assert change.info["image"] == STEP.image
+
+
+def test_image_uri_known_before_any_call() -> None:
+    archive = build_archive(default_source(), container_dir())
+    step = Image(CONFIG, archive)
+    assert step.image == (f"{REGION}-docker.pkg.dev/{PROJECT}/demo-django/django:{archive.tag}")
+    assert Image(CONFIG).image == step.image  # built from the bundled sample
+    assert step.name == "image" and step.needs == ("iam-build",) and step.data is False
+
+
+def test_build_body() -> None:
+    body = STEP.build_body()
+    names = CONFIG.names
+    assert body["images"] == [STEP.image]
+    assert body["tags"] == [STEP.tag, "djdeploy", "demo"]
+    assert body["serviceAccount"] == f"projects/{PROJECT}/serviceAccounts/{names.build_sa_email}"
+    assert body["options"] == {"logging": "CLOUD_LOGGING_ONLY"}
+    assert body["source"]["storageSource"] == {
+        "bucket": names.staging_bucket,
+        "object": f"sources/{STEP.tag}.tar.gz",
+    }
+    assert body["steps"][0]["args"] == [
+        "build", "-f", ".djdeploy/Dockerfile", "-t", STEP.image, ".",
+    ]  # fmt: skip
+
+
+# -- on the emulator -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _GrantWriter:
+    """Stands in for iam-build: roles/artifactregistry.writer for the build SA on the repo."""
+
+    config: Config
+    name: str = "iam-build"
+    needs: tuple[str, ...] = ("registry",)
+    data: bool = False
+
+    def observe(self, cloud: Cloud) -> Any:
+        policy = cloud.registry.get_iam_policy(self.config.names.registry)
+        member = f"serviceAccount:{self.config.names.build_sa_email}"
+        for b in policy["bindings"]:
+            if b["role"] == "roles/artifactregistry.writer" and member in b["members"]:
+                return policy
+        return None
+
+    def diff(self, observed: Any) -> Change:
+        action = Action.NOOP if observed else Action.UPDATE
+        return Change(self.name, "repo iam", action, "writer")
+
+    def apply(self, cloud: Cloud, change: Change) -> None:
+        repo = self.config.names.registry
+        policy = cloud.registry.get_iam_policy(repo)
+        member = f"serviceAccount:{self.config.names.build_sa_email}"
+        policy["bindings"].append({"role": "roles/artifactregistry.writer", "members": [member]})
+        cloud.registry.set_iam_policy(repo, policy)
+
+    def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
+        return Change(self.name, "repo iam", Action.NOOP, "with the repository")
+
+
+def _seed(emulator: Any, config: Config) -> None:
+    """What apis, service-accounts and sources-bucket would have made."""
+    emu = emulator.emu
+    for service in ("cloudbuild.googleapis.com", "artifactregistry.googleapis.com"):
+        serviceusage.set_enabled(emu, PROJECT, service)
+    email = config.names.build_sa_email
+    emu.store.put(SA_KIND, email, {"email": email, "_visibleAt": 0.0})
+    client = storage_client(emulator.url, PROJECT)
+    bucket = client.bucket(config.names.staging_bucket)
+    bucket.iam_configuration.uniform_bucket_level_access_enabled = True
+    client.create_bucket(bucket, location=REGION)
+
+
+def _steps(config: Config, archive: Any = None) -> list[Any]:
+    registry = dataclasses.replace(Registry(config), needs=())
+    return [registry, _GrantWriter(config), Image(config, archive)]
+
+
+def _engine(emulator: Any) -> Engine:
+    cloud = Cloud(PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    return Engine(cloud, options=Options.scaled(0.001))
+
+
+def _mutations(entries: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"{e['method']} {e['path']}"
+        for e in entries
+        if e["method"] != "GET" and not e["path"].endswith(":getIamPolicy")
+    ]
+
+
+def _builds(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in entries if e["method"] == "POST" and e["path"].endswith("/builds")]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    dest = tmp_path / "mysite"
+    shutil.copytree(default_source(), dest)
+    return dest
+
+
+def test_up_from_empty_then_noop_then_new_source(emulator: Any, project: Path) -> None:
+    config = _config(project)
+    _seed(emulator, config)
+    engine = _engine(emulator)
+    step = Image(config)
+
+    result = engine.up(_steps(config))
+    assert result.ok, [r.error for r in result.results]
+    image = next(r for r in result.results if r.step == "image")
+    assert image.first is not None and image.first.action is Action.CREATE
+    assert image.last is not None and image.last.action is Action.NOOP
+    assert emulator.emu.store.get("artifactregistry.tag", step.image) is not None
+    entries = emulator.emu.transcript.entries()
+    assert len(_builds(entries)) == 1
+    uploads = [e for e in entries if e["path"].startswith("/upload/storage/")]
+    assert len(uploads) == 1
+    assert check_transcript(entries) == []
+    build = _builds(entries)[0]["body"]
+    assert build["tags"] == [step.tag, "djdeploy", "demo"]
+
+    # a second up: reads only, no build
+    emulator.emu.transcript.clear()
+    result = engine.up(_steps(config))
+    assert result.ok
+    assert all(r.first is not None and r.first.action is Action.NOOP for r in result.results)
+    assert "exists: no build" in result.results[-1].first.reason  # type: ignore[union-attr]
+    assert _mutations(emulator.emu.transcript.entries()) == []
+
+    # one changed source file: a new tag, one new build
+    (project / "djsample" / "settings.py").write_text(
+        (project / "djsample" / "settings.py").read_text() + "\n# changed\n"
+    )
+    changed = Image(config)
+    assert changed.tag != step.tag
+    emulator.emu.transcript.clear()
+    result = engine.up(_steps(config))
+    assert result.ok, [r.error for r in result.results]
+    entries = emulator.emu.transcript.entries()
+    assert len(_builds(entries)) == 1
+    assert _builds(entries)[0]["body"]["images"] == [changed.image]
+    assert emulator.emu.store.get("artifactregistry.tag", changed.image) is not None
+    assert check_transcript(entries) == []
+
+
+def test_failed_build_shows_detail_and_logs_then_next_up_builds(emulator: Any) -> None:
+    config = _config()
+    _seed(emulator, config)
+    engine = _engine(emulator)
+    step = Image(config)
+    emulator.emu.outcomes.add("build", step.tag, "step exited with non-zero status: 1")
+
+    result = engine.up(_steps(config))
+    assert not result.ok
+    image = next(r for r in result.results if r.step == "image")
+    assert "step exited with non-zero status: 1" in image.error
+    assert "Build step failure" in image.error
+    assert "logs: https://console.cloud.google.com/cloud-build/builds;region=europe-west1/" in (
+        image.error
+    )
+
+    # status/plan shows the failure
+    change = engine.plan(_steps(config))[-1]
+    assert change.action is Action.CREATE and "FAILURE" in change.failure
+
+    result = engine.up(_steps(config))
+    assert result.ok, [r.error for r in result.results]
+    assert len(_builds(emulator.emu.transcript.entries())) == 2
+    assert check_transcript(emulator.emu.transcript.entries()) == []
+
+
+def test_faults_are_ridden_out(emulator: Any) -> None:
+    config = _config()
+    _seed(emulator, config)
+    faults = emulator.emu.faults
+    faults.add(method="POST", path=r"/builds$", code=503, times=2)
+    faults.add(method="GET", path=r"/packages/.*/tags/", code=429, retry_after=1, times=1)
+    faults.add(method="POST", path=r"/repositories$", code=503, times=1)
+    result = _engine(emulator).up(_steps(config))
+    assert result.ok, [r.error for r in result.results]
+    entries = emulator.emu.transcript.entries()
+    assert [e["status"] for e in _builds(entries)] == [503, 503, 200]
+    assert check_transcript(entries) == []
+
+
+def test_dropped_build_response_still_converges(emulator: Any) -> None:
+    """The create is applied, its answer lost: the retry starts a second build of the same
+    tag, which is harmless (same tag, same content); up still ends with the image."""
+    config = _config()
+    _seed(emulator, config)
+    emulator.emu.faults.add(method="POST", path=r"/builds$", action="drop", times=1)
+    result = _engine(emulator).up(_steps(config))
+    assert result.ok, [r.error for r in result.results]
+    assert emulator.emu.store.get("artifactregistry.tag", Image(config).image) is not None
+
+
+def test_build_without_repository_fails_with_push_error(emulator: Any) -> None:
+    config = _config()
+    _seed(emulator, config)
+    step = dataclasses.replace(Image(config), needs=())
+    result = _engine(emulator).up([step])
+    assert not result.ok
+    assert 'Repository "demo-django" not found' in result.results[0].error
+
+
+def test_destroy_twice(emulator: Any) -> None:
+    config = _config()
+    _seed(emulator, config)
+    engine = _engine(emulator)
+    assert engine.up(_steps(config)).ok
+    for _ in range(2):
+        changes = engine.destroy(_steps(config), delete_data=False)
+        by_step = {c.step: c for c in changes}
+        assert by_step["image"].action is Action.NOOP
+    assert emulator.emu.store.get("artifactregistry.tag", Image(config).image) is None
+    # up again rebuilds (the registry went with its images)
+    emulator.emu.transcript.clear()
+    time.sleep(0.01)
+    assert engine.up(_steps(config)).ok
+    assert len(_builds(emulator.emu.transcript.entries())) == 1
+    assert check_transcript(emulator.emu.transcript.entries()) == []
