@@ -16,8 +16,8 @@ from deployer.emulator import serviceusage
 from deployer.emulator.policies import SA_KIND
 from deployer.emulator.testing import storage_client
 from deployer.engine import Engine, Options
-from deployer.gcp.cloud import Cloud
 from deployer.gcp.clients import ClientFactory
+from deployer.gcp.cloud import Cloud
 from deployer.steps.base import Action, Change
 from deployer.steps.image import Image
 from deployer.steps.registry import Registry
@@ -286,7 +286,7 @@ def test_dropped_build_response_still_converges(emulator: Any) -> None:
 def test_build_without_repository_fails_with_push_error(emulator: Any) -> None:
     config = _config()
     _seed(emulator, config)
-    step = dataclasses.replace(Image(config), needs=())
+    step: Any = dataclasses.replace(Image(config), needs=())
     result = _engine(emulator).up([step])
     assert not result.ok
     assert 'Repository "demo-django" not found' in result.results[0].error
