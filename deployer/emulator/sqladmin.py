@@ -25,7 +25,9 @@ The semantics that bite: ONE operation at a time per instance (anything mutating
 while one runs: 409 ``operationInProgress``); an instance name that exists, or was deleted within
 the ``sql.instance.name_reuse`` window (a week, scaled), is refused with 409
 ``instanceAlreadyExists``; a patch carrying an old ``settings.settingsVersion`` is 412
-``staleData``; deleting an instance with ``settings.deletionProtectionEnabled`` is 400.
+``staleData``; deleting an instance with ``settings.deletionProtectionEnabled`` is 400. Deleting
+an instance deletes its backups, unless ``settings.retainBackupsOnDelete`` (then they are kept
+under the state kind ``sql.backup.retained``).
 Outcomes: ``emu.outcomes`` kind ``sql.operation`` matched against ``<instance>/<operationType>``
 (e.g. ``demo-django-pg/CREATE``) makes that operation fail; a failed CREATE leaves the instance
 in state FAILED.
@@ -59,6 +61,7 @@ DELETED_KIND = "sql.instance.deleted"
 DATABASE_KIND = "sql.database"
 USER_KIND = "sql.user"
 BACKUP_KIND = "sql.backup"
+RETAINED_KIND = "sql.backup.retained"  # backups kept after delete (retainBackupsOnDelete)
 COMPLETER_PREFIX = "sql."
 
 register_duration("sql.backup", 60.0)
@@ -438,8 +441,12 @@ def delete_instance(req: Request, project: str, instance: str) -> dict[str, Any]
 def _finish_delete(emu: Emulator, op: dict[str, Any]) -> None:
     p, i = op["args"]["project"], op["args"]["instance"]
     store = emu.store
+    rec = store.get(INSTANCE_KIND, _ikey(p, i)) or {}
     store.delete(INSTANCE_KIND, _ikey(p, i))
-    for kind in (DATABASE_KIND, USER_KIND, BACKUP_KIND):  # automatic backups go with it
+    if (rec.get("settings") or {}).get("retainBackupsOnDelete"):
+        for k, run in store.list(BACKUP_KIND, f"{p}/{i}/"):
+            store.put(RETAINED_KIND, k, run)
+    for kind in (DATABASE_KIND, USER_KIND, BACKUP_KIND):  # backups go with it unless retained
         for k, _ in store.list(kind, f"{p}/{i}/"):
             store.delete(kind, k)
     store.put(DELETED_KIND, _ikey(p, i), {"at": emu.clock()})

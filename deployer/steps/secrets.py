@@ -1,0 +1,272 @@
+"""The secrets step: the three secrets djdeploy generates, and the user's secret env vars.
+
+Generated (labelled, one version each, values from `secrets.token_urlsafe`): the database
+password, Django's SECRET_KEY and the superuser password. A generated secret is NEVER
+regenerated while it has any version: only an empty secret we own gets a first version. A
+secret whose versions are all disabled or destroyed is a failure that tells the user what to
+do (adding a new value silently would change a password the database still expects).
+
+The user's secret env vars (config.secret_env) must name existing secrets with an enabled
+version (or the pinned version enabled); djdeploy never creates them.
+
+destroy keeps every secret unless --delete-data; then it deletes only the three generated ones
+(never the user's own secrets, never a secret that is not labelled as ours).
+"""
+
+from __future__ import annotations
+
+import secrets as _random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from deployer.errors import Conflict, DeployError, NotOurs
+from deployer.steps.base import Action, Change, FieldChange, Secret, field_changes
+
+if TYPE_CHECKING:
+    from deployer.config import Config
+    from deployer.gcp.cloud import Cloud
+
+CREATED = "created with 1 version"
+
+
+def _number(version: dict[str, Any]) -> int:
+    return int(str(version.get("name", "0")).rsplit("/", 1)[-1])
+
+
+def is_ours(labels: dict[str, str] | None, tenant: str) -> bool:
+    labels = labels or {}
+    return labels.get("managed-by") == "djdeploy" and labels.get("djdeploy-tenant") == tenant
+
+
+@dataclass(frozen=True)
+class Secrets:
+    config: Config
+    name: str = field(default="secrets", init=False)
+    needs: tuple[str, ...] = field(default=("apis",), init=False)
+    data: bool = field(default=True, init=False)
+
+    # -- what we manage --------------------------------------------------------------------
+
+    @property
+    def generated(self) -> dict[str, int]:
+        """secret id -> bytes of randomness (token_urlsafe: 4/3 characters per byte)."""
+        n = self.config.names
+        return {
+            n.secret_db_password: 32,  # 43 characters
+            n.secret_key: 48,  # 64 characters (Django wants 50+)
+            n.secret_superuser_password: 24,  # 32 characters
+        }
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.config.names.labels)
+
+    def _new_value(self, secret_id: str) -> Secret:
+        return Secret(_random.token_urlsafe(self.generated[secret_id]))
+
+    # -- observe / diff --------------------------------------------------------------------
+
+    def observe(self, cloud: Cloud) -> dict[str, Any] | None:
+        generated: dict[str, Any] = {}
+        for sid in self.generated:
+            s = cloud.secrets.get_secret(sid)
+            if s is None:
+                generated[sid] = None
+                continue
+            versions = cloud.secrets.list_versions(sid) or []
+            enabled = [_number(v) for v in versions if v.get("state") == "ENABLED"]
+            generated[sid] = {
+                "labels": dict(s.get("labels") or {}),
+                "versions": len(versions),
+                "latest": str(max(enabled)) if enabled else None,
+            }
+        if all(v is None for v in generated.values()):
+            return None  # nothing of ours exists (destroy waits for this)
+        return {"generated": generated, "user": self._observe_user(cloud)}
+
+    def _observe_user(self, cloud: Cloud) -> list[dict[str, str]]:
+        """One entry per secret env var: {"env", "secret", "version", "state"} where state is
+        ok / missing / no-enabled-version / version-not-enabled."""
+        cache: dict[str, list[dict[str, Any]] | None] = {}
+        out = []
+        for env, ref in sorted(self.config.secret_env.items()):
+            if ref.secret not in cache:
+                cache[ref.secret] = cloud.secrets.list_versions(ref.secret)
+            versions = cache[ref.secret]
+            if versions is None:
+                state = "missing"
+            elif ref.version == "latest":
+                ok = any(v.get("state") == "ENABLED" for v in versions)
+                state = "ok" if ok else "no-enabled-version"
+            else:
+                ok = any(
+                    _number(v) == int(ref.version) and v.get("state") == "ENABLED" for v in versions
+                )
+                state = "ok" if ok else "version-not-enabled"
+            out.append({"env": env, "secret": ref.secret, "version": ref.version, "state": state})
+        return out
+
+    def user_problems(self, user: list[dict[str, str]]) -> list[str]:
+        p = self.config.project
+        out = []
+        for u in user:
+            env, sid, version = u["env"], u["secret"], u["version"]
+            if u["state"] == "missing":
+                out.append(
+                    f"secret env {env}: secret {sid} does not exist in project {p}; create it "
+                    f"with: printf %s VALUE | gcloud secrets create {sid} --project={p} "
+                    "--data-file=-"
+                )
+            elif u["state"] == "no-enabled-version":
+                out.append(
+                    f"secret env {env}: secret {sid} has no enabled version; add one with: "
+                    f"printf %s VALUE | gcloud secrets versions add {sid} --project={p} "
+                    "--data-file=-"
+                )
+            elif u["state"] == "version-not-enabled":
+                out.append(
+                    f"secret env {env}: version {version} of secret {sid} does not exist or is "
+                    f"not enabled; enable it (gcloud secrets versions enable {version} "
+                    f'--secret={sid} --project={p}) or use version "latest"'
+                )
+        return out
+
+    def diff(self, observed: dict[str, Any] | None) -> Change:
+        ids = list(self.generated)
+        if observed is None:
+            return Change(
+                self.name,
+                ", ".join(ids),
+                Action.CREATE,
+                f"create secrets {', '.join(ids)} (generated values, one version each)",
+                tuple(FieldChange(sid, None, CREATED) for sid in ids),
+            )
+        fields: list[FieldChange] = []
+        problems: list[str] = []
+        info: dict[str, str] = {}
+        tenant = self.config.tenant
+        p = self.config.project
+        for sid in ids:
+            s = observed["generated"].get(sid)
+            if s is None:
+                fields.append(FieldChange(sid, None, CREATED))
+                continue
+            if not is_ours(s["labels"], tenant):
+                problems.append(
+                    f"secret {sid} exists but is not labelled as djdeploy's for tenant {tenant} "
+                    f"(labels {s['labels'] or 'none'}): it is not adopted; delete it "
+                    f"(gcloud secrets delete {sid} --project={p}) or choose another tenant/app"
+                )
+                continue
+            fields.extend(field_changes(self.labels, s["labels"], f"{sid}.labels"))
+            if s["versions"] == 0:
+                fields.append(FieldChange(f"{sid}.versions", 0, 1))
+            elif s["latest"] is None:
+                problems.append(
+                    f"secret {sid} has {s['versions']} version(s) and none is enabled: djdeploy "
+                    "never generates a new value while versions exist; enable one (gcloud "
+                    f"secrets versions enable N --secret={sid} --project={p}), or add a value "
+                    "yourself (gcloud secrets versions add)"
+                )
+            else:
+                info[f"secret {sid}"] = f"version {s['latest']}"
+        problems.extend(self.user_problems(observed.get("user") or []))
+        failure = "; ".join(problems)
+        resource = ", ".join(ids)
+        if fields or failure:
+            what = ", ".join(f.path for f in fields) or "nothing to apply"
+            return Change(self.name, resource, Action.UPDATE, what, tuple(fields), failure, info)
+        return Change(
+            self.name,
+            resource,
+            Action.NOOP,
+            f"secrets {resource} exist with an enabled version (never regenerated)"
+            + (
+                f"; {len(observed.get('user') or [])} secret env var(s) found"
+                if observed.get("user")
+                else ""
+            ),
+            info=info,
+        )
+
+    # -- apply -----------------------------------------------------------------------------
+
+    def apply(self, cloud: Cloud, change: Change) -> None:
+        if change.action is Action.CREATE:
+            # check the user's secrets before creating anything (read-only)
+            problems = self.user_problems(self._observe_user(cloud))
+            if problems:
+                raise DeployError("; ".join(problems))
+        todo: dict[str, set[str]] = {}
+        for f in change.fields:
+            sid, _, rest = f.path.partition(".")
+            if sid in self.generated:
+                todo.setdefault(sid, set()).add(rest.split(".", 1)[0] or "create")
+        for sid, what in todo.items():
+            if "create" in what:
+                self._create(cloud, sid)
+                continue
+            if "labels" in what:
+                current = cloud.secrets.get_secret(sid) or {}
+                merged = {**(current.get("labels") or {}), **self.labels}
+                cloud.secrets.update_labels(sid, merged)
+            if "versions" in what:
+                self._first_version(cloud, sid)
+
+    def _create(self, cloud: Cloud, sid: str) -> None:
+        try:
+            cloud.secrets.create_secret(sid, self.labels)
+        except Conflict:
+            found = cloud.secrets.get_secret(sid)
+            if found is None:
+                raise
+            if not is_ours(found.get("labels"), self.config.tenant):
+                raise NotOurs(
+                    f"secret {sid} already exists in project {self.config.project} without "
+                    "djdeploy's labels for this tenant: delete it or choose another tenant/app"
+                ) from None
+        self._first_version(cloud, sid)
+
+    def _first_version(self, cloud: Cloud, sid: str) -> None:
+        """Add a generated value only when the secret has no version at all."""
+        if cloud.secrets.list_versions(sid):
+            return
+        cloud.secrets.add_version(sid, self._new_value(sid))
+
+    # -- delete ----------------------------------------------------------------------------
+
+    def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
+        resource = ", ".join(self.generated)
+        if not delete_data:
+            return Change(
+                self.name,
+                resource,
+                Action.NOOP,
+                "kept: secrets hold credentials; --delete-data to delete",
+            )
+        deleted, kept = [], []
+        for sid in self.generated:
+            found = cloud.secrets.get_secret(sid)
+            if found is None:
+                continue
+            if not is_ours(found.get("labels"), self.config.tenant):
+                kept.append(sid)
+                continue
+            if cloud.secrets.delete_secret(sid):
+                deleted.append(sid)
+        if kept:
+            return Change(
+                self.name,
+                resource,
+                Action.NOOP,
+                f"deleted {', '.join(deleted) or 'nothing'}; kept {', '.join(kept)}: "
+                "not labelled as djdeploy's",
+            )
+        if not deleted:
+            return Change(self.name, resource, Action.NOOP, "secrets already gone")
+        return Change(
+            self.name,
+            resource,
+            Action.DELETE,
+            f"deleted secrets {', '.join(deleted)} (the user's own secrets are never deleted)",
+        )

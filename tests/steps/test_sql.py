@@ -1,0 +1,426 @@
+"""Cloud SQL steps: diff tables, then up / no-op up / drift / faults / destroy on the emulator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from deployer.config import Config, DatabaseConfig
+from deployer.emulator import serviceusage
+from deployer.engine import Engine, Options
+from deployer.errors import StepFailed
+from deployer.gcp.clients import ClientFactory
+from deployer.gcp.cloud import Cloud
+from deployer.steps.base import Action
+from deployer.steps.secrets import Secrets
+from deployer.steps.sql import SqlDatabase, SqlInstance, SqlUser
+from tests.contract import check_transcript
+
+PROJECT = "sql-steps-proj"
+REGION = "europe-west1"
+READS = ("GET",)
+
+
+def config(**db: Any) -> Config:
+    return Config(tenant="demo", project=PROJECT, region=REGION, database=DatabaseConfig(**db))
+
+
+def labels(cfg: Config) -> dict[str, str]:
+    return dict(cfg.names.labels)
+
+
+def instance(cfg: Config, **over: Any) -> dict[str, Any]:
+    settings = {
+        "tier": "db-f1-micro",
+        "edition": "ENTERPRISE",
+        "dataDiskSizeGb": "10",
+        "backupConfiguration": {"enabled": True, "startTime": "03:00", "kind": "x"},
+        "deletionProtectionEnabled": True,
+        "userLabels": labels(cfg),
+        "settingsVersion": "3",
+    }
+    settings.update(over.pop("settings", {}))
+    inst = {
+        "name": cfg.names.sql_instance,
+        "state": "RUNNABLE",
+        "databaseVersion": "POSTGRES_15",
+        "connectionName": cfg.names.connection_name,
+        "settings": settings,
+    }
+    inst.update(over)
+    return inst
+
+
+CFG = config()
+
+
+@pytest.mark.parametrize(
+    ("observed", "action", "paths", "failure"),
+    [
+        (None, Action.CREATE, [], ""),
+        ({"instance": instance(CFG), "pending": []}, Action.NOOP, [], ""),
+        ({"instance": instance(CFG, state="PENDING_CREATE"), "pending": []}, Action.WAIT, [], ""),
+        ({"instance": instance(CFG), "pending": ["UPDATE"]}, Action.WAIT, [], ""),
+        ({"instance": instance(CFG, state="FAILED"), "pending": []}, Action.UPDATE, [], "FAILED"),
+        (
+            {"instance": instance(CFG, settings={"tier": "db-g1-small"}), "pending": []},
+            Action.UPDATE,
+            ["settings.tier"],
+            "",
+        ),
+        (
+            {"instance": instance(CFG, settings={"dataDiskSizeGb": "25"}), "pending": []},
+            Action.NOOP,  # grown by auto-resize: never shrunk
+            [],
+            "",
+        ),
+        (
+            {"instance": instance(CFG, settings={"dataDiskSizeGb": "5"}), "pending": []},
+            Action.UPDATE,
+            ["settings.dataDiskSizeGb"],
+            "",
+        ),
+        (
+            {
+                "instance": instance(CFG, settings={"deletionProtectionEnabled": False}),
+                "pending": [],
+            },
+            Action.UPDATE,
+            ["settings.deletionProtectionEnabled"],
+            "",
+        ),
+        (
+            {
+                "instance": instance(
+                    CFG, settings={"userLabels": {**labels(CFG), "djdeploy-app": "x"}}
+                ),
+                "pending": [],
+            },
+            Action.UPDATE,
+            ["settings.userLabels.djdeploy-app"],
+            "",
+        ),
+        (
+            {"instance": instance(CFG, settings={"userLabels": {"team": "x"}}), "pending": []},
+            Action.UPDATE,
+            [],
+            "not labelled",
+        ),
+        (
+            {"instance": instance(CFG, databaseVersion="POSTGRES_14"), "pending": []},
+            Action.UPDATE,
+            ["databaseVersion"],
+            "POSTGRES_14",
+        ),
+        (
+            {
+                "instance": instance(CFG, settings={"backupConfiguration": {"enabled": False}}),
+                "pending": [],
+            },
+            Action.UPDATE,
+            ["settings.backupConfiguration.enabled", "settings.backupConfiguration.startTime"],
+            "",
+        ),
+    ],
+)
+def test_instance_diff(observed, action, paths, failure):
+    change = SqlInstance(CFG).diff(observed)
+    assert change.action is action
+    assert sorted(f.path for f in change.fields) == sorted(paths)
+    assert failure in change.failure
+    if not failure:
+        assert change.failure == ""
+    if action is Action.NOOP:
+        assert "matches" in change.reason
+
+
+def test_instance_diff_shared():
+    cfg = config(shared_instance="shared-pg")
+    step = SqlInstance(cfg)
+    missing = step.diff(None)
+    assert missing.failure == (
+        f"shared instance shared-pg does not exist in project {PROJECT}: create it, or unset "
+        "database.shared_instance to let djdeploy create one"
+    )
+    foreign = instance(cfg, name="shared-pg", settings={"userLabels": {"team": "x"}})
+    ok = step.diff({"instance": foreign, "pending": []})
+    assert ok.action is Action.NOOP and "shared" in ok.reason
+
+
+@pytest.mark.parametrize(
+    ("observed", "action"),
+    [
+        (None, Action.CREATE),
+        ({"database": None, "pending": ["CREATE_DATABASE"]}, Action.WAIT),
+        ({"database": {"name": "demo_django"}, "pending": []}, Action.NOOP),
+    ],
+)
+def test_database_and_user_diff(observed, action):
+    assert SqlDatabase(CFG).diff(observed).action is action
+    user_obs = None if observed is None else {"user": observed["database"], **observed}
+    assert SqlUser(CFG).diff(user_obs).action is action
+
+
+def test_user_noop_says_password_not_compared():
+    change = SqlUser(CFG).diff({"user": {"name": "demo_django"}, "pending": []})
+    assert "cannot be read back" in change.reason
+
+
+# -- against the emulator ------------------------------------------------------------------------
+
+
+def make_cloud(emulator) -> Cloud:
+    for api in ("sqladmin.googleapis.com", "secretmanager.googleapis.com"):
+        serviceusage.set_enabled(emulator.emu, PROJECT, api)
+    return Cloud(PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT))
+
+
+def make_engine(cloud: Cloud) -> Engine:
+    return Engine(cloud, options=Options.scaled(0.001))
+
+
+def apis_stub(name: str = "apis"):
+    """A need satisfied by hand (the emulator's APIs are enabled by make_cloud)."""
+    from deployer.steps.base import Change
+
+    class Stub:
+        needs: tuple[str, ...] = ()
+        data = False
+
+        def observe(self, cloud):
+            return {}
+
+        def diff(self, observed):
+            return Change(self.name, self.name, Action.NOOP, "done")
+
+        def apply(self, cloud, change):
+            pass
+
+        def delete(self, cloud, *, delete_data):
+            return Change(self.name, self.name, Action.NOOP, "kept")
+
+    stub = Stub()
+    stub.name = name
+    return stub
+
+
+def steps(cfg: Config) -> list[Any]:
+    return [apis_stub(), Secrets(cfg), SqlInstance(cfg), SqlDatabase(cfg), SqlUser(cfg)]
+
+
+def mutating(entries: list[dict[str, Any]]) -> list[str]:
+    return [f"{e['method']} {e['path']}" for e in entries if e["method"] not in READS]
+
+
+def test_up_noop_destroy(emulator):
+    cloud = make_cloud(emulator)
+    cfg = config()
+    engine = make_engine(cloud)
+    result = engine.up(steps(cfg))
+    assert result.ok, [r.error for r in result.results]
+    inst = cloud.sql.get_instance(cfg.names.sql_instance)
+    assert inst["state"] == "RUNNABLE"
+    assert inst["settings"]["deletionProtectionEnabled"] is True
+    assert inst["settings"]["backupConfiguration"]["enabled"] is True
+    assert inst["settings"]["userLabels"] == labels(cfg)
+    assert inst["connectionName"] == cfg.names.connection_name
+    assert cloud.sql.get_database(cfg.names.sql_instance, cfg.names.database)["charset"] == "UTF8"
+    assert cloud.sql.get_user(cfg.names.sql_instance, cfg.names.db_user) is not None
+    problems = check_transcript(emulator.emu.transcript.entries())
+    assert problems == []
+    # the password went over the wire redacted only
+    for e in emulator.emu.transcript.entries():
+        if e["path"].endswith("/users") and e["method"] == "POST":
+            assert e["body"]["password"] == "***"
+
+    # a second up: reads only
+    emulator.emu.transcript.clear()
+    result = make_engine(cloud).up(steps(cfg))
+    assert result.ok
+    assert all(r.first.action is Action.NOOP for r in result.results)
+    assert mutating(emulator.emu.transcript.entries()) == []
+
+    # destroy keeps data, twice
+    for _ in range(2):
+        changes = make_engine(cloud).destroy(steps(cfg), delete_data=False)
+        by = {c.step: c for c in changes}
+        assert by["sql-instance"].action is Action.NOOP
+        assert by["sql-instance"].reason.startswith("kept: database instance")
+        assert by["sql-database"].reason.startswith("kept: database")
+        assert by["sql-user"].reason.startswith("kept: user")
+    assert cloud.sql.get_instance(cfg.names.sql_instance) is not None
+
+    # destroy --delete-data removes it all (deletion protection lifted, final backup), twice
+    emulator.emu.transcript.clear()
+    changes = make_engine(cloud).destroy(steps(cfg), delete_data=True)
+    by = {c.step: c for c in changes}
+    assert by["sql-instance"].action is Action.DELETE
+    assert "final backup" in by["sql-instance"].reason
+    assert cloud.sql.get_instance(cfg.names.sql_instance) is None
+    retained = emulator.emu.store.list("sql.backup.retained", f"{PROJECT}/")
+    assert len(retained) == 1 and retained[0][1]["status"] == "SUCCESSFUL"
+    calls = mutating(emulator.emu.transcript.entries())
+    inst_path = f"/v1/projects/{PROJECT}/instances/{cfg.names.sql_instance}"
+    assert calls.index(f"PATCH {inst_path}") < calls.index(f"POST {inst_path}/backupRuns")
+    assert calls.index(f"POST {inst_path}/backupRuns") < calls.index(f"DELETE {inst_path}")
+    assert check_transcript(emulator.emu.transcript.entries()) == []
+    changes = make_engine(cloud).destroy(steps(cfg), delete_data=True)
+    assert all(c.action is Action.NOOP for c in changes)
+
+
+def test_drift_repaired(emulator):
+    cloud = make_cloud(emulator)
+    cfg = config()
+    assert make_engine(cloud).up(steps(cfg)).ok
+    name = cfg.names.sql_instance
+    inst = cloud.sql.get_instance(name)
+    op = cloud.sql.patch_instance(
+        name,
+        {
+            "settings": {
+                "tier": "db-g1-small",
+                "userLabels": {"djdeploy-app": None, "team": "data"},
+                "settingsVersion": inst["settings"]["settingsVersion"],
+            }
+        },
+    )
+    emulator.emu.ops.complete_now(op["name"])
+    change = SqlInstance(cfg).diff(SqlInstance(cfg).observe(cloud))
+    assert sorted(f.path for f in change.fields) == [
+        "settings.tier",
+        "settings.userLabels.djdeploy-app",
+    ]
+    assert make_engine(cloud).up(steps(cfg)).ok
+    inst = cloud.sql.get_instance(name)
+    assert inst["settings"]["tier"] == "db-f1-micro"
+    assert inst["settings"]["userLabels"] == {**labels(cfg), "team": "data"}  # theirs kept
+    assert check_transcript(emulator.emu.transcript.entries()) == []
+
+
+def test_faults_ridden_out(emulator):
+    cloud = make_cloud(emulator)
+    cfg = config()
+    emulator.control.add_fault(method="POST", path=r"/instances$", code=503, times=2)
+    emulator.control.add_fault(method="GET", path=r"/databases/", code=429, retry_after=0, times=2)
+    emulator.control.add_fault(method="POST", path=r"/users$", code=503, times=1)
+    result = make_engine(cloud).up(steps(cfg))
+    assert result.ok, [r.error for r in result.results]
+    statuses = [e["status"] for e in emulator.emu.transcript.entries()]
+    assert statuses.count(503) == 3 and statuses.count(429) == 2
+    assert cloud.sql.get_user(cfg.names.sql_instance, cfg.names.db_user) is not None
+
+
+def test_operation_in_progress_ridden_out(emulator):
+    """A database insert while another operation runs on the instance: 409
+    operationInProgress, retried by the one policy until the operation is done."""
+    cloud = make_cloud(emulator)
+    cfg = config()
+    assert make_engine(cloud).up([apis_stub(), SqlInstance(cfg)]).ok
+    name = cfg.names.sql_instance
+    emulator.control.set_latency(durations={"sql.instance.update": 1000.0})  # 1 s at 0.001
+    inst = cloud.sql.get_instance(name)
+    cloud.sql.patch_instance(
+        name,
+        {
+            "settings": {
+                "settingsVersion": inst["settings"]["settingsVersion"],
+                "tier": "db-g1-small",
+            }
+        },
+    )
+    result = make_engine(cloud).up([apis_stub("sql-instance"), SqlDatabase(cfg)])
+    assert result.ok, [r.error for r in result.results]
+    conflicts = [
+        e
+        for e in emulator.emu.transcript.entries()
+        if e["status"] == 409 and e["path"].endswith("/databases")
+    ]
+    assert conflicts
+    assert conflicts[0]["response"]["error"]["errors"][0]["reason"] == "operationInProgress"
+    assert cloud.sql.get_database(name, cfg.names.database) is not None
+
+
+def test_operation_failure_reported(emulator):
+    cloud = make_cloud(emulator)
+    cfg = config()
+    emulator.control.fail("sql.operation", f"{cfg.names.sql_instance}/CREATE", "quota exceeded")
+    result = make_engine(cloud).up([apis_stub(), SqlInstance(cfg)])
+    assert not result.ok
+    assert "FAILED" in result.results[-1].error
+
+
+def test_recently_deleted_name_is_explained(emulator):
+    cloud = make_cloud(emulator)
+    cfg = config(deletion_protection=False)
+    assert make_engine(cloud).up([apis_stub(), SqlInstance(cfg)]).ok
+    make_engine(cloud).destroy([apis_stub(), SqlInstance(cfg)], delete_data=True)
+    result = make_engine(cloud).up([apis_stub(), SqlInstance(cfg)])
+    assert not result.ok
+    assert "deleted recently" in result.results[-1].error
+
+
+def test_not_ours_is_refused(emulator):
+    cloud = make_cloud(emulator)
+    cfg = config()
+    body = SqlInstance(cfg).insert_body()
+    body["settings"]["userLabels"] = {"team": "x"}
+    op = cloud.sql.insert_instance(body)
+    emulator.emu.ops.complete_now(op["name"])
+    result = make_engine(cloud).up([apis_stub(), SqlInstance(cfg)])
+    assert not result.ok
+    assert "not labelled as djdeploy's" in result.results[-1].error
+
+
+def test_shared_instance(emulator):
+    cloud = make_cloud(emulator)
+    cfg = config(shared_instance="shared-pg")
+    result = make_engine(cloud).up(steps(cfg))
+    assert not result.ok
+    by = {r.step: r for r in result.results}
+    assert "shared instance shared-pg does not exist" in by["sql-instance"].error
+    # someone else's instance: used, never patched or deleted; only our database and user go
+    body = SqlInstance(config()).insert_body()
+    body["name"] = "shared-pg"
+    body["settings"]["userLabels"] = {"team": "platform"}
+    body["settings"]["tier"] = "db-custom-2-7680"
+    op = cloud.sql.insert_instance(body)
+    emulator.emu.ops.complete_now(op["name"])
+    assert make_engine(cloud).up(steps(cfg)).ok
+    inst = cloud.sql.get_instance("shared-pg")
+    assert inst["settings"]["tier"] == "db-custom-2-7680"
+    assert cloud.sql.get_database("shared-pg", cfg.names.database) is not None
+    changes = make_engine(cloud).destroy(steps(cfg), delete_data=True)
+    by_step = {c.step: c for c in changes}
+    assert by_step["sql-instance"].action is Action.NOOP
+    assert "shared" in by_step["sql-instance"].reason
+    assert cloud.sql.get_instance("shared-pg") is not None
+    assert cloud.sql.get_database("shared-pg", cfg.names.database) is None
+    assert cloud.sql.get_user("shared-pg", cfg.names.db_user) is None
+    assert cloud.sql.get_database("shared-pg", "postgres") is not None
+
+
+def test_user_password_is_the_secret(emulator):
+    """The user is created with the db-password secret's latest enabled version, and no
+    secret value appears in the transcript or in any Change."""
+    cloud = make_cloud(emulator)
+    cfg = config()
+    result = make_engine(cloud).up(steps(cfg))
+    assert result.ok
+    value = cloud.secrets.access(cfg.names.secret_db_password, "1").reveal()
+    import json
+
+    dump = json.dumps(emulator.emu.transcript.entries())
+    assert value not in dump
+    for r in result.results:
+        assert value not in repr(r.first) and value not in repr(r.last)
+
+
+def test_step_failed_carries_no_secret(emulator):
+    cloud = make_cloud(emulator)
+    cfg = config()
+    step = SqlUser(cfg)
+    with pytest.raises(Exception) as info:
+        step.apply(cloud, step.diff(None))  # no secret yet, no instance
+    assert "no enabled version" in str(info.value)
+    assert not isinstance(info.value, StepFailed)
