@@ -27,6 +27,24 @@ class IamApi:
             lambda: self._accounts().get(name=self._name(email)).execute(num_retries=0)
         )
 
+    def list_service_accounts(self) -> list[dict[str, Any]]:
+        """Every service account of the project (the list may show a new account before GET
+        does)."""
+        out: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"name": f"projects/{self.cloud.project}", "pageSize": 100}
+            if token:
+                kwargs["pageToken"] = token
+            page = self._list_page(kwargs)
+            out.extend(page.get("accounts", []))
+            token = page.get("nextPageToken")
+            if not token:
+                return out
+
+    def _list_page(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return self.cloud.call(lambda: self._accounts().list(**kwargs).execute(num_retries=0))
+
     def create_service_account(
         self, account_id: str, display_name: str, description: str
     ) -> dict[str, Any]:

@@ -1,0 +1,80 @@
+"""The Google APIs djdeploy calls, enabled in the project (Service Usage).
+
+Enabling is a long-running operation of 10-60 s; apply starts one batchEnable and returns, the
+engine re-observes until every API reports ENABLED. destroy never disables an API: other
+workloads in the project may use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from deployer.steps.base import Action, Change, FieldChange
+
+if TYPE_CHECKING:
+    from deployer.config import Config
+    from deployer.gcp.cloud import Cloud
+
+#: every API a deployment calls (cloudresourcemanager: the project number and project IAM)
+REQUIRED_APIS: tuple[str, ...] = (
+    "artifactregistry.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
+    "iam.googleapis.com",
+    "run.googleapis.com",
+    "secretmanager.googleapis.com",
+    "sqladmin.googleapis.com",
+    "storage.googleapis.com",
+)
+
+
+@dataclass(frozen=True)
+class Apis:
+    config: Config
+    name: str = "apis"
+    needs: Sequence[str] = ()
+    data: bool = False
+    services: tuple[str, ...] = REQUIRED_APIS
+
+    @property
+    def _resource(self) -> str:
+        return f"APIs of project {self.config.project}"
+
+    def observe(self, cloud: Cloud) -> dict[str, Any] | None:
+        return {"enabled": sorted(cloud.services.enabled(self.services))}
+
+    def missing(self, observed: dict[str, Any] | None) -> list[str]:
+        enabled = set((observed or {}).get("enabled", []))
+        return [s for s in self.services if s not in enabled]
+
+    def diff(self, observed: dict[str, Any] | None) -> Change:
+        missing = self.missing(observed)
+        if not missing:
+            return Change(
+                self.name,
+                self._resource,
+                Action.NOOP,
+                f"{len(self.services)} APIs enabled",
+            )
+        return Change(
+            self.name,
+            self._resource,
+            Action.UPDATE,
+            f"{len(missing)} API(s) not enabled: {', '.join(missing)}",
+            tuple(FieldChange(f"services.{s}", "DISABLED", "ENABLED") for s in missing),
+        )
+
+    def apply(self, cloud: Cloud, change: Change) -> None:
+        missing = [f.path.removeprefix("services.") for f in change.fields]
+        if missing:
+            cloud.services.enable(missing)  # an operation: the engine re-observes
+
+    def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
+        return Change(
+            self.name,
+            self._resource,
+            Action.NOOP,
+            "APIs stay enabled: other workloads may use them",
+        )

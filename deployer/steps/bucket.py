@@ -1,0 +1,238 @@
+"""Cloud Storage buckets: the tenant's media bucket and the project's source staging bucket.
+
+Both have uniform bucket-level access (IAM only, no object ACLs) and public access prevention
+enforced: media is served by the app (GCS FUSE mount), never publicly. Bucket names are global
+across every project of every customer, so a 409 on create may be someone else's bucket: it is
+adopted only when its labels say it is ours.
+
+- MediaBucket ("bucket", data): names.bucket in media.location (default: the region), labelled
+  with the tenant's labels. destroy keeps it unless --delete-data, which empties then deletes it.
+- SourcesBucket ("sources-bucket"): names.staging_bucket, shared by every tenant of the project
+  (labelled managed-by=djdeploy only), objects deleted after 30 days by a lifecycle rule.
+  destroy keeps it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from deployer.errors import Conflict, NotOurs, PermissionDenied
+from deployer.steps.base import Action, Change, field_changes
+
+if TYPE_CHECKING:
+    from deployer.config import Config
+    from deployer.gcp.cloud import Cloud
+
+SOURCE_RETENTION_DAYS = 30
+_IAM_CONFIG = {"uniformBucketLevelAccess": {"enabled": True}, "publicAccessPrevention": "enforced"}
+
+
+class _BucketStep:
+    """What both buckets share; subclasses say which name, labels and lifecycle they want."""
+
+    config: Config
+    name: str
+
+    # -- per bucket ------------------------------------------------------------------------
+
+    @property
+    def bucket(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def location(self) -> str:
+        return self.config.region
+
+    @property
+    def labels(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def lifecycle_rules(self) -> list[dict[str, Any]]:
+        return []
+
+    def is_ours(self, labels: Mapping[str, str] | None) -> bool:
+        raise NotImplementedError
+
+    # -- shared ----------------------------------------------------------------------------
+
+    @property
+    def resource(self) -> str:
+        return f"bucket {self.bucket}"
+
+    def desired(self) -> dict[str, Any]:
+        want: dict[str, Any] = {"labels": self.labels, "iamConfiguration": _IAM_CONFIG}
+        if self.lifecycle_rules():
+            want["lifecycle"] = {"rule": self.lifecycle_rules()}
+        return want
+
+    def not_ours_message(self) -> str:
+        return (
+            f"{self.resource} exists but is not labelled as ours (bucket names are global: "
+            "another project or person may own it): delete it, or choose another tenant, app "
+            "or project"
+        )
+
+    def observe(self, cloud: Cloud) -> dict[str, Any] | None:
+        return cloud.storage.get_bucket(self.bucket)
+
+    def diff(self, observed: dict[str, Any] | None) -> Change:
+        info = {"bucket": self.bucket}
+        if observed is None:
+            return Change(
+                self.name,
+                self.resource,
+                Action.CREATE,
+                f"{self.resource} does not exist",
+                tuple(field_changes({"location": self.location, **self.desired()}, None)),
+                info=info,
+            )
+        if not self.is_ours(observed.get("labels")):
+            msg = self.not_ours_message()
+            return Change(self.name, self.resource, Action.UPDATE, msg, failure=msg, info=info)
+        have_location = str(observed.get("location") or "")
+        if have_location.upper() != self.location.upper():  # Google upper-cases locations
+            msg = (
+                f"{self.resource} is in {have_location}, the configuration wants "
+                f"{self.location}: a bucket's location cannot change (move the objects to a "
+                "new bucket, or set media.location to the bucket's location)"
+            )
+            return Change(self.name, self.resource, Action.UPDATE, msg, failure=msg, info=info)
+        changes = field_changes(self.desired(), observed)
+        if changes:
+            return Change(
+                self.name,
+                self.resource,
+                Action.UPDATE,
+                f"{self.resource} differs: {', '.join(c.path for c in changes)}",
+                tuple(changes),
+                info=info,
+            )
+        return Change(
+            self.name, self.resource, Action.NOOP, f"{self.resource} exists and matches", info=info
+        )
+
+    def _patch(self, cloud: Cloud, change: Change) -> None:
+        """Send the top-level fields that differ (labels merge: other labels stay)."""
+        desired = self.desired()
+        tops = {c.path.split(".", 1)[0] for c in change.fields}
+        fields = {k: desired[k] for k in tops if k in desired}
+        if fields:
+            cloud.storage.patch_bucket(self.bucket, fields)
+
+    def apply(self, cloud: Cloud, change: Change) -> None:
+        if change.failure:
+            if "not labelled as ours" in change.failure:
+                raise NotOurs(change.failure)
+            return  # a failure we cannot repair: the engine reports it
+        if change.action is Action.CREATE:
+            try:
+                cloud.storage.create_bucket(
+                    self.bucket,
+                    location=self.location,
+                    labels=self.labels,
+                    lifecycle_rules=self.lifecycle_rules() or None,
+                )
+            except Conflict:
+                self._adopt(cloud)
+            return
+        self._patch(cloud, change)
+
+    def _adopt(self, cloud: Cloud) -> None:
+        """409 on create: ours (a retried create, a previous run) or someone else's."""
+        try:
+            existing = cloud.storage.get_bucket(self.bucket)
+        except PermissionDenied:
+            existing = None  # another project's bucket we may not even read
+        if existing is None or not self.is_ours(existing.get("labels")):
+            raise NotOurs(self.not_ours_message()) from None
+        change = self.diff(existing)
+        if change.action is Action.UPDATE and not change.failure:
+            self._patch(cloud, change)
+
+
+@dataclass(frozen=True)
+class MediaBucket(_BucketStep):
+    config: Config
+    name: str = "bucket"
+    needs: Sequence[str] = ("apis",)
+    data: bool = True
+
+    @property
+    def bucket(self) -> str:
+        return self.config.names.bucket
+
+    @property
+    def location(self) -> str:
+        return self.config.media.location or self.config.region
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.config.names.labels)
+
+    def is_ours(self, labels: Mapping[str, str] | None) -> bool:
+        labels = labels or {}
+        return (
+            labels.get("managed-by") == "djdeploy"
+            and labels.get("djdeploy-tenant") == self.config.tenant
+            and labels.get("djdeploy-app") == self.config.app
+        )
+
+    def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
+        observed = cloud.storage.get_bucket(self.bucket)
+        if observed is None:
+            return Change(self.name, self.resource, Action.NOOP, f"{self.resource} already gone")
+        if not self.is_ours(observed.get("labels")):
+            return Change(
+                self.name, self.resource, Action.NOOP, f"kept {self.resource}: not labelled ours"
+            )
+        if not delete_data:
+            return Change(
+                self.name,
+                self.resource,
+                Action.NOOP,
+                f"kept: {self.resource} holds media (destroy --delete-data deletes it)",
+            )
+        removed = cloud.storage.delete_all_objects(self.bucket)
+        try:
+            cloud.storage.delete_bucket(self.bucket)
+        except Conflict:  # an object arrived meanwhile: one more pass
+            removed += cloud.storage.delete_all_objects(self.bucket)
+            cloud.storage.delete_bucket(self.bucket)
+        return Change(
+            self.name,
+            self.resource,
+            Action.DELETE,
+            f"deleted {self.resource} and its {removed} object(s)",
+        )
+
+
+@dataclass(frozen=True)
+class SourcesBucket(_BucketStep):
+    config: Config
+    name: str = "sources-bucket"
+    needs: Sequence[str] = ("apis",)
+    data: bool = False
+
+    @property
+    def bucket(self) -> str:
+        return self.config.names.staging_bucket
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"managed-by": "djdeploy"}
+
+    def lifecycle_rules(self) -> list[dict[str, Any]]:
+        return [{"action": {"type": "Delete"}, "condition": {"age": SOURCE_RETENTION_DAYS}}]
+
+    def is_ours(self, labels: Mapping[str, str] | None) -> bool:
+        return (labels or {}).get("managed-by") == "djdeploy"
+
+    def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
+        return Change(
+            self.name,
+            self.resource,
+            Action.NOOP,
+            "kept: shared by every tenant of the project",
+        )

@@ -1,0 +1,171 @@
+"""The two service accounts of a deployment: the runtime identity of the service and jobs,
+and the identity Cloud Build runs as.
+
+Service accounts carry no labels: ours are recognised by their description, which names
+djdeploy, the tenant and the app. A new account is eventually consistent (GET answers 404 for
+a while, and IAM refuses bindings naming it): the step WAITs until GET answers for both
+accounts; an account the list shows but GET does not is "created, not visible yet".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from deployer.errors import Conflict, NotOurs
+from deployer.steps.base import Action, Change, FieldChange
+
+if TYPE_CHECKING:
+    from deployer.config import Config
+    from deployer.gcp.cloud import Cloud
+
+ROLES = ("runtime", "build")
+
+
+@dataclass(frozen=True)
+class ServiceAccounts:
+    config: Config
+    name: str = "service-accounts"
+    needs: Sequence[str] = ("apis",)
+    data: bool = False
+
+    # -- what we want ------------------------------------------------------------------------
+
+    def account_id(self, role: str) -> str:
+        n = self.config.names
+        return n.runtime_sa_id if role == "runtime" else n.build_sa_id
+
+    def email(self, role: str) -> str:
+        n = self.config.names
+        return n.runtime_sa_email if role == "runtime" else n.build_sa_email
+
+    def display_name(self, role: str) -> str:
+        what = "Cloud Run runtime" if role == "runtime" else "Cloud Build"
+        return f"djdeploy {self.config.tenant}/{self.config.app} {what}"
+
+    def description(self, role: str) -> str:
+        return (
+            f"djdeploy {role} service account of tenant {self.config.tenant} "
+            f"(app {self.config.app}); managed by djdeploy"
+        )
+
+    def is_ours(self, account: dict[str, Any]) -> bool:
+        text = account.get("description") or ""
+        return text.startswith("djdeploy ") and f" of tenant {self.config.tenant} " in text
+
+    # -- the protocol ------------------------------------------------------------------------
+
+    def observe(self, cloud: Cloud) -> dict[str, Any] | None:
+        found: dict[str, Any] = {}
+        listed: set[str] | None = None
+        for role in ROLES:
+            account = cloud.iam.get_service_account(self.email(role))
+            if account is None:
+                if listed is None:
+                    listed = {a.get("email", "") for a in cloud.iam.list_service_accounts()}
+                if self.email(role) in listed:
+                    account = {"email": self.email(role), "visible": False}
+            found[role] = account
+        if all(v is None for v in found.values()):
+            return None
+        return found
+
+    def diff(self, observed: dict[str, Any] | None) -> Change:
+        observed = observed or {}
+        resource = f"service accounts {self.email('runtime')}, {self.email('build')}"
+        fields: list[FieldChange] = []
+        waiting: list[str] = []
+        failure = ""
+        create = False
+        for role in ROLES:
+            account = observed.get(role)
+            if account is None:
+                create = True
+                fields.append(FieldChange(f"{role}.email", None, self.email(role)))
+                continue
+            if account.get("visible") is False:
+                waiting.append(self.email(role))
+                continue
+            if not self.is_ours(account):
+                failure = (
+                    f"service account {self.email(role)} exists but was not created by "
+                    "djdeploy for this tenant: delete it or choose another tenant/app"
+                )
+                continue
+            if account.get("displayName") != self.display_name(role):
+                fields.append(
+                    FieldChange(
+                        f"{role}.displayName", account.get("displayName"), self.display_name(role)
+                    )
+                )
+        if failure:
+            return Change(self.name, resource, Action.UPDATE, failure, tuple(fields), failure)
+        if fields:
+            action = Action.CREATE if create else Action.UPDATE
+            what = "missing" if create else "differ"
+            return Change(self.name, resource, action, f"service accounts {what}", tuple(fields))
+        if waiting:
+            return Change(
+                self.name,
+                resource,
+                Action.WAIT,
+                f"waiting for new service account(s) to become visible: {', '.join(waiting)}",
+            )
+        return Change(
+            self.name,
+            resource,
+            Action.NOOP,
+            "runtime and build service accounts exist and match",
+            info={"runtime_sa": self.email("runtime"), "build_sa": self.email("build")},
+        )
+
+    def apply(self, cloud: Cloud, change: Change) -> None:
+        if change.failure:
+            raise NotOurs(change.failure)
+        for f in change.fields:
+            role, _, attr = f.path.partition(".")
+            if attr == "email":
+                self._create(cloud, role)
+            elif attr == "displayName":
+                cloud.iam.patch_service_account(
+                    self.email(role), {"displayName": self.display_name(role)}
+                )
+
+    def _create(self, cloud: Cloud, role: str) -> None:
+        try:
+            cloud.iam.create_service_account(
+                self.account_id(role), self.display_name(role), self.description(role)
+            )
+        except Conflict:
+            # it exists: ours (a retried create, or a previous run) or someone else's
+            account = cloud.iam.get_service_account(self.email(role))
+            if account is not None and not self.is_ours(account):
+                raise NotOurs(
+                    f"service account {self.email(role)} exists but was not created by "
+                    "djdeploy for this tenant: delete it or choose another tenant/app"
+                ) from None
+            # not visible yet, or ours: the engine re-observes and waits
+
+    def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
+        resource = f"service accounts {self.email('runtime')}, {self.email('build')}"
+        deleted: list[str] = []
+        kept: list[str] = []
+        for role in ROLES:
+            account = cloud.iam.get_service_account(self.email(role))
+            if account is not None and not self.is_ours(account):
+                kept.append(self.email(role))  # never delete what we did not create
+                continue
+            if cloud.iam.delete_service_account(self.email(role)):
+                deleted.append(self.email(role))
+        if kept:
+            done = f"deleted {', '.join(deleted)}; " if deleted else ""
+            return Change(
+                self.name,
+                resource,
+                Action.NOOP,
+                f"{done}kept {', '.join(kept)}: not created by djdeploy",
+            )
+        if not deleted:
+            return Change(self.name, resource, Action.NOOP, "service accounts already gone")
+        return Change(self.name, resource, Action.DELETE, f"deleted {', '.join(deleted)}")
