@@ -38,7 +38,7 @@ def _writes(emulator) -> list[str]:
             Action.UPDATE,
             ["services.run.googleapis.com"],
         ),
-        (list(REQUIRED_APIS) + ["compute.googleapis.com"], Action.NOOP, []),
+        ([*REQUIRED_APIS, "compute.googleapis.com"], Action.NOOP, []),
     ],
 )
 def test_diff(enabled, action, paths):
