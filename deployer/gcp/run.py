@@ -1,0 +1,258 @@
+"""Cloud Run Admin v2: services, jobs, executions and their IAM policies, as JSON-shaped dicts.
+
+Bodies are camelCase JSON dicts with enum names (as the REST API documents them); they become
+GAPIC messages through the JSON parser (``Message.from_json``) and come back through
+``to_dict`` (camelCase, enum names, default values included). Every call goes through
+``cloud.call`` (one retry policy: the libraries' retries are off); reads that may 404 through
+``cloud.read``. Mutations start a long-running operation and return at once: the operation
+future is dropped, the engine re-observes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deployer.gcp.cloud import Cloud
+
+TIMEOUT = 60.0
+MANAGED_BY = "managed-by"
+
+
+def _to_dict(message: Any) -> dict[str, Any]:
+    return type(message).to_dict(  # type: ignore[no-any-return]
+        message, preserving_proto_field_name=False, use_integers_for_enums=False
+    )
+
+
+def _from_dict(cls: Any, body: dict[str, Any]) -> Any:
+    return cls.from_json(json.dumps(body), ignore_unknown_fields=False)
+
+
+def _policy_to_dict(policy: Any) -> dict[str, Any]:
+    from google.protobuf import json_format
+
+    out: dict[str, Any] = json_format.MessageToDict(policy)
+    out.setdefault("version", 0)
+    out.setdefault("etag", "")
+    out.setdefault("bindings", [])
+    return out
+
+
+def _policy_from_dict(policy: dict[str, Any]) -> Any:
+    from google.iam.v1 import policy_pb2
+    from google.protobuf import json_format
+
+    body = {k: v for k, v in policy.items() if k in ("version", "etag", "bindings")}
+    if not body.get("etag"):
+        body.pop("etag", None)
+    return json_format.ParseDict(body, policy_pb2.Policy())
+
+
+class RunApi:
+    def __init__(self, cloud: Cloud) -> None:
+        self.cloud = cloud
+
+    # -- names -------------------------------------------------------------------------------
+
+    @property
+    def parent(self) -> str:
+        return f"projects/{self.cloud.project}/locations/{self.cloud.region}"
+
+    def service_name(self, service: str) -> str:
+        return service if service.startswith("projects/") else f"{self.parent}/services/{service}"
+
+    def job_name(self, job: str) -> str:
+        return job if job.startswith("projects/") else f"{self.parent}/jobs/{job}"
+
+    def execution_name(self, job: str, execution: str) -> str:
+        if execution.startswith("projects/"):
+            return execution
+        return f"{self.job_name(job)}/executions/{execution}"
+
+    # -- clients -----------------------------------------------------------------------------
+
+    def _client(self, kind: str) -> Any:
+        return self.cloud.clients.gapic(kind)
+
+    # -- services ----------------------------------------------------------------------------
+
+    def get_service(self, name: str) -> dict[str, Any] | None:
+        client = self._client("run.services")
+        found = self.cloud.read(
+            lambda: client.get_service(name=self.service_name(name), retry=None, timeout=TIMEOUT)
+        )
+        return None if found is None else _to_dict(found)
+
+    def list_services(self) -> list[dict[str, Any]]:
+        client = self._client("run.services")
+
+        def fetch() -> list[dict[str, Any]]:
+            pages = client.list_services(parent=self.parent, retry=None, timeout=TIMEOUT)
+            return [_to_dict(s) for s in pages]
+
+        return self.cloud.call(fetch)
+
+    def create_service(self, service_id: str, body: dict[str, Any]) -> None:
+        from google.cloud import run_v2
+
+        client = self._client("run.services")
+        message = _from_dict(run_v2.Service, {k: v for k, v in body.items() if k != "name"})
+        self.cloud.call(
+            lambda: client.create_service(
+                parent=self.parent,
+                service=message,
+                service_id=service_id,
+                retry=None,
+                timeout=TIMEOUT,
+            )
+        )
+
+    def update_service(self, body: dict[str, Any]) -> None:
+        """Replace the service's spec with ``body`` (which names the service)."""
+        from google.cloud import run_v2
+
+        client = self._client("run.services")
+        message = _from_dict(run_v2.Service, {**body, "name": self.service_name(body["name"])})
+        self.cloud.call(lambda: client.update_service(service=message, retry=None, timeout=TIMEOUT))
+
+    def delete_service(self, name: str) -> bool:
+        """Start deleting; False when it was already gone."""
+        from deployer.errors import NotFound
+
+        client = self._client("run.services")
+        try:
+            self.cloud.call(
+                lambda: client.delete_service(
+                    name=self.service_name(name), retry=None, timeout=TIMEOUT
+                )
+            )
+        except NotFound:
+            return False
+        return True
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def get_job(self, name: str) -> dict[str, Any] | None:
+        client = self._client("run.jobs")
+        found = self.cloud.read(
+            lambda: client.get_job(name=self.job_name(name), retry=None, timeout=TIMEOUT)
+        )
+        return None if found is None else _to_dict(found)
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        client = self._client("run.jobs")
+
+        def fetch() -> list[dict[str, Any]]:
+            return [
+                _to_dict(j)
+                for j in client.list_jobs(parent=self.parent, retry=None, timeout=TIMEOUT)
+            ]
+
+        return self.cloud.call(fetch)
+
+    def create_job(self, job_id: str, body: dict[str, Any]) -> None:
+        from google.cloud import run_v2
+
+        client = self._client("run.jobs")
+        message = _from_dict(run_v2.Job, {k: v for k, v in body.items() if k != "name"})
+        self.cloud.call(
+            lambda: client.create_job(
+                parent=self.parent, job=message, job_id=job_id, retry=None, timeout=TIMEOUT
+            )
+        )
+
+    def update_job(self, body: dict[str, Any]) -> None:
+        from google.cloud import run_v2
+
+        client = self._client("run.jobs")
+        message = _from_dict(run_v2.Job, {**body, "name": self.job_name(body["name"])})
+        self.cloud.call(lambda: client.update_job(job=message, retry=None, timeout=TIMEOUT))
+
+    def delete_job(self, name: str) -> bool:
+        from deployer.errors import NotFound
+
+        client = self._client("run.jobs")
+        try:
+            self.cloud.call(
+                lambda: client.delete_job(name=self.job_name(name), retry=None, timeout=TIMEOUT)
+            )
+        except NotFound:
+            return False
+        return True
+
+    def run_job(self, name: str) -> None:
+        """Start an execution (returns at once; list_executions shows it)."""
+        client = self._client("run.jobs")
+        self.cloud.call(
+            lambda: client.run_job(name=self.job_name(name), retry=None, timeout=TIMEOUT)
+        )
+
+    # -- executions --------------------------------------------------------------------------
+
+    def list_executions(self, job: str) -> list[dict[str, Any]]:
+        """The job's executions, newest first ([] when the job does not exist)."""
+        client = self._client("run.executions")
+
+        def fetch() -> list[dict[str, Any]]:
+            pages = client.list_executions(parent=self.job_name(job), retry=None, timeout=TIMEOUT)
+            return [_to_dict(e) for e in pages]
+
+        found = self.cloud.read(fetch)
+        items = found or []
+        items.sort(key=lambda e: (e.get("createTime") or "", e.get("name") or ""), reverse=True)
+        return items
+
+    def get_execution(self, job: str, execution: str) -> dict[str, Any] | None:
+        client = self._client("run.executions")
+        found = self.cloud.read(
+            lambda: client.get_execution(
+                name=self.execution_name(job, execution), retry=None, timeout=TIMEOUT
+            )
+        )
+        return None if found is None else _to_dict(found)
+
+    # -- IAM ---------------------------------------------------------------------------------
+
+    def _iam_client(self, resource: str) -> tuple[Any, str]:
+        if "/jobs/" in resource:
+            return self._client("run.jobs"), resource
+        return self._client("run.services"), self.service_name(resource)
+
+    def get_iam_policy(self, resource: str) -> dict[str, Any]:
+        """The IAM v1 policy of a service (short or full name) or a job (full name)."""
+        client, name = self._iam_client(resource)
+        policy = self.cloud.call(
+            lambda: client.get_iam_policy(
+                request={"resource": name, "options": {"requested_policy_version": 3}},
+                retry=None,
+                timeout=TIMEOUT,
+            )
+        )
+        return _policy_to_dict(policy)
+
+    def set_iam_policy(self, resource: str, policy: dict[str, Any]) -> dict[str, Any]:
+        """Write the policy (guarded by its etag: 409 ABORTED when it changed meanwhile)."""
+        client, name = self._iam_client(resource)
+        message = _policy_from_dict(policy)
+        written = self.cloud.call(
+            lambda: client.set_iam_policy(
+                request={"resource": name, "policy": message}, retry=None, timeout=TIMEOUT
+            )
+        )
+        return _policy_to_dict(written)
+
+    # -- tenants -----------------------------------------------------------------------------
+
+    def list_managed(self) -> list[dict[str, Any]]:
+        """Services and jobs in this project/region labelled managed-by=djdeploy."""
+        out: list[dict[str, Any]] = []
+        for kind, items in (("service", self.list_services()), ("job", self.list_jobs())):
+            for item in items:
+                labels = dict(item.get("labels") or {})
+                if labels.get(MANAGED_BY) == "djdeploy":
+                    out.append(
+                        {"kind": kind, "name": item["name"].rsplit("/", 1)[-1], "labels": labels}
+                    )
+        return out

@@ -1,0 +1,233 @@
+"""The container's environment for the service and both jobs: one place, from deployer/contract.py.
+
+Every variable of CONTRACT gets its value here (DJANGO_PROJECT_SETTINGS excepted: the container
+finds the project's settings from manage.py). Secret values never pass through djdeploy: SECRET_KEY,
+DB_PASSWORD and DJANGO_SUPERUSER_PASSWORD, and the user's secret_env, are Secret Manager
+references pinned to a numeric version, resolved when the step observes. "latest" never goes into
+a template, so a new secret version never silently changes what a running revision reads: the
+next `up` shows the change and deploys it.
+
+Also the pieces of the container spec the service and the jobs share (volumes, mounts, VPC
+access, the runtime service account), so the three stay identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from deployer.contract import CONTRACT
+
+if TYPE_CHECKING:
+    from deployer.config import Config
+    from deployer.gcp.cloud import Cloud
+
+SERVICE = "service"
+MIGRATE = "migrate"
+DB_INIT = "db-init"
+TARGETS = (SERVICE, MIGRATE, DB_INIT)
+
+SETTINGS_MODULE = "djdeploy_runtime.settings"
+MEDIA_ROOT = "/app/media"
+STATIC_ROOT = "/app/static"
+CLOUDSQL_MOUNT = "/cloudsql"
+FUSE_UID = 2000
+#: variables the deployer leaves unset on purpose (the container derives them)
+UNSET = frozenset({"DJANGO_PROJECT_SETTINGS"})
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the env needs from the live cloud: the project number (for the service URL) and the
+    numeric version each referenced secret resolves to (None: no enabled version)."""
+
+    project_number: str
+    versions: Mapping[str, str | None] = field(default_factory=dict)
+
+
+def _service_url(config: Config, inputs: Inputs) -> str:
+    return config.names.service_url(inputs.project_number)
+
+
+_PLAIN: dict[str, Callable[[Config, Inputs], str]] = {
+    "DJANGO_SETTINGS_MODULE": lambda c, i: SETTINGS_MODULE,
+    "DB_NAME": lambda c, i: c.names.database,
+    "DB_USER": lambda c, i: c.names.db_user,
+    "DB_HOST": lambda c, i: f"{CLOUDSQL_MOUNT}/{c.names.connection_name}",
+    "DB_PORT": lambda c, i: "5432",
+    "MEDIA_ROOT": lambda c, i: MEDIA_ROOT,
+    "STATIC_ROOT": lambda c, i: STATIC_ROOT,
+    "ALLOWED_HOSTS": lambda c, i: _service_url(c, i).removeprefix("https://"),
+    "CSRF_TRUSTED_ORIGINS": _service_url,
+    "GS_BUCKET_NAME": lambda c, i: c.names.bucket,
+    "DJANGO_SUPERUSER_USERNAME": lambda c, i: c.superuser.username,
+    "DJANGO_SUPERUSER_EMAIL": lambda c, i: c.superuser.email,
+    "DB_EXTENSIONS": lambda c, i: ",".join(c.database.extensions),
+}
+
+_SECRET: dict[str, Callable[[Config], str]] = {
+    "SECRET_KEY": lambda c: c.names.secret_key,
+    "DB_PASSWORD": lambda c: c.names.secret_db_password,
+    "DJANGO_SUPERUSER_PASSWORD": lambda c: c.names.secret_superuser_password,
+}
+
+
+def _applies(where: str, target: str) -> bool:
+    return where == "all" or where == target
+
+
+def secret_refs(config: Config, target: str) -> dict[str, tuple[str, str]]:
+    """env name -> (secret id, pinned version or "latest") for every secret env var of target."""
+    out: dict[str, tuple[str, str]] = {}
+    for var in CONTRACT:
+        if var.secret and _applies(var.where, target):
+            out[var.name] = (_SECRET[var.name](config), "latest")
+    for name, ref in config.secret_env.items():
+        out[name] = (ref.secret, ref.version)
+    return out
+
+
+def secrets_to_resolve(config: Config, targets: tuple[str, ...] = TARGETS) -> list[str]:
+    """Secret ids whose latest enabled version must be looked up (sorted, unique)."""
+    ids = {
+        sid
+        for target in targets
+        for sid, version in secret_refs(config, target).values()
+        if version == "latest"
+    }
+    return sorted(ids)
+
+
+def observe_inputs(cloud: Cloud, config: Config, targets: tuple[str, ...] = TARGETS) -> Inputs:
+    """Read the project number and the latest enabled version of every referenced secret."""
+    number = cloud.projects.number()
+    versions = {
+        sid: cloud.secrets.latest_version(sid) for sid in secrets_to_resolve(config, targets)
+    }
+    return Inputs(project_number=number, versions=versions)
+
+
+def missing_secrets(config: Config, target: str, inputs: Inputs) -> list[str]:
+    """Env vars whose secret has no enabled version, as "ENV (secret S)"."""
+    return [
+        f"{name} (secret {sid})"
+        for name, (sid, version) in sorted(secret_refs(config, target).items())
+        if version == "latest" and not inputs.versions.get(sid)
+    ]
+
+
+def build_env(config: Config, target: str, inputs: Inputs) -> list[dict[str, Any]]:
+    """The env list (Cloud Run v2 JSON) for target "service", "migrate" or "db-init", sorted by
+    name. Raises KeyError for a contract variable without a value here (a test guards it) and
+    ValueError when a secret has no enabled version (check missing_secrets first)."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}")
+    env: dict[str, dict[str, Any]] = {}
+    for var in CONTRACT:
+        if var.name in UNSET or not _applies(var.where, target):
+            continue
+        if var.secret:
+            continue  # below, with the user's secret env
+        env[var.name] = {"name": var.name, "value": _PLAIN[var.name](config, inputs)}
+    for name, value in config.env.items():
+        env[name] = {"name": name, "value": value}
+    for name, (sid, version) in secret_refs(config, target).items():
+        pinned = inputs.versions.get(sid) if version == "latest" else version
+        if not pinned:
+            raise ValueError(f"{name}: secret {sid} has no enabled version")
+        env[name] = {
+            "name": name,
+            "valueSource": {"secretKeyRef": {"secret": sid, "version": str(pinned)}},
+        }
+    return [env[k] for k in sorted(env)]
+
+
+# -- the container pieces the service and the jobs share -----------------------------------------
+
+
+def volumes(config: Config, *, media: bool) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {"name": "cloudsql", "cloudSqlInstance": {"instances": [config.names.connection_name]}}
+    ]
+    if media:
+        out.append(
+            {
+                "name": "media",
+                "gcs": {
+                    "bucket": config.names.bucket,
+                    "readOnly": False,
+                    "mountOptions": [
+                        "implicit-dirs",
+                        f"uid={FUSE_UID}",
+                        f"gid={FUSE_UID}",
+                    ],
+                },
+            }
+        )
+    return out
+
+
+def volume_mounts(*, media: bool) -> list[dict[str, Any]]:
+    out = [{"name": "cloudsql", "mountPath": CLOUDSQL_MOUNT}]
+    if media:
+        out.append({"name": "media", "mountPath": MEDIA_ROOT})
+    return out
+
+
+_EGRESS = {"private-ranges-only": "PRIVATE_RANGES_ONLY", "all-traffic": "ALL_TRAFFIC"}
+
+
+def vpc_access(config: Config) -> dict[str, Any] | None:
+    vpc = config.vpc
+    if vpc is None:
+        return None
+    out: dict[str, Any] = {"egress": _EGRESS[vpc.egress]}
+    if vpc.connector:
+        connector = vpc.connector
+        if not connector.startswith("projects/"):
+            connector = (
+                f"projects/{config.project}/locations/{config.region}/connectors/{connector}"
+            )
+        out["connector"] = connector
+    else:
+        out["networkInterfaces"] = [{"network": vpc.network, "subnetwork": vpc.subnetwork}]
+    return out
+
+
+def resources(config: Config) -> dict[str, Any]:
+    return {"limits": {"cpu": config.service.cpu, "memory": config.service.memory}}
+
+
+def spec_hash(value: Any) -> str:
+    """A short stable hash of a JSON-able spec (a label value: 16 hex digits)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# -- comparing what we set with what the server answers -----------------------------------------
+
+_ZERO: tuple[Any, ...] = (0, "", False, None)
+
+
+def project(desired: Any, actual: Any) -> Any:
+    """``actual`` cut down to the shape of ``desired``: only the keys desired sets, lists
+    element by element when they have the same length; a missing value stands for the type's
+    zero value (the server omits zeros, the client fills them). field_changes over
+    (desired, project(desired, actual)) then compares exactly the fields we set."""
+    if isinstance(desired, dict):
+        if actual is None:
+            actual = {}
+        if not isinstance(actual, dict):
+            return actual
+        return {k: project(v, actual.get(k)) for k, v in desired.items()}
+    if isinstance(desired, list):
+        if actual is None:
+            return []
+        if not isinstance(actual, list) or len(desired) != len(actual):
+            return actual
+        return [project(d, a) for d, a in zip(desired, actual, strict=True)]
+    if actual is None and desired in _ZERO:
+        return desired
+    return actual

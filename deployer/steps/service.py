@@ -1,0 +1,256 @@
+"""The Cloud Run v2 service: the Django app behind its own predictable URL.
+
+One revision template (GCP-FACTS.md "Cloud Run v2 service template"): the runtime service
+account, the second-generation environment (GCS FUSE needs it), scaling, timeout, concurrency,
+the image, port 8080, cpu/memory, the env of the deployer/container contract (secrets pinned to
+numeric versions), a startup probe on the readiness URL (the database answers) and a liveness
+probe on the plain health URL (the process answers), the Cloud SQL socket at /cloudsql and the
+media bucket at /app/media, VPC egress when configured, ingress and labels.
+
+observe reads the service, the project number (for the URL) and the secrets' latest enabled
+versions; diff compares only the fields set here; WAIT while a revision rolls out; a failed
+revision is the step's failure (the previous revision keeps serving) and `up` deploys it again
+("Permission denied on secret" is retried by the engine while a fresh grant propagates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from deployer.errors import Conflict, DeployError, NotOurs
+from deployer.steps import container_env as ce
+from deployer.steps.base import Action, Change, field_changes
+
+if TYPE_CHECKING:
+    from deployer.config import Config
+    from deployer.gcp.cloud import Cloud
+
+_INGRESS = {
+    "all": "INGRESS_TRAFFIC_ALL",
+    "internal": "INGRESS_TRAFFIC_INTERNAL_ONLY",
+    "internal-and-cloud-load-balancing": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+}
+#: set on the template to roll out a new revision of an unchanged spec (after a failed one)
+REDEPLOY_ANNOTATION = "djdeploy.dev/redeploy"
+READY_QUERY = "ready=1"
+
+
+def owned(labels: dict[str, str] | None, config: Config) -> bool:
+    """Ours when our tenant label says so, or (tenant label lost to drift) managed-by does."""
+    labels = labels or {}
+    tenant = labels.get("djdeploy-tenant")
+    if tenant is not None:
+        return tenant == config.tenant and labels.get("djdeploy-app", config.app) == config.app
+    return labels.get("managed-by") == "djdeploy"
+
+
+def not_ours(kind: str, name: str) -> NotOurs:
+    return NotOurs(
+        f"Cloud Run {kind} {name} exists but was not created by djdeploy for this tenant "
+        f"(no managed-by=djdeploy / djdeploy-tenant labels): delete it or choose another "
+        "tenant or app name"
+    )
+
+
+def readiness_path(path: str) -> str:
+    return f"{path}{'&' if '?' in path else '?'}{READY_QUERY}"
+
+
+@dataclass(frozen=True)
+class Service:
+    config: Config
+    image: str
+    name: str = "service"
+    needs: tuple[str, ...] = ("migrate",)
+    data: bool = False
+
+    @property
+    def resource(self) -> str:
+        return f"run service {self.config.names.service}"
+
+    # -- the spec ------------------------------------------------------------------------------
+
+    def desired(self, inputs: ce.Inputs) -> dict[str, Any]:
+        cfg = self.config
+        s, p = cfg.service, cfg.probes
+        container: dict[str, Any] = {
+            "image": self.image,
+            "ports": [{"containerPort": 8080}],
+            "resources": ce.resources(cfg),
+            "env": ce.build_env(cfg, ce.SERVICE, inputs),
+            "startupProbe": {
+                "httpGet": {"path": readiness_path(p.path)},
+                "initialDelaySeconds": p.startup_initial_delay,
+                "periodSeconds": p.startup_period,
+                "timeoutSeconds": p.startup_timeout,
+                "failureThreshold": p.startup_failure_threshold,
+            },
+            "livenessProbe": {
+                "httpGet": {"path": p.path},
+                "periodSeconds": p.liveness_period,
+                "timeoutSeconds": p.liveness_timeout,
+                "failureThreshold": p.liveness_failure_threshold,
+            },
+            "volumeMounts": ce.volume_mounts(media=True),
+        }
+        template: dict[str, Any] = {
+            "serviceAccount": cfg.names.runtime_sa_email,
+            "executionEnvironment": "EXECUTION_ENVIRONMENT_GEN2",
+            "scaling": {"minInstanceCount": s.min_instances, "maxInstanceCount": s.max_instances},
+            "timeout": f"{s.timeout_seconds}s",
+            "maxInstanceRequestConcurrency": s.concurrency,
+            "containers": [container],
+            "volumes": ce.volumes(cfg, media=True),
+            "labels": dict(cfg.names.labels),
+        }
+        vpc = ce.vpc_access(cfg)
+        if vpc is not None:
+            template["vpcAccess"] = vpc
+        return {
+            "name": cfg.names.service,
+            "labels": dict(cfg.names.labels),
+            "ingress": _INGRESS[s.ingress],
+            "template": template,
+        }
+
+    # -- the step ------------------------------------------------------------------------------
+
+    def observe(self, cloud: Cloud) -> dict[str, Any] | None:
+        service = cloud.run.get_service(self.config.names.service)
+        if service is None:
+            return None
+        inputs = ce.observe_inputs(cloud, self.config, (ce.SERVICE,))
+        return {"service": service, "inputs": inputs}
+
+    def diff(self, observed: dict[str, Any] | None) -> Change:
+        n = self.config.names
+        if observed is None:
+            return Change(self.name, self.resource, Action.CREATE, f"service {n.service} missing")
+        svc: dict[str, Any] = observed["service"]
+        inputs: ce.Inputs = observed["inputs"]
+        url = n.service_url(inputs.project_number)
+        info = {"url": url, "revision": _short(svc.get("latestReadyRevision"))}
+        if not owned(svc.get("labels"), self.config):
+            return Change(
+                self.name,
+                self.resource,
+                Action.UPDATE,
+                f"service {n.service} is not managed by djdeploy",
+                failure=str(not_ours("service", n.service)),
+                info=info,
+            )
+        missing = ce.missing_secrets(self.config, ce.SERVICE, inputs)
+        if missing:
+            return Change(
+                self.name,
+                self.resource,
+                Action.UPDATE,
+                "secrets without an enabled version",
+                failure="no enabled version for " + ", ".join(missing),
+                info=info,
+            )
+        cond = svc.get("terminalCondition") or {}
+        if svc.get("reconciling") or svc.get("generation") != svc.get("observedGeneration"):
+            return Change(
+                self.name,
+                self.resource,
+                Action.WAIT,
+                f"deploying revision {_short(svc.get('latestCreatedRevision'))}",
+                info=info,
+            )
+        desired = self.desired(inputs)
+        desired.pop("name")  # short here, full on the server
+        fields = tuple(field_changes(desired, ce.project(desired, svc)))
+        if fields:
+            return Change(
+                self.name,
+                self.resource,
+                Action.UPDATE,
+                f"service {n.service} differs",
+                fields=fields,
+                info=info,
+            )
+        state = cond.get("state")
+        if state == "CONDITION_FAILED":
+            return Change(
+                self.name,
+                self.resource,
+                Action.UPDATE,
+                f"revision {_short(svc.get('latestCreatedRevision'))} failed; "
+                f"{_short(svc.get('latestReadyRevision')) or 'no revision'} keeps serving",
+                failure=cond.get("message") or "the revision failed",
+                info=info,
+            )
+        ready = state == "CONDITION_SUCCEEDED" and svc.get("latestReadyRevision") == svc.get(
+            "latestCreatedRevision"
+        )
+        if not ready:
+            return Change(
+                self.name, self.resource, Action.WAIT, f"service {n.service} not ready", info=info
+            )
+        return Change(
+            self.name,
+            self.resource,
+            Action.NOOP,
+            f"service {n.service} is ready at {url} (revision {info['revision']}) and matches",
+            info=info,
+        )
+
+    def apply(self, cloud: Cloud, change: Change) -> None:
+        n = self.config.names
+        if change.failure and not owned(_labels(cloud, n.service), self.config):
+            raise not_ours("service", n.service)
+        inputs = ce.observe_inputs(cloud, self.config, (ce.SERVICE,))
+        missing = ce.missing_secrets(self.config, ce.SERVICE, inputs)
+        if missing:
+            raise DeployError(
+                f"service {n.service}: no enabled version for "
+                + ", ".join(missing)
+                + ": run up again after the secrets step, or add a version"
+            )
+        body = self.desired(inputs)
+        if change.action is Action.CREATE:
+            try:
+                cloud.run.create_service(n.service, body)
+                return
+            except Conflict:
+                current = cloud.run.get_service(n.service)
+                if current is None or not owned(current.get("labels"), self.config):
+                    raise not_ours("service", n.service) from None
+                # ours (an earlier run created it): bring it to the spec
+        current = cloud.run.get_service(n.service)
+        if current is None:
+            cloud.run.create_service(n.service, body)
+            return
+        if change.failure:
+            # the spec is unchanged and its revision failed: roll out a new revision of it
+            generation = str(int(current.get("generation") or 0) + 1)
+            body["template"]["annotations"] = {REDEPLOY_ANNOTATION: generation}
+        cloud.run.update_service(body)
+
+    def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
+        n = self.config.names
+        current = cloud.run.get_service(n.service)
+        if current is None:
+            return Change(self.name, self.resource, Action.NOOP, f"service {n.service} is gone")
+        if not owned(current.get("labels"), self.config):
+            return Change(
+                self.name,
+                self.resource,
+                Action.NOOP,
+                f"kept: service {n.service} is not managed by djdeploy",
+            )
+        if current.get("deleteTime") and current.get("reconciling"):
+            return Change(self.name, self.resource, Action.DELETE, "deletion in progress")
+        cloud.run.delete_service(n.service)
+        return Change(self.name, self.resource, Action.DELETE, f"deleted service {n.service}")
+
+
+def _short(name: str | None) -> str:
+    return (name or "").rsplit("/", 1)[-1]
+
+
+def _labels(cloud: Cloud, service: str) -> dict[str, str] | None:
+    current = cloud.run.get_service(service)
+    return None if current is None else current.get("labels")
