@@ -77,10 +77,8 @@ def test_regional_build_succeeds_and_pushes(emulator: Any, client: cb.CloudBuild
     assert built.results.images[0].name == IMAGE
     assert built.results.images[0].digest.startswith("sha256:")
     assert built.start_time and built.finish_time and built.create_time
-    assert (
-        built.name
-        == f"projects/{emulator.emu.store.get('project', PROJECT)['projectNumber']}/locations/{REGION}/builds/{built.id}"
-    )  # noqa: E501
+    number = emulator.emu.store.get("project", PROJECT)["projectNumber"]
+    assert built.name == f"projects/{number}/locations/{REGION}/builds/{built.id}"
     assert emulator.emu.store.get("artifactregistry.tag", IMAGE)["digest"] == (
         built.results.images[0].digest
     )
