@@ -1,0 +1,249 @@
+"""The iam-runtime and iam-build steps: the pure policy helpers, the diff table, and up /
+no-op / drift / 409 ABORTED / not-yet-visible account / destroy against the emulator."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from deployer.config import Config, SecretRef
+from deployer.emulator import policies
+from deployer.engine import Engine, Options
+from deployer.gcp import policy as iam_policy
+from deployer.gcp.clients import ClientFactory
+from deployer.gcp.cloud import Cloud
+from deployer.steps.apis import Apis
+from deployer.steps.base import Action, Secret
+from deployer.steps.bucket import MediaBucket, SourcesBucket
+from deployer.steps.iam import IamBuild, IamRuntime
+from deployer.steps.registry import Registry
+from deployer.steps.secrets import Secrets
+from deployer.steps.service_accounts import ServiceAccounts
+from tests.contract import check_transcript
+
+PROJECT = "iam-steps-proj"
+CONFIG = Config(tenant="demo", project=PROJECT, secret_env={"API_TOKEN": SecretRef("api-token")})
+RUNTIME = IamRuntime(CONFIG)
+BUILD = IamBuild(CONFIG)
+RUN_SA = f"serviceAccount:{CONFIG.names.runtime_sa_email}"
+BUILD_SA = f"serviceAccount:{CONFIG.names.build_sa_email}"
+STEPS = [
+    Apis(CONFIG),
+    ServiceAccounts(CONFIG),
+    Secrets(CONFIG),
+    MediaBucket(CONFIG),
+    SourcesBucket(CONFIG),
+    Registry(CONFIG),
+    RUNTIME,
+    BUILD,
+]
+
+
+# -- pure helpers ------------------------------------------------------------------------------
+
+
+def test_missing_and_present_bindings():
+    policy = {
+        "bindings": [
+            {
+                "role": "roles/a",
+                "members": ["user:x", "serviceAccount:s@p.iam.gserviceaccount.com"],
+            },
+            {
+                "role": "roles/b",
+                "members": ["deleted:serviceAccount:t@p.iam.gserviceaccount.com?uid=1"],
+            },
+            {"role": "roles/c", "members": ["user:y"], "condition": {"expression": "true"}},
+        ]
+    }
+    wanted = {
+        "roles/a": {"serviceAccount:s@p.iam.gserviceaccount.com"},
+        "roles/b": {"serviceAccount:t@p.iam.gserviceaccount.com"},
+        "roles/c": {"user:y"},
+    }
+    assert iam_policy.missing_bindings(policy, wanted) == {
+        "roles/b": {"serviceAccount:t@p.iam.gserviceaccount.com"},
+        "roles/c": {"user:y"},  # a conditional binding does not count
+    }
+    assert iam_policy.missing_bindings(None, {"roles/a": {"user:x"}}) == {"roles/a": {"user:x"}}
+    present = iam_policy.present_bindings(policy, wanted)
+    assert present["roles/b"] == {"deleted:serviceAccount:t@p.iam.gserviceaccount.com?uid=1"}
+
+
+def _policies(*grants: tuple[str, str, str]) -> dict:
+    out: dict[str, dict] = {t.key: {"bindings": []} for t in RUNTIME.targets()}
+    for key, role, member in grants:
+        out[key]["bindings"].append({"role": role, "members": [member]})
+    return {"policies": out}
+
+
+ALL_RUNTIME = [
+    (t.key, role, member)
+    for t in RUNTIME.targets()
+    for role, ms in t.wanted.items()
+    for member in ms
+]
+
+
+@pytest.mark.parametrize(
+    ("observed", "action", "missing"),
+    [
+        (None, Action.UPDATE, len(ALL_RUNTIME)),
+        (_policies(*ALL_RUNTIME), Action.NOOP, 0),
+        (_policies(*ALL_RUNTIME[1:]), Action.UPDATE, 1),
+        (_policies(*[g for g in ALL_RUNTIME if g[0] != "project"]), Action.UPDATE, 1),
+    ],
+)
+def test_runtime_diff(observed, action, missing):
+    change = RUNTIME.diff(observed)
+    assert change.action is action
+    assert len(change.fields) == missing
+    assert change.reason
+
+
+def test_bindings_table_is_least_privilege():
+    runtime = {(t.key, r) for t in RUNTIME.targets() for r in t.wanted}
+    n = CONFIG.names
+    assert runtime == {
+        ("project", "roles/cloudsql.client"),
+        (f"bucket/{n.bucket}", "roles/storage.objectAdmin"),
+        (f"bucket/{n.bucket}", "roles/storage.legacyBucketReader"),
+        *(
+            (f"secret/{s}", "roles/secretmanager.secretAccessor")
+            for s in (n.secret_db_password, n.secret_key, n.secret_superuser_password, "api-token")
+        ),
+    }
+    build = {(t.key, r) for t in BUILD.targets() for r in t.wanted}
+    assert build == {
+        ("project", "roles/logging.logWriter"),
+        (f"bucket/{n.staging_bucket}", "roles/storage.objectViewer"),
+        (f"repository/{n.registry}", "roles/artifactregistry.writer"),
+    }
+
+
+# -- against the emulator ----------------------------------------------------------------------
+
+
+def _cloud(emulator) -> Cloud:
+    return Cloud(PROJECT, CONFIG.region, ClientFactory(endpoint=emulator.url, project=PROJECT))
+
+
+def _writes(emulator) -> list[str]:
+    return [
+        f"{e['method']} {e['path']}"
+        for e in emulator.emu.transcript.entries()
+        if e["method"] != "GET" and not e["path"].endswith(":getIamPolicy")
+    ]
+
+
+def _members(policy: dict, role: str) -> set[str]:
+    return {m for b in policy.get("bindings", []) if b["role"] == role for m in b["members"]}
+
+
+def _seed_user_secret(cloud: Cloud) -> None:
+    """The user's own secret (secret_env) must exist before up."""
+    cloud.secrets.create_secret("api-token", labels={})
+    cloud.secrets.add_version("api-token", Secret("token-value"))
+
+
+def test_up_noop_drift_conflict_destroy(emulator):
+    cloud = _cloud(emulator)
+    emulator.control.set_latency(durations={"iam.sa.propagation": 0})
+    engine = Engine(cloud, options=Options.scaled(0.001))
+    from deployer.emulator import serviceusage
+
+    serviceusage.set_enabled(emulator.emu, PROJECT, "secretmanager.googleapis.com")
+    _seed_user_secret(cloud)
+    # a concurrent policy change on the first project write: redo the read-modify-write
+    emulator.control.add_fault(
+        method="POST",
+        path=r"^/v3/projects/[^/]+:setIamPolicy$",
+        code=409,
+        status="ABORTED",
+        message=policies.CONFLICT_MESSAGE,
+        times=1,
+    )
+    result = engine.up(STEPS)
+    assert result.ok, [r for r in result.results if r.error]
+    assert any(e["status"] == 409 for e in emulator.emu.transcript.entries())
+
+    project = cloud.projects.get_iam_policy()
+    assert _members(project, "roles/cloudsql.client") == {RUN_SA}
+    assert _members(project, "roles/logging.logWriter") == {BUILD_SA}
+    media = cloud.storage.get_iam_policy(CONFIG.names.bucket)
+    assert RUN_SA in _members(media, "roles/storage.objectAdmin")
+    assert RUN_SA in _members(media, "roles/storage.legacyBucketReader")
+    assert f"projectEditor:{PROJECT}" in _members(media, "roles/storage.legacyBucketOwner")  # kept
+    for s in RUNTIME.secret_ids():
+        assert _members(cloud.secrets.get_iam_policy(s), "roles/secretmanager.secretAccessor") == {
+            RUN_SA
+        }
+    staging = cloud.storage.get_iam_policy(CONFIG.names.staging_bucket)
+    assert _members(staging, "roles/storage.objectViewer") == {BUILD_SA}
+    repo = cloud.registry.get_iam_policy(CONFIG.names.registry)
+    assert _members(repo, "roles/artifactregistry.writer") == {BUILD_SA}
+
+    emulator.emu.transcript.clear()
+    again = engine.up(STEPS)
+    assert again.ok and not any(r.changed for r in again.results)
+    assert _writes(emulator) == []
+
+    # drift: a binding dropped from the project policy by hand
+    pol = cloud.projects.get_iam_policy()
+    pol["bindings"] = [b for b in pol["bindings"] if b["role"] != "roles/cloudsql.client"]
+    cloud.projects.set_iam_policy(pol)
+    planned = {c.step: c for c in engine.plan(STEPS)}
+    assert [f.path for f in planned["iam-runtime"].fields] == ["project:roles/cloudsql.client"]
+    assert planned["iam-build"].action is Action.NOOP
+    assert engine.up(STEPS).ok
+    assert _members(cloud.projects.get_iam_policy(), "roles/cloudsql.client") == {RUN_SA}
+
+    # destroy: our members leave the project policy and the kept resources' policies,
+    # including the deleted:serviceAccount form a binding takes once its account is gone
+    cloud.iam.delete_service_account(CONFIG.names.runtime_sa_email)
+    tomb = _members(cloud.projects.get_iam_policy(), "roles/cloudsql.client")
+    assert tomb and all(m.startswith("deleted:") for m in tomb)
+    done = {c.step: c for c in engine.destroy(STEPS, delete_data=False)}
+    assert done["iam-runtime"].action is Action.DELETE and done["iam-build"].action is Action.DELETE
+    project = cloud.projects.get_iam_policy()
+    assert not _members(project, "roles/cloudsql.client") | _members(
+        project, "roles/logging.logWriter"
+    )
+    media = cloud.storage.get_iam_policy(CONFIG.names.bucket)  # kept: holds media
+    assert RUN_SA not in _members(media, "roles/storage.objectAdmin")
+    assert RUN_SA not in _members(
+        cloud.secrets.get_iam_policy(CONFIG.names.secret_key), "roles/secretmanager.secretAccessor"
+    )
+    twice = {c.step: c for c in engine.destroy(STEPS, delete_data=False)}
+    assert twice["iam-runtime"].action is Action.NOOP and twice["iam-build"].action is Action.NOOP
+    assert check_transcript(emulator.emu.transcript.entries()) == []
+
+
+def test_binding_for_an_account_not_visible_yet_is_retried(emulator):
+    """IAM refuses (400) a binding naming an account it does not see yet: the same
+    read-modify-write is retried with backoff until it is accepted."""
+    cloud = _cloud(emulator)
+    emulator.control.set_latency(durations={"iam.sa.propagation": 0})
+    steps = [Apis(CONFIG), ServiceAccounts(CONFIG), SourcesBucket(CONFIG), Registry(CONFIG), BUILD]
+    assert Engine(cloud, options=Options.scaled(0.001)).up(steps).ok
+    pol = cloud.projects.get_iam_policy()
+    pol["bindings"] = [b for b in pol["bindings"] if b["role"] != "roles/logging.logWriter"]
+    cloud.projects.set_iam_policy(pol)
+    # the build account becomes invisible to IAM for 0.3 s
+    sa = emulator.emu.store.get(policies.SA_KIND, CONFIG.names.build_sa_email)
+    sa["_visibleAt"] = time.time() + 0.3
+    emulator.emu.store.put(policies.SA_KIND, CONFIG.names.build_sa_email, sa)
+    emulator.emu.transcript.clear()
+
+    change = BUILD.diff(BUILD.observe(cloud))
+    assert change.action is Action.UPDATE
+    BUILD.apply(cloud, change)
+    sets = [
+        e["status"]
+        for e in emulator.emu.transcript.entries()
+        if e["path"].endswith(":setIamPolicy")
+    ]
+    assert sets[0] == 400 and sets[-1] == 200
+    assert BUILD.diff(BUILD.observe(cloud)).action is Action.NOOP
+    assert check_transcript(emulator.emu.transcript.entries()) == []
