@@ -412,7 +412,7 @@ def list_docker_images(req: Request, project: str, location: str, repo: str) -> 
 
 @router.route(
     "GET",
-    "/v1/projects/{project}/locations/{location}/repositories/{repo}/dockerImages/{image}",
+    "/v1/projects/{project}/locations/{location}/repositories/{repo}/dockerImages/{image=**}",
 )
 def get_docker_image(
     req: Request, project: str, location: str, repo: str, image: str
