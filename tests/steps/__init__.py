@@ -1,0 +1,1 @@
+"""Step tests (a package: tests/steps/test_iam.py and tests/emulator/test_iam.py share a basename)."""
