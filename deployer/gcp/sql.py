@@ -149,4 +149,3 @@ class SqlApi:
         """The first error message of a DONE operation, "" when it succeeded."""
         errs = (op.get("error") or {}).get("errors") or []
         return str(errs[0].get("message", "")) if errs else ""
-

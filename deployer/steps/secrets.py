@@ -16,6 +16,7 @@ destroy keeps every secret unless --delete-data; then it deletes only the three 
 from __future__ import annotations
 
 import secrets as _random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,7 @@ def is_ours(labels: dict[str, str] | None, tenant: str) -> bool:
 class Secrets:
     config: Config
     name: str = field(default="secrets", init=False)
-    needs: tuple[str, ...] = field(default=("apis",), init=False)
+    needs: Sequence[str] = field(default=("apis",), init=False)
     data: bool = field(default=True, init=False)
 
     # -- what we manage --------------------------------------------------------------------

@@ -12,6 +12,7 @@ final on-demand backup taken, then the delete.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +63,7 @@ def _pending(ops: list[dict[str, Any]], types: tuple[str, ...] | None = None) ->
 class SqlInstance:
     config: Config
     name: str = field(default="sql-instance", init=False)
-    needs: tuple[str, ...] = field(default=("apis",), init=False)
+    needs: Sequence[str] = field(default=("apis",), init=False)
     data: bool = field(default=True, init=False)
 
     @property
@@ -350,7 +351,7 @@ class SqlInstance:
 class SqlDatabase:
     config: Config
     name: str = field(default="sql-database", init=False)
-    needs: tuple[str, ...] = field(default=("sql-instance",), init=False)
+    needs: Sequence[str] = field(default=("sql-instance",), init=False)
     data: bool = field(default=True, init=False)
 
     OPS = ("CREATE_DATABASE", "DELETE_DATABASE")
@@ -426,7 +427,7 @@ class SqlDatabase:
 class SqlUser:
     config: Config
     name: str = field(default="sql-user", init=False)
-    needs: tuple[str, ...] = field(default=("sql-database", "secrets"), init=False)
+    needs: Sequence[str] = field(default=("sql-database", "secrets"), init=False)
     data: bool = field(default=False, init=False)
 
     OPS = ("CREATE_USER", "DELETE_USER", "UPDATE_USER")
