@@ -1,0 +1,182 @@
+"""db-init and migrate job steps: diff tables, then up / no-op / re-run rules / failure / destroy
+on the emulator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from deployer.steps import container_env as ce
+from deployer.steps.base import Action
+from deployer.steps.jobs import IMAGE_LABEL, SPEC_LABEL, DbInitJob, MigrateJob
+from deployer.steps.service import Service
+from tests.steps.test_service import (
+    CFG,
+    IMAGE,
+    IMAGE_REPO,
+    INPUTS,
+    alone,
+    assert_contract,
+    make_cloud,
+    make_engine,
+    mutating,
+    seed,
+)
+
+INPUTS_ALL = ce.Inputs(
+    INPUTS.project_number,
+    {**INPUTS.versions, CFG.names.secret_superuser_password: "1"},
+)
+
+
+def job(step: Any, **over: Any) -> dict[str, Any]:
+    body = step.desired(INPUTS_ALL)
+    body["name"] = f"projects/p/locations/r/jobs/{step.job_id}"
+    body["template"]["template"]["containers"][0]["resources"]["limits"]["memory"] = "512Mi"
+    body.update(generation="1", observedGeneration="1", reconciling=False)
+    body.update(over)
+    return body
+
+
+def execution(step: Any, state: str, *, marker: str | None = None, n: int = 1) -> dict[str, Any]:
+    labels = dict(step.desired(INPUTS_ALL)["template"]["labels"])
+    if marker is not None:
+        labels[step.marker_label] = marker
+    e: dict[str, Any] = {
+        "name": f"projects/p/locations/r/jobs/{step.job_id}/executions/{step.job_id}-0000{n}",
+        "labels": labels,
+        "taskCount": 1,
+        "createTime": f"2024-01-01T00:00:0{n}Z",
+        "logUri": "https://console.cloud.google.com/logs/viewer?x",
+        "completionTime": "" if state == "running" else "2024-01-01T00:01:00Z",
+        "succeededCount": 1 if state == "succeeded" else 0,
+        "failedCount": 1 if state == "failed" else 0,
+        "conditions": [{"type": "Completed", "message": "Task x-task0 failed with exit code 1"}],
+    }
+    return e
+
+
+DB = DbInitJob(CFG, image=IMAGE)
+MIG = MigrateJob(CFG, image=IMAGE)
+
+
+def obs(step: Any, j: dict[str, Any] | None = None, execs: list[Any] | None = None) -> Any:
+    return {"job": j or job(step), "executions": execs or [], "inputs": INPUTS_ALL}
+
+
+@pytest.mark.parametrize(
+    ("step", "observed", "action", "failure"),
+    [
+        (DB, None, Action.CREATE, ""),
+        (DB, obs(DB), Action.RUN, ""),
+        (DB, obs(DB, execs=[execution(DB, "succeeded")]), Action.NOOP, ""),
+        (DB, obs(DB, execs=[execution(DB, "running")]), Action.WAIT, ""),
+        (DB, obs(DB, execs=[execution(DB, "succeeded", marker="old")]), Action.RUN, ""),
+        (DB, obs(DB, execs=[execution(DB, "failed")]), Action.RUN, "exit code 1; logs: https"),
+        (DB, obs(DB, job(DB, reconciling=True)), Action.WAIT, ""),
+        (DB, obs(DB, job(DB, labels={})), Action.UPDATE, "not created by djdeploy"),
+        (MIG, obs(MIG, execs=[execution(MIG, "succeeded")]), Action.NOOP, ""),
+        (MIG, obs(MIG, execs=[execution(MIG, "succeeded", marker="x")]), Action.RUN, ""),
+        (
+            MIG,
+            obs(MIG, execs=[execution(MIG, "failed", n=2), execution(MIG, "succeeded", n=1)]),
+            Action.NOOP,
+            "",
+        ),
+    ],
+)
+def test_diff(step: Any, observed: Any, action: Action, failure: str) -> None:
+    change = step.diff(observed)
+    assert change.action is action, change
+    assert failure in change.failure
+    assert change.reason
+
+
+def test_diff_reports_spec_drift() -> None:
+    j = job(DB)
+    j["template"]["template"]["maxRetries"] = 3
+    change = DB.diff(obs(DB, j))
+    assert change.action is Action.UPDATE
+    assert [f.path for f in change.fields] == ["template.template.maxRetries"]
+
+
+def test_templates() -> None:
+    db = DB.desired(INPUTS_ALL)["template"]
+    mig = MIG.desired(INPUTS_ALL)["template"]
+    db_env = {e["name"] for e in db["template"]["containers"][0]["env"]}
+    mig_env = {e["name"] for e in mig["template"]["containers"][0]["env"]}
+    assert "DJANGO_SUPERUSER_PASSWORD" in mig_env and "DJANGO_SUPERUSER_PASSWORD" not in db_env
+    assert db["template"]["containers"][0]["args"] == ["db-init"]
+    assert mig["template"]["containers"][0]["args"] == ["migrate"]
+    assert [v["name"] for v in db["template"]["volumes"]] == ["cloudsql"]
+    assert [v["name"] for v in mig["template"]["volumes"]] == ["cloudsql", "media"]
+    assert SPEC_LABEL in db["labels"] and IMAGE_LABEL in mig["labels"]
+    # migrate's marker follows the image only; db-init's follows the whole spec
+    other = MigrateJob(CFG, image=IMAGE + "x").desired(INPUTS_ALL)["template"]["labels"]
+    assert other[IMAGE_LABEL] != mig["labels"][IMAGE_LABEL]
+
+
+# -- on the emulator -----------------------------------------------------------------------------
+
+
+def test_up_runs_once_then_noop_and_new_image_reruns(emulator: Any) -> None:
+    cloud = make_cloud(emulator)
+    seed(emulator, cloud)
+    engine = make_engine(cloud)
+    steps = [alone(DB), MigrateJob(CFG, image=IMAGE, needs=("db-init",))]
+    result = engine.up(steps)
+    assert result.ok, result.results
+    assert len(cloud.run.list_executions(CFG.names.db_init_job)) == 1
+    assert len(cloud.run.list_executions(CFG.names.migrate_job)) == 1
+
+    emulator.emu.transcript.clear()
+    again = engine.up(steps)
+    assert again.ok and all(r.first.action is Action.NOOP for r in again.results)
+    assert mutating(emulator.emu.transcript.entries()) == []
+
+    new_image = f"{IMAGE_REPO}:next"
+    emulator.emu.store.put("artifactregistry.tag", new_image, {"name": new_image})
+    steps = [
+        alone(DbInitJob(CFG, image=new_image)),
+        MigrateJob(CFG, image=new_image, needs=("db-init",)),
+    ]
+    assert engine.up(steps).ok
+    assert len(cloud.run.list_executions(CFG.names.migrate_job)) == 2
+    assert len(cloud.run.list_executions(CFG.names.db_init_job)) == 2
+
+    assert [c.action for c in engine.destroy(steps, delete_data=False)] == [Action.DELETE] * 2
+    assert [c.action for c in engine.destroy(steps, delete_data=False)] == [Action.NOOP] * 2
+    assert_contract(emulator)
+
+
+def test_failing_migrate_stops_before_the_service(emulator: Any) -> None:
+    cloud = make_cloud(emulator)
+    seed(emulator, cloud)
+    emulator.control.fail("execution", CFG.names.migrate_job, "")
+    steps = [
+        alone(MIG),
+        Service(CFG, IMAGE),
+    ]
+    result = make_engine(cloud).up(steps)
+    assert not result.ok
+    err = result.results[0].error
+    newest = cloud.run.list_executions(CFG.names.migrate_job)[0]
+    short = newest["name"].rsplit("/", 1)[-1]
+    assert f"execution {short} failed" in err
+    assert "exit code 1" in err and "logs: https://console.cloud.google.com/logs" in err
+    assert result.results[1].error == "not run: migrate failed"
+    assert cloud.run.get_service(CFG.names.service) is None
+
+    # the next up runs migrate again (the outcome is used up) and then deploys the service
+    assert make_engine(cloud).up(steps).ok
+    assert cloud.run.get_service(CFG.names.service) is not None
+    assert_contract(emulator)
+
+
+def test_fault_on_run_is_ridden_out(emulator: Any) -> None:
+    cloud = make_cloud(emulator)
+    seed(emulator, cloud)
+    emulator.control.add_fault(method="POST", path=":run$", code=503, times=2)
+    emulator.control.add_fault(method="GET", path="/executions$", code=429, retry_after=0, times=1)
+    assert make_engine(cloud).up([alone(DB)]).ok
