@@ -282,14 +282,16 @@ def container_dir() -> Path:
     candidate = here.parent / "container"
     if (candidate / "Dockerfile").is_file():
         return candidate
-    try:
-        from importlib.resources import files
+    import importlib.util
 
-        installed = Path(str(files("djdeploy_container")))
-    except (ModuleNotFoundError, TypeError):
-        installed = None
-    if installed is not None and (installed / "Dockerfile").is_file():
-        return installed
+    try:
+        spec = importlib.util.find_spec("djdeploy_container")
+    except (ImportError, ValueError):
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        installed = Path(location)
+        if (installed / "Dockerfile").is_file():
+            return installed
     raise ConfigError(
         "djdeploy's container files (Dockerfile, djdeploy_runtime/) are not installed: "
         "reinstall djdeploy"
