@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from deployer import errors
-from deployer.steps.base import Secret
+from deployer.secret import Secret
 
 if TYPE_CHECKING:
     from deployer.gcp.cloud import Cloud

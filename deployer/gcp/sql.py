@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from deployer.steps.base import Secret
+from deployer.secret import Secret
 
 if TYPE_CHECKING:
     from deployer.gcp.cloud import Cloud

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from deployer.secret import Secret as Secret  # re-exported for steps
+
 if TYPE_CHECKING:
     from deployer.gcp.cloud import Cloud
 
@@ -53,38 +55,19 @@ class Change:
         return self.action not in (Action.NOOP,)
 
 
-class Secret:
-    """A secret value. Its str/repr is *** so nothing prints it by accident; `.reveal()` is
-    the one deliberate way to read it (only the gcp layer, when sending the payload)."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __str__(self) -> str:
-        return "***"
-
-    __repr__ = __str__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
 class Step(Protocol):
     """The engine's view of a step. `name` is the step's name in the graph ("bucket"),
     `needs` the names of the steps that must be done first, `data` marks steps whose
     resource holds user data (kept by destroy unless --delete-data)."""
 
-    name: str
-    needs: Sequence[str]
-    data: bool
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def needs(self) -> Sequence[str]: ...
+
+    @property
+    def data(self) -> bool: ...
 
     def observe(self, cloud: Cloud) -> Any | None: ...
 
