@@ -265,27 +265,33 @@ class Engine:
             t0 = self.clock.monotonic()
             self._emit(step.name, Phase.OBSERVE, t0)
             try:
-                change = step.delete(self.cloud, delete_data=delete_data)
-                if change.action is Action.DELETE:
-                    self._wait_gone(step, t0)
+                change = self._delete(step, delete_data=delete_data, t0=t0)
             except DeployError as exc:
                 raise StepFailed(step.name, str(exc)) from exc
             changes.append(change)
             self._emit(step.name, Phase.DONE, t0, change=change)
         return changes
 
-    def _wait_gone(self, step: Step, t0: float) -> None:
+    def _delete(self, step: Step, *, delete_data: bool, t0: float) -> Change:
+        """Call delete() until it stops answering WAIT (a multi-stage delete: lift
+        protection, final backup, delete), then wait until observe() finds nothing."""
         deadline = t0 + self.options.step_timeout
         delay = self.options.poll_initial
-        while step.observe(self.cloud) is not None:
+        change = step.delete(self.cloud, delete_data=delete_data)
+        while change.action is Action.WAIT or (
+            change.action is Action.DELETE and step.observe(self.cloud) is not None
+        ):
             if self.clock.monotonic() > deadline:
                 raise Timeout(
                     f"{step.name}: still there after "
                     f"{self.options.step_timeout:.0f} s; run destroy again"
                 )
-            self._emit(step.name, Phase.WAIT, t0, message="waiting for deletion")
+            self._emit(step.name, Phase.WAIT, t0, change=change)
             self.clock.sleep(delay)
             delay = min(delay * self.options.poll_factor, self.options.poll_max)
+            if change.action is Action.WAIT:
+                change = step.delete(self.cloud, delete_data=delete_data)
+        return change
 
     def _emit(
         self, step: str, phase: Phase, t0: float, *, change: Change | None = None, message: str = ""

@@ -7,7 +7,9 @@ A step is a small frozen object built from Config for one resource (or one bindi
     apply(cloud, change) -> None        does what the Change says and returns; never sleeps,
                                         never waits on an operation (the engine re-observes)
     delete(cloud) -> Change             idempotent; NotFound counts as success; returns what
-                                        it did (DELETE, or NOOP with the reason it kept/skipped)
+                                        it did (DELETE, or NOOP with the reason it kept/skipped,
+                                        or WAIT when a stage of a multi-stage delete runs: the
+                                        engine calls it again once the wait is over)
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deployer.errors import Conflict, DeployError, NotOurs, OperationFailed, Timeout
+from deployer.errors import Conflict, DeployError, NotOurs
 from deployer.steps.base import Action, Change, FieldChange, field_changes
 
 if TYPE_CHECKING:
@@ -26,29 +26,12 @@ if TYPE_CHECKING:
 BACKUP_START = "03:00"
 WAIT_STATES = ("PENDING_CREATE", "PENDING_DELETE", "MAINTENANCE", "ONLINE_MAINTENANCE", "REPAIRING")
 FAILED_STATES = ("FAILED", "SUSPENDED")
-OP_WAIT_LIMIT = 3600.0  # seconds of polling one operation inside destroy
+FINAL_BACKUP = "djdeploy: final backup before delete"
 
 
 def is_ours(labels: dict[str, str] | None, tenant: str) -> bool:
     labels = labels or {}
     return labels.get("managed-by") == "djdeploy" and labels.get("djdeploy-tenant") == tenant
-
-
-def wait_operation(cloud: Cloud, op: dict[str, Any], what: str) -> dict[str, Any]:
-    """Poll a Cloud SQL operation until DONE (destroy only: it runs steps one after another).
-    Raises OperationFailed with the operation's error, Timeout after OP_WAIT_LIMIT."""
-    delay, waited = 0.05, 0.0
-    while op.get("status") != "DONE":
-        if waited > OP_WAIT_LIMIT:
-            raise Timeout(f"{what}: operation {op.get('name')} not done after {waited:.0f} s")
-        cloud.sleep(delay)
-        waited += delay
-        delay = min(delay * 1.5, 10.0)
-        op = cloud.sql.get_operation(op["name"])
-    message = cloud.sql.operation_error(op)
-    if message:
-        raise OperationFailed(f"{what} failed: {message}")
-    return op
 
 
 def _pending(ops: list[dict[str, Any]], types: tuple[str, ...] | None = None) -> list[str]:
@@ -322,28 +305,37 @@ class SqlInstance:
             )
         if inst.get("state") == "PENDING_DELETE":
             return Change(self.name, name, Action.DELETE, f"instance {name} is being deleted")
-        for op in cloud.sql.pending_operations(name):
-            wait_operation(cloud, op, f"operation {op.get('operationType')} on {name}")
+        return self._delete_stage(cloud, inst)
+
+    def _delete_stage(self, cloud: Cloud, inst: dict[str, Any]) -> Change:
+        """One stage of deleting an instance, WAIT while its operation runs. Deletion
+        protection is lifted and backups retained (deleting an instance deletes its backups
+        otherwise), then a final backup is taken, then the instance is deleted."""
+        name = self.instance
+        settings = inst.get("settings") or {}
+        running = cloud.sql.pending_operations(name)
+        if running:
+            kind = running[0].get("operationType")
+            return Change(self.name, name, Action.WAIT, f"waiting for {kind} on {name}")
         if settings.get("deletionProtectionEnabled") or not settings.get("retainBackupsOnDelete"):
-            inst = cloud.sql.get_instance(name) or inst
-            op = cloud.sql.patch_instance(
+            cloud.sql.patch_instance(
                 name,
                 {
                     "settings": {
                         "deletionProtectionEnabled": False,
                         "retainBackupsOnDelete": True,
-                        "settingsVersion": (inst.get("settings") or {}).get("settingsVersion"),
+                        "settingsVersion": settings.get("settingsVersion"),
                     }
                 },
             )
-            wait_operation(cloud, op, f"lifting deletion protection of {name}")
-        backup = ""
-        if inst.get("state") == "RUNNABLE":
-            op = cloud.sql.insert_backup(name, "djdeploy: final backup before delete")
-            wait_operation(cloud, op, f"final backup of {name}")
-            backup = " after a final backup (retained after deletion)"
+            return Change(self.name, name, Action.WAIT, f"lifting deletion protection of {name}")
+        final = [b for b in cloud.sql.list_backups(name) if b.get("description") == FINAL_BACKUP]
+        if inst.get("state") == "RUNNABLE" and not final:
+            cloud.sql.insert_backup(name, FINAL_BACKUP)
+            return Change(self.name, name, Action.WAIT, f"taking a final backup of {name}")
         if cloud.sql.delete_instance(name) is None:
             return Change(self.name, name, Action.NOOP, f"instance {name} already gone")
+        backup = " after a final backup (retained after deletion)" if final else ""
         return Change(self.name, name, Action.DELETE, f"deleting instance {name}{backup}")
 
 
