@@ -295,7 +295,12 @@ class RunningEmulator:
         self.url = f"http://{self.host}:{self.port}"
         self.control = EmulatorControl(self.url)
 
-    def stop(self) -> None:
+    def stop(self, *, wait: bool = True) -> None:
+        """Stop serving and close every connection; ``wait=False`` returns at once and lets a
+        background thread finish the job (fast test teardown)."""
+        if not wait:
+            threading.Thread(target=self.stop, daemon=True).start()
+            return
         self._server.shutdown()
         self._server.server_close()
         self._server.close_all()
@@ -313,7 +318,7 @@ def serve(emu: Emulator | None = None, host: str = "127.0.0.1", port: int = 0) -
     emu = emu if emu is not None else Emulator()
     server = _Server((host, port), emu)
     thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
     )
     thread.name = f"djdeploy-emulator-{server.server_address[1]}"
     thread.start()

@@ -3,9 +3,10 @@
 Register with ``pytest_plugins = ["deployer.emulator.testing"]`` (tests/conftest.py does).
 
 Fixtures:
-- ``emulator`` (function scope): one server per test session, reset before each test (state,
-  faults, outcomes, latency, transcript), time scale 0.001 (a 10 min SQL instance create takes
-  0.6 s), no request delay. Yields an :class:`EmulatorHandle` (``.url``, ``.control``, ``.emu``).
+- ``emulator`` (function scope): a fresh in-memory emulator on a free port for each test (empty
+  state, no faults or outcomes, default latency, empty transcript), time scale 0.001 (a 10 min
+  SQL instance create takes 0.6 s), no request delay. Yields an :class:`EmulatorHandle`
+  (``.url``, ``.control``, ``.emu``).
 
 Helpers (usable outside pytest too): :func:`discovery_client`, :func:`gapic_options`,
 :func:`storage_client`.
@@ -41,20 +42,16 @@ class EmulatorHandle:
         return gapic_options(self.url)
 
 
-@pytest.fixture(scope="session")
-def _djdeploy_emulator_server() -> Iterator[RunningEmulator]:
+@pytest.fixture
+def emulator() -> Iterator[EmulatorHandle]:
+    # A fresh server per test (about 3 ms): stragglers of an earlier test (a background thread
+    # still polling) hit a closed port instead of polluting this test's state and transcript.
     running = serve(Emulator(time_scale=TEST_TIME_SCALE))
     try:
-        yield running
+        yield EmulatorHandle(running.url, running.control, running.emu, running)
     finally:
-        running.stop()
-
-
-@pytest.fixture
-def emulator(_djdeploy_emulator_server: RunningEmulator) -> Iterator[EmulatorHandle]:
-    running = _djdeploy_emulator_server
-    running.emu.reset()
-    yield EmulatorHandle(running.url, running.control, running.emu, running)
+        running.control.close()
+        running.stop(wait=False)
 
 
 def _discovery_doc(api: str, version: str) -> dict[str, Any]:
