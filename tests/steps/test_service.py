@@ -298,8 +298,12 @@ def test_up_noop_drift_destroy(emulator: Any) -> None:
 
 def test_permission_denied_on_secret_is_ridden_out(emulator: Any) -> None:
     cloud = make_cloud(emulator)
-    seed(emulator, cloud, propagated=False)  # granted just now: not effective for a while
-    emulator.control.set_latency(durations={"iam.secret_grant.propagation": 60.0})  # 60 ms
+    seed(emulator, cloud)
+    emulator.control.set_latency(durations={"iam.secret_grant.propagation": 80.0})  # 80 ms
+    # the grants were made just now: not effective for the first deploy
+    emu = emulator.emu
+    for key, _ in emu.store.list(policies.GRANTED_KIND):
+        emu.store.put(policies.GRANTED_KIND, key, {"at": emu.clock()})
     result = make_engine(cloud).up([alone(Service(CFG, IMAGE))])
     assert result.ok, result.results
     revisions = [e for e in emulator.emu.transcript.entries() if e["method"] in ("POST", "PATCH")]
