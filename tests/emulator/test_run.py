@@ -1,0 +1,277 @@
+"""Cloud Run Admin v2 emulator through the real run_v2 GAPIC clients (REST), every exchange
+checked against the discovery document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from google.api_core import exceptions
+from google.api_core.future.polling import DEFAULT_POLLING
+from google.cloud import run_v2, secretmanager
+
+from deployer.emulator import policies, serviceusage
+from deployer.emulator.testing import gapic_options
+from tests.contract import check_transcript
+
+PROJECT = "run-emu-proj"
+REGION = "europe-west1"
+PARENT = f"projects/{PROJECT}/locations/{REGION}"
+POLL = DEFAULT_POLLING.with_delay(initial=0.005, maximum=0.05).with_timeout(20)
+SA = f"app-run@{PROJECT}.iam.gserviceaccount.com"
+AR_IMAGE = f"{REGION}-docker.pkg.dev/{PROJECT}/repo/app:v1"
+
+
+@pytest.fixture
+def clients(emulator: Any) -> dict[str, Any]:
+    serviceusage.set_enabled(emulator.emu, PROJECT, "run.googleapis.com")
+    serviceusage.set_enabled(emulator.emu, PROJECT, "secretmanager.googleapis.com")
+    opts = gapic_options(emulator.url)
+    yield {
+        "services": run_v2.ServicesClient(**opts),
+        "jobs": run_v2.JobsClient(**opts),
+        "executions": run_v2.ExecutionsClient(**opts),
+        "revisions": run_v2.RevisionsClient(**opts),
+        "secrets": secretmanager.SecretManagerServiceClient(**opts),
+    }
+    assert check_transcript(emulator.emu.transcript.entries()) == []
+
+
+def to_dict(m: Any) -> dict[str, Any]:
+    return type(m).to_dict(m, preserving_proto_field_name=False, use_integers_for_enums=False)
+
+
+def service(image: str = "gcr.io/demo/app:1", **template: Any) -> run_v2.Service:
+    return run_v2.Service(
+        labels={"managed-by": "djdeploy"},
+        ingress=run_v2.IngressTraffic.INGRESS_TRAFFIC_INTERNAL_ONLY,
+        template=run_v2.RevisionTemplate(
+            containers=[run_v2.Container(image=image, **template.pop("container", {}))],
+            **template,
+        ),
+    )
+
+
+def test_service_lifecycle(clients: dict[str, Any], emulator: Any) -> None:
+    s = clients["services"]
+    op = s.create_service(parent=PARENT, service=service(), service_id="web")
+    first = to_dict(op.metadata)
+    assert first["reconciling"] is True
+    assert first["terminalCondition"]["state"] == "CONDITION_RECONCILING"
+    done = op.result(polling=POLL)
+    assert done.reconciling is False
+    assert done.observed_generation == done.generation == 1
+    assert done.latest_ready_revision == done.latest_created_revision
+    assert done.latest_created_revision.endswith(
+        "/revisions/web-00001-" + done.latest_created_revision[-3:]
+    )
+    number = emulator.emu.store.get("project", PROJECT)["projectNumber"]
+    assert done.urls[0] == f"https://web-{number}.{REGION}.run.app"
+    assert done.uri.endswith("-ew.a.run.app") and done.urls[1] == done.uri
+    d = to_dict(done)
+    assert d["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY"
+    c = d["template"]["containers"][0]
+    assert c["ports"] == [{"name": "http1", "containerPort": 8080}]  # server defaults
+    assert d["template"]["maxInstanceRequestConcurrency"] == 80
+    assert d["traffic"][0]["percent"] == 100
+
+    with pytest.raises(exceptions.Conflict):
+        s.create_service(parent=PARENT, service=service(), service_id="web")
+
+    # update: new generation, new revision
+    svc = s.get_service(name=done.name)
+    svc.template.scaling.max_instance_count = 7
+    updated = s.update_service(service=svc).result(polling=POLL)
+    assert updated.generation == 2 and "web-00002-" in updated.latest_ready_revision
+    revs = list(clients["revisions"].list_revisions(parent=done.name))
+    assert [r.name.rsplit("/", 1)[-1][:10] for r in revs] == ["web-00002-", "web-00001-"]
+    assert clients["revisions"].get_revision(name=revs[0].name).scaling.max_instance_count == 7
+    assert [x.name for x in s.list_services(parent=PARENT)] == [done.name]
+
+    # label-only update: a new generation, no new revision
+    svc = s.get_service(name=done.name)
+    svc.labels["extra"] = "x"
+    relabelled = s.update_service(service=svc).result(polling=POLL)
+    assert relabelled.generation == 3
+    assert relabelled.latest_created_revision == updated.latest_created_revision
+
+    # IAM
+    policy = s.get_iam_policy(request={"resource": done.name})
+    policy.bindings.add(role="roles/run.invoker", members=["allUsers"])
+    written = s.set_iam_policy(request={"resource": done.name, "policy": policy})
+    assert written.bindings[0].members == ["allUsers"]
+    with pytest.raises(exceptions.Conflict):  # stale etag
+        s.set_iam_policy(request={"resource": done.name, "policy": policy})
+    assert s.test_iam_permissions(
+        request={"resource": done.name, "permissions": ["run.routes.invoke"]}
+    ).permissions == ["run.routes.invoke"]
+
+    deleted = s.delete_service(name=done.name).result(polling=POLL)
+    assert deleted.name == done.name
+    with pytest.raises(exceptions.NotFound):
+        s.get_service(name=done.name)
+    with pytest.raises(exceptions.NotFound):
+        s.delete_service(name=done.name)
+
+
+def test_errors(clients: dict[str, Any]) -> None:
+    s = clients["services"]
+    with pytest.raises(exceptions.MethodNotImplemented):
+        s.get_service(name=f"projects/{PROJECT}/locations/mars-1/services/x")
+    with pytest.raises(exceptions.BadRequest):
+        s.create_service(parent=PARENT, service=service(), service_id="Bad_Name")
+    with pytest.raises(exceptions.NotFound):
+        s.get_iam_policy(request={"resource": f"{PARENT}/services/none"})
+    with pytest.raises(exceptions.Forbidden):  # API not enabled
+        s.list_services(parent=f"projects/other-proj-1/locations/{REGION}")
+
+
+def test_failed_revision_keeps_the_previous_serving(clients: dict[str, Any], emulator: Any) -> None:
+    s = clients["services"]
+    good = s.create_service(parent=PARENT, service=service(), service_id="web").result(polling=POLL)
+    emulator.control.fail(
+        "revision", "web", "The user-provided container failed to start and listen on the port"
+    )
+    svc = s.get_service(name=good.name)
+    svc.template.containers[0].image = "gcr.io/demo/app:2"
+    with pytest.raises(exceptions.FailedPrecondition, match="failed to start"):
+        s.update_service(service=svc).result(polling=POLL)
+    after = s.get_service(name=good.name)
+    assert after.terminal_condition.state == run_v2.Condition.State.CONDITION_FAILED
+    assert after.latest_ready_revision == good.latest_ready_revision
+    assert after.latest_created_revision != good.latest_created_revision
+
+    # an Artifact Registry image that does not exist
+    with pytest.raises(exceptions.FailedPrecondition, match="not found"):
+        s.create_service(parent=PARENT, service=service(AR_IMAGE), service_id="ar").result(
+            polling=POLL
+        )
+    emulator.emu.store.put("artifactregistry.tag", AR_IMAGE, {})
+    svc = s.get_service(name=f"{PARENT}/services/ar")
+    svc.template.labels["try"] = "2"
+    assert s.update_service(service=svc).result(polling=POLL).reconciling is False
+
+
+def _secret(clients: dict[str, Any], sid: str) -> None:
+    sm = clients["secrets"]
+    sm.create_secret(
+        parent=f"projects/{PROJECT}", secret_id=sid, secret={"replication": {"automatic": {}}}
+    )
+    sm.add_secret_version(parent=f"projects/{PROJECT}/secrets/{sid}", payload={"data": b"v"})
+
+
+def _env(sid: str, version: str = "1") -> dict[str, Any]:
+    return {
+        "container": {
+            "env": [
+                run_v2.EnvVar(
+                    name="TOKEN",
+                    value_source=run_v2.EnvVarSource(
+                        secret_key_ref=run_v2.SecretKeySelector(secret=sid, version=version)
+                    ),
+                )
+            ]
+        },
+        "service_account": SA,
+    }
+
+
+def test_secret_checks_and_grant_propagation(clients: dict[str, Any], emulator: Any) -> None:
+    s = clients["services"]
+    emulator.emu.store.put(policies.SA_KIND, SA, {"email": SA, "_visibleAt": 0.0})
+    with pytest.raises(exceptions.FailedPrecondition, match="was not found"):
+        s.create_service(parent=PARENT, service=service(**_env("nope")), service_id="a").result(
+            polling=POLL
+        )
+    _secret(clients, "token")
+    with pytest.raises(exceptions.FailedPrecondition, match="Permission denied on secret"):
+        s.create_service(parent=PARENT, service=service(**_env("token")), service_id="b").result(
+            polling=POLL
+        )
+    emulator.control.set_latency(durations={"iam.secret_grant.propagation": 50.0})  # 50 ms
+    sm = clients["secrets"]
+    policy = sm.get_iam_policy(request={"resource": f"projects/{PROJECT}/secrets/token"})
+    policy.bindings.add(role="roles/secretmanager.secretAccessor", members=[f"serviceAccount:{SA}"])
+    sm.set_iam_policy(request={"resource": f"projects/{PROJECT}/secrets/token", "policy": policy})
+    with pytest.raises(exceptions.FailedPrecondition, match="Permission denied on secret"):
+        s.create_service(parent=PARENT, service=service(**_env("token")), service_id="c").result(
+            polling=POLL
+        )
+    import time
+
+    time.sleep(0.06)
+    ok = s.create_service(parent=PARENT, service=service(**_env("token")), service_id="d")
+    assert ok.result(polling=POLL).terminal_condition.state.name == "CONDITION_SUCCEEDED"
+
+
+def test_jobs_and_executions(clients: dict[str, Any], emulator: Any) -> None:
+    j, ex = clients["jobs"], clients["executions"]
+    job = run_v2.Job(
+        labels={"managed-by": "djdeploy"},
+        template=run_v2.ExecutionTemplate(
+            labels={"djdeploy-spec": "abc"},
+            template=run_v2.TaskTemplate(
+                max_retries=0, containers=[run_v2.Container(image="gcr.io/d/a:1", args=["m"])]
+            ),
+        ),
+    )
+    created = j.create_job(parent=PARENT, job=job, job_id="mig").result(polling=POLL)
+    assert created.template.template.max_retries == 0  # presence kept (oneof)
+    assert created.template.task_count == 1 and created.template.template.timeout.seconds == 600
+    with pytest.raises(exceptions.Conflict):
+        j.create_job(parent=PARENT, job=job, job_id="mig")
+
+    run = j.run_job(name=created.name)
+    running = ex.get_execution(name=run.metadata.name)
+    assert running.running_count == 1 and not running.completion_time
+    execution = run.result(polling=POLL)
+    assert execution.succeeded_count == execution.task_count == 1
+    assert execution.labels["djdeploy-spec"] == "abc"
+    assert execution.log_uri.startswith("https://console.cloud.google.com/logs/viewer")
+    latest = j.get_job(name=created.name).latest_created_execution
+    assert latest.name == execution.name.rsplit("/", 1)[-1]
+    assert latest.completion_status.name == "EXECUTION_SUCCEEDED"
+
+    emulator.control.fail("execution", "mig", "")
+    failing = j.run_job(name=created.name)
+    with pytest.raises(exceptions.FailedPrecondition, match="failed with exit code 1"):
+        failing.result(polling=POLL)
+    names = [e.name for e in ex.list_executions(parent=created.name)]
+    assert names[0] == failing.metadata.name and len(names) == 2  # newest first
+    failed = ex.get_execution(name=names[0])
+    assert failed.failed_count == 1
+    completed = next(c for c in failed.conditions if c.type_ == "Completed")
+    assert completed.state.name == "CONDITION_FAILED"
+    assert j.get_job(name=created.name).latest_created_execution.completion_status.name == (
+        "EXECUTION_FAILED"
+    )
+
+    # cancel and delete an execution
+    third = j.run_job(name=created.name)
+    ex.cancel_execution(name=third.metadata.name).result(polling=POLL)
+    assert ex.get_execution(name=third.metadata.name).cancelled_count == 1
+    ex.delete_execution(name=third.metadata.name).result(polling=POLL)
+    with pytest.raises(exceptions.NotFound):
+        ex.get_execution(name=third.metadata.name)
+
+    # update, IAM, list, delete
+    job2 = j.get_job(name=created.name)
+    job2.template.template.containers[0].args[:] = ["migrate"]
+    assert j.update_job(job=job2).result(polling=POLL).generation == 2
+    policy = j.get_iam_policy(request={"resource": created.name})
+    assert policy.version == 1
+    assert [x.name for x in j.list_jobs(parent=PARENT)] == [created.name]
+    j.delete_job(name=created.name).result(polling=POLL)
+    with pytest.raises(exceptions.NotFound):
+        j.get_job(name=created.name)
+
+
+def test_operations_route(clients: dict[str, Any], emulator: Any) -> None:
+    op = clients["services"].create_service(parent=PARENT, service=service(), service_id="w")
+    name = op.operation.name
+    assert name.startswith(f"{PARENT}/operations/")
+    got = emulator.emu.ops.get(name.rsplit("/", 1)[-1])
+    assert got is not None
+    op.result(polling=POLL)
+    raw = emulator.emu.transcript.entries()[-1]["response"]
+    assert raw["done"] is True and raw["response"]["@type"].endswith("run.v2.Service")
