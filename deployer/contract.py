@@ -32,7 +32,12 @@ CONTRACT: tuple[EnvVar, ...] = (
     EnvVar("DB_HOST", False, "all", "/cloudsql/<project>:<region>:<instance> (Unix socket dir)"),
     EnvVar("DB_PORT", False, "all", "5432"),
     EnvVar("MEDIA_ROOT", False, "all", "/app/media, the GCS FUSE mount of the media bucket"),
-    EnvVar("STATIC_ROOT", False, "all", "/app/static, collected at migrate, served by whitenoise"),
+    EnvVar(
+        "STATIC_ROOT",
+        False,
+        "all",
+        "/app/static, collected at image build (and again at migrate), served by whitenoise",
+    ),
     EnvVar("ALLOWED_HOSTS", False, "all", "the service's own host (comma-separated)"),
     EnvVar("CSRF_TRUSTED_ORIGINS", False, "all", "https://<service>-<number>.<region>.run.app"),
     EnvVar("GS_BUCKET_NAME", False, "all", "the media bucket's name"),
