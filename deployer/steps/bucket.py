@@ -172,12 +172,13 @@ class MediaBucket(_BucketStep):
         return dict(self.config.names.labels)
 
     def is_ours(self, labels: Mapping[str, str] | None) -> bool:
+        """Ours when it carries our tenant label, or managed-by=djdeploy without another
+        tenant's label (so one label removed by hand is drift to repair, not a stranger)."""
         labels = labels or {}
-        return (
-            labels.get("managed-by") == "djdeploy"
-            and labels.get("djdeploy-tenant") == self.config.tenant
-            and labels.get("djdeploy-app") == self.config.app
-        )
+        owner = labels.get("djdeploy-tenant")
+        if owner is not None:
+            return owner == self.config.tenant
+        return labels.get("managed-by") == "djdeploy"
 
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
         observed = cloud.storage.get_bucket(self.bucket)

@@ -60,9 +60,16 @@ def _media(**over) -> dict:
         (
             _media(labels={k: v for k, v in CONFIG.names.labels.items() if k != "djdeploy-app"}),
             Action.UPDATE,
+            ["labels.djdeploy-app"],
+            "",
+        ),
+        (
+            _media(labels={"managed-by": "djdeploy", "djdeploy-tenant": "other"}),
+            Action.UPDATE,
             None,
             "not labelled as ours",
         ),
+        (_media(labels={}), Action.UPDATE, None, "not labelled as ours"),
         (
             _media(
                 iamConfiguration={
@@ -140,14 +147,12 @@ def test_up_noop_drift_faults_destroy(emulator):
             "iamConfiguration": {"uniformBucketLevelAccess": {"enabled": False}},
         },
     )
-    plan = engine.plan(STEPS)
-    assert plan[1].action is Action.UPDATE and plan[1].failure  # the app label is gone
-    # our labels minus one: not ours any more, so up refuses rather than guesses
-    assert not engine.up(STEPS).ok
-    cloud.storage.patch_bucket(CONFIG.names.bucket, {"labels": dict(CONFIG.names.labels)})
-    assert (
-        engine.plan(STEPS)[1].fields[0].path == "iamConfiguration.uniformBucketLevelAccess.enabled"
-    )
+    planned = engine.plan(STEPS)[1]
+    assert planned.action is Action.UPDATE and not planned.failure
+    assert [f.path for f in planned.fields] == [
+        "labels.djdeploy-app",
+        "iamConfiguration.uniformBucketLevelAccess.enabled",
+    ]
     assert engine.up(STEPS).ok
     assert MEDIA.diff(MEDIA.observe(cloud)).action is Action.NOOP
     cloud.storage.patch_bucket(CONFIG.names.staging_bucket, {"lifecycle": None})
