@@ -11,11 +11,13 @@ future is dropped, the engine re-observes.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from deployer.gcp.cloud import Cloud
 
+T = TypeVar("T")
 TIMEOUT = 60.0
 MANAGED_BY = "managed-by"
 
@@ -73,6 +75,18 @@ class RunApi:
 
     # -- clients -----------------------------------------------------------------------------
 
+    def _read(self, fn: Callable[[], T]) -> T | None:
+        """cloud.read, and None too while the Run API is not enabled (nothing of ours can
+        exist then: `plan` on a fresh project)."""
+        from deployer.errors import PermissionDenied
+
+        try:
+            return self.cloud.read(fn)
+        except PermissionDenied as exc:
+            if exc.reason == "SERVICE_DISABLED":
+                return None
+            raise
+
     def _client(self, kind: str) -> Any:
         return self.cloud.clients.gapic(kind)
 
@@ -80,7 +94,7 @@ class RunApi:
 
     def get_service(self, name: str) -> dict[str, Any] | None:
         client = self._client("run.services")
-        found = self.cloud.read(
+        found = self._read(
             lambda: client.get_service(name=self.service_name(name), retry=None, timeout=TIMEOUT)
         )
         return None if found is None else _to_dict(found)
@@ -136,7 +150,7 @@ class RunApi:
 
     def get_job(self, name: str) -> dict[str, Any] | None:
         client = self._client("run.jobs")
-        found = self.cloud.read(
+        found = self._read(
             lambda: client.get_job(name=self.job_name(name), retry=None, timeout=TIMEOUT)
         )
         return None if found is None else _to_dict(found)
@@ -199,14 +213,14 @@ class RunApi:
             pages = client.list_executions(parent=self.job_name(job), retry=None, timeout=TIMEOUT)
             return [_to_dict(e) for e in pages]
 
-        found = self.cloud.read(fetch)
+        found = self._read(fetch)
         items = found or []
         items.sort(key=lambda e: (e.get("createTime") or "", e.get("name") or ""), reverse=True)
         return items
 
     def get_execution(self, job: str, execution: str) -> dict[str, Any] | None:
         client = self._client("run.executions")
-        found = self.cloud.read(
+        found = self._read(
             lambda: client.get_execution(
                 name=self.execution_name(job, execution), retry=None, timeout=TIMEOUT
             )
@@ -223,7 +237,7 @@ class RunApi:
     def get_iam_policy(self, resource: str) -> dict[str, Any]:
         """The IAM v1 policy of a service (short or full name) or a job (full name)."""
         client, name = self._iam_client(resource)
-        policy = self.cloud.call(
+        policy = self.cloud.call(  # NotFound propagates: the resource does not exist
             lambda: client.get_iam_policy(
                 request={"resource": name, "options": {"requested_policy_version": 3}},
                 retry=None,

@@ -42,12 +42,16 @@ class Invoker:
         return f"run service {self.config.names.service} IAM ({ROLE})"
 
     def observe(self, cloud: Cloud) -> dict[str, Any] | None:
-        from deployer.errors import NotFound
+        from deployer.errors import NotFound, PermissionDenied
 
         try:
             policy = cloud.run.get_iam_policy(self.config.names.service)
         except NotFound:
             return None
+        except PermissionDenied as exc:  # the Run API not enabled yet: no service
+            if exc.reason == "SERVICE_DISABLED":
+                return None
+            raise
         return {"policy": policy}
 
     def diff(self, observed: dict[str, Any] | None) -> Change:
