@@ -224,7 +224,8 @@ class Engine:
         deadline = t0 + self.options.step_timeout
         delay = self.options.poll_initial
         applies = 0
-        settling = 0
+        reapplies = 0  # re-applies for a difference that persists (not for a transient failure,
+        settling = 0  # whose re-applies are bounded by the deadline alone)
         while True:
             if self._cancel.is_set():
                 raise StepFailed(step.name, "cancelled")
@@ -233,9 +234,11 @@ class Engine:
             if change.action is Action.WAIT and not change.failure:
                 self._emit(step.name, Phase.WAIT, t0, change=change)
             elif applies == 0 or change.failure or settling >= self.options.settle_polls:
-                if applies > self.options.reapplies:
-                    fields = ", ".join(f.path for f in change.fields) or change.reason
-                    raise StepFailed(step.name, f"still differs after apply: {fields}")
+                if applies and not change.failure:
+                    reapplies += 1
+                    if reapplies > self.options.reapplies:
+                        fields = ", ".join(f.path for f in change.fields) or change.reason
+                        raise StepFailed(step.name, f"still differs after apply: {fields}")
                 self._emit(step.name, Phase.APPLY, t0, change=change)
                 try:
                     step.apply(self.cloud, change)

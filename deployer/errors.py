@@ -80,3 +80,10 @@ class StepFailed(DeployError):
 
 class Timeout(DeployError):
     """The engine waited longer than the step's deadline for its diff to become NOOP."""
+
+
+def means_absent(exc: CloudError) -> bool:
+    """404, or 403 SERVICE_DISABLED: nothing can exist behind an API not enabled yet."""
+    return isinstance(exc, NotFound) or (
+        isinstance(exc, PermissionDenied) and exc.reason == "SERVICE_DISABLED"
+    )

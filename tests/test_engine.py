@@ -160,3 +160,21 @@ def test_plan_is_read_only() -> None:
 
 def test_step_failed_names_the_step() -> None:
     assert str(StepFailed("bucket", "nope")) == "bucket: nope"
+
+
+def test_a_difference_that_persists_after_apply_fails_the_step() -> None:
+    class Stubborn(FakeStep):
+        def observe(self, cloud: Any) -> dict[str, Any] | None:
+            return None  # apply never sticks
+
+    step = Stubborn("stubborn")
+    result = engine(FakeClock()).up([step])
+    assert "stubborn: still differs after apply" in result.results[0].error
+    assert len(step.log) == 4  # the first apply and three re-applies
+
+
+def test_transient_failures_are_reapplied_past_the_reapply_limit() -> None:
+    step = FakeStep("svc", polls=1, fail_with="Permission denied on secret x", fail_times=6)
+    result = engine(FakeClock()).up([step])
+    assert result.ok
+    assert len(step.log) == 7

@@ -94,7 +94,7 @@ class BuildApi:
             )
             return [_to_dict(b) for b in itertools.islice(pager, limit)]
 
-        return self.cloud.call(first)
+        return self.cloud.read(first) or []
 
     def cancel_build(self, build_id: str) -> dict[str, Any] | None:
         """Cancel a running build (None when it does not exist)."""

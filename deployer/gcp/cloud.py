@@ -41,13 +41,16 @@ class Cloud:
         return retry.call(fn, sleep=self.sleep, **kwargs)
 
     def read(self, fn: Callable[[], T]) -> T | None:
-        """A read where 404 means absent."""
-        from deployer.errors import NotFound
+        """A read where 404 means absent, and so does 403 SERVICE_DISABLED: nothing can exist
+        behind an API that is not enabled yet (`plan` on a fresh project)."""
+        from deployer.errors import CloudError, means_absent
 
         try:
             return self.call(fn)
-        except NotFound:
-            return None
+        except CloudError as exc:
+            if means_absent(exc):
+                return None
+            raise
 
     @cached_property
     def run(self) -> RunApi:

@@ -43,7 +43,8 @@ class IamApi:
                 return out
 
     def _list_page(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        return self.cloud.call(lambda: self._accounts().list(**kwargs).execute(num_retries=0))
+        page = self.cloud.read(lambda: self._accounts().list(**kwargs).execute(num_retries=0))
+        return page or {}
 
     def create_service_account(
         self, account_id: str, display_name: str, description: str

@@ -98,8 +98,11 @@ class RegistryApi:
             kwargs: dict[str, Any] = {"parent": self.parent, "pageSize": 1000}
             if token:
                 kwargs["pageToken"] = token
-            page: dict[str, Any] = self.cloud.call(
-                lambda kw=kwargs: self._repos.repositories().list(**kw).execute(num_retries=0)  # type: ignore[misc]
+            page: dict[str, Any] = (
+                self.cloud.read(
+                    lambda kw=kwargs: self._repos.repositories().list(**kw).execute(num_retries=0)  # type: ignore[misc]
+                )
+                or {}
             )
             for repo in page.get("repositories", []):
                 labels = repo.get("labels") or {}
@@ -158,13 +161,16 @@ class RegistryApi:
 
     def list_images(self, repo_id: str) -> list[dict[str, Any]]:
         """The repository's docker images (first 1000), for status."""
-        page: dict[str, Any] = self.cloud.call(
-            lambda: (
-                self._repos.repositories()
-                .dockerImages()
-                .list(parent=self.name(repo_id), pageSize=1000)
-                .execute(num_retries=0)
+        page: dict[str, Any] = (
+            self.cloud.read(
+                lambda: (
+                    self._repos.repositories()
+                    .dockerImages()
+                    .list(parent=self.name(repo_id), pageSize=1000)
+                    .execute(num_retries=0)
+                )
             )
+            or {}
         )
         images: list[dict[str, Any]] = page.get("dockerImages", [])
         return images

@@ -11,7 +11,6 @@ future is dropped, the engine re-observes.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -75,18 +74,6 @@ class RunApi:
 
     # -- clients -----------------------------------------------------------------------------
 
-    def _read(self, fn: Callable[[], T]) -> T | None:
-        """cloud.read, and None too while the Run API is not enabled (nothing of ours can
-        exist then: `plan` on a fresh project)."""
-        from deployer.errors import PermissionDenied
-
-        try:
-            return self.cloud.read(fn)
-        except PermissionDenied as exc:
-            if exc.reason == "SERVICE_DISABLED":
-                return None
-            raise
-
     def _client(self, kind: str) -> Any:
         return self.cloud.clients.gapic(kind)
 
@@ -94,7 +81,7 @@ class RunApi:
 
     def get_service(self, name: str) -> dict[str, Any] | None:
         client = self._client("run.services")
-        found = self._read(
+        found = self.cloud.read(
             lambda: client.get_service(name=self.service_name(name), retry=None, timeout=TIMEOUT)
         )
         return None if found is None else _to_dict(found)
@@ -150,7 +137,7 @@ class RunApi:
 
     def get_job(self, name: str) -> dict[str, Any] | None:
         client = self._client("run.jobs")
-        found = self._read(
+        found = self.cloud.read(
             lambda: client.get_job(name=self.job_name(name), retry=None, timeout=TIMEOUT)
         )
         return None if found is None else _to_dict(found)
@@ -213,14 +200,14 @@ class RunApi:
             pages = client.list_executions(parent=self.job_name(job), retry=None, timeout=TIMEOUT)
             return [_to_dict(e) for e in pages]
 
-        found = self._read(fetch)
+        found = self.cloud.read(fetch)
         items = found or []
         items.sort(key=lambda e: (e.get("createTime") or "", e.get("name") or ""), reverse=True)
         return items
 
     def get_execution(self, job: str, execution: str) -> dict[str, Any] | None:
         client = self._client("run.executions")
-        found = self._read(
+        found = self.cloud.read(
             lambda: client.get_execution(
                 name=self.execution_name(job, execution), retry=None, timeout=TIMEOUT
             )

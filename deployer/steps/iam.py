@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deployer.errors import InvalidArgument, NotFound
+from deployer.errors import CloudError, InvalidArgument, NotFound, means_absent
 from deployer.gcp import policy as iam_policy
 from deployer.steps.base import Action, Change, FieldChange
 
@@ -122,7 +122,9 @@ class _Bindings:
         for t in self.targets():
             try:
                 policies[t.key] = t.get(cloud)
-            except NotFound:
+            except CloudError as exc:
+                if not means_absent(exc):
+                    raise
                 policies[t.key] = None
         present = any(
             iam_policy.present_bindings(p, {r: set(m) for r, m in t.wanted.items()})

@@ -1,1 +1,1 @@
-"""Step tests (a package: tests/steps/test_iam.py and tests/emulator/test_iam.py share a basename)."""
+"""Step tests (a package: two test modules elsewhere share basenames with these)."""

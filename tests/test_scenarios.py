@@ -1,0 +1,319 @@
+"""End-to-end scenarios through the CLI against the emulator (real clients over HTTP).
+
+Each test starts from an empty emulator (the fixture resets it) and drives `djdeploy` exactly as
+a user would, with `--endpoint` pointing at the emulator and a fast time scale.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from deployer.cli import app
+from deployer.emulator.testing import EmulatorHandle
+from tests.contract import check_transcript
+
+PROJECT = "acme-prod"
+TENANT = "demo"
+GOLDEN = Path(__file__).parent / "golden"
+READ_VERBS = ("GET",)
+READ_ACTIONS = (":getIamPolicy", ":access")
+
+
+def djdeploy(emulator: EmulatorHandle, *args: str, scale: str = "0.001") -> tuple[int, str]:
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        ["--endpoint", emulator.url, "--time-scale", scale, *args],
+        env={"GOOGLE_CLOUD_PROJECT": PROJECT, "DJDEPLOY_TENANT": TENANT},
+        catch_exceptions=False,
+    )
+    return result.exit_code, result.output
+
+
+def up(emulator: EmulatorHandle, *args: str) -> tuple[int, str]:
+    return djdeploy(emulator, "up", "--tenant", TENANT, *args)
+
+
+def status_json(emulator: EmulatorHandle) -> dict[str, Any]:
+    code, output = djdeploy(emulator, "status", "--tenant", TENANT, "--json")
+    assert code == 0, output
+    doc: dict[str, Any] = json.loads(output)
+    return doc
+
+
+def is_read(entry: dict[str, Any]) -> bool:
+    return entry["method"] in READ_VERBS or entry["path"].endswith(READ_ACTIONS)
+
+
+def writes(transcript: list[dict[str, Any]]) -> list[str]:
+    return [f"{e['method']} {e['path']}" for e in transcript if not is_read(e)]
+
+
+def test_up_from_empty_then_status_all_ok(emulator: EmulatorHandle) -> None:
+    code, output = up(emulator)
+    assert code == 0, output
+    assert f"https://{TENANT}-django-" in output and ".europe-west1.run.app" in output
+    doc = status_json(emulator)
+    states = {s["step"]: s["state"] for s in doc["steps"]}
+    assert set(states.values()) == {"ok"}, states
+    assert len(states) == 16
+    assert doc["info"]["url"].endswith(".europe-west1.run.app")
+    problems = check_transcript(emulator.control.transcript())
+    assert problems == []
+
+
+def test_second_up_makes_no_mutating_call_and_plan_is_empty(emulator: EmulatorHandle) -> None:
+    assert up(emulator)[0] == 0
+    emulator.control.clear_transcript()
+    code, output = up(emulator)
+    assert code == 0, output
+    assert writes(emulator.control.transcript()) == []
+    code, output = djdeploy(emulator, "plan", "--tenant", TENANT)
+    assert code == 0, output
+    assert "nothing to change" in output
+
+
+def test_plan_on_empty_project_exits_2_and_changes_nothing(emulator: EmulatorHandle) -> None:
+    code, output = djdeploy(emulator, "plan", "--tenant", TENANT, "--json")
+    assert code == 2
+    doc = json.loads(output)
+    assert doc["changes_pending"] is True
+    assert writes(emulator.control.transcript()) == []
+
+
+def _drop_bucket_label(emulator: EmulatorHandle) -> None:
+    from deployer.emulator.testing import storage_client
+
+    bucket = storage_client(emulator.url, PROJECT).get_bucket(f"{PROJECT}-{TENANT}-django-media")
+    labels = dict(bucket.labels)
+    labels.pop("djdeploy-app")
+    bucket.labels = labels
+    bucket.patch()
+
+
+def _change_scaling(emulator: EmulatorHandle) -> None:
+    from google.cloud import run_v2
+
+    from deployer.emulator.testing import gapic_options
+
+    client = run_v2.ServicesClient(**gapic_options(emulator.url))
+    name = f"projects/{PROJECT}/locations/europe-west1/services/{TENANT}-django"
+    service = client.get_service(name=name)
+    service.template.scaling.max_instance_count = 7
+    client.update_service(service=service).result(timeout=30)
+
+
+def _delete_service(emulator: EmulatorHandle) -> None:
+    from google.cloud import run_v2
+
+    from deployer.emulator.testing import gapic_options
+
+    client = run_v2.ServicesClient(**gapic_options(emulator.url))
+    name = f"projects/{PROJECT}/locations/europe-west1/services/{TENANT}-django"
+    client.delete_service(name=name).result(timeout=30)
+
+
+def _drop_project_binding(emulator: EmulatorHandle) -> None:
+    client = emulator.discovery("cloudresourcemanager", "v3")
+    policy = client.projects().getIamPolicy(resource=f"projects/{PROJECT}", body={}).execute()
+    for binding in policy["bindings"]:
+        if binding["role"] == "roles/cloudsql.client":
+            binding["members"] = []
+    client.projects().setIamPolicy(
+        resource=f"projects/{PROJECT}", body={"policy": policy}
+    ).execute()
+
+
+@pytest.mark.parametrize(
+    ("drift", "steps"),
+    [
+        (_drop_bucket_label, {"bucket"}),
+        (_change_scaling, {"service"}),
+        (_delete_service, {"service", "invoker"}),  # the public binding went with the service
+        (_drop_project_binding, {"iam-runtime"}),
+    ],
+)
+def test_drift_is_shown_by_plan_and_repaired_by_up(
+    emulator: EmulatorHandle, drift: Any, steps: set[str]
+) -> None:
+    assert up(emulator)[0] == 0
+    drift(emulator)
+    code, output = djdeploy(emulator, "plan", "--tenant", TENANT, "--json")
+    assert code == 2, output
+    pending = {s["step"] for s in json.loads(output)["steps"] if s["action"] != "noop"}
+    assert pending == steps
+    code, output = up(emulator)
+    assert code == 0, output
+    code, output = djdeploy(emulator, "plan", "--tenant", TENANT)
+    assert code == 0, output
+
+
+# One fault per step's first mutating call: (path pattern, what the step is).
+FAULT_PATHS = [
+    ("services:batchEnable", "apis"),
+    ("/serviceAccounts$", "service-accounts"),
+    ("/secrets$", "secrets"),
+    ("/instances$", "sql-instance"),
+    ("/databases$", "sql-database"),
+    ("/users$", "sql-user"),
+    ("/storage/v1/b$", "bucket"),
+    ("/repositories$", "registry"),
+    (":setIamPolicy$", "iam"),
+    ("/builds$", "image"),
+    ("/jobs$", "jobs"),
+    (":run$", "job executions"),
+    ("/services$", "service"),
+]
+
+
+@pytest.mark.parametrize(("path", "what"), FAULT_PATHS, ids=[w for _, w in FAULT_PATHS])
+def test_a_503_burst_and_a_429_are_ridden_out(
+    emulator: EmulatorHandle, path: str, what: str
+) -> None:
+    emulator.control.add_fault(method="POST", path=path, code=503, times=2)
+    emulator.control.add_fault(method="POST", path=path, code=429, retry_after=0.01, times=1)
+    code, output = up(emulator)
+    assert code == 0, output
+    assert status_json(emulator)["steps"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "match", "step"),
+    [
+        ("build", "demo", "image"),
+        ("execution", "demo-django-migrate", "migrate"),
+        ("revision", "demo-django", "service"),
+    ],
+)
+def test_an_operation_that_fails_ends_in_a_clear_error_and_the_next_up_completes(
+    emulator: EmulatorHandle, kind: str, match: str, step: str
+) -> None:
+    emulator.control.fail(kind, match, "it broke on purpose")
+    code, output = up(emulator)
+    assert code == 1
+    assert f"failed {step}:" in output
+    assert "Traceback" not in output
+    code, output = up(emulator)
+    assert code == 0, output
+
+
+def test_destroy_keeps_data_then_delete_data_leaves_nothing(emulator: EmulatorHandle) -> None:
+    assert up(emulator)[0] == 0
+    for _ in range(2):
+        code, output = djdeploy(emulator, "destroy", "--tenant", TENANT)
+        assert code == 0, output
+    kept = labelled_resources(emulator)
+    assert set(kept) == {"sql.instance", "secretmanager.secret", "bucket"}, kept
+    for _ in range(2):
+        code, output = djdeploy(emulator, "destroy", "--tenant", TENANT, "--delete-data", "--yes")
+        assert code == 0, output
+    assert labelled_resources(emulator) == Counter()
+
+
+def labelled_resources(emulator: EmulatorHandle) -> Counter[str]:
+    """Every resource in the emulator's store that carries our tenant label (by kind)."""
+    found: Counter[str] = Counter()
+    for kind, items in emulator.emu.store.dump().items():
+        for value in items.values():
+            text = json.dumps(value)
+            if f'"djdeploy-tenant": "{TENANT}"' in text and kind.split(".")[0] != "op":
+                found[kind.split(".", 1)[-1] if kind.startswith("storage") else kind] += 1
+    return found
+
+
+def test_every_request_body_validates_against_the_discovery_documents(
+    emulator: EmulatorHandle,
+) -> None:
+    assert up(emulator)[0] == 0
+    assert up(emulator)[0] == 0
+    assert djdeploy(emulator, "destroy", "--tenant", TENANT, "--delete-data", "--yes")[0] == 0
+    assert check_transcript(emulator.control.transcript()) == []
+
+
+def normalise(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """A transcript as a stable document: writes counted by path template, reads as a set
+    (polling counts depend on timing, so reads are not counted)."""
+
+    def template(path: str) -> str:
+        path = re.sub(r"/operations/[^/]+(/[^/]+)?$", "/operations/{id}", path)
+        path = re.sub(r"/builds/[0-9a-f-]{8,}", "/builds/{id}", path)
+        path = re.sub(r"/executions/[^/:]+", "/executions/{id}", path)
+        path = re.sub(r"/revisions/[^/:]+", "/revisions/{id}", path)
+        path = re.sub(r"src-[0-9a-f]+", "src-{digest}", path)
+        path = re.sub(r"%2F", "/", path)
+        return path
+
+    write_counts = Counter(
+        f"{e['method']} {template(e['path'])}" for e in entries if not is_read(e)
+    )
+    reads = sorted({f"{e['method']} {template(e['path'])}" for e in entries if is_read(e)})
+    return {"writes": dict(sorted(write_counts.items())), "reads": reads}
+
+
+@pytest.mark.parametrize("scenario", ["up-from-empty", "noop-up", "destroy"])
+def test_golden_transcripts(emulator: EmulatorHandle, scenario: str) -> None:
+    if scenario != "up-from-empty":
+        assert up(emulator)[0] == 0
+        emulator.control.clear_transcript()
+    if scenario == "destroy":
+        assert djdeploy(emulator, "destroy", "--tenant", TENANT)[0] == 0
+    else:
+        assert up(emulator)[0] == 0
+    got = normalise(emulator.control.transcript())
+    path = GOLDEN / f"{scenario}.json"
+    if os.environ.get("UPDATE_GOLDEN") or not path.exists():
+        GOLDEN.mkdir(exist_ok=True)
+        path.write_text(json.dumps(got, indent=2) + "\n")
+    assert got == json.loads(path.read_text()), "traffic changed: UPDATE_GOLDEN=1 to accept"
+
+
+def test_kill_9_mid_up_then_up_finishes_without_duplicates(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    env = {**os.environ, "GOOGLE_CLOUD_PROJECT": PROJECT, "DJDEPLOY_TENANT": TENANT}
+    cmd = [
+        sys.executable,
+        "-m",
+        "deployer",
+        "--endpoint",
+        emulator.url,
+        "--time-scale",
+        "0.01",
+        "up",
+        "--tenant",
+        TENANT,
+        "--json",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the slow SQL instance create has started
+        if any(
+            e["path"].endswith("/instances") and e["method"] == "POST"
+            for e in emulator.control.transcript()
+        ):
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    code, output = up(emulator)
+    assert code == 0, output
+    state = emulator.emu.store.dump()
+    versions = state.get("secretmanager.version", {})
+    assert len(versions) == 3, sorted(versions)  # one version per generated secret
+    builds = state.get("cloudbuild.build", {})
+    assert len(builds) == 1
