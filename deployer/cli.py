@@ -81,11 +81,31 @@ Source = Annotated[Path | None, typer.Option(help="Your Django project's directo
 AppName = Annotated[str | None, typer.Option("--app", help="App name (default django).")]
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="Config file to read.")]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+# The global options again, so that `djdeploy up --tenant demo --emulator` works as well.
+UseEmulator = Annotated[bool, typer.Option("--emulator", help="Use the built-in emulator.")]
+Endpoint = Annotated[str | None, typer.Option(help="Send every API call to this endpoint.")]
+TimeScale = Annotated[float | None, typer.Option(help="Emulator clock speed for waits.")]
+Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Show every wait.")]
 
 
 def _fail(exc: DeployError) -> typer.Exit:
     err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
     return typer.Exit(1)
+
+
+def _merge(
+    ctx: typer.Context,
+    emulator: bool,
+    endpoint: str | None,
+    time_scale: float | None,
+    verbose: bool,
+) -> None:
+    """Fold a command's own --emulator/--endpoint/--time-scale/-v into the global ones."""
+    g: Globals = ctx.obj
+    g.emulator = g.emulator or emulator
+    g.endpoint = endpoint or g.endpoint
+    g.time_scale = time_scale if time_scale is not None else g.time_scale
+    g.verbose = g.verbose or verbose
 
 
 def _load(ctx: typer.Context, tenant: str | None, flags: dict[str, Any]) -> Any:
@@ -130,8 +150,13 @@ def up(
     app_name: AppName = None,
     config: ConfigFile = None,
     json: Json = False,
+    emulator: UseEmulator = False,
+    endpoint: Endpoint = None,
+    time_scale: TimeScale = None,
+    verbose: Verbose = False,
 ) -> None:
     """Create or update everything the tenant needs; safe to run again after any failure."""
+    _merge(ctx, emulator, endpoint, time_scale, verbose)
     from deployer import api, render
 
     try:
@@ -154,8 +179,13 @@ def plan(
     app_name: AppName = None,
     config: ConfigFile = None,
     json: Json = False,
+    emulator: UseEmulator = False,
+    endpoint: Endpoint = None,
+    time_scale: TimeScale = None,
+    verbose: Verbose = False,
 ) -> None:
     """Show what `up` would change, field by field. Exit 0: nothing; 2: changes pending."""
+    _merge(ctx, emulator, endpoint, time_scale, verbose)
     from deployer import api, render
     from deployer.steps.base import Action
 
@@ -178,8 +208,13 @@ def status(
     app_name: AppName = None,
     config: ConfigFile = None,
     json: Json = False,
+    emulator: UseEmulator = False,
+    endpoint: Endpoint = None,
+    time_scale: TimeScale = None,
+    verbose: Verbose = False,
 ) -> None:
     """Live state, step by step. Without --tenant: every tenant found by its labels."""
+    _merge(ctx, emulator, endpoint, time_scale, verbose)
     from deployer import api, render
 
     flags = _flags(project, region, source, app_name, config)
@@ -213,8 +248,13 @@ def destroy(
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask to confirm.")] = False,
     json: Json = False,
+    emulator: UseEmulator = False,
+    endpoint: Endpoint = None,
+    time_scale: TimeScale = None,
+    verbose: Verbose = False,
 ) -> None:
     """Delete the tenant's resources in reverse order; data is kept unless --delete-data."""
+    _merge(ctx, emulator, endpoint, time_scale, verbose)
     from deployer import api, render
 
     try:

@@ -93,6 +93,7 @@ class Progress:
                     f"{event.step:<16} {event.phase.value:<8} {event.elapsed:6.1f}s  {detail}",
                     markup=False,
                     highlight=False,
+                    soft_wrap=True,
                 )
 
     def _table(self) -> Table:
@@ -175,21 +176,30 @@ def state_of(change: Change) -> str:
     }.get(change.action, "drift")
 
 
+def summary(changes: Sequence[Change]) -> dict[str, str]:
+    """The facts a user looks for first: where the service is, what serves, last migration."""
+    by_step = {c.step: c.info for c in changes}
+    service, migrate = by_step.get("service", {}), by_step.get("migrate", {})
+    return {
+        "url": service.get("url", ""),
+        "ready_revision": service.get("revision", ""),
+        "last_migrate_execution": migrate.get("execution", ""),
+    }
+
+
 def status(changes: Sequence[Change], *, tenant: str, as_json: bool, out: Console) -> None:
-    info: dict[str, str] = {}
-    for c in changes:
-        info.update(c.info)
+    facts = summary(changes)
     if as_json:
         dump_json(
             {
                 "tenant": tenant,
-                "info": info,
+                **facts,
                 "steps": [{**change_json(c), "state": state_of(c)} for c in changes],
             }
         )
         return
     table = Table(title=f"tenant {tenant}", box=None, pad_edge=False, title_justify="left")
-    for col in ("step", "state", "resource", "detail"):
+    for col in ("step", "state", "detail"):
         table.add_column(col)
     colour = {"ok": "green", "missing": "yellow", "drift": "yellow", "failed": "red"}
     for c in changes:
@@ -197,10 +207,11 @@ def status(changes: Sequence[Change], *, tenant: str, as_json: bool, out: Consol
         detail = c.failure or c.reason
         if c.fields:
             detail += ": " + ", ".join(f.path for f in c.fields)
-        table.add_row(c.step, f"[{colour.get(state, 'cyan')}]{state}[/]", c.resource, detail)
+        table.add_row(c.step, f"[{colour.get(state, 'cyan')}]{state}[/]", detail)
     out.print(table)
-    for key, value in info.items():
-        out.print(f"{key}: {value}", markup=False, highlight=False)
+    for key, value in facts.items():
+        if value:
+            out.print(f"{key.replace('_', ' ')}: {value}", markup=False, highlight=False)
 
 
 def tenants(found: dict[str, list[str]], *, as_json: bool, out: Console) -> None:
