@@ -66,6 +66,7 @@ _PLAIN: dict[str, Callable[[Config, Inputs], str]] = {
     "DJANGO_SUPERUSER_USERNAME": lambda c, i: c.superuser.username,
     "DJANGO_SUPERUSER_EMAIL": lambda c, i: c.superuser.email,
     "DB_EXTENSIONS": lambda c, i: ",".join(c.database.extensions),
+    "GOOGLE_CLOUD_PROJECT": lambda c, i: c.project,
 }
 
 _SECRET: dict[str, Callable[[Config], str]] = {
