@@ -66,7 +66,9 @@ def main(
     time_scale: Annotated[
         float | None, typer.Option(help="Emulator clock speed for waits (built-in default 0.01).")
     ] = None,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show every wait.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Show every read and wait.")
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
@@ -85,7 +87,7 @@ Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 UseEmulator = Annotated[bool, typer.Option("--emulator", help="Use the built-in emulator.")]
 Endpoint = Annotated[str | None, typer.Option(help="Send every API call to this endpoint.")]
 TimeScale = Annotated[float | None, typer.Option(help="Emulator clock speed for waits.")]
-Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Show every wait.")]
+Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Show every read and wait.")]
 
 
 def _fail(exc: DeployError) -> typer.Exit:

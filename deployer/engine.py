@@ -210,14 +210,16 @@ class Engine:
         t0 = self.clock.monotonic()
         self._emit(step.name, Phase.OBSERVE, t0)
         try:
-            change = self._diff(step)
+            first = change = self._diff(step)
             result.first = change
             if change.action is not Action.NOOP:
                 change = self._converge(step, change, t0)
             result.last = change
         finally:
             result.elapsed = self.clock.monotonic() - t0
-        self._emit(step.name, Phase.DONE, t0, change=change)
+        # the message says what was done to get here ("" when nothing was needed)
+        done = "" if first.action is Action.NOOP else first.action.value
+        self._emit(step.name, Phase.DONE, t0, change=change, message=done)
 
     def _converge(self, step: Step, change: Change, t0: float) -> Change:
         """Apply, then re-observe until the diff is NOOP (or fail with the reason)."""

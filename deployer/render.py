@@ -81,14 +81,17 @@ class Progress:
             return
         detail = event.message
         if event.change is not None:
-            detail = f"{event.change.action.value}: {event.change.reason}"
+            action = event.change.action.value
+            if event.phase is Phase.DONE:  # the action that was taken, or "ok"
+                action = event.message or "ok"
+            detail = f"{action}: {event.change.reason}"
             if event.change.failure:
                 detail += f" ({event.change.failure})"
         with self._lock:
             self._rows[event.step] = (event.phase.value, detail, event.elapsed)
             if self._live is not None:
                 self._live.update(self._table())
-            elif event.phase is not Phase.WAIT or self.verbose:
+            elif event.phase not in (Phase.WAIT, Phase.OBSERVE) or self.verbose:
                 self.console.print(
                     f"{event.step:<16} {event.phase.value:<8} {event.elapsed:6.1f}s  {detail}",
                     markup=False,
