@@ -52,6 +52,7 @@ def test_help_version_and_config_errors_import_no_google(args: list[str], tmp_pa
         (["plan", "--tenant", "demo", "--region", "mars-1"], "mars-1"),
         (["destroy", "--tenant", "demo", "--project", "X"], "project"),
         (["up"], "no tenant"),
+        (["up", "--tenant", "demo", "--source", "/nonexistent"], "/nonexistent"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_1(
@@ -67,6 +68,23 @@ def test_bad_input_is_one_line_and_exit_1(
     assert len(lines) == 1, result.output
     assert message in lines[0]
     assert "Traceback" not in result.output
+
+
+def test_bad_memory_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DJDEPLOY_SERVICE_MEMORY", "lots")
+    result = CliRunner().invoke(app, ["--emulator", "up", "--tenant", "demo"])
+    assert result.exit_code == 1
+    assert "memory" in result.output and "lots" in result.output
+    assert "DJDEPLOY_SERVICE_MEMORY" in result.output
+
+
+def test_bad_value_in_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "djdeploy.toml").write_text('tenant = "demo"\n[service]\nmax_instances = -1\n')
+    result = CliRunner().invoke(app, ["--emulator", "plan"])
+    assert result.exit_code == 1
+    assert "max_instances" in result.output and "djdeploy.toml" in result.output
 
 
 def test_source_without_manage_py(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
