@@ -224,7 +224,12 @@ def tenants(found: dict[str, list[str]], *, as_json: bool, out: Console) -> None
     if not found:
         out.print("no djdeploy tenants found in this project")
     for tenant, resources in sorted(found.items()):
-        out.print(f"{tenant}: {', '.join(sorted(resources))}", markup=False, highlight=False)
+        out.print(
+            f"{tenant}: {', '.join(sorted(resources))}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def destroyed(changes: Sequence[Change], *, as_json: bool, out: Console) -> None:
