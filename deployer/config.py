@@ -534,6 +534,21 @@ class Names:
     labels: dict[str, str]  # a FrozenDict
     connection_name: str
 
+    def owns(self, labels: Mapping[str, str] | None) -> bool:
+        """Whether a resource found under one of our names is ours to adopt, change or delete.
+
+        Ours: no label naming another tenant or app, and either managed-by=djdeploy or our
+        tenant label. So one of our labels removed by hand is drift that `up` repairs, while a
+        resource of someone else (or of another tenant) is never adopted."""
+        labels = labels or {}
+        for key in ("djdeploy-tenant", "djdeploy-app"):
+            if key in labels and labels[key] != self.labels[key]:
+                return False
+        return (
+            labels.get("managed-by") == "djdeploy"
+            or labels.get("djdeploy-tenant") == self.labels["djdeploy-tenant"]
+        )
+
     @property
     def runtime_sa_email(self) -> str:
         return f"{self.runtime_sa_id}@{self.project}.iam.gserviceaccount.com"

@@ -742,3 +742,22 @@ def test_importing_config_imports_no_google() -> None:
         cwd=Path(__file__).resolve().parents[1],
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("labels", "ours"),
+    [
+        ({"managed-by": "djdeploy", "djdeploy-tenant": "demo", "djdeploy-app": "django"}, True),
+        ({"managed-by": "djdeploy", "djdeploy-tenant": "demo"}, True),  # app label removed
+        ({"managed-by": "djdeploy"}, True),  # tenant label removed by hand: drift
+        ({"djdeploy-tenant": "demo", "djdeploy-app": "django"}, True),  # managed-by removed
+        ({"managed-by": "djdeploy", "djdeploy-tenant": "other"}, False),
+        ({"managed-by": "djdeploy", "djdeploy-tenant": "demo", "djdeploy-app": "blog"}, False),
+        ({"team": "data"}, False),
+        ({}, False),
+        (None, False),
+    ],
+)
+def test_names_own_only_our_resources(labels: dict[str, str] | None, ours: bool) -> None:
+    names = Config("demo", project="acme-prod").names
+    assert names.owns(labels) is ours
