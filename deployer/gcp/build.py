@@ -14,20 +14,10 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from deployer.gcp.clients import TIMEOUT
+from deployer.gcp.proto import to_dict
 
 if TYPE_CHECKING:
     from deployer.gcp.cloud import Cloud
-
-
-def _to_dict(message: Any) -> dict[str, Any]:
-    """A proto-plus message as the JSON the API sends: camelCase, enum names, no defaults."""
-    out: dict[str, Any] = type(message).to_dict(
-        message,
-        preserving_proto_field_name=False,
-        use_integers_for_enums=False,
-        always_print_fields_with_no_presence=False,
-    )
-    return out
 
 
 class BuildApi:
@@ -60,7 +50,7 @@ class BuildApi:
                 timeout=TIMEOUT,
             )
         )
-        return _to_dict(operation.metadata.build)
+        return to_dict(operation.metadata.build)
 
     def get_build(self, build_id: str) -> dict[str, Any] | None:
         """The build, or None when it does not exist."""
@@ -75,7 +65,7 @@ class BuildApi:
                 timeout=TIMEOUT,
             )
         )
-        return None if found is None else _to_dict(found)
+        return None if found is None else to_dict(found)
 
     def list_builds(self, filter: str = "", *, limit: int = 50) -> list[dict[str, Any]]:
         """Builds of the region matching ``filter`` (e.g. ``tags="src-1234"``), newest first;
@@ -92,7 +82,7 @@ class BuildApi:
                 retry=None,
                 timeout=TIMEOUT,
             )
-            return [_to_dict(b) for b in itertools.islice(pager, limit)]
+            return [to_dict(b) for b in itertools.islice(pager, limit)]
 
         return self.cloud.read(first) or []
 
@@ -109,4 +99,4 @@ class BuildApi:
                 timeout=TIMEOUT,
             )
         )
-        return None if found is None else _to_dict(found)
+        return None if found is None else to_dict(found)

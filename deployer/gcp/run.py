@@ -10,8 +10,9 @@ future is dropped, the engine re-observes.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from deployer.gcp.proto import from_dict, policy_from_dict, policy_to_dict, to_dict
 
 if TYPE_CHECKING:
     from deployer.gcp.cloud import Cloud
@@ -19,36 +20,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 TIMEOUT = 60.0
 MANAGED_BY = "managed-by"
-
-
-def _to_dict(message: Any) -> dict[str, Any]:
-    return type(message).to_dict(  # type: ignore[no-any-return]
-        message, preserving_proto_field_name=False, use_integers_for_enums=False
-    )
-
-
-def _from_dict(cls: Any, body: dict[str, Any]) -> Any:
-    return cls.from_json(json.dumps(body), ignore_unknown_fields=False)
-
-
-def _policy_to_dict(policy: Any) -> dict[str, Any]:
-    from google.protobuf import json_format
-
-    out: dict[str, Any] = json_format.MessageToDict(policy)
-    out.setdefault("version", 0)
-    out.setdefault("etag", "")
-    out.setdefault("bindings", [])
-    return out
-
-
-def _policy_from_dict(policy: dict[str, Any]) -> Any:
-    from google.iam.v1 import policy_pb2
-    from google.protobuf import json_format
-
-    body = {k: v for k, v in policy.items() if k in ("version", "etag", "bindings")}
-    if not body.get("etag"):
-        body.pop("etag", None)
-    return json_format.ParseDict(body, policy_pb2.Policy())
 
 
 class RunApi:
@@ -84,14 +55,14 @@ class RunApi:
         found = self.cloud.read(
             lambda: client.get_service(name=self.service_name(name), retry=None, timeout=TIMEOUT)
         )
-        return None if found is None else _to_dict(found)
+        return None if found is None else to_dict(found)
 
     def list_services(self) -> list[dict[str, Any]]:
         client = self._client("run.services")
 
         def fetch() -> list[dict[str, Any]]:
             pages = client.list_services(parent=self.parent, retry=None, timeout=TIMEOUT)
-            return [_to_dict(s) for s in pages]
+            return [to_dict(s) for s in pages]
 
         return self.cloud.call(fetch)
 
@@ -99,7 +70,7 @@ class RunApi:
         from google.cloud import run_v2
 
         client = self._client("run.services")
-        message = _from_dict(run_v2.Service, {k: v for k, v in body.items() if k != "name"})
+        message = from_dict(run_v2.Service, {k: v for k, v in body.items() if k != "name"})
         self.cloud.call(
             lambda: client.create_service(
                 parent=self.parent,
@@ -115,7 +86,7 @@ class RunApi:
         from google.cloud import run_v2
 
         client = self._client("run.services")
-        message = _from_dict(run_v2.Service, {**body, "name": self.service_name(body["name"])})
+        message = from_dict(run_v2.Service, {**body, "name": self.service_name(body["name"])})
         self.cloud.call(lambda: client.update_service(service=message, retry=None, timeout=TIMEOUT))
 
     def delete_service(self, name: str) -> bool:
@@ -140,14 +111,14 @@ class RunApi:
         found = self.cloud.read(
             lambda: client.get_job(name=self.job_name(name), retry=None, timeout=TIMEOUT)
         )
-        return None if found is None else _to_dict(found)
+        return None if found is None else to_dict(found)
 
     def list_jobs(self) -> list[dict[str, Any]]:
         client = self._client("run.jobs")
 
         def fetch() -> list[dict[str, Any]]:
             return [
-                _to_dict(j)
+                to_dict(j)
                 for j in client.list_jobs(parent=self.parent, retry=None, timeout=TIMEOUT)
             ]
 
@@ -157,7 +128,7 @@ class RunApi:
         from google.cloud import run_v2
 
         client = self._client("run.jobs")
-        message = _from_dict(run_v2.Job, {k: v for k, v in body.items() if k != "name"})
+        message = from_dict(run_v2.Job, {k: v for k, v in body.items() if k != "name"})
         self.cloud.call(
             lambda: client.create_job(
                 parent=self.parent, job=message, job_id=job_id, retry=None, timeout=TIMEOUT
@@ -168,7 +139,7 @@ class RunApi:
         from google.cloud import run_v2
 
         client = self._client("run.jobs")
-        message = _from_dict(run_v2.Job, {**body, "name": self.job_name(body["name"])})
+        message = from_dict(run_v2.Job, {**body, "name": self.job_name(body["name"])})
         self.cloud.call(lambda: client.update_job(job=message, retry=None, timeout=TIMEOUT))
 
     def delete_job(self, name: str) -> bool:
@@ -198,7 +169,7 @@ class RunApi:
 
         def fetch() -> list[dict[str, Any]]:
             pages = client.list_executions(parent=self.job_name(job), retry=None, timeout=TIMEOUT)
-            return [_to_dict(e) for e in pages]
+            return [to_dict(e) for e in pages]
 
         found = self.cloud.read(fetch)
         items = found or []
@@ -212,7 +183,7 @@ class RunApi:
                 name=self.execution_name(job, execution), retry=None, timeout=TIMEOUT
             )
         )
-        return None if found is None else _to_dict(found)
+        return None if found is None else to_dict(found)
 
     # -- IAM ---------------------------------------------------------------------------------
 
@@ -231,18 +202,18 @@ class RunApi:
                 timeout=TIMEOUT,
             )
         )
-        return _policy_to_dict(policy)
+        return policy_to_dict(policy)
 
     def set_iam_policy(self, resource: str, policy: dict[str, Any]) -> dict[str, Any]:
         """Write the policy (guarded by its etag: 409 ABORTED when it changed meanwhile)."""
         client, name = self._iam_client(resource)
-        message = _policy_from_dict(policy)
+        message = policy_from_dict(policy)
         written = self.cloud.call(
             lambda: client.set_iam_policy(
                 request={"resource": name, "policy": message}, retry=None, timeout=TIMEOUT
             )
         )
-        return _policy_to_dict(written)
+        return policy_to_dict(written)
 
     # -- tenants -----------------------------------------------------------------------------
 

@@ -11,18 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from deployer import errors
+from deployer.gcp.proto import policy_from_dict, policy_to_dict, to_dict
 from deployer.secret import Secret
 
 if TYPE_CHECKING:
     from deployer.gcp.cloud import Cloud
 
 TIMEOUT = 60.0
-
-
-def _to_dict(message: Any) -> dict[str, Any]:
-    return type(message).to_dict(  # type: ignore[no-any-return]
-        message, preserving_proto_field_name=False, use_integers_for_enums=False
-    )
 
 
 def _number(version: dict[str, Any]) -> int:
@@ -49,7 +44,7 @@ class SecretsApi:
                 request={"name": self._name(secret_id)}, retry=None, timeout=TIMEOUT
             )
         )
-        return None if found is None else _to_dict(found)
+        return None if found is None else to_dict(found)
 
     def create_secret(self, secret_id: str, labels: dict[str, str]) -> dict[str, Any]:
         """Create the secret (automatic replication, our labels). 409 raises Conflict."""
@@ -59,7 +54,7 @@ class SecretsApi:
             "secret_id": secret_id,
             "secret": {"replication": {"automatic": {}}, "labels": dict(labels)},
         }
-        return _to_dict(
+        return to_dict(
             self.cloud.call(lambda: c.create_secret(request=request, retry=None, timeout=TIMEOUT))
         )
 
@@ -70,7 +65,7 @@ class SecretsApi:
             "secret": {"name": self._name(secret_id), "labels": dict(labels)},
             "update_mask": {"paths": ["labels"]},
         }
-        return _to_dict(
+        return to_dict(
             self.cloud.call(lambda: c.update_secret(request=request, retry=None, timeout=TIMEOUT))
         )
 
@@ -96,7 +91,7 @@ class SecretsApi:
         }
         found = self.cloud.call(
             lambda: [
-                _to_dict(s) for s in c.list_secrets(request=request, retry=None, timeout=TIMEOUT)
+                to_dict(s) for s in c.list_secrets(request=request, retry=None, timeout=TIMEOUT)
             ]
         )
         out = []
@@ -116,7 +111,7 @@ class SecretsApi:
         request = {"parent": self._name(secret_id)}
         return self.cloud.read(
             lambda: [
-                _to_dict(v)
+                to_dict(v)
                 for v in c.list_secret_versions(request=request, retry=None, timeout=TIMEOUT)
             ]
         )
@@ -150,7 +145,7 @@ class SecretsApi:
                     lambda: c.add_secret_version(request=request, retry=None, timeout=TIMEOUT),
                     retry_on=(),
                 )
-                return str(_number(_to_dict(added)))
+                return str(_number(to_dict(added)))
             except errors.Transient:
                 if attempt == 5:
                     raise
@@ -178,31 +173,12 @@ class SecretsApi:
         policy = self.cloud.call(
             lambda: c.get_iam_policy(request=request, retry=None, timeout=TIMEOUT)
         )
-        return _policy_dict(policy)
+        return policy_to_dict(policy)
 
     def set_iam_policy(self, secret_id: str, policy: dict[str, Any]) -> dict[str, Any]:
-        from google.iam.v1 import policy_pb2
-        from google.protobuf import json_format
-
-        body = {k: v for k, v in policy.items() if k in ("version", "etag", "bindings")}
-        pb = json_format.ParseDict(body, policy_pb2.Policy())
         c = self._client
-        request = {"resource": self._name(secret_id), "policy": pb}
+        request = {"resource": self._name(secret_id), "policy": policy_from_dict(policy)}
         result = self.cloud.call(
             lambda: c.set_iam_policy(request=request, retry=None, timeout=TIMEOUT)
         )
-        return _policy_dict(result)
-
-
-def _policy_dict(policy: Any) -> dict[str, Any]:
-    from google.protobuf import json_format
-
-    d = json_format.MessageToDict(policy)
-    return {
-        "version": int(d.get("version", 1) or 1),
-        "etag": d.get("etag", ""),
-        "bindings": [
-            {k: v for k, v in b.items() if k in ("role", "members", "condition")}
-            for b in d.get("bindings", [])
-        ],
-    }
+        return policy_to_dict(result)
