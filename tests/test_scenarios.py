@@ -322,22 +322,35 @@ def test_kill_9_mid_up_then_up_finishes_without_duplicates(
 
 
 def test_no_secret_value_in_any_output_even_with_google_debug_logging(
-        emulator: EmulatorHandle, tmp_path: Path) -> None:
-    """Google's clients log request and response bodies when GOOGLE_SDK_PYTHON_LOGGING_SCOPE is
-    set; a secret payload must not reach the terminal even then."""
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    """Every command at -v, with Google's client logging on: no secret value in any output, nor
+    in the emulator's transcript (tests/gcp/test_secret_logging.py shows the logging is live)."""
     import base64
 
-    env = {**os.environ, "GOOGLE_CLOUD_PROJECT": PROJECT, "DJDEPLOY_TENANT": TENANT,
-           "GOOGLE_SDK_PYTHON_LOGGING_SCOPE": "google"}
-    base = [sys.executable, "-m", "deployer", "--endpoint", emulator.url, "--time-scale", "0.001",
-            "-v"]
+    env = {
+        **os.environ,
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "DJDEPLOY_TENANT": TENANT,
+        "GOOGLE_SDK_PYTHON_LOGGING_SCOPE": "google",
+    }
+    base = [
+        sys.executable,
+        "-m",
+        "deployer",
+        "--endpoint",
+        emulator.url,
+        "--time-scale",
+        "0.001",
+        "-v",
+    ]
     outputs = []
     for args in (["up", "--json"], ["up"], ["status", "--json"], ["plan"]):
-        proc = subprocess.run([*base, *args], env=env, capture_output=True, text=True,
-                              cwd=tmp_path, timeout=120)
+        proc = subprocess.run(
+            [*base, *args], env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120
+        )
         outputs.append(proc.stdout + proc.stderr)
     text = "\n".join(outputs)
-    assert "DEBUG" in text or "httpRequest" in text or outputs[0]  # the logging scope was live
     versions = emulator.emu.store.list("secretmanager.version")
     assert len(versions) == 3
     for _, version in versions:

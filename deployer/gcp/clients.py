@@ -7,6 +7,7 @@ lazily: `--help` and config errors never pay for it.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -66,6 +67,9 @@ class ClientFactory:
         if kind == "secretmanager":
             from google.cloud import secretmanager
 
+            # With GOOGLE_SDK_PYTHON_LOGGING_SCOPE set, Google's clients log request and
+            # response bodies at DEBUG: for this client they hold secret payloads.
+            logging.getLogger("google.cloud.secretmanager_v1").setLevel(logging.INFO)
             return secretmanager.SecretManagerServiceClient(**self.gapic_options())
         if kind == "cloudbuild":
             from google.cloud.devtools import cloudbuild_v1
