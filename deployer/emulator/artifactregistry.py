@@ -301,7 +301,7 @@ def delete_repository(req: Request, project: str, location: str, repo: str) -> d
         host_prefix = f"{registry_host(location)}/{project_id}/{repo}/"
         for key, _ in store.list(TAG_KIND, host_prefix):
             store.delete(TAG_KIND, key)
-        store.delete(policies.POLICY_KIND, name)
+        policies.delete_policy(req.emu, name)
         op = req.emu.ops.start(
             completer="artifactregistry.repository.delete",
             duration_kind="artifactregistry.repository.delete",

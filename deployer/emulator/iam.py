@@ -187,7 +187,7 @@ def delete(req: Request, project: str, sa: str) -> dict[str, Any]:
         doc = _lookup(emu, project, sa, visible_only=False)
         email = doc["email"]
         emu.store.delete(SA_KIND, email)
-        emu.store.delete(policies.POLICY_KIND, sa_policy_key(email))
+        policies.delete_policy(emu, sa_policy_key(email))
         _tombstone_members(emu, email, doc["uniqueId"])
     return {}
 

@@ -138,6 +138,15 @@ def set_policy(
     return copy.deepcopy(new)
 
 
+def delete_policy(emu: Emulator, resource_key: str) -> None:
+    """Forget the resource's policy and every grant record of it (a resource deleted and created
+    again starts with no grants, as on Google)."""
+    with emu.store.transaction():
+        emu.store.delete(POLICY_KIND, resource_key)
+        for key, _ in emu.store.list(GRANTED_KIND, resource_key + "|"):
+            emu.store.delete(GRANTED_KIND, key)
+
+
 def _pairs(bindings: list[dict[str, Any]]) -> set[tuple[str, str]]:
     return {(b["role"], m) for b in bindings for m in b.get("members", [])}
 

@@ -322,8 +322,14 @@ def _can_read_secret(emu: Emulator, project: str, secret: str, sa: str, at: floa
     prop = emu.latency.duration("iam.secret_grant.propagation")
     for key in (f"projects/{project}/secrets/{secret}", f"projects/{project}"):
         for role in SECRET_READ_ROLES:
+            # the grant must be in the current policy AND old enough: a record alone may be
+            # left from a resource deleted and created again
             since = policies.granted_since(emu, key, role, member)
-            if since is not None and since + prop <= at:
+            if (
+                since is not None
+                and since + prop <= at
+                and policies.has_binding(emu, key, role, member)
+            ):
                 return True
     return False
 
@@ -735,7 +741,7 @@ def delete_service(req: Request, project: str, location: str, service: str) -> d
         store.delete(SERVICE_KIND, svc["name"])
         for key, _ in store.list(REVISION_KIND, svc["name"] + "/revisions/"):
             store.delete(REVISION_KIND, key)
-        store.delete(policies.POLICY_KIND, svc["name"])
+        policies.delete_policy(req.emu, svc["name"])
         svc["deleteTime"] = _now(req.emu)
         svc["reconciling"] = True
         return _start_op(
@@ -964,7 +970,7 @@ def delete_job(req: Request, project: str, location: str, job: str) -> dict[str,
         store.delete(JOB_KIND, found["name"])
         for key, _ in store.list(EXECUTION_KIND, found["name"] + "/executions/"):
             store.delete(EXECUTION_KIND, key)
-        store.delete(policies.POLICY_KIND, found["name"])
+        policies.delete_policy(req.emu, found["name"])
         found["deleteTime"] = _now(req.emu)
         return _start_op(
             req.emu,

@@ -331,7 +331,7 @@ def delete_secret(req: Request, project: str, secret: str) -> dict[str, Any]:
         for k, _ in store.list(VERSION_KIND, _key(project_id, secret) + "/"):
             store.delete(VERSION_KIND, k)
         store.delete(SECRET_KIND, _key(project_id, secret))
-        store.delete(policies.POLICY_KIND, policy_key(project_id, secret))
+        policies.delete_policy(req.emu, policy_key(project_id, secret))
     return {}
 
 

@@ -411,7 +411,7 @@ def delete_bucket(req: Request, bucket: str) -> Response:
         if emu.store.list(OBJECT_KIND, f"{bucket}/"):
             raise _err(409, NOT_EMPTY, "conflict")
         emu.store.delete(BUCKET_KIND, bucket)
-        emu.store.delete(policies.POLICY_KIND, bucket_policy_key(bucket))
+        policies.delete_policy(emu, bucket_policy_key(bucket))
     return Response(204, None)
 
 

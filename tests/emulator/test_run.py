@@ -275,3 +275,48 @@ def test_operations_route(clients: dict[str, Any], emulator: Any) -> None:
     op.result(polling=POLL)
     raw = emulator.emu.transcript.entries()[-1]["response"]
     assert raw["done"] is True and raw["response"]["@type"].endswith("run.v2.Service")
+
+
+def test_recreated_secret_starts_without_grants(clients: dict[str, Any], emulator: Any) -> None:
+    s, sm = clients["services"], clients["secrets"]
+    emulator.emu.store.put(policies.SA_KIND, SA, {"email": SA, "_visibleAt": 0.0})
+    emulator.control.set_latency(durations={"iam.secret_grant.propagation": 0.0})
+    _secret(clients, "token")
+    res = f"projects/{PROJECT}/secrets/token"
+    policy = sm.get_iam_policy(request={"resource": res})
+    policy.bindings.add(role="roles/secretmanager.secretAccessor", members=[f"serviceAccount:{SA}"])
+    sm.set_iam_policy(request={"resource": res, "policy": policy})
+    ok = s.create_service(parent=PARENT, service=service(**_env("token")), service_id="a")
+    assert ok.result(polling=POLL).terminal_condition.state.name == "CONDITION_SUCCEEDED"
+
+    sm.delete_secret(name=res)
+    assert emulator.emu.store.list(policies.GRANTED_KIND, res + "|") == []
+    _secret(clients, "token")
+    with pytest.raises(exceptions.FailedPrecondition, match="Permission denied on secret"):
+        s.create_service(parent=PARENT, service=service(**_env("token")), service_id="b").result(
+            polling=POLL
+        )
+
+
+def test_grant_records_go_with_the_policy(clients: dict[str, Any], emulator: Any) -> None:
+    s, j = clients["services"], clients["jobs"]
+    svc = s.create_service(parent=PARENT, service=service(), service_id="web").result(polling=POLL)
+    policy = s.get_iam_policy(request={"resource": svc.name})
+    policy.bindings.add(role="roles/run.invoker", members=["allUsers"])
+    s.set_iam_policy(request={"resource": svc.name, "policy": policy})
+    assert emulator.emu.store.list(policies.GRANTED_KIND, svc.name + "|")
+    s.delete_service(name=svc.name).result(polling=POLL)
+    assert emulator.emu.store.list(policies.GRANTED_KIND, svc.name + "|") == []
+
+    job = run_v2.Job(
+        template=run_v2.ExecutionTemplate(
+            template=run_v2.TaskTemplate(containers=[run_v2.Container(image="gcr.io/d/a:1")])
+        )
+    )
+    created = j.create_job(parent=PARENT, job=job, job_id="mig").result(polling=POLL)
+    policy = j.get_iam_policy(request={"resource": created.name})
+    policy.bindings.add(role="roles/run.invoker", members=["allUsers"])
+    j.set_iam_policy(request={"resource": created.name, "policy": policy})
+    assert emulator.emu.store.list(policies.GRANTED_KIND, created.name + "|")
+    j.delete_job(name=created.name).result(polling=POLL)
+    assert emulator.emu.store.list(policies.GRANTED_KIND, created.name + "|") == []
