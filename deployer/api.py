@@ -11,18 +11,21 @@ runs in this process with its state in the user's data directory.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from deployer.config import Config
 from deployer.engine import Clock, Engine, OnEvent, Options, RealClock, RunResult
+from deployer.errors import ConfigError
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
 from deployer.steps import build_steps
 from deployer.steps.base import Change
 
 BUILTIN_TIME_SCALE = 0.01  # a fresh deploy on the built-in emulator takes seconds
+_ENDPOINT = re.compile(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?/?$")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,23 @@ class Target:
     emulator: bool = False
     state_dir: Path | None = None  # built-in emulator only; default: the user's data dir
     time_scale: float | None = None  # how fast the emulator's clock runs (1.0 = real time)
+
+    def __post_init__(self) -> None:
+        if self.endpoint is not None and not _ENDPOINT.match(self.endpoint):
+            raise ConfigError(
+                f'endpoint "{self.endpoint}" is not an http(s)://host[:port] URL: pass the URL '
+                "that `djdeploy emulator serve` printed, e.g. http://127.0.0.1:8089"
+            )
+        if self.time_scale is not None:
+            if not (self.emulator or self.endpoint):
+                raise ConfigError(
+                    "--time-scale only applies to an emulator: add --emulator or --endpoint URL"
+                )
+            if not self.time_scale > 0:
+                raise ConfigError(
+                    f"time scale {self.time_scale} is invalid: use a number above 0 "
+                    "(1.0 real durations, 0.001 a thousand times faster)"
+                )
 
     @property
     def scale(self) -> float:

@@ -10,13 +10,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from deployer import __version__
 from deployer.errors import ConfigError, DeployError
+
+if TYPE_CHECKING:
+    from deployer.api import Target
+    from deployer.config import Config
 
 app = typer.Typer(
     help="Deploy a Django application to Google Cloud Run, Cloud SQL and Cloud Storage.",
@@ -110,7 +114,7 @@ def _merge(
     g.verbose = g.verbose or verbose
 
 
-def _load(ctx: typer.Context, tenant: str | None, flags: dict[str, Any]) -> Any:
+def _load(ctx: typer.Context, tenant: str | None, flags: dict[str, Any]) -> Config:
     from deployer.config import load_config
 
     g: Globals = ctx.obj
@@ -119,7 +123,7 @@ def _load(ctx: typer.Context, tenant: str | None, flags: dict[str, Any]) -> Any:
     )
 
 
-def _target(ctx: typer.Context) -> Any:
+def _target(ctx: typer.Context) -> Target:
     from deployer.api import Target
 
     g: Globals = ctx.obj
@@ -159,12 +163,13 @@ def up(
 ) -> None:
     """Create or update everything the tenant needs; safe to run again after any failure."""
     _merge(ctx, emulator, endpoint, time_scale, verbose)
-    from deployer import api, render
-
     try:
         cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+        target = _target(ctx)
+        from deployer import api, render
+
         with render.Progress(quiet=json, verbose=ctx.obj.verbose) as progress:
-            result = api.up(cfg, target=_target(ctx), on_event=progress)
+            result = api.up(cfg, target=target, on_event=progress)
     except DeployError as exc:
         raise _fail(exc) from None
     render.up_result(result, as_json=json, out=out)
@@ -188,12 +193,13 @@ def plan(
 ) -> None:
     """Show what `up` would change, field by field. Exit 0: nothing; 2: changes pending."""
     _merge(ctx, emulator, endpoint, time_scale, verbose)
-    from deployer import api, render
-    from deployer.steps.base import Action
-
     try:
         cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
-        changes = api.plan(cfg, target=_target(ctx))
+        target = _target(ctx)
+        from deployer import api, render
+        from deployer.steps.base import Action
+
+        changes = api.plan(cfg, target=target)
     except DeployError as exc:
         raise _fail(exc) from None
     render.plan(changes, as_json=json, out=out)
@@ -217,8 +223,6 @@ def status(
 ) -> None:
     """Live state, step by step. Without --tenant: every tenant found by its labels."""
     _merge(ctx, emulator, endpoint, time_scale, verbose)
-    from deployer import api, render
-
     flags = _flags(project, region, source, app_name, config)
     try:
         if tenant is None and not os.environ.get("DJDEPLOY_TENANT"):
@@ -227,10 +231,16 @@ def status(
             proj, reg = load_project_and_region(
                 cwd=Path.cwd(), environ=os.environ, flags=flags, emulator=ctx.obj.emulator
             )
-            render.tenants(api.tenants(proj, reg, target=_target(ctx)), as_json=json, out=out)
+            target = _target(ctx)
+            from deployer import api, render
+
+            render.tenants(api.tenants(proj, reg, target=target), as_json=json, out=out)
             return
         cfg = _load(ctx, tenant, flags)
-        changes = api.status(cfg, target=_target(ctx))
+        target = _target(ctx)
+        from deployer import api, render
+
+        changes = api.status(cfg, target=target)
     except DeployError as exc:
         raise _fail(exc) from None
     render.status(changes, tenant=cfg.tenant, as_json=json, out=out)
@@ -257,10 +267,11 @@ def destroy(
 ) -> None:
     """Delete the tenant's resources in reverse order; data is kept unless --delete-data."""
     _merge(ctx, emulator, endpoint, time_scale, verbose)
-    from deployer import api, render
-
     try:
         cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+        target = _target(ctx)
+        from deployer import api, render
+
         question = (
             f"Delete tenant {cfg.tenant}'s database, media and secrets "
             f"in project {cfg.project}? This cannot be undone."
@@ -268,9 +279,7 @@ def destroy(
         if delete_data and not yes and not typer.confirm(question):
             raise ConfigError("not confirmed: nothing was deleted")
         with render.Progress(quiet=json, verbose=ctx.obj.verbose) as progress:
-            changes = api.destroy(
-                cfg, delete_data=delete_data, target=_target(ctx), on_event=progress
-            )
+            changes = api.destroy(cfg, delete_data=delete_data, target=target, on_event=progress)
     except DeployError as exc:
         raise _fail(exc) from None
     render.destroyed(changes, as_json=json, out=out)

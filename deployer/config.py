@@ -812,7 +812,7 @@ class Config:
 def _check_region(region: object) -> None:
     _check_str("region", region)
     if region not in CLOUD_RUN_REGIONS:
-        close = difflib.get_close_matches(str(region), sorted(CLOUD_RUN_REGIONS), n=3, cutoff=0.5)
+        close = difflib.get_close_matches(str(region), sorted(CLOUD_RUN_REGIONS), n=3, cutoff=0.8)
         hint = (
             ("did you mean " + ", ".join(_show(c) for c in close) + "?")
             if close
@@ -857,6 +857,8 @@ _TABLES: dict[str, type] = {
 _MAPS = ("env", "secret_env", "labels")
 _TOP = ("tenant", "project", "region", "app", "source")
 _ENV_TOP = {f"DJDEPLOY_{k.upper()}": k for k in _TOP}
+# DJDEPLOY_* variables that belong to the CLI, not to the configuration
+CLI_ENV = frozenset({"DJDEPLOY_EMULATOR", "DJDEPLOY_ENDPOINT", "DJDEPLOY_CONFIG"})
 
 
 def _table_fields(cls: type) -> dict[str, Any]:
@@ -999,7 +1001,10 @@ def _apply_environ(layers: _Layers, environ: Mapping[str, str], cwd: Path) -> No
                     _unknown("environment variable", var, known, "the environment")
                 layers.set(f"{table}.{name}", _convert(f"{table}.{name}", value, var), var)
                 break
-        # other DJDEPLOY_* variables (DJDEPLOY_EMULATOR, DJDEPLOY_ENDPOINT...) belong to the CLI
+        else:
+            if var not in CLI_ENV:  # a typo must not silently fall back to a default
+                known = sorted([*_ENV_TOP, *CLI_ENV, *(f"{h}<FIELD>" for h in tables)])
+                _unknown("environment variable", var, known, "the environment")
 
 
 def _pairs(key: str, value: Any) -> Iterable[tuple[str, Any]]:

@@ -10,13 +10,9 @@ from __future__ import annotations
 class DeployError(Exception):
     """Base of every expected failure. `str()` is the one line the user sees."""
 
-    exit_code = 1
-
 
 class ConfigError(DeployError):
     """Bad input: raised before any API call is made."""
-
-    exit_code = 2
 
 
 class CloudError(DeployError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+
 
 class Secret:
     """A secret value. Its str/repr is *** so nothing prints it by accident; `.reveal()` is
@@ -21,7 +23,8 @@ class Secret:
     __repr__ = __str__
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
+        return isinstance(other, Secret) and hmac.compare_digest(
+            other._value.encode(), self._value.encode()
+        )
 
-    def __hash__(self) -> int:
-        return hash(self._value)
+    __hash__ = None  # type: ignore[assignment]  # a secret is no dictionary key

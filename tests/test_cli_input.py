@@ -53,6 +53,9 @@ def test_help_version_and_config_errors_import_no_google(args: list[str], tmp_pa
         (["destroy", "--tenant", "demo", "--project", "X"], "project"),
         (["up"], "no tenant"),
         (["up", "--tenant", "demo", "--source", "/nonexistent"], "/nonexistent"),
+        (["up", "--tenant", "demo", "--endpoint", "notaurl"], 'endpoint "notaurl"'),
+        (["up", "--tenant", "demo", "--time-scale", "0"], "time scale 0"),
+        (["plan", "--tenant", "demo", "--time-scale", "-1"], "time scale -1"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_1(
@@ -85,6 +88,25 @@ def test_bad_value_in_the_config_file(tmp_path: Path, monkeypatch: pytest.Monkey
     result = CliRunner().invoke(app, ["--emulator", "plan"])
     assert result.exit_code == 1
     assert "max_instances" in result.output and "djdeploy.toml" in result.output
+
+
+def test_time_scale_needs_an_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        app, ["up", "--tenant", "demo", "--project", "acme-prod", "--time-scale", "0.01"]
+    )
+    assert result.exit_code == 1
+    assert "--time-scale only applies to an emulator" in result.output
+
+
+def test_an_unknown_djdeploy_variable_stops_before_any_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DJDEPLOY_PUBLIC", "maybe")
+    result = CliRunner().invoke(app, ["--emulator", "up", "--tenant", "demo"])
+    assert result.exit_code == 1
+    assert "DJDEPLOY_PUBLIC" in result.output
 
 
 def test_source_without_manage_py(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

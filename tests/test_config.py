@@ -761,3 +761,21 @@ def test_importing_config_imports_no_google() -> None:
 def test_names_own_only_our_resources(labels: dict[str, str] | None, ours: bool) -> None:
     names = Config("demo", project="acme-prod").names
     assert names.owns(labels) is ours
+
+
+@pytest.mark.parametrize("var", ["DJDEPLOY_PUBLIC", "DJDEPLOY_MEMORY", "DJDEPLOY_SERVICE_PUBLC"])
+def test_an_unknown_djdeploy_variable_is_an_error(var: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=var):
+        load_config(tenant="demo", cwd=tmp_path, environ={var: "false"}, flags={}, emulator=True)
+
+
+def test_cli_variables_are_not_configuration(tmp_path: Path) -> None:
+    environ = {"DJDEPLOY_EMULATOR": "1", "DJDEPLOY_ENDPOINT": "http://127.0.0.1:1"}
+    assert load_config(tenant="demo", cwd=tmp_path, environ=environ, flags={}, emulator=True)
+
+
+def test_a_far_region_gets_examples_not_a_wrong_guess() -> None:
+    with pytest.raises(ConfigError) as info:
+        Config("demo", project="acme-prod", region="mars-1")
+    assert "did you mean" not in str(info.value)
+    assert "europe-west1" in str(info.value)

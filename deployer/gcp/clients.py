@@ -25,6 +25,7 @@ class ClientFactory:
     project: str | None = None
     _local: threading.local = field(default_factory=threading.local, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _gapic: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @cached_property
     def credentials(self) -> Any:
@@ -48,10 +49,9 @@ class ClientFactory:
         """A cached GAPIC client: "run.services", "run.jobs", "run.executions",
         "run.revisions", "secretmanager", "cloudbuild"."""
         with self._lock:
-            cache: dict[str, Any] = self.__dict__.setdefault("_gapic", {})
-            if kind not in cache:
-                cache[kind] = self._make_gapic(kind)
-            return cache[kind]
+            if kind not in self._gapic:
+                self._gapic[kind] = self._make_gapic(kind)
+            return self._gapic[kind]
 
     def _make_gapic(self, kind: str) -> Any:
         if kind.startswith("run."):

@@ -111,4 +111,6 @@ def _is_connection_error(exc: BaseException) -> bool:
         return True
     import httplib2
 
-    return isinstance(exc, httplib2.HttpLib2Error)
+    # a name that does not resolve may be a passing DNS fault; other httplib2 errors (a bad
+    # URL, too many redirects) are not going to pass and must not be retried
+    return isinstance(exc, httplib2.ServerNotFoundError)
