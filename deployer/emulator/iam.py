@@ -201,8 +201,10 @@ def _tombstone_members(emu: Emulator, email: str, uid: str) -> None:
         for b in policy.get("bindings", []):
             if old in b.get("members", []):
                 b["members"] = sorted({new if m == old else m for m in b["members"]})
+                policies.move_grant(emu, key, b["role"], old, new)
                 changed = True
         if changed:
+            policy["etag"] = policies.new_etag(emu)  # the policy changed: a read etag is stale
             emu.store.put(policies.POLICY_KIND, key, policy)
 
 

@@ -49,7 +49,7 @@ _MEMBER_TYPES = frozenset(
 )
 
 
-def _new_etag(emu: Emulator) -> str:
+def new_etag(emu: Emulator) -> str:
     n = emu.store.next_id("iam.etag")
     return base64.b64encode(b"\x07" + n.to_bytes(7, "big")).decode()
 
@@ -130,7 +130,7 @@ def set_policy(
             version = 3
         elif version not in (1, 3):
             raise ApiError(400, f"Invalid policy version {version}.")
-        new: dict[str, Any] = {"version": version, "etag": _new_etag(emu), "bindings": bindings}
+        new: dict[str, Any] = {"version": version, "etag": new_etag(emu), "bindings": bindings}
         if policy.get("auditConfigs"):
             new["auditConfigs"] = policy["auditConfigs"]
         _record_grants(emu, resource_key, current["bindings"], bindings)
@@ -164,6 +164,16 @@ def _record_grants(
         emu.store.put(GRANTED_KIND, _grant_key(resource_key, role, member), {"at": now})
     for role, member in before - after:
         emu.store.delete(GRANTED_KIND, _grant_key(resource_key, role, member))
+
+
+def move_grant(emu: Emulator, resource_key: str, role: str, old: str, new: str) -> None:
+    """The grant record of ``old`` now belongs to ``new`` (a deleted account's binding becomes
+    ``deleted:serviceAccount:...``): an account created again under the same email has none."""
+    rec = emu.store.get(GRANTED_KIND, _grant_key(resource_key, role, old))
+    if rec is None:
+        return
+    emu.store.delete(GRANTED_KIND, _grant_key(resource_key, role, old))
+    emu.store.put(GRANTED_KIND, _grant_key(resource_key, role, new), rec)
 
 
 def granted_since(emu: Emulator, resource_key: str, role: str, member: str) -> float | None:

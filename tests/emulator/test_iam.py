@@ -7,7 +7,7 @@ import time
 import pytest
 from googleapiclient.errors import HttpError
 
-from deployer.emulator import serviceusage
+from deployer.emulator import policies, serviceusage
 from deployer.emulator.testing import discovery_client
 from tests.contract import check_transcript
 
@@ -123,6 +123,22 @@ def test_new_account_is_eventually_consistent(emulator, iam, clock):
     sas.delete(name=f"projects/{PROJECT}/serviceAccounts/{email}").execute()
     after = crm.projects().getIamPolicy(resource=f"projects/{PROJECT}", body={}).execute()
     assert after["bindings"][0]["members"] == [f"deleted:{member}?uid={uid}"]
+    # the rewrite is a change: a new etag (a write with the etag read before is stale) ...
+    assert after["etag"] != stored["etag"]
+    with pytest.raises(HttpError) as info:
+        crm.projects().setIamPolicy(
+            resource=f"projects/{PROJECT}", body={"policy": {"etag": stored["etag"]}}
+        ).execute()
+    assert info.value.status_code == 409
+    # ... and an account created again under the same email inherits no grant
+    key = f"projects/{PROJECT}"
+    assert policies.granted_since(emulator.emu, key, "roles/cloudsql.client", member) is None
+    assert policies.granted_since(
+        emulator.emu, key, "roles/cloudsql.client", f"deleted:{member}?uid={uid}"
+    )
+    _create(iam, "fresh-acct")
+    clock[0] += emulator.emu.latency.duration("iam.sa.propagation") + 0.001
+    assert not policies.effective(emulator.emu, key, "roles/cloudsql.client", member)
     assert check_transcript(emulator.emu.transcript.entries()) == []
 
 
