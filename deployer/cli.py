@@ -94,6 +94,11 @@ TimeScale = Annotated[float | None, typer.Option(help="Emulator clock speed for 
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Show every read and wait.")]
 
 
+def _interrupted() -> typer.Exit:
+    err.print("interrupted: nothing is lost; run the same command again to finish", soft_wrap=True)
+    return typer.Exit(130)
+
+
 def _fail(exc: DeployError) -> typer.Exit:
     err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
     return typer.Exit(1)
@@ -172,6 +177,8 @@ def up(
             result = api.up(cfg, target=target, on_event=progress)
     except DeployError as exc:
         raise _fail(exc) from None
+    except KeyboardInterrupt:
+        raise _interrupted() from None
     render.up_result(result, as_json=json, out=out)
     raise typer.Exit(0 if result.ok else 1)
 
@@ -282,6 +289,8 @@ def destroy(
             changes = api.destroy(cfg, delete_data=delete_data, target=target, on_event=progress)
     except DeployError as exc:
         raise _fail(exc) from None
+    except KeyboardInterrupt:
+        raise _interrupted() from None
     render.destroyed(changes, as_json=json, out=out)
 
 

@@ -358,3 +358,39 @@ def test_no_secret_value_in_any_output_even_with_google_debug_logging(
         for form in (value, base64.b64encode(value.encode()).decode()):
             assert form not in text
             assert form not in json.dumps(emulator.control.transcript())
+
+
+def test_ctrl_c_mid_up_says_how_to_finish_and_up_finishes(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    env = {**os.environ, "GOOGLE_CLOUD_PROJECT": PROJECT, "DJDEPLOY_TENANT": TENANT}
+    cmd = [
+        sys.executable,
+        "-m",
+        "deployer",
+        "--endpoint",
+        emulator.url,
+        "--time-scale",
+        "0.01",
+        "up",
+        "--tenant",
+        TENANT,
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # interrupt while the SQL instance is being created
+        if any(
+            e["path"].endswith("/instances") and e["method"] == "POST"
+            for e in emulator.control.transcript()
+        ):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted: nothing is lost" in output
+    assert "Traceback" not in output
+    code, output = up(emulator)
+    assert code == 0, output
