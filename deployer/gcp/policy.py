@@ -6,9 +6,22 @@
 
 Policies are in the IAM v1 shape {"version", "etag", "bindings": [{"role", "members"}]}.
 Read (version 3), change only the members named, write back with the etag that was read; skip
-the write when nothing changes. A concurrent change (409 ABORTED, storage 412) redoes the whole
-read-modify-write with backoff (cloud.call with retry.POLICY_CONFLICT). Within this process,
-writes to one resource are serialized by a lock per ``key`` (e.g. "projects/p", "b/bucket").
+the write when nothing changes. Within this process, writes to one resource are serialized by a
+lock per ``key`` (e.g. "projects/p", "b/bucket"), held for one read-modify-write, never while
+sleeping between attempts.
+
+Retries, and their bound. There are two layers, each retrying what the other does not:
+
+- ``get`` and ``set`` are wrapper calls that already go through ``cloud.call``: each rides out
+  transient errors (429, 5xx, resets) on its own, at most ``retry.call``'s 8 tries.
+- The read-modify-write as a whole is redone, with backoff, only when the write is refused
+  for a reason a fresh read fixes: a concurrent change (409 ABORTED, storage 412,
+  ``retry.POLICY_CONFLICT``) or, for callers that pass it in ``retry_on``, a member IAM does
+  not see yet (a new service account). At most ``attempts`` read-modify-writes
+  (``RMW_ATTEMPTS`` = 8 by default; steps/iam.py passes 12: about two minutes of backoff).
+
+So one call makes at most ``attempts`` x 2 x 8 requests, and a transient error is never
+retried by the outer layer (it is not in its predicates) nor a conflict by the inner one.
 """
 
 from __future__ import annotations
@@ -16,7 +29,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from deployer.gcp import retry
 
@@ -24,6 +37,11 @@ if TYPE_CHECKING:
     from deployer.gcp.cloud import Cloud
 
 Policy = dict[str, Any]
+Predicate = Callable[[BaseException], bool]
+T = TypeVar("T")
+
+#: read-modify-writes one call makes at most (each of its get/set retries transient errors)
+RMW_ATTEMPTS = 8
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -100,6 +118,25 @@ def _without(policy: Policy, unwanted: Mapping[str, set[str]]) -> Policy:
     return new
 
 
+def _read_modify_write(
+    cloud: Cloud,
+    once: Callable[[], T],
+    *,
+    key: str,
+    retry_on: tuple[Predicate, ...],
+    attempts: int,
+) -> T:
+    """Run ``once`` (one read-modify-write) under the resource's lock, redoing it on a policy
+    conflict or what ``retry_on`` names, at most ``attempts`` times; the lock is released
+    while the retry sleeps."""
+
+    def locked() -> T:
+        with _lock(key):
+            return once()
+
+    return cloud.call(locked, retry_on=retry.POLICY_CONFLICT + retry_on, attempts=attempts)
+
+
 def ensure_bindings(
     cloud: Cloud,
     *,
@@ -107,8 +144,11 @@ def ensure_bindings(
     set: Callable[[Policy], Policy],
     wanted: Mapping[str, set[str]],
     key: str = "",
+    retry_on: tuple[Predicate, ...] = (),
+    attempts: int = RMW_ATTEMPTS,
 ) -> bool:
-    """Grant every (role, member) of ``wanted``; True when a write was made."""
+    """Grant every (role, member) of ``wanted``; True when a write was made. ``retry_on``
+    adds reasons to redo the read-modify-write (see the module's docstring for the bound)."""
 
     def rmw() -> bool:
         policy = get()
@@ -118,8 +158,9 @@ def ensure_bindings(
         set(_with_added(policy, missing))
         return True
 
-    with _lock(key or f"anonymous:{id(get)}"):
-        return cloud.call(rmw, retry_on=retry.POLICY_CONFLICT)
+    return _read_modify_write(
+        cloud, rmw, key=key or f"anonymous:{id(get)}", retry_on=retry_on, attempts=attempts
+    )
 
 
 def remove_bindings(
@@ -129,6 +170,8 @@ def remove_bindings(
     set: Callable[[Policy], Policy],
     unwanted: Mapping[str, set[str]],
     key: str = "",
+    retry_on: tuple[Predicate, ...] = (),
+    attempts: int = RMW_ATTEMPTS,
 ) -> bool:
     """Revoke every (role, member) of ``unwanted`` (and the deleted-account tombstones of
     those members); True when a write was made."""
@@ -140,5 +183,6 @@ def remove_bindings(
         set(_without(policy, unwanted))
         return True
 
-    with _lock(key or f"anonymous:{id(get)}"):
-        return cloud.call(rmw, retry_on=retry.POLICY_CONFLICT)
+    return _read_modify_write(
+        cloud, rmw, key=key or f"anonymous:{id(get)}", retry_on=retry_on, attempts=attempts
+    )

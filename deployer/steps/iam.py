@@ -12,7 +12,9 @@
 Every policy is changed by the one read-modify-write (gcp/policy.py): only missing members are
 added, nothing else in the policy is touched. A binding naming a service account IAM does not
 see yet (400 "Service account ... does not exist", for a minute or more after creation) is
-retried by that same call with backoff (retry predicate below): one mechanism.
+retried by that same read-modify-write with backoff (``sa_not_visible`` is passed to it as one
+more reason to redo it): one retry loop, at most PROPAGATION_ATTEMPTS read-modify-writes, whose
+get and set each ride out transient errors on their own (the bound is in gcp/policy.py).
 
 destroy removes our members from every policy still there (the project's, and those of kept
 secrets and buckets), including the ``deleted:serviceAccount:...`` form a binding takes once
@@ -35,8 +37,8 @@ if TYPE_CHECKING:
 
 Policy = dict[str, Any]
 
-#: attempts of one read-modify-write while a new service account propagates (backoff 0.5 s
-#: doubling to 16 s: about two minutes)
+#: read-modify-writes of one policy at most, while a new service account propagates or
+#: concurrent writers conflict (backoff 0.5 s doubling to 16 s: about two minutes)
 PROPAGATION_ATTEMPTS = 12
 
 
@@ -179,18 +181,15 @@ class _Bindings:
                 self._ensure(cloud, t)
 
     def _ensure(self, cloud: Cloud, t: Target) -> None:
-        wanted = {r: set(m) for r, m in t.wanted.items()}
-
-        def once() -> bool:
-            return iam_policy.ensure_bindings(
-                cloud,
-                get=lambda: t.get(cloud),
-                set=lambda p: t.set(cloud, p),
-                wanted=wanted,
-                key=self._lock_key(t),
-            )
-
-        cloud.call(once, retry_on=(sa_not_visible,), attempts=PROPAGATION_ATTEMPTS)
+        iam_policy.ensure_bindings(
+            cloud,
+            get=lambda: t.get(cloud),
+            set=lambda p: t.set(cloud, p),
+            wanted={r: set(m) for r, m in t.wanted.items()},
+            key=self._lock_key(t),
+            retry_on=(sa_not_visible,),
+            attempts=PROPAGATION_ATTEMPTS,
+        )
 
     def _remove(self, cloud: Cloud, t: Target) -> bool:
         return iam_policy.remove_bindings(

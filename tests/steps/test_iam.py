@@ -10,13 +10,14 @@ import pytest
 from deployer.config import Config, SecretRef
 from deployer.emulator import policies
 from deployer.engine import Engine, Options
+from deployer.errors import Conflict, InvalidArgument, Transient
 from deployer.gcp import policy as iam_policy
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
 from deployer.steps.apis import Apis
 from deployer.steps.base import Action, Secret
 from deployer.steps.bucket import MediaBucket, SourcesBucket
-from deployer.steps.iam import IamBuild, IamRuntime
+from deployer.steps.iam import PROPAGATION_ATTEMPTS, IamBuild, IamRuntime, Target
 from deployer.steps.registry import Registry
 from deployer.steps.secrets import Secrets
 from deployer.steps.service_accounts import ServiceAccounts
@@ -120,6 +121,67 @@ def test_bindings_table_is_least_privilege():
         (f"bucket/{n.staging_bucket}", "roles/storage.objectViewer"),
         (f"repository/{n.registry}", "roles/artifactregistry.writer"),
     }
+
+
+# -- the retry bound -----------------------------------------------------------------------------
+
+
+def _refusals():
+    """setIamPolicy refusals as they interleave in production: concurrent writers (409 ABORTED)
+    while a new account is still invisible to IAM (400), forever."""
+    n = 0
+    while True:
+        n += 1
+        if n % 8 == 0:
+            yield InvalidArgument(
+                "Service account b@p.iam.gserviceaccount.com does not exist (HTTP 400)", code=400
+            )
+        else:
+            yield Conflict("concurrent policy change (HTTP 409)", code=409, status="ABORTED")
+
+
+def test_one_retry_layer_bounds_the_read_modify_writes():
+    """Conflicts and a not-yet-visible account are retried by one read-modify-write loop:
+    at most PROPAGATION_ATTEMPTS writes (nested layers made it 12 x 8), and the resource's
+    lock is not held while the loop sleeps."""
+    from deployer.gcp import policy as pol
+
+    refusals = _refusals()
+    calls = {"get": 0, "set": 0}
+    key = f"{PROJECT}/bound-test"
+
+    def get(_cloud):
+        calls["get"] += 1
+        return {"etag": "e", "bindings": []}
+
+    def put(_cloud, _policy):
+        calls["set"] += 1
+        raise next(refusals)
+
+    def sleep(_seconds):
+        assert not pol._lock(key).locked(), "slept while holding the policy lock"
+
+    cloud = Cloud(PROJECT, CONFIG.region, clients=None, sleep=sleep)  # type: ignore[arg-type]
+    target = Target("bound-test", {"roles/x": frozenset({BUILD_SA})}, get, put)
+    with pytest.raises((Conflict, InvalidArgument)):
+        BUILD._ensure(cloud, target)
+    assert calls["set"] == PROPAGATION_ATTEMPTS
+    assert calls["get"] == PROPAGATION_ATTEMPTS
+
+
+def test_transient_errors_are_not_retried_by_the_read_modify_write():
+    """A transient error left after get/set's own retries is not retried again around them."""
+    calls = {"set": 0}
+
+    def put(_cloud, _policy):
+        calls["set"] += 1
+        raise Transient("backend unavailable (HTTP 503)", code=503)
+
+    cloud = Cloud(PROJECT, CONFIG.region, clients=None, sleep=lambda s: None)  # type: ignore[arg-type]
+    target = Target("t", {"roles/x": frozenset({BUILD_SA})}, lambda c: {"bindings": []}, put)
+    with pytest.raises(Transient):
+        BUILD._ensure(cloud, target)
+    assert calls["set"] == 1  # here set is a bare function; the wrappers' cloud.call retries
 
 
 # -- against the emulator ----------------------------------------------------------------------
