@@ -280,6 +280,18 @@ def _task_template_defaults(t: dict[str, Any], number: str) -> dict[str, Any]:
     return t
 
 
+def _check_service_account(emu: Emulator, template: dict[str, Any]) -> None:
+    """A user-managed runtime service account must exist and be visible (400 as Google answers
+    for an account that does not exist or was created less than ``iam.sa.propagation`` ago);
+    Google's own accounts (Compute default, ...) are taken as existing."""
+    email = template.get("serviceAccount") or ""
+    if not email or not policies._user_managed(email):
+        return
+    sa = emu.store.get(policies.SA_KIND, email)
+    if sa is None or float(sa.get("_visibleAt", 0.0)) > emu.clock():
+        raise ApiError(400, f"Service account {email} does not exist.")
+
+
 def _uri(service: str, pid: str, location: str) -> str:
     h = hashlib.sha256(f"{pid}/{location}/{service}".encode()).hexdigest()
     alphabet = string.ascii_lowercase + string.digits
@@ -484,6 +496,7 @@ def _deploy(
     now = _now(emu)
     location = parent.split("/")[3]
     template = _revision_template_defaults(spec.get("template") or {}, number)
+    _check_service_account(emu, template)
     for key in _SERVICE_SPEC:
         if key == "template":
             continue
@@ -870,6 +883,7 @@ def _update_job(
     now = _now(emu)
     template = copy.deepcopy(spec.get("template") or {})
     template["template"] = _task_template_defaults(template.get("template") or {}, number)
+    _check_service_account(emu, template["template"])
     template.setdefault("taskCount", 1)
     for key in _JOB_SPEC:
         if key in spec:

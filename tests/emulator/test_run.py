@@ -320,3 +320,30 @@ def test_grant_records_go_with_the_policy(clients: dict[str, Any], emulator: Any
     assert emulator.emu.store.list(policies.GRANTED_KIND, created.name + "|")
     j.delete_job(name=created.name).result(polling=POLL)
     assert emulator.emu.store.list(policies.GRANTED_KIND, created.name + "|") == []
+
+
+def test_runtime_service_account_must_exist(clients: dict[str, Any], emulator: Any) -> None:
+    s, j = clients["services"], clients["jobs"]
+    with pytest.raises(exceptions.BadRequest, match=f"Service account {SA} does not exist"):
+        s.create_service(parent=PARENT, service=service(service_account=SA), service_id="a")
+    job = run_v2.Job(
+        template=run_v2.ExecutionTemplate(
+            template=run_v2.TaskTemplate(
+                service_account=SA, containers=[run_v2.Container(image="gcr.io/d/a:1")]
+            )
+        )
+    )
+    with pytest.raises(exceptions.BadRequest, match="does not exist"):
+        j.create_job(parent=PARENT, job=job, job_id="mig")
+    # created but not yet visible: still refused; visible: accepted
+    emulator.emu.store.put(
+        policies.SA_KIND, SA, {"email": SA, "_visibleAt": emulator.emu.clock() + 3600}
+    )
+    with pytest.raises(exceptions.BadRequest, match="does not exist"):
+        s.create_service(parent=PARENT, service=service(service_account=SA), service_id="a")
+    emulator.emu.store.put(policies.SA_KIND, SA, {"email": SA, "_visibleAt": 0.0})
+    s.create_service(parent=PARENT, service=service(service_account=SA), service_id="a")
+    j.create_job(parent=PARENT, job=job, job_id="mig")
+    # Google's own accounts are taken as existing
+    compute = "123-compute@developer.gserviceaccount.com"
+    s.create_service(parent=PARENT, service=service(service_account=compute), service_id="b")
