@@ -371,9 +371,14 @@ def _template_problem(
             if not ref:
                 continue
             project, secret, version = _secret_ref(ref, pid)
-            _, number = resolve(emu, project)
             where = f"spec.template.spec.containers[{ci}].env[{ei}].value_from.secret_key_ref.name"
-            resolved = _secret_version(emu, project, secret, version)
+            try:  # projects/<number>/secrets/... names the same secret as projects/<id>/...
+                project, number = resolve(emu, project)
+            except ApiError:
+                number = project
+                resolved = None
+            else:
+                resolved = _secret_version(emu, project, secret, version)
             path = f"projects/{number}/secrets/{secret}/versions/{resolved or version}"
             if resolved is None:
                 return f"{where}: Secret {path} was not found"

@@ -347,3 +347,25 @@ def test_runtime_service_account_must_exist(clients: dict[str, Any], emulator: A
     # Google's own accounts are taken as existing
     compute = "123-compute@developer.gserviceaccount.com"
     s.create_service(parent=PARENT, service=service(service_account=compute), service_id="b")
+
+
+def test_secret_referenced_by_project_number(clients: dict[str, Any], emulator: Any) -> None:
+    s, sm = clients["services"], clients["secrets"]
+    emulator.emu.store.put(policies.SA_KIND, SA, {"email": SA, "_visibleAt": 0.0})
+    emulator.control.set_latency(durations={"iam.secret_grant.propagation": 0.0})
+    _secret(clients, "token")
+    res = f"projects/{PROJECT}/secrets/token"
+    policy = sm.get_iam_policy(request={"resource": res})
+    policy.bindings.add(role="roles/secretmanager.secretAccessor", members=[f"serviceAccount:{SA}"])
+    sm.set_iam_policy(request={"resource": res, "policy": policy})
+    number = sm.get_secret(name=res).name.split("/")[1]
+    assert number.isdigit()
+    ref = f"projects/{number}/secrets/token"
+    ok = s.create_service(parent=PARENT, service=service(**_env(ref)), service_id="a")
+    assert ok.result(polling=POLL).terminal_condition.state.name == "CONDITION_SUCCEEDED"
+    with pytest.raises(exceptions.FailedPrecondition, match="was not found"):
+        s.create_service(
+            parent=PARENT,
+            service=service(**_env("projects/999999999999/secrets/token")),
+            service_id="b",
+        ).result(polling=POLL)
