@@ -20,8 +20,15 @@ if TYPE_CHECKING:
 TIMEOUT = 60.0
 
 
-def _number(version: dict[str, Any]) -> int:
+def version_number(version: dict[str, Any]) -> int:
+    """The number of a secret version dict (its name ends in /versions/<n>)."""
     return int(str(version.get("name", "0")).rsplit("/", 1)[-1])
+
+
+def latest_enabled(versions: list[dict[str, Any]]) -> str | None:
+    """The highest ENABLED version number as a string, or None when none is enabled."""
+    enabled = [version_number(v) for v in versions if v.get("state") == "ENABLED"]
+    return str(max(enabled)) if enabled else None
 
 
 class SecretsApi:
@@ -68,6 +75,13 @@ class SecretsApi:
         return to_dict(
             self.cloud.call(lambda: c.update_secret(request=request, retry=None, timeout=TIMEOUT))
         )
+
+    def merge_labels(self, secret_id: str, labels: dict[str, str]) -> dict[str, Any] | None:
+        """Set ``labels`` on the secret, keeping its other labels; None when it is absent."""
+        found = self.get_secret(secret_id)
+        if found is None:
+            return None
+        return self.update_labels(secret_id, {**(found.get("labels") or {}), **labels})
 
     def delete_secret(self, secret_id: str) -> bool:
         """Delete the secret and every version; False when it was already gone."""
@@ -119,16 +133,15 @@ class SecretsApi:
     def latest_version(self, secret_id: str) -> str | None:
         """The highest ENABLED version number as a string, or None (no secret or none enabled).
         Cloud Run references pin this number."""
-        versions = self.list_versions(secret_id) or []
-        enabled = [_number(v) for v in versions if v.get("state") == "ENABLED"]
-        return str(max(enabled)) if enabled else None
+        return latest_enabled(self.list_versions(secret_id) or [])
 
     def add_version(self, secret_id: str, value: Secret) -> str:
         """Add a version holding ``value``; returns its number.
 
         addVersion is not idempotent (a retried call whose first try was applied adds a second
-        version), so it is sent without the retry policy: after a transient failure the versions
-        are re-read, and the call is repeated only when no version appeared."""
+        version), so each attempt of the one retried call lists the versions first: an attempt
+        after a lost response finds the version the lost one added and returns it instead of
+        sending the payload again."""
         import google_crc32c
 
         c = self._client
@@ -137,24 +150,23 @@ class SecretsApi:
             "parent": self._name(secret_id),
             "payload": {"data": data, "data_crc32c": int(google_crc32c.value(data))},
         }
-        before = {_number(v) for v in (self.list_versions(secret_id) or [])}
-        delay = 0.5
-        for attempt in range(6):
-            try:
-                added = self.cloud.call(
-                    lambda: c.add_secret_version(request=request, retry=None, timeout=TIMEOUT),
-                    retry_on=(),
-                )
-                return str(_number(to_dict(added)))
-            except errors.Transient:
-                if attempt == 5:
-                    raise
-                self.cloud.sleep(delay)
-                delay = min(delay * 2, 16.0)
-                new = {_number(v) for v in (self.list_versions(secret_id) or [])} - before
-                if new:
-                    return str(max(new))
-        raise AssertionError("unreachable")
+        listing = {"parent": self._name(secret_id)}
+        before: set[int] | None = None  # the versions seen by the first attempt
+
+        def attempt() -> str:
+            nonlocal before
+            seen = {
+                version_number(to_dict(v))
+                for v in c.list_secret_versions(request=listing, retry=None, timeout=TIMEOUT)
+            }
+            if before is None:
+                before = seen
+            elif seen - before:  # an earlier attempt was applied, its response lost
+                return str(max(seen - before))
+            added = c.add_secret_version(request=request, retry=None, timeout=TIMEOUT)
+            return str(version_number(to_dict(added)))
+
+        return self.cloud.call(attempt)
 
     def access(self, secret_id: str, version: str) -> Secret:
         """The payload of ``version`` (a number or "latest") as a Secret."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deployer.errors import Conflict, DeployError, NotOurs
+from deployer.gcp.secrets import latest_enabled, version_number
 from deployer.steps.base import Action, Change, FieldChange, Secret, field_changes
 
 if TYPE_CHECKING:
@@ -28,15 +29,6 @@ if TYPE_CHECKING:
     from deployer.gcp.cloud import Cloud
 
 CREATED = "created with 1 version"
-
-
-def _number(version: dict[str, Any]) -> int:
-    return int(str(version.get("name", "0")).rsplit("/", 1)[-1])
-
-
-def is_ours(labels: dict[str, str] | None, tenant: str) -> bool:
-    labels = labels or {}
-    return labels.get("managed-by") == "djdeploy" and labels.get("djdeploy-tenant") == tenant
 
 
 @dataclass(frozen=True)
@@ -75,11 +67,10 @@ class Secrets:
                 generated[sid] = None
                 continue
             versions = cloud.secrets.list_versions(sid) or []
-            enabled = [_number(v) for v in versions if v.get("state") == "ENABLED"]
             generated[sid] = {
                 "labels": dict(s.get("labels") or {}),
                 "versions": len(versions),
-                "latest": str(max(enabled)) if enabled else None,
+                "latest": latest_enabled(versions),
             }
         if all(v is None for v in generated.values()):
             return None  # nothing of ours exists (destroy waits for this)
@@ -101,7 +92,8 @@ class Secrets:
                 state = "ok" if ok else "no-enabled-version"
             else:
                 ok = any(
-                    _number(v) == int(ref.version) and v.get("state") == "ENABLED" for v in versions
+                    version_number(v) == int(ref.version) and v.get("state") == "ENABLED"
+                    for v in versions
                 )
                 state = "ok" if ok else "version-not-enabled"
             out.append({"env": env, "secret": ref.secret, "version": ref.version, "state": state})
@@ -147,12 +139,13 @@ class Secrets:
         info: dict[str, str] = {}
         tenant = self.config.tenant
         p = self.config.project
+        owns = self.config.names.owns
         for sid in ids:
             s = observed["generated"].get(sid)
             if s is None:
                 fields.append(FieldChange(sid, None, CREATED))
                 continue
-            if not is_ours(s["labels"], tenant):
+            if not owns(s["labels"]):
                 problems.append(
                     f"secret {sid} exists but is not labelled as djdeploy's for tenant {tenant} "
                     f"(labels {s['labels'] or 'none'}): it is not adopted; delete it "
@@ -208,9 +201,7 @@ class Secrets:
                 self._create(cloud, sid)
                 continue
             if "labels" in what:
-                current = cloud.secrets.get_secret(sid) or {}
-                merged = {**(current.get("labels") or {}), **self.labels}
-                cloud.secrets.update_labels(sid, merged)
+                cloud.secrets.merge_labels(sid, self.labels)
             if "versions" in what:
                 self._first_version(cloud, sid)
 
@@ -221,7 +212,7 @@ class Secrets:
             found = cloud.secrets.get_secret(sid)
             if found is None:
                 raise
-            if not is_ours(found.get("labels"), self.config.tenant):
+            if not self.config.names.owns(found.get("labels")):
                 raise NotOurs(
                     f"secret {sid} already exists in project {self.config.project} without "
                     "djdeploy's labels for this tenant: delete it or choose another tenant/app"
@@ -250,7 +241,7 @@ class Secrets:
             found = cloud.secrets.get_secret(sid)
             if found is None:
                 continue
-            if not is_ours(found.get("labels"), self.config.tenant):
+            if not self.config.names.owns(found.get("labels")):
                 kept.append(sid)
                 continue
             if cloud.secrets.delete_secret(sid):

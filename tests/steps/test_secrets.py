@@ -30,6 +30,10 @@ IDS = list(STEP.generated)
 OURS = dict(CFG.names.labels)
 
 
+def without(labels: dict[str, str], key: str) -> dict[str, str]:
+    return {k: v for k, v in labels.items() if k != key}
+
+
 def gen(versions: int = 1, latest: str | None = "1", labels: dict[str, str] | None = None):
     return {
         "labels": dict(OURS if labels is None else labels),
@@ -62,11 +66,17 @@ def observed(**over: Any) -> dict[str, Any]:
             [],
             "none is enabled",
         ),
-        (
-            observed(generated={IDS[2]: gen(labels={**OURS, "djdeploy-app": "other"})}),
+        (  # one of our labels removed by hand: drift, repaired
+            observed(generated={IDS[2]: gen(labels=without(OURS, "djdeploy-app"))}),
             Action.UPDATE,
             [f"{IDS[2]}.labels.djdeploy-app"],
             "",
+        ),
+        (  # labelled for another app (or tenant): not ours, never adopted
+            observed(generated={IDS[2]: gen(labels={**OURS, "djdeploy-app": "other"})}),
+            Action.UPDATE,
+            [],
+            "not labelled as djdeploy's",
         ),
         (
             observed(generated={IDS[2]: gen(labels={"team": "x"})}),
@@ -216,7 +226,8 @@ def test_drift_and_empty_secret(emulator):
     cloud = make_cloud(emulator)
     assert up(cloud).ok
     sid = CFG.names.secret_key
-    cloud.secrets.update_labels(sid, {**OURS, "djdeploy-app": "x", "team": "t"})
+    stripped = {k: v for k, v in OURS.items() if k != "djdeploy-app"}
+    cloud.secrets.update_labels(sid, {**stripped, "team": "t"})
     # an empty secret of ours gets its first version
     empty = CFG.names.secret_superuser_password
     cloud.secrets.delete_secret(empty)
@@ -327,3 +338,57 @@ def test_list_managed(emulator):
     found = cloud.secrets.list_managed()
     assert sorted(f["name"] for f in found) == sorted(IDS)
     assert all(f["kind"] == "secret" and f["labels"] == OURS for f in found)
+
+
+def test_add_version_is_one_idempotent_retried_call(emulator, monkeypatch):
+    """add_version goes through the one retry policy as a single call whose every attempt
+    re-lists the versions: a lost response never adds a second version, a refused request is
+    sent again."""
+    cloud = make_cloud(emulator)
+    cloud.secrets.create_secret("one", OURS)
+    calls: list[object] = []
+    real_call = cloud.call
+
+    def counting(fn, **kwargs):
+        calls.append(fn)
+        return real_call(fn, **kwargs)
+
+    monkeypatch.setattr(cloud, "call", counting)
+    emulator.control.add_fault(method="POST", path=r"/one:addVersion$", action="drop", times=1)
+    assert cloud.secrets.add_version("one", Secret("v1")) == "1"
+    assert len(calls) == 1
+    emulator.control.add_fault(method="POST", path=r"/one:addVersion$", code=503, times=1)
+    assert cloud.secrets.add_version("one", Secret("v2")) == "2"
+    assert len(calls) == 2
+    monkeypatch.undo()
+    assert [v["name"].rsplit("/", 1)[-1] for v in cloud.secrets.list_versions("one")] == ["2", "1"]
+    adds = [e for e in emulator.emu.transcript.entries() if e["path"].endswith(":addVersion")]
+    assert [e["status"] for e in adds] == [None, 503, 200]  # dropped, refused, sent again
+    assert cloud.secrets.access("one", "2").reveal() == "v2"
+
+
+def test_removed_tenant_label_is_drift_repaired(emulator):
+    """One of our labels removed by hand: still ours (managed-by=djdeploy), so up puts it back."""
+    cloud = make_cloud(emulator)
+    assert up(cloud).ok
+    sid = CFG.names.secret_key
+    stripped = {k: v for k, v in OURS.items() if k != "djdeploy-tenant"}
+    cloud.secrets.update_labels(sid, {**stripped, "team": "t"})
+    change = STEP.diff(STEP.observe(cloud))
+    assert change.failure == ""
+    assert [f.path for f in change.fields] == [f"{sid}.labels.djdeploy-tenant"]
+    result = up(cloud)
+    assert result.ok, [r.error for r in result.results]
+    assert cloud.secrets.get_secret(sid)["labels"] == {**OURS, "team": "t"}
+    assert cloud.secrets.latest_version(sid) == "1"  # never regenerated
+
+
+def test_another_tenants_secret_is_never_adopted(emulator):
+    cloud = make_cloud(emulator)
+    other = {**OURS, "djdeploy-tenant": "other"}
+    cloud.secrets.create_secret(CFG.names.secret_key, other)
+    result = up(cloud)
+    assert not result.ok
+    assert "not labelled as djdeploy's" in result.results[-1].error
+    assert destroy(cloud, True).action is Action.NOOP
+    assert cloud.secrets.get_secret(CFG.names.secret_key)["labels"] == other
