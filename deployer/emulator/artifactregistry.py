@@ -393,6 +393,21 @@ def image_exists(emu: Emulator, ref: str) -> bool:
     return emu.store.get(TAG_KIND, ref) is not None
 
 
+def digest_exists(emu: Emulator, ref: str) -> bool:
+    """Whether ``<l>-docker.pkg.dev/<p>/<r>/<image>[:<tag>]@sha256:<hex>`` names a pushed image
+    (the tag, when given, is ignored: the digest decides, as for docker)."""
+    m = re.match(
+        r"^([a-z0-9-]+)-docker\.pkg\.dev/([^/]+)/([^/]+)/([^:@]+)(?::[\w][\w.-]{0,127})?"
+        r"@(sha256:[0-9a-f]{64})$",
+        ref,
+    )
+    if not m:
+        return False
+    location, project_id, repo, image, digest = m.groups()
+    key = f"{repo_name(project_id, location, repo)}/{image}@{digest}"
+    return emu.store.get(IMAGE_KIND, key) is not None
+
+
 def _images(emu: Emulator, name: str) -> list[dict[str, Any]]:
     return [v for _, v in emu.store.list(IMAGE_KIND, name + "/")]
 

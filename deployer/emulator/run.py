@@ -292,6 +292,54 @@ def _check_service_account(emu: Emulator, template: dict[str, Any]) -> None:
         raise ApiError(400, f"Service account {email} does not exist.")
 
 
+#: env names Cloud Run sets itself in a service's containers: a template may not set them
+RESERVED_ENV = ("PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION")
+#: a probe's defaults when the template leaves them out
+_PROBE_DEFAULT_TIMEOUT, _PROBE_DEFAULT_PERIOD = 1, 10
+
+
+def _check_template(template: dict[str, Any], *, service: bool) -> None:
+    """The synchronous (400) checks of a revision / task template that matter to a deployment:
+    Cloud Storage volumes need the second generation (services: jobs always run gen2), a
+    probe's timeout may not exceed its period, reserved env names are refused (services)."""
+    spec = "spec.template.spec" if service else "spec.template.spec.template.spec"
+    if service and template.get("executionEnvironment") != "EXECUTION_ENVIRONMENT_GEN2":
+        for vi, vol in enumerate(template.get("volumes") or []):
+            if "gcs" in vol:
+                raise ApiError(
+                    400,
+                    f"{spec}.volumes[{vi}].csi: Cloud Storage volumes are only supported in "
+                    "the second generation execution environment. Set the execution "
+                    "environment to gen2 (executionEnvironment EXECUTION_ENVIRONMENT_GEN2).",
+                )
+    for ci, c in enumerate(template.get("containers") or []):
+        for field, proto in (
+            ("startupProbe", "startup_probe"),
+            ("livenessProbe", "liveness_probe"),
+        ):
+            probe = c.get(field)
+            if not probe:
+                continue
+            timeout = int(probe.get("timeoutSeconds") or _PROBE_DEFAULT_TIMEOUT)
+            period = int(probe.get("periodSeconds") or _PROBE_DEFAULT_PERIOD)
+            if timeout > period:
+                raise ApiError(
+                    400,
+                    f"{spec}.containers[{ci}].{proto}.timeout_seconds: must be less than or "
+                    f"equal to period_seconds ({timeout} > {period}).",
+                )
+        if service:
+            names = [e.get("name") for e in c.get("env") or []]
+            reserved = [n for n in RESERVED_ENV if n in names]
+            if reserved:
+                raise ApiError(
+                    400,
+                    f"{spec}.containers[{ci}].env: The following reserved env names were "
+                    f"provided: {', '.join(reserved)}. These values are automatically set by "
+                    "the system.",
+                )
+
+
 def _uri(service: str, pid: str, location: str) -> str:
     h = hashlib.sha256(f"{pid}/{location}/{service}".encode()).hexdigest()
     alphabet = string.ascii_lowercase + string.digits
@@ -346,15 +394,22 @@ def _can_read_secret(emu: Emulator, project: str, secret: str, sa: str, at: floa
     return False
 
 
+#: Google's public sample images (Artifact Registry hosted, not in any emulated project)
+PUBLIC_IMAGE_PREFIXES = ("us-docker.pkg.dev/cloudrun/container/",)
+
+
 def _image_problem(emu: Emulator, image: str) -> str | None:
+    from . import artifactregistry
+
     host = image.split("/", 1)[0]
-    if not host.endswith("-docker.pkg.dev") or "@" in image:
-        return None  # only Artifact Registry tags are checked
-    last = image.rsplit("/", 1)[-1]
-    ref = image if ":" in last else image + ":latest"
-    if emu.store.get("artifactregistry.tag", ref) is None:
-        return f"Image '{image}' not found."
-    return None
+    if not host.endswith("-docker.pkg.dev") or image.startswith(PUBLIC_IMAGE_PREFIXES):
+        return None  # only Artifact Registry images are checked
+    if "@" in image:
+        found = artifactregistry.digest_exists(emu, image)
+    else:
+        last = image.rsplit("/", 1)[-1]
+        found = artifactregistry.image_exists(emu, image if ":" in last else image + ":latest")
+    return None if found else f"Image '{image}' not found."
 
 
 def _template_problem(
@@ -501,6 +556,7 @@ def _deploy(
     now = _now(emu)
     location = parent.split("/")[3]
     template = _revision_template_defaults(spec.get("template") or {}, number)
+    _check_template(template, service=True)
     _check_service_account(emu, template)
     for key in _SERVICE_SPEC:
         if key == "template":
@@ -888,6 +944,7 @@ def _update_job(
     now = _now(emu)
     template = copy.deepcopy(spec.get("template") or {})
     template["template"] = _task_template_defaults(template.get("template") or {}, number)
+    _check_template(template["template"], service=False)
     _check_service_account(emu, template["template"])
     template.setdefault("taskCount", 1)
     for key in _JOB_SPEC:

@@ -369,3 +369,58 @@ def test_secret_referenced_by_project_number(clients: dict[str, Any], emulator: 
             service=service(**_env("projects/999999999999/secrets/token")),
             service_id="b",
         ).result(polling=POLL)
+
+
+def test_template_validation(clients: dict[str, Any], emulator: Any) -> None:
+    s = clients["services"]
+    gcs = run_v2.Volume(name="media", gcs=run_v2.GCSVolumeSource(bucket="b"))
+    with pytest.raises(exceptions.BadRequest, match="second generation"):
+        s.create_service(parent=PARENT, service=service(volumes=[gcs]), service_id="a")
+    gen2 = run_v2.ExecutionEnvironment.EXECUTION_ENVIRONMENT_GEN2
+    s.create_service(
+        parent=PARENT, service=service(volumes=[gcs], execution_environment=gen2), service_id="a"
+    ).result(polling=POLL)
+
+    probe = run_v2.Probe(
+        http_get=run_v2.HTTPGetAction(path="/health/"), timeout_seconds=20, period_seconds=10
+    )
+    with pytest.raises(exceptions.BadRequest, match="timeout_seconds"):
+        s.create_service(
+            parent=PARENT, service=service(container={"liveness_probe": probe}), service_id="b"
+        )
+    probe.timeout_seconds = 10
+    s.create_service(
+        parent=PARENT, service=service(container={"liveness_probe": probe}), service_id="b"
+    )
+
+    for name in ("PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"):
+        env = [run_v2.EnvVar(name=name, value="x")]
+        with pytest.raises(
+            exceptions.BadRequest, match=f"reserved env names were provided: {name}"
+        ):
+            s.create_service(parent=PARENT, service=service(container={"env": env}), service_id="c")
+
+
+def test_image_references(clients: dict[str, Any], emulator: Any) -> None:
+    from deployer.emulator import artifactregistry
+
+    s = clients["services"]
+    digest = "sha256:" + "ab" * 32
+    base = f"{REGION}-docker.pkg.dev/{PROJECT}/repo/app"
+    with pytest.raises(exceptions.FailedPrecondition, match="not found"):
+        s.create_service(parent=PARENT, service=service(f"{base}@{digest}"), service_id="a").result(
+            polling=POLL
+        )
+    emulator.emu.store.put(
+        "artifactregistry.repository",
+        f"projects/{PROJECT}/locations/{REGION}/repositories/repo",
+        {"name": f"projects/{PROJECT}/locations/{REGION}/repositories/repo", "format": "DOCKER"},
+    )
+    artifactregistry.push_image(emulator.emu, AR_IMAGE, digest, build_time=0.0)
+    for i, image in enumerate((f"{base}@{digest}", f"{AR_IMAGE}@{digest}")):
+        op = s.create_service(parent=PARENT, service=service(image), service_id=f"ok{i}")
+        assert op.result(polling=POLL).terminal_condition.state.name == "CONDITION_SUCCEEDED"
+    # Google's public sample images exist for every project
+    sample = "us-docker.pkg.dev/cloudrun/container/hello"
+    op = s.create_service(parent=PARENT, service=service(sample), service_id="hello")
+    assert op.result(polling=POLL).terminal_condition.state.name == "CONDITION_SUCCEEDED"
