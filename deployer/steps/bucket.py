@@ -6,7 +6,8 @@ across every project of every customer, so a 409 on create may be someone else's
 adopted only when its labels say it is ours.
 
 - MediaBucket ("bucket", data): names.bucket in media.location (default: the region), labelled
-  with the tenant's labels. destroy keeps it unless --delete-data, which empties then deletes it.
+  with the tenant's labels; ours by ``config.names.owns`` (the rule every tenant resource
+  shares). destroy keeps it unless --delete-data, which empties then deletes it.
 - SourcesBucket ("sources-bucket"): names.staging_bucket, shared by every tenant of the project
   (labelled managed-by=djdeploy only), objects deleted after 30 days by a lifecycle rule.
   destroy keeps it.
@@ -172,13 +173,8 @@ class MediaBucket(_BucketStep):
         return dict(self.config.names.labels)
 
     def is_ours(self, labels: Mapping[str, str] | None) -> bool:
-        """Ours when it carries our tenant label, or managed-by=djdeploy without another
-        tenant's label (so one label removed by hand is drift to repair, not a stranger)."""
-        labels = labels or {}
-        owner = labels.get("djdeploy-tenant")
-        if owner is not None:
-            return owner == self.config.tenant
-        return labels.get("managed-by") == "djdeploy"
+        """The rule every tenant resource shares (``Names.owns``)."""
+        return self.config.names.owns(labels)
 
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
         observed = cloud.storage.get_bucket(self.bucket)
@@ -228,6 +224,7 @@ class SourcesBucket(_BucketStep):
         return [{"action": {"type": "Delete"}, "condition": {"age": SOURCE_RETENTION_DAYS}}]
 
     def is_ours(self, labels: Mapping[str, str] | None) -> bool:
+        """Shared by every tenant of the project, so no tenant's rule: managed-by=djdeploy."""
         return (labels or {}).get("managed-by") == "djdeploy"
 
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:

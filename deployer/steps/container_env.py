@@ -8,7 +8,9 @@ a template, so a new secret version never silently changes what a running revisi
 next `up` shows the change and deploys it.
 
 Also the pieces of the container spec the service and the jobs share (volumes, mounts, VPC
-access, the runtime service account), so the three stay identical.
+access, the runtime service account), so the three stay identical, and the checks both make
+before comparing specs: is the resource ours (``config.names.owns``), and does every secret it
+reads have an enabled version.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deployer.contract import CONTRACT
+from deployer.errors import DeployError, NotOurs
+from deployer.steps.base import Action, Change
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -120,6 +124,20 @@ def missing_secrets(config: Config, target: str, inputs: Inputs) -> list[str]:
     ]
 
 
+def require_inputs(cloud: Cloud, config: Config, target: str, what: str) -> Inputs:
+    """observe_inputs for an apply: DeployError naming ``what`` ("service demo-django") when
+    a secret it reads has no enabled version (nothing could be deployed)."""
+    inputs = observe_inputs(cloud, config, (target,))
+    missing = missing_secrets(config, target, inputs)
+    if missing:
+        raise DeployError(
+            f"{what}: no enabled version for "
+            + ", ".join(missing)
+            + ": run up again after the secrets step, or add a version"
+        )
+    return inputs
+
+
 def build_env(config: Config, target: str, inputs: Inputs) -> list[dict[str, Any]]:
     """The env list (Cloud Run v2 JSON) for target "service", "migrate" or "db-init", sorted by
     name. Raises KeyError for a contract variable without a value here (a test guards it) and
@@ -144,6 +162,59 @@ def build_env(config: Config, target: str, inputs: Inputs) -> list[dict[str, Any
             "valueSource": {"secretKeyRef": {"secret": sid, "version": str(pinned)}},
         }
     return [env[k] for k in sorted(env)]
+
+
+# -- what the service and the jobs check first ---------------------------------------------------
+
+
+def short(name: str | None) -> str:
+    """The last segment of a resource name (a revision, an execution)."""
+    return (name or "").rsplit("/", 1)[-1]
+
+
+def not_ours(kind: str, name: str) -> NotOurs:
+    """The refusal for a Cloud Run ``kind`` ("service", "job") under our name that is not ours."""
+    return NotOurs(
+        f"Cloud Run {kind} {name} exists but was not created by djdeploy for this tenant "
+        f"(no managed-by=djdeploy / djdeploy-tenant labels): delete it or choose another "
+        "tenant or app name"
+    )
+
+
+def refusal(
+    config: Config,
+    *,
+    step: str,
+    resource: str,
+    kind: str,
+    name: str,
+    labels: Mapping[str, str] | None,
+    target: str,
+    inputs: Inputs,
+    info: Mapping[str, str],
+) -> Change | None:
+    """What the service and the jobs check before comparing specs: the Change that reports
+    why nothing can be done (not ours; a secret without an enabled version), or None."""
+    if not config.names.owns(labels):
+        return Change(
+            step,
+            resource,
+            Action.UPDATE,
+            f"{kind} {name} is not managed by djdeploy",
+            failure=str(not_ours(kind, name)),
+            info=info,
+        )
+    missing = missing_secrets(config, target, inputs)
+    if missing:
+        return Change(
+            step,
+            resource,
+            Action.UPDATE,
+            "secrets without an enabled version",
+            failure="no enabled version for " + ", ".join(missing),
+            info=info,
+        )
+    return None
 
 
 # -- the container pieces the service and the jobs share -----------------------------------------

@@ -22,10 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from deployer.errors import Conflict, DeployError
+from deployer.errors import Conflict
 from deployer.steps import container_env as ce
 from deployer.steps.base import Action, Change, field_changes
-from deployer.steps.service import not_ours, owned
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -35,10 +34,6 @@ SPEC_LABEL = "djdeploy-spec"
 IMAGE_LABEL = "djdeploy-image"
 MAX_RETRIES = 0  # a failed migration is not retried blindly: the user reads the logs
 TIMEOUT_SECONDS = 1800
-
-
-def _short(name: str | None) -> str:
-    return (name or "").rsplit("/", 1)[-1]
 
 
 def _completed(execution: dict[str, Any]) -> dict[str, Any]:
@@ -141,26 +136,20 @@ class _Job:
         executions: list[dict[str, Any]] = observed["executions"]
         inputs: ce.Inputs = observed["inputs"]
         newest = executions[0] if executions else None
-        info = {"execution": _short(newest.get("name"))} if newest else {}
-        if not owned(job.get("labels"), self.config):
-            return Change(
-                self.name,
-                self.resource,
-                Action.UPDATE,
-                f"job {jid} is not managed by djdeploy",
-                failure=str(not_ours("job", jid)),
-                info=info,
-            )
-        missing = ce.missing_secrets(self.config, self.command, inputs)
-        if missing:
-            return Change(
-                self.name,
-                self.resource,
-                Action.UPDATE,
-                "secrets without an enabled version",
-                failure="no enabled version for " + ", ".join(missing),
-                info=info,
-            )
+        info = {"execution": ce.short(newest.get("name"))} if newest else {}
+        refused = ce.refusal(
+            self.config,
+            step=self.name,
+            resource=self.resource,
+            kind="job",
+            name=jid,
+            labels=job.get("labels"),
+            target=self.command,
+            inputs=inputs,
+            info=info,
+        )
+        if refused is not None:
+            return refused
         if job.get("reconciling") or job.get("generation") != job.get("observedGeneration"):
             return Change(self.name, self.resource, Action.WAIT, f"job {jid} updating", info=info)
         desired = self.desired(inputs)
@@ -180,7 +169,7 @@ class _Job:
                 self.name,
                 self.resource,
                 Action.WAIT,
-                f"execution {_short(newest.get('name'))} running",
+                f"execution {ce.short(newest.get('name'))} running",
                 info=info,
             )
         marker = desired["template"]["labels"][self.marker_label]
@@ -194,8 +183,8 @@ class _Job:
                 self.resource,
                 Action.NOOP,
                 f"{self.name} succeeded for the current {self.what} "
-                f"(execution {_short(done.get('name'))})",
-                info={**info, "execution": _short(done.get("name"))},
+                f"(execution {ce.short(done.get('name'))})",
+                info={**info, "execution": ce.short(done.get("name"))},
             )
         failure = ""
         if current and execution_state(current[0]) == "failed":
@@ -216,21 +205,14 @@ class _Job:
     def failure(self, execution: dict[str, Any]) -> str:
         message = _completed(execution).get("message") or "the execution failed"
         logs = execution.get("logUri") or "Cloud Logging"
-        return f"execution {_short(execution.get('name'))} failed: {message}; logs: {logs}"
+        return f"execution {ce.short(execution.get('name'))} failed: {message}; logs: {logs}"
 
     def apply(self, cloud: Cloud, change: Change) -> None:
         jid = self.job_id
         if change.action is Action.RUN:
             cloud.run.run_job(jid)
             return
-        inputs = ce.observe_inputs(cloud, self.config, (self.command,))
-        missing = ce.missing_secrets(self.config, self.command, inputs)
-        if missing:
-            raise DeployError(
-                f"job {jid}: no enabled version for "
-                + ", ".join(missing)
-                + ": run up again after the secrets step, or add a version"
-            )
+        inputs = ce.require_inputs(cloud, self.config, self.command, f"job {jid}")
         body = self.desired(inputs)
         current = cloud.run.get_job(jid)
         if current is None:
@@ -239,8 +221,8 @@ class _Job:
                 return
             except Conflict:
                 current = cloud.run.get_job(jid)
-        if current is None or not owned(current.get("labels"), self.config):
-            raise not_ours("job", jid)
+        if current is None or not self.config.names.owns(current.get("labels")):
+            raise ce.not_ours("job", jid)
         cloud.run.update_job(body)
 
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
@@ -248,7 +230,7 @@ class _Job:
         current = cloud.run.get_job(jid)
         if current is None:
             return Change(self.name, self.resource, Action.NOOP, f"job {jid} is gone")
-        if not owned(current.get("labels"), self.config):
+        if not self.config.names.owns(current.get("labels")):
             return Change(
                 self.name, self.resource, Action.NOOP, f"kept: job {jid} is not managed by djdeploy"
             )

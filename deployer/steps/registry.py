@@ -1,7 +1,8 @@
 """The Artifact Registry docker repository the image is pushed to.
 
 One repository per tenant and app (``names.registry``), format DOCKER, carrying our labels.
-A repository under our name that is not labelled as ours is never adopted nor deleted.
+A repository under our name that is not ours (``config.names.owns``: the rule every step
+shares) is never adopted nor deleted; one of our labels removed by hand is drift ``up`` repairs.
 
 destroy deletes it: it holds only images, and every image is rebuilt from source by the next
 ``up`` (the image step tags images by the digest of their source). It is not user data.
@@ -9,7 +10,6 @@ destroy deletes it: it holds only images, and every image is rebuilt from source
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,16 +19,6 @@ from deployer.steps.base import Action, Change, field_changes
 if TYPE_CHECKING:
     from deployer.config import Config
     from deployer.gcp.cloud import Cloud
-
-
-def is_ours(labels: Mapping[str, str] | None, tenant: str) -> bool:
-    """A resource is ours when it carries our tenant label, or managed-by=djdeploy without
-    another tenant's label. No labels at all: not ours."""
-    labels = labels or {}
-    owner = labels.get("djdeploy-tenant")
-    if owner is not None:
-        return owner == tenant
-    return labels.get("managed-by") == "djdeploy"
 
 
 @dataclass(frozen=True)
@@ -63,7 +53,7 @@ class Registry:
                 tuple(field_changes(self.desired(), None)),
                 info=info,
             )
-        if not is_ours(observed.get("labels"), self.config.tenant):
+        if not self.config.names.owns(observed.get("labels")):
             return Change(
                 self.name,
                 self._resource,
@@ -124,12 +114,12 @@ class Registry:
                 existing = cloud.registry.get_repository(self.repo_id)
                 if existing is None:
                     raise  # gone again: the engine re-observes and retries
-                if not is_ours(existing.get("labels"), self.config.tenant):
+                if not self.config.names.owns(existing.get("labels")):
                     raise NotOurs(self._not_ours_message()) from None
                 observed = existing
         elif change.action is Action.UPDATE:
             observed = cloud.registry.get_repository(self.repo_id) or {}
-            if observed and not is_ours(observed.get("labels"), self.config.tenant):
+            if observed and not self.config.names.owns(observed.get("labels")):
                 raise NotOurs(self._not_ours_message())
         else:
             return
@@ -141,7 +131,7 @@ class Registry:
         observed = cloud.registry.get_repository(self.repo_id)
         if observed is None:
             return Change(self.name, self._resource, Action.NOOP, f"{self._resource} is absent")
-        if not is_ours(observed.get("labels"), self.config.tenant):
+        if not self.config.names.owns(observed.get("labels")):
             return Change(
                 self.name,
                 self._resource,

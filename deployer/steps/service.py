@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from deployer.errors import Conflict, DeployError, NotOurs
+from deployer.errors import Conflict
 from deployer.steps import container_env as ce
 from deployer.steps.base import Action, Change, field_changes
 
@@ -34,23 +34,6 @@ _INGRESS = {
 #: set on the template to roll out a new revision of an unchanged spec (after a failed one)
 REDEPLOY_ANNOTATION = "djdeploy.dev/redeploy"
 READY_QUERY = "ready=1"
-
-
-def owned(labels: dict[str, str] | None, config: Config) -> bool:
-    """Ours when our tenant label says so, or (tenant label lost to drift) managed-by does."""
-    labels = labels or {}
-    tenant = labels.get("djdeploy-tenant")
-    if tenant is not None:
-        return tenant == config.tenant and labels.get("djdeploy-app", config.app) == config.app
-    return labels.get("managed-by") == "djdeploy"
-
-
-def not_ours(kind: str, name: str) -> NotOurs:
-    return NotOurs(
-        f"Cloud Run {kind} {name} exists but was not created by djdeploy for this tenant "
-        f"(no managed-by=djdeploy / djdeploy-tenant labels): delete it or choose another "
-        "tenant or app name"
-    )
 
 
 def readiness_path(path: str) -> str:
@@ -130,33 +113,27 @@ class Service:
         svc: dict[str, Any] = observed["service"]
         inputs: ce.Inputs = observed["inputs"]
         url = n.service_url(inputs.project_number)
-        info = {"url": url, "revision": _short(svc.get("latestReadyRevision"))}
-        if not owned(svc.get("labels"), self.config):
-            return Change(
-                self.name,
-                self.resource,
-                Action.UPDATE,
-                f"service {n.service} is not managed by djdeploy",
-                failure=str(not_ours("service", n.service)),
-                info=info,
-            )
-        missing = ce.missing_secrets(self.config, ce.SERVICE, inputs)
-        if missing:
-            return Change(
-                self.name,
-                self.resource,
-                Action.UPDATE,
-                "secrets without an enabled version",
-                failure="no enabled version for " + ", ".join(missing),
-                info=info,
-            )
+        info = {"url": url, "revision": ce.short(svc.get("latestReadyRevision"))}
+        refused = ce.refusal(
+            self.config,
+            step=self.name,
+            resource=self.resource,
+            kind="service",
+            name=n.service,
+            labels=svc.get("labels"),
+            target=ce.SERVICE,
+            inputs=inputs,
+            info=info,
+        )
+        if refused is not None:
+            return refused
         cond = svc.get("terminalCondition") or {}
         if svc.get("reconciling") or svc.get("generation") != svc.get("observedGeneration"):
             return Change(
                 self.name,
                 self.resource,
                 Action.WAIT,
-                f"deploying revision {_short(svc.get('latestCreatedRevision'))}",
+                f"deploying revision {ce.short(svc.get('latestCreatedRevision'))}",
                 info=info,
             )
         desired = self.desired(inputs)
@@ -177,8 +154,8 @@ class Service:
                 self.name,
                 self.resource,
                 Action.UPDATE,
-                f"revision {_short(svc.get('latestCreatedRevision'))} failed; "
-                f"{_short(svc.get('latestReadyRevision')) or 'no revision'} keeps serving",
+                f"revision {ce.short(svc.get('latestCreatedRevision'))} failed; "
+                f"{ce.short(svc.get('latestReadyRevision')) or 'no revision'} keeps serving",
                 failure=cond.get("message") or "the revision failed",
                 info=info,
             )
@@ -199,16 +176,9 @@ class Service:
 
     def apply(self, cloud: Cloud, change: Change) -> None:
         n = self.config.names
-        if change.failure and not owned(_labels(cloud, n.service), self.config):
-            raise not_ours("service", n.service)
-        inputs = ce.observe_inputs(cloud, self.config, (ce.SERVICE,))
-        missing = ce.missing_secrets(self.config, ce.SERVICE, inputs)
-        if missing:
-            raise DeployError(
-                f"service {n.service}: no enabled version for "
-                + ", ".join(missing)
-                + ": run up again after the secrets step, or add a version"
-            )
+        if change.failure and not n.owns(_labels(cloud, n.service)):
+            raise ce.not_ours("service", n.service)
+        inputs = ce.require_inputs(cloud, self.config, ce.SERVICE, f"service {n.service}")
         body = self.desired(inputs)
         if change.action is Action.CREATE:
             try:
@@ -216,8 +186,8 @@ class Service:
                 return
             except Conflict:
                 current = cloud.run.get_service(n.service)
-                if current is None or not owned(current.get("labels"), self.config):
-                    raise not_ours("service", n.service) from None
+                if current is None or not n.owns(current.get("labels")):
+                    raise ce.not_ours("service", n.service) from None
                 # ours (an earlier run created it): bring it to the spec
         current = cloud.run.get_service(n.service)
         if current is None:
@@ -234,7 +204,7 @@ class Service:
         current = cloud.run.get_service(n.service)
         if current is None:
             return Change(self.name, self.resource, Action.NOOP, f"service {n.service} is gone")
-        if not owned(current.get("labels"), self.config):
+        if not n.owns(current.get("labels")):
             return Change(
                 self.name,
                 self.resource,
@@ -245,10 +215,6 @@ class Service:
             return Change(self.name, self.resource, Action.DELETE, "deletion in progress")
         cloud.run.delete_service(n.service)
         return Change(self.name, self.resource, Action.DELETE, f"deleted service {n.service}")
-
-
-def _short(name: str | None) -> str:
-    return (name or "").rsplit("/", 1)[-1]
 
 
 def _labels(cloud: Cloud, service: str) -> dict[str, str] | None:

@@ -2,13 +2,16 @@
 and the identity Cloud Build runs as.
 
 Service accounts carry no labels: ours are recognised by their description, which names
-djdeploy, the tenant and the app. A new account is eventually consistent (GET answers 404 for
-a while, and IAM refuses bindings naming it): the step WAITs until GET answers for both
-accounts; an account the list shows but GET does not is "created, not visible yet".
+djdeploy, the tenant and the app (DESCRIPTION, written and read here only: an account of
+another tenant or app is never adopted, as ``Names.owns`` decides for labelled resources).
+A new account is eventually consistent (GET answers 404 for a while, and IAM refuses bindings
+naming it): the step WAITs until GET answers for both accounts; an account the list shows but
+GET does not is "created, not visible yet".
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,6 +24,15 @@ if TYPE_CHECKING:
     from deployer.gcp.cloud import Cloud
 
 ROLES = ("runtime", "build")
+
+#: the description that marks an account as ours (service accounts have no labels)
+DESCRIPTION = "djdeploy {role} service account of tenant {tenant} (app {app}); managed by djdeploy"
+_DESCRIPTION_RE = re.compile(
+    re.escape(DESCRIPTION)
+    .replace(re.escape("{role}"), "(?:runtime|build)")
+    .replace(re.escape("{tenant}"), r"(?P<tenant>\S+)")
+    .replace(re.escape("{app}"), r"(?P<app>\S+)")
+)
 
 
 @dataclass(frozen=True)
@@ -45,14 +57,18 @@ class ServiceAccounts:
         return f"djdeploy {self.config.tenant}/{self.config.app} {what}"
 
     def description(self, role: str) -> str:
-        return (
-            f"djdeploy {role} service account of tenant {self.config.tenant} "
-            f"(app {self.config.app}); managed by djdeploy"
-        )
+        return DESCRIPTION.format(role=role, tenant=self.config.tenant, app=self.config.app)
 
     def is_ours(self, account: dict[str, Any]) -> bool:
-        text = account.get("description") or ""
-        return text.startswith("djdeploy ") and f" of tenant {self.config.tenant} " in text
+        """Its description is DESCRIPTION for our tenant and app."""
+        m = _DESCRIPTION_RE.match(account.get("description") or "")
+        return m is not None and (m["tenant"], m["app"]) == (self.config.tenant, self.config.app)
+
+    def not_ours_message(self, role: str) -> str:
+        return (
+            f"service account {self.email(role)} exists but was not created by "
+            "djdeploy for this tenant: delete it or choose another tenant/app"
+        )
 
     # -- the protocol ------------------------------------------------------------------------
 
@@ -88,10 +104,7 @@ class ServiceAccounts:
                 waiting.append(self.email(role))
                 continue
             if not self.is_ours(account):
-                failure = (
-                    f"service account {self.email(role)} exists but was not created by "
-                    "djdeploy for this tenant: delete it or choose another tenant/app"
-                )
+                failure = self.not_ours_message(role)
                 continue
             if account.get("displayName") != self.display_name(role):
                 fields.append(
@@ -141,10 +154,7 @@ class ServiceAccounts:
             # it exists: ours (a retried create, or a previous run) or someone else's
             account = cloud.iam.get_service_account(self.email(role))
             if account is not None and not self.is_ours(account):
-                raise NotOurs(
-                    f"service account {self.email(role)} exists but was not created by "
-                    "djdeploy for this tenant: delete it or choose another tenant/app"
-                ) from None
+                raise NotOurs(self.not_ours_message(role)) from None
             # not visible yet, or ours: the engine re-observes and waits
 
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:

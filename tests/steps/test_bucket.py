@@ -71,6 +71,13 @@ def _media(**over) -> dict:
         ),
         (_media(labels={}), Action.UPDATE, None, "not labelled as ours"),
         (
+            # another app of our tenant: Names.owns refuses it (the tenant rule alone adopted it)
+            _media(labels={**CONFIG.names.labels, "djdeploy-app": "other"}),
+            Action.UPDATE,
+            None,
+            "not labelled as ours",
+        ),
+        (
             _media(
                 iamConfiguration={
                     "uniformBucketLevelAccess": {"enabled": False},

@@ -76,6 +76,19 @@ def obs(step: Any, j: dict[str, Any] | None = None, execs: list[Any] | None = No
         (DB, obs(DB, execs=[execution(DB, "failed")]), Action.RUN, "exit code 1; logs: https"),
         (DB, obs(DB, job(DB, reconciling=True)), Action.WAIT, ""),
         (DB, obs(DB, job(DB, labels={})), Action.UPDATE, "not created by djdeploy"),
+        (
+            MIG,
+            obs(MIG, job(MIG, labels={"managed-by": "djdeploy", "djdeploy-app": "other"})),
+            Action.UPDATE,
+            "not created by djdeploy",
+        ),
+        (
+            # one of our labels removed by hand: drift that up repairs, not a stranger
+            DB,
+            obs(DB, job(DB, labels={"djdeploy-tenant": "demo"})),
+            Action.UPDATE,
+            "",
+        ),
         (MIG, obs(MIG, execs=[execution(MIG, "succeeded")]), Action.NOOP, ""),
         (MIG, obs(MIG, execs=[execution(MIG, "succeeded", marker="x")]), Action.RUN, ""),
         (

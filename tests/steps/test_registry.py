@@ -14,7 +14,7 @@ from deployer.errors import NotOurs
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
 from deployer.steps.base import Action, Change
-from deployer.steps.registry import Registry, is_ours
+from deployer.steps.registry import Registry
 from tests.contract import check_transcript
 
 PROJECT = "registry-proj"
@@ -58,6 +58,13 @@ REPO_NAME = f"projects/{PROJECT}/locations/{REGION}/repositories/demo-django"
             [],
             "never takes over",
         ),
+        (
+            # another app of our tenant: Names.owns refuses it (the tenant rule alone adopted it)
+            {"format": "DOCKER", "labels": {**LABELS, "djdeploy-app": "other"}},
+            Action.UPDATE,
+            [],
+            "never takes over",
+        ),
         ({"format": "NPM", "labels": LABELS}, Action.UPDATE, [], "not DOCKER"),
     ],
 )
@@ -86,10 +93,14 @@ def test_diff(observed: Any, action: Action, paths: list[str], failure: str) -> 
         ({"managed-by": "djdeploy", "djdeploy-tenant": "other"}, False),
         ({"djdeploy-tenant": "demo"}, True),
         ({"managed-by": "terraform"}, False),
+        ({"managed-by": "djdeploy", "djdeploy-tenant": "demo", "djdeploy-app": "other"}, False),
     ],
 )
 def test_is_ours(labels: Any, ours: bool) -> None:
-    assert is_ours(labels, "demo") is ours
+    """The registry decides with the rule every step shares (Names.owns)."""
+    change = STEP.diff({"format": "DOCKER", "labels": labels})
+    assert (change.failure == "") is ours
+    assert CONFIG.names.owns(labels) is ours
 
 
 # -- on the emulator -----------------------------------------------------------------------------

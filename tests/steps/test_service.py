@@ -182,6 +182,14 @@ def with_env_version(version: str) -> dict[str, Any]:
             "",
         ),
         (live(labels={}), Action.UPDATE, [], "not created by djdeploy"),
+        # another app's service (tenant label lost): Names.owns refuses it, managed-by alone
+        # adopted it
+        (
+            live(labels={"managed-by": "djdeploy", "djdeploy-app": "other"}),
+            Action.UPDATE,
+            [],
+            "not created by djdeploy",
+        ),
         (live(reconciling=True), Action.WAIT, [], ""),
         (live(generation="2"), Action.WAIT, [], ""),
         (

@@ -76,6 +76,19 @@ def test_diff_refuses_foreign_account():
     assert change.failure and "not created by djdeploy" in change.failure
 
 
+def test_account_of_another_app_is_not_ours():
+    """The description names tenant and app; both must be ours (as Names.owns decides for
+    labelled resources)."""
+    other = ServiceAccounts(Config(tenant=CONFIG.tenant, app="other", project=CONFIG.project))
+    theirs = {**_ours("runtime"), "description": other.description("runtime")}
+    assert not STEP.is_ours(theirs)
+    assert STEP.is_ours(_ours("runtime"))
+    assert STEP.description("build") == (
+        f"djdeploy build service account of tenant {CONFIG.tenant} (app {CONFIG.app}); "
+        "managed by djdeploy"
+    )
+
+
 def test_up_waits_until_visible_then_noop_drift_destroy(emulator):
     cloud = _cloud(emulator)
     # a visibility window long enough to be observed (iam.sa.propagation: 200 s x 0.001)
