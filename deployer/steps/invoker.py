@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from deployer.errors import DeployError, InvalidArgument
+from deployer.errors import CloudError, DeployError, InvalidArgument, means_absent
 from deployer.steps.base import Action, Change, FieldChange
 
 if TYPE_CHECKING:
@@ -42,14 +42,10 @@ class Invoker:
         return f"run service {self.config.names.service} IAM ({ROLE})"
 
     def observe(self, cloud: Cloud) -> dict[str, Any] | None:
-        from deployer.errors import NotFound, PermissionDenied
-
         try:
             policy = cloud.run.get_iam_policy(self.config.names.service)
-        except NotFound:
-            return None
-        except PermissionDenied as exc:  # the Run API not enabled yet: no service
-            if exc.reason == "SERVICE_DISABLED":
+        except CloudError as exc:
+            if means_absent(exc):  # no service (or the Run API not enabled yet)
                 return None
             raise
         return {"policy": policy}

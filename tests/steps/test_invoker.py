@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from deployer.config import ServiceConfig
+from deployer.errors import NotFound, PermissionDenied, means_absent
 from deployer.steps.base import Action
 from deployer.steps.invoker import MEMBER, ROLE, Invoker
 from deployer.steps.service import Service
@@ -43,6 +44,37 @@ def test_diff(cfg: Any, observed: Any, action: Action) -> None:
     change = Invoker(cfg).diff(observed)
     assert change.action is action
     assert change.reason
+
+
+class _Run:
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def get_iam_policy(self, service: str) -> Any:
+        raise self.exc
+
+
+class _Cloud:
+    def __init__(self, exc: Exception) -> None:
+        self.run = _Run(exc)
+
+
+@pytest.mark.parametrize(
+    ("exc", "absent"),
+    [
+        (NotFound("no service (HTTP 404)", code=404), True),
+        (PermissionDenied("Run API off (HTTP 403)", code=403, reason="SERVICE_DISABLED"), True),
+        (PermissionDenied("denied (HTTP 403)", code=403, reason="IAM_PERMISSION_DENIED"), False),
+    ],
+)
+def test_observe_absent_as_errors_means_absent_says(exc: Exception, absent: bool) -> None:
+    """The one rule for "absent" (errors.means_absent), not a copy of it."""
+    assert means_absent(exc) is absent  # type: ignore[arg-type]
+    if absent:
+        assert Invoker(CFG).observe(_Cloud(exc)) is None  # type: ignore[arg-type]
+    else:
+        with pytest.raises(PermissionDenied):
+            Invoker(CFG).observe(_Cloud(exc))  # type: ignore[arg-type]
 
 
 def _members(cloud: Any) -> list[str]:
