@@ -1,6 +1,9 @@
 """The deterministic source archive Cloud Build builds the image from.
 
     build_archive(source, container_dir) -> Archive(data, digest, tag)
+    LazyArchive(source, container_dir)      the same, built when first needed: ``digest`` and
+                                            ``tag`` read the files without compressing, ``data``
+                                            (the tar.gz) only when asked for (an upload)
 
 A gzipped tar of the user's Django project at the root and djdeploy's container files
 (Dockerfile, entrypoint.sh, requirements.txt, djdeploy_runtime/) under ``.djdeploy/``, the layout
@@ -32,8 +35,10 @@ import io
 import os
 import stat
 import tarfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from deployer.errors import ConfigError
@@ -220,13 +225,18 @@ def _tarinfo(arcname: str, path: Path) -> tarfile.TarInfo | None:
 
 
 class _HashingWriter(io.RawIOBase):
-    """Receives the tar stream: hashes it and gzips it into a buffer, in one pass."""
+    """Receives the tar stream: hashes it and, when ``compress``, gzips it into a buffer, in
+    one pass."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, compress: bool = True) -> None:
         self.sha = hashlib.sha256()
         self.buffer = io.BytesIO()
-        self.gz = gzip.GzipFile(
-            filename="", mode="wb", fileobj=self.buffer, mtime=0, compresslevel=GZIP_LEVEL
+        self.gz = (
+            gzip.GzipFile(
+                filename="", mode="wb", fileobj=self.buffer, mtime=0, compresslevel=GZIP_LEVEL
+            )
+            if compress
+            else None
         )
 
     def writable(self) -> bool:
@@ -234,13 +244,13 @@ class _HashingWriter(io.RawIOBase):
 
     def write(self, b: bytes) -> int:  # type: ignore[override]
         self.sha.update(b)
-        self.gz.write(b)
+        if self.gz is not None:
+            self.gz.write(b)
         return len(b)
 
 
-def build_archive(source: Path, container_dir: Path) -> Archive:
-    """The deterministic tar.gz of ``source`` (the Django project) plus ``container_dir``'s
-    files under ``.djdeploy/`` (without its sample project)."""
+def _write_tar(source: Path, container_dir: Path, out: _HashingWriter) -> None:
+    """Stream the deterministic tar of ``source`` plus ``container_dir`` into ``out``."""
     source, container_dir = Path(source), Path(container_dir)
     if not source.is_dir():
         raise ConfigError(f'source "{source}" is not a directory')
@@ -256,7 +266,6 @@ def build_archive(source: Path, container_dir: Path) -> Archive:
     ]
     entries.sort(key=lambda e: e[0])
 
-    out = _HashingWriter()
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
         for arcname, path in entries:
             info = _tarinfo(arcname, path)
@@ -270,9 +279,70 @@ def build_archive(source: Path, container_dir: Path) -> Archive:
                     raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
             else:
                 tar.addfile(info)
-    out.gz.close()
+
+
+def build_archive(source: Path, container_dir: Path) -> Archive:
+    """The deterministic tar.gz of ``source`` (the Django project) plus ``container_dir``'s
+    files under ``.djdeploy/`` (without its sample project)."""
+    out = _HashingWriter()
+    _write_tar(source, container_dir, out)
+    if out.gz is not None:
+        out.gz.close()
     digest = out.sha.hexdigest()
     return Archive(data=out.buffer.getvalue(), digest=digest, tag=tag_for(digest))
+
+
+def archive_digest(source: Path, container_dir: Path) -> str:
+    """``build_archive(...).digest`` without compressing (or keeping) the archive."""
+    out = _HashingWriter(compress=False)
+    _write_tar(source, container_dir, out)
+    return out.sha.hexdigest()
+
+
+class LazyArchive:
+    """The archive of ``source``, built when first needed. ``digest``, ``tag`` and
+    ``object_name`` read the files once (without compressing); ``data`` builds the tar.gz on
+    first use and refuses it when the files changed since the digest was taken (the tag would
+    not say what is in it)."""
+
+    def __init__(self, source: Path, container_dir: Path) -> None:
+        self.source = Path(source)
+        self.container_dir = Path(container_dir)
+        self._lock = threading.Lock()
+        self._built: Archive | None = None
+
+    @cached_property
+    def digest(self) -> str:
+        return archive_digest(self.source, self.container_dir)
+
+    @property
+    def tag(self) -> str:
+        return tag_for(self.digest)
+
+    @property
+    def object_name(self) -> str:
+        return f"sources/{self.tag}.tar.gz"
+
+    @property
+    def built(self) -> bool:
+        """Whether the tar.gz has been built (``data`` asked for)."""
+        return self._built is not None
+
+    @property
+    def data(self) -> bytes:
+        with self._lock:
+            if self._built is None:
+                archive = build_archive(self.source, self.container_dir)
+                if archive.digest != self.digest:
+                    raise ConfigError(
+                        f"the files under {self.source} changed while deploying (image tag "
+                        f"{self.tag}, now {archive.tag}): run up again"
+                    )
+                self._built = archive
+            return self._built.data
+
+    def __repr__(self) -> str:
+        return f"LazyArchive({str(self.source)!r})"
 
 
 def container_dir() -> Path:

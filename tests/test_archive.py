@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from deployer.archive import Archive, build_archive, container_dir, default_source
+from deployer.archive import (
+    Archive,
+    LazyArchive,
+    archive_digest,
+    build_archive,
+    container_dir,
+    default_source,
+)
 from deployer.errors import ConfigError
 
 
@@ -187,3 +194,31 @@ def test_bundled_sample_and_container() -> None:
     assert not any(n.startswith(".djdeploy/sample") for n in names)
     assert build_archive(default_source(), container_dir()).data == a.data
     assert "bytes" in repr(a) and a.tag in repr(a)
+
+
+def test_lazy_archive_digest_without_compressing(project: Path, container: Path) -> None:
+    built = build_archive(project, container)
+    assert archive_digest(project, container) == built.digest
+    lazy = LazyArchive(project, container)
+    assert (lazy.digest, lazy.tag, lazy.object_name) == (
+        built.digest,
+        built.tag,
+        built.object_name,
+    )
+    assert not lazy.built  # the tag alone never builds the tar.gz
+    assert lazy.data == built.data and lazy.built
+
+
+def test_lazy_archive_refuses_files_changed_after_the_digest(
+    project: Path, container: Path
+) -> None:
+    lazy = LazyArchive(project, container)
+    tag = lazy.tag
+    (project / "manage.py").write_text("# changed after the tag was computed\n")
+    with pytest.raises(ConfigError, match=f"changed while deploying \\(image tag {tag}"):
+        _ = lazy.data
+
+
+def test_lazy_archive_unreadable_source_fails_on_digest(tmp_path: Path, container: Path) -> None:
+    with pytest.raises(ConfigError, match="is not a directory"):
+        _ = LazyArchive(tmp_path / "missing", container).tag

@@ -5,10 +5,17 @@ known before any cloud call and the tag says exactly what is in it:
 
     <region>-docker.pkg.dev/<project>/<registry>/<app>:src-<16 hex of the archive's sha256>
 
-observe: does that tag exist? If so, nothing to do (no build). Otherwise the newest build
-carrying the tag: WAIT while it is QUEUED/WORKING, failure (statusDetail + logs URL) when it
-failed. apply uploads the archive to the staging bucket (``sources/<tag>.tar.gz``, skipped when
-it is already there) and starts the build with the build service account; it never waits.
+observe: does that tag exist? If so, nothing to do (no build). Otherwise the newest build of
+*our* image: tagged with the source tag and our tenant (another tenant building the same source
+is not waited on, nor its failure reported), and pushing our image URI (another app of the
+tenant pushes elsewhere). WAIT while it is QUEUED/WORKING, failure (statusDetail + logs URL)
+when it failed. apply uploads the archive to the staging bucket (``sources/<tag>.tar.gz``,
+skipped when it is already there) and starts the build with the build service account; it
+never waits.
+
+The archive is lazy (archive.LazyArchive): the image URI needs only the digest, so plan, status
+and destroy read the source files but never compress them; the tar.gz is built when apply
+uploads it.
 delete: nothing (the images live in the registry, which the registry step deletes).
 """
 
@@ -17,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deployer.archive import Archive, build_archive, container_dir, default_source
+from deployer.archive import Archive, LazyArchive, container_dir, default_source
 from deployer.steps.base import Action, Change, FieldChange
 
 if TYPE_CHECKING:
@@ -27,16 +34,19 @@ if TYPE_CHECKING:
 BUILDER = "gcr.io/cloud-builders/docker"
 BUILD_TIMEOUT = "1800s"
 RUNNING = frozenset({"STATUS_UNKNOWN", "PENDING", "QUEUED", "WORKING"})
+#: builds of the source tag and tenant looked at (newest first) to find the one of our image
+BUILDS_LOOKED_AT = 10
 
 
 @dataclass(frozen=True)
 class Image:
-    """``Image(config)`` builds the archive of config.source (or the bundled sample) when it
-    is constructed, before any cloud call (an unreadable source is a ConfigError then);
+    """``Image(config)`` archives config.source (or the bundled sample) lazily: the digest (so
+    the tag and ``image``) when first asked for, which steps/__init__ does before any cloud
+    call (an unreadable source is a ConfigError then); the tar.gz only when apply uploads it.
     ``Image(config, archive)`` uses the given one."""
 
     config: Config
-    archive: Archive = field(default=None, repr=False)  # type: ignore[assignment]
+    archive: Archive | LazyArchive = field(default=None, repr=False)  # type: ignore[assignment]
     name: str = "image"
     needs: tuple[str, ...] = ("iam-build",)
     data: bool = False
@@ -44,7 +54,7 @@ class Image:
     def __post_init__(self) -> None:
         if self.archive is None:
             source = self.config.source or default_source()
-            object.__setattr__(self, "archive", build_archive(source, container_dir()))
+            object.__setattr__(self, "archive", LazyArchive(source, container_dir()))
 
     @property
     def tag(self) -> str:
@@ -64,10 +74,13 @@ class Image:
     def observe(self, cloud: Cloud) -> dict[str, Any] | None:
         if cloud.registry.tag_exists(self.image):
             return {"exists": True}
-        builds = cloud.build.list_builds(f'tags="{self.tag}"', limit=1)
-        if not builds:
+        builds = cloud.build.list_builds(
+            f'tags="{self.tag}" AND tags="{self.config.tenant}"', limit=BUILDS_LOOKED_AT
+        )
+        ours = next((b for b in builds if self.image in (b.get("images") or [])), None)
+        if ours is None:
             return None
-        return {"exists": False, "build": builds[0]}
+        return {"exists": False, "build": ours}
 
     def diff(self, observed: dict[str, Any] | None) -> Change:
         info = {"image": self.image}

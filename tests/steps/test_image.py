@@ -308,3 +308,49 @@ def test_destroy_twice(emulator: Any) -> None:
     assert engine.up(_steps(config)).ok
     assert len(_builds(emulator.emu.transcript.entries())) == 1
     assert check_transcript(emulator.emu.transcript.entries()) == []
+
+
+def test_another_tenants_build_of_the_same_source_is_not_ours(emulator: Any) -> None:
+    """Tenants deploying the same source share the source tag: the build of another tenant
+    (or of another app of ours) is neither waited on nor reported as our failure."""
+    config = _config()
+    _seed(emulator, config)
+    ours = Image(config)
+    cloud = _engine(emulator).cloud
+    bucket = config.names.staging_bucket  # shared by every tenant: one upload of the source
+    cloud.storage.upload(
+        bucket, ours.archive.object_name, ours.archive.data, content_type="application/gzip"
+    )
+    for other_config in (
+        Config(tenant="other", project=PROJECT, region=REGION),
+        Config(tenant="demo", app="blog", project=PROJECT, region=REGION),
+    ):
+        other = Image(other_config)
+        assert other.tag == ours.tag and other.image != ours.image
+        email = other_config.names.build_sa_email
+        emulator.emu.store.put(SA_KIND, email, {"email": email, "_visibleAt": 0.0})
+        emulator.emu.outcomes.add("build", other.tag, "their step exited with status 1")
+        cloud.build.create_build(other.build_body())
+
+    listed = cloud.build.list_builds(f'tags="{ours.tag}"')
+    assert len(listed) == 2  # both there, under our source tag
+    change = ours.diff(ours.observe(cloud))
+    assert change.action is Action.CREATE
+    assert change.failure == "" and "build" not in change.info
+
+
+def test_lazy_archive_plan_status_destroy_never_compress(monkeypatch: Any) -> None:
+    """The image URI needs the digest only: building the steps (plan, status, destroy) reads
+    the files but never gzips them; apply's upload does."""
+    import deployer.archive as archive_module
+    from deployer.steps import build_steps
+
+    def no_gzip(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("gzip used before an upload")
+
+    monkeypatch.setattr(archive_module.gzip, "GzipFile", no_gzip)
+    steps = build_steps(CONFIG)
+    image = next(s for s in steps if s.name == "image")
+    assert image.image == STEP.image
+    monkeypatch.undo()
+    assert image.archive.data == build_archive(default_source(), container_dir()).data
