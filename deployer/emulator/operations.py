@@ -105,9 +105,28 @@ class Operations:
         self.emu.store.put(OP_KIND, op["id"], op)
 
     def list(self, prefix: str = "") -> list[dict[str, Any]]:
-        """Operations whose target starts with ``prefix``, oldest first."""
-        ops = [v for _, v in self.emu.store.list(OP_KIND) if v["target"].startswith(prefix)]
+        """Operations whose target starts with ``prefix``, oldest first (deleted ones left out)."""
+        ops = [
+            v
+            for _, v in self.emu.store.list(OP_KIND)
+            if v["target"].startswith(prefix) and not v.get("deleted")
+        ]
         return sorted(ops, key=lambda o: (o["created"], o["id"]))
+
+    def delete(self, op_id: str) -> None:
+        """The client is no longer interested (google.longrunning DeleteOperation): a done
+        operation is forgotten; a running one is hidden and forgotten when it completes (its
+        effect still lands)."""
+        store = self.emu.store
+        with store.transaction():
+            op = store.get(OP_KIND, op_id)
+            if op is None:
+                return
+            if op["done"]:
+                store.delete(OP_KIND, op_id)
+            else:
+                op["deleted"] = True
+                store.put(OP_KIND, op_id, op)
 
     def running(self, target_prefix: str) -> builtins.list[dict[str, Any]]:
         """Not-yet-done operations on targets starting with ``target_prefix``."""
@@ -171,7 +190,10 @@ class Operations:
         op["done"] = True
         op["completed"] = self.emu.clock()
         # the completer may have updated op["metadata"] in place; persist everything
-        store.put(OP_KIND, op["id"], op)
+        if op.get("deleted"):
+            store.delete(OP_KIND, op["id"])
+        else:
+            store.put(OP_KIND, op["id"], op)
 
 
 def _due(pending_key: str) -> float:

@@ -1310,7 +1310,12 @@ def cancel_execution(
 def _must_op(req: Request, project: str, location: str, op_id: str) -> dict[str, Any]:
     parent, _, _ = _parent(req.emu, project, location)
     op = req.emu.ops.get(op_id)
-    if op is None or not op["completer"].startswith("run.") or op["args"]["parent"] != parent:
+    if (
+        op is None
+        or op.get("deleted")
+        or not op["completer"].startswith("run.")
+        or op["args"]["parent"] != parent
+    ):
         raise ApiError(404, f"Operation '{parent}/operations/{op_id}' not found.")
     return op
 
@@ -1323,6 +1328,7 @@ def get_operation(req: Request, project: str, location: str, operation: str) -> 
 @router.route("DELETE", "/v2/projects/{project}/locations/{location}/operations/{operation}")
 def delete_operation(req: Request, project: str, location: str, operation: str) -> dict[str, Any]:
     _must_op(req, project, location, operation)
+    req.emu.ops.delete(operation)
     return {}
 
 

@@ -257,3 +257,17 @@ def test_api_disabled(emulator: Any) -> None:
     with pytest.raises(gexc.Forbidden) as err:
         c.create_build(project_id="other-build-proj", build=_build(), parent=PARENT)
     assert err.value.reason == "SERVICE_DISABLED"
+
+
+def test_regional_builds_path(emulator: Any, client: cb.CloudBuildClient) -> None:
+    """The .../locations/{l}/builds routes, as the discovery client sends them (GAPIC uses
+    ?parent= on the global path instead)."""
+    _repo(emulator)
+    builds = emulator.discovery("cloudbuild", "v1").projects().locations().builds()
+    body = json.loads(cb.Build.to_json(_build()))
+    op = builds.create(parent=PARENT, projectId=PROJECT, body=body).execute()
+    assert op["name"].startswith(f"{PARENT}/operations/")
+    build_id = op["metadata"]["build"]["id"]
+    listed = builds.list(parent=PARENT, projectId=PROJECT).execute()
+    assert [b["id"] for b in listed["builds"]] == [build_id]
+    _contract(emulator)

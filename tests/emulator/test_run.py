@@ -424,3 +424,31 @@ def test_image_references(clients: dict[str, Any], emulator: Any) -> None:
     sample = "us-docker.pkg.dev/cloudrun/container/hello"
     op = s.create_service(parent=PARENT, service=service(sample), service_id="hello")
     assert op.result(polling=POLL).terminal_condition.state.name == "CONDITION_SUCCEEDED"
+
+
+def test_job_iam_and_operations_list_delete(clients: dict[str, Any], emulator: Any) -> None:
+    s, j = clients["services"], clients["jobs"]
+    job = run_v2.Job(
+        template=run_v2.ExecutionTemplate(
+            template=run_v2.TaskTemplate(containers=[run_v2.Container(image="gcr.io/d/a:1")])
+        )
+    )
+    created = j.create_job(parent=PARENT, job=job, job_id="mig").result(polling=POLL)
+    policy = j.get_iam_policy(request={"resource": created.name})
+    policy.bindings.add(role="roles/run.invoker", members=["allUsers"])
+    stored = j.set_iam_policy(request={"resource": created.name, "policy": policy})
+    assert [b.role for b in stored.bindings] == ["roles/run.invoker"]
+    allowed = j.test_iam_permissions(
+        request={"resource": created.name, "permissions": ["run.jobs.run", "run.jobs.get"]}
+    )
+    assert set(allowed.permissions) <= {"run.jobs.run", "run.jobs.get"}
+
+    op = s.create_service(parent=PARENT, service=service(), service_id="w")
+    op.result(polling=POLL)
+    listed = s.list_operations(request={"name": PARENT})
+    names = [o.name for o in listed.operations]
+    assert op.operation.name in names
+    s.delete_operation(request={"name": op.operation.name})
+    assert op.operation.name not in [
+        o.name for o in s.list_operations(request={"name": PARENT}).operations
+    ]
