@@ -1,13 +1,15 @@
 """Artifact Registry v1 (discovery client): the docker repository, its IAM policy, image tags.
 
 Repositories are addressed by their short id in ``cloud.project`` / ``cloud.region``. Every call
-goes through ``cloud.call`` with ``num_retries=0`` (one retry layer); create and delete start an
+goes through ``cloud.call`` / ``cloud.read`` by ``_execute`` (the library's retries off: one
+retry layer); create and delete start an
 operation and return without waiting.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -50,9 +52,7 @@ class RegistryApi:
     # -- repositories ------------------------------------------------------------------------
 
     def get_repository(self, repo_id: str) -> dict[str, Any] | None:
-        return self.cloud.read(
-            lambda: self._repos.repositories().get(name=self.name(repo_id)).execute(num_retries=0)
-        )
+        return self.cloud.read(_execute(self._repos.repositories().get(name=self.name(repo_id))))
 
     def create_repository(
         self, repo_id: str, labels: dict[str, str], *, description: str = ""
@@ -61,31 +61,27 @@ class RegistryApi:
         body: dict[str, Any] = {"format": "DOCKER", "labels": dict(labels)}
         if description:
             body["description"] = description
-        result: dict[str, Any] = self.cloud.call(
-            lambda: (
-                self._repos.repositories()
-                .create(parent=self.parent, repositoryId=repo_id, body=body)
-                .execute(num_retries=0)
+        return self.cloud.call(
+            _execute(
+                self._repos.repositories().create(
+                    parent=self.parent, repositoryId=repo_id, body=body
+                )
             )
         )
-        return result
 
     def patch_labels(self, repo_id: str, labels: dict[str, str]) -> dict[str, Any]:
-        result: dict[str, Any] = self.cloud.call(
-            lambda: (
-                self._repos.repositories()
-                .patch(name=self.name(repo_id), updateMask="labels", body={"labels": dict(labels)})
-                .execute(num_retries=0)
+        return self.cloud.call(
+            _execute(
+                self._repos.repositories().patch(
+                    name=self.name(repo_id), updateMask="labels", body={"labels": dict(labels)}
+                )
             )
         )
-        return result
 
     def delete_repository(self, repo_id: str) -> bool:
         """Start deleting the repository (and every image in it); False when it was absent."""
         found = self.cloud.read(
-            lambda: (
-                self._repos.repositories().delete(name=self.name(repo_id)).execute(num_retries=0)
-            )
+            _execute(self._repos.repositories().delete(name=self.name(repo_id)))
         )
         return found is not None
 
@@ -98,12 +94,7 @@ class RegistryApi:
             kwargs: dict[str, Any] = {"parent": self.parent, "pageSize": 1000}
             if token:
                 kwargs["pageToken"] = token
-            page: dict[str, Any] = (
-                self.cloud.read(
-                    lambda kw=kwargs: self._repos.repositories().list(**kw).execute(num_retries=0)  # type: ignore[misc]
-                )
-                or {}
-            )
+            page = self.cloud.read(_execute(self._repos.repositories().list(**kwargs))) or {}
             for repo in page.get("repositories", []):
                 labels = repo.get("labels") or {}
                 if labels.get("managed-by") == "djdeploy":
@@ -121,22 +112,22 @@ class RegistryApi:
     # -- IAM ---------------------------------------------------------------------------------
 
     def get_iam_policy(self, repo_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.cloud.call(
-            lambda: (
-                self._repos.repositories()
-                .getIamPolicy(resource=self.name(repo_id), options_requestedPolicyVersion=3)
-                .execute(num_retries=0)
+        result = self.cloud.call(
+            _execute(
+                self._repos.repositories().getIamPolicy(
+                    resource=self.name(repo_id), options_requestedPolicyVersion=3
+                )
             )
         )
         result.setdefault("bindings", [])
         return result
 
     def set_iam_policy(self, repo_id: str, policy: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self.cloud.call(
-            lambda: (
-                self._repos.repositories()
-                .setIamPolicy(resource=self.name(repo_id), body={"policy": policy})
-                .execute(num_retries=0)
+        result = self.cloud.call(
+            _execute(
+                self._repos.repositories().setIamPolicy(
+                    resource=self.name(repo_id), body={"policy": policy}
+                )
             )
         )
         result.setdefault("bindings", [])
@@ -153,24 +144,32 @@ class RegistryApi:
             f"/packages/{quote(ref['image'], safe='')}/tags/{ref['tag']}"
         )
         found = self.cloud.read(
-            lambda: (
-                self._repos.repositories().packages().tags().get(name=name).execute(num_retries=0)
-            )
+            _execute(self._repos.repositories().packages().tags().get(name=name))
         )
         return found is not None
 
     def list_images(self, repo_id: str) -> list[dict[str, Any]]:
         """The repository's docker images (first 1000), for status."""
-        page: dict[str, Any] = (
+        page = (
             self.cloud.read(
-                lambda: (
+                _execute(
                     self._repos.repositories()
                     .dockerImages()
                     .list(parent=self.name(repo_id), pageSize=1000)
-                    .execute(num_retries=0)
                 )
             )
             or {}
         )
         images: list[dict[str, Any]] = page.get("dockerImages", [])
         return images
+
+
+def _execute(request: Any) -> Callable[[], dict[str, Any]]:
+    """A discovery request as a thunk for cloud.call / cloud.read, with the library's own
+    retries off (one retry layer). Every call of this module goes through it."""
+
+    def run() -> dict[str, Any]:
+        result: dict[str, Any] = request.execute(num_retries=0)
+        return result
+
+    return run
