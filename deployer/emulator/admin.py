@@ -8,7 +8,8 @@ no faults, no latency):
     DELETE /_emulator/faults            clear all;  DELETE /_emulator/faults/{id}: one
     GET    /_emulator/latency           -> {"time_scale", "request_delay", "durations"}
     PUT    /_emulator/latency           body: any of those keys (durations merge)
-    GET    /_emulator/transcript        -> {"entries": [...]}
+    GET    /_emulator/transcript        -> {"entries": [...], "limit", "size", "dropped_entries"}
+    PUT    /_emulator/transcript        body: {"limit": N} -> {"limit", "size", "dropped_entries"}
     DELETE /_emulator/transcript
     GET    /_emulator/state[?kind=K]    -> {kind: {key: value}}
     GET    /_emulator/outcomes          -> {"outcomes": [...]}
@@ -100,7 +101,20 @@ def put_latency(req: Request) -> dict[str, Any]:
 
 @router.route("GET", "/_emulator/transcript")
 def get_transcript(req: Request) -> dict[str, Any]:
-    return {"entries": req.emu.transcript.entries()}
+    t = req.emu.transcript
+    return {"entries": t.entries(), **t.info()}
+
+
+@router.route("PUT", "/_emulator/transcript")
+@_bad_input
+def put_transcript(req: Request) -> dict[str, Any]:
+    body = req.json()
+    unknown = set(body) - {"limit"}
+    if unknown:
+        raise ValueError(f"unknown transcript settings: {sorted(unknown)}")
+    if "limit" in body:
+        req.emu.transcript.set_limit(body["limit"])
+    return req.emu.transcript.info()
 
 
 @router.route("DELETE", "/_emulator/transcript")

@@ -100,6 +100,13 @@ class EmulatorControl:
     def transcript(self) -> list[dict[str, Any]]:
         return self._call("GET", "transcript")["entries"]
 
+    def transcript_info(self) -> dict[str, int]:
+        """{"limit", "size", "dropped_entries"}: entries beyond the limit are evicted."""
+        return dict(self._call("PUT", "transcript", {}))
+
+    def set_transcript_limit(self, limit: int) -> dict[str, int]:
+        return dict(self._call("PUT", "transcript", {"limit": limit}))
+
     def clear_transcript(self) -> None:
         self._call("DELETE", "transcript")
 

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 OP_KIND = "op"
 PENDING_KIND = "op.pending"
+DONE_KIND = "op.done"  # index of completed operations by completion time, for pruning
+#: completed operations are forgotten this long (clock seconds, unscaled) after completing, so
+#: the store and list() stay bounded; anyone polling reads an operation well before that
+KEEP_DONE_SECONDS = 3600.0
 
 
 def completer(name: str) -> Callable[[Completer], Completer]:
@@ -57,8 +61,9 @@ def _pending_key(done_at: float, op_id: str) -> str:
 
 
 class Operations:
-    def __init__(self, emu: Emulator) -> None:
+    def __init__(self, emu: Emulator, *, keep_done: float = KEEP_DONE_SECONDS) -> None:
         self.emu = emu
+        self.keep_done = keep_done
 
     def start(
         self,
@@ -142,7 +147,8 @@ class Operations:
         """Complete, in done_at order, every operation due by now."""
         store = self.emu.store
         now = self.emu.clock()
-        pending = store.list(PENDING_KIND)
+        self.prune(now)
+        pending = store.list(PENDING_KIND, limit=1)
         if not pending or _due(pending[0][0]) > now:
             return  # fast path: no transaction
         with store.transaction():
@@ -158,6 +164,24 @@ class Operations:
                     if op is None or op["done"]:
                         continue
                     self._complete(op)
+
+    def prune(self, now: float | None = None) -> int:
+        """Forget operations completed more than ``keep_done`` seconds ago; how many."""
+        store = self.emu.store
+        now = self.emu.clock() if now is None else now
+        horizon = now - self.keep_done
+        first = store.list(DONE_KIND, limit=1)
+        if not first or _due(first[0][0]) > horizon:
+            return 0  # fast path: nothing old enough
+        n = 0
+        with store.transaction():
+            for key, ref in store.list(DONE_KIND):
+                if _due(key) > horizon:
+                    break
+                store.delete(DONE_KIND, key)
+                if store.delete(OP_KIND, ref["id"]):
+                    n += 1
+        return n
 
     def complete_now(self, op_id: str) -> dict[str, Any] | None:
         """Complete one operation immediately whatever its done_at (for tests)."""
@@ -194,6 +218,7 @@ class Operations:
             store.delete(OP_KIND, op["id"])
         else:
             store.put(OP_KIND, op["id"], op)
+            store.put(DONE_KIND, _pending_key(op["completed"], op["id"]), {"id": op["id"]})
 
 
 def _due(pending_key: str) -> float:

@@ -31,6 +31,7 @@ from .operations import Operations
 from .outcomes import Outcomes
 from .routing import Headers, Request, Response, Router, RouteTable
 from .store import Store
+from .transcript import DEFAULT_LIMIT as TRANSCRIPT_LIMIT
 from .transcript import Transcript
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class Emulator:
         time_scale: float = 1.0,
         clock: Callable[[], float] = time.time,
         modules: tuple[str, ...] = API_MODULES,
+        transcript_limit: int = TRANSCRIPT_LIMIT,
     ) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.clock = clock
@@ -86,7 +88,7 @@ class Emulator:
         self.ops = Operations(self)
         self.faults = Faults(self)
         self.outcomes = Outcomes(self)
-        self.transcript = Transcript()
+        self.transcript = Transcript(transcript_limit)
         self.routes = RouteTable(load_routers(modules))
         from . import admin  # late: admin imports this module's types
 

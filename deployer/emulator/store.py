@@ -114,19 +114,25 @@ class Store:
             cur = self._db.execute("DELETE FROM objects WHERE kind = ? AND key = ?", (kind, key))
             return cur.rowcount > 0
 
-    def list(self, kind: str, prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
-        """(key, value) pairs of ``kind`` whose key starts with ``prefix``, sorted by key."""
+    def list(
+        self, kind: str, prefix: str = "", *, limit: int | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """(key, value) pairs of ``kind`` whose key starts with ``prefix``, sorted by key; the
+        first ``limit`` of them when given."""
+        tail = " LIMIT ?" if limit is not None else ""
+        extra: tuple[int, ...] = (limit,) if limit is not None else ()
         with self._lock:
             if prefix:
                 # range scan on the primary key; the upper bound is prefix + the max code point
                 rows = self._db.execute(
                     "SELECT key, value FROM objects WHERE kind = ? AND key >= ? AND key < ? "
-                    "ORDER BY key",
-                    (kind, prefix, prefix + "\U0010ffff"),
+                    "ORDER BY key" + tail,
+                    (kind, prefix, prefix + "\U0010ffff", *extra),
                 ).fetchall()
             else:
                 rows = self._db.execute(
-                    "SELECT key, value FROM objects WHERE kind = ? ORDER BY key", (kind,)
+                    "SELECT key, value FROM objects WHERE kind = ? ORDER BY key" + tail,
+                    (kind, *extra),
                 ).fetchall()
         return [(k, json.loads(v)) for k, v in rows if k.startswith(prefix)]
 

@@ -792,3 +792,54 @@ def test_main_serve_in_another_process_shares_state(tmp_path):
 def test_state_dir_default_layout(tmp_path: Path):
     Emulator(state_dir=tmp_path / "nested" / "dir")
     assert (tmp_path / "nested" / "dir" / "emulator.sqlite3").exists()
+
+
+def test_completed_operations_are_pruned_after_an_hour():
+    clock = FakeClock()
+    emu = Emulator(time_scale=0.0, clock=clock)
+    old = emu.ops.start(
+        completer="test.core.finish", duration_kind="sql.database", target="t/1", args={}
+    )
+    call(emu, "GET", "/v3/projects/any-proj")  # completes it
+    assert emu.ops.get(old["id"])["done"]  # readable right after it completes
+    clock.advance(1800)
+    new = emu.ops.start(
+        completer="test.core.finish", duration_kind="sql.database", target="t/2", args={}
+    )
+    call(emu, "GET", "/v3/projects/any-proj")
+    clock.advance(1800.5)  # old completed 3600.5 s ago, new 1800.5 s ago
+    call(emu, "GET", "/v3/projects/any-proj")
+    assert emu.ops.get(old["id"]) is None
+    assert [o["id"] for o in emu.ops.list("t/")] == [new["id"]]
+    assert emu.ops.get(new["id"])["done"]
+    # a running operation is never pruned, whatever its age
+    emu.latency.set(time_scale=1.0)
+    slow = emu.ops.start(
+        completer="test.core.finish", duration_kind="sql.database", target="t/3", args={}
+    )
+    clock.advance(7200)
+    assert emu.ops.prune() == 1  # new, not slow
+    assert emu.ops.get(slow["id"]) is not None
+
+
+def test_transcript_is_bounded(emulator):
+    assert emulator.control.transcript_info() == {
+        "limit": 100_000,
+        "size": 0,
+        "dropped_entries": 0,
+    }
+    emulator.control.set_transcript_limit(3)
+    for _ in range(5):
+        raw(emulator.url, "GET", "/v3/projects/any-proj")
+    entries = emulator.control.transcript()
+    assert [e["seq"] for e in entries] == [3, 4, 5]
+    assert emulator.control.transcript_info() == {"limit": 3, "size": 3, "dropped_entries": 2}
+    emulator.control.set_transcript_limit(1)
+    assert emulator.control.transcript_info()["dropped_entries"] == 4
+    with pytest.raises(EmulatorControlError):
+        emulator.control.set_transcript_limit(0)
+    small = Emulator(transcript_limit=2)
+    for _ in range(3):
+        call(small, "GET", "/v3/projects/any-proj")
+    assert small.transcript.info() == {"limit": 2, "size": 2, "dropped_entries": 1}
+    small.store.close()
