@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import logging
 import socket
 import sys
@@ -191,11 +192,17 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _read_body(self) -> bytes:
+        """The request body; raises _BadFraming for a malformed Content-Length or chunk size."""
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             chunks = []
             while True:
                 line = self.rfile.readline()
-                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                try:
+                    size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                except ValueError:
+                    raise _BadFraming(f"Invalid chunk size {line[:40]!r}.") from None
+                if size < 0:
+                    raise _BadFraming(f"Invalid chunk size {line[:40]!r}.")
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
@@ -203,11 +210,42 @@ class _Handler(BaseHTTPRequestHandler):
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline()
             return b"".join(chunks)
-        n = int(self.headers.get("Content-Length") or 0)
+        raw_length = (self.headers.get("Content-Length") or "0").strip()
+        if not raw_length.isdigit():
+            raise _BadFraming(f"Invalid Content-Length {raw_length[:40]!r}.")
+        n = int(raw_length)
         return self.rfile.read(n) if n else b""
 
+    def _send_error_json(self, exc: ApiError) -> None:
+        """A Google error answered outside the emulator (bad framing, a bad request line): the
+        connection is closed after it, since the rest of the stream cannot be trusted."""
+        self.close_connection = True
+        payload = json.dumps(exc.body()).encode()
+        head = (
+            f"HTTP/1.1 {exc.code} {_reason(exc.code)}\r\nContent-Type: {JSON_CT}\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+        ).encode("latin-1")
+        with contextlib.suppress(OSError):
+            self.wfile.write(head + (b"" if self.command == "HEAD" else payload))
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's own errors (bad request line, header too long, ...) in Google's JSON
+        format instead of an HTML page."""
+        self._send_error_json(ApiError(code, message or _reason(code)))
+
+    def __getattr__(self, name: str) -> Any:
+        # any method token (OPTIONS, TRACE, PROPFIND, ...) goes to the emulator, which answers
+        # Google's JSON 404 for a method no route serves (the stdlib would answer an HTML 501)
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
     def _handle(self) -> None:
-        body = self._read_body()
+        try:
+            body = self._read_body()
+        except _BadFraming as exc:
+            self._send_error_json(ApiError(400, str(exc)))
+            return
         path, _, qs = self.path.partition("?")
         if path.startswith("http://") or path.startswith("https://"):  # absolute-form target
             path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
@@ -236,6 +274,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(head + payload)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
+
+
+class _BadFraming(Exception):
+    """The request's body framing (Content-Length, chunk sizes) cannot be parsed."""
 
 
 def _reason(code: int) -> str:

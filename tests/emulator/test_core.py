@@ -843,3 +843,46 @@ def test_transcript_is_bounded(emulator):
         call(small, "GET", "/v3/projects/any-proj")
     assert small.transcript.info() == {"limit": 2, "size": 2, "dropped_entries": 1}
     small.store.close()
+
+
+def _raw_bytes(url: str, data: bytes) -> bytes:
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(data)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            out += chunk
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /v3/projects/p HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"POST /v3/projects/p HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+        b"POST /v3/projects/p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+)
+def test_bad_framing_is_a_google_400(emulator, capsys, request_bytes):
+    answer = _raw_bytes(emulator.url, request_bytes)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"Connection: close" in head
+    err = json.loads(body)["error"]
+    assert err["code"] == 400 and err["status"] == "INVALID_ARGUMENT"
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_unknown_methods_are_json_not_html(emulator):
+    for method in ("OPTIONS", "TRACE", "PROPFIND"):
+        status, headers, body = raw(emulator.url, method, "/v3/projects/any-proj")
+        assert status == 404, method
+        assert headers["Content-Type"].startswith("application/json")
+        assert body["error"]["status"] == "NOT_FOUND"
+    answer = _raw_bytes(emulator.url, b"GARBAGE\r\n\r\n")  # a bad request line
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and json.loads(body)["error"]["code"] == 400
