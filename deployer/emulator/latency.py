@@ -49,9 +49,14 @@ class Latency:
             s = {"time_scale": self.default_time_scale, "request_delay": 0.0, "durations": {}}
         return s
 
-    def init(self) -> None:
-        """Write this process's time scale (the last process started wins)."""
+    def init(self, *, force: bool = False) -> None:
+        """Store this process's time scale when the state has no settings yet, or when
+        ``force`` (explicitly asked: ``djdeploy emulator serve --time-scale``). A process that
+        merely opens a state directory (``djdeploy status --emulator``) keeps the running one's."""
         with self._store.transaction():
+            stored = self._store.get(_KIND, _KEY)
+            if stored is not None and not force:
+                return
             s = self._settings()
             s["time_scale"] = self.default_time_scale
             self._store.put(_KIND, _KEY, s)

@@ -80,12 +80,14 @@ class Emulator:
         clock: Callable[[], float] = time.time,
         modules: tuple[str, ...] = API_MODULES,
         transcript_limit: int = TRANSCRIPT_LIMIT,
+        set_time_scale: bool = False,
     ) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.clock = clock
         self.store = Store(self.state_dir)
         self.latency = Latency(self.store, time_scale)
-        self.latency.init()
+        # a new state takes time_scale; an existing one keeps its own unless set_time_scale
+        self.latency.init(force=set_time_scale)
         self.ops = Operations(self)
         self.faults = Faults(self)
         self.outcomes = Outcomes(self)
@@ -276,6 +278,10 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
 
+#: the port ``djdeploy emulator serve`` listens on by default (the CLI and docs agree)
+DEFAULT_PORT = 8089
+
+
 class _BadFraming(Exception):
     """The request's body framing (Content-Length, chunk sizes) cannot be parsed."""
 
@@ -349,6 +355,7 @@ class RunningEmulator:
         self._server.server_close()
         self._server.close_all()
         self._thread.join(timeout=5)
+        self.emu.store.close()
 
     def __enter__(self) -> RunningEmulator:
         return self
@@ -372,12 +379,13 @@ def serve(emu: Emulator | None = None, host: str = "127.0.0.1", port: int = 0) -
 def main_serve(
     *,
     host: str = "127.0.0.1",
-    port: int = 8080,
+    port: int = DEFAULT_PORT,
     state_dir: Path | str | None = None,
     time_scale: float = 1.0,
 ) -> None:
-    """``djdeploy emulator serve``: serve in the foreground, print the URL, stop on Ctrl-C."""
-    emu = Emulator(state_dir=state_dir, time_scale=time_scale)
+    """``djdeploy emulator serve``: serve in the foreground, print the URL, stop on Ctrl-C. The
+    serving process owns the state directory's time scale: it sets it."""
+    emu = Emulator(state_dir=state_dir, time_scale=time_scale, set_time_scale=True)
     server = _Server((host, port), emu)
     h, p = str(server.server_address[0]), server.server_address[1]
     where = f"state in {emu.state_dir}" if emu.state_dir else "in-memory state"
@@ -390,3 +398,4 @@ def main_serve(
     finally:
         server.server_close()
         server.close_all()
+        emu.store.close()

@@ -886,3 +886,36 @@ def test_unknown_methods_are_json_not_html(emulator):
     answer = _raw_bytes(emulator.url, b"GARBAGE\r\n\r\n")  # a bad request line
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ") and json.loads(body)["error"]["code"] == 400
+
+
+def test_opening_a_state_dir_keeps_its_time_scale(tmp_path):
+    serving = Emulator(state_dir=tmp_path, time_scale=0.01, set_time_scale=True)
+    assert serving.latency.time_scale == 0.01
+    # another process opening the same state (djdeploy status --emulator) changes nothing
+    other = Emulator(state_dir=tmp_path, time_scale=1.0)
+    assert other.latency.time_scale == serving.latency.time_scale == 0.01
+    # unless asked to; a new state takes the given scale
+    Emulator(state_dir=tmp_path, time_scale=0.5, set_time_scale=True).store.close()
+    assert serving.latency.time_scale == 0.5
+    assert Emulator(state_dir=tmp_path / "new", time_scale=0.2).latency.time_scale == 0.2
+    other.store.close()
+    serving.store.close()
+
+
+def test_stop_closes_the_store(tmp_path):
+    import sqlite3
+
+    running = serve(Emulator(state_dir=tmp_path, time_scale=0))
+    running.stop()
+    with pytest.raises(sqlite3.ProgrammingError):
+        running.emu.store.get("x", "y")
+
+
+def test_main_serve_default_port_is_the_cli_one():
+    import inspect
+
+    from deployer.cli import emulator_serve
+    from deployer.emulator import main_serve
+
+    cli_port = inspect.signature(emulator_serve).parameters["port"].default
+    assert inspect.signature(main_serve).parameters["port"].default == cli_port == 8089
