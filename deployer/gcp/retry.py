@@ -27,6 +27,11 @@ def _sql_busy(exc: BaseException) -> bool:
     return isinstance(exc, errors.Conflict) and exc.reason == "operationInProgress"
 
 
+def _sql_stale_data(exc: BaseException) -> bool:
+    """Cloud SQL 412 staleData: the settingsVersion sent is old; redo the read-modify-write."""
+    return isinstance(exc, errors.Conflict) and exc.reason == "staleData"
+
+
 def _concurrent_policy_change(exc: BaseException) -> bool:
     """IAM setIamPolicy 409 ABORTED, storage 412: redo the whole read-modify-write."""
     return (
@@ -37,6 +42,7 @@ def _concurrent_policy_change(exc: BaseException) -> bool:
 
 
 RETRYABLE: tuple[Callable[[BaseException], bool], ...] = (_transient, _sql_busy)
+SQL_SETTINGS: tuple[Callable[[BaseException], bool], ...] = (*RETRYABLE, _sql_stale_data)
 POLICY_CONFLICT: tuple[Callable[[BaseException], bool], ...] = (_concurrent_policy_change,)
 
 

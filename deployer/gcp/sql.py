@@ -8,8 +8,11 @@ return the started ``sql#operation`` and never wait on it: the engine re-observe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from deployer import errors
+from deployer.gcp import retry
 from deployer.secret import Secret
 
 if TYPE_CHECKING:
@@ -61,6 +64,32 @@ class SqlApi:
         return self._call(  # type: ignore[no-any-return]
             lambda a: a.instances().patch(project=self._p, instance=name, body=body)
         )
+
+    def patch_settings(
+        self, name: str, make_patch: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """Read the instance's settings, patch it with ``make_patch(settings)`` and the
+        ``settingsVersion`` that was read; the started operation, or None when the instance is
+        gone. One retried call: a 412 ``staleData`` (the settings changed since the read)
+        redoes the whole read-modify-write, as do transient errors."""
+
+        def attempt() -> dict[str, Any]:
+            api = self._api
+            inst = api.instances().get(project=self._p, instance=name).execute(num_retries=0)
+            settings = inst.get("settings") or {}
+            body = {
+                "settings": {
+                    **make_patch(settings),
+                    "settingsVersion": settings.get("settingsVersion"),
+                }
+            }
+            patch = api.instances().patch(project=self._p, instance=name, body=body)
+            return patch.execute(num_retries=0)  # type: ignore[no-any-return]
+
+        try:
+            return self.cloud.call(attempt, retry_on=retry.SQL_SETTINGS)
+        except errors.NotFound:
+            return None
 
     def delete_instance(self, name: str) -> dict[str, Any] | None:
         """Start deleting; None when the instance was already gone."""
