@@ -5,19 +5,25 @@ Cloud SQL runs one operation at a time per instance; a call made meanwhile answe
 operationInProgress, which the one retry policy waits out. Each step also reports WAIT while an
 operation of its own kind runs, so the engine waits instead of re-applying.
 
+The user's password is the db-password secret's latest enabled version. A password cannot be
+read back, so the version it was set from is recorded as a label on that secret
+(PASSWORD_LABEL): a newer version (`gcloud secrets versions add`) makes the next up set the
+password again.
+
 destroy keeps all three unless --delete-data. With it: the user, then the database, then (never
 for a shared instance) the instance: deletion protection lifted, backups retained on delete, a
-final on-demand backup taken, then the delete.
+final on-demand backup taken and found SUCCESSFUL, then the delete. No final backup, no delete.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from deployer.errors import Conflict, DeployError, NotOurs
-from deployer.steps.base import Action, Change, FieldChange, field_changes
+from deployer.errors import Conflict, DeployError, NotOurs, OperationFailed
+from deployer.gcp.secrets import latest_enabled
+from deployer.steps.base import Action, Change, FieldChange, Secret, field_changes
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -27,11 +33,9 @@ BACKUP_START = "03:00"
 WAIT_STATES = ("PENDING_CREATE", "PENDING_DELETE", "MAINTENANCE", "ONLINE_MAINTENANCE", "REPAIRING")
 FAILED_STATES = ("FAILED", "SUSPENDED")
 FINAL_BACKUP = "djdeploy: final backup before delete"
-
-
-def is_ours(labels: dict[str, str] | None, tenant: str) -> bool:
-    labels = labels or {}
-    return labels.get("managed-by") == "djdeploy" and labels.get("djdeploy-tenant") == tenant
+BACKUP_RUNNING = ("ENQUEUED", "PENDING", "RUNNING", "OVERDUE")
+# On the db-password secret: the version the SQL user's password was last set from.
+PASSWORD_LABEL = "djdeploy-sql-password-version"
 
 
 def _pending(ops: list[dict[str, Any]], types: tuple[str, ...] | None = None) -> list[str]:
@@ -108,7 +112,7 @@ class SqlInstance:
         info = {"connection_name": inst.get("connectionName", ""), "state": state}
         settings = inst.get("settings") or {}
         labels = settings.get("userLabels") or {}
-        if not is_ours(labels, self.config.tenant):
+        if not self.config.names.owns(labels):
             return Change(
                 self.name,
                 name,
@@ -238,7 +242,7 @@ class SqlInstance:
                     "week). Choose another app or tenant name, or wait and run up again"
                 ) from None
             labels = (found.get("settings") or {}).get("userLabels")
-            if not is_ours(labels, self.config.tenant):
+            if not self.config.names.owns(labels):
                 raise NotOurs(
                     f"Cloud SQL instance {name} already exists without djdeploy's labels for "
                     f"tenant {self.config.tenant}: set database.shared_instance to use it, or "
@@ -247,20 +251,20 @@ class SqlInstance:
             # ours (an earlier run created it): adopt; the engine re-observes
 
     def _patch(self, cloud: Cloud, change: Change) -> None:
+        """Patch the settings that differ, against the settings read just before (the gcp
+        layer redoes the read-modify-write on 412 staleData)."""
         wanted = {f.path for f in change.fields}
-        for _attempt in range(3):
-            inst = cloud.sql.get_instance(self.instance)
-            if inst is None:
-                return
-            current = inst.get("settings") or {}
+        desired = self.desired_settings()
+        ours = dict(self.config.names.labels)
+
+        def make_patch(current: dict[str, Any]) -> dict[str, Any]:
             patch: dict[str, Any] = {}
             for path in wanted:
                 keys = path.split(".")[1:]  # drop "settings"
-                if keys[0] == "userLabels":
-                    labels = {**(current.get("userLabels") or {}), **self.config.names.labels}
-                    patch["userLabels"] = labels
+                if keys[0] == "userLabels":  # merged: labels someone else added stay
+                    patch["userLabels"] = {**(current.get("userLabels") or {}), **ours}
                     continue
-                value: Any = self.desired_settings()
+                value: Any = desired
                 for k in keys:
                     value = value[k]
                 node = patch
@@ -268,16 +272,10 @@ class SqlInstance:
                     node = node.setdefault(k, {})
                 node[keys[-1]] = value
             if "backupConfiguration" in patch:
-                patch["backupConfiguration"] = self.desired_settings()["backupConfiguration"]
-            patch["settingsVersion"] = current.get("settingsVersion")
-            try:
-                cloud.sql.patch_instance(self.instance, {"settings": patch})
-                return
-            except Conflict as exc:
-                if exc.reason != "staleData":
-                    raise
-                # someone changed the settings since we read them: read again and retry
-        raise DeployError(f"instance {self.instance}: settings keep changing under us (412)")
+                patch["backupConfiguration"] = desired["backupConfiguration"]
+            return patch
+
+        cloud.sql.patch_settings(self.instance, make_patch)
 
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
         name = self.instance
@@ -299,7 +297,7 @@ class SqlInstance:
         if inst is None:
             return Change(self.name, name, Action.NOOP, f"instance {name} already gone")
         settings = inst.get("settings") or {}
-        if not is_ours(settings.get("userLabels"), self.config.tenant):
+        if not self.config.names.owns(settings.get("userLabels")):
             return Change(
                 self.name, name, Action.NOOP, f"kept: instance {name} is not labelled as ours"
             )
@@ -310,74 +308,149 @@ class SqlInstance:
     def _delete_stage(self, cloud: Cloud, inst: dict[str, Any]) -> Change:
         """One stage of deleting an instance, WAIT while its operation runs. Deletion
         protection is lifted and backups retained (deleting an instance deletes its backups
-        otherwise), then a final backup is taken, then the instance is deleted."""
+        otherwise), then a final backup is taken, then, once that backup is SUCCESSFUL, the
+        instance is deleted. A failed final backup fails the step; an instance that cannot be
+        backed up (not RUNNABLE) is refused: never deleted without its final backup."""
         name = self.instance
+        p = self.config.project
         settings = inst.get("settings") or {}
         running = cloud.sql.pending_operations(name)
         if running:
             kind = running[0].get("operationType")
             return Change(self.name, name, Action.WAIT, f"waiting for {kind} on {name}")
+        final = newest_final_backup(cloud.sql.list_backups(name))
+        status = final.get("status") if final else None
+        if final is not None and status == "FAILED":
+            error = (final.get("error") or {}).get("message") or "no reason given"
+            raise OperationFailed(
+                f"the final backup of Cloud SQL instance {name} failed ({error}), so the "
+                "instance is not deleted (if its deletion protection was lifted, the next up "
+                "turns it back on). Take a backup yourself (gcloud sql backups create "
+                f'--instance={name} --project={p} --description="{FINAL_BACKUP}") and run '
+                "destroy --delete-data again"
+            )
+        if status in BACKUP_RUNNING:
+            return Change(
+                self.name, name, Action.WAIT, f"waiting for the final backup of {name} ({status})"
+            )
+        backed_up = status == "SUCCESSFUL"
+        state = inst.get("state", "")
+        if not backed_up and state != "RUNNABLE":
+            if state in WAIT_STATES:
+                return Change(
+                    self.name, name, Action.WAIT, f"instance {name} is {state}: waiting to back up"
+                )
+            raise DeployError(
+                f"Cloud SQL instance {name} is {state or 'in an unknown state'}, so no final "
+                "backup can be taken: it is not deleted. Bring it back to RUNNABLE (start or "
+                "repair it) and run destroy --delete-data again, or delete it yourself without "
+                f"a backup: gcloud sql instances delete {name} --project={p}"
+            )
         if settings.get("deletionProtectionEnabled") or not settings.get("retainBackupsOnDelete"):
-            cloud.sql.patch_instance(
+            cloud.sql.patch_settings(
                 name,
-                {
-                    "settings": {
-                        "deletionProtectionEnabled": False,
-                        "retainBackupsOnDelete": True,
-                        "settingsVersion": settings.get("settingsVersion"),
-                    }
-                },
+                lambda _: {"deletionProtectionEnabled": False, "retainBackupsOnDelete": True},
             )
             return Change(self.name, name, Action.WAIT, f"lifting deletion protection of {name}")
-        final = [b for b in cloud.sql.list_backups(name) if b.get("description") == FINAL_BACKUP]
-        if inst.get("state") == "RUNNABLE" and not final:
+        if not backed_up:
             cloud.sql.insert_backup(name, FINAL_BACKUP)
             return Change(self.name, name, Action.WAIT, f"taking a final backup of {name}")
         if cloud.sql.delete_instance(name) is None:
             return Change(self.name, name, Action.NOOP, f"instance {name} already gone")
-        backup = " after a final backup (retained after deletion)" if final else ""
-        return Change(self.name, name, Action.DELETE, f"deleting instance {name}{backup}")
+        return Change(
+            self.name,
+            name,
+            Action.DELETE,
+            f"deleting instance {name} after a final backup (retained after deletion)",
+        )
+
+
+def newest_final_backup(backups: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest backup run djdeploy took before deleting (by description), whatever its
+    status; None when there is none."""
+    finals = [b for b in backups if b.get("description") == FINAL_BACKUP]
+
+    def newest(b: dict[str, Any]) -> tuple[str, int]:
+        ident = str(b.get("id") or "0")
+        return (str(b.get("enqueuedTime") or ""), int(ident) if ident.isdigit() else 0)
+
+    return max(finals, key=newest, default=None)
 
 
 @dataclass(frozen=True)
-class SqlDatabase:
+class _OnInstance:
+    """A resource living on the instance (the tenant's database or user): observe reads it
+    and the instance's pending operations of its kinds (OPS); diff WAITs while one runs and
+    answers CREATE when the resource is absent. Subclasses say how to read it (`_get`) and
+    what to do once it exists (`_diff_existing`)."""
+
     config: Config
+    name: str = field(default="", init=False)
+
+    OPS: ClassVar[tuple[str, ...]] = ()
+    KEY: ClassVar[str] = ""  # the resource's key in the observed dict
+
+    @property
+    def resource(self) -> str:
+        raise NotImplementedError
+
+    def _get(self, cloud: Cloud) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def _observe_existing(self, cloud: Cloud) -> dict[str, Any]:
+        """More to read once the resource exists (read-only)."""
+        return {}
+
+    def _create_reason(self) -> str:
+        raise NotImplementedError
+
+    def _diff_existing(self, observed: dict[str, Any]) -> Change:
+        raise NotImplementedError
+
+    def observe(self, cloud: Cloud) -> dict[str, Any] | None:
+        found = self._get(cloud)
+        pending = _pending(cloud.sql.pending_operations(self.config.names.sql_instance), self.OPS)
+        if found is None and not pending:
+            return None
+        more = self._observe_existing(cloud) if found is not None else {}
+        return {self.KEY: found, "pending": pending, **more}
+
+    def diff(self, observed: dict[str, Any] | None) -> Change:
+        instance = self.config.names.sql_instance
+        if observed is not None and observed.get("pending"):
+            ops = ", ".join(observed["pending"])
+            return Change(
+                self.name, self.resource, Action.WAIT, f"operation {ops} running on {instance}"
+            )
+        if observed is None or observed.get(self.KEY) is None:
+            return Change(self.name, self.resource, Action.CREATE, self._create_reason())
+        return self._diff_existing(observed)
+
+
+@dataclass(frozen=True)
+class SqlDatabase(_OnInstance):
     name: str = field(default="sql-database", init=False)
     needs: Sequence[str] = field(default=("sql-instance",), init=False)
     data: bool = field(default=True, init=False)
 
-    OPS = ("CREATE_DATABASE", "DELETE_DATABASE")
+    OPS: ClassVar[tuple[str, ...]] = ("CREATE_DATABASE", "DELETE_DATABASE")
+    KEY: ClassVar[str] = "database"
 
     @property
     def resource(self) -> str:
         n = self.config.names
         return f"{n.sql_instance}/{n.database}"
 
-    def observe(self, cloud: Cloud) -> dict[str, Any] | None:
+    def _get(self, cloud: Cloud) -> dict[str, Any] | None:
         n = self.config.names
-        db = cloud.sql.get_database(n.sql_instance, n.database)
-        pending = _pending(cloud.sql.pending_operations(n.sql_instance), self.OPS)
-        if db is None and not pending:
-            return None
-        return {"database": db, "pending": pending}
+        return cloud.sql.get_database(n.sql_instance, n.database)
 
-    def diff(self, observed: dict[str, Any] | None) -> Change:
+    def _create_reason(self) -> str:
         n = self.config.names
-        if observed is not None and observed.get("pending"):
-            ops = ", ".join(observed["pending"])
-            return Change(
-                self.name,
-                self.resource,
-                Action.WAIT,
-                f"operation {ops} running on {n.sql_instance}",
-            )
-        if observed is None or observed.get("database") is None:
-            return Change(
-                self.name,
-                self.resource,
-                Action.CREATE,
-                f"create database {n.database} on {n.sql_instance}",
-            )
+        return f"create database {n.database} on {n.sql_instance}"
+
+    def _diff_existing(self, observed: dict[str, Any]) -> Change:
+        n = self.config.names
         return Change(
             self.name,
             self.resource,
@@ -416,76 +489,116 @@ class SqlDatabase:
 
 
 @dataclass(frozen=True)
-class SqlUser:
-    config: Config
+class SqlUser(_OnInstance):
+    """The tenant's user, its password the db-password secret's latest enabled version.
+
+    A password cannot be read back: the version it was set from is recorded on the secret as
+    the label PASSWORD_LABEL (Cloud SQL users carry no labels), written by apply after the
+    password is set. observe reads that label and the latest enabled version; diff answers
+    UPDATE when they differ (a new version added by hand, or never recorded), and apply sets
+    the password again (users.update) and records the version."""
+
     name: str = field(default="sql-user", init=False)
     needs: Sequence[str] = field(default=("sql-database", "secrets"), init=False)
     data: bool = field(default=False, init=False)
 
-    OPS = ("CREATE_USER", "DELETE_USER", "UPDATE_USER")
+    OPS: ClassVar[tuple[str, ...]] = ("CREATE_USER", "DELETE_USER", "UPDATE_USER")
+    KEY: ClassVar[str] = "user"
 
     @property
     def resource(self) -> str:
         n = self.config.names
         return f"{n.sql_instance}/{n.db_user}"
 
-    def observe(self, cloud: Cloud) -> dict[str, Any] | None:
+    def _get(self, cloud: Cloud) -> dict[str, Any] | None:
         n = self.config.names
-        user = cloud.sql.get_user(n.sql_instance, n.db_user)
-        pending = _pending(cloud.sql.pending_operations(n.sql_instance), self.OPS)
-        if user is None and not pending:
-            return None
-        return {"user": user, "pending": pending}
+        return cloud.sql.get_user(n.sql_instance, n.db_user)
 
-    def diff(self, observed: dict[str, Any] | None) -> Change:
+    def _observe_existing(self, cloud: Cloud) -> dict[str, Any]:
+        sid = self.config.names.secret_db_password
+        secret = cloud.secrets.get_secret(sid)
+        if secret is None:
+            return {"latest": None, "recorded": None}
+        return {
+            "latest": latest_enabled(cloud.secrets.list_versions(sid) or []),
+            "recorded": (secret.get("labels") or {}).get(PASSWORD_LABEL),
+        }
+
+    def _create_reason(self) -> str:
         n = self.config.names
-        if observed is not None and observed.get("pending"):
-            ops = ", ".join(observed["pending"])
+        return f"create user {n.db_user} with the password in secret {n.secret_db_password}"
+
+    def _diff_existing(self, observed: dict[str, Any]) -> Change:
+        n = self.config.names
+        sid = n.secret_db_password
+        latest, recorded = observed.get("latest"), observed.get("recorded")
+        if latest is None:
             return Change(
                 self.name,
                 self.resource,
-                Action.WAIT,
-                f"operation {ops} running on {n.sql_instance}",
+                Action.UPDATE,
+                f"secret {sid} has no enabled version",
+                failure=(
+                    f"secret {sid} has no enabled version: the password of user {n.db_user} "
+                    "comes from it (see the secrets step)"
+                ),
             )
-        if observed is None or observed.get("user") is None:
+        if recorded != latest:
+            was = f"version {recorded}" if recorded else "a version not recorded"
             return Change(
                 self.name,
                 self.resource,
-                Action.CREATE,
-                f"create user {n.db_user} with the password in secret {n.secret_db_password}",
+                Action.UPDATE,
+                f"set the password of user {n.db_user} from version {latest} of secret {sid} "
+                f"(it was set from {was})",
+                (
+                    FieldChange(
+                        "password",
+                        f"secret version {recorded}" if recorded else None,
+                        f"secret version {latest}",
+                    ),
+                ),
             )
         return Change(
             self.name,
             self.resource,
             Action.NOOP,
-            f"user {n.db_user} exists (a password cannot be read back, so it is not compared; "
-            f"it was set from secret {n.secret_db_password})",
+            f"user {n.db_user} exists, its password set from version {latest} of secret {sid} "
+            "(a password cannot be read back, so it is not compared)",
             info={"db_user": n.db_user},
         )
 
-    def _password(self, cloud: Cloud) -> Any:
+    def _latest(self, cloud: Cloud) -> str:
         sid = self.config.names.secret_db_password
         version = cloud.secrets.latest_version(sid)
         if version is None:
             raise DeployError(
                 f"secret {sid} has no enabled version: the database user's password comes from it"
             )
-        return cloud.secrets.access(sid, version)
+        return version
+
+    def _password(self, cloud: Cloud, version: str) -> Secret:
+        return cloud.secrets.access(self.config.names.secret_db_password, version)
 
     def apply(self, cloud: Cloud, change: Change) -> None:
-        if change.action is not Action.CREATE:
+        if change.failure or change.action not in (Action.CREATE, Action.UPDATE):
             return
         n = self.config.names
-        password = self._password(cloud)
-        try:
-            cloud.sql.insert_user(n.sql_instance, n.db_user, password)
-        except Conflict as exc:
-            if exc.reason == "operationInProgress":
-                raise
-            if cloud.sql.get_user(n.sql_instance, n.db_user) is None:
-                raise
-            # it exists (an earlier run's insert landed): make sure its password is the secret's
+        version = self._latest(cloud)
+        password = self._password(cloud, version)
+        if change.action is Action.CREATE:
+            try:
+                cloud.sql.insert_user(n.sql_instance, n.db_user, password)
+            except Conflict as exc:
+                if exc.reason == "operationInProgress":
+                    raise
+                if cloud.sql.get_user(n.sql_instance, n.db_user) is None:
+                    raise
+                # it exists (an earlier run's insert landed): set its password from the secret
+                cloud.sql.set_password(n.sql_instance, n.db_user, password)
+        else:
             cloud.sql.set_password(n.sql_instance, n.db_user, password)
+        cloud.secrets.merge_labels(n.secret_db_password, {PASSWORD_LABEL: version})
 
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
         n = self.config.names

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
 from deployer.steps.base import Action
 from deployer.steps.secrets import Secrets
-from deployer.steps.sql import SqlDatabase, SqlInstance, SqlUser
+from deployer.steps.sql import FINAL_BACKUP, SqlDatabase, SqlInstance, SqlUser
 from tests.contract import check_transcript
 
 PROJECT = "sql-steps-proj"
@@ -28,6 +29,10 @@ def config(**db: Any) -> Config:
 
 def labels(cfg: Config) -> dict[str, str]:
     return dict(cfg.names.labels)
+
+
+def without(d: dict[str, str], key: str) -> dict[str, str]:
+    return {k: v for k, v in d.items() if k != key}
 
 
 def instance(cfg: Config, **over: Any) -> dict[str, Any]:
@@ -90,7 +95,18 @@ CFG = config()
             ["settings.deletionProtectionEnabled"],
             "",
         ),
-        (
+        (  # one of our labels removed by hand: drift, repaired
+            {
+                "instance": instance(
+                    CFG, settings={"userLabels": without(labels(CFG), "djdeploy-tenant")}
+                ),
+                "pending": [],
+            },
+            Action.UPDATE,
+            ["settings.userLabels.djdeploy-tenant"],
+            "",
+        ),
+        (  # labelled for another app (or tenant): not ours, never adopted
             {
                 "instance": instance(
                     CFG, settings={"userLabels": {**labels(CFG), "djdeploy-app": "x"}}
@@ -98,8 +114,8 @@ CFG = config()
                 "pending": [],
             },
             Action.UPDATE,
-            ["settings.userLabels.djdeploy-app"],
-            "",
+            [],
+            "not labelled",
         ),
         (
             {"instance": instance(CFG, settings={"userLabels": {"team": "x"}}), "pending": []},
@@ -158,13 +174,37 @@ def test_instance_diff_shared():
 )
 def test_database_and_user_diff(observed, action):
     assert SqlDatabase(CFG).diff(observed).action is action
-    user_obs = None if observed is None else {"user": observed["database"], **observed}
+    user_obs = None
+    if observed is not None:  # the password was set from the latest version
+        user_obs = {"user": observed["database"], **observed, "latest": "1", "recorded": "1"}
     assert SqlUser(CFG).diff(user_obs).action is action
 
 
 def test_user_noop_says_password_not_compared():
-    change = SqlUser(CFG).diff({"user": {"name": "demo_django"}, "pending": []})
+    change = SqlUser(CFG).diff(
+        {"user": {"name": "demo_django"}, "pending": [], "latest": "1", "recorded": "1"}
+    )
     assert "cannot be read back" in change.reason
+
+
+@pytest.mark.parametrize(
+    ("latest", "recorded", "action", "failure"),
+    [
+        ("1", "1", Action.NOOP, ""),
+        ("2", "1", Action.UPDATE, ""),  # a version added by hand: the password is set again
+        ("1", None, Action.UPDATE, ""),  # never recorded: set once, then recorded
+        (None, "1", Action.UPDATE, "no enabled version"),
+    ],
+)
+def test_user_diff_follows_the_secret_version(latest, recorded, action, failure):
+    observed = {"user": {"name": "demo_django"}, "pending": [], "latest": latest}
+    change = SqlUser(CFG).diff({**observed, "recorded": recorded})
+    assert change.action is action
+    assert failure in change.failure and bool(failure) == bool(change.failure)
+    if action is Action.UPDATE and not failure:
+        assert [(f.path, f.new) for f in change.fields] == [
+            ("password", f"secret version {latest}")
+        ]
 
 
 # -- against the emulator ------------------------------------------------------------------------
@@ -424,3 +464,221 @@ def test_step_failed_carries_no_secret(emulator):
         step.apply(cloud, step.diff(None))  # no secret yet, no instance
     assert "no enabled version" in str(info.value)
     assert not isinstance(info.value, StepFailed)
+
+
+def test_new_secret_version_sets_the_password_again(emulator, monkeypatch):
+    """A version added to the db-password secret by hand (`gcloud secrets versions add`, as the
+    secrets step advises): the next up sets the user's password from it and records the
+    version on the secret; the up after that is reads only."""
+    from deployer.steps.base import Secret
+    from deployer.steps.sql import PASSWORD_LABEL
+
+    cloud = make_cloud(emulator)
+    cfg = config()
+    n = cfg.names
+    assert make_engine(cloud).up(steps(cfg)).ok
+    assert cloud.secrets.get_secret(n.secret_db_password)["labels"][PASSWORD_LABEL] == "1"
+    cloud.secrets.add_version(n.secret_db_password, Secret("rotated-by-hand"))
+    change = SqlUser(cfg).diff(SqlUser(cfg).observe(cloud))
+    assert change.action is Action.UPDATE
+    assert "from version 2" in change.reason and "was set from version 1" in change.reason
+
+    sent: list[str] = []
+    real = cloud.sql.set_password
+
+    def spy(instance, name, password):
+        sent.append(password.reveal())
+        return real(instance, name, password)
+
+    monkeypatch.setattr(cloud.sql, "set_password", spy)
+    emulator.emu.transcript.clear()
+    result = make_engine(cloud).up(steps(cfg))
+    assert result.ok, [r.error for r in result.results]
+    by = {r.step: r for r in result.results}
+    assert by["sql-user"].first.action is Action.UPDATE
+    assert by["sql-user"].last.action is Action.NOOP
+    assert by["secrets"].first.action is Action.NOOP  # the extra label is not drift
+    assert sent == ["rotated-by-hand"]
+    user_path = f"/v1/projects/{PROJECT}/instances/{n.sql_instance}/users"
+    calls = mutating(emulator.emu.transcript.entries())
+    assert f"PUT {user_path}" in calls
+    labels = cloud.secrets.get_secret(n.secret_db_password)["labels"]
+    assert labels == {**dict(n.labels), PASSWORD_LABEL: "2"}
+    assert check_transcript(emulator.emu.transcript.entries()) == []
+    assert "rotated-by-hand" not in json.dumps(emulator.emu.transcript.entries())
+
+    emulator.emu.transcript.clear()
+    result = make_engine(cloud).up(steps(cfg))
+    assert all(r.first.action is Action.NOOP for r in result.results)
+    assert mutating(emulator.emu.transcript.entries()) == []
+
+
+def test_removed_tenant_label_is_drift_repaired(emulator):
+    """djdeploy-tenant removed from the instance's userLabels by hand: still ours
+    (managed-by=djdeploy), so up puts it back instead of refusing the instance."""
+    cloud = make_cloud(emulator)
+    cfg = config()
+    assert make_engine(cloud).up([apis_stub(), SqlInstance(cfg)]).ok
+    name = cfg.names.sql_instance
+    op = cloud.sql.patch_settings(name, lambda _: {"userLabels": {"djdeploy-tenant": None}})
+    emulator.emu.ops.complete_now(op["name"])
+    assert "djdeploy-tenant" not in cloud.sql.get_instance(name)["settings"]["userLabels"]
+    result = make_engine(cloud).up([apis_stub(), SqlInstance(cfg)])
+    assert result.ok, [r.error for r in result.results]
+    assert [f.path for f in result.results[-1].first.fields] == [
+        "settings.userLabels.djdeploy-tenant"
+    ]
+    assert cloud.sql.get_instance(name)["settings"]["userLabels"] == labels(cfg)
+
+
+def test_another_tenants_instance_is_never_adopted(emulator):
+    cloud = make_cloud(emulator)
+    cfg = config()
+    body = SqlInstance(cfg).insert_body()
+    other = {**labels(cfg), "djdeploy-tenant": "other"}
+    body["settings"]["userLabels"] = other
+    emulator.emu.ops.complete_now(cloud.sql.insert_instance(body)["name"])
+    result = make_engine(cloud).up([apis_stub(), SqlInstance(cfg)])
+    assert not result.ok
+    assert "not labelled as djdeploy's" in result.results[-1].error
+    changes = make_engine(cloud).destroy([apis_stub(), SqlInstance(cfg)], delete_data=True)
+    assert changes[0].action is Action.NOOP and "not labelled as ours" in changes[0].reason
+    assert cloud.sql.get_instance(cfg.names.sql_instance)["settings"]["userLabels"] == other
+
+
+def test_stale_settings_are_read_again(emulator):
+    """A 412 staleData on the patch (someone changed the settings after our read): the gcp
+    layer redoes the read-modify-write inside the one retried call."""
+    cloud = make_cloud(emulator)
+    cfg = config()
+    assert make_engine(cloud).up([apis_stub(), SqlInstance(cfg)]).ok
+    name = cfg.names.sql_instance
+    inst_path = f"/instances/{name}$"
+    emulator.control.add_fault(
+        method="PATCH", path=inst_path, code=412, reason="staleData", times=2
+    )
+    op = cloud.sql.patch_settings(name, lambda s: {"tier": "db-g1-small"})
+    emulator.emu.ops.complete_now(op["name"])
+    assert cloud.sql.get_instance(name)["settings"]["tier"] == "db-g1-small"
+    patches = [e for e in emulator.emu.transcript.entries() if e["method"] == "PATCH"]
+    assert [e["status"] for e in patches] == [412, 412, 200]
+
+
+def test_failed_final_backup_keeps_the_instance(emulator):
+    """destroy --delete-data: the final backup FAILED, so the instance is not deleted and the
+    step fails with the backup's error."""
+    cloud = make_cloud(emulator)
+    cfg = config()
+    assert make_engine(cloud).up([apis_stub(), SqlInstance(cfg)]).ok
+    name = cfg.names.sql_instance
+    emulator.control.fail("sql.operation", f"{name}/BACKUP_VOLUME", "backup disk unavailable")
+    with pytest.raises(StepFailed) as info:
+        make_engine(cloud).destroy([apis_stub(), SqlInstance(cfg)], delete_data=True)
+    assert "final backup of Cloud SQL instance" in str(info.value)
+    assert "backup disk unavailable" in str(info.value)
+    assert cloud.sql.get_instance(name)["state"] == "RUNNABLE"
+    assert not [e for e in emulator.emu.transcript.entries() if e["method"] == "DELETE"]
+    # again: the failed backup is still the newest final one; still refused
+    with pytest.raises(StepFailed):
+        make_engine(cloud).destroy([apis_stub(), SqlInstance(cfg)], delete_data=True)
+    assert cloud.sql.get_instance(name) is not None
+    # a successful final backup (taken by hand, as the message says): now it goes
+    op = cloud.sql.insert_backup(name, FINAL_BACKUP)
+    emulator.emu.ops.complete_now(op["name"])
+    changes = make_engine(cloud).destroy([apis_stub(), SqlInstance(cfg)], delete_data=True)
+    assert changes[0].action is Action.DELETE
+    assert cloud.sql.get_instance(name) is None
+
+
+class FakeSql:
+    """Just enough of cloud.sql for SqlInstance's delete stages; records the mutations."""
+
+    def __init__(self, inst: dict[str, Any], backups: list[dict[str, Any]]) -> None:
+        self.inst, self.backups, self.calls = inst, backups, []
+
+    def get_instance(self, name):
+        return self.inst
+
+    def pending_operations(self, name):
+        return []
+
+    def list_backups(self, name):
+        return self.backups
+
+    def patch_settings(self, name, make_patch):
+        self.calls.append("patch")
+        return {}
+
+    def insert_backup(self, name, description):
+        self.calls.append("backup")
+        return {}
+
+    def delete_instance(self, name):
+        self.calls.append("delete")
+        return {}
+
+
+def final(status: str, t: str = "2024-01-01T00:00:00Z", **kw: Any) -> dict[str, Any]:
+    return {"description": FINAL_BACKUP, "status": status, "enqueuedTime": t, "id": "1", **kw}
+
+
+UNPROTECTED = {"deletionProtectionEnabled": False, "retainBackupsOnDelete": True}
+
+
+@pytest.mark.parametrize(
+    ("state", "backups", "action", "calls", "error"),
+    [
+        ("RUNNABLE", [], Action.WAIT, ["backup"], ""),
+        ("RUNNABLE", [final("RUNNING")], Action.WAIT, [], ""),
+        ("RUNNABLE", [final("SUCCESSFUL")], Action.DELETE, ["delete"], ""),
+        # a backup that is not ours (another description) does not count
+        ("RUNNABLE", [{**final("SUCCESSFUL"), "description": ""}], Action.WAIT, ["backup"], ""),
+        (
+            "RUNNABLE",
+            [final("FAILED", error={"message": "disk unavailable"})],
+            None,
+            [],
+            "disk unavailable",
+        ),
+        # the newest final backup decides
+        (
+            "RUNNABLE",
+            [final("SUCCESSFUL"), final("FAILED", "2024-02-01T00:00:00Z", id="2")],
+            None,
+            [],
+            "final backup of Cloud SQL instance",
+        ),
+        ("STOPPED", [], None, [], "no final backup can be taken"),
+        ("FAILED", [final("FAILED")], None, [], "final backup"),
+        ("STOPPED", [final("SUCCESSFUL")], Action.DELETE, ["delete"], ""),
+        ("MAINTENANCE", [], Action.WAIT, [], ""),
+    ],
+)
+def test_delete_stages(state, backups, action, calls, error):
+    from types import SimpleNamespace
+
+    from deployer.errors import DeployError
+
+    cfg = config()
+    fake = FakeSql(instance(cfg, state=state, settings=UNPROTECTED), backups)
+    cloud = SimpleNamespace(sql=fake)
+    step = SqlInstance(cfg)
+    if error:
+        with pytest.raises(DeployError, match=error):
+            step.delete(cloud, delete_data=True)
+    else:
+        assert step.delete(cloud, delete_data=True).action is action
+    assert fake.calls == calls
+
+
+def test_delete_refused_before_protection_is_lifted():
+    """An instance that cannot be backed up keeps its deletion protection: refused first."""
+    from types import SimpleNamespace
+
+    from deployer.errors import DeployError
+
+    cfg = config()
+    fake = FakeSql(instance(cfg, state="STOPPED"), [])
+    with pytest.raises(DeployError, match="gcloud sql instances delete"):
+        SqlInstance(cfg).delete(SimpleNamespace(sql=fake), delete_data=True)
+    assert fake.calls == []
