@@ -303,10 +303,11 @@ def enable(req: Request, project: str, service: str) -> dict[str, Any]:
     req.json()
     _, number = resolve(req.emu, project)
     _check_service(service)
-    current = _service(req.emu, number, service)
-    if current["state"] == "ENABLED":
-        return _noop({"@type": TYPE_PREFIX + "EnableServiceResponse", "service": current})
-    return _start(req.emu, number, [service], "serviceusage.enable", "ENABLED")
+    with req.emu.store.transaction():  # read-modify-write: the check and the start together
+        current = _service(req.emu, number, service)
+        if current["state"] == "ENABLED":
+            return _noop({"@type": TYPE_PREFIX + "EnableServiceResponse", "service": current})
+        return _start(req.emu, number, [service], "serviceusage.enable", "ENABLED")
 
 
 @router.route("POST", "/v1/projects/{project}/services/{service}:disable")
@@ -314,10 +315,11 @@ def disable(req: Request, project: str, service: str) -> dict[str, Any]:
     req.json()
     _, number = resolve(req.emu, project)
     _check_service(service)
-    current = _service(req.emu, number, service)
-    if current["state"] == "DISABLED":
-        return _noop({"@type": TYPE_PREFIX + "DisableServiceResponse", "service": current})
-    return _start(req.emu, number, [service], "serviceusage.disable", "DISABLED")
+    with req.emu.store.transaction():  # read-modify-write: the check and the start together
+        current = _service(req.emu, number, service)
+        if current["state"] == "DISABLED":
+            return _noop({"@type": TYPE_PREFIX + "DisableServiceResponse", "service": current})
+        return _start(req.emu, number, [service], "serviceusage.disable", "DISABLED")
 
 
 @router.route("POST", "/v1/projects/{project}/services:batchEnable")

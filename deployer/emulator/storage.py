@@ -628,6 +628,12 @@ _RANGE_RE = re.compile(r"^bytes (?:(\d+)-(\d+)|\*)/(\d+|\*)$")
 def upload_chunk(req: Request, bucket: str) -> Response | dict[str, Any]:
     emu = req.emu
     upload_id = req.arg("upload_id") or ""
+    with emu.store.transaction():  # two chunks of one session must not interleave
+        return _upload_chunk(req, bucket, upload_id)
+
+
+def _upload_chunk(req: Request, bucket: str, upload_id: str) -> Response | dict[str, Any]:
+    emu = req.emu
     sess = emu.store.get(UPLOAD_KIND, upload_id)
     if sess is None or sess["bucket"] != bucket:
         raise _err(404, "No such upload session.", "notFound")

@@ -214,3 +214,53 @@ def test_errors_are_legacy_format(emulator, client):
     assert body["error"]["errors"][0]["reason"] == "notFound"
     assert body["error"]["errors"][0]["domain"] == "global"
     _contract(emulator)
+
+
+def test_resumable_chunks_and_enable_are_transactions(emulator, client, monkeypatch):
+    """The read-modify-writes of an upload session and of a service enable happen inside one
+    store transaction (two chunks, or two enables, cannot interleave)."""
+    from deployer.emulator import serviceusage, storage
+
+    store = emulator.emu.store
+    seen: list[tuple[str, int]] = []
+    real_put, real_get = store.put, store.get
+
+    def put(kind, key, value):
+        if kind == storage.UPLOAD_KIND:
+            seen.append((kind, store._depth))
+        real_put(kind, key, value)
+
+    def get(kind, key):
+        if kind == serviceusage.KIND:  # enable's read of the service state
+            seen.append((kind, store._depth))
+        return real_get(kind, key)
+
+    monkeypatch.setattr(store, "put", put)
+    monkeypatch.setattr(store, "get", get)
+    import http.client
+
+    bucket = _new_bucket(client, "storage-proj-chunks")
+    host, port = emulator.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request(
+        "POST",
+        f"/upload/storage/v1/b/{bucket.name}/o?uploadType=resumable&name=c.bin",
+        body=b"{}",
+        headers={"Content-Type": "application/json"},
+    )
+    resp = conn.getresponse()
+    resp.read()
+    session = resp.getheader("Location").split(emulator.url, 1)[-1]
+    for crange, data in (("bytes 0-4/*", b"hello"), ("bytes 5-10/11", b" world")):
+        conn.request("PUT", session, body=data, headers={"Content-Range": crange})
+        conn.getresponse().read()
+    conn.close()
+    assert bucket.get_blob("c.bin").download_as_bytes() == b"hello world"
+    # the first write creates the session (POST); the chunk's update must be in a transaction
+    chunk_writes = [d for k, d in seen if k == storage.UPLOAD_KIND][1:]
+    assert chunk_writes and all(d > 0 for d in chunk_writes)
+    seen.clear()
+    su = emulator.discovery("serviceusage", "v1")
+    su.services().enable(name=f"projects/{PROJECT}/services/run.googleapis.com", body={}).execute()
+    reads = [d for k, d in seen if k == serviceusage.KIND]
+    assert reads and all(d > 0 for d in reads)
