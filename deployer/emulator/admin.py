@@ -19,6 +19,7 @@ no faults, no latency):
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -125,10 +126,20 @@ def clear_transcript(req: Request) -> dict[str, Any]:
 
 @router.route("GET", "/_emulator/state")
 def state(req: Request) -> dict[str, Any]:
-    dump = req.emu.store.dump()
+    dump = _without_secret_values(req.emu.store.dump())
     kind = req.arg("kind")
     if kind is not None:
         return {kind: dump.get(kind, {})}
+    return dump
+
+
+def _without_secret_values(dump: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Secret payloads never leave the emulator: a version's ``_data`` becomes its size."""
+    from .secretmanager import VERSION_KIND
+
+    for doc in dump.get(VERSION_KIND, {}).values():
+        if "_data" in doc:
+            doc["_data"] = {"_bytes": len(base64.b64decode(doc["_data"]))}
     return dump
 
 

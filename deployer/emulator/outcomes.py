@@ -26,6 +26,8 @@ class Outcomes:
         self.emu = emu
 
     def add(self, kind: str, match: str, message: str, times: int = 1) -> dict[str, Any]:
+        if kind not in KNOWN_KINDS:
+            raise ValueError(f"unknown outcome kind {kind!r}: one of {sorted(KNOWN_KINDS)}")
         if times <= 0:
             raise ValueError("times must be positive")
         rule_id = self.emu.store.next_id("outcome")

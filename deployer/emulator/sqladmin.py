@@ -88,6 +88,13 @@ def _err(code: int, message: str, reason: str) -> ApiError:
     return ApiError(code, message, legacy=True, legacy_reason=reason)
 
 
+def _sql_service_account(project_id: str) -> str:
+    """The instance's service agent: stable across processes (sha256, not the per-process
+    ``hash()``)."""
+    n = int(hashlib.sha256(project_id.encode()).hexdigest(), 16) % 10**12
+    return f"p{n}-abcdef@gcp-sa-cloud-sql.iam.gserviceaccount.com"
+
+
 # -- helpers -------------------------------------------------------------------------------------
 
 
@@ -278,8 +285,7 @@ def insert_instance(req: Request, project: str) -> dict[str, Any]:
             "instanceType": "CLOUD_SQL_INSTANCE",
             "selfLink": f"{BASE}/projects/{project_id}/instances/{name}",
             "createTime": rfc3339(emu.clock()),
-            "serviceAccountEmailAddress": f"p{abs(hash(project_id)) % 10**12}-abcdef@"
-            "gcp-sa-cloud-sql.iam.gserviceaccount.com",
+            "serviceAccountEmailAddress": _sql_service_account(project_id),
             "databaseInstalledVersion": version,
         }
         emu.store.put(INSTANCE_KIND, key, rec)

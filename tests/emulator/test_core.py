@@ -919,3 +919,54 @@ def test_main_serve_default_port_is_the_cli_one():
 
     cli_port = inspect.signature(emulator_serve).parameters["port"].default
     assert inspect.signature(main_serve).parameters["port"].default == cli_port == 8089
+
+
+def test_outcome_kinds_are_checked(emulator):
+    with pytest.raises(ValueError, match="unknown outcome kind"):
+        emulator.emu.outcomes.add("bulid", "x", "typo")
+    with pytest.raises(EmulatorControlError):
+        emulator.control.fail("revisoin", "web", "typo")
+
+
+def test_state_dump_shows_secret_sizes_not_values(emulator):
+    from deployer.emulator import serviceusage
+    from deployer.emulator.testing import gapic_options
+
+    serviceusage.set_enabled(emulator.emu, "dump-proj", "secretmanager.googleapis.com")
+    from google.cloud import secretmanager
+
+    sm = secretmanager.SecretManagerServiceClient(**gapic_options(emulator.url))
+    sm.create_secret(
+        parent="projects/dump-proj", secret_id="pw", secret={"replication": {"automatic": {}}}
+    )
+    sm.add_secret_version(parent="projects/dump-proj/secrets/pw", payload={"data": b"hunter22"})
+    dump = emulator.control.state(kind="secretmanager.version")
+    (version,) = dump["secretmanager.version"].values()
+    assert version["_data"] == {"_bytes": 8}
+    assert "aHVudGVyMjI" not in json.dumps(emulator.control.state())
+
+
+def test_cloud_sql_service_account_is_stable_across_processes():
+    code = """
+import json
+from deployer.emulator import Emulator, serviceusage
+from deployer.emulator.routing import Headers
+emu = Emulator(time_scale=0)
+serviceusage.set_enabled(emu, "sa-proj", "sqladmin.googleapis.com")
+body = {"name": "db1", "region": "europe-west1", "databaseVersion": "POSTGRES_15",
+        "settings": {"tier": "db-f1-micro"}}
+emu.handle("POST", "/v1/projects/sa-proj/instances", "", Headers({}), json.dumps(body).encode())
+out = emu.handle("GET", "/v1/projects/sa-proj/instances/db1", "", Headers({}), b"")
+print(json.loads(out.response.encoded())["serviceAccountEmailAddress"])
+"""
+    emails = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**__import__("os").environ, "PYTHONHASHSEED": seed},
+        ).stdout.strip()
+        for seed in ("1", "2")
+    }
+    assert len(emails) == 1 and next(iter(emails)).endswith(".iam.gserviceaccount.com")
