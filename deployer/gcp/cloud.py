@@ -29,6 +29,17 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+def execute(request: Any) -> Callable[[], dict[str, Any]]:
+    """A discovery (google-api-python-client) request as a thunk for Cloud.call / Cloud.read,
+    with the library's own retries off: one retry layer."""
+
+    def run() -> dict[str, Any]:
+        result: dict[str, Any] = request.execute(num_retries=0)
+        return result
+
+    return run
+
+
 @dataclass
 class Cloud:
     project: str

@@ -6,8 +6,9 @@ bindings naming the account are refused. Callers (steps/service_accounts.py) wai
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from deployer.gcp.cloud import execute
 
 if TYPE_CHECKING:
     from deployer.gcp.cloud import Cloud
@@ -24,7 +25,7 @@ class IamApi:
         return f"projects/{self.cloud.project}/serviceAccounts/{email}"
 
     def get_service_account(self, email: str) -> dict[str, Any] | None:
-        return self.cloud.read(_execute(self._accounts().get(name=self._name(email))))
+        return self.cloud.read(execute(self._accounts().get(name=self._name(email))))
 
     def list_service_accounts(self) -> list[dict[str, Any]]:
         """Every service account of the project (the list may show a new account before GET
@@ -42,7 +43,7 @@ class IamApi:
                 return out
 
     def _list_page(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        page = self.cloud.read(_execute(self._accounts().list(**kwargs)))
+        page = self.cloud.read(execute(self._accounts().list(**kwargs)))
         return page or {}
 
     def create_service_account(
@@ -54,21 +55,21 @@ class IamApi:
             "serviceAccount": {"displayName": display_name, "description": description},
         }
         return self.cloud.call(
-            _execute(self._accounts().create(name=f"projects/{self.cloud.project}", body=body))
+            execute(self._accounts().create(name=f"projects/{self.cloud.project}", body=body))
         )
 
     def patch_service_account(self, email: str, fields: dict[str, str]) -> dict[str, Any]:
         body = {"serviceAccount": dict(fields), "updateMask": ",".join(sorted(fields))}
-        return self.cloud.call(_execute(self._accounts().patch(name=self._name(email), body=body)))
+        return self.cloud.call(execute(self._accounts().patch(name=self._name(email), body=body)))
 
     def delete_service_account(self, email: str) -> bool:
         """Delete; True when it was there, False when already gone."""
-        done = self.cloud.read(_execute(self._accounts().delete(name=self._name(email))))
+        done = self.cloud.read(execute(self._accounts().delete(name=self._name(email))))
         return done is not None
 
     def get_iam_policy(self, email: str) -> dict[str, Any]:
         return self.cloud.call(
-            _execute(
+            execute(
                 self._accounts().getIamPolicy(
                     resource=self._name(email), options_requestedPolicyVersion=3
                 )
@@ -77,18 +78,7 @@ class IamApi:
 
     def set_iam_policy(self, email: str, policy: dict[str, Any]) -> dict[str, Any]:
         return self.cloud.call(
-            _execute(
+            execute(
                 self._accounts().setIamPolicy(resource=self._name(email), body={"policy": policy})
             )
         )
-
-
-def _execute(request: Any) -> Callable[[], dict[str, Any]]:
-    """A discovery request as a thunk for cloud.call / cloud.read, with the library's own
-    retries off (one retry layer). Every call of this module goes through it."""
-
-    def run() -> dict[str, Any]:
-        result: dict[str, Any] = request.execute(num_retries=0)
-        return result
-
-    return run

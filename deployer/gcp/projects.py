@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from deployer.gcp.cloud import execute
 
 if TYPE_CHECKING:
     from deployer.gcp.cloud import Cloud
@@ -24,7 +25,7 @@ class ProjectsApi:
         return f"projects/{self.cloud.project}"
 
     def get(self) -> dict[str, Any]:
-        return self.cloud.call(_execute(self._projects().get(name=self._resource)))
+        return self.cloud.call(execute(self._projects().get(name=self._resource)))
 
     def number(self) -> str:
         """The project number (cached: it never changes), e.g. for the service URL."""
@@ -36,23 +37,10 @@ class ProjectsApi:
     def get_iam_policy(self) -> dict[str, Any]:
         body = {"options": {"requestedPolicyVersion": 3}}
         return self.cloud.call(
-            _execute(self._projects().getIamPolicy(resource=self._resource, body=body))
+            execute(self._projects().getIamPolicy(resource=self._resource, body=body))
         )
 
     def set_iam_policy(self, policy: dict[str, Any]) -> dict[str, Any]:
         return self.cloud.call(
-            _execute(
-                self._projects().setIamPolicy(resource=self._resource, body={"policy": policy})
-            )
+            execute(self._projects().setIamPolicy(resource=self._resource, body={"policy": policy}))
         )
-
-
-def _execute(request: Any) -> Callable[[], dict[str, Any]]:
-    """A discovery request as a thunk for cloud.call / cloud.read, with the library's own
-    retries off (one retry layer). Every call of this module goes through it."""
-
-    def run() -> dict[str, Any]:
-        result: dict[str, Any] = request.execute(num_retries=0)
-        return result
-
-    return run

@@ -9,9 +9,10 @@ operation and return without waiting.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+from deployer.gcp.cloud import execute
 
 if TYPE_CHECKING:
     from deployer.gcp.cloud import Cloud
@@ -52,7 +53,7 @@ class RegistryApi:
     # -- repositories ------------------------------------------------------------------------
 
     def get_repository(self, repo_id: str) -> dict[str, Any] | None:
-        return self.cloud.read(_execute(self._repos.repositories().get(name=self.name(repo_id))))
+        return self.cloud.read(execute(self._repos.repositories().get(name=self.name(repo_id))))
 
     def create_repository(
         self, repo_id: str, labels: dict[str, str], *, description: str = ""
@@ -62,7 +63,7 @@ class RegistryApi:
         if description:
             body["description"] = description
         return self.cloud.call(
-            _execute(
+            execute(
                 self._repos.repositories().create(
                     parent=self.parent, repositoryId=repo_id, body=body
                 )
@@ -71,7 +72,7 @@ class RegistryApi:
 
     def patch_labels(self, repo_id: str, labels: dict[str, str]) -> dict[str, Any]:
         return self.cloud.call(
-            _execute(
+            execute(
                 self._repos.repositories().patch(
                     name=self.name(repo_id), updateMask="labels", body={"labels": dict(labels)}
                 )
@@ -80,9 +81,7 @@ class RegistryApi:
 
     def delete_repository(self, repo_id: str) -> bool:
         """Start deleting the repository (and every image in it); False when it was absent."""
-        found = self.cloud.read(
-            _execute(self._repos.repositories().delete(name=self.name(repo_id)))
-        )
+        found = self.cloud.read(execute(self._repos.repositories().delete(name=self.name(repo_id))))
         return found is not None
 
     def list_managed(self) -> list[dict[str, Any]]:
@@ -94,7 +93,7 @@ class RegistryApi:
             kwargs: dict[str, Any] = {"parent": self.parent, "pageSize": 1000}
             if token:
                 kwargs["pageToken"] = token
-            page = self.cloud.read(_execute(self._repos.repositories().list(**kwargs))) or {}
+            page = self.cloud.read(execute(self._repos.repositories().list(**kwargs))) or {}
             for repo in page.get("repositories", []):
                 labels = repo.get("labels") or {}
                 if labels.get("managed-by") == "djdeploy":
@@ -113,7 +112,7 @@ class RegistryApi:
 
     def get_iam_policy(self, repo_id: str) -> dict[str, Any]:
         result = self.cloud.call(
-            _execute(
+            execute(
                 self._repos.repositories().getIamPolicy(
                     resource=self.name(repo_id), options_requestedPolicyVersion=3
                 )
@@ -124,7 +123,7 @@ class RegistryApi:
 
     def set_iam_policy(self, repo_id: str, policy: dict[str, Any]) -> dict[str, Any]:
         result = self.cloud.call(
-            _execute(
+            execute(
                 self._repos.repositories().setIamPolicy(
                     resource=self.name(repo_id), body={"policy": policy}
                 )
@@ -144,7 +143,7 @@ class RegistryApi:
             f"/packages/{quote(ref['image'], safe='')}/tags/{ref['tag']}"
         )
         found = self.cloud.read(
-            _execute(self._repos.repositories().packages().tags().get(name=name))
+            execute(self._repos.repositories().packages().tags().get(name=name))
         )
         return found is not None
 
@@ -152,7 +151,7 @@ class RegistryApi:
         """The repository's docker images (first 1000), for status."""
         page = (
             self.cloud.read(
-                _execute(
+                execute(
                     self._repos.repositories()
                     .dockerImages()
                     .list(parent=self.name(repo_id), pageSize=1000)
@@ -162,14 +161,3 @@ class RegistryApi:
         )
         images: list[dict[str, Any]] = page.get("dockerImages", [])
         return images
-
-
-def _execute(request: Any) -> Callable[[], dict[str, Any]]:
-    """A discovery request as a thunk for cloud.call / cloud.read, with the library's own
-    retries off (one retry layer). Every call of this module goes through it."""
-
-    def run() -> dict[str, Any]:
-        result: dict[str, Any] = request.execute(num_retries=0)
-        return result
-
-    return run

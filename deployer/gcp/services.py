@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+
+from deployer.gcp.cloud import execute
 
 if TYPE_CHECKING:
     from deployer.gcp.cloud import Cloud
@@ -26,7 +28,7 @@ class ServiceUsageApi:
         out: set[str] = set()
         for i in range(0, len(wanted), BATCH_GET):
             names = [f"{parent}/services/{s}" for s in wanted[i : i + BATCH_GET]]
-            resp = self.cloud.call(_execute(self._services().batchGet(parent=parent, names=names)))
+            resp = self.cloud.call(execute(self._services().batchGet(parent=parent, names=names)))
             for svc in resp.get("services", []):
                 if svc.get("state") == "ENABLED":
                     out.add(svc["name"].rsplit("/", 1)[-1])
@@ -40,17 +42,6 @@ class ServiceUsageApi:
         ops: list[str] = []
         for i in range(0, len(ids), BATCH_ENABLE):
             body = {"serviceIds": ids[i : i + BATCH_ENABLE]}
-            op = self.cloud.call(_execute(self._services().batchEnable(parent=parent, body=body)))
+            op = self.cloud.call(execute(self._services().batchEnable(parent=parent, body=body)))
             ops.append(op.get("name", ""))
         return ops
-
-
-def _execute(request: Any) -> Callable[[], dict[str, Any]]:
-    """A discovery request as a thunk for cloud.call / cloud.read, with the library's own
-    retries off (one retry layer). Every call of this module goes through it."""
-
-    def run() -> dict[str, Any]:
-        result: dict[str, Any] = request.execute(num_retries=0)
-        return result
-
-    return run
