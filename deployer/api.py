@@ -66,24 +66,34 @@ def default_state_dir() -> Path:
 
 
 @contextlib.contextmanager
-def connect(project: str, region: str, target: Target) -> Iterator[Cloud]:
-    """A Cloud for `target`; starts (and stops) the built-in emulator when asked."""
+def connect(project: str, region: str, target: Target) -> Iterator[tuple[Cloud, float]]:
+    """A Cloud for `target` and the time scale its waits run at; starts (and stops) the
+    built-in emulator when asked."""
     if not target.emulator:
-        yield Cloud(project, region, ClientFactory(endpoint=target.endpoint, project=project))
+        cloud = Cloud(project, region, ClientFactory(endpoint=target.endpoint, project=project))
+        yield cloud, target.scale
         return
     from deployer.emulator.server import Emulator, serve
 
     state_dir = target.state_dir or default_state_dir()
     state_dir.mkdir(parents=True, exist_ok=True)
-    running = serve(Emulator(state_dir=state_dir, time_scale=target.scale))
+    # an explicit --time-scale changes a stored emulator state; the default keeps its speed
+    emulator = Emulator(
+        state_dir=state_dir,
+        time_scale=target.scale,
+        set_time_scale=target.time_scale is not None,
+    )
+    running = serve(emulator)
     try:
-        yield Cloud(project, region, ClientFactory(endpoint=running.url, project=project))
+        cloud = Cloud(project, region, ClientFactory(endpoint=running.url, project=project))
+        yield cloud, emulator.latency.time_scale  # a stored state keeps its own speed
     finally:
         running.stop()
 
 
-def _engine(cloud: Cloud, target: Target, on_event: OnEvent | None, clock: Clock | None) -> Engine:
-    engine = Engine(cloud, clock=clock or RealClock(), options=Options.scaled(target.scale))
+def _engine(session: tuple[Cloud, float], on_event: OnEvent | None, clock: Clock | None) -> Engine:
+    cloud, scale = session
+    engine = Engine(cloud, clock=clock or RealClock(), options=Options.scaled(scale))
     if on_event is not None:
         engine.on_event = on_event
     return engine
@@ -99,16 +109,16 @@ def up(
     """Deploy: bring every step to its desired state. Safe to run again after any failure."""
     target = target or Target()
     steps = build_steps(config)
-    with connect(config.project, config.region, target) as cloud:
-        return _engine(cloud, target, on_event, clock).up(steps)
+    with connect(config.project, config.region, target) as session:
+        return _engine(session, on_event, clock).up(steps)
 
 
 def plan(config: Config, *, target: Target | None = None) -> list[Change]:
     """What `up` would change, step by step. Read-only."""
     target = target or Target()
     steps = build_steps(config)
-    with connect(config.project, config.region, target) as cloud:
-        return _engine(cloud, target, None, None).plan(steps)
+    with connect(config.project, config.region, target) as session:
+        return _engine(session, None, None).plan(steps)
 
 
 status = plan  # the same observation; the CLI renders it as state rather than as a to-do list
@@ -126,15 +136,15 @@ def destroy(
     unless delete_data."""
     target = target or Target()
     steps = build_steps(config)
-    with connect(config.project, config.region, target) as cloud:
-        return _engine(cloud, target, on_event, clock).destroy(steps, delete_data=delete_data)
+    with connect(config.project, config.region, target) as session:
+        return _engine(session, on_event, clock).destroy(steps, delete_data=delete_data)
 
 
 def tenants(project: str, region: str, *, target: Target | None = None) -> dict[str, list[str]]:
     """Every tenant found in the project by its labels -> its resources ("kind name")."""
     target = target or Target()
     found: dict[str, list[str]] = {}
-    with connect(project, region, target) as cloud:
+    with connect(project, region, target) as (cloud, _):
         apis = (cloud.run, cloud.sql, cloud.secrets, cloud.storage, cloud.registry)
         for api in apis:
             for res in api.list_managed():
