@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from . import policies
-from .errors import GRPC_CODE_BY_STATUS, ApiError
-from .operations import completer
+from .errors import ApiError
+from .operations import completer, longrunning_json
 from .projects import ensure_project
 from .routing import Request, Router, rfc3339
 from .serviceusage import require_enabled
@@ -142,20 +142,11 @@ def _op_name(project_id: str, location: str, op_id: str) -> str:
 
 def op_json(op: dict[str, Any]) -> dict[str, Any]:
     a = op["args"]
-    out: dict[str, Any] = {
-        "name": _op_name(a["project"], a["location"], op["id"]),
-        "metadata": {"@type": TYPE_PREFIX + "OperationMetadata"},
-    }
-    if op["done"]:
-        out["done"] = True
-        if op["error"]:
-            out["error"] = {
-                "code": GRPC_CODE_BY_STATUS.get(op["error"]["status"], 2),
-                "message": op["error"]["message"],
-            }
-        else:
-            out["response"] = op["response"]
-    return out
+    return longrunning_json(
+        op,
+        _op_name(a["project"], a["location"], op["id"]),
+        {"@type": TYPE_PREFIX + "OperationMetadata"},
+    )
 
 
 @completer("artifactregistry.repository.create")

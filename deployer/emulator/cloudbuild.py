@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import artifactregistry, policies
 from .errors import ApiError
-from .operations import completer
+from .operations import completer, longrunning_json
 from .projects import REGIONS, ensure_project
 from .routing import Request, Router, rfc3339
 from .serviceusage import require_enabled
@@ -174,22 +174,21 @@ def _op_name(build: dict[str, Any]) -> str:
 def op_json(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
     build = _get(emu, op["target"])
     shown = render(emu, build)
-    out: dict[str, Any] = {
-        "name": _op_name(build),
-        "metadata": {"@type": TYPE_PREFIX + "BuildOperationMetadata", "build": shown},
-    }
-    if op["done"]:
-        out["done"] = True
-        if shown["status"] == "SUCCESS":
-            out["response"] = {"@type": TYPE_PREFIX + "Build", **shown}
-        elif shown["status"] == "CANCELLED":
-            out["error"] = {"code": 1, "message": "Build was cancelled"}
-        elif shown["status"] == "TIMEOUT":
-            out["error"] = {"code": 4, "message": "Build timed out"}
-        else:
-            detail = shown.get("statusDetail") or "Build failed; check build logs for details"
-            out["error"] = {"code": 2, "message": detail}
-    return out
+    error: dict[str, Any] = {}  # SUCCESS: the Build, whatever the operation recorded
+    if shown["status"] == "CANCELLED":
+        error = {"status": "CANCELLED", "message": "Build was cancelled"}
+    elif shown["status"] == "TIMEOUT":
+        error = {"status": "DEADLINE_EXCEEDED", "message": "Build timed out"}
+    elif shown["status"] != "SUCCESS":
+        detail = shown.get("statusDetail") or "Build failed; check build logs for details"
+        error = {"status": "UNKNOWN", "message": detail}
+    return longrunning_json(
+        op,
+        _op_name(build),
+        {"@type": TYPE_PREFIX + "BuildOperationMetadata", "build": shown},
+        error=error,
+        response={"@type": TYPE_PREFIX + "Build", **shown},
+    )
 
 
 def _can_push(emu: Emulator, build: dict[str, Any], repo: str) -> bool:

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import ApiError
+from .errors import GRPC_CODE_BY_STATUS, ApiError
 
 if TYPE_CHECKING:
     from .server import Emulator
@@ -219,6 +219,32 @@ class Operations:
         else:
             store.put(OP_KIND, op["id"], op)
             store.put(DONE_KIND, _pending_key(op["completed"], op["id"]), {"id": op["id"]})
+
+
+def longrunning_json(
+    op: dict[str, Any],
+    name: str,
+    metadata: dict[str, Any],
+    *,
+    error: dict[str, Any] | None = None,
+    response: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``op`` in the google.longrunning.Operation shape (Run, Cloud Build, Service Usage,
+    Artifact Registry): ``done`` with either ``response`` or ``error`` (a google.rpc.Status whose
+    code is the gRPC number of the stored status). ``error`` / ``response`` (stored shape:
+    ``{"status", "message"}`` / the resource) replace the operation's own when given."""
+    out: dict[str, Any] = {"name": name, "metadata": metadata}
+    if op["done"]:
+        out["done"] = True
+        err = error if error is not None else op["error"]
+        if err:
+            out["error"] = {
+                "code": GRPC_CODE_BY_STATUS.get(err["status"], 2),
+                "message": err["message"],
+            }
+        else:
+            out["response"] = response if response is not None else op["response"]
+    return out
 
 
 def _due(pending_key: str) -> float:

@@ -61,8 +61,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import policies
-from .errors import GRPC_CODE_BY_STATUS, ApiError
-from .operations import completer
+from .errors import ApiError
+from .operations import completer, longrunning_json
 from .projects import check_location, resolve
 from .routing import Request, Router, rfc3339
 from .serviceusage import require_enabled
@@ -480,21 +480,11 @@ def _start_op(
 
 
 def _op_json(op: dict[str, Any]) -> dict[str, Any]:
-    kind = op["args"]["kind"]
-    out: dict[str, Any] = {
-        "name": f"{op['args']['parent']}/operations/{op['id']}",
-        "metadata": _any(kind, op["metadata"]["resource"]),
-    }
-    if op["done"]:
-        out["done"] = True
-        if op["error"]:
-            out["error"] = {
-                "code": GRPC_CODE_BY_STATUS.get(op["error"]["status"], 2),
-                "message": op["error"]["message"],
-            }
-        else:
-            out["response"] = op["response"]
-    return out
+    return longrunning_json(
+        op,
+        f"{op['args']['parent']}/operations/{op['id']}",
+        _any(op["args"]["kind"], op["metadata"]["resource"]),
+    )
 
 
 def _fail_op(op: dict[str, Any], status: str, message: str) -> None:

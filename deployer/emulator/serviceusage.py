@@ -24,7 +24,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from .errors import ApiError
-from .operations import completer
+from .operations import completer, longrunning_json
 from .projects import resolve
 from .routing import Request, Router
 
@@ -176,25 +176,14 @@ def _service(emu: Emulator, number: str, service: str) -> dict[str, Any]:
 
 
 def _op_json(op: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "name": f"operations/{op['id']}",
-        "metadata": {
+    return longrunning_json(
+        op,
+        f"operations/{op['id']}",
+        {
             "@type": TYPE_PREFIX + "OperationMetadata",
             "resourceNames": op["metadata"].get("resourceNames", []),
         },
-    }
-    if op["done"]:
-        out["done"] = True
-        if op["error"]:
-            from .errors import GRPC_CODE_BY_STATUS
-
-            out["error"] = {
-                "code": GRPC_CODE_BY_STATUS.get(op["error"]["status"], 2),
-                "message": op["error"]["message"],
-            }
-        else:
-            out["response"] = op["response"]
-    return out
+    )
 
 
 def _noop(response: dict[str, Any]) -> dict[str, Any]:
