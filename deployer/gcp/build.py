@@ -85,18 +85,3 @@ class BuildApi:
             return [to_dict(b) for b in itertools.islice(pager, limit)]
 
         return self.cloud.read(first) or []
-
-    def cancel_build(self, build_id: str) -> dict[str, Any] | None:
-        """Cancel a running build (None when it does not exist)."""
-        found = self.cloud.read(
-            lambda: self._client.cancel_build(
-                request={
-                    "project_id": self.cloud.project,
-                    "id": build_id,
-                    "name": self.build_name(build_id),
-                },
-                retry=None,
-                timeout=TIMEOUT,
-            )
-        )
-        return None if found is None else to_dict(found)

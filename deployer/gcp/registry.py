@@ -146,18 +146,3 @@ class RegistryApi:
             execute(self._repos.repositories().packages().tags().get(name=name))
         )
         return found is not None
-
-    def list_images(self, repo_id: str) -> list[dict[str, Any]]:
-        """The repository's docker images (first 1000), for status."""
-        page = (
-            self.cloud.read(
-                execute(
-                    self._repos.repositories()
-                    .dockerImages()
-                    .list(parent=self.name(repo_id), pageSize=1000)
-                )
-            )
-            or {}
-        )
-        images: list[dict[str, Any]] = page.get("dockerImages", [])
-        return images

@@ -162,9 +162,6 @@ class SqlApi:
 
     # -- operations ----------------------------------------------------------------------------
 
-    def get_operation(self, name: str) -> dict[str, Any]:
-        return self._call(lambda a: a.operations().get(project=self._p, operation=name))  # type: ignore[no-any-return]
-
     def pending_operations(self, instance: str) -> list[dict[str, Any]]:
         """Operations on ``instance`` that are not DONE (newest first); [] when it is gone."""
         page = self._read(
@@ -173,8 +170,3 @@ class SqlApi:
         if page is None:
             return []
         return [op for op in page.get("items", []) if op.get("status") != "DONE"]
-
-    def operation_error(self, op: dict[str, Any]) -> str:
-        """The first error message of a DONE operation, "" when it succeeded."""
-        errs = (op.get("error") or {}).get("errors") or []
-        return str(errs[0].get("message", "")) if errs else ""

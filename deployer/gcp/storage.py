@@ -94,14 +94,6 @@ class StorageApi:
 
     # -- objects ---------------------------------------------------------------------------
 
-    def bucket_has_objects(self, name: str) -> bool:
-        client = self._client
-        return self.cloud.call(
-            lambda: any(
-                True for _ in client.list_blobs(name, max_results=1, retry=None, timeout=TIMEOUT)
-            )
-        )
-
     def list_objects(self, bucket: str, prefix: str = "") -> list[str]:
         client = self._client
         return self.cloud.call(
