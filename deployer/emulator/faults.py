@@ -23,6 +23,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .errors import STATUS_BY_CODE, ApiError
+from .store import Rules
 
 if TYPE_CHECKING:
     from .server import Emulator
@@ -78,56 +79,33 @@ def _default_message(code: int) -> str:
     }.get(code, f"Injected fault {code}.")
 
 
-class Faults:
+class Faults(Rules):
     def __init__(self, emu: Emulator) -> None:
+        super().__init__(emu.store, KIND, "fault")
         self.emu = emu
 
     def add(self, **rule: Any) -> dict[str, Any]:
-        r = normalize(rule)
-        r["id"] = self.emu.store.next_id("fault")
-        self.emu.store.put(KIND, f"{r['id']:012d}", r)
-        return r
+        return self._add(normalize(rule))
 
-    def list(self) -> list[dict[str, Any]]:
-        return [v for _, v in self.emu.store.list(KIND)]
-
-    def clear(self) -> None:
-        with self.emu.store.transaction():
-            for k, _ in self.emu.store.list(KIND):
-                self.emu.store.delete(KIND, k)
-
-    def remove(self, rule_id: int) -> bool:
-        return self.emu.store.delete(KIND, f"{int(rule_id):012d}")
+    def _expired(self, rule: dict[str, Any]) -> bool:
+        return rule["until"] is not None and self.emu.clock() > float(rule["until"])
 
     def match(self, method: str, path: str, body: bytes) -> dict[str, Any] | None:
         """The first rule matching this request (consuming one of its ``times``), or None."""
-        store = self.emu.store
-        if not store.list(KIND):
-            return None
-        text: str | None = None
-        with store.transaction():
-            now = self.emu.clock()
-            for key, r in store.list(KIND):
-                if r["until"] is not None and now > float(r["until"]):
-                    store.delete(KIND, key)
-                    continue
-                if r["method"] not in ("*", method.upper()):
-                    continue
-                if r["path"] and not re.search(r["path"], path):
-                    continue
-                if r["body_contains"]:
-                    if text is None:
-                        text = body.decode("utf-8", "replace")
-                    if r["body_contains"] not in text:
-                        continue
-                if r["times"] is not None:
-                    r["times"] -= 1
-                    if r["times"] <= 0:
-                        store.delete(KIND, key)
-                    else:
-                        store.put(KIND, key, r)
-                return r
-        return None
+        text: list[str] = []  # the body decoded once, when a rule asks for it
+
+        def matches(r: dict[str, Any]) -> bool:
+            if r["method"] not in ("*", method.upper()):
+                return False
+            if r["path"] and not re.search(r["path"], path):
+                return False
+            if r["body_contains"]:
+                if not text:
+                    text.append(body.decode("utf-8", "replace"))
+                return bool(r["body_contains"] in text[0])
+            return True
+
+        return self._take(matches)
 
 
 def as_error(rule: dict[str, Any]) -> ApiError:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .store import Rules
+
 if TYPE_CHECKING:
     from .server import Emulator
 
@@ -21,8 +23,9 @@ KIND = "_outcome"
 KNOWN_KINDS = frozenset({"build", "execution", "revision", "sql.operation"})
 
 
-class Outcomes:
+class Outcomes(Rules):
     def __init__(self, emu: Emulator) -> None:
+        super().__init__(emu.store, KIND, "outcome")
         self.emu = emu
 
     def add(self, kind: str, match: str, message: str, times: int = 1) -> dict[str, Any]:
@@ -30,34 +33,13 @@ class Outcomes:
             raise ValueError(f"unknown outcome kind {kind!r}: one of {sorted(KNOWN_KINDS)}")
         if times <= 0:
             raise ValueError("times must be positive")
-        rule_id = self.emu.store.next_id("outcome")
-        rule = {"id": rule_id, "kind": kind, "match": match, "message": message, "times": times}
-        self.emu.store.put(KIND, f"{rule_id:012d}", rule)
-        return rule
-
-    def list(self) -> list[dict[str, Any]]:
-        return [v for _, v in self.emu.store.list(KIND)]
-
-    def clear(self) -> None:
-        with self.emu.store.transaction():
-            for k, _ in self.emu.store.list(KIND):
-                self.emu.store.delete(KIND, k)
+        return self._add({"kind": kind, "match": match, "message": message, "times": times})
 
     def take(self, kind: str, name: str) -> str | None:
         """The message of the first pending rule of ``kind`` whose ``match`` is a substring of
         ``name`` (one of its ``times`` is used up), or None."""
-        store = self.emu.store
-        with store.transaction():
-            for key, rule in store.list(KIND):
-                if rule["kind"] != kind or rule["match"] not in name:
-                    continue
-                rule["times"] -= 1
-                if rule["times"] <= 0:
-                    store.delete(KIND, key)
-                else:
-                    store.put(KIND, key, rule)
-                return str(rule["message"])
-        return None
+        rule = self._take(lambda r: r["kind"] == kind and r["match"] in name)
+        return None if rule is None else str(rule["message"])
 
     def peek(self, kind: str, name: str) -> str | None:
         """Like take, without using the rule up."""

@@ -12,7 +12,7 @@ import builtins
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -175,3 +175,57 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class Rules:
+    """Numbered rules kept in the store under ``kind`` (faults, outcomes), applied in the order
+    added: :meth:`_take` hands out the first matching one and counts down its ``times`` (the rule
+    vanishes at 0; ``times`` None is unlimited)."""
+
+    def __init__(self, store: Store, kind: str, counter: str) -> None:
+        self._store = store
+        self._kind = kind
+        self._counter = counter
+
+    def _add(self, rule: dict[str, Any]) -> dict[str, Any]:
+        """Number ``rule`` (its ``id``) and keep it; returns it."""
+        rule["id"] = self._store.next_id(self._counter)
+        self._store.put(self._kind, f"{rule['id']:012d}", rule)
+        return rule
+
+    def list(self) -> builtins.list[dict[str, Any]]:
+        return [v for _, v in self._store.list(self._kind)]
+
+    def clear(self) -> None:
+        with self._store.transaction():
+            for k, _ in self._store.list(self._kind):
+                self._store.delete(self._kind, k)
+
+    def remove(self, rule_id: int) -> bool:
+        return self._store.delete(self._kind, f"{int(rule_id):012d}")
+
+    def _expired(self, rule: dict[str, Any]) -> bool:
+        """A rule past its time: dropped when met (none by default)."""
+        return False
+
+    def _take(self, matches: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+        """The first rule for which ``matches(rule)`` is true, one of its ``times`` used up (all
+        in one transaction, so two processes never both use a rule's last time), or None."""
+        store = self._store
+        if not store.list(self._kind, limit=1):
+            return None  # fast path: no rules, no transaction
+        with store.transaction():
+            for key, rule in store.list(self._kind):
+                if self._expired(rule):
+                    store.delete(self._kind, key)
+                    continue
+                if not matches(rule):
+                    continue
+                if rule.get("times") is not None:
+                    rule["times"] -= 1
+                    if rule["times"] <= 0:
+                        store.delete(self._kind, key)
+                    else:
+                        store.put(self._kind, key, rule)
+                return rule
+        return None
