@@ -38,6 +38,7 @@ from .errors import ApiError
 from .projects import resolve
 from .routing import Request, Response, Router, rfc3339
 from .serviceusage import require_enabled
+from .storage import crc32c
 
 if TYPE_CHECKING:
     from .server import Emulator
@@ -51,29 +52,6 @@ MAX_PAYLOAD = 65536
 _SECRET_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _LABEL_KEY_RE = re.compile(r"^[\w-]{1,63}$")  # letters (any case in Secret Manager), digits, _ -
 _MUTABLE = {"labels", "annotations", "versionAliases", "expireTime", "ttl", "topics", "rotation"}
-
-
-# -- crc32c (Castagnoli), pure Python: the emulator needs no extension module ------------------
-
-
-def _crc_table() -> list[int]:
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_TABLE = _crc_table()
-
-
-def crc32c(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc = _TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
 
 
 # -- keys and lookups ----------------------------------------------------------------------------
@@ -281,6 +259,16 @@ def list_secrets(req: Request, project: str) -> dict[str, Any]:
     return _page(req, [_secret_json(r) for r in recs], "secrets")
 
 
+def _check_etag(rec: dict[str, Any], etag: str | None) -> None:
+    """A stale ``etag`` sent with a patch or delete is 400 FAILED_PRECONDITION."""
+    if etag and etag != rec["etag"]:
+        raise ApiError(
+            400,
+            "The etag provided in the request does not match the current etag of the secret.",
+            status="FAILED_PRECONDITION",
+        )
+
+
 @router.route("PATCH", "/v1/projects/{project}/secrets/{secret}")
 def patch_secret(req: Request, project: str, secret: str) -> dict[str, Any]:
     body = req.json()
@@ -294,13 +282,7 @@ def patch_secret(req: Request, project: str, secret: str) -> dict[str, Any]:
     store = req.emu.store
     with store.transaction():
         rec = _get_secret(req.emu, project_id, number, secret)
-        etag = body.get("etag")
-        if etag and etag != rec["etag"]:
-            raise ApiError(
-                400,
-                "The etag provided in the request does not match the current etag of the secret.",
-                status="FAILED_PRECONDITION",
-            )
+        _check_etag(rec, body.get("etag"))
         for m in mask:
             value = body.get(m)
             if m == "labels":
@@ -321,13 +303,7 @@ def delete_secret(req: Request, project: str, secret: str) -> dict[str, Any]:
     store = req.emu.store
     with store.transaction():
         rec = _get_secret(req.emu, project_id, number, secret)
-        etag = req.arg("etag")
-        if etag and etag != rec["etag"]:
-            raise ApiError(
-                400,
-                "The etag provided in the request does not match the current etag of the secret.",
-                status="FAILED_PRECONDITION",
-            )
+        _check_etag(rec, req.arg("etag"))
         for k, _ in store.list(VERSION_KIND, _key(project_id, secret) + "/"):
             store.delete(VERSION_KIND, k)
         store.delete(SECRET_KIND, _key(project_id, secret))
