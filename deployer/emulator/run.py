@@ -504,19 +504,67 @@ def _get_service(emu: Emulator, parent: str, service: str) -> dict[str, Any] | N
     return emu.store.get(SERVICE_KIND, _service_key(parent, service))
 
 
-def _must_service(emu: Emulator, parent: str, service: str) -> dict[str, Any]:
-    found = _get_service(emu, parent, service)
+def _must(emu: Emulator, kind: str, name: str, what: str) -> dict[str, Any]:
+    """The stored resource ``name`` of store kind ``kind``, or Run's 404 for a ``what``
+    ("SERVICE", "JOB", "EXECUTION")."""
+    found = emu.store.get(kind, name)
     if found is None:
-        _, pid, _, loc = parent.split("/")
-        raise _missing("SERVICE", service, loc, pid)
+        _, pid, _, loc = name.split("/")[:4]
+        raise _missing(what, name.rsplit("/", 1)[-1], loc, pid)
     return found
 
 
-def _save_service(emu: Emulator, svc: dict[str, Any]) -> dict[str, Any]:
-    svc.pop("etag", None)
-    svc["etag"] = _etag(_public(svc))
-    emu.store.put(SERVICE_KIND, svc["name"], svc)
-    return svc
+def _must_service(emu: Emulator, parent: str, service: str) -> dict[str, Any]:
+    return _must(emu, SERVICE_KIND, _service_key(parent, service), "SERVICE")
+
+
+def _new_resource(emu: Emulator, name: str) -> dict[str, Any]:
+    """What Run records for a resource it creates, before the spec."""
+    return {"name": name, "uid": str(uuid.uuid4()), "createTime": _now(emu), "creator": CREATOR}
+
+
+def _save(emu: Emulator, kind: str, resource: dict[str, Any]) -> dict[str, Any]:
+    resource.pop("etag", None)
+    resource["etag"] = _etag(_public(resource))
+    emu.store.put(kind, resource["name"], resource)
+    return resource
+
+
+def _delete(
+    emu: Emulator,
+    parent: str,
+    kind: str,
+    resource: dict[str, Any],
+    *,
+    children: str | None,
+    op_kind: str,
+    duration_kind: str,
+) -> dict[str, Any]:
+    """Delete ``resource`` (store kind ``kind``) at once, with its children (store kind
+    ``children``, under its name) and its IAM policy; the operation answers its last state."""
+    store = emu.store
+    store.delete(kind, resource["name"])
+    if children is not None:
+        for key, _ in store.list(children, resource["name"] + "/"):
+            store.delete(children, key)
+        policies.delete_policy(emu, resource["name"])
+    resource["deleteTime"] = _now(emu)
+    return _snapshot_op(emu, parent, op_kind, resource, duration_kind)
+
+
+def _snapshot_op(
+    emu: Emulator, parent: str, kind: str, resource: dict[str, Any], duration_kind: str
+) -> dict[str, Any]:
+    """An operation whose response is ``resource`` as it is now (delete, cancel)."""
+    return _start_op(
+        emu,
+        parent,
+        completer_name="run.snapshot",
+        duration_kind=duration_kind,
+        kind=kind,
+        resource=resource,
+        args={},
+    )
 
 
 _SERVICE_SPEC = (
@@ -584,7 +632,7 @@ def _deploy(
     ]
     svc.setdefault("uri", _uri(sid, pid, location))
     svc.setdefault("urls", [f"https://{sid}-{number}.{location}.run.app", _uri(sid, pid, location)])
-    _save_service(emu, svc)
+    _save(emu, SERVICE_KIND, svc)
     return _start_op(
         emu,
         parent,
@@ -711,7 +759,7 @@ def _finish_deploy(emu: Emulator, op: dict[str, Any]) -> dict[str, Any] | None:
             svc["trafficStatuses"] = [
                 {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}
             ]
-        _save_service(emu, svc)
+        _save(emu, SERVICE_KIND, svc)
     op["metadata"]["resource"] = _public(svc)
     if problem is not None:
         _fail_op(op, "FAILED_PRECONDITION", problem)
@@ -732,13 +780,7 @@ def create_service(req: Request, project: str, location: str) -> dict[str, Any]:
     with req.emu.store.transaction():
         if _get_service(req.emu, parent, sid) is not None:
             raise ApiError(409, f"Resource '{sid}' already exists.")
-        now = _now(req.emu)
-        svc: dict[str, Any] = {
-            "name": _service_key(parent, sid),
-            "uid": str(uuid.uuid4()),
-            "createTime": now,
-            "creator": CREATOR,
-        }
+        svc = _new_resource(req.emu, _service_key(parent, sid))
         return _deploy(req.emu, parent, pid, number, svc, spec)
 
 
@@ -777,13 +819,7 @@ def update_service(req: Request, project: str, location: str, service: str) -> d
         if svc is None:
             if (req.arg("allowMissing") or "").lower() != "true":
                 raise _missing("SERVICE", service, location, pid)
-            now = _now(req.emu)
-            svc = {
-                "name": _service_key(parent, service),
-                "uid": str(uuid.uuid4()),
-                "createTime": now,
-                "creator": CREATOR,
-            }
+            svc = _new_resource(req.emu, _service_key(parent, service))
         elif spec.get("etag") and spec["etag"] != svc.get("etag"):
             raise ApiError(
                 409,
@@ -796,26 +832,20 @@ def update_service(req: Request, project: str, location: str, service: str) -> d
 @router.route("DELETE", "/v2/projects/{project}/locations/{location}/services/{service}")
 def delete_service(req: Request, project: str, location: str, service: str) -> dict[str, Any]:
     parent, _, _ = _parent(req.emu, project, location)
-    store = req.emu.store
-    with store.transaction():
+    with req.emu.store.transaction():
         svc = _must_service(req.emu, parent, service)
         etag = req.arg("etag")
         if etag and etag != svc.get("etag"):
             raise ApiError(409, "Etag mismatch.", status="ABORTED")
-        store.delete(SERVICE_KIND, svc["name"])
-        for key, _ in store.list(REVISION_KIND, svc["name"] + "/revisions/"):
-            store.delete(REVISION_KIND, key)
-        policies.delete_policy(req.emu, svc["name"])
-        svc["deleteTime"] = _now(req.emu)
         svc["reconciling"] = True
-        return _start_op(
+        return _delete(
             req.emu,
             parent,
-            completer_name="run.snapshot",
+            SERVICE_KIND,
+            svc,
+            children=REVISION_KIND,
+            op_kind="Service",
             duration_kind="run.service.delete",
-            kind="Service",
-            resource=svc,
-            args={},
         )
 
 
@@ -903,18 +933,7 @@ def _job_key(parent: str, job: str) -> str:
 
 
 def _must_job(emu: Emulator, parent: str, job: str) -> dict[str, Any]:
-    found = emu.store.get(JOB_KIND, _job_key(parent, job))
-    if found is None:
-        _, pid, _, loc = parent.split("/")
-        raise _missing("JOB", job, loc, pid)
-    return found
-
-
-def _save(emu: Emulator, kind: str, resource: dict[str, Any]) -> dict[str, Any]:
-    resource.pop("etag", None)
-    resource["etag"] = _etag(_public(resource))
-    emu.store.put(kind, resource["name"], resource)
-    return resource
+    return _must(emu, JOB_KIND, _job_key(parent, job), "JOB")
 
 
 _JOB_SPEC = (
@@ -984,13 +1003,7 @@ def create_job(req: Request, project: str, location: str) -> dict[str, Any]:
     with req.emu.store.transaction():
         if req.emu.store.get(JOB_KIND, _job_key(parent, jid)) is not None:
             raise ApiError(409, f"Resource '{jid}' already exists.")
-        now = _now(req.emu)
-        job: dict[str, Any] = {
-            "name": _job_key(parent, jid),
-            "uid": str(uuid.uuid4()),
-            "createTime": now,
-            "creator": CREATOR,
-        }
+        job = _new_resource(req.emu, _job_key(parent, jid))
         return _update_job(req.emu, parent, pid, number, job, spec)
 
 
@@ -1016,12 +1029,7 @@ def update_job(req: Request, project: str, location: str, job: str) -> dict[str,
         if found is None:
             if (req.arg("allowMissing") or "").lower() != "true":
                 raise _missing("JOB", job, location, pid)
-            found = {
-                "name": _job_key(parent, job),
-                "uid": str(uuid.uuid4()),
-                "createTime": _now(req.emu),
-                "creator": CREATOR,
-            }
+            found = _new_resource(req.emu, _job_key(parent, job))
         elif spec.get("etag") and spec["etag"] != found.get("etag"):
             raise ApiError(409, f"Etag mismatch: the job '{job}' was modified.", status="ABORTED")
         return _update_job(req.emu, parent, pid, number, found, spec)
@@ -1030,22 +1038,15 @@ def update_job(req: Request, project: str, location: str, job: str) -> dict[str,
 @router.route("DELETE", "/v2/projects/{project}/locations/{location}/jobs/{job}")
 def delete_job(req: Request, project: str, location: str, job: str) -> dict[str, Any]:
     parent, _, _ = _parent(req.emu, project, location)
-    store = req.emu.store
-    with store.transaction():
-        found = _must_job(req.emu, parent, job)
-        store.delete(JOB_KIND, found["name"])
-        for key, _ in store.list(EXECUTION_KIND, found["name"] + "/executions/"):
-            store.delete(EXECUTION_KIND, key)
-        policies.delete_policy(req.emu, found["name"])
-        found["deleteTime"] = _now(req.emu)
-        return _start_op(
+    with req.emu.store.transaction():
+        return _delete(
             req.emu,
             parent,
-            completer_name="run.snapshot",
+            JOB_KIND,
+            _must_job(req.emu, parent, job),
+            children=EXECUTION_KIND,
+            op_kind="Job",
             duration_kind="run.job.update",
-            kind="Job",
-            resource=found,
-            args={},
         )
 
 
@@ -1209,11 +1210,7 @@ def _execution_key(parent: str, job: str, execution: str) -> str:
 
 
 def _must_execution(emu: Emulator, parent: str, job: str, execution: str) -> dict[str, Any]:
-    found = emu.store.get(EXECUTION_KIND, _execution_key(parent, job, execution))
-    if found is None:
-        _, pid, _, loc = parent.split("/")
-        raise _missing("EXECUTION", execution, loc, pid)
-    return found
+    return _must(emu, EXECUTION_KIND, _execution_key(parent, job, execution), "EXECUTION")
 
 
 @router.route(
@@ -1243,17 +1240,14 @@ def delete_execution(
 ) -> dict[str, Any]:
     parent, _, _ = _parent(req.emu, project, location)
     with req.emu.store.transaction():
-        found = _must_execution(req.emu, parent, job, execution)
-        req.emu.store.delete(EXECUTION_KIND, found["name"])
-        found["deleteTime"] = _now(req.emu)
-        return _start_op(
+        return _delete(
             req.emu,
             parent,
-            completer_name="run.snapshot",
+            EXECUTION_KIND,
+            _must_execution(req.emu, parent, job, execution),
+            children=None,
+            op_kind="Execution",
             duration_kind="run.job.update",
-            kind="Execution",
-            resource=found,
-            args={},
         )
 
 
@@ -1283,15 +1277,7 @@ def cancel_execution(
                 ),
             ]
             _save(req.emu, EXECUTION_KIND, found)
-        return _start_op(
-            req.emu,
-            parent,
-            completer_name="run.snapshot",
-            duration_kind="run.job.update",
-            kind="Execution",
-            resource=found,
-            args={},
-        )
+        return _snapshot_op(req.emu, parent, "Execution", found, "run.job.update")
 
 
 # -- operations ----------------------------------------------------------------------------------
