@@ -36,10 +36,12 @@ in state FAILED.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import re
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import ApiError
@@ -53,6 +55,8 @@ if TYPE_CHECKING:
     from .server import Emulator
 
 router = Router()
+
+ChildEffect = Callable[["Emulator", dict[str, Any]], None]
 
 SERVICE = "sqladmin.googleapis.com"
 BASE = "https://sqladmin.googleapis.com/v1"
@@ -196,6 +200,59 @@ def _fail_outcome(emu: Emulator, op: dict[str, Any]) -> str | None:
 def _failed(op: dict[str, Any], message: str, reason: str = "INTERNAL_ERROR") -> None:
     """Mark the operation failed without rolling back what the completer wrote."""
     op["error"] = {"code": 500, "message": message, "status": "INTERNAL", "reason": reason}
+
+
+def _child_completer(name: str) -> Callable[[ChildEffect], ChildEffect]:
+    """Register a database/user completer: the operation fails when a ``sql.operation`` outcome
+    matches, else ``fn(emu, args)`` applies its effect."""
+
+    def deco(fn: ChildEffect) -> ChildEffect:
+        @functools.wraps(fn)
+        def run(emu: Emulator, op: dict[str, Any]) -> None:
+            message = _fail_outcome(emu, op)
+            if message is not None:
+                _failed(op, message)
+            else:
+                fn(emu, op["args"])
+
+        completer(name)(run)
+        return fn
+
+    return deco
+
+
+def _child_key(a: dict[str, Any]) -> str:
+    """The store key of the database or user an operation's args name."""
+    return f"{a['project']}/{a['instance']}/{a['name']}"
+
+
+def _child_operation(
+    req: Request,
+    project_id: str,
+    instance: str,
+    kind: str,
+    name: str,
+    *,
+    exists: ApiError | None,
+    missing: ApiError | None,
+    op_type: str,
+    completer_name: str,
+    args: dict[str, Any],
+) -> dict[str, Any]:
+    """Start a database/user operation (latency kind = the store kind: "sql.database",
+    "sql.user") on a RUNNABLE, idle instance: refused with ``exists``
+    when the child ``name`` of store kind ``kind`` exists, with ``missing`` when it does not."""
+    emu = req.emu
+    with emu.store.transaction():
+        _mutable_instance(emu, project_id, instance)
+        found = emu.store.get(kind, f"{project_id}/{instance}/{name}") is not None
+        if found and exists is not None:
+            raise exists
+        if not found and missing is not None:
+            raise missing
+        return _operation(
+            emu, project_id, instance, op_type, completer_name, kind, {"name": name, **args}
+        )
 
 
 def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -493,38 +550,30 @@ def insert_database(req: Request, project: str, instance: str) -> dict[str, Any]
     name = body.get("name") or ""
     if not name or len(name) > 63:
         raise _err(400, "Invalid request: database name is missing or too long.", "invalid")
-    emu = req.emu
-    with emu.store.transaction():
-        _mutable_instance(emu, project_id, instance)
-        if emu.store.get(DATABASE_KIND, f"{project_id}/{instance}/{name}") is not None:
-            raise _err(
-                409,
-                f'Invalid request: database "{name}" already exists on instance {instance}.',
-                "alreadyExists",
-            )
-        return _operation(
-            emu,
-            project_id,
-            instance,
-            "CREATE_DATABASE",
-            "sql.database.create",
-            "sql.database",
-            {"name": name, "charset": body.get("charset"), "collation": body.get("collation")},
-        )
+    return _child_operation(
+        req,
+        project_id,
+        instance,
+        DATABASE_KIND,
+        name,
+        exists=_err(
+            409,
+            f'Invalid request: database "{name}" already exists on instance {instance}.',
+            "alreadyExists",
+        ),
+        missing=None,
+        op_type="CREATE_DATABASE",
+        completer_name="sql.database.create",
+        args={"charset": body.get("charset"), "collation": body.get("collation")},
+    )
 
 
-@completer("sql.database.create")
-def _finish_db_create(emu: Emulator, op: dict[str, Any]) -> None:
-    message = _fail_outcome(emu, op)
-    if message is not None:
-        _failed(op, message)
-        return None
-    p, i, a = op["args"]["project"], op["args"]["instance"], op["args"]
-    db = _db(p, i, a["name"])
+@_child_completer("sql.database.create")
+def _finish_db_create(emu: Emulator, a: dict[str, Any]) -> None:
+    db = _db(a["project"], a["instance"], a["name"])
     db["charset"] = a.get("charset") or "UTF8"
     db["collation"] = a.get("collation") or "en_US.UTF8"
-    emu.store.put(DATABASE_KIND, f"{p}/{i}/{a['name']}", db)
-    return None
+    emu.store.put(DATABASE_KIND, _child_key(a), db)
 
 
 def _db_json(db: dict[str, Any]) -> dict[str, Any]:
@@ -554,32 +603,23 @@ def list_databases(req: Request, project: str, instance: str) -> dict[str, Any]:
 
 @router.route("DELETE", "/v1/projects/{project}/instances/{instance}/databases/{database}")
 def delete_database(req: Request, project: str, instance: str, database: str) -> dict[str, Any]:
-    project_id = _start(req, project)
-    emu = req.emu
-    with emu.store.transaction():
-        _mutable_instance(emu, project_id, instance)
-        if emu.store.get(DATABASE_KIND, f"{project_id}/{instance}/{database}") is None:
-            raise _err(404, f"Not Found: database {database} does not exist.", "notFound")
-        return _operation(
-            emu,
-            project_id,
-            instance,
-            "DELETE_DATABASE",
-            "sql.database.delete",
-            "sql.database",
-            {"name": database},
-        )
+    return _child_operation(
+        req,
+        _start(req, project),
+        instance,
+        DATABASE_KIND,
+        database,
+        exists=None,
+        missing=_err(404, f"Not Found: database {database} does not exist.", "notFound"),
+        op_type="DELETE_DATABASE",
+        completer_name="sql.database.delete",
+        args={},
+    )
 
 
-@completer("sql.database.delete")
-def _finish_db_delete(emu: Emulator, op: dict[str, Any]) -> None:
-    message = _fail_outcome(emu, op)
-    if message is not None:
-        _failed(op, message)
-        return None
-    a = op["args"]
-    emu.store.delete(DATABASE_KIND, f"{a['project']}/{a['instance']}/{a['name']}")
-    return None
+@_child_completer("sql.database.delete")
+def _finish_db_delete(emu: Emulator, a: dict[str, Any]) -> None:
+    emu.store.delete(DATABASE_KIND, _child_key(a))
 
 
 # -- users ---------------------------------------------------------------------------------------
@@ -609,39 +649,27 @@ def insert_user(req: Request, project: str, instance: str) -> dict[str, Any]:
     name = body.get("name") or ""
     if not name:
         raise _err(400, "Invalid request: user name is missing.", "invalid")
-    emu = req.emu
-    with emu.store.transaction():
-        _mutable_instance(emu, project_id, instance)
-        if emu.store.get(USER_KIND, f"{project_id}/{instance}/{name}") is not None:
-            raise _err(
-                409, f"Invalid request: user {name} already exists on {instance}.", "alreadyExists"
-            )
-        return _operation(
-            emu,
-            project_id,
-            instance,
-            "CREATE_USER",
-            "sql.user.create",
-            "sql.user",
-            {
-                "name": name,
-                "type": body.get("type") or "BUILT_IN",
-                "set_password": "password" in body,
-            },
-        )
+    return _child_operation(
+        req,
+        project_id,
+        instance,
+        USER_KIND,
+        name,
+        exists=_err(
+            409, f"Invalid request: user {name} already exists on {instance}.", "alreadyExists"
+        ),
+        missing=None,
+        op_type="CREATE_USER",
+        completer_name="sql.user.create",
+        args={"type": body.get("type") or "BUILT_IN", "set_password": "password" in body},
+    )
 
 
-@completer("sql.user.create")
-def _finish_user_create(emu: Emulator, op: dict[str, Any]) -> None:
-    message = _fail_outcome(emu, op)
-    if message is not None:
-        _failed(op, message)
-        return None
-    a = op["args"]
+@_child_completer("sql.user.create")
+def _finish_user_create(emu: Emulator, a: dict[str, Any]) -> None:
     u = _user(a["project"], a["instance"], a["name"], a["type"])
     u["_hasPassword"] = a["set_password"]  # the password itself is never stored
-    emu.store.put(USER_KIND, f"{a['project']}/{a['instance']}/{a['name']}", u)
-    return None
+    emu.store.put(USER_KIND, _child_key(a), u)
 
 
 @router.route("GET", "/v1/projects/{project}/instances/{instance}/users")
@@ -670,66 +698,48 @@ def update_user(req: Request, project: str, instance: str) -> dict[str, Any]:
     body = req.json()
     project_id = _start(req, project)
     name = req.arg("name") or body.get("name") or ""
-    emu = req.emu
-    with emu.store.transaction():
-        _mutable_instance(emu, project_id, instance)
-        if emu.store.get(USER_KIND, f"{project_id}/{instance}/{name}") is None:
-            raise _err(404, f"Not Found: user {name} does not exist.", "notFound")
-        return _operation(
-            emu,
-            project_id,
-            instance,
-            "UPDATE_USER",
-            "sql.user.update",
-            "sql.user",
-            {"name": name, "set_password": "password" in body},
-        )
+    return _child_operation(
+        req,
+        project_id,
+        instance,
+        USER_KIND,
+        name,
+        exists=None,
+        missing=_err(404, f"Not Found: user {name} does not exist.", "notFound"),
+        op_type="UPDATE_USER",
+        completer_name="sql.user.update",
+        args={"set_password": "password" in body},
+    )
 
 
-@completer("sql.user.update")
-def _finish_user_update(emu: Emulator, op: dict[str, Any]) -> None:
-    message = _fail_outcome(emu, op)
-    if message is not None:
-        _failed(op, message)
-        return None
-    a = op["args"]
-    key = f"{a['project']}/{a['instance']}/{a['name']}"
-    u = emu.store.get(USER_KIND, key)
+@_child_completer("sql.user.update")
+def _finish_user_update(emu: Emulator, a: dict[str, Any]) -> None:
+    u = emu.store.get(USER_KIND, _child_key(a))
     if u is not None:
         u["_hasPassword"] = u.get("_hasPassword") or a["set_password"]
-        emu.store.put(USER_KIND, key, u)
-    return None
+        emu.store.put(USER_KIND, _child_key(a), u)
 
 
 @router.route("DELETE", "/v1/projects/{project}/instances/{instance}/users")
 def delete_user(req: Request, project: str, instance: str) -> dict[str, Any]:
-    project_id = _start(req, project)
     name = req.arg("name") or ""
-    emu = req.emu
-    with emu.store.transaction():
-        _mutable_instance(emu, project_id, instance)
-        if emu.store.get(USER_KIND, f"{project_id}/{instance}/{name}") is None:
-            raise _err(404, f"Not Found: user {name} does not exist.", "notFound")
-        return _operation(
-            emu,
-            project_id,
-            instance,
-            "DELETE_USER",
-            "sql.user.delete",
-            "sql.user",
-            {"name": name},
-        )
+    return _child_operation(
+        req,
+        _start(req, project),
+        instance,
+        USER_KIND,
+        name,
+        exists=None,
+        missing=_err(404, f"Not Found: user {name} does not exist.", "notFound"),
+        op_type="DELETE_USER",
+        completer_name="sql.user.delete",
+        args={},
+    )
 
 
-@completer("sql.user.delete")
-def _finish_user_delete(emu: Emulator, op: dict[str, Any]) -> None:
-    message = _fail_outcome(emu, op)
-    if message is not None:
-        _failed(op, message)
-        return None
-    a = op["args"]
-    emu.store.delete(USER_KIND, f"{a['project']}/{a['instance']}/{a['name']}")
-    return None
+@_child_completer("sql.user.delete")
+def _finish_user_delete(emu: Emulator, a: dict[str, Any]) -> None:
+    emu.store.delete(USER_KIND, _child_key(a))
 
 
 # -- backup runs ---------------------------------------------------------------------------------
