@@ -48,7 +48,9 @@ class ApiError(Exception):
 
     ``status`` defaults from the code; ``reason`` adds a ``google.rpc.ErrorInfo`` detail (what
     GAPIC clients read into ``exc.reason``); ``legacy`` adds the ``errors: [...]`` list that
-    discovery-era APIs (sqladmin, storage) send; ``retry_after`` adds a Retry-After header.
+    discovery-era APIs (sqladmin, storage) send; ``retry_after`` adds a Retry-After header;
+    ``with_status=False`` leaves ``status`` out of the body, as Cloud SQL Admin's own errors do
+    (``{"error": {"code", "message", "errors": [{"message", "domain", "reason"}]}}``).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class ApiError(Exception):
         retry_after: float | None = None,
         metadata: dict[str, str] | None = None,
         legacy_reason: str | None = None,
+        with_status: bool = True,
     ) -> None:
         super().__init__(f"{code} {message}")
         self.code = int(code)
@@ -74,6 +77,7 @@ class ApiError(Exception):
         self.retry_after = retry_after
         self.metadata = dict(metadata or {})
         self.legacy_reason = legacy_reason
+        self.with_status = with_status
 
     def body(self) -> dict[str, Any]:
         err: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -87,7 +91,8 @@ class ApiError(Exception):
                     or LEGACY_REASON_BY_CODE.get(self.code, "unknown"),
                 }
             ]
-        err["status"] = self.status
+        if self.with_status:
+            err["status"] = self.status
         if self.reason:
             err["details"] = [
                 {

@@ -89,7 +89,9 @@ PROTECTED = (
 
 
 def _err(code: int, message: str, reason: str) -> ApiError:
-    return ApiError(code, message, legacy=True, legacy_reason=reason)
+    """Cloud SQL Admin's own error: the legacy ``errors[]`` with ``reason``, and (as the API
+    answers; only the front end's errors, e.g. SERVICE_DISABLED, carry one) no ``status``."""
+    return ApiError(code, message, legacy=True, legacy_reason=reason, with_status=False)
 
 
 def _sql_service_account(project_id: str) -> str:
