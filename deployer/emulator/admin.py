@@ -13,7 +13,7 @@ no faults, no latency):
     DELETE /_emulator/transcript
     GET    /_emulator/state[?kind=K]    -> {kind: {key: value}}
     GET    /_emulator/outcomes          -> {"outcomes": [...]}
-    POST   /_emulator/outcomes          body: {"kind", "match", "message", "times"?}
+    POST   /_emulator/outcomes          body: {"kind", "match", "message", "times"?, "status"?}
     DELETE /_emulator/outcomes
 """
 
@@ -152,7 +152,9 @@ def list_outcomes(req: Request) -> dict[str, Any]:
 @_bad_input
 def add_outcome(req: Request) -> dict[str, Any]:
     b = req.json()
-    return req.emu.outcomes.add(b["kind"], b["match"], b["message"], int(b.get("times", 1)))
+    return req.emu.outcomes.add(
+        b["kind"], b["match"], b["message"], int(b.get("times", 1)), b.get("status")
+    )
 
 
 @router.route("DELETE", "/_emulator/outcomes")

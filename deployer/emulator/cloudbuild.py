@@ -11,7 +11,7 @@
     GET  /v1/projects/{p}/locations/{l}/operations/{id}   regional (routed by artifactregistry.py)
 
 A build is QUEUED, then WORKING (startTime) after a short queue, and finishes after latency
-"build": SUCCESS, with each image of ``images`` pushed to Artifact Registry
+"build" (or its ``timeout``: TIMEOUT): SUCCESS, with each image of ``images`` pushed to Artifact Registry
 (:func:`artifactregistry.push_image`, which is what makes Cloud Run accept the image), or FAILURE:
 - an outcome of kind "build" whose match is in the build's id, tags or images:
   USER_BUILD_STEP, statusDetail 'Build step failure: build step 0 "<step>" failed: <message>';
@@ -179,6 +179,12 @@ def op_json(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
         error = {"status": "CANCELLED", "message": "Build was cancelled"}
     elif shown["status"] == "TIMEOUT":
         error = {"status": "DEADLINE_EXCEEDED", "message": "Build timed out"}
+    elif shown["status"] == "INTERNAL_ERROR":
+        detail = shown.get("statusDetail") or "Build failed due to an internal error"
+        error = {"status": "INTERNAL", "message": detail}
+    elif shown["status"] == "EXPIRED":
+        detail = shown.get("statusDetail") or "Build expired before it could start"
+        error = {"status": "UNKNOWN", "message": detail}
     elif shown["status"] != "SUCCESS":
         detail = shown.get("statusDetail") or "Build failed; check build logs for details"
         error = {"status": "UNKNOWN", "message": detail}
@@ -209,6 +215,21 @@ def _fail(build: dict[str, Any], kind: str, detail: str, status_detail: str) -> 
     build["failureInfo"] = {"type": kind, "detail": detail}
 
 
+def _stop(build: dict[str, Any], status: str, detail: str | None, at: float) -> None:
+    """End the build TIMEOUT / INTERNAL_ERROR (step 0 ends so, later steps never start) or
+    EXPIRED (it never left the queue: no startTime, no step ran)."""
+    build["status"] = status
+    if detail:
+        build["statusDetail"] = detail
+    if status == "EXPIRED":
+        build.pop("startTime", None)
+        return
+    build["finishTime"] = rfc3339(at)
+    for i, step in enumerate(build.get("steps", [])):
+        step["status"] = status if i == 0 else "QUEUED"
+    build["timing"] = {"BUILD": {"startTime": build["startTime"], "endTime": build["finishTime"]}}
+
+
 @completer("cloudbuild.build")
 def _finish(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
     build = _get(emu, op["target"])
@@ -219,7 +240,15 @@ def _finish(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
     build["finishTime"] = rfc3339(now)
     step = (build.get("steps") or [{}])[0].get("name", "")
     match = " ".join([build["id"], *build.get("tags", []), *build.get("images", [])])
-    message = emu.outcomes.take("build", match)
+    rule = emu.outcomes.take_rule("build", match)
+    status = rule.get("status", "FAILURE") if rule is not None else None
+    if status is None and build.get("_timedOut"):
+        status = "TIMEOUT"
+    if status is not None and status != "FAILURE":
+        _stop(build, status, rule["message"] if rule is not None else None, now)
+        emu.store.put(KIND, op["target"], build)
+        return {"@type": TYPE_PREFIX + "Build", **render(emu, build)}
+    message = rule["message"] if rule is not None else None
     pushed: list[dict[str, Any]] = []
     if message is not None:
         _fail(
@@ -338,7 +367,8 @@ def _create(req: Request, project: str, location: str) -> dict[str, Any]:
                 400, f"invalid build: invalid build tag {t!r}: must match {_TAG_RE.pattern}"
             )
     timeout = body.get("timeout") or "600s"
-    if not 0 < _seconds(timeout, "build.timeout") <= 86400:
+    timeout_seconds = _seconds(timeout, "build.timeout")
+    if not 0 < timeout_seconds <= 86400:
         raise ApiError(400, "invalid build: timeout must be between 1s and 24h")
     _check_service_account(emu, body)
     _check_source(emu, body.get("source") or {})
@@ -346,6 +376,9 @@ def _create(req: Request, project: str, location: str) -> dict[str, Any]:
     build_id = str(uuid.uuid4())
     now = emu.clock()
     duration = emu.latency.duration("build")
+    latency = emu.latency.get()
+    # the build would run (unscaled) longer than its timeout: it stops at the timeout, TIMEOUT
+    timed_out = latency["durations"]["build"] > timeout_seconds
     region = location if location != GLOBAL else GLOBAL
     build: dict[str, Any] = {
         "name": f"projects/{number}/locations/{location}/builds/{build_id}",
@@ -388,6 +421,12 @@ def _create(req: Request, project: str, location: str) -> dict[str, Any]:
     build["_location"] = location
     build["_opId"] = op_id
     build["_startAt"] = now + duration * QUEUE_FRACTION
+    op_duration = duration
+    if timed_out:
+        build["_timedOut"] = True
+        op_duration = min(
+            duration, duration * QUEUE_FRACTION + timeout_seconds * latency["time_scale"]
+        )
     key = _key(project_id, location, build_id)
     with emu.store.transaction():
         emu.store.put(KIND, key, build)
@@ -397,6 +436,7 @@ def _create(req: Request, project: str, location: str) -> dict[str, Any]:
             target=key,
             args={"project": project_id, "location": location},
             op_id=op_id,
+            duration=op_duration,
         )
     return op_json(emu, op)
 

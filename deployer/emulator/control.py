@@ -113,12 +113,16 @@ class EmulatorControl:
     def state(self, kind: str | None = None) -> dict[str, dict[str, Any]]:
         return self._call("GET", "state" + (f"?kind={quote(kind)}" if kind else ""))
 
-    def fail(self, kind: str, match: str, message: str, times: int = 1) -> dict[str, Any]:
+    def fail(
+        self, kind: str, match: str, message: str, times: int = 1, status: str | None = None
+    ) -> dict[str, Any]:
         """Make the next ``times`` outcomes of ``kind`` ("build", "execution", "revision",
-        "sql.operation") whose name contains ``match`` fail with ``message``."""
-        return self._call(
-            "POST", "outcomes", {"kind": kind, "match": match, "message": message, "times": times}
-        )
+        "sql.operation") whose name contains ``match`` fail with ``message``; for builds,
+        ``status`` is the failed status (FAILURE, INTERNAL_ERROR, TIMEOUT, EXPIRED)."""
+        rule: dict[str, Any] = {"kind": kind, "match": match, "message": message, "times": times}
+        if status is not None:
+            rule["status"] = status
+        return self._call("POST", "outcomes", rule)
 
     def outcomes(self) -> list[dict[str, Any]]:
         return self._call("GET", "outcomes")["outcomes"]

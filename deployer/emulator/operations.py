@@ -74,11 +74,14 @@ class Operations:
         args: dict[str, Any],
         metadata: dict[str, Any] | None = None,
         op_id: str | None = None,
+        duration: float | None = None,
     ) -> dict[str, Any]:
-        """Record a new operation due after the ``duration_kind`` latency; returns it."""
+        """Record a new operation due after the ``duration_kind`` latency (or ``duration``
+        seconds, already scaled, when given); returns it."""
         if completer not in _COMPLETERS:
             raise KeyError(f"no completer registered as {completer!r}")
-        duration = self.emu.latency.duration(duration_kind)
+        if duration is None:
+            duration = self.emu.latency.duration(duration_kind)
         now = self.emu.clock()
         op_id = op_id or str(uuid.uuid4())
         op: dict[str, Any] = {

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 KIND = "_outcome"
 KNOWN_KINDS = frozenset({"build", "execution", "revision", "sql.operation"})
+#: the failed Build statuses a "build" rule may ask for (FAILURE when none is given)
+BUILD_STATUSES = ("FAILURE", "INTERNAL_ERROR", "TIMEOUT", "EXPIRED")
 
 
 class Outcomes(Rules):
@@ -28,18 +30,33 @@ class Outcomes(Rules):
         super().__init__(emu.store, KIND, "outcome")
         self.emu = emu
 
-    def add(self, kind: str, match: str, message: str, times: int = 1) -> dict[str, Any]:
+    def add(
+        self, kind: str, match: str, message: str, times: int = 1, status: str | None = None
+    ) -> dict[str, Any]:
+        """``status`` (kind "build" only): the Build status the build ends in, one of
+        BUILD_STATUSES (default FAILURE)."""
         if kind not in KNOWN_KINDS:
             raise ValueError(f"unknown outcome kind {kind!r}: one of {sorted(KNOWN_KINDS)}")
         if times <= 0:
             raise ValueError("times must be positive")
-        return self._add({"kind": kind, "match": match, "message": message, "times": times})
+        rule: dict[str, Any] = {"kind": kind, "match": match, "message": message, "times": times}
+        if status is not None:
+            if kind != "build":
+                raise ValueError(f"status applies to build outcomes only, not {kind!r}")
+            if status not in BUILD_STATUSES:
+                raise ValueError(f"build outcome status must be one of {BUILD_STATUSES}")
+            rule["status"] = status
+        return self._add(rule)
 
     def take(self, kind: str, name: str) -> str | None:
         """The message of the first pending rule of ``kind`` whose ``match`` is a substring of
         ``name`` (one of its ``times`` is used up), or None."""
-        rule = self._take(lambda r: r["kind"] == kind and r["match"] in name)
+        rule = self.take_rule(kind, name)
         return None if rule is None else str(rule["message"])
+
+    def take_rule(self, kind: str, name: str) -> dict[str, Any] | None:
+        """Like take, answering the whole rule (``message``, ``status`` when given)."""
+        return self._take(lambda r: r["kind"] == kind and r["match"] in name)
 
     def peek(self, kind: str, name: str) -> str | None:
         """Like take, without using the rule up."""

@@ -213,7 +213,8 @@ def test_list_filter_newest_first_and_cancel(emulator: Any, client: cb.CloudBuil
     emulator.emu.latency.set(durations={"build": 60_000.0})  # a minute: still running
     ids = []
     for tags in (["src-1"], ["src-2"], ["src-1", "x"]):
-        op = client.create_build(project_id=PROJECT, build=_build(tags=tags), parent=PARENT)
+        build = _build(tags=tags, timeout="86400s")  # longer than the build: no TIMEOUT
+        op = client.create_build(project_id=PROJECT, build=build, parent=PARENT)
         ids.append(op.metadata.build.id)
         time.sleep(0.002)
     found = list(client.list_builds(request={"project_id": PROJECT, "parent": PARENT,
@@ -243,9 +244,74 @@ def test_list_filter_newest_first_and_cancel(emulator: Any, client: cb.CloudBuil
     _contract(emulator)
 
 
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [("INTERNAL_ERROR", gexc.InternalServerError), ("TIMEOUT", gexc.GatewayTimeout)],
+)
+def test_build_outcome_status(
+    emulator: Any, client: cb.CloudBuildClient, status: str, code: type[Exception]
+) -> None:
+    _repo(emulator)
+    emulator.control.fail("build", "src-1", "worker lost", status=status)
+    op = client.create_build(project_id=PROJECT, build=_build(), parent=PARENT)
+    with pytest.raises(code):
+        op.result(polling=POLL)
+    b = client.get_build(request={"name": f"{PARENT}/builds/{op.metadata.build.id}"})
+    assert b.status == getattr(cb.Build.Status, status)
+    assert b.status_detail == "worker lost"
+    assert b.start_time and b.finish_time and not b.failure_info.type_
+    assert [s.status for s in b.steps] == [getattr(cb.Build.Status, status)]
+    assert not b.results.images  # nothing pushed
+    assert emulator.emu.store.get("artifactregistry.tag", IMAGE) is None
+    _contract(emulator)
+
+
+def test_build_outcome_expired(emulator: Any, client: cb.CloudBuildClient) -> None:
+    emulator.control.fail("build", "src-1", "queue TTL exceeded", status="EXPIRED")
+    op = client.create_build(project_id=PROJECT, build=_build(images=[]), parent=PARENT)
+    with pytest.raises(gexc.GoogleAPICallError, match="queue TTL exceeded"):
+        op.result(polling=POLL)
+    b = client.get_build(request={"name": f"{PARENT}/builds/{op.metadata.build.id}"})
+    assert b.status == cb.Build.Status.EXPIRED
+    assert not b.start_time and b.finish_time  # it never left the queue
+    assert [s.status for s in b.steps] == [cb.Build.Status.STATUS_UNKNOWN]
+    _contract(emulator)
+
+
+def test_build_outcome_status_refused(emulator: Any) -> None:
+    with pytest.raises(ValueError, match="build outcome status"):
+        emulator.emu.outcomes.add("build", "x", "m", status="SUCCESS")
+    with pytest.raises(ValueError, match="build outcomes only"):
+        emulator.emu.outcomes.add("execution", "x", "m", status="TIMEOUT")
+    rule = emulator.control.fail("build", "x", "m")
+    assert "status" not in rule  # FAILURE, the default
+
+
+def test_build_longer_than_its_timeout_times_out(
+    emulator: Any, client: cb.CloudBuildClient
+) -> None:
+    _repo(emulator)
+    emulator.emu.latency.set(durations={"build": 6_000.0})  # 6 s at the test time scale
+    started = time.monotonic()
+    op = client.create_build(project_id=PROJECT, build=_build(timeout="100s"), parent=PARENT)
+    with pytest.raises(gexc.GatewayTimeout, match="timed out"):
+        op.result(polling=POLL)
+    assert time.monotonic() - started < 3  # stopped at the timeout, not the build's duration
+    b = client.get_build(request={"name": f"{PARENT}/builds/{op.metadata.build.id}"})
+    assert b.status == cb.Build.Status.TIMEOUT and b.timeout.total_seconds() == 100
+    assert [s.status for s in b.steps] == [cb.Build.Status.TIMEOUT]
+    assert emulator.emu.store.get("artifactregistry.tag", IMAGE) is None
+    # within its timeout the same build succeeds
+    emulator.emu.latency.set(durations={"build": 50.0})
+    ok = client.create_build(project_id=PROJECT, build=_build(timeout="100s"), parent=PARENT)
+    assert ok.result(polling=POLL).status == cb.Build.Status.SUCCESS
+    _contract(emulator)
+
+
 def test_cancelled_build_operation_errors(emulator: Any, client: cb.CloudBuildClient) -> None:
     emulator.emu.latency.set(durations={"build": 60_000.0})
-    op = client.create_build(project_id=PROJECT, build=_build(images=[]), parent=PARENT)
+    build = _build(images=[], timeout="86400s")
+    op = client.create_build(project_id=PROJECT, build=build, parent=PARENT)
     client.cancel_build(request={"name": f"{PARENT}/builds/{op.metadata.build.id}"})
     with pytest.raises(gexc.GoogleAPICallError, match="cancelled"):
         op.result(polling=POLL)
