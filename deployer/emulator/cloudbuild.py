@@ -11,8 +11,9 @@
     GET  /v1/projects/{p}/locations/{l}/operations/{id}   regional (routed by artifactregistry.py)
 
 A build is QUEUED, then WORKING (startTime) after a short queue, and finishes after latency
-"build" (or its ``timeout``: TIMEOUT): SUCCESS, with each image of ``images`` pushed to Artifact Registry
-(:func:`artifactregistry.push_image`, which is what makes Cloud Run accept the image), or FAILURE:
+"build" (or at its ``timeout``, when shorter: TIMEOUT): SUCCESS, with each image of ``images``
+pushed to Artifact Registry (:func:`artifactregistry.push_image`, which is what makes Cloud Run
+accept the image), or FAILURE (or the status a "build" outcome names):
 - an outcome of kind "build" whose match is in the build's id, tags or images:
   USER_BUILD_STEP, statusDetail 'Build step failure: build step 0 "<step>" failed: <message>';
 - the image's repository does not exist: PUSH_FAILED ('name unknown: Repository ... not found');
