@@ -29,7 +29,12 @@ def main(argv: list[str]) -> int:
         print(f"djdeploy: cannot read dependencies from {path}: {exc}", file=sys.stderr)
         return 1
     if not deps:
-        print(f"djdeploy: {path} lists no [project].dependencies", file=sys.stderr)
+        print(
+            f"djdeploy: {path} lists no [project].dependencies: list the project's requirements "
+            "there (PEP 621), or add a requirements.txt at the project root (from Poetry: "
+            "poetry export -f requirements.txt -o requirements.txt)",
+            file=sys.stderr,
+        )
         return 1
     print("\n".join(deps))
     return 0
