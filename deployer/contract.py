@@ -36,7 +36,7 @@ CONTRACT: tuple[EnvVar, ...] = (
         "STATIC_ROOT",
         False,
         "all",
-        "/app/static, collected at image build (and again at migrate), served by whitenoise",
+        "/srv/static, collected at image build (and again at migrate), served by whitenoise",
     ),
     EnvVar("ALLOWED_HOSTS", False, "all", "the service's own host (comma-separated)"),
     EnvVar("CSRF_TRUSTED_ORIGINS", False, "all", "https://<service>-<number>.<region>.run.app"),

@@ -36,7 +36,7 @@ TARGETS = (SERVICE, MIGRATE, DB_INIT)
 
 SETTINGS_MODULE = "djdeploy_runtime.settings"
 MEDIA_ROOT = "/app/media"
-STATIC_ROOT = "/app/static"
+STATIC_ROOT = "/srv/static"  # outside the project tree (/app), collected at image build
 CLOUDSQL_MOUNT = "/cloudsql"
 FUSE_UID = 2000
 #: variables the deployer leaves unset on purpose (the container derives them)

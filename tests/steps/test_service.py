@@ -256,6 +256,8 @@ def test_desired_template() -> None:
     }
     assert env["API_TOKEN"]["valueSource"]["secretKeyRef"]["version"] == "4"
     assert env["FEATURE"]["value"] == "on"
+    assert env["STATIC_ROOT"]["value"] == "/srv/static"  # outside the project tree (/app)
+    assert env["MEDIA_ROOT"]["value"] == "/app/media"
     assert "DJANGO_SUPERUSER_PASSWORD" not in env
     assert all("latest" not in str(e) for e in c["env"])
 
