@@ -18,10 +18,13 @@ an executable bit gives another digest, hence another image tag: the tag *is* th
 zlib version that compresses it; ``data`` is the gzipped stream that is uploaded.
 
 Excluded from the project: version-control and tool directories, virtualenvs, bytecode,
-node_modules, the project's own ``media/`` (user uploads never go into an image) and
-``.djdeploy/`` (ours), local ``.env`` files (they usually hold secrets), and whatever the
-project's ``.gcloudignore`` or ``.dockerignore`` excludes (simple patterns: ``name``,
-``dir/``, ``path/glob*``, ``**``, ``!negation``; the last matching line wins).
+node_modules, local ``.env`` files (they usually hold secrets); at the root, ``media/`` (user
+uploads never go into an image; kept when it is a Python package, an app named media),
+``db.sqlite3`` (a development database), ``.djdeploy/`` (ours); and whatever the project's
+``.gcloudignore`` or ``.dockerignore`` excludes (simple patterns: ``name``, ``dir/``,
+``path/glob*``, ``**``, ``!negation``; the last matching line wins). The two ignore files
+themselves are applied here and not shipped: ``docker build`` would apply a root .dockerignore
+a second time, to the context that holds ``.djdeploy/`` (a ``.*`` line would drop it).
 
 Pure standard library: no google import.
 """
@@ -68,10 +71,24 @@ EXCLUDED_NAMES = frozenset(
 )
 #: file name patterns excluded anywhere
 EXCLUDED_GLOBS = ("*.pyc", "*.pyo")
-#: paths excluded at the project root only
-EXCLUDED_ROOT = frozenset({"media", CONTAINER_PREFIX})
-
 IGNORE_FILES = (".gcloudignore", ".dockerignore")
+#: paths excluded at the project root only. The ignore files are applied here, not shipped: a
+#: .dockerignore in the build context would be applied again by ``docker build``, and a common
+#: ``.*`` line there would drop .djdeploy/ from the context. A local SQLite database (and its
+#: journal files) is development data, never part of an image.
+EXCLUDED_ROOT = frozenset(
+    {
+        CONTAINER_PREFIX,
+        *IGNORE_FILES,
+        "db.sqlite3",
+        "db.sqlite3-journal",
+        "db.sqlite3-wal",
+        "db.sqlite3-shm",
+    }
+)
+#: the project's uploads directory, excluded at the root unless it is a Python package (an app
+#: named ``media``, with an __init__.py)
+MEDIA_DIR = "media"
 GZIP_LEVEL = 6
 
 
@@ -159,12 +176,15 @@ def _ignored(rel: str, is_dir: bool, rules: list[_Rule]) -> bool:
     return result
 
 
-def _excluded(rel: str, is_dir: bool, *, root: bool) -> bool:
+def _excluded(rel: str, path: Path, is_dir: bool, *, root: bool) -> bool:
     name = rel.rsplit("/", 1)[-1]
     if name in EXCLUDED_NAMES:
         return True
-    if root and "/" not in rel and name in EXCLUDED_ROOT:
-        return True
+    if root and "/" not in rel:
+        if name in EXCLUDED_ROOT:
+            return True
+        if name == MEDIA_DIR and is_dir and not (path / "__init__.py").is_file():
+            return True
     return not is_dir and any(fnmatch.fnmatchcase(name, g) for g in EXCLUDED_GLOBS)
 
 
@@ -187,11 +207,11 @@ def _walk(
             if not rel_dir and entry.name in skip_top:
                 continue
             is_dir = entry.is_dir(follow_symlinks=False)
-            if _excluded(rel, is_dir, root=project):
+            path = Path(entry.path)
+            if _excluded(rel, path, is_dir, root=project):
                 continue
             if rules and _ignored(rel, is_dir, rules):
                 continue
-            path = Path(entry.path)
             yield rel, path
             if is_dir:
                 yield from visit(path, rel)

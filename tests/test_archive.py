@@ -163,7 +163,48 @@ def test_gcloudignore_and_dockerignore(project: Path, container: Path) -> None:
     assert "keep.txt" in names
     assert "mysite/local_settings.py" not in names
     assert "data/big.csv" not in names and "data/small.csv" in names
-    assert ".gcloudignore" in names
+    # applied here, not shipped: docker build would apply .dockerignore a second time
+    assert ".gcloudignore" not in names and ".dockerignore" not in names
+
+
+def test_dotfile_dockerignore_keeps_the_container_files(project: Path, container: Path) -> None:
+    """A common ``.*`` line: the project's dotfiles go, .djdeploy/ (ours) stays, and the
+    .dockerignore is not in the context for docker build to apply to .djdeploy/ again."""
+    (project / ".dockerignore").write_text(".*\n")
+    (project / ".gitignore").write_text("*.log\n")
+    names = _names(build_archive(project, container))
+    assert ".gitignore" not in names and ".dockerignore" not in names
+    assert ".djdeploy/Dockerfile" in names and ".djdeploy/entrypoint.sh" in names
+    assert ".djdeploy/djdeploy_runtime/__init__.py" in names
+
+
+def test_ignore_files_do_not_change_the_digest_by_themselves(
+    project: Path, container: Path
+) -> None:
+    before = build_archive(project, container)
+    (project / ".dockerignore").write_text("# nothing excluded\n")
+    (project / ".gcloudignore").write_text("# nothing excluded\n")
+    assert build_archive(project, container).digest == before.digest
+
+
+def test_root_sqlite_database_is_excluded(project: Path, container: Path) -> None:
+    before = build_archive(project, container)
+    for name in ("db.sqlite3", "db.sqlite3-journal"):
+        (project / name).write_bytes(b"SQLite format 3\0")
+    assert build_archive(project, container).data == before.data
+    (project / "mysite" / "db.sqlite3").write_bytes(b"fixture")  # not the root one: kept
+    assert "mysite/db.sqlite3" in _names(build_archive(project, container))
+
+
+def test_root_media_app_package_is_kept(project: Path, container: Path) -> None:
+    """Only the uploads directory is dropped: a root app named media (a package) is code."""
+    (project / "media").mkdir()
+    (project / "media" / "upload.jpg").write_bytes(b"jpg")
+    assert not any(n.startswith("media") for n in _names(build_archive(project, container)))
+    (project / "media" / "__init__.py").write_text("")
+    (project / "media" / "models.py").write_text("# app\n")
+    names = _names(build_archive(project, container))
+    assert {"media", "media/__init__.py", "media/models.py", "media/upload.jpg"} <= set(names)
 
 
 def test_gcloudignore_include_gitignore(project: Path, container: Path) -> None:
