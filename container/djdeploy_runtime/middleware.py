@@ -7,7 +7,10 @@ from request_started to request_finished, so Django's own "Not Found"/"Internal 
 records, written after the middleware chain returns, carry it too.
 
 MediaMiddleware (after whitenoise): serves MEDIA_URL from MEDIA_ROOT (the GCS FUSE mount) when
-the default storage is the local file system, since nothing else would on Cloud Run.
+the default storage is the local file system, since nothing else would on Cloud Run. Uploads are
+untrusted and served from the site's own origin, so every media response carries
+``Content-Security-Policy: sandbox`` and ``X-Content-Type-Options: nosniff``, and anything but a
+raster image is sent as an attachment (an uploaded .html or .svg must not run as the site).
 """
 
 from __future__ import annotations
@@ -23,12 +26,19 @@ from django.db import connections
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.static import serve
 
+from djdeploy_runtime.dbwait import first_line
 from djdeploy_runtime.jsonlog import TRACE_HEADER, current_trace, parse_trace_header
 
 logger = logging.getLogger("djdeploy.health")
 
 LIVENESS_PATHS = frozenset({"/health", "/health/"})
 READINESS_PATHS = frozenset({"/health/ready", "/health/ready/"})
+
+# Media types a browser only ever displays as a picture; everything else (html, svg, xml, js,
+# pdf, unknown) is sent as an attachment.
+INLINE_MEDIA_TYPES = frozenset(
+    {"image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "image/bmp"}
+)
 
 
 def database_ready() -> tuple[bool, str]:
@@ -40,10 +50,7 @@ def database_ready() -> tuple[bool, str]:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except Exception as exc:
-        return (
-            False,
-            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}",
-        )
+        return False, f"{type(exc).__name__}: {first_line(exc)}"
     return True, "ok"
 
 
@@ -92,11 +99,25 @@ class MediaMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.method in ("GET", "HEAD") and request.path_info.startswith(self.prefix):
             try:
-                return serve(
+                response = serve(
                     request,
                     request.path_info[len(self.prefix) :],
                     document_root=settings.MEDIA_ROOT,
                 )
             except Http404:
                 pass  # not a stored file: let the project answer
+            else:
+                return self.harden(response)
         return self.get_response(request)
+
+    @staticmethod
+    def harden(response: HttpResponse) -> HttpResponse:
+        response["Content-Security-Policy"] = "sandbox"
+        response["X-Content-Type-Options"] = "nosniff"
+        media_type = response.get("Content-Type", "").split(";")[0].strip().lower()
+        if media_type not in INLINE_MEDIA_TYPES:
+            # FileResponse says 'inline; filename="x.html"': keep the name, never inline.
+            disposition = response.get("Content-Disposition", "")
+            _, _, params = disposition.partition(";")
+            response["Content-Disposition"] = "attachment" + (f";{params}" if params else "")
+        return response

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mimetypes
 import re
 import secrets
 import shutil
@@ -177,9 +178,16 @@ def test_db_init_second_run_changes_nothing(deployment: Deployment) -> None:
 
 
 def test_migrate_twice(deployment: Deployment) -> None:
-    ok(deployment.runs["migrate-1"])
+    first = ok(deployment.runs["migrate-1"])
     second = ok(deployment.runs["migrate-2"])
-    assert "No migrations to apply" in second
+    assert "No migrations to apply" not in first + second  # Django's own text is not printed
+    entries = json_lines(first) + json_lines(second)
+    assert len(entries) == len((first + second).splitlines()), "every line is JSON"
+    messages = [e["message"] for e in entries]
+    assert any(re.fullmatch(r"migrate: applied \d+ migration\(s\)", m) for m in messages)
+    assert "migrate: no migrations to apply" in messages
+    collected = [m for m in messages if m.startswith("collectstatic: ")]
+    assert len(collected) == 2 and "static files copied" in collected[0]
     owners = tenant_query(
         deployment.tenant,
         "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'",
@@ -270,17 +278,46 @@ def test_serve_never_creates_a_superuser(deployment: Deployment) -> None:
 
 
 def test_upload_written_to_media_root(sample: Deployment) -> None:
-    content = b"hello from the upload test " + secrets.token_bytes(8).hex().encode()
+    content = b"\x89PNG\r\n\x1a\n upload test " + secrets.token_bytes(8).hex().encode()
     status, _ = post_form(
-        sample.server, "/", {"title": "greeting"}, files={"file": ("hello.txt", content)}
+        sample.server, "/", {"title": "greeting"}, files={"file": ("hello.png", content)}
     )
     assert status == 302, "upload refused"
-    stored = list(Path(sample.env["MEDIA_ROOT"]).glob("uploads/*/*/hello*.txt"))
+    stored = list(Path(sample.env["MEDIA_ROOT"]).glob("uploads/*/*/hello*.png"))
     assert len(stored) == 1 and stored[0].read_bytes() == content
-    # and served back from MEDIA_URL
+    # and served back from MEDIA_URL, inline (a raster image) but sandboxed
     relative = stored[0].relative_to(sample.env["MEDIA_ROOT"]).as_posix()
-    status, _, body = http_get(f"{sample.server.base}/media/{relative}", HTTPS)
+    status, headers, body = http_get(f"{sample.server.base}/media/{relative}", HTTPS)
     assert status == 200 and body == content
+    assert headers["Content-Type"] == "image/png"
+    assert headers["Content-Security-Policy"] == "sandbox"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert not headers.get("Content-Disposition", "").startswith("attachment")
+
+
+@pytest.mark.parametrize("name", ["x.html", "x.svg", "x.js", "x.xml", "x.txt", "x"])
+def test_sample_refuses_uploads_a_browser_could_run(sample: Deployment, name: str) -> None:
+    status, _ = post_form(
+        sample.server, "/", {"title": "xss"}, files={"file": (name, b"<script>alert(1)</script>")}
+    )
+    assert status == 200  # the form again, with its error; nothing stored
+    assert not list(Path(sample.env["MEDIA_ROOT"]).glob(f"uploads/*/*/{name.split('.')[0]}*"))
+
+
+@pytest.mark.parametrize("name", ["x.html", "x.svg", "x.xml", "x.js", "x.pdf", "x.unknownext"])
+def test_media_other_than_raster_images_is_a_sandboxed_attachment(
+    deployment: Deployment, name: str
+) -> None:
+    """A file stored some other way (the admin, a project's own view) is served safely too."""
+    media = Path(deployment.env["MEDIA_ROOT"])
+    (media / name).write_bytes(b"<script>alert(document.cookie)</script>")
+    status, headers, _ = http_get(f"{deployment.server.base}/media/{name}", HTTPS)
+    assert status == 200
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    assert headers["Content-Type"].split(";")[0] == content_type
+    assert headers["Content-Disposition"] == f'attachment; filename="{name}"'
+    assert headers["Content-Security-Policy"] == "sandbox"
+    assert headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_logs_are_cloud_logging_json_with_trace(deployment: Deployment) -> None:
