@@ -56,7 +56,7 @@ def shell_reads() -> set[str]:
         reads.update(group.split())
     # Variables the script itself assigns without reading an inherited value are its own.
     for name, value in _SH_ASSIGN.findall(text):
-        if f"${{{name}:" not in value and f"${{{name}}}" not in value:
+        if not re.search(rf"\$\{{?{name}\b", value):
             reads.discard(name)
     reads.discard("PATH")  # command lookup, not configuration
     return reads
@@ -139,9 +139,9 @@ def test_superuser_variables_are_read_only_by_the_migrate_step() -> None:
     ):
         assert reads.get(name) == {"superuser.py"}
     assert "DJANGO_SUPERUSER" not in ENTRYPOINT.read_text()
-    assert (
-        "djdeploy_runtime.superuser" in ENTRYPOINT.read_text().split("migrate)")[1].split(";;")[0]
-    )
+    migrate = ENTRYPOINT.read_text().split("migrate)")[1].split(";;")[0]
+    assert "exec python3 -m djdeploy_runtime.migrate" in migrate
+    assert "superuser.main()" in (RUNTIME / "migrate.py").read_text()
 
 
 def test_dockerfile_sets_no_undeclared_variable() -> None:

@@ -19,7 +19,14 @@ import re
 import sys
 from typing import Any
 
-from djdeploy_runtime.dbwait import connect, describe, first_line, wait_seconds
+from djdeploy_runtime.dbwait import (
+    RejectedError,
+    connect,
+    db_env,
+    describe,
+    first_line,
+    wait_seconds,
+)
 from djdeploy_runtime.jsonlog import get_logger
 
 log = get_logger("djdeploy.db-init")
@@ -40,12 +47,13 @@ def extensions_from_env() -> list[str]:
 
 
 def connection_params() -> dict[str, Any]:
+    db = db_env()
     return {
-        "dbname": os.environ.get("DB_NAME", "").strip(),
-        "user": os.environ.get("DB_USER", "").strip(),
-        "password": os.environ.get("DB_PASSWORD", ""),
-        "host": os.environ.get("DB_HOST", "").strip(),
-        "port": os.environ.get("DB_PORT", "").strip() or "5432",
+        "dbname": db["name"],
+        "user": db["user"],
+        "password": db["password"],
+        "host": db["host"],
+        "port": db["port"],
         "application_name": "djdeploy-db-init",
     }
 
@@ -117,7 +125,7 @@ def main() -> int:
     try:
         names = extensions_from_env()
         conn = connect(params, wait_seconds())
-    except (DbInitError, TimeoutError) as exc:
+    except (DbInitError, TimeoutError, RejectedError) as exc:
         log.error("db-init failed: %s", exc)
         return 1
     try:

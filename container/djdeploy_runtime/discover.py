@@ -1,14 +1,17 @@
-"""Find the project's own settings module.
+"""Find the project and its own settings module, and check that they load.
 
-``DJANGO_PROJECT_SETTINGS`` names it; when unset, manage.py's
-``os.environ.setdefault("DJANGO_SETTINGS_MODULE", "...")`` does. Run as
-``python -m djdeploy_runtime.discover``: prints the module name, or logs one clear error line and
-exits 2.
+The project is the directory holding ``manage.py``: ``APP_HOME``, or ``APP_HOME/src`` for a src
+layout. ``DJANGO_PROJECT_SETTINGS`` names the settings module; when unset, manage.py's
+``os.environ.setdefault("DJANGO_SETTINGS_MODULE", "...")`` (or an assignment
+``os.environ["DJANGO_SETTINGS_MODULE"] = "..."``) does. Run as
+``python -m djdeploy_runtime.discover``: imports the settings module and prints its name and the
+project directory, one a line; or logs one clear error line and exits 2.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
+import importlib
 import os
 import re
 import sys
@@ -16,30 +19,39 @@ from pathlib import Path
 
 RUNTIME_SETTINGS = "djdeploy_runtime.settings"
 
-_SETDEFAULT = re.compile(
-    r"""os\.environ\.setdefault\(\s*['"]DJANGO_SETTINGS_MODULE['"]\s*,\s*['"]([\w.]+)['"]\s*\)"""
+_SETTINGS_IN_MANAGE_PY = re.compile(
+    r"""os\.environ(?:\.setdefault\(\s*|\[\s*)['"]DJANGO_SETTINGS_MODULE['"]"""
+    r"""(?:\s*,\s*|\s*\]\s*=\s*)['"]([\w.]+)['"]"""
 )
 
 
 class DiscoveryError(Exception):
-    """The project or its settings module cannot be found."""
+    """The project or its settings module cannot be found or loaded."""
 
 
 def app_home() -> Path:
     return Path(os.environ.get("APP_HOME") or "/app")
 
 
+def project_dir(home: Path | None = None) -> Path:
+    """The directory holding manage.py: APP_HOME, else APP_HOME/src."""
+    home = app_home() if home is None else home
+    for directory in (home, home / "src"):
+        if (directory / "manage.py").is_file():
+            return directory
+    raise DiscoveryError(
+        f"no manage.py in {home} (nor in {home / 'src'}): APP_HOME must be the Django project root"
+    )
+
+
 def settings_from_manage_py(text: str) -> str | None:
-    match = _SETDEFAULT.search(text)
+    match = _SETTINGS_IN_MANAGE_PY.search(text)
     return match.group(1) if match else None
 
 
 def find_settings_module(home: Path | None = None) -> str:
     """The project's settings module name; raises DiscoveryError with a one-line reason."""
-    home = app_home() if home is None else home
-    manage = home / "manage.py"
-    if not manage.is_file():
-        raise DiscoveryError(f"no manage.py in {home}: APP_HOME must be the Django project root")
+    manage = project_dir(home) / "manage.py"
     name = os.environ.get("DJANGO_PROJECT_SETTINGS", "").strip()
     if not name:
         found = settings_from_manage_py(manage.read_text(encoding="utf-8", errors="replace"))
@@ -57,30 +69,54 @@ def find_settings_module(home: Path | None = None) -> str:
     return name
 
 
-def check_importable(name: str, home: Path) -> None:
-    if str(home) not in sys.path:
-        sys.path.insert(0, str(home))
+def import_settings(name: str, directory: Path) -> None:
+    """Import the project's settings module as the runtime will, or say in one line why not."""
+    if str(directory) not in sys.path:
+        sys.path.insert(0, str(directory))
     try:
-        spec = importlib.util.find_spec(name)
-    except Exception as exc:  # a parent package failed to import: say which and why
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries the answer
+            importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+            raise DiscoveryError(f"settings module {name!r} not found in {directory}") from None
+        raise _import_failed(name, exc) from None
+    except Exception as exc:
+        raise _import_failed(name, exc) from None
+
+
+def _import_failed(name: str, exc: Exception) -> DiscoveryError:
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return DiscoveryError(
+        f"settings module {name!r} failed to import: {type(exc).__name__}: {detail}; "
+        "settings must import with only the deployment's environment set (read other "
+        "variables with os.environ.get and a default); see docs/container.md"
+    )
+
+
+def allowed_hosts() -> list[str]:
+    """ALLOWED_HOSTS from the environment, comma-separated; never '*'."""
+    hosts = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "").split(",") if h.strip()]
+    if "*" in hosts:
         raise DiscoveryError(
-            f"settings module {name!r} cannot be imported from {home}: {type(exc).__name__}: {exc}"
-        ) from exc
-    if spec is None:
-        raise DiscoveryError(f"settings module {name!r} not found in {home}")
+            "ALLOWED_HOSTS must not contain '*': list the service's own host(s), comma-separated"
+        )
+    return hosts
 
 
 def main() -> int:
     from djdeploy_runtime.jsonlog import get_logger
 
-    home = app_home()
     try:
+        allowed_hosts()
+        home = app_home()
+        directory = project_dir(home)
         name = find_settings_module(home)
-        check_importable(name, home)
+        import_settings(name, directory)
     except DiscoveryError as exc:
         get_logger("djdeploy.discover").error("%s", exc)
         return 2
     print(name)
+    print(directory)
     return 0
 
 

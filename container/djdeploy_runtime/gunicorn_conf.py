@@ -9,7 +9,21 @@ import math
 import os
 from pathlib import Path
 
+from gunicorn.glogging import Logger
+
 from djdeploy_runtime.jsonlog import logging_config
+
+
+class ForwardedForLogger(Logger):
+    """The access log's client address (%(h)s) is X-Forwarded-For's first address, the client
+    as Cloud Run's front end saw it, rather than the front end's own address."""
+
+    def atoms(self, resp, req, environ, request_time):  # type: ignore[no-untyped-def]
+        atoms = super().atoms(resp, req, environ, request_time)
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR", "").split(",")[0].strip()
+        if forwarded:
+            atoms["h"] = forwarded
+        return atoms
 
 
 def available_cpus(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
@@ -55,5 +69,6 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 control_socket_disable = True
 accesslog = "-"
 errorlog = "-"
+logger_class = ForwardedForLogger
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
 logconfig_dict = logging_config()

@@ -22,13 +22,15 @@ current_trace: contextvars.ContextVar[tuple[str, str | None, bool] | None] = con
     "djdeploy_trace", default=None
 )
 
-_SEVERITY = {
-    "DEBUG": "DEBUG",
-    "INFO": "INFO",
-    "WARNING": "WARNING",
-    "ERROR": "ERROR",
-    "CRITICAL": "CRITICAL",
-}
+# Python's level names that are also Cloud Logging severities; any other level is DEFAULT.
+_SEVERITIES = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+DEFAULT_LEVEL = "INFO"
+
+
+def log_level() -> str:
+    """DJANGO_LOG_LEVEL (a Python level name, default INFO); an unknown name means INFO."""
+    name = os.environ.get("DJANGO_LOG_LEVEL", "").strip().upper()
+    return name if name in _SEVERITIES else DEFAULT_LEVEL
 
 
 def parse_trace_header(value: str | None) -> tuple[str, str | None, bool] | None:
@@ -69,7 +71,7 @@ class CloudLoggingFormatter(logging.Formatter):
         if record.stack_info:
             message = f"{message}\n{self.formatStack(record.stack_info)}"
         entry: dict[str, Any] = {
-            "severity": _SEVERITY.get(record.levelname, "DEFAULT"),
+            "severity": record.levelname if record.levelname in _SEVERITIES else "DEFAULT",
             "message": message,
             "time": dt.datetime.fromtimestamp(record.created, tz=dt.UTC).isoformat(),
             "logger": record.name,
@@ -83,8 +85,9 @@ class CloudLoggingFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def logging_config(level: str = "INFO") -> dict[str, Any]:
-    """A dictConfig for Django's LOGGING: everything to stdout as JSON."""
+def logging_config(level: str | None = None) -> dict[str, Any]:
+    """A dictConfig for Django's LOGGING: everything to stdout as JSON, at DJANGO_LOG_LEVEL."""
+    level = level or log_level()
     return {
         "version": 1,
         "disable_existing_loggers": False,

@@ -12,7 +12,14 @@ import os
 import sys
 from typing import Any
 
-from djdeploy_runtime.discover import DiscoveryError, app_home, find_settings_module
+from djdeploy_runtime.dbwait import db_env
+from djdeploy_runtime.discover import (
+    DiscoveryError,
+    allowed_hosts,
+    app_home,
+    find_settings_module,
+    project_dir,
+)
 from djdeploy_runtime.jsonlog import logging_config
 
 
@@ -30,15 +37,16 @@ def _add_unique(items: list[str], item: str, index: int) -> None:
 
 
 _HOME = app_home()
-if str(_HOME) not in sys.path:
-    sys.path.insert(0, str(_HOME))
-
 try:
+    _PROJECT_DIR = project_dir(_HOME)
     PROJECT_SETTINGS_MODULE = find_settings_module(_HOME)
+    _allowed_hosts = allowed_hosts()
 except DiscoveryError as exc:
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured(str(exc)) from None
+if str(_PROJECT_DIR) not in sys.path:
+    sys.path.insert(0, str(_PROJECT_DIR))
 
 _project = importlib.import_module(PROJECT_SETTINGS_MODULE)
 globals().update({k: v for k, v in vars(_project).items() if k.isupper()})
@@ -47,25 +55,39 @@ _g: dict[str, Any] = globals()
 # --- secrets and hosts -------------------------------------------------------------------------
 SECRET_KEY = _env("SECRET_KEY") or _g.get("SECRET_KEY", "")
 DEBUG = False
-ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS")  # never "*": the service's own host(s) only
+ALLOWED_HOSTS = _allowed_hosts  # never "*": the service's own host(s) only
 CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS")
 
 # --- database: the tenant's PostgreSQL, over the Cloud SQL socket when DB_HOST is a path --------
-_db_host = _env("DB_HOST")
-DATABASES = dict(_g.get("DATABASES") or {})
-DATABASES["default"] = {
-    "ENGINE": "django.db.backends.postgresql",
-    "NAME": _env("DB_NAME"),
-    "USER": _env("DB_USER"),
-    "PASSWORD": os.environ.get("DB_PASSWORD", ""),
-    # A path (/cloudsql/<connection name>) is a Unix socket directory for libpq; anything else
-    # is a host name reached over TCP.
-    "HOST": _db_host,
-    "PORT": _env("DB_PORT") or "5432",
-    "CONN_MAX_AGE": 60,
-    "CONN_HEALTH_CHECKS": True,
-    "OPTIONS": {"connect_timeout": 10, "application_name": "djdeploy"},
-}
+# Merged into the project's own "default": its ATOMIC_REQUESTS, TEST, CONN_* and (PostgreSQL)
+# OPTIONS are kept; a PostGIS engine stays PostGIS. Other aliases are kept as they are.
+DATABASES = {alias: dict(conf) for alias, conf in (_g.get("DATABASES") or {}).items()}
+_default: dict[str, Any] = DATABASES.get("default", {})
+_project_engine = str(_default.get("ENGINE", ""))
+_was_postgres = "postgresql" in _project_engine or "postgis" in _project_engine
+_db = db_env()
+_default.update(
+    {
+        "ENGINE": _project_engine
+        if "postgis" in _project_engine
+        else ("django.db.backends.postgresql"),
+        "NAME": _db["name"],
+        "USER": _db["user"],
+        "PASSWORD": _db["password"],
+        # A path (/cloudsql/<connection name>) is a Unix socket directory for libpq; anything
+        # else is a host name reached over TCP.
+        "HOST": _db["host"],
+        "PORT": _db["port"],
+    }
+)
+_default.setdefault("CONN_MAX_AGE", 60)
+_default.setdefault("CONN_HEALTH_CHECKS", True)
+# Another engine's OPTIONS (sqlite's timeout, say) mean nothing to libpq: dropped.
+_options = dict(_default.get("OPTIONS") or {}) if _was_postgres else {}
+_options.setdefault("connect_timeout", 10)
+_options.setdefault("application_name", "djdeploy")
+_default["OPTIONS"] = _options
+DATABASES["default"] = _default
 
 # --- HTTPS behind Cloud Run's TLS termination ----------------------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -93,7 +115,9 @@ MIDDLEWARE.insert(MIDDLEWARE.index(_WHITENOISE) + 1, _MEDIA)
 
 # --- static and media files ---------------------------------------------------------------------
 STATIC_URL = _g.get("STATIC_URL") or "/static/"
-STATIC_ROOT = _env("STATIC_ROOT") or _g.get("STATIC_ROOT") or str(_HOME / "static")
+# Outside the project tree: a project's STATICFILES_DIRS = [BASE_DIR / "static"] must not
+# contain it (staticfiles.E002).
+STATIC_ROOT = _env("STATIC_ROOT") or _g.get("STATIC_ROOT") or "/srv/static"
 MEDIA_URL = _g.get("MEDIA_URL") or "/media/"
 MEDIA_ROOT = _env("MEDIA_ROOT") or _g.get("MEDIA_ROOT") or str(_HOME / "media")
 GS_BUCKET_NAME = _env("GS_BUCKET_NAME") or _g.get("GS_BUCKET_NAME")

@@ -27,6 +27,13 @@ def main() -> int:
         return 1
 
     django.setup()
+    from django.apps import apps
+
+    if not apps.is_installed("django.contrib.auth"):
+        log.warning(
+            "django.contrib.auth is not in INSTALLED_APPS: superuser %r not created", username
+        )
+        return 0
     from django.contrib.auth import get_user_model
     from django.core.management import CommandError, call_command
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -174,3 +176,84 @@ def test_commands_never_hang_on_a_closed_stdin(env: dict[str, str]) -> None:
         check=False,
     )
     assert result.returncode != 0
+
+
+def test_settings_that_need_an_unset_variable(env: dict[str, str]) -> None:
+    """A settings module reading os.environ["X"] at import: one line, not a traceback."""
+    settings = Path(env["APP_HOME"]) / "djsample" / "settings.py"
+    settings.write_text(settings.read_text() + '\nAPI_KEY = os.environ["SOMETHING_UNSET"]\n')
+    for command in ("serve", "migrate", "manage"):
+        entry = fails_with_one_line(env, command)
+        assert entry["message"].startswith(
+            "settings module 'djsample.settings' failed to import: KeyError: 'SOMETHING_UNSET';"
+        )
+        assert "os.environ.get" in entry["message"] and "docs/container.md" in entry["message"]
+
+
+@pytest.mark.parametrize("hosts", ["*", "app.example.com, * "])
+def test_allowed_hosts_wildcard_is_refused(env: dict[str, str], hosts: str) -> None:
+    for command in ("serve", "manage"):
+        entry = fails_with_one_line({**env, "ALLOWED_HOSTS": hosts}, command)
+        assert entry["message"].startswith("ALLOWED_HOSTS must not contain '*'")
+
+
+def test_log_lines_stay_json_whatever_the_message(env: dict[str, str]) -> None:
+    command = 'bad\x01\r\n"\\\tcmd'
+    entry = fails_with_one_line(env, command)
+    assert entry["message"].startswith("unknown command 'bad   \"\\ cmd'")
+
+
+@pytest.mark.parametrize(
+    ("change", "wording"),
+    [
+        ({"DB_USER": "no_such_role_djd"}, 'role "no_such_role_djd" does not exist'),
+        ({"DB_NAME": "no_such_db_djd"}, 'database "no_such_db_djd" does not exist'),
+    ],
+)
+@pytest.mark.parametrize("command", ["migrate", "db-init"])
+def test_a_rejected_login_fails_at_once(
+    tmp_path: Path, command: str, change: dict[str, str], wording: str
+) -> None:
+    """Not retried for DB_WAIT_SECONDS, not reported as 'did not answer'."""
+    tenant = create_tenant("reject")
+    try:
+        with cloudsql_dir() as socket_dir:
+            env = {**tenant_env(tenant, tmp_path, socket_dir, tmp_path), "DB_WAIT_SECONDS": "20"}
+            shutil.copytree(SAMPLE, tmp_path / "app")
+            env["APP_HOME"] = str(tmp_path / "app")
+            entry = fails_with_one_line({**env, **change}, command, within=8)
+        assert "rejected the connection" in entry["message"]
+        assert wording in entry["message"]
+        assert "did not answer" not in entry["message"]
+        assert tenant.password not in entry["message"]
+    finally:
+        drop_tenant(tenant)
+
+
+def test_migrate_stops_on_sigterm(env: dict[str, str]) -> None:
+    """Cloud Run stops a job with SIGTERM: nothing of the job may keep running."""
+    process = subprocess.Popen(
+        [str(Path(__file__).resolve().parents[2] / "container" / "entrypoint.sh"), "migrate"],
+        env={**env, "DB_WAIT_SECONDS": "60"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(3)  # waiting for the database by now
+        assert process.poll() is None
+        process.terminate()
+        process.wait(timeout=5)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("a process of the migrate job outlived SIGTERM")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode != 0

@@ -13,6 +13,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -335,6 +336,21 @@ def test_logs_are_cloud_logging_json_with_trace(deployment: Deployment) -> None:
     assert not_found[0]["logging.googleapis.com/spanId"] == "123"
     access = [e for e in entries if '"GET /health/ HTTP/1.1" 200' in e["message"]]
     assert access and access[0]["logger"] == "gunicorn.access"
+    assert access[0]["message"].startswith("127.0.0.1 ")
+
+
+def test_access_log_names_the_forwarded_client(deployment: Deployment) -> None:
+    """Behind Cloud Run's front end the peer is the proxy; X-Forwarded-For's first address is
+    the client."""
+    path = "/health/?client=" + secrets.token_hex(4)
+    http_get(deployment.server.base + path, {"X-Forwarded-For": "203.0.113.7, 10.0.0.1"})
+    lines: list[str] = []
+    deadline = time.monotonic() + 5
+    while not lines and time.monotonic() < deadline:  # written after the response is sent
+        time.sleep(0.05)
+        log = deployment.server.log().splitlines()
+        lines = [json.loads(line)["message"] for line in log if path in line]
+    assert lines and lines[0].startswith("203.0.113.7 "), lines
 
 
 def test_secrets_never_logged(deployment: Deployment) -> None:

@@ -23,7 +23,9 @@ from djdeploy_runtime.gunicorn_conf import available_cpus
     [
         ('os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")', "mysite.settings"),
         ("os.environ.setdefault( 'DJANGO_SETTINGS_MODULE' ,\n 'a.b.prod' )", "a.b.prod"),
-        ('os.environ["DJANGO_SETTINGS_MODULE"] = "x.settings"', None),
+        ('os.environ["DJANGO_SETTINGS_MODULE"] = "x.settings"', "x.settings"),
+        ("os.environ[ 'DJANGO_SETTINGS_MODULE' ]='y.conf'", "y.conf"),
+        ('os.environ.get("DJANGO_SETTINGS_MODULE", "x.settings")', None),
         ("", None),
     ],
 )
@@ -140,6 +142,7 @@ import json
 import subprocess
 from django.conf import settings as s
 print(json.dumps({
+    "DEFAULT_DB": {k: v for k, v in s.DATABASES["default"].items() if k != "PASSWORD"},
     "DEBUG": s.DEBUG, "ALLOWED_HOSTS": s.ALLOWED_HOSTS, "CSRF": s.CSRF_TRUSTED_ORIGINS,
     "DB": {k: s.DATABASES["default"][k] for k in ("ENGINE", "NAME", "USER", "HOST", "PORT")},
     "OTHER_DBS": sorted(k for k in s.DATABASES if k != "default"),
@@ -167,19 +170,28 @@ KEEP_ME = "kept"
 """
 
 
-def resolved_settings(tmp_path: Path, **env: str) -> dict:
+MANAGE_PY = (
+    "import os, sys\n"
+    'os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj.conf")\n'
+    "from django.core.management import execute_from_command_line\n"
+    "execute_from_command_line(sys.argv)\n"
+)
+
+
+def resolved_settings(
+    tmp_path: Path,
+    manage_py: str = MANAGE_PY,
+    extra_settings: str = "",
+    **env: str,
+) -> dict:
     from container_helpers import ENTRYPOINT, base_env
 
     app = tmp_path / "proj"
-    (app / "proj").mkdir(parents=True)
+    (app / "proj").mkdir(parents=True, exist_ok=True)
     (app / "proj" / "__init__.py").write_text("")
-    (app / "proj" / "conf.py").write_text(PROJECT_SETTINGS)
-    (app / "manage.py").write_text(
-        "import os, sys\n"
-        'os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj.conf")\n'
-        "from django.core.management import execute_from_command_line\n"
-        "execute_from_command_line(sys.argv)\n"
-    )
+    (app / "proj" / "conf.py").write_text(PROJECT_SETTINGS + extra_settings)
+    (app / "proj" / "other.py").write_text("from proj.conf import *  # noqa\nKEEP_ME = 'other'\n")
+    (app / "manage.py").write_text(manage_py)
     result = subprocess.run(
         [str(ENTRYPOINT), "manage", "shell", "-c", RESOLVED],
         env={**base_env(), "APP_HOME": str(app), **env},
@@ -237,3 +249,106 @@ def test_settings_overlay_with_a_tcp_host_and_no_hosts(tmp_path: Path) -> None:
     got = resolved_settings(tmp_path, DB_HOST="10.0.0.5", DB_NAME="n", DB_USER="u")
     assert got["DB"]["HOST"] == "10.0.0.5" and got["DB"]["PORT"] == "5432"
     assert got["ALLOWED_HOSTS"] == []  # never "*", even when the project says so
+
+
+def test_database_settings_merge_into_the_projects_default(tmp_path: Path) -> None:
+    backend = tmp_path / "proj" / "proj" / "backends" / "postgis"
+    backend.mkdir(parents=True)
+    for package in (backend.parent, backend):
+        (package / "__init__.py").write_text("")
+    (backend / "base.py").write_text(
+        "from django.db.backends.postgresql.base import DatabaseWrapper  # noqa: F401\n"
+    )
+    got = resolved_settings(
+        tmp_path,
+        extra_settings=(
+            # a PostGIS engine by name (GDAL, which Django's own needs, is not installed here)
+            "DATABASES['default'] = {'ENGINE': 'proj.backends.postgis',\n"
+            "    'NAME': 'local', 'HOST': 'localhost', 'ATOMIC_REQUESTS': True,\n"
+            "    'CONN_MAX_AGE': 0, 'TEST': {'NAME': 'test_x'},\n"
+            "    'OPTIONS': {'sslmode': 'disable', 'application_name': 'mine'}}\n"
+        ),
+        DB_NAME="n",
+        DB_USER="u",
+        DB_PASSWORD="pw",
+        DB_HOST="/cloudsql/p:r:i",
+    )
+    db = got["DEFAULT_DB"]
+    assert db["ENGINE"] == "proj.backends.postgis"
+    assert (db["NAME"], db["USER"], db["HOST"], db["PORT"]) == ("n", "u", "/cloudsql/p:r:i", "5432")
+    assert db["ATOMIC_REQUESTS"] is True
+    assert db["CONN_MAX_AGE"] == 0
+    assert db["TEST"]["NAME"] == "test_x"
+    assert db["OPTIONS"] == {
+        "sslmode": "disable",
+        "application_name": "mine",
+        "connect_timeout": 10,
+    }
+
+
+def test_another_engines_options_are_dropped(tmp_path: Path) -> None:
+    got = resolved_settings(
+        tmp_path,
+        extra_settings="DATABASES['default']['OPTIONS'] = {'timeout': 20}\n",
+        DB_NAME="n",
+        DB_USER="u",
+        DB_HOST="h",
+    )
+    db = got["DEFAULT_DB"]
+    assert db["ENGINE"] == "django.db.backends.postgresql"
+    assert db["OPTIONS"] == {"connect_timeout": 10, "application_name": "djdeploy"}
+    assert db["CONN_MAX_AGE"] == 60 and db["CONN_HEALTH_CHECKS"] is True
+
+
+def test_a_manage_py_that_assigns_the_settings_module_cannot_bypass_the_runtime(
+    tmp_path: Path,
+) -> None:
+    manage_py = MANAGE_PY.replace(
+        'os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj.conf")',
+        'os.environ["DJANGO_SETTINGS_MODULE"] = "proj.conf"',
+    )
+    got = resolved_settings(tmp_path, manage_py=manage_py, DB_NAME="n", DB_USER="u", DB_HOST="h")
+    assert got["DEBUG"] is False
+    assert got["DB"]["ENGINE"] == "django.db.backends.postgresql"
+    assert got["KEEP"] == "kept"
+
+
+def test_a_callers_settings_module_names_the_projects_settings(tmp_path: Path) -> None:
+    got = resolved_settings(
+        tmp_path, DJANGO_SETTINGS_MODULE="proj.other", DB_NAME="n", DB_USER="u", DB_HOST="h"
+    )
+    assert got["DEBUG"] is False  # still the runtime's settings...
+    assert got["DB"]["ENGINE"] == "django.db.backends.postgresql"
+    assert got["KEEP"] == "other"  # ...on top of the module the caller named
+
+
+def test_explicit_project_settings_win_over_the_callers_settings_module(tmp_path: Path) -> None:
+    got = resolved_settings(
+        tmp_path,
+        DJANGO_SETTINGS_MODULE="proj.other",
+        DJANGO_PROJECT_SETTINGS="proj.conf",
+        DB_NAME="n",
+        DB_USER="u",
+        DB_HOST="h",
+    )
+    assert got["KEEP"] == "kept"
+
+
+def test_static_root_defaults_outside_the_project(tmp_path: Path) -> None:
+    got = resolved_settings(tmp_path, DB_NAME="n", DB_USER="u", DB_HOST="h")
+    assert got["STATIC_ROOT"] == "/srv/static"
+
+
+@pytest.mark.parametrize("level", ["DEBUG", "warning", "nonsense", ""])
+def test_log_level_knob(monkeypatch: pytest.MonkeyPatch, level: str) -> None:
+    monkeypatch.setenv("DJANGO_LOG_LEVEL", level)
+    expected = {"DEBUG": "DEBUG", "warning": "WARNING"}.get(level, "INFO")
+    config = jsonlog.logging_config()
+    assert config["root"]["level"] == expected
+    assert config["loggers"]["django"]["level"] == expected
+    assert config["loggers"]["gunicorn.access"]["level"] == "INFO"
+
+
+def test_severity_of_a_custom_level_is_default() -> None:
+    record = logging.LogRecord("a", 25, "f", 1, "custom", (), None)
+    assert json.loads(jsonlog.CloudLoggingFormatter().format(record))["severity"] == "DEFAULT"

@@ -12,7 +12,9 @@ ALLOWED_EXTENSIONS = ["png", "jpg", "jpeg", "gif", "webp", "pdf"]
 class UploadForm(forms.ModelForm):
     file = forms.FileField(
         validators=[FileExtensionValidator(ALLOWED_EXTENSIONS)],
-        widget=forms.ClearableFileInput(attrs={"accept": ",".join(f".{e}" for e in ALLOWED_EXTENSIONS)}),
+        widget=forms.ClearableFileInput(
+            attrs={"accept": ",".join(f".{e}" for e in ALLOWED_EXTENSIONS)}
+        ),
     )
 
     class Meta:
