@@ -15,6 +15,7 @@ import configparser
 import dataclasses
 import difflib
 import hashlib
+import keyword
 import os
 import re
 import tomllib
@@ -30,6 +31,7 @@ from deployer.errors import ConfigError
 from deployer.regions import CLOUD_RUN_REGIONS
 
 __all__ = [
+    "BuildConfig",
     "Config",
     "DatabaseConfig",
     "FrozenDict",
@@ -162,6 +164,8 @@ _LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _RESOURCE_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")  # network, subnet, connector
 _LOCATION_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,40}$")
 _USERNAME_RE = re.compile(r"^[\w.@+-]{1,150}$")
+_MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_APT_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")  # Debian package names
 
 CPUS = ("1", "2", "4", "6", "8")
 # Cloud Run: memory allowed per CPU count, in MiB (min, max).
@@ -506,6 +510,43 @@ class ProbeConfig:
             )
 
 
+def _check_packages(field_name: str, value: object) -> None:
+    if not isinstance(value, tuple):
+        _fail(field_name, value, 'must be a list of Debian package names (e.g. ["libgdal-dev"])')
+    for pkg in value:
+        if not isinstance(pkg, str) or not _APT_PACKAGE_RE.match(pkg):
+            _fail(
+                field_name,
+                pkg,
+                "Debian package names are 2 or more lowercase letters, digits, '+', '-' or '.', "
+                'starting with a letter or digit (e.g. "libgdal-dev")',
+            )
+    if len(set(value)) != len(value):
+        _fail(field_name, list(value), "list each package once")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Extra Debian packages for the image, passed to Cloud Build as the Dockerfile's build
+    args: apt_packages to the builder stage (BUILD_APT_PACKAGES: headers and tools to build the
+    project's wheels), runtime_apt_packages to the final stage (RUNTIME_APT_PACKAGES: shared
+    libraries they need at run time). Part of the image tag: changing them builds a new image."""
+
+    apt_packages: tuple[str, ...] = ()
+    _: KW_ONLY
+    runtime_apt_packages: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("apt_packages", "runtime_apt_packages"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        self.validate()
+
+    def validate(self) -> None:
+        _check_packages("build.apt_packages", self.apt_packages)
+        _check_packages("build.runtime_apt_packages", self.runtime_apt_packages)
+
+
 @dataclass(frozen=True)
 class Names:
     """Every resource name and label of one deployment, derived from Config only (never
@@ -663,6 +704,8 @@ class Config:
     region: str = "europe-west1"
     app: str = "django"
     source: Path | None = None  # None -> the bundled sample project (container/sample)
+    settings_module: str | None = None  # None -> the container finds it from manage.py
+    build: BuildConfig = field(default_factory=BuildConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     vpc: VpcConfig | None = None
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -748,7 +791,16 @@ class Config:
                     ),
                     "source",
                 )
-        for sub in (self.service, self.database, self.media, self.superuser, self.probes):
+        if self.settings_module is not None:
+            _check_settings_module(self.settings_module)
+        for sub in (
+            self.build,
+            self.service,
+            self.database,
+            self.media,
+            self.superuser,
+            self.probes,
+        ):
             sub.validate()
         if self.vpc is not None:
             self.vpc.validate()
@@ -821,6 +873,17 @@ def _check_region(region: object) -> None:
         _fail("region", region, f"not a Cloud Run region: {hint}")
 
 
+def _check_settings_module(value: object) -> None:
+    value = _check_str("settings_module", value)
+    if not _MODULE_RE.match(value) or any(keyword.iskeyword(p) for p in value.split(".")):
+        _fail(
+            "settings_module",
+            value,
+            "use a dotted Python module path importable from the project root (e.g. "
+            '"mysite.settings" or "config.settings.production")',
+        )
+
+
 def _with_field(err: ConfigError, field_name: str) -> ConfigError:
     err.field = field_name  # type: ignore[attr-defined]
     return err
@@ -834,6 +897,8 @@ def _check_env_name(where: str, key: object) -> None:
             "env var names are uppercase letters, digits and '_', not starting "
             'with a digit (e.g. "SENTRY_DSN")',
         )
+    if key == "DJANGO_PROJECT_SETTINGS":
+        _fail(where, key, "djdeploy sets this variable itself: set settings_module instead")
     if key in CONTRACT_NAMES:
         _fail(
             where,
@@ -847,6 +912,7 @@ def _check_env_name(where: str, key: object) -> None:
 # --------------------------------------------------------------------------- loading
 
 _TABLES: dict[str, type] = {
+    "build": BuildConfig,
     "service": ServiceConfig,
     "vpc": VpcConfig,
     "database": DatabaseConfig,
@@ -855,7 +921,7 @@ _TABLES: dict[str, type] = {
     "probes": ProbeConfig,
 }
 _MAPS = ("env", "secret_env", "labels")
-_TOP = ("tenant", "project", "region", "app", "source")
+_TOP = ("tenant", "project", "region", "app", "source", "settings_module")
 _ENV_TOP = {f"DJDEPLOY_{k.upper()}": k for k in _TOP}
 # DJDEPLOY_* variables that belong to the CLI, not to the configuration
 CLI_ENV = frozenset({"DJDEPLOY_EMULATOR", "DJDEPLOY_ENDPOINT", "DJDEPLOY_CONFIG"})
@@ -1175,6 +1241,8 @@ def _build(layers: _Layers, cwd: Path) -> Config:
         else:
             top[dotted] = value
     kwargs: dict[str, Any] = dict(top)
+    if kwargs.get("settings_module") == "":
+        kwargs["settings_module"] = None  # an empty DJDEPLOY_SETTINGS_MODULE or flag: unset
     if "source" in kwargs and kwargs["source"] is not None:
         src = kwargs["source"]
         if not isinstance(src, str | Path):
@@ -1201,6 +1269,5 @@ def _build(layers: _Layers, cwd: Path) -> Config:
 
 
 def _make(cls: type, values: dict[str, Any], table: str) -> Any:
-    if table == "database" and isinstance(values.get("extensions"), list):
-        values = {**values, "extensions": tuple(values["extensions"])}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     return cls(**values)

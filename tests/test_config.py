@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from deployer.config import (
+    BuildConfig,
     Config,
     DatabaseConfig,
     FrozenDict,
@@ -74,6 +75,11 @@ GOOD: list[tuple[str, dict[str, Any]]] = [
     ("labels", {"labels": {"team": "web", "cost_center": "", "env": "prod-1"}}),
     ("superuser", {"superuser": SuperuserConfig("root.user", email="a@b")}),
     ("probes", {"probes": ProbeConfig("/", startup_period=20, startup_failure_threshold=12)}),
+    ("settings_module", {"settings_module": "mysite.settings"}),
+    ("settings_module", {"settings_module": "config.settings.production"}),
+    ("settings_module", {"settings_module": "_settings2"}),
+    ("build", {"build": BuildConfig(["libgdal-dev", "g++", "libxml2.0"])}),
+    ("build", {"build": BuildConfig(runtime_apt_packages=["libgdal32", "libpq5"])}),
 ]
 
 
@@ -120,6 +126,15 @@ BAD_TOP: list[tuple[str, dict[str, Any]]] = [
     ("source", {"source": Path("/nonexistent/dir")}),
     ("names.bucket", {"project": "my-google-proj"}),
     ("names.bucket", {"project": "goog-proj-1"}),
+    ("settings_module", {"settings_module": "my-site.settings"}),
+    ("settings_module", {"settings_module": "mysite/settings.py"}),
+    ("settings_module", {"settings_module": "mysite.settings."}),
+    ("settings_module", {"settings_module": ".settings"}),
+    ("settings_module", {"settings_module": "1site.settings"}),
+    ("settings_module", {"settings_module": "mysite.class"}),
+    ("settings_module", {"settings_module": ""}),
+    ("settings_module", {"settings_module": 3}),
+    ("env.DJANGO_PROJECT_SETTINGS", {"env": {"DJANGO_PROJECT_SETTINGS": "mysite.settings"}}),
 ]
 
 
@@ -223,6 +238,15 @@ BAD_SUB: list[tuple[str, Any, dict[str, Any]]] = [
     ("secret_env.version", SecretRef, {"secret": "ok", "version": "0"}),
     ("secret_env.version", SecretRef, {"secret": "ok", "version": "v1"}),
     ("secret_env.version", SecretRef, {"secret": "ok", "version": 3}),
+    ("build.apt_packages", BuildConfig, {"apt_packages": ("LibGDAL",)}),
+    ("build.apt_packages", BuildConfig, {"apt_packages": ("lib gdal",)}),
+    ("build.apt_packages", BuildConfig, {"apt_packages": ("x",)}),
+    ("build.apt_packages", BuildConfig, {"apt_packages": ("-rf",)}),
+    ("build.apt_packages", BuildConfig, {"apt_packages": ("libfoo;rm",)}),
+    ("build.apt_packages", BuildConfig, {"apt_packages": ("$(id)",)}),
+    ("build.apt_packages", BuildConfig, {"apt_packages": ("libgdal-dev", "libgdal-dev")}),
+    ("build.apt_packages", BuildConfig, {"apt_packages": "libgdal-dev"}),
+    ("build.runtime_apt_packages", BuildConfig, {"runtime_apt_packages": ("libgdal32", 3)}),
 ]
 
 
@@ -233,6 +257,18 @@ def test_bad_section_names_the_field(field: str, cls: Any, kw: dict[str, Any]) -
     with pytest.raises(ConfigError) as exc:
         cls(**kw)
     assert str(exc.value).startswith(field + " "), str(exc.value)
+
+
+def test_project_settings_env_points_at_settings_module() -> None:
+    with pytest.raises(ConfigError, match="set settings_module instead"):
+        make(env={"DJANGO_PROJECT_SETTINGS": "mysite.settings"})
+
+
+def test_settings_module_and_build_default_to_unset() -> None:
+    c = make()
+    assert c.settings_module is None
+    assert c.build == BuildConfig() and c.build.apt_packages == ()
+    assert c.build.runtime_apt_packages == ()
 
 
 def test_fractional_cpu_explains_why() -> None:
@@ -379,6 +415,7 @@ project = "file-project"
 region = "us-central1"
 app = "shop"
 source = "mysite"
+settings_module = "shop.settings.production"
 
 [service]
 cpu = "2"
@@ -394,6 +431,10 @@ egress = "all-traffic"
 tier = "db-custom-1-3840"
 extensions = ["pg_trgm", "uuid-ossp"]
 shared_instance = "shared-pg"
+
+[build]
+apt_packages = ["libgdal-dev", "libproj-dev"]
+runtime_apt_packages = ["libgdal32"]
 
 [media]
 location = "EU"
@@ -430,6 +471,10 @@ def test_full_file(tmp_path: Path) -> None:
     assert c.database.extensions == ("pg_trgm", "uuid-ossp")
     assert c.names.sql_instance == "shared-pg"
     assert c.media_location == "EU"
+    assert c.settings_module == "shop.settings.production"
+    assert c.build == BuildConfig(
+        ("libgdal-dev", "libproj-dev"), runtime_apt_packages=("libgdal32",)
+    )
     assert c.env == {"SENTRY_ENVIRONMENT": "prod"}
     assert c.secret_env == {
         "SENTRY_DSN": SecretRef("sentry-dsn"),
@@ -533,6 +578,55 @@ def test_env_var_types(tmp_path: Path) -> None:
 def test_bad_env_var(tmp_path: Path, var: str, value: str, needle: str) -> None:
     with pytest.raises(ConfigError) as exc:
         load(tmp_path, environ={"DJDEPLOY_PROJECT": PROJECT, var: value})
+    assert needle in str(exc.value)
+
+
+def test_settings_module_and_build_from_env_and_flags(tmp_path: Path) -> None:
+    (tmp_path / "djdeploy.toml").write_text(
+        f'project = "{PROJECT}"\nsettings_module = "file.settings"\n'
+        '[build]\napt_packages = ["libfile-dev"]\n'
+    )
+    assert load(tmp_path).settings_module == "file.settings"
+    c = load(
+        tmp_path,
+        environ={
+            "DJDEPLOY_SETTINGS_MODULE": "env.settings",
+            "DJDEPLOY_BUILD_APT_PACKAGES": "libgdal-dev, libproj-dev",
+            "DJDEPLOY_BUILD_RUNTIME_APT_PACKAGES": "libgdal32",
+        },
+    )
+    assert c.settings_module == "env.settings"
+    assert c.build == BuildConfig(
+        ("libgdal-dev", "libproj-dev"), runtime_apt_packages=("libgdal32",)
+    )
+    c = load(
+        tmp_path,
+        environ={"DJDEPLOY_SETTINGS_MODULE": "env.settings"},
+        flags={"settings_module": "flag.settings", "build.apt_packages": "libflag-dev"},
+    )
+    assert (c.settings_module, c.build.apt_packages) == ("flag.settings", ("libflag-dev",))
+    # an empty value unsets the optional key; an empty list means no extra packages
+    c = load(
+        tmp_path,
+        environ={"DJDEPLOY_SETTINGS_MODULE": "", "DJDEPLOY_BUILD_APT_PACKAGES": ""},
+    )
+    assert c.settings_module is None and c.build.apt_packages == ()
+
+
+@pytest.mark.parametrize(
+    ("environ", "needle"),
+    [
+        ({"DJDEPLOY_SETTINGS_MODULE": "my-site.settings"}, "(from DJDEPLOY_SETTINGS_MODULE)"),
+        (
+            {"DJDEPLOY_BUILD_APT_PACKAGES": "libgdal-dev,Bad"},
+            'build.apt_packages "Bad" is invalid',
+        ),
+        ({"DJDEPLOY_BUILD_APT_PACKAGE": "x"}, 'did you mean "DJDEPLOY_BUILD_APT_PACKAGES"'),
+    ],
+)
+def test_bad_settings_module_or_build(tmp_path: Path, environ: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load(tmp_path, environ={"DJDEPLOY_PROJECT": PROJECT, **environ})
     assert needle in str(exc.value)
 
 

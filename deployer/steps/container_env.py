@@ -1,7 +1,8 @@
 """The container's environment for the service and both jobs: one place, from deployer/contract.py.
 
-Every variable of CONTRACT gets its value here (DJANGO_PROJECT_SETTINGS excepted: the container
-finds the project's settings from manage.py). Secret values never pass through djdeploy: SECRET_KEY,
+Every variable of CONTRACT gets its value here. DJANGO_PROJECT_SETTINGS only when config names
+the settings module (``settings_module``); unset otherwise, and the container finds the project's
+settings from manage.py. Secret values never pass through djdeploy: SECRET_KEY,
 DB_PASSWORD and DJANGO_SUPERUSER_PASSWORD, and the user's secret_env, are Secret Manager
 references pinned to a numeric version, resolved when the step observes. "latest" never goes into
 a template, so a new secret version never silently changes what a running revision reads: the
@@ -39,8 +40,8 @@ MEDIA_ROOT = "/app/media"
 STATIC_ROOT = "/srv/static"  # outside the project tree (/app), collected at image build
 CLOUDSQL_MOUNT = "/cloudsql"
 FUSE_UID = 2000
-#: variables the deployer leaves unset on purpose (the container derives them)
-UNSET = frozenset({"DJANGO_PROJECT_SETTINGS"})
+#: variables set only when configured (their value is None otherwise: the container derives them)
+OPTIONAL = frozenset({"DJANGO_PROJECT_SETTINGS"})
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,9 @@ def _service_url(config: Config, inputs: Inputs) -> str:
     return config.names.service_url(inputs.project_number)
 
 
-_PLAIN: dict[str, Callable[[Config, Inputs], str]] = {
+_PLAIN: dict[str, Callable[[Config, Inputs], str | None]] = {
     "DJANGO_SETTINGS_MODULE": lambda c, i: SETTINGS_MODULE,
+    "DJANGO_PROJECT_SETTINGS": lambda c, i: c.settings_module,
     "DB_NAME": lambda c, i: c.names.database,
     "DB_USER": lambda c, i: c.names.db_user,
     "DB_HOST": lambda c, i: f"{CLOUDSQL_MOUNT}/{c.names.connection_name}",
@@ -140,17 +142,23 @@ def require_inputs(cloud: Cloud, config: Config, target: str, what: str) -> Inpu
 
 def build_env(config: Config, target: str, inputs: Inputs) -> list[dict[str, Any]]:
     """The env list (Cloud Run v2 JSON) for target "service", "migrate" or "db-init", sorted by
-    name. Raises KeyError for a contract variable without a value here (a test guards it) and
-    ValueError when a secret has no enabled version (check missing_secrets first)."""
+    name. Raises KeyError for a contract variable without a value here (tests/steps/test_service.py
+    guards it) and ValueError when a secret has no enabled version (check missing_secrets
+    first)."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}")
     env: dict[str, dict[str, Any]] = {}
     for var in CONTRACT:
-        if var.name in UNSET or not _applies(var.where, target):
+        if not _applies(var.where, target):
             continue
         if var.secret:
             continue  # below, with the user's secret env
-        env[var.name] = {"name": var.name, "value": _PLAIN[var.name](config, inputs)}
+        value = _PLAIN[var.name](config, inputs)
+        if value is None:
+            if var.name not in OPTIONAL:
+                raise ValueError(f"{var.name}: no value for a required contract variable")
+            continue
+        env[var.name] = {"name": var.name, "value": value}
     for name, value in config.env.items():
         env[name] = {"name": name, "value": value}
     for name, (sid, version) in secret_refs(config, target).items():

@@ -18,6 +18,7 @@ from tests.steps.test_service import (
     INPUTS,
     alone,
     assert_contract,
+    config,
     make_cloud,
     make_engine,
     mutating,
@@ -128,6 +129,17 @@ def test_templates() -> None:
     # migrate's marker follows the image only; db-init's follows the whole spec
     other = MigrateJob(CFG, image=IMAGE + "x").desired(INPUTS_ALL)["template"]["labels"]
     assert other[IMAGE_LABEL] != mig["labels"][IMAGE_LABEL]
+
+
+def test_settings_module_reaches_both_jobs() -> None:
+    cfg = config(settings_module="mysite.settings")
+    for step in (DbInitJob(cfg, image=IMAGE), MigrateJob(cfg, image=IMAGE)):
+        container = step.desired(INPUTS_ALL)["template"]["template"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["DJANGO_PROJECT_SETTINGS"] == "mysite.settings"
+    for step in (DB, MIG):
+        container = step.desired(INPUTS_ALL)["template"]["template"]["containers"][0]
+        assert "DJANGO_PROJECT_SETTINGS" not in {e["name"] for e in container["env"]}
 
 
 # -- on the emulator -----------------------------------------------------------------------------

@@ -262,6 +262,32 @@ def test_desired_template() -> None:
     assert all("latest" not in str(e) for e in c["env"])
 
 
+def test_every_contract_variable_has_its_value_and_settings_module_is_optional() -> None:
+    from deployer.contract import CONTRACT
+
+    inputs = ce.Inputs(NUMBER, {**INPUTS.versions, CFG.names.secret_superuser_password: "3"})
+    configured = config(settings_module="mysite.settings.production")
+    for target in ce.TARGETS:
+        wanted = {v.name for v in CONTRACT if v.where in ("all", target)}
+        env = {e["name"]: e for e in ce.build_env(configured, target, inputs)}
+        assert set(env) == wanted, target
+        assert env["DJANGO_PROJECT_SETTINGS"] == {
+            "name": "DJANGO_PROJECT_SETTINGS",
+            "value": "mysite.settings.production",
+        }
+        # not configured: left unset, the container finds the settings from manage.py
+        default = {e["name"] for e in ce.build_env(CFG, target, inputs)}
+        assert default == wanted - {"DJANGO_PROJECT_SETTINGS"}
+
+
+def test_settings_module_changes_the_service_template() -> None:
+    before = Service(CFG, IMAGE).diff(live())
+    assert before.action is Action.NOOP
+    change = Service(config(settings_module="mysite.settings"), IMAGE).diff(live())
+    assert change.action is Action.UPDATE
+    assert [f.path for f in change.fields] == ["template.containers"]
+
+
 # -- on the emulator -----------------------------------------------------------------------------
 
 
