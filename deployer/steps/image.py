@@ -5,6 +5,11 @@ known before any cloud call and the tag says exactly what is in it:
 
     <region>-docker.pkg.dev/<project>/<registry>/<app>:src-<16 hex of the archive's sha256>
 
+Build args (``--build-arg`` of the Dockerfile: DJANGO_PROJECT_SETTINGS from settings_module,
+BUILD_APT_PACKAGES and RUNTIME_APT_PACKAGES from [build]) are part of what the image is, so they
+are folded into the tag: with any set, the hex is that of sha256(archive digest + the args), and
+a changed arg is a new tag, hence a new build. With none set, the tag is the archive's own.
+
 observe: does that tag exist? If so, nothing to do (no build). Otherwise the newest build of
 *our* image: tagged with the source tag and our tenant (another tenant building the same source
 is not waited on, nor its failure reported), and pushing our image URI (another app of the
@@ -21,10 +26,12 @@ delete: nothing (the images live in the registry, which the registry step delete
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deployer.archive import Archive, LazyArchive, container_dir, default_source
+from deployer.archive import Archive, LazyArchive, container_dir, default_source, tag_for
 from deployer.steps.base import Action, Change, FieldChange
 
 if TYPE_CHECKING:
@@ -36,6 +43,32 @@ BUILD_TIMEOUT = "1800s"
 RUNNING = frozenset({"STATUS_UNKNOWN", "PENDING", "QUEUED", "WORKING"})
 #: builds of the source tag and tenant looked at (newest first) to find the one of our image
 BUILDS_LOOKED_AT = 10
+#: the default of container/Dockerfile's ``ARG RUNTIME_APT_PACKAGES``: kept when
+#: build.runtime_apt_packages adds packages (a build arg replaces the default; a test checks
+#: that the two agree)
+RUNTIME_APT_DEFAULT: tuple[str, ...] = ("libpq5",)
+
+
+def build_args(config: Config) -> dict[str, str]:
+    """The Dockerfile build args config sets, by name (none: the Dockerfile's defaults)."""
+    args: dict[str, str] = {}
+    if config.settings_module:
+        args["DJANGO_PROJECT_SETTINGS"] = config.settings_module
+    if config.build.apt_packages:
+        args["BUILD_APT_PACKAGES"] = " ".join(config.build.apt_packages)
+    if config.build.runtime_apt_packages:
+        packages = dict.fromkeys((*RUNTIME_APT_DEFAULT, *config.build.runtime_apt_packages))
+        args["RUNTIME_APT_PACKAGES"] = " ".join(packages)
+    return dict(sorted(args.items()))
+
+
+def image_tag(digest: str, args: dict[str, str]) -> str:
+    """The image tag: the archive's (``src-<16 hex of digest>``) without build args, else the
+    same form over the digest and the args, so another arg value is another tag."""
+    if not args:
+        return tag_for(digest)
+    folded = f"{digest}\n{json.dumps(args, sort_keys=True, separators=(',', ':'))}"
+    return tag_for(hashlib.sha256(folded.encode()).hexdigest())
 
 
 @dataclass(frozen=True)
@@ -57,8 +90,13 @@ class Image:
             object.__setattr__(self, "archive", LazyArchive(source, container_dir()))
 
     @property
+    def build_args(self) -> dict[str, str]:
+        return build_args(self.config)
+
+    @property
     def tag(self) -> str:
-        return self.archive.tag
+        """The image tag: the source archive's, with the build args folded in (image_tag)."""
+        return image_tag(self.archive.digest, self.build_args)
 
     @property
     def image(self) -> str:
@@ -146,13 +184,14 @@ class Image:
 
     def build_body(self) -> dict[str, Any]:
         names = self.config.names
+        args = ["build", "-f", ".djdeploy/Dockerfile"]
+        for name, value in self.build_args.items():
+            # one argv element each: Cloud Build runs the step without a shell, so a
+            # space-separated package list needs no quoting
+            args += ["--build-arg", f"{name}={value}"]
+        args += ["-t", self.image, "."]
         return {
-            "steps": [
-                {
-                    "name": BUILDER,
-                    "args": ["build", "-f", ".djdeploy/Dockerfile", "-t", self.image, "."],
-                }
-            ],
+            "steps": [{"name": BUILDER, "args": args}],
             "images": [self.image],
             "tags": [self.tag, "djdeploy", self.config.tenant],
             "serviceAccount": f"projects/{self.config.project}/serviceAccounts/"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from deployer.archive import build_archive, container_dir, default_source
-from deployer.config import Config
+from deployer.config import BuildConfig, Config
 from deployer.emulator import serviceusage
 from deployer.emulator.policies import SA_KIND
 from deployer.emulator.testing import storage_client
@@ -19,7 +20,7 @@ from deployer.engine import Engine, Options
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
 from deployer.steps.base import Action, Change
-from deployer.steps.image import Image
+from deployer.steps.image import RUNTIME_APT_DEFAULT, Image, build_args, image_tag
 from deployer.steps.registry import Registry
 from tests.contract import check_transcript
 
@@ -109,6 +110,90 @@ def test_build_body() -> None:
     assert body["steps"][0]["args"] == [
         "build", "-f", ".djdeploy/Dockerfile", "-t", STEP.image, ".",
     ]  # fmt: skip
+
+
+# -- build args ----------------------------------------------------------------------------------
+
+DOCKERFILE = Path(__file__).resolve().parents[2] / "container" / "Dockerfile"
+ARCHIVE = build_archive(default_source(), container_dir())
+
+
+def _with(**kw: Any) -> Config:
+    return Config(tenant="demo", project=PROJECT, region=REGION, **kw)
+
+
+def test_no_build_args_by_default_and_the_tag_is_the_archives() -> None:
+    step = Image(CONFIG, ARCHIVE)
+    assert step.build_args == {}
+    assert step.tag == ARCHIVE.tag
+    assert "--build-arg" not in step.build_body()["steps"][0]["args"]
+
+
+def test_build_args_in_the_build_step() -> None:
+    config = _with(
+        settings_module="mysite.settings.prod",
+        build=BuildConfig(["libgdal-dev", "libproj-dev"], runtime_apt_packages=["libgdal32"]),
+    )
+    step = Image(config, ARCHIVE)
+    body = step.build_body()
+    assert body["steps"][0]["args"] == [
+        "build", "-f", ".djdeploy/Dockerfile",
+        "--build-arg", "BUILD_APT_PACKAGES=libgdal-dev libproj-dev",
+        "--build-arg", "DJANGO_PROJECT_SETTINGS=mysite.settings.prod",
+        "--build-arg", "RUNTIME_APT_PACKAGES=libpq5 libgdal32",
+        "-t", step.image, ".",
+    ]  # fmt: skip
+    assert body["images"] == [step.image] and body["tags"][0] == step.tag
+    # the archive is the same: its staging object is shared, the image tag is not
+    assert body["source"]["storageSource"]["object"] == ARCHIVE.object_name
+    assert step.tag != ARCHIVE.tag and step.tag.startswith("src-") and len(step.tag) == 20
+
+
+def test_runtime_packages_keep_the_dockerfile_default_once() -> None:
+    config = _with(build=BuildConfig(runtime_apt_packages=["libgdal32", "libpq5"]))
+    assert build_args(config) == {"RUNTIME_APT_PACKAGES": "libpq5 libgdal32"}
+
+
+TAG_CONFIGS = [
+    CONFIG,
+    _with(settings_module="mysite.settings"),
+    _with(settings_module="mysite.settings_prod"),
+    _with(build=BuildConfig(["libgdal-dev"])),
+    _with(build=BuildConfig(["libgdal-dev", "libproj-dev"])),
+    _with(build=BuildConfig(runtime_apt_packages=["libgdal32"])),
+    _with(build=BuildConfig(["libgdal32"])),  # the same package for the other stage
+]
+
+
+def test_every_build_arg_value_is_its_own_tag() -> None:
+    tags = [Image(c, ARCHIVE).tag for c in TAG_CONFIGS]
+    assert len(set(tags)) == len(TAG_CONFIGS)
+    for config, tag in zip(TAG_CONFIGS, tags, strict=True):
+        # stable: the same config gives the same tag, whoever builds it
+        again = dataclasses.replace(config)
+        assert Image(again, ARCHIVE).tag == tag == image_tag(ARCHIVE.digest, build_args(config))
+
+
+def _dockerfile_args() -> dict[str, str]:
+    """ARG name -> default (unquoted) declared in container/Dockerfile."""
+    found: dict[str, str] = {}
+    for m in re.finditer(r"(?m)^ARG ([A-Z_][A-Z0-9_]*)(?:=(.*))?$", DOCKERFILE.read_text()):
+        found[m.group(1)] = (m.group(2) or "").strip().strip('"')
+    return found
+
+
+def test_apt_build_args_are_the_dockerfiles() -> None:
+    declared = _dockerfile_args()
+    assert declared["BUILD_APT_PACKAGES"] == ""
+    # build.runtime_apt_packages adds to the default: the deployer's copy of it must agree
+    assert declared["RUNTIME_APT_PACKAGES"].split() == list(RUNTIME_APT_DEFAULT)
+
+
+def test_settings_build_arg_is_declared_by_the_dockerfile() -> None:
+    if "DJANGO_PROJECT_SETTINGS" not in _dockerfile_args():
+        pytest.skip("container/Dockerfile does not declare ARG DJANGO_PROJECT_SETTINGS yet")
+    config = _with(settings_module="mysite.settings")
+    assert set(build_args(config)) <= set(_dockerfile_args())
 
 
 # -- on the emulator -----------------------------------------------------------------------------
@@ -230,6 +315,33 @@ def test_up_from_empty_then_noop_then_new_source(emulator: Any, project: Path) -
     assert _builds(entries)[0]["body"]["images"] == [changed.image]
     assert emulator.emu.store.get("artifactregistry.tag", changed.image) is not None
     assert check_transcript(entries) == []
+
+
+def test_a_changed_build_arg_builds_a_new_image(emulator: Any, project: Path) -> None:
+    config = _config(project)
+    _seed(emulator, config)
+    engine = _engine(emulator)
+    assert engine.up(_steps(config)).ok
+    first = Image(config)
+
+    emulator.emu.transcript.clear()
+    configured = dataclasses.replace(config, settings_module="djsample.settings")
+    result = engine.up(_steps(configured))
+    assert result.ok, [r.error for r in result.results]
+    entries = emulator.emu.transcript.entries()
+    builds = _builds(entries)
+    step = Image(configured)
+    assert step.tag != first.tag and len(builds) == 1
+    assert builds[0]["body"]["images"] == [step.image]
+    assert "DJANGO_PROJECT_SETTINGS=djsample.settings" in builds[0]["body"]["steps"][0]["args"]
+    # the same source: the archive already in the staging bucket is not uploaded again
+    assert not [e for e in entries if e["path"].startswith("/upload/storage/")]
+    assert emulator.emu.store.get("artifactregistry.tag", step.image) is not None
+    assert check_transcript(entries) == []
+
+    emulator.emu.transcript.clear()
+    assert engine.up(_steps(configured)).ok
+    assert _mutations(emulator.emu.transcript.entries()) == []
 
 
 def test_failed_build_shows_detail_and_logs_then_next_up_builds(emulator: Any) -> None:
