@@ -10,7 +10,7 @@ service) and executes it only when needed:
 - migrate (``migrate``, ``collectstatic`` without --clear, the superuser if missing) runs when
   no execution has succeeded with the current image (label ``djdeploy-image``: a hash of the
   image reference). It mounts the media bucket, so data migrations that read or write uploads
-  work; static files go to /app/static (collected into the image at build), never to the bucket.
+  work; static files go to /srv/static (collected into the image at build), never to the bucket.
   db-init has no media volume: it only talks to PostgreSQL.
 
 A failed execution fails the step with its name, the condition message and where its logs are;
