@@ -257,8 +257,12 @@ def normalise(entries: list[dict[str, Any]]) -> dict[str, Any]:
         path = re.sub(r"%2F", "/", path)
         return path
 
+    # refused attempts (a new service account not visible yet, a fault) depend on timing: only
+    # the writes that took effect are the traffic a change must not alter
     write_counts = Counter(
-        f"{e['method']} {template(e['path'])}" for e in entries if not is_read(e)
+        f"{e['method']} {template(e['path'])}"
+        for e in entries
+        if not is_read(e) and e["status"] < 400
     )
     reads = sorted({f"{e['method']} {template(e['path'])}" for e in entries if is_read(e)})
     return {"writes": dict(sorted(write_counts.items())), "reads": reads}
