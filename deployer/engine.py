@@ -228,15 +228,19 @@ class Engine:
         applies = 0
         reapplies = 0  # re-applies for a difference that persists (not for a transient failure,
         settling = 0  # whose re-applies are bounded by the deadline alone)
+        last: Action | None = None  # the action last applied
         while True:
             if self._cancel.is_set():
                 raise StepFailed(step.name, "cancelled")
             if change.failure and not (applies == 0 or is_transient_failure(change.failure)):
                 raise StepFailed(step.name, change.failure)
+            # a different action is the step's next stage (create the job, then run it): apply
+            # it at once; the same action again waits a few polls (eventual consistency)
+            next_stage = change.action is not last
             if change.action is Action.WAIT and not change.failure:
                 self._emit(step.name, Phase.WAIT, t0, change=change)
-            elif applies == 0 or change.failure or settling >= self.options.settle_polls:
-                if applies and not change.failure:
+            elif next_stage or change.failure or settling >= self.options.settle_polls:
+                if not next_stage and not change.failure:
                     reapplies += 1
                     if reapplies > self.options.reapplies:
                         fields = ", ".join(f.path for f in change.fields) or change.reason
@@ -248,6 +252,8 @@ class Engine:
                     raise StepFailed(step.name, str(exc)) from exc
                 applies += 1
                 settling = 0
+                last = change.action
+                delay = self.options.poll_initial  # a new operation: start polling afresh
             else:
                 settling += 1
             if self.clock.monotonic() > deadline:

@@ -178,3 +178,34 @@ def test_transient_failures_are_reapplied_past_the_reapply_limit() -> None:
     result = engine(FakeClock()).up([step])
     assert result.ok
     assert len(step.log) == 7
+
+
+def test_a_steps_next_stage_is_applied_at_once() -> None:
+    """Create, then run (a job): the run does not wait the settle polls a repeat would."""
+
+    @dataclass(eq=False)
+    class TwoStage(FakeStep):
+        ran: bool = False
+
+        def observe(self, cloud: Any) -> dict[str, Any] | None:
+            return {"state": "ran" if self.ran else "created"} if self.exists else None
+
+        def diff(self, observed: dict[str, Any] | None) -> Change:
+            if observed is None:
+                return Change(self.name, self.name, Action.CREATE, "absent")
+            if observed["state"] == "created":
+                return Change(self.name, self.name, Action.RUN, "never ran")
+            return Change(self.name, self.name, Action.NOOP, "ran")
+
+        def apply(self, cloud: Any, change: Change) -> None:
+            self.log.append(change.action.value)
+            if change.action is Action.CREATE:
+                self.exists = True
+            else:
+                self.ran = True
+
+    events: list[Event] = []
+    step = TwoStage("job")
+    engine(FakeClock(), events).up([step])
+    assert step.log == ["create", "run"]
+    assert [e.phase for e in events] == [Phase.OBSERVE, Phase.APPLY, Phase.APPLY, Phase.DONE]
