@@ -44,7 +44,7 @@ class Options:
     poll_max: float = 15.0
     poll_factor: float = 1.5
     step_timeout: float = 3600.0
-    settle_polls: int = 3  # polls a pending (non-WAIT) diff may persist after apply
+    settle_seconds: float = 30.0  # how long a pending (non-WAIT) diff may persist after apply
     reapplies: int = 3  # re-applies before a persisting difference fails the step
 
     @classmethod
@@ -53,6 +53,7 @@ class Options:
         return cls(
             poll_initial=max(0.005, 1.0 * k),
             poll_max=max(0.05, 15.0 * k),
+            settle_seconds=30.0 * k,
             step_timeout=max(30.0, 3600.0 * k),
         )
 
@@ -227,19 +228,22 @@ class Engine:
         delay = self.options.poll_initial
         applies = 0
         reapplies = 0  # re-applies for a difference that persists (not for a transient failure,
-        settling = 0  # whose re-applies are bounded by the deadline alone)
+        # whose re-applies are bounded by the deadline alone)
         last: Action | None = None  # the action last applied
+        applied_at = t0
         while True:
             if self._cancel.is_set():
                 raise StepFailed(step.name, "cancelled")
             if change.failure and not (applies == 0 or is_transient_failure(change.failure)):
                 raise StepFailed(step.name, change.failure)
             # a different action is the step's next stage (create the job, then run it): apply
-            # it at once; the same action again waits a few polls (eventual consistency)
+            # it at once; the same action again waits settle_seconds (an operation that does
+            # not show while it runs, eventual consistency)
             next_stage = change.action is not last
+            settled = self.clock.monotonic() - applied_at >= self.options.settle_seconds
             if change.action is Action.WAIT and not change.failure:
                 self._emit(step.name, Phase.WAIT, t0, change=change)
-            elif next_stage or change.failure or settling >= self.options.settle_polls:
+            elif next_stage or change.failure or settled:
                 if not next_stage and not change.failure:
                     reapplies += 1
                     if reapplies > self.options.reapplies:
@@ -251,11 +255,10 @@ class Engine:
                 except DeployError as exc:
                     raise StepFailed(step.name, str(exc)) from exc
                 applies += 1
-                settling = 0
+                applied_at = self.clock.monotonic()
+                if next_stage:  # a new operation: poll it afresh
+                    delay = self.options.poll_initial
                 last = change.action
-                delay = self.options.poll_initial  # a new operation: start polling afresh
-            else:
-                settling += 1
             if self.clock.monotonic() > deadline:
                 raise Timeout(
                     f"{step.name}: not done after {self.options.step_timeout:.0f} s "

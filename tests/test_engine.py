@@ -79,7 +79,7 @@ def engine(clock: FakeClock, events: list[Event] | None = None) -> Engine:
     return Engine(
         cloud,
         clock=clock,
-        options=Options(poll_initial=1, poll_max=4, step_timeout=100),
+        options=Options(poll_initial=1, poll_max=4, settle_seconds=5, step_timeout=100),
         on_event=(events.append if events is not None else lambda e: None),
     )
 
@@ -181,7 +181,7 @@ def test_transient_failures_are_reapplied_past_the_reapply_limit() -> None:
 
 
 def test_a_steps_next_stage_is_applied_at_once() -> None:
-    """Create, then run (a job): the run does not wait the settle polls a repeat would."""
+    """Create, then run (a job): the run does not wait settle_seconds as a repeat would."""
 
     @dataclass(eq=False)
     class TwoStage(FakeStep):
@@ -209,3 +209,17 @@ def test_a_steps_next_stage_is_applied_at_once() -> None:
     engine(FakeClock(), events).up([step])
     assert step.log == ["create", "run"]
     assert [e.phase for e in events] == [Phase.OBSERVE, Phase.APPLY, Phase.APPLY, Phase.DONE]
+
+
+def test_the_same_action_is_reapplied_only_after_settle_seconds() -> None:
+    """An enable that does not show while it runs is not re-sent on every poll."""
+
+    class Slow(FakeStep):
+        def observe(self, cloud: Any) -> dict[str, Any] | None:
+            return {"state": "ready"} if len(self.log) >= 2 else None
+
+    clock = FakeClock()
+    step = Slow("apis")
+    assert engine(clock).up([step]).ok
+    assert step.log == ["apply apis", "apply apis"]
+    assert clock.now >= 5  # the second apply came after settle_seconds
