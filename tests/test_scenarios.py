@@ -285,9 +285,9 @@ def test_golden_transcripts(emulator: EmulatorHandle, scenario: str) -> None:
     assert got == json.loads(path.read_text()), "traffic changed: UPDATE_GOLDEN=1 to accept"
 
 
-def test_kill_9_mid_up_then_up_finishes_without_duplicates(
-    emulator: EmulatorHandle, tmp_path: Path
-) -> None:
+def start_up_until_sql_create(emulator: EmulatorHandle, cwd: Path) -> subprocess.Popen[str]:
+    """`djdeploy up` in a process of its own, returned once it has started the (slow) SQL
+    instance create: the middle of a deployment, for the tests that stop it there."""
     env = {**os.environ, "GOOGLE_CLOUD_PROJECT": PROJECT, "DJDEPLOY_TENANT": TENANT}
     cmd = [
         sys.executable,
@@ -300,22 +300,29 @@ def test_kill_9_mid_up_then_up_finishes_without_duplicates(
         "up",
         "--tenant",
         TENANT,
-        "--json",
     ]
     proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd
     )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # wait until the slow SQL instance create has started
+    while time.monotonic() < deadline:
         if any(
             e["path"].endswith("/instances") and e["method"] == "POST"
             for e in emulator.control.transcript()
         ):
-            break
+            return proc
         time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("up never started the SQL instance create")
+
+
+def test_kill_9_mid_up_then_up_finishes_without_duplicates(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    proc = start_up_until_sql_create(emulator, tmp_path)
     time.sleep(0.5)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.communicate()
     code, output = up(emulator)
     assert code == 0, output
     state = emulator.emu.store.dump()
@@ -367,30 +374,7 @@ def test_no_secret_value_in_any_output_even_with_google_debug_logging(
 def test_ctrl_c_mid_up_says_how_to_finish_and_up_finishes(
     emulator: EmulatorHandle, tmp_path: Path
 ) -> None:
-    env = {**os.environ, "GOOGLE_CLOUD_PROJECT": PROJECT, "DJDEPLOY_TENANT": TENANT}
-    cmd = [
-        sys.executable,
-        "-m",
-        "deployer",
-        "--endpoint",
-        emulator.url,
-        "--time-scale",
-        "0.01",
-        "up",
-        "--tenant",
-        TENANT,
-    ]
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # interrupt while the SQL instance is being created
-        if any(
-            e["path"].endswith("/instances") and e["method"] == "POST"
-            for e in emulator.control.transcript()
-        ):
-            break
-        time.sleep(0.05)
+    proc = start_up_until_sql_create(emulator, tmp_path)
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130
