@@ -54,7 +54,7 @@ class Options:
             poll_initial=max(0.005, 1.0 * k),
             poll_max=max(0.05, 15.0 * k),
             settle_seconds=30.0 * k,
-            step_timeout=max(30.0, 3600.0 * k),
+            step_timeout=max(120.0, 3600.0 * k),  # retries sleep real seconds: keep room
         )
 
 
