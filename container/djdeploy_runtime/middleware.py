@@ -16,6 +16,7 @@ raster image is sent as an attachment (an uploaded .html or .svg must not run as
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from urllib.parse import urlparse
 
@@ -31,8 +32,12 @@ from djdeploy_runtime.jsonlog import TRACE_HEADER, current_trace, parse_trace_he
 
 logger = logging.getLogger("djdeploy.health")
 
-LIVENESS_PATHS = frozenset({"/health", "/health/"})
-READINESS_PATHS = frozenset({"/health/ready", "/health/ready/"})
+
+def health_paths(path: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(liveness, readiness) paths for HEALTH_PATH, with or without the trailing slash."""
+    base = "/" + path.strip("/")
+    return frozenset({base, base + "/"}), frozenset({base + "/ready", base + "/ready/"})
+
 
 # Media types a browser only ever displays as a picture; everything else (html, svg, xml, js,
 # pdf, unknown) is sent as an attachment.
@@ -65,13 +70,14 @@ def unbind_trace(sender: object, **kwargs: object) -> None:
 class RequestContextMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+        self.liveness, self.readiness = health_paths(os.environ.get("HEALTH_PATH") or "/health/")
         request_started.connect(bind_trace, dispatch_uid="djdeploy_bind_trace")
         request_finished.connect(unbind_trace, dispatch_uid="djdeploy_unbind_trace")
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path_info
-        if path in LIVENESS_PATHS or path in READINESS_PATHS:
-            ready = path in READINESS_PATHS or request.GET.get("ready", "") not in ("", "0")
+        if path in self.liveness or path in self.readiness:
+            ready = path in self.readiness or request.GET.get("ready", "") not in ("", "0")
             return self.health(ready)
         return self.get_response(request)
 

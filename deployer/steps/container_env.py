@@ -73,6 +73,7 @@ _PLAIN: dict[str, Callable[[Config, Inputs], str | None]] = {
     "DJANGO_SUPERUSER_EMAIL": lambda c, i: c.superuser.email,
     "DB_EXTENSIONS": lambda c, i: ",".join(c.database.extensions),
     "GOOGLE_CLOUD_PROJECT": lambda c, i: c.project,
+    "HEALTH_PATH": lambda c, i: c.probes.path,
 }
 
 _SECRET: dict[str, Callable[[Config], str]] = {

@@ -202,19 +202,20 @@ def start_server(env: dict[str, str], log_path: Path, wait: float = 20) -> Serve
     )
     log_file.close()
     server = Server(process, port, log_path)
+    health = env.get("HEALTH_PATH") or "/health/"
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"serve exited {process.returncode}:\n{server.log()}")
         try:
-            status, _, _ = http_get(server.base + "/health/")
+            status, _, _ = http_get(server.base + health)
             if status == 200:
                 return server
         except OSError:
             pass
         time.sleep(0.1)
     stop_server(server)
-    raise AssertionError(f"serve did not answer /health/ within {wait}s:\n{server.log()}")
+    raise AssertionError(f"serve did not answer {health} within {wait}s:\n{server.log()}")
 
 
 def stop_server(server: Server) -> float:

@@ -257,3 +257,15 @@ def test_migrate_stops_on_sigterm(env: dict[str, str]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode != 0
+
+
+def test_health_answers_on_the_configured_path(env: dict[str, str], tmp_path: Path) -> None:
+    server = start_server({**env, "HEALTH_PATH": "/healthz/"}, tmp_path / "serve.log")
+    try:  # start_server waited for /healthz/ to answer 200
+        status, _, body = http_get(server.base + "/healthz/?ready=1")
+        assert status == 503  # no database here: not ready
+        assert json.loads(body)["database"] == "error"
+        status, _, _ = http_get(server.base + "/health/", {"Host": "10.1.2.3:8080"})
+        assert status != 200  # the default path is the project's now (refused host: 400)
+    finally:
+        stop_server(server)

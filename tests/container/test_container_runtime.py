@@ -352,3 +352,17 @@ def test_log_level_knob(monkeypatch: pytest.MonkeyPatch, level: str) -> None:
 def test_severity_of_a_custom_level_is_default() -> None:
     record = logging.LogRecord("a", 25, "f", 1, "custom", (), None)
     assert json.loads(jsonlog.CloudLoggingFormatter().format(record))["severity"] == "DEFAULT"
+
+
+@pytest.mark.parametrize(
+    ("path", "live", "ready"),
+    [
+        ("/health/", {"/health", "/health/"}, {"/health/ready", "/health/ready/"}),
+        ("/healthz", {"/healthz", "/healthz/"}, {"/healthz/ready", "/healthz/ready/"}),
+        ("/_/up/", {"/_/up", "/_/up/"}, {"/_/up/ready", "/_/up/ready/"}),
+    ],
+)
+def test_health_paths_follow_health_path(path: str, live: set[str], ready: set[str]) -> None:
+    from djdeploy_runtime.middleware import health_paths
+
+    assert health_paths(path) == (frozenset(live), frozenset(ready))
