@@ -289,26 +289,25 @@ def batch_get(req: Request, project: str) -> dict[str, Any]:
 
 @router.route("POST", "/v1/projects/{project}/services/{service}:enable")
 def enable(req: Request, project: str, service: str) -> dict[str, Any]:
-    req.json()
-    _, number = resolve(req.emu, project)
-    _check_service(service)
-    with req.emu.store.transaction():  # read-modify-write: the check and the start together
-        current = _service(req.emu, number, service)
-        if current["state"] == "ENABLED":
-            return _noop({"@type": TYPE_PREFIX + "EnableServiceResponse", "service": current})
-        return _start(req.emu, number, [service], "serviceusage.enable", "ENABLED")
+    return _switch(req, project, service, "ENABLED")
 
 
 @router.route("POST", "/v1/projects/{project}/services/{service}:disable")
 def disable(req: Request, project: str, service: str) -> dict[str, Any]:
+    return _switch(req, project, service, "DISABLED")
+
+
+def _switch(req: Request, project: str, service: str, state: str) -> dict[str, Any]:
+    """Enable or disable one service: a no-op operation when it is in `state` already."""
     req.json()
     _, number = resolve(req.emu, project)
     _check_service(service)
+    verb = "Enable" if state == "ENABLED" else "Disable"
     with req.emu.store.transaction():  # read-modify-write: the check and the start together
         current = _service(req.emu, number, service)
-        if current["state"] == "DISABLED":
-            return _noop({"@type": TYPE_PREFIX + "DisableServiceResponse", "service": current})
-        return _start(req.emu, number, [service], "serviceusage.disable", "DISABLED")
+        if current["state"] == state:
+            return _noop({"@type": f"{TYPE_PREFIX}{verb}ServiceResponse", "service": current})
+        return _start(req.emu, number, [service], f"serviceusage.{verb.lower()}", state)
 
 
 @router.route("POST", "/v1/projects/{project}/services:batchEnable")

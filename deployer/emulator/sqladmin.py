@@ -35,7 +35,6 @@ in state FAILED.
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import json
@@ -48,7 +47,7 @@ from .errors import ApiError
 from .latency import register_duration
 from .operations import completer
 from .projects import REGIONS, resolve
-from .routing import Request, Router, rfc3339
+from .routing import Request, Router, merge_patch, rfc3339
 from .serviceusage import require_enabled
 
 if TYPE_CHECKING:
@@ -257,19 +256,6 @@ def _child_operation(
         )
 
 
-def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """PATCH semantics: objects merge recursively, null removes, anything else replaces."""
-    out = copy.deepcopy(base)
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        elif isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 def _instance_json(rec: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in rec.items() if not k.startswith("_")}
     out["etag"] = _etag(out)
@@ -323,7 +309,7 @@ def insert_instance(req: Request, project: str) -> dict[str, Any]:
             if emu.clock() < deleted["at"] + emu.latency.duration("sql.instance.name_reuse"):
                 raise _err(409, RECENTLY_DELETED, "instanceAlreadyExists")
             emu.store.delete(DELETED_KIND, key)
-        full_settings = _merge(_SETTINGS_DEFAULTS, settings)
+        full_settings = merge_patch(_SETTINGS_DEFAULTS, settings)
         full_settings["settingsVersion"] = "1"
         full_settings.setdefault("userLabels", {})
         if not full_settings["userLabels"]:
@@ -473,10 +459,10 @@ def _finish_update(emu: Emulator, op: dict[str, Any]) -> None:
         _failed(op, message)
         return None
     labels = op["args"]["settings"].get("userLabels")
-    settings = _merge(rec["settings"], op["args"]["settings"])
+    settings = merge_patch(rec["settings"], op["args"]["settings"])
     if labels is not None:
         settings["userLabels"] = {
-            k: v for k, v in _merge(rec["settings"].get("userLabels", {}), labels).items()
+            k: v for k, v in merge_patch(rec["settings"].get("userLabels", {}), labels).items()
         }
         if not settings["userLabels"]:
             settings.pop("userLabels")

@@ -40,7 +40,7 @@ from urllib.parse import quote
 from . import policies
 from .errors import ApiError
 from .projects import REGIONS, resolve
-from .routing import Request, Response, Router
+from .routing import Request, Response, Router, merge_patch
 from .serviceusage import require_enabled
 
 if TYPE_CHECKING:
@@ -158,19 +158,6 @@ def _hashes(data: bytes) -> tuple[str, str]:
 
 def _public(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: copy.deepcopy(v) for k, v in doc.items() if not k.startswith("_")}
-
-
-def _merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """RFC 7396: objects merge, null removes, everything else replaces."""
-    out = copy.deepcopy(target)
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        elif isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge_patch(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
 
 
 def _base_url(req: Request) -> str:
@@ -377,12 +364,12 @@ def patch_bucket(req: Request, bucket: str) -> dict[str, Any]:
         if isinstance(patch.get("labels"), dict):
             _check_labels(patch["labels"])
         now = emu.clock()
-        new = _merge_patch(doc, patch)
+        new = merge_patch(doc, patch)
         if "iamConfiguration" in patch:
             cfg = dict(patch["iamConfiguration"] or {})
             if "bucketPolicyOnly" in cfg and "uniformBucketLevelAccess" not in cfg:
                 cfg["uniformBucketLevelAccess"] = cfg["bucketPolicyOnly"]
-            merged = _merge_patch(doc["iamConfiguration"], cfg)
+            merged = merge_patch(doc["iamConfiguration"], cfg)
             merged.pop("bucketPolicyOnly", None)
             was = doc["iamConfiguration"]["uniformBucketLevelAccess"]
             new["iamConfiguration"] = _normalize_iam_config(merged, now)
