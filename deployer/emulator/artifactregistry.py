@@ -35,6 +35,7 @@ from urllib.parse import quote
 from . import policies
 from .errors import ApiError
 from .operations import completer, longrunning_json
+from .pagination import Paging, paginate
 from .projects import ensure_project
 from .routing import Request, Router, rfc3339
 from .serviceusage import require_enabled
@@ -229,18 +230,7 @@ def _name_filter(flt: str) -> str | None:
     return m.group(1)
 
 
-def _page(req: Request, items: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    try:
-        size = int(req.arg("pageSize") or 0)
-        start = int(req.arg("pageToken") or 0)
-    except ValueError:
-        raise ApiError(400, "Invalid page token or size.") from None
-    size = 1000 if size <= 0 else min(size, 1000)
-    page = items[start : start + size]
-    out: dict[str, Any] = {key: page} if page else {}
-    if start + size < len(items):
-        out["nextPageToken"] = str(start + size)
-    return out
+_PAGING = Paging(default_size=1000, max_size=1000)
 
 
 @router.route("GET", "/v1/projects/{project}/locations/{location}/repositories")
@@ -251,7 +241,7 @@ def list_repositories(req: Request, project: str, location: str) -> dict[str, An
     repos = [v for _, v in req.emu.store.list(REPO_KIND, prefix)]
     if pattern is not None:
         repos = [r for r in repos if fnmatch.fnmatchcase(r["name"], pattern)]
-    return _page(req, repos, "repositories")
+    return paginate(req, repos, _PAGING, key="repositories")
 
 
 @router.route("PATCH", "/v1/projects/{project}/locations/{location}/repositories/{repo}")
@@ -413,7 +403,7 @@ def list_docker_images(req: Request, project: str, location: str, repo: str) -> 
     if order.startswith("update_time") or order.startswith("upload_time"):
         field = "updateTime" if order.startswith("update_time") else "uploadTime"
         images.sort(key=lambda i: i[field], reverse=order.endswith("desc"))
-    return _page(req, images, "dockerImages")
+    return paginate(req, images, _PAGING, key="dockerImages")
 
 
 @router.route(
@@ -456,7 +446,7 @@ def list_packages(req: Request, project: str, location: str, repo: str) -> dict[
     name = repo_name(project_id, location, repo)
     _require_repo(req.emu, name)
     pkgs = [p for _, p in sorted(_packages(req.emu, name).items())]
-    return _page(req, pkgs, "packages")
+    return paginate(req, pkgs, _PAGING, key="packages")
 
 
 @router.route(
@@ -497,7 +487,7 @@ def list_tags(req: Request, project: str, location: str, repo: str, package: str
     project_id = _project(req, project, location)
     name = repo_name(project_id, location, repo)
     _require_repo(req.emu, name)
-    return _page(req, _tags(req.emu, name, package), "tags")
+    return paginate(req, _tags(req.emu, name, package), _PAGING, key="tags")
 
 
 @router.route(

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from . import artifactregistry, policies
 from .errors import ApiError
 from .operations import completer, longrunning_json
+from .pagination import Paging, paginate
 from .projects import REGIONS, ensure_project
 from .routing import Request, Router, rfc3339
 from .serviceusage import require_enabled
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from .server import Emulator
 
 router = Router()
+_PAGING = Paging(default_size=50, max_size=1000)
 
 SERVICE = "cloudbuild.googleapis.com"
 KIND = "cloudbuild.build"
@@ -502,17 +504,7 @@ def _list(req: Request, project: str, location: str) -> dict[str, Any]:
     builds = [render(req.emu, b) for _, b in req.emu.store.list(KIND, f"{project_id}/{location}/")]
     builds = [b for b in builds if _matches(b, terms)]
     builds.sort(key=lambda b: (b["createTime"], b["id"]), reverse=True)
-    try:
-        size = int(req.arg("pageSize") or 0)
-        start = int(req.arg("pageToken") or 0)
-    except ValueError:
-        raise ApiError(400, "invalid page token") from None
-    size = 50 if size <= 0 else min(size, 1000)
-    page = builds[start : start + size]
-    out: dict[str, Any] = {"builds": page} if page else {}
-    if start + size < len(builds):
-        out["nextPageToken"] = str(start + size)
-    return out
+    return paginate(req, builds, _PAGING, key="builds")
 
 
 @router.route("GET", "/v1/projects/{project}/builds")

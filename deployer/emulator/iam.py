@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import policies
 from .errors import ApiError
+from .pagination import Paging, paginate
 from .projects import resolve
 from .routing import Request, Router
 from .serviceusage import require_enabled
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from .server import Emulator
 
 router = Router()
+_PAGING = Paging(default_size=20, max_size=100)
 
 SA_KIND = policies.SA_KIND  # "iam.sa", keyed by email
 UID_KIND = "iam.sa.uid"  # uniqueId -> {"email"}
@@ -140,20 +142,8 @@ def list_accounts(req: Request, project: str) -> dict[str, Any]:
     emu = req.emu
     project_id, _ = resolve(emu, project)
     require_enabled(emu, project_id, SERVICE)
-    try:
-        size = int(req.arg("pageSize") or 20)
-        start = int(req.arg("pageToken") or 0)
-    except ValueError:
-        raise ApiError(400, "Invalid page token or size.") from None
-    size = min(max(size, 1), 100)
-    docs = [d for _, d in emu.store.list(SA_KIND) if d["projectId"] == project_id]
-    page = docs[start : start + size]
-    out: dict[str, Any] = {}
-    if page:
-        out["accounts"] = [_render(d) for d in page]
-    if start + size < len(docs):
-        out["nextPageToken"] = str(start + size)
-    return out
+    docs = [_render(d) for _, d in emu.store.list(SA_KIND) if d["projectId"] == project_id]
+    return paginate(req, docs, _PAGING, key="accounts")
 
 
 @router.route("GET", "/v1/projects/{project}/serviceAccounts/{sa}")

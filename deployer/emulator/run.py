@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING, Any
 from . import policies
 from .errors import ApiError
 from .operations import completer, longrunning_json
+from .pagination import Paging, paginate
 from .projects import check_location, resolve
 from .routing import Request, Router, rfc3339
 from .serviceusage import require_enabled
@@ -790,17 +791,11 @@ def get_service(req: Request, project: str, location: str, service: str) -> dict
     return _public(_must_service(req.emu, parent, service))
 
 
-def _page(req: Request, items: list[dict[str, Any]], field: str) -> dict[str, Any]:
-    size = int(req.arg("pageSize") or 100) or 100
-    try:
-        start = int(req.arg("pageToken") or 0)
-    except ValueError:
-        raise ApiError(400, "Invalid page token.") from None
-    page = items[start : start + size]
-    out: dict[str, Any] = {field: [_public(i) for i in page]} if page else {}
-    if start + size < len(items):
-        out["nextPageToken"] = str(start + size)
-    return out
+_PAGING = Paging(default_size=100, max_size=1000)
+
+
+def _page(req: Request, items: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    return paginate(req, [_public(i) for i in items], _PAGING, key=key)
 
 
 @router.route("GET", "/v2/projects/{project}/locations/{location}/services")

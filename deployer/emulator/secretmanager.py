@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import policies
 from .errors import ApiError
+from .pagination import Paging, paginate
 from .projects import resolve
 from .routing import Request, Response, Router, rfc3339
 from .serviceusage import require_enabled
@@ -232,21 +233,7 @@ def _matches(rec: dict[str, Any], flt: str) -> bool:
     return True
 
 
-def _page(req: Request, items: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    try:
-        size = int(req.arg("pageSize") or 25000)
-        start = int(req.arg("pageToken") or 0)
-    except ValueError:
-        raise ApiError(400, "Invalid page size or page token.") from None
-    size = max(1, min(size, 25000))
-    page = items[start : start + size]
-    out: dict[str, Any] = {}
-    if page:
-        out[key] = page
-    if start + size < len(items):
-        out["nextPageToken"] = str(start + size)
-    out["totalSize"] = len(items)
-    return out
+_PAGING = Paging(default_size=25000, max_size=25000, total_size=True)
 
 
 @router.route("GET", "/v1/projects/{project}/secrets")
@@ -256,7 +243,7 @@ def list_secrets(req: Request, project: str) -> dict[str, Any]:
     recs = [v for _, v in req.emu.store.list(SECRET_KIND, project_id + "/")]
     if flt:
         recs = [r for r in recs if _matches(r, flt)]
-    return _page(req, [_secret_json(r) for r in recs], "secrets")
+    return paginate(req, [_secret_json(r) for r in recs], _PAGING, key="secrets")
 
 
 def _check_etag(rec: dict[str, Any], etag: str | None) -> None:
@@ -364,7 +351,7 @@ def list_versions(req: Request, project: str, secret: str) -> dict[str, Any]:
         if not m:
             raise ApiError(400, f"Invalid filter: {flt}")
         versions = [v for v in versions if v["state"] == m.group(1)]
-    return _page(req, [_version_json(v) for v in versions], "versions")
+    return paginate(req, [_version_json(v) for v in versions], _PAGING, key="versions")
 
 
 @router.route("GET", "/v1/projects/{project}/secrets/{secret}/versions/{version}")

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ApiError
 from .operations import completer, longrunning_json
+from .pagination import Paging, paginate
 from .projects import resolve
 from .routing import Request, Router
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from .server import Emulator
 
 router = Router()
+_PAGING = Paging(default_size=50, max_size=200)
 
 KIND = "serviceusage.service"
 TYPE_PREFIX = "type.googleapis.com/google.api.serviceusage.v1."
@@ -256,22 +258,11 @@ def list_services(req: Request, project: str) -> dict[str, Any]:
         if flt not in ("state:ENABLED", "state:DISABLED"):
             raise ApiError(400, f"Invalid filter: {flt}")
         want = flt.split(":", 1)[1]
-    page_size = int(req.arg("pageSize") or 50)
-    if page_size <= 0 or page_size > 200:
-        page_size = 50 if page_size <= 0 else 200
-    try:
-        start = int(req.arg("pageToken") or 0)
-    except ValueError:
-        raise ApiError(400, "Invalid page token.") from None
     names = sorted(set(TITLES) | {k.split("/", 1)[1] for k, _ in req.emu.store.list(KIND, number)})
     services = [_service(req.emu, number, s) for s in names]
     if want:
         services = [s for s in services if s["state"] == want]
-    page = services[start : start + page_size]
-    out: dict[str, Any] = {"services": page} if page else {}
-    if start + page_size < len(services):
-        out["nextPageToken"] = str(start + page_size)
-    return out
+    return paginate(req, services, _PAGING, key="services")
 
 
 @router.route("GET", "/v1/projects/{project}/services:batchGet")

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ApiError
 from .latency import register_duration
 from .operations import completer
+from .pagination import Paging, paginate
 from .projects import REGIONS, resolve
 from .routing import Request, Router, merge_patch, rfc3339
 from .serviceusage import require_enabled
@@ -387,20 +388,12 @@ def _label_filter(rec: dict[str, Any], flt: str) -> bool:
     return True
 
 
-def _paged(req: Request, items: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    try:
-        size = int(req.arg("maxResults") or 500)
-        start = int(req.arg("pageToken") or 0)
-    except ValueError:
-        raise _err(400, "Invalid request: invalid page token.", "invalid") from None
-    size = max(1, min(size, 1000))
-    out: dict[str, Any] = {"kind": kind}
-    page = items[start : start + size]
-    if page:
-        out["items"] = page
-    if start + size < len(items):
-        out["nextPageToken"] = str(start + size)
-    return out
+_PAGING = Paging(
+    default_size=500,
+    max_size=1000,
+    size_param="maxResults",
+    error=lambda message: _err(400, f"Invalid request: {message}", "invalid"),
+)
 
 
 @router.route("GET", "/v1/projects/{project}/instances")
@@ -410,7 +403,9 @@ def list_instances(req: Request, project: str) -> dict[str, Any]:
     flt = req.arg("filter") or ""
     if flt:
         recs = [r for r in recs if _label_filter(r, flt)]
-    return _paged(req, [_instance_json(r) for r in recs], "sql#instancesList")
+    return paginate(
+        req, [_instance_json(r) for r in recs], _PAGING, key="items", kind="sql#instancesList"
+    )
 
 
 @router.route("PATCH", "/v1/projects/{project}/instances/{instance}")
@@ -787,7 +782,7 @@ def list_backups(req: Request, project: str, instance: str) -> dict[str, Any]:
     _get_instance(req.emu, project_id, instance)
     runs = [v for _, v in req.emu.store.list(BACKUP_KIND, f"{project_id}/{instance}/")]
     runs.reverse()  # newest first
-    return _paged(req, runs, "sql#backupRunsList")
+    return paginate(req, runs, _PAGING, key="items", kind="sql#backupRunsList")
 
 
 @router.route("GET", "/v1/projects/{project}/instances/{instance}/backupRuns/{backup_id}")
@@ -830,4 +825,6 @@ def list_operations(req: Request, project: str) -> dict[str, Any]:
     prefix = _target(project_id, instance) if instance else f"sql:{project_id}/"
     ops = [o for o in req.emu.ops.list(prefix) if _own(o, project_id)]
     ops.reverse()  # newest first
-    return _paged(req, [op_json(req.emu, o) for o in ops], "sql#operationsList")
+    return paginate(
+        req, [op_json(req.emu, o) for o in ops], _PAGING, key="items", kind="sql#operationsList"
+    )
