@@ -34,12 +34,12 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from . import policies
+from .checksums import crc32c
 from .errors import ApiError
 from .pagination import Paging, paginate
 from .projects import resolve
 from .routing import Request, Response, Router, rfc3339
 from .serviceusage import require_enabled
-from .storage import crc32c
 
 if TYPE_CHECKING:
     from .server import Emulator

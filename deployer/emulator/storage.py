@@ -29,7 +29,6 @@ import base64
 import copy
 import email.parser
 import email.policy
-import hashlib
 import json
 import re
 import uuid
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from . import policies
+from .checksums import storage_hashes
 from .errors import ApiError
 from .projects import REGIONS, resolve
 from .routing import Request, Response, Router, merge_patch
@@ -120,40 +120,6 @@ def _varint(n: int) -> bytes:
 def _etag(metageneration: int) -> str:
     """GCS etags are a base64 protobuf varint: "CAE=" for metageneration 1."""
     return base64.b64encode(b"\x08" + _varint(metageneration)).decode()
-
-
-def _crc32c_table() -> list[int]:
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_TABLE: list[int] | None = None
-
-
-def crc32c(data: bytes) -> int:
-    try:
-        import google_crc32c  # the C extension google-resumable-media depends on
-
-        return int(google_crc32c.value(data))
-    except ImportError:  # pragma: no cover - the pure fallback
-        global _TABLE
-        if _TABLE is None:
-            _TABLE = _crc32c_table()
-        crc = 0xFFFFFFFF
-        for b in data:
-            crc = _TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
-        return crc ^ 0xFFFFFFFF
-
-
-def _hashes(data: bytes) -> tuple[str, str]:
-    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
-    crc = base64.b64encode(crc32c(data).to_bytes(4, "big")).decode()
-    return md5, crc
 
 
 def _public(doc: dict[str, Any]) -> dict[str, Any]:
@@ -508,7 +474,7 @@ def _write_object(
         _bucket(emu, bucket)
         current = emu.store.get(OBJECT_KIND, _object_key(bucket, name))
         _check_generation_preconditions(req, current)
-        md5, crc = _hashes(data)
+        md5, crc = storage_hashes(data)
         for key, have in (("md5Hash", md5), ("crc32c", crc)):
             sent = metadata.get(key)
             if sent and sent != have:
