@@ -388,7 +388,7 @@ def test_shortened_names_differ_for_different_inputs() -> None:
 
 
 def test_short_sa_ids_padded() -> None:
-    from deployer.config import _sa_id
+    from deployer.config.names import _sa_id
 
     assert _sa_id("a", "") == "a-sa-sa"
     assert len(_sa_id("ab", "-x")) >= 6
