@@ -838,6 +838,26 @@ def test_importing_config_imports_no_google() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_the_emulator_loads_nothing_of_the_deployer_but_regions() -> None:
+    """The emulator-imports contract (.importlinter), also at run time: `import deployer.regions`
+    runs deployer/__init__.py, which must load nothing else."""
+    code = (
+        "import importlib, pkgutil, sys, deployer.emulator as e\n"
+        "for m in pkgutil.iter_modules(e.__path__):\n"
+        "    importlib.import_module('deployer.emulator.' + m.name)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('deployer')"
+        " and not m.startswith('deployer.emulator')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert out.stdout.strip() == "['deployer', 'deployer.regions']"
+
+
 @pytest.mark.parametrize(
     ("labels", "ours"),
     [
