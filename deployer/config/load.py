@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from deployer.config.model import Config
-from deployer.config.rules import check_region, fail, show
+from deployer.config.rules import check_project, check_region, fail, show
 from deployer.config.schema import (
     BuildConfig,
     DatabaseConfig,
@@ -299,9 +299,13 @@ def load_project_and_region(
     """Project and region alone, for commands that span tenants (status with no --tenant)."""
     layers = _layers(cwd=cwd, environ=environ, flags=flags)
     _resolve_project(layers, environ, emulator)
-    region = layers.values.get("region", "europe-west1")
-    check_region(region)
-    return str(layers.values["project"]), str(region)
+    project, region = layers.values["project"], layers.values.get("region", "europe-west1")
+    try:
+        check_project(project)
+        check_region(region)
+    except ConfigError as exc:
+        raise _located(exc, layers) from None
+    return str(project), str(region)
 
 
 def load_config(
@@ -330,10 +334,15 @@ def load_config(
     try:
         return _build(layers, cwd)
     except ConfigError as exc:
-        origin = _origin_of(exc, layers)
-        if origin and origin not in str(exc):
-            raise ConfigError(f"{exc} (from {origin})") from None
-        raise
+        raise _located(exc, layers) from None
+
+
+def _located(exc: ConfigError, layers: _Layers) -> ConfigError:
+    """The error, saying where its value came from (a file key, a variable, a flag)."""
+    origin = _origin_of(exc, layers)
+    if origin and origin not in str(exc):
+        return ConfigError(f"{exc} (from {origin})")
+    return exc
 
 
 def _origin_of(exc: ConfigError, layers: _Layers) -> str | None:

@@ -14,11 +14,11 @@ from deployer.config.rules import (
     APP_RE,
     LABEL_KEY_RE,
     LABEL_VALUE_RE,
-    PROJECT_RE,
     RESERVED_LABELS,
     TENANT_RE,
     FrozenDict,
     check_env_name,
+    check_project,
     check_region,
     check_settings_module,
     check_str,
@@ -113,14 +113,7 @@ class Config:
                 '(names join tenant and app with "-", so a hyphen could make two '
                 'deployments share names; e.g. "django")',
             )
-        check_str("project", self.project)
-        if not PROJECT_RE.match(self.project):
-            fail(
-                "project",
-                self.project,
-                "a project id is 6-30 lowercase letters, digits or hyphens, starting with a "
-                "letter and not ending with a hyphen (see `gcloud projects list`)",
-            )
+        check_project(self.project)
         check_region(self.region)
         if self.source is not None:
             if not isinstance(self.source, Path):
@@ -152,9 +145,21 @@ class Config:
             sub.validate()
         if self.vpc is not None:
             self.vpc.validate()
+            self._validate_vpc_region(self.vpc)
         self._validate_env()
         self._validate_labels()
         self.names.validate()
+
+    def _validate_vpc_region(self, vpc: VpcConfig) -> None:
+        """A subnetwork or connector given by its full path names a region: the service's."""
+        for name, region in vpc.regions().items():
+            if region != self.region:
+                fail(
+                    f"vpc.{name}",
+                    getattr(vpc, name),
+                    f"it is in {region}, the service in {self.region}: Cloud Run reaches a VPC "
+                    f"only through a {name} in its own region",
+                )
 
     def _validate_env(self) -> None:
         for key, value in self.env.items():

@@ -15,7 +15,12 @@ from typing import Any, NoReturn, TypeVar
 
 from deployer.contract import CONTRACT_NAMES
 from deployer.errors import ConfigError
-from deployer.regions import CLOUD_RUN_REGIONS
+from deployer.regions import (
+    CLOUD_RUN_REGIONS,
+    STORAGE_DUAL_REGIONS,
+    STORAGE_MULTI_REGIONS,
+    STORAGE_REGIONS,
+)
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -116,10 +121,26 @@ SECRET_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,255}$")
 LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 RESOURCE_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")  # network, subnet, connector
-LOCATION_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,40}$")
 USERNAME_RE = re.compile(r"^[\w.@+-]{1,150}$")
 MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 APT_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")  # Debian package names
+
+# Cloud SQL for PostgreSQL tiers: shared-core, custom (vCPUs 1 or even up to 96; memory a
+# multiple of 256 MiB, at least 3840 MiB, 0.9-6.5 GiB per vCPU), Enterprise Plus performance.
+SHARED_CORE_TIERS = ("db-f1-micro", "db-g1-small")
+CUSTOM_TIER_RE = re.compile(r"^db-custom-([1-9][0-9]*)-([1-9][0-9]*)$")
+PERF_TIER_RE = re.compile(r"^db-perf-optimized-N-([1-9][0-9]*)$")
+PERF_TIER_CPUS = (2, 4, 8, 16, 32, 48, 64, 80, 96, 128)
+# A [vpc] key's full resource path (instead of a bare name); "region" is a place.
+VPC_PATHS = {
+    "network": re.compile(r"^projects/(?P<project>[^/]+)/global/networks/(?P<name>[^/]+)$"),
+    "subnetwork": re.compile(
+        r"^projects/(?P<project>[^/]+)/regions/(?P<region>[^/]+)/subnetworks/(?P<name>[^/]+)$"
+    ),
+    "connector": re.compile(
+        r"^projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/connectors/(?P<name>[^/]+)$"
+    ),
+}
 
 CPUS = ("1", "2", "4", "6", "8")
 # Cloud Run: memory allowed per CPU count, in MiB (min, max).
@@ -142,16 +163,99 @@ def memory_mib(value: str) -> int | None:
     return int(m.group(1)) * (1024 if m.group(2) == "Gi" else 1)
 
 
-def check_region(region: object) -> None:
-    check_str("region", region)
-    if region not in CLOUD_RUN_REGIONS:
-        close = difflib.get_close_matches(str(region), sorted(CLOUD_RUN_REGIONS), n=3, cutoff=0.8)
-        hint = (
-            ("did you mean " + ", ".join(show(c) for c in close) + "?")
-            if close
-            else 'e.g. "europe-west1", "us-central1"'
+def check_place(
+    field_name: str,
+    value: object,
+    *,
+    places: Iterable[str],
+    kind: str,
+    examples: str,
+    any_case: bool = False,
+) -> None:
+    """A value that names a place must be one of `places` (deployer/regions.py); the fix offers
+    the closest names, else `examples`. `any_case`: Google accepts the name in either case."""
+    text = check_str(field_name, value)
+    spelled = {(p.upper() if any_case else p): p for p in places}
+    key = text.upper() if any_case else text
+    if key in spelled:
+        return
+    close = difflib.get_close_matches(key, sorted(spelled), n=3, cutoff=0.75)
+    if close:
+        fix = "did you mean " + ", ".join(show(spelled[c]) for c in close) + "?"
+    else:
+        fix = "e.g. " + examples
+    fail(field_name, value, f"not {kind}: {fix}")
+
+
+def check_tier(tier: object) -> None:
+    """A Cloud SQL for PostgreSQL tier (the edition rule is DatabaseConfig's)."""
+    text = check_str("database.tier", tier)
+    custom = CUSTOM_TIER_RE.match(text)
+    perf = PERF_TIER_RE.match(text)
+    if text in SHARED_CORE_TIERS:
+        return
+    if perf is not None:
+        if int(perf[1]) not in PERF_TIER_CPUS:
+            fail(
+                "database.tier",
+                tier,
+                "db-perf-optimized-N-* tiers have "
+                + ", ".join(str(n) for n in PERF_TIER_CPUS)
+                + " vCPUs",
+            )
+        return
+    if custom is None:
+        fail(
+            "database.tier",
+            tier,
+            'PostgreSQL takes "db-f1-micro", "db-g1-small", "db-custom-<vCPUs>-<MiB>" '
+            '(e.g. "db-custom-2-7680") or "db-perf-optimized-N-<vCPUs>" (ENTERPRISE_PLUS)',
         )
-        fail("region", region, f"not a Cloud Run region: {hint}")
+    cpus, mib = int(custom[1]), int(custom[2])
+    if cpus != 1 and (cpus % 2 or cpus > 96):
+        fail("database.tier", tier, "a custom tier has 1 vCPU or an even number up to 96")
+    lo = max(3840, -(-cpus * 9216 // 2560) * 256)  # 0.9 GiB per vCPU, up to 256 MiB
+    hi = cpus * 6656  # 6.5 GiB per vCPU
+    if mib % 256 or not lo <= mib <= hi:
+        fail(
+            "database.tier",
+            tier,
+            f"with {cpus} vCPU{'s' if cpus > 1 else ''} Cloud SQL allows {lo} to {hi} MiB "
+            f'in steps of 256 (e.g. "db-custom-{cpus}-{lo}")',
+        )
+
+
+def check_project(project: object) -> None:
+    if not PROJECT_RE.match(check_str("project", project)):
+        fail(
+            "project",
+            project,
+            "a project id is 6-30 lowercase letters, digits or hyphens, starting with a "
+            "letter and not ending with a hyphen (see `gcloud projects list`)",
+        )
+
+
+def check_region(region: object, field_name: str = "region") -> None:
+    check_place(
+        field_name,
+        region,
+        places=CLOUD_RUN_REGIONS,
+        kind="a Cloud Run region",
+        examples='"europe-west1", "us-central1"',
+    )
+
+
+def check_storage_location(field_name: str, value: object) -> None:
+    """A bucket location: a region, a predefined dual-region or a multi-region, in any case."""
+    check_place(
+        field_name,
+        value,
+        places=STORAGE_REGIONS | STORAGE_DUAL_REGIONS | STORAGE_MULTI_REGIONS,
+        kind="a Cloud Storage location",
+        examples='a region ("europe-west1"), a dual-region ("EUR4", "NAM4") or a multi-region '
+        '("EU", "US", "ASIA")',
+        any_case=True,
+    )
 
 
 def check_settings_module(value: object) -> None:

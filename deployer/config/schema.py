@@ -13,16 +13,19 @@ from deployer.config.rules import (
     EGRESS,
     EXTENSION_RE,
     INGRESS,
-    LOCATION_RE,
     MEMORY_FOR_CPU,
+    PROJECT_RE,
     RESOURCE_RE,
     SECRET_NAME_RE,
     SQL_INSTANCE_RE,
     USERNAME_RE,
+    VPC_PATHS,
     check_bool,
     check_choice,
     check_int,
+    check_storage_location,
     check_str,
+    check_tier,
     fail,
     memory_mib,
     show,
@@ -150,17 +153,26 @@ class VpcConfig:
         self.validate()
 
     def validate(self) -> None:
-        for name in ("network", "subnetwork", "connector"):
+        for name, path_re in VPC_PATHS.items():
             value = getattr(self, name)
             if value is None:
                 continue
             check_str(f"vpc.{name}", value)
-            short = value.rsplit("/", 1)[-1]
-            if not RESOURCE_RE.match(short):
+            path = path_re.match(value)
+            if "/" in value and path is None:
                 fail(
                     f"vpc.{name}",
                     value,
-                    "use a resource name (lowercase letters, digits, hyphens) or its full path",
+                    f"use a {name} name or its full path ({_PATH_FORMS[name]})",
+                )
+            if path is not None and not PROJECT_RE.match(path["project"]):
+                fail(f"vpc.{name}", value, f"{show(path['project'])} is not a project id")
+            if not RESOURCE_RE.match(path["name"] if path else value):
+                fail(
+                    f"vpc.{name}",
+                    value,
+                    f"a {name} name is 1-63 lowercase letters, digits or hyphens, starting with a "
+                    "letter and not ending with a hyphen",
                 )
         direct = self.network is not None or self.subnetwork is not None
         if self.connector is not None and direct:
@@ -176,6 +188,23 @@ class VpcConfig:
                 "set vpc.network and vpc.subnetwork (Direct VPC egress), or vpc.connector",
             )
         check_choice("vpc.egress", self.egress, EGRESS)
+
+    def regions(self) -> dict[str, str]:
+        """The region each key given as a full path names ({} for bare names: those resolve in
+        the service's region)."""
+        found = {}
+        for name in ("subnetwork", "connector"):
+            path = VPC_PATHS[name].match(getattr(self, name) or "")
+            if path is not None:
+                found[name] = path["region"]
+        return found
+
+
+_PATH_FORMS = {
+    "network": "projects/PROJECT/global/networks/NAME",
+    "subnetwork": "projects/PROJECT/regions/REGION/subnetworks/NAME",
+    "connector": "projects/PROJECT/locations/REGION/connectors/NAME",
+}
 
 
 _DEFAULT_EXTENSIONS = ("pg_trgm", "unaccent", "hstore", "citext")
@@ -202,13 +231,7 @@ class DatabaseConfig:
         self.validate()
 
     def validate(self) -> None:
-        check_str("database.tier", self.tier)
-        if not self.tier.startswith("db-"):
-            fail(
-                "database.tier",
-                self.tier,
-                'use a Cloud SQL tier such as "db-f1-micro" or "db-custom-2-7680"',
-            )
+        check_tier(self.tier)
         if self.version != "POSTGRES_15":
             fail(
                 "database.version",
@@ -264,14 +287,8 @@ class MediaConfig:
         self.validate()
 
     def validate(self) -> None:
-        if self.location is not None and (
-            not isinstance(self.location, str) or not LOCATION_RE.match(self.location)
-        ):
-            fail(
-                "media.location",
-                self.location,
-                'use a Cloud Storage location such as "europe-west1", "EU" or "US"',
-            )
+        if self.location is not None:
+            check_storage_location("media.location", self.location)
 
 
 @dataclass(frozen=True)
