@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import keyword
+import math
 import re
 from collections.abc import Iterable
 from typing import Any, NoReturn, TypeVar
@@ -131,7 +132,12 @@ SHARED_CORE_TIERS = ("db-f1-micro", "db-g1-small")
 CUSTOM_TIER_RE = re.compile(r"^db-custom-([1-9][0-9]*)-([1-9][0-9]*)$")
 PERF_TIER_RE = re.compile(r"^db-perf-optimized-N-([1-9][0-9]*)$")
 PERF_TIER_CPUS = (2, 4, 8, 16, 32, 48, 64, 80, 96, 128)
-# A [vpc] key's full resource path (instead of a bare name); "region" is a place.
+# A [vpc] key's full resource path (instead of a bare name); REGION is a place.
+VPC_PATH_FORMS = {
+    "network": "projects/PROJECT/global/networks/NAME",
+    "subnetwork": "projects/PROJECT/regions/REGION/subnetworks/NAME",
+    "connector": "projects/PROJECT/locations/REGION/connectors/NAME",
+}
 VPC_PATHS = {
     "network": re.compile(r"^projects/(?P<project>[^/]+)/global/networks/(?P<name>[^/]+)$"),
     "subnetwork": re.compile(
@@ -190,10 +196,9 @@ def check_place(
 def check_tier(tier: object) -> None:
     """A Cloud SQL for PostgreSQL tier (the edition rule is DatabaseConfig's)."""
     text = check_str("database.tier", tier)
-    custom = CUSTOM_TIER_RE.match(text)
-    perf = PERF_TIER_RE.match(text)
     if text in SHARED_CORE_TIERS:
         return
+    perf = PERF_TIER_RE.match(text)
     if perf is not None:
         if int(perf[1]) not in PERF_TIER_CPUS:
             fail(
@@ -204,6 +209,7 @@ def check_tier(tier: object) -> None:
                 + " vCPUs",
             )
         return
+    custom = CUSTOM_TIER_RE.match(text)
     if custom is None:
         fail(
             "database.tier",
@@ -214,8 +220,8 @@ def check_tier(tier: object) -> None:
     cpus, mib = int(custom[1]), int(custom[2])
     if cpus != 1 and (cpus % 2 or cpus > 96):
         fail("database.tier", tier, "a custom tier has 1 vCPU or an even number up to 96")
-    lo = max(3840, -(-cpus * 9216 // 2560) * 256)  # 0.9 GiB per vCPU, up to 256 MiB
-    hi = cpus * 6656  # 6.5 GiB per vCPU
+    lo = max(3840, math.ceil(cpus * 0.9 * 1024 / 256) * 256)  # 0.9 GiB a vCPU, in 256 MiB steps
+    hi = cpus * 6656  # 6.5 GiB a vCPU
     if mib % 256 or not lo <= mib <= hi:
         fail(
             "database.tier",
@@ -235,9 +241,9 @@ def check_project(project: object) -> None:
         )
 
 
-def check_region(region: object, field_name: str = "region") -> None:
+def check_region(region: object) -> None:
     check_place(
-        field_name,
+        "region",
         region,
         places=CLOUD_RUN_REGIONS,
         kind="a Cloud Run region",

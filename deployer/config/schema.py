@@ -19,6 +19,7 @@ from deployer.config.rules import (
     SECRET_NAME_RE,
     SQL_INSTANCE_RE,
     USERNAME_RE,
+    VPC_PATH_FORMS,
     VPC_PATHS,
     check_bool,
     check_choice,
@@ -163,7 +164,7 @@ class VpcConfig:
                 fail(
                     f"vpc.{name}",
                     value,
-                    f"use a {name} name or its full path ({_PATH_FORMS[name]})",
+                    f"use a {name} name or its full path ({VPC_PATH_FORMS[name]})",
                 )
             if path is not None and not PROJECT_RE.match(path["project"]):
                 fail(f"vpc.{name}", value, f"{show(path['project'])} is not a project id")
@@ -198,13 +199,6 @@ class VpcConfig:
             if path is not None:
                 found[name] = path["region"]
         return found
-
-
-_PATH_FORMS = {
-    "network": "projects/PROJECT/global/networks/NAME",
-    "subnetwork": "projects/PROJECT/regions/REGION/subnetworks/NAME",
-    "connector": "projects/PROJECT/locations/REGION/connectors/NAME",
-}
 
 
 _DEFAULT_EXTENSIONS = ("pg_trgm", "unaccent", "hstore", "citext")
