@@ -2,24 +2,27 @@
 
     from deployer import Config, Target, up, plan, status, destroy
 
-The operations are loaded on first use so that `import deployer` (and `djdeploy --help`) stay
-light.
+Everything is loaded on first use so that `import deployer` (and `djdeploy --help`) stay light,
+and so that importing one bottom module (the emulator imports `deployer.regions`) loads no other.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from deployer.config import Config
-
 __version__ = "0.1.0"
 __all__ = ["Config", "Target", "destroy", "plan", "status", "up"]
 
 if TYPE_CHECKING:
     from deployer.api import Target, destroy, plan, status, up
+    from deployer.config import Config
 
 
 def __getattr__(name: str) -> Any:
+    if name == "Config":
+        from deployer.config import Config
+
+        return Config
     if name in ("Target", "destroy", "plan", "status", "up"):
         from deployer import api
 

@@ -1,5 +1,11 @@
-"""The Cloud Run regions (shared by config validation and the emulator, which refuses the rest
-the way Google does)."""
+"""Every place a config value may name, as data: shared by config validation (which refuses any
+other before an API call) and the emulator (which refuses the rest the way Google does).
+
+The deployment's region hosts the Cloud Run service and jobs, the Cloud SQL instance, the
+Artifact Registry repository and the builds. Cloud SQL and Artifact Registry are offered in every
+Google Cloud region, so the Cloud Run list is the one that decides.
+djdeploy names no zone (Cloud SQL picks one in the region).
+"""
 
 CLOUD_RUN_REGIONS: frozenset[str] = frozenset(
     [
@@ -47,3 +53,15 @@ CLOUD_RUN_REGIONS: frozenset[str] = frozenset(
         "us-west4",
     ]
 )
+
+#: Cloud Storage multi-regions (bucket locations are case-insensitive; Google answers upper case)
+STORAGE_MULTI_REGIONS: frozenset[str] = frozenset(["ASIA", "EU", "US"])
+
+#: Cloud Storage predefined dual-regions: ASIA1 (Tokyo, Osaka), EUR4 (Finland, Netherlands),
+#: EUR5 (Belgium, London), EUR7 (London, Frankfurt), EUR8 (Frankfurt, Zurich), NAM4 (Iowa,
+#: South Carolina). A configurable dual-region needs a placement, which media.location cannot say.
+STORAGE_DUAL_REGIONS: frozenset[str] = frozenset(["ASIA1", "EUR4", "EUR5", "EUR7", "EUR8", "NAM4"])
+
+#: Cloud Storage regions djdeploy accepts for the media bucket: the Cloud Run regions (Cloud
+#: Storage has a region in each; a bucket elsewhere would be far from the service mounting it).
+STORAGE_REGIONS: frozenset[str] = CLOUD_RUN_REGIONS

@@ -27,6 +27,7 @@ from deployer.config import (
     load_config,
     load_project_and_region,
 )
+from deployer.emulator.testing import EmulatorHandle
 from deployer.errors import ConfigError
 
 PROJECT = "my-proj-123"
@@ -62,14 +63,35 @@ GOOD: list[tuple[str, dict[str, Any]]] = [
     ("instances", {"service": ServiceConfig(min_instances=3, max_instances=3)}),
     ("ingress", {"service": ServiceConfig(ingress="internal-and-cloud-load-balancing")}),
     ("vpc", {"vpc": VpcConfig("default", subnetwork="default")}),
-    ("vpc", {"vpc": VpcConfig(connector="projects/p/locations/r/connectors/c1")}),
+    (
+        "vpc",
+        {"vpc": VpcConfig(connector="projects/host-proj/locations/europe-west1/connectors/c1")},
+    ),
+    (
+        "vpc",
+        {
+            "vpc": VpcConfig(
+                "projects/host-proj/global/networks/shared",
+                subnetwork="projects/host-proj/regions/europe-west1/subnetworks/run",
+            )
+        },
+    ),
     ("vpc", {"vpc": VpcConfig(connector="c1", egress="all-traffic")}),
     ("tier", {"database": DatabaseConfig("db-custom-2-7680")}),
+    ("tier", {"database": DatabaseConfig("db-custom-1-3840")}),
+    ("tier", {"database": DatabaseConfig("db-custom-2-13312")}),
+    ("tier", {"database": DatabaseConfig("db-custom-96-638976")}),
+    ("tier", {"database": DatabaseConfig("db-g1-small")}),
     ("edition", {"database": DatabaseConfig("db-perf-optimized-N-2", edition="ENTERPRISE_PLUS")}),
     ("extensions", {"database": DatabaseConfig(extensions=("uuid-ossp", "postgis"))}),
     ("extensions", {"database": DatabaseConfig(extensions=())}),
     ("shared", {"database": DatabaseConfig(shared_instance="shared-pg-1")}),
     ("media", {"media": MediaConfig("EU")}),
+    ("media", {"media": MediaConfig("us")}),
+    ("media", {"media": MediaConfig("NAM4")}),
+    ("media", {"media": MediaConfig("eur4")}),
+    ("media", {"media": MediaConfig("europe-west4")}),
+    ("media", {"media": MediaConfig("US-CENTRAL1")}),
     ("env", {"env": {"SENTRY_ENV": "prod", "_X1": ""}}),
     ("secret_env", {"secret_env": {"SENTRY_DSN": SecretRef("sentry-dsn", version="4")}}),
     ("labels", {"labels": {"team": "web", "cost_center": "", "env": "prod-1"}}),
@@ -107,6 +129,15 @@ BAD_TOP: list[tuple[str, dict[str, Any]]] = [
     ("project", {"project": "a" * 31}),
     ("region", {"region": "europe-west99"}),
     ("region", {"region": "mars-north1"}),
+    ("region", {"region": "Europe-West1"}),
+    ("region", {"region": "EU"}),
+    ("region", {"region": "europe-west1-b"}),
+    ("region", {"region": 1}),
+    (
+        "vpc.subnetwork",
+        {"vpc": VpcConfig("n", subnetwork="projects/host-proj/regions/us-east1/subnetworks/s")},
+    ),
+    ("vpc.connector", {"vpc": VpcConfig(connector="projects/my-proj/locations/moon/connectors/c")}),
     ("env.lower", {"env": {"lower": "x"}}),
     ("env.1ABC", {"env": {"1ABC": "x"}}),
     ("env.DB_NAME", {"env": {"DB_NAME": "x"}}),
@@ -220,6 +251,31 @@ BAD_SUB: list[tuple[str, Any, dict[str, Any]]] = [
     ("database.backups", DatabaseConfig, {"backups": 1}),
     ("database.deletion_protection", DatabaseConfig, {"deletion_protection": "no"}),
     ("media.location", MediaConfig, {"location": "eu west"}),
+    ("media.location", MediaConfig, {"location": "moon"}),
+    ("media.location", MediaConfig, {"location": "europe-west99"}),
+    ("media.location", MediaConfig, {"location": "NAM5"}),
+    ("media.location", MediaConfig, {"location": "europe"}),  # Artifact Registry's, not Storage's
+    ("media.location", MediaConfig, {"location": "europe-west1-b"}),
+    ("media.location", MediaConfig, {"location": ""}),
+    ("media.location", MediaConfig, {"location": 3}),
+    ("database.tier", DatabaseConfig, {"tier": "db-n1-standard-2"}),  # MySQL only
+    ("database.tier", DatabaseConfig, {"tier": "db-custom-3-7680"}),
+    ("database.tier", DatabaseConfig, {"tier": "db-custom-98-393216"}),
+    ("database.tier", DatabaseConfig, {"tier": "db-custom-1-3000"}),
+    ("database.tier", DatabaseConfig, {"tier": "db-custom-1-6912"}),
+    ("database.tier", DatabaseConfig, {"tier": "db-custom-2-7700"}),
+    ("database.tier", DatabaseConfig, {"tier": "db-custom-2"}),
+    ("database.tier", DatabaseConfig, {"tier": 2}),
+    (
+        "database.tier",
+        DatabaseConfig,
+        {"tier": "db-perf-optimized-N-3", "edition": "ENTERPRISE_PLUS"},
+    ),
+    ("vpc.connector", VpcConfig, {"connector": "projects/p/locations/europe-west1/connectors/c"}),
+    ("vpc.connector", VpcConfig, {"connector": "locations/europe-west1/connectors/c"}),
+    ("vpc.network", VpcConfig, {"network": "global/networks/n", "subnetwork": "s"}),
+    ("vpc.subnetwork", VpcConfig, {"network": "n", "subnetwork": "projects/pp-123/subnetworks/s"}),
+    ("vpc.connector", VpcConfig, {"connector": "a" * 64}),
     ("superuser.email", SuperuserConfig, {"email": "admin"}),
     ("superuser.username", SuperuserConfig, {"username": "bad name"}),
     ("probes.path", ProbeConfig, {"path": "health/"}),
@@ -388,7 +444,7 @@ def test_shortened_names_differ_for_different_inputs() -> None:
 
 
 def test_short_sa_ids_padded() -> None:
-    from deployer.config import _sa_id
+    from deployer.config.names import _sa_id
 
     assert _sa_id("a", "") == "a-sa-sa"
     assert len(_sa_id("ab", "-x")) >= 6
@@ -838,6 +894,26 @@ def test_importing_config_imports_no_google() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_the_emulator_loads_nothing_of_the_deployer_but_regions() -> None:
+    """The emulator-imports contract (.importlinter), also at run time: `import deployer.regions`
+    runs deployer/__init__.py, which must load nothing else."""
+    code = (
+        "import importlib, pkgutil, sys, deployer.emulator as e\n"
+        "for m in pkgutil.iter_modules(e.__path__):\n"
+        "    importlib.import_module('deployer.emulator.' + m.name)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('deployer')"
+        " and not m.startswith('deployer.emulator')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert out.stdout.strip() == "['deployer', 'deployer.regions']"
+
+
 @pytest.mark.parametrize(
     ("labels", "ours"),
     [
@@ -873,3 +949,148 @@ def test_a_far_region_gets_examples_not_a_wrong_guess() -> None:
         Config("demo", project="acme-prod", region="mars-1")
     assert "did you mean" not in str(info.value)
     assert "europe-west1" in str(info.value)
+
+
+# ------------------------------------------------------------------ places, before any API call
+
+MESSAGES: list[tuple[str, Any, str]] = [
+    (
+        "media.location",
+        lambda: MediaConfig("moon"),
+        'media.location "moon" is invalid: not a Cloud Storage location: e.g. a region '
+        '("europe-west1"), a dual-region ("EUR4", "NAM4") or a multi-region ("EU", "US", "ASIA")',
+    ),
+    (
+        "media.location",
+        lambda: MediaConfig("NAM5"),
+        'media.location "NAM5" is invalid: not a Cloud Storage location: did you mean "NAM4"?',
+    ),
+    (
+        "region",
+        lambda: make(region="Europe-West1"),
+        'region "Europe-West1" is invalid: not a Cloud Run region: did you mean "europe-west1"',
+    ),
+    (
+        "database.tier",
+        lambda: DatabaseConfig("db-custom-2-16384"),
+        'database.tier "db-custom-2-16384" is invalid: with 2 vCPUs Cloud SQL allows 3840 to '
+        '13312 MiB in steps of 256 (e.g. "db-custom-2-3840")',
+    ),
+    (
+        "vpc.connector",
+        lambda: make(vpc=VpcConfig(connector="projects/host-proj/locations/us-east1/connectors/c")),
+        'vpc.connector "projects/host-proj/locations/us-east1/connectors/c" is invalid: it is in '
+        "us-east1, the service in europe-west1: Cloud Run reaches a VPC only through a connector "
+        "in its own region",
+    ),
+]
+
+
+@pytest.mark.parametrize(("field", "build", "message"), MESSAGES, ids=[m[0] for m in MESSAGES])
+def test_a_bad_place_is_one_line_with_the_fix(field: str, build: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build()
+    assert str(info.value).startswith(message), str(info.value)
+
+
+BAD_INPUT: list[tuple[str, dict[str, str], dict[str, str], list[str], str]] = [
+    # (case, files in the working directory, environment, command line, start of the one line)
+    (
+        "location-in-file",
+        {"djdeploy.toml": '[media]\nlocation = "moon"\n'},
+        {},
+        ["up", "--tenant", "demo"],
+        'media.location "moon" is invalid',
+    ),
+    (
+        "location-in-env",
+        {},
+        {"DJDEPLOY_MEDIA_LOCATION": "moon"},
+        ["plan", "--tenant", "demo"],
+        'media.location "moon" is invalid',
+    ),
+    (
+        "region-flag",
+        {},
+        {},
+        ["up", "--tenant", "demo", "--region", "europe-wst1"],
+        'region "europe-wst1" is invalid',
+    ),
+    (
+        "region-env-status-all-tenants",
+        {},
+        {"DJDEPLOY_REGION": "moon"},
+        ["status"],
+        'region "moon" is invalid',
+    ),
+    (
+        "project-flag-status-all-tenants",
+        {},
+        {},
+        ["status", "--project", "My Project"],
+        'project "My Project" is invalid',
+    ),
+    (
+        "tier-in-pyproject",
+        {"pyproject.toml": '[tool.djdeploy.database]\ntier = "db-n1-standard-2"\n'},
+        {},
+        ["destroy", "--tenant", "demo", "--yes"],
+        'database.tier "db-n1-standard-2" is invalid',
+    ),
+    (
+        "subnetwork-elsewhere",
+        {
+            "djdeploy.toml": '[vpc]\nnetwork = "n"\n'
+            'subnetwork = "projects/host-proj/regions/us-east1/subnetworks/s"\n'
+        },
+        {},
+        ["up", "--tenant", "demo"],
+        'vpc.subnetwork "projects/host-proj/regions/us-east1/subnetworks/s" is invalid',
+    ),
+]
+
+
+def _cli(emulator: EmulatorHandle, args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from deployer.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        ["--endpoint", emulator.url, "--time-scale", "0.001", *args],
+        env={"GOOGLE_CLOUD_PROJECT": PROJECT, **env},
+    )
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("files", "env", "args", "message"), [c[1:] for c in BAD_INPUT], ids=[c[0] for c in BAD_INPUT]
+)
+def test_bad_input_through_the_cli_makes_no_api_call(
+    files: dict[str, str],
+    env: dict[str, str],
+    args: list[str],
+    message: str,
+    emulator: EmulatorHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`media.location = "moon"` once cost 16 API calls before failing: now none."""
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.chdir(tmp_path)
+    code, output = _cli(emulator, args, env)
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert code == 1, output
+    assert len(lines) == 1 and lines[0].startswith("error: " + message), output
+    assert emulator.control.transcript() == []
+
+
+def test_the_transcript_sees_the_calls_of_a_good_location(
+    emulator: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check above could fail: the same command with a real location calls the API."""
+    monkeypatch.chdir(tmp_path)
+    code, output = _cli(emulator, ["plan", "--tenant", "demo"], {"DJDEPLOY_MEDIA_LOCATION": "EU"})
+    assert code == 2, output  # changes pending on an empty project
+    assert emulator.control.transcript() != []

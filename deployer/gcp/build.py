@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import itertools
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deployer.gcp.clients import TIMEOUT
+from deployer.gcp.context import Context
 from deployer.gcp.proto import to_dict
-
-if TYPE_CHECKING:
-    from deployer.gcp.cloud import Cloud
 
 
 class BuildApi:
-    def __init__(self, cloud: Cloud) -> None:
+    def __init__(self, cloud: Context) -> None:
         self.cloud = cloud
 
     @property

@@ -1,7 +1,8 @@
 """The context every step receives: one project, one region, one client factory, one sleep.
 
 Each API has a thin typed wrapper (gcp/<api>.py) built on first use. Wrappers speak plain
-JSON-shaped dicts, turn 404 into None on reads, and send every call through retry.call().
+JSON-shaped dicts, turn 404 into None on reads, and send every call through retry.call(). They
+know a Cloud only as a gcp/context.py Context, so imports run one way: cloud.py -> wrappers.
 """
 
 from __future__ import annotations
@@ -10,34 +11,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+from deployer.errors import CloudError, means_absent
 from deployer.gcp import retry
+from deployer.gcp.build import BuildApi
 from deployer.gcp.clients import ClientFactory
-
-if TYPE_CHECKING:
-    from deployer.gcp.build import BuildApi
-    from deployer.gcp.iam import IamApi
-    from deployer.gcp.projects import ProjectsApi
-    from deployer.gcp.registry import RegistryApi
-    from deployer.gcp.run import RunApi
-    from deployer.gcp.secrets import SecretsApi
-    from deployer.gcp.services import ServiceUsageApi
-    from deployer.gcp.sql import SqlApi
-    from deployer.gcp.storage import StorageApi
+from deployer.gcp.iam import IamApi
+from deployer.gcp.projects import ProjectsApi
+from deployer.gcp.registry import RegistryApi
+from deployer.gcp.run import RunApi
+from deployer.gcp.secrets import SecretsApi
+from deployer.gcp.services import ServiceUsageApi
+from deployer.gcp.sql import SqlApi
+from deployer.gcp.storage import StorageApi
 
 T = TypeVar("T")
-
-
-def execute(request: Any) -> Callable[[], dict[str, Any]]:
-    """A discovery (google-api-python-client) request as a thunk for Cloud.call / Cloud.read,
-    with the library's own retries off: one retry layer."""
-
-    def run() -> dict[str, Any]:
-        result: dict[str, Any] = request.execute(num_retries=0)
-        return result
-
-    return run
 
 
 @dataclass
@@ -54,8 +43,6 @@ class Cloud:
     def read(self, fn: Callable[[], T]) -> T | None:
         """A read where 404 means absent, and so does 403 SERVICE_DISABLED: nothing can exist
         behind an API that is not enabled yet (`plan` on a fresh project)."""
-        from deployer.errors import CloudError, means_absent
-
         try:
             return self.call(fn)
         except CloudError as exc:
@@ -65,54 +52,36 @@ class Cloud:
 
     @cached_property
     def run(self) -> RunApi:
-        from deployer.gcp.run import RunApi
-
         return RunApi(self)
 
     @cached_property
     def sql(self) -> SqlApi:
-        from deployer.gcp.sql import SqlApi
-
         return SqlApi(self)
 
     @cached_property
     def secrets(self) -> SecretsApi:
-        from deployer.gcp.secrets import SecretsApi
-
         return SecretsApi(self)
 
     @cached_property
     def storage(self) -> StorageApi:
-        from deployer.gcp.storage import StorageApi
-
         return StorageApi(self)
 
     @cached_property
     def build(self) -> BuildApi:
-        from deployer.gcp.build import BuildApi
-
         return BuildApi(self)
 
     @cached_property
     def registry(self) -> RegistryApi:
-        from deployer.gcp.registry import RegistryApi
-
         return RegistryApi(self)
 
     @cached_property
     def iam(self) -> IamApi:
-        from deployer.gcp.iam import IamApi
-
         return IamApi(self)
 
     @cached_property
     def projects(self) -> ProjectsApi:
-        from deployer.gcp.projects import ProjectsApi
-
         return ProjectsApi(self)
 
     @cached_property
     def services(self) -> ServiceUsageApi:
-        from deployer.gcp.services import ServiceUsageApi
-
         return ServiceUsageApi(self)

@@ -6,16 +6,13 @@ bindings naming the account are refused. Callers (steps/service_accounts.py) wai
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from deployer.gcp.cloud import execute
-
-if TYPE_CHECKING:
-    from deployer.gcp.cloud import Cloud
+from deployer.gcp.context import Context, execute
 
 
 class IamApi:
-    def __init__(self, cloud: Cloud) -> None:
+    def __init__(self, cloud: Context) -> None:
         self.cloud = cloud
 
     def _accounts(self) -> Any:

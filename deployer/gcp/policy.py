@@ -29,12 +29,10 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from deployer.gcp import retry
-
-if TYPE_CHECKING:
-    from deployer.gcp.cloud import Cloud
+from deployer.gcp.context import Context
 
 Policy = dict[str, Any]
 Predicate = Callable[[BaseException], bool]
@@ -119,7 +117,7 @@ def _without(policy: Policy, unwanted: Mapping[str, set[str]]) -> Policy:
 
 
 def _read_modify_write(
-    cloud: Cloud,
+    cloud: Context,
     once: Callable[[], T],
     *,
     key: str,
@@ -138,7 +136,7 @@ def _read_modify_write(
 
 
 def ensure_bindings(
-    cloud: Cloud,
+    cloud: Context,
     *,
     get: Callable[[], Policy],
     set: Callable[[Policy], Policy],
@@ -164,7 +162,7 @@ def ensure_bindings(
 
 
 def remove_bindings(
-    cloud: Cloud,
+    cloud: Context,
     *,
     get: Callable[[], Policy],
     set: Callable[[Policy], Policy],

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from deployer.gcp.cloud import execute
-
-if TYPE_CHECKING:
-    from deployer.gcp.cloud import Cloud
+from deployer.gcp.context import Context, execute
 
 
 class ProjectsApi:
-    def __init__(self, cloud: Cloud) -> None:
+    def __init__(self, cloud: Context) -> None:
         self.cloud = cloud
         self._number: str | None = None
         self._lock = threading.Lock()

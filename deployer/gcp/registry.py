@@ -9,13 +9,10 @@ operation and return without waiting.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
-from deployer.gcp.cloud import execute
-
-if TYPE_CHECKING:
-    from deployer.gcp.cloud import Cloud
+from deployer.gcp.context import Context, execute
 
 _IMAGE_REF = re.compile(
     r"^(?P<location>[a-z0-9-]+)-docker\.pkg\.dev/(?P<project>[^/]+)/(?P<repo>[^/]+)/"
@@ -36,7 +33,7 @@ def parse_image_ref(ref: str) -> dict[str, str]:
 
 
 class RegistryApi:
-    def __init__(self, cloud: Cloud) -> None:
+    def __init__(self, cloud: Context) -> None:
         self.cloud = cloud
 
     @property

@@ -10,12 +10,10 @@ future is dropped, the engine re-observes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+from deployer.gcp.context import Context
 from deployer.gcp.proto import from_dict, policy_from_dict, policy_to_dict, to_dict
-
-if TYPE_CHECKING:
-    from deployer.gcp.cloud import Cloud
 
 T = TypeVar("T")
 TIMEOUT = 60.0
@@ -23,7 +21,7 @@ MANAGED_BY = "managed-by"
 
 
 class RunApi:
-    def __init__(self, cloud: Cloud) -> None:
+    def __init__(self, cloud: Context) -> None:
         self.cloud = cloud
 
     # -- names -------------------------------------------------------------------------------

@@ -8,14 +8,12 @@ revealed only here, when a payload is sent.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deployer import errors
+from deployer.gcp.context import Context
 from deployer.gcp.proto import policy_from_dict, policy_to_dict, to_dict
 from deployer.secret import Secret
-
-if TYPE_CHECKING:
-    from deployer.gcp.cloud import Cloud
 
 TIMEOUT = 60.0
 
@@ -32,7 +30,7 @@ def latest_enabled(versions: list[dict[str, Any]]) -> str | None:
 
 
 class SecretsApi:
-    def __init__(self, cloud: Cloud) -> None:
+    def __init__(self, cloud: Context) -> None:
         self.cloud = cloud
 
     @property

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from deployer.gcp.cloud import execute
-
-if TYPE_CHECKING:
-    from deployer.gcp.cloud import Cloud
+from deployer.gcp.context import Context, execute
 
 BATCH_GET = 30  # services:batchGet takes at most 30 names
 BATCH_ENABLE = 20  # services:batchEnable takes at most 20 ids
 
 
 class ServiceUsageApi:
-    def __init__(self, cloud: Cloud) -> None:
+    def __init__(self, cloud: Context) -> None:
         self.cloud = cloud
 
     def _services(self) -> Any:

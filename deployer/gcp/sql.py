@@ -9,18 +9,16 @@ return the started ``sql#operation`` and never wait on it: the engine re-observe
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deployer import errors
 from deployer.gcp import retry
+from deployer.gcp.context import Context
 from deployer.secret import Secret
-
-if TYPE_CHECKING:
-    from deployer.gcp.cloud import Cloud
 
 
 class SqlApi:
-    def __init__(self, cloud: Cloud) -> None:
+    def __init__(self, cloud: Context) -> None:
         self.cloud = cloud
 
     @property

@@ -8,18 +8,16 @@ resource alike. The library's own retries are off (``retry=None``): cloud.call()
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deployer.gcp.clients import TIMEOUT
-
-if TYPE_CHECKING:
-    from deployer.gcp.cloud import Cloud
+from deployer.gcp.context import Context
 
 MANAGED_LABEL = ("managed-by", "djdeploy")
 
 
 class StorageApi:
-    def __init__(self, cloud: Cloud) -> None:
+    def __init__(self, cloud: Context) -> None:
         self.cloud = cloud
 
     @property

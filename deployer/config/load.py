@@ -1,0 +1,402 @@
+"""Loading a Config: defaults < file (``djdeploy.toml`` in the working directory, else
+``[tool.djdeploy]`` in its ``pyproject.toml``) < ``DJDEPLOY_*`` environment variables < flags,
+remembering where each value came from so an error can say it."""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import difflib
+import os
+import tomllib
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+from deployer.config.model import Config
+from deployer.config.rules import check_project, check_region, fail, show
+from deployer.config.schema import (
+    BuildConfig,
+    DatabaseConfig,
+    MediaConfig,
+    ProbeConfig,
+    SecretRef,
+    ServiceConfig,
+    SuperuserConfig,
+    VpcConfig,
+)
+from deployer.errors import ConfigError
+
+EMULATOR_PROJECT = "djdeploy-demo"
+CONFIG_FILE = "djdeploy.toml"
+
+_TABLES: dict[str, type] = {
+    "build": BuildConfig,
+    "service": ServiceConfig,
+    "vpc": VpcConfig,
+    "database": DatabaseConfig,
+    "media": MediaConfig,
+    "superuser": SuperuserConfig,
+    "probes": ProbeConfig,
+}
+_MAPS = ("env", "secret_env", "labels")
+_TOP = ("tenant", "project", "region", "app", "source", "settings_module")
+_ENV_TOP = {f"DJDEPLOY_{k.upper()}": k for k in _TOP}
+# DJDEPLOY_* variables that belong to the CLI, not to the configuration
+CLI_ENV = frozenset({"DJDEPLOY_EMULATOR", "DJDEPLOY_ENDPOINT", "DJDEPLOY_CONFIG"})
+
+
+def _table_fields(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+_FIELDS: dict[str, dict[str, Any]] = {t: _table_fields(c) for t, c in _TABLES.items()}
+_ALL_KEYS: list[str] = [
+    *_TOP,
+    *_MAPS,
+    *_TABLES,
+    *(f"{t}.{f}" for t, fs in _FIELDS.items() for f in fs),
+]
+
+
+def _unknown(kind: str, name: str, known: Iterable[str], where: str) -> NoReturn:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    hint = f': did you mean "{close[0]}"?' if close else ""
+    raise ConfigError(f'unknown {kind} "{name}" in {where}{hint}')
+
+
+def _convert(dotted: str, value: Any, origin: str) -> Any:
+    """A string from an env var or flag, converted to the field's type."""
+    if not isinstance(value, str):
+        return value
+    table, _, name = dotted.partition(".")
+    if not name:
+        return value
+    hint = _FIELDS[table][name]
+    text = value.strip()
+    if hint is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(
+                f"{origin} {show(value)} is invalid: {dotted} must be a whole number"
+            ) from None
+    if hint is bool:
+        low = text.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{origin} {show(value)} is invalid: {dotted} must be true or false")
+    if typing.get_origin(hint) is tuple:
+        return tuple(p.strip() for p in text.split(",") if p.strip())
+    if text == "" and type(None) in typing.get_args(hint):
+        return None
+    return value
+
+
+class _Layers:
+    """Accumulates values by dotted key, remembering where each came from."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.origin: dict[str, str] = {}
+        self.maps: dict[str, dict[str, Any]] = {m: {} for m in _MAPS}
+        self.base: dict[str, Path] = {}  # directory a relative source resolves against
+
+    def set(self, dotted: str, value: Any, origin: str) -> None:
+        self.values[dotted] = value
+        self.origin[dotted] = origin
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    """The djdeploy settings in a file: all of a djdeploy.toml, or [tool.djdeploy] of a
+    pyproject.toml ({} when it has none)."""
+    data = _read_toml(path)
+    if path.name == "pyproject.toml":
+        tool = data.get("tool", {})
+        section = tool.get("djdeploy", {}) if isinstance(tool, dict) else {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: [tool.djdeploy] must be a table")
+        return section
+    return data
+
+
+def find_config_file(cwd: Path) -> Path | None:
+    """djdeploy.toml in cwd, else cwd/pyproject.toml when it has [tool.djdeploy]."""
+    own = cwd / CONFIG_FILE
+    if own.is_file():
+        return own
+    pyproject = cwd / "pyproject.toml"
+    if pyproject.is_file() and load_file(pyproject):
+        return pyproject
+    return None
+
+
+def _apply_file(layers: _Layers, data: Mapping[str, Any], path: Path) -> None:
+    where = str(path) if path.name != "pyproject.toml" else f"{path} [tool.djdeploy]"
+    for key, value in data.items():
+        if key in _TOP:
+            layers.set(key, value, f"{key} in {where}")
+            if key == "source":
+                layers.base["source"] = path.parent
+        elif key in _MAPS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key} in {where} must be a table ([{key}])")
+            for k, v in value.items():
+                layers.maps[key][k] = (v, f"{key}.{k} in {where}")
+        elif key in _TABLES:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key} in {where} must be a table ([{key}])")
+            for k, v in value.items():
+                if k not in _FIELDS[key]:
+                    _unknown("key", f"{key}.{k}", _ALL_KEYS, where)
+                layers.set(f"{key}.{k}", v, f"{key}.{k} in {where}")
+        else:
+            _unknown("key", key, _ALL_KEYS, where)
+
+
+def _apply_environ(layers: _Layers, environ: Mapping[str, str], cwd: Path) -> None:
+    tables = {f"DJDEPLOY_{t.upper()}_": t for t in _TABLES}
+    for var, value in environ.items():
+        if not var.startswith("DJDEPLOY_"):
+            continue
+        if var in _ENV_TOP:
+            key = _ENV_TOP[var]
+            layers.set(key, value, var)
+            if key == "source":
+                layers.base["source"] = cwd
+            continue
+        for head, table in tables.items():
+            if var.startswith(head):
+                name = var[len(head) :].lower()
+                if name not in _FIELDS[table]:
+                    known = [f"{head}{f.upper()}" for f in _FIELDS[table]]
+                    _unknown("environment variable", var, known, "the environment")
+                layers.set(f"{table}.{name}", _convert(f"{table}.{name}", value, var), var)
+                break
+        else:
+            if var not in CLI_ENV:  # a typo must not silently fall back to a default
+                known = sorted([*_ENV_TOP, *CLI_ENV, *(f"{h}<FIELD>" for h in tables)])
+                _unknown("environment variable", var, known, "the environment")
+
+
+def _pairs(key: str, value: Any) -> Iterable[tuple[str, Any]]:
+    """A map flag given as a dict or as "K=V" strings."""
+    if isinstance(value, Mapping):
+        return value.items()
+    if isinstance(value, str):
+        value = [value]
+    out = []
+    for item in value:
+        k, sep, v = str(item).partition("=")
+        if not sep:
+            raise ConfigError(f'{key} "{item}" is invalid: use NAME=value')
+        out.append((k.strip(), v))
+    return out
+
+
+def _apply_flags(layers: _Layers, flags: Mapping[str, Any], cwd: Path) -> None:
+    for key, value in flags.items():
+        if value is None or key in ("config", "tenant"):
+            continue
+        origin = f"--{key}"
+        if key in _TOP:
+            layers.set(key, value, origin)
+            if key == "source":
+                layers.base["source"] = cwd
+        elif key in _MAPS:
+            for k, v in _pairs(key, value):
+                layers.maps[key][k] = (v, f"{origin} {k}")
+        elif "." in key and key.split(".", 1)[0] in _TABLES:
+            table, name = key.split(".", 1)
+            if name not in _FIELDS[table]:
+                _unknown("flag", key, _ALL_KEYS, "the flags")
+            layers.set(key, _convert(key, value, origin), origin)
+        else:
+            _unknown("flag", key, _ALL_KEYS, "the flags")
+
+
+def _gcloud_project(environ: Mapping[str, str]) -> str | None:
+    """The project gcloud would use, read from its config files without running gcloud."""
+    if environ.get("CLOUDSDK_CORE_PROJECT"):
+        return environ["CLOUDSDK_CORE_PROJECT"]
+    if environ.get("CLOUDSDK_CONFIG"):
+        root = Path(environ["CLOUDSDK_CONFIG"])
+    elif os.name == "nt" and environ.get("APPDATA"):
+        root = Path(environ["APPDATA"]) / "gcloud"
+    else:
+        home = environ.get("HOME")
+        root = (Path(home) if home else Path.home()) / ".config" / "gcloud"
+    name = environ.get("CLOUDSDK_ACTIVE_CONFIG_NAME")
+    if not name:
+        try:
+            name = (root / "active_config").read_text().strip() or "default"
+        except OSError:
+            name = "default"
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(root / "configurations" / f"config_{name}", encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError):
+        return None
+    project = parser.get("core", "project", fallback="").strip()
+    return project or None
+
+
+def _resolve_project(layers: _Layers, environ: Mapping[str, str], emulator: bool) -> None:
+    """Flag > DJDEPLOY_PROJECT > file > GOOGLE_CLOUD_PROJECT > gcloud config > emulator."""
+    if "project" in layers.values:
+        return  # flag, DJDEPLOY_PROJECT or the file (layered in that precedence)
+    for var in ("GOOGLE_CLOUD_PROJECT",):
+        if environ.get(var):
+            layers.set("project", environ[var], var)
+            return
+    found = _gcloud_project(environ)
+    if found:
+        layers.set("project", found, "the gcloud config")
+    elif emulator:
+        layers.set("project", EMULATOR_PROJECT, "the emulator default")
+    else:
+        raise ConfigError(
+            "no Google Cloud project: pass --project, set project in djdeploy.toml or "
+            "DJDEPLOY_PROJECT, or run `gcloud config set project PROJECT_ID`"
+        )
+
+
+def _layers(*, cwd: Path, environ: Mapping[str, str], flags: Mapping[str, Any]) -> _Layers:
+    layers = _Layers()
+    explicit = flags.get("config") or environ.get("DJDEPLOY_CONFIG")
+    if explicit:
+        path = Path(explicit)
+        path = path if path.is_absolute() else cwd / path
+        if not path.is_file():
+            raise ConfigError(f'config "{explicit}" is invalid: no such file')
+        file: Path | None = path
+    else:
+        file = find_config_file(cwd)
+    if file is not None:
+        _apply_file(layers, load_file(file), file)
+    _apply_environ(layers, environ, cwd)
+    _apply_flags(layers, flags, cwd)
+    return layers
+
+
+def load_project_and_region(
+    *, cwd: Path, environ: Mapping[str, str], flags: Mapping[str, Any], emulator: bool = False
+) -> tuple[str, str]:
+    """Project and region alone, for commands that span tenants (status with no --tenant)."""
+    layers = _layers(cwd=cwd, environ=environ, flags=flags)
+    _resolve_project(layers, environ, emulator)
+    project, region = layers.values["project"], layers.values.get("region", "europe-west1")
+    try:
+        check_project(project)
+        check_region(region)
+    except ConfigError as exc:
+        raise _located(exc, layers) from None
+    return str(project), str(region)
+
+
+def load_config(
+    *,
+    tenant: str | None,
+    cwd: Path,
+    environ: Mapping[str, str],
+    flags: Mapping[str, Any],
+    emulator: bool = False,
+) -> Config:
+    """Build the Config from defaults < file < DJDEPLOY_* env < flags, and validate it.
+
+    `tenant` is the --tenant flag (None: flags["tenant"], DJDEPLOY_TENANT, then the file).
+    flags maps dotted keys ("region", "service.memory") to values; None means not given.
+    Optional flags["config"] (or DJDEPLOY_CONFIG) names the config file explicitly.
+    """
+    layers = _layers(cwd=cwd, environ=environ, flags=flags)
+    for given in (flags.get("tenant"), tenant):
+        if given is not None:
+            layers.set("tenant", given, "--tenant")
+    if "tenant" not in layers.values:
+        raise ConfigError(
+            "no tenant: pass --tenant NAME, set DJDEPLOY_TENANT, or set tenant in djdeploy.toml"
+        )
+    _resolve_project(layers, environ, emulator)
+    try:
+        return _build(layers, cwd)
+    except ConfigError as exc:
+        raise _located(exc, layers) from None
+
+
+def _located(exc: ConfigError, layers: _Layers) -> ConfigError:
+    """The error, saying where its value came from (a file key, a variable, a flag)."""
+    origin = _origin_of(exc, layers)
+    if origin and origin not in str(exc):
+        return ConfigError(f"{exc} (from {origin})")
+    return exc
+
+
+def _origin_of(exc: ConfigError, layers: _Layers) -> str | None:
+    name = getattr(exc, "field", None)
+    if not name:
+        return None
+    if name in layers.origin:
+        return layers.origin[name]
+    table, _, key = name.partition(".")
+    if table in layers.maps and key in layers.maps[table]:
+        return str(layers.maps[table][key][1])
+    key = key.partition(".")[0]
+    if table in layers.maps and key in layers.maps[table]:
+        return str(layers.maps[table][key][1])
+    return None
+
+
+def _build(layers: _Layers, cwd: Path) -> Config:
+    top: dict[str, Any] = {}
+    tables: dict[str, dict[str, Any]] = {t: {} for t in _TABLES}
+    for dotted, value in layers.values.items():
+        table, _, name = dotted.partition(".")
+        if name:
+            tables[table][name] = value
+        else:
+            top[dotted] = value
+    kwargs: dict[str, Any] = dict(top)
+    if kwargs.get("settings_module") == "":
+        kwargs["settings_module"] = None  # an empty DJDEPLOY_SETTINGS_MODULE or flag: unset
+    if "source" in kwargs and kwargs["source"] is not None:
+        src = kwargs["source"]
+        if not isinstance(src, str | Path):
+            fail("source", src, "must be a path")
+        path = Path(src).expanduser()
+        kwargs["source"] = (
+            path if path.is_absolute() else layers.base.get("source", cwd) / path
+        ).resolve()
+    for table, cls in _TABLES.items():
+        values = tables[table]
+        if table == "vpc":
+            if values:
+                kwargs["vpc"] = _make(cls, values, table)
+            continue
+        kwargs[table] = _make(cls, values, table)
+    kwargs["env"] = {k: v for k, (v, _) in layers.maps["env"].items()}
+    kwargs["labels"] = {k: v for k, (v, _) in layers.maps["labels"].items()}
+    kwargs["secret_env"] = {
+        k: SecretRef.parse(v, where=f"secret_env.{k}")
+        for k, (v, _) in layers.maps["secret_env"].items()
+    }
+    tenant = kwargs.pop("tenant")
+    return Config(tenant, **kwargs)
+
+
+def _make(cls: type, values: dict[str, Any], table: str) -> Any:
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**values)

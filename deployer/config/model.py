@@ -1,0 +1,214 @@
+"""The frozen Config: one deployment, validated whole on construction (each table, the
+cross-field rules, the derived names)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import KW_ONLY, dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from deployer.config.names import Names
+from deployer.config.rules import (
+    APP_RE,
+    LABEL_KEY_RE,
+    LABEL_VALUE_RE,
+    RESERVED_LABELS,
+    TENANT_RE,
+    FrozenDict,
+    check_env_name,
+    check_project,
+    check_region,
+    check_settings_module,
+    check_str,
+    fail,
+    with_field,
+)
+from deployer.config.schema import (
+    BuildConfig,
+    DatabaseConfig,
+    MediaConfig,
+    ProbeConfig,
+    SecretRef,
+    ServiceConfig,
+    SuperuserConfig,
+    VpcConfig,
+)
+from deployer.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Config:
+    """One deployment: a tenant's Django app in one project and region.
+
+    Build it directly or with load_config(). Maps (env, secret_env, labels) may be given as
+    plain dicts; they are stored as FrozenDicts. Validation runs on construction.
+    """
+
+    tenant: str
+    _: KW_ONLY
+    project: str
+    region: str = "europe-west1"
+    app: str = "django"
+    source: Path | None = None  # None -> the bundled sample project (container/sample)
+    settings_module: str | None = None  # None -> the container finds it from manage.py
+    build: BuildConfig = field(default_factory=BuildConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    vpc: VpcConfig | None = None
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    env: Mapping[str, str] = field(default_factory=FrozenDict)
+    secret_env: Mapping[str, SecretRef] = field(default_factory=FrozenDict)
+    superuser: SuperuserConfig = field(default_factory=SuperuserConfig)
+    probes: ProbeConfig = field(default_factory=ProbeConfig)
+    labels: Mapping[str, str] = field(default_factory=FrozenDict)  # extra labels
+
+    def __post_init__(self) -> None:
+        for name in ("env", "secret_env", "labels"):
+            value = getattr(self, name)
+            if not isinstance(value, Mapping):
+                fail(name, value, "must be a table of NAME = value")
+            if not isinstance(value, FrozenDict):
+                object.__setattr__(self, name, FrozenDict(value))
+        if isinstance(self.source, str):
+            object.__setattr__(self, "source", Path(self.source))
+        self.validate()
+
+    @cached_property
+    def names(self) -> Names:
+        """Every resource name of this deployment (computed once)."""
+        return Names.derive(
+            tenant=self.tenant,
+            app=self.app,
+            project=self.project,
+            region=self.region,
+            shared_instance=self.database.shared_instance,
+            extra_labels=self.labels,
+        )
+
+    @property
+    def media_location(self) -> str:
+        """Where the media bucket lives: media.location, else the region."""
+        return self.media.location or self.region
+
+    def validate(self) -> None:
+        """Raise ConfigError for the first rule broken (called on construction)."""
+        check_str("tenant", self.tenant)
+        if not TENANT_RE.match(self.tenant):
+            example = re.sub(r"[^a-z0-9-]+", "-", self.tenant.lower()).strip("-")[:20]
+            example = example if example and example[0].isalpha() else "demo-1"
+            fail(
+                "tenant",
+                self.tenant,
+                "use 1-20 lowercase letters, digits or hyphens, starting with a letter "
+                f'(e.g. "{example}")',
+            )
+        check_str("app", self.app)
+        if not APP_RE.match(self.app):
+            fail(
+                "app",
+                self.app,
+                "use 1-20 lowercase letters or digits, starting with a letter, no hyphens "
+                '(names join tenant and app with "-", so a hyphen could make two '
+                'deployments share names; e.g. "django")',
+            )
+        check_project(self.project)
+        check_region(self.region)
+        if self.source is not None:
+            if not isinstance(self.source, Path):
+                fail("source", self.source, "must be a path")
+            if not self.source.is_dir():
+                fail(
+                    "source",
+                    str(self.source),
+                    "no such directory: point --source at your Django project's directory",
+                )
+            if not (self.source / "manage.py").is_file():
+                raise with_field(
+                    ConfigError(
+                        f'source "{self.source}" has no manage.py: '
+                        "point --source at your Django project's directory"
+                    ),
+                    "source",
+                )
+        if self.settings_module is not None:
+            check_settings_module(self.settings_module)
+        for sub in (
+            self.build,
+            self.service,
+            self.database,
+            self.media,
+            self.superuser,
+            self.probes,
+        ):
+            sub.validate()
+        if self.vpc is not None:
+            self.vpc.validate()
+            self._validate_vpc_region(self.vpc)
+        self._validate_env()
+        self._validate_labels()
+        self.names.validate()
+
+    def _validate_vpc_region(self, vpc: VpcConfig) -> None:
+        """A subnetwork or connector given by its full path names a region: the service's."""
+        for name, region in vpc.regions().items():
+            if region != self.region:
+                fail(
+                    f"vpc.{name}",
+                    getattr(vpc, name),
+                    f"it is in {region}, the service in {self.region}: Cloud Run reaches a VPC "
+                    f"only through a {name} in its own region",
+                )
+
+    def _validate_env(self) -> None:
+        for key, value in self.env.items():
+            check_env_name(f"env.{key}", key)
+            if not isinstance(value, str):
+                # the value is not shown: env values can be sensitive
+                raise with_field(
+                    ConfigError(
+                        f'env.{key} is invalid: values must be strings (quote it: {key} = "...")'
+                    ),
+                    f"env.{key}",
+                )
+            if key in self.secret_env:
+                raise with_field(
+                    ConfigError(
+                        f'env.{key} is invalid: "{key}" is also in secret_env; keep only one'
+                    ),
+                    f"env.{key}",
+                )
+        for key, ref in self.secret_env.items():
+            check_env_name(f"secret_env.{key}", key)
+            if not isinstance(ref, SecretRef):
+                fail(f"secret_env.{key}", ref, 'use SecretRef("name") or "name[:version]"')
+            ref.validate(f"secret_env.{key}")
+
+    def _validate_labels(self) -> None:
+        if len(self.labels) > 64 - len(RESERVED_LABELS):
+            fail(
+                "labels",
+                f"{len(self.labels)} labels",
+                f"at most {64 - len(RESERVED_LABELS)} extra labels (Google allows 64)",
+            )
+        for key, value in self.labels.items():
+            if not isinstance(key, str) or not LABEL_KEY_RE.match(key):
+                fail(
+                    "labels",
+                    key,
+                    "label keys are 1-63 lowercase letters, digits, '_' or "
+                    "'-', starting with a letter",
+                )
+            if key in RESERVED_LABELS or key.startswith("djdeploy-"):
+                fail(
+                    "labels",
+                    key,
+                    '"managed-by" and "djdeploy-*" labels are set by djdeploy: rename it',
+                )
+            if not isinstance(value, str) or not LABEL_VALUE_RE.match(value):
+                fail(
+                    f"labels.{key}",
+                    value,
+                    "label values are 0-63 lowercase letters, digits, '_' or '-'",
+                )
