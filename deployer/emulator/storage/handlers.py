@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -57,6 +58,7 @@ def route(method: str, template: str, api_method: str) -> Callable[[Callable[...
     backend NotModified answers 304 with no body."""
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
         def handler(req: Request, **params: str) -> Any:
             def run() -> Any:
                 try:
@@ -68,8 +70,6 @@ def route(method: str, template: str, api_method: str) -> Callable[[Callable[...
 
         if api_method not in retry_test.METHODS:
             raise ValueError(f"{api_method} missing from retry_test.METHODS")
-        handler.__name__ = fn.__name__
-        handler.__doc__ = fn.__doc__
         router.route(method, template)(handler)
         return fn
 
