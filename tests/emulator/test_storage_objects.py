@@ -131,6 +131,10 @@ def test_preconditions_on_downloads_and_reads(emulator, client):
         blob.reload(if_etag_not_match=blob.etag)
     assert 304 in _statuses(emulator)
     blob.reload(if_generation_not_match=gen + 1, if_etag_match=blob.etag)
+    with pytest.raises(gexc.NotModified):  # buckets: the metageneration conditions
+        client.get_bucket(bucket.name, if_metageneration_not_match=bucket.metageneration)
+    with pytest.raises(gexc.PreconditionFailed):
+        bucket.patch(if_metageneration_match=bucket.metageneration + 1)
 
     # writes: the same conditions are 412
     with pytest.raises(gexc.PreconditionFailed):

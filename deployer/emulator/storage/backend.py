@@ -103,7 +103,6 @@ _OUTPUT_ONLY = frozenset(
         "timeDeleted",
         "locationType",
         "size",
-        "softDeletePolicy",
     }
 )
 _OBJECT_PATCHABLE = OBJECT_FIELDS - {"name", "md5Hash", "crc32c", "storageClass"}
@@ -365,6 +364,12 @@ class StorageBackend:
             }
             for team, role in roles
         ]
+
+    def object_acl(self, bucket: str, name: str, *, generation: int | None) -> list[dict[str, Any]]:
+        """An object's ACL: the bucket's default object ACL it was written with."""
+        items = self.legacy_acl(bucket, default=True)
+        doc = self.get_object(bucket, name, generation=generation, conditions=Conditions())
+        return [{**item, "object": name, "generation": doc["generation"]} for item in items]
 
     # -- bucket IAM ------------------------------------------------------------------------
 

@@ -447,11 +447,5 @@ def delete_object(req: Request, bucket: str, obj: str) -> Response:
 
 @route("GET", "/storage/v1/b/{bucket}/o/{obj}/acl", "storage.object_acl.list")
 def list_object_acl(req: Request, bucket: str, obj: str) -> dict[str, Any]:
-    backend = _backend(req)
-    items = backend.legacy_acl(bucket, default=True)
-    doc = backend.get_object(
-        bucket, obj, generation=_int_arg(req, "generation"), conditions=Conditions()
-    )
-    for item in items:
-        item.update(object=obj, generation=doc["generation"])
+    items = _backend(req).object_acl(bucket, obj, generation=_int_arg(req, "generation"))
     return {"kind": "storage#objectAccessControls", "items": items}
