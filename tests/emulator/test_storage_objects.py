@@ -144,6 +144,11 @@ def test_preconditions_on_downloads_and_reads(emulator, client):
     with pytest.raises(gexc.PreconditionFailed):
         bucket.blob("a.txt").delete(if_generation_match=gen + 1)
     bucket.blob("a.txt").delete(if_generation_match=gen)
+    # ifGenerationNotMatch needs a live object (0: "only if one exists")
+    with pytest.raises(gexc.PreconditionFailed):
+        bucket.blob("a.txt").upload_from_string(b"x", if_generation_not_match=0)
+    bucket.blob("a.txt").upload_from_string(b"x", if_generation_match=0)
+    bucket.blob("a.txt").upload_from_string(b"y", if_generation_not_match=0)
     _contract(emulator)
 
 

@@ -3,7 +3,8 @@
 Every object method takes ``ifGenerationMatch``, ``ifGenerationNotMatch``,
 ``ifMetagenerationMatch`` and ``ifMetagenerationNotMatch`` (also as the XML API's
 ``x-goog-if-generation-match``... headers), and the etag headers ``If-Match`` /
-``If-None-Match``. ``ifGenerationMatch=0`` means "only if no live object". A failed condition is
+``If-None-Match``. ``ifGenerationMatch=0`` means "only if no live object",
+``ifGenerationNotMatch=0`` "only if there is one". A failed condition is
 412, except on a read, where a failed *not-match* condition is 304 Not Modified (HTTP caching).
 """
 
@@ -80,6 +81,8 @@ class Conditions:
             raise PreconditionFailed()
         if self.if_match and (tag is None or not ({tag, "*"} & set(self.if_match))):
             raise PreconditionFailed()
+        if self.if_generation_not_match is not None and current is None:
+            raise PreconditionFailed()  # "not this generation" needs a live one (0: any)
         not_modified = (
             (self.if_generation_not_match is not None and self.if_generation_not_match == gen)
             or (
