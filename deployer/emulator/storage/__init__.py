@@ -1,8 +1,9 @@
 """Cloud Storage JSON API v1 (legacy error format), and Google's storage-testbench retry-test
 API next to it.
 
-- :mod:`.backend`: buckets, bucket IAM, objects and their generations, upload sessions: state
-  and behaviour, no HTTP;
+- :mod:`.buckets` (buckets, bucket IAM, legacy ACLs) and :mod:`.objects` (objects and their
+  generations, upload sessions): the backends, state and behaviour, no HTTP; :mod:`.model`
+  what they share (store kinds, timestamps, generations, refused fields);
 - :mod:`.handlers`: the routes: parse, call the backend, render;
 - :mod:`.preconditions` (generation / metageneration / etag conditions, etags),
   :mod:`.listing` (the objects.list walk and its filters), :mod:`.errors` (typed errors);
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from ..routing import Router
 from . import handlers, retry_test
-from .backend import BUCKET_KIND, NONCURRENT_KIND, OBJECT_KIND, UPLOAD_KIND
+from .model import BUCKET_KIND, NONCURRENT_KIND, OBJECT_KIND, UPLOAD_KIND
 
 __all__ = ["BUCKET_KIND", "NONCURRENT_KIND", "OBJECT_KIND", "UPLOAD_KIND", "router"]
 

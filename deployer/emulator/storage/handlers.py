@@ -1,5 +1,5 @@
 """Cloud Storage JSON API v1 over HTTP: each handler parses the request, calls the backend and
-renders; the behaviour lives in :mod:`.backend`.
+renders; the behaviour lives in the backends, :mod:`.buckets` and :mod:`.objects`.
 
     POST   /storage/v1/b?project=p                       buckets.insert
     GET    /storage/v1/b?project=p[&prefix&maxResults&pageToken]   buckets.list
@@ -37,9 +37,10 @@ from ..projects import resolve
 from ..routing import Request, Response, Router
 from ..serviceusage import require_enabled
 from . import retry_test
-from .backend import StorageBackend, Upload
+from .buckets import Buckets
 from .errors import Invalid, NotModified, RangeNotSatisfiable, Required
 from .listing import ListQuery
+from .objects import Objects, Upload
 from .preconditions import Conditions
 
 router = Router()
@@ -76,8 +77,12 @@ def route(method: str, template: str, api_method: str) -> Callable[[Callable[...
     return deco
 
 
-def _backend(req: Request) -> StorageBackend:
-    return StorageBackend(req.emu)
+def _buckets(req: Request) -> Buckets:
+    return Buckets(req.emu)
+
+
+def _objects(req: Request) -> Objects:
+    return Objects(req.emu)
 
 
 # -- parsing -------------------------------------------------------------------------------------
@@ -194,7 +199,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 def _media(req: Request, doc: dict[str, Any]) -> Response:
     """The object's bytes: the headers the client reads back (ETag, generation, hashes of the
     whole object), 206 with Content-Range for a Range request."""
-    data = StorageBackend.media(doc)
+    data = Objects.media(doc)
     headers = {
         "ETag": f'"{doc["etag"]}"',
         "X-Goog-Hash": f"crc32c={doc['crc32c']},md5={doc['md5Hash']}",
@@ -226,14 +231,14 @@ def _media(req: Request, doc: dict[str, Any]) -> Response:
 @route("POST", "/storage/v1/b", "storage.buckets.insert")
 def insert_bucket(req: Request) -> dict[str, Any]:
     project_id, number = _project(req)
-    doc = _backend(req).insert_bucket(project_id=project_id, number=number, body=req.json())
+    doc = _buckets(req).insert_bucket(project_id=project_id, number=number, body=req.json())
     return _render_bucket(req, doc)
 
 
 @route("GET", "/storage/v1/b", "storage.buckets.list")
 def list_buckets(req: Request) -> dict[str, Any]:
     project_id, _ = _project(req)
-    docs, token = _backend(req).list_buckets(
+    docs, token = _buckets(req).list_buckets(
         project_id,
         prefix=req.arg("prefix") or "",
         max_results=_int_arg(req, "maxResults") or 1000,
@@ -249,7 +254,7 @@ def list_buckets(req: Request) -> dict[str, Any]:
 
 @route("GET", "/storage/v1/b/{bucket}", "storage.buckets.get")
 def get_bucket(req: Request, bucket: str) -> dict[str, Any]:
-    doc = _backend(req).bucket(bucket)
+    doc = _buckets(req).bucket(bucket)
     _conditions(req, _METAGENERATION_CONDITIONS).check(doc, read=True)
     return _render_bucket(req, doc)
 
@@ -257,18 +262,18 @@ def get_bucket(req: Request, bucket: str) -> dict[str, Any]:
 @route("PATCH", "/storage/v1/b/{bucket}", "storage.buckets.patch")
 def patch_bucket(req: Request, bucket: str) -> dict[str, Any]:
     conditions = _conditions(req, _METAGENERATION_CONDITIONS)
-    return _render_bucket(req, _backend(req).patch_bucket(bucket, req.json(), conditions))
+    return _render_bucket(req, _buckets(req).patch_bucket(bucket, req.json(), conditions))
 
 
 @route("DELETE", "/storage/v1/b/{bucket}", "storage.buckets.delete")
 def delete_bucket(req: Request, bucket: str) -> Response:
-    _backend(req).delete_bucket(bucket, _conditions(req, _METAGENERATION_CONDITIONS))
+    _buckets(req).delete_bucket(bucket, _conditions(req, _METAGENERATION_CONDITIONS))
     return Response(204, None)
 
 
 @route("GET", "/storage/v1/b/{bucket}/iam", "storage.buckets.getIamPolicy")
 def get_bucket_iam(req: Request, bucket: str) -> dict[str, Any]:
-    policy = _backend(req).get_policy(bucket)
+    policy = _buckets(req).get_policy(bucket)
     version = _int_arg(req, "optionsRequestedPolicyVersion") or 1
     if version not in (1, 3):
         raise Invalid(f"Invalid requested policy version {version}.")
@@ -279,18 +284,18 @@ def get_bucket_iam(req: Request, bucket: str) -> dict[str, Any]:
 def set_bucket_iam(req: Request, bucket: str) -> dict[str, Any]:
     body = req.json()
     policy: dict[str, Any] = {k: body[k] for k in ("version", "etag", "bindings") if k in body}
-    return _render_policy(bucket, _backend(req).set_policy(bucket, policy))
+    return _render_policy(bucket, _buckets(req).set_policy(bucket, policy))
 
 
 @route("GET", "/storage/v1/b/{bucket}/acl", "storage.bucket_acl.list")
 def list_bucket_acl(req: Request, bucket: str) -> dict[str, Any]:
-    items = _backend(req).legacy_acl(bucket)
+    items = _buckets(req).legacy_acl(bucket)
     return {"kind": "storage#bucketAccessControls", "items": items}
 
 
 @route("GET", "/storage/v1/b/{bucket}/defaultObjectAcl", "storage.default_object_acl.list")
 def list_default_object_acl(req: Request, bucket: str) -> dict[str, Any]:
-    items = _backend(req).legacy_acl(bucket, default=True)
+    items = _buckets(req).legacy_acl(bucket, default=True)
     return {"kind": "storage#objectAccessControls", "items": items}
 
 
@@ -322,25 +327,25 @@ def _parse_multipart(req: Request) -> tuple[dict[str, Any], bytes]:
 @route("POST", "/upload/storage/v1/b/{bucket}/o", "storage.objects.insert")
 def upload(req: Request, bucket: str) -> Response | dict[str, Any]:
     kind = req.arg("uploadType") or ""
-    backend = _backend(req)
+    objects = _objects(req)
     conditions = _conditions(req)
     if kind == "media":
         meta = {"contentType": req.headers.get("content-type")}
-        doc = backend.write_object(
+        doc = objects.write_object(
             bucket, req.arg("name") or "", req.body, Upload(meta, conditions)
         )
         return _render_object(req, doc)
     if kind == "multipart":
         metadata, data = _parse_multipart(req)
         name = metadata.get("name") or req.arg("name") or ""
-        doc = backend.write_object(bucket, name, data, Upload(metadata, conditions))
+        doc = objects.write_object(bucket, name, data, Upload(metadata, conditions))
         return _render_object(req, doc)
     if kind == "resumable":
         metadata = req.json()
         name = metadata.get("name") or req.arg("name") or ""
         if req.headers.get("x-upload-content-type") and not metadata.get("contentType"):
             metadata["contentType"] = req.headers["x-upload-content-type"]
-        upload_id = backend.start_upload(bucket, name, Upload(metadata, conditions))
+        upload_id = objects.start_upload(bucket, name, Upload(metadata, conditions))
         location = (
             f"{_base_url(req)}/upload/storage/v1/b/{bucket}/o?uploadType=resumable"
             f"&upload_id={upload_id}"
@@ -365,7 +370,7 @@ def upload_chunk(req: Request, bucket: str) -> Response | dict[str, Any]:
             raise Invalid(f"Invalid Content-Range: {crange}")
         start = int(m.group(1)) if m.group(1) is not None else None
         total = int(m.group(3)) if m.group(3) != "*" else None
-    result = _backend(req).put_chunk(
+    result = _objects(req).put_chunk(
         bucket, req.arg("upload_id") or "", start=start, total=total, body=req.body
     )
     if isinstance(result, dict):
@@ -395,7 +400,7 @@ def _list_query(req: Request) -> ListQuery:
 
 @route("GET", "/storage/v1/b/{bucket}/o", "storage.objects.list")
 def list_objects(req: Request, bucket: str) -> dict[str, Any]:
-    page = _backend(req).list_objects(bucket, _list_query(req))
+    page = _objects(req).list_objects(bucket, _list_query(req))
     out: dict[str, Any] = {"kind": "storage#objects"}
     if page.items:
         out["items"] = [_render_object(req, d) for d in page.items]
@@ -407,7 +412,7 @@ def list_objects(req: Request, bucket: str) -> dict[str, Any]:
 
 
 def _read_object(req: Request, bucket: str, obj: str) -> dict[str, Any]:
-    return _backend(req).get_object(
+    return _objects(req).get_object(
         bucket, obj, generation=_int_arg(req, "generation"), conditions=_conditions(req)
     )
 
@@ -427,7 +432,7 @@ def download_object(req: Request, bucket: str, obj: str) -> Response:
 
 @route("PATCH", "/storage/v1/b/{bucket}/o/{obj}", "storage.objects.patch")
 def patch_object(req: Request, bucket: str, obj: str) -> dict[str, Any]:
-    doc = _backend(req).patch_object(
+    doc = _objects(req).patch_object(
         bucket,
         obj,
         req.json(),
@@ -439,7 +444,7 @@ def patch_object(req: Request, bucket: str, obj: str) -> dict[str, Any]:
 
 @route("DELETE", "/storage/v1/b/{bucket}/o/{obj}", "storage.objects.delete")
 def delete_object(req: Request, bucket: str, obj: str) -> Response:
-    _backend(req).delete_object(
+    _objects(req).delete_object(
         bucket, obj, generation=_int_arg(req, "generation"), conditions=_conditions(req)
     )
     return Response(204, None)
@@ -447,5 +452,5 @@ def delete_object(req: Request, bucket: str, obj: str) -> Response:
 
 @route("GET", "/storage/v1/b/{bucket}/o/{obj}/acl", "storage.object_acl.list")
 def list_object_acl(req: Request, bucket: str, obj: str) -> dict[str, Any]:
-    items = _backend(req).object_acl(bucket, obj, generation=_int_arg(req, "generation"))
+    items = _objects(req).object_acl(bucket, obj, generation=_int_arg(req, "generation"))
     return {"kind": "storage#objectAccessControls", "items": items}
