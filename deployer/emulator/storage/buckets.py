@@ -127,8 +127,6 @@ class Buckets:
         self.emu = emu
         self.store = emu.store
 
-    # -- buckets ---------------------------------------------------------------------------
-
     def bucket(self, name: str, *, visible_only: bool = True) -> dict[str, Any]:
         doc = self.store.get(BUCKET_KIND, name)
         if doc is None or (visible_only and float(doc.get("_visibleAt", 0.0)) > self.emu.clock()):

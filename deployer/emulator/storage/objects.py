@@ -75,8 +75,6 @@ class Objects:
         self.store = emu.store
         self.buckets = Buckets(emu)
 
-    # -- objects ---------------------------------------------------------------------------
-
     def _versioned(self, bucket: dict[str, Any]) -> bool:
         return bool((bucket.get("versioning") or {}).get("enabled"))
 
