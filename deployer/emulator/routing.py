@@ -87,6 +87,10 @@ class Response:
     body: bytes | dict[str, Any] | list[Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    #: close the connection without answering (the request is not applied by the handler)
+    dropped: bool = False
+    #: send the head and only this many bytes of the body, then close (a broken stream)
+    body_limit: int | None = None
 
     def encoded(self) -> bytes:
         if self.body is None:

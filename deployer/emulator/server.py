@@ -132,6 +132,7 @@ class Emulator:
                     self.sleep(rule["seconds"])
                 dropped = rule is not None and rule["action"] == "drop"
                 resp = self._dispatch(self.routes, method, path, query, headers, body)
+                dropped = dropped or resp.dropped
         self.transcript.record(
             method=method,
             path=path,
@@ -273,6 +274,12 @@ class _Handler(BaseHTTPRequestHandler):
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         if self.command == "HEAD":
             payload = b""
+        if resp.body_limit is not None:  # a broken stream: part of the body, then the drop
+            self.wfile.write(head + payload[: resp.body_limit])
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self.wfile.write(head + payload)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle

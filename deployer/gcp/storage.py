@@ -103,19 +103,34 @@ class StorageApi:
             ]
         )
 
-    def delete_object(self, bucket: str, object_name: str) -> None:
-        """Delete one object; already gone counts as done."""
+    def delete_object(
+        self, bucket: str, object_name: str, *, generation: int | None = None
+    ) -> None:
+        """Delete one object (that generation, when given, for good); already gone counts as
+        done."""
         client = self._client
         self.cloud.read(
-            lambda: client.bucket(bucket).blob(object_name).delete(retry=None, timeout=TIMEOUT)
+            lambda: (
+                client.bucket(bucket)
+                .blob(object_name, generation=generation)
+                .delete(retry=None, timeout=TIMEOUT)
+            )
         )
 
     def delete_all_objects(self, bucket: str) -> int:
-        """Delete every object in the bucket (live generations); returns how many."""
-        names = self.list_objects(bucket)
-        for n in names:
-            self.delete_object(bucket, n)
-        return len(names)
+        """Delete every generation in the bucket, noncurrent ones too (a versioned bucket
+        keeps them, and Google refuses to delete a bucket while any remains); returns how
+        many generations."""
+        client = self._client
+        versions = self.cloud.call(
+            lambda: [
+                (b.name, b.generation)
+                for b in client.list_blobs(bucket, versions=True, retry=None, timeout=TIMEOUT)
+            ]
+        )
+        for name, generation in versions:
+            self.delete_object(bucket, name, generation=generation)
+        return len(versions)
 
     def upload(self, bucket: str, object_name: str, data: bytes, *, content_type: str) -> None:
         """Upload bytes (multipart up to 8 MiB, resumable beyond: the library decides)."""

@@ -201,7 +201,7 @@ class MediaBucket(_BucketStep):
             self.name,
             self.resource,
             Action.DELETE,
-            f"deleted {self.resource} and its {removed} object(s)",
+            f"deleted {self.resource} and its {removed} object generation(s)",
         )
 
 

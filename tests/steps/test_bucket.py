@@ -210,3 +210,31 @@ def test_409_on_create_adopts_our_bucket(emulator):
     assert 409 in statuses
     assert MEDIA.diff(MEDIA.observe(cloud)).action is Action.NOOP
     _contract(emulator)
+
+
+def test_destroy_empties_a_versioned_bucket(emulator):
+    """Versioning on (by hand): overwrites and deletes leave noncurrent generations, which
+    Google counts when deleting a bucket. destroy --delete-data deletes every generation, so
+    the bucket delete succeeds."""
+    cloud = _cloud(emulator)
+    engine = Engine(cloud, options=Options.scaled(0.001))
+    assert engine.up(STEPS).ok
+    name = CONFIG.names.bucket
+    cloud.storage.patch_bucket(name, {"versioning": {"enabled": True}})
+    for body in (b"v1", b"v2"):
+        cloud.storage.upload(name, "uploads/a.jpg", body, content_type="image/jpeg")
+    cloud.storage.upload(name, "uploads/gone.jpg", b"x", content_type="image/jpeg")
+    cloud.storage.delete_object(name, "uploads/gone.jpg")  # noncurrent only: no live object
+    assert cloud.storage.list_objects(name) == ["uploads/a.jpg"]
+
+    gone = {c.step: c for c in engine.destroy(STEPS, delete_data=True)}
+    assert gone["bucket"].action is Action.DELETE
+    assert "3 object generation(s)" in gone["bucket"].reason
+    assert cloud.storage.get_bucket(name) is None
+    deletes = [
+        e["query"].get("generation")
+        for e in emulator.emu.transcript.entries()
+        if e["method"] == "DELETE" and "/o/" in e["path"]
+    ]
+    assert len(deletes) == 4 and all(deletes[1:])  # each generation named
+    _contract(emulator)
