@@ -16,8 +16,8 @@ from deployer.errors import StepFailed
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
 from deployer.steps import container_env as ce
-from deployer.steps.base import Action, Secret
-from deployer.steps.service import REDEPLOY_ANNOTATION, Service
+from deployer.steps.base import Action, Broken, Failure, NotOurs, Secret, Transient
+from deployer.steps.service import REDEPLOY_ANNOTATION, SECRET_GRANT_RETRY, Service
 from tests.contract import check_transcript
 
 PROJECT = "run-steps-proj"
@@ -181,12 +181,12 @@ def with_env_version(version: str) -> dict[str, Any]:
             ["labels.djdeploy-tenant", "labels.djdeploy-app"],
             "",
         ),
-        (live(labels={}), Action.UPDATE, [], "not created by djdeploy"),
+        (live(labels={}), Action.REFUSE, [], "not created by djdeploy"),
         # another app's service (tenant label lost): Names.owns refuses it, managed-by alone
         # adopted it
         (
             live(labels={"managed-by": "djdeploy", "djdeploy-app": "other"}),
-            Action.UPDATE,
+            Action.REFUSE,
             [],
             "not created by djdeploy",
         ),
@@ -215,7 +215,8 @@ def test_diff(
     change = Service(CFG, IMAGE).diff(observed)
     assert change.action is action, change
     assert [f.path for f in change.fields] == paths
-    assert failure in change.failure
+    assert failure in str(change.failure or "")
+    assert bool(failure) == (change.failure is not None)
     assert change.reason
     if observed is not None:
         assert change.info["url"] == f"https://demo-django-{NUMBER}.{REGION}.run.app"
@@ -225,7 +226,36 @@ def test_diff_names_missing_secret_versions() -> None:
     obs = live()
     obs["inputs"] = ce.Inputs(NUMBER, {CFG.names.secret_key: None})
     change = Service(CFG, IMAGE).diff(obs)
-    assert "SECRET_KEY (secret demo-django-secret-key)" in change.failure
+    assert change.action is Action.REFUSE and isinstance(change.failure, Broken)
+    assert "SECRET_KEY (secret demo-django-secret-key)" in str(change.failure)
+
+
+@pytest.mark.parametrize(
+    ("observed", "kind"),
+    [
+        (live(labels={}), NotOurs),
+        (live(terminalCondition={"state": "CONDITION_FAILED", "message": "exploded"}), Broken),
+        (
+            live(
+                terminalCondition={
+                    "state": "CONDITION_FAILED",
+                    "message": "env[0]: Permission denied on secret: projects/1/secrets/s/...",
+                }
+            ),
+            Transient,
+        ),
+    ],
+)
+def test_the_service_step_knows_which_failures_are_transient(
+    observed: dict[str, Any], kind: type[Failure]
+) -> None:
+    """A revision that failed on a secret permission failed because a fresh grant had not
+    reached Cloud Run yet: transient, deployed again after SECRET_GRANT_RETRY. Anything else
+    is broken: deployed again once per up."""
+    failure = Service(CFG, IMAGE).diff(observed).failure
+    assert type(failure) is kind
+    if isinstance(failure, Transient):
+        assert failure.delay == SECRET_GRANT_RETRY
 
 
 def test_desired_template() -> None:
