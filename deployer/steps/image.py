@@ -14,9 +14,11 @@ observe: does that tag exist? If so, nothing to do (no build). Otherwise the new
 *our* image: tagged with the source tag and our tenant (another tenant building the same source
 is not waited on, nor its failure reported), and pushing our image URI (another app of the
 tenant pushes elsewhere). WAIT while it is QUEUED/WORKING, failure (statusDetail + logs URL)
-when it failed. apply uploads the archive to the staging bucket (``sources/<tag>.tar.gz``,
-skipped when it is already there) and starts the build with the build service account; it
-never waits.
+when it failed. When it says SUCCESS the tag is read again: a build pushes its image before it
+says SUCCESS, so a build that finished between the first two reads is done, never built again
+(only a tag gone since, with its repository, is). apply uploads the archive to the staging
+bucket (``sources/<tag>.tar.gz``, skipped when it is already there) and starts the build with
+the build service account; it never waits.
 
 The archive is lazy (archive.LazyArchive): the image URI needs only the digest, so plan, status
 and destroy read the source files but never compress them; the tar.gz is built when apply
@@ -118,7 +120,11 @@ class Image(Operation):
         ours = next((b for b in builds if self.image in (b.get("images") or [])), None)
         if ours is None:
             return None
-        return {"exists": False, "build": ours}
+        # A build pushes its image before it says SUCCESS: one that finished after the tag
+        # was read shows SUCCESS here with the tag read as absent. Read the tag again, after
+        # the builds, so that build is done, not a reason to build again.
+        exists = ours.get("status") == "SUCCESS" and cloud.registry.tag_exists(self.image)
+        return {"exists": exists, "build": ours}
 
     def diff(self, observed: dict[str, Any] | None) -> Change:
         info = {"image": self.image}
@@ -136,7 +142,7 @@ class Image(Operation):
         if status in RUNNING:
             return self.wait(f"build {build_id} {status.lower()}", info=info)
         if status == "SUCCESS":
-            # built, but the tag is gone (repository deleted since): build again
+            # built, and the tag read after the build is gone (repository deleted since)
             return self.create(
                 f"build {build_id} succeeded but image {self.tag} is not in the registry",
                 wanted,

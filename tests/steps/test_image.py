@@ -468,3 +468,40 @@ def test_lazy_archive_plan_status_destroy_never_compress(monkeypatch: Any) -> No
     assert image.image == STEP.image
     monkeypatch.undo()
     assert image.archive.data == build_archive(default_source(), container_dir()).data
+
+
+def test_a_build_finishing_between_the_reads_is_done_not_rebuilt(
+    emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of one uninterrupted up: observe reads the tag (absent: the build runs), the
+    build finishes, then observe lists the builds (SUCCESS). That build pushed the image: it is
+    done, never a reason to build again. No timing window: the build would not end by itself
+    within the test; it completes inside the list call, before the list is read."""
+    config = _config()
+    _seed(emulator, config)
+    emu = emulator.emu
+    engine = _engine(emulator)
+    # the build outlasts settle_seconds, as a real one does (minutes against 30 s): the engine
+    # would apply the same CREATE again as soon as the diff asked for it
+    engine.options = dataclasses.replace(engine.options, settle_seconds=0.0)
+    assert engine.up(_steps(config)[:2]).ok  # the registry and its grant
+    emu.latency.set(time_scale=1.0, durations={"build": 1700.0})  # under its 1800 s timeout
+    list_builds = engine.cloud.build.list_builds
+    completed: list[str] = []
+
+    def finish_then_list(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        for op in emu.ops.running(""):
+            if op["completer"] == "cloudbuild.build":
+                emu.ops.complete_now(op["id"])
+                completed.append(op["id"])
+        return list_builds(*args, **kwargs)
+
+    monkeypatch.setattr(engine.cloud.build, "list_builds", finish_then_list)
+    emu.transcript.clear()
+    result = engine.up(_steps(config))
+    assert result.ok, [r.error for r in result.results]
+    assert len(completed) == 1  # the race happened: the build finished between the reads
+    assert len(_builds(emu.transcript.entries())) == 1
+    image = next(r for r in result.results if r.step == "image")
+    assert image.last is not None and image.last.action is Action.NOOP
+    assert emu.store.get("artifactregistry.tag", Image(config).image) is not None
