@@ -296,6 +296,8 @@ def test_not_ours_refused(emulator):
     result = up(cloud)
     assert not result.ok
     assert "not labelled as djdeploy's" in result.results[-1].error
+    # a refusal is never applied: not even the other generated secrets are created
+    assert cloud.secrets.get_secret(CFG.names.secret_db_password) is None
     assert destroy(cloud, True).action is Action.NOOP
     assert cloud.secrets.get_secret(CFG.names.secret_key) is not None
 

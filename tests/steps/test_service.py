@@ -432,9 +432,13 @@ def test_not_ours_is_refused(emulator: Any) -> None:
     body["labels"] = {"team": "other"}
     body["template"]["labels"] = {}
     cloud.run.create_service(CFG.names.service, body)
+    emulator.emu.transcript.clear()
     result = make_engine(cloud).up([alone(Service(CFG, IMAGE))])
     assert not result.ok
     assert "not created by djdeploy" in result.results[0].error
+    assert result.results[0].first is not None
+    assert result.results[0].first.action is Action.REFUSE
+    assert mutating(emulator.emu.transcript.entries()) == []  # a refusal is never applied
     kept = make_engine(cloud).destroy([alone(Service(CFG, IMAGE))], delete_data=False)
     assert kept[0].action is Action.NOOP
 
