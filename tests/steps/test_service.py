@@ -362,24 +362,36 @@ def test_up_noop_drift_destroy(emulator: Any) -> None:
     assert_contract(emulator)
 
 
-def test_permission_denied_on_secret_is_ridden_out(emulator: Any) -> None:
+def test_permission_denied_on_secret_is_ridden_out(
+    emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first deploy meets a grant that has not reached Cloud Run yet (the failure is
+    Transient); the grant has propagated by the redeploy, which succeeds. No timing window:
+    the grants would never propagate by themselves; the redeploy backdates them first."""
     cloud = make_cloud(emulator)
     seed(emulator, cloud)
-    emulator.control.set_latency(durations={"iam.secret_grant.propagation": 80.0})  # 80 ms
-    # the grants were made just now: not effective for the first deploy
     emu = emulator.emu
-    for key, _ in emu.store.list(policies.GRANTED_KIND):
-        emu.store.put(policies.GRANTED_KIND, key, {"at": emu.clock()})
+    emulator.control.set_latency(durations={"iam.secret_grant.propagation": 1e9})
+
+    def grants_made(at: float) -> None:
+        for key, _ in emu.store.list(policies.GRANTED_KIND):
+            emu.store.put(policies.GRANTED_KIND, key, {"at": at})
+
+    grants_made(emu.clock())  # just now: not effective for the first deploy
+    update_service = cloud.run.update_service
+
+    def propagated_then_update(*args: Any, **kwargs: Any) -> Any:
+        grants_made(emu.clock() - 2e9)
+        return update_service(*args, **kwargs)
+
+    monkeypatch.setattr(cloud.run, "update_service", propagated_then_update)
     result = make_engine(cloud).up([alone(Service(CFG, IMAGE))])
     assert result.ok, result.results
-    revisions = [e for e in emulator.emu.transcript.entries() if e["method"] in ("POST", "PATCH")]
-    failed = [
-        e
-        for e in emulator.emu.transcript.entries()
-        if "Permission denied on secret" in str(e.get("response"))
-    ]
+    entries = emulator.emu.transcript.entries()
+    deploys = [e for e in entries if e["method"] in ("POST", "PATCH") and "/services" in e["path"]]
+    failed = [e for e in entries if "Permission denied on secret" in str(e.get("response"))]
     assert failed, "the first deploy should have met the propagation window"
-    assert len(revisions) >= 2  # created, then redeployed
+    assert len(deploys) == 2  # created, then redeployed once the grant propagated
     assert_contract(emulator)
 
 
