@@ -235,7 +235,6 @@ class Refused(Operation):
 
     name: str = "bucket"
     needs: tuple[str, ...] = ()
-    data: bool = False
     log: list[str] = field(default_factory=list)
 
     @property

@@ -35,7 +35,6 @@ class Apis(Operation):
     config: Config
     name: str = "apis"
     needs: Sequence[str] = ()
-    data: bool = False
     services: tuple[str, ...] = REQUIRED_APIS
 
     @property

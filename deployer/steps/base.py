@@ -98,17 +98,14 @@ class Change:
 
 class Step(Protocol):
     """The engine's view of a step. `name` is the step's name in the graph ("bucket"),
-    `needs` the names of the steps that must be done first, `data` marks steps whose
-    resource holds user data (kept by destroy unless --delete-data)."""
+    `needs` the names of the steps that must be done first. What destroy keeps (user data,
+    unless --delete-data) each step's delete() decides."""
 
     @property
     def name(self) -> str: ...
 
     @property
     def needs(self) -> Sequence[str]: ...
-
-    @property
-    def data(self) -> bool: ...
 
     def observe(self, cloud: Cloud) -> Any | None: ...
 
@@ -170,11 +167,11 @@ class Operation:
         return self._change(Action.DELETE, reason)
 
     def refuse(
-        self, failure: Failure, reason: str = "", *, info: Mapping[str, str] | None = None
+        self, failure: Failure, reason: str = "refused", *, info: Mapping[str, str] | None = None
     ) -> Change:
         """Nothing can be done: the engine never applies it and fails the step with
-        ``failure``; ``reason`` is the short form for plan (default: the failure)."""
-        return self._change(Action.REFUSE, reason or str(failure), failure=failure, info=info)
+        ``failure``; ``reason`` is the short form plan shows before it."""
+        return self._change(Action.REFUSE, reason, failure=failure, info=info)
 
 
 def field_changes(

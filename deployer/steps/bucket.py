@@ -148,7 +148,6 @@ class MediaBucket(_BucketStep):
     config: Config
     name: str = "bucket"
     needs: Sequence[str] = ("apis",)
-    data: bool = True
 
     @property
     def bucket(self) -> str:
@@ -200,7 +199,6 @@ class SourcesBucket(_BucketStep):
     config: Config
     name: str = "sources-bucket"
     needs: Sequence[str] = ("apis",)
-    data: bool = False
 
     @property
     def bucket(self) -> str:

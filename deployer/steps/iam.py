@@ -217,7 +217,6 @@ class IamRuntime(_Bindings):
     config: Config
     name: str = "iam-runtime"
     needs: Sequence[str] = ("service-accounts", "secrets", "bucket")
-    data: bool = False
 
     @property
     def member(self) -> str:
@@ -250,7 +249,6 @@ class IamBuild(_Bindings):
     config: Config
     name: str = "iam-build"
     needs: Sequence[str] = ("service-accounts", "registry", "sources-bucket")
-    data: bool = False
 
     @property
     def member(self) -> str:

@@ -84,7 +84,6 @@ class Image(Operation):
     archive: Archive | LazyArchive = field(default=None, repr=False)  # type: ignore[assignment]
     name: str = "image"
     needs: tuple[str, ...] = ("iam-build",)
-    data: bool = False
 
     def __post_init__(self) -> None:
         if self.archive is None:

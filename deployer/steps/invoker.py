@@ -35,7 +35,6 @@ class Invoker(Operation):
     config: Config
     name: str = "invoker"
     needs: tuple[str, ...] = ("service",)
-    data: bool = False
 
     @property
     def resource(self) -> str:

@@ -62,7 +62,6 @@ class _Job(Operation):
 
     name = "job"
     needs: tuple[str, ...] = ()
-    data = False
     command = ""
     media = False
     marker_label = SPEC_LABEL

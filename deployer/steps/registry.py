@@ -27,7 +27,6 @@ class Registry(Operation):
     config: Config
     name: str = "registry"
     needs: tuple[str, ...] = ("apis",)
-    data: bool = False
 
     @property
     def repo_id(self) -> str:

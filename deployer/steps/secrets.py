@@ -46,7 +46,6 @@ class Secrets(Operation):
     config: Config
     name: str = field(default="secrets", init=False)
     needs: Sequence[str] = field(default=("apis",), init=False)
-    data: bool = field(default=True, init=False)
 
     # -- what we manage --------------------------------------------------------------------
 

@@ -60,7 +60,6 @@ class Service(Operation):
     image: str
     name: str = "service"
     needs: tuple[str, ...] = ("migrate",)
-    data: bool = False
 
     @property
     def resource(self) -> str:

@@ -41,7 +41,6 @@ class ServiceAccounts(Operation):
     config: Config
     name: str = "service-accounts"
     needs: Sequence[str] = ("apis",)
-    data: bool = False
 
     # -- what we want ------------------------------------------------------------------------
 

@@ -61,7 +61,6 @@ class SqlInstance(Operation):
     config: Config
     name: str = field(default="sql-instance", init=False)
     needs: Sequence[str] = field(default=("apis",), init=False)
-    data: bool = field(default=True, init=False)
 
     @property
     def instance(self) -> str:
@@ -382,7 +381,6 @@ class _OnInstance(Operation):
 class SqlDatabase(_OnInstance):
     name: str = field(default="sql-database", init=False)
     needs: Sequence[str] = field(default=("sql-instance",), init=False)
-    data: bool = field(default=True, init=False)
 
     OPS: ClassVar[tuple[str, ...]] = ("CREATE_DATABASE", "DELETE_DATABASE")
     KEY: ClassVar[str] = "database"
@@ -442,7 +440,6 @@ class SqlUser(_OnInstance):
 
     name: str = field(default="sql-user", init=False)
     needs: Sequence[str] = field(default=("sql-database", "secrets"), init=False)
-    data: bool = field(default=False, init=False)
 
     OPS: ClassVar[tuple[str, ...]] = ("CREATE_USER", "DELETE_USER", "UPDATE_USER")
     KEY: ClassVar[str] = "user"

@@ -95,7 +95,7 @@ def test_image_uri_known_before_any_call() -> None:
     step = Image(CONFIG, archive)
     assert step.image == (f"{REGION}-docker.pkg.dev/{PROJECT}/demo-django/django:{archive.tag}")
     assert Image(CONFIG).image == step.image  # built from the bundled sample
-    assert step.name == "image" and step.needs == ("iam-build",) and step.data is False
+    assert step.name == "image" and step.needs == ("iam-build",)
 
 
 def test_build_body() -> None:
@@ -208,7 +208,6 @@ class _GrantWriter:
     config: Config
     name: str = "iam-build"
     needs: tuple[str, ...] = ("registry",)
-    data: bool = False
 
     def observe(self, cloud: Cloud) -> Any:
         policy = cloud.registry.get_iam_policy(self.config.names.registry)

@@ -147,7 +147,6 @@ def make_cloud(emulator) -> Cloud:
 class Apis:
     name = "apis"
     needs: tuple[str, ...] = ()
-    data = False
 
     def observe(self, cloud):
         return {}

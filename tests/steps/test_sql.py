@@ -229,7 +229,6 @@ def apis_stub(name: str = "apis"):
 
     class Stub:
         needs: tuple[str, ...] = ()
-        data = False
 
         def observe(self, cloud):
             return {}
