@@ -18,7 +18,7 @@ from typing import Protocol
 
 from deployer.errors import DeployError, StepFailed, Timeout
 from deployer.gcp.cloud import Cloud
-from deployer.steps.base import Action, Broken, Change, Step, Transient
+from deployer.steps.base import Action, Change, Step, Transient
 
 
 class Clock(Protocol):
@@ -225,9 +225,9 @@ class Engine:
 
     def _converge(self, step: Step, change: Change, t0: float) -> Change:
         """Apply, then re-observe until the diff is NOOP (or fail with the reason). The kind of
-        failure decides: a refusal is never applied; a Broken failure fails the step once this
-        run applied something; a Transient one is applied again after its delay, until the
-        deadline."""
+        failure decides: a refusal is never applied; a permanent one (Broken) fails the step
+        once this run applied something; a Transient one is applied again after its delay,
+        until the deadline."""
         deadline = t0 + self.options.step_timeout
         delay = self.options.poll_initial
         reapplies = 0  # re-applies for a difference that persists (not for a transient failure,
@@ -240,7 +240,8 @@ class Engine:
             failure = change.failure
             # the first diff of a run may show an earlier run's failure, which its action
             # repairs (build again, redeploy); once this run applied anything it is its own
-            if change.action is Action.REFUSE or (isinstance(failure, Broken) and last is not None):
+            permanent = failure is not None and not isinstance(failure, Transient)
+            if change.action is Action.REFUSE or (permanent and last is not None):
                 raise StepFailed(step.name, str(failure or change.reason))
             # a different action is the step's next stage (create the job, then run it): apply
             # it at once; the same action again waits settle_seconds (an operation that does

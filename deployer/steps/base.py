@@ -119,7 +119,7 @@ class Step(Protocol):
 class Extra(TypedDict, total=False):
     """What an action's Change may carry besides its reason and fields."""
 
-    failure: Failure | None  # why the last attempt failed (a failed build: build again)
+    failure: Broken | Transient | None  # why the last attempt failed (a failed build)
     info: Mapping[str, str]  # facts for status (url, revision...)
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from deployer.errors import Conflict
 from deployer.steps import container_env as ce
-from deployer.steps.base import Action, Broken, Change, Failure, Operation, Transient, field_changes
+from deployer.steps.base import Action, Broken, Change, Operation, Transient, field_changes
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -47,7 +47,7 @@ def readiness_path(path: str) -> str:
     return f"{path}{'&' if '?' in path else '?'}{READY_QUERY}"
 
 
-def revision_failure(message: str) -> Failure:
+def revision_failure(message: str) -> Broken | Transient:
     """A failed revision's kind: transient while a secret grant propagates, broken otherwise."""
     if SECRET_NOT_GRANTED_YET in message:
         return Transient(message, delay=SECRET_GRANT_RETRY)
