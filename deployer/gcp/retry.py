@@ -82,12 +82,3 @@ def call(
         reraise=True,
     )
     return retrying(mapped)
-
-
-# Failures a resource reports that go away by themselves: a fresh secretAccessor grant takes
-# minutes to reach Cloud Run, whose deploy fails with this message meanwhile.
-TRANSIENT_FAILURES: tuple[str, ...] = ("Permission denied on secret",)
-
-
-def is_transient_failure(message: str) -> bool:
-    return any(text in message for text in TRANSIENT_FAILURES)

@@ -65,15 +65,15 @@ def _media(**over) -> dict:
         ),
         (
             _media(labels={"managed-by": "djdeploy", "djdeploy-tenant": "other"}),
-            Action.UPDATE,
+            Action.REFUSE,
             None,
             "not labelled as ours",
         ),
-        (_media(labels={}), Action.UPDATE, None, "not labelled as ours"),
+        (_media(labels={}), Action.REFUSE, None, "not labelled as ours"),
         (
             # another app of our tenant: Names.owns refuses it (the tenant rule alone adopted it)
             _media(labels={**CONFIG.names.labels, "djdeploy-app": "other"}),
-            Action.UPDATE,
+            Action.REFUSE,
             None,
             "not labelled as ours",
         ),
@@ -91,7 +91,7 @@ def _media(**over) -> dict:
             ],
             "",
         ),
-        (_media(location="US"), Action.UPDATE, [], "location cannot change"),
+        (_media(location="US"), Action.REFUSE, [], "location cannot change"),
         (_media(location="europe-west1"), Action.NOOP, [], ""),
     ],
 )
@@ -100,7 +100,7 @@ def test_media_diff(observed, action, paths, failure):
     assert change.action is action
     if paths is not None:
         assert [f.path for f in change.fields] == paths
-    assert failure in change.failure if failure else not change.failure
+    assert failure in str(change.failure) if failure else change.failure is None
     assert change.reason
 
 

@@ -12,7 +12,7 @@ from deployer.emulator import serviceusage
 from deployer.engine import Engine, Options
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
-from deployer.steps.base import Action, Change, Secret
+from deployer.steps.base import Action, Broken, Change, NotOurs, Secret
 from deployer.steps.secrets import Secrets
 from tests.contract import check_transcript
 
@@ -62,7 +62,7 @@ def observed(**over: Any) -> dict[str, Any]:
         ),
         (
             observed(generated={IDS[1]: gen(versions=2, latest=None)}),
-            Action.UPDATE,
+            Action.REFUSE,
             [],
             "none is enabled",
         ),
@@ -74,13 +74,13 @@ def observed(**over: Any) -> dict[str, Any]:
         ),
         (  # labelled for another app (or tenant): not ours, never adopted
             observed(generated={IDS[2]: gen(labels={**OURS, "djdeploy-app": "other"})}),
-            Action.UPDATE,
+            Action.REFUSE,
             [],
             "not labelled as djdeploy's",
         ),
         (
             observed(generated={IDS[2]: gen(labels={"team": "x"})}),
-            Action.UPDATE,
+            Action.REFUSE,
             [],
             "not labelled as djdeploy's",
         ),
@@ -90,7 +90,7 @@ def observed(**over: Any) -> dict[str, Any]:
                     {"env": "API_KEY", "secret": "api-key", "version": "latest", "state": "missing"}
                 ]
             ),
-            Action.UPDATE,
+            Action.REFUSE,
             [],
             "secret env API_KEY: secret api-key does not exist",
         ),
@@ -105,7 +105,7 @@ def observed(**over: Any) -> dict[str, Any]:
                     }
                 ]
             ),
-            Action.UPDATE,
+            Action.REFUSE,
             [],
             "gcloud secrets versions add k",
         ),
@@ -121,9 +121,11 @@ def test_diff(obs, action, paths, failure):
     change = STEP.diff(obs)
     assert change.action is action
     assert [f.path for f in change.fields] == paths
-    assert failure in change.failure
+    assert failure in str(change.failure or "")
     if not failure:
-        assert change.failure == ""
+        assert change.failure is None
+    else:  # labelled for someone else: not ours; anything else is for the user to fix
+        assert isinstance(change.failure, NotOurs if "not labelled" in failure else Broken)
     if action is Action.NOOP:
         assert "never regenerated" in change.reason
 
@@ -145,7 +147,6 @@ def make_cloud(emulator) -> Cloud:
 class Apis:
     name = "apis"
     needs: tuple[str, ...] = ()
-    data = False
 
     def observe(self, cloud):
         return {}
@@ -294,6 +295,8 @@ def test_not_ours_refused(emulator):
     result = up(cloud)
     assert not result.ok
     assert "not labelled as djdeploy's" in result.results[-1].error
+    # a refusal is never applied: not even the other generated secrets are created
+    assert cloud.secrets.get_secret(CFG.names.secret_db_password) is None
     assert destroy(cloud, True).action is Action.NOOP
     assert cloud.secrets.get_secret(CFG.names.secret_key) is not None
 
@@ -375,7 +378,7 @@ def test_removed_tenant_label_is_drift_repaired(emulator):
     stripped = {k: v for k, v in OURS.items() if k != "djdeploy-tenant"}
     cloud.secrets.update_labels(sid, {**stripped, "team": "t"})
     change = STEP.diff(STEP.observe(cloud))
-    assert change.failure == ""
+    assert change.failure is None
     assert [f.path for f in change.fields] == [f"{sid}.labels.djdeploy-tenant"]
     result = up(cloud)
     assert result.ok, [r.error for r in result.results]

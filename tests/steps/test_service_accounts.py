@@ -11,7 +11,7 @@ from deployer.engine import Engine, Options
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
 from deployer.steps.apis import Apis
-from deployer.steps.base import Action
+from deployer.steps.base import Action, NotOurs
 from deployer.steps.service_accounts import ServiceAccounts
 from tests.contract import check_transcript
 
@@ -73,7 +73,8 @@ def test_diff(observed, action, paths):
 def test_diff_refuses_foreign_account():
     foreign = {"email": STEP.email("runtime"), "description": "made by hand"}
     change = STEP.diff({"runtime": foreign, "build": _ours("build")})
-    assert change.failure and "not created by djdeploy" in change.failure
+    assert change.action is Action.REFUSE and isinstance(change.failure, NotOurs)
+    assert "not created by djdeploy" in str(change.failure)
 
 
 def test_account_of_another_app_is_not_ours():
