@@ -168,17 +168,12 @@ class MediaBucket(_BucketStep):
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
         observed = cloud.storage.get_bucket(self.bucket)
         if observed is None:
-            return Change(self.name, self.resource, Action.NOOP, f"{self.resource} already gone")
+            return self.noop(f"{self.resource} already gone")
         if not self.is_ours(observed.get("labels")):
-            return Change(
-                self.name, self.resource, Action.NOOP, f"kept {self.resource}: not labelled ours"
-            )
+            return self.noop(f"kept {self.resource}: not labelled ours")
         if not delete_data:
-            return Change(
-                self.name,
-                self.resource,
-                Action.NOOP,
-                f"kept: {self.resource} holds media (destroy --delete-data deletes it)",
+            return self.noop(
+                f"kept: {self.resource} holds media (destroy --delete-data deletes it)"
             )
         removed = cloud.storage.delete_all_objects(self.bucket)
         try:
@@ -186,12 +181,7 @@ class MediaBucket(_BucketStep):
         except Conflict:  # an object arrived meanwhile: one more pass
             removed += cloud.storage.delete_all_objects(self.bucket)
             cloud.storage.delete_bucket(self.bucket)
-        return Change(
-            self.name,
-            self.resource,
-            Action.DELETE,
-            f"deleted {self.resource} and its {removed} object generation(s)",
-        )
+        return self.deleted(f"deleted {self.resource} and its {removed} object generation(s)")
 
 
 @dataclass(frozen=True)
