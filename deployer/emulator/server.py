@@ -49,6 +49,7 @@ API_MODULES: tuple[str, ...] = (
     "iam",
     "cloudbuild",
     "artifactregistry",
+    "monitoring",
 )
 
 ADMIN_PREFIX = "/_emulator/"
