@@ -155,6 +155,26 @@ def test_a_create_whose_answer_is_lost_leaves_no_duplicate(emulator: EmulatorHan
     assert count(emulator) == ONE_EACH
 
 
+def test_the_python_api_deploys_and_destroys_monitoring(emulator: EmulatorHandle) -> None:
+    from deployer import Config, Target, destroy, plan, up
+    from deployer.config import MonitoringConfig
+
+    config = Config(
+        TENANT, project=PROJECT, monitoring=MonitoringConfig(True, alert_email=EMAIL, period=60)
+    )
+    target = Target(endpoint=emulator.url, time_scale=0.001)
+    result = up(config, target=target)
+    assert result.ok
+    assert result.info("uptime_url").endswith(".europe-west1.run.app/health/")
+    assert result.info("alert_email") == EMAIL
+    policy = result.info("alert_policy")
+    assert policy.isdigit()
+    assert all(c.action.value == "noop" for c in plan(config, target=target))
+    changes = {c.step: c.action.value for c in destroy(config, target=target)}
+    assert changes["alert-policy"] == changes["uptime-check"] == "delete"
+    assert count(emulator) == dict.fromkeys(KINDS, 0)
+
+
 def _ids(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Server-assigned monitoring ids as templates (they differ on every run)."""
     out = []
