@@ -149,7 +149,7 @@ class MonitoringBackend:
             self.check(kind, new)
             if kind == self.POLICY:
                 new["mutationRecord"] = self._record()
-                self._name_conditions(new)
+                self._server_fields(new)
             self.emu.store.put(kind, name, new)
             return new
 
@@ -244,7 +244,11 @@ class MonitoringBackend:
                 raise _invalid(f"Notification channel {channel} does not exist.")
         _check_labels(doc.get("userLabels"))
 
-    def _name_conditions(self, doc: dict[str, Any]) -> None:
+    def _server_fields(self, doc: dict[str, Any]) -> None:
+        """What the server fills in: condition names; an empty channel list is left out, as
+        proto3 JSON does."""
+        if not doc.get("notificationChannels"):
+            doc.pop("notificationChannels", None)
         for c in doc.get("conditions") or []:
             if not c.get("name"):
                 c["name"] = f"{doc['name']}/conditions/{self.emu.store.next_id('monitoring')}"
@@ -255,7 +259,7 @@ class MonitoringBackend:
         self.check_policy(doc)
         doc["name"] = f"projects/{project_id}/alertPolicies/{self._number()}"
         doc["creationRecord"] = doc["mutationRecord"] = self._record()
-        self._name_conditions(doc)
+        self._server_fields(doc)
         self.emu.store.put(self.POLICY, doc["name"], doc)
         return doc
 
@@ -307,6 +311,7 @@ class MonitoringBackend:
             for p in users:
                 p["notificationChannels"] = [c for c in p["notificationChannels"] if c != name]
                 p["mutationRecord"] = self._record()
+                self._server_fields(p)
                 self.emu.store.put(self.POLICY, p["name"], p)
             self.emu.store.delete(self.CHANNEL, name)
 

@@ -37,7 +37,8 @@ CHECK_PASSED = "monitoring.googleapis.com/uptime_check/check_passed"
 
 
 def ours(items: Sequence[Resource], *, display_name: str, names: Names) -> list[Resource]:
-    """The resources of ours among ``items``, oldest name first (ids only grow)."""
+    """The resources of ours among ``items``, sorted by name: every run keeps the same one of
+    duplicates."""
     tenant, app = names.labels["djdeploy-tenant"], names.labels["djdeploy-app"]
     found = []
     for item in items:
@@ -51,7 +52,10 @@ def ours(items: Sequence[Resource], *, display_name: str, names: Names) -> list[
 
 def _project(want: Any, have: Any) -> Any:
     """``have`` cut down to the shape of ``want``: the fields the server adds (condition names,
-    defaults) never show as drift, in nested lists too."""
+    defaults) never show as drift, in nested lists too; an empty value the server leaves out
+    (proto3 JSON omits empty lists) counts as empty."""
+    if have is None and want is not None and not want:
+        return want
     if isinstance(want, dict) and isinstance(have, dict):
         return {k: _project(v, have.get(k)) for k, v in want.items()}
     if isinstance(want, list) and isinstance(have, list) and len(want) == len(have):

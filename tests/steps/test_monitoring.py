@@ -11,7 +11,13 @@ import pytest
 from deployer.config import Config, MonitoringConfig
 from deployer.emulator import projects
 from deployer.steps.base import Action
-from deployer.steps.monitoring import AlertChannel, AlertPolicy, UptimeCheck, desired_check
+from deployer.steps.monitoring import (
+    AlertChannel,
+    AlertPolicy,
+    UptimeCheck,
+    desired_check,
+    differing,
+)
 from tests.steps.test_service import (
     NUMBER,
     PROJECT,
@@ -54,6 +60,36 @@ def test_diff_before_anything_exists() -> None:
     assert AlertChannel(CFG).diff(None).action is Action.CREATE
     no_email = config(monitoring=MonitoringConfig(True))
     assert AlertChannel(no_email).diff(None).action is Action.NOOP
+
+
+@pytest.mark.parametrize(
+    ("have", "fields"),
+    [
+        ({"notificationChannels": [], "enabled": True}, []),
+        ({"enabled": True}, []),  # proto3 JSON leaves the empty list out
+        ({"notificationChannels": ["c"], "enabled": True}, ["notificationChannels"]),
+        ({"notificationChannels": [], "enabled": True, "name": "server's"}, []),
+        ({"notificationChannels": []}, ["enabled"]),
+    ],
+)
+def test_only_the_fields_we_set_can_differ(have: dict[str, Any], fields: list[str]) -> None:
+    assert differing({"notificationChannels": [], "enabled": True}, have) == fields
+
+
+def test_server_fields_inside_lists_are_not_drift() -> None:
+    want = {"conditions": [{"displayName": "x", "conditionThreshold": {"duration": "60s"}}]}
+    have = {
+        "conditions": [
+            {
+                "name": "p/conditions/1",
+                "displayName": "x",
+                "conditionThreshold": {"duration": "60s"},
+            }
+        ]
+    }
+    assert differing(want, have) == []
+    have["conditions"][0]["conditionThreshold"]["duration"] = "120s"
+    assert differing(want, have) == ["conditions"]
 
 
 def test_the_check_is_googles_https_check_of_the_health_path() -> None:
