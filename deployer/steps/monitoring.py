@@ -367,7 +367,7 @@ class AlertPolicy(Operation):
             return self.create(f"{self.resource} does not exist (created on the uptime check)")
         want, policy, fields, stale = self._plan(observed)
         if want is None or policy is None:  # observed holds a policy: want is None then
-            return self.create(f"point {self.resource} at the uptime check once it exists")
+            return self.update(f"point {self.resource} at the new uptime check once it exists")
         shown = changes({f: want[f] for f in fields}, policy)
         if len(observed["policies"]) > 1:
             shown.append(FieldChange("policies", len(observed["policies"]), 1))
