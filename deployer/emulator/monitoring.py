@@ -263,6 +263,15 @@ class MonitoringBackend:
         self.emu.store.put(self.POLICY, doc["name"], doc)
         return doc
 
+    def delete(self, kind: str, name: str, *, force: bool) -> None:
+        """Delete by kind; ``force`` only means something for a channel."""
+        if kind == self.UPTIME:
+            self.delete_uptime(name)
+        elif kind == self.CHANNEL:
+            self.delete_channel(name, force=force)
+        else:
+            self.delete_policy(name)
+
     def delete_policy(self, name: str) -> None:
         with self.emu.store.transaction():
             self.get(self.POLICY, name, "Alerting policy")
@@ -353,13 +362,8 @@ def _register(collection: str) -> None:
 
     def delete(req: Request, project: str, rid: str) -> dict[str, Any]:
         backend, project_id = _backend(req, project)
-        name = _name(project_id, collection, rid)
-        if collection == "uptimeCheckConfigs":
-            backend.delete_uptime(name)
-        elif collection == "notificationChannels":
-            backend.delete_channel(name, force=(req.arg("force") or "").lower() == "true")
-        else:
-            backend.delete_policy(name)
+        force = (req.arg("force") or "").lower() == "true"
+        backend.delete(kind, _name(project_id, collection, rid), force=force)
         return {}
 
     router.route("GET", base)(list_)
