@@ -107,8 +107,8 @@ def test_a_bad_monitoring_value_fails_before_any_call(emulator: EmulatorHandle) 
 def test_kill_9_after_the_check_create_then_up_finishes_without_duplicates(
     emulator: EmulatorHandle, tmp_path: Path
 ) -> None:
-    """The alert-policy step's first read is held, so the process is surely between the check's
-    create and the policy's when it is killed."""
+    """The alert-policy step's first read is held 30 s, so a kill once the check's create is
+    seen always lands between the check's create and the policy's."""
     emulator.control.add_fault(
         method="GET", path="/alertPolicies$", action="delay", seconds=30, times=1
     )
@@ -131,8 +131,7 @@ def test_kill_9_after_the_check_create_then_up_finishes_without_duplicates(
             break
         time.sleep(0.02)
     assert proc.poll() is None, proc.communicate()[0]
-    time.sleep(0.5)  # into the held read
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(signal.SIGKILL)  # the policy's create waits behind the held read
     proc.communicate()
     assert count(emulator)["alertPolicies"] == 0  # killed before the policy
     code, output = djdeploy(emulator, "up", "--tenant", TENANT)
