@@ -160,6 +160,14 @@ def _secret(clients: dict[str, Any], sid: str) -> None:
     sm.add_secret_version(parent=f"projects/{PROJECT}/secrets/{sid}", payload={"data": b"v"})
 
 
+def _grant(clients: dict[str, Any], sid: str) -> None:
+    """The runtime account may read secret ``sid``."""
+    sm, res = clients["secrets"], f"projects/{PROJECT}/secrets/{sid}"
+    policy = sm.get_iam_policy(request={"resource": res})
+    policy.bindings.add(role="roles/secretmanager.secretAccessor", members=[f"serviceAccount:{SA}"])
+    sm.set_iam_policy(request={"resource": res, "policy": policy})
+
+
 def _env(sid: str, version: str = "1") -> dict[str, Any]:
     return {
         "container": {
@@ -192,10 +200,7 @@ def test_secret_checks_and_grant_propagation(
         )
     # propagation takes 1000 s (scaled): the clock is moved past it below, never waited for
     emulator.control.set_latency(durations={"iam.secret_grant.propagation": 1e6})
-    sm = clients["secrets"]
-    policy = sm.get_iam_policy(request={"resource": f"projects/{PROJECT}/secrets/token"})
-    policy.bindings.add(role="roles/secretmanager.secretAccessor", members=[f"serviceAccount:{SA}"])
-    sm.set_iam_policy(request={"resource": f"projects/{PROJECT}/secrets/token", "policy": policy})
+    _grant(clients, "token")
     with pytest.raises(exceptions.FailedPrecondition, match="Permission denied on secret"):
         s.create_service(parent=PARENT, service=service(**_env("token")), service_id="c").result(
             polling=POLL
@@ -288,9 +293,7 @@ def test_recreated_secret_starts_without_grants(clients: dict[str, Any], emulato
     emulator.control.set_latency(durations={"iam.secret_grant.propagation": 0.0})
     _secret(clients, "token")
     res = f"projects/{PROJECT}/secrets/token"
-    policy = sm.get_iam_policy(request={"resource": res})
-    policy.bindings.add(role="roles/secretmanager.secretAccessor", members=[f"serviceAccount:{SA}"])
-    sm.set_iam_policy(request={"resource": res, "policy": policy})
+    _grant(clients, "token")
     ok = s.create_service(parent=PARENT, service=service(**_env("token")), service_id="a")
     assert ok.result(polling=POLL).terminal_condition.state.name == "CONDITION_SUCCEEDED"
 
@@ -360,9 +363,7 @@ def test_secret_referenced_by_project_number(clients: dict[str, Any], emulator: 
     emulator.control.set_latency(durations={"iam.secret_grant.propagation": 0.0})
     _secret(clients, "token")
     res = f"projects/{PROJECT}/secrets/token"
-    policy = sm.get_iam_policy(request={"resource": res})
-    policy.bindings.add(role="roles/secretmanager.secretAccessor", members=[f"serviceAccount:{SA}"])
-    sm.set_iam_policy(request={"resource": res, "policy": policy})
+    _grant(clients, "token")
     number = sm.get_secret(name=res).name.split("/")[1]
     assert number.isdigit()
     ref = f"projects/{number}/secrets/token"
@@ -627,3 +628,26 @@ def test_tasks_follow_their_execution(clients: dict[str, Any], emulator: Any) ->
     clients["executions"].delete_execution(name=execution).result(polling=POLL)
     with pytest.raises(exceptions.NotFound):
         list(tasks.list_tasks(parent=execution))
+
+
+def test_expired_secret_fails_the_revision(
+    clients: dict[str, Any], emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s, sm = clients["services"], clients["secrets"]
+    emulator.emu.store.put(policies.SA_KIND, SA, {"email": SA, "_visibleAt": 0.0})
+    emulator.control.set_latency(durations={"iam.secret_grant.propagation": 0.0})
+    sm.create_secret(
+        parent=f"projects/{PROJECT}",
+        secret_id="token",
+        secret={"replication": {"automatic": {}}, "ttl": {"seconds": 3600}},
+    )
+    sm.add_secret_version(parent=f"projects/{PROJECT}/secrets/token", payload={"data": b"v"})
+    _grant(clients, "token")
+    ok = s.create_service(parent=PARENT, service=service(**_env("token")), service_id="a")
+    assert ok.result(polling=POLL).terminal_condition.state.name == "CONDITION_SUCCEEDED"
+    real = emulator.emu.clock
+    monkeypatch.setattr(emulator.emu, "clock", lambda: real() + 3600.0)  # the secret expired
+    with pytest.raises(exceptions.FailedPrecondition, match="was not found"):
+        s.create_service(parent=PARENT, service=service(**_env("token")), service_id="b").result(
+            polling=POLL
+        )

@@ -32,16 +32,6 @@ def _secret_ref(ref: dict[str, Any], pid: str) -> tuple[str, str, str]:
     return pid, secret, version
 
 
-def _secret_version(emu: Emulator, project: str, secret: str, version: str) -> str | None:
-    """The version number a secret reference resolves to when that version exists and is
-    ENABLED, else None (Secret Manager's store, through its module's helpers)."""
-    found = secretmanager.find_version(emu, project, secret, version)
-    if found is None or secretmanager.version_state(emu, project, secret, version) != "ENABLED":
-        return None
-    number = found.get("_number") or found.get("name", "").rsplit("/", 1)[-1]
-    return str(number)
-
-
 def _can_read_secret(emu: Emulator, project: str, secret: str, sa: str, at: float) -> bool:
     member = f"serviceAccount:{sa}"
     prop = emu.latency.duration("iam.secret_grant.propagation")
@@ -92,7 +82,7 @@ def template_problem(
                 number = project
                 resolved = None
             else:
-                resolved = _secret_version(emu, project, secret, version)
+                resolved = secretmanager.enabled_version(emu, project, secret, version)
             path = f"projects/{number}/secrets/{secret}/versions/{resolved or version}"
             if resolved is None:
                 return f"{where}: Secret {path} was not found"
