@@ -14,7 +14,7 @@ from ..checksums import crc32c
 from ..errors import invalid
 from ..pagination import Paging, paginate
 from ..routing import Request, Response, Router
-from .secrets import Secrets, policy_key
+from .secrets import Expiration, Secrets, policy_key
 from .versions import STATES, Versions
 
 router = Router()
@@ -53,14 +53,14 @@ def _timestamp(value: Any, field: str) -> float:
         ) from None
 
 
-def _expiration(body: dict[str, Any], now: float) -> float | None:
-    """The clock second a Secret's expiration (``ttl`` xor ``expireTime``) names, or None."""
+def _expiration(body: dict[str, Any]) -> Expiration | None:
+    """A Secret's expiration: ``ttl`` xor ``expireTime``, or None."""
     if "ttl" in body and "expireTime" in body:
         raise invalid("Invalid JSON payload received. oneof field 'expiration' is already set.")
     if body.get("ttl") is not None:
-        return now + _duration(body["ttl"], "ttl")
+        return Expiration(_duration(body["ttl"], "ttl"), relative=True)
     if body.get("expireTime") is not None:
-        return _timestamp(body["expireTime"], "expire_time")
+        return Expiration(_timestamp(body["expireTime"], "expire_time"), relative=False)
     return None
 
 
@@ -86,12 +86,12 @@ def create_secret(req: Request, project: str) -> dict[str, Any]:
     secret = req.arg("secretId") or ""
     if not secret:
         raise invalid("The request is missing the required field secret_id.")
-    expire_at = _expiration(body, req.emu.clock())
+    expiration = _expiration(body)
     destroy_ttl = _destroy_ttl(body)
     backend = Secrets(req.emu)
     project_id, number = backend.project(project)
     rec = backend.create(
-        project_id, number, secret, body, expire_at=expire_at, destroy_ttl=destroy_ttl
+        project_id, number, secret, body, expiration=expiration, destroy_ttl=destroy_ttl
     )
     return _public(rec)
 
@@ -115,7 +115,7 @@ def list_secrets(req: Request, project: str) -> dict[str, Any]:
 def patch_secret(req: Request, project: str, secret: str) -> dict[str, Any]:
     body = req.json()
     mask = [m.strip() for m in (req.arg("updateMask") or "").split(",") if m.strip()]
-    expire_at = _expiration(body, req.emu.clock())
+    expiration = _expiration(body)
     destroy_ttl = _destroy_ttl(body)
     backend = Secrets(req.emu)
     project_id, number = backend.project(project)
@@ -125,7 +125,7 @@ def patch_secret(req: Request, project: str, secret: str) -> dict[str, Any]:
         secret,
         body,
         mask=mask,
-        expire_at=expire_at,
+        expiration=expiration,
         destroy_ttl=destroy_ttl,
     )
     return _public(rec)

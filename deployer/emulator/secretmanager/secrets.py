@@ -8,6 +8,7 @@ import builtins
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import policies
@@ -28,6 +29,18 @@ _LABEL_KEY_RE = re.compile(r"^[\w-]{1,63}$")  # letters (any case in Secret Mana
 _AS_SENT = ("annotations", "topics", "rotation", "versionAliases")
 #: update mask paths a patch takes (the expiration ones are "ttl" and "expireTime")
 MUTABLE = frozenset({*_AS_SENT, "labels", "expireTime", "ttl", "versionDestroyTtl"})
+
+
+@dataclass(frozen=True)
+class Expiration:
+    """A Secret's expiration as sent: a ``ttl`` (``seconds`` from now, ``relative``) or an
+    ``expireTime`` (the clock second ``seconds``)."""
+
+    seconds: float
+    relative: bool
+
+    def at(self, now: float) -> float:
+        return now + self.seconds if self.relative else self.seconds
 
 
 def policy_key(project_id: str, secret: str) -> str:
@@ -137,11 +150,11 @@ class Secrets:
         secret: str,
         body: dict[str, Any],
         *,
-        expire_at: float | None,
+        expiration: Expiration | None,
         destroy_ttl: float | None,
     ) -> dict[str, Any]:
-        """``body`` is the Secret sent; ``expire_at`` / ``destroy_ttl`` its expiration (clock
-        seconds) and versionDestroyTtl (seconds), already parsed."""
+        """``body`` is the Secret sent; ``expiration`` / ``destroy_ttl`` its expiration and
+        versionDestroyTtl (seconds), already parsed."""
         if not _SECRET_ID_RE.match(secret):
             raise invalid(
                 f"Secret ID '{secret}' is invalid: it must be 1-255 characters of letters, "
@@ -165,7 +178,7 @@ class Secrets:
             if labels:
                 rec["labels"] = labels
             rec.update({k: body[k] for k in _AS_SENT if k in body})
-            self._expire_at(rec, expire_at)
+            self._expire(rec, expiration)
             self._destroy_ttl(rec, destroy_ttl)
             self._save(project_id, secret, rec)
         return rec
@@ -178,11 +191,11 @@ class Secrets:
         body: dict[str, Any],
         *,
         mask: builtins.list[str],
-        expire_at: float | None,
+        expiration: Expiration | None,
         destroy_ttl: float | None,
     ) -> dict[str, Any]:
         """Set the ``mask`` fields from ``body`` (absent: cleared); "ttl" / "expireTime" set or
-        clear the expiration (``expire_at``), "versionDestroyTtl" the delayed destruction."""
+        clear the ``expiration``, "versionDestroyTtl" the delayed destruction (``destroy_ttl``)."""
         if not mask:
             raise invalid("update_mask is required.")
         for m in mask:
@@ -194,7 +207,7 @@ class Secrets:
             check_etag(rec, body.get("etag"), "secret")
             for m in mask:
                 if m in ("ttl", "expireTime"):
-                    self._expire_at(rec, expire_at)
+                    self._expire(rec, expiration)
                 elif m == "versionDestroyTtl":
                     self._destroy_ttl(rec, destroy_ttl)
                 else:
@@ -211,11 +224,12 @@ class Secrets:
             check_etag(self.get(project_id, number, secret), etag, "secret")
             self._forget(project_id, secret)
 
-    def _expire_at(self, rec: dict[str, Any], at: float | None) -> None:
-        if at is None:
+    def _expire(self, rec: dict[str, Any], expiration: Expiration | None) -> None:
+        if expiration is None:
             rec.pop("expireTime", None)
             rec.pop("_expireAt", None)
             return
+        at = expiration.at(self.emu.clock())
         if at <= self.emu.clock():
             raise invalid("The expiration must be in the future: set a later expireTime or ttl.")
         rec["expireTime"] = rfc3339(at)
