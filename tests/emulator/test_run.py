@@ -613,6 +613,8 @@ def test_tasks_follow_their_execution(clients: dict[str, Any], emulator: Any) ->
     emulator.emu.ops.complete_now(failing.operation.name.rsplit("/", 1)[-1])
     with pytest.raises(exceptions.FailedPrecondition):
         failing.result(polling=POLL)
+    got_failed = clients["executions"].get_execution(name=failing.metadata.name)
+    assert got_failed.failed_count == 3 and got_failed.retried_count == 6
     failed = list(tasks.list_tasks(parent=failing.metadata.name))
     assert len(failed) == 3
     assert all(t.retried == 2 and t.last_attempt_result.exit_code == 1 for t in failed)

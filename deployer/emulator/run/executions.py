@@ -201,6 +201,9 @@ class Executions:
             status = "EXECUTION_SUCCEEDED"
         else:
             execution["failedCount"] = n
+            retries = n * int(execution["template"].get("maxRetries") or 0)
+            if retries:
+                execution["retriedCount"] = retries  # every task used its retries
             completed = condition(
                 "Completed",
                 "CONDITION_FAILED",
