@@ -622,12 +622,18 @@ def test_tasks_follow_their_execution(clients: dict[str, Any], emulator: Any) ->
     assert completed.state.name == "CONDITION_FAILED" and "exit code 1" in completed.message
 
     cancelled = j.run_job(name=job.name)
-    clients["executions"].cancel_execution(name=cancelled.metadata.name).result(polling=POLL)
+    ex = clients["executions"]
+    would = ex.cancel_execution(request={"name": cancelled.metadata.name, "validate_only": True})
+    assert would.result().cancelled_count == 3
+    assert ex.get_execution(name=cancelled.metadata.name).running_count == 3  # still running
+    ex.cancel_execution(name=cancelled.metadata.name).result(polling=POLL)
     for t in tasks.list_tasks(parent=cancelled.metadata.name):
         completed = next(c for c in t.conditions if c.type_ == "Completed")
         assert completed.execution_reason.name == "CANCELLED" and t.completion_time
 
-    clients["executions"].delete_execution(name=execution).result(polling=POLL)
+    ex.delete_execution(request={"name": execution, "validate_only": True}).result()
+    assert len(list(tasks.list_tasks(parent=execution))) == 3
+    ex.delete_execution(name=execution).result(polling=POLL)
     with pytest.raises(exceptions.NotFound):
         list(tasks.list_tasks(parent=execution))
 
