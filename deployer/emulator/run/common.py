@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import policies
-from ..errors import ApiError, already_exists, invalid, not_found
+from ..errors import AlreadyExists, ApiError, InvalidArgument, NotFound
 from ..operations import completer
 from ..projects import check_location, resolve
 from ..routing import rfc3339
@@ -82,21 +82,21 @@ def rand(n: int, alphabet: str = string.ascii_lowercase) -> str:
 
 def check_id(kind: str, rid: str | None) -> str:
     if not rid:
-        raise invalid(f"{kind}_id is required.")
+        raise InvalidArgument(f"{kind}_id is required.")
     if not _ID_RE.match(rid):
-        raise invalid(f"Invalid {kind} id '{rid}': {kind} id {_ID_RE_MSG}.")
+        raise InvalidArgument(f"Invalid {kind} id '{rid}': {kind} id {_ID_RE_MSG}.")
     return rid
 
 
 def missing(kind: str, rid: str, location: str, project: str) -> ApiError:
-    return not_found(
+    return NotFound(
         f"Resource '{rid}' of kind '{kind}' in region '{location}' in project '{project}' "
         "does not exist."
     )
 
 
 def exists(rid: str) -> ApiError:
-    return already_exists(f"Resource '{rid}' already exists.")
+    return AlreadyExists(f"Resource '{rid}' already exists.")
 
 
 def failed_precondition(message: str) -> ApiError:

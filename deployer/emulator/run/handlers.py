@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import policies
-from ..errors import invalid
+from ..errors import InvalidArgument
 from ..operations import longrunning_json
 from ..pagination import Paging, paginate
 from ..routing import Request, Router
@@ -113,14 +113,14 @@ def _serve_collection(
     def get_policy(req: Request, project: str, location: str, **ids: str) -> dict[str, Any]:
         version = req.arg("options.requestedPolicyVersion", "0")
         if version not in ("0", "1", "3"):
-            raise invalid(f"Invalid requested policy version {version}.")
+            raise InvalidArgument(f"Invalid requested policy version {version}.")
         key = iam_key(req, project, location, ids)
         return policies.render(policies.get_policy(req.emu, key))
 
     def set_policy(req: Request, project: str, location: str, **ids: str) -> dict[str, Any]:
         policy = req.json().get("policy")
         if not isinstance(policy, dict):
-            raise invalid("Request contains an invalid argument: policy is required.")
+            raise InvalidArgument("Request contains an invalid argument: policy is required.")
         key = iam_key(req, project, location, ids)
         return policies.render(policies.set_policy(req.emu, key, policy))
 

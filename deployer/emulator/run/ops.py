@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import not_found
+from ..errors import NotFound
 from .common import Parent
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ class Operations:
     def get(self, parent: Parent, op_id: str) -> dict[str, Any]:
         op = self.emu.ops.get(op_id)
         if op is None or op.get("deleted") or not _ours(op, parent):
-            raise not_found(f"Operation '{parent.name}/operations/{op_id}' not found.")
+            raise NotFound(f"Operation '{parent.name}/operations/{op_id}' not found.")
         return op
 
     def list(self, parent: Parent) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import invalid
+from ..errors import InvalidArgument
 
 
 @functools.cache
@@ -42,7 +42,7 @@ def clean(value: Any, schema: dict[str, Any], where: str) -> Any:
             elif props is None and not addl:
                 out[k] = v
             else:
-                raise invalid(
+                raise InvalidArgument(
                     f"Invalid JSON payload received. Unknown name \"{k}\" at '{where}': "
                     "Cannot find field."
                 )
@@ -52,7 +52,7 @@ def clean(value: Any, schema: dict[str, Any], where: str) -> Any:
     if typ == "string" and "enum" in schema and isinstance(value, int):
         names = schema["enum"]
         if not 0 <= value < len(names):
-            raise invalid(f"Invalid value at '{where}': {value}")
+            raise InvalidArgument(f"Invalid value at '{where}': {value}")
         return names[value]
     return value
 

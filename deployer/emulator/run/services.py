@@ -7,7 +7,7 @@ import hashlib
 import string
 from typing import TYPE_CHECKING, Any
 
-from ..errors import already_exists
+from ..errors import AlreadyExists
 from ..operations import completer
 from . import templates
 from .common import (
@@ -126,7 +126,7 @@ class Services(Collection):
                 emu, parent, sid, rid, _without_revision(template), generation=generation
             )
             if emu.store.get(REVISION_KIND, rev["name"]):
-                raise already_exists(f"Revision named '{rid}' already exists.")
+                raise AlreadyExists(f"Revision named '{rid}' already exists.")
             svc["latestCreatedRevision"] = rev["name"]
         svc["reconciling"] = True
         svc["terminalCondition"] = condition("Ready", "CONDITION_RECONCILING", at)

@@ -7,7 +7,7 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 from .. import policies
-from ..errors import invalid
+from ..errors import InvalidArgument
 
 if TYPE_CHECKING:
     from ..server import Emulator
@@ -51,10 +51,10 @@ def revision_template(t: dict[str, Any], number: str) -> dict[str, Any]:
     t = copy.deepcopy(t)
     containers = t.get("containers") or []
     if not containers:
-        raise invalid("template.containers: at least one container must be specified.")
+        raise InvalidArgument("template.containers: at least one container must be specified.")
     for c in containers:
         if not c.get("image"):
-            raise invalid("template.containers[0].image: Field is required.")
+            raise InvalidArgument("template.containers[0].image: Field is required.")
         _container_defaults(c, service=True)
     t.setdefault("timeout", "300s")
     t.setdefault("serviceAccount", compute_sa(number))
@@ -68,10 +68,10 @@ def task_template(t: dict[str, Any], number: str) -> dict[str, Any]:
     t = copy.deepcopy(t)
     containers = t.get("containers") or []
     if not containers:
-        raise invalid("template.template.containers: at least one container is required.")
+        raise InvalidArgument("template.template.containers: at least one container is required.")
     for c in containers:
         if not c.get("image"):
-            raise invalid("template.template.containers[0].image: Field is required.")
+            raise InvalidArgument("template.template.containers[0].image: Field is required.")
         _container_defaults(c, service=False)
     t.setdefault("maxRetries", 3)
     t.setdefault("timeout", "600s")
@@ -88,7 +88,7 @@ def check_service_account(emu: Emulator, template: dict[str, Any]) -> None:
         return
     sa = emu.store.get(policies.SA_KIND, email)
     if sa is None or float(sa.get("_visibleAt", 0.0)) > emu.clock():
-        raise invalid(f"Service account {email} does not exist.")
+        raise InvalidArgument(f"Service account {email} does not exist.")
 
 
 def check(template: dict[str, Any], *, service: bool) -> None:
@@ -99,7 +99,7 @@ def check(template: dict[str, Any], *, service: bool) -> None:
     if service and template.get("executionEnvironment") != "EXECUTION_ENVIRONMENT_GEN2":
         for vi, vol in enumerate(template.get("volumes") or []):
             if "gcs" in vol:
-                raise invalid(
+                raise InvalidArgument(
                     f"{spec}.volumes[{vi}].csi: Cloud Storage volumes are only supported in "
                     "the second generation execution environment. Set the execution "
                     "environment to gen2 (executionEnvironment EXECUTION_ENVIRONMENT_GEN2).",
@@ -115,7 +115,7 @@ def check(template: dict[str, Any], *, service: bool) -> None:
             timeout = int(probe.get("timeoutSeconds") or _PROBE_DEFAULT_TIMEOUT)
             period = int(probe.get("periodSeconds") or _PROBE_DEFAULT_PERIOD)
             if timeout > period:
-                raise invalid(
+                raise InvalidArgument(
                     f"{spec}.containers[{ci}].{proto}.timeout_seconds: must be less than or "
                     f"equal to period_seconds ({timeout} > {period}).",
                 )
@@ -123,7 +123,7 @@ def check(template: dict[str, Any], *, service: bool) -> None:
             names = [e.get("name") for e in c.get("env") or []]
             reserved = [n for n in RESERVED_ENV if n in names]
             if reserved:
-                raise invalid(
+                raise InvalidArgument(
                     f"{spec}.containers[{ci}].env: The following reserved env names were "
                     f"provided: {', '.join(reserved)}. These values are automatically set by "
                     "the system.",

@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import policies
 from ..checksums import crc32c
-from ..errors import invalid
+from ..errors import InvalidArgument
 from ..pagination import Paging, paginate
 from ..routing import Request, Response, Router
 from .secrets import Expiration, Secrets, policy_key
@@ -34,7 +34,7 @@ def _duration(value: Any, field: str) -> float:
     """A google.protobuf.Duration in JSON ("600s", "1.5s"): seconds, > 0."""
     m = _DURATION_RE.match(value) if isinstance(value, str) else None
     if not m or float(value[:-1]) <= 0:
-        raise invalid(
+        raise InvalidArgument(
             f"Invalid value at 'secret.{field}' (type.googleapis.com/google.protobuf."
             f'Duration): {value!r}: a positive duration such as "86400s" is required.'
         )
@@ -47,7 +47,7 @@ def _timestamp(value: Any, field: str) -> float:
         text = re.sub(r"(\.\d{6})\d+", r"\1", str(value)).replace("Z", "+00:00")
         return dt.datetime.fromisoformat(text).timestamp()
     except ValueError:
-        raise invalid(
+        raise InvalidArgument(
             f"Invalid value at 'secret.{field}' (type.googleapis.com/google.protobuf.Timestamp): "
             f"{value!r}"
         ) from None
@@ -56,7 +56,9 @@ def _timestamp(value: Any, field: str) -> float:
 def _expiration(body: dict[str, Any]) -> Expiration | None:
     """A Secret's expiration: ``ttl`` xor ``expireTime``, or None."""
     if "ttl" in body and "expireTime" in body:
-        raise invalid("Invalid JSON payload received. oneof field 'expiration' is already set.")
+        raise InvalidArgument(
+            "Invalid JSON payload received. oneof field 'expiration' is already set."
+        )
     if body.get("ttl") is not None:
         return Expiration(_duration(body["ttl"], "ttl"), relative=True)
     if body.get("expireTime") is not None:
@@ -85,7 +87,7 @@ def create_secret(req: Request, project: str) -> dict[str, Any]:
     body = req.json()
     secret = req.arg("secretId") or ""
     if not secret:
-        raise invalid("The request is missing the required field secret_id.")
+        raise InvalidArgument("The request is missing the required field secret_id.")
     expiration = _expiration(body)
     destroy_ttl = _destroy_ttl(body)
     backend = Secrets(req.emu)
@@ -146,17 +148,17 @@ def delete_secret(req: Request, project: str, secret: str) -> dict[str, Any]:
 def add_version(req: Request, project: str, secret: str) -> dict[str, Any]:
     payload = req.json().get("payload")
     if not isinstance(payload, dict) or "data" not in payload:
-        raise invalid("The request is missing the required field payload.data.")
+        raise InvalidArgument("The request is missing the required field payload.data.")
     try:
         data = base64.b64decode(payload["data"], validate=True)
     except (binascii.Error, ValueError, TypeError):
-        raise invalid("Invalid value at 'payload.data' (TYPE_BYTES): not base64.") from None
+        raise InvalidArgument("Invalid value at 'payload.data' (TYPE_BYTES): not base64.") from None
     crc: int | None = None
     if payload.get("dataCrc32c") is not None:
         try:
             crc = int(payload["dataCrc32c"])
         except (TypeError, ValueError):
-            raise invalid("Invalid value at 'payload.data_crc32c' (TYPE_INT64).") from None
+            raise InvalidArgument("Invalid value at 'payload.data_crc32c' (TYPE_INT64).") from None
     project_id, number = Secrets(req.emu).project(project)
     return _public(Versions(req.emu).add(project_id, number, secret, data, crc=crc))
 
@@ -166,7 +168,7 @@ def list_versions(req: Request, project: str, secret: str) -> dict[str, Any]:
     flt = (req.arg("filter") or "").replace(" ", "")
     m = _STATE_FILTER_RE.match(flt)
     if flt and not m:
-        raise invalid(f"Invalid filter: {flt}")
+        raise InvalidArgument(f"Invalid filter: {flt}")
     project_id, number = Secrets(req.emu).project(project)
     versions = Versions(req.emu).list(project_id, number, secret, state=m.group(1) if m else None)
     return paginate(req, [_public(v) for v in versions], _PAGING, key="versions")
@@ -215,7 +217,7 @@ def destroy_version(req: Request, project: str, secret: str, version: str) -> di
 def get_iam_policy(req: Request, project: str, secret: str) -> dict[str, Any]:
     version = int(req.arg("options.requestedPolicyVersion") or 0)
     if version not in (0, 1, 3):
-        raise invalid(f"Invalid requested policy version {version}.")
+        raise InvalidArgument(f"Invalid requested policy version {version}.")
     backend = Secrets(req.emu)
     project_id, number = backend.project(project)
     backend.get(project_id, number, secret)
@@ -226,7 +228,7 @@ def get_iam_policy(req: Request, project: str, secret: str) -> dict[str, Any]:
 def set_iam_policy(req: Request, project: str, secret: str) -> Response | dict[str, Any]:
     policy = req.json().get("policy")
     if not isinstance(policy, dict):
-        raise invalid("Request contains an invalid argument: policy is required.")
+        raise InvalidArgument("Request contains an invalid argument: policy is required.")
     backend = Secrets(req.emu)
     project_id, number = backend.project(project)
     backend.get(project_id, number, secret)

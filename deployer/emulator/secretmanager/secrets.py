@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import policies
-from ..errors import ApiError, already_exists, invalid, not_found
+from ..errors import AlreadyExists, ApiError, InvalidArgument, NotFound
 from ..projects import resolve
 from ..routing import rfc3339
 from ..serviceusage import require_enabled
@@ -76,12 +76,12 @@ def _check_labels(labels: Any) -> dict[str, str]:
     if labels is None:
         return {}
     if not isinstance(labels, dict) or len(labels) > 64:
-        raise invalid("Secret labels must be a map of at most 64 entries.")
+        raise InvalidArgument("Secret labels must be a map of at most 64 entries.")
     for k, v in labels.items():
         if not isinstance(k, str) or not _LABEL_KEY_RE.match(k) or not isinstance(v, str):
-            raise invalid(f"Invalid label key or value: {k!r}.")
+            raise InvalidArgument(f"Invalid label key or value: {k!r}.")
         if len(v) > 63:
-            raise invalid(f"Label value for {k!r} is longer than 63 characters.")
+            raise InvalidArgument(f"Label value for {k!r} is longer than 63 characters.")
     return dict(labels)
 
 
@@ -109,7 +109,7 @@ def _matches(rec: dict[str, Any], flt: str) -> bool:
             if m.group(1).strip('"') not in rec["name"].rsplit("/", 1)[-1]:
                 return False
             continue
-        raise invalid(f"Invalid filter: {flt}")
+        raise InvalidArgument(f"Invalid filter: {flt}")
     return True
 
 
@@ -135,7 +135,7 @@ class Secrets:
     def get(self, project_id: str, number: str, secret: str) -> dict[str, Any]:
         rec = self.live(project_id, secret)
         if rec is None:
-            raise not_found(f"Secret [projects/{number}/secrets/{secret}] not found.")
+            raise NotFound(f"Secret [projects/{number}/secrets/{secret}] not found.")
         return rec
 
     def list(self, project_id: str, flt: str) -> list[dict[str, Any]]:
@@ -156,7 +156,7 @@ class Secrets:
         """``body`` is the Secret sent; ``expiration`` / ``destroy_ttl`` its expiration and
         versionDestroyTtl (seconds), already parsed."""
         if not _SECRET_ID_RE.match(secret):
-            raise invalid(
+            raise InvalidArgument(
                 f"Secret ID '{secret}' is invalid: it must be 1-255 characters of letters, "
                 "digits, '_' or '-'."
             )
@@ -164,12 +164,12 @@ class Secrets:
         if not isinstance(replication, dict) or not (
             "automatic" in replication or "userManaged" in replication
         ):
-            raise invalid("Secret.replication is required: set automatic or userManaged.")
+            raise InvalidArgument("Secret.replication is required: set automatic or userManaged.")
         labels = _check_labels(body.get("labels"))
         store = self.emu.store
         with store.transaction():
             if self.live(project_id, secret) is not None:
-                raise already_exists(f"Secret [projects/{number}/secrets/{secret}] already exists.")
+                raise AlreadyExists(f"Secret [projects/{number}/secrets/{secret}] already exists.")
             rec: dict[str, Any] = {
                 "name": f"projects/{number}/secrets/{secret}",
                 "replication": replication,
@@ -197,10 +197,10 @@ class Secrets:
         """Set the ``mask`` fields from ``body`` (absent: cleared); "ttl" / "expireTime" set or
         clear the ``expiration``, "versionDestroyTtl" the delayed destruction (``destroy_ttl``)."""
         if not mask:
-            raise invalid("update_mask is required.")
+            raise InvalidArgument("update_mask is required.")
         for m in mask:
             if m not in MUTABLE:
-                raise invalid(f"The update_mask path '{m}' is not supported.")
+                raise InvalidArgument(f"The update_mask path '{m}' is not supported.")
         store = self.emu.store
         with store.transaction():
             rec = self.get(project_id, number, secret)
@@ -231,7 +231,9 @@ class Secrets:
             return
         at = expiration.at(self.emu.clock())
         if at <= self.emu.clock():
-            raise invalid("The expiration must be in the future: set a later expireTime or ttl.")
+            raise InvalidArgument(
+                "The expiration must be in the future: set a later expireTime or ttl."
+            )
         rec["expireTime"] = rfc3339(at)
         rec["_expireAt"] = at
 

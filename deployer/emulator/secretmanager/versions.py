@@ -10,7 +10,7 @@ import builtins
 from typing import TYPE_CHECKING, Any
 
 from ..checksums import crc32c
-from ..errors import ApiError, invalid, not_found
+from ..errors import ApiError, InvalidArgument, NotFound
 from ..routing import rfc3339
 from .secrets import VERSION_KIND, Secrets, check_etag, etag, secret_key
 
@@ -45,9 +45,11 @@ class Versions:
     ) -> dict[str, Any]:
         """A new ENABLED version holding ``data``; ``crc`` (sent dataCrc32c) must match it."""
         if len(data) > MAX_PAYLOAD:
-            raise invalid(f"Secret payload exceeds the maximum size of {MAX_PAYLOAD} bytes.")
+            raise InvalidArgument(
+                f"Secret payload exceeds the maximum size of {MAX_PAYLOAD} bytes."
+            )
         if crc is not None and crc != crc32c(data):
-            raise invalid("Checksum mismatch: data_crc32c does not match the payload data.")
+            raise InvalidArgument("Checksum mismatch: data_crc32c does not match the payload data.")
         store = self.emu.store
         with store.transaction():
             self.secrets.get(project_id, number, secret)
@@ -78,7 +80,7 @@ class Versions:
             self.secrets.get(project_id, number, secret)
             v = self._find(project_id, secret, version)
         if v is None:
-            raise not_found(
+            raise NotFound(
                 f"Secret Version [projects/{number}/secrets/{secret}/versions/{version}] not found."
             )
         return v
