@@ -24,6 +24,8 @@ from deployer.cli import app
 from deployer.emulator.testing import EmulatorHandle
 from tests.contract import check_transcript
 
+pytestmark = pytest.mark.real_clock  # the CLI runs the engine on real time
+
 PROJECT = "acme-prod"
 TENANT = "demo"
 GOLDEN = Path(__file__).parent / "golden"

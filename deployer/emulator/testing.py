@@ -3,10 +3,18 @@
 Register with ``pytest_plugins = ["deployer.emulator.testing"]`` (tests/conftest.py does).
 
 Fixtures:
+- ``emulator_clock`` (function scope): the clock the emulator runs on, a
+  :class:`deployer.clock.VirtualClock` that stands still until slept on or advanced. Give the same
+  object to the deployer (``Cloud(..., clock=emulator.clock)``): the engine's polls and the
+  retries' back-off then move the emulator's time, with no real sleep and no timing window. A
+  test whose waits happen where no clock can be injected (a ``djdeploy`` subprocess, a client
+  library's own operation polling) is marked ``real_clock`` (``pytestmark =
+  pytest.mark.real_clock`` for a module): the emulator then runs on a
+  :class:`deployer.clock.RealClock`, and the test waits on conditions, never on durations.
 - ``emulator`` (function scope): a fresh in-memory emulator on a free port for each test (empty
   state, no faults or outcomes, default latency, empty transcript), time scale 0.001 (a 10 min
-  SQL instance create takes 0.6 s), no request delay. Yields an :class:`EmulatorHandle`
-  (``.url``, ``.control``, ``.emu``).
+  SQL instance create takes 0.6 s of the clock), no request delay. Yields an
+  :class:`EmulatorHandle` (``.url``, ``.control``, ``.emu``, ``.clock``).
 
 Helpers (usable outside pytest too): :func:`discovery_client`, :func:`gapic_options`,
 :func:`storage_client`.
@@ -22,6 +30,8 @@ from typing import Any
 
 import pytest
 
+from deployer.clock import Clock, RealClock, VirtualClock
+
 from .control import EmulatorControl
 from .server import Emulator, RunningEmulator, serve
 
@@ -34,6 +44,7 @@ class EmulatorHandle:
     control: EmulatorControl
     emu: Emulator
     running: RunningEmulator
+    clock: Clock
 
     def discovery(self, api: str, version: str) -> Any:
         return discovery_client(self.url, api, version)
@@ -42,13 +53,31 @@ class EmulatorHandle:
         return gapic_options(self.url)
 
 
+REAL_CLOCK_MARKER = "real_clock"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{REAL_CLOCK_MARKER}: the emulator runs on real time, for waits no clock reaches (a "
+        "djdeploy subprocess, a client library's own operation polling); wait on conditions",
+    )
+
+
 @pytest.fixture
-def emulator() -> Iterator[EmulatorHandle]:
+def emulator_clock(request: pytest.FixtureRequest) -> Clock:
+    if request.node.get_closest_marker(REAL_CLOCK_MARKER):
+        return RealClock()
+    return VirtualClock()
+
+
+@pytest.fixture
+def emulator(emulator_clock: Clock) -> Iterator[EmulatorHandle]:
     # A fresh server per test (about 3 ms): stragglers of an earlier test (a background thread
     # still polling) hit a closed port instead of polluting this test's state and transcript.
-    running = serve(Emulator(time_scale=TEST_TIME_SCALE))
+    running = serve(Emulator(time_scale=TEST_TIME_SCALE, clock=emulator_clock))
     try:
-        yield EmulatorHandle(running.url, running.control, running.emu, running)
+        yield EmulatorHandle(running.url, running.control, running.emu, running, emulator_clock)
     finally:
         running.control.close()
         running.stop(wait=False)

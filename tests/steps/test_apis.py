@@ -17,7 +17,12 @@ CONFIG = Config(tenant="demo", project=PROJECT)
 
 
 def _cloud(emulator) -> Cloud:
-    return Cloud(PROJECT, CONFIG.region, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    return Cloud(
+        PROJECT,
+        CONFIG.region,
+        ClientFactory(endpoint=emulator.url, project=PROJECT),
+        clock=emulator.clock,
+    )
 
 
 def _writes(emulator) -> list[str]:

@@ -23,7 +23,12 @@ IAM_OK = {"uniformBucketLevelAccess": {"enabled": True}, "publicAccessPrevention
 
 
 def _cloud(emulator, project: str = PROJECT) -> Cloud:
-    return Cloud(project, CONFIG.region, ClientFactory(endpoint=emulator.url, project=project))
+    return Cloud(
+        project,
+        CONFIG.region,
+        ClientFactory(endpoint=emulator.url, project=project),
+        clock=emulator.clock,
+    )
 
 
 def _writes(emulator) -> list[str]:

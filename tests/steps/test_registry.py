@@ -107,7 +107,9 @@ def test_is_ours(labels: Any, ours: bool) -> None:
 
 
 def _cloud(emulator: Any) -> Cloud:
-    return Cloud(PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    return Cloud(
+        PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT), clock=emulator.clock
+    )
 
 
 def _engine(emulator: Any) -> Engine:

@@ -139,7 +139,9 @@ def test_secret_repr_is_masked():
 
 def make_cloud(emulator) -> Cloud:
     serviceusage.set_enabled(emulator.emu, PROJECT, "secretmanager.googleapis.com")
-    return Cloud(PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    return Cloud(
+        PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT), clock=emulator.clock
+    )
 
 
 class Apis:

@@ -45,7 +45,9 @@ INPUTS = ce.Inputs(
 
 
 def make_cloud(emulator: Any) -> Cloud:
-    return Cloud(PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    return Cloud(
+        PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT), clock=emulator.clock
+    )
 
 
 def make_engine(cloud: Cloud) -> Engine:

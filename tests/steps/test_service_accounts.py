@@ -23,7 +23,12 @@ STEPS = [Apis(CONFIG), STEP]
 
 def _cloud(emulator) -> Cloud:
     serviceusage.set_enabled(emulator.emu, PROJECT, "iam.googleapis.com")
-    return Cloud(PROJECT, CONFIG.region, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    return Cloud(
+        PROJECT,
+        CONFIG.region,
+        ClientFactory(endpoint=emulator.url, project=PROJECT),
+        clock=emulator.clock,
+    )
 
 
 def _writes(emulator) -> list[str]:

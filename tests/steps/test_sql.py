@@ -213,7 +213,9 @@ def test_user_diff_follows_the_secret_version(latest, recorded, action, failure)
 def make_cloud(emulator) -> Cloud:
     for api in ("sqladmin.googleapis.com", "secretmanager.googleapis.com"):
         serviceusage.set_enabled(emulator.emu, PROJECT, api)
-    return Cloud(PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    return Cloud(
+        PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT), clock=emulator.clock
+    )
 
 
 def make_engine(cloud: Cloud) -> Engine:
