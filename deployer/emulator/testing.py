@@ -22,10 +22,8 @@ Helpers (usable outside pytest too): :func:`discovery_client`, :func:`gapic_opti
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +31,7 @@ import pytest
 from deployer.clock import Clock, RealClock, VirtualClock
 
 from .control import EmulatorControl
+from .discovery import load_doc
 from .server import Emulator, RunningEmulator, serve
 
 TEST_TIME_SCALE = 0.001
@@ -83,22 +82,10 @@ def emulator(emulator_clock: Clock) -> Iterator[EmulatorHandle]:
         running.stop(wait=False)
 
 
-def _discovery_doc(api: str, version: str) -> dict[str, Any]:
-    import googleapiclient
-
-    path = (
-        Path(googleapiclient.__file__).parent
-        / "discovery_cache"
-        / "documents"
-        / f"{api}.{version}.json"
-    )
-    return json.loads(path.read_text())
-
-
 def discovery_endpoint(url: str, api: str, version: str) -> str:
     """``api_endpoint`` for a discovery client: it replaces rootUrl + servicePath, so the
     service path (``storage/v1/`` for storage, empty for sqladmin and most others) is kept."""
-    service_path = _discovery_doc(api, version).get("servicePath", "")
+    service_path = load_doc(api, version).get("servicePath", "")
     return url.rstrip("/") + "/" + service_path
 
 
