@@ -11,6 +11,7 @@ from google.api_core import exceptions as gexc
 from google.api_core.future.polling import DEFAULT_POLLING
 from google.cloud.devtools import cloudbuild_v1 as cb
 
+from deployer.clock import VirtualClock
 from deployer.emulator import serviceusage
 from deployer.emulator.policies import SA_KIND
 from deployer.emulator.testing import gapic_options, storage_client
@@ -109,20 +110,24 @@ def test_global_build_and_operation_name(emulator: Any, client: cb.CloudBuildCli
     _contract(emulator)
 
 
-def test_status_queued_working_success(emulator: Any, client: cb.CloudBuildClient) -> None:
+def test_status_queued_working_success(
+    emulator: Any, client: cb.CloudBuildClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = VirtualClock()  # stepped by hand: QUEUED lasts 15 ms of it, however slow the machine
+    monkeypatch.setattr(emulator.emu, "clock", clock.now)
     _repo(emulator)
     emulator.emu.latency.set(durations={"build": 300.0})  # 0.3 s at the test time scale
     op = client.create_build(project_id=PROJECT, build=_build(), parent=PARENT)
     build_id = op.metadata.build.id
-    seen = set()
-    deadline = time.time() + 5
-    while time.time() < deadline:
+    seen = []
+    for _ in range(40):
         b = client.get_build(request={"name": f"{PARENT}/builds/{build_id}"})
-        seen.add(b.status.name)
+        seen.append(b.status.name)
         if b.status == cb.Build.Status.SUCCESS:
             break
-        time.sleep(0.01)
-    assert {"QUEUED", "WORKING", "SUCCESS"} <= seen
+        clock.advance(0.01)
+    assert list(dict.fromkeys(seen)) == ["QUEUED", "WORKING", "SUCCESS"]
+    assert seen.count("QUEUED") == 2  # 0 and 10 ms; WORKING from 5% of the build (15 ms)
     _contract(emulator)
 
 

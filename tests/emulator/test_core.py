@@ -300,6 +300,7 @@ for _ in range(100):
 """
 
 
+@pytest.mark.slow
 def test_store_transactions_serialize_processes(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path)]) for _ in range(3)]
     for p in procs:
@@ -708,6 +709,7 @@ def test_fixture_isolation_second(emulator):
 # -- serving ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fifty_concurrent_clients(emulator):
 
     errors: list[BaseException] = []
@@ -748,6 +750,7 @@ def test_serve_stop_and_keepalive():
         conn.getresponse().read()
 
 
+@pytest.mark.slow
 def test_main_serve_in_another_process_shares_state(tmp_path):
     proc = subprocess.Popen(
         [
@@ -935,6 +938,7 @@ def test_state_dump_shows_secret_sizes_not_values(emulator):
     assert "aHVudGVyMjI" not in json.dumps(emulator.control.state())
 
 
+@pytest.mark.slow
 def test_cloud_sql_service_account_is_stable_across_processes():
     code = """
 import json

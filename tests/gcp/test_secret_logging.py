@@ -7,12 +7,16 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from deployer.emulator.testing import EmulatorHandle
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
 
 SCRIPT = """
 import sys
+
+import pytest
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
 from deployer.secret import Secret
@@ -23,6 +27,7 @@ assert cloud.secrets.access("s1", "1").reveal() == "TOPSECRETVALUE"
 """
 
 
+@pytest.mark.slow  # a Python process
 def test_secret_payloads_are_not_logged_by_google_clients(emulator: EmulatorHandle) -> None:
     clients = ClientFactory(endpoint=emulator.url, project="acme-prod")
     Cloud("acme-prod", "europe-west1", clients, clock=emulator.clock).services.enable(
