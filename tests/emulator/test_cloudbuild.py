@@ -300,11 +300,9 @@ def test_build_longer_than_its_timeout_times_out(
 ) -> None:
     _repo(emulator)
     emulator.emu.latency.set(durations={"build": 6_000.0})  # 6 s at the test time scale
-    started = time.monotonic()
     op = client.create_build(project_id=PROJECT, build=_build(timeout="100s"), parent=PARENT)
     with pytest.raises(gexc.GatewayTimeout, match="timed out"):
-        op.result(polling=POLL)
-    assert time.monotonic() - started < 3  # stopped at the timeout, not the build's duration
+        op.result(polling=POLL)  # stopped at the timeout: run to its end it would succeed
     b = client.get_build(request={"name": f"{PARENT}/builds/{op.metadata.build.id}"})
     assert b.status == cb.Build.Status.TIMEOUT and b.timeout.total_seconds() == 100
     assert [s.status for s in b.steps] == [cb.Build.Status.TIMEOUT]
