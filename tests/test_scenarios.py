@@ -24,8 +24,7 @@ from deployer.cli import app
 from deployer.emulator.testing import EmulatorHandle
 from tests.contract import check_transcript
 
-# end to end through the CLI, whose engine runs on real time: seconds per test
-pytestmark = [pytest.mark.real_clock, pytest.mark.slow]
+pytestmark = pytest.mark.slow  # end to end through the CLI, on real time: seconds per test
 
 PROJECT = "acme-prod"
 TENANT = "demo"

@@ -3,14 +3,13 @@
 Register with ``pytest_plugins = ["deployer.emulator.testing"]`` (tests/conftest.py does).
 
 Fixtures:
-- ``emulator_clock`` (function scope): the clock the emulator runs on, a
-  :class:`deployer.clock.VirtualClock` that stands still until slept on or advanced. Give the same
-  object to the deployer (``Cloud(..., clock=emulator.clock)``): the engine's polls and the
+- ``emulator_clock`` (function scope): the clock the emulator runs on. Real time by default; a
+  test marked ``virtual_clock`` (``pytestmark = pytest.mark.virtual_clock`` for a module) gets a
+  :class:`deployer.clock.VirtualClock`, which stands still until slept on or advanced. Give the
+  same object to the deployer (``Cloud(..., clock=emulator.clock)``): the engine's polls and the
   retries' back-off then move the emulator's time, with no real sleep and no timing window. A
-  test whose waits happen where no clock can be injected (a ``djdeploy`` subprocess, a client
-  library's own operation polling) is marked ``real_clock`` (``pytestmark =
-  pytest.mark.real_clock`` for a module): the emulator then runs on a
-  :class:`deployer.clock.RealClock`, and the test waits on conditions, never on durations.
+  test whose waits no injected clock reaches (a ``djdeploy`` subprocess, the CLI, a client
+  library's own operation polling) stays on real time and waits on conditions, never durations.
 - ``emulator`` (function scope): a fresh in-memory emulator on a free port for each test (empty
   state, no faults or outcomes, default latency, empty transcript), time scale 0.001 (a 10 min
   SQL instance create takes 0.6 s of the clock), no request delay. Yields an
@@ -52,22 +51,22 @@ class EmulatorHandle:
         return gapic_options(self.url)
 
 
-REAL_CLOCK_MARKER = "real_clock"
+VIRTUAL_CLOCK_MARKER = "virtual_clock"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{REAL_CLOCK_MARKER}: the emulator runs on real time, for waits no clock reaches (a "
-        "djdeploy subprocess, a client library's own operation polling); wait on conditions",
+        f"{VIRTUAL_CLOCK_MARKER}: the emulator runs on a VirtualClock (emulator.clock), to be "
+        "shared with the deployer's Cloud: time moves only when slept on or advanced",
     )
 
 
 @pytest.fixture
 def emulator_clock(request: pytest.FixtureRequest) -> Clock:
-    if request.node.get_closest_marker(REAL_CLOCK_MARKER):
-        return RealClock()
-    return VirtualClock()
+    if request.node.get_closest_marker(VIRTUAL_CLOCK_MARKER):
+        return VirtualClock()
+    return RealClock()
 
 
 @pytest.fixture

@@ -12,8 +12,6 @@ from deployer.emulator import artifactregistry, serviceusage
 from deployer.emulator.policies import SA_KIND
 from tests.contract import check_transcript
 
-pytestmark = pytest.mark.real_clock  # operations are polled by a discovery client in real time
-
 PROJECT = "ar-proj"
 REGION = "europe-west1"
 PARENT = f"projects/{PROJECT}/locations/{REGION}"

@@ -17,9 +17,6 @@ from deployer.emulator.policies import SA_KIND
 from deployer.emulator.testing import gapic_options, storage_client
 from tests.contract import check_transcript
 
-# the client library's own operation polling sleeps in real time
-pytestmark = pytest.mark.real_clock
-
 PROJECT = "build-proj"
 REGION = "europe-west1"
 PARENT = f"projects/{PROJECT}/locations/{REGION}"

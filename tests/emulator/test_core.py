@@ -400,6 +400,7 @@ def test_operation_started_in_one_process_completes_in_another(tmp_path):
     assert a.store.get("thing", "x") == {"made": True}
 
 
+@pytest.mark.virtual_clock
 def test_latency_settings_over_admin_api(emulator):
     c = emulator.control
     got = c.set_latency(time_scale=0.01, request_delay=0.02, durations={"build": 10})
@@ -445,6 +446,7 @@ def test_fault_error_n_times_with_retry_after(emulator):
     assert emulator.control.faults() == []
 
 
+@pytest.mark.virtual_clock
 def test_fault_until_expires(emulator):
     emulator.control.add_fault(path="/v3/", code=500, until=emulator.clock.now() - 1)
     assert raw(emulator.url, "GET", "/v3/projects/until-proj")[0] == 200
@@ -455,6 +457,7 @@ def test_fault_until_expires(emulator):
     assert raw(emulator.url, "GET", "/v3/projects/until-proj")[0] == 200
 
 
+@pytest.mark.virtual_clock
 def test_fault_delay(emulator):
     emulator.control.add_fault(action="delay", seconds=0.2, path="/v3/", times=1)
     t0 = emulator.clock.monotonic()

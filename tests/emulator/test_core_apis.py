@@ -15,8 +15,6 @@ from deployer.emulator.serviceusage import DEFAULT_ENABLED, require_enabled
 from deployer.emulator.testing import discovery_client
 from tests.contract import check_transcript
 
-pytestmark = pytest.mark.real_clock  # operations are polled by a discovery client in real time
-
 PROJECT = "su-proj"
 NUMBER = project_number(PROJECT)
 

@@ -2,11 +2,7 @@
 
 import time
 
-import pytest
-
 from deployer.emulator.testing import discovery_client
-
-pytestmark = pytest.mark.real_clock  # an operation is polled by a discovery client in real time
 
 
 def test_fixture_serves_and_enables(emulator):

@@ -14,9 +14,6 @@ from deployer.emulator import policies, serviceusage
 from deployer.emulator.testing import gapic_options
 from tests.contract import check_transcript
 
-# the client library's own operation polling sleeps in real time
-pytestmark = pytest.mark.real_clock
-
 PROJECT = "run-emu-proj"
 REGION = "europe-west1"
 PARENT = f"projects/{PROJECT}/locations/{REGION}"

@@ -14,8 +14,6 @@ from deployer.emulator import serviceusage
 from deployer.emulator.testing import discovery_client
 from tests.contract import check_transcript
 
-pytestmark = pytest.mark.real_clock  # operations are polled by a discovery client in real time
-
 P = "sql-emu-proj"
 
 

@@ -28,6 +28,7 @@ assert cloud.secrets.access("s1", "1").reveal() == "TOPSECRETVALUE"
 
 
 @pytest.mark.slow  # a Python process
+@pytest.mark.virtual_clock
 def test_secret_payloads_are_not_logged_by_google_clients(emulator: EmulatorHandle) -> None:
     clients = ClientFactory(endpoint=emulator.url, project="acme-prod")
     Cloud("acme-prod", "europe-west1", clients, clock=emulator.clock).services.enable(

@@ -12,6 +12,8 @@ from deployer.steps.apis import REQUIRED_APIS, Apis
 from deployer.steps.base import Action
 from tests.contract import check_transcript
 
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
+
 PROJECT = "apis-proj"
 CONFIG = Config(tenant="demo", project=PROJECT)
 

@@ -14,6 +14,8 @@ from deployer.steps.base import Action
 from deployer.steps.bucket import MediaBucket, SourcesBucket
 from tests.contract import check_transcript
 
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
+
 PROJECT = "bucket-proj"
 CONFIG = Config(tenant="demo", project=PROJECT)
 MEDIA = MediaBucket(CONFIG)

@@ -22,6 +22,8 @@ from deployer.steps.secrets import Secrets
 from deployer.steps.service_accounts import ServiceAccounts
 from tests.contract import check_transcript
 
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
+
 PROJECT = "iam-steps-proj"
 CONFIG = Config(tenant="demo", project=PROJECT, secret_env={"API_TOKEN": SecretRef("api-token")})
 RUNTIME = IamRuntime(CONFIG)

@@ -23,6 +23,8 @@ from deployer.steps.image import RUNTIME_APT_DEFAULT, Image, build_args, image_t
 from deployer.steps.registry import Registry
 from tests.contract import check_transcript
 
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
+
 PROJECT = "image-proj"
 REGION = "europe-west1"
 

@@ -17,6 +17,8 @@ from deployer.steps.base import Action, Change
 from deployer.steps.registry import Registry
 from tests.contract import check_transcript
 
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
+
 PROJECT = "registry-proj"
 REGION = "europe-west1"
 CONFIG = Config(tenant="demo", project=PROJECT, region=REGION, labels={"team": "web"})

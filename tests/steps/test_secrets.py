@@ -16,6 +16,8 @@ from deployer.steps.base import Action, Change, Secret
 from deployer.steps.secrets import Secrets
 from tests.contract import check_transcript
 
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
+
 PROJECT = "secrets-steps-proj"
 REGION = "europe-west1"
 

@@ -20,6 +20,8 @@ from deployer.steps.base import Action, Secret
 from deployer.steps.service import REDEPLOY_ANNOTATION, Service
 from tests.contract import check_transcript
 
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
+
 PROJECT = "run-steps-proj"
 REGION = "europe-west1"
 NUMBER = "123456789012"

@@ -15,6 +15,8 @@ from deployer.steps.base import Action
 from deployer.steps.service_accounts import ServiceAccounts
 from tests.contract import check_transcript
 
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
+
 PROJECT = "sa-proj"
 CONFIG = Config(tenant="demo", project=PROJECT)
 STEP = ServiceAccounts(CONFIG)

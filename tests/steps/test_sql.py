@@ -18,6 +18,8 @@ from deployer.steps.secrets import Secrets
 from deployer.steps.sql import FINAL_BACKUP, SqlDatabase, SqlInstance, SqlUser
 from tests.contract import check_transcript
 
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
+
 PROJECT = "sql-steps-proj"
 REGION = "europe-west1"
 READS = ("GET",)
