@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
+from deployer.api import Target, up
 from deployer.clock import VIRTUAL_EPOCH, VirtualClock
+from deployer.config import Config
 from deployer.engine import Options
 
 
@@ -40,3 +43,16 @@ def test_the_step_deadline_scales_without_a_floor() -> None:
     """Retries sleep on the engine's clock, so a fast time scale needs no real-seconds room."""
     assert Options.scaled(0.001).step_timeout == pytest.approx(36.0)
     assert Options.scaled(1.0).step_timeout == 3600.0
+
+
+@pytest.mark.slow  # a whole deployment (seconds of work, no waiting)
+def test_up_on_one_virtual_clock_waits_for_nothing_real(tmp_path: Path) -> None:
+    """api.up(clock=) runs the built-in emulator, the engine and the retries on one clock: a
+    whole deployment whose operations take minutes at real scale (time scale 1: a 10-minute SQL
+    instance create) finishes with no real wait, and the clock shows the time it took."""
+    clock = VirtualClock()
+    target = Target(emulator=True, state_dir=tmp_path, time_scale=1.0)
+    result = up(Config(tenant="demo", project="acme-prod"), target=target, clock=clock)
+    assert result.ok, [r.error for r in result.results if r.error]
+    assert clock.monotonic() >= 600  # at least the SQL instance create, at real durations
+    assert result.elapsed == clock.monotonic()
