@@ -26,6 +26,7 @@ from typing import Any
 
 from .errors import ApiError
 from .routing import Request, Router
+from .secretmanager import VERSION_KIND
 
 router = Router()
 
@@ -43,11 +44,9 @@ def _bad_input(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @router.route("GET", "/_emulator/health")
 def health(req: Request) -> dict[str, Any]:
-    from .server import API_MODULES
-
     return {
         "status": "ok",
-        "apis": list(API_MODULES),
+        "apis": list(req.emu.apis),
         "state_dir": str(req.emu.state_dir) if req.emu.state_dir else None,
         "time_scale": req.emu.latency.time_scale,
         "time": req.emu.clock(),
@@ -135,8 +134,6 @@ def state(req: Request) -> dict[str, Any]:
 
 def _without_secret_values(dump: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Secret payloads never leave the emulator: a version's ``_data`` becomes its size."""
-    from .secretmanager import VERSION_KIND
-
     for doc in dump.get(VERSION_KIND, {}).values():
         if "_data" in doc:
             doc["_data"] = {"_bytes": len(base64.b64decode(doc["_data"]))}

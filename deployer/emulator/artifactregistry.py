@@ -10,7 +10,7 @@
     GET    .../repositories/{r}/dockerImages[/{image}]
     GET    .../repositories/{r}/packages[/{package}]
     GET    .../repositories/{r}/packages/{package}/tags[/{tag}]
-    GET    /v1/projects/{p}/locations/{l}/operations/{id}                (shared with Cloud Build)
+    GET    /v1/projects/{p}/locations/{l}/operations/{id}                (served by cloudbuild.py)
 
 State: "artifactregistry.repository" keyed by the repository name
 (``projects/<id>/locations/<l>/repositories/<r>``); "artifactregistry.image" keyed by
@@ -41,7 +41,7 @@ from .routing import Request, Router, rfc3339
 from .serviceusage import require_enabled
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .context import Emulator
 
 router = Router()
 
@@ -137,7 +137,7 @@ def _check_labels(labels: Any) -> dict[str, str]:
 # -- operations ------------------------------------------------------------------------------
 
 
-def _op_name(project_id: str, location: str, op_id: str) -> str:
+def op_name(project_id: str, location: str, op_id: str) -> str:
     return f"projects/{project_id}/locations/{location}/operations/{op_id}"
 
 
@@ -145,7 +145,7 @@ def op_json(op: dict[str, Any]) -> dict[str, Any]:
     a = op["args"]
     return longrunning_json(
         op,
-        _op_name(a["project"], a["location"], op["id"]),
+        op_name(a["project"], a["location"], op["id"]),
         {"@type": TYPE_PREFIX + "OperationMetadata"},
     )
 
@@ -504,21 +504,3 @@ def get_tag(
         if t["name"].rsplit("/", 1)[1] == tag:
             return t
     raise _not_found(f"{name}/packages/{package}/tags/{tag}")
-
-
-# -- operations (this path is shared by Artifact Registry and regional Cloud Build) ----------
-
-
-@router.route("GET", "/v1/projects/{project}/locations/{location}/operations/{op_id}")
-def get_operation(req: Request, project: str, location: str, op_id: str) -> dict[str, Any]:
-    op = req.emu.ops.get(op_id)
-    name = _op_name(project, location, op_id)
-    if op is None:
-        raise ApiError(404, f"Operation {name} not found.")
-    if op["completer"].startswith("cloudbuild."):
-        from . import cloudbuild
-
-        return cloudbuild.op_json(req.emu, op)
-    if not op["completer"].startswith("artifactregistry."):
-        raise ApiError(404, f"Operation {name} not found.")
-    return op_json(op)

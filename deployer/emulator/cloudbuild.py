@@ -8,7 +8,7 @@
     GET  /v1/projects/{p}/locations/{l}/builds[?filter=...]
     POST /v1/projects/{p}/builds/{id}:cancel      (and the regional .../builds/{id}:cancel)
     GET  /v1/operations/build/{p}/{base64 id}     global build operation
-    GET  /v1/projects/{p}/locations/{l}/operations/{id}   regional (routed by artifactregistry.py)
+    GET  /v1/projects/{p}/locations/{l}/operations/{id}   regional; Artifact Registry's too
 
 A build is QUEUED, then WORKING (startTime) after a short queue, and finishes after latency
 "build" (or at its ``timeout``, when shorter: TIMEOUT): SUCCESS, with each image of ``images``
@@ -43,7 +43,7 @@ from .routing import Request, Router, rfc3339
 from .serviceusage import require_enabled
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .context import Emulator
 
 router = Router()
 _PAGING = Paging(default_size=50, max_size=1000)
@@ -560,3 +560,16 @@ def get_operation(req: Request, project: str, op_id: str) -> dict[str, Any]:
     if op is None or op["completer"] != "cloudbuild.build":
         raise ApiError(404, f"Operation operations/build/{project}/{op_id} not found.")
     return op_json(req.emu, op)
+
+
+@router.route("GET", "/v1/projects/{project}/locations/{location}/operations/{op_id}")
+def get_regional_operation(req: Request, project: str, location: str, op_id: str) -> dict[str, Any]:
+    """One path for the regional operations of Cloud Build and Artifact Registry: served here,
+    since Cloud Build sits above Artifact Registry."""
+    op = req.emu.ops.get(op_id)
+    if op is not None and op["completer"].startswith("cloudbuild."):
+        return op_json(req.emu, op)
+    if op is not None and op["completer"].startswith("artifactregistry."):
+        return artifactregistry.op_json(op)
+    name = artifactregistry.op_name(project, location, op_id)
+    raise ApiError(404, f"Operation {name} not found.")

@@ -31,7 +31,7 @@ from .routing import Request, Router
 from .serviceusage import require_enabled
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .context import Emulator
 
 router = Router()
 _PAGING = Paging(default_size=20, max_size=100)

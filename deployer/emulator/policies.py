@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import STATUS_BY_CODE, ApiError
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .context import Emulator
 
 POLICY_KIND = "iam.policy"
 GRANTED_KIND = "iam.granted"

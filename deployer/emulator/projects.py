@@ -17,7 +17,7 @@ from .errors import ApiError
 from .routing import rfc3339
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .context import Emulator
 
 REGIONS: frozenset[str] = CLOUD_RUN_REGIONS
 

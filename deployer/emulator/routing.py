@@ -24,7 +24,7 @@ from urllib.parse import unquote
 from .errors import ApiError
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .context import Emulator
 
 Handler = Callable[..., Any]
 

@@ -69,7 +69,7 @@ from .routing import Request, Router, rfc3339
 from .serviceusage import require_enabled
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .context import Emulator
 
 router = Router()
 

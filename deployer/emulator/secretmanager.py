@@ -42,7 +42,7 @@ from .routing import Request, Response, Router, rfc3339
 from .serviceusage import require_enabled
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .context import Emulator
 
 router = Router()
 

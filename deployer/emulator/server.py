@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from . import admin
 from .errors import ApiError
 from .faults import Faults, as_error
 from .latency import Latency
@@ -83,6 +84,7 @@ class Emulator:
         set_time_scale: bool = False,
     ) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.apis = modules
         self.clock = clock
         self.store = Store(self.state_dir)
         self.latency = Latency(self.store, time_scale)
@@ -93,8 +95,6 @@ class Emulator:
         self.outcomes = Outcomes(self)
         self.transcript = Transcript(transcript_limit)
         self.routes = RouteTable(load_routers(modules))
-        from . import admin  # late: admin imports this module's types
-
         self.admin_routes = RouteTable([admin.router])
         self.sleep: Callable[[float], None] = time.sleep
 

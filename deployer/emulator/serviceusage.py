@@ -30,7 +30,7 @@ from .projects import resolve
 from .routing import Request, Router
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .context import Emulator
 
 router = Router()
 _PAGING = Paging(default_size=50, max_size=200)

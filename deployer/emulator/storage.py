@@ -44,7 +44,7 @@ from .routing import Request, Response, Router, merge_patch
 from .serviceusage import require_enabled
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .context import Emulator
 
 router = Router()
 
