@@ -5,62 +5,44 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import records
-from .errors import SqlError, invalid, not_found
-from .instances import Instances
+from .errors import SqlError, invalid
+from .instances import Children
 from .operations import child_completer
 
 if TYPE_CHECKING:
     from ..context import Emulator
 
 
-class Databases:
-    def __init__(self, emu: Emulator) -> None:
-        self.store = emu.store
-        self.instances = Instances(emu)
-
-    def list(self, project_id: str, instance: str) -> list[dict[str, Any]]:
-        self.instances.get(project_id, instance)
-        prefix = records.children(project_id, instance)
-        return [v for _, v in self.store.list(records.DATABASE_KIND, prefix)]
-
-    def get(self, project_id: str, instance: str, database: str) -> dict[str, Any]:
-        self.instances.get(project_id, instance)
-        db = self.store.get(
-            records.DATABASE_KIND, records.child_key(project_id, instance, database)
-        )
-        if db is None:
-            raise not_found(f"database {database}")
-        return db
+class Databases(Children):
+    kind = records.DATABASE_KIND
+    what = "database"
 
     def create(self, project_id: str, instance: str, body: dict[str, Any]) -> dict[str, Any]:
         name = body.get("name") or ""
         if not name or len(name) > 63:
             raise invalid("database name is missing or too long.")
-        return self.instances.start_child(
+        exists = SqlError(
+            409,
+            f'Invalid request: database "{name}" already exists on instance {instance}.',
+            "alreadyExists",
+        )
+        args = {"charset": body.get("charset"), "collation": body.get("collation")}
+        return self.start(
             project_id,
             instance,
-            records.DATABASE_KIND,
             name,
-            exists=SqlError(
-                409,
-                f'Invalid request: database "{name}" already exists on instance {instance}.',
-                "alreadyExists",
-            ),
-            missing=None,
-            op_type="CREATE_DATABASE",
+            "CREATE_DATABASE",
             completer="sql.database.create",
-            args={"charset": body.get("charset"), "collation": body.get("collation")},
+            args=args,
+            exists=exists,
         )
 
     def delete(self, project_id: str, instance: str, database: str) -> dict[str, Any]:
-        return self.instances.start_child(
+        return self.start(
             project_id,
             instance,
-            records.DATABASE_KIND,
             database,
-            exists=None,
-            missing=not_found(f"database {database}"),
-            op_type="DELETE_DATABASE",
+            "DELETE_DATABASE",
             completer="sql.database.delete",
             args={},
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..latency import register_duration
 from ..operations import completer
@@ -27,6 +27,7 @@ from .errors import (
     RECENTLY_DELETED,
     SqlError,
     invalid,
+    not_found,
 )
 from .operations import SqlOperations, mark_failed, outcome
 
@@ -188,35 +189,57 @@ class Instances:
                 args={},
             )
 
-    def start_child(
+
+class Children:
+    """What an instance's databases and users share: read under the instance, and changed by an
+    operation (latency kind = the store kind) on a RUNNABLE, idle instance."""
+
+    kind: ClassVar[str]  # the store kind: "sql.database", "sql.user"
+    what: ClassVar[str]  # how errors name one: "database", "user"
+
+    def __init__(self, emu: Emulator) -> None:
+        self.store = emu.store
+        self.instances = Instances(emu)
+
+    def list(self, project_id: str, instance: str) -> list[dict[str, Any]]:
+        self.instances.get(project_id, instance)
+        prefix = records.children(project_id, instance)
+        return [v for _, v in self.store.list(self.kind, prefix)]
+
+    def get(self, project_id: str, instance: str, name: str) -> dict[str, Any]:
+        self.instances.get(project_id, instance)
+        doc = self.store.get(self.kind, records.child_key(project_id, instance, name))
+        if doc is None:
+            raise not_found(f"{self.what} {name}")
+        return doc
+
+    def start(
         self,
         project_id: str,
         instance: str,
-        kind: str,
         name: str,
-        *,
-        exists: SqlError | None,
-        missing: SqlError | None,
         op_type: str,
+        *,
         completer: str,
         args: dict[str, Any],
+        exists: SqlError | None = None,
     ) -> dict[str, Any]:
-        """Start a database/user operation (latency kind = the store kind: "sql.database",
-        "sql.user") on a RUNNABLE, idle instance: refused with ``exists`` when the child
-        ``name`` of store kind ``kind`` exists, with ``missing`` when it does not."""
+        """Start the operation on child ``name``: a create (refused with ``exists`` when the
+        child exists) when ``exists`` is given, else a change of a child that must exist."""
         with self.store.transaction():
-            self.mutable(project_id, instance)
-            found = self.store.get(kind, records.child_key(project_id, instance, name)) is not None
+            self.instances.mutable(project_id, instance)
+            key = records.child_key(project_id, instance, name)
+            found = self.store.get(self.kind, key) is not None
             if found and exists is not None:
                 raise exists
-            if not found and missing is not None:
-                raise missing
-            return self.ops.start(
+            if not found and exists is None:
+                raise not_found(f"{self.what} {name}")
+            return self.instances.ops.start(
                 project_id,
                 instance,
                 op_type,
                 completer=completer,
-                duration_kind=kind,
+                duration_kind=self.kind,
                 args={"name": name, **args},
             )
 

@@ -6,75 +6,47 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import records
-from .errors import SqlError, invalid, not_found
-from .instances import Instances
+from .errors import SqlError, invalid
+from .instances import Children
 from .operations import child_completer
 
 if TYPE_CHECKING:
     from ..context import Emulator
 
 
-class Users:
-    def __init__(self, emu: Emulator) -> None:
-        self.store = emu.store
-        self.instances = Instances(emu)
-
-    def list(self, project_id: str, instance: str) -> list[dict[str, Any]]:
-        self.instances.get(project_id, instance)
-        prefix = records.children(project_id, instance)
-        return [v for _, v in self.store.list(records.USER_KIND, prefix)]
-
-    def get(self, project_id: str, instance: str, name: str) -> dict[str, Any]:
-        self.instances.get(project_id, instance)
-        u = self.store.get(records.USER_KIND, records.child_key(project_id, instance, name))
-        if u is None:
-            raise not_found(f"user {name}")
-        return u
+class Users(Children):
+    kind = records.USER_KIND
+    what = "user"
 
     def create(self, project_id: str, instance: str, body: dict[str, Any]) -> dict[str, Any]:
         name = body.get("name") or ""
         if not name:
             raise invalid("user name is missing.")
-        return self.instances.start_child(
+        exists = SqlError(
+            409, f"Invalid request: user {name} already exists on {instance}.", "alreadyExists"
+        )
+        args = {"type": body.get("type") or "BUILT_IN", "set_password": "password" in body}
+        return self.start(
             project_id,
             instance,
-            records.USER_KIND,
             name,
-            exists=SqlError(
-                409, f"Invalid request: user {name} already exists on {instance}.", "alreadyExists"
-            ),
-            missing=None,
-            op_type="CREATE_USER",
+            "CREATE_USER",
             completer="sql.user.create",
-            args={"type": body.get("type") or "BUILT_IN", "set_password": "password" in body},
+            args=args,
+            exists=exists,
         )
 
     def update(
         self, project_id: str, instance: str, name: str, body: dict[str, Any]
     ) -> dict[str, Any]:
-        return self.instances.start_child(
-            project_id,
-            instance,
-            records.USER_KIND,
-            name,
-            exists=None,
-            missing=not_found(f"user {name}"),
-            op_type="UPDATE_USER",
-            completer="sql.user.update",
-            args={"set_password": "password" in body},
+        args = {"set_password": "password" in body}
+        return self.start(
+            project_id, instance, name, "UPDATE_USER", completer="sql.user.update", args=args
         )
 
     def delete(self, project_id: str, instance: str, name: str) -> dict[str, Any]:
-        return self.instances.start_child(
-            project_id,
-            instance,
-            records.USER_KIND,
-            name,
-            exists=None,
-            missing=not_found(f"user {name}"),
-            op_type="DELETE_USER",
-            completer="sql.user.delete",
-            args={},
+        return self.start(
+            project_id, instance, name, "DELETE_USER", completer="sql.user.delete", args={}
         )
 
 
