@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from deployer.regions import CLOUD_RUN_REGIONS
 
 from .errors import ApiError
-from .routing import rfc3339
+from .formats import rfc3339
 
 if TYPE_CHECKING:
     from .context import Emulator

@@ -12,8 +12,6 @@ written. Captured values are percent-decoded. The query string is not part of th
 
 from __future__ import annotations
 
-import copy
-import datetime as _dt
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -22,6 +20,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from .errors import ApiError
+
+# handed on for the modules that still import them from here (run, storage, secretmanager)
+from .formats import merge_patch, rfc3339  # noqa: F401
 
 if TYPE_CHECKING:
     from .context import Emulator
@@ -180,23 +181,3 @@ class RouteTable:
             if m:
                 return r, {k: unquote(v) for k, v in m.groupdict().items()}
         return None
-
-
-def rfc3339(t: float) -> str:
-    """Google's timestamp format: UTC, 'Z', up to nanosecond digits (we give microseconds)."""
-    d = _dt.datetime.fromtimestamp(t, tz=_dt.UTC)
-    return d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """PATCH semantics (RFC 7396): objects merge recursively, null removes, anything else
-    replaces. Neither argument is changed."""
-    out = copy.deepcopy(target)
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        elif isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merge_patch(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out

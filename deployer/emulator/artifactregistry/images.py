@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ..errors import InvalidArgument, NotFound
-from ..routing import rfc3339
+from ..formats import rfc3339
 from .names import parse_digest_ref, parse_image_ref, registry_host, repo_name
 from .repositories import IMAGE_KIND, TAG_KIND, get_repo
 

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from .. import policies
 from ..errors import AlreadyExists, InvalidArgument, NotFound
+from ..formats import rfc3339
 from ..operations import completer
 from ..projects import REGIONS
-from ..routing import rfc3339
 from .names import registry_host, repo_name
 
 if TYPE_CHECKING:

@@ -27,8 +27,8 @@ from ..artifactregistry.images import push_image
 from ..artifactregistry.names import parse_image_ref, repo_name
 from ..artifactregistry.repositories import get_repo
 from ..errors import ApiError, InvalidArgument, NotFound
+from ..formats import rfc3339
 from ..operations import completer
-from ..routing import rfc3339
 from ..storage import OBJECT_KIND
 
 if TYPE_CHECKING:

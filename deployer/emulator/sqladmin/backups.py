@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..formats import rfc3339
 from ..latency import register_duration
 from ..operations import completer
-from ..routing import rfc3339
 from . import records
 from .errors import not_found
 from .instances import Instances

@@ -14,10 +14,10 @@ import hashlib
 import re
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..formats import merge_patch, rfc3339
 from ..latency import register_duration
 from ..operations import completer
 from ..projects import REGIONS
-from ..routing import merge_patch, rfc3339
 from . import records
 from .errors import (
     ALREADY_EXISTS,

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from ..routing import rfc3339
+from ..formats import rfc3339
 from .records import BASE
 
 

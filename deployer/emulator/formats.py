@@ -1,0 +1,27 @@
+"""Google's JSON conventions every API shares: timestamps and PATCH semantics (no HTTP)."""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+from typing import Any
+
+
+def rfc3339(t: float) -> str:
+    """Google's timestamp format: UTC, 'Z', up to nanosecond digits (we give microseconds)."""
+    d = _dt.datetime.fromtimestamp(t, tz=_dt.UTC)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """PATCH semantics (RFC 7396): objects merge recursively, null removes, anything else
+    replaces. Neither argument is changed."""
+    out = copy.deepcopy(target)
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge_patch(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
