@@ -24,7 +24,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from .errors import ApiError
+from .errors import InvalidArgument, NotFound
 from .routing import Request, Router
 from .secretmanager import VERSION_KIND
 
@@ -37,7 +37,7 @@ def _bad_input(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(req, **kw)
         except (ValueError, KeyError, TypeError) as exc:
-            raise ApiError(400, f"{type(exc).__name__}: {exc}") from None
+            raise InvalidArgument(f"{type(exc).__name__}: {exc}") from None
 
     return wrapper
 
@@ -80,7 +80,7 @@ def clear_faults(req: Request) -> dict[str, Any]:
 @_bad_input
 def delete_fault(req: Request, rule_id: str) -> dict[str, Any]:
     if not req.emu.faults.remove(int(rule_id)):
-        raise ApiError(404, f"no fault rule {rule_id}")
+        raise NotFound(f"no fault rule {rule_id}")
     return {}
 
 

@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from . import policies
-from .errors import ApiError
+from .errors import InvalidArgument
 from .projects import ensure_project
 from .routing import Request, Router
 
@@ -52,7 +52,7 @@ def get_iam_policy(req: Request, project: str) -> dict[str, Any]:
     body = req.json()
     version = (body.get("options") or {}).get("requestedPolicyVersion", 0)
     if version not in (0, 1, 3):
-        raise ApiError(400, f"Invalid requested policy version {version}.")
+        raise InvalidArgument(f"Invalid requested policy version {version}.")
     p = ensure_project(req.emu, project)
     return policies.render(policies.get_policy(req.emu, policy_key(p["projectId"])))
 
@@ -62,6 +62,6 @@ def set_iam_policy(req: Request, project: str) -> dict[str, Any]:
     body = req.json()
     policy = body.get("policy")
     if not isinstance(policy, dict):
-        raise ApiError(400, "Request contains an invalid argument: policy is required.")
+        raise InvalidArgument("Request contains an invalid argument: policy is required.")
     p = ensure_project(req.emu, project)
     return policies.render(policies.set_policy(req.emu, policy_key(p["projectId"]), policy))
