@@ -1,9 +1,12 @@
-"""Google's JSON conventions every API shares: timestamps and PATCH semantics (no HTTP)."""
+"""Google's JSON conventions every API shares: timestamps, PATCH semantics, and the digest
+content etags are cut from (no HTTP)."""
 
 from __future__ import annotations
 
 import copy
 import datetime as _dt
+import hashlib
+import json
 from typing import Any
 
 
@@ -25,3 +28,9 @@ def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]
         else:
             out[k] = copy.deepcopy(v)
     return out
+
+
+def digest(value: Any) -> bytes:
+    """The sha256 of ``value`` as canonical JSON (keys sorted): the same resource always gives
+    the same bytes, in every process. Each API cuts its etag from it in its own format."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).digest()

@@ -10,12 +10,11 @@ the project was addressed (policies.py).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from . import policies
 from .errors import InvalidArgument
+from .formats import digest
 from .projects import ensure_project
 from .routing import Request, Router
 
@@ -37,8 +36,7 @@ def project_json(p: dict[str, Any]) -> dict[str, Any]:
     }
     if p.get("labels"):
         out["labels"] = p["labels"]
-    digest = hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()[:20]
-    out["etag"] = f'W/"{digest}"'
+    out["etag"] = f'W/"{digest(out).hex()[:20]}"'
     return out
 
 

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
-from ..formats import rfc3339
+from ..formats import digest, rfc3339
 from .records import BASE
-
-
-def _etag(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:64]
 
 
 def resource(doc: dict[str, Any]) -> dict[str, Any]:
     """An instance, database or user: its public fields and an etag of them."""
     out = {k: v for k, v in doc.items() if not k.startswith("_")}
-    out["etag"] = _etag(out)
+    out["etag"] = digest(out).hex()
     return out
 
 
