@@ -143,6 +143,13 @@ class InvalidArgument(ApiError):
         super().__init__(400, message, **kw)
 
 
+class FailedPrecondition(ApiError):
+    """400 FAILED_PRECONDITION: the resource is not in a state that allows the call."""
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        super().__init__(400, message, status="FAILED_PRECONDITION", **kw)
+
+
 class PermissionDenied(ApiError):
     """403: the caller may not do this (or the API is disabled)."""
 

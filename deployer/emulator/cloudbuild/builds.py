@@ -26,7 +26,7 @@ from .. import policies
 from ..artifactregistry.images import push_image
 from ..artifactregistry.names import parse_image_ref, repo_name
 from ..artifactregistry.repositories import get_repo
-from ..errors import ApiError, InvalidArgument, NotFound
+from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..formats import rfc3339
 from ..operations import completer
 from ..storage import OBJECT_KIND
@@ -138,10 +138,8 @@ class Builds:
         with self.store.transaction():
             build = get_build(emu, key)
             if build["status"] in TERMINAL:
-                raise ApiError(
-                    400,
-                    f"build {build_id} is already in a terminal state: {build['status']}",
-                    status="FAILED_PRECONDITION",
+                raise FailedPrecondition(
+                    f"build {build_id} is already in a terminal state: {build['status']}"
                 )
             now = emu.clock()
             if now >= build["_startAt"]:
