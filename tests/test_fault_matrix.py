@@ -16,6 +16,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -362,6 +363,48 @@ def test_the_matrix_is_whole() -> None:
         assert (cell.expect is Outcome.NOT_APPLICABLE) == (cell.inject is None), cell.id
         assert (cell.expect is Outcome.NOT_APPLICABLE) == bool(cell.why), cell.id
         assert (cell.expect is Outcome.CLEAR_LINE) == bool(cell.step), cell.id
+
+
+SHORT = {
+    Outcome.RIDDEN_OUT: "ridden out",
+    Outcome.CLEAR_LINE: "one line",
+    Outcome.NOT_APPLICABLE: "n/a",
+}
+
+
+def matrix_table() -> str:
+    """The matrix as the Markdown table docs/fault-matrix.md shows (a cell that shows a deployer
+    bug reads "xfail: <expected>"), and its outcome counts."""
+    families = list(dict.fromkeys(c.family for c in MATRIX))
+    by_id = {c.id: c for c in MATRIX}
+    rows = [
+        "| family | " + " | ".join(k.value for k in Kind) + " |",
+        "|---|" + "---|" * len(Kind),
+    ]
+    for family in families:
+        cells = [by_id[f"{family}-{k}"] for k in Kind]
+        texts = [("xfail: " if c.bug else "") + SHORT[c.expect] for c in cells]
+        rows.append(f"| {family} | " + " | ".join(texts) + " |")
+    counts = {o: sum(1 for c in MATRIX if c.expect is o) for o in Outcome}
+    bugs = sum(1 for c in MATRIX if c.bug)
+    rows.append("")
+    rows.append(
+        f"{len(MATRIX)} cells ({len(families)} families x {len(Kind)} kinds): "
+        f"{counts[Outcome.RIDDEN_OUT]} ridden out, {counts[Outcome.CLEAR_LINE]} one clear line "
+        f"then converge, {counts[Outcome.NOT_APPLICABLE]} not applicable; {bugs} cells are "
+        "strict xfails: a deployer bug breaks the outcome the matrix expects (below)."
+    )
+    return "\n".join(rows) + "\n"
+
+
+def test_the_docs_show_this_matrix() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "fault-matrix.md").read_text()
+    assert matrix_table() in doc, (
+        "docs/fault-matrix.md: paste tests.test_fault_matrix.matrix_table()"
+    )
+    for cell in MATRIX:
+        if cell.bug:
+            assert f"`{cell.id}`" in doc, f"docs/fault-matrix.md does not list the bug in {cell.id}"
 
 
 @pytest.mark.slow
