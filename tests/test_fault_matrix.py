@@ -23,7 +23,7 @@ import pytest
 
 from deployer.emulator.control import EmulatorControl
 from deployer.emulator.testing import EmulatorHandle, gapic_options
-from tests.test_scenarios import PROJECT, TENANT, djdeploy, up
+from tests.test_scenarios import PROJECT, TENANT, djdeploy
 
 #: the request timeout while a slow-response cell runs (seconds; the clients' own is 60 s; short
 #: enough not to wait minutes, long enough that no other request under load outlasts it), and how
@@ -40,6 +40,10 @@ TIMEOUT_MODULES = (
     "deployer.gcp.storage",
     "deployer.gcp.build",
 )
+#: the engine's time scale (--time-scale; the emulator runs at 0.001): the engine lets a pending
+#: difference settle 3 s before it applies the same action again (0.3 s at 0.001), so a poll the
+#: load delays (several suites on two cores) does not make it build or run a job twice
+ENGINE_SCALE = "0.01"
 SECRETS = ("db-password", "secret-key", "superuser-password")
 RUN_SA = f"{TENANT}-django-run@{PROJECT}.iam.gserviceaccount.com"
 
@@ -419,7 +423,7 @@ def test_fault(emulator: EmulatorHandle, cell: Cell, monkeypatch: pytest.MonkeyP
     assert cell.inject is not None
     cell.inject(emulator.control)
 
-    code, output = up(emulator)  # an exception escaping the CLI fails the test here
+    code, output = cli(emulator, "up")  # an exception escaping the CLI fails the test here
     in_flight.wait_idle()  # a request the client gave up on is still applied: wait for it
     assert emulator.control.faults() == [], "the fault never fired"
     assert emulator.control.outcomes() == [], "the outcome never fired"
@@ -429,17 +433,21 @@ def test_fault(emulator: EmulatorHandle, cell: Cell, monkeypatch: pytest.MonkeyP
     else:
         assert code == 1, output
         assert failure_lines(output) == [f"failed {cell.step}"], output
-        code, output = up(emulator)
+        code, output = cli(emulator, "up")
         assert code == 0, output
         in_flight.wait_idle()
 
-    code, output = djdeploy(emulator, "plan", "--tenant", TENANT)
+    code, output = cli(emulator, "plan")
     assert code == 0, output
     assert count(emulator, "cloudbuild.build") == cell.builds
     assert count(emulator, "run.execution") == cell.executions
     after = secret_digests(emulator)
     assert len(after) == len(SECRETS), sorted(after)
     assert {k: v for k, v in after.items() if k in before} == before
+
+
+def cli(emulator: EmulatorHandle, command: str) -> tuple[int, str]:
+    return djdeploy(emulator, command, "--tenant", TENANT, scale=ENGINE_SCALE)
 
 
 def failure_lines(output: str) -> list[str]:
