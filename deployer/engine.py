@@ -3,36 +3,21 @@
 The engine owns every wait. For each step it observes, diffs, applies when the diff says so,
 then re-observes until the fresh diff is NOOP: one loop covers long-running operations, IAM
 propagation and resuming a half-finished run. Independent steps run concurrently; a step starts
-as soon as the steps it needs are done. Time goes through an injected Clock.
+as soon as the steps it needs are done. Time goes through the cloud's Clock (deployer/clock.py).
 """
 
 from __future__ import annotations
 
 import enum
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from deployer.clock import Clock
 from deployer.errors import DeployError, StepFailed, Timeout
 from deployer.gcp.cloud import Cloud
 from deployer.steps.base import Action, Change, Step, Transient
-
-
-class Clock(Protocol):
-    def monotonic(self) -> float: ...
-
-    def sleep(self, seconds: float) -> None: ...
-
-
-class RealClock:
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
 
 
 @dataclass(frozen=True)
@@ -49,13 +34,15 @@ class Options:
 
     @classmethod
     def scaled(cls, time_scale: float) -> Options:
+        """Every interval shrunk with the emulator's time scale (retries sleep on the same
+        clock as the engine, so the step deadline needs no floor)."""
         k = min(1.0, max(time_scale * 10, 0.005))
         return cls(
             poll_initial=max(0.005, 1.0 * k),
             poll_max=max(0.05, 15.0 * k),
             settle_seconds=30.0 * k,
             delay_scale=k,
-            step_timeout=max(120.0, 3600.0 * k),  # retries sleep real seconds: keep room
+            step_timeout=3600.0 * k,
         )
 
 
@@ -142,10 +129,14 @@ def order(steps: Sequence[Step]) -> list[Step]:
 @dataclass
 class Engine:
     cloud: Cloud
-    clock: Clock = field(default_factory=RealClock)
     options: Options = field(default_factory=Options)
     on_event: OnEvent = _ignore
     _cancel: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def clock(self) -> Clock:
+        """The cloud's clock: the engine's waits and the retries' sleeps share one time."""
+        return self.cloud.clock
 
     # -- read-only -------------------------------------------------------------------------
 

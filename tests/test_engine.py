@@ -76,10 +76,9 @@ class FakeStep:
 
 
 def engine(clock: FakeClock, events: list[Event] | None = None) -> Engine:
-    cloud = Cloud("p", "europe-west1", ClientFactory(endpoint="http://127.0.0.1:1"))
+    cloud = Cloud("p", "europe-west1", ClientFactory(endpoint="http://127.0.0.1:1"), clock=clock)
     return Engine(
         cloud,
-        clock=clock,
         options=Options(poll_initial=1, poll_max=4, settle_seconds=5, step_timeout=100),
         on_event=(events.append if events is not None else lambda e: None),
     )

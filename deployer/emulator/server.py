@@ -16,7 +16,6 @@ import logging
 import socket
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from deployer.clock import Clock, RealClock
+
+from . import admin
 from .errors import ApiError
 from .faults import Faults, as_error
 from .latency import Latency
@@ -78,13 +80,18 @@ class Emulator:
         *,
         state_dir: Path | str | None = None,
         time_scale: float = 1.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         modules: tuple[str, ...] = API_MODULES,
         transcript_limit: int = TRANSCRIPT_LIMIT,
         set_time_scale: bool = False,
     ) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else None
-        self.clock = clock
+        # one clock for operations, windows and sleeps: tests pass the VirtualClock their
+        # deployer Cloud shares; emu.clock() reads it, emu.sleep waits on it
+        time = clock if clock is not None else RealClock()
+        self.clock: Callable[[], float] = time.now
+        self.sleep: Callable[[float], None] = time.sleep
+        self.apis = modules
         self.store = Store(self.state_dir)
         self.latency = Latency(self.store, time_scale)
         # a new state takes time_scale; an existing one keeps its own unless set_time_scale
@@ -94,10 +101,7 @@ class Emulator:
         self.outcomes = Outcomes(self)
         self.transcript = Transcript(transcript_limit)
         self.routes = RouteTable(load_routers(modules))
-        from . import admin  # late: admin imports this module's types
-
         self.admin_routes = RouteTable([admin.router])
-        self.sleep: Callable[[float], None] = time.sleep
 
     def reset(self) -> None:
         """Forget everything: resources, operations, faults, outcomes, latency, transcript."""

@@ -3,7 +3,7 @@ retries are turned off so there is exactly one layer.
 
 RETRYABLE names what is retried: transient errors (429, 5xx, resets, timeouts) and Cloud SQL's
 "one operation at a time" conflict. Retry-After is honoured. Sleeping goes through the injected
-`sleep`, so tests never wait for real.
+`sleep` (the Cloud's clock), so tests never wait for real.
 """
 
 from __future__ import annotations

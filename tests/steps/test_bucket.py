@@ -14,6 +14,8 @@ from deployer.steps.base import Action
 from deployer.steps.bucket import MediaBucket, SourcesBucket
 from tests.contract import check_transcript
 
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
+
 PROJECT = "bucket-proj"
 CONFIG = Config(tenant="demo", project=PROJECT)
 MEDIA = MediaBucket(CONFIG)
@@ -23,7 +25,12 @@ IAM_OK = {"uniformBucketLevelAccess": {"enabled": True}, "publicAccessPrevention
 
 
 def _cloud(emulator, project: str = PROJECT) -> Cloud:
-    return Cloud(project, CONFIG.region, ClientFactory(endpoint=emulator.url, project=project))
+    return Cloud(
+        project,
+        CONFIG.region,
+        ClientFactory(endpoint=emulator.url, project=project),
+        clock=emulator.clock,
+    )
 
 
 def _writes(emulator) -> list[str]:

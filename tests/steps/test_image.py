@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,8 @@ from deployer.steps.base import Action, Broken, Change
 from deployer.steps.image import RUNTIME_APT_DEFAULT, Image, build_args, image_tag
 from deployer.steps.registry import Registry
 from tests.contract import check_transcript
+
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
 
 PROJECT = "image-proj"
 REGION = "europe-west1"
@@ -251,7 +252,9 @@ def _steps(config: Config, archive: Any = None) -> list[Any]:
 
 
 def _engine(emulator: Any) -> Engine:
-    cloud = Cloud(PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    cloud = Cloud(
+        PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT), clock=emulator.clock
+    )
     return Engine(cloud, options=Options.scaled(0.001))
 
 
@@ -417,7 +420,7 @@ def test_destroy_twice(emulator: Any) -> None:
     assert emulator.emu.store.get("artifactregistry.tag", Image(config).image) is None
     # up again rebuilds (the registry went with its images)
     emulator.emu.transcript.clear()
-    time.sleep(0.01)
+    emulator.clock.advance(0.01)
     assert engine.up(_steps(config)).ok
     assert len(_builds(emulator.emu.transcript.entries())) == 1
     assert check_transcript(emulator.emu.transcript.entries()) == []

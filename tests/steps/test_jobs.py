@@ -25,6 +25,8 @@ from tests.steps.test_service import (
     seed,
 )
 
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
+
 INPUTS_ALL = ce.Inputs(
     INPUTS.project_number,
     {**INPUTS.versions, CFG.names.secret_superuser_password: "1"},

@@ -17,6 +17,8 @@ from deployer.steps.base import Action, Broken, Change, NotOurs
 from deployer.steps.registry import Registry
 from tests.contract import check_transcript
 
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
+
 PROJECT = "registry-proj"
 REGION = "europe-west1"
 CONFIG = Config(tenant="demo", project=PROJECT, region=REGION, labels={"team": "web"})
@@ -109,7 +111,9 @@ def test_is_ours(labels: Any, ours: bool) -> None:
 
 
 def _cloud(emulator: Any) -> Cloud:
-    return Cloud(PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    return Cloud(
+        PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT), clock=emulator.clock
+    )
 
 
 def _engine(emulator: Any) -> Engine:

@@ -16,6 +16,8 @@ from deployer.steps.base import Action, Broken, Change, NotOurs, Secret
 from deployer.steps.secrets import Secrets
 from tests.contract import check_transcript
 
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
+
 PROJECT = "secrets-steps-proj"
 REGION = "europe-west1"
 
@@ -141,7 +143,9 @@ def test_secret_repr_is_masked():
 
 def make_cloud(emulator) -> Cloud:
     serviceusage.set_enabled(emulator.emu, PROJECT, "secretmanager.googleapis.com")
-    return Cloud(PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    return Cloud(
+        PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT), clock=emulator.clock
+    )
 
 
 class Apis:

@@ -20,6 +20,8 @@ from deployer.steps.base import Action, Broken, Failure, NotOurs, Secret, Transi
 from deployer.steps.service import REDEPLOY_ANNOTATION, SECRET_GRANT_RETRY, Service
 from tests.contract import check_transcript
 
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
+
 PROJECT = "run-steps-proj"
 REGION = "europe-west1"
 NUMBER = "123456789012"
@@ -45,7 +47,9 @@ INPUTS = ce.Inputs(
 
 
 def make_cloud(emulator: Any) -> Cloud:
-    return Cloud(PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    return Cloud(
+        PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT), clock=emulator.clock
+    )
 
 
 def make_engine(cloud: Cloud) -> Engine:

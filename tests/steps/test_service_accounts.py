@@ -15,6 +15,8 @@ from deployer.steps.base import Action, NotOurs
 from deployer.steps.service_accounts import ServiceAccounts
 from tests.contract import check_transcript
 
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
+
 PROJECT = "sa-proj"
 CONFIG = Config(tenant="demo", project=PROJECT)
 STEP = ServiceAccounts(CONFIG)
@@ -23,7 +25,12 @@ STEPS = [Apis(CONFIG), STEP]
 
 def _cloud(emulator) -> Cloud:
     serviceusage.set_enabled(emulator.emu, PROJECT, "iam.googleapis.com")
-    return Cloud(PROJECT, CONFIG.region, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    return Cloud(
+        PROJECT,
+        CONFIG.region,
+        ClientFactory(endpoint=emulator.url, project=PROJECT),
+        clock=emulator.clock,
+    )
 
 
 def _writes(emulator) -> list[str]:

@@ -18,6 +18,8 @@ from deployer.steps.secrets import Secrets
 from deployer.steps.sql import FINAL_BACKUP, SqlDatabase, SqlInstance, SqlUser
 from tests.contract import check_transcript
 
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
+
 PROJECT = "sql-steps-proj"
 REGION = "europe-west1"
 READS = ("GET",)
@@ -216,7 +218,9 @@ def test_user_diff_follows_the_secret_version(latest, recorded, action, failure)
 def make_cloud(emulator) -> Cloud:
     for api in ("sqladmin.googleapis.com", "secretmanager.googleapis.com"):
         serviceusage.set_enabled(emulator.emu, PROJECT, api)
-    return Cloud(PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    return Cloud(
+        PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT), clock=emulator.clock
+    )
 
 
 def make_engine(cloud: Cloud) -> Engine:

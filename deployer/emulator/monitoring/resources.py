@@ -1,25 +1,5 @@
-"""Cloud Monitoring v3: uptime checks, alert policies, notification channels.
-
-    POST   /v3/projects/{p}/uptimeCheckConfigs               create (server-assigned id)
-    GET    /v3/projects/{p}/uptimeCheckConfigs[?pageSize&pageToken]
-    GET    /v3/projects/{p}/uptimeCheckConfigs/{id}
-    PATCH  /v3/projects/{p}/uptimeCheckConfigs/{id}?updateMask=
-    DELETE /v3/projects/{p}/uptimeCheckConfigs/{id}
-    (the same five for alertPolicies and notificationChannels; DELETE of a channel takes force)
-
-Behaviour copied from Google's reference: the API must be enabled (403 SERVICE_DISABLED); ids
-are assigned by the server (an uptime check's from its display name plus a random suffix, alert
-policies' and channels' numbers); an uptime check needs a displayName, a timeout of 1-60 s and
-an httpCheck or tcpCheck, its period is one of 60s/300s/600s/900s (default 60s), and a patch may
-set only displayName, httpCheck, tcpCheck, timeout, contentMatchers and selectedRegions; an
-uptime check an alert policy's filter names (``metric.label.check_id="<id>"``) cannot be deleted;
-an alert policy needs a displayName and 1-6 conditions, a threshold condition a filter, a
-comparison and a duration that is a whole number of minutes, its notificationChannels must exist,
-its conditions get names; an email channel needs ``labels.email_address``; a channel named by a
-policy is deleted only with ``force``, which removes it from those policies; userLabels follow
-the label rules (64 entries, lowercase keys and values). An empty updateMask replaces the whole
-resource (name and server fields kept).
-"""
+"""Cloud Monitoring v3: state and behaviour (no HTTP) of uptime checks, alert policies and
+notification channels; the rules are listed in the package docstring."""
 
 from __future__ import annotations
 
@@ -27,18 +7,15 @@ import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .errors import ApiError
-from .pagination import Paging, paginate
-from .projects import resolve
-from .routing import Request, Router, rfc3339
-from .serviceusage import require_enabled
+from ..errors import ApiError, FailedPrecondition, InvalidArgument, NotFound
+from ..formats import rfc3339
+from ..projects import resolve
+from ..serviceusage import require_enabled
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from ..context import Emulator
 
-router = Router()
 SERVICE = "monitoring.googleapis.com"
-_PAGING = Paging(default_size=100, max_size=1000)
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _DURATION = re.compile(r"^(\d+)(?:\.\d+)?s$")
@@ -69,14 +46,14 @@ CHANNEL_PATCHABLE = frozenset(
 CHANNEL_TYPES: dict[str, tuple[str, ...]] = {"email": ("email_address",)}
 
 
-def _camel(field: str) -> str:
+def camel(field: str) -> str:
     """A field mask entry as the JSON name ("display_name" -> "displayName")."""
     head, *rest = field.split("_")
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
 def _invalid(message: str) -> ApiError:
-    return ApiError(400, message)
+    return InvalidArgument(message)
 
 
 def _seconds(value: object, field: str) -> int:
@@ -97,14 +74,6 @@ def _check_labels(labels: object, field: str = "userLabels") -> None:
                 f"Field {field} has an invalid entry {key!r}: keys and values contain only "
                 "lowercase letters, numerals, underscores and dashes; keys begin with a letter."
             )
-
-
-def _mask(req: Request, patchable: frozenset[str]) -> list[str]:
-    fields = [_camel(f.split(".")[0]) for f in (req.arg("updateMask") or "").split(",") if f]
-    for f in fields:
-        if f not in patchable:
-            raise _invalid(f"The field {f} cannot be updated.")
-    return fields
 
 
 class MonitoringBackend:
@@ -128,7 +97,7 @@ class MonitoringBackend:
     def get(self, kind: str, name: str, what: str) -> dict[str, Any]:
         doc = self.emu.store.get(kind, name)
         if doc is None:
-            raise ApiError(404, f"{what} {name} does not exist.")
+            raise NotFound(f"{what} {name} does not exist.")
         return doc
 
     def in_project(self, kind: str, project_id: str) -> list[dict[str, Any]]:
@@ -198,11 +167,9 @@ class MonitoringBackend:
             project = name.split("/")[1]
             for policy in self.in_project(self.POLICY, project):
                 if check_id in self.checks_named(policy):
-                    raise ApiError(
-                        400,
+                    raise FailedPrecondition(
                         f"Uptime check {name} cannot be deleted: alerting policy "
                         f"{policy['name']} refers to it.",
-                        status="FAILED_PRECONDITION",
                     )
             self.emu.store.delete(self.UPTIME, name)
 
@@ -311,11 +278,9 @@ class MonitoringBackend:
                 if name in p.get("notificationChannels", [])
             ]
             if users and not force:
-                raise ApiError(
-                    400,
+                raise FailedPrecondition(
                     f"Notification channel {name} is referenced by alerting policy "
                     f"{users[0]['name']}: delete it with force=true to remove it from them.",
-                    status="FAILED_PRECONDITION",
                 )
             for p in users:
                 p["notificationChannels"] = [c for c in p["notificationChannels"] if c != name]
@@ -323,72 +288,3 @@ class MonitoringBackend:
                 self._server_fields(p)
                 self.emu.store.put(self.POLICY, p["name"], p)
             self.emu.store.delete(self.CHANNEL, name)
-
-
-#: the store kind, what an error calls it, and the patchable fields of each collection
-_COLLECTIONS: dict[str, tuple[str, str, frozenset[str]]] = {
-    "uptimeCheckConfigs": (MonitoringBackend.UPTIME, "Uptime check", UPTIME_PATCHABLE),
-    "alertPolicies": (MonitoringBackend.POLICY, "Alerting policy", POLICY_PATCHABLE),
-    "notificationChannels": (MonitoringBackend.CHANNEL, "Notification channel", CHANNEL_PATCHABLE),
-}
-
-
-def _backend(req: Request, project: str) -> tuple[MonitoringBackend, str]:
-    backend = MonitoringBackend(req.emu)
-    return backend, backend.project(project)
-
-
-def _name(project_id: str, collection: str, rid: str) -> str:
-    return f"projects/{project_id}/{collection}/{rid}"
-
-
-def _register(collection: str) -> None:
-    """The list, get, patch and delete routes of one collection (create differs per kind)."""
-    kind, what, patchable = _COLLECTIONS[collection]
-    base = f"/v3/projects/{{project}}/{collection}"
-
-    def list_(req: Request, project: str) -> dict[str, Any]:
-        backend, project_id = _backend(req, project)
-        return paginate(req, backend.in_project(kind, project_id), _PAGING, key=collection)
-
-    def get(req: Request, project: str, rid: str) -> dict[str, Any]:
-        backend, project_id = _backend(req, project)
-        return backend.get(kind, _name(project_id, collection, rid), what)
-
-    def patch(req: Request, project: str, rid: str) -> dict[str, Any]:
-        backend, project_id = _backend(req, project)
-        fields = _mask(req, patchable)
-        return backend.patch(kind, _name(project_id, collection, rid), what, req.json(), fields)
-
-    def delete(req: Request, project: str, rid: str) -> dict[str, Any]:
-        backend, project_id = _backend(req, project)
-        force = (req.arg("force") or "").lower() == "true"
-        backend.delete(kind, _name(project_id, collection, rid), force=force)
-        return {}
-
-    router.route("GET", base)(list_)
-    router.route("GET", base + "/{rid}")(get)
-    router.route("PATCH", base + "/{rid}")(patch)
-    router.route("DELETE", base + "/{rid}")(delete)
-
-
-for _collection in _COLLECTIONS:
-    _register(_collection)
-
-
-@router.route("POST", "/v3/projects/{project}/uptimeCheckConfigs")
-def create_uptime(req: Request, project: str) -> dict[str, Any]:
-    backend, project_id = _backend(req, project)
-    return backend.create_uptime(project_id, req.json())
-
-
-@router.route("POST", "/v3/projects/{project}/alertPolicies")
-def create_policy(req: Request, project: str) -> dict[str, Any]:
-    backend, project_id = _backend(req, project)
-    return backend.create_policy(project_id, req.json())
-
-
-@router.route("POST", "/v3/projects/{project}/notificationChannels")
-def create_channel(req: Request, project: str) -> dict[str, Any]:
-    backend, project_id = _backend(req, project)
-    return backend.create_channel(project_id, req.json())
