@@ -1,6 +1,6 @@
 """djdeploy: deploy a Django application to Google Cloud, imperatively and safely.
 
-    from deployer import Config, Target, up, plan, status, destroy
+    from deployer import Config, Target, up, plan, status, destroy, unlock
 
 The operations are loaded on first use so that `import deployer` (and `djdeploy --help`) stay
 light.
@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 from deployer.config import Config
 
 __version__ = "0.1.0"
-__all__ = ["Config", "Target", "destroy", "plan", "status", "up"]
+__all__ = ["Config", "Target", "destroy", "plan", "snapshot", "status", "unlock", "up"]
 
 if TYPE_CHECKING:
-    from deployer.api import Target, destroy, plan, status, up
+    from deployer.api import Target, destroy, plan, snapshot, status, unlock, up
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Target", "destroy", "plan", "status", "up"):
+    if name in ("Target", "destroy", "plan", "snapshot", "status", "unlock", "up"):
         from deployer import api
 
         return getattr(api, name)
