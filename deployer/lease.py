@@ -60,6 +60,19 @@ class Locked(DeployError):
         self.holder = holder
 
 
+class Superseded(DeployError):
+    """While we waited, the run holding the lease did the opposite (up vs destroy) and
+    finished: we do nothing, so the tenant stays as that run left it."""
+
+    def __init__(self, holder: Holder, *, command: str) -> None:
+        super().__init__(
+            f"while this `djdeploy {command}` waited, {holder.describe()} ran on tenant "
+            f"{holder.tenant} and finished: nothing done, so the tenant stays as that run left "
+            f"it; run `djdeploy {command}` again to do it anyway"
+        )
+        self.holder = holder
+
+
 class LeaseLost(DeployError):
     """The lease was taken over or removed while we held it: we stopped acting."""
 
@@ -131,6 +144,10 @@ class Holder:
             seconds=seconds if seconds > 0 else LeaseTiming.seconds,
         )
 
+    @property
+    def verb(self) -> str:
+        return verb(self.command)
+
     def describe(self) -> str:
         """`djdeploy up` by ci@p.iam.gserviceaccount.com (runner@host-7, pid 4242) since ..."""
         where = "@".join(p for p in (self.user, self.host) if p)
@@ -141,6 +158,11 @@ class Holder:
         if where:
             text += f" ({where})"
         return text + (f" since {_show(self.since)}" if self.since else "")
+
+
+def verb(command: str) -> str:
+    """ "up" or "destroy": a command without its options."""
+    return command.split(" ", 1)[0]
 
 
 def _show(stamp: str) -> str:
@@ -230,13 +252,21 @@ class Lease:
 
     def acquire(self) -> None:
         """Take the lease: at once when nobody holds it; after its holder releases it (or
-        stops renewing it for its lease duration) when we may wait; else raise Locked."""
+        stops renewing it for its lease duration) when we may wait; else raise Locked.
+
+        A holder that releases it after doing the opposite of our command (up vs destroy)
+        raises Superseded: a run that waited never undoes what the run before it finished
+        (an up behind up does run: it may deploy a newer source). A holder that stopped
+        renewing (killed) is taken over whatever it did: finishing is the recovery."""
         start = self.clock.monotonic()
         seen: StoredLease | None = None  # the lease as we last read it
         seen_at = start  # when we first read that generation
+        holder: Holder | None = None  # who held it then
         while True:
             current = self.store.read(self.name)
             if current is None:
+                if holder is not None and holder.verb != verb(self.command):
+                    raise Superseded(holder, command=self.command)
                 if self._write(0):
                     return self._acquired(NoticeKind.ACQUIRED, None, start)
                 continue  # another run created it first: read who
