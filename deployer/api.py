@@ -26,8 +26,6 @@ from deployer.lease import (
     Holder,
     Lease,
     LeaseTiming,
-    Notice,
-    NoticeKind,
     OnNotice,
     current_holder,
     guarded,
@@ -35,7 +33,7 @@ from deployer.lease import (
     store_for,
 )
 from deployer.steps import build_steps
-from deployer.steps.base import Change
+from deployer.steps.base import Change, Step
 
 BUILTIN_TIME_SCALE = 0.01  # a fresh deploy on the built-in emulator takes seconds
 _ENDPOINT = re.compile(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?/?$")
@@ -128,6 +126,12 @@ def _lease(
     return lease
 
 
+def _bootstrap(engine: Engine, steps: list[Step]) -> RunResult:
+    """Converge what the tenant's lease needs, the Storage API and the staging bucket:
+    shared by the project's tenants and idempotent, so they run unlocked, before it."""
+    return engine.up([s for s in steps if s.name in BOOTSTRAP_STEPS])
+
+
 def up(
     config: Config,
     *,
@@ -139,15 +143,15 @@ def up(
 ) -> RunResult:
     """Deploy: bring every step to its desired state. Safe to run again after any failure.
 
-    The Storage API and the staging bucket (what the tenant's lease needs, shared by every
-    tenant) converge first, unlocked; everything else runs under the lease. Another run
-    holding it: wait for it (or raise lease.Locked when not `wait`)."""
+    The bootstrap (Storage API, staging bucket) converges first, unlocked; everything else
+    runs under the tenant's lease. Another run holding it: wait for it (or raise
+    lease.Locked when not `wait`)."""
     target = target or Target()
     steps = build_steps(config)
     with connect(config.project, config.region, target) as session:
         engine = _engine(session, on_event, clock)
         start = engine.clock.monotonic()
-        boot = engine.up([s for s in steps if s.name in BOOTSTRAP_STEPS])
+        boot = _bootstrap(engine, steps)
         if not boot.ok:
             return boot
         lease = _lease(engine, config, "up", wait=wait, on_lease=on_lease)
@@ -200,26 +204,18 @@ def destroy(
     """Delete what `up` made, in reverse order. Data (database, media, secrets) is kept
     unless delete_data.
 
-    Under the tenant's lease, like up. Without a staging bucket there is nothing to lock
-    against, and nothing was deployed under a lease either (every up creates that bucket
-    before any tenant resource): destroy then runs without one (docs/concurrency.md)."""
+    Under the tenant's lease, like up, after the same bootstrap: where no up ever ran, that
+    enables the APIs and creates the staging bucket, which is what makes a destroy racing a
+    project's very first up safe (docs/concurrency.md)."""
     target = target or Target()
     steps = build_steps(config)
     command = "destroy --delete-data" if delete_data else "destroy"
     with connect(config.project, config.region, target) as session:
         engine = _engine(session, on_event, clock)
+        failed = [r.error for r in _bootstrap(engine, steps).results if r.error]
+        if failed:
+            raise DeployError(failed[0])
         lease = _lease(engine, config, command, wait=wait, on_lease=on_lease)
-        if not lease.store.bucket_exists():
-            bucket = config.names.staging_bucket
-            lease.on_notice(
-                Notice(
-                    NoticeKind.UNLOCKED,
-                    config.tenant,
-                    message=f"no staging bucket {bucket}: no run can hold a lease on tenant "
-                    f"{config.tenant}, so destroy runs without one",
-                )
-            )
-            return engine.destroy(steps, delete_data=delete_data)
         with lease.held():
             try:
                 return engine.destroy(guarded(steps, lease), delete_data=delete_data)

@@ -161,7 +161,7 @@ class Holder:
 
 
 def verb(command: str) -> str:
-    """ "up" or "destroy": a command without its options."""
+    """The command without its options: "up" or "destroy"."""
     return command.split(" ", 1)[0]
 
 
@@ -188,7 +188,6 @@ class NoticeKind(enum.StrEnum):
     WAITING = "waiting"  # another run holds the lease; we wait for it
     ACQUIRED = "acquired"  # we hold it (after waiting, or at once)
     TOOK_OVER = "took-over"  # its holder stopped renewing it: we took it over
-    UNLOCKED = "unlocked"  # no staging bucket: this run holds no lease (destroy)
     RELEASE_FAILED = "release-failed"  # it stays until it expires
 
 

@@ -145,8 +145,6 @@ class Progress:
             )
         elif notice.kind is NoticeKind.ACQUIRED and (self._waiting or self.verbose):
             line = f"took the lease on tenant {notice.tenant} after {notice.waited:.1f}s"
-        elif notice.kind is NoticeKind.UNLOCKED:
-            line = notice.message
         elif notice.kind is NoticeKind.RELEASE_FAILED:
             line = (
                 f"warning: could not release the lease on tenant {notice.tenant} "

@@ -50,9 +50,6 @@ class LeaseStore:
     def _bucket(self) -> Any:
         return self.cloud.clients.storage.bucket(self.bucket)
 
-    def bucket_exists(self) -> bool:
-        return self.cloud.storage.get_bucket(self.bucket) is not None
-
     def read(self, name: str) -> StoredLease | None:
         """The lease object, or None when there is none (or no bucket)."""
         blob = self.cloud.read(lambda: self._bucket.get_blob(name, retry=None, timeout=TIMEOUT))
