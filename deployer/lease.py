@@ -291,7 +291,7 @@ class Lease:
         """Write our lease over `if_generation` (0: none); True when it is ours now. A 412
         may answer a retried write that had already landed: the lease id tells."""
         now = self.wall()
-        self.since = self.since or _stamp(now)
+        since = self.since or _stamp(now)  # kept from the first write that took effect
         holder = Holder(
             id=self.id,
             tenant=self.tenant,
@@ -300,7 +300,7 @@ class Lease:
             user=_local_user(),
             host=socket.gethostname(),
             pid=os.getpid(),
-            since=self.since,
+            since=since,
             until=_stamp(now + timedelta(seconds=self.timing.seconds)),
             seconds=self.timing.seconds,
         )
@@ -310,7 +310,7 @@ class Lease:
             stored = self.store.read(self.name)
             if stored is None or stored.fields.get("id") != self.id:
                 return False
-        self.generation, self._renewed_at = stored.generation, sent
+        self.generation, self._renewed_at, self.since = stored.generation, sent, since
         return True
 
     # -- while held ------------------------------------------------------------------------
