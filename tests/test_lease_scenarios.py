@@ -201,6 +201,57 @@ def test_up_beside_a_destroy_that_holds_the_lease_leaves_it_destroyed(
     assert labelled_resources(emulator) == Counter()  # nothing of the tenant is left
 
 
+def lease_takers(emulator: EmulatorHandle) -> list[str]:
+    """The commands that took the tenant's lease, in order (from the emulator's transcript)."""
+    return [
+        e["response"]["metadata"]["command"]
+        for e in emulator.control.transcript()
+        if e["path"].startswith("/upload/")
+        and e["status"] == 200
+        and e["query"].get("ifGenerationMatch") == ["0"]
+        and e["response"]["name"] == LEASE
+    ]
+
+
+@pytest.mark.slow
+def test_up_and_destroy_started_together_leave_the_tenant_whole(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    assert up(emulator)[0] == 0
+    unblock = block(emulator, "sql.instance.delete")
+    emulator.control.clear_transcript()
+    destroy = Run(emulator, tmp_path, "destroy", "--tenant", TENANT, "--delete-data", "--yes")
+    deploy = Run(emulator, tmp_path, "up", "--tenant", TENANT)
+    # a destroy that got the lease stays in its SQL delete until the up has looked at the
+    # lease (it waits) or is done: the two overlap whatever the machine's load
+    until(
+        lambda: (
+            destroy.proc.poll() is not None
+            or (
+                sent(emulator, "DELETE", "-pg")
+                and (deploy.proc.poll() is not None or "waiting for the lease" in deploy.output)
+            )
+        ),
+        "the destroy is done, or in its SQL delete beside the up",
+    )
+    unblock()
+    (up_code, up_output), (destroy_code, destroy_output) = deploy.finish(), destroy.finish()
+    takers = lease_takers(emulator)
+    if up_code == 1:  # it waited for the destroy
+        assert "while this `djdeploy up` waited, `djdeploy destroy --delete-data`" in up_output
+        assert takers == ["destroy --delete-data"]
+    if destroy_code == 1:  # it waited for the up
+        assert "while this `djdeploy destroy --delete-data` waited, `djdeploy up`" in (
+            destroy_output
+        )
+        assert takers == ["up"]
+    assert {up_code, destroy_code} <= {0, 1} and 0 in {up_code, destroy_code}
+    if takers[-1] == "up":
+        assert deployed(emulator), (takers, up_output, destroy_output)
+    else:
+        assert labelled_resources(emulator) == Counter(), (takers, up_output, destroy_output)
+
+
 @pytest.mark.slow
 def test_kill_9_of_the_lease_holder_then_up_takes_over_and_converges(
     emulator: EmulatorHandle, tmp_path: Path
