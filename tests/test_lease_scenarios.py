@@ -379,3 +379,23 @@ def _invoke(emulator: EmulatorHandle, args: list[str], *, stdin: str) -> tuple[i
         catch_exceptions=False,
     )
     return result.exit_code, result.output
+
+
+@pytest.mark.slow
+def test_ctrl_c_and_a_failed_step_release_the_lease(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    import signal
+
+    unblock = block(emulator, "sql.instance.create")
+    holder = Run(emulator, tmp_path, "up", "--tenant", TENANT)
+    until(lambda: holds_lease(emulator, holder) and sent(emulator, "POST", "/instances"), "up")
+    holder.proc.send_signal(signal.SIGINT)
+    code, output = holder.finish()
+    assert code == 130, output
+    assert lease_fields(emulator) is None
+    unblock()
+    emulator.control.fail("build", TENANT, "it broke on purpose")
+    code, output = up(emulator, "--no-wait")  # a lease left behind would fail it at once
+    assert code == 1 and "failed image:" in output, output
+    assert lease_fields(emulator) is None
