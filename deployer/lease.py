@@ -318,7 +318,13 @@ class Lease:
 
     def check(self) -> None:
         """Raise LeaseLost once the lease is not ours any more, or may not be: not renewed
-        for three quarters of its duration (others may take it over at the full duration)."""
+        for three quarters of its duration (others may take it over at the full duration).
+        A renewal that is due is made here too, so the lease never depends on the heartbeat
+        thread alone being scheduled in time (busy threads, or a virtual clock that every
+        thread's sleeps move)."""
+        if not self._lost and self.clock.monotonic() - self._renewed_at >= self.timing.renew:
+            with contextlib.suppress(DeployError):  # the silence rule below decides
+                self.renew()
         if self._lost:
             raise LeaseLost(self._lost)
         silent = self.clock.monotonic() - self._renewed_at

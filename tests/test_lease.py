@@ -209,16 +209,27 @@ def test_a_removed_lease_stops_its_holder(cloud: Cloud) -> None:
 
 
 def test_a_holder_that_could_not_renew_for_three_quarters_of_its_lease_stops(
-    cloud: Cloud,
+    cloud: Cloud, emulator: EmulatorHandle
 ) -> None:
     clock = FakeClock()
     lease = make(cloud, clock=clock)
     lease.acquire()
+    emulator.control.add_fault(method="POST", path="^/upload/storage/", code=403)  # every renewal
     clock.now += TIMING.seconds - TIMING.renew - 1
-    lease.check()
+    lease.check()  # tried to renew, failed: not silent for long enough yet
     clock.now += 2
     with pytest.raises(LeaseLost, match="could not renew the lease on tenant demo"):
         lease.check()
+
+
+def test_a_due_renewal_is_made_by_the_step_that_checks(cloud: Cloud) -> None:
+    clock = FakeClock()
+    lease = make(cloud, clock=clock)
+    lease.acquire()
+    first = lease.generation
+    clock.now += TIMING.seconds  # the heartbeat thread never ran
+    lease.check()
+    assert lease.generation > first and not lease.lost
 
 
 def test_a_retried_create_that_had_landed_counts_as_ours(
