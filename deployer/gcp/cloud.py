@@ -8,7 +8,7 @@ know a Cloud only as a gcp/context.py Context, so imports run one way: cloud.py 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
@@ -19,6 +19,7 @@ from deployer.gcp.build import BuildApi
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.iam import IamApi
 from deployer.gcp.projects import ProjectsApi
+from deployer.gcp.reads import ReadCache
 from deployer.gcp.registry import RegistryApi
 from deployer.gcp.run import RunApi
 from deployer.gcp.secrets import SecretsApi
@@ -36,19 +37,38 @@ class Cloud:
     clients: ClientFactory
     sleep: Callable[[float], None] = field(default=time.sleep)
 
-    def call(self, fn: Callable[[], T], **kwargs: Any) -> T:
-        """One API call through the one retry policy (see gcp/retry.py)."""
-        return retry.call(fn, sleep=self.sleep, **kwargs)
+    reads: ReadCache = field(default_factory=ReadCache)  # this command's shared reads
 
-    def read(self, fn: Callable[[], T]) -> T | None:
-        """A read where 404 means absent, and so does 403 SERVICE_DISABLED: nothing can exist
-        behind an API that is not enabled yet (`plan` on a fresh project)."""
+    def call(self, fn: Callable[[], T], *, key: Hashable | None = None, **kwargs: Any) -> T:
+        """One API call through the one retry policy (see gcp/retry.py). With ``key`` it is a
+        read the steps' first observations share (gcp/reads.py); without, it counts as a write
+        and drops every shared read."""
+        if key is not None:
+            return self.reads.read(key, lambda: retry.call(fn, sleep=self.sleep, **kwargs))
         try:
-            return self.call(fn)
-        except CloudError as exc:
-            if means_absent(exc):
-                return None
-            raise
+            return retry.call(fn, sleep=self.sleep, **kwargs)
+        finally:
+            self.reads.invalidate()
+
+    def read(self, fn: Callable[[], T], *, key: Hashable | None = None) -> T | None:
+        """A read where 404 means absent, and so does 403 SERVICE_DISABLED: nothing can exist
+        behind an API that is not enabled yet (`plan` on a fresh project). ``key`` as in
+        call()."""
+
+        def absent_as_none() -> T | None:
+            try:
+                return retry.call(fn, sleep=self.sleep)
+            except CloudError as exc:
+                if means_absent(exc):
+                    return None
+                raise
+
+        if key is not None:
+            return self.reads.read(key, absent_as_none)
+        try:
+            return absent_as_none()
+        finally:
+            self.reads.invalidate()
 
     @cached_property
     def run(self) -> RunApi:
