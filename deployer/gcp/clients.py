@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -53,15 +54,16 @@ def start_imports() -> threading.Thread:
 
 @dataclass
 class ClientFactory:
-    """Builds clients lazily and caches them: GAPIC clients per process (requests sessions are
-    shared), discovery clients per thread (httplib2 is not thread-safe)."""
+    """Builds each client once, on first use, and shares it across threads: GAPIC clients
+    (requests sessions are thread-safe) and discovery clients (each thread sending over its
+    own httplib2 connection)."""
 
     endpoint: str | None = None
     project: str | None = None
     imports: threading.Thread = field(default_factory=start_imports, repr=False)
-    _local: threading.local = field(default_factory=threading.local, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _gapic: dict[str, Any] = field(default_factory=dict, repr=False)
+    _discovery: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
 
     @cached_property
     def credentials(self) -> Any:
@@ -126,40 +128,64 @@ class ClientFactory:
         return storage.Client(**opts)
 
     def discovery(self, api: str, version: str) -> Any:
-        """A discovery client for this thread (one httplib2.Http each)."""
-        cache: dict[tuple[str, str], Any] = getattr(self._local, "clients", None) or {}
-        self._local.clients = cache
-        if (api, version) not in cache:
-            self.imports.join()
-            import google_auth_httplib2
-            import httplib2
-            from googleapiclient import discovery
+        """The discovery client for an API, built once and shared by every thread: its requests
+        go out over the calling thread's own connection (``ThreadHttp``)."""
+        self.imports.join()
+        with self._lock:
+            if (api, version) not in self._discovery:
+                from googleapiclient import discovery
 
-            http = google_auth_httplib2.AuthorizedHttp(
-                self.credentials, http=httplib2.Http(timeout=TIMEOUT)
-            )
-            opts: dict[str, Any] = {}
-            if self.endpoint:
-                opts["api_endpoint"] = (
-                    self.endpoint
-                )  # every discovery API we use has servicePath ""
-            cache[(api, version)] = Collections(
-                discovery.build(
-                    api,
-                    version,
-                    http=http,
-                    static_discovery=True,
-                    cache_discovery=False,
-                    client_options=opts or None,
+                opts: dict[str, Any] = {}
+                if self.endpoint:  # every discovery API we use has servicePath ""
+                    opts["api_endpoint"] = self.endpoint
+                self._discovery[(api, version)] = Collections(
+                    discovery.build(
+                        api,
+                        version,
+                        http=ThreadHttp(self._authorized_http),
+                        static_discovery=True,
+                        cache_discovery=False,
+                        client_options=opts or None,
+                    )
                 )
-            )
-        return cache[(api, version)]
+            return self._discovery[(api, version)]
+
+    def _authorized_http(self) -> Any:
+        import google_auth_httplib2
+        import httplib2
+
+        return google_auth_httplib2.AuthorizedHttp(
+            self.credentials, http=httplib2.Http(timeout=TIMEOUT)
+        )
+
+
+class ThreadHttp:
+    """Stands in for an httplib2.Http (which is not thread-safe) in a discovery client shared
+    by every thread: each thread's requests go over a connection of its own, made on its first
+    request by ``make``."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._local = threading.local()
+
+    def _http(self) -> Any:
+        http = getattr(self._local, "http", None)
+        if http is None:
+            http = self._local.http = self._make()
+        return http
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        return self._http().request(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:  # credentials, timeout, close...
+        return getattr(self._http(), name)
 
 
 class Collections:
     """A discovery resource whose collections (``.instances()``, ``.projects().locations()``)
     are built once. googleapiclient builds a collection from the discovery document on every
-    call: 10 to 60 ms each for SQL Admin, on every request. Per thread, like the client."""
+    call: 10 to 60 ms each for SQL Admin, on every request. Shared by every thread, like the
+    client: two threads building the same collection at once both get a working one."""
 
     def __init__(self, resource: Any) -> None:
         self._resource = resource
