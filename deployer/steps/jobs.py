@@ -15,7 +15,9 @@ service) and executes it only when needed:
   db-init has no media volume: it only talks to PostgreSQL.
 
 A failed execution fails the step with its name, the condition message and where its logs are;
-the engine then stops before the service changes. The next `up` runs it again.
+the engine then stops before the service changes. The next `up` runs it again. An execution that
+failed on a secret its fresh grant has not reached yet is transient: run again every
+SECRET_GRANT_RETRY seconds (container_env.run_failure), as the service deploys again.
 
 A job's definition (image, env, resources) matters only when it runs: once a job has succeeded
 for its current marker, a difference there waits until it next runs (then the job is updated,
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from deployer.archive import container_dir
 from deployer.errors import Conflict
 from deployer.steps import container_env as ce
-from deployer.steps.base import Action, Broken, Change, Operation, field_changes
+from deployer.steps.base import Action, Change, Operation, field_changes
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -195,7 +197,7 @@ class _Job(Operation):
         failed = current[0] if current and execution_state(current[0]) == "failed" else None
         return self.run(
             f"{self.name} has not succeeded for the current {self.what}",
-            failure=None if failed is None else Broken(self.failure(failed)),
+            failure=None if failed is None else ce.run_failure(self.failure(failed)),
             info=info,
         )
 

@@ -12,7 +12,7 @@ import pytest
 from deployer.archive import container_dir
 from deployer.config import DatabaseConfig
 from deployer.steps import container_env as ce
-from deployer.steps.base import Action, Broken, NotOurs
+from deployer.steps.base import Action, Broken, NotOurs, Transient
 from deployer.steps.jobs import IMAGE_LABEL, SPEC_LABEL, DbInitJob, MigrateJob, code_hash
 from deployer.steps.service import Service
 from tests.steps.test_service import (
@@ -124,6 +124,17 @@ def test_diff(step: Any, observed: Any, action: Action, failure: str) -> None:
     else:
         assert change.failure is None
     assert change.reason
+
+
+def test_an_execution_denied_a_fresh_secret_grant_is_run_again_after_a_delay() -> None:
+    failed = execution(DB, "failed")
+    failed["conditions"][0]["message"] = (
+        "Permission denied on secret: projects/1/secrets/s/versions/1 for Job service account x"
+    )
+    change = DB.diff(obs(DB, execs=[failed]))
+    assert change.action is Action.RUN
+    assert isinstance(change.failure, Transient)
+    assert change.failure.delay == ce.SECRET_GRANT_RETRY
 
 
 def test_diff_reports_spec_drift() -> None:
