@@ -1,5 +1,6 @@
 """Commands as a user runs them, whole processes from start to exit (a script, not a test):
-``.venv/bin/python bench/bench_commands.py [--runs 5] [--fresh-runs 3] [--only NAME ...]``.
+``.venv/bin/python bench/bench_commands.py [--runs 5] [--fresh-runs 3] [--only NAME ...]
+[--scales 0.01 0.1]``.
 
 Each figure is the median of --runs (min and max beside it); a ratio is taken run by run
 (A and B started in turn, so a machine whose speed drifts moves both) and its median reported.
@@ -110,11 +111,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--fresh-runs", type=int, default=3, help="fresh ups at each scale")
     parser.add_argument("--only", nargs="*", default=["fresh", "noop", "help"])
+    parser.add_argument("--scales", nargs="*", type=float, default=[0.01, 0.1])
     args = parser.parse_args()
     typer = [sys.executable, "-c", "import typer"]
     benches: list[Callable[[], list[str]]] = []
     if "fresh" in args.only:
-        benches.append(lambda: [fresh_up(s, args.fresh_runs) for s in (0.01, 0.1)])
+        benches.append(lambda: [fresh_up(s, args.fresh_runs) for s in args.scales])
     if "noop" in args.only:
 
         def noop() -> list[str]:
