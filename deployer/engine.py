@@ -8,6 +8,7 @@ as soon as the steps it needs are done. Time goes through the cloud's Clock (dep
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import threading
 from collections.abc import Callable, Sequence
@@ -143,13 +144,18 @@ class Engine:
     def plan(self, steps: Sequence[Step]) -> list[Change]:
         """Observe and diff every step (concurrently): a preview, never stored."""
         ordered = order(steps)
+        self.cloud.reads.invalidate()  # one command's shared reads: nothing from the last one
         with ThreadPoolExecutor(max_workers=min(8, len(ordered)) or 1) as pool:
-            futures = [pool.submit(self._diff, s) for s in ordered]
+            futures = [pool.submit(self._diff, s, first=True) for s in ordered]
             return [f.result() for f in futures]
 
-    def _diff(self, step: Step) -> Change:
+    def _diff(self, step: Step, *, first: bool = False) -> Change:
+        """A step's first observation may share what other steps' first observations read in
+        this command (gcp/reads.py); a re-observation (after apply, while waiting) reads afresh."""
+        sharing = self.cloud.reads.sharing() if first else contextlib.nullcontext()
         try:
-            return step.diff(step.observe(self.cloud))
+            with sharing:
+                return step.diff(step.observe(self.cloud))
         except DeployError as exc:
             raise StepFailed(step.name, str(exc)) from exc
 
@@ -159,6 +165,7 @@ class Engine:
         """Bring every step to NOOP, each as soon as what it needs is done."""
         start = self.clock.monotonic()
         ordered = order(steps)
+        self.cloud.reads.invalidate()  # one command's shared reads: nothing from the last one
         results = {s.name: StepResult(s.name) for s in ordered}
         pending = list(ordered)
         running: dict[Future[None], Step] = {}
@@ -203,7 +210,7 @@ class Engine:
         t0 = self.clock.monotonic()
         self._emit(step.name, Phase.OBSERVE, t0)
         try:
-            first = change = self._diff(step)
+            first = change = self._diff(step, first=True)
             result.first = change
             if change.action is not Action.NOOP:
                 change = self._converge(step, change, t0)

@@ -100,6 +100,19 @@ def test_second_up_makes_no_mutating_call_and_plan_is_empty(emulator: EmulatorHa
     assert "nothing to change" in output
 
 
+def test_noop_up_and_plan_read_each_resource_once(emulator: EmulatorHandle) -> None:
+    """The golden no-op transcript lists what is read; this says each is read once (steps
+    share their first observations' reads: deployer/gcp/reads.py)."""
+    assert up(emulator)[0] == 0
+    for command in ("up", "plan"):
+        emulator.control.clear_transcript()
+        code, output = djdeploy(emulator, command, "--tenant", TENANT)
+        assert code == 0, output
+        reads = Counter(f"{e['method']} {e['path']}" for e in emulator.control.transcript())
+        assert len(reads) == 31, (command, sorted(reads))
+        assert [r for r, n in reads.items() if n > 1] == [], command
+
+
 def test_plan_on_empty_project_exits_2_and_changes_nothing(emulator: EmulatorHandle) -> None:
     code, output = djdeploy(emulator, "plan", "--tenant", TENANT, "--json")
     assert code == 2

@@ -7,7 +7,7 @@ know a Cloud only as a gcp/context.py Context, so imports run one way: cloud.py 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
@@ -20,6 +20,7 @@ from deployer.gcp.clients import ClientFactory
 from deployer.gcp.iam import IamApi
 from deployer.gcp.monitoring import MonitoringApi
 from deployer.gcp.projects import ProjectsApi
+from deployer.gcp.reads import ReadCache
 from deployer.gcp.registry import RegistryApi
 from deployer.gcp.run import RunApi
 from deployer.gcp.secrets import SecretsApi
@@ -37,20 +38,38 @@ class Cloud:
     clients: ClientFactory
     # retries sleep on it and the engine waits on it: tests pass the emulator's VirtualClock
     clock: Clock = field(default_factory=RealClock)
+    reads: ReadCache = field(default_factory=ReadCache)  # this command's shared reads
 
-    def call(self, fn: Callable[[], T], **kwargs: Any) -> T:
-        """One API call through the one retry policy (see gcp/retry.py)."""
-        return retry.call(fn, sleep=self.clock.sleep, **kwargs)
-
-    def read(self, fn: Callable[[], T]) -> T | None:
-        """A read where 404 means absent, and so does 403 SERVICE_DISABLED: nothing can exist
-        behind an API that is not enabled yet (`plan` on a fresh project)."""
+    def call(self, fn: Callable[[], T], *, key: Hashable | None = None, **kwargs: Any) -> T:
+        """One API call through the one retry policy (see gcp/retry.py). With ``key`` it is a
+        read the steps' first observations share (gcp/reads.py); without, it counts as a write
+        and drops every shared read."""
+        if key is not None:
+            return self.reads.read(key, lambda: retry.call(fn, sleep=self.clock.sleep, **kwargs))
         try:
-            return self.call(fn)
-        except CloudError as exc:
-            if means_absent(exc):
-                return None
-            raise
+            return retry.call(fn, sleep=self.clock.sleep, **kwargs)
+        finally:
+            self.reads.invalidate()
+
+    def read(self, fn: Callable[[], T], *, key: Hashable | None = None) -> T | None:
+        """A read where 404 means absent, and so does 403 SERVICE_DISABLED: nothing can exist
+        behind an API that is not enabled yet (`plan` on a fresh project). ``key`` as in
+        call()."""
+
+        def absent_as_none() -> T | None:
+            try:
+                return retry.call(fn, sleep=self.clock.sleep)
+            except CloudError as exc:
+                if means_absent(exc):
+                    return None
+                raise
+
+        if key is not None:
+            return self.reads.read(key, absent_as_none)
+        try:
+            return absent_as_none()
+        finally:
+            self.reads.invalidate()
 
     @cached_property
     def run(self) -> RunApi:

@@ -6,7 +6,7 @@ cloud.py composes the wrappers, the wrappers use a Context, and Cloud is one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, Protocol, TypeVar
 
 from deployer.gcp.clients import ClientFactory
@@ -21,12 +21,14 @@ class Context(Protocol):
     region: str
     clients: ClientFactory
 
-    def call(self, fn: Callable[[], T], **kwargs: Any) -> T:
-        """One API call through the one retry policy (see gcp/retry.py)."""
+    def call(self, fn: Callable[[], T], *, key: Hashable | None = None, **kwargs: Any) -> T:
+        """One API call through the one retry policy (see gcp/retry.py); with ``key``, a read
+        shared within the command (gcp/reads.py), without, a write."""
         ...
 
-    def read(self, fn: Callable[[], T]) -> T | None:
-        """A call where absent (404, or 403 SERVICE_DISABLED) answers None."""
+    def read(self, fn: Callable[[], T], *, key: Hashable | None = None) -> T | None:
+        """A call where absent (404, or 403 SERVICE_DISABLED) answers None; ``key`` as in
+        call()."""
         ...
 
 

@@ -22,7 +22,9 @@ class IamApi:
         return f"projects/{self.cloud.project}/serviceAccounts/{email}"
 
     def get_service_account(self, email: str) -> dict[str, Any] | None:
-        return self.cloud.read(execute(self._accounts().get(name=self._name(email))))
+        return self.cloud.read(
+            execute(self._accounts().get(name=self._name(email))), key=("iam.account", email)
+        )
 
     def list_service_accounts(self) -> list[dict[str, Any]]:
         """Every service account of the project (the list may show a new account before GET

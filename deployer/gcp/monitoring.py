@@ -40,7 +40,8 @@ class MonitoringApi:
             kwargs: dict[str, Any] = {**self._parent_args(kind), "pageSize": 100}
             if token:
                 kwargs["pageToken"] = token
-            page = self.cloud.read(execute(self._collection(kind).list(**kwargs))) or {}
+            request = execute(self._collection(kind).list(**kwargs))
+            page = self.cloud.read(request, key=("monitoring.list", kind, token)) or {}
             out.extend(page.get(kind, []))
             token = page.get("nextPageToken")
             if not token:

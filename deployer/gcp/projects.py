@@ -22,7 +22,9 @@ class ProjectsApi:
         return f"projects/{self.cloud.project}"
 
     def get(self) -> dict[str, Any]:
-        return self.cloud.call(execute(self._projects().get(name=self._resource)))
+        return self.cloud.call(
+            execute(self._projects().get(name=self._resource)), key=("projects.get",)
+        )
 
     def number(self) -> str:
         """The project number (cached: it never changes), e.g. for the service URL."""
@@ -34,7 +36,8 @@ class ProjectsApi:
     def get_iam_policy(self) -> dict[str, Any]:
         body = {"options": {"requestedPolicyVersion": 3}}
         return self.cloud.call(
-            execute(self._projects().getIamPolicy(resource=self._resource, body=body))
+            execute(self._projects().getIamPolicy(resource=self._resource, body=body)),
+            key=("projects.iam",),
         )
 
     def set_iam_policy(self, policy: dict[str, Any]) -> dict[str, Any]:

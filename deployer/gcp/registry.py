@@ -50,7 +50,10 @@ class RegistryApi:
     # -- repositories ------------------------------------------------------------------------
 
     def get_repository(self, repo_id: str) -> dict[str, Any] | None:
-        return self.cloud.read(execute(self._repos.repositories().get(name=self.name(repo_id))))
+        return self.cloud.read(
+            execute(self._repos.repositories().get(name=self.name(repo_id))),
+            key=("registry.repository", repo_id),
+        )
 
     def create_repository(
         self, repo_id: str, labels: dict[str, str], *, description: str = ""
@@ -113,7 +116,8 @@ class RegistryApi:
                 self._repos.repositories().getIamPolicy(
                     resource=self.name(repo_id), options_requestedPolicyVersion=3
                 )
-            )
+            ),
+            key=("registry.iam", repo_id),
         )
         result.setdefault("bindings", [])
         return result
@@ -140,6 +144,7 @@ class RegistryApi:
             f"/packages/{quote(ref['image'], safe='')}/tags/{ref['tag']}"
         )
         found = self.cloud.read(
-            execute(self._repos.repositories().packages().tags().get(name=name))
+            execute(self._repos.repositories().packages().tags().get(name=name)),
+            key=("registry.tag", name),
         )
         return found is not None

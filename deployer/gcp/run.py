@@ -50,10 +50,12 @@ class RunApi:
 
     def get_service(self, name: str) -> dict[str, Any] | None:
         client = self._client("run.services")
-        found = self.cloud.read(
-            lambda: client.get_service(name=self.service_name(name), retry=None, timeout=TIMEOUT)
+        return self.cloud.read(
+            lambda: to_dict(
+                client.get_service(name=self.service_name(name), retry=None, timeout=TIMEOUT)
+            ),
+            key=("run.service", name),
         )
-        return None if found is None else to_dict(found)
 
     def list_services(self) -> list[dict[str, Any]]:
         client = self._client("run.services")
@@ -106,10 +108,10 @@ class RunApi:
 
     def get_job(self, name: str) -> dict[str, Any] | None:
         client = self._client("run.jobs")
-        found = self.cloud.read(
-            lambda: client.get_job(name=self.job_name(name), retry=None, timeout=TIMEOUT)
+        return self.cloud.read(
+            lambda: to_dict(client.get_job(name=self.job_name(name), retry=None, timeout=TIMEOUT)),
+            key=("run.job", name),
         )
-        return None if found is None else to_dict(found)
 
     def list_jobs(self) -> list[dict[str, Any]]:
         client = self._client("run.jobs")
@@ -169,7 +171,7 @@ class RunApi:
             pages = client.list_executions(parent=self.job_name(job), retry=None, timeout=TIMEOUT)
             return [to_dict(e) for e in pages]
 
-        found = self.cloud.read(fetch)
+        found = self.cloud.read(fetch, key=("run.executions", job))
         items = found or []
         items.sort(key=lambda e: (e.get("createTime") or "", e.get("name") or ""), reverse=True)
         return items
@@ -193,14 +195,16 @@ class RunApi:
     def get_iam_policy(self, resource: str) -> dict[str, Any]:
         """The IAM v1 policy of a service (short or full name) or a job (full name)."""
         client, name = self._iam_client(resource)
-        policy = self.cloud.call(  # NotFound propagates: the resource does not exist
-            lambda: client.get_iam_policy(
-                request={"resource": name, "options": {"requested_policy_version": 3}},
-                retry=None,
-                timeout=TIMEOUT,
-            )
+        return self.cloud.call(  # NotFound propagates: the resource does not exist
+            lambda: policy_to_dict(
+                client.get_iam_policy(
+                    request={"resource": name, "options": {"requested_policy_version": 3}},
+                    retry=None,
+                    timeout=TIMEOUT,
+                )
+            ),
+            key=("run.iam", name),
         )
-        return policy_to_dict(policy)
 
     def set_iam_policy(self, resource: str, policy: dict[str, Any]) -> dict[str, Any]:
         """Write the policy (guarded by its etag: 409 ABORTED when it changed meanwhile)."""

@@ -44,12 +44,12 @@ class SecretsApi:
 
     def get_secret(self, secret_id: str) -> dict[str, Any] | None:
         c = self._client
-        found = self.cloud.read(
-            lambda: c.get_secret(
-                request={"name": self._name(secret_id)}, retry=None, timeout=TIMEOUT
-            )
+        return self.cloud.read(
+            lambda: to_dict(
+                c.get_secret(request={"name": self._name(secret_id)}, retry=None, timeout=TIMEOUT)
+            ),
+            key=("secrets.secret", secret_id),
         )
-        return None if found is None else to_dict(found)
 
     def create_secret(self, secret_id: str, labels: dict[str, str]) -> dict[str, Any]:
         """Create the secret (automatic replication, our labels). 409 raises Conflict."""
@@ -125,7 +125,8 @@ class SecretsApi:
             lambda: [
                 to_dict(v)
                 for v in c.list_secret_versions(request=request, retry=None, timeout=TIMEOUT)
-            ]
+            ],
+            key=("secrets.versions", secret_id),
         )
 
     def latest_version(self, secret_id: str) -> str | None:
@@ -180,10 +181,10 @@ class SecretsApi:
     def get_iam_policy(self, secret_id: str) -> dict[str, Any]:
         c = self._client
         request = {"resource": self._name(secret_id), "options": {"requested_policy_version": 3}}
-        policy = self.cloud.call(
-            lambda: c.get_iam_policy(request=request, retry=None, timeout=TIMEOUT)
+        return self.cloud.call(
+            lambda: policy_to_dict(c.get_iam_policy(request=request, retry=None, timeout=TIMEOUT)),
+            key=("secrets.iam", secret_id),
         )
-        return policy_to_dict(policy)
 
     def set_iam_policy(self, secret_id: str, policy: dict[str, Any]) -> dict[str, Any]:
         c = self._client

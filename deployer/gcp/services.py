@@ -25,7 +25,10 @@ class ServiceUsageApi:
         out: set[str] = set()
         for i in range(0, len(wanted), BATCH_GET):
             names = [f"{parent}/services/{s}" for s in wanted[i : i + BATCH_GET]]
-            resp = self.cloud.call(execute(self._services().batchGet(parent=parent, names=names)))
+            resp = self.cloud.call(
+                execute(self._services().batchGet(parent=parent, names=names)),
+                key=("services.batchGet", *names),
+            )
             for svc in resp.get("services", []):
                 if svc.get("state") == "ENABLED":
                     out.add(svc["name"].rsplit("/", 1)[-1])

@@ -8,7 +8,7 @@ return the started ``sql#operation`` and never wait on it: the engine re-observe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from deployer import errors
@@ -32,13 +32,15 @@ class SqlApi:
     def _call(self, make: Any) -> Any:
         return self.cloud.call(lambda: make(self._api).execute(num_retries=0))
 
-    def _read(self, make: Any) -> Any:
-        return self.cloud.read(lambda: make(self._api).execute(num_retries=0))
+    def _read(self, make: Any, *, key: Hashable | None = None) -> Any:
+        return self.cloud.read(lambda: make(self._api).execute(num_retries=0), key=key)
 
     # -- instances -----------------------------------------------------------------------------
 
     def get_instance(self, name: str) -> dict[str, Any] | None:
-        return self._read(lambda a: a.instances().get(project=self._p, instance=name))  # type: ignore[no-any-return]
+        return self._read(  # type: ignore[no-any-return]
+            lambda a: a.instances().get(project=self._p, instance=name), key=("sql.instance", name)
+        )
 
     def list_instances(self, filter: str | None = None) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -116,7 +118,8 @@ class SqlApi:
 
     def get_database(self, instance: str, name: str) -> dict[str, Any] | None:
         return self._read(  # type: ignore[no-any-return]
-            lambda a: a.databases().get(project=self._p, instance=instance, database=name)
+            lambda a: a.databases().get(project=self._p, instance=instance, database=name),
+            key=("sql.database", instance, name),
         )
 
     def insert_database(self, instance: str, name: str) -> dict[str, Any]:
@@ -135,7 +138,8 @@ class SqlApi:
 
     def get_user(self, instance: str, name: str) -> dict[str, Any] | None:
         return self._read(  # type: ignore[no-any-return]
-            lambda a: a.users().get(project=self._p, instance=instance, name=name)
+            lambda a: a.users().get(project=self._p, instance=instance, name=name),
+            key=("sql.user", instance, name),
         )
 
     def insert_user(self, instance: str, name: str, password: Secret) -> dict[str, Any]:
@@ -163,7 +167,8 @@ class SqlApi:
     def pending_operations(self, instance: str) -> list[dict[str, Any]]:
         """Operations on ``instance`` that are not DONE (newest first); [] when it is gone."""
         page = self._read(
-            lambda a: a.operations().list(project=self._p, instance=instance, maxResults=20)
+            lambda a: a.operations().list(project=self._p, instance=instance, maxResults=20),
+            key=("sql.operations", instance),
         )
         if page is None:
             return []

@@ -27,8 +27,11 @@ class StorageApi:
     # -- buckets ---------------------------------------------------------------------------
 
     def get_bucket(self, name: str) -> dict[str, Any] | None:
-        bucket = self.cloud.read(lambda: self._client.get_bucket(name, retry=None, timeout=TIMEOUT))
-        return dict(bucket._properties) if bucket is not None else None
+        client = self._client
+        return self.cloud.read(
+            lambda: dict(client.get_bucket(name, retry=None, timeout=TIMEOUT)._properties),
+            key=("storage.bucket", name),
+        )
 
     def create_bucket(
         self,
@@ -171,7 +174,8 @@ class StorageApi:
                 query_params={"optionsRequestedPolicyVersion": 3},
                 retry=None,
                 timeout=TIMEOUT,
-            )
+            ),
+            key=("storage.iam", bucket),
         )
         return _to_iam_v1(raw)
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from deployer import errors
 from deployer.contract import CONTRACT
 from deployer.errors import DeployError
-from deployer.steps.base import Broken, Change, NotOurs, Operation
+from deployer.steps.base import Broken, Change, NotOurs, Operation, Transient
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -43,6 +43,12 @@ CLOUDSQL_MOUNT = "/cloudsql"
 FUSE_UID = 2000
 #: variables set only when configured (their value is None otherwise: the container derives them)
 OPTIONAL = frozenset({"DJANGO_PROJECT_SETTINGS"})
+#: what a failed revision or execution says while a fresh grant on a secret has not reached
+#: Cloud Run
+SECRET_NOT_GRANTED_YET = "Permission denied on secret"
+#: seconds between attempts (a deploy or an execution) that failed on SECRET_NOT_GRANTED_YET (a
+#: deploy takes about 30 s; a grant reaches Cloud Run within minutes)
+SECRET_GRANT_RETRY = 30.0
 
 
 @dataclass(frozen=True)
@@ -175,6 +181,15 @@ def build_env(config: Config, target: str, inputs: Inputs) -> list[dict[str, Any
 
 
 # -- what the service and the jobs check first ---------------------------------------------------
+
+
+def run_failure(message: str) -> Broken | Transient:
+    """A failed revision's or execution's kind: transient while a fresh secret grant has not
+    reached Cloud Run (a revision or an execution started right after the grant), broken
+    otherwise."""
+    if SECRET_NOT_GRANTED_YET in message:
+        return Transient(message, delay=SECRET_GRANT_RETRY)
+    return Broken(message)
 
 
 def short(name: str | None) -> str:

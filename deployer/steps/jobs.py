@@ -3,10 +3,11 @@
 Each step creates or updates its job (same env, Cloud SQL socket, runtime service account as the
 service) and executes it only when needed:
 
-- db-init (``entrypoint.sh db-init``: extensions, schema grants; idempotent) runs when no
-  execution has succeeded for the job's current spec. The spec's hash is a label on the
-  execution template (``djdeploy-spec``); executions carry their template's labels, so the
-  newest succeeded execution says which spec it ran.
+- db-init (``entrypoint.sh db-init``: extensions, schema grants; idempotent) runs when what it
+  does changes: its extensions, database, user, instance, or the db-init code in the container
+  runtime (``DB_INIT_CODE``). Their hash is a label on the execution template (``djdeploy-spec``);
+  executions carry their template's labels, so the newest succeeded execution says what it did.
+  A new image or a memory change does not run it.
 - migrate (``migrate``, ``collectstatic`` without --clear, the superuser if missing) runs when
   no execution has succeeded with the current image (label ``djdeploy-image``: a hash of the
   image reference). It mounts the media bucket, so data migrations that read or write uploads
@@ -14,17 +15,26 @@ service) and executes it only when needed:
   db-init has no media volume: it only talks to PostgreSQL.
 
 A failed execution fails the step with its name, the condition message and where its logs are;
-the engine then stops before the service changes. The next `up` runs it again.
+the engine then stops before the service changes. The next `up` runs it again. An execution that
+failed on a secret its fresh grant has not reached yet is transient: run again every
+SECRET_GRANT_RETRY seconds (container_env.run_failure), as the service deploys again.
+
+A job's definition (image, env, resources) matters only when it runs: once a job has succeeded
+for its current marker, a difference there waits until it next runs (then the job is updated,
+then executed). So a code change's chain is build -> migrate -> service, with no db-init job
+update on it, and a memory change updates the service alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deployer.archive import container_dir
 from deployer.errors import Conflict
 from deployer.steps import container_env as ce
-from deployer.steps.base import Action, Broken, Change, Operation, field_changes
+from deployer.steps.base import Action, Change, Operation, field_changes
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -34,6 +44,19 @@ SPEC_LABEL = "djdeploy-spec"
 IMAGE_LABEL = "djdeploy-image"
 MAX_RETRIES = 0  # a failed migration is not retried blindly: the user reads the logs
 TIMEOUT_SECONDS = 1800
+#: the container runtime's files the db-init process runs (entrypoint.sh only execs it)
+DB_INIT_CODE = (
+    "djdeploy_runtime/dbinit.py",
+    "djdeploy_runtime/dbwait.py",
+    "djdeploy_runtime/jsonlog.py",
+)
+#: where a job's definition says what it runs with: a difference here waits for its next run
+TASK = "template.template."
+
+
+def code_hash(container: Path, files: tuple[str, ...] = DB_INIT_CODE) -> str:
+    """A hash of the db-init code shipped in the image (changes when djdeploy's does)."""
+    return ce.spec_hash({name: (container / name).read_text() for name in files})
 
 
 def _completed(execution: dict[str, Any]) -> dict[str, Any]:
@@ -98,9 +121,10 @@ class _Job(Operation):
             template["vpcAccess"] = vpc
         return template
 
-    def marker(self, task_template: dict[str, Any]) -> str:
-        """The label value an execution must carry to count as done for this spec."""
-        return ce.spec_hash(task_template)
+    def marker(self) -> str:
+        """The label value an execution must carry to count as done: a hash of what the job's
+        run depends on."""
+        raise NotImplementedError
 
     def desired(self, inputs: ce.Inputs) -> dict[str, Any]:
         task = self.task_template(inputs)
@@ -109,7 +133,7 @@ class _Job(Operation):
             "name": self.job_id,
             "labels": labels,
             "template": {
-                "labels": {**labels, self.marker_label: self.marker(task)},
+                "labels": {**labels, self.marker_label: self.marker()},
                 "taskCount": 1,
                 "template": task,
             },
@@ -152,16 +176,18 @@ class _Job(Operation):
             return self.wait(f"job {jid} updating", info=info)
         desired = self.desired(inputs)
         desired.pop("name")  # short here, full on the server
-        fields = field_changes(desired, ce.project(desired, job))
-        if fields:
-            return self.update(f"job {jid} differs", fields, info=info)
-        if newest is not None and execution_state(newest) == "running":
-            return self.wait(f"execution {ce.short(newest.get('name'))} running", info=info)
         marker = desired["template"]["labels"][self.marker_label]
         current = [
             e for e in executions if (e.get("labels") or {}).get(self.marker_label) == marker
         ]
         done = next((e for e in current if execution_state(e) == "succeeded"), None)
+        fields = field_changes(desired, ce.project(desired, job))
+        if done is not None:  # what it runs with is updated before it next runs
+            fields = [f for f in fields if not f.path.startswith(TASK)]
+        if fields:
+            return self.update(f"job {jid} differs", fields, info=info)
+        if newest is not None and execution_state(newest) == "running":
+            return self.wait(f"execution {ce.short(newest.get('name'))} running", info=info)
         if done is not None:
             return self.noop(
                 f"{self.name} succeeded for the current {self.what} "
@@ -171,13 +197,14 @@ class _Job(Operation):
         failed = current[0] if current and execution_state(current[0]) == "failed" else None
         return self.run(
             f"{self.name} has not succeeded for the current {self.what}",
-            failure=None if failed is None else Broken(self.failure(failed)),
+            failure=None if failed is None else ce.run_failure(self.failure(failed)),
             info=info,
         )
 
     @property
     def what(self) -> str:
-        return "spec"
+        """What the marker stands for, in the step's reasons."""
+        raise NotImplementedError
 
     def failure(self, execution: dict[str, Any]) -> str:
         message = _completed(execution).get("message") or "the execution failed"
@@ -225,6 +252,23 @@ class DbInitJob(_Job):
     def job_id(self) -> str:
         return self.config.names.db_init_job
 
+    @property
+    def what(self) -> str:
+        return "database setup"
+
+    def marker(self) -> str:
+        """What db-init does: not the image (a code change), nor env or resources."""
+        cfg = self.config
+        return ce.spec_hash(
+            {
+                "extensions": list(cfg.database.extensions),
+                "instance": cfg.names.connection_name,
+                "database": cfg.names.database,
+                "user": cfg.names.db_user,
+                "code": code_hash(container_dir()),
+            }
+        )
+
 
 @dataclass(frozen=True)
 class MigrateJob(_Job):
@@ -242,5 +286,5 @@ class MigrateJob(_Job):
     def what(self) -> str:
         return "image"
 
-    def marker(self, task_template: dict[str, Any]) -> str:
+    def marker(self) -> str:
         return ce.spec_hash(self.image)

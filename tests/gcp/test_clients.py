@@ -1,4 +1,9 @@
-"""The client factory: discovery collections are built once per thread and still work."""
+"""The client factory: google.* imported up front; one discovery client (and its collections)
+shared by every thread, each thread sending over its own connection."""
+
+import subprocess
+import sys
+import threading
 
 from deployer.emulator.testing import EmulatorHandle
 from deployer.gcp.clients import ClientFactory
@@ -13,3 +18,45 @@ def test_discovery_collections_are_built_once_and_answer(emulator: EmulatorHandl
     crm = clients.discovery("cloudresourcemanager", "v3")
     project = crm.projects().get(name="projects/acme-prod").execute(num_retries=0)
     assert project["projectId"] == "acme-prod"
+
+
+def test_google_is_imported_once_up_front_by_the_factory() -> None:
+    """Importing the factory imports no google.*; building one imports every module the
+    clients need in its own thread, so the step threads never import them."""
+    code = (
+        "import sys\n"
+        "from deployer.gcp.clients import GOOGLE_MODULES, ClientFactory\n"
+        "assert not [m for m in sys.modules if m.startswith('google')], 'imported early'\n"
+        "factory = ClientFactory(endpoint='http://127.0.0.1:1')\n"
+        "factory.imports.join()\n"
+        "print(sorted(set(GOOGLE_MODULES) - set(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_one_discovery_client_serves_every_thread_each_over_its_own_connection(
+    emulator: EmulatorHandle,
+) -> None:
+    clients = ClientFactory(endpoint=emulator.url, project="acme-prod")
+    crm = clients.discovery("cloudresourcemanager", "v3")
+    seen: list[tuple[object, object, str]] = []
+
+    def work() -> None:
+        mine = clients.discovery("cloudresourcemanager", "v3")
+        for _ in range(10):
+            project = mine.projects().get(name="projects/acme-prod").execute(num_retries=0)
+            assert project["projectId"] == "acme-prod"
+        http = mine._resource._http
+        seen.append((mine, http._http(), project["projectId"]))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [name for _, _, name in seen] == ["acme-prod"] * 4
+    assert {id(client) for client, _, _ in seen} == {id(crm)}
+    assert len({id(conn) for _, conn, _ in seen}) == 4  # a connection of its own each

@@ -3,13 +3,17 @@ on the emulator."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from deployer.archive import container_dir
+from deployer.config import DatabaseConfig
 from deployer.steps import container_env as ce
-from deployer.steps.base import Action, Broken, NotOurs
-from deployer.steps.jobs import IMAGE_LABEL, SPEC_LABEL, DbInitJob, MigrateJob
+from deployer.steps.base import Action, Broken, NotOurs, Transient
+from deployer.steps.jobs import IMAGE_LABEL, SPEC_LABEL, DbInitJob, MigrateJob, code_hash
 from deployer.steps.service import Service
 from tests.steps.test_service import (
     CFG,
@@ -62,6 +66,7 @@ def execution(step: Any, state: str, *, marker: str | None = None, n: int = 1) -
 
 DB = DbInitJob(CFG, image=IMAGE)
 MIG = MigrateJob(CFG, image=IMAGE)
+OTHER_IMAGE_DB = DbInitJob(CFG, image=IMAGE + "-old")
 
 
 def obs(step: Any, j: dict[str, Any] | None = None, execs: list[Any] | None = None) -> Any:
@@ -93,6 +98,16 @@ def obs(step: Any, j: dict[str, Any] | None = None, execs: list[Any] | None = No
             "",
         ),
         (MIG, obs(MIG, execs=[execution(MIG, "succeeded")]), Action.NOOP, ""),
+        # done for its marker: what the job runs with (image, env, resources) waits for its
+        # next run, so a new image or a memory change neither updates nor runs db-init
+        (DB, obs(DB, job(OTHER_IMAGE_DB), [execution(DB, "succeeded")]), Action.NOOP, ""),
+        (DB, obs(DB, job(OTHER_IMAGE_DB), [execution(DB, "failed")]), Action.UPDATE, ""),
+        (
+            MIG,
+            obs(MIG, job(MIG, labels={}), [execution(MIG, "succeeded")]),
+            Action.REFUSE,
+            "not created",
+        ),
         (MIG, obs(MIG, execs=[execution(MIG, "succeeded", marker="x")]), Action.RUN, ""),
         (
             MIG,
@@ -111,6 +126,17 @@ def test_diff(step: Any, observed: Any, action: Action, failure: str) -> None:
     else:
         assert change.failure is None
     assert change.reason
+
+
+def test_an_execution_denied_a_fresh_secret_grant_is_run_again_after_a_delay() -> None:
+    failed = execution(DB, "failed")
+    failed["conditions"][0]["message"] = (
+        "Permission denied on secret: projects/1/secrets/s/versions/1 for Job service account x"
+    )
+    change = DB.diff(obs(DB, execs=[failed]))
+    assert change.action is Action.RUN
+    assert isinstance(change.failure, Transient)
+    assert change.failure.delay == ce.SECRET_GRANT_RETRY
 
 
 def test_diff_reports_spec_drift() -> None:
@@ -132,9 +158,25 @@ def test_templates() -> None:
     assert [v["name"] for v in db["template"]["volumes"]] == ["cloudsql"]
     assert [v["name"] for v in mig["template"]["volumes"]] == ["cloudsql", "media"]
     assert SPEC_LABEL in db["labels"] and IMAGE_LABEL in mig["labels"]
-    # migrate's marker follows the image only; db-init's follows the whole spec
+    # migrate's marker follows the image only; db-init's what it does, never the image
     other = MigrateJob(CFG, image=IMAGE + "x").desired(INPUTS_ALL)["template"]["labels"]
     assert other[IMAGE_LABEL] != mig["labels"][IMAGE_LABEL]
+    assert OTHER_IMAGE_DB.marker() == DB.marker()
+    for changed in (
+        config(database=DatabaseConfig(extensions=("pg_trgm", "unaccent"))),
+        config(app="other"),  # another database, user and instance
+    ):
+        assert DbInitJob(changed, image=IMAGE).marker() != DB.marker()
+
+
+def test_db_init_marker_follows_its_code(tmp_path: Path) -> None:
+    shutil.copytree(container_dir() / "djdeploy_runtime", tmp_path / "djdeploy_runtime")
+    before = code_hash(tmp_path)
+    (tmp_path / "djdeploy_runtime" / "dbinit.py").write_text("# changed\n", encoding="utf-8")
+    assert code_hash(tmp_path) != before
+    changed = code_hash(tmp_path)
+    (tmp_path / "djdeploy_runtime" / "settings.py").write_text("# not db-init\n")
+    assert code_hash(tmp_path) == changed
 
 
 def test_settings_module_reaches_both_jobs() -> None:
@@ -151,7 +193,7 @@ def test_settings_module_reaches_both_jobs() -> None:
 # -- on the emulator -----------------------------------------------------------------------------
 
 
-def test_up_runs_once_then_noop_and_new_image_reruns(emulator: Any) -> None:
+def test_up_runs_once_then_noop_and_new_image_reruns_migrate_alone(emulator: Any) -> None:
     cloud = make_cloud(emulator)
     seed(emulator, cloud)
     engine = make_engine(cloud)
@@ -172,9 +214,12 @@ def test_up_runs_once_then_noop_and_new_image_reruns(emulator: Any) -> None:
         alone(DbInitJob(CFG, image=new_image)),
         MigrateJob(CFG, image=new_image, needs=("db-init",)),
     ]
+    emulator.emu.transcript.clear()
     assert engine.up(steps).ok
     assert len(cloud.run.list_executions(CFG.names.migrate_job)) == 2
-    assert len(cloud.run.list_executions(CFG.names.db_init_job)) == 2
+    assert len(cloud.run.list_executions(CFG.names.db_init_job)) == 1
+    # db-init's job is neither updated nor run: migrate's update and run are the whole chain
+    assert [w for w in mutating(emulator.emu.transcript.entries()) if "db-init" in w] == []
 
     assert [c.action for c in engine.destroy(steps, delete_data=False)] == [Action.DELETE] * 2
     assert [c.action for c in engine.destroy(steps, delete_data=False)] == [Action.NOOP] * 2
