@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from deployer.gcp.clients import TIMEOUT
 from deployer.gcp.context import Context
 
 MANAGED_LABEL = ("managed-by", "djdeploy")
@@ -27,7 +26,11 @@ class StorageApi:
     # -- buckets ---------------------------------------------------------------------------
 
     def get_bucket(self, name: str) -> dict[str, Any] | None:
-        bucket = self.cloud.read(lambda: self._client.get_bucket(name, retry=None, timeout=TIMEOUT))
+        bucket = self.cloud.read(
+            lambda: self._client.get_bucket(
+                name, retry=None, timeout=self.cloud.clients.request_timeout
+            )
+        )
         return dict(bucket._properties) if bucket is not None else None
 
     def create_bucket(
@@ -49,7 +52,9 @@ class StorageApi:
             bucket.iam_configuration.public_access_prevention = "enforced"
             if lifecycle_rules:
                 bucket.lifecycle_rules = lifecycle_rules
-            return client.create_bucket(bucket, location=location, retry=None, timeout=TIMEOUT)
+            return client.create_bucket(
+                bucket, location=location, retry=None, timeout=self.cloud.clients.request_timeout
+            )
 
         return dict(self.cloud.call(create)._properties)
 
@@ -59,7 +64,11 @@ class StorageApi:
         return dict(
             self.cloud.call(
                 lambda: conn.api_request(
-                    method="PATCH", path=f"/b/{name}", data=fields, retry=None, timeout=TIMEOUT
+                    method="PATCH",
+                    path=f"/b/{name}",
+                    data=fields,
+                    retry=None,
+                    timeout=self.cloud.clients.request_timeout,
                 )
             )
         )
@@ -67,7 +76,11 @@ class StorageApi:
     def delete_bucket(self, name: str) -> None:
         """Delete an empty bucket (409 when it still holds objects -> errors.Conflict)."""
         client = self._client
-        self.cloud.call(lambda: client.bucket(name).delete(retry=None, timeout=TIMEOUT))
+        self.cloud.call(
+            lambda: client.bucket(name).delete(
+                retry=None, timeout=self.cloud.clients.request_timeout
+            )
+        )
 
     def list_buckets(self) -> list[dict[str, Any]]:
         client = self._client
@@ -75,7 +88,9 @@ class StorageApi:
             lambda: [
                 dict(b._properties)
                 for b in client.list_buckets(
-                    project=self.cloud.project, retry=None, timeout=TIMEOUT
+                    project=self.cloud.project,
+                    retry=None,
+                    timeout=self.cloud.clients.request_timeout,
                 )
             ]
         )
@@ -98,7 +113,10 @@ class StorageApi:
             lambda: [
                 b.name
                 for b in client.list_blobs(
-                    bucket, prefix=prefix or None, retry=None, timeout=TIMEOUT
+                    bucket,
+                    prefix=prefix or None,
+                    retry=None,
+                    timeout=self.cloud.clients.request_timeout,
                 )
             ]
         )
@@ -113,7 +131,7 @@ class StorageApi:
             lambda: (
                 client.bucket(bucket)
                 .blob(object_name, generation=generation)
-                .delete(retry=None, timeout=TIMEOUT)
+                .delete(retry=None, timeout=self.cloud.clients.request_timeout)
             )
         )
 
@@ -125,7 +143,9 @@ class StorageApi:
         versions = self.cloud.call(
             lambda: [
                 (b.name, b.generation)
-                for b in client.list_blobs(bucket, versions=True, retry=None, timeout=TIMEOUT)
+                for b in client.list_blobs(
+                    bucket, versions=True, retry=None, timeout=self.cloud.clients.request_timeout
+                )
             ]
         )
         for name, generation in versions:
@@ -139,14 +159,21 @@ class StorageApi:
             lambda: (
                 client.bucket(bucket)
                 .blob(object_name)
-                .upload_from_string(data, content_type=content_type, retry=None, timeout=TIMEOUT)
+                .upload_from_string(
+                    data,
+                    content_type=content_type,
+                    retry=None,
+                    timeout=self.cloud.clients.request_timeout,
+                )
             )
         )
 
     def object_exists(self, bucket: str, object_name: str) -> bool:
         client = self._client
         blob = self.cloud.read(
-            lambda: client.bucket(bucket).get_blob(object_name, retry=None, timeout=TIMEOUT)
+            lambda: client.bucket(bucket).get_blob(
+                object_name, retry=None, timeout=self.cloud.clients.request_timeout
+            )
         )
         return blob is not None
 
@@ -156,7 +183,7 @@ class StorageApi:
             lambda: (
                 client.bucket(bucket)
                 .blob(object_name)
-                .download_as_bytes(retry=None, timeout=TIMEOUT)
+                .download_as_bytes(retry=None, timeout=self.cloud.clients.request_timeout)
             )
         )
 
@@ -170,7 +197,7 @@ class StorageApi:
                 path=f"/b/{bucket}/iam",
                 query_params={"optionsRequestedPolicyVersion": 3},
                 retry=None,
-                timeout=TIMEOUT,
+                timeout=self.cloud.clients.request_timeout,
             )
         )
         return _to_iam_v1(raw)
@@ -189,7 +216,11 @@ class StorageApi:
             body["etag"] = policy["etag"]
         raw = self.cloud.call(
             lambda: conn.api_request(
-                method="PUT", path=f"/b/{bucket}/iam", data=body, retry=None, timeout=TIMEOUT
+                method="PUT",
+                path=f"/b/{bucket}/iam",
+                data=body,
+                retry=None,
+                timeout=self.cloud.clients.request_timeout,
             )
         )
         return _to_iam_v1(raw)
