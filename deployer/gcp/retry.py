@@ -113,7 +113,8 @@ def _once(
     Unanswered, it may still be on its way: wait one more server deadline (it is applied by
     then or never), so the step's next observe sees it if it was."""
     try:
-        return call(fn, sleep=sleep, attempts=attempts, retry_on=(_not_applied,))
+        # Cloud SQL's operationInProgress refuses the request: not applied either
+        return call(fn, sleep=sleep, attempts=attempts, retry_on=(_not_applied, _sql_busy))
     except errors.Transient as exc:
         if _not_applied(exc):
             raise  # retried `attempts` times, never applied
