@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from deployer import errors
 from deployer.contract import CONTRACT
 from deployer.errors import DeployError
-from deployer.steps.base import Broken, Change, NotOurs, Operation
+from deployer.steps.base import Broken, Change, NotOurs, Operation, Transient
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -43,6 +43,21 @@ CLOUDSQL_MOUNT = "/cloudsql"
 FUSE_UID = 2000
 #: variables set only when configured (their value is None otherwise: the container derives them)
 OPTIONAL = frozenset({"DJANGO_PROJECT_SETTINGS"})
+
+#: what a revision's or a job execution's condition says while a fresh grant on a secret has not
+#: reached Cloud Run
+SECRET_NOT_GRANTED_YET = "Permission denied on secret"
+#: seconds between deploys (or runs) after a failure on SECRET_NOT_GRANTED_YET (a deploy takes
+#: about 30 s; a grant reaches Cloud Run within minutes)
+SECRET_GRANT_RETRY = 30.0
+
+
+def start_failure(message: str) -> Broken | Transient:
+    """The kind of a failed revision or execution: transient while a secret grant propagates,
+    broken otherwise."""
+    if SECRET_NOT_GRANTED_YET in message:
+        return Transient(message, delay=SECRET_GRANT_RETRY)
+    return Broken(message)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from deployer.errors import Conflict
 from deployer.steps import container_env as ce
-from deployer.steps.base import Action, Broken, Change, Operation, field_changes
+from deployer.steps.base import Action, Change, Operation, field_changes
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -171,7 +171,7 @@ class _Job(Operation):
         failed = current[0] if current and execution_state(current[0]) == "failed" else None
         return self.run(
             f"{self.name} has not succeeded for the current {self.what}",
-            failure=None if failed is None else Broken(self.failure(failed)),
+            failure=None if failed is None else ce.start_failure(self.failure(failed)),
             info=info,
         )
 

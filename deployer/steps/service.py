@@ -12,7 +12,7 @@ versions; diff compares only the fields set here; WAIT while a revision rolls ou
 revision is the step's failure (the previous revision keeps serving) and `up` deploys it again
 once. A revision that failed on "Permission denied on secret" failed only because a fresh
 secretAccessor grant had not reached Cloud Run yet (that takes minutes): a Transient failure,
-deployed again every SECRET_GRANT_RETRY seconds until the step's deadline.
+deployed again every SECRET_GRANT_RETRY seconds (container_env.py) until the step's deadline.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from deployer.errors import Conflict
 from deployer.steps import container_env as ce
-from deployer.steps.base import Action, Broken, Change, Operation, Transient, field_changes
+from deployer.steps.base import Action, Change, Operation, field_changes
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -36,22 +36,10 @@ _INGRESS = {
 #: set on the template to roll out a new revision of an unchanged spec (after a failed one)
 REDEPLOY_ANNOTATION = "djdeploy.dev/redeploy"
 READY_QUERY = "ready=1"
-#: what a revision's condition says while a fresh grant on a secret has not reached Cloud Run
-SECRET_NOT_GRANTED_YET = "Permission denied on secret"
-#: seconds between deploys of a revision that failed on SECRET_NOT_GRANTED_YET (a deploy takes
-#: about 30 s; a grant reaches Cloud Run within minutes)
-SECRET_GRANT_RETRY = 30.0
 
 
 def readiness_path(path: str) -> str:
     return f"{path}{'&' if '?' in path else '?'}{READY_QUERY}"
-
-
-def revision_failure(message: str) -> Broken | Transient:
-    """A failed revision's kind: transient while a secret grant propagates, broken otherwise."""
-    if SECRET_NOT_GRANTED_YET in message:
-        return Transient(message, delay=SECRET_GRANT_RETRY)
-    return Broken(message)
 
 
 @dataclass(frozen=True)
@@ -154,7 +142,7 @@ class Service(Operation):
             return self.update(
                 f"revision {ce.short(svc.get('latestCreatedRevision'))} failed; "
                 f"{ce.short(svc.get('latestReadyRevision')) or 'no revision'} keeps serving",
-                failure=revision_failure(cond.get("message") or "the revision failed"),
+                failure=ce.start_failure(cond.get("message") or "the revision failed"),
                 info=info,
             )
         ready = state == "CONDITION_SUCCEEDED" and svc.get("latestReadyRevision") == svc.get(
