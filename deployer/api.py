@@ -46,6 +46,7 @@ class Target:
     emulator: bool = False
     state_dir: Path | None = None  # built-in emulator only; default: the user's data dir
     time_scale: float | None = None  # how fast the emulator's clock runs (1.0 = real time)
+    request_timeout: float | None = None  # seconds per API request (None: ClientFactory's)
 
     def __post_init__(self) -> None:
         if self.endpoint is not None and not _ENDPOINT.match(self.endpoint):
@@ -63,6 +64,20 @@ class Target:
                     f"time scale {self.time_scale} is invalid: use a number above 0 "
                     "(1.0 real durations, 0.001 a thousand times faster)"
                 )
+
+        if self.request_timeout is not None and not self.request_timeout > 0:
+            raise ConfigError(
+                f"request timeout {self.request_timeout} is invalid: use a number of seconds "
+                "above 0 (default 60)"
+            )
+
+    def clients(self, endpoint: str | None, project: str) -> ClientFactory:
+        """The client factory for this target: its endpoint, and its request timeout."""
+        if self.request_timeout is None:
+            return ClientFactory(endpoint=endpoint, project=project)
+        return ClientFactory(
+            endpoint=endpoint, project=project, request_timeout=self.request_timeout
+        )
 
     @property
     def scale(self) -> float:
@@ -86,7 +101,7 @@ def connect(
     and the built-in emulator runs on."""
     clock = clock or RealClock()
     if not target.emulator:
-        clients = ClientFactory(endpoint=target.endpoint, project=project)
+        clients = target.clients(target.endpoint, project)
         cloud = Cloud(project, region, clients, clock=clock)
         yield cloud, target.scale
         return
@@ -103,7 +118,7 @@ def connect(
     )
     running = serve(emulator)
     try:
-        clients = ClientFactory(endpoint=running.url, project=project)
+        clients = target.clients(running.url, project)
         cloud = Cloud(project, region, clients, clock=clock)
         yield cloud, emulator.latency.time_scale  # a stored state keeps its own speed
     finally:

@@ -42,6 +42,7 @@ class Globals:
     endpoint: str | None = None
     time_scale: float | None = None
     verbose: bool = False
+    request_timeout: float | None = None
 
 
 def _version(value: bool) -> None:
@@ -74,11 +75,20 @@ def main(
     verbose: Annotated[
         bool, typer.Option("-v", "--verbose", help="Show every read and wait.")
     ] = False,
+    request_timeout: Annotated[
+        float | None, typer.Option(help="Seconds each API request may take (default 60).")
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
-    ctx.obj = Globals(emulator=emulator, endpoint=endpoint, time_scale=time_scale, verbose=verbose)
+    ctx.obj = Globals(
+        emulator=emulator,
+        endpoint=endpoint,
+        time_scale=time_scale,
+        verbose=verbose,
+        request_timeout=request_timeout,
+    )
 
 
 Tenant = Annotated[str | None, typer.Option(help="Tenant name, e.g. demo.")]
@@ -139,7 +149,12 @@ def _target(ctx: typer.Context) -> Target:
     from deployer.api import Target
 
     g: Globals = ctx.obj
-    return Target(endpoint=g.endpoint, emulator=g.emulator, time_scale=g.time_scale)
+    return Target(
+        endpoint=g.endpoint,
+        emulator=g.emulator,
+        time_scale=g.time_scale,
+        request_timeout=g.request_timeout,
+    )
 
 
 def _flags(

@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from deployer.clock import Clock
-from deployer.errors import DeployError, StepFailed, Timeout
+from deployer.errors import DeployError, MaybeApplied, StepFailed, Timeout
 from deployer.gcp.cloud import Cloud
 from deployer.steps.base import Action, Change, Step, Transient
 
@@ -225,7 +225,8 @@ class Engine:
         """Apply, then re-observe until the diff is NOOP (or fail with the reason). The kind of
         failure decides: a refusal is never applied; a permanent one (Broken) fails the step
         once this run applied something; a Transient one is applied again after its delay,
-        until the deadline."""
+        until the deadline. An apply whose write may have landed unanswered (MaybeApplied)
+        counts as applied: the next observe decides, never a blind resend."""
         deadline = t0 + self.options.step_timeout
         delay = self.options.poll_initial
         reapplies = 0  # re-applies for a difference that persists (not for a transient failure,
@@ -261,6 +262,8 @@ class Engine:
                 self._emit(step.name, Phase.APPLY, t0, change=change)
                 try:
                     step.apply(self.cloud, change)
+                except MaybeApplied:
+                    pass  # a write not safe to repeat may have landed: observe decides next
                 except DeployError as exc:
                     raise StepFailed(step.name, str(exc)) from exc
                 applied_at = self.clock.monotonic()

@@ -58,6 +58,19 @@ class Transient(CloudError):
     """429, 5xx, connection reset, timeout: retried by the one retry policy."""
 
 
+class Unanswered(Transient):
+    """The request was sent and no answer came: the connection dropped or was reset, the
+    read timed out, or a gateway answered 502/504 for a backend that may still be working.
+    A write may have been applied, or may still be; a read or an idempotent write is simply
+    retried."""
+
+
+class MaybeApplied(CloudError):
+    """A write that is not safe to repeat (a create with a server-assigned id) failed in a way
+    that leaves it unknown whether it was applied. It is never sent again in place: the step
+    re-observes, and finds the write's effect or does it again (gcp/retry.py)."""
+
+
 class OperationFailed(CloudError):
     """A long-running operation finished with an error (build failed, revision failed...)."""
 

@@ -57,6 +57,7 @@ def test_help_version_and_config_errors_import_no_google(args: list[str], tmp_pa
         (["up", "--tenant", "demo", "--endpoint", "notaurl"], 'endpoint "notaurl"'),
         (["up", "--tenant", "demo", "--time-scale", "0"], "time scale 0"),
         (["plan", "--tenant", "demo", "--time-scale", "-1"], "time scale -1"),
+        (["--request-timeout", "0", "up", "--tenant", "demo"], "request timeout 0"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_1(

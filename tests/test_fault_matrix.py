@@ -15,7 +15,7 @@ import enum
 import hashlib
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,20 +26,13 @@ from deployer.emulator.control import EmulatorControl
 from deployer.emulator.testing import EmulatorHandle, gapic_options
 from tests.test_scenarios import PROJECT, TENANT, djdeploy
 
-#: the request timeout while a slow-response cell runs (seconds; the clients' own is 60 s): short
-#: enough not to wait minutes, long enough that no other request outlasts it under load. The slow
-#: response itself is held until the client has sent the request again (Requests.hold), at most:
-REQUEST_TIMEOUT = 5.0
+#: the request timeout (djdeploy --request-timeout; 60 s by default) while a slow-response or
+#: dropped-connection cell runs: short enough not to wait minutes (a write not safe to repeat
+#: waits one more timeout after a lost answer), long enough that no other request outlasts it
+#: under load. The slow response itself is held until the client has sent the request again, or
+#: until the deadline the request names (Requests.hold, the emulator's delay fault), at most:
+REQUEST_TIMEOUT = "5"
 SLOW_RESPONSE = 60.0
-#: the modules that hold the clients' request timeout (deployer/gcp/clients.py's TIMEOUT and
-#: the copies the wrappers pass per call)
-TIMEOUT_MODULES = (
-    "deployer.gcp.clients",
-    "deployer.gcp.run",
-    "deployer.gcp.secrets",
-    "deployer.gcp.storage",
-    "deployer.gcp.build",
-)
 #: the engine's time scale (--time-scale; the emulator runs at 0.001): the engine lets a pending
 #: difference settle 3 s before it applies the same action again (0.3 s at 0.001), so a poll the
 #: load delays (several suites on two cores) does not make it build or run a job twice
@@ -101,16 +94,17 @@ class Cell:
     why: str = ""  # NOT_APPLICABLE: the reason
     builds: int = 1  # builds at the end (a failed one stays)
     executions: int = 2  # job executions at the end (db-init and migrate run once each)
-    bug: str = ""  # a deployer bug this cell shows: xfail(strict) with the exact failure
+    once: bool = False  # the faulty write is not safe to repeat: never sent again in place
 
     @property
     def id(self) -> str:
         return f"{self.family}-{self.kind}"
 
 
-def generic(family: str, call: Call, *, bugs: Mapping[Kind, str] | None = None) -> list[Cell]:
-    """The five faults any HTTP call can meet; each is ridden out (retried). ``bugs``: the
-    cells that show a deployer bug instead (see Cell.bug)."""
+def generic(family: str, call: Call, *, once: bool = False) -> list[Cell]:
+    """The five faults any HTTP call can meet; each is ridden out (retried; for a write that
+    is not safe to repeat, ``once``: retried only when refused, otherwise re-observed and
+    found)."""
     faults = {
         Kind.BURST_503: call.rule(code=503, times=3),
         Kind.RETRY_AFTER_429: call.rule(code=429, retry_after=1, times=1),
@@ -118,10 +112,8 @@ def generic(family: str, call: Call, *, bugs: Mapping[Kind, str] | None = None) 
         Kind.DROPPED: call.rule(action="drop", times=1),
         Kind.SLOW_RESPONSE: call.rule(action="delay", seconds=SLOW_RESPONSE, times=1),
     }
-    bugs = bugs or {}
     return [
-        Cell(family, kind, Outcome.RIDDEN_OUT, inject, bug=bugs.get(kind, ""))
-        for kind, inject in faults.items()
+        Cell(family, kind, Outcome.RIDDEN_OUT, inject, once=once) for kind, inject in faults.items()
     ]
 
 
@@ -183,11 +175,7 @@ MATRIX: list[Cell] = [
     *generic(
         "secretmanager",
         Call("POST", r"/secrets/[^/]+:addVersion$"),
-        bugs={
-            Kind.SLOW_RESPONSE: "an addVersion slower than the request timeout is still applied "
-            "after the retry (which found no version yet) added its own: secret "
-            f"{TENANT}-django-db-password ends with 2 versions holding different values",
-        },
+        once=True,
     ),
     Cell(
         "secretmanager",
@@ -254,11 +242,7 @@ MATRIX: list[Cell] = [
     *generic(
         "cloudbuild",
         Call("POST", r"/builds$"),
-        bugs={
-            Kind.DROPPED: "a create-build whose response is lost is sent again: 2 builds",
-            Kind.SLOW_RESPONSE: "a create-build slower than the request timeout is sent again "
-            "and both are applied: 2 builds",
-        },
+        once=True,
     ),
     na("cloudbuild", Kind.IN_PROGRESS_409, NO_CONFLICT),
     na("cloudbuild", Kind.GRANT_PROPAGATING_403, NO_GRANT),
@@ -318,12 +302,7 @@ MATRIX: list[Cell] = [
     *generic(
         "run-executions",
         Call("POST", r"/jobs/[^/]+:run$"),
-        bugs={
-            Kind.DROPPED: "a jobs.run whose response is lost is sent again: the job runs twice "
-            "(3 executions, not 2)",
-            Kind.SLOW_RESPONSE: "a jobs.run slower than the request timeout is sent again and "
-            "both are applied: the job runs twice (3 executions, not 2)",
-        },
+        once=True,
     ),
     na("run-executions", Kind.IN_PROGRESS_409, NO_CONFLICT),
     Cell(
@@ -345,15 +324,12 @@ MATRIX: list[Cell] = [
 
 
 def cases() -> list[Any]:
-    """The matrix as pytest params: a not-applicable cell skips with its reason, a cell that
-    shows a deployer bug is a strict xfail."""
+    """The matrix as pytest params: a not-applicable cell skips with its reason."""
     params = []
     for cell in MATRIX:
         marks = []
         if cell.expect is Outcome.NOT_APPLICABLE:
             marks.append(pytest.mark.skip(reason=f"{cell.id}: not applicable: {cell.why}"))
-        if cell.bug:
-            marks.append(pytest.mark.xfail(strict=True, reason=f"{cell.id}: {cell.bug}"))
         params.append(pytest.param(cell, id=cell.id, marks=marks))
     return params
 
@@ -376,8 +352,7 @@ SHORT = {
 
 
 def matrix_table() -> str:
-    """The matrix as the Markdown table docs/fault-matrix.md shows (a cell that shows a deployer
-    bug reads "xfail: <expected>"), and its outcome counts."""
+    """The matrix as the Markdown table docs/fault-matrix.md shows, and its outcome counts."""
     families = list(dict.fromkeys(c.family for c in MATRIX))
     by_id = {c.id: c for c in MATRIX}
     rows = [
@@ -386,16 +361,14 @@ def matrix_table() -> str:
     ]
     for family in families:
         cells = [by_id[f"{family}-{k}"] for k in Kind]
-        texts = [("xfail: " if c.bug else "") + SHORT[c.expect] for c in cells]
+        texts = [SHORT[c.expect] for c in cells]
         rows.append(f"| {family} | " + " | ".join(texts) + " |")
     counts = {o: sum(1 for c in MATRIX if c.expect is o) for o in Outcome}
-    bugs = sum(1 for c in MATRIX if c.bug)
     rows.append("")
     rows.append(
         f"{len(MATRIX)} cells ({len(families)} families x {len(Kind)} kinds): "
         f"{counts[Outcome.RIDDEN_OUT]} ridden out, {counts[Outcome.CLEAR_LINE]} one clear line "
-        f"then converge, {counts[Outcome.NOT_APPLICABLE]} not applicable; {bugs} cells are "
-        "strict xfails: a deployer bug breaks the outcome the matrix expects (below)."
+        f"then converge, {counts[Outcome.NOT_APPLICABLE]} not applicable."
     )
     return "\n".join(rows) + "\n"
 
@@ -405,9 +378,6 @@ def test_the_docs_show_this_matrix() -> None:
     assert matrix_table() in doc, (
         "docs/fault-matrix.md: paste tests.test_fault_matrix.matrix_table()"
     )
-    for cell in MATRIX:
-        if cell.bug:
-            assert f"`{cell.id}`" in doc, f"docs/fault-matrix.md does not list the bug in {cell.id}"
 
 
 @pytest.mark.slow
@@ -417,17 +387,19 @@ def test_fault(emulator: EmulatorHandle, cell: Cell, monkeypatch: pytest.MonkeyP
     requests = Requests(emulator.emu.handle)
     monkeypatch.setattr(emulator.emu, "handle", requests)
     monkeypatch.setattr(emulator.emu, "sleep", requests.hold)
-    if cell.kind is Kind.SLOW_RESPONSE:
-        for module in TIMEOUT_MODULES:
-            monkeypatch.setattr(f"{module}.TIMEOUT", REQUEST_TIMEOUT)
+    timeout = ()
+    if cell.kind in (Kind.SLOW_RESPONSE, Kind.DROPPED):
+        timeout = ("--request-timeout", REQUEST_TIMEOUT)
     assert cell.inject is not None
     cell.inject(emulator.control)
 
-    code, output = cli(emulator, "up")  # an exception escaping the CLI fails the test here
+    code, output = cli(emulator, "up", *timeout)  # an exception escaping the CLI fails here
     requests.wait_idle()  # a request the client gave up on is still applied: wait for it
     assert emulator.control.faults() == [], "the fault never fired"
     if cell.kind is Kind.SLOW_RESPONSE:
-        assert requests.held == [True], "the client did not give up on the slow response"
+        # a write safe to repeat is sent again (and the held one lands after it); one that is
+        # not is never sent again: the held one lands at its deadline, and up finds it
+        assert requests.held == [not cell.once], "the slow write was (not) sent again"
     assert emulator.control.outcomes() == [], "the outcome never fired"
     before = secret_digests(emulator)
     if cell.expect is Outcome.RIDDEN_OUT:
@@ -448,8 +420,9 @@ def test_fault(emulator: EmulatorHandle, cell: Cell, monkeypatch: pytest.MonkeyP
     assert {k: v for k, v in after.items() if k in before} == before
 
 
-def cli(emulator: EmulatorHandle, command: str) -> tuple[int, str]:
-    return djdeploy(emulator, command, "--tenant", TENANT, scale=ENGINE_SCALE)
+def cli(emulator: EmulatorHandle, command: str, *options: str) -> tuple[int, str]:
+    """``djdeploy [options] <command> --tenant T`` (options: global ones)."""
+    return djdeploy(emulator, *options, command, "--tenant", TENANT, scale=ENGINE_SCALE)
 
 
 def failure_lines(output: str) -> list[str]:
@@ -478,7 +451,8 @@ def count(emulator: EmulatorHandle, kind: str) -> int:
 class Requests:
     """Wraps ``Emulator.handle``: counts the API requests being handled, so a test can wait
     until none is (a write the client gave up on is applied after up returns); and, as the
-    emulator's sleep, holds a slow response until the client has sent it again."""
+    emulator's sleep, holds a slow response until the client has sent it again (or until its
+    deadline)."""
 
     def __init__(self, handle: Callable[..., Any]) -> None:
         self._handle = handle
@@ -503,8 +477,9 @@ class Requests:
 
     def hold(self, seconds: float) -> None:
         """A "delay" fault's sleep: until the same request has been handled once more (the
-        client timed out and sent it again), ``seconds`` at most; so the held write lands after
-        the retry whatever the load."""
+        client timed out and sent it again), ``seconds`` at most (the emulator cuts them at the
+        deadline the request names); so a held write safe to repeat lands after the retry
+        whatever the load, and one that is not lands at its deadline, unanswered."""
         request = self._current.request
         with self._changed:
             before = self._handled[request]

@@ -9,7 +9,9 @@ A rule::
      "seconds": 0.0}
 
 - error: answer that error instead of handling the request (Retry-After header when given);
-- delay: wait ``seconds`` on the emulator's clock (not scaled), then handle;
+- delay: wait ``seconds`` on the emulator's clock (not scaled), then handle; a request that
+  names its deadline (Google's ``X-Server-Timeout`` header, seconds) is held until that deadline
+  at most, then handled: the latest a real server would still apply it;
 - drop: handle the request (its effect is applied), then close the connection without answering.
 
 ``times`` counts down on each match and the rule vanishes at 0; a rule past ``until`` (on the
@@ -20,6 +22,7 @@ in the store, so every process on a state directory applies them.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import STATUS_BY_CODE, ApiError
@@ -106,6 +109,16 @@ class Faults(Rules):
             return True
 
         return self._take(matches)
+
+
+def held_for(rule: dict[str, Any], headers: Mapping[str, str]) -> float:
+    """How long a "delay" rule holds a request: its ``seconds``, cut at the request's own
+    server deadline (``X-Server-Timeout``), past which a server abandons the request."""
+    try:
+        deadline = float(headers.get("x-server-timeout", "inf"))
+    except ValueError:
+        deadline = float("inf")
+    return float(min(rule["seconds"], deadline))
 
 
 def as_error(rule: dict[str, Any]) -> ApiError:

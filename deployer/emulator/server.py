@@ -28,7 +28,7 @@ from deployer.clock import Clock, RealClock
 
 from . import admin
 from .errors import ApiError
-from .faults import Faults, as_error
+from .faults import Faults, as_error, held_for
 from .latency import Latency
 from .operations import Operations
 from .outcomes import Outcomes
@@ -134,7 +134,7 @@ class Emulator:
                 resp = _error_response(as_error(rule))
             else:
                 if rule is not None and rule["action"] == "delay":
-                    self.sleep(rule["seconds"])
+                    self.sleep(held_for(rule, headers))
                 dropped = rule is not None and rule["action"] == "drop"
                 resp = self._dispatch(self.routes, method, path, query, headers, body)
                 dropped = dropped or resp.dropped

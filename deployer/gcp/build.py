@@ -13,7 +13,6 @@ import itertools
 import json
 from typing import Any
 
-from deployer.gcp.clients import TIMEOUT
 from deployer.gcp.context import Context
 from deployer.gcp.proto import to_dict
 
@@ -35,18 +34,22 @@ class BuildApi:
 
     def create_build(self, body: dict[str, Any]) -> dict[str, Any]:
         """Start a build (a Build in JSON shape) and return it as queued (with its ``id``);
-        never waits for it."""
+        never waits for it. Not safe to repeat: MaybeApplied when it may have started a build
+        unanswered (the image step finds it by its tags)."""
         from google.cloud.devtools import cloudbuild_v1
 
         build = cloudbuild_v1.Build.from_json(json.dumps(body), ignore_unknown_fields=False)
-        operation = self.cloud.call(
+        clients = self.cloud.clients
+        operation = self.cloud.call(  # the server names the build: not safe to repeat
             lambda: self._client.create_build(
                 project_id=self.cloud.project,
                 build=build,
                 parent=self.parent,
                 retry=None,
-                timeout=TIMEOUT,
-            )
+                timeout=clients.request_timeout,
+                metadata=clients.deadline(),
+            ),
+            once=clients.request_timeout,
         )
         return to_dict(operation.metadata.build)
 
@@ -60,7 +63,7 @@ class BuildApi:
                     "name": self.build_name(build_id),
                 },
                 retry=None,
-                timeout=TIMEOUT,
+                timeout=self.cloud.clients.request_timeout,
             )
         )
         return None if found is None else to_dict(found)
@@ -78,7 +81,7 @@ class BuildApi:
                     "page_size": limit,
                 },
                 retry=None,
-                timeout=TIMEOUT,
+                timeout=self.cloud.clients.request_timeout,
             )
             return [to_dict(b) for b in itertools.islice(pager, limit)]
 

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-TIMEOUT = 60.0  # seconds per HTTP request
-
 #: the Google modules every command uses (the image build's and a new secret version's import
 #: when they are needed: a no-op never pays for them)
 GOOGLE_MODULES = (
@@ -60,6 +58,9 @@ class ClientFactory:
 
     endpoint: str | None = None
     project: str | None = None
+    #: seconds per HTTP request, for every client; a write that is not safe to repeat also
+    #: sends it as its server deadline (``deadline``)
+    request_timeout: float = 60.0
     imports: threading.Thread = field(default_factory=start_imports, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _gapic: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -83,6 +84,12 @@ class ClientFactory:
         if self.endpoint:
             opts["client_options"] = {"api_endpoint": self.endpoint}
         return opts
+
+    def deadline(self) -> tuple[tuple[str, str], ...]:
+        """GAPIC ``metadata`` (HTTP headers) giving the server our request timeout as its
+        deadline (Google's ``X-Server-Timeout`` system parameter): a request the client gave up
+        on is abandoned by the server within one more timeout, never applied later."""
+        return (("x-server-timeout", f"{self.request_timeout:g}"),)
 
     def gapic(self, kind: str) -> Any:
         """A cached GAPIC client: "run.services", "run.jobs", "run.executions",
@@ -155,7 +162,7 @@ class ClientFactory:
         import httplib2
 
         return google_auth_httplib2.AuthorizedHttp(
-            self.credentials, http=httplib2.Http(timeout=TIMEOUT)
+            self.credentials, http=httplib2.Http(timeout=self.request_timeout)
         )
 
 

@@ -20,9 +20,9 @@ _BY_CODE: dict[int, type[errors.CloudError]] = {
     412: errors.Conflict,
     429: errors.Transient,
     500: errors.Transient,
-    502: errors.Transient,
+    502: errors.Unanswered,  # a gateway answered: the backend may still apply the request
     503: errors.Transient,
-    504: errors.Transient,
+    504: errors.Unanswered,  # DEADLINE_EXCEEDED: the work may still complete
 }
 
 
@@ -94,23 +94,44 @@ def map_error(exc: BaseException) -> BaseException:
             payload = {}
         return _from_payload(exc.status_code, payload, str(exc.reason), _retry_after(exc.resp))
 
-    if _is_connection_error(exc):
+    if _never_sent(exc):
         return errors.Transient(f"connection failed: {type(exc).__name__}: {exc}")
+    if _unanswered(exc):
+        return errors.Unanswered(f"no answer: {type(exc).__name__}: {exc}")
     return exc
 
 
-def _is_connection_error(exc: BaseException) -> bool:
+def _never_sent(exc: BaseException) -> bool:
+    """The connection failed before the request left: refused, a connect timeout, a name that
+    does not resolve (a passing DNS fault). Safe to send again, whatever the request."""
+    import requests
+    import urllib3.exceptions
+
+    if isinstance(exc, ConnectionRefusedError | requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        reason = exc.args[0] if exc.args else None
+        reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+        return isinstance(reason, urllib3.exceptions.NewConnectionError)
+    import httplib2
+
+    # other httplib2 errors (a bad URL, too many redirects) are not going to pass
+    return isinstance(exc, httplib2.ServerNotFoundError)
+
+
+def _unanswered(exc: BaseException) -> bool:
+    """Sent, and no answer came: a reset, a dropped connection, a read timeout."""
     import http.client
     import socket
 
     import requests
 
-    if isinstance(exc, ConnectionError | socket.timeout | TimeoutError | http.client.HTTPException):
-        return True
-    if isinstance(exc, requests.ConnectionError | requests.Timeout):
-        return True
-    import httplib2
-
-    # a name that does not resolve may be a passing DNS fault; other httplib2 errors (a bad
-    # URL, too many redirects) are not going to pass and must not be retried
-    return isinstance(exc, httplib2.ServerNotFoundError)
+    return isinstance(
+        exc,
+        ConnectionError
+        | socket.timeout
+        | TimeoutError
+        | http.client.HTTPException
+        | requests.ConnectionError
+        | requests.Timeout,
+    )

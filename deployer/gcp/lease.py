@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from deployer.errors import Conflict, NotFound
-from deployer.gcp.clients import TIMEOUT
 
 if TYPE_CHECKING:
     from deployer.gcp.cloud import Cloud
@@ -52,7 +51,11 @@ class LeaseStore:
 
     def read(self, name: str) -> StoredLease | None:
         """The lease object, or None when there is none (or no bucket)."""
-        blob = self.cloud.read(lambda: self._bucket.get_blob(name, retry=None, timeout=TIMEOUT))
+        blob = self.cloud.read(
+            lambda: self._bucket.get_blob(
+                name, retry=None, timeout=self.cloud.clients.request_timeout
+            )
+        )
         return _stored(blob) if blob is not None else None
 
     def write(
@@ -69,7 +72,7 @@ class LeaseStore:
                 content_type="application/octet-stream",
                 if_generation_match=if_generation,
                 retry=None,
-                timeout=TIMEOUT,
+                timeout=self.cloud.clients.request_timeout,
             )
             return blob
 
@@ -86,7 +89,9 @@ class LeaseStore:
         try:
             self.cloud.call(
                 lambda: self._bucket.blob(name).delete(
-                    if_generation_match=if_generation, retry=None, timeout=TIMEOUT
+                    if_generation_match=if_generation,
+                    retry=None,
+                    timeout=self.cloud.clients.request_timeout,
                 )
             )
         except NotFound:

@@ -16,7 +16,6 @@ from deployer.gcp.context import Context
 from deployer.gcp.proto import from_dict, policy_from_dict, policy_to_dict, to_dict
 
 T = TypeVar("T")
-TIMEOUT = 60.0
 MANAGED_BY = "managed-by"
 
 
@@ -52,7 +51,11 @@ class RunApi:
         client = self._client("run.services")
         return self.cloud.read(
             lambda: to_dict(
-                client.get_service(name=self.service_name(name), retry=None, timeout=TIMEOUT)
+                client.get_service(
+                    name=self.service_name(name),
+                    retry=None,
+                    timeout=self.cloud.clients.request_timeout,
+                )
             ),
             key=("run.service", name),
         )
@@ -61,7 +64,9 @@ class RunApi:
         client = self._client("run.services")
 
         def fetch() -> list[dict[str, Any]]:
-            pages = client.list_services(parent=self.parent, retry=None, timeout=TIMEOUT)
+            pages = client.list_services(
+                parent=self.parent, retry=None, timeout=self.cloud.clients.request_timeout
+            )
             return [to_dict(s) for s in pages]
 
         return self.cloud.call(fetch)
@@ -77,7 +82,7 @@ class RunApi:
                 service=message,
                 service_id=service_id,
                 retry=None,
-                timeout=TIMEOUT,
+                timeout=self.cloud.clients.request_timeout,
             )
         )
 
@@ -87,7 +92,11 @@ class RunApi:
 
         client = self._client("run.services")
         message = from_dict(run_v2.Service, {**body, "name": self.service_name(body["name"])})
-        self.cloud.call(lambda: client.update_service(service=message, retry=None, timeout=TIMEOUT))
+        self.cloud.call(
+            lambda: client.update_service(
+                service=message, retry=None, timeout=self.cloud.clients.request_timeout
+            )
+        )
 
     def delete_service(self, name: str) -> bool:
         """Start deleting; False when it was already gone."""
@@ -97,7 +106,9 @@ class RunApi:
         try:
             self.cloud.call(
                 lambda: client.delete_service(
-                    name=self.service_name(name), retry=None, timeout=TIMEOUT
+                    name=self.service_name(name),
+                    retry=None,
+                    timeout=self.cloud.clients.request_timeout,
                 )
             )
         except NotFound:
@@ -109,7 +120,11 @@ class RunApi:
     def get_job(self, name: str) -> dict[str, Any] | None:
         client = self._client("run.jobs")
         return self.cloud.read(
-            lambda: to_dict(client.get_job(name=self.job_name(name), retry=None, timeout=TIMEOUT)),
+            lambda: to_dict(
+                client.get_job(
+                    name=self.job_name(name), retry=None, timeout=self.cloud.clients.request_timeout
+                )
+            ),
             key=("run.job", name),
         )
 
@@ -119,7 +134,9 @@ class RunApi:
         def fetch() -> list[dict[str, Any]]:
             return [
                 to_dict(j)
-                for j in client.list_jobs(parent=self.parent, retry=None, timeout=TIMEOUT)
+                for j in client.list_jobs(
+                    parent=self.parent, retry=None, timeout=self.cloud.clients.request_timeout
+                )
             ]
 
         return self.cloud.call(fetch)
@@ -131,7 +148,11 @@ class RunApi:
         message = from_dict(run_v2.Job, {k: v for k, v in body.items() if k != "name"})
         self.cloud.call(
             lambda: client.create_job(
-                parent=self.parent, job=message, job_id=job_id, retry=None, timeout=TIMEOUT
+                parent=self.parent,
+                job=message,
+                job_id=job_id,
+                retry=None,
+                timeout=self.cloud.clients.request_timeout,
             )
         )
 
@@ -140,7 +161,11 @@ class RunApi:
 
         client = self._client("run.jobs")
         message = from_dict(run_v2.Job, {**body, "name": self.job_name(body["name"])})
-        self.cloud.call(lambda: client.update_job(job=message, retry=None, timeout=TIMEOUT))
+        self.cloud.call(
+            lambda: client.update_job(
+                job=message, retry=None, timeout=self.cloud.clients.request_timeout
+            )
+        )
 
     def delete_job(self, name: str) -> bool:
         from deployer.errors import NotFound
@@ -148,17 +173,28 @@ class RunApi:
         client = self._client("run.jobs")
         try:
             self.cloud.call(
-                lambda: client.delete_job(name=self.job_name(name), retry=None, timeout=TIMEOUT)
+                lambda: client.delete_job(
+                    name=self.job_name(name), retry=None, timeout=self.cloud.clients.request_timeout
+                )
             )
         except NotFound:
             return False
         return True
 
     def run_job(self, name: str) -> None:
-        """Start an execution (returns at once; list_executions shows it)."""
+        """Start an execution (returns at once; list_executions shows it). Not safe to repeat
+        (each run is a new execution): MaybeApplied when it may have started one unanswered
+        (the job steps find it by its template's labels)."""
         client = self._client("run.jobs")
+        clients = self.cloud.clients
         self.cloud.call(
-            lambda: client.run_job(name=self.job_name(name), retry=None, timeout=TIMEOUT)
+            lambda: client.run_job(
+                name=self.job_name(name),
+                retry=None,
+                timeout=clients.request_timeout,
+                metadata=clients.deadline(),
+            ),
+            once=clients.request_timeout,
         )
 
     # -- executions --------------------------------------------------------------------------
@@ -168,7 +204,9 @@ class RunApi:
         client = self._client("run.executions")
 
         def fetch() -> list[dict[str, Any]]:
-            pages = client.list_executions(parent=self.job_name(job), retry=None, timeout=TIMEOUT)
+            pages = client.list_executions(
+                parent=self.job_name(job), retry=None, timeout=self.cloud.clients.request_timeout
+            )
             return [to_dict(e) for e in pages]
 
         found = self.cloud.read(fetch, key=("run.executions", job))
@@ -180,7 +218,9 @@ class RunApi:
         client = self._client("run.executions")
         found = self.cloud.read(
             lambda: client.get_execution(
-                name=self.execution_name(job, execution), retry=None, timeout=TIMEOUT
+                name=self.execution_name(job, execution),
+                retry=None,
+                timeout=self.cloud.clients.request_timeout,
             )
         )
         return None if found is None else to_dict(found)
@@ -200,7 +240,7 @@ class RunApi:
                 client.get_iam_policy(
                     request={"resource": name, "options": {"requested_policy_version": 3}},
                     retry=None,
-                    timeout=TIMEOUT,
+                    timeout=self.cloud.clients.request_timeout,
                 )
             ),
             key=("run.iam", name),
@@ -212,7 +252,9 @@ class RunApi:
         message = policy_from_dict(policy)
         written = self.cloud.call(
             lambda: client.set_iam_policy(
-                request={"resource": name, "policy": message}, retry=None, timeout=TIMEOUT
+                request={"resource": name, "policy": message},
+                retry=None,
+                timeout=self.cloud.clients.request_timeout,
             )
         )
         return policy_to_dict(written)

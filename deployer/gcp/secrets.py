@@ -15,8 +15,6 @@ from deployer.gcp.context import Context
 from deployer.gcp.proto import policy_from_dict, policy_to_dict, to_dict
 from deployer.secret import Secret
 
-TIMEOUT = 60.0
-
 
 def version_number(version: dict[str, Any]) -> int:
     """The number of a secret version dict (its name ends in /versions/<n>)."""
@@ -46,7 +44,11 @@ class SecretsApi:
         c = self._client
         return self.cloud.read(
             lambda: to_dict(
-                c.get_secret(request={"name": self._name(secret_id)}, retry=None, timeout=TIMEOUT)
+                c.get_secret(
+                    request={"name": self._name(secret_id)},
+                    retry=None,
+                    timeout=self.cloud.clients.request_timeout,
+                )
             ),
             key=("secrets.secret", secret_id),
         )
@@ -60,7 +62,11 @@ class SecretsApi:
             "secret": {"replication": {"automatic": {}}, "labels": dict(labels)},
         }
         return to_dict(
-            self.cloud.call(lambda: c.create_secret(request=request, retry=None, timeout=TIMEOUT))
+            self.cloud.call(
+                lambda: c.create_secret(
+                    request=request, retry=None, timeout=self.cloud.clients.request_timeout
+                )
+            )
         )
 
     def update_labels(self, secret_id: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -71,7 +77,11 @@ class SecretsApi:
             "update_mask": {"paths": ["labels"]},
         }
         return to_dict(
-            self.cloud.call(lambda: c.update_secret(request=request, retry=None, timeout=TIMEOUT))
+            self.cloud.call(
+                lambda: c.update_secret(
+                    request=request, retry=None, timeout=self.cloud.clients.request_timeout
+                )
+            )
         )
 
     def merge_labels(self, secret_id: str, labels: dict[str, str]) -> dict[str, Any] | None:
@@ -87,7 +97,9 @@ class SecretsApi:
         try:
             self.cloud.call(
                 lambda: c.delete_secret(
-                    request={"name": self._name(secret_id)}, retry=None, timeout=TIMEOUT
+                    request={"name": self._name(secret_id)},
+                    retry=None,
+                    timeout=self.cloud.clients.request_timeout,
                 )
             )
         except errors.NotFound:
@@ -103,7 +115,10 @@ class SecretsApi:
         }
         found = self.cloud.call(
             lambda: [
-                to_dict(s) for s in c.list_secrets(request=request, retry=None, timeout=TIMEOUT)
+                to_dict(s)
+                for s in c.list_secrets(
+                    request=request, retry=None, timeout=self.cloud.clients.request_timeout
+                )
             ]
         )
         out = []
@@ -124,7 +139,9 @@ class SecretsApi:
         return self.cloud.read(
             lambda: [
                 to_dict(v)
-                for v in c.list_secret_versions(request=request, retry=None, timeout=TIMEOUT)
+                for v in c.list_secret_versions(
+                    request=request, retry=None, timeout=self.cloud.clients.request_timeout
+                )
             ],
             key=("secrets.versions", secret_id),
         )
@@ -137,42 +154,37 @@ class SecretsApi:
     def add_version(self, secret_id: str, value: Secret) -> str:
         """Add a version holding ``value``; returns its number.
 
-        addVersion is not idempotent (a retried call whose first try was applied adds a second
-        version), so each attempt of the one retried call lists the versions first: an attempt
-        after a lost response finds the version the lost one added and returns it instead of
-        sending the payload again."""
+        Not safe to repeat (each call adds a version): MaybeApplied when it may have added one
+        unanswered. The caller then re-observes and must find that version before it adds
+        anything (steps/secrets.py adds only to a secret with no version at all)."""
         import google_crc32c
 
         c = self._client
+        clients = self.cloud.clients
         data = value.reveal().encode()
         request = {
             "parent": self._name(secret_id),
             "payload": {"data": data, "data_crc32c": int(google_crc32c.value(data))},
         }
-        listing = {"parent": self._name(secret_id)}
-        before: set[int] | None = None  # the versions seen by the first attempt
-
-        def attempt() -> str:
-            nonlocal before
-            seen = {
-                version_number(to_dict(v))
-                for v in c.list_secret_versions(request=listing, retry=None, timeout=TIMEOUT)
-            }
-            if before is None:
-                before = seen
-            elif seen - before:  # an earlier attempt was applied, its response lost
-                return str(max(seen - before))
-            added = c.add_secret_version(request=request, retry=None, timeout=TIMEOUT)
-            return str(version_number(to_dict(added)))
-
-        return self.cloud.call(attempt)
+        added = self.cloud.call(
+            lambda: c.add_secret_version(
+                request=request,
+                retry=None,
+                timeout=clients.request_timeout,
+                metadata=clients.deadline(),
+            ),
+            once=clients.request_timeout,
+        )
+        return str(version_number(to_dict(added)))
 
     def access(self, secret_id: str, version: str) -> Secret:
         """The payload of ``version`` (a number or "latest") as a Secret."""
         c = self._client
         name = f"{self._name(secret_id)}/versions/{version}"
         resp = self.cloud.call(
-            lambda: c.access_secret_version(request={"name": name}, retry=None, timeout=TIMEOUT)
+            lambda: c.access_secret_version(
+                request={"name": name}, retry=None, timeout=self.cloud.clients.request_timeout
+            )
         )
         return Secret(bytes(resp.payload.data).decode())
 
@@ -182,7 +194,11 @@ class SecretsApi:
         c = self._client
         request = {"resource": self._name(secret_id), "options": {"requested_policy_version": 3}}
         return self.cloud.call(
-            lambda: policy_to_dict(c.get_iam_policy(request=request, retry=None, timeout=TIMEOUT)),
+            lambda: policy_to_dict(
+                c.get_iam_policy(
+                    request=request, retry=None, timeout=self.cloud.clients.request_timeout
+                )
+            ),
             key=("secrets.iam", secret_id),
         )
 
@@ -190,6 +206,8 @@ class SecretsApi:
         c = self._client
         request = {"resource": self._name(secret_id), "policy": policy_from_dict(policy)}
         result = self.cloud.call(
-            lambda: c.set_iam_policy(request=request, retry=None, timeout=TIMEOUT)
+            lambda: c.set_iam_policy(
+                request=request, retry=None, timeout=self.cloud.clients.request_timeout
+            )
         )
         return policy_to_dict(result)

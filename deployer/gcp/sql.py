@@ -96,10 +96,18 @@ class SqlApi:
         return self._read(lambda a: a.instances().delete(project=self._p, instance=name))  # type: ignore[no-any-return]
 
     def insert_backup(self, instance: str, description: str = "") -> dict[str, Any]:
+        """Start an on-demand backup. Not safe to repeat (each insert is a new backup run):
+        MaybeApplied when it may have started one unanswered (steps/sql.py finds the final
+        backup by its description)."""
         body = {"description": description} if description else {}
-        return self._call(  # type: ignore[no-any-return]
-            lambda a: a.backupRuns().insert(project=self._p, instance=instance, body=body)
-        )
+        clients = self.cloud.clients
+
+        def send() -> dict[str, Any]:
+            request = self._api.backupRuns().insert(project=self._p, instance=instance, body=body)
+            request.headers.update(clients.deadline())
+            return request.execute(num_retries=0)  # type: ignore[no-any-return]
+
+        return self.cloud.call(send, once=clients.request_timeout)
 
     def list_backups(self, instance: str) -> list[dict[str, Any]]:
         page = self._call(lambda a: a.backupRuns().list(project=self._p, instance=instance))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from deployer.gcp.clients import TIMEOUT
 from deployer.gcp.context import Context
 
 MANAGED_LABEL = ("managed-by", "djdeploy")
@@ -29,7 +28,11 @@ class StorageApi:
     def get_bucket(self, name: str) -> dict[str, Any] | None:
         client = self._client
         return self.cloud.read(
-            lambda: dict(client.get_bucket(name, retry=None, timeout=TIMEOUT)._properties),
+            lambda: dict(
+                client.get_bucket(
+                    name, retry=None, timeout=self.cloud.clients.request_timeout
+                )._properties
+            ),
             key=("storage.bucket", name),
         )
 
@@ -52,7 +55,9 @@ class StorageApi:
             bucket.iam_configuration.public_access_prevention = "enforced"
             if lifecycle_rules:
                 bucket.lifecycle_rules = lifecycle_rules
-            return client.create_bucket(bucket, location=location, retry=None, timeout=TIMEOUT)
+            return client.create_bucket(
+                bucket, location=location, retry=None, timeout=self.cloud.clients.request_timeout
+            )
 
         return dict(self.cloud.call(create)._properties)
 
@@ -62,7 +67,11 @@ class StorageApi:
         return dict(
             self.cloud.call(
                 lambda: conn.api_request(
-                    method="PATCH", path=f"/b/{name}", data=fields, retry=None, timeout=TIMEOUT
+                    method="PATCH",
+                    path=f"/b/{name}",
+                    data=fields,
+                    retry=None,
+                    timeout=self.cloud.clients.request_timeout,
                 )
             )
         )
@@ -70,7 +79,11 @@ class StorageApi:
     def delete_bucket(self, name: str) -> None:
         """Delete an empty bucket (409 when it still holds objects -> errors.Conflict)."""
         client = self._client
-        self.cloud.call(lambda: client.bucket(name).delete(retry=None, timeout=TIMEOUT))
+        self.cloud.call(
+            lambda: client.bucket(name).delete(
+                retry=None, timeout=self.cloud.clients.request_timeout
+            )
+        )
 
     def list_buckets(self) -> list[dict[str, Any]]:
         client = self._client
@@ -78,7 +91,9 @@ class StorageApi:
             lambda: [
                 dict(b._properties)
                 for b in client.list_buckets(
-                    project=self.cloud.project, retry=None, timeout=TIMEOUT
+                    project=self.cloud.project,
+                    retry=None,
+                    timeout=self.cloud.clients.request_timeout,
                 )
             ]
         )
@@ -101,7 +116,10 @@ class StorageApi:
             lambda: [
                 b.name
                 for b in client.list_blobs(
-                    bucket, prefix=prefix or None, retry=None, timeout=TIMEOUT
+                    bucket,
+                    prefix=prefix or None,
+                    retry=None,
+                    timeout=self.cloud.clients.request_timeout,
                 )
             ]
         )
@@ -116,7 +134,7 @@ class StorageApi:
             lambda: (
                 client.bucket(bucket)
                 .blob(object_name, generation=generation)
-                .delete(retry=None, timeout=TIMEOUT)
+                .delete(retry=None, timeout=self.cloud.clients.request_timeout)
             )
         )
 
@@ -128,7 +146,9 @@ class StorageApi:
         versions = self.cloud.call(
             lambda: [
                 (b.name, b.generation)
-                for b in client.list_blobs(bucket, versions=True, retry=None, timeout=TIMEOUT)
+                for b in client.list_blobs(
+                    bucket, versions=True, retry=None, timeout=self.cloud.clients.request_timeout
+                )
             ]
         )
         for name, generation in versions:
@@ -142,14 +162,21 @@ class StorageApi:
             lambda: (
                 client.bucket(bucket)
                 .blob(object_name)
-                .upload_from_string(data, content_type=content_type, retry=None, timeout=TIMEOUT)
+                .upload_from_string(
+                    data,
+                    content_type=content_type,
+                    retry=None,
+                    timeout=self.cloud.clients.request_timeout,
+                )
             )
         )
 
     def object_exists(self, bucket: str, object_name: str) -> bool:
         client = self._client
         blob = self.cloud.read(
-            lambda: client.bucket(bucket).get_blob(object_name, retry=None, timeout=TIMEOUT)
+            lambda: client.bucket(bucket).get_blob(
+                object_name, retry=None, timeout=self.cloud.clients.request_timeout
+            )
         )
         return blob is not None
 
@@ -159,7 +186,7 @@ class StorageApi:
             lambda: (
                 client.bucket(bucket)
                 .blob(object_name)
-                .download_as_bytes(retry=None, timeout=TIMEOUT)
+                .download_as_bytes(retry=None, timeout=self.cloud.clients.request_timeout)
             )
         )
 
@@ -173,7 +200,7 @@ class StorageApi:
                 path=f"/b/{bucket}/iam",
                 query_params={"optionsRequestedPolicyVersion": 3},
                 retry=None,
-                timeout=TIMEOUT,
+                timeout=self.cloud.clients.request_timeout,
             ),
             key=("storage.iam", bucket),
         )
@@ -193,7 +220,11 @@ class StorageApi:
             body["etag"] = policy["etag"]
         raw = self.cloud.call(
             lambda: conn.api_request(
-                method="PUT", path=f"/b/{bucket}/iam", data=body, retry=None, timeout=TIMEOUT
+                method="PUT",
+                path=f"/b/{bucket}/iam",
+                data=body,
+                retry=None,
+                timeout=self.cloud.clients.request_timeout,
             )
         )
         return _to_iam_v1(raw)

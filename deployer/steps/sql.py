@@ -17,12 +17,13 @@ final on-demand backup taken and found SUCCESSFUL, then the delete. No final bac
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from deployer import errors
-from deployer.errors import Conflict, DeployError, OperationFailed
+from deployer.errors import Conflict, DeployError, MaybeApplied, OperationFailed
 from deployer.gcp.secrets import latest_enabled
 from deployer.steps.base import (
     Action,
@@ -312,7 +313,8 @@ class SqlInstance(Operation):
             )
             return self.wait(f"lifting deletion protection of {name}")
         if not backed_up:
-            cloud.sql.insert_backup(name, FINAL_BACKUP)
+            with contextlib.suppress(MaybeApplied):  # if it started, the next call finds it
+                cloud.sql.insert_backup(name, FINAL_BACKUP)
             return self.wait(f"taking a final backup of {name}")
         if cloud.sql.delete_instance(name) is None:
             return self.noop(f"instance {name} already gone")

@@ -465,6 +465,18 @@ def test_fault_delay(emulator):
     assert emulator.clock.monotonic() - t0 == pytest.approx(0.2)  # waited on the clock
 
 
+@pytest.mark.virtual_clock
+def test_fault_delay_holds_at_most_until_the_deadline_the_request_names(emulator):
+    """Google's X-Server-Timeout: the server gives up on the request after that long, so a
+    held write lands by then or never (djdeploy sends it with writes not safe to repeat)."""
+    emulator.control.add_fault(action="delay", seconds=60, path="/v3/", times=1)
+    t0 = emulator.clock.monotonic()
+    headers = Headers({"X-Server-Timeout": "5"})
+    outcome = emulator.emu.handle("GET", "/v3/projects/deadline-proj", "", headers, b"")
+    assert outcome.response.status == 200
+    assert emulator.clock.monotonic() - t0 == pytest.approx(5)
+
+
 def test_fault_drop_applies_then_closes(emulator):
     import requests
 

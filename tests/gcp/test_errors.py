@@ -93,3 +93,21 @@ def test_gapic_conflict_keeps_status_and_error_info_reason(emulator):
     assert isinstance(mapped, errors.Conflict)
     assert (mapped.code, mapped.status, mapped.reason) == (409, "ABORTED", "concurrentChange")
     assert retry._concurrent_policy_change(mapped)
+
+
+def test_a_refused_connection_was_never_sent_a_reset_or_timeout_is_unanswered():
+    """What may be sent again depends on whether the request left: a refused connection did not
+    (any write may be retried); a reset or a read timeout after sending got no answer (a write
+    not safe to repeat may have been applied: never sent again)."""
+    import requests
+
+    with pytest.raises(requests.ConnectionError) as refused:
+        requests.post("http://127.0.0.1:1/", timeout=5)
+    mapped = map_error(refused.value)
+    assert type(mapped) is errors.Transient
+    assert retry._not_applied(mapped)
+    for unanswered in (requests.ReadTimeout("read timed out"), ConnectionResetError(104, "reset")):
+        mapped = map_error(unanswered)
+        assert isinstance(mapped, errors.Unanswered)
+        assert retry._transient(mapped)  # a read or an idempotent write is retried
+        assert not retry._not_applied(mapped)

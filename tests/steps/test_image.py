@@ -251,10 +251,9 @@ def _steps(config: Config, archive: Any = None) -> list[Any]:
     return [registry, _GrantWriter(config), Image(config, archive)]
 
 
-def _engine(emulator: Any) -> Engine:
-    cloud = Cloud(
-        PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT), clock=emulator.clock
-    )
+def _engine(emulator: Any, *, request_timeout: float = 60.0) -> Engine:
+    clients = ClientFactory(endpoint=emulator.url, project=PROJECT, request_timeout=request_timeout)
+    cloud = Cloud(PROJECT, REGION, clients, clock=emulator.clock)
     return Engine(cloud, options=Options.scaled(0.001))
 
 
@@ -389,14 +388,19 @@ def test_faults_are_ridden_out(emulator: Any) -> None:
 
 
 def test_dropped_build_response_still_converges(emulator: Any) -> None:
-    """The create is applied, its answer lost: the retry starts a second build of the same
-    tag, which is harmless (same tag, same content); up still ends with the image."""
+    """The create is applied, its answer lost: it is never sent again (a create-build is not
+    safe to repeat); the step finds the build by its tags and waits for it. One build. (The
+    wait for the request's deadline must fit the step's at this test's time scale.)"""
     config = _config()
     _seed(emulator, config)
     emulator.emu.faults.add(method="POST", path=r"/builds$", action="drop", times=1)
-    result = _engine(emulator).up(_steps(config))
+    result = _engine(emulator, request_timeout=5.0).up(_steps(config))
     assert result.ok, [r.error for r in result.results]
     assert emulator.emu.store.get("artifactregistry.tag", Image(config).image) is not None
+    creates = [e for e in emulator.emu.transcript.entries() if e["path"].endswith("/builds")]
+    assert [(e["method"], e["status"]) for e in creates if e["method"] == "POST"] == [
+        ("POST", None)
+    ]
 
 
 def test_build_without_repository_fails_with_push_error(emulator: Any) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from deployer import errors
 from deployer.config import Config, SecretRef
 from deployer.emulator import serviceusage
 from deployer.engine import Engine, Options
@@ -141,11 +142,10 @@ def test_secret_repr_is_masked():
 # -- against the emulator ------------------------------------------------------------------------
 
 
-def make_cloud(emulator) -> Cloud:
+def make_cloud(emulator, *, request_timeout: float = 60.0) -> Cloud:
     serviceusage.set_enabled(emulator.emu, PROJECT, "secretmanager.googleapis.com")
-    return Cloud(
-        PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT), clock=emulator.clock
-    )
+    clients = ClientFactory(endpoint=emulator.url, project=PROJECT, request_timeout=request_timeout)
+    return Cloud(PROJECT, REGION, clients, clock=emulator.clock)
 
 
 class Apis:
@@ -315,8 +315,10 @@ def test_faults_ridden_out(emulator):
 
 
 def test_add_version_after_dropped_response_adds_one(emulator):
-    """addVersion applied but the response lost: the wrapper re-reads instead of adding twice."""
-    cloud = make_cloud(emulator)
+    """addVersion applied but the response lost: the step observes the version instead of
+    adding a second one (after waiting out the request's deadline: shorter than the step's at
+    this test's time scale)."""
+    cloud = make_cloud(emulator, request_timeout=5.0)
     emulator.control.add_fault(method="POST", path=r":addVersion$", action="drop", times=1)
     assert up(cloud).ok
     for sid in IDS:
@@ -347,30 +349,26 @@ def test_list_managed(emulator):
     assert all(f["kind"] == "secret" and f["labels"] == OURS for f in found)
 
 
-def test_add_version_is_one_idempotent_retried_call(emulator, monkeypatch):
-    """add_version goes through the one retry policy as a single call whose every attempt
-    re-lists the versions: a lost response never adds a second version, a refused request is
-    sent again."""
+def test_add_version_is_sent_again_only_when_refused(emulator):
+    """addVersion is not safe to repeat: a lost answer or a 500 may have added the version, so
+    it is never sent again (MaybeApplied: the step re-observes); a lost answer first waits out
+    the deadline the request carried, so a late version lands before that observe. A 503 says
+    it was not applied: sent again in place."""
     cloud = make_cloud(emulator)
     cloud.secrets.create_secret("one", OURS)
-    calls: list[object] = []
-    real_call = cloud.call
-
-    def counting(fn, **kwargs):
-        calls.append(fn)
-        return real_call(fn, **kwargs)
-
-    monkeypatch.setattr(cloud, "call", counting)
     emulator.control.add_fault(method="POST", path=r"/one:addVersion$", action="drop", times=1)
-    assert cloud.secrets.add_version("one", Secret("v1")) == "1"
-    assert len(calls) == 1
+    before = emulator.clock.monotonic()
+    with pytest.raises(errors.MaybeApplied):
+        cloud.secrets.add_version("one", Secret("v1"))
+    assert emulator.clock.monotonic() - before >= cloud.clients.request_timeout
     emulator.control.add_fault(method="POST", path=r"/one:addVersion$", code=503, times=1)
     assert cloud.secrets.add_version("one", Secret("v2")) == "2"
-    assert len(calls) == 2
-    monkeypatch.undo()
+    emulator.control.add_fault(method="POST", path=r"/one:addVersion$", code=500, times=1)
+    with pytest.raises(errors.MaybeApplied):
+        cloud.secrets.add_version("one", Secret("v3"))
     assert [v["name"].rsplit("/", 1)[-1] for v in cloud.secrets.list_versions("one")] == ["2", "1"]
     adds = [e for e in emulator.emu.transcript.entries() if e["path"].endswith(":addVersion")]
-    assert [e["status"] for e in adds] == [None, 503, 200]  # dropped, refused, sent again
+    assert [e["status"] for e in adds] == [None, 503, 200, 500]  # each sent once but the 503
     assert cloud.secrets.access("one", "2").reveal() == "v2"
 
 
