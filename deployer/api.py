@@ -179,7 +179,7 @@ def up(
             return boot
         lease = _lease(engine, config, "up", wait=wait, on_lease=on_lease)
         with lease.held():
-            result = engine.up(guarded(steps, lease))
+            result = engine.up(guarded(steps, lease), converged=BOOTSTRAP_STEPS)
         if not result.ok and lease.lost:
             lease.check()  # raises LeaseLost: the one cause worth saying
     first = {r.step: r for r in boot.results}

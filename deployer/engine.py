@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -161,16 +161,19 @@ class Engine:
 
     # -- up --------------------------------------------------------------------------------
 
-    def up(self, steps: Sequence[Step]) -> RunResult:
-        """Bring every step to NOOP, each as soon as what it needs is done."""
+    def up(self, steps: Sequence[Step], *, converged: Collection[str] = ()) -> RunResult:
+        """Bring every step to NOOP, each as soon as what it needs is done. `converged` names
+        steps this command has already brought to NOOP (api's bootstrap): done from the start,
+        not observed again."""
         start = self.clock.monotonic()
         ordered = order(steps)
-        self.cloud.reads.invalidate()  # one command's shared reads: nothing from the last one
+        if not converged:
+            self.cloud.reads.invalidate()  # a new command's shared reads: none from the last
         results = {s.name: StepResult(s.name) for s in ordered}
-        pending = list(ordered)
+        done: set[str] = set(converged)
+        pending = [s for s in ordered if s.name not in done]
         running: dict[Future[None], Step] = {}
         failed: set[str] = set()
-        done: set[str] = set()
         with ThreadPoolExecutor(max_workers=len(ordered) or 1) as pool:
             try:
                 while pending or running:
