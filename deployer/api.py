@@ -34,6 +34,7 @@ class Target:
     emulator: bool = False
     state_dir: Path | None = None  # built-in emulator only; default: the user's data dir
     time_scale: float | None = None  # how fast the emulator's clock runs (1.0 = real time)
+    execute: bool = True  # built-in emulator: run what it deploys (docs/emulator.md)
 
     def __post_init__(self) -> None:
         if self.endpoint is not None and not _ENDPOINT.match(self.endpoint):
@@ -82,6 +83,7 @@ def connect(project: str, region: str, target: Target) -> Iterator[tuple[Cloud, 
         state_dir=state_dir,
         time_scale=target.scale,
         set_time_scale=target.time_scale is not None,
+        execute=target.execute,
     )
     running = serve(emulator)
     try:

@@ -35,12 +35,20 @@ out = Console()
 err = Console(stderr=True)
 
 
+Execute = typer.Option(
+    "--execute/--no-execute",
+    envvar="DJDEPLOY_EMULATOR_EXECUTE",
+    help="Emulator: run what it deploys (PostgreSQL for Cloud SQL); --no-execute: APIs only.",
+)
+
+
 @dataclass
 class Globals:
     emulator: bool = False
     endpoint: str | None = None
     time_scale: float | None = None
     verbose: bool = False
+    execute: bool = True
 
 
 def _version(value: bool) -> None:
@@ -76,8 +84,15 @@ def main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
+    execute: Annotated[bool, Execute] = True,
 ) -> None:
-    ctx.obj = Globals(emulator=emulator, endpoint=endpoint, time_scale=time_scale, verbose=verbose)
+    ctx.obj = Globals(
+        emulator=emulator,
+        endpoint=endpoint,
+        time_scale=time_scale,
+        verbose=verbose,
+        execute=execute,
+    )
 
 
 Tenant = Annotated[str | None, typer.Option(help="Tenant name, e.g. demo.")]
@@ -132,7 +147,9 @@ def _target(ctx: typer.Context) -> Target:
     from deployer.api import Target
 
     g: Globals = ctx.obj
-    return Target(endpoint=g.endpoint, emulator=g.emulator, time_scale=g.time_scale)
+    return Target(
+        endpoint=g.endpoint, emulator=g.emulator, time_scale=g.time_scale, execute=g.execute
+    )
 
 
 def _flags(
@@ -307,11 +324,16 @@ def emulator_serve(
             help="Latency model speed: 1.0 real durations, 0.001 a thousand times faster."
         ),
     ] = 1.0,
+    execute: Annotated[bool, Execute] = True,
 ) -> None:
     """Serve the emulator on one port until Ctrl-C."""
     from deployer.api import default_state_dir
     from deployer.emulator.server import main_serve
 
     main_serve(
-        host=host, port=port, state_dir=state_dir or default_state_dir(), time_scale=time_scale
+        host=host,
+        port=port,
+        state_dir=state_dir or default_state_dir(),
+        time_scale=time_scale,
+        execute=execute,
     )

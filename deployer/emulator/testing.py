@@ -6,7 +6,9 @@ Fixtures:
 - ``emulator`` (function scope): a fresh in-memory emulator on a free port for each test (empty
   state, no faults or outcomes, default latency, empty transcript), time scale 0.001 (a 10 min
   SQL instance create takes 0.6 s), no request delay. Yields an :class:`EmulatorHandle`
-  (``.url``, ``.control``, ``.emu``).
+  (``.url``, ``.control``, ``.emu``). Nothing is executed (API only).
+- ``executing_emulator``: the same with local execution on (docs/emulator.md, "Local
+  execution"): slower, for tests that check what runs.
 
 Helpers (usable outside pytest too): :func:`discovery_client`, :func:`gapic_options`,
 :func:`storage_client`.
@@ -46,12 +48,24 @@ class EmulatorHandle:
 def emulator() -> Iterator[EmulatorHandle]:
     # A fresh server per test (about 3 ms): stragglers of an earlier test (a background thread
     # still polling) hit a closed port instead of polluting this test's state and transcript.
-    running = serve(Emulator(time_scale=TEST_TIME_SCALE))
+    # API only: nothing is executed (fast).
+    yield from _serving(Emulator(time_scale=TEST_TIME_SCALE), wait=False)
+
+
+@pytest.fixture
+def executing_emulator() -> Iterator[EmulatorHandle]:
+    """Like ``emulator``, with local execution on: Cloud SQL instances are real PostgreSQL
+    servers, in a temporary directory stopped and removed when the test ends."""
+    yield from _serving(Emulator(time_scale=TEST_TIME_SCALE, execute=True), wait=True)
+
+
+def _serving(emu: Emulator, *, wait: bool) -> Iterator[EmulatorHandle]:
+    running = serve(emu)
     try:
         yield EmulatorHandle(running.url, running.control, running.emu, running)
     finally:
         running.control.close()
-        running.stop(wait=False)
+        running.stop(wait=wait)
 
 
 def _discovery_doc(api: str, version: str) -> dict[str, Any]:
