@@ -35,16 +35,20 @@ in state FAILED.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import re
+import shutil
+import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import ApiError
 from .latency import register_duration
+from .local.postgres import Cluster, PostgresError, scram_verifier
 from .operations import completer
 from .pagination import Paging, paginate
 from .projects import REGIONS, resolve
@@ -336,7 +340,13 @@ def insert_instance(req: Request, project: str) -> dict[str, Any]:
         }
         emu.store.put(INSTANCE_KIND, key, rec)
         return _operation(
-            emu, project_id, name, "CREATE", "sql.instance.create", "sql.instance.create", {}
+            emu,
+            project_id,
+            name,
+            "CREATE",
+            "sql.instance.create",
+            "sql.instance.create",
+            _verifier_arg(emu, "root_verifier", body.get("rootPassword")),
         )
 
 
@@ -352,6 +362,15 @@ def _finish_create(emu: Emulator, op: dict[str, Any]) -> None:
         emu.store.put(INSTANCE_KIND, key, rec)
         _failed(op, message)
         return None
+    cluster = _cluster(emu, rec)
+    if cluster is not None:
+        try:
+            cluster.create(root_password_verifier=op["args"].get("root_verifier"))
+        except PostgresError as exc:
+            rec["state"] = "FAILED"
+            emu.store.put(INSTANCE_KIND, key, rec)
+            _failed(op, str(exc))
+            return None
     rec["state"] = "RUNNABLE"
     rec["ipAddresses"] = [{"type": "PRIMARY", "ipAddress": "10.0.0.3"}]
     emu.store.put(INSTANCE_KIND, key, rec)
@@ -489,7 +508,13 @@ def _finish_delete(emu: Emulator, op: dict[str, Any]) -> None:
     store = emu.store
     rec = store.get(INSTANCE_KIND, _ikey(p, i)) or {}
     store.delete(INSTANCE_KIND, _ikey(p, i))
-    if (rec.get("settings") or {}).get("retainBackupsOnDelete"):
+    retained = bool((rec.get("settings") or {}).get("retainBackupsOnDelete"))
+    cluster = _cluster(emu, rec) if rec else None
+    if cluster is not None:
+        cluster.remove()
+    if emu.local.postgres is not None and not retained:
+        shutil.rmtree(emu.local.postgres.backup_dir(p, i), ignore_errors=True)
+    if retained:
         for k, run in store.list(BACKUP_KIND, f"{p}/{i}/"):
             store.put(RETAINED_KIND, k, run)
     for kind in (DATABASE_KIND, USER_KIND, BACKUP_KIND):  # backups go with it unless retained
@@ -553,6 +578,9 @@ def insert_database(req: Request, project: str, instance: str) -> dict[str, Any]
 
 @_child_completer("sql.database.create")
 def _finish_db_create(emu: Emulator, a: dict[str, Any]) -> None:
+    with _realizing(emu, a) as cluster:
+        if cluster is not None:
+            cluster.create_database(a["name"])
     db = _db(a["project"], a["instance"], a["name"])
     db["charset"] = a.get("charset") or "UTF8"
     db["collation"] = a.get("collation") or "en_US.UTF8"
@@ -602,6 +630,9 @@ def delete_database(req: Request, project: str, instance: str, database: str) ->
 
 @_child_completer("sql.database.delete")
 def _finish_db_delete(emu: Emulator, a: dict[str, Any]) -> None:
+    with _realizing(emu, a) as cluster:
+        if cluster is not None:
+            cluster.drop_database(a["name"])
     emu.store.delete(DATABASE_KIND, _child_key(a))
 
 
@@ -644,12 +675,19 @@ def insert_user(req: Request, project: str, instance: str) -> dict[str, Any]:
         missing=None,
         op_type="CREATE_USER",
         completer_name="sql.user.create",
-        args={"type": body.get("type") or "BUILT_IN", "set_password": "password" in body},
+        args={
+            "type": body.get("type") or "BUILT_IN",
+            "set_password": "password" in body,
+            **_verifier_arg(req.emu, "verifier", body.get("password")),
+        },
     )
 
 
 @_child_completer("sql.user.create")
 def _finish_user_create(emu: Emulator, a: dict[str, Any]) -> None:
+    with _realizing(emu, a) as cluster:
+        if cluster is not None and a["type"] == "BUILT_IN":
+            cluster.create_role(a["name"], verifier=a.get("verifier"))
     u = _user(a["project"], a["instance"], a["name"], a["type"])
     u["_hasPassword"] = a["set_password"]  # the password itself is never stored
     emu.store.put(USER_KIND, _child_key(a), u)
@@ -691,12 +729,18 @@ def update_user(req: Request, project: str, instance: str) -> dict[str, Any]:
         missing=_err(404, f"Not Found: user {name} does not exist.", "notFound"),
         op_type="UPDATE_USER",
         completer_name="sql.user.update",
-        args={"set_password": "password" in body},
+        args={
+            "set_password": "password" in body,
+            **_verifier_arg(req.emu, "verifier", body.get("password")),
+        },
     )
 
 
 @_child_completer("sql.user.update")
 def _finish_user_update(emu: Emulator, a: dict[str, Any]) -> None:
+    with _realizing(emu, a) as cluster:
+        if cluster is not None and a.get("verifier") is not None:
+            cluster.set_password(a["name"], a["verifier"])
     u = emu.store.get(USER_KIND, _child_key(a))
     if u is not None:
         u["_hasPassword"] = u.get("_hasPassword") or a["set_password"]
@@ -722,7 +766,66 @@ def delete_user(req: Request, project: str, instance: str) -> dict[str, Any]:
 
 @_child_completer("sql.user.delete")
 def _finish_user_delete(emu: Emulator, a: dict[str, Any]) -> None:
+    with _realizing(emu, a) as cluster:
+        if cluster is not None:
+            cluster.drop_role(a["name"])
     emu.store.delete(USER_KIND, _child_key(a))
+
+
+# -- local execution -----------------------------------------------------------------------------
+# With execution on (``emu.local``), a PostgreSQL instance is a real cluster
+# (deployer/emulator/local/postgres.py): completers realize their effect before the operation is
+# DONE, and a failure to realize fails the operation with PostgreSQL's own message. Passwords
+# travel in an operation's args as SCRAM verifiers, never in clear.
+
+
+def _verifier_arg(emu: Emulator, key: str, password: str | None) -> dict[str, str]:
+    """``{key: verifier of password}`` for an operation's args when the emulator executes."""
+    if password is None or not emu.local.enabled:
+        return {}
+    return {key: scram_verifier(password)}
+
+
+def _cluster(emu: Emulator, rec: dict[str, Any]) -> Cluster | None:
+    """The instance's cluster when the emulator executes and it is PostgreSQL, else None."""
+    pg = emu.local.postgres
+    if pg is None or not rec["databaseVersion"].startswith("POSTGRES_"):
+        return None
+    return pg.cluster(rec["project"], rec["name"], region=rec["region"])
+
+
+@contextlib.contextmanager
+def _realizing(emu: Emulator, a: dict[str, Any]) -> Iterator[Cluster | None]:
+    """The cluster of the instance an operation's args name (None: nothing to realize); a
+    PostgreSQL error inside fails the operation with its message."""
+    rec = emu.store.get(INSTANCE_KIND, _ikey(a["project"], a["instance"]))
+    try:
+        yield _cluster(emu, rec) if rec is not None else None
+    except PostgresError as exc:
+        raise ApiError(500, str(exc)) from None
+
+
+def realize(emu: Emulator) -> None:
+    """An emulator start: every RUNNABLE PostgreSQL instance's server runs again; one whose
+    cluster is missing (made while execution was off) is made from the stored databases and
+    users (those users have no password until one is set)."""
+    for key, rec in emu.store.list(INSTANCE_KIND):
+        cluster = _cluster(emu, rec)
+        if cluster is None or rec["state"] != "RUNNABLE":
+            continue
+        try:
+            if cluster.exists():
+                cluster.start()
+                continue
+            cluster.create(root_password_verifier=None)
+            for _, db in emu.store.list(DATABASE_KIND, key + "/"):
+                if db["name"] != "postgres":
+                    cluster.create_database(db["name"])
+            for _, user in emu.store.list(USER_KIND, key + "/"):
+                if user["name"] != "postgres" and user["type"] == "BUILT_IN":
+                    cluster.create_role(user["name"], verifier=None)
+        except PostgresError as exc:
+            print(f"djdeploy emulator: instance {key}: {exc}", file=sys.stderr)
 
 
 # -- backup runs ---------------------------------------------------------------------------------
@@ -769,6 +872,13 @@ def _finish_backup(emu: Emulator, op: dict[str, Any]) -> None:
         "backupKind": "SNAPSHOT",
         "databaseVersion": rec["databaseVersion"] if rec else "",
     }
+    cluster = _cluster(emu, rec) if rec and message is None else None
+    if cluster is not None and emu.local.postgres is not None:
+        try:  # the backup is a real dump of the whole cluster
+            cluster.dump(emu.local.postgres.backup_dir(p, i) / f"{a['id']}.sql")
+        except PostgresError as exc:
+            message = str(exc)
+            run["status"] = "FAILED"
     if message is not None:
         run["error"] = {"kind": "sql#operationError", "code": "INTERNAL_ERROR", "message": message}
         _failed(op, message)

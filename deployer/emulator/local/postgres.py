@@ -425,9 +425,12 @@ class Cluster:
     ) -> str:
         done = subprocess.run(argv, capture_output=True, text=True, check=False, user=user, env=env)
         if done.returncode != 0:
-            lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
-            errors = [ln for ln in lines if "ERROR" in ln or "FATAL" in ln] or lines
-            raise PostgresError(errors[0] if errors else f"{argv[0]} exited {done.returncode}")
+            lines = [ln.strip() for ln in done.stderr.splitlines() if ln.strip()]
+            for line in lines:  # PostgreSQL's own message, without psql's prefixes
+                for tag in ("ERROR:", "FATAL:"):
+                    if tag in line:
+                        raise PostgresError(line.split(tag, 1)[1].strip())
+            raise PostgresError(lines[0] if lines else f"{argv[0]} exited {done.returncode}")
         return done.stdout
 
     def _client(self, tool: str, *args: str) -> list[str]:
@@ -529,6 +532,10 @@ class LocalPostgres:
                 runner=self.runner,
             )
         return self._clusters[key]
+
+    def backup_dir(self, project: str, instance: str) -> Path:
+        """Where an instance's backups (pg_dumpall files named by backup id) are kept."""
+        return self.state_dir / "postgres-backups" / project / instance
 
     def stop_all(self) -> None:
         for cluster in self._clusters.values():
