@@ -121,7 +121,9 @@ class Emulator:
         self.store.close()
 
     def reset(self) -> None:
-        """Forget everything: resources, operations, faults, outcomes, latency, transcript."""
+        """Forget everything: resources, operations, faults, outcomes, latency, transcript, and
+        what runs (local execution)."""
+        self.local.reset()
         self.store.reset()
         self.latency.reset()
         self.transcript.clear()

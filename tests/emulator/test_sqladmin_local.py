@@ -81,6 +81,16 @@ def test_users_and_databases_are_real(sql: Any, executing_emulator: EmulatorHand
     assert "error" not in create(sql)
     with connect(emu, "postgres", "root-Secret-1") as conn:  # the root password applies
         assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
+    # the admin API tells where it listens; the loopback port serves the user's own psql
+    local = executing_emulator.control.local()
+    assert local["executing"] and local["postgres"]
+    [server] = local["sql"]
+    assert server["connectionName"] == f"{P}:{REGION}:pg-1"
+    assert server["layoutSocket"] == str(cluster(emu).layout_socket)
+    with psycopg.connect(
+        host="127.0.0.1", port=server["port"], user="postgres", password="root-Secret-1"
+    ) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
 
     users, dbs = sql.users(), sql.databases()
     assert "error" not in wait(
@@ -116,6 +126,11 @@ def test_users_and_databases_are_real(sql: Any, executing_emulator: EmulatorHand
     for secret in ("root-Secret-1", "app-Secret-1", "app-Secret-2"):
         assert secret not in state
     assert "SCRAM-SHA-256$" in state
+
+    # a reset forgets what runs too
+    executing_emulator.control.reset()
+    assert not cluster(emu).running() and not cluster(emu).root.exists()
+    assert executing_emulator.control.local()["sql"] == []
 
 
 @needs_postgres

@@ -67,6 +67,20 @@ class Realizers:
                 return None
         return self._postgres
 
+    def reset(self) -> None:
+        """The emulator forgets everything: nothing it ran is left running or on disk."""
+        if self._postgres is not None:
+            self._postgres.remove_all()
+
+    def describe(self) -> dict[str, object]:
+        """What runs: ``{"executing", "postgres": source or None, "sql": [server, ...]}``."""
+        pg = self.postgres
+        return {
+            "executing": self.enabled,
+            "postgres": None if pg is None else pg.binaries.source,
+            "sql": [] if pg is None else pg.describe(),
+        }
+
     def close(self) -> None:
         """Stop everything this emulator runs."""
         if self._postgres is not None:

@@ -540,3 +540,27 @@ class LocalPostgres:
     def stop_all(self) -> None:
         for cluster in self._clusters.values():
             cluster.stop()
+
+    def remove_all(self) -> None:
+        """Stop every server and delete every cluster, layout and backup (an emulator reset)."""
+        for cluster in self._clusters.values():
+            cluster.remove()
+        self._clusters.clear()
+        for name in ("postgres", "cloudsql", "postgres-backups"):
+            shutil.rmtree(self.state_dir / name, ignore_errors=True)
+
+    def describe(self) -> list[dict[str, object]]:
+        """The running servers: where to connect (for ``status`` and the user's psql)."""
+        return [
+            {
+                "project": project,
+                "instance": instance,
+                "connectionName": c.layout_dir.name,
+                "layoutSocket": str(c.layout_socket),
+                "socketDir": str(c.socket_dir),
+                "port": c.port,
+                "psql": f"psql -h 127.0.0.1 -p {c.port} -U postgres",
+            }
+            for (project, instance), c in sorted(self._clusters.items())
+            if c.running()
+        ]
