@@ -4,6 +4,8 @@ Cloud SQL layout socket, the way the service's /cloudsql volume is used."""
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -16,10 +18,12 @@ import pytest
 from deployer.emulator.local.postgres import (
     SOCKET_PATH_MAX,
     UNAVAILABLE,
+    Binaries,
     Cluster,
     LocalPostgres,
     PostgresError,
     PostgresUnavailable,
+    Runner,
     find_binaries,
     runner_for,
     scram_verifier,
@@ -139,6 +143,38 @@ def test_restart_in_a_new_emulator_reaps_the_stale_postmaster(pg: LocalPostgres)
     finally:
         c.stop()
         old._proc = None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="the unprivileged-user fallback is for root")
+def test_as_root_without_user_namespaces_an_unprivileged_user_runs_it() -> None:
+    state = Path(tempfile.mkdtemp(prefix="lpu-", dir="/tmp"))
+    state.chmod(0o755)  # that user must reach the state dir
+    runner = Runner(user="postgres" if _has_user("postgres") else "nobody")
+    local = LocalPostgres(state, binaries=_binaries(), runner=runner)
+    try:
+        c = _cluster(local)
+        assert c.data.stat().st_uid == pwd.getpwnam(str(runner.user)).pw_uid
+        _connect(c, "postgres", "root-pw").close()
+        c.remove()
+        assert not c.root.exists()
+    finally:
+        local.stop_all()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _binaries() -> Binaries:
+    found = find_binaries()
+    assert found is not None
+    return found
 
 
 def test_root_runs_clusters_unprivileged() -> None:
