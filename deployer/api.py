@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from deployer.clock import Clock, RealClock
 from deployer.config import Config
-from deployer.engine import Clock, Engine, OnEvent, Options, RealClock, RunResult
+from deployer.engine import Engine, OnEvent, Options, RunResult
 from deployer.errors import ConfigError
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
@@ -67,11 +68,16 @@ def default_state_dir() -> Path:
 
 
 @contextlib.contextmanager
-def connect(project: str, region: str, target: Target) -> Iterator[tuple[Cloud, float]]:
+def connect(
+    project: str, region: str, target: Target, *, clock: Clock | None = None
+) -> Iterator[tuple[Cloud, float]]:
     """A Cloud for `target` and the time scale its waits run at; starts (and stops) the
-    built-in emulator when asked."""
+    built-in emulator when asked. `clock` (default: real time) is the one the deployer waits on
+    and the built-in emulator runs on."""
+    clock = clock or RealClock()
     if not target.emulator:
-        cloud = Cloud(project, region, ClientFactory(endpoint=target.endpoint, project=project))
+        clients = ClientFactory(endpoint=target.endpoint, project=project)
+        cloud = Cloud(project, region, clients, clock=clock)
         yield cloud, target.scale
         return
     from deployer.emulator.server import Emulator, serve
@@ -84,18 +90,20 @@ def connect(project: str, region: str, target: Target) -> Iterator[tuple[Cloud, 
         time_scale=target.scale,
         set_time_scale=target.time_scale is not None,
         execute=target.execute,
+        clock=clock,
     )
     running = serve(emulator)
     try:
-        cloud = Cloud(project, region, ClientFactory(endpoint=running.url, project=project))
+        clients = ClientFactory(endpoint=running.url, project=project)
+        cloud = Cloud(project, region, clients, clock=clock)
         yield cloud, emulator.latency.time_scale  # a stored state keeps its own speed
     finally:
         running.stop()
 
 
-def _engine(session: tuple[Cloud, float], on_event: OnEvent | None, clock: Clock | None) -> Engine:
+def _engine(session: tuple[Cloud, float], on_event: OnEvent | None) -> Engine:
     cloud, scale = session
-    engine = Engine(cloud, clock=clock or RealClock(), options=Options.scaled(scale))
+    engine = Engine(cloud, options=Options.scaled(scale))
     if on_event is not None:
         engine.on_event = on_event
     return engine
@@ -111,8 +119,8 @@ def up(
     """Deploy: bring every step to its desired state. Safe to run again after any failure."""
     target = target or Target()
     steps = build_steps(config)
-    with connect(config.project, config.region, target) as session:
-        return _engine(session, on_event, clock).up(steps)
+    with connect(config.project, config.region, target, clock=clock) as session:
+        return _engine(session, on_event).up(steps)
 
 
 def plan(config: Config, *, target: Target | None = None) -> list[Change]:
@@ -120,7 +128,7 @@ def plan(config: Config, *, target: Target | None = None) -> list[Change]:
     target = target or Target()
     steps = build_steps(config)
     with connect(config.project, config.region, target) as session:
-        return _engine(session, None, None).plan(steps)
+        return _engine(session, None).plan(steps)
 
 
 status = plan  # the same observation; the CLI renders it as state rather than as a to-do list
@@ -138,8 +146,8 @@ def destroy(
     unless delete_data."""
     target = target or Target()
     steps = build_steps(config)
-    with connect(config.project, config.region, target) as session:
-        return _engine(session, on_event, clock).destroy(steps, delete_data=delete_data)
+    with connect(config.project, config.region, target, clock=clock) as session:
+        return _engine(session, on_event).destroy(steps, delete_data=delete_data)
 
 
 def tenants(project: str, region: str, *, target: Target | None = None) -> dict[str, list[str]]:

@@ -3,37 +3,21 @@
 The engine owns every wait. For each step it observes, diffs, applies when the diff says so,
 then re-observes until the fresh diff is NOOP: one loop covers long-running operations, IAM
 propagation and resuming a half-finished run. Independent steps run concurrently; a step starts
-as soon as the steps it needs are done. Time goes through an injected Clock.
+as soon as the steps it needs are done. Time goes through the cloud's Clock (deployer/clock.py).
 """
 
 from __future__ import annotations
 
 import enum
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from deployer.clock import Clock
 from deployer.errors import DeployError, StepFailed, Timeout
 from deployer.gcp.cloud import Cloud
-from deployer.gcp.retry import is_transient_failure
-from deployer.steps.base import Action, Change, Step
-
-
-class Clock(Protocol):
-    def monotonic(self) -> float: ...
-
-    def sleep(self, seconds: float) -> None: ...
-
-
-class RealClock:
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
+from deployer.steps.base import Action, Change, Step, Transient
 
 
 @dataclass(frozen=True)
@@ -46,15 +30,19 @@ class Options:
     step_timeout: float = 3600.0
     settle_seconds: float = 30.0  # how long a pending (non-WAIT) diff may persist after apply
     reapplies: int = 3  # re-applies before a persisting difference fails the step
+    delay_scale: float = 1.0  # scales a Transient failure's delay like the intervals above
 
     @classmethod
     def scaled(cls, time_scale: float) -> Options:
+        """Every interval shrunk with the emulator's time scale (retries sleep on the same
+        clock as the engine, so the step deadline needs no floor)."""
         k = min(1.0, max(time_scale * 10, 0.005))
         return cls(
             poll_initial=max(0.005, 1.0 * k),
             poll_max=max(0.05, 15.0 * k),
             settle_seconds=30.0 * k,
-            step_timeout=max(120.0, 3600.0 * k),  # retries sleep real seconds: keep room
+            delay_scale=k,
+            step_timeout=3600.0 * k,
         )
 
 
@@ -141,10 +129,14 @@ def order(steps: Sequence[Step]) -> list[Step]:
 @dataclass
 class Engine:
     cloud: Cloud
-    clock: Clock = field(default_factory=RealClock)
     options: Options = field(default_factory=Options)
     on_event: OnEvent = _ignore
     _cancel: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def clock(self) -> Clock:
+        """The cloud's clock: the engine's waits and the retries' sleeps share one time."""
+        return self.cloud.clock
 
     # -- read-only -------------------------------------------------------------------------
 
@@ -223,10 +215,12 @@ class Engine:
         self._emit(step.name, Phase.DONE, t0, change=change, message=done)
 
     def _converge(self, step: Step, change: Change, t0: float) -> Change:
-        """Apply, then re-observe until the diff is NOOP (or fail with the reason)."""
+        """Apply, then re-observe until the diff is NOOP (or fail with the reason). The kind of
+        failure decides: a refusal is never applied; a permanent one (Broken) fails the step
+        once this run applied something; a Transient one is applied again after its delay,
+        until the deadline."""
         deadline = t0 + self.options.step_timeout
         delay = self.options.poll_initial
-        applies = 0
         reapplies = 0  # re-applies for a difference that persists (not for a transient failure,
         # whose re-applies are bounded by the deadline alone)
         last: Action | None = None  # the action last applied
@@ -234,17 +228,25 @@ class Engine:
         while True:
             if self._cancel.is_set():
                 raise StepFailed(step.name, "cancelled")
-            if change.failure and not (applies == 0 or is_transient_failure(change.failure)):
-                raise StepFailed(step.name, change.failure)
+            failure = change.failure
+            # the first diff of a run may show an earlier run's failure, which its action
+            # repairs (build again, redeploy); once this run applied anything it is its own
+            permanent = failure is not None and not isinstance(failure, Transient)
+            if change.action is Action.REFUSE or (permanent and last is not None):
+                raise StepFailed(step.name, str(failure or change.reason))
             # a different action is the step's next stage (create the job, then run it): apply
             # it at once; the same action again waits settle_seconds (an operation that does
-            # not show while it runs, eventual consistency)
+            # not show while it runs, eventual consistency), or a transient failure's delay
             next_stage = change.action is not last
-            settled = self.clock.monotonic() - applied_at >= self.options.settle_seconds
-            if change.action is Action.WAIT and not change.failure:
+            since = self.clock.monotonic() - applied_at
+            if isinstance(failure, Transient):
+                due = since >= failure.delay * self.options.delay_scale
+            else:
+                due = since >= self.options.settle_seconds
+            if change.action is Action.WAIT:
                 self._emit(step.name, Phase.WAIT, t0, change=change)
-            elif next_stage or change.failure or settled:
-                if not next_stage and not change.failure:
+            elif next_stage or due:
+                if not next_stage and failure is None:
                     reapplies += 1
                     if reapplies > self.options.reapplies:
                         fields = ", ".join(f.path for f in change.fields) or change.reason
@@ -254,7 +256,6 @@ class Engine:
                     step.apply(self.cloud, change)
                 except DeployError as exc:
                     raise StepFailed(step.name, str(exc)) from exc
-                applies += 1
                 applied_at = self.clock.monotonic()
                 if next_stage:  # a new operation: poll it afresh
                     delay = self.options.poll_initial

@@ -26,7 +26,7 @@ _STYLE = {
     Action.RUN: "cyan",
     Action.WAIT: "blue",
     Action.DELETE: "red",
-    Action.UNKNOWN: "magenta",
+    Action.REFUSE: "magenta",
 }
 
 
@@ -42,7 +42,7 @@ def change_json(change: Change) -> dict[str, Any]:
         "action": change.action.value,
         "reason": change.reason,
         "fields": [{"path": f.path, "old": f.old, "new": f.new} for f in change.fields],
-        "failure": change.failure,
+        "failure": str(change.failure or ""),
         "info": dict(change.info),
     }
 
@@ -175,7 +175,6 @@ def state_of(change: Change) -> str:
         Action.CREATE: "missing",
         Action.WAIT: "in-progress",
         Action.RUN: "pending-run",
-        Action.UNKNOWN: "unknown",
     }.get(change.action, "drift")
 
 
@@ -207,7 +206,7 @@ def status(changes: Sequence[Change], *, tenant: str, as_json: bool, out: Consol
     colour = {"ok": "green", "missing": "yellow", "drift": "yellow", "failed": "red"}
     for c in changes:
         state = state_of(c)
-        detail = c.failure or c.reason
+        detail = str(c.failure or c.reason)
         if c.fields:
             detail += ": " + ", ".join(f.path for f in c.fields)
         table.add_row(c.step, f"[{colour.get(state, 'cyan')}]{state}[/]", detail)

@@ -1,4 +1,5 @@
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -13,25 +14,48 @@ pytest_plugins = ["deployer.emulator.testing"]
 # -- the discovery-contract coverage guard -------------------------------------------------------
 #
 # tests.contract.check_transcript records every emulator route whose exchanges it validated. When
-# the whole tests/emulator directory ran (every file, nothing deselected, no single-test ids) and
-# passed, a route the emulator serves that no test validated fails the session (allowlist:
-# tests.contract.UNVALIDATABLE_ROUTES). Running a subset (`pytest tests/emulator/test_run.py`)
-# never triggers it.
+# every test of every tests/emulator file ran and the session passed, a route the emulator serves
+# that no test validated fails the session (allowlist: tests.contract.UNVALIDATABLE_ROUTES). Any
+# partial run never triggers it: --collect-only, a file subset, node ids, -k / -m / --deselect /
+# --lf (anything deselected), or a run stopped early (-x, Ctrl-C).
 
 _EMULATOR_TESTS = Path(__file__).resolve().parent / "emulator"
-_GUARD: dict[str, object] = {"deselected": False, "missing": []}
+
+
+@dataclass
+class _Guard:
+    deselected: bool = False
+    ran: set[str] = field(default_factory=set)  # node ids run to their teardown (skips too)
+    missing: list[tuple[str, str]] = field(default_factory=list)
+
+
+_GUARD = pytest.StashKey[_Guard]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_GUARD] = _Guard()
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
-    _GUARD["deselected"] = True
+    if items:
+        items[0].config.stash[_GUARD].deselected = True
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    item.config.stash[_GUARD].ran.add(item.nodeid)
 
 
 def _whole_emulator_dir_ran(session: pytest.Session) -> bool:
-    if _GUARD["deselected"] or any("::" in str(a) for a in session.config.args):
+    guard = session.config.stash[_GUARD]
+    if session.config.option.collectonly or guard.deselected:
         return False
-    files = {Path(str(item.path)).resolve() for item in session.items}
+    if any("::" in str(a) for a in session.config.args):
+        return False
+    emulator_items = [i for i in session.items if _EMULATOR_TESTS in Path(str(i.path)).parents]
+    files = {Path(str(item.path)).resolve() for item in emulator_items}
     wanted = set(_EMULATOR_TESTS.glob("test_*.py"))
-    return bool(wanted) and wanted <= files
+    every_file = bool(wanted) and wanted <= files
+    return every_file and all(item.nodeid in guard.ran for item in emulator_items)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -42,12 +66,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     missing = unvalidated_routes()
     if missing:
-        _GUARD["missing"] = missing
+        session.config.stash[_GUARD].missing = missing
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
-    missing = _GUARD["missing"]
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
+    missing = config.stash[_GUARD].missing
     if missing:
         terminalreporter.section("discovery contract coverage", sep="=", red=True, bold=True)
         terminalreporter.line(
@@ -55,5 +79,5 @@ def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untype
             "check_transcript (add a test that drives them, or allowlist them in "
             "tests.contract.UNVALIDATABLE_ROUTES with the reason):"
         )
-        for method, template in missing:  # type: ignore[attr-defined]
+        for method, template in missing:
             terminalreporter.line(f"  {method} {template}")

@@ -15,36 +15,12 @@ additionalProperties), enums (names or ints), int64 as JSON strings (ints accept
 from __future__ import annotations
 
 import functools
-import json
 import re
-from pathlib import Path
 from typing import Any
 
-import googleapiclient
+from deployer.emulator.discovery import PREFIXES as PREFIXES  # re-exported for the tests
+from deployer.emulator.discovery import find_method, load_doc, resolve_api
 
-DOCS_DIR = Path(googleapiclient.__file__).parent / "discovery_cache" / "documents"
-
-#: URL prefix (regex on the path) -> candidate (api, version)s, tried in order until one has a
-#: method matching the path.
-PREFIXES: list[tuple[str, list[tuple[str, str]]]] = [
-    (r"^/v2/projects/[^/]+/locations/", [("run", "v2")]),
-    (r"^/v1/projects/[^/]+/(locations/[^/]+/)?secrets", [("secretmanager", "v1")]),
-    (r"^/v1/projects/[^/]+/(instances|operations|tiers|flags)", [("sqladmin", "v1")]),
-    (r"^/(upload/)?storage/v1/", [("storage", "v1")]),
-    (r"^/v1/projects/[^/]+/(locations/[^/]+/)?builds", [("cloudbuild", "v1")]),
-    (r"^/v1/operations/build/", [("cloudbuild", "v1")]),
-    (r"^/v1/projects/[^/]+/locations/[^/]+/repositories", [("artifactregistry", "v1")]),
-    (
-        r"^/v1/projects/[^/]+/locations/[^/]+/operations",
-        [("artifactregistry", "v1"), ("cloudbuild", "v1")],
-    ),
-    (r"^/v1/projects/[^/]+/serviceAccounts", [("iam", "v1")]),
-    (r"^/v3/projects", [("cloudresourcemanager", "v3")]),
-    (r"^/v1/projects/[^/]+/services", [("serviceusage", "v1")]),
-    (r"^/v1/operations", [("serviceusage", "v1")]),
-]
-
-_VAR = re.compile(r"\{(\+?)([^}]+)\}")
 _INT64 = re.compile(r"^-?\d+$")
 _STD_ERROR_KEYS = {"code", "message", "status", "details", "errors"}
 _LEGACY_ERROR_ITEM_KEYS = {
@@ -57,87 +33,6 @@ _LEGACY_ERROR_ITEM_KEYS = {
     "sendReport",
     "debugInfo",
 }
-
-
-@functools.cache
-def load_doc(api: str, version: str) -> dict[str, Any]:
-    return json.loads((DOCS_DIR / f"{api}.{version}.json").read_text())
-
-
-def _template_regex(template: str) -> tuple[re.Pattern[str], int]:
-    out, pos, literal = [], 0, 0
-    for m in _VAR.finditer(template):
-        lit = template[pos : m.start()]
-        out.append(re.escape(lit))
-        literal += len(lit)
-        out.append(".+" if m.group(1) else "[^/]+")
-        pos = m.end()
-    out.append(re.escape(template[pos:]))
-    literal += len(template) - pos
-    return re.compile("^" + "".join(out) + "$"), literal
-
-
-@functools.cache
-def _methods(api: str, version: str) -> list[tuple[str, re.Pattern[str], int, str, str]]:
-    """(httpMethod, regex, literal length, method id, kind) for every method of the API."""
-    doc = load_doc(api, version)
-    base = "/" + doc.get("servicePath", "")
-    out = []
-
-    def walk(resources: dict[str, Any]) -> None:
-        for res in resources.values():
-            for m in res.get("methods", {}).values():
-                for key in ("flatPath", "path"):
-                    if key in m:
-                        tpl = m[key]
-                        full = tpl if tpl.startswith("/") else base + tpl
-                        rx, lit = _template_regex(full)
-                        out.append((m["httpMethod"], rx, lit, m["id"], "json"))
-                for proto in (m.get("mediaUpload") or {}).get("protocols", {}).values():
-                    rx, lit = _template_regex(proto["path"])
-                    out.append((m["httpMethod"], rx, lit, m["id"], "upload"))
-            walk(res.get("resources", {}))
-
-    walk(doc.get("resources", {}))
-    return out
-
-
-@functools.cache
-def _method_by_id(api: str, version: str) -> dict[str, dict[str, Any]]:
-    doc = load_doc(api, version)
-    out: dict[str, dict[str, Any]] = {}
-
-    def walk(resources: dict[str, Any]) -> None:
-        for res in resources.values():
-            for m in res.get("methods", {}).values():
-                out[m["id"]] = m
-            walk(res.get("resources", {}))
-
-    walk(doc.get("resources", {}))
-    return out
-
-
-def find_method(
-    api: str, version: str, method: str, path: str
-) -> tuple[dict[str, Any], str] | None:
-    """The discovery method (and "json" or "upload") for an HTTP method + raw URL path."""
-    best = None
-    for http_method, rx, lit, mid, kind in _methods(api, version):
-        matches = http_method == method.upper() and rx.match(path)
-        if matches and (best is None or lit > best[0]):
-            best = (lit, mid, kind)
-    if best is None:
-        return None
-    return _method_by_id(api, version)[best[1]], best[2]
-
-
-def resolve_api(method: str, path: str) -> tuple[str, str] | None:
-    for prefix, candidates in PREFIXES:
-        if re.search(prefix, path):
-            for api, version in candidates:
-                if find_method(api, version, method, path):
-                    return api, version
-    return None
 
 
 # -- schema checking -----------------------------------------------------------------------------

@@ -33,6 +33,7 @@ def run_probe(*args: str, cwd: Path) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow  # a djdeploy process each
 @pytest.mark.parametrize(
     "args",
     [["--help"], ["up", "--help"], ["--version"], ["up", "--tenant", "Demo_1", "--emulator"]],

@@ -3,6 +3,7 @@ the steps below hold their own state, and the clock is fake."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,7 @@ from deployer.engine import Engine, Event, Options, Phase, order
 from deployer.errors import StepFailed
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
-from deployer.steps.base import Action, Change
+from deployer.steps.base import Action, Broken, Change, Failure, NotOurs, Operation, Transient
 
 
 class FakeClock:
@@ -38,7 +39,7 @@ class FakeStep:
     data: bool = False
     polls: int = 0
     exists: bool = False
-    fail_with: str = ""
+    fail_with: Failure | None = None
     fail_times: int = 0
     log: list[str] = field(default_factory=list)
     _countdown: int = -1
@@ -75,10 +76,9 @@ class FakeStep:
 
 
 def engine(clock: FakeClock, events: list[Event] | None = None) -> Engine:
-    cloud = Cloud("p", "europe-west1", ClientFactory(endpoint="http://127.0.0.1:1"))
+    cloud = Cloud("p", "europe-west1", ClientFactory(endpoint="http://127.0.0.1:1"), clock=clock)
     return Engine(
         cloud,
-        clock=clock,
         options=Options(poll_initial=1, poll_max=4, settle_seconds=5, step_timeout=100),
         on_event=(events.append if events is not None else lambda e: None),
     )
@@ -105,7 +105,7 @@ def test_up_creates_waits_and_a_second_up_applies_nothing() -> None:
 
 def test_failure_stops_dependents_but_not_independent_steps() -> None:
     steps = [
-        FakeStep("a", polls=1, fail_with="boom", fail_times=1),
+        FakeStep("a", polls=1, fail_with=Broken("boom"), fail_times=1),
         FakeStep("b", ("a",)),
         FakeStep("c"),
     ]
@@ -118,7 +118,7 @@ def test_failure_stops_dependents_but_not_independent_steps() -> None:
 
 
 def test_transient_failure_is_reapplied_until_it_clears() -> None:
-    step = FakeStep("svc", polls=1, fail_with="Permission denied on secret x", fail_times=2)
+    step = FakeStep("svc", polls=1, fail_with=Transient("grant not there yet", 2), fail_times=2)
     result = engine(FakeClock()).up([step])
     assert result.ok
     assert step.log == ["apply svc"] * 3
@@ -174,7 +174,7 @@ def test_a_difference_that_persists_after_apply_fails_the_step() -> None:
 
 
 def test_transient_failures_are_reapplied_past_the_reapply_limit() -> None:
-    step = FakeStep("svc", polls=1, fail_with="Permission denied on secret x", fail_times=6)
+    step = FakeStep("svc", polls=1, fail_with=Transient("grant not there yet", 2), fail_times=6)
     result = engine(FakeClock()).up([step])
     assert result.ok
     assert len(step.log) == 7
@@ -223,3 +223,81 @@ def test_the_same_action_is_reapplied_only_after_settle_seconds() -> None:
     assert engine(clock).up([step]).ok
     assert step.log == ["apply apis", "apply apis"]
     assert clock.now >= 5  # the second apply came after settle_seconds
+
+
+# -- the kind of failure decides, never its text -------------------------------------------------
+
+
+@dataclass(eq=False)
+class Refused(Operation):
+    """A step whose diff refuses (a resource under our name that is not ours)."""
+
+    name: str = "bucket"
+    needs: tuple[str, ...] = ()
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def resource(self) -> str:
+        return "bucket b"
+
+    def observe(self, cloud: Any) -> dict[str, Any] | None:
+        return {"labels": {}}
+
+    def diff(self, observed: dict[str, Any] | None) -> Change:
+        return self.refuse(NotOurs("bucket b is not labelled as ours"))
+
+    def apply(self, cloud: Any, change: Change) -> None:
+        self.log.append("apply")
+
+    def delete(self, cloud: Any, *, delete_data: bool) -> Change:
+        return self.noop("kept")
+
+
+def test_a_refusal_is_never_applied() -> None:
+    step = Refused()
+    result = engine(FakeClock()).up([step])
+    assert result.results[0].error == "bucket: bucket b is not labelled as ours"
+    assert result.results[0].first is not None
+    assert result.results[0].first.action is Action.REFUSE
+    assert step.log == []
+
+
+def test_an_earlier_runs_broken_failure_is_applied_once_then_fails() -> None:
+    """A failed build found by the first diff: apply builds again (once); the same failure
+    seen after that apply is this run's own and fails the step, whatever its text says."""
+    step = FakeStep(
+        "image",
+        polls=1,
+        exists=True,
+        fail_with=Broken("Permission denied on secret x"),  # text of a transient one: ignored
+        fail_times=2,
+    )
+    step._countdown = 0  # found failed
+    result = engine(FakeClock()).up([step])
+    assert result.results[0].error == "image: Permission denied on secret x"
+    assert step.log == ["apply image"]
+
+
+def test_a_transient_failure_is_reapplied_after_its_delay() -> None:
+    """A revision that fails while a grant propagates (until t=50): deployed again every 20 s
+    (the failure's delay), not on every poll, until it is ready."""
+    clock = FakeClock()
+    applied: list[float] = []
+
+    class Propagating(FakeStep):
+        def observe(self, cloud: Any) -> dict[str, Any] | None:
+            if not applied:
+                return None
+            return {"state": "failed" if applied[-1] < 50 else "ready"}
+
+        def apply(self, cloud: Any, change: Change) -> None:
+            applied.append(clock.now)
+
+    step = Propagating("svc", fail_with=Transient("grant not there yet", 20))
+    assert engine(clock).up([step]).ok
+    # created, then the failure's first apply at once (a new stage), the others 20 s apart
+    assert applied[1] - applied[0] < 20
+    gaps = [b - a for a, b in itertools.pairwise(applied[1:])]
+    assert len(gaps) == 3 and all(20 <= g < 25 for g in gaps)
+    # a transient delay scales like the engine's intervals (the emulator's time scale)
+    assert Options.scaled(0.001).delay_scale == Options.scaled(0.001).settle_seconds / 30

@@ -24,9 +24,12 @@ from deployer.cli import app
 from deployer.emulator.testing import EmulatorHandle
 from tests.contract import check_transcript
 
+pytestmark = pytest.mark.slow  # end to end through the CLI, on real time: seconds per test
+
 PROJECT = "acme-prod"
 TENANT = "demo"
 GOLDEN = Path(__file__).parent / "golden"
+UPDATE_GOLDEN = "UPDATE_GOLDEN"  # set (to anything) to rewrite the golden files
 READ_VERBS = ("GET",)
 READ_ACTIONS = (":getIamPolicy", ":access")
 
@@ -277,12 +280,35 @@ def test_golden_transcripts(emulator: EmulatorHandle, scenario: str) -> None:
         assert djdeploy(emulator, "destroy", "--tenant", TENANT)[0] == 0
     else:
         assert up(emulator)[0] == 0
-    got = normalise(emulator.control.transcript())
-    path = GOLDEN / f"{scenario}.json"
-    if os.environ.get("UPDATE_GOLDEN") or not path.exists():
-        GOLDEN.mkdir(exist_ok=True)
+    assert_golden(GOLDEN / f"{scenario}.json", normalise(emulator.control.transcript()))
+
+
+def assert_golden(path: Path, got: dict[str, Any]) -> None:
+    """``got`` equals the golden file; with UPDATE_GOLDEN=1 set, write it instead. A missing
+    file fails: a golden file that writes itself would pass a run that never compared."""
+    if os.environ.get(UPDATE_GOLDEN):
+        path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps(got, indent=2) + "\n")
-    assert got == json.loads(path.read_text()), "traffic changed: UPDATE_GOLDEN=1 to accept"
+        return
+    if not path.exists():
+        pytest.fail(f"golden file {path.name} is missing: run with {UPDATE_GOLDEN}=1 to write it")
+    assert got == json.loads(path.read_text()), f"traffic changed: {UPDATE_GOLDEN}=1 to accept"
+
+
+def test_a_missing_golden_file_fails_unless_updating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(UPDATE_GOLDEN, raising=False)
+    path = tmp_path / "golden" / "new.json"
+    with pytest.raises(pytest.fail.Exception, match=f"missing: run with {UPDATE_GOLDEN}=1"):
+        assert_golden(path, {"writes": {}})
+    assert not path.exists()
+    monkeypatch.setenv(UPDATE_GOLDEN, "1")
+    assert_golden(path, {"writes": {}})
+    monkeypatch.delenv(UPDATE_GOLDEN)
+    assert_golden(path, {"writes": {}})
+    with pytest.raises(AssertionError, match="traffic changed"):
+        assert_golden(path, {"writes": {"POST /x": 1}})
 
 
 def start_up_until_sql_create(emulator: EmulatorHandle, cwd: Path) -> subprocess.Popen[str]:

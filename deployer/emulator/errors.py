@@ -146,3 +146,24 @@ def invalid(message: str, **kw: Any) -> ApiError:
 
 def already_exists(message: str, **kw: Any) -> ApiError:
     return ApiError(409, message, **kw)
+
+
+class InvalidArgument(ApiError):
+    """400: the request is malformed or names something invalid."""
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        super().__init__(400, message, **kw)
+
+
+class NotFound(ApiError):
+    """404: the resource does not exist (or is not visible yet)."""
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        super().__init__(404, message, **kw)
+
+
+class AlreadyExists(ApiError):
+    """409: the resource exists already, or the state forbids the change now."""
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        super().__init__(409, message, **kw)

@@ -9,7 +9,7 @@ A rule::
      "seconds": 0.0}
 
 - error: answer that error instead of handling the request (Retry-After header when given);
-- delay: sleep ``seconds`` (real time, not scaled), then handle;
+- delay: wait ``seconds`` on the emulator's clock (not scaled), then handle;
 - drop: handle the request (its effect is applied), then close the connection without answering.
 
 ``times`` counts down on each match and the rule vanishes at 0; a rule past ``until`` (on the

@@ -17,7 +17,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
+
+from deployer.clock import Clock, RealClock
 
 from .errors import ApiError
 from .faults import Faults, as_error
@@ -88,7 +89,7 @@ class Emulator:
         *,
         state_dir: Path | str | None = None,
         time_scale: float = 1.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         modules: tuple[str, ...] = API_MODULES,
         transcript_limit: int = TRANSCRIPT_LIMIT,
         set_time_scale: bool = False,
@@ -97,7 +98,11 @@ class Emulator:
         """``execute``: run what is deployed (docs/emulator.md, "Local execution"); off, the
         emulator only answers the APIs (the test fixture's default: fast)."""
         self.state_dir = Path(state_dir) if state_dir is not None else None
-        self.clock = clock
+        # one clock for operations, windows and sleeps: tests pass the VirtualClock their
+        # deployer Cloud shares; emu.clock() reads it, emu.sleep waits on it
+        time = clock if clock is not None else RealClock()
+        self.clock: Callable[[], float] = time.now
+        self.sleep: Callable[[float], None] = time.sleep
         self.store = Store(self.state_dir)
         self.latency = Latency(self.store, time_scale)
         # a new state takes time_scale; an existing one keeps its own unless set_time_scale
@@ -110,7 +115,6 @@ class Emulator:
         from . import admin  # late: admin imports this module's types
 
         self.admin_routes = RouteTable([admin.router])
-        self.sleep: Callable[[float], None] = time.sleep
         self.local = Realizers(self.state_dir, execute=execute)
         if self.local.enabled:
             realize_stored(self, modules)

@@ -3,10 +3,18 @@
 Register with ``pytest_plugins = ["deployer.emulator.testing"]`` (tests/conftest.py does).
 
 Fixtures:
+- ``emulator_clock`` (function scope): the clock the emulator runs on. Real time by default; a
+  test marked ``virtual_clock`` (``pytestmark = pytest.mark.virtual_clock`` for a module) gets a
+  :class:`deployer.clock.VirtualClock`, which stands still until slept on or advanced. Give the
+  same object to the deployer (``Cloud(..., clock=emulator.clock)``): the engine's polls and the
+  retries' back-off then move the emulator's time, with no real sleep and no timing window. A
+  test whose waits no injected clock reaches (a ``djdeploy`` subprocess, the CLI, a client
+  library's own operation polling) stays on real time and waits on conditions, never durations.
 - ``emulator`` (function scope): a fresh in-memory emulator on a free port for each test (empty
   state, no faults or outcomes, default latency, empty transcript), time scale 0.001 (a 10 min
-  SQL instance create takes 0.6 s), no request delay. Yields an :class:`EmulatorHandle`
-  (``.url``, ``.control``, ``.emu``). Nothing is executed (API only).
+  SQL instance create takes 0.6 s of the clock), no request delay. Yields an
+  :class:`EmulatorHandle` (``.url``, ``.control``, ``.emu``, ``.clock``). Nothing is executed
+  (API only).
 - ``executing_emulator``: the same with local execution on (docs/emulator.md, "Local
   execution"): slower, for tests that check what runs.
 
@@ -16,15 +24,16 @@ Helpers (usable outside pytest too): :func:`discovery_client`, :func:`gapic_opti
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from deployer.clock import Clock, RealClock, VirtualClock
+
 from .control import EmulatorControl
+from .discovery import load_doc
 from .server import Emulator, RunningEmulator, serve
 
 TEST_TIME_SCALE = 0.001
@@ -36,6 +45,7 @@ class EmulatorHandle:
     control: EmulatorControl
     emu: Emulator
     running: RunningEmulator
+    clock: Clock
 
     def discovery(self, api: str, version: str) -> Any:
         return discovery_client(self.url, api, version)
@@ -44,46 +54,54 @@ class EmulatorHandle:
         return gapic_options(self.url)
 
 
+VIRTUAL_CLOCK_MARKER = "virtual_clock"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{VIRTUAL_CLOCK_MARKER}: the emulator runs on a VirtualClock (emulator.clock), to be "
+        "shared with the deployer's Cloud: time moves only when slept on or advanced",
+    )
+
+
 @pytest.fixture
-def emulator() -> Iterator[EmulatorHandle]:
+def emulator_clock(request: pytest.FixtureRequest) -> Clock:
+    if request.node.get_closest_marker(VIRTUAL_CLOCK_MARKER):
+        return VirtualClock()
+    return RealClock()
+
+
+@pytest.fixture
+def emulator(emulator_clock: Clock) -> Iterator[EmulatorHandle]:
     # A fresh server per test (about 3 ms): stragglers of an earlier test (a background thread
     # still polling) hit a closed port instead of polluting this test's state and transcript.
     # API only: nothing is executed (fast).
-    yield from _serving(Emulator(time_scale=TEST_TIME_SCALE), wait=False)
+    emu = Emulator(time_scale=TEST_TIME_SCALE, clock=emulator_clock)
+    yield from _serving(emu, emulator_clock, wait=False)
 
 
 @pytest.fixture
-def executing_emulator() -> Iterator[EmulatorHandle]:
+def executing_emulator(emulator_clock: Clock) -> Iterator[EmulatorHandle]:
     """Like ``emulator``, with local execution on: Cloud SQL instances are real PostgreSQL
     servers, in a temporary directory stopped and removed when the test ends."""
-    yield from _serving(Emulator(time_scale=TEST_TIME_SCALE, execute=True), wait=True)
+    emu = Emulator(time_scale=TEST_TIME_SCALE, clock=emulator_clock, execute=True)
+    yield from _serving(emu, emulator_clock, wait=True)
 
 
-def _serving(emu: Emulator, *, wait: bool) -> Iterator[EmulatorHandle]:
+def _serving(emu: Emulator, clock: Clock, *, wait: bool) -> Iterator[EmulatorHandle]:
     running = serve(emu)
     try:
-        yield EmulatorHandle(running.url, running.control, running.emu, running)
+        yield EmulatorHandle(running.url, running.control, running.emu, running, clock)
     finally:
         running.control.close()
         running.stop(wait=wait)
 
 
-def _discovery_doc(api: str, version: str) -> dict[str, Any]:
-    import googleapiclient
-
-    path = (
-        Path(googleapiclient.__file__).parent
-        / "discovery_cache"
-        / "documents"
-        / f"{api}.{version}.json"
-    )
-    return json.loads(path.read_text())
-
-
 def discovery_endpoint(url: str, api: str, version: str) -> str:
     """``api_endpoint`` for a discovery client: it replaces rootUrl + servicePath, so the
     service path (``storage/v1/`` for storage, empty for sqladmin and most others) is kept."""
-    service_path = _discovery_doc(api, version).get("servicePath", "")
+    service_path = load_doc(api, version).get("servicePath", "")
     return url.rstrip("/") + "/" + service_path
 
 

@@ -1,4 +1,4 @@
-"""The context every step receives: one project, one region, one client factory, one sleep.
+"""The context every step receives: one project, one region, one client factory, one clock.
 
 Each API has a thin typed wrapper (gcp/<api>.py) built on first use. Wrappers speak plain
 JSON-shaped dicts, turn 404 into None on reads, and send every call through retry.call(). They
@@ -7,12 +7,12 @@ know a Cloud only as a gcp/context.py Context, so imports run one way: cloud.py 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
 
+from deployer.clock import Clock, RealClock
 from deployer.errors import CloudError, means_absent
 from deployer.gcp import retry
 from deployer.gcp.build import BuildApi
@@ -34,11 +34,12 @@ class Cloud:
     project: str
     region: str
     clients: ClientFactory
-    sleep: Callable[[float], None] = field(default=time.sleep)
+    # retries sleep on it and the engine waits on it: tests pass the emulator's VirtualClock
+    clock: Clock = field(default_factory=RealClock)
 
     def call(self, fn: Callable[[], T], **kwargs: Any) -> T:
         """One API call through the one retry policy (see gcp/retry.py)."""
-        return retry.call(fn, sleep=self.sleep, **kwargs)
+        return retry.call(fn, sleep=self.clock.sleep, **kwargs)
 
     def read(self, fn: Callable[[], T]) -> T | None:
         """A read where 404 means absent, and so does 403 SERVICE_DISABLED: nothing can exist

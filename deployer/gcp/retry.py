@@ -3,7 +3,7 @@ retries are turned off so there is exactly one layer.
 
 RETRYABLE names what is retried: transient errors (429, 5xx, resets, timeouts) and Cloud SQL's
 "one operation at a time" conflict. Retry-After is honoured. Sleeping goes through the injected
-`sleep`, so tests never wait for real.
+`sleep` (the Cloud's clock), so tests never wait for real.
 """
 
 from __future__ import annotations
@@ -82,12 +82,3 @@ def call(
         reraise=True,
     )
     return retrying(mapped)
-
-
-# Failures a resource reports that go away by themselves: a fresh secretAccessor grant takes
-# minutes to reach Cloud Run, whose deploy fails with this message meanwhile.
-TRANSIENT_FAILURES: tuple[str, ...] = ("Permission denied on secret",)
-
-
-def is_transient_failure(message: str) -> bool:
-    return any(text in message for text in TRANSIENT_FAILURES)

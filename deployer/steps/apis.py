@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from deployer.steps.base import Action, Change, FieldChange
+from deployer.steps.base import Change, FieldChange, Operation
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -31,15 +31,14 @@ REQUIRED_APIS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
-class Apis:
+class Apis(Operation):
     config: Config
     name: str = "apis"
     needs: Sequence[str] = ()
-    data: bool = False
     services: tuple[str, ...] = REQUIRED_APIS
 
     @property
-    def _resource(self) -> str:
+    def resource(self) -> str:
         return f"APIs of project {self.config.project}"
 
     def observe(self, cloud: Cloud) -> dict[str, Any] | None:
@@ -52,18 +51,10 @@ class Apis:
     def diff(self, observed: dict[str, Any] | None) -> Change:
         missing = self.missing(observed)
         if not missing:
-            return Change(
-                self.name,
-                self._resource,
-                Action.NOOP,
-                f"{len(self.services)} APIs enabled",
-            )
-        return Change(
-            self.name,
-            self._resource,
-            Action.UPDATE,
+            return self.noop(f"{len(self.services)} APIs enabled")
+        return self.update(
             f"{len(missing)} API(s) not enabled: {', '.join(missing)}",
-            tuple(FieldChange(f"services.{s}", "DISABLED", "ENABLED") for s in missing),
+            [FieldChange(f"services.{s}", "DISABLED", "ENABLED") for s in missing],
         )
 
     def apply(self, cloud: Cloud, change: Change) -> None:
@@ -72,9 +63,4 @@ class Apis:
             cloud.services.enable(missing)  # an operation: the engine re-observes
 
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
-        return Change(
-            self.name,
-            self._resource,
-            Action.NOOP,
-            "APIs stay enabled: other workloads may use them",
-        )
+        return self.noop("APIs stay enabled: other workloads may use them")

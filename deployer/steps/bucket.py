@@ -19,8 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from deployer.errors import Conflict, NotOurs, PermissionDenied
-from deployer.steps.base import Action, Change, field_changes
+from deployer import errors
+from deployer.errors import Conflict, PermissionDenied
+from deployer.steps.base import Action, Broken, Change, NotOurs, Operation, field_changes
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -30,7 +31,7 @@ SOURCE_RETENTION_DAYS = 30
 _IAM_CONFIG = {"uniformBucketLevelAccess": {"enabled": True}, "publicAccessPrevention": "enforced"}
 
 
-class _BucketStep:
+class _BucketStep(Operation):
     """What both buckets share; subclasses say which name, labels and lifecycle they want."""
 
     config: Config
@@ -81,38 +82,31 @@ class _BucketStep:
     def diff(self, observed: dict[str, Any] | None) -> Change:
         info = {"bucket": self.bucket}
         if observed is None:
-            return Change(
-                self.name,
-                self.resource,
-                Action.CREATE,
+            return self.create(
                 f"{self.resource} does not exist",
-                tuple(field_changes({"location": self.location, **self.desired()}, None)),
+                field_changes({"location": self.location, **self.desired()}, None),
                 info=info,
             )
         if not self.is_ours(observed.get("labels")):
-            msg = self.not_ours_message()
-            return Change(self.name, self.resource, Action.UPDATE, msg, failure=msg, info=info)
+            return self.refuse(NotOurs(self.not_ours_message()), info=info)
         have_location = str(observed.get("location") or "")
         if have_location.upper() != self.location.upper():  # Google upper-cases locations
-            msg = (
-                f"{self.resource} is in {have_location}, the configuration wants "
-                f"{self.location}: a bucket's location cannot change (move the objects to a "
-                "new bucket, or set media.location to the bucket's location)"
-            )
-            return Change(self.name, self.resource, Action.UPDATE, msg, failure=msg, info=info)
-        changes = field_changes(self.desired(), observed)
-        if changes:
-            return Change(
-                self.name,
-                self.resource,
-                Action.UPDATE,
-                f"{self.resource} differs: {', '.join(c.path for c in changes)}",
-                tuple(changes),
+            return self.refuse(
+                Broken(
+                    f"{self.resource} is in {have_location}, the configuration wants "
+                    f"{self.location}: a bucket's location cannot change (move the objects to "
+                    "a new bucket, or set media.location to the bucket's location)"
+                ),
                 info=info,
             )
-        return Change(
-            self.name, self.resource, Action.NOOP, f"{self.resource} exists and matches", info=info
-        )
+        changes = field_changes(self.desired(), observed)
+        if changes:
+            return self.update(
+                f"{self.resource} differs: {', '.join(c.path for c in changes)}",
+                changes,
+                info=info,
+            )
+        return self.noop(f"{self.resource} exists and matches", info=info)
 
     def _patch(self, cloud: Cloud, change: Change) -> None:
         """Send the top-level fields that differ (labels merge: other labels stay)."""
@@ -123,10 +117,6 @@ class _BucketStep:
             cloud.storage.patch_bucket(self.bucket, fields)
 
     def apply(self, cloud: Cloud, change: Change) -> None:
-        if change.failure:
-            if "not labelled as ours" in change.failure:
-                raise NotOurs(change.failure)
-            return  # a failure we cannot repair: the engine reports it
         if change.action is Action.CREATE:
             try:
                 cloud.storage.create_bucket(
@@ -147,9 +137,9 @@ class _BucketStep:
         except PermissionDenied:
             existing = None  # another project's bucket we may not even read
         if existing is None or not self.is_ours(existing.get("labels")):
-            raise NotOurs(self.not_ours_message()) from None
+            raise errors.NotOurs(self.not_ours_message()) from None
         change = self.diff(existing)
-        if change.action is Action.UPDATE and not change.failure:
+        if change.action is Action.UPDATE:
             self._patch(cloud, change)
 
 
@@ -158,7 +148,6 @@ class MediaBucket(_BucketStep):
     config: Config
     name: str = "bucket"
     needs: Sequence[str] = ("apis",)
-    data: bool = True
 
     @property
     def bucket(self) -> str:
@@ -179,17 +168,12 @@ class MediaBucket(_BucketStep):
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
         observed = cloud.storage.get_bucket(self.bucket)
         if observed is None:
-            return Change(self.name, self.resource, Action.NOOP, f"{self.resource} already gone")
+            return self.noop(f"{self.resource} already gone")
         if not self.is_ours(observed.get("labels")):
-            return Change(
-                self.name, self.resource, Action.NOOP, f"kept {self.resource}: not labelled ours"
-            )
+            return self.noop(f"kept {self.resource}: not labelled ours")
         if not delete_data:
-            return Change(
-                self.name,
-                self.resource,
-                Action.NOOP,
-                f"kept: {self.resource} holds media (destroy --delete-data deletes it)",
+            return self.noop(
+                f"kept: {self.resource} holds media (destroy --delete-data deletes it)"
             )
         removed = cloud.storage.delete_all_objects(self.bucket)
         try:
@@ -197,12 +181,7 @@ class MediaBucket(_BucketStep):
         except Conflict:  # an object arrived meanwhile: one more pass
             removed += cloud.storage.delete_all_objects(self.bucket)
             cloud.storage.delete_bucket(self.bucket)
-        return Change(
-            self.name,
-            self.resource,
-            Action.DELETE,
-            f"deleted {self.resource} and its {removed} object generation(s)",
-        )
+        return self.deleted(f"deleted {self.resource} and its {removed} object generation(s)")
 
 
 @dataclass(frozen=True)
@@ -210,7 +189,6 @@ class SourcesBucket(_BucketStep):
     config: Config
     name: str = "sources-bucket"
     needs: Sequence[str] = ("apis",)
-    data: bool = False
 
     @property
     def bucket(self) -> str:
@@ -228,9 +206,4 @@ class SourcesBucket(_BucketStep):
         return (labels or {}).get("managed-by") == "djdeploy"
 
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
-        return Change(
-            self.name,
-            self.resource,
-            Action.NOOP,
-            "kept: shared by every tenant of the project",
-        )
+        return self.noop("kept: shared by every tenant of the project")

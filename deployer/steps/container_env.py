@@ -22,9 +22,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from deployer import errors
 from deployer.contract import CONTRACT
-from deployer.errors import DeployError, NotOurs
-from deployer.steps.base import Action, Change
+from deployer.errors import DeployError
+from deployer.steps.base import Broken, Change, NotOurs, Operation
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -181,20 +182,24 @@ def short(name: str | None) -> str:
     return (name or "").rsplit("/", 1)[-1]
 
 
-def not_ours(kind: str, name: str) -> NotOurs:
-    """The refusal for a Cloud Run ``kind`` ("service", "job") under our name that is not ours."""
-    return NotOurs(
+def not_ours_message(kind: str, name: str) -> str:
+    """Why a Cloud Run ``kind`` ("service", "job") under our name that is not ours is refused."""
+    return (
         f"Cloud Run {kind} {name} exists but was not created by djdeploy for this tenant "
         f"(no managed-by=djdeploy / djdeploy-tenant labels): delete it or choose another "
         "tenant or app name"
     )
 
 
+def not_ours(kind: str, name: str) -> errors.NotOurs:
+    """The error apply raises when the resource turns out not to be ours (a create's 409)."""
+    return errors.NotOurs(not_ours_message(kind, name))
+
+
 def refusal(
     config: Config,
+    step: Operation,
     *,
-    step: str,
-    resource: str,
     kind: str,
     name: str,
     labels: Mapping[str, str] | None,
@@ -202,25 +207,19 @@ def refusal(
     inputs: Inputs,
     info: Mapping[str, str],
 ) -> Change | None:
-    """What the service and the jobs check before comparing specs: the Change that reports
-    why nothing can be done (not ours; a secret without an enabled version), or None."""
+    """What the service and the jobs check before comparing specs: the refusal that says why
+    nothing can be done (not ours; a secret without an enabled version), or None."""
     if not config.names.owns(labels):
-        return Change(
-            step,
-            resource,
-            Action.UPDATE,
+        return step.refuse(
+            NotOurs(not_ours_message(kind, name)),
             f"{kind} {name} is not managed by djdeploy",
-            failure=str(not_ours(kind, name)),
             info=info,
         )
     missing = missing_secrets(config, target, inputs)
     if missing:
-        return Change(
-            step,
-            resource,
-            Action.UPDATE,
+        return step.refuse(
+            Broken("no enabled version for " + ", ".join(missing)),
             "secrets without an enabled version",
-            failure="no enabled version for " + ", ".join(missing),
             info=info,
         )
     return None

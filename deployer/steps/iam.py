@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from deployer.errors import CloudError, InvalidArgument, NotFound, means_absent
 from deployer.gcp import policy as iam_policy
-from deployer.steps.base import Action, Change, FieldChange
+from deployer.steps.base import Change, FieldChange, Operation
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -97,7 +97,7 @@ def _repository(repo_id: str, wanted: Mapping[str, frozenset[str]]) -> Target:
     )
 
 
-class _Bindings:
+class _Bindings(Operation):
     config: Config
     name: str
 
@@ -154,22 +154,13 @@ class _Bindings:
         missing = self.missing(observed)
         total = sum(len(m) for t in self.targets() for m in t.wanted.values())
         if not missing:
-            return Change(
-                self.name,
-                self.resource,
-                Action.NOOP,
-                f"{total} bindings present on {len(self.targets())} resources",
-            )
+            return self.noop(f"{total} bindings present on {len(self.targets())} resources")
         absent = [k for k, p in ((observed or {}).get("policies") or {}).items() if p is None]
         reason = f"{len(missing)} of {total} bindings missing"
         if absent:
             reason += f" (not found: {', '.join(absent)})"
-        return Change(
-            self.name,
-            self.resource,
-            Action.UPDATE,
-            reason,
-            tuple(FieldChange(f"{key}:{role}", None, member) for key, role, member in missing),
+        return self.update(
+            reason, [FieldChange(f"{key}:{role}", None, member) for key, role, member in missing]
         )
 
     # -- apply / delete --------------------------------------------------------------------
@@ -210,13 +201,8 @@ class _Bindings:
             if changed:
                 removed.append(t.key)
         if not removed:
-            return Change(self.name, self.resource, Action.NOOP, "no binding of ours left")
-        return Change(
-            self.name,
-            self.resource,
-            Action.DELETE,
-            f"removed our bindings from {', '.join(removed)}",
-        )
+            return self.noop("no binding of ours left")
+        return self.deleted(f"removed our bindings from {', '.join(removed)}")
 
 
 def _wanted(*pairs: tuple[str, str]) -> dict[str, frozenset[str]]:
@@ -231,7 +217,6 @@ class IamRuntime(_Bindings):
     config: Config
     name: str = "iam-runtime"
     needs: Sequence[str] = ("service-accounts", "secrets", "bucket")
-    data: bool = False
 
     @property
     def member(self) -> str:
@@ -264,7 +249,6 @@ class IamBuild(_Bindings):
     config: Config
     name: str = "iam-build"
     needs: Sequence[str] = ("service-accounts", "registry", "sources-bucket")
-    data: bool = False
 
     @property
     def member(self) -> str:

@@ -14,9 +14,11 @@ observe: does that tag exist? If so, nothing to do (no build). Otherwise the new
 *our* image: tagged with the source tag and our tenant (another tenant building the same source
 is not waited on, nor its failure reported), and pushing our image URI (another app of the
 tenant pushes elsewhere). WAIT while it is QUEUED/WORKING, failure (statusDetail + logs URL)
-when it failed. apply uploads the archive to the staging bucket (``sources/<tag>.tar.gz``,
-skipped when it is already there) and starts the build with the build service account; it
-never waits.
+when it failed. When it says SUCCESS the tag is read again: a build pushes its image before it
+says SUCCESS, so a build that finished between the first two reads is done, never built again
+(only a tag gone since, with its repository, is). apply uploads the archive to the staging
+bucket (``sources/<tag>.tar.gz``, skipped when it is already there) and starts the build with
+the build service account; it never waits.
 
 The archive is lazy (archive.LazyArchive): the image URI needs only the digest, so plan, status
 and destroy read the source files but never compress them; the tar.gz is built when apply
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deployer.archive import Archive, LazyArchive, container_dir, default_source, tag_for
-from deployer.steps.base import Action, Change, FieldChange
+from deployer.steps.base import Action, Broken, Change, FieldChange, Operation
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -72,7 +74,7 @@ def image_tag(digest: str, args: dict[str, str]) -> str:
 
 
 @dataclass(frozen=True)
-class Image:
+class Image(Operation):
     """``Image(config)`` archives config.source (or the bundled sample) lazily: the digest (so
     the tag and ``image``) when first asked for, which steps/__init__ does before any cloud
     call (an unreadable source is a ConfigError then); the tar.gz only when apply uploads it.
@@ -82,7 +84,6 @@ class Image:
     archive: Archive | LazyArchive = field(default=None, repr=False)  # type: ignore[assignment]
     name: str = "image"
     needs: tuple[str, ...] = ("iam-build",)
-    data: bool = False
 
     def __post_init__(self) -> None:
         if self.archive is None:
@@ -104,7 +105,7 @@ class Image:
         return f"{self.config.names.image_repo}:{self.tag}"
 
     @property
-    def _resource(self) -> str:
+    def resource(self) -> str:
         return f"image {self.tag}"
 
     # -- observe / diff ----------------------------------------------------------------------
@@ -118,28 +119,19 @@ class Image:
         ours = next((b for b in builds if self.image in (b.get("images") or [])), None)
         if ours is None:
             return None
-        return {"exists": False, "build": ours}
+        # A build pushes its image before it says SUCCESS: one that finished after the tag
+        # was read shows SUCCESS here with the tag read as absent. Read the tag again, after
+        # the builds, so that build is done, not a reason to build again.
+        exists = ours.get("status") == "SUCCESS" and cloud.registry.tag_exists(self.image)
+        return {"exists": exists, "build": ours}
 
     def diff(self, observed: dict[str, Any] | None) -> Change:
         info = {"image": self.image}
-        create = (FieldChange("image", None, self.image),)
+        wanted = [FieldChange("image", None, self.image)]
         if observed is None:
-            return Change(
-                self.name,
-                self._resource,
-                Action.CREATE,
-                f"no image {self.tag}: build it from source",
-                create,
-                info=info,
-            )
+            return self.create(f"no image {self.tag}: build it from source", wanted, info=info)
         if observed.get("exists"):
-            return Change(
-                self.name,
-                self._resource,
-                Action.NOOP,
-                f"image {self.tag} exists: no build",
-                info=info,
-            )
+            return self.noop(f"image {self.tag} exists: no build", info=info)
         build = observed.get("build") or {}
         build_id = build.get("id", "?")
         status = build.get("status", "STATUS_UNKNOWN")
@@ -147,21 +139,12 @@ class Image:
         if build.get("logUrl"):
             info["logs"] = build["logUrl"]
         if status in RUNNING:
-            return Change(
-                self.name,
-                self._resource,
-                Action.WAIT,
-                f"build {build_id} {status.lower()}",
-                info=info,
-            )
+            return self.wait(f"build {build_id} {status.lower()}", info=info)
         if status == "SUCCESS":
-            # built, but the tag is gone (repository deleted since): build again
-            return Change(
-                self.name,
-                self._resource,
-                Action.CREATE,
+            # built, and the tag read after the build is gone (repository deleted since)
+            return self.create(
                 f"build {build_id} succeeded but image {self.tag} is not in the registry",
-                create,
+                wanted,
                 info=info,
             )
         detail = build.get("statusDetail") or (build.get("failureInfo") or {}).get("detail", "")
@@ -170,13 +153,10 @@ class Image:
             failure += f": {detail}"
         if build.get("logUrl"):
             failure += f"; logs: {build['logUrl']}"
-        return Change(
-            self.name,
-            self._resource,
-            Action.CREATE,
+        return self.create(
             f"the last build of {self.tag} ended {status}: build again",
-            create,
-            failure=failure,
+            wanted,
+            failure=Broken(failure),
             info=info,
         )
 
@@ -217,10 +197,7 @@ class Image:
         cloud.build.create_build(self.build_body())
 
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
-        return Change(
-            self.name,
-            "image",
-            Action.NOOP,
+        return self.noop(
             "images live in the registry (deleted with it); source archives stay in the shared "
-            "staging bucket",
+            "staging bucket"
         )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from deployer.errors import CloudError, DeployError, InvalidArgument, means_absent
-from deployer.steps.base import Action, Change, FieldChange
+from deployer.steps.base import Change, FieldChange, Operation
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -31,11 +31,10 @@ def _public(policy: dict[str, Any] | None) -> bool:
 
 
 @dataclass(frozen=True)
-class Invoker:
+class Invoker(Operation):
     config: Config
     name: str = "invoker"
     needs: tuple[str, ...] = ("service",)
-    data: bool = False
 
     @property
     def resource(self) -> str:
@@ -55,30 +54,21 @@ class Invoker:
         service = self.config.names.service
         if observed is None:
             if want:
-                return Change(
-                    self.name,
-                    self.resource,
-                    Action.CREATE,
+                return self.create(
                     f"grant {MEMBER} {ROLE} once service {service} exists",
-                    fields=(FieldChange(f"{ROLE}.{MEMBER}", False, True),),
+                    [FieldChange(f"{ROLE}.{MEMBER}", False, True)],
                 )
-            return Change(self.name, self.resource, Action.NOOP, f"service {service} is absent")
+            return self.noop(f"service {service} is absent")
         have = _public(observed["policy"])
         if have == want:
             what = "public: allUsers may invoke it" if want else "private: allUsers may not invoke"
-            return Change(self.name, self.resource, Action.NOOP, f"service {service} is {what}")
+            return self.noop(f"service {service} is {what}")
         reason = (
             f"grant {MEMBER} {ROLE} (service.public = true)"
             if want
             else f"revoke {MEMBER} {ROLE} (service.public = false)"
         )
-        return Change(
-            self.name,
-            self.resource,
-            Action.UPDATE,
-            reason,
-            fields=(FieldChange(f"{ROLE}.{MEMBER}", have, want),),
-        )
+        return self.update(reason, [FieldChange(f"{ROLE}.{MEMBER}", have, want)])
 
     def apply(self, cloud: Cloud, change: Change) -> None:
         from deployer.gcp import policy
@@ -109,9 +99,4 @@ class Invoker:
             raise
 
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
-        return Change(
-            self.name,
-            self.resource,
-            Action.NOOP,
-            "the invoker binding lives on the service and goes with it",
-        )
+        return self.noop("the invoker binding lives on the service and goes with it")

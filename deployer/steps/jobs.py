@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from deployer.errors import Conflict
 from deployer.steps import container_env as ce
-from deployer.steps.base import Action, Change, field_changes
+from deployer.steps.base import Action, Broken, Change, Operation, field_changes
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -56,13 +56,12 @@ def execution_state(execution: dict[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
-class _Job:
+class _Job(Operation):
     config: Config
     image: str
 
     name = "job"
     needs: tuple[str, ...] = ()
-    data = False
     command = ""
     media = False
     marker_label = SPEC_LABEL
@@ -131,7 +130,7 @@ class _Job:
     def diff(self, observed: dict[str, Any] | None) -> Change:
         jid = self.job_id
         if observed is None:
-            return Change(self.name, self.resource, Action.CREATE, f"job {jid} missing")
+            return self.create(f"job {jid} missing")
         job: dict[str, Any] = observed["job"]
         executions: list[dict[str, Any]] = observed["executions"]
         inputs: ce.Inputs = observed["inputs"]
@@ -139,8 +138,7 @@ class _Job:
         info = {"execution": ce.short(newest.get("name"))} if newest else {}
         refused = ce.refusal(
             self.config,
-            step=self.name,
-            resource=self.resource,
+            self,
             kind="job",
             name=jid,
             labels=job.get("labels"),
@@ -151,50 +149,29 @@ class _Job:
         if refused is not None:
             return refused
         if job.get("reconciling") or job.get("generation") != job.get("observedGeneration"):
-            return Change(self.name, self.resource, Action.WAIT, f"job {jid} updating", info=info)
+            return self.wait(f"job {jid} updating", info=info)
         desired = self.desired(inputs)
         desired.pop("name")  # short here, full on the server
-        fields = tuple(field_changes(desired, ce.project(desired, job)))
+        fields = field_changes(desired, ce.project(desired, job))
         if fields:
-            return Change(
-                self.name,
-                self.resource,
-                Action.UPDATE,
-                f"job {jid} differs",
-                fields=fields,
-                info=info,
-            )
+            return self.update(f"job {jid} differs", fields, info=info)
         if newest is not None and execution_state(newest) == "running":
-            return Change(
-                self.name,
-                self.resource,
-                Action.WAIT,
-                f"execution {ce.short(newest.get('name'))} running",
-                info=info,
-            )
+            return self.wait(f"execution {ce.short(newest.get('name'))} running", info=info)
         marker = desired["template"]["labels"][self.marker_label]
         current = [
             e for e in executions if (e.get("labels") or {}).get(self.marker_label) == marker
         ]
         done = next((e for e in current if execution_state(e) == "succeeded"), None)
         if done is not None:
-            return Change(
-                self.name,
-                self.resource,
-                Action.NOOP,
+            return self.noop(
                 f"{self.name} succeeded for the current {self.what} "
                 f"(execution {ce.short(done.get('name'))})",
                 info={**info, "execution": ce.short(done.get("name"))},
             )
-        failure = ""
-        if current and execution_state(current[0]) == "failed":
-            failure = self.failure(current[0])
-        return Change(
-            self.name,
-            self.resource,
-            Action.RUN,
+        failed = current[0] if current and execution_state(current[0]) == "failed" else None
+        return self.run(
             f"{self.name} has not succeeded for the current {self.what}",
-            failure=failure,
+            failure=None if failed is None else Broken(self.failure(failed)),
             info=info,
         )
 
@@ -229,13 +206,11 @@ class _Job:
         jid = self.job_id
         current = cloud.run.get_job(jid)
         if current is None:
-            return Change(self.name, self.resource, Action.NOOP, f"job {jid} is gone")
+            return self.noop(f"job {jid} is gone")
         if not self.config.names.owns(current.get("labels")):
-            return Change(
-                self.name, self.resource, Action.NOOP, f"kept: job {jid} is not managed by djdeploy"
-            )
+            return self.noop(f"kept: job {jid} is not managed by djdeploy")
         cloud.run.delete_job(jid)
-        return Change(self.name, self.resource, Action.DELETE, f"deleted job {jid}")
+        return self.deleted(f"deleted job {jid}")
 
 
 @dataclass(frozen=True)

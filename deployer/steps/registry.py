@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from deployer.errors import Conflict, NotOurs
-from deployer.steps.base import Action, Change, field_changes
+from deployer import errors
+from deployer.errors import Conflict
+from deployer.steps.base import Action, Broken, Change, NotOurs, Operation, field_changes
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -22,18 +23,17 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Registry:
+class Registry(Operation):
     config: Config
     name: str = "registry"
     needs: tuple[str, ...] = ("apis",)
-    data: bool = False
 
     @property
     def repo_id(self) -> str:
         return self.config.names.registry
 
     @property
-    def _resource(self) -> str:
+    def resource(self) -> str:
         return f"repository {self.repo_id}"
 
     def observe(self, cloud: Cloud) -> dict[str, Any] | None:
@@ -45,56 +45,32 @@ class Registry:
     def diff(self, observed: dict[str, Any] | None) -> Change:
         info = {"registry": self.config.names.image_repo.rsplit("/", 1)[0]}
         if observed is None:
-            return Change(
-                self.name,
-                self._resource,
-                Action.CREATE,
-                f"{self._resource} does not exist",
-                tuple(field_changes(self.desired(), None)),
-                info=info,
+            return self.create(
+                f"{self.resource} does not exist", field_changes(self.desired(), None), info=info
             )
         if not self.config.names.owns(observed.get("labels")):
-            return Change(
-                self.name,
-                self._resource,
-                Action.UPDATE,
-                f"{self._resource} exists but is not labelled as ours",
-                failure=self._not_ours_message(),
+            return self.refuse(
+                NotOurs(self._not_ours_message()),
+                f"{self.resource} exists but is not labelled as ours",
                 info=info,
             )
         if observed.get("format") != "DOCKER":
-            return Change(
-                self.name,
-                self._resource,
-                Action.UPDATE,
-                f"{self._resource} has format {observed.get('format')}",
-                failure=(
-                    f"{self._resource} exists with format {observed.get('format')}, not DOCKER: "
+            return self.refuse(
+                Broken(
+                    f"{self.resource} exists with format {observed.get('format')}, not DOCKER: "
                     "delete it or choose another app name"
                 ),
+                f"{self.resource} has format {observed.get('format')}",
                 info=info,
             )
         fields = field_changes({"labels": dict(self.config.names.labels)}, observed)
         if fields:
-            return Change(
-                self.name,
-                self._resource,
-                Action.UPDATE,
-                f"{self._resource} labels differ",
-                tuple(fields),
-                info=info,
-            )
-        return Change(
-            self.name,
-            self._resource,
-            Action.NOOP,
-            f"{self._resource} exists and matches",
-            info=info,
-        )
+            return self.update(f"{self.resource} labels differ", fields, info=info)
+        return self.noop(f"{self.resource} exists and matches", info=info)
 
     def _not_ours_message(self) -> str:
         return (
-            f"{self._resource} in {self.config.project}/{self.config.region} exists but is not "
+            f"{self.resource} in {self.config.project}/{self.config.region} exists but is not "
             f"labelled managed-by=djdeploy, djdeploy-tenant={self.config.tenant}: djdeploy "
             "never takes over a resource it did not create; delete it or choose another "
             "tenant or app name"
@@ -115,12 +91,12 @@ class Registry:
                 if existing is None:
                     raise  # gone again: the engine re-observes and retries
                 if not self.config.names.owns(existing.get("labels")):
-                    raise NotOurs(self._not_ours_message()) from None
+                    raise errors.NotOurs(self._not_ours_message()) from None
                 observed = existing
         elif change.action is Action.UPDATE:
             observed = cloud.registry.get_repository(self.repo_id) or {}
             if observed and not self.config.names.owns(observed.get("labels")):
-                raise NotOurs(self._not_ours_message())
+                raise errors.NotOurs(self._not_ours_message())
         else:
             return
         current = dict(observed.get("labels") or {})
@@ -130,18 +106,10 @@ class Registry:
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
         observed = cloud.registry.get_repository(self.repo_id)
         if observed is None:
-            return Change(self.name, self._resource, Action.NOOP, f"{self._resource} is absent")
+            return self.noop(f"{self.resource} is absent")
         if not self.config.names.owns(observed.get("labels")):
-            return Change(
-                self.name,
-                self._resource,
-                Action.NOOP,
-                f"kept: {self._resource} is not labelled as ours",
-            )
+            return self.noop(f"kept: {self.resource} is not labelled as ours")
         cloud.registry.delete_repository(self.repo_id)
-        return Change(
-            self.name,
-            self._resource,
-            Action.DELETE,
-            f"deleted {self._resource} (images are rebuilt from source on the next up)",
+        return self.deleted(
+            f"deleted {self.resource} (images are rebuilt from source on the next up)"
         )

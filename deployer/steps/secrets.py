@@ -20,9 +20,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deployer.errors import Conflict, DeployError, NotOurs
+from deployer import errors
+from deployer.errors import Conflict, DeployError
 from deployer.gcp.secrets import latest_enabled, version_number
-from deployer.steps.base import Action, Change, FieldChange, Secret, field_changes
+from deployer.steps.base import (
+    Action,
+    Broken,
+    Change,
+    FieldChange,
+    NotOurs,
+    Operation,
+    Secret,
+    field_changes,
+)
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -32,11 +42,10 @@ CREATED = "created with 1 version"
 
 
 @dataclass(frozen=True)
-class Secrets:
+class Secrets(Operation):
     config: Config
     name: str = field(default="secrets", init=False)
     needs: Sequence[str] = field(default=("apis",), init=False)
-    data: bool = field(default=True, init=False)
 
     # -- what we manage --------------------------------------------------------------------
 
@@ -49,6 +58,10 @@ class Secrets:
             n.secret_key: 48,  # 64 characters (Django wants 50+)
             n.secret_superuser_password: 24,  # 32 characters
         }
+
+    @property
+    def resource(self) -> str:
+        return ", ".join(self.generated)
 
     @property
     def labels(self) -> dict[str, str]:
@@ -127,14 +140,12 @@ class Secrets:
     def diff(self, observed: dict[str, Any] | None) -> Change:
         ids = list(self.generated)
         if observed is None:
-            return Change(
-                self.name,
-                ", ".join(ids),
-                Action.CREATE,
-                f"create secrets {', '.join(ids)} (generated values, one version each)",
-                tuple(FieldChange(sid, None, CREATED) for sid in ids),
+            return self.create(
+                f"create secrets {self.resource} (generated values, one version each)",
+                [FieldChange(sid, None, CREATED) for sid in ids],
             )
         fields: list[FieldChange] = []
+        not_ours: list[str] = []
         problems: list[str] = []
         info: dict[str, str] = {}
         tenant = self.config.tenant
@@ -146,7 +157,7 @@ class Secrets:
                 fields.append(FieldChange(sid, None, CREATED))
                 continue
             if not owns(s["labels"]):
-                problems.append(
+                not_ours.append(
                     f"secret {sid} exists but is not labelled as djdeploy's for tenant {tenant} "
                     f"(labels {s['labels'] or 'none'}): it is not adopted; delete it "
                     f"(gcloud secrets delete {sid} --project={p}) or choose another tenant/app"
@@ -165,21 +176,17 @@ class Secrets:
             else:
                 info[f"secret {sid}"] = f"version {s['latest']}"
         problems.extend(self.user_problems(observed.get("user") or []))
-        failure = "; ".join(problems)
-        resource = ", ".join(ids)
-        if fields or failure:
-            what = ", ".join(f.path for f in fields) or "nothing to apply"
-            return Change(self.name, resource, Action.UPDATE, what, tuple(fields), failure, info)
-        return Change(
-            self.name,
-            resource,
-            Action.NOOP,
-            f"secrets {resource} exist with an enabled version (never regenerated)"
-            + (
-                f"; {len(observed.get('user') or [])} secret env var(s) found"
-                if observed.get("user")
-                else ""
-            ),
+        # nothing is written while any secret is wrong: the user fixes it first
+        if not_ours:
+            return self.refuse(NotOurs("; ".join(not_ours + problems)), info=info)
+        if problems:
+            return self.refuse(Broken("; ".join(problems)), info=info)
+        if fields:
+            return self.update(", ".join(f.path for f in fields), fields, info=info)
+        user = observed.get("user") or []
+        return self.noop(
+            f"secrets {self.resource} exist with an enabled version (never regenerated)"
+            + (f"; {len(user)} secret env var(s) found" if user else ""),
             info=info,
         )
 
@@ -213,7 +220,7 @@ class Secrets:
             if found is None:
                 raise
             if not self.config.names.owns(found.get("labels")):
-                raise NotOurs(
+                raise errors.NotOurs(
                     f"secret {sid} already exists in project {self.config.project} without "
                     "djdeploy's labels for this tenant: delete it or choose another tenant/app"
                 ) from None
@@ -228,14 +235,8 @@ class Secrets:
     # -- delete ----------------------------------------------------------------------------
 
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
-        resource = ", ".join(self.generated)
         if not delete_data:
-            return Change(
-                self.name,
-                resource,
-                Action.NOOP,
-                "kept: secrets hold credentials; --delete-data to delete",
-            )
+            return self.noop("kept: secrets hold credentials; --delete-data to delete")
         deleted, kept = [], []
         for sid in self.generated:
             found = cloud.secrets.get_secret(sid)
@@ -247,18 +248,12 @@ class Secrets:
             if cloud.secrets.delete_secret(sid):
                 deleted.append(sid)
         if kept:
-            return Change(
-                self.name,
-                resource,
-                Action.NOOP,
+            return self.noop(
                 f"deleted {', '.join(deleted) or 'nothing'}; kept {', '.join(kept)}: "
-                "not labelled as djdeploy's",
+                "not labelled as djdeploy's"
             )
         if not deleted:
-            return Change(self.name, resource, Action.NOOP, "secrets already gone")
-        return Change(
-            self.name,
-            resource,
-            Action.DELETE,
-            f"deleted secrets {', '.join(deleted)} (the user's own secrets are never deleted)",
+            return self.noop("secrets already gone")
+        return self.deleted(
+            f"deleted secrets {', '.join(deleted)} (the user's own secrets are never deleted)"
         )

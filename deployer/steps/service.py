@@ -10,7 +10,9 @@ media bucket at /app/media, VPC egress when configured, ingress and labels.
 observe reads the service, the project number (for the URL) and the secrets' latest enabled
 versions; diff compares only the fields set here; WAIT while a revision rolls out; a failed
 revision is the step's failure (the previous revision keeps serving) and `up` deploys it again
-("Permission denied on secret" is retried by the engine while a fresh grant propagates).
+once. A revision that failed on "Permission denied on secret" failed only because a fresh
+secretAccessor grant had not reached Cloud Run yet (that takes minutes): a Transient failure,
+deployed again every SECRET_GRANT_RETRY seconds until the step's deadline.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from deployer.errors import Conflict
 from deployer.steps import container_env as ce
-from deployer.steps.base import Action, Change, field_changes
+from deployer.steps.base import Action, Broken, Change, Operation, Transient, field_changes
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -34,19 +36,30 @@ _INGRESS = {
 #: set on the template to roll out a new revision of an unchanged spec (after a failed one)
 REDEPLOY_ANNOTATION = "djdeploy.dev/redeploy"
 READY_QUERY = "ready=1"
+#: what a revision's condition says while a fresh grant on a secret has not reached Cloud Run
+SECRET_NOT_GRANTED_YET = "Permission denied on secret"
+#: seconds between deploys of a revision that failed on SECRET_NOT_GRANTED_YET (a deploy takes
+#: about 30 s; a grant reaches Cloud Run within minutes)
+SECRET_GRANT_RETRY = 30.0
 
 
 def readiness_path(path: str) -> str:
     return f"{path}{'&' if '?' in path else '?'}{READY_QUERY}"
 
 
+def revision_failure(message: str) -> Broken | Transient:
+    """A failed revision's kind: transient while a secret grant propagates, broken otherwise."""
+    if SECRET_NOT_GRANTED_YET in message:
+        return Transient(message, delay=SECRET_GRANT_RETRY)
+    return Broken(message)
+
+
 @dataclass(frozen=True)
-class Service:
+class Service(Operation):
     config: Config
     image: str
     name: str = "service"
     needs: tuple[str, ...] = ("migrate",)
-    data: bool = False
 
     @property
     def resource(self) -> str:
@@ -109,15 +122,14 @@ class Service:
     def diff(self, observed: dict[str, Any] | None) -> Change:
         n = self.config.names
         if observed is None:
-            return Change(self.name, self.resource, Action.CREATE, f"service {n.service} missing")
+            return self.create(f"service {n.service} missing")
         svc: dict[str, Any] = observed["service"]
         inputs: ce.Inputs = observed["inputs"]
         url = n.service_url(inputs.project_number)
         info = {"url": url, "revision": ce.short(svc.get("latestReadyRevision"))}
         refused = ce.refusal(
             self.config,
-            step=self.name,
-            resource=self.resource,
+            self,
             kind="service",
             name=n.service,
             labels=svc.get("labels"),
@@ -129,55 +141,34 @@ class Service:
             return refused
         cond = svc.get("terminalCondition") or {}
         if svc.get("reconciling") or svc.get("generation") != svc.get("observedGeneration"):
-            return Change(
-                self.name,
-                self.resource,
-                Action.WAIT,
-                f"deploying revision {ce.short(svc.get('latestCreatedRevision'))}",
-                info=info,
+            return self.wait(
+                f"deploying revision {ce.short(svc.get('latestCreatedRevision'))}", info=info
             )
         desired = self.desired(inputs)
         desired.pop("name")  # short here, full on the server
-        fields = tuple(field_changes(desired, ce.project(desired, svc)))
+        fields = field_changes(desired, ce.project(desired, svc))
         if fields:
-            return Change(
-                self.name,
-                self.resource,
-                Action.UPDATE,
-                f"service {n.service} differs",
-                fields=fields,
-                info=info,
-            )
+            return self.update(f"service {n.service} differs", fields, info=info)
         state = cond.get("state")
         if state == "CONDITION_FAILED":
-            return Change(
-                self.name,
-                self.resource,
-                Action.UPDATE,
+            return self.update(
                 f"revision {ce.short(svc.get('latestCreatedRevision'))} failed; "
                 f"{ce.short(svc.get('latestReadyRevision')) or 'no revision'} keeps serving",
-                failure=cond.get("message") or "the revision failed",
+                failure=revision_failure(cond.get("message") or "the revision failed"),
                 info=info,
             )
         ready = state == "CONDITION_SUCCEEDED" and svc.get("latestReadyRevision") == svc.get(
             "latestCreatedRevision"
         )
         if not ready:
-            return Change(
-                self.name, self.resource, Action.WAIT, f"service {n.service} not ready", info=info
-            )
-        return Change(
-            self.name,
-            self.resource,
-            Action.NOOP,
+            return self.wait(f"service {n.service} not ready", info=info)
+        return self.noop(
             f"service {n.service} is ready at {url} (revision {info['revision']}) and matches",
             info=info,
         )
 
     def apply(self, cloud: Cloud, change: Change) -> None:
         n = self.config.names
-        if change.failure and not n.owns(_labels(cloud, n.service)):
-            raise ce.not_ours("service", n.service)
         inputs = ce.require_inputs(cloud, self.config, ce.SERVICE, f"service {n.service}")
         body = self.desired(inputs)
         if change.action is Action.CREATE:
@@ -203,20 +194,10 @@ class Service:
         n = self.config.names
         current = cloud.run.get_service(n.service)
         if current is None:
-            return Change(self.name, self.resource, Action.NOOP, f"service {n.service} is gone")
+            return self.noop(f"service {n.service} is gone")
         if not n.owns(current.get("labels")):
-            return Change(
-                self.name,
-                self.resource,
-                Action.NOOP,
-                f"kept: service {n.service} is not managed by djdeploy",
-            )
+            return self.noop(f"kept: service {n.service} is not managed by djdeploy")
         if current.get("deleteTime") and current.get("reconciling"):
-            return Change(self.name, self.resource, Action.DELETE, "deletion in progress")
+            return self.deleted("deletion in progress")
         cloud.run.delete_service(n.service)
-        return Change(self.name, self.resource, Action.DELETE, f"deleted service {n.service}")
-
-
-def _labels(cloud: Cloud, service: str) -> dict[str, str] | None:
-    current = cloud.run.get_service(service)
-    return None if current is None else current.get("labels")
+        return self.deleted(f"deleted service {n.service}")

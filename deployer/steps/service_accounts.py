@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from deployer.errors import Conflict, NotOurs
-from deployer.steps.base import Action, Change, FieldChange
+from deployer import errors
+from deployer.errors import Conflict
+from deployer.steps.base import Change, FieldChange, NotOurs, Operation
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -36,11 +37,10 @@ _DESCRIPTION_RE = re.compile(
 
 
 @dataclass(frozen=True)
-class ServiceAccounts:
+class ServiceAccounts(Operation):
     config: Config
     name: str = "service-accounts"
     needs: Sequence[str] = ("apis",)
-    data: bool = False
 
     # -- what we want ------------------------------------------------------------------------
 
@@ -63,6 +63,10 @@ class ServiceAccounts:
         """Its description is DESCRIPTION for our tenant and app."""
         m = _DESCRIPTION_RE.match(account.get("description") or "")
         return m is not None and (m["tenant"], m["app"]) == (self.config.tenant, self.config.app)
+
+    @property
+    def resource(self) -> str:
+        return f"service accounts {self.email('runtime')}, {self.email('build')}"
 
     def not_ours_message(self, role: str) -> str:
         return (
@@ -89,10 +93,8 @@ class ServiceAccounts:
 
     def diff(self, observed: dict[str, Any] | None) -> Change:
         observed = observed or {}
-        resource = f"service accounts {self.email('runtime')}, {self.email('build')}"
         fields: list[FieldChange] = []
         waiting: list[str] = []
-        failure = ""
         create = False
         for role in ROLES:
             account = observed.get(role)
@@ -104,38 +106,27 @@ class ServiceAccounts:
                 waiting.append(self.email(role))
                 continue
             if not self.is_ours(account):
-                failure = self.not_ours_message(role)
-                continue
+                return self.refuse(NotOurs(self.not_ours_message(role)))
             if account.get("displayName") != self.display_name(role):
                 fields.append(
                     FieldChange(
                         f"{role}.displayName", account.get("displayName"), self.display_name(role)
                     )
                 )
-        if failure:
-            return Change(self.name, resource, Action.UPDATE, failure, tuple(fields), failure)
+        if create:
+            return self.create("service accounts missing", fields)
         if fields:
-            action = Action.CREATE if create else Action.UPDATE
-            what = "missing" if create else "differ"
-            return Change(self.name, resource, action, f"service accounts {what}", tuple(fields))
+            return self.update("service accounts differ", fields)
         if waiting:
-            return Change(
-                self.name,
-                resource,
-                Action.WAIT,
-                f"waiting for new service account(s) to become visible: {', '.join(waiting)}",
+            return self.wait(
+                f"waiting for new service account(s) to become visible: {', '.join(waiting)}"
             )
-        return Change(
-            self.name,
-            resource,
-            Action.NOOP,
+        return self.noop(
             "runtime and build service accounts exist and match",
             info={"runtime_sa": self.email("runtime"), "build_sa": self.email("build")},
         )
 
     def apply(self, cloud: Cloud, change: Change) -> None:
-        if change.failure:
-            raise NotOurs(change.failure)
         for f in change.fields:
             role, _, attr = f.path.partition(".")
             if attr == "email":
@@ -154,11 +145,10 @@ class ServiceAccounts:
             # it exists: ours (a retried create, or a previous run) or someone else's
             account = cloud.iam.get_service_account(self.email(role))
             if account is not None and not self.is_ours(account):
-                raise NotOurs(self.not_ours_message(role)) from None
+                raise errors.NotOurs(self.not_ours_message(role)) from None
             # not visible yet, or ours: the engine re-observes and waits
 
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
-        resource = f"service accounts {self.email('runtime')}, {self.email('build')}"
         deleted: list[str] = []
         kept: list[str] = []
         for role in ROLES:
@@ -170,12 +160,7 @@ class ServiceAccounts:
                 deleted.append(self.email(role))
         if kept:
             done = f"deleted {', '.join(deleted)}; " if deleted else ""
-            return Change(
-                self.name,
-                resource,
-                Action.NOOP,
-                f"{done}kept {', '.join(kept)}: not created by djdeploy",
-            )
+            return self.noop(f"{done}kept {', '.join(kept)}: not created by djdeploy")
         if not deleted:
-            return Change(self.name, resource, Action.NOOP, "service accounts already gone")
-        return Change(self.name, resource, Action.DELETE, f"deleted {', '.join(deleted)}")
+            return self.noop("service accounts already gone")
+        return self.deleted(f"deleted {', '.join(deleted)}")

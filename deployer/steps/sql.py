@@ -21,9 +21,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from deployer.errors import Conflict, DeployError, NotOurs, OperationFailed
+from deployer import errors
+from deployer.errors import Conflict, DeployError, OperationFailed
 from deployer.gcp.secrets import latest_enabled
-from deployer.steps.base import Action, Change, FieldChange, Secret, field_changes
+from deployer.steps.base import (
+    Action,
+    Broken,
+    Change,
+    FieldChange,
+    NotOurs,
+    Operation,
+    Secret,
+    field_changes,
+)
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -47,15 +57,18 @@ def _pending(ops: list[dict[str, Any]], types: tuple[str, ...] | None = None) ->
 
 
 @dataclass(frozen=True)
-class SqlInstance:
+class SqlInstance(Operation):
     config: Config
     name: str = field(default="sql-instance", init=False)
     needs: Sequence[str] = field(default=("apis",), init=False)
-    data: bool = field(default=True, init=False)
 
     @property
     def instance(self) -> str:
         return self.config.names.sql_instance
+
+    @property
+    def resource(self) -> str:
+        return self.instance
 
     @property
     def shared(self) -> bool:
@@ -101,77 +114,49 @@ class SqlInstance:
         if self.shared:
             return self._diff_shared(observed)
         if observed is None:
-            return Change(
-                self.name,
-                name,
-                Action.CREATE,
-                f"create PostgreSQL instance {name} ({self.config.database.tier})",
-            )
+            return self.create(f"create PostgreSQL instance {name} ({self.config.database.tier})")
         inst = observed["instance"]
         state = inst.get("state", "")
         info = {"connection_name": inst.get("connectionName", ""), "state": state}
         settings = inst.get("settings") or {}
         labels = settings.get("userLabels") or {}
         if not self.config.names.owns(labels):
-            return Change(
-                self.name,
-                name,
-                Action.UPDATE,
-                "not ours",
-                failure=(
+            return self.refuse(
+                NotOurs(
                     f"Cloud SQL instance {name} exists but is not labelled as djdeploy's for "
                     f"tenant {self.config.tenant}: it is not adopted; to use it anyway set "
                     "database.shared_instance, or choose another tenant/app"
                 ),
+                "not ours",
                 info=info,
             )
         if state in FAILED_STATES:
-            return Change(
-                self.name,
-                name,
-                Action.UPDATE,
+            return self.refuse(
+                Broken(
+                    f"Cloud SQL instance {name} is in state {state}: see the Cloud SQL "
+                    "console; delete it with destroy --delete-data and run up again"
+                ),
                 f"instance is {state}",
-                failure=f"Cloud SQL instance {name} is in state {state}: see the Cloud SQL "
-                "console; delete it with destroy --delete-data and run up again",
                 info=info,
             )
         if state in WAIT_STATES or state != "RUNNABLE":
-            return Change(self.name, name, Action.WAIT, f"instance {name} is {state}", info=info)
+            return self.wait(f"instance {name} is {state}", info=info)
         if observed.get("pending"):
             ops = ", ".join(observed["pending"])
-            return Change(
-                self.name, name, Action.WAIT, f"operation {ops} running on {name}", info=info
-            )
+            return self.wait(f"operation {ops} running on {name}", info=info)
         if inst.get("databaseVersion") != self.config.database.version:
-            return Change(
-                self.name,
-                name,
-                Action.UPDATE,
-                "databaseVersion differs",
-                (
-                    FieldChange(
-                        "databaseVersion", inst.get("databaseVersion"), self.config.database.version
-                    ),
-                ),
-                failure=(
+            return self.refuse(
+                Broken(
                     f"instance {name} runs {inst.get('databaseVersion')}, djdeploy needs "
                     f"{self.config.database.version}: upgrade it in Cloud SQL"
                 ),
+                "databaseVersion differs",
                 info=info,
             )
         fields = self._setting_changes(settings)
         if fields:
-            return Change(
-                self.name,
-                name,
-                Action.UPDATE,
-                "patch " + ", ".join(f.path for f in fields),
-                tuple(fields),
-                info=info,
-            )
-        return Change(
-            self.name, name, Action.NOOP, f"instance {name} is RUNNABLE and matches", info=info
-        )
+            return self.update("patch " + ", ".join(f.path for f in fields), fields, info=info)
+        return self.noop(f"instance {name} is RUNNABLE and matches", info=info)
 
     def _setting_changes(self, settings: dict[str, Any]) -> list[FieldChange]:
         desired = self.desired_settings()
@@ -185,46 +170,34 @@ class SqlInstance:
     def _diff_shared(self, observed: dict[str, Any] | None) -> Change:
         name = self.instance
         if observed is None:
-            return Change(
-                self.name,
-                name,
-                Action.UPDATE,
-                f"shared instance {name} is missing",
-                failure=(
+            return self.refuse(
+                Broken(
                     f"shared instance {name} does not exist in project {self.config.project}: "
                     "create it, or unset database.shared_instance to let djdeploy create one"
                 ),
+                f"shared instance {name} is missing",
             )
         inst = observed["instance"]
         state = inst.get("state", "")
         info = {"connection_name": inst.get("connectionName", ""), "state": state}
         if state in FAILED_STATES:
-            return Change(
-                self.name,
-                name,
-                Action.UPDATE,
+            return self.refuse(
+                Broken(f"shared instance {name} is in state {state}"),
                 f"shared instance is {state}",
-                failure=f"shared instance {name} is in state {state}",
                 info=info,
             )
         if state != "RUNNABLE":
-            return Change(
-                self.name, name, Action.WAIT, f"shared instance {name} is {state}", info=info
-            )
-        return Change(
-            self.name,
-            name,
-            Action.NOOP,
-            f"shared instance {name} exists (shared: never changed by djdeploy)",
-            info=info,
+            return self.wait(f"shared instance {name} is {state}", info=info)
+        return self.noop(
+            f"shared instance {name} exists (shared: never changed by djdeploy)", info=info
         )
 
     def apply(self, cloud: Cloud, change: Change) -> None:
-        if self.shared or change.failure:
-            return
+        """CREATE or UPDATE: a shared instance is never either (its diff only refuses, waits
+        or finds it)."""
         if change.action is Action.CREATE:
             self._create(cloud)
-        elif change.action is Action.UPDATE:
+        else:
             self._patch(cloud, change)
 
     def _create(self, cloud: Cloud) -> None:
@@ -243,7 +216,7 @@ class SqlInstance:
                 ) from None
             labels = (found.get("settings") or {}).get("userLabels")
             if not self.config.names.owns(labels):
-                raise NotOurs(
+                raise errors.NotOurs(
                     f"Cloud SQL instance {name} already exists without djdeploy's labels for "
                     f"tenant {self.config.tenant}: set database.shared_instance to use it, or "
                     "choose another tenant/app"
@@ -280,29 +253,19 @@ class SqlInstance:
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
         name = self.instance
         if self.shared:
-            return Change(
-                self.name,
-                name,
-                Action.NOOP,
-                f"kept: shared instance {name} is never deleted by one tenant's destroy",
+            return self.noop(
+                f"kept: shared instance {name} is never deleted by one tenant's destroy"
             )
         if not delete_data:
-            return Change(
-                self.name,
-                name,
-                Action.NOOP,
-                f"kept: database instance {name} holds data; --delete-data to delete",
-            )
+            return self.noop(f"kept: database instance {name} holds data; --delete-data to delete")
         inst = cloud.sql.get_instance(name)
         if inst is None:
-            return Change(self.name, name, Action.NOOP, f"instance {name} already gone")
+            return self.noop(f"instance {name} already gone")
         settings = inst.get("settings") or {}
         if not self.config.names.owns(settings.get("userLabels")):
-            return Change(
-                self.name, name, Action.NOOP, f"kept: instance {name} is not labelled as ours"
-            )
+            return self.noop(f"kept: instance {name} is not labelled as ours")
         if inst.get("state") == "PENDING_DELETE":
-            return Change(self.name, name, Action.DELETE, f"instance {name} is being deleted")
+            return self.deleted(f"instance {name} is being deleted")
         return self._delete_stage(cloud, inst)
 
     def _delete_stage(self, cloud: Cloud, inst: dict[str, Any]) -> Change:
@@ -317,7 +280,7 @@ class SqlInstance:
         running = cloud.sql.pending_operations(name)
         if running:
             kind = running[0].get("operationType")
-            return Change(self.name, name, Action.WAIT, f"waiting for {kind} on {name}")
+            return self.wait(f"waiting for {kind} on {name}")
         final = newest_final_backup(cloud.sql.list_backups(name))
         status = final.get("status") if final else None
         if final is not None and status == "FAILED":
@@ -330,16 +293,12 @@ class SqlInstance:
                 "destroy --delete-data again"
             )
         if status in BACKUP_RUNNING:
-            return Change(
-                self.name, name, Action.WAIT, f"waiting for the final backup of {name} ({status})"
-            )
+            return self.wait(f"waiting for the final backup of {name} ({status})")
         backed_up = status == "SUCCESSFUL"
         state = inst.get("state", "")
         if not backed_up and state != "RUNNABLE":
             if state in WAIT_STATES:
-                return Change(
-                    self.name, name, Action.WAIT, f"instance {name} is {state}: waiting to back up"
-                )
+                return self.wait(f"instance {name} is {state}: waiting to back up")
             raise DeployError(
                 f"Cloud SQL instance {name} is {state or 'in an unknown state'}, so no final "
                 "backup can be taken: it is not deleted. Bring it back to RUNNABLE (start or "
@@ -351,17 +310,14 @@ class SqlInstance:
                 name,
                 lambda _: {"deletionProtectionEnabled": False, "retainBackupsOnDelete": True},
             )
-            return Change(self.name, name, Action.WAIT, f"lifting deletion protection of {name}")
+            return self.wait(f"lifting deletion protection of {name}")
         if not backed_up:
             cloud.sql.insert_backup(name, FINAL_BACKUP)
-            return Change(self.name, name, Action.WAIT, f"taking a final backup of {name}")
+            return self.wait(f"taking a final backup of {name}")
         if cloud.sql.delete_instance(name) is None:
-            return Change(self.name, name, Action.NOOP, f"instance {name} already gone")
-        return Change(
-            self.name,
-            name,
-            Action.DELETE,
-            f"deleting instance {name} after a final backup (retained after deletion)",
+            return self.noop(f"instance {name} already gone")
+        return self.deleted(
+            f"deleting instance {name} after a final backup (retained after deletion)"
         )
 
 
@@ -378,7 +334,7 @@ def newest_final_backup(backups: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 @dataclass(frozen=True)
-class _OnInstance:
+class _OnInstance(Operation):
     """A resource living on the instance (the tenant's database or user): observe reads it
     and the instance's pending operations of its kinds (OPS); diff WAITs while one runs and
     answers CREATE when the resource is absent. Subclasses say how to read it (`_get`) and
@@ -389,10 +345,6 @@ class _OnInstance:
 
     OPS: ClassVar[tuple[str, ...]] = ()
     KEY: ClassVar[str] = ""  # the resource's key in the observed dict
-
-    @property
-    def resource(self) -> str:
-        raise NotImplementedError
 
     def _get(self, cloud: Cloud) -> dict[str, Any] | None:
         raise NotImplementedError
@@ -419,11 +371,9 @@ class _OnInstance:
         instance = self.config.names.sql_instance
         if observed is not None and observed.get("pending"):
             ops = ", ".join(observed["pending"])
-            return Change(
-                self.name, self.resource, Action.WAIT, f"operation {ops} running on {instance}"
-            )
+            return self.wait(f"operation {ops} running on {instance}")
         if observed is None or observed.get(self.KEY) is None:
-            return Change(self.name, self.resource, Action.CREATE, self._create_reason())
+            return self.create(self._create_reason())
         return self._diff_existing(observed)
 
 
@@ -431,7 +381,6 @@ class _OnInstance:
 class SqlDatabase(_OnInstance):
     name: str = field(default="sql-database", init=False)
     needs: Sequence[str] = field(default=("sql-instance",), init=False)
-    data: bool = field(default=True, init=False)
 
     OPS: ClassVar[tuple[str, ...]] = ("CREATE_DATABASE", "DELETE_DATABASE")
     KEY: ClassVar[str] = "database"
@@ -451,12 +400,8 @@ class SqlDatabase(_OnInstance):
 
     def _diff_existing(self, observed: dict[str, Any]) -> Change:
         n = self.config.names
-        return Change(
-            self.name,
-            self.resource,
-            Action.NOOP,
-            f"database {n.database} exists on {n.sql_instance}",
-            info={"database": n.database},
+        return self.noop(
+            f"database {n.database} exists on {n.sql_instance}", info={"database": n.database}
         )
 
     def apply(self, cloud: Cloud, change: Change) -> None:
@@ -475,17 +420,12 @@ class SqlDatabase(_OnInstance):
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
         n = self.config.names
         if not delete_data:
-            return Change(
-                self.name,
-                self.resource,
-                Action.NOOP,
-                f"kept: database {n.database} holds the app's data; --delete-data to delete",
+            return self.noop(
+                f"kept: database {n.database} holds the app's data; --delete-data to delete"
             )
         if cloud.sql.delete_database(n.sql_instance, n.database) is None:
-            return Change(
-                self.name, self.resource, Action.NOOP, f"database {n.database} already gone"
-            )
-        return Change(self.name, self.resource, Action.DELETE, f"deleting database {n.database}")
+            return self.noop(f"database {n.database} already gone")
+        return self.deleted(f"deleting database {n.database}")
 
 
 @dataclass(frozen=True)
@@ -500,7 +440,6 @@ class SqlUser(_OnInstance):
 
     name: str = field(default="sql-user", init=False)
     needs: Sequence[str] = field(default=("sql-database", "secrets"), init=False)
-    data: bool = field(default=False, init=False)
 
     OPS: ClassVar[tuple[str, ...]] = ("CREATE_USER", "DELETE_USER", "UPDATE_USER")
     KEY: ClassVar[str] = "user"
@@ -533,36 +472,27 @@ class SqlUser(_OnInstance):
         sid = n.secret_db_password
         latest, recorded = observed.get("latest"), observed.get("recorded")
         if latest is None:
-            return Change(
-                self.name,
-                self.resource,
-                Action.UPDATE,
-                f"secret {sid} has no enabled version",
-                failure=(
+            return self.refuse(
+                Broken(
                     f"secret {sid} has no enabled version: the password of user {n.db_user} "
                     "comes from it (see the secrets step)"
                 ),
+                f"secret {sid} has no enabled version",
             )
         if recorded != latest:
             was = f"version {recorded}" if recorded else "a version not recorded"
-            return Change(
-                self.name,
-                self.resource,
-                Action.UPDATE,
+            return self.update(
                 f"set the password of user {n.db_user} from version {latest} of secret {sid} "
                 f"(it was set from {was})",
-                (
+                [
                     FieldChange(
                         "password",
                         f"secret version {recorded}" if recorded else None,
                         f"secret version {latest}",
-                    ),
-                ),
+                    )
+                ],
             )
-        return Change(
-            self.name,
-            self.resource,
-            Action.NOOP,
+        return self.noop(
             f"user {n.db_user} exists, its password set from version {latest} of secret {sid} "
             "(a password cannot be read back, so it is not compared)",
             info={"db_user": n.db_user},
@@ -581,8 +511,6 @@ class SqlUser(_OnInstance):
         return cloud.secrets.access(self.config.names.secret_db_password, version)
 
     def apply(self, cloud: Cloud, change: Change) -> None:
-        if change.failure or change.action not in (Action.CREATE, Action.UPDATE):
-            return
         n = self.config.names
         version = self._latest(cloud)
         password = self._password(cloud, version)
@@ -603,13 +531,10 @@ class SqlUser(_OnInstance):
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
         n = self.config.names
         if not delete_data:
-            return Change(
-                self.name,
-                self.resource,
-                Action.NOOP,
+            return self.noop(
                 f"kept: user {n.db_user} owns the objects in the kept database; "
-                "--delete-data to delete",
+                "--delete-data to delete"
             )
         if cloud.sql.delete_user(n.sql_instance, n.db_user) is None:
-            return Change(self.name, self.resource, Action.NOOP, f"user {n.db_user} already gone")
-        return Change(self.name, self.resource, Action.DELETE, f"deleting user {n.db_user}")
+            return self.noop(f"user {n.db_user} already gone")
+        return self.deleted(f"deleting user {n.db_user}")

@@ -30,6 +30,8 @@ from container_helpers import (
 )
 from psycopg import sql
 
+pytestmark = pytest.mark.slow  # processes against PostgreSQL, waiting on their exits
+
 DB_PASSWORD = "dbpw-must-never-show-4f1c"
 
 

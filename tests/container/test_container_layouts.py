@@ -20,6 +20,8 @@ from container_helpers import (
     tenant_query,
 )
 
+pytestmark = pytest.mark.slow  # real Django projects built and served
+
 
 @pytest.fixture
 def tenant_environment(tmp_path: Path):

@@ -36,6 +36,8 @@ from container_helpers import (
     tenant_query,
 )
 
+pytestmark = pytest.mark.slow  # real Django projects built and migrated
+
 HTTPS = {"Host": HOST, "X-Forwarded-Proto": "https"}
 SERVE_ONLY_USER = "serve-must-not-create"
 

@@ -204,6 +204,7 @@ def resolved_settings(
     return json.loads(result.stdout.strip().splitlines()[-1])  # after shell's own banner
 
 
+@pytest.mark.slow  # a Django process
 def test_settings_overlay_applies_the_environment(tmp_path: Path) -> None:
     got = resolved_settings(
         tmp_path,
@@ -245,12 +246,14 @@ def test_settings_overlay_applies_the_environment(tmp_path: Path) -> None:
     assert got["GS_BUCKET_NAME"] == "bucket"
 
 
+@pytest.mark.slow  # a Django process
 def test_settings_overlay_with_a_tcp_host_and_no_hosts(tmp_path: Path) -> None:
     got = resolved_settings(tmp_path, DB_HOST="10.0.0.5", DB_NAME="n", DB_USER="u")
     assert got["DB"]["HOST"] == "10.0.0.5" and got["DB"]["PORT"] == "5432"
     assert got["ALLOWED_HOSTS"] == []  # never "*", even when the project says so
 
 
+@pytest.mark.slow  # a Django process
 def test_database_settings_merge_into_the_projects_default(tmp_path: Path) -> None:
     backend = tmp_path / "proj" / "proj" / "backends" / "postgis"
     backend.mkdir(parents=True)
@@ -286,6 +289,7 @@ def test_database_settings_merge_into_the_projects_default(tmp_path: Path) -> No
     }
 
 
+@pytest.mark.slow  # a Django process
 def test_another_engines_options_are_dropped(tmp_path: Path) -> None:
     got = resolved_settings(
         tmp_path,
@@ -300,6 +304,7 @@ def test_another_engines_options_are_dropped(tmp_path: Path) -> None:
     assert db["CONN_MAX_AGE"] == 60 and db["CONN_HEALTH_CHECKS"] is True
 
 
+@pytest.mark.slow  # a Django process
 def test_a_manage_py_that_assigns_the_settings_module_cannot_bypass_the_runtime(
     tmp_path: Path,
 ) -> None:
@@ -313,6 +318,7 @@ def test_a_manage_py_that_assigns_the_settings_module_cannot_bypass_the_runtime(
     assert got["KEEP"] == "kept"
 
 
+@pytest.mark.slow  # a Django process
 def test_a_callers_settings_module_names_the_projects_settings(tmp_path: Path) -> None:
     got = resolved_settings(
         tmp_path, DJANGO_SETTINGS_MODULE="proj.other", DB_NAME="n", DB_USER="u", DB_HOST="h"
@@ -322,6 +328,7 @@ def test_a_callers_settings_module_names_the_projects_settings(tmp_path: Path) -
     assert got["KEEP"] == "other"  # ...on top of the module the caller named
 
 
+@pytest.mark.slow  # a Django process
 def test_explicit_project_settings_win_over_the_callers_settings_module(tmp_path: Path) -> None:
     got = resolved_settings(
         tmp_path,
@@ -334,6 +341,7 @@ def test_explicit_project_settings_win_over_the_callers_settings_module(tmp_path
     assert got["KEEP"] == "kept"
 
 
+@pytest.mark.slow  # a Django process
 def test_static_root_defaults_outside_the_project(tmp_path: Path) -> None:
     got = resolved_settings(tmp_path, DB_NAME="n", DB_USER="u", DB_HOST="h")
     assert got["STATIC_ROOT"] == "/srv/static"

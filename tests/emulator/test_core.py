@@ -8,12 +8,12 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from deployer.clock import VirtualClock
 from deployer.emulator import ApiError, Emulator, Router, policies, serve
 from deployer.emulator.control import EmulatorControlError
 from deployer.emulator.operations import completer
@@ -27,17 +27,6 @@ from deployer.emulator.routing import Headers, RouteTable, compile_template
 from deployer.emulator.store import Store
 from deployer.emulator.testing import discovery_client, gapic_options
 from deployer.emulator.transcript import redact
-
-
-class FakeClock:
-    def __init__(self, t: float = 1_700_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, dt: float) -> None:
-        self.t += dt
 
 
 def raw(url: str, method: str, path: str, body: Any = None) -> tuple[int, dict[str, str], Any]:
@@ -311,6 +300,7 @@ for _ in range(100):
 """
 
 
+@pytest.mark.slow
 def test_store_transactions_serialize_processes(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path)]) for _ in range(3)]
     for p in procs:
@@ -335,7 +325,7 @@ def _finish(emu: Emulator, op: dict) -> dict | None:
 
 
 def test_operations_follow_latency_and_clock():
-    clock = FakeClock()
+    clock = VirtualClock()
     emu = Emulator(time_scale=0.5, clock=clock)
     assert emu.latency.duration("sql.instance.create") == 300.0
     with pytest.raises(KeyError):
@@ -343,7 +333,7 @@ def test_operations_follow_latency_and_clock():
     op = emu.ops.start(
         completer="test.core.finish", duration_kind="sql.database", target="t/1", args={}
     )
-    assert op["done_at"] == clock.t + 5.0 and op["done"] is False
+    assert op["done_at"] == clock.now() + 5.0 and op["done"] is False
     assert set(op) >= {
         "id",
         "completer",
@@ -370,7 +360,7 @@ def test_operations_follow_latency_and_clock():
 
 
 def test_operations_complete_in_done_at_order_and_fail():
-    clock = FakeClock()
+    clock = VirtualClock()
     emu = Emulator(time_scale=1.0, clock=clock)
     emu.latency.set(durations={"sql.user": 1.0})
     _calls.clear()
@@ -400,7 +390,7 @@ def test_operations_complete_in_done_at_order_and_fail():
 
 
 def test_operation_started_in_one_process_completes_in_another(tmp_path):
-    clock = FakeClock()
+    clock = VirtualClock()
     a = Emulator(state_dir=tmp_path, time_scale=1.0, clock=clock)
     op = a.ops.start(completer="test.core.finish", duration_kind="sql.user", target="x", args={})
     b = Emulator(state_dir=tmp_path, time_scale=1.0, clock=clock)
@@ -410,15 +400,16 @@ def test_operation_started_in_one_process_completes_in_another(tmp_path):
     assert a.store.get("thing", "x") == {"made": True}
 
 
+@pytest.mark.virtual_clock
 def test_latency_settings_over_admin_api(emulator):
     c = emulator.control
     got = c.set_latency(time_scale=0.01, request_delay=0.02, durations={"build": 10})
     assert got["time_scale"] == 0.01 and got["request_delay"] == 0.02
     assert got["durations"]["build"] == 10 and got["durations"]["sql.user"] == 5
     assert emulator.emu.latency.duration("build") == pytest.approx(0.1)
-    t0 = time.perf_counter()
+    t0 = emulator.clock.monotonic()
     raw(emulator.url, "GET", "/v3/projects/lat-proj")
-    assert time.perf_counter() - t0 >= 0.02
+    assert emulator.clock.monotonic() - t0 == pytest.approx(0.02)  # waited on the clock
     with pytest.raises(EmulatorControlError) as ei:
         c.set_latency(durations={"no.such.kind": 1})
     assert ei.value.status == 400
@@ -455,21 +446,23 @@ def test_fault_error_n_times_with_retry_after(emulator):
     assert emulator.control.faults() == []
 
 
+@pytest.mark.virtual_clock
 def test_fault_until_expires(emulator):
-    emulator.control.add_fault(path="/v3/", code=500, until=time.time() - 1)
+    emulator.control.add_fault(path="/v3/", code=500, until=emulator.clock.now() - 1)
     assert raw(emulator.url, "GET", "/v3/projects/until-proj")[0] == 200
-    emulator.control.add_fault(path="/v3/", code=500, until=time.time() + 60)
+    emulator.control.add_fault(path="/v3/", code=500, until=emulator.clock.now() + 60)
     assert raw(emulator.url, "GET", "/v3/projects/until-proj")[0] == 500
     rule = emulator.control.faults()[0]
     emulator.control.remove_fault(rule["id"])
     assert raw(emulator.url, "GET", "/v3/projects/until-proj")[0] == 200
 
 
+@pytest.mark.virtual_clock
 def test_fault_delay(emulator):
     emulator.control.add_fault(action="delay", seconds=0.2, path="/v3/", times=1)
-    t0 = time.perf_counter()
+    t0 = emulator.clock.monotonic()
     assert raw(emulator.url, "GET", "/v3/projects/delay-proj")[0] == 200
-    assert time.perf_counter() - t0 >= 0.2
+    assert emulator.clock.monotonic() - t0 == pytest.approx(0.2)  # waited on the clock
 
 
 def test_fault_drop_applies_then_closes(emulator):
@@ -587,7 +580,7 @@ def _sa(emu: Emulator, email: str, visible_at: float) -> None:
 
 
 def test_policy_etags_and_conflicts():
-    clock = FakeClock()
+    clock = VirtualClock()
     emu = Emulator(clock=clock)
     p0 = policies.get_policy(emu, "projects/p")
     assert p0 == {"version": 1, "etag": "ACAB", "bindings": []}
@@ -632,7 +625,7 @@ def test_policy_etags_and_conflicts():
 
 
 def test_policy_refuses_invisible_service_account_and_tracks_grants():
-    clock = FakeClock()
+    clock = VirtualClock()
     emu = Emulator(clock=clock, time_scale=1.0)
     email = "runtime@p-proj.iam.gserviceaccount.com"
     member = f"serviceAccount:{email}"
@@ -641,13 +634,13 @@ def test_policy_refuses_invisible_service_account_and_tracks_grants():
         policies.set_policy(emu, "projects/p-proj/secrets/s", binding)
     assert ei.value.code == 400
     assert ei.value.message == f"Service account {email} does not exist."
-    _sa(emu, email, clock.t + 60)
+    _sa(emu, email, clock.now() + 60)
     with pytest.raises(ApiError):
         policies.set_policy(emu, "projects/p-proj/secrets/s", binding)
     clock.advance(60)
     policies.set_policy(emu, "projects/p-proj/secrets/s", binding)
     key, role = "projects/p-proj/secrets/s", "roles/secretmanager.secretAccessor"
-    assert policies.granted_since(emu, key, role, member) == clock.t
+    assert policies.granted_since(emu, key, role, member) == clock.now()
     assert policies.has_binding(emu, key, role, member)
     assert not policies.effective(emu, key, role, member)
     clock.advance(119)
@@ -656,7 +649,7 @@ def test_policy_refuses_invisible_service_account_and_tracks_grants():
     assert policies.effective(emu, key, role, member)
     # re-setting the same binding keeps the original grant time
     policies.set_policy(emu, key, binding)
-    assert policies.granted_since(emu, key, role, member) == clock.t - 120
+    assert policies.granted_since(emu, key, role, member) == clock.now() - 120
     policies.set_policy(emu, key, {"bindings": []})
     assert policies.granted_since(emu, key, role, member) is None
 
@@ -719,6 +712,7 @@ def test_fixture_isolation_second(emulator):
 # -- serving ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fifty_concurrent_clients(emulator):
 
     errors: list[BaseException] = []
@@ -759,6 +753,7 @@ def test_serve_stop_and_keepalive():
         conn.getresponse().read()
 
 
+@pytest.mark.slow
 def test_main_serve_in_another_process_shares_state(tmp_path):
     proc = subprocess.Popen(
         [
@@ -795,7 +790,7 @@ def test_state_dir_default_layout(tmp_path: Path):
 
 
 def test_completed_operations_are_pruned_after_an_hour():
-    clock = FakeClock()
+    clock = VirtualClock()
     emu = Emulator(time_scale=0.0, clock=clock)
     old = emu.ops.start(
         completer="test.core.finish", duration_kind="sql.database", target="t/1", args={}
@@ -946,6 +941,7 @@ def test_state_dump_shows_secret_sizes_not_values(emulator):
     assert "aHVudGVyMjI" not in json.dumps(emulator.control.state())
 
 
+@pytest.mark.slow
 def test_cloud_sql_service_account_is_stable_across_processes():
     code = """
 import json

@@ -160,6 +160,14 @@ def _secret(clients: dict[str, Any], sid: str) -> None:
     sm.add_secret_version(parent=f"projects/{PROJECT}/secrets/{sid}", payload={"data": b"v"})
 
 
+def _grant(clients: dict[str, Any], sid: str) -> None:
+    """The runtime account may read secret ``sid``."""
+    sm, res = clients["secrets"], f"projects/{PROJECT}/secrets/{sid}"
+    policy = sm.get_iam_policy(request={"resource": res})
+    policy.bindings.add(role="roles/secretmanager.secretAccessor", members=[f"serviceAccount:{SA}"])
+    sm.set_iam_policy(request={"resource": res, "policy": policy})
+
+
 def _env(sid: str, version: str = "1") -> dict[str, Any]:
     return {
         "container": {
@@ -176,7 +184,9 @@ def _env(sid: str, version: str = "1") -> dict[str, Any]:
     }
 
 
-def test_secret_checks_and_grant_propagation(clients: dict[str, Any], emulator: Any) -> None:
+def test_secret_checks_and_grant_propagation(
+    clients: dict[str, Any], emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     s = clients["services"]
     emulator.emu.store.put(policies.SA_KIND, SA, {"email": SA, "_visibleAt": 0.0})
     with pytest.raises(exceptions.FailedPrecondition, match="was not found"):
@@ -188,18 +198,15 @@ def test_secret_checks_and_grant_propagation(clients: dict[str, Any], emulator: 
         s.create_service(parent=PARENT, service=service(**_env("token")), service_id="b").result(
             polling=POLL
         )
-    emulator.control.set_latency(durations={"iam.secret_grant.propagation": 50.0})  # 50 ms
-    sm = clients["secrets"]
-    policy = sm.get_iam_policy(request={"resource": f"projects/{PROJECT}/secrets/token"})
-    policy.bindings.add(role="roles/secretmanager.secretAccessor", members=[f"serviceAccount:{SA}"])
-    sm.set_iam_policy(request={"resource": f"projects/{PROJECT}/secrets/token", "policy": policy})
+    # propagation takes 1000 s (scaled): the clock is moved past it below, never waited for
+    emulator.control.set_latency(durations={"iam.secret_grant.propagation": 1e6})
+    _grant(clients, "token")
     with pytest.raises(exceptions.FailedPrecondition, match="Permission denied on secret"):
         s.create_service(parent=PARENT, service=service(**_env("token")), service_id="c").result(
             polling=POLL
         )
-    import time
-
-    time.sleep(0.06)
+    real = emulator.emu.clock
+    monkeypatch.setattr(emulator.emu, "clock", lambda: real() + 2000.0)
     ok = s.create_service(parent=PARENT, service=service(**_env("token")), service_id="d")
     assert ok.result(polling=POLL).terminal_condition.state.name == "CONDITION_SUCCEEDED"
 
@@ -221,9 +228,11 @@ def test_jobs_and_executions(clients: dict[str, Any], emulator: Any) -> None:
     with pytest.raises(exceptions.Conflict):
         j.create_job(parent=PARENT, job=job, job_id="mig")
 
+    emulator.control.set_latency(durations={"run.execution": 1e6})  # runs until completed below
     run = j.run_job(name=created.name)
     running = ex.get_execution(name=run.metadata.name)
     assert running.running_count == 1 and not running.completion_time
+    emulator.emu.ops.complete_now(run.operation.name.rsplit("/", 1)[-1])
     execution = run.result(polling=POLL)
     assert execution.succeeded_count == execution.task_count == 1
     assert execution.labels["djdeploy-spec"] == "abc"
@@ -234,6 +243,7 @@ def test_jobs_and_executions(clients: dict[str, Any], emulator: Any) -> None:
 
     emulator.control.fail("execution", "mig", "")
     failing = j.run_job(name=created.name)
+    emulator.emu.ops.complete_now(failing.operation.name.rsplit("/", 1)[-1])
     with pytest.raises(exceptions.FailedPrecondition, match="failed with exit code 1"):
         failing.result(polling=POLL)
     names = [e.name for e in ex.list_executions(parent=created.name)]
@@ -283,9 +293,7 @@ def test_recreated_secret_starts_without_grants(clients: dict[str, Any], emulato
     emulator.control.set_latency(durations={"iam.secret_grant.propagation": 0.0})
     _secret(clients, "token")
     res = f"projects/{PROJECT}/secrets/token"
-    policy = sm.get_iam_policy(request={"resource": res})
-    policy.bindings.add(role="roles/secretmanager.secretAccessor", members=[f"serviceAccount:{SA}"])
-    sm.set_iam_policy(request={"resource": res, "policy": policy})
+    _grant(clients, "token")
     ok = s.create_service(parent=PARENT, service=service(**_env("token")), service_id="a")
     assert ok.result(polling=POLL).terminal_condition.state.name == "CONDITION_SUCCEEDED"
 
@@ -355,9 +363,7 @@ def test_secret_referenced_by_project_number(clients: dict[str, Any], emulator: 
     emulator.control.set_latency(durations={"iam.secret_grant.propagation": 0.0})
     _secret(clients, "token")
     res = f"projects/{PROJECT}/secrets/token"
-    policy = sm.get_iam_policy(request={"resource": res})
-    policy.bindings.add(role="roles/secretmanager.secretAccessor", members=[f"serviceAccount:{SA}"])
-    sm.set_iam_policy(request={"resource": res, "policy": policy})
+    _grant(clients, "token")
     number = sm.get_secret(name=res).name.split("/")[1]
     assert number.isdigit()
     ref = f"projects/{number}/secrets/token"
@@ -452,3 +458,204 @@ def test_job_iam_and_operations_list_delete(clients: dict[str, Any], emulator: A
     assert op.operation.name not in [
         o.name for o in s.list_operations(request={"name": PARENT}).operations
     ]
+
+
+def test_validate_only_stores_nothing(clients: dict[str, Any], emulator: Any) -> None:
+    s, j = clients["services"], clients["jobs"]
+    preview = s.create_service(
+        request={"parent": PARENT, "service": service(), "service_id": "web", "validate_only": True}
+    )
+    assert preview.done()  # answered at once: nothing to poll
+    would = preview.result()
+    assert would.name == f"{PARENT}/services/web" and would.generation == 1
+    assert would.template.max_instance_request_concurrency == 80  # the server's defaults
+    assert "/revisions/web-00001-" in would.latest_created_revision
+    with pytest.raises(exceptions.NotFound):
+        s.get_service(name=would.name)
+    assert emulator.emu.store.list("run.revision") == []
+    assert list(s.list_operations(request={"name": PARENT}).operations) == []
+    with pytest.raises(exceptions.BadRequest, match="Invalid service id"):  # checks still run
+        s.create_service(
+            request={
+                "parent": PARENT,
+                "service": service(),
+                "service_id": "B",
+                "validate_only": True,
+            }
+        )
+
+    created = s.create_service(parent=PARENT, service=service(), service_id="web").result(
+        polling=POLL
+    )
+    with pytest.raises(exceptions.Conflict):
+        s.create_service(
+            request={
+                "parent": PARENT,
+                "service": service(),
+                "service_id": "web",
+                "validate_only": True,
+            }
+        )
+    changed = s.get_service(name=created.name)
+    changed.template.containers[0].image = "gcr.io/demo/app:2"
+    would = s.update_service(request={"service": changed, "validate_only": True}).result()
+    assert would.generation == 2 and would.template.containers[0].image == "gcr.io/demo/app:2"
+    assert would.latest_created_revision != created.latest_created_revision
+    after = s.get_service(name=created.name)
+    assert after.generation == 1 and after.template.containers[0].image == "gcr.io/demo/app:1"
+    assert after.etag == created.etag
+    assert len(list(clients["revisions"].list_revisions(parent=created.name))) == 1
+    gone = s.delete_service(request={"name": created.name, "validate_only": True}).result()
+    assert gone.name == created.name and gone.delete_time
+    assert s.get_service(name=created.name).etag == created.etag
+
+    job = run_v2.Job(
+        template=run_v2.ExecutionTemplate(
+            template=run_v2.TaskTemplate(containers=[run_v2.Container(image="gcr.io/d/a:1")])
+        )
+    )
+    would_job = j.create_job(
+        request={"parent": PARENT, "job": job, "job_id": "mig", "validate_only": True}
+    ).result()
+    assert would_job.name == f"{PARENT}/jobs/mig" and would_job.template.task_count == 1
+    with pytest.raises(exceptions.NotFound):
+        j.get_job(name=would_job.name)
+    created_job = j.create_job(parent=PARENT, job=job, job_id="mig").result(polling=POLL)
+    changed_job = j.get_job(name=created_job.name)
+    changed_job.template.task_count = 4
+    assert (
+        j.update_job(request={"job": changed_job, "validate_only": True}).result().generation == 2
+    )
+    assert j.get_job(name=created_job.name).template.task_count == 1
+    j.delete_job(request={"name": created_job.name, "validate_only": True}).result()
+    would_run = j.run_job(request={"name": created_job.name, "validate_only": True}).result()
+    assert would_run.task_count == 1
+    assert list(clients["executions"].list_executions(parent=created_job.name)) == []
+    assert j.get_job(name=created_job.name).etag == created_job.etag
+
+
+def test_revision_delete(clients: dict[str, Any], emulator: Any) -> None:
+    s, r = clients["services"], clients["revisions"]
+    first = s.create_service(parent=PARENT, service=service(), service_id="web").result(
+        polling=POLL
+    )
+    svc = s.get_service(name=first.name)
+    svc.template.containers[0].image = "gcr.io/demo/app:2"
+    second = s.update_service(service=svc).result(polling=POLL)
+    old, serving = first.latest_ready_revision, second.latest_ready_revision
+    with pytest.raises(exceptions.BadRequest, match="serving traffic"):
+        r.delete_revision(name=serving)
+    with pytest.raises(exceptions.Conflict):  # stale etag
+        r.delete_revision(request={"name": old, "etag": '"stale"'})
+
+    r.delete_revision(request={"name": old, "validate_only": True}).result()
+    assert r.get_revision(name=old).name == old
+    deleted = r.delete_revision(name=old).result(polling=POLL)
+    assert deleted.name == old and deleted.delete_time
+    with pytest.raises(exceptions.NotFound):
+        r.get_revision(name=old)
+    with pytest.raises(exceptions.NotFound):
+        r.delete_revision(name=old)
+    assert [x.name for x in r.list_revisions(parent=first.name)] == [serving]
+
+    # the revision being rolled out cannot go either
+    emulator.control.set_latency(durations={"run.service.deploy": 1e6})
+    svc = s.get_service(name=first.name)
+    svc.template.containers[0].image = "gcr.io/demo/app:3"
+    rolling = s.update_service(service=svc)
+    with pytest.raises(exceptions.BadRequest, match="serving traffic"):
+        r.delete_revision(name=rolling.metadata.latest_created_revision)
+
+
+def _job(client: Any, *, task_count: int, max_retries: int) -> run_v2.Job:
+    job = run_v2.Job(
+        template=run_v2.ExecutionTemplate(
+            task_count=task_count,
+            template=run_v2.TaskTemplate(
+                max_retries=max_retries, containers=[run_v2.Container(image="gcr.io/d/a:1")]
+            ),
+        )
+    )
+    return client.create_job(parent=PARENT, job=job, job_id="mig").result(polling=POLL)
+
+
+def test_tasks_follow_their_execution(clients: dict[str, Any], emulator: Any) -> None:
+    j = clients["jobs"]
+    tasks = run_v2.TasksClient(**gapic_options(emulator.url))
+    job = _job(j, task_count=3, max_retries=2)
+    emulator.control.set_latency(durations={"run.execution": 1e6})  # runs until completed below
+
+    run = j.run_job(name=job.name)
+    execution = run.metadata.name
+    running = list(tasks.list_tasks(parent=execution))
+    short = execution.rsplit("/", 1)[-1]
+    assert [t.name for t in running] == [f"{execution}/tasks/{short}-task{i}" for i in range(3)]
+    assert [t.index for t in running] == [0, 1, 2]
+    assert all(t.reconciling and not t.completion_time for t in running)
+    assert running[0].max_retries == 2 and running[0].job == "mig" and running[0].execution == short
+    emulator.emu.ops.complete_now(run.operation.name.rsplit("/", 1)[-1])
+    done = run.result(polling=POLL)
+    assert done.succeeded_count == 3
+    got = tasks.get_task(name=f"{execution}/tasks/{short}-task1")
+    assert got.index == 1 and got.completion_time and got.retried == 0
+    assert got.last_attempt_result.exit_code == 0
+    assert next(c for c in got.conditions if c.type_ == "Completed").state.name == (
+        "CONDITION_SUCCEEDED"
+    )
+    for missing in (f"{short}-task3", f"{short}-task01", "other"):
+        with pytest.raises(exceptions.NotFound):
+            tasks.get_task(name=f"{execution}/tasks/{missing}")
+    page = tasks.list_tasks(request={"parent": execution, "page_size": 2})
+    assert len(page.tasks) == 2 and page.next_page_token
+
+    emulator.control.fail("execution", "mig", "")
+    failing = j.run_job(name=job.name)
+    emulator.emu.ops.complete_now(failing.operation.name.rsplit("/", 1)[-1])
+    with pytest.raises(exceptions.FailedPrecondition):
+        failing.result(polling=POLL)
+    got_failed = clients["executions"].get_execution(name=failing.metadata.name)
+    assert got_failed.failed_count == 3 and got_failed.retried_count == 6
+    failed = list(tasks.list_tasks(parent=failing.metadata.name))
+    assert len(failed) == 3
+    assert all(t.retried == 2 and t.last_attempt_result.exit_code == 1 for t in failed)
+    completed = next(c for c in failed[0].conditions if c.type_ == "Completed")
+    assert completed.state.name == "CONDITION_FAILED" and "exit code 1" in completed.message
+
+    cancelled = j.run_job(name=job.name)
+    ex = clients["executions"]
+    would = ex.cancel_execution(request={"name": cancelled.metadata.name, "validate_only": True})
+    assert would.result().cancelled_count == 3
+    assert ex.get_execution(name=cancelled.metadata.name).running_count == 3  # still running
+    ex.cancel_execution(name=cancelled.metadata.name).result(polling=POLL)
+    for t in tasks.list_tasks(parent=cancelled.metadata.name):
+        completed = next(c for c in t.conditions if c.type_ == "Completed")
+        assert completed.execution_reason.name == "CANCELLED" and t.completion_time
+
+    ex.delete_execution(request={"name": execution, "validate_only": True}).result()
+    assert len(list(tasks.list_tasks(parent=execution))) == 3
+    ex.delete_execution(name=execution).result(polling=POLL)
+    with pytest.raises(exceptions.NotFound):
+        list(tasks.list_tasks(parent=execution))
+
+
+def test_expired_secret_fails_the_revision(
+    clients: dict[str, Any], emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s, sm = clients["services"], clients["secrets"]
+    emulator.emu.store.put(policies.SA_KIND, SA, {"email": SA, "_visibleAt": 0.0})
+    emulator.control.set_latency(durations={"iam.secret_grant.propagation": 0.0})
+    sm.create_secret(
+        parent=f"projects/{PROJECT}",
+        secret_id="token",
+        secret={"replication": {"automatic": {}}, "ttl": {"seconds": 3600}},
+    )
+    sm.add_secret_version(parent=f"projects/{PROJECT}/secrets/token", payload={"data": b"v"})
+    _grant(clients, "token")
+    ok = s.create_service(parent=PARENT, service=service(**_env("token")), service_id="a")
+    assert ok.result(polling=POLL).terminal_condition.state.name == "CONDITION_SUCCEEDED"
+    real = emulator.emu.clock
+    monkeypatch.setattr(emulator.emu, "clock", lambda: real() + 3600.0)  # the secret expired
+    with pytest.raises(exceptions.FailedPrecondition, match="was not found"):
+        s.create_service(parent=PARENT, service=service(**_env("token")), service_id="b").result(
+            polling=POLL
+        )

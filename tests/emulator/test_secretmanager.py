@@ -3,6 +3,7 @@ right exception classes, crc32c checked, payloads absent from the transcript."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import google_crc32c
@@ -183,3 +184,122 @@ def test_service_disabled(emulator):
     with pytest.raises(core.Forbidden) as exc:
         sm.list_secrets(parent="projects/sm-off-proj")
     assert exc.value.reason == "SERVICE_DISABLED"
+
+
+@pytest.fixture
+def clock(emulator, monkeypatch):
+    """The emulator's clock, moved by hand."""
+    now = [emulator.emu.clock()]
+    monkeypatch.setattr(emulator.emu, "clock", lambda: now[0])
+    return now
+
+
+def test_ttl_deletes_the_secret_when_it_expires(sm, clock):
+    name = f"{PARENT}/secrets/short-lived"
+    s = sm.create_secret(
+        request={
+            "parent": PARENT,
+            "secret_id": "short-lived",
+            "secret": {"replication": {"automatic": {}}, "ttl": dt.timedelta(seconds=3600)},
+        }
+    )
+    assert s.expire_time.timestamp() == pytest.approx(clock[0] + 3600, abs=1e-5)
+    add(sm, sid="short-lived")
+    clock[0] += 3599
+    assert sm.access_secret_version(name=f"{name}/versions/latest").payload.data == VALUE
+    clock[0] += 1  # expireTime reached: the secret and its versions are gone
+    with pytest.raises(core.NotFound):
+        sm.get_secret(name=name)
+    with pytest.raises(core.NotFound):
+        sm.access_secret_version(name=f"{name}/versions/1")
+    assert list(sm.list_secrets(parent=PARENT)) == []
+    assert create(sm, "short-lived").expire_time is None  # the name is free again
+    assert [v.name for v in sm.list_secret_versions(parent=name)] == []
+
+
+def test_expire_time_set_moved_and_removed(sm, clock):
+    name = f"{PARENT}/secrets/db-password"
+    at = dt.datetime.fromtimestamp(clock[0] + 60, tz=dt.UTC)
+    s = sm.create_secret(
+        request={
+            "parent": PARENT,
+            "secret_id": "db-password",
+            "secret": {"replication": {"automatic": {}}, "expire_time": at},
+        }
+    )
+    assert s.expire_time == at
+    later = sm.update_secret(
+        request={
+            "secret": {"name": name, "ttl": dt.timedelta(seconds=600)},
+            "update_mask": {"paths": ["ttl"]},
+        }
+    )
+    assert later.expire_time.timestamp() == pytest.approx(clock[0] + 600, abs=1e-5)
+    kept = sm.update_secret(
+        request={"secret": {"name": name}, "update_mask": {"paths": ["ttl"]}}
+    )  # no ttl in the body: the expiration is removed
+    assert kept.expire_time is None
+    clock[0] += 3600
+    assert sm.get_secret(name=name).name.endswith("/db-password")
+    past = dt.datetime.fromtimestamp(clock[0] - 1, tz=dt.UTC)
+    with pytest.raises(core.BadRequest, match="in the future"):
+        sm.update_secret(
+            request={
+                "secret": {"name": name, "expire_time": past},
+                "update_mask": {"paths": ["expire_time"]},
+            }
+        )
+
+
+def test_version_destroy_ttl_delays_destruction(sm, clock):
+    name = f"{PARENT}/secrets/db-password"
+    s = sm.create_secret(
+        request={
+            "parent": PARENT,
+            "secret_id": "db-password",
+            "secret": {
+                "replication": {"automatic": {}},
+                "version_destroy_ttl": dt.timedelta(days=1),
+            },
+        }
+    )
+    assert s.version_destroy_ttl == dt.timedelta(days=1)
+    add(sm)
+    scheduled = sm.destroy_secret_version(name=f"{name}/versions/1")
+    assert scheduled.state == secretmanager.SecretVersion.State.DISABLED
+    assert scheduled.scheduled_destroy_time.timestamp() == pytest.approx(clock[0] + 86400, abs=1e-5)
+    with pytest.raises(core.BadRequest, match="DISABLED state"):
+        sm.access_secret_version(name=f"{name}/versions/1")
+    restored = sm.enable_secret_version(name=f"{name}/versions/1")  # cancels the destruction
+    assert restored.state == secretmanager.SecretVersion.State.ENABLED
+    assert restored.scheduled_destroy_time is None
+    clock[0] += 86400
+    assert sm.access_secret_version(name=f"{name}/versions/1").payload.data == VALUE
+
+    scheduled = sm.destroy_secret_version(name=f"{name}/versions/1")
+    clock[0] += 86399
+    assert sm.get_secret_version(name=f"{name}/versions/1").state.name == "DISABLED"
+    clock[0] += 1
+    gone = sm.get_secret_version(name=f"{name}/versions/1")
+    assert gone.state == secretmanager.SecretVersion.State.DESTROYED
+    assert (
+        gone.destroy_time == scheduled.scheduled_destroy_time
+        and gone.scheduled_destroy_time is None
+    )
+    with pytest.raises(core.BadRequest, match="DESTROYED state"):
+        sm.enable_secret_version(name=f"{name}/versions/1")
+
+    # without the ttl, destroy is immediate again
+    cleared = sm.update_secret(
+        request={"secret": {"name": name}, "update_mask": {"paths": ["version_destroy_ttl"]}}
+    )
+    assert not type(cleared).pb(cleared).HasField("version_destroy_ttl")
+    add(sm)
+    assert sm.destroy_secret_version(name=f"{name}/versions/2").state.name == "DESTROYED"
+    with pytest.raises(core.BadRequest, match="positive duration"):
+        sm.update_secret(
+            request={
+                "secret": {"name": name, "version_destroy_ttl": dt.timedelta(seconds=-5)},
+                "update_mask": {"paths": ["version_destroy_ttl"]},
+            }
+        )

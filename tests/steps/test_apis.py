@@ -12,12 +12,19 @@ from deployer.steps.apis import REQUIRED_APIS, Apis
 from deployer.steps.base import Action
 from tests.contract import check_transcript
 
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
+
 PROJECT = "apis-proj"
 CONFIG = Config(tenant="demo", project=PROJECT)
 
 
 def _cloud(emulator) -> Cloud:
-    return Cloud(PROJECT, CONFIG.region, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    return Cloud(
+        PROJECT,
+        CONFIG.region,
+        ClientFactory(endpoint=emulator.url, project=PROJECT),
+        clock=emulator.clock,
+    )
 
 
 def _writes(emulator) -> list[str]:

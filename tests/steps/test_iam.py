@@ -3,10 +3,9 @@ no-op / drift / 409 ABORTED / not-yet-visible account / destroy against the emul
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
+from deployer.clock import VirtualClock
 from deployer.config import Config, SecretRef
 from deployer.emulator import policies
 from deployer.engine import Engine, Options
@@ -22,6 +21,8 @@ from deployer.steps.registry import Registry
 from deployer.steps.secrets import Secrets
 from deployer.steps.service_accounts import ServiceAccounts
 from tests.contract import check_transcript
+
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
 
 PROJECT = "iam-steps-proj"
 CONFIG = Config(tenant="demo", project=PROJECT, secret_env={"API_TOKEN": SecretRef("api-token")})
@@ -158,10 +159,11 @@ def test_one_retry_layer_bounds_the_read_modify_writes():
         calls["set"] += 1
         raise next(refusals)
 
-    def sleep(_seconds):
-        assert not pol._lock(key).locked(), "slept while holding the policy lock"
+    class Clock(VirtualClock):
+        def sleep(self, seconds):
+            assert not pol._lock(key).locked(), "slept while holding the policy lock"
 
-    cloud = Cloud(PROJECT, CONFIG.region, clients=None, sleep=sleep)  # type: ignore[arg-type]
+    cloud = Cloud(PROJECT, CONFIG.region, clients=None, clock=Clock())  # type: ignore[arg-type]
     target = Target("bound-test", {"roles/x": frozenset({BUILD_SA})}, get, put)
     with pytest.raises((Conflict, InvalidArgument)):
         BUILD._ensure(cloud, target)
@@ -177,7 +179,7 @@ def test_transient_errors_are_not_retried_by_the_read_modify_write():
         calls["set"] += 1
         raise Transient("backend unavailable (HTTP 503)", code=503)
 
-    cloud = Cloud(PROJECT, CONFIG.region, clients=None, sleep=lambda s: None)  # type: ignore[arg-type]
+    cloud = Cloud(PROJECT, CONFIG.region, clients=None, clock=VirtualClock())  # type: ignore[arg-type]
     target = Target("t", {"roles/x": frozenset({BUILD_SA})}, lambda c: {"bindings": []}, put)
     with pytest.raises(Transient):
         BUILD._ensure(cloud, target)
@@ -188,7 +190,12 @@ def test_transient_errors_are_not_retried_by_the_read_modify_write():
 
 
 def _cloud(emulator) -> Cloud:
-    return Cloud(PROJECT, CONFIG.region, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    return Cloud(
+        PROJECT,
+        CONFIG.region,
+        ClientFactory(endpoint=emulator.url, project=PROJECT),
+        clock=emulator.clock,
+    )
 
 
 def _writes(emulator) -> list[str]:
@@ -292,9 +299,9 @@ def test_binding_for_an_account_not_visible_yet_is_retried(emulator):
     pol = cloud.projects.get_iam_policy()
     pol["bindings"] = [b for b in pol["bindings"] if b["role"] != "roles/logging.logWriter"]
     cloud.projects.set_iam_policy(pol)
-    # the build account becomes invisible to IAM for 0.3 s
+    # the build account becomes invisible to IAM for 0.3 s of the emulator's clock
     sa = emulator.emu.store.get(policies.SA_KIND, CONFIG.names.build_sa_email)
-    sa["_visibleAt"] = time.time() + 0.3
+    sa["_visibleAt"] = emulator.clock.now() + 0.3
     emulator.emu.store.put(policies.SA_KIND, CONFIG.names.build_sa_email, sa)
     emulator.emu.transcript.clear()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,12 @@ from deployer.emulator.testing import storage_client
 from deployer.engine import Engine, Options
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
-from deployer.steps.base import Action, Change
+from deployer.steps.base import Action, Broken, Change
 from deployer.steps.image import RUNTIME_APT_DEFAULT, Image, build_args, image_tag
 from deployer.steps.registry import Registry
 from tests.contract import check_transcript
+
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
 
 PROJECT = "image-proj"
 REGION = "europe-west1"
@@ -83,7 +84,9 @@ LOG = "https://console.cloud.google.com/cloud-build/builds;region=europe-west1/b
 def test_diff(observed: Any, action: Action, failure: str, reason: str) -> None:
     change = STEP.diff(observed)
     assert change.action is action
-    assert change.failure == failure
+    # a failed build is Broken: built again once per up, then the step fails
+    assert str(change.failure or "") == failure
+    assert isinstance(change.failure, Broken) if failure else change.failure is None
     assert reason in change.reason
     assert change.info["image"] == STEP.image
 
@@ -93,7 +96,7 @@ def test_image_uri_known_before_any_call() -> None:
     step = Image(CONFIG, archive)
     assert step.image == (f"{REGION}-docker.pkg.dev/{PROJECT}/demo-django/django:{archive.tag}")
     assert Image(CONFIG).image == step.image  # built from the bundled sample
-    assert step.name == "image" and step.needs == ("iam-build",) and step.data is False
+    assert step.name == "image" and step.needs == ("iam-build",)
 
 
 def test_build_body() -> None:
@@ -206,7 +209,6 @@ class _GrantWriter:
     config: Config
     name: str = "iam-build"
     needs: tuple[str, ...] = ("registry",)
-    data: bool = False
 
     def observe(self, cloud: Cloud) -> Any:
         policy = cloud.registry.get_iam_policy(self.config.names.registry)
@@ -250,7 +252,9 @@ def _steps(config: Config, archive: Any = None) -> list[Any]:
 
 
 def _engine(emulator: Any) -> Engine:
-    cloud = Cloud(PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    cloud = Cloud(
+        PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT), clock=emulator.clock
+    )
     return Engine(cloud, options=Options.scaled(0.001))
 
 
@@ -362,7 +366,7 @@ def test_failed_build_shows_detail_and_logs_then_next_up_builds(emulator: Any) -
 
     # status/plan shows the failure
     change = engine.plan(_steps(config))[-1]
-    assert change.action is Action.CREATE and "FAILURE" in change.failure
+    assert change.action is Action.CREATE and "FAILURE" in str(change.failure)
 
     result = engine.up(_steps(config))
     assert result.ok, [r.error for r in result.results]
@@ -416,7 +420,7 @@ def test_destroy_twice(emulator: Any) -> None:
     assert emulator.emu.store.get("artifactregistry.tag", Image(config).image) is None
     # up again rebuilds (the registry went with its images)
     emulator.emu.transcript.clear()
-    time.sleep(0.01)
+    emulator.clock.advance(0.01)
     assert engine.up(_steps(config)).ok
     assert len(_builds(emulator.emu.transcript.entries())) == 1
     assert check_transcript(emulator.emu.transcript.entries()) == []
@@ -448,7 +452,7 @@ def test_another_tenants_build_of_the_same_source_is_not_ours(emulator: Any) -> 
     assert len(listed) == 2  # both there, under our source tag
     change = ours.diff(ours.observe(cloud))
     assert change.action is Action.CREATE
-    assert change.failure == "" and "build" not in change.info
+    assert change.failure is None and "build" not in change.info
 
 
 def test_lazy_archive_plan_status_destroy_never_compress(monkeypatch: Any) -> None:
@@ -466,3 +470,40 @@ def test_lazy_archive_plan_status_destroy_never_compress(monkeypatch: Any) -> No
     assert image.image == STEP.image
     monkeypatch.undo()
     assert image.archive.data == build_archive(default_source(), container_dir()).data
+
+
+def test_a_build_finishing_between_the_reads_is_done_not_rebuilt(
+    emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of one uninterrupted up: observe reads the tag (absent: the build runs), the
+    build finishes, then observe lists the builds (SUCCESS). That build pushed the image: it is
+    done, never a reason to build again. No timing window: the build would not end by itself
+    within the test; it completes inside the list call, before the list is read."""
+    config = _config()
+    _seed(emulator, config)
+    emu = emulator.emu
+    engine = _engine(emulator)
+    # the build outlasts settle_seconds, as a real one does (minutes against 30 s): the engine
+    # would apply the same CREATE again as soon as the diff asked for it
+    engine.options = dataclasses.replace(engine.options, settle_seconds=0.0)
+    assert engine.up(_steps(config)[:2]).ok  # the registry and its grant
+    emu.latency.set(time_scale=1.0, durations={"build": 1700.0})  # under its 1800 s timeout
+    list_builds = engine.cloud.build.list_builds
+    completed: list[str] = []
+
+    def finish_then_list(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        for op in emu.ops.running(""):
+            if op["completer"] == "cloudbuild.build":
+                emu.ops.complete_now(op["id"])
+                completed.append(op["id"])
+        return list_builds(*args, **kwargs)
+
+    monkeypatch.setattr(engine.cloud.build, "list_builds", finish_then_list)
+    emu.transcript.clear()
+    result = engine.up(_steps(config))
+    assert result.ok, [r.error for r in result.results]
+    assert len(completed) == 1  # the race happened: the build finished between the reads
+    assert len(_builds(emu.transcript.entries())) == 1
+    image = next(r for r in result.results if r.step == "image")
+    assert image.last is not None and image.last.action is Action.NOOP
+    assert emu.store.get("artifactregistry.tag", Image(config).image) is not None

@@ -23,6 +23,8 @@ from tests.steps.test_service import (
     seed,
 )
 
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
+
 PRIVATE = config(service=ServiceConfig(public=False))
 OPEN = {"policy": {"bindings": [{"role": ROLE, "members": [MEMBER, "user:a@example.com"]}]}}
 CLOSED = {"policy": {"bindings": [{"role": ROLE, "members": ["user:a@example.com"]}]}}

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from deployer.steps import container_env as ce
-from deployer.steps.base import Action
+from deployer.steps.base import Action, Broken, NotOurs
 from deployer.steps.jobs import IMAGE_LABEL, SPEC_LABEL, DbInitJob, MigrateJob
 from deployer.steps.service import Service
 from tests.steps.test_service import (
@@ -24,6 +24,8 @@ from tests.steps.test_service import (
     mutating,
     seed,
 )
+
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
 
 INPUTS_ALL = ce.Inputs(
     INPUTS.project_number,
@@ -76,11 +78,11 @@ def obs(step: Any, j: dict[str, Any] | None = None, execs: list[Any] | None = No
         (DB, obs(DB, execs=[execution(DB, "succeeded", marker="old")]), Action.RUN, ""),
         (DB, obs(DB, execs=[execution(DB, "failed")]), Action.RUN, "exit code 1; logs: https"),
         (DB, obs(DB, job(DB, reconciling=True)), Action.WAIT, ""),
-        (DB, obs(DB, job(DB, labels={})), Action.UPDATE, "not created by djdeploy"),
+        (DB, obs(DB, job(DB, labels={})), Action.REFUSE, "not created by djdeploy"),
         (
             MIG,
             obs(MIG, job(MIG, labels={"managed-by": "djdeploy", "djdeploy-app": "other"})),
-            Action.UPDATE,
+            Action.REFUSE,
             "not created by djdeploy",
         ),
         (
@@ -103,7 +105,11 @@ def obs(step: Any, j: dict[str, Any] | None = None, execs: list[Any] | None = No
 def test_diff(step: Any, observed: Any, action: Action, failure: str) -> None:
     change = step.diff(observed)
     assert change.action is action, change
-    assert failure in change.failure
+    assert failure in str(change.failure or "")
+    if failure:  # another's job is refused; a failed execution is run again once per up
+        assert isinstance(change.failure, NotOurs if "not created" in failure else Broken)
+    else:
+        assert change.failure is None
     assert change.reason
 
 

@@ -7,15 +7,17 @@ from typing import Any
 
 import pytest
 
+from deployer import errors
 from deployer.config import Config
 from deployer.emulator import serviceusage
 from deployer.engine import Engine, Options
-from deployer.errors import NotOurs
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
-from deployer.steps.base import Action, Change
+from deployer.steps.base import Action, Broken, Change, NotOurs
 from deployer.steps.registry import Registry
 from tests.contract import check_transcript
+
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
 
 PROJECT = "registry-proj"
 REGION = "europe-west1"
@@ -51,21 +53,21 @@ REPO_NAME = f"projects/{PROJECT}/locations/{REGION}/repositories/demo-django"
             ["labels.managed-by"],
             "",
         ),
-        ({"format": "DOCKER"}, Action.UPDATE, [], "not labelled managed-by=djdeploy"),
+        ({"format": "DOCKER"}, Action.REFUSE, [], "not labelled managed-by=djdeploy"),
         (
             {"format": "DOCKER", "labels": {**LABELS, "djdeploy-tenant": "other"}},
-            Action.UPDATE,
+            Action.REFUSE,
             [],
             "never takes over",
         ),
         (
             # another app of our tenant: Names.owns refuses it (the tenant rule alone adopted it)
             {"format": "DOCKER", "labels": {**LABELS, "djdeploy-app": "other"}},
-            Action.UPDATE,
+            Action.REFUSE,
             [],
             "never takes over",
         ),
-        ({"format": "NPM", "labels": LABELS}, Action.UPDATE, [], "not DOCKER"),
+        ({"format": "NPM", "labels": LABELS}, Action.REFUSE, [], "not DOCKER"),
     ],
 )
 def test_diff(observed: Any, action: Action, paths: list[str], failure: str) -> None:
@@ -77,9 +79,11 @@ def test_diff(observed: Any, action: Action, paths: list[str], failure: str) -> 
     if action is Action.NOOP:
         assert change.reason == "repository demo-django exists and matches"
     if failure:
-        assert failure in change.failure
+        assert failure in str(change.failure)
+        # a repository of another format is ours but unusable; any other refusal: not ours
+        assert isinstance(change.failure, Broken if "DOCKER" in failure else NotOurs)
     else:
-        assert change.failure == ""
+        assert change.failure is None
     assert change.info["registry"] == f"{REGION}-docker.pkg.dev/{PROJECT}/demo-django"
 
 
@@ -99,7 +103,7 @@ def test_diff(observed: Any, action: Action, paths: list[str], failure: str) -> 
 def test_is_ours(labels: Any, ours: bool) -> None:
     """The registry decides with the rule every step shares (Names.owns)."""
     change = STEP.diff({"format": "DOCKER", "labels": labels})
-    assert (change.failure == "") is ours
+    assert (change.failure is None) is ours
     assert CONFIG.names.owns(labels) is ours
 
 
@@ -107,7 +111,9 @@ def test_is_ours(labels: Any, ours: bool) -> None:
 
 
 def _cloud(emulator: Any) -> Cloud:
-    return Cloud(PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    return Cloud(
+        PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT), clock=emulator.clock
+    )
 
 
 def _engine(emulator: Any) -> Engine:
@@ -194,10 +200,10 @@ def test_create_conflict_adopts_ours_refuses_others(emulator: Any) -> None:
     # someone else's repository under our name: never adopted, never deleted
     other = Registry(Config(tenant="other", project=PROJECT, region=REGION, app="django"))
     cloud.registry.create_repository("other-django", {"owner": "someone"})
-    with pytest.raises(NotOurs, match="repository other-django"):
+    with pytest.raises(errors.NotOurs, match="repository other-django"):
         other.apply(cloud, dataclasses.replace(create, resource="repository other-django"))
     change = other.diff(other.observe(cloud))
-    assert "not labelled" in change.failure
+    assert change.action is Action.REFUSE and "not labelled" in str(change.failure)
     kept = other.delete(cloud, delete_data=True)
     assert kept.action is Action.NOOP and "not labelled as ours" in kept.reason
     assert cloud.registry.get_repository("other-django") is not None

@@ -12,9 +12,11 @@ from deployer.emulator import serviceusage
 from deployer.engine import Engine, Options
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
-from deployer.steps.base import Action, Change, Secret
+from deployer.steps.base import Action, Broken, Change, NotOurs, Secret
 from deployer.steps.secrets import Secrets
 from tests.contract import check_transcript
+
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
 
 PROJECT = "secrets-steps-proj"
 REGION = "europe-west1"
@@ -62,7 +64,7 @@ def observed(**over: Any) -> dict[str, Any]:
         ),
         (
             observed(generated={IDS[1]: gen(versions=2, latest=None)}),
-            Action.UPDATE,
+            Action.REFUSE,
             [],
             "none is enabled",
         ),
@@ -74,13 +76,13 @@ def observed(**over: Any) -> dict[str, Any]:
         ),
         (  # labelled for another app (or tenant): not ours, never adopted
             observed(generated={IDS[2]: gen(labels={**OURS, "djdeploy-app": "other"})}),
-            Action.UPDATE,
+            Action.REFUSE,
             [],
             "not labelled as djdeploy's",
         ),
         (
             observed(generated={IDS[2]: gen(labels={"team": "x"})}),
-            Action.UPDATE,
+            Action.REFUSE,
             [],
             "not labelled as djdeploy's",
         ),
@@ -90,7 +92,7 @@ def observed(**over: Any) -> dict[str, Any]:
                     {"env": "API_KEY", "secret": "api-key", "version": "latest", "state": "missing"}
                 ]
             ),
-            Action.UPDATE,
+            Action.REFUSE,
             [],
             "secret env API_KEY: secret api-key does not exist",
         ),
@@ -105,7 +107,7 @@ def observed(**over: Any) -> dict[str, Any]:
                     }
                 ]
             ),
-            Action.UPDATE,
+            Action.REFUSE,
             [],
             "gcloud secrets versions add k",
         ),
@@ -121,9 +123,11 @@ def test_diff(obs, action, paths, failure):
     change = STEP.diff(obs)
     assert change.action is action
     assert [f.path for f in change.fields] == paths
-    assert failure in change.failure
+    assert failure in str(change.failure or "")
     if not failure:
-        assert change.failure == ""
+        assert change.failure is None
+    else:  # labelled for someone else: not ours; anything else is for the user to fix
+        assert isinstance(change.failure, NotOurs if "not labelled" in failure else Broken)
     if action is Action.NOOP:
         assert "never regenerated" in change.reason
 
@@ -139,13 +143,14 @@ def test_secret_repr_is_masked():
 
 def make_cloud(emulator) -> Cloud:
     serviceusage.set_enabled(emulator.emu, PROJECT, "secretmanager.googleapis.com")
-    return Cloud(PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    return Cloud(
+        PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT), clock=emulator.clock
+    )
 
 
 class Apis:
     name = "apis"
     needs: tuple[str, ...] = ()
-    data = False
 
     def observe(self, cloud):
         return {}
@@ -294,6 +299,8 @@ def test_not_ours_refused(emulator):
     result = up(cloud)
     assert not result.ok
     assert "not labelled as djdeploy's" in result.results[-1].error
+    # a refusal is never applied: not even the other generated secrets are created
+    assert cloud.secrets.get_secret(CFG.names.secret_db_password) is None
     assert destroy(cloud, True).action is Action.NOOP
     assert cloud.secrets.get_secret(CFG.names.secret_key) is not None
 
@@ -375,7 +382,7 @@ def test_removed_tenant_label_is_drift_repaired(emulator):
     stripped = {k: v for k, v in OURS.items() if k != "djdeploy-tenant"}
     cloud.secrets.update_labels(sid, {**stripped, "team": "t"})
     change = STEP.diff(STEP.observe(cloud))
-    assert change.failure == ""
+    assert change.failure is None
     assert [f.path for f in change.fields] == [f"{sid}.labels.djdeploy-tenant"]
     result = up(cloud)
     assert result.ok, [r.error for r in result.results]

@@ -16,9 +16,11 @@ from deployer.errors import StepFailed
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
 from deployer.steps import container_env as ce
-from deployer.steps.base import Action, Secret
-from deployer.steps.service import REDEPLOY_ANNOTATION, Service
+from deployer.steps.base import Action, Broken, Failure, NotOurs, Secret, Transient
+from deployer.steps.service import REDEPLOY_ANNOTATION, SECRET_GRANT_RETRY, Service
 from tests.contract import check_transcript
+
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
 
 PROJECT = "run-steps-proj"
 REGION = "europe-west1"
@@ -45,7 +47,9 @@ INPUTS = ce.Inputs(
 
 
 def make_cloud(emulator: Any) -> Cloud:
-    return Cloud(PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    return Cloud(
+        PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT), clock=emulator.clock
+    )
 
 
 def make_engine(cloud: Cloud) -> Engine:
@@ -181,12 +185,12 @@ def with_env_version(version: str) -> dict[str, Any]:
             ["labels.djdeploy-tenant", "labels.djdeploy-app"],
             "",
         ),
-        (live(labels={}), Action.UPDATE, [], "not created by djdeploy"),
+        (live(labels={}), Action.REFUSE, [], "not created by djdeploy"),
         # another app's service (tenant label lost): Names.owns refuses it, managed-by alone
         # adopted it
         (
             live(labels={"managed-by": "djdeploy", "djdeploy-app": "other"}),
-            Action.UPDATE,
+            Action.REFUSE,
             [],
             "not created by djdeploy",
         ),
@@ -215,7 +219,8 @@ def test_diff(
     change = Service(CFG, IMAGE).diff(observed)
     assert change.action is action, change
     assert [f.path for f in change.fields] == paths
-    assert failure in change.failure
+    assert failure in str(change.failure or "")
+    assert bool(failure) == (change.failure is not None)
     assert change.reason
     if observed is not None:
         assert change.info["url"] == f"https://demo-django-{NUMBER}.{REGION}.run.app"
@@ -225,7 +230,36 @@ def test_diff_names_missing_secret_versions() -> None:
     obs = live()
     obs["inputs"] = ce.Inputs(NUMBER, {CFG.names.secret_key: None})
     change = Service(CFG, IMAGE).diff(obs)
-    assert "SECRET_KEY (secret demo-django-secret-key)" in change.failure
+    assert change.action is Action.REFUSE and isinstance(change.failure, Broken)
+    assert "SECRET_KEY (secret demo-django-secret-key)" in str(change.failure)
+
+
+@pytest.mark.parametrize(
+    ("observed", "kind"),
+    [
+        (live(labels={}), NotOurs),
+        (live(terminalCondition={"state": "CONDITION_FAILED", "message": "exploded"}), Broken),
+        (
+            live(
+                terminalCondition={
+                    "state": "CONDITION_FAILED",
+                    "message": "env[0]: Permission denied on secret: projects/1/secrets/s/...",
+                }
+            ),
+            Transient,
+        ),
+    ],
+)
+def test_the_service_step_knows_which_failures_are_transient(
+    observed: dict[str, Any], kind: type[Failure]
+) -> None:
+    """A revision that failed on a secret permission failed because a fresh grant had not
+    reached Cloud Run yet: transient, deployed again after SECRET_GRANT_RETRY. Anything else
+    is broken: deployed again once per up."""
+    failure = Service(CFG, IMAGE).diff(observed).failure
+    assert type(failure) is kind
+    if isinstance(failure, Transient):
+        assert failure.delay == SECRET_GRANT_RETRY
 
 
 def test_desired_template() -> None:
@@ -332,24 +366,36 @@ def test_up_noop_drift_destroy(emulator: Any) -> None:
     assert_contract(emulator)
 
 
-def test_permission_denied_on_secret_is_ridden_out(emulator: Any) -> None:
+def test_permission_denied_on_secret_is_ridden_out(
+    emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first deploy meets a grant that has not reached Cloud Run yet (the failure is
+    Transient); the grant has propagated by the redeploy, which succeeds. No timing window:
+    the grants would never propagate by themselves; the redeploy backdates them first."""
     cloud = make_cloud(emulator)
     seed(emulator, cloud)
-    emulator.control.set_latency(durations={"iam.secret_grant.propagation": 80.0})  # 80 ms
-    # the grants were made just now: not effective for the first deploy
     emu = emulator.emu
-    for key, _ in emu.store.list(policies.GRANTED_KIND):
-        emu.store.put(policies.GRANTED_KIND, key, {"at": emu.clock()})
+    emulator.control.set_latency(durations={"iam.secret_grant.propagation": 1e9})
+
+    def grants_made(at: float) -> None:
+        for key, _ in emu.store.list(policies.GRANTED_KIND):
+            emu.store.put(policies.GRANTED_KIND, key, {"at": at})
+
+    grants_made(emu.clock())  # just now: not effective for the first deploy
+    update_service = cloud.run.update_service
+
+    def propagated_then_update(*args: Any, **kwargs: Any) -> Any:
+        grants_made(emu.clock() - 2e9)
+        return update_service(*args, **kwargs)
+
+    monkeypatch.setattr(cloud.run, "update_service", propagated_then_update)
     result = make_engine(cloud).up([alone(Service(CFG, IMAGE))])
     assert result.ok, result.results
-    revisions = [e for e in emulator.emu.transcript.entries() if e["method"] in ("POST", "PATCH")]
-    failed = [
-        e
-        for e in emulator.emu.transcript.entries()
-        if "Permission denied on secret" in str(e.get("response"))
-    ]
+    entries = emulator.emu.transcript.entries()
+    deploys = [e for e in entries if e["method"] in ("POST", "PATCH") and "/services" in e["path"]]
+    failed = [e for e in entries if "Permission denied on secret" in str(e.get("response"))]
     assert failed, "the first deploy should have met the propagation window"
-    assert len(revisions) >= 2  # created, then redeployed
+    assert len(deploys) == 2  # created, then redeployed once the grant propagated
     assert_contract(emulator)
 
 
@@ -402,9 +448,13 @@ def test_not_ours_is_refused(emulator: Any) -> None:
     body["labels"] = {"team": "other"}
     body["template"]["labels"] = {}
     cloud.run.create_service(CFG.names.service, body)
+    emulator.emu.transcript.clear()
     result = make_engine(cloud).up([alone(Service(CFG, IMAGE))])
     assert not result.ok
     assert "not created by djdeploy" in result.results[0].error
+    assert result.results[0].first is not None
+    assert result.results[0].first.action is Action.REFUSE
+    assert mutating(emulator.emu.transcript.entries()) == []  # a refusal is never applied
     kept = make_engine(cloud).destroy([alone(Service(CFG, IMAGE))], delete_data=False)
     assert kept[0].action is Action.NOOP
 

@@ -11,9 +11,11 @@ from deployer.engine import Engine, Options
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
 from deployer.steps.apis import Apis
-from deployer.steps.base import Action
+from deployer.steps.base import Action, NotOurs
 from deployer.steps.service_accounts import ServiceAccounts
 from tests.contract import check_transcript
+
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
 
 PROJECT = "sa-proj"
 CONFIG = Config(tenant="demo", project=PROJECT)
@@ -23,7 +25,12 @@ STEPS = [Apis(CONFIG), STEP]
 
 def _cloud(emulator) -> Cloud:
     serviceusage.set_enabled(emulator.emu, PROJECT, "iam.googleapis.com")
-    return Cloud(PROJECT, CONFIG.region, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    return Cloud(
+        PROJECT,
+        CONFIG.region,
+        ClientFactory(endpoint=emulator.url, project=PROJECT),
+        clock=emulator.clock,
+    )
 
 
 def _writes(emulator) -> list[str]:
@@ -73,7 +80,8 @@ def test_diff(observed, action, paths):
 def test_diff_refuses_foreign_account():
     foreign = {"email": STEP.email("runtime"), "description": "made by hand"}
     change = STEP.diff({"runtime": foreign, "build": _ours("build")})
-    assert change.failure and "not created by djdeploy" in change.failure
+    assert change.action is Action.REFUSE and isinstance(change.failure, NotOurs)
+    assert "not created by djdeploy" in str(change.failure)
 
 
 def test_account_of_another_app_is_not_ours():

@@ -13,10 +13,12 @@ from deployer.engine import Engine, Options
 from deployer.errors import StepFailed
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
-from deployer.steps.base import Action
+from deployer.steps.base import Action, Broken, NotOurs
 from deployer.steps.secrets import Secrets
 from deployer.steps.sql import FINAL_BACKUP, SqlDatabase, SqlInstance, SqlUser
 from tests.contract import check_transcript
+
+pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock
 
 PROJECT = "sql-steps-proj"
 REGION = "europe-west1"
@@ -67,7 +69,7 @@ CFG = config()
         ({"instance": instance(CFG), "pending": []}, Action.NOOP, [], ""),
         ({"instance": instance(CFG, state="PENDING_CREATE"), "pending": []}, Action.WAIT, [], ""),
         ({"instance": instance(CFG), "pending": ["UPDATE"]}, Action.WAIT, [], ""),
-        ({"instance": instance(CFG, state="FAILED"), "pending": []}, Action.UPDATE, [], "FAILED"),
+        ({"instance": instance(CFG, state="FAILED"), "pending": []}, Action.REFUSE, [], "FAILED"),
         (
             {"instance": instance(CFG, settings={"tier": "db-g1-small"}), "pending": []},
             Action.UPDATE,
@@ -113,20 +115,20 @@ CFG = config()
                 ),
                 "pending": [],
             },
-            Action.UPDATE,
+            Action.REFUSE,
             [],
             "not labelled",
         ),
         (
             {"instance": instance(CFG, settings={"userLabels": {"team": "x"}}), "pending": []},
-            Action.UPDATE,
+            Action.REFUSE,
             [],
             "not labelled",
         ),
         (
             {"instance": instance(CFG, databaseVersion="POSTGRES_14"), "pending": []},
-            Action.UPDATE,
-            ["databaseVersion"],
+            Action.REFUSE,
+            [],
             "POSTGRES_14",
         ),
         (
@@ -144,9 +146,11 @@ def test_instance_diff(observed, action, paths, failure):
     change = SqlInstance(CFG).diff(observed)
     assert change.action is action
     assert sorted(f.path for f in change.fields) == sorted(paths)
-    assert failure in change.failure
+    assert failure in str(change.failure or "")
     if not failure:
-        assert change.failure == ""
+        assert change.failure is None
+    else:  # labelled for someone else: not ours; a failed or old instance: for the user to fix
+        assert isinstance(change.failure, NotOurs if "not labelled" in failure else Broken)
     if action is Action.NOOP:
         assert "matches" in change.reason
 
@@ -155,7 +159,8 @@ def test_instance_diff_shared():
     cfg = config(shared_instance="shared-pg")
     step = SqlInstance(cfg)
     missing = step.diff(None)
-    assert missing.failure == (
+    assert missing.action is Action.REFUSE and isinstance(missing.failure, Broken)
+    assert str(missing.failure) == (
         f"shared instance shared-pg does not exist in project {PROJECT}: create it, or unset "
         "database.shared_instance to let djdeploy create one"
     )
@@ -193,14 +198,14 @@ def test_user_noop_says_password_not_compared():
         ("1", "1", Action.NOOP, ""),
         ("2", "1", Action.UPDATE, ""),  # a version added by hand: the password is set again
         ("1", None, Action.UPDATE, ""),  # never recorded: set once, then recorded
-        (None, "1", Action.UPDATE, "no enabled version"),
+        (None, "1", Action.REFUSE, "no enabled version"),
     ],
 )
 def test_user_diff_follows_the_secret_version(latest, recorded, action, failure):
     observed = {"user": {"name": "demo_django"}, "pending": [], "latest": latest}
     change = SqlUser(CFG).diff({**observed, "recorded": recorded})
     assert change.action is action
-    assert failure in change.failure and bool(failure) == bool(change.failure)
+    assert failure in str(change.failure or "") and bool(failure) == bool(change.failure)
     if action is Action.UPDATE and not failure:
         assert [(f.path, f.new) for f in change.fields] == [
             ("password", f"secret version {latest}")
@@ -213,7 +218,9 @@ def test_user_diff_follows_the_secret_version(latest, recorded, action, failure)
 def make_cloud(emulator) -> Cloud:
     for api in ("sqladmin.googleapis.com", "secretmanager.googleapis.com"):
         serviceusage.set_enabled(emulator.emu, PROJECT, api)
-    return Cloud(PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT))
+    return Cloud(
+        PROJECT, REGION, ClientFactory(endpoint=emulator.url, project=PROJECT), clock=emulator.clock
+    )
 
 
 def make_engine(cloud: Cloud) -> Engine:
@@ -226,7 +233,6 @@ def apis_stub(name: str = "apis"):
 
     class Stub:
         needs: tuple[str, ...] = ()
-        data = False
 
         def observe(self, cloud):
             return {}

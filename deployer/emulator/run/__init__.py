@@ -1,0 +1,31 @@
+"""Cloud Run Admin v2: services, revisions, jobs, executions, tasks, operations, IAM.
+
+    POST   /v2/projects/{p}/locations/{l}/services?serviceId=[&validateOnly=] -> Operation (Service)
+    GET    /v2/projects/{p}/locations/{l}/services[/{s}]
+    PATCH  .../services/{s}[?allowMissing=&validateOnly=]                -> Operation (Service)
+    DELETE .../services/{s}[?etag=&validateOnly=]                        -> Operation (Service)
+    GET    .../services/{s}/revisions[/{r}]
+    DELETE .../services/{s}/revisions/{r}[?etag=&validateOnly=]          -> Operation (Revision)
+    GET|POST .../services/{s}:getIamPolicy | :setIamPolicy | :testIamPermissions (jobs too)
+    POST   /v2/projects/{p}/locations/{l}/jobs?jobId=[&validateOnly=]    -> Operation (Job)
+    GET    /v2/projects/{p}/locations/{l}/jobs[/{j}]
+    PATCH  .../jobs/{j}[?allowMissing=&validateOnly=]                    -> Operation (Job)
+    DELETE .../jobs/{j}[?etag=&validateOnly=]                            -> Operation (Job)
+    POST   .../jobs/{j}:run  body {overrides, etag, validateOnly}        -> Operation (Execution)
+    GET    .../jobs/{j}/executions[/{e}]
+    DELETE .../jobs/{j}/executions/{e}[?etag=&validateOnly=]             -> Operation (Execution)
+    POST   .../jobs/{j}/executions/{e}:cancel  body {etag, validateOnly} -> Operation (Execution)
+    GET    .../jobs/{j}/executions/{e}/tasks[/{t}]
+    GET    /v2/projects/{p}/locations/{l}/operations[/{id}]; DELETE .../operations/{id}
+
+Built moto's way: ``handlers`` parses, calls a backend and renders; the backends (``services``,
+``revisions``, ``jobs``, ``executions``, ``tasks``, ``ops``) hold the behaviour, with what they
+share in ``common`` (store kinds, records, etags, operations), the server's template defaults and
+400 checks in ``templates``, the checks a revision or task must pass to start in ``readiness``,
+and the discovery-document request checks in ``schema``. docs/emulator.md lists the behaviour
+copied from Google.
+"""
+
+from .handlers import router
+
+__all__ = ["router"]

@@ -1,0 +1,206 @@
+"""Services: create / update (a deploy: a new generation, a new revision when the template
+changed, Ready after ``run.service.deploy``), get, list, delete."""
+
+from __future__ import annotations
+
+import hashlib
+import string
+from typing import TYPE_CHECKING, Any
+
+from ..errors import AlreadyExists
+from ..operations import completer
+from . import templates
+from .common import (
+    CREATOR,
+    REVISION_KIND,
+    SERVICE_KIND,
+    Change,
+    Collection,
+    Parent,
+    any_packed,
+    condition,
+    fail_op,
+    now,
+    public,
+    rand,
+    save,
+    stamp,
+    start_op,
+)
+from .revisions import failure, new_revision, settle
+
+if TYPE_CHECKING:
+    from ..server import Emulator
+
+#: the short codes Cloud Run puts in *.a.run.app hosts (others: a stable 2-letter hash)
+REGION_CODES: dict[str, str] = {
+    "us-central1": "uc",
+    "us-east1": "ue",
+    "us-east4": "uk",
+    "us-west1": "uw",
+    "europe-west1": "ew",
+    "europe-west2": "nw",
+    "europe-west3": "ey",
+    "europe-west4": "ez",
+    "europe-north1": "lz",
+    "asia-northeast1": "an",
+    "asia-east1": "de",
+    "asia-southeast1": "as",
+    "australia-southeast1": "ts",
+}
+
+#: the fields of a Service a create/update sets (all others are the server's)
+_SPEC = (
+    "description",
+    "labels",
+    "annotations",
+    "client",
+    "clientVersion",
+    "ingress",
+    "launchStage",
+    "binaryAuthorization",
+    "traffic",
+    "scaling",
+    "invokerIamDisabled",
+    "defaultUriDisabled",
+    "customAudiences",
+    "iapEnabled",
+)
+
+
+def _uri(service: str, pid: str, location: str) -> str:
+    h = hashlib.sha256(f"{pid}/{location}/{service}".encode()).hexdigest()
+    alphabet = string.ascii_lowercase + string.digits
+    tag = "".join(alphabet[int(h[i : i + 2], 16) % len(alphabet)] for i in range(0, 20, 2))
+    code = REGION_CODES.get(location) or "".join(
+        string.ascii_lowercase[int(h[20 + i : 22 + i], 16) % 26] for i in (0, 2)
+    )
+    return f"https://{service}-{tag}-{code}.a.run.app"
+
+
+def _without_revision(template: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (template or {}).items() if k != "revision"}
+
+
+class Services(Collection):
+    kind = SERVICE_KIND
+    collection = "services"
+    what = "SERVICE"
+    type_name = "Service"
+    children = (REVISION_KIND,)
+    delete_duration = "run.service.delete"
+
+    def deleting(self, svc: dict[str, Any]) -> None:
+        svc["reconciling"] = True
+
+    def apply(
+        self, parent: Parent, svc: dict[str, Any], spec: dict[str, Any], *, validate_only: bool
+    ) -> Change:
+        """A deploy: a new generation, a new revision when the template changed, reconciling
+        until ``run.service.deploy`` passes."""
+        emu = self.emu
+        at = now(emu)
+        template = templates.revision_template(spec.get("template") or {}, parent.number)
+        templates.check(template, service=True)
+        templates.check_service_account(emu, template)
+        for key in _SPEC:
+            if key in spec:
+                svc[key] = spec[key]
+            else:
+                svc.pop(key, None)
+        svc.setdefault("ingress", "INGRESS_TRAFFIC_ALL")
+        svc.setdefault("launchStage", "GA")
+        if not svc.get("traffic"):
+            svc["traffic"] = [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]
+        generation = int(svc.get("generation", "0")) + 1
+        svc["generation"] = str(generation)
+        svc["updateTime"] = at
+        svc["lastModifier"] = CREATOR
+        old_template = svc.get("template")
+        svc["template"] = template
+        sid = svc["name"].rsplit("/", 1)[-1]
+        rev: dict[str, Any] | None = None
+        if old_template is None or _without_revision(template) != _without_revision(old_template):
+            rid = template.get("revision") or f"{sid}-{generation:05d}-{rand(3)}"
+            rev = new_revision(
+                emu, parent, sid, rid, _without_revision(template), generation=generation
+            )
+            if emu.store.get(REVISION_KIND, rev["name"]):
+                raise AlreadyExists(f"Revision named '{rid}' already exists.")
+            svc["latestCreatedRevision"] = rev["name"]
+        svc["reconciling"] = True
+        svc["terminalCondition"] = condition("Ready", "CONDITION_RECONCILING", at)
+        svc["conditions"] = [
+            condition("RoutesReady", "CONDITION_RECONCILING", at),
+            condition("ConfigurationsReady", "CONDITION_RECONCILING", at),
+        ]
+        uri = _uri(sid, parent.pid, parent.location)
+        svc.setdefault("uri", uri)
+        svc.setdefault("urls", [f"https://{sid}-{parent.number}.{parent.location}.run.app", uri])
+        if validate_only:
+            return Change("Service", stamp(svc), None)
+        if rev is not None:
+            save(emu, REVISION_KIND, rev)
+        save(emu, SERVICE_KIND, svc)
+        return start_op(
+            emu,
+            parent,
+            completer_name="run.service.deploy",
+            duration_kind="run.service.deploy",
+            kind="Service",
+            resource=svc,
+            args={
+                "pid": parent.pid,
+                "generation": generation,
+                "revision": svc.get("latestCreatedRevision", ""),
+            },
+        )
+
+    def finish_deploy(self, op: dict[str, Any]) -> dict[str, Any] | None:
+        """The deploy's completer: settle its revision; when no later deploy started, the
+        service is Ready (the revision serves) or Failed (the previous one keeps serving)."""
+        emu = self.emu
+        svc = emu.store.get(SERVICE_KIND, op["target"])
+        if svc is None:
+            fail_op(op, "NOT_FOUND", "The service was deleted while it was being deployed.")
+            return None
+        rev_name = op["args"]["revision"]
+        rev = emu.store.get(REVISION_KIND, rev_name) if rev_name else None
+        problem: str | None = None
+        if rev is not None and rev.get("reconciling"):
+            problem = settle(emu, rev, pid=op["args"]["pid"], since=op["created"])
+        elif rev is not None:
+            problem = failure(rev)  # a redeploy of a spec whose revision already failed
+        if int(svc["generation"]) == op["args"]["generation"]:
+            at = now(emu)
+            svc["observedGeneration"] = svc["generation"]
+            svc["reconciling"] = False
+            if problem is not None:
+                svc["terminalCondition"] = condition(
+                    "Ready", "CONDITION_FAILED", at, message=problem, reason="REVISION_FAILED"
+                )
+                svc["conditions"] = [
+                    condition("RoutesReady", "CONDITION_FAILED", at, message=problem),
+                    condition("ConfigurationsReady", "CONDITION_FAILED", at, message=problem),
+                ]
+            else:
+                svc["latestReadyRevision"] = rev_name
+                svc["terminalCondition"] = condition("Ready", "CONDITION_SUCCEEDED", at)
+                svc["conditions"] = [
+                    condition("RoutesReady", "CONDITION_SUCCEEDED", at),
+                    condition("ConfigurationsReady", "CONDITION_SUCCEEDED", at),
+                ]
+                svc["trafficStatuses"] = [
+                    {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}
+                ]
+            save(emu, SERVICE_KIND, svc)
+        op["metadata"]["resource"] = public(svc)
+        if problem is not None:
+            fail_op(op, "FAILED_PRECONDITION", problem)
+            return None
+        return any_packed("Service", svc)
+
+
+@completer("run.service.deploy")
+def _finish_deploy(emu: Emulator, op: dict[str, Any]) -> dict[str, Any] | None:
+    return Services(emu).finish_deploy(op)
