@@ -110,7 +110,7 @@ def test_stop_start_keeps_data_dump_and_remove(pg: LocalPostgres, tmp_path: Path
         conn.execute("INSERT INTO kept VALUES ('still here')")
     c.stop()
     assert not c.running()
-    assert not c.layout_socket.exists()
+    assert not c.layout_socket.exists() and not c.socket_dir.exists()
     assert "No such file" in _refused(c, "postgres", "root-pw", "keep")
 
     c.start()

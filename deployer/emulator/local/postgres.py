@@ -422,6 +422,8 @@ class Cluster:
             proc.wait()  # _signal_group waited for the exit; this reaps the child
         with contextlib.suppress(FileNotFoundError):
             self.layout_socket.unlink()
+        with contextlib.suppress(OSError):  # empty once the server is gone; made again by start
+            self.socket_dir.rmdir()
 
     def reap(self) -> None:
         """Stop a postmaster running on this data directory that this object did not start."""
