@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -236,3 +238,50 @@ def test_without_postgres_one_line_and_the_api_works(
         running.stop()
     lines = [ln for ln in capsys.readouterr().err.splitlines() if "PostgreSQL" in ln]
     assert lines == [f"djdeploy emulator: {UNAVAILABLE}"]
+
+
+@needs_postgres
+@pytest.mark.slow
+def test_a_server_left_by_a_killed_emulator_is_reaped_by_the_next(state_dir: Path) -> None:
+    serving = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from deployer.emulator import main_serve; import sys; "
+            "main_serve(host='127.0.0.1', port=0, state_dir=sys.argv[1], time_scale=0.0)",
+            str(state_dir),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = serving.stdout.readline() if serving.stdout else ""
+        assert line.rstrip().endswith("executing)"), line
+        url = line.split("listening on ", 1)[1].split()[0]
+        sharing = Emulator(state_dir=state_dir)  # API only: enables the API in the same state
+        serviceusage.set_enabled(sharing, P, "sqladmin.googleapis.com")
+        sharing.close()
+        assert "error" not in create(discovery_client(url, "sqladmin", "v1"))
+        pid_file = state_dir / "postgres" / P / "pg-1" / "data" / "postmaster.pid"
+        stale = int(pid_file.read_text().split()[0])
+    finally:
+        serving.kill()  # kill -9: nothing stops its server
+        serving.wait()
+    assert not gone(stale)  # a server outlives an emulator killed with -9 ...
+
+    again = Emulator(state_dir=state_dir, execute=True)
+    try:
+        assert gone(stale)  # ... until the next one starts on the state dir
+        assert cluster(again).running()
+        connect(again, "postgres", "root-Secret-1").close()
+    finally:
+        again.close()
+
+
+def gone(pid: int) -> bool:
+    """No such process, or a zombie (exited; its new parent may not reap it in a container)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
