@@ -894,7 +894,7 @@ def test_importing_config_imports_no_google() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_the_emulator_loads_nothing_of_the_deployer_but_regions() -> None:
+def test_the_emulator_loads_nothing_of_the_deployer_but_regions_and_clock() -> None:
     """The emulator-imports contract (.importlinter), also at run time: `import deployer.regions`
     runs deployer/__init__.py, which must load nothing else."""
     code = (
@@ -911,7 +911,7 @@ def test_the_emulator_loads_nothing_of_the_deployer_but_regions() -> None:
         check=True,
         cwd=Path(__file__).resolve().parents[1],
     )
-    assert out.stdout.strip() == "['deployer', 'deployer.regions']"
+    assert out.stdout.strip() == "['deployer', 'deployer.clock', 'deployer.regions']"
 
 
 @pytest.mark.parametrize(

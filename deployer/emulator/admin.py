@@ -25,8 +25,9 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from .errors import ApiError
+from .errors import InvalidArgument, NotFound
 from .routing import Request, Router
+from .secretmanager import VERSION_KIND
 
 router = Router()
 
@@ -37,18 +38,16 @@ def _bad_input(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(req, **kw)
         except (ValueError, KeyError, TypeError) as exc:
-            raise ApiError(400, f"{type(exc).__name__}: {exc}") from None
+            raise InvalidArgument(f"{type(exc).__name__}: {exc}") from None
 
     return wrapper
 
 
 @router.route("GET", "/_emulator/health")
 def health(req: Request) -> dict[str, Any]:
-    from .server import API_MODULES
-
     return {
         "status": "ok",
-        "apis": list(API_MODULES),
+        "apis": list(req.emu.apis),
         "state_dir": str(req.emu.state_dir) if req.emu.state_dir else None,
         "time_scale": req.emu.latency.time_scale,
         "time": req.emu.clock(),
@@ -82,7 +81,7 @@ def clear_faults(req: Request) -> dict[str, Any]:
 @_bad_input
 def delete_fault(req: Request, rule_id: str) -> dict[str, Any]:
     if not req.emu.faults.remove(int(rule_id)):
-        raise ApiError(404, f"no fault rule {rule_id}")
+        raise NotFound(f"no fault rule {rule_id}")
     return {}
 
 
@@ -136,8 +135,6 @@ def state(req: Request) -> dict[str, Any]:
 
 def _without_secret_values(dump: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Secret payloads never leave the emulator: a version's ``_data`` becomes its size."""
-    from .secretmanager import VERSION_KIND
-
     for doc in dump.get(VERSION_KIND, {}).values():
         if "_data" in doc:
             doc["_data"] = {"_bytes": len(base64.b64decode(doc["_data"]))}

@@ -136,23 +136,25 @@ GRPC_CODE_BY_STATUS: dict[str, int] = {
 }
 
 
-def not_found(message: str, **kw: Any) -> ApiError:
-    return ApiError(404, message, **kw)
-
-
-def invalid(message: str, **kw: Any) -> ApiError:
-    return ApiError(400, message, **kw)
-
-
-def already_exists(message: str, **kw: Any) -> ApiError:
-    return ApiError(409, message, **kw)
-
-
 class InvalidArgument(ApiError):
     """400: the request is malformed or names something invalid."""
 
     def __init__(self, message: str, **kw: Any) -> None:
         super().__init__(400, message, **kw)
+
+
+class FailedPrecondition(ApiError):
+    """400 FAILED_PRECONDITION: the resource is not in a state that allows the call."""
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        super().__init__(400, message, status="FAILED_PRECONDITION", **kw)
+
+
+class PermissionDenied(ApiError):
+    """403: the caller may not do this (or the API is disabled)."""
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        super().__init__(403, message, **kw)
 
 
 class NotFound(ApiError):
@@ -167,3 +169,10 @@ class AlreadyExists(ApiError):
 
     def __init__(self, message: str, **kw: Any) -> None:
         super().__init__(409, message, **kw)
+
+
+class Unimplemented(ApiError):
+    """501: the method or location is not served."""
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        super().__init__(501, message, **kw)

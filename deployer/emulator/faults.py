@@ -26,7 +26,7 @@ from .errors import STATUS_BY_CODE, ApiError
 from .store import Rules
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .context import Emulator
 
 KIND = "_fault"
 ACTIONS = ("error", "delay", "drop")

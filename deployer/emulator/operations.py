@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import GRPC_CODE_BY_STATUS, ApiError
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .context import Emulator
 
 Completer = Callable[["Emulator", dict[str, Any]], "dict[str, Any] | None"]
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .store import Rules
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .context import Emulator
 
 KIND = "_outcome"
 KNOWN_KINDS = frozenset({"build", "execution", "revision", "sql.operation"})

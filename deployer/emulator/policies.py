@@ -18,10 +18,10 @@ import base64
 import copy
 from typing import TYPE_CHECKING, Any
 
-from .errors import STATUS_BY_CODE, ApiError
+from .errors import STATUS_BY_CODE, ApiError, InvalidArgument
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .context import Emulator
 
 POLICY_KIND = "iam.policy"
 GRANTED_KIND = "iam.granted"
@@ -72,11 +72,11 @@ def _check_member(emu: Emulator, member: str) -> None:
         return
     kind, sep, value = member.partition(":")
     if not sep or kind not in _MEMBER_TYPES or not value:
-        raise ApiError(400, f"Invalid member: {member}")
+        raise InvalidArgument(f"Invalid member: {member}")
     if kind == "serviceAccount" and _user_managed(value):
         sa = emu.store.get(SA_KIND, value)
         if sa is None or float(sa.get("_visibleAt", 0.0)) > emu.clock():
-            raise ApiError(400, f"Service account {value} does not exist.")
+            raise InvalidArgument(f"Service account {value} does not exist.")
 
 
 def _user_managed(email: str) -> bool:
@@ -93,14 +93,14 @@ def set_policy(
     """Replace the policy (read-modify-write guarded by the etag); returns the stored policy."""
     bindings_in = policy.get("bindings") or []
     if not isinstance(bindings_in, list):
-        raise ApiError(400, "Invalid JSON payload received. 'bindings' must be a list.")
+        raise InvalidArgument("Invalid JSON payload received. 'bindings' must be a list.")
     # merge duplicate roles (same role + same condition), drop empty bindings
     merged: dict[str, dict[str, Any]] = {}
     order: list[str] = []
     for b in bindings_in:
         role = b.get("role")
         if not role or not isinstance(role, str):
-            raise ApiError(400, "Policy binding has no role.")
+            raise InvalidArgument("Policy binding has no role.")
         members = b.get("members") or []
         for m in members:
             _check_member(emu, m)
@@ -129,7 +129,7 @@ def set_policy(
         if has_condition:
             version = 3
         elif version not in (1, 3):
-            raise ApiError(400, f"Invalid policy version {version}.")
+            raise InvalidArgument(f"Invalid policy version {version}.")
         new: dict[str, Any] = {"version": version, "etag": new_etag(emu), "bindings": bindings}
         if policy.get("auditConfigs"):
             new["auditConfigs"] = policy["auditConfigs"]

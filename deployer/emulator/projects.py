@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from deployer.regions import CLOUD_RUN_REGIONS
 
-from .errors import ApiError
-from .routing import rfc3339
+from .errors import InvalidArgument, PermissionDenied, Unimplemented
+from .formats import rfc3339
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .context import Emulator
 
 REGIONS: frozenset[str] = CLOUD_RUN_REGIONS
 
@@ -39,9 +39,8 @@ def valid_project_id(project_id: str) -> bool:
     return bool(PROJECT_ID_RE.match(project_id))
 
 
-def _denied(project: str) -> ApiError:
-    return ApiError(
-        403,
+def _denied(project: str) -> PermissionDenied:
+    return PermissionDenied(
         f"Permission denied on resource project {project}.",
         reason="CONSUMER_INVALID",
         metadata={"consumer": f"projects/{project}"},
@@ -69,8 +68,7 @@ def ensure_project(emu: Emulator, project_id_or_number: str) -> dict[str, Any]:
             raise _denied(p)
         return found
     if not valid_project_id(p):
-        raise ApiError(
-            400,
+        raise InvalidArgument(
             f"Invalid project id '{p}': project ids are 6 to 30 lowercase letters, digits or "
             "hyphens, start with a letter and do not end with a hyphen.",
         )
@@ -111,4 +109,4 @@ def check_location(location: str, *, regions: frozenset[str] = REGIONS) -> None:
     "Operation is not implemented, or supported, or enabled." (observed for unknown or missing
     regions; see pulumi-gcp#1078, google-cloud-dotnet#9356)."""
     if location not in regions:
-        raise ApiError(501, UNKNOWN_LOCATION_MESSAGE, status="UNIMPLEMENTED")
+        raise Unimplemented(UNKNOWN_LOCATION_MESSAGE)

@@ -10,12 +10,11 @@ the project was addressed (policies.py).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from . import policies
-from .errors import ApiError
+from .errors import InvalidArgument
+from .formats import digest
 from .projects import ensure_project
 from .routing import Request, Router
 
@@ -37,8 +36,7 @@ def project_json(p: dict[str, Any]) -> dict[str, Any]:
     }
     if p.get("labels"):
         out["labels"] = p["labels"]
-    digest = hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()[:20]
-    out["etag"] = f'W/"{digest}"'
+    out["etag"] = f'W/"{digest(out).hex()[:20]}"'
     return out
 
 
@@ -52,7 +50,7 @@ def get_iam_policy(req: Request, project: str) -> dict[str, Any]:
     body = req.json()
     version = (body.get("options") or {}).get("requestedPolicyVersion", 0)
     if version not in (0, 1, 3):
-        raise ApiError(400, f"Invalid requested policy version {version}.")
+        raise InvalidArgument(f"Invalid requested policy version {version}.")
     p = ensure_project(req.emu, project)
     return policies.render(policies.get_policy(req.emu, policy_key(p["projectId"])))
 
@@ -62,6 +60,6 @@ def set_iam_policy(req: Request, project: str) -> dict[str, Any]:
     body = req.json()
     policy = body.get("policy")
     if not isinstance(policy, dict):
-        raise ApiError(400, "Request contains an invalid argument: policy is required.")
+        raise InvalidArgument("Request contains an invalid argument: policy is required.")
     p = ensure_project(req.emu, project)
     return policies.render(policies.set_policy(req.emu, policy_key(p["projectId"]), policy))

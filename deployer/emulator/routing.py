@@ -12,8 +12,6 @@ written. Captured values are percent-decoded. The query string is not part of th
 
 from __future__ import annotations
 
-import copy
-import datetime as _dt
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -24,7 +22,7 @@ from urllib.parse import unquote
 from .errors import ApiError
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .context import Emulator
 
 Handler = Callable[..., Any]
 
@@ -184,23 +182,3 @@ class RouteTable:
             if m:
                 return r, {k: unquote(v) for k, v in m.groupdict().items()}
         return None
-
-
-def rfc3339(t: float) -> str:
-    """Google's timestamp format: UTC, 'Z', up to nanosecond digits (we give microseconds)."""
-    d = _dt.datetime.fromtimestamp(t, tz=_dt.UTC)
-    return d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """PATCH semantics (RFC 7396): objects merge recursively, null removes, anything else
-    replaces. Neither argument is changed."""
-    out = copy.deepcopy(target)
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        elif isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merge_patch(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out

@@ -27,6 +27,7 @@ from urllib.parse import parse_qs
 
 from deployer.clock import Clock, RealClock
 
+from . import admin
 from .errors import ApiError
 from .faults import Faults, as_error
 from .latency import Latency
@@ -103,6 +104,7 @@ class Emulator:
         time = clock if clock is not None else RealClock()
         self.clock: Callable[[], float] = time.now
         self.sleep: Callable[[float], None] = time.sleep
+        self.apis = modules
         self.store = Store(self.state_dir)
         self.latency = Latency(self.store, time_scale)
         # a new state takes time_scale; an existing one keeps its own unless set_time_scale
@@ -112,8 +114,6 @@ class Emulator:
         self.outcomes = Outcomes(self)
         self.transcript = Transcript(transcript_limit)
         self.routes = RouteTable(load_routers(modules))
-        from . import admin  # late: admin imports this module's types
-
         self.admin_routes = RouteTable([admin.router])
         self.local = Realizers(self.state_dir, execute=execute)
         if self.local.enabled:

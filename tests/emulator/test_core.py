@@ -966,3 +966,17 @@ print(json.loads(out.response.encoded())["serviceAccountEmailAddress"])
         for seed in ("1", "2")
     }
     assert len(emails) == 1 and next(iter(emails)).endswith(".iam.gserviceaccount.com")
+
+
+def test_health_names_the_apis_this_emulator_serves(emulator):
+    from deployer.emulator import API_MODULES
+
+    assert emulator.control.health()["apis"] == list(API_MODULES)
+    running = serve(Emulator(modules=("serviceusage", "sqladmin")))
+    try:
+        assert running.control.health()["apis"] == ["serviceusage", "sqladmin"]
+        status, _, _ = raw(running.url, "GET", "/v1/projects/p-proj/serviceAccounts")
+        assert status == 404  # iam is not served here
+    finally:
+        running.control.close()
+        running.stop()

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import policies
 from ..errors import AlreadyExists, ApiError, InvalidArgument, NotFound
+from ..formats import rfc3339
 from ..operations import completer
 from ..projects import check_location, resolve
-from ..routing import rfc3339
 from ..serviceusage import require_enabled
 
 if TYPE_CHECKING:
-    from ..server import Emulator
+    from ..context import Emulator
 
 SERVICE_KIND = "run.service"
 REVISION_KIND = "run.revision"

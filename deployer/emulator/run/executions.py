@@ -35,7 +35,7 @@ from .jobs import Jobs
 from .readiness import template_problem
 
 if TYPE_CHECKING:
-    from ..server import Emulator
+    from ..context import Emulator
 
 #: the exit code of a task that failed by an outcome (a readiness problem means no container
 #: ran, so no exit code)

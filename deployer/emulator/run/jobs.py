@@ -26,7 +26,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..server import Emulator
+    from ..context import Emulator
 
 #: the fields of a Job a create/update sets (all others are the server's)
 _SPEC = (

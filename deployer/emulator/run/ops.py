@@ -9,7 +9,7 @@ from ..errors import NotFound
 from .common import Parent
 
 if TYPE_CHECKING:
-    from ..server import Emulator
+    from ..context import Emulator
 
 
 def _ours(op: dict[str, Any], parent: Parent) -> bool:

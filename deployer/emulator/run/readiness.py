@@ -11,7 +11,7 @@ from ..errors import ApiError
 from ..projects import resolve
 
 if TYPE_CHECKING:
-    from ..server import Emulator
+    from ..context import Emulator
 
 SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
 #: roles that include secretmanager.versions.access

@@ -23,7 +23,7 @@ from .common import (
 from .readiness import template_problem
 
 if TYPE_CHECKING:
-    from ..server import Emulator
+    from ..context import Emulator
 
 #: the template fields a revision records
 _FROM_TEMPLATE = (

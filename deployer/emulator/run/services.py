@@ -30,7 +30,7 @@ from .common import (
 from .revisions import failure, new_revision, settle
 
 if TYPE_CHECKING:
-    from ..server import Emulator
+    from ..context import Emulator
 
 #: the short codes Cloud Run puts in *.a.run.app hosts (others: a stable 2-letter hash)
 REGION_CODES: dict[str, str] = {

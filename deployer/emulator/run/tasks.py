@@ -13,7 +13,7 @@ from .common import Parent, condition, etag, missing
 from .executions import Executions
 
 if TYPE_CHECKING:
-    from ..server import Emulator
+    from ..context import Emulator
 
 #: the task template fields a task carries
 _FROM_TEMPLATE = (

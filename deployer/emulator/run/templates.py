@@ -10,7 +10,7 @@ from .. import policies
 from ..errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from ..server import Emulator
+    from ..context import Emulator
 
 #: env names Cloud Run sets itself in a service's containers: a template may not set them
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION")

@@ -32,7 +32,7 @@ from .secrets import SECRET_KIND, VERSION_KIND, policy_key
 from .versions import Versions
 
 if TYPE_CHECKING:
-    from ..server import Emulator
+    from ..context import Emulator
 
 
 def enabled_version(emu: Emulator, project_id: str, secret: str, version: str) -> str | None:

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from .. import policies
 from ..errors import AlreadyExists, ApiError, InvalidArgument, NotFound
+from ..formats import rfc3339
 from ..projects import resolve
-from ..routing import rfc3339
 from ..serviceusage import require_enabled
 
 if TYPE_CHECKING:
-    from ..server import Emulator
+    from ..context import Emulator
 
 SERVICE = "secretmanager.googleapis.com"
 SECRET_KIND = "secretmanager.secret"

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..checksums import crc32c
 from ..errors import ApiError, InvalidArgument, NotFound
-from ..routing import rfc3339
+from ..formats import rfc3339
 from .secrets import VERSION_KIND, Secrets, check_etag, etag, secret_key
 
 if TYPE_CHECKING:
-    from ..server import Emulator
+    from ..context import Emulator
 
 MAX_PAYLOAD = 65536
 STATES = ("ENABLED", "DISABLED", "DESTROYED")

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import policies
 from ..errors import ApiError
+from ..formats import merge_patch
 from ..projects import REGIONS
-from ..routing import merge_patch
 from .errors import Conflict, Invalid, NotFound, PreconditionFailed, Required
 from .model import (
     BUCKET_KIND,
@@ -22,7 +22,7 @@ from .model import (
 from .preconditions import Conditions, etag
 
 if TYPE_CHECKING:
-    from ..server import Emulator
+    from ..context import Emulator
 
 MULTI_REGIONS = frozenset({"US", "EU", "ASIA"})
 DUAL_REGIONS = frozenset({"NAM4", "EUR4", "ASIA1", "EUR5", "EUR7", "EUR8"})

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import Invalid
 
 if TYPE_CHECKING:
-    from ..server import Emulator
+    from ..context import Emulator
 
 BUCKET_KIND = "storage.bucket"
 OBJECT_KIND = "storage.object"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..checksums import storage_hashes
-from ..routing import merge_patch
+from ..formats import merge_patch
 from .buckets import Buckets
 from .errors import Invalid, NotFound, Required
 from .listing import ListPage, ListQuery, walk
@@ -24,7 +24,7 @@ from .model import (
 from .preconditions import Conditions, etag
 
 if TYPE_CHECKING:
-    from ..server import Emulator
+    from ..context import Emulator
 
 #: object fields the emulator keeps (the rest of the Object schema is refused when sent)
 OBJECT_FIELDS = frozenset(

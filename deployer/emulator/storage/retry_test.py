@@ -34,7 +34,7 @@ from ..errors import ApiError
 from ..routing import Request, Response, Router
 
 if TYPE_CHECKING:
-    from ..server import Emulator
+    from ..context import Emulator
 
 KIND = "_retry_test"
 HEADER = "x-retry-test-id"
