@@ -12,18 +12,29 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from deployer.clock import Clock, RealClock
 from deployer.config import Config
 from deployer.engine import Engine, OnEvent, Options, RunResult
-from deployer.errors import ConfigError
+from deployer.errors import ConfigError, DeployError, StepFailed
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
+from deployer.lease import (
+    BOOTSTRAP_STEPS,
+    Holder,
+    Lease,
+    LeaseTiming,
+    OnNotice,
+    current_holder,
+    guarded,
+    lease_name,
+    store_for,
+)
 from deployer.steps import build_steps
-from deployer.steps.base import Change
+from deployer.steps.base import Change, Step
 
 BUILTIN_TIME_SCALE = 0.01  # a fresh deploy on the built-in emulator takes seconds
 _ENDPOINT = re.compile(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?/?$")
@@ -109,26 +120,82 @@ def _engine(session: tuple[Cloud, float], on_event: OnEvent | None) -> Engine:
     return engine
 
 
+def _lease(
+    engine: Engine, config: Config, command: str, *, wait: bool, on_lease: OnNotice | None
+) -> Lease:
+    lease = Lease(
+        store_for(engine.cloud, config),
+        config.tenant,
+        command,
+        clock=engine.clock,
+        timing=LeaseTiming.scaled(engine.options),
+        wait=wait,
+    )
+    if on_lease is not None:
+        lease.on_notice = on_lease
+    return lease
+
+
+def _bootstrap(engine: Engine, steps: list[Step]) -> RunResult:
+    """Converge what the tenant's lease needs, the Storage API and the staging bucket:
+    shared by the project's tenants and idempotent, so they run unlocked, before it."""
+    return engine.up([s for s in steps if s.name in BOOTSTRAP_STEPS])
+
+
 def up(
     config: Config,
     *,
     target: Target | None = None,
     on_event: OnEvent | None = None,
     clock: Clock | None = None,
+    wait: bool = True,
+    on_lease: OnNotice | None = None,
 ) -> RunResult:
-    """Deploy: bring every step to its desired state. Safe to run again after any failure."""
+    """Deploy: bring every step to its desired state. Safe to run again after any failure.
+
+    The bootstrap (Storage API, staging bucket) converges first, unlocked; everything else
+    runs under the tenant's lease. Another run holding it: wait for it (or raise
+    lease.Locked when not `wait`)."""
     target = target or Target()
     steps = build_steps(config)
     with connect(config.project, config.region, target, clock=clock) as session:
-        return _engine(session, on_event).up(steps)
+        engine = _engine(session, on_event)
+        start = engine.clock.monotonic()
+        boot = _bootstrap(engine, steps)
+        if not boot.ok:
+            return boot
+        lease = _lease(engine, config, "up", wait=wait, on_lease=on_lease)
+        with lease.held():
+            result = engine.up(guarded(steps, lease))
+        if not result.ok and lease.lost:
+            lease.check()  # raises LeaseLost: the one cause worth saying
+    first = {r.step: r for r in boot.results}
+    return RunResult(
+        [first.get(r.step, r) for r in result.results], engine.clock.monotonic() - start
+    )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What plan and status observe: every step's diff, and the run holding the tenant's
+    lease now, if any (they take none: what they show may be changing)."""
+
+    changes: list[Change]
+    holder: Holder | None
+
+
+def snapshot(config: Config, *, target: Target | None = None) -> Snapshot:
+    """Observe and diff every step, and read the tenant's lease. Read-only."""
+    target = target or Target()
+    steps = build_steps(config)
+    with connect(config.project, config.region, target) as session:
+        changes = _engine(session, None).plan(steps)
+        return Snapshot(changes, current_holder(session[0], config))
 
 
 def plan(config: Config, *, target: Target | None = None) -> list[Change]:
     """What `up` would change, step by step. Read-only."""
-    target = target or Target()
-    steps = build_steps(config)
-    with connect(config.project, config.region, target) as session:
-        return _engine(session, None).plan(steps)
+    return snapshot(config, target=target).changes
 
 
 status = plan  # the same observation; the CLI renders it as state rather than as a to-do list
@@ -141,13 +208,60 @@ def destroy(
     target: Target | None = None,
     on_event: OnEvent | None = None,
     clock: Clock | None = None,
+    wait: bool = True,
+    on_lease: OnNotice | None = None,
 ) -> list[Change]:
     """Delete what `up` made, in reverse order. Data (database, media, secrets) is kept
-    unless delete_data."""
+    unless delete_data.
+
+    Under the tenant's lease, like up, after the same bootstrap: where no up ever ran, that
+    enables the APIs and creates the staging bucket, which is what makes a destroy racing a
+    project's very first up safe (docs/concurrency.md)."""
     target = target or Target()
     steps = build_steps(config)
+    command = "destroy --delete-data" if delete_data else "destroy"
     with connect(config.project, config.region, target, clock=clock) as session:
-        return _engine(session, on_event).destroy(steps, delete_data=delete_data)
+        engine = _engine(session, on_event)
+        failed = [r.error for r in _bootstrap(engine, steps).results if r.error]
+        if failed:
+            raise DeployError(failed[0])
+        lease = _lease(engine, config, command, wait=wait, on_lease=on_lease)
+        with lease.held():
+            try:
+                return engine.destroy(guarded(steps, lease), delete_data=delete_data)
+            except StepFailed:
+                lease.check()  # a lost lease is the cause to report
+                raise
+
+
+def unlock(
+    config: Config, *, target: Target | None = None, confirm: Callable[[Holder], bool]
+) -> Holder | None:
+    """Remove the tenant's lease, for a holder that cannot release it (a killed process,
+    a lost machine): returns whom it removed, None when nobody held it. `confirm` sees the
+    holder first; a live holder stops at its next heartbeat."""
+    target = target or Target()
+    with connect(config.project, config.region, target) as (cloud, _):
+        store = store_for(cloud, config)
+        name = lease_name(config.tenant)
+        stored = store.read(name)
+        if stored is None:
+            return None
+        holder = Holder.from_fields(stored.fields, tenant=config.tenant)
+        if not confirm(holder):
+            raise DeployError("not confirmed: the lease was kept")
+        # a live holder rewrites its lease (a new generation) at each heartbeat: delete
+        # the generation we read, else the same holder's newer one, never another's
+        while stored is not None and stored.fields.get("id") == holder.id:
+            if store.delete(name, if_generation=stored.generation):
+                return holder
+            stored = store.read(name)
+        if stored is not None:
+            raise DeployError(
+                f"the lease on tenant {config.tenant} changed hands while you confirmed "
+                "(nothing removed): run unlock again to see its new holder"
+            )
+        return holder  # its holder released it meanwhile
 
 
 def tenants(project: str, region: str, *, target: Target | None = None) -> dict[str, list[str]]:

@@ -1,7 +1,8 @@
 """The djdeploy command: parse -> Config -> engine -> render; exit codes.
 
-Exit codes: 0 success (plan: nothing to change), 1 an error (one line, no traceback),
-2 plan found changes pending (or typer's own usage errors). Unexpected errors (bugs) show
+Exit codes: 0 success (plan: nothing to change), 1 an error (one line, no traceback; also
+another run holding the tenant's lease with --no-wait), 2 plan found changes pending (or typer's
+own usage errors), 130 interrupted (Ctrl-C). Unexpected errors (bugs) show
 their traceback. google.* is imported only once a command really talks to an API.
 """
 
@@ -107,6 +108,12 @@ UseEmulator = Annotated[bool, typer.Option("--emulator", help="Use the built-in 
 Endpoint = Annotated[str | None, typer.Option(help="Send every API call to this endpoint.")]
 TimeScale = Annotated[float | None, typer.Option(help="Emulator clock speed for waits.")]
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Show every read and wait.")]
+NoWait = Annotated[
+    bool,
+    typer.Option(
+        "--no-wait", help="Fail at once when another run holds the tenant's lease (default: wait)."
+    ),
+]
 
 
 def _interrupted() -> typer.Exit:
@@ -182,6 +189,7 @@ def up(
     endpoint: Endpoint = None,
     time_scale: TimeScale = None,
     verbose: Verbose = False,
+    no_wait: NoWait = False,
 ) -> None:
     """Create or update everything the tenant needs; safe to run again after any failure."""
     _merge(ctx, emulator, endpoint, time_scale, verbose)
@@ -191,7 +199,9 @@ def up(
         from deployer import api, render
 
         with render.Progress(quiet=json, verbose=ctx.obj.verbose) as progress:
-            result = api.up(cfg, target=target, on_event=progress)
+            result = api.up(
+                cfg, target=target, on_event=progress, wait=not no_wait, on_lease=progress.lease
+            )
     except DeployError as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
@@ -223,11 +233,11 @@ def plan(
         from deployer import api, render
         from deployer.steps.base import Action
 
-        changes = api.plan(cfg, target=target)
+        seen = api.snapshot(cfg, target=target)
     except DeployError as exc:
         raise _fail(exc) from None
-    render.plan(changes, as_json=json, out=out)
-    raise typer.Exit(2 if any(c.action is not Action.NOOP for c in changes) else 0)
+    render.plan(seen.changes, holder=seen.holder, as_json=json, out=out)
+    raise typer.Exit(2 if any(c.action is not Action.NOOP for c in seen.changes) else 0)
 
 
 @app.command()
@@ -264,10 +274,10 @@ def status(
         target = _target(ctx)
         from deployer import api, render
 
-        changes = api.status(cfg, target=target)
+        seen = api.snapshot(cfg, target=target)
     except DeployError as exc:
         raise _fail(exc) from None
-    render.status(changes, tenant=cfg.tenant, as_json=json, out=out)
+    render.status(seen.changes, tenant=cfg.tenant, holder=seen.holder, as_json=json, out=out)
 
 
 @app.command()
@@ -288,6 +298,7 @@ def destroy(
     endpoint: Endpoint = None,
     time_scale: TimeScale = None,
     verbose: Verbose = False,
+    no_wait: NoWait = False,
 ) -> None:
     """Delete the tenant's resources in reverse order; data is kept unless --delete-data."""
     _merge(ctx, emulator, endpoint, time_scale, verbose)
@@ -303,12 +314,58 @@ def destroy(
         if delete_data and not yes and not typer.confirm(question):
             raise ConfigError("not confirmed: nothing was deleted")
         with render.Progress(quiet=json, verbose=ctx.obj.verbose) as progress:
-            changes = api.destroy(cfg, delete_data=delete_data, target=target, on_event=progress)
+            changes = api.destroy(
+                cfg,
+                delete_data=delete_data,
+                target=target,
+                on_event=progress,
+                wait=not no_wait,
+                on_lease=progress.lease,
+            )
     except DeployError as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
         raise _interrupted() from None
     render.destroyed(changes, as_json=json, out=out)
+
+
+@app.command()
+def unlock(
+    ctx: typer.Context,
+    tenant: Tenant = None,
+    project: Project = None,
+    region: Region = None,
+    source: Source = None,
+    app_name: AppName = None,
+    config: ConfigFile = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask to confirm.")] = False,
+    emulator: UseEmulator = False,
+    endpoint: Endpoint = None,
+    time_scale: TimeScale = None,
+    verbose: Verbose = False,
+) -> None:
+    """Remove the tenant's lease when its holder cannot (killed, machine lost). A run still
+    holding it stops at its next heartbeat."""
+    _merge(ctx, emulator, endpoint, time_scale, verbose)
+    try:
+        cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+        target = _target(ctx)
+        from deployer import api, render
+        from deployer.lease import Holder
+
+        def confirm(holder: Holder) -> bool:
+            question = (
+                f"Remove the lease on tenant {cfg.tenant} held by {holder.describe()}? "
+                "If that run is still going, it stops at its next heartbeat."
+            )
+            return yes or typer.confirm(question)
+
+        holder = api.unlock(cfg, target=target, confirm=confirm)
+    except DeployError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        raise _interrupted() from None
+    render.unlocked(holder, tenant=cfg.tenant, out=out)
 
 
 @emulator_app.command("serve")

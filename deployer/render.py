@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.table import Table
 
 from deployer.engine import Event, Phase, RunResult
+from deployer.lease import Holder, Notice, NoticeKind
 from deployer.steps.base import Action, Change
 
 _STYLE = {
@@ -47,6 +48,28 @@ def change_json(change: Change) -> dict[str, Any]:
     }
 
 
+WAIT_NOTE_EVERY = 30.0  # seconds between two "waiting for the lease" lines
+
+
+def holder_json(holder: Holder | None) -> dict[str, Any] | None:
+    return (
+        None
+        if holder is None
+        else {**holder.fields(), "pid": holder.pid, "seconds": holder.seconds}
+    )
+
+
+def in_progress(holder: Holder | None, out: Console) -> None:
+    """plan and status take no lease: say when what they show may be changing."""
+    if holder is not None:
+        out.print(
+            f"deploy in progress: {holder.describe()} (what follows may be changing)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 def dump_json(doc: Any, out: IO[str] | None = None) -> None:
     print(json.dumps(doc, indent=2, default=str), file=out or sys.stdout)
 
@@ -64,6 +87,7 @@ class Progress:
         self._rows: dict[str, tuple[str, str, float]] = {}
         self._lock = threading.Lock()
         self._live: Live | None = None
+        self._waiting: tuple[str, float] | None = None  # the holder we said we wait for, when
 
     def __enter__(self) -> Progress:
         if self.live_mode:
@@ -98,6 +122,37 @@ class Progress:
                     highlight=False,
                     soft_wrap=True,
                 )
+
+    def lease(self, notice: Notice) -> None:
+        """The tenant's lease: who we wait for (again every WAIT_NOTE_EVERY seconds), what
+        we took over, what we could not release. Shown even with --json (on stderr): a run
+        that waits silently looks hung."""
+        holder = notice.holder
+        line = ""
+        if notice.kind is NoticeKind.WAITING and holder is not None:
+            said = self._waiting
+            if said is None or said[0] != holder.id or notice.waited - said[1] >= WAIT_NOTE_EVERY:
+                self._waiting = (holder.id, notice.waited)
+                line = (
+                    f"waiting for the lease on tenant {notice.tenant} held by "
+                    f"{holder.describe()} ({notice.waited:.0f}s so far; --no-wait fails at once, "
+                    f"`djdeploy unlock --tenant {notice.tenant}` if it is stuck)"
+                )
+        elif notice.kind is NoticeKind.TOOK_OVER and holder is not None:
+            line = (
+                f"took over the lease on tenant {notice.tenant}: {holder.describe()} had not "
+                f"renewed it for {holder.seconds:g}s"
+            )
+        elif notice.kind is NoticeKind.ACQUIRED and (self._waiting or self.verbose):
+            line = f"took the lease on tenant {notice.tenant} after {notice.waited:.1f}s"
+        elif notice.kind is NoticeKind.RELEASE_FAILED:
+            line = (
+                f"warning: could not release the lease on tenant {notice.tenant} "
+                f"({notice.message}); it expires by itself"
+            )
+        if line:
+            with self._lock:
+                self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def _table(self) -> Table:
         table = Table(box=None, pad_edge=False)
@@ -157,11 +212,18 @@ def changes_table(changes: Sequence[Change], *, title: str) -> Table:
     return table
 
 
-def plan(changes: Sequence[Change], *, as_json: bool, out: Console) -> None:
+def plan(changes: Sequence[Change], *, holder: Holder | None, as_json: bool, out: Console) -> None:
     pending = [c for c in changes if c.action is not Action.NOOP]
     if as_json:
-        dump_json({"changes_pending": bool(pending), "steps": [change_json(c) for c in changes]})
+        dump_json(
+            {
+                "changes_pending": bool(pending),
+                "lease": holder_json(holder),
+                "steps": [change_json(c) for c in changes],
+            }
+        )
         return
+    in_progress(holder, out)
     out.print(changes_table(changes, title="plan"))
     out.print(f"{len(pending)} step(s) would change" if pending else "nothing to change")
 
@@ -189,17 +251,26 @@ def summary(changes: Sequence[Change]) -> dict[str, str]:
     }
 
 
-def status(changes: Sequence[Change], *, tenant: str, as_json: bool, out: Console) -> None:
+def status(
+    changes: Sequence[Change],
+    *,
+    tenant: str,
+    holder: Holder | None,
+    as_json: bool,
+    out: Console,
+) -> None:
     facts = summary(changes)
     if as_json:
         dump_json(
             {
                 "tenant": tenant,
                 **facts,
+                "lease": holder_json(holder),
                 "steps": [{**change_json(c), "state": state_of(c)} for c in changes],
             }
         )
         return
+    in_progress(holder, out)
     table = Table(title=f"tenant {tenant}", box=None, pad_edge=False, title_justify="left")
     for col in ("step", "state", "detail"):
         table.add_column(col)
@@ -242,3 +313,10 @@ def destroyed(changes: Sequence[Change], *, as_json: bool, out: Console) -> None
             "kept (run with --delete-data to delete): " + ", ".join(c.resource for c in kept),
             markup=False,
         )
+
+
+def unlocked(holder: Holder | None, *, tenant: str, out: Console) -> None:
+    if holder is None:
+        out.print(f"tenant {tenant} is not locked: nothing to remove", markup=False)
+        return
+    out.print(f"removed the lease on tenant {tenant} held by {holder.describe()}", markup=False)

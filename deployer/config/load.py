@@ -20,6 +20,7 @@ from deployer.config.schema import (
     BuildConfig,
     DatabaseConfig,
     MediaConfig,
+    MonitoringConfig,
     ProbeConfig,
     SecretRef,
     ServiceConfig,
@@ -39,6 +40,7 @@ _TABLES: dict[str, type] = {
     "media": MediaConfig,
     "superuser": SuperuserConfig,
     "probes": ProbeConfig,
+    "monitoring": MonitoringConfig,
 }
 _MAPS = ("env", "secret_env", "labels")
 _TOP = ("tenant", "project", "region", "app", "source", "settings_module")

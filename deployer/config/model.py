@@ -29,6 +29,7 @@ from deployer.config.schema import (
     BuildConfig,
     DatabaseConfig,
     MediaConfig,
+    MonitoringConfig,
     ProbeConfig,
     SecretRef,
     ServiceConfig,
@@ -62,6 +63,7 @@ class Config:
     secret_env: Mapping[str, SecretRef] = field(default_factory=FrozenDict)
     superuser: SuperuserConfig = field(default_factory=SuperuserConfig)
     probes: ProbeConfig = field(default_factory=ProbeConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     labels: Mapping[str, str] = field(default_factory=FrozenDict)  # extra labels
 
     def __post_init__(self) -> None:
@@ -141,6 +143,7 @@ class Config:
             self.media,
             self.superuser,
             self.probes,
+            self.monitoring,
         ):
             sub.validate()
         if self.vpc is not None:
@@ -148,7 +151,28 @@ class Config:
             self._validate_vpc_region(self.vpc)
         self._validate_env()
         self._validate_labels()
+        self._validate_monitoring()
         self.names.validate()
+
+    def _validate_monitoring(self) -> None:
+        """Uptime checkers call the service from the internet, without credentials."""
+        if not self.monitoring.enabled:
+            return
+        if not self.service.public:
+            fail(
+                "monitoring.enabled",
+                True,
+                "the uptime check calls the service without credentials, so it needs "
+                "service.public = true (or turn monitoring off)",
+            )
+        if self.service.ingress != "all":
+            fail(
+                "monitoring.enabled",
+                True,
+                f"the uptime check calls the service from the internet, which ingress "
+                f'"{self.service.ingress}" refuses: set service.ingress = "all" (or turn '
+                "monitoring off)",
+            )
 
     def _validate_vpc_region(self, vpc: VpcConfig) -> None:
         """A subnetwork or connector given by its full path names a region: the service's."""

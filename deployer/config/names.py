@@ -52,6 +52,9 @@ class Names:
     secret_superuser_password: str
     labels: dict[str, str]  # a FrozenDict
     connection_name: str
+    uptime_check: str  # display names: Cloud Monitoring assigns the ids
+    alert_policy: str
+    alert_channel: str
 
     def owns(self, labels: Mapping[str, str] | None) -> bool:
         """Whether a resource found under one of our names is ours to adopt, change or delete.
@@ -120,6 +123,9 @@ class Names:
             secret_superuser_password=f"{prefix}-superuser-password",
             labels=FrozenDict(labels),
             connection_name=f"{project}:{region}:{sql_instance}",
+            uptime_check=f"djdeploy {prefix} health",
+            alert_policy=f"djdeploy {prefix} is down",
+            alert_channel=f"djdeploy {prefix} alerts",
         )
 
     def validate(self) -> None:

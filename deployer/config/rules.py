@@ -160,6 +160,8 @@ MEMORY_FOR_CPU = {
 INGRESS = ("all", "internal", "internal-and-cloud-load-balancing")
 EGRESS = ("private-ranges-only", "all-traffic")
 EDITIONS = ("ENTERPRISE", "ENTERPRISE_PLUS")
+UPTIME_PERIODS = (60, 300, 600, 900)  # seconds: the only periods Cloud Monitoring accepts
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def memory_mib(value: str) -> int | None:

@@ -11,6 +11,7 @@ from deployer.config.rules import (
     CPUS,
     EDITIONS,
     EGRESS,
+    EMAIL_RE,
     EXTENSION_RE,
     INGRESS,
     MEMORY_FOR_CPU,
@@ -18,6 +19,7 @@ from deployer.config.rules import (
     RESOURCE_RE,
     SECRET_NAME_RE,
     SQL_INSTANCE_RE,
+    UPTIME_PERIODS,
     USERNAME_RE,
     VPC_PATH_FORMS,
     VPC_PATHS,
@@ -392,3 +394,42 @@ class BuildConfig:
     def validate(self) -> None:
         _check_packages("build.apt_packages", self.apt_packages)
         _check_packages("build.runtime_apt_packages", self.runtime_apt_packages)
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """An uptime check on the service's health path (probes.path) and an alert policy on it,
+    notifying alert_email when set. Off by default: it costs money past a free allotment and
+    needs a public service; enabled turns it on, alert_email alone is refused (say which)."""
+
+    enabled: bool = False
+    _: KW_ONLY
+    alert_email: str | None = None
+    period: int = 300  # seconds between checks from each checker location
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        check_bool("monitoring.enabled", self.enabled)
+        if self.alert_email is not None:
+            check_str("monitoring.alert_email", self.alert_email)
+            if not EMAIL_RE.match(self.alert_email):
+                fail(
+                    "monitoring.alert_email",
+                    self.alert_email,
+                    'use an email address such as "ops@example.com"',
+                )
+            if not self.enabled:
+                fail(
+                    "monitoring.alert_email",
+                    self.alert_email,
+                    "monitoring is off: set monitoring.enabled = true to get alerts, or remove "
+                    "alert_email",
+                )
+        if self.period not in UPTIME_PERIODS or isinstance(self.period, bool):
+            fail(
+                "monitoring.period",
+                self.period,
+                "Cloud Monitoring checks every 60, 300, 600 or 900 seconds: use one of those",
+            )

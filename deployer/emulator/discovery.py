@@ -36,6 +36,10 @@ PREFIXES: list[tuple[str, list[tuple[str, str]]]] = [
         [("artifactregistry", "v1"), ("cloudbuild", "v1")],
     ),
     (r"^/v1/projects/[^/]+/serviceAccounts", [("iam", "v1")]),
+    (
+        r"^/v3/projects/[^/]+/(uptimeCheckConfigs|alertPolicies|notificationChannels)",
+        [("monitoring", "v3")],
+    ),
     (r"^/v3/projects", [("cloudresourcemanager", "v3")]),
     (r"^/v1/projects/[^/]+/services", [("serviceusage", "v1")]),
     (r"^/v1/operations", [("serviceusage", "v1")]),

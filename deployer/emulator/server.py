@@ -53,6 +53,7 @@ API_MODULES: tuple[str, ...] = (
     "iam",
     "cloudbuild",
     "artifactregistry",
+    "monitoring",
 )
 
 ADMIN_PREFIX = "/_emulator/"

@@ -18,6 +18,7 @@ from deployer.gcp import retry
 from deployer.gcp.build import BuildApi
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.iam import IamApi
+from deployer.gcp.monitoring import MonitoringApi
 from deployer.gcp.projects import ProjectsApi
 from deployer.gcp.registry import RegistryApi
 from deployer.gcp.run import RunApi
@@ -86,3 +87,7 @@ class Cloud:
     @cached_property
     def services(self) -> ServiceUsageApi:
         return ServiceUsageApi(self)
+
+    @cached_property
+    def monitoring(self) -> MonitoringApi:
+        return MonitoringApi(self)

@@ -11,12 +11,13 @@ if TYPE_CHECKING:
 
 def build_steps(config: Config) -> list[Step]:
     """Every step for `config`, in dependency order (the engine checks the graph)."""
-    from deployer.steps.apis import Apis
+    from deployer.steps.apis import Apis, required_apis
     from deployer.steps.bucket import MediaBucket, SourcesBucket
     from deployer.steps.iam import IamBuild, IamRuntime
     from deployer.steps.image import Image
     from deployer.steps.invoker import Invoker
     from deployer.steps.jobs import DbInitJob, MigrateJob
+    from deployer.steps.monitoring import AlertChannel, AlertPolicy, UptimeCheck
     from deployer.steps.registry import Registry
     from deployer.steps.secrets import Secrets
     from deployer.steps.service import Service
@@ -24,8 +25,8 @@ def build_steps(config: Config) -> list[Step]:
     from deployer.steps.sql import SqlDatabase, SqlInstance, SqlUser
 
     image = Image(config)
-    return [
-        Apis(config),
+    steps: list[Step] = [
+        Apis(config, services=required_apis(config)),
         ServiceAccounts(config),
         Secrets(config),
         SqlInstance(config),
@@ -42,3 +43,6 @@ def build_steps(config: Config) -> list[Step]:
         Service(config, image=image.image),
         Invoker(config),
     ]
+    if config.monitoring.enabled:  # off: no step, no call (see docs/monitoring.md)
+        steps += [AlertChannel(config), UptimeCheck(config), AlertPolicy(config)]
+    return steps

@@ -29,6 +29,13 @@ REQUIRED_APIS: tuple[str, ...] = (
     "storage.googleapis.com",
 )
 
+MONITORING_API = "monitoring.googleapis.com"
+
+
+def required_apis(config: Config) -> tuple[str, ...]:
+    """The APIs this deployment calls: Cloud Monitoring too when [monitoring] is on."""
+    return (*REQUIRED_APIS, MONITORING_API) if config.monitoring.enabled else REQUIRED_APIS
+
 
 @dataclass(frozen=True)
 class Apis(Operation):
