@@ -47,6 +47,7 @@ class Target:
     state_dir: Path | None = None  # built-in emulator only; default: the user's data dir
     time_scale: float | None = None  # how fast the emulator's clock runs (1.0 = real time)
     request_timeout: float | None = None  # seconds per API request (None: ClientFactory's)
+    execute: bool = True  # built-in emulator: run what it deploys (docs/emulator.md)
 
     def __post_init__(self) -> None:
         if self.endpoint is not None and not _ENDPOINT.match(self.endpoint):
@@ -114,6 +115,7 @@ def connect(
         state_dir=state_dir,
         time_scale=target.scale,
         set_time_scale=target.time_scale is not None,
+        execute=target.execute,
         clock=clock,
     )
     running = serve(emulator)

@@ -36,6 +36,13 @@ out = Console()
 err = Console(stderr=True)
 
 
+Execute = typer.Option(
+    "--execute/--no-execute",
+    envvar="DJDEPLOY_EMULATOR_EXECUTE",
+    help="Emulator: run what it deploys (PostgreSQL for Cloud SQL); --no-execute: APIs only.",
+)
+
+
 @dataclass
 class Globals:
     emulator: bool = False
@@ -43,6 +50,7 @@ class Globals:
     time_scale: float | None = None
     verbose: bool = False
     request_timeout: float | None = None
+    execute: bool = True
 
 
 def _version(value: bool) -> None:
@@ -81,6 +89,7 @@ def main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
+    execute: Annotated[bool, Execute] = True,
 ) -> None:
     ctx.obj = Globals(
         emulator=emulator,
@@ -88,6 +97,7 @@ def main(
         time_scale=time_scale,
         verbose=verbose,
         request_timeout=request_timeout,
+        execute=execute,
     )
 
 
@@ -154,6 +164,7 @@ def _target(ctx: typer.Context) -> Target:
         emulator=g.emulator,
         time_scale=g.time_scale,
         request_timeout=g.request_timeout,
+        execute=g.execute,
     )
 
 
@@ -379,11 +390,16 @@ def emulator_serve(
             help="Latency model speed: 1.0 real durations, 0.001 a thousand times faster."
         ),
     ] = 1.0,
+    execute: Annotated[bool, Execute] = True,
 ) -> None:
     """Serve the emulator on one port until Ctrl-C."""
     from deployer.api import default_state_dir
     from deployer.emulator.server import main_serve
 
     main_serve(
-        host=host, port=port, state_dir=state_dir or default_state_dir(), time_scale=time_scale
+        host=host,
+        port=port,
+        state_dir=state_dir or default_state_dir(),
+        time_scale=time_scale,
+        execute=execute,
     )

@@ -12,6 +12,7 @@ no faults, no latency):
     PUT    /_emulator/transcript        body: {"limit": N} -> {"limit", "size", "dropped_entries"}
     DELETE /_emulator/transcript
     GET    /_emulator/state[?kind=K]    -> {kind: {key: value}}
+    GET    /_emulator/local             -> {"executing", "postgres", "sql": [server, ...]}
     GET    /_emulator/outcomes          -> {"outcomes": [...]}
     POST   /_emulator/outcomes          body: {"kind", "match", "message", "times"?, "status"?}
     DELETE /_emulator/outcomes
@@ -138,6 +139,13 @@ def _without_secret_values(dump: dict[str, dict[str, Any]]) -> dict[str, dict[st
         if "_data" in doc:
             doc["_data"] = {"_bytes": len(base64.b64decode(doc["_data"]))}
     return dump
+
+
+@router.route("GET", "/_emulator/local")
+def local(req: Request) -> dict[str, Any]:
+    """Local execution: whether it is on, which PostgreSQL, and each running Cloud SQL server's
+    socket and loopback port."""
+    return req.emu.local.describe()
 
 
 @router.route("GET", "/_emulator/outcomes")

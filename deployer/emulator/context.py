@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .latency import Latency
+from .local import Realizers
 from .store import Store
 from .transcript import Transcript
 
@@ -105,5 +106,10 @@ class Emulator(Protocol):
 
     @property
     def transcript(self) -> Transcript: ...
+
+    @property
+    def local(self) -> Realizers:
+        """Local execution: the realizers (off unless the emulator executes)."""
+        ...
 
     def reset(self) -> None: ...

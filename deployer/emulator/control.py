@@ -113,6 +113,11 @@ class EmulatorControl:
     def state(self, kind: str | None = None) -> dict[str, dict[str, Any]]:
         return self._call("GET", "state" + (f"?kind={quote(kind)}" if kind else ""))
 
+    def local(self) -> dict[str, Any]:
+        """Local execution: ``{"executing", "postgres", "sql": [{"connectionName", "port",
+        "layoutSocket", "socketDir", "psql", ...}]}`` (docs/emulator.md, "Local execution")."""
+        return dict(self._call("GET", "local"))
+
     def fail(
         self, kind: str, match: str, message: str, times: int = 1, status: str | None = None
     ) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import json
 import logging
+import signal
 import socket
 import sys
 import threading
@@ -30,6 +31,7 @@ from . import admin
 from .errors import ApiError
 from .faults import Faults, as_error, held_for
 from .latency import Latency
+from .local import Realizers
 from .operations import Operations
 from .outcomes import Outcomes
 from .routing import Headers, Request, Response, Router, RouteTable
@@ -66,6 +68,15 @@ def load_routers(modules: tuple[str, ...] = API_MODULES) -> list[Router]:
     return routers
 
 
+def realize_stored(emu: Emulator, modules: tuple[str, ...]) -> None:
+    """Bring back what the stored state says runs (an emulator restart): each API module with
+    a module-level ``realize(emu)`` hook does its own."""
+    for name in modules:
+        hook = getattr(importlib.import_module(f"{__package__}.{name}"), "realize", None)
+        if hook is not None:
+            hook(emu)
+
+
 @dataclass
 class Outcome:
     """What ``Emulator.handle`` did: the response to send, or drop the connection."""
@@ -84,7 +95,10 @@ class Emulator:
         modules: tuple[str, ...] = API_MODULES,
         transcript_limit: int = TRANSCRIPT_LIMIT,
         set_time_scale: bool = False,
+        execute: bool = False,
     ) -> None:
+        """``execute``: run what is deployed (docs/emulator.md, "Local execution"); off, the
+        emulator only answers the APIs (the test fixture's default: fast)."""
         self.state_dir = Path(state_dir) if state_dir is not None else None
         # one clock for operations, windows and sleeps: tests pass the VirtualClock their
         # deployer Cloud shares; emu.clock() reads it, emu.sleep waits on it
@@ -102,9 +116,19 @@ class Emulator:
         self.transcript = Transcript(transcript_limit)
         self.routes = RouteTable(load_routers(modules))
         self.admin_routes = RouteTable([admin.router])
+        self.local = Realizers(self.state_dir, execute=execute)
+        if self.local.enabled:
+            realize_stored(self, modules)
+
+    def close(self) -> None:
+        """Stop what runs (the realizers' servers and processes) and close the store."""
+        self.local.close()
+        self.store.close()
 
     def reset(self) -> None:
-        """Forget everything: resources, operations, faults, outcomes, latency, transcript."""
+        """Forget everything: resources, operations, faults, outcomes, latency, transcript, and
+        what runs (local execution)."""
+        self.local.reset()
         self.store.reset()
         self.latency.reset()
         self.transcript.clear()
@@ -367,7 +391,7 @@ class RunningEmulator:
         self._server.server_close()
         self._server.close_all()
         self._thread.join(timeout=5)
-        self.emu.store.close()
+        self.emu.close()
 
     def __enter__(self) -> RunningEmulator:
         return self
@@ -394,14 +418,20 @@ def main_serve(
     port: int = DEFAULT_PORT,
     state_dir: Path | str | None = None,
     time_scale: float = 1.0,
+    execute: bool = True,
 ) -> None:
-    """``djdeploy emulator serve``: serve in the foreground, print the URL, stop on Ctrl-C. The
-    serving process owns the state directory's time scale: it sets it."""
-    emu = Emulator(state_dir=state_dir, time_scale=time_scale, set_time_scale=True)
+    """``djdeploy emulator serve``: serve in the foreground, print the URL, stop on Ctrl-C or
+    SIGTERM (both stop what it runs). The serving process owns the state directory's time
+    scale: it sets it."""
+    emu = Emulator(state_dir=state_dir, time_scale=time_scale, set_time_scale=True, execute=execute)
+    signal.signal(signal.SIGTERM, _interrupt)
     server = _Server((host, port), emu)
     h, p = str(server.server_address[0]), server.server_address[1]
     where = f"state in {emu.state_dir}" if emu.state_dir else "in-memory state"
-    print(f"djdeploy emulator listening on http://{h}:{p} ({where}, time scale {time_scale})")
+    mode = "executing" if emu.local.enabled else "API only"
+    print(
+        f"djdeploy emulator listening on http://{h}:{p} ({where}, time scale {time_scale}, {mode})"
+    )
     sys.stdout.flush()
     try:
         server.serve_forever(poll_interval=0.2)
@@ -410,4 +440,8 @@ def main_serve(
     finally:
         server.server_close()
         server.close_all()
-        emu.store.close()
+        emu.close()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

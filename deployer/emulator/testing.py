@@ -13,7 +13,10 @@ Fixtures:
 - ``emulator`` (function scope): a fresh in-memory emulator on a free port for each test (empty
   state, no faults or outcomes, default latency, empty transcript), time scale 0.001 (a 10 min
   SQL instance create takes 0.6 s of the clock), no request delay. Yields an
-  :class:`EmulatorHandle` (``.url``, ``.control``, ``.emu``, ``.clock``).
+  :class:`EmulatorHandle` (``.url``, ``.control``, ``.emu``, ``.clock``). Nothing is executed
+  (API only).
+- ``executing_emulator``: the same with local execution on (docs/emulator.md, "Local
+  execution"): slower, for tests that check what runs.
 
 Helpers (usable outside pytest too): :func:`discovery_client`, :func:`gapic_options`,
 :func:`storage_client`.
@@ -73,12 +76,26 @@ def emulator_clock(request: pytest.FixtureRequest) -> Clock:
 def emulator(emulator_clock: Clock) -> Iterator[EmulatorHandle]:
     # A fresh server per test (about 3 ms): stragglers of an earlier test (a background thread
     # still polling) hit a closed port instead of polluting this test's state and transcript.
-    running = serve(Emulator(time_scale=TEST_TIME_SCALE, clock=emulator_clock))
+    # API only: nothing is executed (fast).
+    emu = Emulator(time_scale=TEST_TIME_SCALE, clock=emulator_clock)
+    yield from _serving(emu, emulator_clock, wait=False)
+
+
+@pytest.fixture
+def executing_emulator(emulator_clock: Clock) -> Iterator[EmulatorHandle]:
+    """Like ``emulator``, with local execution on: Cloud SQL instances are real PostgreSQL
+    servers, in a temporary directory stopped and removed when the test ends."""
+    emu = Emulator(time_scale=TEST_TIME_SCALE, clock=emulator_clock, execute=True)
+    yield from _serving(emu, emulator_clock, wait=True)
+
+
+def _serving(emu: Emulator, clock: Clock, *, wait: bool) -> Iterator[EmulatorHandle]:
+    running = serve(emu)
     try:
-        yield EmulatorHandle(running.url, running.control, running.emu, running, emulator_clock)
+        yield EmulatorHandle(running.url, running.control, running.emu, running, clock)
     finally:
         running.control.close()
-        running.stop(wait=False)
+        running.stop(wait=wait)
 
 
 def discovery_endpoint(url: str, api: str, version: str) -> str:

@@ -25,8 +25,11 @@ per instance: anything mutating the instance while one runs is 409 ``operationIn
 Backends (state and behaviour, no HTTP): :mod:`.instances`, :mod:`.databases`, :mod:`.users`,
 :mod:`.backups`, :mod:`.operations`; stored shapes in :mod:`.records`; errors in
 :mod:`.errors`. :mod:`.handlers` parses, calls them and renders (:mod:`.render`).
+:mod:`.realize`: local execution (a PostgreSQL instance is a real server); :func:`realize`
+brings the servers back when an emulator starts.
 """
 
 from .handlers import router
+from .realize import realize
 
-__all__ = ["router"]
+__all__ = ["realize", "router"]

@@ -6,11 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..formats import rfc3339
 from ..latency import register_duration
+from ..local.postgres import PostgresError
 from ..operations import completer
 from . import records
 from .errors import not_found
 from .instances import Instances
 from .operations import mark_failed, outcome
+from .realize import cluster
 
 if TYPE_CHECKING:
     from ..context import Emulator
@@ -77,6 +79,13 @@ def _finish(emu: Emulator, op: dict[str, Any]) -> None:
         "backupKind": "SNAPSHOT",
         "databaseVersion": rec["databaseVersion"] if rec else "",
     }
+    server = cluster(emu, rec) if rec and message is None else None
+    if server is not None and emu.local.postgres is not None:
+        try:  # the backup is a real dump of the whole server
+            server.dump(emu.local.postgres.backup_dir(p, i) / f"{a['id']}.sql")
+        except PostgresError as exc:
+            message = str(exc)
+            run["status"] = "FAILED"
     if message is not None:
         run["error"] = {"kind": "sql#operationError", "code": "INTERNAL_ERROR", "message": message}
         mark_failed(op, message)

@@ -8,6 +8,7 @@ from . import records
 from .errors import SqlError, invalid
 from .instances import Children
 from .operations import child_completer
+from .realize import realizing
 
 if TYPE_CHECKING:
     from ..context import Emulator
@@ -50,6 +51,9 @@ class Databases(Children):
 
 @child_completer("sql.database.create")
 def _finish_create(emu: Emulator, a: dict[str, Any]) -> None:
+    with realizing(emu, a) as server:
+        if server is not None:
+            server.create_database(a["name"])
     db = records.database(a["project"], a["instance"], a["name"])
     db["charset"] = a.get("charset") or "UTF8"
     db["collation"] = a.get("collation") or "en_US.UTF8"
@@ -58,4 +62,7 @@ def _finish_create(emu: Emulator, a: dict[str, Any]) -> None:
 
 @child_completer("sql.database.delete")
 def _finish_delete(emu: Emulator, a: dict[str, Any]) -> None:
+    with realizing(emu, a) as server:
+        if server is not None:
+            server.drop_database(a["name"])
     emu.store.delete(records.DATABASE_KIND, records.child_of(a))

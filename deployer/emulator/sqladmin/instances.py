@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..formats import merge_patch, rfc3339
 from ..latency import register_duration
+from ..local.postgres import PostgresError
 from ..operations import completer
 from ..projects import REGIONS
 from . import records
@@ -30,6 +32,7 @@ from .errors import (
     not_found,
 )
 from .operations import SqlOperations, mark_failed, outcome
+from .realize import cluster, verifier_arg
 
 if TYPE_CHECKING:
     from ..context import Emulator
@@ -145,7 +148,7 @@ class Instances:
                 "CREATE",
                 completer="sql.instance.create",
                 duration_kind="sql.instance.create",
-                args={},
+                args=verifier_arg(emu, "root_verifier", body.get("rootPassword")),
             )
 
     def patch(self, project_id: str, instance: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -198,6 +201,7 @@ class Children:
     what: ClassVar[str]  # how errors name one: "database", "user"
 
     def __init__(self, emu: Emulator) -> None:
+        self.emu = emu
         self.store = emu.store
         self.instances = Instances(emu)
 
@@ -280,6 +284,15 @@ def _finish_create(emu: Emulator, op: dict[str, Any]) -> None:
         emu.store.put(records.INSTANCE_KIND, key, rec)
         mark_failed(op, message)
         return None
+    server = cluster(emu, rec)
+    if server is not None:
+        try:
+            server.create(root_password_verifier=op["args"].get("root_verifier"))
+        except PostgresError as exc:
+            rec["state"] = "FAILED"
+            emu.store.put(records.INSTANCE_KIND, key, rec)
+            mark_failed(op, str(exc))
+            return None
     rec["state"] = "RUNNABLE"
     rec["ipAddresses"] = [{"type": "PRIMARY", "ipAddress": "10.0.0.3"}]
     emu.store.put(records.INSTANCE_KIND, key, rec)
@@ -320,7 +333,13 @@ def _finish_delete(emu: Emulator, op: dict[str, Any]) -> None:
     store = emu.store
     rec = store.get(records.INSTANCE_KIND, records.instance_key(p, i)) or {}
     store.delete(records.INSTANCE_KIND, records.instance_key(p, i))
-    if (rec.get("settings") or {}).get("retainBackupsOnDelete"):
+    retained = bool((rec.get("settings") or {}).get("retainBackupsOnDelete"))
+    server = cluster(emu, rec) if rec else None
+    if server is not None:
+        server.remove()
+    if emu.local.postgres is not None and not retained:  # the dumps go with the backups
+        shutil.rmtree(emu.local.postgres.backup_dir(p, i), ignore_errors=True)
+    if retained:
         for k, run in store.list(records.BACKUP_KIND, records.children(p, i)):
             store.put(records.RETAINED_KIND, k, run)
     # backups go with it unless retained

