@@ -63,7 +63,8 @@ def create(sql, name: str = "pg-1", **settings: Any) -> dict[str, Any]:
     return wait(sql, op)
 
 
-def test_instance_lifecycle(sql):
+def test_instance_lifecycle(sql, emulator):
+    emulator.control.set_latency(durations={"sql.instance.create": 10**9})  # held till completed
     op = sql.instances().insert(project=P, body=body()).execute()
     inst = sql.instances().get(project=P, instance="pg-1").execute()
     assert inst["state"] == "PENDING_CREATE"
@@ -72,6 +73,7 @@ def test_instance_lifecycle(sql):
         sql.databases().insert(project=P, instance="pg-1", body={"name": "db"}).execute()
     assert exc.value.status_code == 409 and reason(exc.value) == "operationInProgress"
     assert "another operation was already in progress" in str(exc.value)
+    emulator.emu.ops.complete_now(op["name"])
     done = wait(sql, op)
     assert done["status"] == "DONE" and "error" not in done and done["endTime"]
     inst = sql.instances().get(project=P, instance="pg-1").execute()
