@@ -52,6 +52,7 @@ API_MODULES: tuple[str, ...] = (
     "cloudbuild",
     "artifactregistry",
     "monitoring",
+    "cloudscheduler",
 )
 
 ADMIN_PREFIX = "/_emulator/"
