@@ -13,11 +13,11 @@ def build_steps(config: Config) -> list[Step]:
     """Every step for `config`, in dependency order (the engine checks the graph)."""
     from deployer.steps.apis import Apis, required_apis
     from deployer.steps.bucket import MediaBucket, SourcesBucket
-    from deployer.steps.cron import CronSchedules
+    from deployer.steps.cron import CronJob, CronSchedules
     from deployer.steps.iam import IamBuild, IamRuntime, IamScheduler
     from deployer.steps.image import Image
     from deployer.steps.invoker import Invoker
-    from deployer.steps.jobs import CronJob, DbInitJob, MigrateJob
+    from deployer.steps.jobs import DbInitJob, MigrateJob
     from deployer.steps.monitoring import AlertChannel, AlertPolicy, UptimeCheck
     from deployer.steps.registry import Registry
     from deployer.steps.secrets import Secrets

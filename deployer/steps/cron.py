@@ -1,4 +1,10 @@
-"""The Cloud Scheduler jobs of the [[cron]] entries (step "cron"; docs/cron.md).
+"""The [[cron]] entries' resources (docs/cron.md): a Cloud Run job per entry (step
+"cron-job-<name>") and their Cloud Scheduler jobs (step "cron").
+
+An entry's Cloud Run job is built as the migrate job is (steps/jobs.py: image, env, Cloud SQL
+socket, media volume, runtime account) with the command as its args (``entrypoint.sh manage
+<command>``, labelled ``djdeploy-cron: <name>``); its step keeps the definition up to date and
+never runs it: Cloud Scheduler does.
 
 Each entry's scheduler job has the entry's Cloud Run job's name (``Names.cron_job``) and, on
 its schedule and time zone, POSTs to the Run API's ``jobs/<job>:run`` with an OAuth token of
@@ -17,18 +23,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deployer import errors
 from deployer.errors import Conflict
 from deployer.steps import container_env as ce
-from deployer.steps.base import Change, FieldChange, NotOurs, Operation, field_changes
+from deployer.steps.base import Action, Change, FieldChange, NotOurs, Operation, field_changes
+from deployer.steps.jobs import _Job
 
 if TYPE_CHECKING:
     from deployer.config import Config, CronEntry
     from deployer.gcp.cloud import Cloud
 
+CRON_LABEL = "djdeploy-cron"  # on an entry's Cloud Run job: the entry it runs
 #: the description that marks a scheduler job as ours (they have no labels)
 DESCRIPTION = (
     "djdeploy scheduled command {entry} of tenant {tenant} (app {app}); managed by djdeploy"
@@ -44,6 +52,61 @@ SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 RETRY_COUNT = 3
 #: jobs:run answers once the execution is created (an operation), well within a minute
 ATTEMPT_DEADLINE = "60s"
+
+
+@dataclass(frozen=True)
+class CronJob(_Job):
+    """The Cloud Run job of one [[cron]] entry."""
+
+    entry: CronEntry = field(kw_only=True)
+    needs: tuple[str, ...] = ("migrate",)  # a new image's commands run on a migrated schema
+    command = ce.MANAGE
+    media = True
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"cron-job-{self.entry.name}"
+
+    @property
+    def job_id(self) -> str:
+        return self.config.names.cron_job(self.entry.name)
+
+    @property
+    def args(self) -> list[str]:
+        return [ce.MANAGE, *self.entry.command]
+
+    def marker(self, *_: object) -> str:
+        """The executions' label: the image they ran (the step never runs the job)."""
+        return ce.spec_hash(self.image)
+
+    def task_template(self, inputs: ce.Inputs) -> dict[str, Any]:
+        template = super().task_template(inputs)
+        template["containers"][0]["args"] = self.args
+        return template
+
+    def desired(self, inputs: ce.Inputs) -> dict[str, Any]:
+        body = super().desired(inputs)
+        for where in (body, body["template"]):
+            where["labels"] = {**where["labels"], CRON_LABEL: self.entry.name}
+        return body
+
+    def diff(self, observed: dict[str, Any] | None) -> Change:
+        """Create or update the definition, never run it, whatever its executions did: the
+        migrate job's answer stands only when it creates or refuses (not ours; a secret without
+        an enabled version)."""
+        first = super().diff(observed)
+        if observed is None or first.action is Action.REFUSE:
+            return first
+        jid = self.job_id
+        job: dict[str, Any] = observed["job"]
+        if job.get("reconciling") or job.get("generation") != job.get("observedGeneration"):
+            return self.wait(f"job {jid} updating", info=first.info)
+        desired = self.desired(observed["inputs"])
+        desired.pop("name")  # short here, full on the server
+        fields = field_changes(desired, ce.project(desired, job))
+        if fields:
+            return self.update(f"job {jid} differs", fields, info=first.info)
+        return self.noop(f"job {jid} exists and matches", info=first.info)
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,11 @@ service) and executes it only when needed:
 
 A failed execution fails the step with its name, the condition message and where its logs are;
 the engine then stops before the service changes. The next `up` runs it again.
-
-A scheduled command's job (``CronJob``, one per ``[[cron]]`` entry, docs/cron.md) is built the
-same way (image, env, Cloud SQL socket, media volume, runtime account) with the command as its
-args (``entrypoint.sh manage <command>``); its step never runs it: Cloud Scheduler does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from deployer.errors import Conflict
@@ -31,10 +27,9 @@ from deployer.steps import container_env as ce
 from deployer.steps.base import Action, Broken, Change, Operation, field_changes
 
 if TYPE_CHECKING:
-    from deployer.config import Config, CronEntry
+    from deployer.config import Config
     from deployer.gcp.cloud import Cloud
 
-CRON_LABEL = "djdeploy-cron"  # the [[cron]] entry a job runs
 SPEC_LABEL = "djdeploy-spec"
 IMAGE_LABEL = "djdeploy-image"
 MAX_RETRIES = 0  # a failed migration is not retried blindly: the user reads the logs
@@ -70,19 +65,10 @@ class _Job(Operation):
     command = ""
     media = False
     marker_label = SPEC_LABEL
-    runs = True  # the step executes the job (db-init, migrate); a scheduled one it never does
 
     @property
     def job_id(self) -> str:
         raise NotImplementedError
-
-    @property
-    def args(self) -> list[str]:
-        return [self.command]
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return dict(self.config.names.labels)
 
     @property
     def resource(self) -> str:
@@ -94,7 +80,7 @@ class _Job(Operation):
         cfg = self.config
         container = {
             "image": self.image,
-            "args": self.args,
+            "args": [self.command],
             "resources": ce.resources(cfg),
             "env": ce.build_env(cfg, self.command, inputs),
             "volumeMounts": ce.volume_mounts(media=self.media),
@@ -118,7 +104,7 @@ class _Job(Operation):
 
     def desired(self, inputs: ce.Inputs) -> dict[str, Any]:
         task = self.task_template(inputs)
-        labels = self.labels
+        labels = dict(self.config.names.labels)
         return {
             "name": self.job_id,
             "labels": labels,
@@ -169,8 +155,6 @@ class _Job(Operation):
         fields = field_changes(desired, ce.project(desired, job))
         if fields:
             return self.update(f"job {jid} differs", fields, info=info)
-        if not self.runs:
-            return self.noop(f"job {jid} exists and matches", info=info)
         if newest is not None and execution_state(newest) == "running":
             return self.wait(f"execution {ce.short(newest.get('name'))} running", info=info)
         marker = desired["template"]["labels"][self.marker_label]
@@ -260,30 +244,3 @@ class MigrateJob(_Job):
 
     def marker(self, task_template: dict[str, Any]) -> str:
         return ce.spec_hash(self.image)
-
-
-@dataclass(frozen=True)
-class CronJob(_Job):
-    """The job of one [[cron]] entry: Cloud Scheduler runs it (steps/cron.py); never run here."""
-
-    entry: CronEntry = field(kw_only=True)
-    needs: tuple[str, ...] = ("migrate",)  # a new image's commands run on a migrated schema
-    command = ce.MANAGE
-    media = True
-    runs = False
-
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return f"cron-job-{self.entry.name}"
-
-    @property
-    def job_id(self) -> str:
-        return self.config.names.cron_job(self.entry.name)
-
-    @property
-    def args(self) -> list[str]:
-        return [ce.MANAGE, *self.entry.command]
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return {**self.config.names.labels, CRON_LABEL: self.entry.name}

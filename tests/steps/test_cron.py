@@ -13,11 +13,11 @@ from deployer.emulator import policies, serviceusage
 from deployer.steps import build_steps
 from deployer.steps.apis import SCHEDULER_API, required_apis
 from deployer.steps.base import Action
-from deployer.steps.cron import CronSchedules
+from deployer.steps.cron import CRON_LABEL, CronJob, CronSchedules
 from deployer.steps.iam import IamScheduler
-from deployer.steps.jobs import CRON_LABEL, CronJob
 from tests.steps.test_service import (
     IMAGE,
+    INPUTS,
     PROJECT,
     REGION,
     alone,
@@ -73,7 +73,11 @@ def test_the_job_runs_the_command_through_the_entrypoint() -> None:
     job = CronJob(CFG, image=IMAGE, entry=REPORT)
     assert job.name == "cron-job-report" and job.needs == ("migrate",)
     assert job.args == ["manage", "send_report", "--days", "1"]
-    assert job.labels[CRON_LABEL] == "report"
+    desired = job.desired(INPUTS)
+    assert desired["labels"][CRON_LABEL] == desired["template"]["labels"][CRON_LABEL] == "report"
+    [container] = desired["template"]["template"]["containers"]
+    assert container["args"] == ["manage", "send_report", "--days", "1"]
+    assert container["image"] == IMAGE
 
 
 def test_the_scheduler_job_calls_jobs_run_as_the_scheduler_account() -> None:
@@ -150,3 +154,14 @@ def test_someone_elses_scheduler_job_is_refused_and_kept(emulator: Any, cloud: A
     assert "not created by djdeploy" in str(result.results[-1].error)
     engine.destroy(steps(), delete_data=False)
     assert cloud.scheduler.get_job(jid)["description"] == "the ops team's"
+
+
+def test_the_job_is_kept_up_to_date_and_never_run_by_its_step() -> None:
+    step = CronJob(CFG, image=IMAGE, entry=NIGHTLY)
+    live = {**step.desired(INPUTS), "generation": "2", "observedGeneration": "2"}
+    running = {"name": "x/executions/e1", "createTime": "t"}  # no completionTime: running
+    observed = {"job": live, "executions": [running], "inputs": INPUTS}
+    change = step.diff(observed)
+    assert change.action is Action.NOOP and change.info == {"execution": "e1"}
+    other = CronJob(config(cron=(NIGHTLY,), env={"FEATURE": "on"}), image=IMAGE, entry=NIGHTLY)
+    assert other.diff(observed).action is Action.UPDATE  # same image, new env: updated now
