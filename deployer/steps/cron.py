@@ -79,6 +79,10 @@ class CronJob(_Job):
         """The executions' label: the image they ran (the step never runs the job)."""
         return ce.spec_hash(self.image)
 
+    @property
+    def what(self) -> str:
+        return "image"
+
     def task_template(self, inputs: ce.Inputs) -> dict[str, Any]:
         template = super().task_template(inputs)
         template["containers"][0]["args"] = self.args
