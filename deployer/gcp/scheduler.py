@@ -2,7 +2,8 @@
 
 Jobs live in a location (``projects/P/locations/R/jobs/ID``, ours in the deployment's region)
 and carry no labels: callers mark ownership in ``description``. A patch sends only the fields
-named in ``updateMask``; pause and resume are their own calls (``state`` is output only).
+named in ``updateMask``; ``state`` is output only (pause and resume are their own calls, which
+djdeploy does not make: a job paused by hand stays paused).
 """
 
 from __future__ import annotations
@@ -60,12 +61,6 @@ class SchedulerApi:
         """Delete; True when it was there, False when already gone."""
         done = self.cloud.read(execute(self._jobs().delete(name=self.job_name(job_id))))
         return done is not None
-
-    def pause_job(self, job_id: str) -> dict[str, Any]:
-        return self.cloud.call(execute(self._jobs().pause(name=self.job_name(job_id), body={})))
-
-    def resume_job(self, job_id: str) -> dict[str, Any]:
-        return self.cloud.call(execute(self._jobs().resume(name=self.job_name(job_id), body={})))
 
     def run_job(self, job_id: str) -> dict[str, Any]:
         """Force a run now (the schedule is unchanged)."""
