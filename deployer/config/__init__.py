@@ -37,6 +37,7 @@ from deployer.config.rules import (
 )
 from deployer.config.schema import (
     BuildConfig,
+    CronEntry,
     DatabaseConfig,
     MediaConfig,
     MonitoringConfig,
@@ -59,6 +60,7 @@ __all__ = [
     "RESERVED_LABELS",
     "BuildConfig",
     "Config",
+    "CronEntry",
     "DatabaseConfig",
     "FrozenDict",
     "MediaConfig",

@@ -18,6 +18,7 @@ from deployer.config.model import Config
 from deployer.config.rules import check_project, check_region, fail, show
 from deployer.config.schema import (
     BuildConfig,
+    CronEntry,
     DatabaseConfig,
     MediaConfig,
     MonitoringConfig,
@@ -55,8 +56,11 @@ def _table_fields(cls: type) -> dict[str, Any]:
 
 
 _FIELDS: dict[str, dict[str, Any]] = {t: _table_fields(c) for t, c in _TABLES.items()}
+_CRON_KEYS = tuple(f.name for f in dataclasses.fields(CronEntry) if f.name != "_")
 _ALL_KEYS: list[str] = [
     *_TOP,
+    "cron",
+    *(f"cron.{k}" for k in _CRON_KEYS),
     *_MAPS,
     *_TABLES,
     *(f"{t}.{f}" for t, fs in _FIELDS.items() for f in fs),
@@ -107,6 +111,7 @@ class _Layers:
         self.origin: dict[str, str] = {}
         self.maps: dict[str, dict[str, Any]] = {m: {} for m in _MAPS}
         self.base: dict[str, Path] = {}  # directory a relative source resolves against
+        self.cron: list[tuple[dict[str, Any], str]] = []  # [[cron]] tables, where each is from
 
     def set(self, dotted: str, value: Any, origin: str) -> None:
         self.values[dotted] = value
@@ -159,6 +164,8 @@ def _apply_file(layers: _Layers, data: Mapping[str, Any], path: Path) -> None:
                 raise ConfigError(f"{key} in {where} must be a table ([{key}])")
             for k, v in value.items():
                 layers.maps[key][k] = (v, f"{key}.{k} in {where}")
+        elif key == "cron":
+            _apply_cron(layers, value, where)
         elif key in _TABLES:
             if not isinstance(value, dict):
                 raise ConfigError(f"{key} in {where} must be a table ([{key}])")
@@ -168,6 +175,17 @@ def _apply_file(layers: _Layers, data: Mapping[str, Any], path: Path) -> None:
                 layers.set(f"{key}.{k}", v, f"{key}.{k} in {where}")
         else:
             _unknown("key", key, _ALL_KEYS, where)
+
+
+def _apply_cron(layers: _Layers, value: Any, where: str) -> None:
+    """The [[cron]] tables of a file (only a file sets them: no env var or flag does)."""
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise ConfigError(f"cron in {where} must be an array of tables ([[cron]])")
+    for table in value:
+        for k in table:
+            if k not in _CRON_KEYS:
+                _unknown("key", f"cron.{k}", _ALL_KEYS, where)
+        layers.cron.append((dict(table), f"[[cron]] {show(table.get('name'))} in {where}"))
 
 
 def _apply_environ(layers: _Layers, environ: Mapping[str, str], cwd: Path) -> None:
@@ -395,8 +413,19 @@ def _build(layers: _Layers, cwd: Path) -> Config:
         k: SecretRef.parse(v, where=f"secret_env.{k}")
         for k, (v, _) in layers.maps["secret_env"].items()
     }
+    kwargs["cron"] = tuple(_cron(table, origin) for table, origin in layers.cron)
     tenant = kwargs.pop("tenant")
     return Config(tenant, **kwargs)
+
+
+def _cron(table: dict[str, Any], origin: str) -> CronEntry:
+    if "name" not in table or "schedule" not in table or "command" not in table:
+        missing = [k for k in ("name", "schedule", "command") if k not in table]
+        raise ConfigError(f"{origin} is invalid: it needs {', '.join(missing)}")
+    try:
+        return CronEntry(**table)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (from {origin})") from None
 
 
 def _make(cls: type, values: dict[str, Any], table: str) -> Any:

@@ -27,6 +27,7 @@ from deployer.config.rules import (
 )
 from deployer.config.schema import (
     BuildConfig,
+    CronEntry,
     DatabaseConfig,
     MediaConfig,
     MonitoringConfig,
@@ -65,6 +66,7 @@ class Config:
     probes: ProbeConfig = field(default_factory=ProbeConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     labels: Mapping[str, str] = field(default_factory=FrozenDict)  # extra labels
+    cron: tuple[CronEntry, ...] = ()  # scheduled management commands ([[cron]])
 
     def __post_init__(self) -> None:
         for name in ("env", "secret_env", "labels"):
@@ -73,6 +75,8 @@ class Config:
                 fail(name, value, "must be a table of NAME = value")
             if not isinstance(value, FrozenDict):
                 object.__setattr__(self, name, FrozenDict(value))
+        if isinstance(self.cron, list):
+            object.__setattr__(self, "cron", tuple(self.cron))
         if isinstance(self.source, str):
             object.__setattr__(self, "source", Path(self.source))
         self.validate()
@@ -152,7 +156,18 @@ class Config:
         self._validate_env()
         self._validate_labels()
         self._validate_monitoring()
+        self._validate_cron()
         self.names.validate()
+
+    def _validate_cron(self) -> None:
+        seen: set[str] = set()
+        for entry in self.cron:
+            if not isinstance(entry, CronEntry):
+                fail("cron", entry, "each entry is a [[cron]] table (name, schedule, command)")
+            entry.validate()
+            if entry.name in seen:
+                fail("cron.name", entry.name, "two [[cron]] entries have this name: rename one")
+            seen.add(entry.name)
 
     def _validate_monitoring(self) -> None:
         """Uptime checkers call the service from the internet, without credentials."""

@@ -47,6 +47,7 @@ class Names:
     image_repo: str
     runtime_sa_id: str
     build_sa_id: str
+    scheduler_sa_id: str  # the identity Cloud Scheduler calls the Run API as ([[cron]])
     secret_db_password: str
     secret_key: str
     secret_superuser_password: str
@@ -78,6 +79,15 @@ class Names:
     @property
     def build_sa_email(self) -> str:
         return f"{self.build_sa_id}@{self.project}.iam.gserviceaccount.com"
+
+    @property
+    def scheduler_sa_email(self) -> str:
+        return f"{self.scheduler_sa_id}@{self.project}.iam.gserviceaccount.com"
+
+    def cron_job(self, entry: str) -> str:
+        """The Cloud Run job (and the Cloud Scheduler job) of the [[cron]] entry ``entry``:
+        at most 49 characters (Cloud Run's limit), shortened with a stable hash."""
+        return _fit(f"{self.prefix}-cron-{entry}", "", 49)
 
     def service_url(self, project_number: str) -> str:
         """The service's deterministic URL, known before it exists (ALLOWED_HOSTS, CSRF)."""
@@ -118,6 +128,7 @@ class Names:
             image_repo=f"{region}-docker.pkg.dev/{project}/{registry}/{app}",
             runtime_sa_id=_sa_id(prefix, "-run"),
             build_sa_id=_sa_id(prefix, "-build"),
+            scheduler_sa_id=_sa_id(prefix, "-sched"),
             secret_db_password=f"{prefix}-db-password",
             secret_key=f"{prefix}-secret-key",
             secret_superuser_password=f"{prefix}-superuser-password",
@@ -156,7 +167,7 @@ class Names:
                     'Cloud Storage refuses names that start with "goog" '
                     'or contain "google": choose a project, tenant or app without it',
                 )
-        for attr in ("runtime_sa_id", "build_sa_id"):
+        for attr in ("runtime_sa_id", "build_sa_id", "scheduler_sa_id"):
             value = getattr(self, attr)
             if not SA_ID_RE.match(value):
                 fail(

@@ -300,3 +300,86 @@ def check_env_name(where: str, key: object) -> None:
         )
     if key in CLOUD_RUN_RESERVED_ENV or key.startswith("CLOUD_RUN_"):
         fail(where, key, "Cloud Run sets this variable itself: choose another name")
+
+
+# --------------------------------------------------------------------------- scheduled commands
+
+CRON_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,18}[a-z0-9])?$")
+#: unix-cron fields as Cloud Scheduler reads them: (name, lowest, highest, names for values)
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, _MONTHS),
+    ("day of week", 0, 7, _DAYS),  # 0 and 7 are Sunday
+)
+_CRON_ITEM_RE = re.compile(r"^(?P<range>\*|[0-9A-Za-z]+(?:-[0-9A-Za-z]+)?)(?:/(?P<step>[0-9]+))?$")
+#: Django commands that wait for a terminal: a scheduled run would hang until its timeout
+INTERACTIVE_COMMANDS = {
+    "shell": "it opens an interactive shell: write a management command instead",
+    "dbshell": "it opens an interactive database shell: write a management command instead",
+    "shell_plus": "it opens an interactive shell: write a management command instead",
+    "createsuperuser": "it prompts for input: add --noinput (the migrate job already creates "
+    "the configured superuser)",
+    "changepassword": "it prompts for the password: set passwords another way",
+}
+#: commands that stay non-interactive with one of these flags
+NONINTERACTIVE_FLAGS = frozenset({"--noinput", "--no-input"})
+
+
+def _cron_value(text: str, lo: int, hi: int, names: tuple[str, ...]) -> int | None:
+    if text.isdigit():
+        return int(text) if lo <= int(text) <= hi else None
+    upper = text.upper()
+    return names.index(upper) + lo if upper in names else None  # JAN = 1, SUN = 0
+
+
+def cron_problem(schedule: str) -> str | None:
+    """What is wrong with a unix-cron schedule (five fields, each ``*``, a value, a range
+    ``a-b``, a step ``*/n`` or ``a-b/n``, or a comma list of those; names for months and days),
+    or None when Cloud Scheduler accepts it."""
+    fields = schedule.split()
+    if len(fields) != 5:
+        return (
+            f"a schedule has 5 fields (minute hour day-of-month month day-of-week), not "
+            f'{len(fields)}: e.g. "0 3 * * *" for 03:00 every day'
+        )
+    for text, (what, lo, hi, names) in zip(fields, CRON_FIELDS, strict=True):
+        for item in text.split(","):
+            m = _CRON_ITEM_RE.match(item)
+            bounds = (m["range"].split("-") if m and m["range"] != "*" else []) if m else []
+            values = [_cron_value(b, lo, hi, names) for b in bounds]
+            step = m["step"] if m else None
+            if (
+                m is None
+                or None in values
+                or (len(values) == 2 and values[0] > values[1])  # type: ignore[operator]
+                or (step is not None and int(step) == 0)
+            ):
+                return (
+                    f'the {what} field "{text}" is not valid: use *, a number {lo}-{hi}, a '
+                    "range a-b, a step */n or a-b/n, or a comma list of those"
+                )
+    return None
+
+
+def check_cron_command(field_name: str, command: tuple[str, ...]) -> None:
+    """A management command that runs without a terminal."""
+    if not command or not all(isinstance(p, str) and p for p in command):
+        fail(
+            field_name,
+            list(command),
+            'give the management command and its arguments, e.g. ["clearsessions"]',
+        )
+    name = command[0]
+    if name in ("manage.py", "python", "django-admin") or name.startswith("-"):
+        fail(
+            field_name,
+            list(command),
+            'give the command as manage.py takes it, without "manage.py": e.g. ["clearsessions"]',
+        )
+    why = INTERACTIVE_COMMANDS.get(name)
+    if why is not None and not (name == "createsuperuser" and NONINTERACTIVE_FLAGS & set(command)):
+        fail(field_name, list(command), f'"{name}" cannot run on a schedule: {why}')

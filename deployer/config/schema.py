@@ -3,12 +3,16 @@ validated on construction, so a bad table cannot exist."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import shlex
+import zoneinfo
+from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass
 
 from deployer.config.rules import (
     APT_PACKAGE_RE,
     CPUS,
+    CRON_NAME_RE,
     EDITIONS,
     EGRESS,
     EMAIL_RE,
@@ -25,10 +29,12 @@ from deployer.config.rules import (
     VPC_PATHS,
     check_bool,
     check_choice,
+    check_cron_command,
     check_int,
     check_storage_location,
     check_str,
     check_tier,
+    cron_problem,
     fail,
     memory_mib,
     show,
@@ -433,3 +439,57 @@ class MonitoringConfig:
                 self.period,
                 "Cloud Monitoring checks every 60, 300, 600 or 900 seconds: use one of those",
             )
+
+
+@dataclass(frozen=True)
+class CronEntry:
+    """One scheduled management command (a ``[[cron]]`` table): Cloud Scheduler runs a Cloud Run
+    job that runs ``command`` on ``schedule`` (unix-cron) in ``time_zone`` (IANA)."""
+
+    name: str
+    _: KW_ONLY
+    schedule: str
+    command: tuple[str, ...]
+    time_zone: str = "Etc/UTC"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.command, str):  # "clearsessions --verbosity 2"
+            object.__setattr__(self, "command", tuple(shlex.split(self.command)))
+        elif isinstance(self.command, Sequence):
+            object.__setattr__(self, "command", tuple(self.command))
+        self.validate()
+
+    @property
+    def where(self) -> str:
+        return f"cron.{self.name}" if isinstance(self.name, str) else "cron"
+
+    def validate(self) -> None:
+        check_str("cron.name", self.name)
+        if not CRON_NAME_RE.match(self.name):
+            fail(
+                "cron.name",
+                self.name,
+                "use 1-20 lowercase letters, digits or hyphens, starting with a letter "
+                '(e.g. "clearsessions")',
+            )
+        check_str(f"{self.where}.schedule", self.schedule)
+        problem = cron_problem(self.schedule)
+        if problem is not None:
+            fail(f"{self.where}.schedule", self.schedule, problem)
+        check_str(f"{self.where}.time_zone", self.time_zone)
+        if self.time_zone not in _time_zones():
+            fail(
+                f"{self.where}.time_zone",
+                self.time_zone,
+                'use an IANA time zone such as "Etc/UTC", "Europe/Paris" or "America/New_York"',
+            )
+        if not isinstance(self.command, tuple):
+            fail(f"{self.where}.command", self.command, 'use a list such as ["clearsessions"]')
+        check_cron_command(f"{self.where}.command", self.command)
+
+
+@functools.cache
+def _time_zones() -> set[str]:
+    """The IANA zone names this Python knows (the system's database, else tzdata); read once:
+    it walks the zone directory."""
+    return zoneinfo.available_timezones()

@@ -34,6 +34,8 @@ APIS: tuple[tuple[str, str], ...] = (
     ("iam", "v1"),
     ("cloudresourcemanager", "v3"),
     ("serviceusage", "v1"),
+    ("monitoring", "v3"),
+    ("cloudscheduler", "v1"),
 )
 
 #: Fidelity notes by discovery method id: where a served method departs from Google, or what of

@@ -36,6 +36,7 @@ PREFIXES: list[tuple[str, list[tuple[str, str]]]] = [
         [("artifactregistry", "v1"), ("cloudbuild", "v1")],
     ),
     (r"^/v1/projects/[^/]+/serviceAccounts", [("iam", "v1")]),
+    (r"^/v1/projects/[^/]+/locations/[^/]+/jobs", [("cloudscheduler", "v1")]),
     (
         r"^/v3/projects/[^/]+/(uptimeCheckConfigs|alertPolicies|notificationChannels)",
         [("monitoring", "v3")],

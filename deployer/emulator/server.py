@@ -54,6 +54,7 @@ API_MODULES: tuple[str, ...] = (
     "cloudbuild",
     "artifactregistry",
     "monitoring",
+    "cloudscheduler",
 )
 
 ADMIN_PREFIX = "/_emulator/"

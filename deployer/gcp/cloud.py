@@ -23,6 +23,7 @@ from deployer.gcp.projects import ProjectsApi
 from deployer.gcp.reads import ReadCache
 from deployer.gcp.registry import RegistryApi
 from deployer.gcp.run import RunApi
+from deployer.gcp.scheduler import SchedulerApi
 from deployer.gcp.secrets import SecretsApi
 from deployer.gcp.services import ServiceUsageApi
 from deployer.gcp.sql import SqlApi
@@ -110,3 +111,7 @@ class Cloud:
     @cached_property
     def monitoring(self) -> MonitoringApi:
         return MonitoringApi(self)
+
+    @cached_property
+    def scheduler(self) -> SchedulerApi:
+        return SchedulerApi(self)

@@ -13,7 +13,8 @@ def build_steps(config: Config) -> list[Step]:
     """Every step for `config`, in dependency order (the engine checks the graph)."""
     from deployer.steps.apis import Apis, required_apis
     from deployer.steps.bucket import MediaBucket, SourcesBucket
-    from deployer.steps.iam import IamBuild, IamRuntime
+    from deployer.steps.cron import CronJob, CronSchedules
+    from deployer.steps.iam import IamBuild, IamRuntime, IamScheduler
     from deployer.steps.image import Image
     from deployer.steps.invoker import Invoker
     from deployer.steps.jobs import DbInitJob, MigrateJob
@@ -45,4 +46,12 @@ def build_steps(config: Config) -> list[Step]:
     ]
     if config.monitoring.enabled:  # off: no step, no call (see docs/monitoring.md)
         steps += [AlertChannel(config), UptimeCheck(config), AlertPolicy(config)]
+    if config.cron:  # none: no step, no call (see docs/cron.md)
+        jobs = [CronJob(config, image=image.image, entry=e) for e in config.cron]
+        after_jobs = tuple(j.name for j in jobs)
+        steps += [
+            *jobs,
+            IamScheduler(config, needs=("service-accounts", *after_jobs)),
+            CronSchedules(config, needs=("iam-scheduler", *after_jobs)),
+        ]
     return steps

@@ -30,11 +30,18 @@ REQUIRED_APIS: tuple[str, ...] = (
 )
 
 MONITORING_API = "monitoring.googleapis.com"
+SCHEDULER_API = "cloudscheduler.googleapis.com"
 
 
 def required_apis(config: Config) -> tuple[str, ...]:
-    """The APIs this deployment calls: Cloud Monitoring too when [monitoring] is on."""
-    return (*REQUIRED_APIS, MONITORING_API) if config.monitoring.enabled else REQUIRED_APIS
+    """The APIs this deployment calls: Cloud Monitoring too when [monitoring] is on, Cloud
+    Scheduler when there are [[cron]] entries."""
+    apis = REQUIRED_APIS
+    if config.monitoring.enabled:
+        apis = (*apis, MONITORING_API)
+    if config.cron:
+        apis = (*apis, SCHEDULER_API)
+    return apis
 
 
 @dataclass(frozen=True)

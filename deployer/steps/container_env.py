@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 SERVICE = "service"
 MIGRATE = "migrate"
 DB_INIT = "db-init"
-TARGETS = (SERVICE, MIGRATE, DB_INIT)
+MANAGE = "manage"  # a scheduled management command's job ([[cron]]): the service's env
+TARGETS = (SERVICE, MIGRATE, DB_INIT, MANAGE)
 
 SETTINGS_MODULE = "djdeploy_runtime.settings"
 MEDIA_ROOT = "/app/media"
@@ -149,10 +150,10 @@ def require_inputs(cloud: Cloud, config: Config, target: str, what: str) -> Inpu
 
 
 def build_env(config: Config, target: str, inputs: Inputs) -> list[dict[str, Any]]:
-    """The env list (Cloud Run v2 JSON) for target "service", "migrate" or "db-init", sorted by
-    name. Raises KeyError for a contract variable without a value here (tests/steps/test_service.py
-    guards it) and ValueError when a secret has no enabled version (check missing_secrets
-    first)."""
+    """The env list (Cloud Run v2 JSON) for a target of TARGETS ("service", "migrate", ...),
+    sorted by name. Raises KeyError for a contract variable without a value here
+    (tests/steps/test_service.py guards it) and ValueError when a secret has no enabled version
+    (check missing_secrets first)."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}")
     env: dict[str, dict[str, Any]] = {}

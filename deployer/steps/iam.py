@@ -5,6 +5,9 @@
   (roles/storage.objectAdmin + roles/storage.legacyBucketReader on the media bucket: GCS FUSE
   lists and gets the bucket), and connect to Cloud SQL (roles/cloudsql.client on the project:
   Cloud SQL has no instance-level IAM).
+- IamScheduler ("iam-scheduler", with [[cron]] entries): the scheduler SA may run each
+  scheduled command's job (roles/run.invoker on that job only: it holds run.jobs.run, not
+  run.jobs.runWithOverrides, so the account can start those commands and no other).
 - IamBuild ("iam-build"): the build SA may push images (roles/artifactregistry.writer on the
   repository), write build logs (roles/logging.logWriter on the project) and read the uploaded
   source (roles/storage.objectViewer on the staging bucket).
@@ -205,6 +208,15 @@ class _Bindings(Operation):
         return self.deleted(f"removed our bindings from {', '.join(removed)}")
 
 
+def _job(job_id: str, wanted: Mapping[str, frozenset[str]]) -> Target:
+    return Target(
+        f"job/{job_id}",
+        wanted,
+        lambda c: c.run.get_iam_policy(c.run.job_name(job_id)),
+        lambda c, p: c.run.set_iam_policy(c.run.job_name(job_id), p),
+    )
+
+
 def _wanted(*pairs: tuple[str, str]) -> dict[str, frozenset[str]]:
     out: dict[str, set[str]] = {}
     for role, member in pairs:
@@ -260,4 +272,22 @@ class IamBuild(_Bindings):
             _project(_wanted(("roles/logging.logWriter", m))),
             _bucket(self.config.names.staging_bucket, _wanted(("roles/storage.objectViewer", m))),
             _repository(self.config.names.registry, _wanted(("roles/artifactregistry.writer", m))),
+        ]
+
+
+@dataclass(frozen=True)
+class IamScheduler(_Bindings):
+    config: Config
+    name: str = "iam-scheduler"
+    needs: Sequence[str] = ("service-accounts",)  # and each cron-job step (build_steps)
+
+    @property
+    def member(self) -> str:
+        return f"serviceAccount:{self.config.names.scheduler_sa_email}"
+
+    def targets(self) -> list[Target]:
+        m = self.member
+        return [
+            _job(self.config.names.cron_job(e.name), _wanted(("roles/run.invoker", m)))
+            for e in self.config.cron
         ]

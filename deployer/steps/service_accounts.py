@@ -1,5 +1,6 @@
-"""The two service accounts of a deployment: the runtime identity of the service and jobs,
-and the identity Cloud Build runs as.
+"""The service accounts of a deployment: the runtime identity of the service and jobs, the
+identity Cloud Build runs as, and, with [[cron]] entries, the identity Cloud Scheduler calls
+the Run API as (``scheduler``: it may only run the scheduled commands' jobs, docs/cron.md).
 
 Service accounts carry no labels: ours are recognised by their description, which names
 djdeploy, the tenant and the app (DESCRIPTION, written and read here only: an account of
@@ -25,12 +26,13 @@ if TYPE_CHECKING:
     from deployer.gcp.cloud import Cloud
 
 ROLES = ("runtime", "build")
+CRON_ROLES = (*ROLES, "scheduler")
 
 #: the description that marks an account as ours (service accounts have no labels)
 DESCRIPTION = "djdeploy {role} service account of tenant {tenant} (app {app}); managed by djdeploy"
 _DESCRIPTION_RE = re.compile(
     re.escape(DESCRIPTION)
-    .replace(re.escape("{role}"), "(?:runtime|build)")
+    .replace(re.escape("{role}"), "(?:runtime|build|scheduler)")
     .replace(re.escape("{tenant}"), r"(?P<tenant>\S+)")
     .replace(re.escape("{app}"), r"(?P<app>\S+)")
 )
@@ -44,16 +46,19 @@ class ServiceAccounts(Operation):
 
     # -- what we want ------------------------------------------------------------------------
 
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return CRON_ROLES if self.config.cron else ROLES
+
     def account_id(self, role: str) -> str:
         n = self.config.names
-        return n.runtime_sa_id if role == "runtime" else n.build_sa_id
+        return {"runtime": n.runtime_sa_id, "build": n.build_sa_id}.get(role, n.scheduler_sa_id)
 
     def email(self, role: str) -> str:
-        n = self.config.names
-        return n.runtime_sa_email if role == "runtime" else n.build_sa_email
+        return f"{self.account_id(role)}@{self.config.project}.iam.gserviceaccount.com"
 
     def display_name(self, role: str) -> str:
-        what = "Cloud Run runtime" if role == "runtime" else "Cloud Build"
+        what = {"runtime": "Cloud Run runtime", "build": "Cloud Build"}.get(role, "Cloud Scheduler")
         return f"djdeploy {self.config.tenant}/{self.config.app} {what}"
 
     def description(self, role: str) -> str:
@@ -66,7 +71,7 @@ class ServiceAccounts(Operation):
 
     @property
     def resource(self) -> str:
-        return f"service accounts {self.email('runtime')}, {self.email('build')}"
+        return "service accounts " + ", ".join(self.email(r) for r in self.roles)
 
     def not_ours_message(self, role: str) -> str:
         return (
@@ -79,7 +84,7 @@ class ServiceAccounts(Operation):
     def observe(self, cloud: Cloud) -> dict[str, Any] | None:
         found: dict[str, Any] = {}
         listed: set[str] | None = None
-        for role in ROLES:
+        for role in self.roles:
             account = cloud.iam.get_service_account(self.email(role))
             if account is None:
                 if listed is None:
@@ -96,7 +101,7 @@ class ServiceAccounts(Operation):
         fields: list[FieldChange] = []
         waiting: list[str] = []
         create = False
-        for role in ROLES:
+        for role in self.roles:
             account = observed.get(role)
             if account is None:
                 create = True
@@ -121,9 +126,10 @@ class ServiceAccounts(Operation):
             return self.wait(
                 f"waiting for new service account(s) to become visible: {', '.join(waiting)}"
             )
+        *head, last = self.roles
         return self.noop(
-            "runtime and build service accounts exist and match",
-            info={"runtime_sa": self.email("runtime"), "build_sa": self.email("build")},
+            f"{', '.join(head)} and {last} service accounts exist and match",
+            info={f"{r}_sa": self.email(r) for r in self.roles},
         )
 
     def apply(self, cloud: Cloud, change: Change) -> None:
@@ -151,7 +157,7 @@ class ServiceAccounts(Operation):
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
         deleted: list[str] = []
         kept: list[str] = []
-        for role in ROLES:
+        for role in self.roles:
             account = cloud.iam.get_service_account(self.email(role))
             if account is not None and not self.is_ours(account):
                 kept.append(self.email(role))  # never delete what we did not create

@@ -22,10 +22,12 @@ Built moto's way: ``handlers`` parses, calls a backend and renders; the backends
 ``revisions``, ``jobs``, ``executions``, ``tasks``, ``ops``) hold the behaviour, with what they
 share in ``common`` (store kinds, records, etags, operations), the server's template defaults and
 400 checks in ``templates``, the checks a revision or task must pass to start in ``readiness``,
-and the discovery-document request checks in ``schema``. docs/emulator.md lists the behaviour
-copied from Google.
+and the discovery-document request checks in ``schema``. ``run_job`` is what Cloud Scheduler's
+HTTP call to ``jobs:run`` amounts to (the cloudscheduler package calls it). docs/emulator.md
+lists the behaviour copied from Google.
 """
 
+from .executions import run_job
 from .handlers import router
 
-__all__ = ["router"]
+__all__ = ["router", "run_job"]

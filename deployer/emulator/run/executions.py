@@ -24,6 +24,7 @@ from .common import (
     failed_precondition,
     must,
     now,
+    parent,
     public,
     rand,
     save,
@@ -275,3 +276,14 @@ class Executions:
 @completer("run.execution")
 def _finish_execution(emu: Emulator, op: dict[str, Any]) -> dict[str, Any] | None:
     return Executions(emu).finish(op)
+
+
+def run_job(
+    emu: Emulator, project: str, location: str, job: str, *, overrides: dict[str, Any]
+) -> str:
+    """Start an execution of ``job`` as ``jobs:run`` does (what Cloud Scheduler's HTTP call to
+    the Run API amounts to); the new execution's name."""
+    change = Executions(emu).run(
+        parent(emu, project, location), job, overrides=overrides, etag=None, validate_only=False
+    )
+    return str(change.resource["name"])
