@@ -52,6 +52,7 @@ API_MODULES: tuple[str, ...] = (
     "cloudbuild",
     "artifactregistry",
     "monitoring",
+    "logging",
 )
 
 ADMIN_PREFIX = "/_emulator/"
