@@ -25,6 +25,11 @@ if TYPE_CHECKING:
     from ..context import Emulator
 
 STDOUT, STDERR, SYSTEM = "stdout", "stderr", "varlog%2Fsystem"
+_STARTING = (
+    "Starting new instance. Reason: DEPLOYMENT_ROLLOUT - Instance started due to traffic "
+    "shifting between revisions due to deployment, traffic split adjustment, or deployment "
+    "health check."
+)
 #: (severity, logger, message) lines the container prints for each entrypoint command
 _CONTAINER_LINES: dict[str, list[tuple[str, str, str]]] = {
     "migrate": [
@@ -113,15 +118,18 @@ def revision_settled(emu: Emulator, revision: dict[str, Any], *, problem: str | 
     port = ((container.get("ports") or [{}])[0]).get("containerPort", 8080)
     probe = container.get("startupProbe") or {}
     path = (probe.get("httpGet") or {}).get("path")
-    kind = f'HTTP probe succeeded after 1 attempt for container "{container.get("name", "")}" on '
+    container_name = container.get("name") or service
+    kind = f'HTTP probe succeeded after 1 attempt for container "{container_name}" on '
     kind += f'path "{path}".' if path else f"port {port}."
-    serve = {"message": f"serve: on 0.0.0.0:{port}", "logger": "djdeploy.entrypoint"}
+    env = {e.get("name"): e.get("value") for e in container.get("env") or []}
+    settings = env.get("DJANGO_PROJECT_SETTINGS") or "settings"
+    serve = {"message": f"serve: {settings} on 0.0.0.0:{port}", "logger": "djdeploy.entrypoint"}
     entries = [
         _line(
             at,
             _log(project_id, SYSTEM),
             "INFO",
-            "Starting new instance. Reason: DEPLOYMENT_ROLLOUT",
+            _STARTING,
         ),
         _line(at + 0.001, _log(project_id, STDERR), "INFO", serve),
         _line(at + 0.002, _log(project_id, SYSTEM), "INFO", f"STARTUP {kind}")
