@@ -14,6 +14,7 @@ from deployer.cli import app
 from deployer.clock import VirtualClock
 from deployer.config import Config
 from deployer.emulator.testing import EmulatorHandle, discovery_client
+from deployer.gcp.logging import LogEntry
 from tests.contract import check_transcript
 
 PROJECT = "acme-logs"
@@ -132,3 +133,20 @@ def test_filter_for_the_service_and_for_a_job() -> None:
         f'resource.type="cloud_run_job" AND resource.labels.job_name="{TENANT}-django-db-init" '
         'AND timestamp>="2027-01-15T08:00:00.000000Z" AND severity>=WARNING'
     )
+
+
+def test_entries_read_as_one_line_each() -> None:
+    read = LogEntry.from_api
+    text = read({"textPayload": "Container called exit(0).\n", "resource": {"labels": {}}})
+    assert text.message == "Container called exit(0)." and text.severity == "DEFAULT"
+    doc = read(
+        {"jsonPayload": {"event": "x"}, "labels": {"run.googleapis.com/execution_name": "e"}}
+    )
+    assert doc.message == '{"event": "x"}' and doc.source == "e"
+    request = read(
+        {
+            "httpRequest": {"requestMethod": "GET", "status": 404, "requestUrl": "https://h/x"},
+            "resource": {"labels": {"revision_name": "r1"}},
+        }
+    )
+    assert request.message == "GET 404 https://h/x" and request.source == "r1"

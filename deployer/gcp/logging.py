@@ -55,7 +55,12 @@ class LogEntry:
 
 def _message(entry: dict[str, Any]) -> str:
     """The readable text: a JSON line's message (its other fields as JSON when it has none),
-    a text line as is."""
+    a text line as is, a request log line (Cloud Run's ``requests`` log) as method, status and
+    URL."""
+    request = entry.get("httpRequest")
+    if request and "textPayload" not in entry and "jsonPayload" not in entry:
+        parts = (request.get("requestMethod"), request.get("status"), request.get("requestUrl"))
+        return " ".join(str(p) for p in parts if p is not None)
     if "textPayload" in entry:
         return str(entry["textPayload"]).rstrip("\n")
     payload = entry.get("jsonPayload")
