@@ -105,7 +105,11 @@ def test_refusals_name_the_problem(emulator, entries):
         )
     )
     assert code == 400 and "resource" in text
-    assert _list(entries) == []  # nothing written by a refused request
+    bad = {"entries": [{"textPayload": "x", "resource": JOB}], "dryRun": True}
+    assert _status(entries.write(body=bad))[0] == 400  # a dry run checks the entries too
+    good = {**bad, "logName": f"projects/{PROJECT}/logs/a"}
+    assert entries.write(body=good).execute() == {}
+    assert _list(entries) == []  # nothing written by a refused request or a dry run
     assert check_transcript(emulator.emu.transcript.entries()) == []
 
 

@@ -37,10 +37,14 @@ class LogEntries:
         log_name: str | None = None,
         resource: dict[str, Any] | None = None,
         labels: dict[str, str] | None = None,
+        dry_run: bool = False,
     ) -> None:
         """Store every entry, or none: one that lacks a logName or resource (its own or the
-        default) refuses the whole request, as partialSuccess=false does."""
+        default) refuses the whole request, as partialSuccess=false does; ``dry_run`` checks
+        them and stores nothing."""
         ready = [self._complete(e, i, log_name, resource, labels) for i, e in enumerate(entries)]
+        if dry_run:
+            return
         with self.emu.store.transaction():
             for project_id, entry in ready:
                 seq = self.emu.store.next_id(KIND)

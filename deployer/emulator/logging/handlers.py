@@ -19,13 +19,12 @@ def write(req: Request) -> dict[str, Any]:
     entries = body.get("entries")
     if not isinstance(entries, list) or not entries:
         raise InvalidArgument("entries: at least one log entry is required.")
-    if body.get("dryRun"):
-        return {}
     LogEntries(req.emu).write(
         entries,
         log_name=body.get("logName"),
         resource=body.get("resource"),
         labels=body.get("labels"),
+        dry_run=bool(body.get("dryRun")),
     )
     return {}
 
