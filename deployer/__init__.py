@@ -1,6 +1,6 @@
 """djdeploy: deploy a Django application to Google Cloud, imperatively and safely.
 
-    from deployer import Config, Target, up, plan, status, destroy, unlock
+    from deployer import Config, Target, up, plan, status, destroy, unlock, logs, LogQuery
 
 Everything is loaded on first use so that `import deployer` (and `djdeploy --help`) stay light,
 and so that importing one bottom module (the emulator imports `deployer.regions`) loads no other.
@@ -11,10 +11,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Config", "Target", "destroy", "plan", "snapshot", "status", "unlock", "up"]
+__all__ = [
+    "Config",
+    "LogQuery",
+    "Target",
+    "destroy",
+    "logs",
+    "plan",
+    "snapshot",
+    "status",
+    "unlock",
+    "up",
+]
 
 if TYPE_CHECKING:
-    from deployer.api import Target, destroy, plan, snapshot, status, unlock, up
+    from deployer.api import LogQuery, Target, destroy, logs, plan, snapshot, status, unlock, up
     from deployer.config import Config
 
 
@@ -23,7 +34,17 @@ def __getattr__(name: str) -> Any:
         from deployer.config import Config
 
         return Config
-    if name in ("Target", "destroy", "plan", "snapshot", "status", "unlock", "up"):
+    if name in (
+        "LogQuery",
+        "Target",
+        "destroy",
+        "logs",
+        "plan",
+        "snapshot",
+        "status",
+        "unlock",
+        "up",
+    ):
         from deployer import api
 
         return getattr(api, name)

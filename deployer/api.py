@@ -11,6 +11,7 @@ runs in this process with its state in the user's data directory.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from deployer.engine import Engine, OnEvent, Options, RunResult
 from deployer.errors import ConfigError, DeployError, StepFailed
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
+from deployer.gcp.logging import MAX_PAGE, LogEntry
 from deployer.lease import (
     BOOTSTRAP_STEPS,
     Holder,
@@ -291,3 +293,117 @@ def tenants(project: str, region: str, *, target: Target | None = None) -> dict[
                 if tenant:
                     found.setdefault(tenant, []).append(f"{res['kind']} {res['name']}")
     return found
+
+
+#: `logs --job`: the jobs whose executions it reads (manage: the job `djdeploy manage` runs)
+LOG_JOBS = ("migrate", "db-init", "manage")
+#: Cloud Logging's severities, lowest first
+SEVERITIES = (
+    "DEFAULT",
+    "DEBUG",
+    "INFO",
+    "NOTICE",
+    "WARNING",
+    "ERROR",
+    "CRITICAL",
+    "ALERT",
+    "EMERGENCY",
+)
+_SINCE = re.compile(r"^([1-9][0-9]*)([smhd])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """What `logs` reads: the service's revisions, or one job's executions (``job``); entries
+    from ``since`` ago ("10m"), at ``severity`` or worse; the newest ``limit`` of them.
+    Checked when made, so bad input fails before any API call."""
+
+    job: str | None = None
+    since: str | None = None
+    severity: str | None = None
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        if self.job is not None and self.job not in LOG_JOBS:
+            raise ConfigError(f"--job {self.job!r} is not a job: use one of {', '.join(LOG_JOBS)}")
+        if self.since is not None and not _SINCE.match(self.since):
+            raise ConfigError(
+                f"--since {self.since!r} is not a duration: use a number and a unit, "
+                "e.g. 30s, 10m, 2h or 1d"
+            )
+        if self.severity is not None and self.severity.upper() not in SEVERITIES:
+            raise ConfigError(
+                f"--severity {self.severity!r} is not a severity: use one of "
+                + ", ".join(SEVERITIES)
+            )
+        if not 0 < self.limit <= 10000:
+            raise ConfigError(f"--limit {self.limit} is out of range: use 1 to 10000")
+
+    def since_seconds(self) -> int | None:
+        m = _SINCE.match(self.since or "")
+        return int(m.group(1)) * _UNIT[m.group(2)] if m else None
+
+
+def _rfc3339(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def log_filter(config: Config, query: LogQuery, *, now: float) -> str:
+    """The Logging filter for `query`: the service's revisions or the job's executions, then
+    the time and severity bounds."""
+    names = config.names
+    if query.job is None:
+        terms = [
+            'resource.type="cloud_run_revision"',
+            f'resource.labels.service_name="{names.service}"',
+        ]
+    else:
+        job = {"migrate": names.migrate_job, "db-init": names.db_init_job}.get(
+            query.job, f"{names.prefix}-{query.job}"
+        )
+        terms = ['resource.type="cloud_run_job"', f'resource.labels.job_name="{job}"']
+    since = query.since_seconds()
+    if since is not None:
+        terms.append(f'timestamp>="{_rfc3339(now - since)}"')
+    if query.severity is not None:
+        terms.append(f"severity>={query.severity.upper()}")
+    return " AND ".join(terms)
+
+
+def logs(
+    config: Config,
+    *,
+    query: LogQuery | None = None,
+    target: Target | None = None,
+    follow: bool = False,
+    poll_seconds: float = 2.0,
+    max_polls: int | None = None,
+    clock: Clock | None = None,
+) -> Iterator[LogEntry]:
+    """The tenant's log entries, oldest first: the newest ``query.limit`` that match, then,
+    with ``follow``, each new one as it arrives (entries.list polled every ``poll_seconds`` on
+    the clock; ``max_polls`` bounds it, None: until interrupted). Read-only."""
+    query = query or LogQuery()
+    target = target or Target()
+    with connect(config.project, config.region, target, clock=clock) as (cloud, _):
+        base = log_filter(config, query, now=cloud.clock.now())
+        batch = cloud.logging.list_entries(base, newest_first=True, limit=query.limit)
+        batch.reverse()
+        yield from batch
+        last = batch[-1].timestamp if batch else None
+        seen = {e.insert_id for e in batch if e.timestamp == last}
+        polls = 0
+        while follow and (max_polls is None or polls < max_polls):
+            cloud.clock.sleep(poll_seconds)
+            polls += 1
+            since = f' AND timestamp>="{last}"' if last else ""
+            for entry in cloud.logging.list_entries(
+                base + since, newest_first=False, limit=MAX_PAGE
+            ):
+                if entry.insert_id in seen:
+                    continue
+                if entry.timestamp != last:
+                    last, seen = entry.timestamp, set()
+                seen.add(entry.insert_id)
+                yield entry

@@ -377,6 +377,50 @@ def unlock(
     render.unlocked(holder, tenant=cfg.tenant, out=out)
 
 
+@app.command()
+def logs(
+    ctx: typer.Context,
+    tenant: Tenant = None,
+    project: Project = None,
+    region: Region = None,
+    source: Source = None,
+    app_name: AppName = None,
+    config: ConfigFile = None,
+    job: Annotated[
+        str | None,
+        typer.Option(help="A job's executions instead of the service: migrate, db-init, manage."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only entries this recent: 30s, 10m, 2h, 1d.")
+    ] = None,
+    severity: Annotated[
+        str | None, typer.Option(help="Only entries at this severity or worse, e.g. WARNING.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Show at most the newest N entries.")] = 100,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new entries until Ctrl-C.")
+    ] = False,
+    json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    emulator: UseEmulator = False,
+    endpoint: Endpoint = None,
+    time_scale: TimeScale = None,
+    verbose: Verbose = False,
+) -> None:
+    """Cloud Logging entries of the service's revisions or of a job's executions, newest last."""
+    _merge(ctx, emulator, endpoint, time_scale, verbose)
+    try:
+        from deployer import api, render
+
+        query = api.LogQuery(job=job, since=since, severity=severity, limit=limit)
+        cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+        for entry in api.logs(cfg, query=query, target=_target(ctx), follow=follow):
+            render.log_entry(entry, as_json=json, out=out)
+    except DeployError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None  # the way to stop --follow: nothing to finish
+
+
 @emulator_app.command("serve")
 def emulator_serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",

@@ -14,9 +14,11 @@ from typing import IO, Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from deployer.engine import Event, Phase, RunResult
+from deployer.gcp.logging import LogEntry
 from deployer.lease import Holder, Notice, NoticeKind
 from deployer.steps.base import Action, Change
 
@@ -320,3 +322,28 @@ def unlocked(holder: Holder | None, *, tenant: str, out: Console) -> None:
         out.print(f"tenant {tenant} is not locked: nothing to remove", markup=False)
         return
     out.print(f"removed the lease on tenant {tenant} held by {holder.describe()}", markup=False)
+
+
+_SEVERITY_STYLE = {
+    "WARNING": "yellow",
+    "ERROR": "red",
+    "CRITICAL": "bold red",
+    "ALERT": "bold red",
+    "EMERGENCY": "bold red",
+}
+
+
+def log_entry(entry: LogEntry, *, as_json: bool, out: Console) -> None:
+    """One log line: time (UTC, to the millisecond), severity, source, message; the message and
+    source escaped, since log text is full of brackets. --json: one object per line."""
+    if as_json:
+        print(json.dumps(entry.to_json()), flush=True)
+        return
+    when = entry.timestamp.replace("T", " ")[:23]
+    style = _SEVERITY_STYLE.get(entry.severity, "default")
+    source, message = escape(entry.source), escape(entry.message)
+    out.print(
+        f"[dim]{escape(when)}[/] [{style}]{entry.severity:<8}[/] [cyan]{source}[/] {message}",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -36,12 +36,18 @@ APIS: tuple[tuple[str, str], ...] = (
     ("serviceusage", "v1"),
     ("monitoring", "v3"),
     ("cloudscheduler", "v1"),
+    ("logging", "v2"),
 )
 
 #: Fidelity notes by discovery method id: where a served method departs from Google, or what of
 #: Google's behaviour it models that a reader would not assume. A note on a method the emulator
 #: does not serve says why it is left out. Keep each to one line; docs/emulator.md has the detail.
 NOTES: dict[str, str] = {
+    "logging.entries.list": (
+        "projects/P only; the filter subset of docs/emulator.md (other terms a 400 naming them)"
+    ),
+    "logging.entries.write": "Run and Cloud Build write their own entries on completion too",
+    "logging.entries.tail": "a streaming gRPC method: not served over REST; poll entries.list",
     "run.projects.locations.services.create": (
         "long-running (latency `run.service.deploy`); a failed revision via outcomes"
     ),

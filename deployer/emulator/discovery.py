@@ -42,6 +42,7 @@ PREFIXES: list[tuple[str, list[tuple[str, str]]]] = [
         [("monitoring", "v3")],
     ),
     (r"^/v3/projects", [("cloudresourcemanager", "v3")]),
+    (r"^/v2/entries:", [("logging", "v2")]),
     (r"^/v1/projects/[^/]+/services", [("serviceusage", "v1")]),
     (r"^/v1/operations", [("serviceusage", "v1")]),
 ]

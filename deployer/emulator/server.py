@@ -55,6 +55,7 @@ API_MODULES: tuple[str, ...] = (
     "artifactregistry",
     "monitoring",
     "cloudscheduler",
+    "logging",
 )
 
 ADMIN_PREFIX = "/_emulator/"

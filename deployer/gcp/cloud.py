@@ -18,6 +18,7 @@ from deployer.gcp import retry
 from deployer.gcp.build import BuildApi
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.iam import IamApi
+from deployer.gcp.logging import LoggingApi
 from deployer.gcp.monitoring import MonitoringApi
 from deployer.gcp.projects import ProjectsApi
 from deployer.gcp.reads import ReadCache
@@ -115,3 +116,7 @@ class Cloud:
     @cached_property
     def scheduler(self) -> SchedulerApi:
         return SchedulerApi(self)
+
+    @cached_property
+    def logging(self) -> LoggingApi:
+        return LoggingApi(self)

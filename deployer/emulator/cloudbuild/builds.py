@@ -28,6 +28,7 @@ from ..artifactregistry.names import parse_image_ref, repo_name
 from ..artifactregistry.repositories import get_repo
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..formats import rfc3339
+from ..logging.simulated import build_completed
 from ..operations import completer
 from ..storage import OBJECT_KIND
 
@@ -380,6 +381,7 @@ def _finish(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
     if status is not None and status != "FAILURE":
         _stop(build, status, rule["message"] if rule is not None else None, now)
         emu.store.put(KIND, op["target"], build)
+        build_completed(emu, build, project_id=op["target"].split("/")[0])
         return {"@type": TYPE_PREFIX + "Build", **shown(build, now)}
     message = rule["message"] if rule is not None else None
     pushed: list[dict[str, Any]] = []
@@ -432,5 +434,6 @@ def _finish(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
         "BUILD": {"startTime": build["startTime"], "endTime": build["finishTime"]},
     }
     emu.store.put(KIND, op["target"], build)
+    build_completed(emu, build, project_id=op["target"].split("/")[0])
     # a failed build is still the operation's "response" here; the handlers render it as an error
     return {"@type": TYPE_PREFIX + "Build", **shown(build, now)}

@@ -9,6 +9,7 @@ import string
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ..logging.simulated import execution_completed
 from ..operations import completer
 from .common import (
     CREATOR,
@@ -215,6 +216,13 @@ class Executions:
             status = "EXECUTION_FAILED"
         execution["conditions"] = [*execution["conditions"][:2], completed]
         save(emu, EXECUTION_KIND, execution)
+        execution_completed(
+            emu,
+            execution,
+            started=op["created"],
+            problem=problem,
+            exit_code=execution.get("_exitCode"),
+        )
         job = emu.store.get(JOB_KIND, execution["name"].split("/executions/")[0])
         if job is not None and (job.get("latestCreatedExecution") or {}).get("name") == eid:
             job["latestCreatedExecution"] = _ref(execution, status)

@@ -8,6 +8,7 @@ import string
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AlreadyExists
+from ..logging.simulated import revision_settled
 from ..operations import completer
 from . import templates
 from .common import (
@@ -169,6 +170,7 @@ class Services(Collection):
         problem: str | None = None
         if rev is not None and rev.get("reconciling"):
             problem = settle(emu, rev, pid=op["args"]["pid"], since=op["created"])
+            revision_settled(emu, rev, problem=problem)
         elif rev is not None:
             problem = failure(rev)  # a redeploy of a spec whose revision already failed
         if int(svc["generation"]) == op["args"]["generation"]:
