@@ -383,3 +383,13 @@ def test_h_is_help_and_flags_show_as_flags(args: list[str]) -> None:
     assert code == 0
     assert "Usage: " in output and "-h, --help" in output
     assert "<bool>" not in output
+
+
+def test_piped_plan_is_never_cut(tmp_path: Path) -> None:
+    """Not a terminal: whole lines (the API list runs past 80 columns), no trailing padding."""
+    code, output = cli("--emulator", "plan", "--tenant", "demo", "--state-dir", str(tmp_path))
+    assert code == 2
+    apis = next(line for line in output.splitlines() if line.startswith("apis "))
+    assert len(apis) > 80
+    assert apis.endswith("secretmanager.googleapis.com, sqladmin.googleapis.com")
+    assert all(line == line.rstrip() for line in output.splitlines())
