@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -208,13 +208,38 @@ def up_result(result: RunResult, *, as_json: bool, out: Console) -> None:
         if url:
             out.print(f"url: {url}", markup=False, soft_wrap=True)
     else:
+        by_step = {r.step: r for r in result.results}
         for r in result.results:
-            if r.error:
+            if r.error and not r.waited_for:
                 out.print(Text.assemble(("failed", "red"), " ", r.error), soft_wrap=True)
+        for r in result.results:
+            if r.waited_for:
+                why = "did not run either" if by_step[r.waited_for].waited_for else "failed"
+                line = f" {r.step}: waits for {r.waited_for}, which {why}"
+                out.print(Text.assemble(("not run", "yellow"), line), soft_wrap=True)
         out.print(
             "run `djdeploy up` again once the cause is fixed: it resumes where it stopped",
             soft_wrap=True,
         )
+
+
+def leaves(path: str, old: Any, new: Any) -> Iterator[tuple[str, Any, Any]]:
+    """Where two values differ, down to the leaves: a one-field change inside a container
+    list is `containers[0].resources.limits.memory: 512Mi -> 1Gi`, not the two lists."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in dict.fromkeys([*old, *new]):
+            if old.get(key) != new.get(key):
+                yield from leaves(f"{path}.{key}" if path else str(key), old.get(key), new.get(key))
+    elif isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            if a != b:
+                yield from leaves(f"{path}[{i}]", a, b)
+    else:
+        yield path, old, new
+
+
+def changed_fields(change: Change) -> list[tuple[str, Any, Any]]:
+    return [leaf for f in change.fields for leaf in leaves(f.path, f.old, f.new)]
 
 
 def changes_table(changes: Sequence[Change], *, title: str) -> Table:
@@ -225,8 +250,8 @@ def changes_table(changes: Sequence[Change], *, title: str) -> Table:
         why = c.reason + (f" — {c.failure}" if c.failure else "")
         action = Text(c.action.value, style=_STYLE[c.action])
         table.add_row(Text(c.step), Text(c.resource), action, Text(why))
-        for f in c.fields:
-            table.add_row("", Text(f"  {f.path}"), "", Text(f"{_value(f.old)} -> {_value(f.new)}"))
+        for path, old, new in changed_fields(c):
+            table.add_row("", Text(f"  {path}"), "", Text(f"{_value(old)} -> {_value(new)}"))
     return table
 
 
@@ -306,7 +331,7 @@ def status(
         state = state_of(c)
         detail = str(c.failure or c.reason)
         if c.fields:
-            detail += ": " + ", ".join(f.path for f in c.fields)
+            detail += ": " + ", ".join(path for path, _, _ in changed_fields(c))
         table.add_row(Text(c.step), Text(state, style=colour.get(state, "cyan")), Text(detail))
     show_table(table, out)
     for key, value in facts.items():
@@ -345,13 +370,9 @@ def destroyed(changes: Sequence[Change], *, as_json: bool, out: Console) -> None
         dump_json({"steps": [change_json(c) for c in changes]})
         return
     show_table(changes_table(changes, title="destroy"), out)
-    kept = [c for c in changes if c.action is Action.NOOP and c.reason.startswith("kept")]
-    if kept:
-        out.print(
-            "kept (run with --delete-data to delete): " + ", ".join(c.resource for c in kept),
-            markup=False,
-            soft_wrap=True,
-        )
+    for c in changes:  # each kept resource once, with its own reason (data, shared, not ours)
+        if c.action is Action.NOOP and c.reason.startswith("kept"):
+            out.print(f"{c.resource}: {c.reason}", markup=False, highlight=False, soft_wrap=True)
 
 
 def unlocked(holder: Holder | None, *, tenant: str, out: Console) -> None:
