@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
 import re
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,8 @@ from pathlib import Path
 from deployer.clock import Clock, RealClock
 from deployer.config import Config
 from deployer.engine import Engine, OnEvent, Options, RunResult
-from deployer.errors import ConfigError, DeployError, StepFailed
+from deployer.errors import ConfigError, DeployError, StepFailed, Unreachable
+from deployer.gcp import auth
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
 from deployer.gcp.logging import MAX_PAGE, LogEntry
@@ -39,7 +42,18 @@ from deployer.steps import build_steps
 from deployer.steps.base import Change, Step
 
 BUILTIN_TIME_SCALE = 0.01  # a fresh deploy on the built-in emulator takes seconds
-_ENDPOINT = re.compile(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?/?$")
+_ENDPOINT = re.compile(r"^(https?)://([A-Za-z0-9.\-]+)(?::([0-9]{1,5}))?/?$")
+REACH_TIMEOUT = 5.0  # seconds to open a connection to --endpoint before the first call
+
+
+def check_time_scale(value: float) -> float:
+    """--time-scale, wherever it is given: a finite number above 0."""
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(
+            f"time scale {value:g} is invalid: use a number above 0 "
+            "(1.0 real durations, 0.001 a thousand times faster)"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -62,11 +76,12 @@ class Target:
                 raise ConfigError(
                     "--time-scale only applies to an emulator: add --emulator or --endpoint URL"
                 )
-            if not self.time_scale > 0:
-                raise ConfigError(
-                    f"time scale {self.time_scale} is invalid: use a number above 0 "
-                    "(1.0 real durations, 0.001 a thousand times faster)"
-                )
+            check_time_scale(self.time_scale)
+        if self.state_dir is not None and not self.emulator:
+            raise ConfigError(
+                "--state-dir only applies to the built-in emulator: add --emulator "
+                "(an emulator at --endpoint keeps the state dir it was started with)"
+            )
 
         if self.request_timeout is not None and not self.request_timeout > 0:
             raise ConfigError(
@@ -95,6 +110,33 @@ def default_state_dir() -> Path:
     return Path(platformdirs.user_data_dir("djdeploy")) / "emulator"
 
 
+def state_problem(exc: Exception, state_dir: Path) -> DeployError:
+    """An emulator state that cannot be used (unreadable, corrupt, settings no emulator
+    wrote), as the one line that names it and the way out."""
+    option = "" if state_dir == default_state_dir() else f" --state-dir {state_dir}"
+    return DeployError(
+        f"the emulator state in {state_dir} cannot be used ({exc}): run `djdeploy emulator "
+        f"reset{option}` to start afresh, or pass another --state-dir"
+    )
+
+
+def reach(endpoint: str) -> None:
+    """Open (and close) a connection to `endpoint`, so that an emulator that is not running
+    is one line saying how to start it, not retries and a traceback from the first call."""
+    match = _ENDPOINT.match(endpoint)
+    assert match is not None  # Target checked it
+    scheme, host, port = match.groups()
+    number = int(port) if port else (443 if scheme == "https" else 80)
+    try:
+        socket.create_connection((host, number), timeout=REACH_TIMEOUT).close()
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise Unreachable(
+            f"nothing answers at {endpoint} ({why}): start the emulator with `djdeploy "
+            f"emulator serve --port {number}`, or use the built-in one with --emulator"
+        ) from None
+
+
 @contextlib.contextmanager
 def connect(
     project: str, region: str, target: Target, *, clock: Clock | None = None
@@ -105,21 +147,28 @@ def connect(
     clock = clock or RealClock()
     if not target.emulator:
         clients = target.clients(target.endpoint, project)
+        if target.endpoint:
+            reach(target.endpoint)
+        else:
+            auth.ready(clients)
         cloud = Cloud(project, region, clients, clock=clock)
         yield cloud, target.scale
         return
     from deployer.emulator.server import Emulator, serve
+    from deployer.emulator.store import StateError
 
     state_dir = target.state_dir or default_state_dir()
-    state_dir.mkdir(parents=True, exist_ok=True)
     # an explicit --time-scale changes a stored emulator state; the default keeps its speed
-    emulator = Emulator(
-        state_dir=state_dir,
-        time_scale=target.scale,
-        set_time_scale=target.time_scale is not None,
-        execute=target.execute,
-        clock=clock,
-    )
+    try:
+        emulator = Emulator(
+            state_dir=state_dir,
+            time_scale=target.scale,
+            set_time_scale=target.time_scale is not None,
+            execute=target.execute,
+            clock=clock,
+        )
+    except StateError as exc:
+        raise state_problem(exc, state_dir) from None
     running = serve(emulator)
     try:
         clients = target.clients(running.url, project)

@@ -1,20 +1,24 @@
 """The djdeploy command: parse -> Config -> engine -> render; exit codes.
 
-Exit codes: 0 success (plan: nothing to change), 1 an error (one line, no traceback; also
-another run holding the tenant's lease with --no-wait), 2 plan found changes pending (or typer's
-own usage errors), 130 interrupted (Ctrl-C). Unexpected errors (bugs) show
-their traceback. google.* is imported only once a command really talks to an API.
+Exit codes: 0 success (plan: nothing to change), 1 any error (one line, no traceback: bad
+input, a usage error such as an unknown option, a failed step, another run holding the
+tenant's lease with --no-wait), 2 plan found changes pending, 130 interrupted (Ctrl-C).
+`Djdeploy` (the command group) decides them in one place. Unexpected errors (bugs) show their
+traceback. google.* is imported only once a command really talks to an API.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
+from typer.core import TyperGroup
 
 from deployer import __version__
 from deployer.errors import ConfigError, DeployError
@@ -23,17 +27,85 @@ if TYPE_CHECKING:
     from deployer.api import Target
     from deployer.config import Config
 
+WIDE = 100_000  # columns when not a terminal: piped output is never cut
+
+
+def _console(*, stderr: bool) -> Console:
+    """A terminal's own width; elsewhere (a pipe, a CI log) lines as long as they are."""
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=WIDE)
+
+
+out = _console(stderr=False)
+err = _console(stderr=True)
+
+
+def _say_error(message: str) -> None:
+    """The one error line; `message` is printed as is (user text is never markup)."""
+    err.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
+
+
+def _interrupted() -> typer.Exit:
+    err.print("interrupted: nothing is lost; run the same command again to finish", soft_wrap=True)
+    return typer.Exit(130)
+
+
+def _usage_error(exc: typer.TyperException) -> int:
+    """An unknown option, a bad value, a missing command: one line, exit 1. With no command
+    at all: the help, exit 0."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # its message is the help
+        out.print(exc.format_message(), markup=False, highlight=False)  # type: ignore[attr-defined]
+        return 0
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (`{ctx.command_path if ctx is not None else 'djdeploy'} -h` shows the options)"
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    _say_error(" ".join(message.split()) + hint)
+    return 1
+
+
+class Djdeploy(TyperGroup):
+    """djdeploy's exit codes and error lines, for every command: a DeployError or a usage
+    error (click would exit 2, which `plan` uses for changes pending) is one line and exit 1;
+    Ctrl-C is 130, also at a question; no answer to a question (stdin closed) is exit 1."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer.Context is not the base class's type
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _interrupted() from None
+        except DeployError as exc:
+            _say_error(str(exc))
+            raise typer.Exit(1) from None
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except typer.Abort as exc:
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                code = _interrupted().exit_code
+            else:
+                _say_error("no answer (stdin closed): nothing was done; --yes skips the question")
+                code = 1
+        except typer.TyperException as exc:  # click's usage errors (typer's own copy of click)
+            code = _usage_error(exc)
+        raise SystemExit(code or 0)
+
+
+# rich_markup_mode=None: click's plain help (typer's rich help labels every flag "<bool>")
 app = typer.Typer(
+    cls=Djdeploy,
+    rich_markup_mode=None,
     help="Deploy a Django application to Google Cloud Run, Cloud SQL and Cloud Storage.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-emulator_app = typer.Typer(help="The built-in local Google Cloud emulator.", no_args_is_help=True)
+emulator_app = typer.Typer(
+    help="The built-in local Google Cloud emulator.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(emulator_app, name="emulator")
-
-out = Console()
-err = Console(stderr=True)
 
 
 Execute = typer.Option(
@@ -48,6 +120,7 @@ class Globals:
     emulator: bool = False
     endpoint: str | None = None
     time_scale: float | None = None
+    state_dir: Path | None = None
     verbose: bool = False
     request_timeout: float | None = None
     execute: bool = True
@@ -55,8 +128,11 @@ class Globals:
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"djdeploy {__version__}")
+        out.print(f"djdeploy {__version__}", markup=False, highlight=False)
         raise typer.Exit()
+
+
+STATE_DIR_HELP = "The built-in emulator's state directory (default: the user's data directory)."
 
 
 @app.callback()
@@ -80,6 +156,9 @@ def main(
     time_scale: Annotated[
         float | None, typer.Option(help="Emulator clock speed for waits (built-in default 0.01).")
     ] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(envvar="DJDEPLOY_STATE_DIR", help=STATE_DIR_HELP)
+    ] = None,
     verbose: Annotated[
         bool, typer.Option("-v", "--verbose", help="Show every read and wait.")
     ] = False,
@@ -95,6 +174,7 @@ def main(
         emulator=emulator,
         endpoint=endpoint,
         time_scale=time_scale,
+        state_dir=state_dir,
         verbose=verbose,
         request_timeout=request_timeout,
         execute=execute,
@@ -108,10 +188,12 @@ Source = Annotated[Path | None, typer.Option(help="Your Django project's directo
 AppName = Annotated[str | None, typer.Option("--app", help="App name (default django).")]
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="Config file to read.")]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+Yes = Annotated[bool, typer.Option("--yes", help="Do not ask to confirm.")]
 # The global options again, so that `djdeploy up --tenant demo --emulator` works as well.
 UseEmulator = Annotated[bool, typer.Option("--emulator", help="Use the built-in emulator.")]
 Endpoint = Annotated[str | None, typer.Option(help="Send every API call to this endpoint.")]
 TimeScale = Annotated[float | None, typer.Option(help="Emulator clock speed for waits.")]
+StateDir = Annotated[Path | None, typer.Option(help=STATE_DIR_HELP)]
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Show every read and wait.")]
 NoWait = Annotated[
     bool,
@@ -121,28 +203,21 @@ NoWait = Annotated[
 ]
 
 
-def _interrupted() -> typer.Exit:
-    err.print("interrupted: nothing is lost; run the same command again to finish", soft_wrap=True)
-    return typer.Exit(130)
-
-
-def _fail(exc: DeployError) -> typer.Exit:
-    err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
-
-
 def _merge(
     ctx: typer.Context,
     emulator: bool,
     endpoint: str | None,
     time_scale: float | None,
+    state_dir: Path | None,
     verbose: bool,
 ) -> None:
-    """Fold a command's own --emulator/--endpoint/--time-scale/-v into the global ones."""
+    """Fold a command's own --emulator/--endpoint/--time-scale/--state-dir/-v into the global
+    ones."""
     g: Globals = ctx.obj
     g.emulator = g.emulator or emulator
     g.endpoint = endpoint or g.endpoint
     g.time_scale = time_scale if time_scale is not None else g.time_scale
+    g.state_dir = state_dir or g.state_dir
     g.verbose = g.verbose or verbose
 
 
@@ -165,7 +240,15 @@ def _target(ctx: typer.Context) -> Target:
         time_scale=g.time_scale,
         request_timeout=g.request_timeout,
         execute=g.execute,
+        state_dir=g.state_dir,
     )
+
+
+def _state_dir(target: Target) -> Path | None:
+    """Where the built-in emulator keeps its state (status says it), None for any other."""
+    from deployer.api import default_state_dir
+
+    return (target.state_dir or default_state_dir()) if target.emulator else None
 
 
 def _flags(
@@ -197,24 +280,20 @@ def up(
     emulator: UseEmulator = False,
     endpoint: Endpoint = None,
     time_scale: TimeScale = None,
+    state_dir: StateDir = None,
     verbose: Verbose = False,
     no_wait: NoWait = False,
 ) -> None:
     """Create or update everything the tenant needs; safe to run again after any failure."""
-    _merge(ctx, emulator, endpoint, time_scale, verbose)
-    try:
-        cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
-        target = _target(ctx)
-        from deployer import api, render
+    _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
+    cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+    target = _target(ctx)
+    from deployer import api, render
 
-        with render.Progress(quiet=json, verbose=ctx.obj.verbose) as progress:
-            result = api.up(
-                cfg, target=target, on_event=progress, wait=not no_wait, on_lease=progress.lease
-            )
-    except DeployError as exc:
-        raise _fail(exc) from None
-    except KeyboardInterrupt:
-        raise _interrupted() from None
+    with render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose) as progress:
+        result = api.up(
+            cfg, target=target, on_event=progress, wait=not no_wait, on_lease=progress.lease
+        )
     render.up_result(result, as_json=json, out=out)
     raise typer.Exit(0 if result.ok else 1)
 
@@ -232,19 +311,17 @@ def plan(
     emulator: UseEmulator = False,
     endpoint: Endpoint = None,
     time_scale: TimeScale = None,
+    state_dir: StateDir = None,
     verbose: Verbose = False,
 ) -> None:
     """Show what `up` would change, field by field. Exit 0: nothing; 2: changes pending."""
-    _merge(ctx, emulator, endpoint, time_scale, verbose)
-    try:
-        cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
-        target = _target(ctx)
-        from deployer import api, render
-        from deployer.steps.base import Action
+    _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
+    cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+    target = _target(ctx)
+    from deployer import api, render
+    from deployer.steps.base import Action
 
-        seen = api.snapshot(cfg, target=target)
-    except DeployError as exc:
-        raise _fail(exc) from None
+    seen = api.snapshot(cfg, target=target)
     render.plan(seen.changes, holder=seen.holder, as_json=json, out=out)
     raise typer.Exit(2 if any(c.action is not Action.NOOP for c in seen.changes) else 0)
 
@@ -262,31 +339,37 @@ def status(
     emulator: UseEmulator = False,
     endpoint: Endpoint = None,
     time_scale: TimeScale = None,
+    state_dir: StateDir = None,
     verbose: Verbose = False,
 ) -> None:
     """Live state, step by step. Without --tenant: every tenant found by its labels."""
-    _merge(ctx, emulator, endpoint, time_scale, verbose)
+    _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
     flags = _flags(project, region, source, app_name, config)
-    try:
-        if tenant is None and not os.environ.get("DJDEPLOY_TENANT"):
-            from deployer.config import load_project_and_region
+    if tenant is None and not os.environ.get("DJDEPLOY_TENANT"):
+        from deployer.config import load_project_and_region
 
-            proj, reg = load_project_and_region(
-                cwd=Path.cwd(), environ=os.environ, flags=flags, emulator=ctx.obj.emulator
-            )
-            target = _target(ctx)
-            from deployer import api, render
-
-            render.tenants(api.tenants(proj, reg, target=target), as_json=json, out=out)
-            return
-        cfg = _load(ctx, tenant, flags)
+        proj, reg = load_project_and_region(
+            cwd=Path.cwd(), environ=os.environ, flags=flags, emulator=ctx.obj.emulator
+        )
         target = _target(ctx)
         from deployer import api, render
 
-        seen = api.snapshot(cfg, target=target)
-    except DeployError as exc:
-        raise _fail(exc) from None
-    render.status(seen.changes, tenant=cfg.tenant, holder=seen.holder, as_json=json, out=out)
+        found = api.tenants(proj, reg, target=target)
+        render.tenants(found, state_dir=_state_dir(target), as_json=json, out=out)
+        return
+    cfg = _load(ctx, tenant, flags)
+    target = _target(ctx)
+    from deployer import api, render
+
+    seen = api.snapshot(cfg, target=target)
+    render.status(
+        seen.changes,
+        tenant=cfg.tenant,
+        holder=seen.holder,
+        state_dir=_state_dir(target),
+        as_json=json,
+        out=out,
+    )
 
 
 @app.command()
@@ -301,40 +384,36 @@ def destroy(
     delete_data: Annotated[
         bool, typer.Option("--delete-data", help="Also delete the database, media and secrets.")
     ] = False,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask to confirm.")] = False,
+    yes: Yes = False,
     json: Json = False,
     emulator: UseEmulator = False,
     endpoint: Endpoint = None,
     time_scale: TimeScale = None,
+    state_dir: StateDir = None,
     verbose: Verbose = False,
     no_wait: NoWait = False,
 ) -> None:
     """Delete the tenant's resources in reverse order; data is kept unless --delete-data."""
-    _merge(ctx, emulator, endpoint, time_scale, verbose)
-    try:
-        cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
-        target = _target(ctx)
-        from deployer import api, render
+    _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
+    cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+    target = _target(ctx)
+    from deployer import api, render
 
-        question = (
-            f"Delete tenant {cfg.tenant}'s database, media and secrets "
-            f"in project {cfg.project}? This cannot be undone."
+    question = (
+        f"Delete tenant {cfg.tenant}'s database, media and secrets "
+        f"in project {cfg.project}? This cannot be undone."
+    )
+    if delete_data and not yes and not typer.confirm(question):
+        raise ConfigError("not confirmed: nothing was deleted")
+    with render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose) as progress:
+        changes = api.destroy(
+            cfg,
+            delete_data=delete_data,
+            target=target,
+            on_event=progress,
+            wait=not no_wait,
+            on_lease=progress.lease,
         )
-        if delete_data and not yes and not typer.confirm(question):
-            raise ConfigError("not confirmed: nothing was deleted")
-        with render.Progress(quiet=json, verbose=ctx.obj.verbose) as progress:
-            changes = api.destroy(
-                cfg,
-                delete_data=delete_data,
-                target=target,
-                on_event=progress,
-                wait=not no_wait,
-                on_lease=progress.lease,
-            )
-    except DeployError as exc:
-        raise _fail(exc) from None
-    except KeyboardInterrupt:
-        raise _interrupted() from None
     render.destroyed(changes, as_json=json, out=out)
 
 
@@ -347,33 +426,29 @@ def unlock(
     source: Source = None,
     app_name: AppName = None,
     config: ConfigFile = None,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask to confirm.")] = False,
+    yes: Yes = False,
     emulator: UseEmulator = False,
     endpoint: Endpoint = None,
     time_scale: TimeScale = None,
+    state_dir: StateDir = None,
     verbose: Verbose = False,
 ) -> None:
     """Remove the tenant's lease when its holder cannot (killed, machine lost). A run still
     holding it stops at its next heartbeat."""
-    _merge(ctx, emulator, endpoint, time_scale, verbose)
-    try:
-        cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
-        target = _target(ctx)
-        from deployer import api, render
-        from deployer.lease import Holder
+    _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
+    cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+    target = _target(ctx)
+    from deployer import api, render
+    from deployer.lease import Holder
 
-        def confirm(holder: Holder) -> bool:
-            question = (
-                f"Remove the lease on tenant {cfg.tenant} held by {holder.describe()}? "
-                "If that run is still going, it stops at its next heartbeat."
-            )
-            return yes or typer.confirm(question)
+    def confirm(holder: Holder) -> bool:
+        question = (
+            f"Remove the lease on tenant {cfg.tenant} held by {holder.describe()}? "
+            "If that run is still going, it stops at its next heartbeat."
+        )
+        return yes or typer.confirm(question)
 
-        holder = api.unlock(cfg, target=target, confirm=confirm)
-    except DeployError as exc:
-        raise _fail(exc) from None
-    except KeyboardInterrupt:
-        raise _interrupted() from None
+    holder = api.unlock(cfg, target=target, confirm=confirm)
     render.unlocked(holder, tenant=cfg.tenant, out=out)
 
 
@@ -404,27 +479,38 @@ def logs(
     emulator: UseEmulator = False,
     endpoint: Endpoint = None,
     time_scale: TimeScale = None,
+    state_dir: StateDir = None,
     verbose: Verbose = False,
 ) -> None:
     """Cloud Logging entries of the service's revisions or of a job's executions, newest last."""
-    _merge(ctx, emulator, endpoint, time_scale, verbose)
-    try:
-        from deployer import api, render
+    _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
+    from deployer import api, render
 
-        query = api.LogQuery(job=job, since=since, severity=severity, limit=limit)
-        cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+    query = api.LogQuery(job=job, since=since, severity=severity, limit=limit)
+    cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+    try:
         for entry in api.logs(cfg, query=query, target=_target(ctx), follow=follow):
             render.log_entry(entry, as_json=json, out=out)
-    except DeployError as exc:
-        raise _fail(exc) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None  # the way to stop --follow: nothing to finish
+
+
+def _cannot_listen(host: str, port: int, code: int | None, reason: str) -> NoReturn:
+    """`emulator serve`'s address refused, with the fix for each cause."""
+    fix = {
+        errno.EADDRINUSE: "another process (an emulator already serving?) has it: pass another "
+        "--port, or --port 0 for any free one",
+        errno.EACCES: "ports below 1024 need privileges: pass --port 8089",
+        errno.EADDRNOTAVAIL: f"{host} is not an address of this machine: pass --host 127.0.0.1 "
+        "(or 0.0.0.0 for every interface)",
+    }.get(code or 0, "pass --host 127.0.0.1 (an address of this machine or a name it resolves)")
+    raise ConfigError(f"cannot listen on {host}:{port} ({reason}): {fix}")
 
 
 @emulator_app.command("serve")
 def emulator_serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (0: any free port).")] = 8089,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free port).")] = 8089,
     state_dir: Annotated[
         Path | None, typer.Option(help="Where state persists (default: the user's data directory).")
     ] = None,
@@ -437,13 +523,46 @@ def emulator_serve(
     execute: Annotated[bool, Execute] = True,
 ) -> None:
     """Serve the emulator on one port until Ctrl-C."""
-    from deployer.api import default_state_dir
-    from deployer.emulator.server import main_serve
+    from deployer.api import check_time_scale, default_state_dir, state_problem
+    from deployer.emulator.server import BindError, main_serve
+    from deployer.emulator.store import StateError
 
-    main_serve(
-        host=host,
-        port=port,
-        state_dir=state_dir or default_state_dir(),
-        time_scale=time_scale,
-        execute=execute,
-    )
+    check_time_scale(time_scale)
+    folder = state_dir or default_state_dir()
+    try:
+        main_serve(host=host, port=port, state_dir=folder, time_scale=time_scale, execute=execute)
+    except BindError as exc:
+        _cannot_listen(host, port, exc.errno, str(exc))
+    except StateError as exc:
+        raise state_problem(exc, folder) from None
+
+
+@emulator_app.command("reset")
+def emulator_reset(
+    state_dir: Annotated[Path | None, typer.Option(help=STATE_DIR_HELP)] = None,
+    yes: Yes = False,
+) -> None:
+    """Delete the emulator's state: every project, resource, operation and setting it holds.
+    Stop any `emulator serve` on it first."""
+    from deployer.api import default_state_dir
+    from deployer.emulator.store import files
+
+    folder = state_dir or default_state_dir()
+    found = files(folder)
+    if not found:
+        out.print(f"no emulator state in {folder}: nothing to remove", markup=False, soft_wrap=True)
+        return
+    question = f"Delete the emulator state in {folder} (every resource it holds)?"
+    if not yes and not typer.confirm(question):
+        raise ConfigError("not confirmed: the emulator state was kept")
+    for path in found:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass  # an emulator closing meanwhile removed its WAL itself
+        except OSError as exc:
+            raise DeployError(
+                f"cannot remove {path} ({exc.strerror}): remove it by hand, then run again"
+            ) from None
+    names = ", ".join(p.name for p in found)
+    out.print(f"removed the emulator state in {folder}: {names}", markup=False, soft_wrap=True)

@@ -72,6 +72,7 @@ class StepResult:
     last: Change | None = None  # what it found when it finished
     elapsed: float = 0.0
     error: str = ""
+    waited_for: str = ""  # not run: the step it needs that failed (or did not run either)
 
     @property
     def changed(self) -> bool:
@@ -183,6 +184,7 @@ class Engine:
                             pending.remove(step)
                             failed.add(step.name)
                             results[step.name].error = f"not run: {blocked[0]} failed"
+                            results[step.name].waited_for = blocked[0]
                             self._emit(
                                 step.name, Phase.SKIPPED, start, message=results[step.name].error
                             )

@@ -15,6 +15,16 @@ class ConfigError(DeployError):
     """Bad input: raised before any API call is made."""
 
 
+class CredentialsError(DeployError):
+    """No usable Google credentials (none found, unreadable, expired or revoked): found before
+    any API call; the message says how to log in."""
+
+
+class Unreachable(DeployError):
+    """Nothing answers where the API calls would go (an --endpoint with no emulator behind it,
+    no network): found before any API call; the message says what to start or check."""
+
+
 class CloudError(DeployError):
     """An API call failed in a way the retry policy does not ride out.
 

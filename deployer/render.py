@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import IO, Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from deployer.engine import Event, Phase, RunResult
 from deployer.gcp.logging import LogEntry
@@ -70,6 +72,18 @@ def in_progress(holder: Holder | None, out: Console) -> None:
             highlight=False,
             soft_wrap=True,
         )
+
+
+def show_table(table: Table, out: Console) -> None:
+    """On a terminal, as rich draws it; elsewhere (a pipe, a CI log) whole lines, never cut
+    (the CLI's consoles are wide there), without the padding rich ends each one with."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    with out.capture() as captured:
+        out.print(table)
+    for line in captured.get().splitlines():
+        out.print(line.rstrip(), markup=False, highlight=False, soft_wrap=True)
 
 
 def dump_json(doc: Any, out: IO[str] | None = None) -> None:
@@ -162,7 +176,7 @@ class Progress:
             table.add_column(col)
         for step, (phase, detail, elapsed) in self._rows.items():
             style = {"done": "green", "failed": "red", "skipped": "dim"}.get(phase, "cyan")
-            table.add_row(step, f"[{style}]{phase}[/]", f"{elapsed:.1f}s", detail)
+            table.add_row(step, Text(phase, style=style), f"{elapsed:.1f}s", Text(detail))
         return table
 
 
@@ -194,12 +208,40 @@ def up_result(result: RunResult, *, as_json: bool, out: Console) -> None:
             f"{len(result.results) - changed} already right"
         )
         if url:
-            out.print(f"url: {url}", markup=False)
+            out.print(f"url: {url}", markup=False, soft_wrap=True)
     else:
+        by_step = {r.step: r for r in result.results}
         for r in result.results:
-            if r.error:
-                out.print(f"[red]failed[/] {r.error}", highlight=False)
-        out.print("run `djdeploy up` again once the cause is fixed: it resumes where it stopped")
+            if r.error and not r.waited_for:
+                out.print(Text.assemble(("failed", "red"), " ", r.error), soft_wrap=True)
+        for r in result.results:
+            if r.waited_for:
+                why = "did not run either" if by_step[r.waited_for].waited_for else "failed"
+                line = f" {r.step}: waits for {r.waited_for}, which {why}"
+                out.print(Text.assemble(("not run", "yellow"), line), soft_wrap=True)
+        out.print(
+            "run `djdeploy up` again once the cause is fixed: it resumes where it stopped",
+            soft_wrap=True,
+        )
+
+
+def leaves(path: str, old: Any, new: Any) -> Iterator[tuple[str, Any, Any]]:
+    """Where two values differ, down to the leaves: a one-field change inside a container
+    list is `containers[0].resources.limits.memory: 512Mi -> 1Gi`, not the two lists."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in dict.fromkeys([*old, *new]):
+            if old.get(key) != new.get(key):
+                yield from leaves(f"{path}.{key}" if path else str(key), old.get(key), new.get(key))
+    elif isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            if a != b:
+                yield from leaves(f"{path}[{i}]", a, b)
+    else:
+        yield path, old, new
+
+
+def changed_fields(change: Change) -> list[tuple[str, Any, Any]]:
+    return [leaf for f in change.fields for leaf in leaves(f.path, f.old, f.new)]
 
 
 def changes_table(changes: Sequence[Change], *, title: str) -> Table:
@@ -208,9 +250,10 @@ def changes_table(changes: Sequence[Change], *, title: str) -> Table:
         table.add_column(col)
     for c in changes:
         why = c.reason + (f" — {c.failure}" if c.failure else "")
-        table.add_row(c.step, c.resource, f"[{_STYLE[c.action]}]{c.action.value}[/]", why)
-        for f in c.fields:
-            table.add_row("", f"  {f.path}", "", f"{_value(f.old)} -> {_value(f.new)}")
+        action = Text(c.action.value, style=_STYLE[c.action])
+        table.add_row(Text(c.step), Text(c.resource), action, Text(why))
+        for path, old, new in changed_fields(c):
+            table.add_row("", Text(f"  {path}"), "", Text(f"{_value(old)} -> {_value(new)}"))
     return table
 
 
@@ -226,7 +269,7 @@ def plan(changes: Sequence[Change], *, holder: Holder | None, as_json: bool, out
         )
         return
     in_progress(holder, out)
-    out.print(changes_table(changes, title="plan"))
+    show_table(changes_table(changes, title="plan"), out)
     out.print(f"{len(pending)} step(s) would change" if pending else "nothing to change")
 
 
@@ -253,27 +296,36 @@ def summary(changes: Sequence[Change]) -> dict[str, str]:
     }
 
 
+def _state_dir_line(state_dir: Path | None, out: Console) -> None:
+    if state_dir is not None:
+        out.print(f"emulator state: {state_dir}", markup=False, highlight=False, soft_wrap=True)
+
+
 def status(
     changes: Sequence[Change],
     *,
     tenant: str,
     holder: Holder | None,
+    state_dir: Path | None = None,
     as_json: bool,
     out: Console,
 ) -> None:
+    """`state_dir`: the built-in emulator's, shown so a user can find (or reset) it."""
     facts = summary(changes)
     if as_json:
         dump_json(
             {
                 "tenant": tenant,
                 **facts,
+                "emulator_state_dir": None if state_dir is None else str(state_dir),
                 "lease": holder_json(holder),
                 "steps": [{**change_json(c), "state": state_of(c)} for c in changes],
             }
         )
         return
     in_progress(holder, out)
-    table = Table(title=f"tenant {tenant}", box=None, pad_edge=False, title_justify="left")
+    title = Text(f"tenant {tenant}")
+    table = Table(title=title, box=None, pad_edge=False, title_justify="left")
     for col in ("step", "state", "detail"):
         table.add_column(col)
     colour = {"ok": "green", "missing": "yellow", "drift": "yellow", "failed": "red"}
@@ -281,17 +333,27 @@ def status(
         state = state_of(c)
         detail = str(c.failure or c.reason)
         if c.fields:
-            detail += ": " + ", ".join(f.path for f in c.fields)
-        table.add_row(c.step, f"[{colour.get(state, 'cyan')}]{state}[/]", detail)
-    out.print(table)
+            detail += ": " + ", ".join(path for path, _, _ in changed_fields(c))
+        table.add_row(Text(c.step), Text(state, style=colour.get(state, "cyan")), Text(detail))
+    show_table(table, out)
     for key, value in facts.items():
         if value:
-            out.print(f"{key.replace('_', ' ')}: {value}", markup=False, highlight=False)
+            out.print(
+                f"{key.replace('_', ' ')}: {value}", markup=False, highlight=False, soft_wrap=True
+            )
+    _state_dir_line(state_dir, out)
 
 
-def tenants(found: dict[str, list[str]], *, as_json: bool, out: Console) -> None:
+def tenants(
+    found: dict[str, list[str]], *, state_dir: Path | None = None, as_json: bool, out: Console
+) -> None:
     if as_json:
-        dump_json({"tenants": found})
+        dump_json(
+            {
+                "tenants": found,
+                "emulator_state_dir": None if state_dir is None else str(state_dir),
+            }
+        )
         return
     if not found:
         out.print("no djdeploy tenants found in this project")
@@ -302,26 +364,28 @@ def tenants(found: dict[str, list[str]], *, as_json: bool, out: Console) -> None
             highlight=False,
             soft_wrap=True,
         )
+    _state_dir_line(state_dir, out)
 
 
 def destroyed(changes: Sequence[Change], *, as_json: bool, out: Console) -> None:
     if as_json:
         dump_json({"steps": [change_json(c) for c in changes]})
         return
-    out.print(changes_table(changes, title="destroy"))
-    kept = [c for c in changes if c.action is Action.NOOP and c.reason.startswith("kept")]
-    if kept:
-        out.print(
-            "kept (run with --delete-data to delete): " + ", ".join(c.resource for c in kept),
-            markup=False,
-        )
+    show_table(changes_table(changes, title="destroy"), out)
+    for c in changes:  # each kept resource once, with its own reason (data, shared, not ours)
+        if c.action is Action.NOOP and c.reason.startswith("kept"):
+            out.print(f"{c.resource}: {c.reason}", markup=False, highlight=False, soft_wrap=True)
 
 
 def unlocked(holder: Holder | None, *, tenant: str, out: Console) -> None:
     if holder is None:
-        out.print(f"tenant {tenant} is not locked: nothing to remove", markup=False)
+        out.print(f"tenant {tenant} is not locked: nothing to remove", markup=False, soft_wrap=True)
         return
-    out.print(f"removed the lease on tenant {tenant} held by {holder.describe()}", markup=False)
+    out.print(
+        f"removed the lease on tenant {tenant} held by {holder.describe()}",
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 _SEVERITY_STYLE = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -101,14 +102,15 @@ def test_time_scale_needs_an_emulator(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "--time-scale only applies to an emulator" in result.output
 
 
-def test_an_unknown_djdeploy_variable_stops_before_any_call(
+def test_an_unrelated_djdeploy_variable_is_ignored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DJDEPLOY_PUBLIC", "maybe")
-    result = CliRunner().invoke(app, ["--emulator", "up", "--tenant", "demo"])
-    assert result.exit_code == 1
-    assert "DJDEPLOY_PUBLIC" in result.output
+    monkeypatch.setenv("DJDEPLOY_VERBOSE", "1")
+    monkeypatch.setenv("DJDEPLOY_STATE_DIR", str(tmp_path / "state"))
+    result = CliRunner().invoke(app, ["--emulator", "status", "--tenant", "demo"])
+    assert result.exit_code == 0, result.output
+    assert f"emulator state: {tmp_path / 'state'}" in result.output
 
 
 def test_source_without_manage_py(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,3 +119,64 @@ def test_source_without_manage_py(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     result = CliRunner().invoke(app, ["--emulator", "up", "--tenant", "demo", "--source", "proj"])
     assert result.exit_code == 1
     assert "manage.py" in result.output
+
+
+MARKUP = ("[/x]", "[bold]x", "[red]", "x[/]")
+
+
+@pytest.mark.parametrize("text", MARKUP)
+@pytest.mark.parametrize(
+    "channel",
+    [
+        "--tenant",
+        "--project",
+        "--region",
+        "--source",
+        "--app",
+        "--config",
+        "--endpoint",
+        "DJDEPLOY_TENANT",
+        "DJDEPLOY_REGION",
+        "DJDEPLOY_SERVICE_MEMORY",
+        "djdeploy.toml tenant",
+        "djdeploy.toml [env] key",
+        "djdeploy.toml [service] memory",
+        "pyproject.toml region",
+    ],
+)
+def test_markup_like_text_comes_back_exactly(
+    channel: str, text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """User text is never read as Rich markup: no crash on "[/x]", no "[bold]x" shown as x,
+    no hint in brackets lost."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    args = ["--emulator", "plan"]
+    if channel.startswith("--"):
+        args += [channel, text]
+    elif channel.startswith("DJDEPLOY_"):
+        monkeypatch.setenv(channel, text)
+    elif channel == "djdeploy.toml tenant":
+        (tmp_path / "djdeploy.toml").write_text(f"tenant = {json.dumps(text)}\n")
+    elif channel == "djdeploy.toml [env] key":
+        (tmp_path / "djdeploy.toml").write_text(f'[env]\n{json.dumps(text)} = "v"\n')
+    elif channel == "djdeploy.toml [service] memory":
+        (tmp_path / "djdeploy.toml").write_text(f"[service]\nmemory = {json.dumps(text)}\n")
+    else:
+        (tmp_path / "pyproject.toml").write_text(f"[tool.djdeploy]\nregion = {json.dumps(text)}\n")
+    if "tenant" not in channel.lower():
+        args += ["--tenant", "demo"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: ")
+    assert text in lines[0]
+
+
+def test_a_hint_in_brackets_is_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "djdeploy.toml").write_text('tenant = "demo"\nenv = "x"\n')
+    result = CliRunner().invoke(app, ["--emulator", "plan"])
+    assert result.exit_code == 1
+    assert "must be a table ([env])" in result.output

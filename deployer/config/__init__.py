@@ -16,7 +16,6 @@ nothing heavy.
 from __future__ import annotations
 
 from deployer.config.load import (
-    CLI_ENV,
     CONFIG_FILE,
     EMULATOR_PROJECT,
     find_config_file,
@@ -49,7 +48,6 @@ from deployer.config.schema import (
 )
 
 __all__ = [
-    "CLI_ENV",
     "CLOUD_RUN_RESERVED_ENV",
     "CONFIG_FILE",
     "CPUS",

@@ -46,8 +46,6 @@ _TABLES: dict[str, type] = {
 _MAPS = ("env", "secret_env", "labels")
 _TOP = ("tenant", "project", "region", "app", "source", "settings_module")
 _ENV_TOP = {f"DJDEPLOY_{k.upper()}": k for k in _TOP}
-# DJDEPLOY_* variables that belong to the CLI, not to the configuration
-CLI_ENV = frozenset({"DJDEPLOY_EMULATOR", "DJDEPLOY_ENDPOINT", "DJDEPLOY_CONFIG"})
 
 
 def _table_fields(cls: type) -> dict[str, Any]:
@@ -189,10 +187,11 @@ def _apply_cron(layers: _Layers, value: Any, where: str) -> None:
 
 
 def _apply_environ(layers: _Layers, environ: Mapping[str, str], cwd: Path) -> None:
+    """The documented variables only: DJDEPLOY_<KEY> and DJDEPLOY_<TABLE>_<FIELD>. Any other
+    DJDEPLOY_* (the CLI's own, a CI's DJDEPLOY_BUILD_NUMBER, an unrelated DJDEPLOY_VERBOSE)
+    is not ours to refuse: ignored."""
     tables = {f"DJDEPLOY_{t.upper()}_": t for t in _TABLES}
     for var, value in environ.items():
-        if not var.startswith("DJDEPLOY_"):
-            continue
         if var in _ENV_TOP:
             key = _ENV_TOP[var]
             layers.set(key, value, var)
@@ -200,17 +199,10 @@ def _apply_environ(layers: _Layers, environ: Mapping[str, str], cwd: Path) -> No
                 layers.base["source"] = cwd
             continue
         for head, table in tables.items():
-            if var.startswith(head):
-                name = var[len(head) :].lower()
-                if name not in _FIELDS[table]:
-                    known = [f"{head}{f.upper()}" for f in _FIELDS[table]]
-                    _unknown("environment variable", var, known, "the environment")
+            name = var[len(head) :].lower() if var.startswith(head) else ""
+            if name in _FIELDS[table]:
                 layers.set(f"{table}.{name}", _convert(f"{table}.{name}", value, var), var)
                 break
-        else:
-            if var not in CLI_ENV:  # a typo must not silently fall back to a default
-                known = sorted([*_ENV_TOP, *CLI_ENV, *(f"{h}<FIELD>" for h in tables)])
-                _unknown("environment variable", var, known, "the environment")
 
 
 def _pairs(key: str, value: Any) -> Iterable[tuple[str, Any]]:

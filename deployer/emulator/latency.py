@@ -7,7 +7,10 @@ every process on the same state directory agrees.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
+
+from .store import StateError
 
 if TYPE_CHECKING:
     from .store import Store
@@ -38,10 +41,29 @@ _KIND = "_emulator"
 _KEY = "latency"
 
 
+def _seconds(name: str, value: Any) -> float:
+    """A time scale or a duration: a finite number >= 0 (0: at once); ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} {value!r} is not a finite number")
+    if value < 0:
+        raise ValueError(f"{name} {value!r} is below 0")
+    return float(value)
+
+
+def _check(settings: Any) -> None:
+    """Stored settings as ``set`` writes them; ValueError naming the first bad one."""
+    if not isinstance(settings, dict) or not isinstance(settings.get("durations"), dict):
+        raise ValueError(f"latency settings {settings!r} are not the emulator's")
+    _seconds("time_scale", settings.get("time_scale"))
+    _seconds("request_delay", settings.get("request_delay"))
+    for kind, value in settings["durations"].items():
+        _seconds(f"duration of {kind}", value)
+
+
 class Latency:
     def __init__(self, store: Store, time_scale: float = 1.0) -> None:
         self._store = store
-        self.default_time_scale = float(time_scale)
+        self.default_time_scale = _seconds("time_scale", time_scale)
 
     def _settings(self) -> dict[str, Any]:
         s = self._store.get(_KIND, _KEY)
@@ -55,8 +77,13 @@ class Latency:
         merely opens a state directory (``djdeploy status --emulator``) keeps the running one's."""
         with self._store.transaction():
             stored = self._store.get(_KIND, _KEY)
-            if stored is not None and not force:
-                return
+            if stored is not None:
+                try:
+                    _check(stored)  # a state that outlives its writer is read, not trusted
+                except ValueError as exc:
+                    raise StateError(f"stored {exc}") from None
+                if not force:
+                    return
             s = self._settings()
             s["time_scale"] = self.default_time_scale
             self._store.put(_KIND, _KEY, s)
@@ -102,15 +129,12 @@ class Latency:
         with self._store.transaction():
             s = self._settings()
             if time_scale is not None:
-                if time_scale < 0:
-                    raise ValueError("time_scale must be >= 0")
-                s["time_scale"] = float(time_scale)
+                s["time_scale"] = _seconds("time_scale", time_scale)
             if request_delay is not None:
-                if request_delay < 0:
-                    raise ValueError("request_delay must be >= 0")
-                s["request_delay"] = float(request_delay)
+                s["request_delay"] = _seconds("request_delay", request_delay)
             if durations:
-                s["durations"] = {**s["durations"], **{k: float(v) for k, v in durations.items()}}
+                checked = {k: _seconds(f"duration of {k}", v) for k, v in durations.items()}
+                s["durations"] = {**s["durations"], **checked}
             self._store.put(_KIND, _KEY, s)
         return self.get()
 

@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -338,11 +339,17 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
-    def __init__(self, addr: tuple[str, int], emu: Emulator) -> None:
+    def __init__(
+        self, addr: tuple[str, int], emu: Emulator, *, listener: socket.socket | None = None
+    ) -> None:
         self.emu = emu
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
-        super().__init__(addr, _Handler)
+        super().__init__(addr, _Handler, bind_and_activate=listener is None)
+        if listener is not None:  # bound before the state was opened (main_serve)
+            self.socket.close()
+            self.socket = listener
+            self.server_address = listener.getsockname()[:2]
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._conns_lock:
@@ -414,6 +421,16 @@ def serve(emu: Emulator | None = None, host: str = "127.0.0.1", port: int = 0) -
     return RunningEmulator(emu, server, thread)
 
 
+class BindError(Exception):
+    """``emulator serve`` cannot listen on host:port (in use, not this machine's, no such
+    name, a privileged port); ``errno`` says which, None for a name that does not resolve."""
+
+    def __init__(self, host: str, port: int, exc: OSError) -> None:
+        self.errno = None if isinstance(exc, socket.gaierror) else exc.errno
+        super().__init__(os.strerror(self.errno) if self.errno else exc.strerror or str(exc))
+        self.host, self.port = host, port
+
+
 def main_serve(
     *,
     host: str = "127.0.0.1",
@@ -423,11 +440,17 @@ def main_serve(
     execute: bool = True,
 ) -> None:
     """``djdeploy emulator serve``: serve in the foreground, print the URL, stop on Ctrl-C or
-    SIGTERM (both stop what it runs). The serving process owns the state directory's time
-    scale: it sets it."""
+    SIGTERM (both stop what it runs). The
+    serving process owns the state directory's time scale: it sets it, once it has its port
+    (a second serve on a port in use fails without touching the state). Raises BindError
+    (the address cannot be listened on) or StateError."""
+    try:
+        listener = socket.create_server((host, port), backlog=_Server.request_queue_size)
+    except OSError as exc:
+        raise BindError(host, port, exc) from None
     emu = Emulator(state_dir=state_dir, time_scale=time_scale, set_time_scale=True, execute=execute)
     signal.signal(signal.SIGTERM, _interrupt)
-    server = _Server((host, port), emu)
+    server = _Server((host, port), emu, listener=listener)
     h, p = str(server.server_address[0]), server.server_address[1]
     where = f"state in {emu.state_dir}" if emu.state_dir else "in-memory state"
     mode = "executing" if emu.local.enabled else "API only"

@@ -33,25 +33,42 @@ CREATE TABLE IF NOT EXISTS counters (
 """
 
 
+def files(state_dir: Path) -> list[Path]:
+    """The files of the store kept in ``state_dir`` that exist: the database, its WAL and its
+    shared-memory index (what ``djdeploy emulator reset`` deletes)."""
+    names = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm")
+    return [state_dir / n for n in names if (state_dir / n).exists()]
+
+
+class StateError(Exception):
+    """A state directory that cannot be used: not creatable, unreadable, not a database, or
+    holding settings no emulator wrote. ``str()`` says what is wrong with it."""
+
+
 class Store:
     def __init__(self, state_dir: Path | str | None = None) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else None
+        self._lock = threading.RLock()
+        self._depth = 0  # transaction nesting of the thread holding _lock
+        try:
+            self._db = self._open()
+        except OSError as exc:
+            raise StateError(exc.strerror or str(exc)) from None
+        except sqlite3.DatabaseError as exc:  # not a database, unreadable, locked for good
+            raise StateError(f"{DB_NAME}: {exc}") from None
+
+    def _open(self) -> sqlite3.Connection:
+        target = ":memory:"
         if self.state_dir is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             target = str(self.state_dir / DB_NAME)
-        else:
-            target = ":memory:"
-        self._lock = threading.RLock()
-        self._depth = 0  # transaction nesting of the thread holding _lock
-        self._db = sqlite3.connect(
-            target, check_same_thread=False, isolation_level=None, timeout=60.0
-        )
-        with self._lock:
-            self._db.execute("PRAGMA busy_timeout = 60000")
-            if self.state_dir is not None:
-                self._db.execute("PRAGMA journal_mode = WAL")
-                self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.executescript(_SCHEMA)
+        db = sqlite3.connect(target, check_same_thread=False, isolation_level=None, timeout=60.0)
+        db.execute("PRAGMA busy_timeout = 60000")
+        if self.state_dir is not None:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+        db.executescript(_SCHEMA)
+        return db
 
     # -- transactions -------------------------------------------------------------------------
 

@@ -94,6 +94,13 @@ def map_error(exc: BaseException) -> BaseException:
             payload = {}
         return _from_payload(exc.status_code, payload, str(exc.reason), _retry_after(exc.resp))
 
+    from google.auth.exceptions import RefreshError
+
+    if isinstance(exc, RefreshError):  # a login that expired during the run
+        from deployer.gcp.auth import refused
+
+        return refused(exc)
+
     if _never_sent(exc):
         return errors.Transient(f"connection failed: {type(exc).__name__}: {exc}")
     if _unanswered(exc):
