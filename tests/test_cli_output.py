@@ -31,9 +31,9 @@ def test_plan_shows_the_one_changed_leaf(
     changed = [line.split() for line in output.splitlines() if "->" in line]
     memory = [parts for parts in changed if parts[0].endswith("limits.memory")]
     # the service's; the jobs take a new memory at their next run (docs/steps-run.md)
-    assert [parts[0] for parts in memory] == [
-        "template.containers[0].resources.limits.memory"
-    ], output
+    assert [parts[0] for parts in memory] == ["template.containers[0].resources.limits.memory"], (
+        output
+    )
     assert all(parts[1:] == ["512Mi", "->", "1Gi"] for parts in memory), output
     assert not any("[{" in " ".join(parts) for parts in changed), output  # no whole lists
 
