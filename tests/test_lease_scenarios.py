@@ -25,6 +25,8 @@ import pytest
 from deployer.emulator.testing import EmulatorHandle, storage_client
 from tests.test_scenarios import PROJECT, TENANT, djdeploy, labelled_resources, status_json, up
 
+pytestmark = pytest.mark.slow  # CLI scenarios: each runs whole deployments
+
 STAGING = f"{PROJECT}-djdeploy-sources"
 LEASE = f"djdeploy-leases/{TENANT}"
 DEADLINE = 180.0  # seconds: bounds a failure, never decides a pass
@@ -146,7 +148,6 @@ def deployed(emulator: EmulatorHandle) -> bool:
     return states == {"ok"} and djdeploy(emulator, "plan", "--tenant", TENANT)[0] == 0
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("n", [2, 4])
 def test_concurrent_ups_take_turns_and_build_and_migrate_once(
     emulator: EmulatorHandle, tmp_path: Path, n: int
@@ -161,7 +162,6 @@ def test_concurrent_ups_take_turns_and_build_and_migrate_once(
     assert lease_fields(emulator) is None  # every run released it
 
 
-@pytest.mark.slow
 def test_destroy_beside_an_up_that_holds_the_lease_leaves_it_deployed(
     emulator: EmulatorHandle, tmp_path: Path
 ) -> None:
@@ -181,7 +181,6 @@ def test_destroy_beside_an_up_that_holds_the_lease_leaves_it_deployed(
     assert counts(emulator) == ONCE
 
 
-@pytest.mark.slow
 def test_up_beside_a_destroy_that_holds_the_lease_leaves_it_destroyed(
     emulator: EmulatorHandle, tmp_path: Path
 ) -> None:
@@ -213,7 +212,6 @@ def lease_takers(emulator: EmulatorHandle) -> list[str]:
     ]
 
 
-@pytest.mark.slow
 def test_up_and_destroy_started_together_leave_the_tenant_whole(
     emulator: EmulatorHandle, tmp_path: Path
 ) -> None:
@@ -252,7 +250,6 @@ def test_up_and_destroy_started_together_leave_the_tenant_whole(
         assert labelled_resources(emulator) == Counter(), (takers, up_output, destroy_output)
 
 
-@pytest.mark.slow
 def test_kill_9_of_the_lease_holder_then_up_takes_over_and_converges(
     emulator: EmulatorHandle, tmp_path: Path
 ) -> None:
@@ -268,7 +265,6 @@ def test_kill_9_of_the_lease_holder_then_up_takes_over_and_converges(
     assert djdeploy(emulator, "plan", "--tenant", TENANT)[0] == 0
 
 
-@pytest.mark.slow
 def test_kill_9_during_destroy_then_destroy_takes_over_and_finishes(
     emulator: EmulatorHandle, tmp_path: Path
 ) -> None:
@@ -286,7 +282,6 @@ def test_kill_9_during_destroy_then_destroy_takes_over_and_finishes(
     assert lease_fields(emulator) is None
 
 
-@pytest.mark.slow
 def test_a_holder_whose_lease_is_removed_stops_with_one_line_and_up_then_converges(
     emulator: EmulatorHandle, tmp_path: Path
 ) -> None:
@@ -381,7 +376,6 @@ def _invoke(emulator: EmulatorHandle, args: list[str], *, stdin: str) -> tuple[i
     return result.exit_code, result.output
 
 
-@pytest.mark.slow
 def test_ctrl_c_and_a_failed_step_release_the_lease(
     emulator: EmulatorHandle, tmp_path: Path
 ) -> None:

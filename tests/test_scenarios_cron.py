@@ -22,6 +22,8 @@ from deployer.emulator.testing import EmulatorHandle
 from tests.contract import check_transcript
 from tests.test_scenarios import GOLDEN, PROJECT, TENANT, assert_golden, normalise, writes
 
+pytestmark = pytest.mark.slow  # CLI scenarios: each runs whole deployments
+
 REGION = "europe-west1"
 PARENT = f"projects/{PROJECT}/locations/{REGION}"
 CRON_TOML = """\
@@ -138,7 +140,6 @@ def test_a_bad_time_zone_fails_before_any_call(emulator: EmulatorHandle, config_
     assert emulator.control.transcript() == []
 
 
-@pytest.mark.slow
 def test_kill_9_before_the_schedules_then_up_converges_without_duplicates(
     emulator: EmulatorHandle, config_file: Path, tmp_path: Path
 ) -> None:

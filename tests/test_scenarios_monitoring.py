@@ -31,6 +31,8 @@ from tests.test_scenarios import (
     writes,
 )
 
+pytestmark = pytest.mark.slow  # CLI scenarios: each runs whole deployments
+
 EMAIL = "ops@example.com"
 MONITORING_ENV = {
     "GOOGLE_CLOUD_PROJECT": PROJECT,
