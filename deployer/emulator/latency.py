@@ -15,7 +15,7 @@ from .store import StateError
 if TYPE_CHECKING:
     from .store import Store
 
-#: Realistic durations in seconds (GCP-FACTS.md, "Typical real durations"). API modules add kinds
+#: Realistic durations in seconds (docs/emulator.md, "Latency: operations take time", typical durations on Google Cloud). API modules add kinds
 #: here; an unknown kind raises KeyError so a typo fails loudly.
 DEFAULT_DURATIONS: dict[str, float] = {
     "sql.instance.create": 600.0,

@@ -1,6 +1,6 @@
 """The Cloud Run v2 service: the Django app behind its own predictable URL.
 
-One revision template (GCP-FACTS.md "Cloud Run v2 service template"): the runtime service
+One revision template (docs/steps-run.md, "The service"): the runtime service
 account, the second-generation environment (GCS FUSE needs it), scaling, timeout, concurrency,
 the image, port 8080, cpu/memory, the env of the deployer/container contract (secrets pinned to
 numeric versions), a startup probe on the readiness URL (the database answers) and a liveness
