@@ -15,8 +15,8 @@ from .store import StateError
 if TYPE_CHECKING:
     from .store import Store
 
-#: Realistic durations in seconds (docs/emulator.md, "Latency: operations take time", typical durations on Google Cloud). API modules add kinds
-#: here; an unknown kind raises KeyError so a typo fails loudly.
+#: Typical durations on Google Cloud, in seconds (docs/emulator.md, "Latency: operations take
+#: time"). API modules add kinds here; an unknown kind raises KeyError so a typo fails loudly.
 DEFAULT_DURATIONS: dict[str, float] = {
     "sql.instance.create": 600.0,
     "sql.instance.update": 60.0,
