@@ -26,6 +26,20 @@ if TYPE_CHECKING:
 
 Completer = Callable[["Emulator", dict[str, Any]], "dict[str, Any] | None"]
 
+
+class NotYet(Exception):
+    """Raised by a completer whose effect is real work still under way (local execution: a
+    build, a job's processes, a revision's startup probe): the operation stays pending and its
+    completer runs again ``delay`` clock seconds later. The completer's store changes are undone,
+    so it must be safe to call again."""
+
+    MIN_DELAY = 0.05
+
+    def __init__(self, delay: float = 0.2) -> None:
+        super().__init__(f"not done; again in {delay}s")
+        self.delay = max(delay, self.MIN_DELAY)
+
+
 _COMPLETERS: dict[str, Completer] = {}
 log = logging.getLogger(__name__)
 
@@ -207,6 +221,11 @@ class Operations:
             try:
                 with store.savepoint():
                     op["response"] = fn(self.emu, op)
+            except NotYet as wait:
+                op["done_at"] = self.emu.clock() + wait.delay
+                store.put(OP_KIND, op["id"], op)
+                store.put(PENDING_KIND, _pending_key(op["done_at"], op["id"]), {"id": op["id"]})
+                return
             except ApiError as exc:
                 op["error"] = exc.op_error()
                 op["response"] = None

@@ -16,7 +16,7 @@ import pytest
 from deployer.clock import VirtualClock
 from deployer.emulator import ApiError, Emulator, Router, policies, serve
 from deployer.emulator.control import EmulatorControlError
-from deployer.emulator.operations import completer
+from deployer.emulator.operations import NotYet, completer
 from deployer.emulator.projects import (
     check_location,
     ensure_project,
@@ -357,6 +357,39 @@ def test_operations_follow_latency_and_clock():
     assert emu.store.get("thing", "t/1") == {"made": True}
     assert emu.ops.running("t/") == []
     assert [o["id"] for o in emu.ops.list("t/")] == [op["id"]]
+
+
+_work_done: set[str] = set()
+
+
+@completer("test.core.real_work")
+def _after_real_work(emu: Emulator, op: dict) -> dict | None:
+    emu.store.put("thing", op["target"], {"half": True})  # undone while the work goes on
+    if op["target"] not in _work_done:
+        raise NotYet(delay=3.0)
+    return {"target": op["target"]}
+
+
+def test_operation_waits_for_real_work_and_undoes_partial_effects():
+    clock = VirtualClock()
+    emu = Emulator(time_scale=0.5, clock=clock)
+    op = emu.ops.start(
+        completer="test.core.real_work", duration_kind="sql.database", target="w/1", args={}
+    )
+    clock.advance(5.0)
+    call(emu, "GET", "/v3/projects/any-proj")
+    pending = emu.ops.get(op["id"])
+    assert pending["done"] is False and pending["done_at"] == clock.now() + 3.0
+    assert emu.store.get("thing", "w/1") is None
+    _work_done.add("w/1")
+    clock.advance(2.9)
+    call(emu, "GET", "/v3/projects/any-proj")
+    assert emu.ops.get(op["id"])["done"] is False  # not asked again before its delay
+    clock.advance(0.1)
+    call(emu, "GET", "/v3/projects/any-proj")
+    done = emu.ops.get(op["id"])
+    assert done["done"] and done["response"] == {"target": "w/1"}
+    assert emu.store.get("thing", "w/1") == {"half": True}
 
 
 def test_operations_complete_in_done_at_order_and_fail():

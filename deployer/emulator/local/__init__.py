@@ -67,6 +67,20 @@ class Realizers:
                 return None
         return self._postgres
 
+    def bucket_dir(self, bucket: str) -> Path | None:
+        """The directory a GCS FUSE volume of ``bucket`` mounts (``<state>/buckets/<bucket>``):
+        its files are the bucket's objects. None when execution is off."""
+        if not self.enabled or self.dir is None:
+            return None
+        path = self.dir / "buckets" / bucket
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def revision_address(self, revision: str) -> tuple[str, int] | None:
+        """Where the serving instance of ``revision`` (its full resource name) listens on
+        loopback, or None (not running here). Filled in by the serving realizer."""
+        return None
+
     def reset(self) -> None:
         """The emulator forgets everything: nothing it ran is left running or on disk."""
         if self._postgres is not None:
