@@ -27,7 +27,12 @@ class Options:
 
     poll_initial: float = 1.0
     poll_max: float = 15.0
-    poll_factor: float = 1.5
+    # A running operation is looked at again after a twentieth of the time it has run, so its
+    # completion is seen within 5% of its duration; within its first minute at least every
+    # poll_quick seconds (seen within 2 s). Between poll_initial and poll_max.
+    poll_fraction: float = 0.05
+    poll_quick: float = 2.0
+    quick_period: float = 60.0
     step_timeout: float = 3600.0
     settle_seconds: float = 30.0  # how long a pending (non-WAIT) diff may persist after apply
     reapplies: int = 3  # re-applies before a persisting difference fails the step
@@ -41,10 +46,18 @@ class Options:
         return cls(
             poll_initial=max(0.005, 1.0 * k),
             poll_max=max(0.05, 15.0 * k),
+            poll_quick=max(0.01, 2.0 * k),
+            quick_period=60.0 * k,
             settle_seconds=30.0 * k,
             delay_scale=k,
             step_timeout=3600.0 * k,
         )
+
+    def poll_delay(self, waited: float) -> float:
+        """How long to sleep before looking again at something that has been running for
+        ``waited`` seconds (docs/architecture.md, "Polling")."""
+        ceiling = self.poll_quick if waited < self.quick_period else self.poll_max
+        return min(max(self.poll_fraction * waited, self.poll_initial), ceiling)
 
 
 class Phase(enum.StrEnum):
@@ -233,7 +246,6 @@ class Engine:
         until the deadline. An apply whose write may have landed unanswered (MaybeApplied)
         counts as applied: the next observe decides, never a blind resend."""
         deadline = t0 + self.options.step_timeout
-        delay = self.options.poll_initial
         reapplies = 0  # re-applies for a difference that persists (not for a transient failure,
         # whose re-applies are bounded by the deadline alone)
         last: Action | None = None  # the action last applied
@@ -272,16 +284,14 @@ class Engine:
                 except DeployError as exc:
                     raise StepFailed(step.name, str(exc)) from exc
                 applied_at = self.clock.monotonic()
-                if next_stage:  # a new operation: poll it afresh
-                    delay = self.options.poll_initial
                 last = change.action
             if self.clock.monotonic() > deadline:
                 raise Timeout(
                     f"{step.name}: not done after {self.options.step_timeout:.0f} s "
                     f"({change.reason}); run up again to keep waiting"
                 )
-            self.clock.sleep(delay)
-            delay = min(delay * self.options.poll_factor, self.options.poll_max)
+            # polled afresh from each apply: a new stage is a new operation
+            self.clock.sleep(self.options.poll_delay(self.clock.monotonic() - applied_at))
             change = self._diff(step)
             if change.action is Action.NOOP:
                 return change
@@ -306,7 +316,6 @@ class Engine:
         """Call delete() until it stops answering WAIT (a multi-stage delete: lift
         protection, final backup, delete), then wait until observe() finds nothing."""
         deadline = t0 + self.options.step_timeout
-        delay = self.options.poll_initial
         change = step.delete(self.cloud, delete_data=delete_data)
         while change.action is Action.WAIT or (
             change.action is Action.DELETE and step.observe(self.cloud) is not None
@@ -317,8 +326,7 @@ class Engine:
                     f"{self.options.step_timeout:.0f} s; run destroy again"
                 )
             self._emit(step.name, Phase.WAIT, t0, change=change)
-            self.clock.sleep(delay)
-            delay = min(delay * self.options.poll_factor, self.options.poll_max)
+            self.clock.sleep(self.options.poll_delay(self.clock.monotonic() - t0))
             if change.action is Action.WAIT:
                 change = step.delete(self.cloud, delete_data=delete_data)
         return change

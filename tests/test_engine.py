@@ -301,3 +301,16 @@ def test_a_transient_failure_is_reapplied_after_its_delay() -> None:
     assert len(gaps) == 3 and all(20 <= g < 25 for g in gaps)
     # a transient delay scales like the engine's intervals (the emulator's time scale)
     assert Options.scaled(0.001).delay_scale == Options.scaled(0.001).settle_seconds / 30
+
+
+def test_polls_see_completion_within_5_percent_or_2_seconds():
+    options = Options()
+    for duration in (0.5, 3.0, 20.0, 59.0, 61.0, 300.0, 900.0, 3000.0):
+        waited = 0.0
+        while waited < duration:  # the poll that first sees the operation done
+            waited += options.poll_delay(waited)
+        lag = waited - duration
+        assert lag <= (2.0 if duration < 60 else 0.05 * duration), (duration, lag)
+    scaled = Options.scaled(0.01)
+    assert scaled.poll_delay(0.0) == pytest.approx(0.1)
+    assert scaled.poll_delay(1000.0) == scaled.poll_max
