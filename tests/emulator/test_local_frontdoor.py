@@ -8,6 +8,7 @@ import http.client
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -16,10 +17,13 @@ from google.api_core.future.polling import DEFAULT_POLLING
 from google.cloud import run_v2
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 
+from deployer import api
 from deployer.emulator import serviceusage
 from deployer.emulator.local.frontdoor import Stored, local_url
+from deployer.emulator.local.postgres import UNAVAILABLE, find_binaries
 from deployer.emulator.server import Emulator
 from deployer.emulator.testing import EmulatorHandle, gapic_options
+from tests import test_scenarios as scenarios
 from tests.contract import check_transcript
 
 PROJECT = "door-proj"
@@ -367,3 +371,33 @@ def test_the_port_and_token_are_kept_across_restarts(tmp_path: Any) -> None:
         assert api_only.local.frontdoor is None
     finally:
         api_only.close()
+
+
+def test_the_deployer_learns_the_local_url(
+    executing_emulator: EmulatorHandle, emulator: EmulatorHandle
+) -> None:
+    cloud = "https://demo-django-123456789012.europe-west1.run.app"
+    port = door(executing_emulator).port
+    want = f"http://demo-django-123456789012.europe-west1.localhost:{port}"
+    assert api.local_url(cloud, api.Target(endpoint=executing_emulator.url)) == want
+    assert api.local_url(cloud, api.Target(endpoint=emulator.url)) == ""  # API only
+    assert api.local_url(cloud, api.Target()) == ""  # Google
+    assert api.local_url("", api.Target(endpoint=executing_emulator.url)) == ""
+    state = executing_emulator.emu.local.dir
+    builtin = api.Target(emulator=True, state_dir=state)
+    assert api.local_url(cloud, builtin) == want  # from the port its state keeps
+    assert api.local_url(cloud, replace(builtin, execute=False)) == ""
+
+
+@pytest.mark.slow  # a whole up, executing
+@pytest.mark.skipif(find_binaries() is None, reason=UNAVAILABLE)
+def test_up_and_status_print_the_local_url(executing_emulator: EmulatorHandle) -> None:
+    code, output = scenarios.up(executing_emulator)
+    assert code == 0, output
+    port = door(executing_emulator).port
+    [line] = [x for x in output.splitlines() if x.startswith("local url: ")]
+    assert line.startswith("local url: http://demo-django-")
+    assert line.endswith(f".europe-west1.localhost:{port}")
+    doc = scenarios.status_json(executing_emulator)
+    assert doc["local_url"] == line.removeprefix("local url: ")
+    assert doc["local_url"] == local_url(doc["url"], port)

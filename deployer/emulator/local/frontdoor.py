@@ -586,9 +586,13 @@ class _Handler(BaseHTTPRequestHandler):
         chunked = False
         if length is not None:
             self.send_header("Content-Length", length)
+        elif not no_body and self.request_version == "HTTP/1.0":
+            self.close_connection = True  # the body ends with the connection
         elif not no_body:
             chunked = True
             self.send_header("Transfer-Encoding", "chunked")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if no_body:
             resp.read()
