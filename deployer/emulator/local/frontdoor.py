@@ -185,10 +185,7 @@ FORBIDDEN = (
     "(GET /_emulator/local on the emulator: frontdoor.token)."
 )
 NO_REVISION = "The service has no ready revision to serve traffic."
-NOT_RUNNING = (
-    "Revision {revision} is not running locally (the emulator serves it only while it executes "
-    "what it deploys)."
-)
+NOT_RUNNING = "Revision {revision} is not running locally."
 NO_TAG = "The service has no traffic tag '{tag}'."
 
 
@@ -411,6 +408,8 @@ class _BadRequest(Exception):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
+    server_version = "Google Frontend"  # the Server header of the front door's own pages
+    sys_version = ""
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
