@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -326,6 +327,7 @@ def test_503_without_a_ready_or_running_revision(
     executing_emulator: EmulatorHandle,
     services: run_v2.ServicesClient,
     instances: dict[str, Instance],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     svc = deploy(services, "web")
     make_public(services, svc.name)
@@ -334,6 +336,13 @@ def test_503_without_a_ready_or_running_revision(
     short = svc.latest_ready_revision.rsplit("/", 1)[-1]
     assert status == 503
     assert f"Revision {short} is not running locally" in body.decode()
+
+    with socket.socket() as s:  # a port nothing listens on: an instance that died
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()
+    monkeypatch.setattr(executing_emulator.emu.local, "revision_address", lambda rev: dead)
+    status, _, body = get(executing_emulator, host)
+    assert status == 503 and b"The instance did not answer" in body
 
     executing_emulator.control.fail("revision", "broken-", "Container failed to start.")
     with pytest.raises(Exception, match="failed to start"):
@@ -359,6 +368,8 @@ def test_the_port_and_token_are_kept_across_restarts(tmp_path: Any) -> None:
         port, token = first.local.frontdoor.port, first.local.frontdoor.token
     finally:
         first.close()
+    with pytest.raises(ConnectionRefusedError):  # stopped with the emulator
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
     assert Stored.read(tmp_path) == Stored(port, token)
     again = Emulator(state_dir=tmp_path, execute=True)
     try:

@@ -426,7 +426,12 @@ class _Handler(BaseHTTPRequestHandler):
             *self.headers.get_all("Authorization", []),
             *self.headers.get_all("X-Serverless-Authorization", []),
         ]
-        decision = door.decide(self.headers.get("Host", ""), self.path, auth)
+        host = self.headers.get("Host", "")
+        if self.path.startswith(("http://", "https://")):  # absolute-form: its host wins
+            parts = urlsplit(self.path)
+            host = parts.netloc
+            self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        decision = door.decide(host, self.path, auth)
         if isinstance(decision, Page):
             self._page(decision)
             return
@@ -540,8 +545,8 @@ class _Handler(BaseHTTPRequestHandler):
                     self._page(Page(503, f"The instance did not answer ({exc})."))
                 return
             break
-        self._answer(resp, origins)
-        if resp.will_close:
+        whole = self._answer(resp, origins)
+        if resp.will_close or not whole:
             conn.close()
         else:
             pool.give(fwd.address, conn)
@@ -568,7 +573,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- the answer, back to the client --------------------------------------------------------
 
-    def _answer(self, resp: http.client.HTTPResponse, origins: Origins) -> None:
+    def _answer(self, resp: http.client.HTTPResponse, origins: Origins) -> bool:
+        """Send the instance's answer on; False when it broke off midway."""
         named = {h.strip().lower() for h in (resp.getheader("Connection") or "").split(",")}
         self.send_response_only(resp.status, resp.reason)
         length = resp.getheader("Content-Length")
@@ -595,11 +601,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if no_body:
             resp.read()
-            return
-        while data := resp.read1(CHUNK):
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+            return True
+        try:
+            while data := resp.read1(CHUNK):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+        except (http.client.HTTPException, OSError):
+            self.close_connection = True  # the instance broke off: so does the answer
+            resp.close()
+            return False
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
+        return True
 
 
 class _Limited:
