@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -412,3 +418,111 @@ def test_up_and_status_print_the_local_url(executing_emulator: EmulatorHandle) -
     doc = scenarios.status_json(executing_emulator)
     assert doc["local_url"] == line.removeprefix("local url: ")
     assert doc["local_url"] == local_url(doc["url"], port)
+
+
+DJANGO_APP = """
+import os
+from django.conf import settings
+from django.http import HttpResponse, HttpResponseRedirect
+from django.middleware.csrf import get_token
+from django.urls import path
+
+HOST = os.environ["CLOUD_HOST"]
+settings.configure(
+    DEBUG=False,
+    SECRET_KEY="test-only",
+    ALLOWED_HOSTS=[HOST],
+    CSRF_TRUSTED_ORIGINS=["https://" + HOST],
+    SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"),
+    SECURE_SSL_REDIRECT=True,
+    CSRF_COOKIE_SECURE=True,
+    ROOT_URLCONF=__name__,
+    MIDDLEWARE=[
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+    ],
+)
+
+
+def form(request):
+    if request.method == "POST":
+        return HttpResponseRedirect("/done/")
+    return HttpResponse(get_token(request))
+
+
+def done(request):
+    return HttpResponse("done")
+
+
+urlpatterns = [path("form/", form), path("done/", done)]
+
+from django.core.wsgi import get_wsgi_application  # noqa: E402
+
+application = get_wsgi_application()
+"""
+
+
+class Loopback(urllib.request.HTTPHandler):
+    """Every *.localhost name to 127.0.0.1, as browsers and curl resolve them (this machine's
+    resolver may not)."""
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.create_connection(("127.0.0.1", self.port), self.timeout)
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(self.Connection, req)
+
+
+@pytest.mark.slow  # a real Django under gunicorn
+def test_a_django_app_behind_the_front_door_passes_its_host_and_csrf_checks(
+    executing_emulator: EmulatorHandle,
+    services: run_v2.ServicesClient,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+) -> None:
+    svc = deploy(services, "web")
+    make_public(services, svc.name)
+    cloud = svc.urls[0].removeprefix("https://")
+    (tmp_path / "djapp.py").write_text(DJANGO_APP)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "djapp:application"],
+        cwd=tmp_path,
+        env={**os.environ, "CLOUD_HOST": cloud},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # a condition with a generous deadline: gunicorn is up
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.1)
+        monkeypatch.setattr(
+            executing_emulator.emu.local, "revision_address", lambda rev: ("127.0.0.1", port)
+        )
+        base = local_url(svc.urls[0], door(executing_emulator).port)
+        jar = CookieJar(DefaultCookiePolicy(secure_protocols=("https", "wss", "http")))
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(jar), urllib.request.ProxyHandler({}), Loopback()
+        )
+        with opener.open(f"{base}/form/", timeout=30) as resp:  # ALLOWED_HOSTS, no redirect
+            token = resp.read().decode()
+        assert [c.name for c in jar] == ["csrftoken"]
+        post = urllib.request.Request(
+            f"{base}/form/",
+            data=f"csrfmiddlewaretoken={token}".encode(),
+            headers={"Origin": base, "Referer": f"{base}/form/"},
+        )
+        with opener.open(post, timeout=30) as resp:  # CSRF passes; the redirect stays local
+            assert resp.url == f"{base}/done/"
+            assert resp.read() == b"done"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
