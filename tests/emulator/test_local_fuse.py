@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.api_core import exceptions as gexc
 
 from deployer.emulator.testing import EmulatorHandle, storage_client
 from tests.contract import check_transcript
@@ -89,3 +90,16 @@ def test_api_only_mounts_nothing(emulator: EmulatorHandle) -> None:
     assert emulator.emu.local.bucket_dir("media-bucket") is None
     bucket.blob("a.txt").upload_from_string(b"x")
     assert [b.name for b in client.list_blobs("media-bucket")] == ["a.txt"]
+
+
+def test_a_bucket_with_files_is_not_empty_and_its_directory_goes_with_it(
+    executing_emulator: EmulatorHandle, client: Any
+) -> None:
+    bucket, root = mount(executing_emulator, client)
+    (root / "late.txt").write_text("written by the app")
+    with pytest.raises(gexc.Conflict):
+        bucket.delete()
+    for blob in client.list_blobs("media-bucket"):  # the listing syncs the file in first
+        blob.delete()
+    bucket.delete()
+    assert not root.exists()

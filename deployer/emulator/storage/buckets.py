@@ -10,6 +10,7 @@ from .. import policies
 from ..errors import ApiError
 from ..formats import merge_patch
 from ..projects import REGIONS
+from . import mirror
 from .errors import Conflict, Invalid, NotFound, PreconditionFailed, Required
 from .model import (
     BUCKET_KIND,
@@ -246,12 +247,15 @@ class Buckets:
             doc = self.bucket(name, visible_only=False)
             conditions.check(doc)
             prefix = f"{name}/"
-            if self.store.list(OBJECT_KIND, prefix, limit=1) or self.store.list(
-                NONCURRENT_KIND, prefix, limit=1
+            if (
+                self.store.list(OBJECT_KIND, prefix, limit=1)
+                or self.store.list(NONCURRENT_KIND, prefix, limit=1)
+                or mirror.holds_files(self.emu, name)
             ):
                 raise Conflict(NOT_EMPTY)
             self.store.delete(BUCKET_KIND, name)
             policies.delete_policy(self.emu, bucket_policy_key(name))
+            mirror.unmount(self.emu, name)
 
     def legacy_acl(self, bucket: str, *, default: bool = False) -> list[dict[str, Any]]:
         """A bucket's (or its default object) ACL: the project-team entries a new bucket

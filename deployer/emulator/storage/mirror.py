@@ -14,9 +14,10 @@ while the emulator executes and only for a bucket some volume mounted.
 from __future__ import annotations
 
 import mimetypes
+import shutil
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .model import OBJECT_KIND
+from .model import BUCKET_KIND, OBJECT_KIND
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -84,11 +85,25 @@ def _placeholders(emu: Emulator, bucket: str) -> set[str]:
     }
 
 
+def holds_files(emu: Emulator, bucket: str) -> bool:
+    """The bucket's directory holds a file (an object, or one to be: deleting the bucket is a
+    409 then)."""
+    found = _mounted(emu, bucket)
+    return found is not None and bool(found[0].scan(found[1]).files)
+
+
+def unmount(emu: Emulator, bucket: str) -> None:
+    """The bucket is deleted: its directory goes (a new bucket of that name starts empty)."""
+    found = _mounted(emu, bucket)
+    if found is not None:
+        shutil.rmtree(found[1], ignore_errors=True)
+
+
 def sync(objects: Objects, bucket: str) -> None:
     """Bring the bucket's live objects and its directory into step (see the module)."""
     emu = objects.emu
     found = _mounted(emu, bucket)
-    if found is None:
+    if found is None or emu.store.get(BUCKET_KIND, bucket) is None:
         return
     mounts, root = found
     with emu.store.transaction():
