@@ -257,9 +257,6 @@ class FrontDoor:
             "hosts": f"SERVICE-NUMBER.REGION{LOCAL_SUFFIX}:{self.port}",
         }
 
-    def local_url(self, cloud_url: str) -> str:
-        return local_url(cloud_url, self.port)
-
     # -- deciding --------------------------------------------------------------------------
 
     def decide(self, host_header: str, path: str, authorization: list[str]) -> Page | Forward:
