@@ -320,7 +320,8 @@ def test_a_private_service_needs_the_token(
     host = host_of(svc, executing_emulator)
     status, _, body = get(executing_emulator, host)
     assert status == 403 and b"Forbidden" in body
-    assert get(executing_emulator, host, headers={"Authorization": "Bearer nope"})[0] == 403
+    for wrong in ("Bearer nope", "Bearer caf\u00e9", "Basic abc"):
+        assert get(executing_emulator, host, headers={"Authorization": wrong})[0] == 403
     token = executing_emulator.control.local()["frontdoor"]["token"]
     status, _, body = get(executing_emulator, host, headers={"Authorization": f"Bearer {token}"})
     assert status == 200

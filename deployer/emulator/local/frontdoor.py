@@ -261,8 +261,7 @@ class FrontDoor:
 
     def decide(self, host_header: str, path: str, authorization: list[str]) -> Page | Forward:
         local_host = host_header.strip().lower()
-        name = local_host.rsplit(":", 1)[0] if not local_host.endswith("]") else local_host
-        label = name.removesuffix(".")
+        label = local_host.rsplit(":", 1)[0].removesuffix(".")
         if not label.endswith(LOCAL_SUFFIX):
             return Page(404, NOT_FOUND.format(host=host_header or "(no Host)", port=self.port))
         label = label.removesuffix(LOCAL_SUFFIX)
@@ -292,7 +291,8 @@ class FrontDoor:
     def _recognized(self, authorization: list[str]) -> bool:
         for value in authorization:
             scheme, _, token = value.strip().partition(" ")
-            if scheme.lower() == "bearer" and secrets.compare_digest(token.strip(), self.token):
+            sent = token.strip().encode("utf-8", "surrogateescape")
+            if scheme.lower() == "bearer" and secrets.compare_digest(sent, self.token.encode()):
                 return True
         return False
 
