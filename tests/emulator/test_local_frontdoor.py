@@ -527,3 +527,26 @@ def test_a_django_app_behind_the_front_door_passes_its_host_and_csrf_checks(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_concurrent_requests_each_get_their_answer(
+    executing_emulator: EmulatorHandle,
+    services: run_v2.ServicesClient,
+    instances: dict[str, Instance],
+) -> None:
+    svc = deploy(services, "web")
+    make_public(services, svc.name)
+    serve(instances, svc.latest_ready_revision)
+    host = host_of(svc, executing_emulator)
+    answers: list[str] = []
+
+    def one(i: int) -> None:
+        status, _, body = get(executing_emulator, host, f"/item/{i}")
+        answers.append(json.loads(body)["path"] if status == 200 else str(status))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(answers) == sorted(f"/item/{i}" for i in range(24))

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from google.api_core import exceptions as gexc
 
+from deployer.emulator import Emulator, serve
 from deployer.emulator.testing import EmulatorHandle, storage_client
 from tests.contract import check_transcript
 
@@ -103,3 +104,22 @@ def test_a_bucket_with_files_is_not_empty_and_its_directory_goes_with_it(
         blob.delete()
     bucket.delete()
     assert not root.exists()
+
+
+def test_an_emulator_start_brings_mounted_directories_up_to_date(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    with serve(Emulator(state_dir=state, execute=True)) as running:
+        client = storage_client(running.url, PROJECT)
+        bucket = client.create_bucket("media-bucket", location="europe-west1")
+        root = running.emu.local.bucket_dir("media-bucket")
+        assert root is not None
+        bucket.blob("kept.txt").upload_from_string(b"kept")
+    with serve(Emulator(state_dir=state, execute=False)) as api_only:  # no mirror meanwhile
+        storage_client(api_only.url, PROJECT).bucket("media-bucket").blob(
+            "while-off.txt"
+        ).upload_from_string(b"written while nothing ran")
+    assert not (root / "while-off.txt").exists()
+    with serve(Emulator(state_dir=state, execute=True)):
+        assert (root / "while-off.txt").read_bytes() == b"written while nothing ran"
+        assert (root / "kept.txt").read_bytes() == b"kept"
