@@ -123,3 +123,16 @@ def test_an_emulator_start_brings_mounted_directories_up_to_date(tmp_path: Path)
     with serve(Emulator(state_dir=state, execute=True)):
         assert (root / "while-off.txt").read_bytes() == b"written while nothing ran"
         assert (root / "kept.txt").read_bytes() == b"kept"
+
+
+def test_a_new_bucket_starts_empty_over_a_stale_directory(
+    executing_emulator: EmulatorHandle, client: Any
+) -> None:
+    mounts = executing_emulator.emu.local.mounts
+    assert mounts is not None
+    stale = mounts.root / "media-bucket"  # left by a state that was reset
+    stale.mkdir(parents=True)
+    (stale / "old.txt").write_text("from before")
+    _, root = mount(executing_emulator, client)
+    assert list(client.list_blobs("media-bucket")) == []
+    assert not (root / "old.txt").exists()

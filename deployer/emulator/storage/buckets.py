@@ -180,6 +180,7 @@ class Buckets:
                 doc["labels"] = {k: v for k, v in doc["labels"].items() if v is not None}
             self.store.put(BUCKET_KIND, name, doc)
             policies.set_policy(self.emu, bucket_policy_key(name), _default_policy(project_id))
+            mirror.unmount(self.emu, name)  # a directory left by a forgotten state: not ours
         return doc
 
     def list_buckets(

@@ -93,7 +93,8 @@ def holds_files(emu: Emulator, bucket: str) -> bool:
 
 
 def unmount(emu: Emulator, bucket: str) -> None:
-    """The bucket is deleted: its directory goes (a new bucket of that name starts empty)."""
+    """The bucket is deleted, or made anew over a directory a forgotten state left: the
+    directory goes (a new bucket starts empty; a volume mounts it again)."""
     found = _mounted(emu, bucket)
     if found is not None:
         shutil.rmtree(found[1], ignore_errors=True)
