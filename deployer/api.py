@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import math
 import re
 import socket
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,6 +178,28 @@ def connect(
         yield cloud, emulator.latency.time_scale  # a stored state keeps its own speed
     finally:
         running.stop()
+
+
+def local_url(cloud_url: str, target: Target) -> str:
+    """Where the front door of an emulator that executes serves `cloud_url`
+    (http://HOST.localhost:PORT for https://HOST.run.app; docs/emulator.md), "" for Google, an
+    emulator that does not execute, or no URL. The built-in emulator keeps its front door's
+    port in its state directory; an emulator at --endpoint says it at /_emulator/local."""
+    if not cloud_url or not (target.emulator or target.endpoint):
+        return ""
+    from deployer.emulator.local import frontdoor
+
+    if target.emulator:
+        stored = frontdoor.Stored.read(target.state_dir or default_state_dir())
+        return frontdoor.local_url(cloud_url, stored.port) if target.execute and stored else ""
+    assert target.endpoint is not None
+    admin = target.endpoint.rstrip("/") + "/_emulator/local"
+    try:
+        with urllib.request.urlopen(admin, timeout=REACH_TIMEOUT) as resp:
+            door = json.load(resp).get("frontdoor")
+        return frontdoor.local_url(cloud_url, int(door["port"])) if door else ""
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return ""  # not an emulator of this version: no local URL to show
 
 
 def _engine(session: tuple[Cloud, float], on_event: OnEvent | None) -> Engine:

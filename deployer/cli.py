@@ -251,6 +251,14 @@ def _state_dir(target: Target) -> Path | None:
     return (target.state_dir or default_state_dir()) if target.emulator else None
 
 
+def _local_note(target: Target) -> str:
+    """When the local URL answers: the built-in emulator stops with the command."""
+    if not target.emulator:
+        return ""
+    option = f" --state-dir {target.state_dir}" if target.state_dir else ""
+    return f"served while an emulator runs on this state: `djdeploy emulator serve{option}`"
+
+
 def _flags(
     project: str | None,
     region: str | None,
@@ -294,7 +302,8 @@ def up(
         result = api.up(
             cfg, target=target, on_event=progress, wait=not no_wait, on_lease=progress.lease
         )
-    render.up_result(result, as_json=json, out=out)
+    local = api.local_url(result.info("url"), target)
+    render.up_result(result, as_json=json, out=out, local_url=local, local_note=_local_note(target))
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -369,6 +378,8 @@ def status(
         state_dir=_state_dir(target),
         as_json=json,
         out=out,
+        local_url=api.local_url(render.summary(seen.changes)["url"], target),
+        local_note=_local_note(target),
     )
 
 

@@ -180,13 +180,24 @@ class Progress:
         return table
 
 
-def up_result(result: RunResult, *, as_json: bool, out: Console) -> None:
+def _local_url_line(local_url: str, note: str, out: Console) -> None:
+    if local_url:
+        line = f"local url: {local_url}" + (f" ({note})" if note else "")
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def up_result(
+    result: RunResult, *, as_json: bool, out: Console, local_url: str = "", local_note: str = ""
+) -> None:
+    """`local_url`: where an executing emulator's front door serves the service ("" none);
+    `local_note`: when it does (the built-in emulator stops with the command)."""
     url = result.info("url")
     if as_json:
         dump_json(
             {
                 "ok": result.ok,
                 "url": url,
+                "local_url": local_url or None,
                 "elapsed": round(result.elapsed, 3),
                 "steps": [
                     {
@@ -209,6 +220,7 @@ def up_result(result: RunResult, *, as_json: bool, out: Console) -> None:
         )
         if url:
             out.print(f"url: {url}", markup=False, soft_wrap=True)
+            _local_url_line(local_url, local_note, out)
     else:
         by_step = {r.step: r for r in result.results}
         for r in result.results:
@@ -309,14 +321,18 @@ def status(
     state_dir: Path | None = None,
     as_json: bool,
     out: Console,
+    local_url: str = "",
+    local_note: str = "",
 ) -> None:
-    """`state_dir`: the built-in emulator's, shown so a user can find (or reset) it."""
+    """`state_dir`: the built-in emulator's, shown so a user can find (or reset) it;
+    `local_url`, `local_note`: as for up_result."""
     facts = summary(changes)
     if as_json:
         dump_json(
             {
                 "tenant": tenant,
                 **facts,
+                "local_url": local_url or None,
                 "emulator_state_dir": None if state_dir is None else str(state_dir),
                 "lease": holder_json(holder),
                 "steps": [{**change_json(c), "state": state_of(c)} for c in changes],
@@ -341,6 +357,8 @@ def status(
             out.print(
                 f"{key.replace('_', ' ')}: {value}", markup=False, highlight=False, soft_wrap=True
             )
+        if key == "url" and value:
+            _local_url_line(local_url, local_note, out)
     _state_dir_line(state_dir, out)
 
 

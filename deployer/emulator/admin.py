@@ -12,7 +12,7 @@ no faults, no latency):
     PUT    /_emulator/transcript        body: {"limit": N} -> {"limit", "size", "dropped_entries"}
     DELETE /_emulator/transcript
     GET    /_emulator/state[?kind=K]    -> {kind: {key: value}}
-    GET    /_emulator/local             -> {"executing", "postgres", "sql": [server, ...]}
+    GET    /_emulator/local             -> {"executing", "postgres", "sql": [...], "frontdoor"}
     GET    /_emulator/outcomes          -> {"outcomes": [...]}
     POST   /_emulator/outcomes          body: {"kind", "match", "message", "times"?, "status"?}
     DELETE /_emulator/outcomes

@@ -115,7 +115,8 @@ class EmulatorControl:
 
     def local(self) -> dict[str, Any]:
         """Local execution: ``{"executing", "postgres", "sql": [{"connectionName", "port",
-        "layoutSocket", "socketDir", "psql", ...}]}`` (docs/emulator.md, "Local execution")."""
+        "layoutSocket", "socketDir", "psql", ...}], "frontdoor": {"url", "port", "token",
+        "hosts"} or None}`` (docs/emulator.md, "Local execution")."""
         return dict(self._call("GET", "local"))
 
     def fail(

@@ -28,11 +28,12 @@ from urllib.parse import parse_qs
 
 from deployer.clock import Clock, RealClock
 
-from . import admin
+from . import admin, ingress
 from .errors import ApiError
 from .faults import Faults, as_error, held_for
 from .latency import Latency
 from .local import Realizers
+from .local.frontdoor import FrontDoor
 from .operations import Operations
 from .outcomes import Outcomes
 from .routing import Headers, Request, Response, Router, RouteTable
@@ -122,6 +123,27 @@ class Emulator:
         self.local = Realizers(self.state_dir, execute=execute)
         if self.local.enabled:
             realize_stored(self, modules)
+            self._open_front_door()
+
+    def _open_front_door(self) -> None:
+        """The front door (docs/emulator.md, "The front door and the local URL"): it asks the
+        realizers where a revision runs at each request, so a serving realizer (or a test)
+        may change that at any time."""
+        assert self.local.dir is not None
+        door = FrontDoor(
+            self.local.dir,
+            ingress.Services(self),
+            lambda revision: self.local.revision_address(revision),
+        )
+        try:
+            door.start()
+        except OSError as exc:
+            print(
+                f"djdeploy emulator: no front door ({exc}): services are not served locally",
+                file=sys.stderr,
+            )
+            return
+        self.local.frontdoor = door
 
     def close(self) -> None:
         """Stop what runs (the realizers' servers and processes) and close the store."""
@@ -457,6 +479,11 @@ def main_serve(
     print(
         f"djdeploy emulator listening on http://{h}:{p} ({where}, time scale {time_scale}, {mode})"
     )
+    if emu.local.frontdoor is not None:
+        print(
+            f"front door on {emu.local.frontdoor.url}: "
+            f"http://SERVICE-NUMBER.REGION.localhost:{emu.local.frontdoor.port}"
+        )
     sys.stdout.flush()
     try:
         server.serve_forever(poll_interval=0.2)

@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
+from .frontdoor import FrontDoor
+from .mounts import BUCKETS, Mounts
 from .postgres import LocalPostgres, PostgresUnavailable
 
 LOCK_NAME = "local.lock"
@@ -38,6 +40,9 @@ class Realizers:
         self._lock: IO[bytes] | None = None
         self._postgres: LocalPostgres | None = None
         self._postgres_missing = False
+        #: the front door (local/frontdoor.py): started by the emulator when it executes
+        self.frontdoor: FrontDoor | None = None
+        self._mounts: Mounts | None = None
         if self.enabled and self.dir is not None:
             self.enabled = self._take_lock(self.dir)
 
@@ -67,14 +72,21 @@ class Realizers:
                 return None
         return self._postgres
 
-    def bucket_dir(self, bucket: str) -> Path | None:
-        """The directory a GCS FUSE volume of ``bucket`` mounts (``<state>/buckets/<bucket>``):
-        its files are the bucket's objects. None when execution is off."""
+    @property
+    def mounts(self) -> Mounts | None:
+        """The GCS FUSE directories (local/mounts.py); None when execution is off."""
         if not self.enabled or self.dir is None:
             return None
-        path = self.dir / "buckets" / bucket
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        if self._mounts is None:
+            self._mounts = Mounts(self.dir / BUCKETS)
+        return self._mounts
+
+    def bucket_dir(self, bucket: str) -> Path | None:
+        """The directory a GCS FUSE volume of ``bucket`` mounts (``<state>/buckets/<bucket>``):
+        its files are the bucket's objects, from the first mount on. None when execution is
+        off."""
+        mounts = self.mounts
+        return None if mounts is None else mounts.mount(bucket)
 
     def revision_address(self, revision: str) -> tuple[str, int] | None:
         """Where the serving instance of ``revision`` (its full resource name) listens on
@@ -85,18 +97,25 @@ class Realizers:
         """The emulator forgets everything: nothing it ran is left running or on disk."""
         if self._postgres is not None:
             self._postgres.remove_all()
+        if self._mounts is not None:
+            self._mounts.remove_all()
 
     def describe(self) -> dict[str, object]:
-        """What runs: ``{"executing", "postgres": source or None, "sql": [server, ...]}``."""
+        """What runs: ``{"executing", "postgres": source or None, "sql": [server, ...],
+        "frontdoor": {"url", "port", "token", "hosts"} or None}``."""
         pg = self.postgres
         return {
             "executing": self.enabled,
             "postgres": None if pg is None else pg.binaries.source,
             "sql": [] if pg is None else pg.describe(),
+            "frontdoor": None if self.frontdoor is None else self.frontdoor.describe(),
         }
 
     def close(self) -> None:
         """Stop everything this emulator runs."""
+        if self.frontdoor is not None:
+            self.frontdoor.stop()
+            self.frontdoor = None
         if self._postgres is not None:
             self._postgres.stop_all()
         if self._lock is not None:

@@ -21,12 +21,32 @@ an ``ETag`` and, for a ``Range``, a 206. A field the emulator does not keep is a
 
 from __future__ import annotations
 
-from ..routing import Router
-from . import handlers, retry_test
-from .model import BUCKET_KIND, NONCURRENT_KIND, OBJECT_KIND, UPLOAD_KIND
+from typing import TYPE_CHECKING
 
-__all__ = ["BUCKET_KIND", "NONCURRENT_KIND", "OBJECT_KIND", "UPLOAD_KIND", "router"]
+from ..routing import Router
+from . import handlers, mirror, retry_test
+from .model import BUCKET_KIND, NONCURRENT_KIND, OBJECT_KIND, UPLOAD_KIND
+from .objects import Objects
+
+if TYPE_CHECKING:
+    from ..context import Emulator
+
+__all__ = ["BUCKET_KIND", "NONCURRENT_KIND", "OBJECT_KIND", "UPLOAD_KIND", "realize", "router"]
 
 #: what server.py serves for this module: the JSON API and the retry-test resource
 router = Router()
 router.routes = [*handlers.router.routes, *retry_test.router.routes]
+
+
+def realize(emu: Emulator) -> None:
+    """Execution on (emulator start): a GCS FUSE directory fills with its bucket's objects when
+    a volume first mounts it, and the ones mounted before catch up with the API now
+    (storage/mirror.py)."""
+    mounts = emu.local.mounts
+    if mounts is None:
+        return
+    mounts.syncer = lambda bucket: mirror.sync(Objects(emu), bucket)
+    if mounts.root.is_dir():
+        for path in sorted(mounts.root.iterdir()):
+            if path.is_dir():
+                mounts.syncer(path.name)

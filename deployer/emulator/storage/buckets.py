@@ -10,6 +10,7 @@ from .. import policies
 from ..errors import ApiError
 from ..formats import merge_patch
 from ..projects import REGIONS
+from . import mirror
 from .errors import Conflict, Invalid, NotFound, PreconditionFailed, Required
 from .model import (
     BUCKET_KIND,
@@ -179,6 +180,7 @@ class Buckets:
                 doc["labels"] = {k: v for k, v in doc["labels"].items() if v is not None}
             self.store.put(BUCKET_KIND, name, doc)
             policies.set_policy(self.emu, bucket_policy_key(name), _default_policy(project_id))
+            mirror.unmount(self.emu, name)  # a directory left by a forgotten state: not ours
         return doc
 
     def list_buckets(
@@ -246,12 +248,15 @@ class Buckets:
             doc = self.bucket(name, visible_only=False)
             conditions.check(doc)
             prefix = f"{name}/"
-            if self.store.list(OBJECT_KIND, prefix, limit=1) or self.store.list(
-                NONCURRENT_KIND, prefix, limit=1
+            if (
+                self.store.list(OBJECT_KIND, prefix, limit=1)
+                or self.store.list(NONCURRENT_KIND, prefix, limit=1)
+                or mirror.holds_files(self.emu, name)
             ):
                 raise Conflict(NOT_EMPTY)
             self.store.delete(BUCKET_KIND, name)
             policies.delete_policy(self.emu, bucket_policy_key(name))
+            mirror.unmount(self.emu, name)
 
     def legacy_acl(self, bucket: str, *, default: bool = False) -> list[dict[str, Any]]:
         """A bucket's (or its default object) ACL: the project-team entries a new bucket

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..checksums import storage_hashes
 from ..formats import merge_patch
+from . import mirror
 from .buckets import Buckets
 from .errors import Invalid, NotFound, Required
 from .listing import ListPage, ListQuery, walk
@@ -88,6 +89,38 @@ class Objects:
     def write_object(self, bucket: str, name: str, data: bytes, upload: Upload) -> dict[str, Any]:
         """A new generation of ``name``; the previous live one becomes noncurrent on a
         versioned bucket, is gone otherwise."""
+        mirror.sync(self, bucket)
+        return self._write(bucket, name, data, upload, file=None)
+
+    def store_from_file(
+        self, bucket: str, name: str, data: bytes, stat: tuple[int, int], content_type: str
+    ) -> None:
+        """A file an app wrote through a GCS FUSE mount (storage/mirror.py): a new
+        generation of its object that remembers the file it came from."""
+        upload = Upload({"contentType": content_type}, Conditions())
+        self._write(bucket, name, data, upload, file=stat)
+
+    def remove_for_file(self, bucket: str, name: str) -> None:
+        """An app removed the file of a live object through the mount: the object goes (kept
+        as noncurrent on a versioned bucket)."""
+        with self.store.transaction():
+            bdoc = self.buckets.bucket(bucket)
+            doc = self.store.get(OBJECT_KIND, _object_key(bucket, name))
+            if doc is not None:
+                self.store.delete(OBJECT_KIND, _object_key(bucket, name))
+                self._retire(bdoc, doc, self.emu.clock())
+
+    def _write(
+        self,
+        bucket: str,
+        name: str,
+        data: bytes,
+        upload: Upload,
+        *,
+        file: tuple[int, int] | None,
+    ) -> dict[str, Any]:
+        """``file``: the stat of the mounted file the bytes come from; None: the API wrote
+        them, and they go to the mount too."""
         _check_object_name(name)
         metadata = upload.metadata
         refuse_unmodelled(metadata, OBJECT_FIELDS, "object")
@@ -128,6 +161,10 @@ class Objects:
                 doc["metadata"] = dict(metadata["metadata"])
             if current is not None:
                 self._retire(bdoc, current, now)
+            if file is None:
+                mirror.written(self.emu, doc, data)
+            else:
+                doc[mirror.FILE] = list(file)
             self.store.put(OBJECT_KIND, _object_key(bucket, name), doc)
         return doc
 
@@ -142,6 +179,7 @@ class Objects:
     ) -> dict[str, Any]:
         """The live object, or the given generation (live or noncurrent)."""
         self.buckets.bucket(bucket)
+        mirror.sync(self, bucket)
         doc = self.store.get(OBJECT_KIND, _object_key(bucket, name))
         if generation is not None and (doc is None or int(doc["generation"]) != generation):
             doc = self.store.get(NONCURRENT_KIND, _noncurrent_key(bucket, name, generation))
@@ -197,11 +235,13 @@ class Objects:
                 )
                 return
             self.store.delete(OBJECT_KIND, _object_key(bucket, name))
+            mirror.deleted(self.emu, bucket, name)
             if generation is None:
                 self._retire(bdoc, doc, self.emu.clock())
 
     def list_objects(self, bucket: str, query: ListQuery) -> ListPage:
         self.buckets.bucket(bucket)
+        mirror.sync(self, bucket)
         prefix = f"{bucket}/{query.prefix}"
         docs = [d for _, d in self.store.list(OBJECT_KIND, prefix)]
         if query.versions:
