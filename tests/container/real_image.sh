@@ -140,6 +140,10 @@ rebuild=$(since "$started")
 size=$(bh images --format '{{.Size}}' "$image")
 layers=$(bh inspect --type image --format '{{len .OCIv1.RootFS.DiffIDs}}' "$image")
 user=$(bh inspect --type image --format '{{.OCIv1.Config.User}}' "$image")
+# The package index args are the builder's: the final image's history must not name them.
+if bh inspect --type image --format '{{range .History}}{{.CreatedBy}}{{end}}' "$image" | grep -q PIP_; then
+    fail "the final image's history carries the builder's PIP_* args"
+fi
 
 # -- the smoke -----------------------------------------------------------------------------------
 tenant=djt_realimg_$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
