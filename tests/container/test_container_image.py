@@ -191,3 +191,13 @@ def test_scripts_are_posix_sh_executable_and_shellcheck_clean(script: Path) -> N
         [tool("shellcheck"), str(script)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_real_image_script_is_executable_and_shellcheck_clean() -> None:
+    """tests/container/real_image.sh, which CI runs to build and run the image for real."""
+    script = Path(__file__).parent / "real_image.sh"
+    assert script.stat().st_mode & 0o111
+    result = subprocess.run(
+        [tool("shellcheck"), str(script)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
