@@ -121,12 +121,15 @@ tarfile.open(fileobj=io.BytesIO(archive.data)).extractall(sys.argv[1], filter='t
 " "$context"
 
 build() {
-    bh build --quiet --isolation chroot --network host --pull=never --layers "$@" \
+    bh build --quiet --isolation chroot --network host --pull=never --layers --force-rm "$@" \
         --build-arg PYTHON_IMAGE="$base" \
         --build-arg PIP_CERT=/run/djdeploy/ca.crt --volume "$ca:/run/djdeploy/ca.crt:ro" \
         -f .djdeploy/Dockerfile -t "$image" "$context" >"$work/build.log" 2>&1 ||
         fail "buildah build: $(tail -n 30 "$work/build.log")"
 }
+# What an interrupted run left in this script's own storage: working containers, the last image
+# and the layers only it used.
+bh rm --all >/dev/null 2>&1 || true
 bh rmi --force "$image" >/dev/null 2>&1 || true
 bh rmi --prune >/dev/null 2>&1 || true
 say "building the sample project (cold)"
