@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from container_helpers import CONTAINER, ENTRYPOINT
+from container_helpers import CONTAINER, ENTRYPOINT, REPO
 
 DOCKERFILE = CONTAINER / "Dockerfile"
 
@@ -56,9 +56,13 @@ def test_inline_ignores_carry_a_reason() -> None:
             )
 
 
-def test_base_image_is_an_argument_defaulting_to_python_311_slim() -> None:
+def test_base_image_is_an_argument_defaulting_to_python_311_slim_on_a_pinned_release() -> None:
+    """`python:3.11-slim` follows Debian's newest release, and with it the apt package names
+    (libgdal32 on bookworm): the tag names the release the docs are written for."""
     text = DOCKERFILE.read_text()
-    assert re.search(r"(?m)^ARG PYTHON_IMAGE=python:3\.11-slim$", text)
+    assert re.search(r"(?m)^ARG PYTHON_IMAGE=python:3\.11-slim-bookworm$", text)
+    docs = (REPO / "docs" / "container.md").read_text()
+    assert "`python:3.11-slim-bookworm`" in docs
     assert text.index("ARG PYTHON_IMAGE") < text.index("FROM ")
     froms = re.findall(r"(?m)^FROM (\S+)", text)
     assert froms == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
@@ -71,6 +75,29 @@ def test_multi_stage_with_no_compilers_in_the_final_stage() -> None:
     for word in ("build-essential", "gcc", "g++", "-dev", "make ", "BUILD_APT_PACKAGES"):
         assert word not in final, f"{word!r} in the final stage"
     assert "COPY --from=builder /venv /venv" in final
+
+
+@pytest.mark.parametrize("stage", [0, 1], ids=["builder", "final"])
+def test_apt_caches_removed_in_the_layer_that_fills_them(stage: int) -> None:
+    """Without the base's docker-clean, apt's pkgcache files stay in the layer (77 MB)."""
+    (run,) = [r for r in re.split(r"(?m)^(?=RUN )", stages()[stage]) if "apt-get install" in r]
+    assert "apt-get clean" in run
+    assert "rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin" in run
+
+
+def test_package_index_and_ca_are_empty_builder_args() -> None:
+    """Empty values, which pip ignores, keep a build without them as it was; declared in the
+    builder only, so the final image's history does not carry an index URL's credentials."""
+    builder, final = stages()
+    for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CERT"):
+        assert re.search(rf'(?m)^ARG {name}=""$', builder), name
+        assert name not in final
+        assert builder.index(f"ARG {name}") < builder.index("install-requirements.sh")
+
+
+def test_no_buildkit_only_syntax() -> None:
+    """Cloud Build's docker step runs the classic builder, which rejects `RUN --mount`."""
+    assert not re.search(r"(?m)^RUN --", code(DOCKERFILE))
 
 
 def test_final_stage_runs_as_django_2000() -> None:
@@ -160,6 +187,16 @@ def test_scripts_are_posix_sh_executable_and_shellcheck_clean(script: Path) -> N
     assert script.read_text().startswith("#!/bin/sh\n")
     assert script.stat().st_mode & 0o111
     assert "--clear" not in code(script)
+    result = subprocess.run(
+        [tool("shellcheck"), str(script)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_real_image_script_is_executable_and_shellcheck_clean() -> None:
+    """tests/container/real_image.sh, which CI runs to build and run the image for real."""
+    script = Path(__file__).parent / "real_image.sh"
+    assert script.stat().st_mode & 0o111
     result = subprocess.run(
         [tool("shellcheck"), str(script)], capture_output=True, text=True, check=False
     )
