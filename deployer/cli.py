@@ -634,9 +634,12 @@ def emulator_status(
     elif found is None:
         _say(f"no local emulator is running for {folder} (--emulator starts one)")
     else:
+        minutes, seconds = divmod(int(doc["uptime_seconds"]), 60)
+        hours, minutes = divmod(minutes, 60)
         _say(f"the local emulator is running at {found.url}")
-        for key in ("pid", "state_dir", "uptime_seconds", "executing", "time_scale", "log"):
-            _say(f"{key.replace('_', ' ')}: {doc[key]}")
+        _say(f"pid: {found.pid}\nstate dir: {folder}\nuptime: {hours}h{minutes:02}m{seconds:02}s")
+        _say(f"executing: {'yes' if found.execute else 'no (API only)'}")
+        _say(f"time scale: {found.time_scale:g}\nlog: {found.log}")
 
 
 @emulator_app.command("reset")
