@@ -35,7 +35,7 @@ def _session_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_DATA_HOME", str(base / "xdg-data"))
         yield
-    _stop_daemons_under(base, depth=6)
+    _stop_daemons_under(base, depth=3)
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +44,7 @@ def _no_daemon_left(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     tmp_path = request.node.funcargs.get("tmp_path") if hasattr(request.node, "funcargs") else None
     if isinstance(tmp_path, Path):
-        _stop_daemons_under(tmp_path, depth=3)
+        _stop_daemons_under(tmp_path, depth=5)  # HOME=tmp_path: .local/share/djdeploy/emulator
 
 
 # -- the discovery-contract coverage guard -------------------------------------------------------
