@@ -583,6 +583,50 @@ def _say(text: str) -> None:
     out.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
+@emulator_app.command("reset")
+def emulator_reset(
+    state_dir: Annotated[Path | None, typer.Option(help=STATE_DIR_HELP)] = None,
+    yes: Yes = False,
+) -> None:
+    """Delete the emulator's state: every project, resource, operation and setting it holds.
+    A background emulator running on it is reset through its admin API (it keeps running);
+    stop any `emulator serve` on it first."""
+    from deployer.api import default_state_dir
+    from deployer.emulator import daemon
+    from deployer.emulator.control import EmulatorControl
+    from deployer.emulator.store import files
+
+    folder = state_dir or default_state_dir()
+    question = f"Delete the emulator state in {folder} (every resource it holds)?"
+    try:
+        running = daemon.running(folder)
+    except daemon.DaemonError as exc:
+        raise DeployError(str(exc)) from None
+    if running is not None:
+        if not yes and not typer.confirm(question):
+            raise ConfigError("not confirmed: the emulator state was kept")
+        EmulatorControl(running.url).reset()
+        _say(f"reset the state of the local emulator (pid {running.pid}) in {folder}")
+        return
+    found = files(folder)
+    if not found:
+        out.print(f"no emulator state in {folder}: nothing to remove", markup=False, soft_wrap=True)
+        return
+    if not yes and not typer.confirm(question):
+        raise ConfigError("not confirmed: the emulator state was kept")
+    for path in found:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass  # an emulator closing meanwhile removed its WAL itself
+        except OSError as exc:
+            raise DeployError(
+                f"cannot remove {path} ({exc.strerror}): remove it by hand, then run again"
+            ) from None
+    names = ", ".join(p.name for p in found)
+    out.print(f"removed the emulator state in {folder}: {names}", markup=False, soft_wrap=True)
+
+
 @emulator_app.command("stop")
 def emulator_stop(
     state_dir: Annotated[Path | None, typer.Option(help=STATE_DIR_HELP)] = None,
@@ -640,47 +684,3 @@ def emulator_status(
         _say(f"pid: {found.pid}\nstate dir: {folder}\nuptime: {hours}h{minutes:02}m{seconds:02}s")
         _say(f"executing: {'yes' if found.execute else 'no (API only)'}")
         _say(f"time scale: {found.time_scale:g}\nlog: {found.log}")
-
-
-@emulator_app.command("reset")
-def emulator_reset(
-    state_dir: Annotated[Path | None, typer.Option(help=STATE_DIR_HELP)] = None,
-    yes: Yes = False,
-) -> None:
-    """Delete the emulator's state: every project, resource, operation and setting it holds.
-    A background emulator running on it is reset through its admin API (it keeps running);
-    stop any `emulator serve` on it first."""
-    from deployer.api import default_state_dir
-    from deployer.emulator import daemon
-    from deployer.emulator.control import EmulatorControl
-    from deployer.emulator.store import files
-
-    folder = state_dir or default_state_dir()
-    question = f"Delete the emulator state in {folder} (every resource it holds)?"
-    try:
-        running = daemon.running(folder)
-    except daemon.DaemonError as exc:
-        raise DeployError(str(exc)) from None
-    if running is not None:
-        if not yes and not typer.confirm(question):
-            raise ConfigError("not confirmed: the emulator state was kept")
-        EmulatorControl(running.url).reset()
-        _say(f"reset the state of the local emulator (pid {running.pid}) in {folder}")
-        return
-    found = files(folder)
-    if not found:
-        out.print(f"no emulator state in {folder}: nothing to remove", markup=False, soft_wrap=True)
-        return
-    if not yes and not typer.confirm(question):
-        raise ConfigError("not confirmed: the emulator state was kept")
-    for path in found:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass  # an emulator closing meanwhile removed its WAL itself
-        except OSError as exc:
-            raise DeployError(
-                f"cannot remove {path} ({exc.strerror}): remove it by hand, then run again"
-            ) from None
-    names = ", ".join(p.name for p in found)
-    out.print(f"removed the emulator state in {folder}: {names}", markup=False, soft_wrap=True)

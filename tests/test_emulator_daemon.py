@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -233,3 +234,41 @@ def test_reset_while_it_runs_goes_through_its_admin_api(tmp_path: Path) -> None:
     ]
     assert control.faults() == []
     assert recorded(tmp_path)["pid"] == info["pid"]  # still the same one, running
+
+
+def test_one_started_by_another_version_is_refused(tmp_path: Path) -> None:
+    found, started = daemon.ensure(
+        tmp_path,
+        time_scale=None,
+        execute=False,
+        default_time_scale=BUILTIN_TIME_SCALE,
+        stop_command="djdeploy emulator stop",
+        version="0.0.1",
+    )
+    assert started and found.version == "0.0.1"
+    code, stdout, stderr = status_of(tmp_path)
+    assert code == 1 and stdout == ""
+    assert stderr.splitlines() == [
+        f"error: the local emulator for {tmp_path} is djdeploy 0.0.1's, this is {__version__}: "
+        f"run `djdeploy emulator stop --state-dir {tmp_path}` first"
+    ]
+
+
+def test_one_that_does_not_answer_is_named_with_its_pid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stopped (SIGSTOP) emulator accepts the connection and never answers: whatever the
+    health timeout, it expires."""
+    code, _, stderr = status_of(tmp_path, "--no-execute")
+    assert code == 0, stderr
+    pid = int(str(recorded(tmp_path)["pid"]))
+    monkeypatch.setattr(daemon, "HEALTH_TIMEOUT", 0.2)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        code, _, stderr = status_of(tmp_path)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert code == 1
+    assert len(stderr.splitlines()) == 1, stderr
+    assert f"the local emulator (pid {pid}) does not answer at " in stderr
+    assert f"stop it with `kill {pid}`, then run again" in stderr
