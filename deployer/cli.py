@@ -593,7 +593,7 @@ def emulator_reset(
     stop any `emulator serve` on it first."""
     from deployer.api import default_state_dir
     from deployer.emulator import daemon
-    from deployer.emulator.control import EmulatorControl
+    from deployer.emulator.control import EmulatorControl, EmulatorControlError
     from deployer.emulator.store import files
 
     folder = state_dir or default_state_dir()
@@ -605,7 +605,13 @@ def emulator_reset(
     if running is not None:
         if not yes and not typer.confirm(question):
             raise ConfigError("not confirmed: the emulator state was kept")
-        EmulatorControl(running.url).reset()
+        try:
+            EmulatorControl(running.url).reset()
+        except (OSError, EmulatorControlError) as exc:
+            raise DeployError(
+                f"the local emulator (pid {running.pid}) did not reset ({exc}): "
+                f"run `{_stop_command(folder)}`, then this reset again"
+            ) from None
         _say(f"reset the state of the local emulator (pid {running.pid}) in {folder}")
         return
     found = files(folder)
