@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -72,16 +73,23 @@ def test_first_use_starts_one_and_the_next_command_reuses_it(tmp_path: Path) -> 
     assert EmulatorControl(str(url)).health()["state_dir"] == str(tmp_path)
 
 
-def test_a_stale_file_is_replaced(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pid_reused", [False, True])
+def test_a_stale_file_is_replaced(tmp_path: Path, pid_reused: bool) -> None:
+    """Its process is gone; or its pid is another process's now (this one), and nothing
+    listens at its address."""
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    stale = {**_record(pid=gone.pid, url="http://127.0.0.1:9"), "state_dir": str(tmp_path)}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    old_pid = os.getpid() if pid_reused else gone.pid
+    stale = {**_record(pid=old_pid, url=f"http://127.0.0.1:{closed}"), "state_dir": str(tmp_path)}
     (tmp_path / daemon.INFO_NAME).write_text(json.dumps(stale))
     code, _, stderr = status_of(tmp_path)
     assert code == 0, stderr
     assert stderr.startswith("started the local emulator")
     pid = recorded(tmp_path)["pid"]
-    assert pid != gone.pid and isinstance(pid, int) and daemon.alive(pid)
+    assert pid != old_pid and isinstance(pid, int) and daemon.alive(pid)
 
 
 def _record(*, pid: int, url: str) -> dict[str, object]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import http.client
 import json
 import os
 import select
@@ -27,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .control import EmulatorControl
+from .control import EmulatorControl, EmulatorControlError
 from .server import Emulator, main_serve
 from .store import StateError
 
@@ -131,6 +132,8 @@ def find(state_dir: Path) -> Daemon | None:
         health = EmulatorControl(found.url, timeout=HEALTH_TIMEOUT).health()
     except ConnectionRefusedError:
         return None  # it died and its pid was reused: nothing listens there any more
+    except (EmulatorControlError, ValueError, http.client.HTTPException):
+        return None  # something else listens there now, not an emulator
     except OSError as exc:
         raise DaemonError(
             f"the local emulator (pid {found.pid}) does not answer at {found.url} "
