@@ -455,13 +455,15 @@ def main_serve(
     emu = Emulator(
         state_dir=state_dir, time_scale=time_scale, set_time_scale=set_time_scale, execute=execute
     )
+    time_scale = emu.latency.time_scale  # the stored one, unless set_time_scale
     signal.signal(signal.SIGTERM, _interrupt)
     server = _Server((host, port), emu, listener=listener)
     h, p = str(server.server_address[0]), server.server_address[1]
     where = f"state in {emu.state_dir}" if emu.state_dir else "in-memory state"
     mode = "executing" if emu.local.enabled else "API only"
-    scale = emu.latency.time_scale
-    print(f"djdeploy emulator listening on http://{h}:{p} ({where}, time scale {scale}, {mode})")
+    print(
+        f"djdeploy emulator listening on http://{h}:{p} ({where}, time scale {time_scale}, {mode})"
+    )
     sys.stdout.flush()
     try:
         if on_ready is not None:
