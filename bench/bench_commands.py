@@ -5,7 +5,8 @@
 Each figure is the median of --runs (min and max beside it); a ratio is taken run by run
 (A and B started in turn, so a machine whose speed drifts moves both) and its median reported.
 
-- fresh ``up --emulator`` at time scales 0.01 and 0.1 (a new emulator state each run) against the
+- fresh ``up --emulator`` at time scales 0.01 and 0.1 (a new emulator state each run, so each
+  starts its background emulator) against the
   critical path: the longest dependency chain of operations, from the emulator's own operation
   records in that state (apis -> SQL instance -> database -> user -> db-init -> migrate ->
   service deploy, as bench_up.py computes it);
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_up import model_chain  # bench/ is the script's own directory
 
-from deployer.emulator import Emulator
+from deployer.emulator import Emulator, daemon
 
 PROJECT = "bench-proj"
 DJDEPLOY = [sys.executable, "-m", "deployer"]
@@ -61,6 +62,12 @@ def env_with(data_home: Path) -> dict[str, str]:
     return {**os.environ, "XDG_DATA_HOME": str(data_home)}
 
 
+def state_of(data_home: Path) -> Path:
+    """The default state dir under `data_home`: where `--emulator` keeps its background one,
+    which each bench stops (`djdeploy emulator stop`) before removing its directory."""
+    return data_home / "djdeploy" / "emulator"
+
+
 def up_cmd(*extra: str) -> list[str]:
     return [*DJDEPLOY, "--emulator", *extra, "up", "--tenant", "demo", "--project", PROJECT]
 
@@ -70,8 +77,8 @@ def fresh_up(scale: float, runs: int) -> str:
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as home:
             wall, cpu = run(up_cmd("--time-scale", str(scale)), env_with(Path(home)))
-            state = Path(home) / "djdeploy" / "emulator"
-            chain = model_chain(Emulator(state_dir=state).ops.list())
+            daemon.stop(state_of(Path(home)))
+            chain = model_chain(Emulator(state_dir=state_of(Path(home))).ops.list())
         walls.append(wall)
         cpus.append(cpu)
         chains.append(chain)
@@ -124,10 +131,13 @@ def main() -> None:
                 env = env_with(Path(home))
                 run(up_cmd(), env)  # the fresh up the no-op follows
                 status = [*DJDEPLOY, "--emulator", "status", "--project", PROJECT]
-                return [
-                    repeated("no-op `up --emulator`", up_cmd(), env, args.runs),
-                    repeated("`status --emulator` (all tenants)", status, env, args.runs),
-                ]
+                try:
+                    return [
+                        repeated("no-op `up --emulator`", up_cmd(), env, args.runs),
+                        repeated("`status --emulator` (all tenants)", status, env, args.runs),
+                    ]
+                finally:
+                    daemon.stop(state_of(Path(home)))
 
         benches.append(noop)
     if "help" in args.only:

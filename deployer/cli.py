@@ -123,7 +123,7 @@ class Globals:
     state_dir: Path | None = None
     verbose: bool = False
     request_timeout: float | None = None
-    execute: bool = True
+    execute: bool | None = None  # None: the background emulator's own mode (on when it starts)
 
 
 def _version(value: bool) -> None:
@@ -168,7 +168,7 @@ def main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
-    execute: Annotated[bool, Execute] = True,
+    execute: Annotated[bool | None, Execute] = None,
 ) -> None:
     ctx.obj = Globals(
         emulator=emulator,
@@ -231,24 +231,66 @@ def _load(ctx: typer.Context, tenant: str | None, flags: dict[str, Any]) -> Conf
 
 
 def _target(ctx: typer.Context) -> Target:
+    """Where the command's API calls go; --emulator: the background emulator's endpoint."""
     from deployer.api import Target
 
     g: Globals = ctx.obj
-    return Target(
+    target = Target(
         endpoint=g.endpoint,
         emulator=g.emulator,
         time_scale=g.time_scale,
         request_timeout=g.request_timeout,
-        execute=g.execute,
         state_dir=g.state_dir,
+    )
+    return _background(target, execute=g.execute) if target.emulator else target
+
+
+def _stop_command(folder: Path) -> str:
+    from deployer.api import default_state_dir
+
+    return "djdeploy emulator stop" + (
+        "" if folder == default_state_dir() else f" --state-dir {folder}"
     )
 
 
-def _state_dir(target: Target) -> Path | None:
+def _background(target: Target, *, execute: bool | None) -> Target:
+    """The background emulator of the target's state dir (started on first use, said once on
+    stderr), as an endpoint: the deployer talks to it as to any `--endpoint`."""
+    from deployer.api import BUILTIN_TIME_SCALE, Target, default_state_dir, state_problem
+    from deployer.emulator import daemon
+
+    folder = target.state_dir or default_state_dir()
+    try:
+        found, started = daemon.ensure(
+            folder,
+            time_scale=target.time_scale,
+            execute=execute,
+            default_time_scale=BUILTIN_TIME_SCALE,
+            stop_command=_stop_command(folder),
+            version=__version__,
+        )
+    except daemon.StateUnusable as exc:
+        raise state_problem(exc, folder) from None
+    except daemon.DaemonError as exc:
+        raise DeployError(str(exc)) from None
+    if started:
+        err.print(
+            f"started the local emulator (pid {found.pid}, {found.url}, state {folder})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    return Target(
+        endpoint=found.url, time_scale=found.time_scale, request_timeout=target.request_timeout
+    )
+
+
+def _state_dir(ctx: typer.Context) -> Path | None:
     """Where the built-in emulator keeps its state (status says it), None for any other."""
     from deployer.api import default_state_dir
 
-    return (target.state_dir or default_state_dir()) if target.emulator else None
+    g: Globals = ctx.obj
+    return (g.state_dir or default_state_dir()) if g.emulator else None
 
 
 def _local_note(target: Target) -> str:
@@ -364,7 +406,7 @@ def status(
         from deployer import api, render
 
         found = api.tenants(proj, reg, target=target)
-        render.tenants(found, state_dir=_state_dir(target), as_json=json, out=out)
+        render.tenants(found, state_dir=_state_dir(ctx), as_json=json, out=out)
         return
     cfg = _load(ctx, tenant, flags)
     target = _target(ctx)
@@ -375,7 +417,7 @@ def status(
         seen.changes,
         tenant=cfg.tenant,
         holder=seen.holder,
-        state_dir=_state_dir(target),
+        state_dir=_state_dir(ctx),
         as_json=json,
         out=out,
         local_url=api.local_url(render.summary(seen.changes)["url"], target),
@@ -548,22 +590,45 @@ def emulator_serve(
         raise state_problem(exc, folder) from None
 
 
+def _say(text: str) -> None:
+    out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 @emulator_app.command("reset")
 def emulator_reset(
     state_dir: Annotated[Path | None, typer.Option(help=STATE_DIR_HELP)] = None,
     yes: Yes = False,
 ) -> None:
     """Delete the emulator's state: every project, resource, operation and setting it holds.
-    Stop any `emulator serve` on it first."""
+    A background emulator running on it is reset through its admin API (it keeps running);
+    stop any `emulator serve` on it first."""
     from deployer.api import default_state_dir
+    from deployer.emulator import daemon
+    from deployer.emulator.control import EmulatorControl, EmulatorControlError
     from deployer.emulator.store import files
 
     folder = state_dir or default_state_dir()
+    question = f"Delete the emulator state in {folder} (every resource it holds)?"
+    try:
+        running = daemon.running(folder)
+    except daemon.DaemonError as exc:
+        raise DeployError(str(exc)) from None
+    if running is not None:
+        if not yes and not typer.confirm(question):
+            raise ConfigError("not confirmed: the emulator state was kept")
+        try:
+            EmulatorControl(running.url).reset()
+        except (OSError, EmulatorControlError) as exc:
+            raise DeployError(
+                f"the local emulator (pid {running.pid}) did not reset ({exc}): "
+                f"run `{_stop_command(folder)}`, then this reset again"
+            ) from None
+        _say(f"reset the state of the local emulator (pid {running.pid}) in {folder}")
+        return
     found = files(folder)
     if not found:
         out.print(f"no emulator state in {folder}: nothing to remove", markup=False, soft_wrap=True)
         return
-    question = f"Delete the emulator state in {folder} (every resource it holds)?"
     if not yes and not typer.confirm(question):
         raise ConfigError("not confirmed: the emulator state was kept")
     for path in found:
@@ -577,3 +642,62 @@ def emulator_reset(
             ) from None
     names = ", ".join(p.name for p in found)
     out.print(f"removed the emulator state in {folder}: {names}", markup=False, soft_wrap=True)
+
+
+@emulator_app.command("stop")
+def emulator_stop(
+    state_dir: Annotated[Path | None, typer.Option(help=STATE_DIR_HELP)] = None,
+) -> None:
+    """Stop the background emulator that --emulator started (and what it runs)."""
+    from deployer.api import default_state_dir
+    from deployer.emulator import daemon
+
+    folder = state_dir or default_state_dir()
+    try:
+        stopped = daemon.stop(folder)
+    except daemon.DaemonError as exc:
+        raise DeployError(str(exc)) from None
+    if stopped is None:
+        _say(f"no local emulator was running for {folder}")
+    else:
+        _say(f"stopped the local emulator (pid {stopped.pid}, {stopped.url}, state {folder})")
+
+
+@emulator_app.command("status")
+def emulator_status(
+    state_dir: Annotated[Path | None, typer.Option(help=STATE_DIR_HELP)] = None,
+    json: Json = False,
+) -> None:
+    """Whether the background emulator runs: its address, pid, state dir, uptime, mode."""
+    from deployer import render
+    from deployer.api import default_state_dir
+    from deployer.clock import RealClock
+    from deployer.emulator import daemon
+
+    folder = state_dir or default_state_dir()
+    try:
+        found = daemon.running(folder)
+    except daemon.DaemonError as exc:
+        raise DeployError(str(exc)) from None
+    doc: dict[str, Any] = {"running": found is not None, "state_dir": str(folder)}
+    if found is not None:
+        doc |= {
+            "address": found.url,
+            "pid": found.pid,
+            "uptime_seconds": round(found.uptime(RealClock().now()), 1),
+            "executing": found.execute,
+            "time_scale": found.time_scale,
+            "version": found.version,
+            "log": str(found.log),
+        }
+    if json:
+        render.dump_json(doc)
+    elif found is None:
+        _say(f"no local emulator is running for {folder} (--emulator starts one)")
+    else:
+        minutes, seconds = divmod(int(doc["uptime_seconds"]), 60)
+        hours, minutes = divmod(minutes, 60)
+        _say(f"the local emulator is running at {found.url}")
+        _say(f"pid: {found.pid}\nstate dir: {folder}\nuptime: {hours}h{minutes:02}m{seconds:02}s")
+        _say(f"executing: {'yes' if found.execute else 'no (API only)'}")
+        _say(f"time scale: {found.time_scale:g}\nlog: {found.log}")

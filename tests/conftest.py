@@ -1,4 +1,5 @@
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +11,41 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 pytest_plugins = ["deployer.emulator.testing"]
+
+# -- background emulators ------------------------------------------------------------------------
+#
+# `--emulator` starts a background emulator per state dir (deployer/emulator/daemon.py) that
+# outlives the command. No test may leave one behind: the user's data dir (the default state dir)
+# is a directory of the session's own, each test's daemons under its tmp_path are stopped at its
+# teardown, and at the end every one left under the session's temporary directory.
+
+
+def _stop_daemons_under(root: Path, depth: int) -> None:
+    from deployer.emulator import daemon
+
+    for level in range(depth + 1):
+        for found in root.glob("/".join(["*"] * level + [daemon.INFO_NAME])):
+            daemon.stop(found.parent)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The default state dir (platformdirs' user data dir) is the session's own."""
+    base = tmp_path_factory.getbasetemp()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_DATA_HOME", str(base / "xdg-data"))
+        yield
+    _stop_daemons_under(base, depth=3)
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_left(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Stop the background emulators a test started under its tmp_path."""
+    yield
+    tmp_path = request.node.funcargs.get("tmp_path") if hasattr(request.node, "funcargs") else None
+    if isinstance(tmp_path, Path):
+        _stop_daemons_under(tmp_path, depth=5)  # HOME=tmp_path: .local/share/djdeploy/emulator
+
 
 # -- the discovery-contract coverage guard -------------------------------------------------------
 #

@@ -460,17 +460,24 @@ def main_serve(
     state_dir: Path | str | None = None,
     time_scale: float = 1.0,
     execute: bool = True,
+    set_time_scale: bool = True,
+    on_ready: Callable[[str, Emulator], None] | None = None,
 ) -> None:
     """``djdeploy emulator serve``: serve in the foreground, print the URL, stop on Ctrl-C or
     SIGTERM (both stop what it runs). The
     serving process owns the state directory's time scale: it sets it, once it has its port
-    (a second serve on a port in use fails without touching the state). Raises BindError
-    (the address cannot be listened on) or StateError."""
+    (a second serve on a port in use fails without touching the state); ``set_time_scale=False``
+    keeps a stored one (the background emulator started without --time-scale). ``on_ready``
+    sees the URL and the emulator once it listens. Raises BindError (the address cannot be
+    listened on) or StateError."""
     try:
         listener = socket.create_server((host, port), backlog=_Server.request_queue_size)
     except OSError as exc:
         raise BindError(host, port, exc) from None
-    emu = Emulator(state_dir=state_dir, time_scale=time_scale, set_time_scale=True, execute=execute)
+    emu = Emulator(
+        state_dir=state_dir, time_scale=time_scale, set_time_scale=set_time_scale, execute=execute
+    )
+    time_scale = emu.latency.time_scale  # the stored one, unless set_time_scale
     signal.signal(signal.SIGTERM, _interrupt)
     server = _Server((host, port), emu, listener=listener)
     h, p = str(server.server_address[0]), server.server_address[1]
@@ -486,6 +493,8 @@ def main_serve(
         )
     sys.stdout.flush()
     try:
+        if on_ready is not None:
+            on_ready(f"http://{h}:{p}", emu)
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass
