@@ -293,12 +293,13 @@ def _state_dir(ctx: typer.Context) -> Path | None:
     return (g.state_dir or default_state_dir()) if g.emulator else None
 
 
-def _local_note(target: Target) -> str:
-    """When the local URL answers: the built-in emulator stops with the command."""
-    if not target.emulator:
+def _local_note(ctx: typer.Context) -> str:
+    """How long the local URL answers: the background emulator serves it until stopped."""
+    g: Globals = ctx.obj
+    if not g.emulator:
         return ""
-    option = f" --state-dir {target.state_dir}" if target.state_dir else ""
-    return f"served while an emulator runs on this state: `djdeploy emulator serve{option}`"
+    option = f" --state-dir {g.state_dir}" if g.state_dir else ""
+    return f"served until `djdeploy emulator stop{option}`"
 
 
 def _flags(
@@ -345,7 +346,7 @@ def up(
             cfg, target=target, on_event=progress, wait=not no_wait, on_lease=progress.lease
         )
     local = api.local_url(result.info("url"), target)
-    render.up_result(result, as_json=json, out=out, local_url=local, local_note=_local_note(target))
+    render.up_result(result, as_json=json, out=out, local_url=local, local_note=_local_note(ctx))
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -421,7 +422,7 @@ def status(
         as_json=json,
         out=out,
         local_url=api.local_url(render.summary(seen.changes)["url"], target),
-        local_note=_local_note(target),
+        local_note=_local_note(ctx),
     )
 
 
