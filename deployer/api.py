@@ -38,6 +38,7 @@ from deployer.lease import (
     lease_name,
     store_for,
 )
+from deployer.preflight import check as check_source
 from deployer.steps import build_steps
 from deployer.steps.base import Change, Step
 
@@ -221,8 +222,10 @@ def up(
 
     The bootstrap (Storage API, staging bucket) converges first, unlocked; everything else
     runs under the tenant's lease. Another run holding it: wait for it (or raise
-    lease.Locked when not `wait`)."""
+    lease.Locked when not `wait`). First, before any API call, the source preflight
+    (deployer/preflight.py): a project the build would refuse raises PreflightError."""
     target = target or Target()
+    check_source(config)
     steps = build_steps(config)
     with connect(config.project, config.region, target, clock=clock) as session:
         engine = _engine(session, on_event)
@@ -250,9 +253,12 @@ class Snapshot:
     holder: Holder | None
 
 
-def snapshot(config: Config, *, target: Target | None = None) -> Snapshot:
-    """Observe and diff every step, and read the tenant's lease. Read-only."""
+def snapshot(config: Config, *, target: Target | None = None, preflight: bool = False) -> Snapshot:
+    """Observe and diff every step, and read the tenant's lease. Read-only. With `preflight`
+    (plan), the source preflight first, before any API call."""
     target = target or Target()
+    if preflight:
+        check_source(config)
     steps = build_steps(config)
     with connect(config.project, config.region, target) as session:
         changes = _engine(session, None).plan(steps)
@@ -260,8 +266,9 @@ def snapshot(config: Config, *, target: Target | None = None) -> Snapshot:
 
 
 def plan(config: Config, *, target: Target | None = None) -> list[Change]:
-    """What `up` would change, step by step. Read-only."""
-    return snapshot(config, target=target).changes
+    """What `up` would change, step by step. Read-only. A project the build would refuse
+    raises PreflightError first (deployer/preflight.py)."""
+    return snapshot(config, target=target, preflight=True).changes
 
 
 status = plan  # the same observation; the CLI renders it as state rather than as a to-do list

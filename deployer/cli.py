@@ -321,7 +321,7 @@ def plan(
     from deployer import api, render
     from deployer.steps.base import Action
 
-    seen = api.snapshot(cfg, target=target)
+    seen = api.snapshot(cfg, target=target, preflight=True)
     render.plan(seen.changes, holder=seen.holder, as_json=json, out=out)
     raise typer.Exit(2 if any(c.action is not Action.NOOP for c in seen.changes) else 0)
 

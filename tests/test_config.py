@@ -203,8 +203,16 @@ def test_source_without_manage_py(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         make(source=tmp_path)
     assert str(exc.value) == (
-        f'source "{tmp_path}" has no manage.py: point --source at your Django project\'s directory'
+        f'source "{tmp_path}" has no manage.py (nor src/manage.py): point --source at your '
+        "Django project's directory"
     )
+
+
+def test_source_src_layout(tmp_path: Path) -> None:
+    """A src layout (manage.py in src/), as docs/container.md says and the container finds."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "manage.py").write_text("")
+    assert make(source=tmp_path).source == tmp_path
 
 
 BAD_SUB: list[tuple[str, Any, dict[str, Any]]] = [
@@ -778,7 +786,9 @@ def test_source_flag_relative_to_cwd(tmp_path: Path, django_dir: Path) -> None:
 
 def test_source_without_manage_py_via_flag(tmp_path: Path) -> None:
     (tmp_path / "x").mkdir()
-    with pytest.raises(ConfigError, match=r"has no manage\.py: point --source at"):
+    with pytest.raises(
+        ConfigError, match=r"has no manage\.py \(nor src/manage\.py\): point --source at"
+    ):
         load(tmp_path, environ={"DJDEPLOY_PROJECT": PROJECT}, flags={"source": "x"})
 
 

@@ -9,6 +9,8 @@ from dataclasses import KW_ONLY, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from djdeploy_container.djdeploy_runtime import discover
+
 from deployer.config.names import Names
 from deployer.config.rules import (
     APP_RE,
@@ -130,14 +132,16 @@ class Config:
                     str(self.source),
                     "no such directory: point --source at your Django project's directory",
                 )
-            if not (self.source / "manage.py").is_file():
+            try:  # the container's rule: manage.py at the root, or in src/ (a src layout)
+                discover.project_dir(self.source)
+            except discover.DiscoveryError:
                 raise with_field(
                     ConfigError(
-                        f'source "{self.source}" has no manage.py: '
+                        f'source "{self.source}" has no manage.py (nor src/manage.py): '
                         "point --source at your Django project's directory"
                     ),
                     "source",
-                )
+                ) from None
         if self.settings_module is not None:
             check_settings_module(self.settings_module)
         for sub in (
