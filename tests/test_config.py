@@ -1105,3 +1105,40 @@ def test_the_transcript_sees_the_calls_of_a_good_location(
     code, output = _cli(emulator, ["plan", "--tenant", "demo"], {"DJDEPLOY_MEDIA_LOCATION": "EU"})
     assert code == 2, output  # changes pending on an empty project
     assert emulator.control.transcript() != []
+
+
+# --------------------------------------------------------------------------- domains
+
+
+def test_domains_from_file_env_and_python(tmp_path: Path) -> None:
+    (tmp_path / "djdeploy.toml").write_text('domains = ["www.example.com", "example.com"]\n')
+    env = {"DJDEPLOY_PROJECT": PROJECT}
+    assert load(tmp_path, environ=env).domains == ("www.example.com", "example.com")
+    env["DJDEPLOY_DOMAINS"] = "shop.example.com, example.org"
+    assert load(tmp_path, environ=env).domains == ("shop.example.com", "example.org")
+    assert make(domains=["a.example.com"]).domains == ("a.example.com",)
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (["https://example.com"], "no scheme, port, path"),
+        (["example.com:8443"], "no scheme, port, path"),
+        (["*.example.com"], "no scheme, port, path"),
+        (["Example.com"], "lowercase host name"),
+        (["localhost"], "lowercase host name"),
+        (["x-12345-ew.a.run.app"], "run.app URLs are always allowed"),
+        (["a.example.com", "a.example.com"], "listed twice"),
+        ("example.com", "use a list of host names"),
+    ],
+)
+def test_bad_domains(value: Any, why: str) -> None:
+    with pytest.raises(ConfigError, match="^domains .* is invalid: ") as exc:
+        make(domains=value)
+    assert why in str(exc.value)
+
+
+@pytest.mark.parametrize("name", ["ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS"])
+def test_hosts_env_points_at_domains(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"list your own host names in domains = \["):
+        make(env={name: "www.example.com"})

@@ -44,7 +44,7 @@ _TABLES: dict[str, type] = {
     "monitoring": MonitoringConfig,
 }
 _MAPS = ("env", "secret_env", "labels")
-_TOP = ("tenant", "project", "region", "app", "source", "settings_module")
+_TOP = ("tenant", "project", "region", "app", "source", "settings_module", "domains")
 _ENV_TOP = {f"DJDEPLOY_{k.upper()}": k for k in _TOP}
 
 
@@ -384,6 +384,8 @@ def _build(layers: _Layers, cwd: Path) -> Config:
     kwargs: dict[str, Any] = dict(top)
     if kwargs.get("settings_module") == "":
         kwargs["settings_module"] = None  # an empty DJDEPLOY_SETTINGS_MODULE or flag: unset
+    if isinstance(kwargs.get("domains"), str):  # DJDEPLOY_DOMAINS: comma-separated
+        kwargs["domains"] = tuple(d.strip() for d in kwargs["domains"].split(",") if d.strip())
     if "source" in kwargs and kwargs["source"] is not None:
         src = kwargs["source"]
         if not isinstance(src, str | Path):

@@ -19,6 +19,7 @@ from deployer.config.rules import (
     RESERVED_LABELS,
     TENANT_RE,
     FrozenDict,
+    check_domains,
     check_env_name,
     check_project,
     check_region,
@@ -57,6 +58,7 @@ class Config:
     app: str = "django"
     source: Path | None = None  # None -> the bundled sample project (container/sample)
     settings_module: str | None = None  # None -> the container finds it from manage.py
+    domains: tuple[str, ...] = ()  # custom host names: ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS
     build: BuildConfig = field(default_factory=BuildConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     vpc: VpcConfig | None = None
@@ -79,6 +81,8 @@ class Config:
                 object.__setattr__(self, name, FrozenDict(value))
         if isinstance(self.cron, list):
             object.__setattr__(self, "cron", tuple(self.cron))
+        if isinstance(self.domains, list):
+            object.__setattr__(self, "domains", tuple(self.domains))
         if isinstance(self.source, str):
             object.__setattr__(self, "source", Path(self.source))
         self.validate()
@@ -144,6 +148,7 @@ class Config:
                 ) from None
         if self.settings_module is not None:
             check_settings_module(self.settings_module)
+        check_domains(self.domains)
         for sub in (
             self.build,
             self.service,
