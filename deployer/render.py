@@ -274,15 +274,8 @@ def plan(changes: Sequence[Change], *, holder: Holder | None, as_json: bool, out
 
 
 def state_of(change: Change) -> str:
-    """status vocabulary: ok / missing / drift / failed / in-progress."""
-    if change.failure:
-        return "failed"
-    return {
-        Action.NOOP: "ok",
-        Action.CREATE: "missing",
-        Action.WAIT: "in-progress",
-        Action.RUN: "pending-run",
-    }.get(change.action, "drift")
+    """status vocabulary: ok / missing / drift / failed / in-progress (Change.state)."""
+    return change.state
 
 
 def summary(changes: Sequence[Change]) -> dict[str, str]:

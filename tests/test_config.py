@@ -1133,7 +1133,7 @@ def test_domains_from_file_env_and_python(tmp_path: Path) -> None:
     ],
 )
 def test_bad_domains(value: Any, why: str) -> None:
-    with pytest.raises(ConfigError, match="^domains .* is invalid: ") as exc:
+    with pytest.raises(ConfigError, match=r"^domains .* is invalid: ") as exc:
         make(domains=value)
     assert why in str(exc.value)
 
