@@ -295,6 +295,9 @@ def up(
             cfg, target=target, on_event=progress, wait=not no_wait, on_lease=progress.lease
         )
     render.up_result(result, as_json=json, out=out)
+    url = result.info("url")
+    if result.ok and url and not json:
+        render.admin_login(cfg, url=url, emulator=target.emulator or bool(target.endpoint), out=out)
     raise typer.Exit(0 if result.ok else 1)
 
 

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from deployer.config import Config
 from deployer.engine import Event, Phase, RunResult
 from deployer.gcp.logging import LogEntry
 from deployer.lease import Holder, Notice, NoticeKind
@@ -223,6 +224,35 @@ def up_result(result: RunResult, *, as_json: bool, out: Console) -> None:
             "run `djdeploy up` again once the cause is fixed: it resumes where it stopped",
             soft_wrap=True,
         )
+
+
+def admin_login(config: Config, *, url: str, emulator: bool, out: Console) -> None:
+    """After a good `up`: how to log into /admin/, never the password itself (it is in Secret
+    Manager; the command reveals it on request)."""
+    names = config.names
+    out.print(
+        f"admin: {url.rstrip('/')}/admin/ as {config.superuser.username} "
+        f"(or {config.superuser.email} when the user model logs in by email)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    if emulator:
+        out.print(
+            f"  password: in secret {names.secret_superuser_password} (the emulator's; on Google, "
+            "`gcloud secrets versions access latest --secret=...` shows it)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    out.print(
+        f"  password: gcloud secrets versions access latest "
+        f"--secret={names.secret_superuser_password} --project={config.project}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def leaves(path: str, old: Any, new: Any) -> Iterator[tuple[str, Any, Any]]:

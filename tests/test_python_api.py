@@ -3,6 +3,7 @@ the emulator, status() with the URL and health."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,18 @@ def test_status_after_up(emulator: EmulatorHandle) -> None:
     assert now.urls[0] == now.url and now.urls[-1] == "https://www.example.com"
     assert any(u.endswith(".a.run.app") for u in now.urls)
     assert "is ready at" in now.health and set(now.steps.values()) == {"ok"}
+
+
+@pytest.mark.slow  # a whole deployment and its destroy, on the built-in emulator
+def test_the_documented_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/python-api.md's first example, as written; the emulator's state in a fresh data
+    directory (XDG_DATA_HOME) instead of the user's."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    text = (Path(__file__).parents[1] / "docs" / "python-api.md").read_text()
+    match = re.search(r"```python\n(.*?)```", text, re.S)
+    assert match is not None
+    printed: list[str] = []
+    exec(match.group(1), {"print": lambda *a: printed.append(" ".join(map(str, a)))})
+    assert printed[0].startswith("True https://demo-django-")
+    assert " True service demo-django is ready at " in printed[1]
+    assert printed[2] == "0 step(s) would change"
