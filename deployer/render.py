@@ -314,6 +314,7 @@ def summary(changes: Sequence[Change]) -> dict[str, str]:
     service, migrate = by_step.get("service", {}), by_step.get("migrate", {})
     return {
         "url": service.get("url", ""),
+        "other_urls": service.get("urls", ""),  # its a.run.app URL, then config.domains
         "ready_revision": service.get("revision", ""),
         "last_migrate_execution": migrate.get("execution", ""),
     }
