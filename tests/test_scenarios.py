@@ -77,6 +77,8 @@ def test_up_from_empty_then_status_all_ok(emulator: EmulatorHandle) -> None:
     code, output = up(emulator)
     assert code == 0, output
     assert f"https://{TENANT}-django-" in output and ".europe-west1.run.app" in output
+    assert "/admin/ as admin" in output  # and how to reveal the password, never the password
+    assert f"password: in secret {TENANT}-django-superuser-password" in output
     doc = status_json(emulator)
     states = {s["step"]: s["state"] for s in doc["steps"]}
     assert set(states.values()) == {"ok"}, states
