@@ -147,7 +147,7 @@ BAD_TOP: list[tuple[str, dict[str, Any]]] = [
     ("env.DEBUG", {"env": {"DEBUG": 1}}),
     ("env.DSN", {"env": {"DSN": "x"}, "secret_env": {"DSN": SecretRef("dsn")}}),
     ("secret_env.DB_PASSWORD", {"secret_env": {"DB_PASSWORD": SecretRef("x")}}),
-    ("secret_env.DSN", {"secret_env": {"DSN": "dsn"}}),
+    ("secret_env.DSN", {"secret_env": {"DSN": 29}}),  # a str is parsed: "dsn", "dsn:3"
     ("labels", {"labels": {"Team": "x"}}),
     ("labels", {"labels": {"managed-by": "me"}}),
     ("labels", {"labels": {"djdeploy-tenant": "other"}}),
