@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from deployer.config.model import Config
+from deployer.config.model import Config, section
 from deployer.config.rules import check_project, check_region, fail, show
 from deployer.config.schema import (
     BuildConfig,
@@ -398,9 +398,9 @@ def _build(layers: _Layers, cwd: Path) -> Config:
         values = tables[table]
         if table == "vpc":
             if values:
-                kwargs["vpc"] = _make(cls, values, table)
+                kwargs["vpc"] = section(cls, values, table)
             continue
-        kwargs[table] = _make(cls, values, table)
+        kwargs[table] = section(cls, values, table)
     kwargs["env"] = {k: v for k, (v, _) in layers.maps["env"].items()}
     kwargs["labels"] = {k: v for k, (v, _) in layers.maps["labels"].items()}
     kwargs["secret_env"] = {
@@ -421,7 +421,3 @@ def _cron(table: dict[str, Any], origin: str) -> CronEntry:
     except ConfigError as exc:
         raise ConfigError(f"{exc} (from {origin})") from None
 
-
-def _make(cls: type, values: dict[str, Any], table: str) -> Any:
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return cls(**values)
