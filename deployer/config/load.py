@@ -420,4 +420,3 @@ def _cron(table: dict[str, Any], origin: str) -> CronEntry:
         return CronEntry(**table)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (from {origin})") from None
-
