@@ -11,6 +11,7 @@ runs in this process with its state in the user's data directory.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -22,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployer.clock import Clock, RealClock
-from deployer.config import Config
+from deployer.config import EMULATOR_PROJECT, Config
+from deployer.config.model import NO_PROJECT
 from deployer.engine import Engine, OnEvent, Options, RunResult
 from deployer.errors import ConfigError, DeployError, StepFailed, Unreachable
 from deployer.gcp import auth
@@ -40,6 +42,7 @@ from deployer.lease import (
     lease_name,
     store_for,
 )
+from deployer.preflight import check as check_source
 from deployer.steps import build_steps
 from deployer.steps.base import Change, Step
 
@@ -202,6 +205,16 @@ def local_url(cloud_url: str, target: Target) -> str:
         return ""  # not an emulator of this version: no local URL to show
 
 
+def resolve(config: Config, target: Target) -> Config:
+    """``config`` with its project: a Config without one gets the emulator's (djdeploy-demo)
+    when the target is an emulator; on Google it is refused before any API call."""
+    if config.project:
+        return config
+    if target.emulator or target.endpoint:
+        return dataclasses.replace(config, project=EMULATOR_PROJECT)
+    raise ConfigError(NO_PROJECT)
+
+
 def _engine(session: tuple[Cloud, float], on_event: OnEvent | None) -> Engine:
     cloud, scale = session
     engine = Engine(cloud, options=Options.scaled(scale))
@@ -245,8 +258,11 @@ def up(
 
     The bootstrap (Storage API, staging bucket) converges first, unlocked; everything else
     runs under the tenant's lease. Another run holding it: wait for it (or raise
-    lease.Locked when not `wait`)."""
+    lease.Locked when not `wait`). First, before any API call, the source preflight
+    (deployer/preflight.py): a project the build would refuse raises PreflightError."""
     target = target or Target()
+    config = resolve(config, target)
+    check_source(config)
     steps = build_steps(config)
     with connect(config.project, config.region, target, clock=clock) as session:
         engine = _engine(session, on_event)
@@ -274,9 +290,13 @@ class Snapshot:
     holder: Holder | None
 
 
-def snapshot(config: Config, *, target: Target | None = None) -> Snapshot:
-    """Observe and diff every step, and read the tenant's lease. Read-only."""
+def snapshot(config: Config, *, target: Target | None = None, preflight: bool = False) -> Snapshot:
+    """Observe and diff every step, and read the tenant's lease. Read-only. With `preflight`
+    (plan), the source preflight first, before any API call."""
     target = target or Target()
+    config = resolve(config, target)
+    if preflight:
+        check_source(config)
     steps = build_steps(config)
     with connect(config.project, config.region, target) as session:
         changes = _engine(session, None).plan(steps)
@@ -284,11 +304,53 @@ def snapshot(config: Config, *, target: Target | None = None) -> Snapshot:
 
 
 def plan(config: Config, *, target: Target | None = None) -> list[Change]:
-    """What `up` would change, step by step. Read-only."""
-    return snapshot(config, target=target).changes
+    """What `up` would change, step by step. Read-only. A project the build would refuse
+    raises PreflightError first (deployer/preflight.py)."""
+    return snapshot(config, target=target, preflight=True).changes
 
 
-status = plan  # the same observation; the CLI renders it as state rather than as a to-do list
+@dataclass(frozen=True)
+class Status:
+    """The tenant's live state, as `status()` reads it.
+
+    ``url``: the service's URL ("" when it does not exist); ``urls``: every URL it answers on
+    (the run.app ones, then config.domains); ``healthy``: the service serves a ready revision
+    of the current spec (Cloud Run's startup probe on the readiness path passed: the database
+    answers); ``health``: the service step's one-line reason; ``steps``: step -> state (ok,
+    missing, drift, failed, in-progress, pending-run); ``in_sync``: every step is ok (a plan
+    would change nothing); ``changes`` and ``holder`` as snapshot() gives them."""
+
+    tenant: str
+    url: str
+    urls: tuple[str, ...]
+    healthy: bool
+    health: str
+    steps: dict[str, str]
+    in_sync: bool
+    changes: list[Change]
+    holder: Holder | None
+
+
+def status(config: Config, *, target: Target | None = None) -> Status:
+    """The tenant's live state: URL, health, each step's state. Read-only."""
+    target = target or Target()
+    config = resolve(config, target)
+    seen = snapshot(config, target=target)
+    service = next((c for c in seen.changes if c.step == "service"), None)
+    url = service.info.get("url", "") if service else ""
+    others = service.info.get("urls", "") if service else ""
+    urls = tuple(dict.fromkeys(u for u in (url, *others.split(", ")) if u))
+    return Status(
+        tenant=config.tenant,
+        url=url,
+        urls=urls,
+        healthy=service is not None and service.state == "ok",
+        health=service.reason if service else "no service step",
+        steps={c.step: c.state for c in seen.changes},
+        in_sync=all(c.state == "ok" for c in seen.changes),
+        changes=seen.changes,
+        holder=seen.holder,
+    )
 
 
 def destroy(
@@ -308,6 +370,7 @@ def destroy(
     enables the APIs and creates the staging bucket, which is what makes a destroy racing a
     project's very first up safe (docs/concurrency.md)."""
     target = target or Target()
+    config = resolve(config, target)
     steps = build_steps(config)
     command = "destroy --delete-data" if delete_data else "destroy"
     with connect(config.project, config.region, target, clock=clock) as session:
@@ -331,6 +394,7 @@ def unlock(
     a lost machine): returns whom it removed, None when nobody held it. `confirm` sees the
     holder first; a live holder stops at its next heartbeat."""
     target = target or Target()
+    config = resolve(config, target)
     with connect(config.project, config.region, target) as (cloud, _):
         store = store_for(cloud, config)
         name = lease_name(config.tenant)
@@ -459,6 +523,7 @@ def logs(
     the clock; ``max_polls`` bounds it, None: until interrupted). Read-only."""
     query = query or LogQuery()
     target = target or Target()
+    config = resolve(config, target)
     with connect(config.project, config.region, target, clock=clock) as (cloud, _):
         base = log_filter(config, query, now=cloud.clock.now())
         batch = cloud.logging.list_entries(base, newest_first=True, limit=query.limit)

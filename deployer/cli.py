@@ -347,6 +347,11 @@ def up(
         )
     local = api.local_url(result.info("url"), target)
     render.up_result(result, as_json=json, out=out, local_url=local, local_note=_local_note(ctx))
+    url = result.info("url")
+    if result.ok and url and not json:
+        render.admin_login(
+            cfg, url=local or url, emulator=target.emulator or bool(target.endpoint), out=out
+        )
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -373,7 +378,7 @@ def plan(
     from deployer import api, render
     from deployer.steps.base import Action
 
-    seen = api.snapshot(cfg, target=target)
+    seen = api.snapshot(cfg, target=target, preflight=True)
     render.plan(seen.changes, holder=seen.holder, as_json=json, out=out)
     raise typer.Exit(2 if any(c.action is not Action.NOOP for c in seen.changes) else 0)
 

@@ -38,8 +38,14 @@ CONTRACT: tuple[EnvVar, ...] = (
         "all",
         "/srv/static, collected at image build (and again at migrate), served by whitenoise",
     ),
-    EnvVar("ALLOWED_HOSTS", False, "all", "the service's own host (comma-separated)"),
-    EnvVar("CSRF_TRUSTED_ORIGINS", False, "all", "https://<service>-<number>.<region>.run.app"),
+    EnvVar(
+        "ALLOWED_HOSTS",
+        False,
+        "all",
+        "the service's hosts, comma-separated: <service>-<number>.<region>.run.app, (service "
+        "only) its other run.app URLs, and config.domains",
+    ),
+    EnvVar("CSRF_TRUSTED_ORIGINS", False, "all", "https:// + each host of ALLOWED_HOSTS"),
     EnvVar("GS_BUCKET_NAME", False, "all", "the media bucket's name"),
     EnvVar("DJANGO_SUPERUSER_USERNAME", False, "migrate", "superuser created if missing"),
     EnvVar("DJANGO_SUPERUSER_EMAIL", False, "migrate", "its email"),

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from deployer.config import Config
 from deployer.engine import Event, Phase, RunResult
 from deployer.gcp.logging import LogEntry
 from deployer.lease import Holder, Notice, NoticeKind
@@ -237,6 +238,35 @@ def up_result(
         )
 
 
+def admin_login(config: Config, *, url: str, emulator: bool, out: Console) -> None:
+    """After a good `up`: how to log into /admin/, never the password itself (it is in Secret
+    Manager; the command reveals it on request)."""
+    names = config.names
+    out.print(
+        f"admin: {url.rstrip('/')}/admin/ as {config.superuser.username} "
+        f"(or {config.superuser.email} when the user model logs in by email)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    if emulator:
+        out.print(
+            f"  password: in secret {names.secret_superuser_password} (the emulator's; on Google, "
+            "`gcloud secrets versions access latest --secret=...` shows it)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    out.print(
+        f"  password: gcloud secrets versions access latest "
+        f"--secret={names.secret_superuser_password} --project={config.project}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def leaves(path: str, old: Any, new: Any) -> Iterator[tuple[str, Any, Any]]:
     """Where two values differ, down to the leaves: a one-field change inside a container
     list is `containers[0].resources.limits.memory: 512Mi -> 1Gi`, not the two lists."""
@@ -286,15 +316,8 @@ def plan(changes: Sequence[Change], *, holder: Holder | None, as_json: bool, out
 
 
 def state_of(change: Change) -> str:
-    """status vocabulary: ok / missing / drift / failed / in-progress."""
-    if change.failure:
-        return "failed"
-    return {
-        Action.NOOP: "ok",
-        Action.CREATE: "missing",
-        Action.WAIT: "in-progress",
-        Action.RUN: "pending-run",
-    }.get(change.action, "drift")
+    """status vocabulary: ok / missing / drift / failed / in-progress (Change.state)."""
+    return change.state
 
 
 def summary(changes: Sequence[Change]) -> dict[str, str]:
@@ -303,6 +326,7 @@ def summary(changes: Sequence[Change]) -> dict[str, str]:
     service, migrate = by_step.get("service", {}), by_step.get("migrate", {})
     return {
         "url": service.get("url", ""),
+        "other_urls": service.get("urls", ""),  # its a.run.app URL, then config.domains
         "ready_revision": service.get("revision", ""),
         "last_migrate_execution": migrate.get("execution", ""),
     }

@@ -147,7 +147,7 @@ BAD_TOP: list[tuple[str, dict[str, Any]]] = [
     ("env.DEBUG", {"env": {"DEBUG": 1}}),
     ("env.DSN", {"env": {"DSN": "x"}, "secret_env": {"DSN": SecretRef("dsn")}}),
     ("secret_env.DB_PASSWORD", {"secret_env": {"DB_PASSWORD": SecretRef("x")}}),
-    ("secret_env.DSN", {"secret_env": {"DSN": "dsn"}}),
+    ("secret_env.DSN", {"secret_env": {"DSN": 29}}),  # a str is parsed: "dsn", "dsn:3"
     ("labels", {"labels": {"Team": "x"}}),
     ("labels", {"labels": {"managed-by": "me"}}),
     ("labels", {"labels": {"djdeploy-tenant": "other"}}),
@@ -203,8 +203,16 @@ def test_source_without_manage_py(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         make(source=tmp_path)
     assert str(exc.value) == (
-        f'source "{tmp_path}" has no manage.py: point --source at your Django project\'s directory'
+        f'source "{tmp_path}" has no manage.py (nor src/manage.py): point --source at your '
+        "Django project's directory"
     )
+
+
+def test_source_src_layout(tmp_path: Path) -> None:
+    """A src layout (manage.py in src/), as docs/container.md says and the container finds."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "manage.py").write_text("")
+    assert make(source=tmp_path).source == tmp_path
 
 
 BAD_SUB: list[tuple[str, Any, dict[str, Any]]] = [
@@ -778,7 +786,9 @@ def test_source_flag_relative_to_cwd(tmp_path: Path, django_dir: Path) -> None:
 
 def test_source_without_manage_py_via_flag(tmp_path: Path) -> None:
     (tmp_path / "x").mkdir()
-    with pytest.raises(ConfigError, match=r"has no manage\.py: point --source at"):
+    with pytest.raises(
+        ConfigError, match=r"has no manage\.py \(nor src/manage\.py\): point --source at"
+    ):
         load(tmp_path, environ={"DJDEPLOY_PROJECT": PROJECT}, flags={"source": "x"})
 
 
@@ -1095,3 +1105,40 @@ def test_the_transcript_sees_the_calls_of_a_good_location(
     code, output = _cli(emulator, ["plan", "--tenant", "demo"], {"DJDEPLOY_MEDIA_LOCATION": "EU"})
     assert code == 2, output  # changes pending on an empty project
     assert emulator.control.transcript() != []
+
+
+# --------------------------------------------------------------------------- domains
+
+
+def test_domains_from_file_env_and_python(tmp_path: Path) -> None:
+    (tmp_path / "djdeploy.toml").write_text('domains = ["www.example.com", "example.com"]\n')
+    env = {"DJDEPLOY_PROJECT": PROJECT}
+    assert load(tmp_path, environ=env).domains == ("www.example.com", "example.com")
+    env["DJDEPLOY_DOMAINS"] = "shop.example.com, example.org"
+    assert load(tmp_path, environ=env).domains == ("shop.example.com", "example.org")
+    assert make(domains=["a.example.com"]).domains == ("a.example.com",)
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (["https://example.com"], "no scheme, port, path"),
+        (["example.com:8443"], "no scheme, port, path"),
+        (["*.example.com"], "no scheme, port, path"),
+        (["Example.com"], "lowercase host name"),
+        (["localhost"], "lowercase host name"),
+        (["x-12345-ew.a.run.app"], "run.app URLs are always allowed"),
+        (["a.example.com", "a.example.com"], "listed twice"),
+        ("example.com", "use a list of host names"),
+    ],
+)
+def test_bad_domains(value: Any, why: str) -> None:
+    with pytest.raises(ConfigError, match=r"^domains .* is invalid: ") as exc:
+        make(domains=value)
+    assert why in str(exc.value)
+
+
+@pytest.mark.parametrize("name", ["ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS"])
+def test_hosts_env_points_at_domains(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"list your own host names in domains = \["):
+        make(env={name: "www.example.com"})

@@ -75,11 +75,12 @@ class Call:
         return inject
 
 
-def outcome(kind: str, match: str, message: str) -> Inject:
-    """An operation of ``kind`` whose name contains ``match`` ends in error with ``message``."""
+def outcome(kind: str, match: str, message: str, *, times: int = 1) -> Inject:
+    """The next ``times`` operations of ``kind`` whose name contains ``match`` end in error
+    with ``message``."""
 
     def inject(control: EmulatorControl) -> None:
-        control.fail(kind, match, message)
+        control.fail(kind, match, message, times=times)
 
     return inject
 
@@ -272,7 +273,9 @@ MATRIX: list[Cell] = [
         "run-services",
         Kind.OPERATION_ERROR,
         Outcome.CLEAR_LINE,
-        outcome("revision", f"{TENANT}-django", "Container failed to start"),
+        # a first up deploys two revisions (the second adds the a.run.app host, known once the
+        # service exists): a container that never starts fails both
+        outcome("revision", f"{TENANT}-django", "Container failed to start", times=2),
         step="service",
     ),
     # -- Cloud Run jobs -------------------------------------------------------------------------

@@ -77,6 +77,8 @@ def test_up_from_empty_then_status_all_ok(emulator: EmulatorHandle) -> None:
     code, output = up(emulator)
     assert code == 0, output
     assert f"https://{TENANT}-django-" in output and ".europe-west1.run.app" in output
+    assert "/admin/ as admin" in output  # and how to reveal the password, never the password
+    assert f"password: in secret {TENANT}-django-superuser-password" in output
     doc = status_json(emulator)
     states = {s["step"]: s["state"] for s in doc["steps"]}
     assert set(states.values()) == {"ok"}, states
@@ -220,17 +222,19 @@ def test_a_503_burst_and_a_429_are_ridden_out(
 
 
 @pytest.mark.parametrize(
-    ("kind", "match", "step"),
+    ("kind", "match", "step", "times"),
     [
-        ("build", "demo", "image"),
-        ("execution", "demo-django-migrate", "migrate"),
-        ("revision", "demo-django", "service"),
+        ("build", "demo", "image", 1),
+        ("execution", "demo-django-migrate", "migrate", 1),
+        # a first up deploys two revisions (the second adds the service's a.run.app host, known
+        # once it exists): both must fail for the step to
+        ("revision", "demo-django", "service", 2),
     ],
 )
 def test_an_operation_that_fails_ends_in_a_clear_error_and_the_next_up_completes(
-    emulator: EmulatorHandle, kind: str, match: str, step: str
+    emulator: EmulatorHandle, kind: str, match: str, step: str, times: int
 ) -> None:
-    emulator.control.fail(kind, match, "it broke on purpose")
+    emulator.control.fail(kind, match, "it broke on purpose", times=times)
     code, output = up(emulator)
     assert code == 1
     assert f"failed {step}:" in output

@@ -12,6 +12,14 @@ import sys
 import tomllib
 from pathlib import Path
 
+#: what is wrong with a pyproject.toml without dependencies, and the fix (the deployer's source
+#: preflight says the same before any build)
+NO_DEPENDENCIES = (
+    "lists no [project].dependencies: list the project's requirements there (PEP 621), or add "
+    "a requirements.txt at the project root (from Poetry: poetry export -f requirements.txt "
+    "-o requirements.txt)"
+)
+
 
 def dependencies(path: Path) -> list[str]:
     data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -29,12 +37,7 @@ def main(argv: list[str]) -> int:
         print(f"djdeploy: cannot read dependencies from {path}: {exc}", file=sys.stderr)
         return 1
     if not deps:
-        print(
-            f"djdeploy: {path} lists no [project].dependencies: list the project's requirements "
-            "there (PEP 621), or add a requirements.txt at the project root (from Poetry: "
-            "poetry export -f requirements.txt -o requirements.txt)",
-            file=sys.stderr,
-        )
+        print(f"djdeploy: {path} {NO_DEPENDENCIES}", file=sys.stderr)
         return 1
     print("\n".join(deps))
     return 0

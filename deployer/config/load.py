@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from deployer.config.model import Config
+from deployer.config.model import Config, section
 from deployer.config.rules import check_project, check_region, fail, show
 from deployer.config.schema import (
     BuildConfig,
@@ -44,7 +44,7 @@ _TABLES: dict[str, type] = {
     "monitoring": MonitoringConfig,
 }
 _MAPS = ("env", "secret_env", "labels")
-_TOP = ("tenant", "project", "region", "app", "source", "settings_module")
+_TOP = ("tenant", "project", "region", "app", "source", "settings_module", "domains")
 _ENV_TOP = {f"DJDEPLOY_{k.upper()}": k for k in _TOP}
 
 
@@ -384,6 +384,8 @@ def _build(layers: _Layers, cwd: Path) -> Config:
     kwargs: dict[str, Any] = dict(top)
     if kwargs.get("settings_module") == "":
         kwargs["settings_module"] = None  # an empty DJDEPLOY_SETTINGS_MODULE or flag: unset
+    if isinstance(kwargs.get("domains"), str):  # DJDEPLOY_DOMAINS: comma-separated
+        kwargs["domains"] = tuple(d.strip() for d in kwargs["domains"].split(",") if d.strip())
     if "source" in kwargs and kwargs["source"] is not None:
         src = kwargs["source"]
         if not isinstance(src, str | Path):
@@ -396,9 +398,9 @@ def _build(layers: _Layers, cwd: Path) -> Config:
         values = tables[table]
         if table == "vpc":
             if values:
-                kwargs["vpc"] = _make(cls, values, table)
+                kwargs["vpc"] = section(cls, values, table)
             continue
-        kwargs[table] = _make(cls, values, table)
+        kwargs[table] = section(cls, values, table)
     kwargs["env"] = {k: v for k, (v, _) in layers.maps["env"].items()}
     kwargs["labels"] = {k: v for k, (v, _) in layers.maps["labels"].items()}
     kwargs["secret_env"] = {
@@ -418,8 +420,3 @@ def _cron(table: dict[str, Any], origin: str) -> CronEntry:
         return CronEntry(**table)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (from {origin})") from None
-
-
-def _make(cls: type, values: dict[str, Any], table: str) -> Any:
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return cls(**values)

@@ -3,11 +3,15 @@ cross-field rules, the derived names)."""
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from functools import cached_property
 from pathlib import Path
+
+from djdeploy_container.djdeploy_runtime import discover
 
 from deployer.config.names import Names
 from deployer.config.rules import (
@@ -17,6 +21,7 @@ from deployer.config.rules import (
     RESERVED_LABELS,
     TENANT_RE,
     FrozenDict,
+    check_domains,
     check_env_name,
     check_project,
     check_region,
@@ -39,22 +44,57 @@ from deployer.config.schema import (
 )
 from deployer.errors import ConfigError
 
+NO_PROJECT = (
+    'no project: pass Config(..., project="my-project") (only the emulator has a default, '
+    "djdeploy-demo)"
+)
+
+
+def section(cls: type, values: Mapping[str, object], where: str) -> object:
+    """A table given as a plain dict, as the file would give it: lists become tuples; an
+    unknown key is refused with the closest known one."""
+    known = [f.name for f in dataclasses.fields(cls) if f.name != "_"]
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            hint = (
+                f': did you mean "{where}.{close[0]}"?'
+                if close
+                else f" (known: {', '.join(known)})"
+            )
+            raise ConfigError(f'unknown key "{where}.{key}"{hint}')
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in values
+        and f.name != "_"
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{where} is invalid: it needs {', '.join(missing)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
 
 @dataclass(frozen=True)
 class Config:
     """One deployment: a tenant's Django app in one project and region.
 
-    Build it directly or with load_config(). Maps (env, secret_env, labels) may be given as
-    plain dicts; they are stored as FrozenDicts. Validation runs on construction.
+    Build it directly or with load_config(). Every table may be given as a plain dict of its
+    fields (``service={"memory": "1Gi"}``, ``cron=[{"name": ..., ...}]``, ``secret_env={"A":
+    "name:3"}``), as in djdeploy.toml; maps are stored as FrozenDicts. Validation runs on
+    construction. ``project`` may be left out only for the emulator (deployer.api puts in
+    EMULATOR_PROJECT): on Google the API refuses a Config without one.
     """
 
     tenant: str
     _: KW_ONLY
-    project: str
+    project: str = ""  # "": not given (the emulator's default project; required on Google)
     region: str = "europe-west1"
     app: str = "django"
     source: Path | None = None  # None -> the bundled sample project (container/sample)
     settings_module: str | None = None  # None -> the container finds it from manage.py
+    domains: tuple[str, ...] = ()  # custom host names: ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS
     build: BuildConfig = field(default_factory=BuildConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     vpc: VpcConfig | None = None
@@ -69,14 +109,33 @@ class Config:
     cron: tuple[CronEntry, ...] = ()  # scheduled management commands ([[cron]])
 
     def __post_init__(self) -> None:
+        for name, cls in _SECTIONS.items():
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                object.__setattr__(self, name, section(cls, value, name))
+            elif not isinstance(value, cls) and not (name == "vpc" and value is None):
+                fail(name, value, f"use a {cls.__name__} or a dict of its fields")
+        if isinstance(self.secret_env, Mapping):
+            refs = {
+                k: SecretRef.parse(v, where=f"secret_env.{k}")
+                if isinstance(v, str | Mapping)
+                else v
+                for k, v in self.secret_env.items()
+            }
+            object.__setattr__(self, "secret_env", refs)
+        if isinstance(self.cron, list | tuple):
+            entries = [
+                section(CronEntry, e, "cron") if isinstance(e, Mapping) else e for e in self.cron
+            ]
+            object.__setattr__(self, "cron", tuple(entries))
         for name in ("env", "secret_env", "labels"):
             value = getattr(self, name)
             if not isinstance(value, Mapping):
                 fail(name, value, "must be a table of NAME = value")
             if not isinstance(value, FrozenDict):
                 object.__setattr__(self, name, FrozenDict(value))
-        if isinstance(self.cron, list):
-            object.__setattr__(self, "cron", tuple(self.cron))
+        if isinstance(self.domains, list):
+            object.__setattr__(self, "domains", tuple(self.domains))
         if isinstance(self.source, str):
             object.__setattr__(self, "source", Path(self.source))
         self.validate()
@@ -84,6 +143,8 @@ class Config:
     @cached_property
     def names(self) -> Names:
         """Every resource name of this deployment (computed once)."""
+        if not self.project:
+            raise ConfigError(NO_PROJECT)
         return Names.derive(
             tenant=self.tenant,
             app=self.app,
@@ -119,7 +180,8 @@ class Config:
                 '(names join tenant and app with "-", so a hyphen could make two '
                 'deployments share names; e.g. "django")',
             )
-        check_project(self.project)
+        if self.project != "":
+            check_project(self.project)
         check_region(self.region)
         if self.source is not None:
             if not isinstance(self.source, Path):
@@ -130,16 +192,19 @@ class Config:
                     str(self.source),
                     "no such directory: point --source at your Django project's directory",
                 )
-            if not (self.source / "manage.py").is_file():
+            try:  # the container's rule: manage.py at the root, or in src/ (a src layout)
+                discover.project_dir(self.source)
+            except discover.DiscoveryError:
                 raise with_field(
                     ConfigError(
-                        f'source "{self.source}" has no manage.py: '
+                        f'source "{self.source}" has no manage.py (nor src/manage.py): '
                         "point --source at your Django project's directory"
                     ),
                     "source",
-                )
+                ) from None
         if self.settings_module is not None:
             check_settings_module(self.settings_module)
+        check_domains(self.domains)
         for sub in (
             self.build,
             self.service,
@@ -157,7 +222,8 @@ class Config:
         self._validate_labels()
         self._validate_monitoring()
         self._validate_cron()
-        self.names.validate()
+        if self.project:
+            self.names.validate()
 
     def _validate_cron(self) -> None:
         seen: set[str] = set()
@@ -251,3 +317,16 @@ class Config:
                     value,
                     "label values are 0-63 lowercase letters, digits, '_' or '-'",
                 )
+
+
+#: the tables a Config takes as their dataclass or as a plain dict of its fields
+_SECTIONS: dict[str, type] = {
+    "build": BuildConfig,
+    "service": ServiceConfig,
+    "vpc": VpcConfig,
+    "database": DatabaseConfig,
+    "media": MediaConfig,
+    "superuser": SuperuserConfig,
+    "probes": ProbeConfig,
+    "monitoring": MonitoringConfig,
+}

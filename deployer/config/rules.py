@@ -124,6 +124,12 @@ LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 RESOURCE_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")  # network, subnet, connector
 USERNAME_RE = re.compile(r"^[\w.@+-]{1,150}$")
 MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
+#: a custom domain: a lowercase DNS name of two labels or more (no scheme, port, path or "*")
+DOMAIN_RE = re.compile(
+    r"^(?=.{4,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}$"
+)
+#: Cloud Run's own domains: its URLs are added to ALLOWED_HOSTS whatever domains says
+RUN_DOMAINS = (".run.app",)
 APT_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")  # Debian package names
 
 # Cloud SQL for PostgreSQL tiers: shared-core, custom (vCPUs 1 or even up to 96; memory a
@@ -277,6 +283,27 @@ def check_settings_module(value: object) -> None:
         )
 
 
+def check_domains(value: object) -> tuple[str, ...]:
+    """``domains``: custom host names, added to ALLOWED_HOSTS and CSRF_TRUSTED_ORIGINS."""
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        fail("domains", value, 'use a list of host names, e.g. ["www.example.com"]')
+    seen: set[str] = set()
+    for domain in value:
+        if not isinstance(domain, str) or not DOMAIN_RE.match(domain):
+            fail(
+                "domains",
+                domain,
+                'use a lowercase host name such as "www.example.com" (no scheme, port, path '
+                'or "*")',
+            )
+        if domain.endswith(RUN_DOMAINS):
+            fail("domains", domain, "the service's run.app URLs are always allowed: remove it")
+        if domain in seen:
+            fail("domains", domain, "listed twice: keep one")
+        seen.add(domain)
+    return tuple(value)
+
+
 def with_field(err: ConfigError, field_name: str) -> ConfigError:
     err.field = field_name  # type: ignore[attr-defined]
     return err
@@ -292,6 +319,13 @@ def check_env_name(where: str, key: object) -> None:
         )
     if key == "DJANGO_PROJECT_SETTINGS":
         fail(where, key, "djdeploy sets this variable itself: set settings_module instead")
+    if key in ("ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS"):
+        fail(
+            where,
+            key,
+            "djdeploy sets this variable to every URL of the service: list your own host names "
+            'in domains = ["www.example.com"] instead',
+        )
     if key in CONTRACT_NAMES:
         fail(
             where,

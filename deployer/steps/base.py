@@ -95,6 +95,18 @@ class Change:
     failure: Failure | None = None
     info: Mapping[str, str] = field(default_factory=dict)  # facts for status (url, revision...)
 
+    @property
+    def state(self) -> str:
+        """The status vocabulary: ok / missing / drift / failed / in-progress / pending-run."""
+        if self.failure:
+            return "failed"
+        return {
+            Action.NOOP: "ok",
+            Action.CREATE: "missing",
+            Action.WAIT: "in-progress",
+            Action.RUN: "pending-run",
+        }.get(self.action, "drift")
+
 
 class Step(Protocol):
     """The engine's view of a step. `name` is the step's name in the graph ("bucket"),

@@ -54,15 +54,32 @@ SECRET_GRANT_RETRY = 30.0
 
 @dataclass(frozen=True)
 class Inputs:
-    """What the env needs from the live cloud: the project number (for the service URL) and the
-    numeric version each referenced secret resolves to (None: no enabled version)."""
+    """What the env needs from the live cloud: the project number (for the service URL), the
+    numeric version each referenced secret resolves to (None: no enabled version), and, for the
+    service once it exists, every URL Cloud Run gives it (its ``urls``)."""
 
     project_number: str
     versions: Mapping[str, str | None] = field(default_factory=dict)
+    service_urls: tuple[str, ...] = ()
 
 
-def _service_url(config: Config, inputs: Inputs) -> str:
-    return config.names.service_url(inputs.project_number)
+def service_urls(service: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """Every URL Cloud Run serves the service on: ``urls`` (the deterministic
+    SERVICE-NUMBER.REGION.run.app and the older SERVICE-HASH-CODE.a.run.app) and ``uri``."""
+    if not service:
+        return ()
+    found = [*(service.get("urls") or []), service.get("uri") or ""]
+    return tuple(dict.fromkeys(u for u in found if isinstance(u, str) and u))
+
+
+def hosts(config: Config, inputs: Inputs) -> list[str]:
+    """ALLOWED_HOSTS: the service's deterministic host (known before it exists), the hosts of
+    its live URLs (the service only: its a.run.app URL is known once it exists, so a first
+    deploy is followed by a second revision that adds it), then config.domains. The jobs get
+    the first and the last: what they run never depends on the service's live state."""
+    found = [config.names.service_url(inputs.project_number), *inputs.service_urls]
+    names = [u.removeprefix("https://").split("/", 1)[0] for u in found]
+    return list(dict.fromkeys([*names, *config.domains]))
 
 
 _PLAIN: dict[str, Callable[[Config, Inputs], str | None]] = {
@@ -74,8 +91,8 @@ _PLAIN: dict[str, Callable[[Config, Inputs], str | None]] = {
     "DB_PORT": lambda c, i: "5432",
     "MEDIA_ROOT": lambda c, i: MEDIA_ROOT,
     "STATIC_ROOT": lambda c, i: STATIC_ROOT,
-    "ALLOWED_HOSTS": lambda c, i: _service_url(c, i).removeprefix("https://"),
-    "CSRF_TRUSTED_ORIGINS": _service_url,
+    "ALLOWED_HOSTS": lambda c, i: ",".join(hosts(c, i)),
+    "CSRF_TRUSTED_ORIGINS": lambda c, i: ",".join(f"https://{h}" for h in hosts(c, i)),
     "GS_BUCKET_NAME": lambda c, i: c.names.bucket,
     "DJANGO_SUPERUSER_USERNAME": lambda c, i: c.superuser.username,
     "DJANGO_SUPERUSER_EMAIL": lambda c, i: c.superuser.email,

@@ -18,7 +18,7 @@ deployed again every SECRET_GRANT_RETRY seconds until the step's deadline
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from deployer.errors import Conflict
@@ -106,7 +106,12 @@ class Service(Operation):
         if service is None:
             return None
         inputs = ce.observe_inputs(cloud, self.config, (ce.SERVICE,))
-        return {"service": service, "inputs": inputs}
+        return {"service": service, "inputs": self._with_urls(inputs, service)}
+
+    @staticmethod
+    def _with_urls(inputs: ce.Inputs, service: dict[str, Any] | None) -> ce.Inputs:
+        """The inputs with the live service's URLs (its ALLOWED_HOSTS)."""
+        return replace(inputs, service_urls=ce.service_urls(service))
 
     def diff(self, observed: dict[str, Any] | None) -> Change:
         n = self.config.names
@@ -116,6 +121,9 @@ class Service(Operation):
         inputs: ce.Inputs = observed["inputs"]
         url = n.service_url(inputs.project_number)
         info = {"url": url, "revision": ce.short(svc.get("latestReadyRevision"))}
+        others = [u for u in inputs.service_urls if u != url]
+        if others or self.config.domains:
+            info["urls"] = ", ".join([*others, *(f"https://{d}" for d in self.config.domains)])
         refused = ce.refusal(
             self.config,
             self,
@@ -173,6 +181,7 @@ class Service(Operation):
         if current is None:
             cloud.run.create_service(n.service, body)
             return
+        body = self.desired(self._with_urls(inputs, current))
         if change.failure:
             # the spec is unchanged and its revision failed: roll out a new revision of it
             generation = str(int(current.get("generation") or 0) + 1)

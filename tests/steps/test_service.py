@@ -462,3 +462,36 @@ def test_not_ours_is_refused(emulator: Any) -> None:
 
 def test_step_failed_is_a_deploy_error() -> None:
     assert issubclass(StepFailed, Exception)
+
+
+def test_hosts_cover_every_url_and_the_domains() -> None:
+    """ALLOWED_HOSTS: the deterministic host, the live service's other URLs (its a.run.app
+    one), the configured domains; CSRF_TRUSTED_ORIGINS the same as https origins. The jobs get
+    the deterministic host and the domains only."""
+    cfg = config(domains=("www.example.com", "example.com"))
+    legacy = "https://demo-django-abcdefghij-ew.a.run.app"
+    own = f"https://demo-django-{NUMBER}.{REGION}.run.app"
+    inputs = dataclasses.replace(INPUTS, service_urls=(own, legacy))
+    env = {e["name"]: e.get("value") for e in ce.build_env(cfg, ce.SERVICE, inputs)}
+    hosts = [own.removeprefix("https://"), legacy.removeprefix("https://")]
+    hosts += ["www.example.com", "example.com"]
+    assert env["ALLOWED_HOSTS"] == ",".join(hosts)
+    assert env["CSRF_TRUSTED_ORIGINS"] == ",".join(f"https://{h}" for h in hosts)
+    job = {e["name"]: e.get("value") for e in ce.build_env(cfg, ce.DB_INIT, INPUTS)}
+    assert job["ALLOWED_HOSTS"] == f"{hosts[0]},www.example.com,example.com"
+
+
+def test_up_allows_both_run_app_urls(emulator: Any) -> None:
+    """Cloud Run's a.run.app URL is known once the service exists: the first up deploys a
+    second revision with it, and a second up changes nothing."""
+    cloud = make_cloud(emulator)
+    seed(emulator, cloud)
+    step = alone(Service(CFG, IMAGE))
+    engine = make_engine(cloud)
+    assert engine.up([step]).ok
+    svc = cloud.run.get_service(CFG.names.service)
+    assert svc is not None and len(svc["urls"]) == 2
+    env = {e["name"]: e.get("value") for e in svc["template"]["containers"][0]["env"]}
+    assert env["ALLOWED_HOSTS"].split(",") == [u.removeprefix("https://") for u in svc["urls"]]
+    assert env["CSRF_TRUSTED_ORIGINS"].split(",") == svc["urls"]
+    assert engine.up([step]).results[0].first.action is Action.NOOP
