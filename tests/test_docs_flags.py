@@ -21,6 +21,21 @@ _COMMAND = re.compile(r"(?:^|[\s/])djdeploy((?:\s+[a-z][a-z-]*)*)((?:\s+\S+)*)")
 #: flags of other tools the docs quote, and the one misspelling shown on purpose (getting-started)
 OTHERS = frozenset(
     {
+        "--cert",  # pip
+        "--env",  # buildah run
+        "--extra-index-url",  # pip
+        "--fail-level",  # manage.py check
+        "--include",  # debootstrap
+        "--index-url",  # pip
+        "--isolation",  # buildah
+        "--layers",  # buildah build
+        "--mount",  # Dockerfile RUN
+        "--network",  # buildah
+        "--pull",  # buildah build
+        "--pull-never",  # buildah build
+        "--storage-driver",  # buildah
+        "--variant",  # debootstrap
+        "--volume",  # buildah build
         "--activation-policy",  # gcloud sql instances patch
         "--billing-account",  # gcloud billing projects link
         "--build-arg",  # docker build
