@@ -24,7 +24,7 @@ from typing import Any
 from deployer.clock import Clock, RealClock
 from deployer.config import Config
 from deployer.engine import Engine, OnEvent, Options, RunResult
-from deployer.errors import ConfigError, DeployError, StepFailed, Unreachable
+from deployer.errors import ConfigError, DeployError, MaybeApplied, StepFailed, Unreachable
 from deployer.gcp import auth
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
@@ -554,7 +554,14 @@ def manage(
             if m.sync_job(cloud, config, revision):
                 _until(cloud, engine.options, lambda: cloud.run.get_job(jid), m.job_ready)
             lease.check()
-            eid = cloud.run.run_job_with_args(jid, [MANAGE, *args])
+            try:
+                eid = cloud.run.run_job_with_args(jid, [MANAGE, *args])
+            except MaybeApplied:  # never sent twice: a command may not be safe to repeat
+                raise DeployError(
+                    f"no answer to the request that starts the command, so it may have "
+                    f"started: `djdeploy logs --tenant {config.tenant} --job manage` shows "
+                    "whether it ran; run it again only if it did not"
+                ) from None
         run = ManageRun(eid, jid, short(revision.get("name")), "running")
         if not wait:
             return run
