@@ -20,6 +20,7 @@ not change, so a second run finds the pin in place and changes nothing.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -69,10 +70,13 @@ class Rollback:
 
 @dataclass
 class Migrations:
-    """The migrate records found for one tenant: by execution, and which image each ran."""
+    """The migrate records of one tenant, read on demand (a tenant deployed a hundred times
+    has a hundred records; a rollback reads two): ``fetch`` answers an execution's record, or
+    None; ``executions`` are the migrate job's succeeded ones, newest first."""
 
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)
-    executions: list[dict[str, Any]] = field(default_factory=list)  # succeeded, newest first
+    fetch: Callable[[str], dict[str, Any] | None]
+    executions: list[dict[str, Any]] = field(default_factory=list)
+    _read: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     @classmethod
     def read(cls, cloud: Cloud, config: Config) -> Migrations:
@@ -81,24 +85,31 @@ class Migrations:
             e for e in cloud.run.list_executions(n.migrate_job) if execution_state(e) == "succeeded"
         ]
         found = set(cloud.storage.list_objects(n.bucket, RECORD_PREFIX))
-        records: dict[str, dict[str, Any]] = {}
-        for e in executions:
-            eid = ce.short(e.get("name"))
+
+        def fetch(eid: str) -> dict[str, Any] | None:
             name = f"{RECORD_PREFIX}{eid}.json"
             if name not in found:
-                continue
+                return None
             try:
-                records[eid] = json.loads(cloud.storage.download(n.bucket, name))
+                doc = json.loads(cloud.storage.download(n.bucket, name))
             except (NotFound, ValueError):
-                continue  # deleted meanwhile, or not a record: as if never written
-        return cls(records, executions)
+                return None  # deleted meanwhile, or not a record: as if never written
+            return doc if isinstance(doc, dict) else None
+
+        return cls(fetch, executions)
+
+    def record(self, eid: str) -> dict[str, Any] | None:
+        if eid not in self._read:
+            self._read[eid] = self.fetch(eid)
+        return self._read[eid]
 
     def applied(self) -> tuple[str, set[str]] | None:
         """(execution, applied migrations) of the newest record."""
         for e in self.executions:
             eid = ce.short(e.get("name"))
-            if eid in self.records:
-                return eid, _flat(self.records[eid].get("applied"))
+            doc = self.record(eid)
+            if doc is not None:
+                return eid, _flat(doc.get("applied"))
         return None
 
     def known(self, image: str) -> tuple[str, set[str]] | None:
@@ -106,8 +117,11 @@ class Migrations:
         for e in self.executions:
             eid = ce.short(e.get("name"))
             containers = (e.get("template") or {}).get("containers") or [{}]
-            if eid in self.records and containers[0].get("image") == image:
-                return eid, _flat(self.records[eid].get("known"))
+            if containers[0].get("image") != image:
+                continue
+            doc = self.record(eid)
+            if doc is not None:
+                return eid, _flat(doc.get("known"))
         return None
 
 

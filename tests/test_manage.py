@@ -9,16 +9,27 @@ from typing import Any
 
 import pytest
 
-from deployer.errors import ConfigError
 from deployer.emulator.testing import EmulatorHandle
+from deployer.errors import ConfigError
 from deployer.management import check_args
-from tests.test_scenarios import PROJECT, TENANT, djdeploy, up
+from tests.test_scenarios import GOLDEN, PROJECT, TENANT, assert_golden, djdeploy, normalise, up
 
 MANAGE_JOB = f"{TENANT}-django-manage"
 
 
 def state(emulator: EmulatorHandle, kind: str) -> list[dict[str, Any]]:
     return [v for _, v in emulator.emu.store.list(kind, "")]
+
+
+def traffic(emulator: EmulatorHandle) -> dict[str, Any]:
+    """The golden transcript's shape; entries:list (a POST that reads) is polled as often as
+    the execution takes, so it is listed as a read."""
+    doc = normalise(emulator.control.transcript())
+    polls = [w for w in doc["writes"] if w.endswith("/entries:list")]
+    for w in polls:
+        del doc["writes"][w]
+    doc["reads"] = sorted({*doc["reads"], *polls})
+    return doc
 
 
 def manage_executions(emulator: EmulatorHandle) -> list[dict[str, Any]]:
@@ -33,8 +44,10 @@ def test_manage_runs_with_the_services_container_and_exits_with_its_status(
     code, output = up(emulator)
     assert code == 0, output
 
+    emulator.control.clear_transcript()
     code, output = djdeploy(emulator, "manage", "--tenant", TENANT, "--", "showmigrations", "-l")
     assert code == 0, output
+    assert_golden(GOLDEN / "manage.json", traffic(emulator))
     (execution,) = manage_executions(emulator)
     eid = execution["name"].rsplit("/", 1)[-1]
     assert execution["template"]["containers"][0]["args"] == ["manage", "showmigrations", "-l"]

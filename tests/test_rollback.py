@@ -11,6 +11,7 @@ the Storage API, under each succeeded migrate execution's name.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,15 @@ from deployer.emulator.testing import EmulatorHandle, storage_client
 from deployer.rollbacks import Migrations, RollbackRefused, check_migrations, pin_body, refusal
 from deployer.steps.service import PIN_ANNOTATION
 from tests.test_lease_scenarios import Run, block, holds_lease, sent, until
-from tests.test_scenarios import PROJECT, TENANT, djdeploy, status_json
+from tests.test_scenarios import (
+    GOLDEN,
+    PROJECT,
+    TENANT,
+    assert_golden,
+    djdeploy,
+    normalise,
+    status_json,
+)
 
 SERVICE = f"{TENANT}-django"
 BUCKET = f"{PROJECT}-{TENANT}-django-media"
@@ -107,8 +116,14 @@ def test_rollback_refused_then_forced_pinned_kept_by_up_then_undone(
     assert not [e for e in emulator.control.transcript() if e["method"] == "PATCH"]
     assert traffic(emulator)[0]["type"] == "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
 
+    emulator.control.clear_transcript()
     code, output = djdeploy(emulator, "rollback", "--tenant", TENANT, "--force")
     assert code == 0, output
+    traffic_doc = normalise(emulator.control.transcript())
+    traffic_doc["reads"] = sorted(
+        {re.sub(r"migrate-[a-z0-9]+\.json", "migrate-{id}.json", r) for r in traffic_doc["reads"]}
+    )
+    assert_golden(GOLDEN / "rollback.json", traffic_doc)
     assert f"pinned to {first} by rollback: it has all the traffic (was {second})" in output
     assert (
         "--force: the database keeps migrations this revision does not know: blog.0002_tags"
@@ -207,13 +222,14 @@ def test_kill_9_mid_rollback_then_rollback_again_converges(
 
 
 def test_no_record_is_refused_and_the_refusal_names_at_most_five() -> None:
-    empty = Migrations()
+    empty = Migrations(lambda eid: None)
     with pytest.raises(RollbackRefused, match="cannot tell which migrations the database"):
         check_migrations(empty, revision="r1", image="img:1", tenant=TENANT)
     applied = {"blog": [f"{i:04d}_m" for i in range(1, 9)]}
     known = {"blog": ["0001_m"]}
+    records = {"e2": {"known": applied, "applied": applied}, "e1": {"known": known}}
     migrations = Migrations(
-        records={"e2": {"known": applied, "applied": applied}, "e1": {"known": known}},
+        records.get,
         executions=[
             {"name": "e2", "template": {"containers": [{"image": "img:2"}]}},
             {"name": "e1", "template": {"containers": [{"image": "img:1"}]}},

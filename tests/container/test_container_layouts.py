@@ -103,7 +103,7 @@ def test_migrate_records_the_migrations_it_knows_and_the_applied_ones(
 ) -> None:
     """The record `djdeploy rollback` reads: under MEDIA_ROOT (the media bucket's mount), named
     after the execution; without CLOUD_RUN_EXECUTION (not a Cloud Run job) none is written."""
-    tenant, env = tenant_environment
+    _, env = tenant_environment
     app = tmp_path / "app"
     shutil.copytree(SAMPLE, app, ignore=shutil.ignore_patterns("__pycache__"))
     result = run_entrypoint(env, "migrate")
