@@ -296,6 +296,7 @@ def summary(changes: Sequence[Change]) -> dict[str, str]:
     return {
         "url": service.get("url", ""),
         "ready_revision": service.get("revision", ""),
+        "pinned_revision": service.get("pinned", ""),  # all traffic, by `djdeploy rollback`
         "last_migrate_execution": migrate.get("execution", ""),
     }
 

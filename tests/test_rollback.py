@@ -147,6 +147,9 @@ def test_rollback_refused_then_forced_pinned_kept_by_up_then_undone(
     assert code == 0, output
     assert f"pinned to {first} by rollback" in output
     doc = status_json(emulator)
+    assert (doc["pinned_revision"], doc["ready_revision"]) == (first, second)
+    code, output = djdeploy(emulator, "status", "--tenant", TENANT)
+    assert code == 0 and f"pinned revision: {first}" in output, output
     step = next(s for s in doc["steps"] if s["step"] == "service")
     assert step["info"]["pinned"] == first
     assert (
