@@ -526,15 +526,16 @@ def manage(
     from deployer import api, render
 
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
-    with render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose) as progress:
-        run = api.manage(
-            cfg,
-            list(args or []),
-            target=_target(ctx),
-            wait=not no_wait,
-            on_entry=None if json else lambda e: render.log_entry(e, as_json=False, out=out),
-            on_lease=progress.lease,
-        )
+    # only its lease notices: no live table under the command's log lines
+    progress = render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose)
+    run = api.manage(
+        cfg,
+        list(args or []),
+        target=_target(ctx),
+        wait=not no_wait,
+        on_entry=None if json else lambda e: render.log_entry(e, as_json=False, out=out),
+        on_lease=progress.lease,
+    )
     render.manage_run(run, as_json=json, out=out, err=err)
     if run.state == "failed":
         raise DeployError(f"execution {run.execution} failed: {run.message}")
@@ -578,10 +579,10 @@ def rollback(
     from deployer import api, render
 
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
-    with render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose) as progress:
-        done = api.rollback(
-            cfg, to=to, force=force, undo=undo, target=_target(ctx), on_lease=progress.lease
-        )
+    progress = render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose)  # lease notices
+    done = api.rollback(
+        cfg, to=to, force=force, undo=undo, target=_target(ctx), on_lease=progress.lease
+    )
     render.rolled_back(done, tenant=cfg.tenant, as_json=json, out=out)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from deployer.emulator.testing import EmulatorHandle
 from deployer.errors import ConfigError
+from deployer.lease import supersedes
 from deployer.management import check_args
 from tests.test_scenarios import GOLDEN, PROJECT, TENANT, assert_golden, djdeploy, normalise, up
 
@@ -146,3 +147,11 @@ def test_nothing_deployed_is_one_line(emulator: EmulatorHandle) -> None:
 def test_check_args_refuses_before_anything() -> None:
     with pytest.raises(ConfigError, match="dbshell needs a terminal"):
         check_args(["dbshell"], tenant=PROJECT)
+
+
+def test_manage_neither_stops_nor_is_stopped_by_a_run_it_waited_for() -> None:
+    """A command runs on whatever is deployed; up, destroy and rollback stop each other."""
+    assert not supersedes("up", "manage") and not supersedes("manage", "up")
+    assert not supersedes("manage", "manage") and not supersedes("up", "up")
+    assert supersedes("up", "destroy") and supersedes("destroy", "up")
+    assert supersedes("up", "rollback") and supersedes("rollback", "up")

@@ -142,6 +142,11 @@ def test_rollback_refused_then_forced_pinned_kept_by_up_then_undone(
     assert f"nothing to do: already pinned to {first} by rollback" in output
     assert not [e for e in emulator.control.transcript() if e["method"] == "PATCH"]
 
+    # a management command runs the pinned revision's container
+    code, output = djdeploy(emulator, "manage", "--tenant", TENANT, "--json", "--", "check")
+    assert code == 0, output
+    assert json.loads(output)["revision"] == first
+
     # plan and status show the pin; up keeps it (a new revision gets no traffic)
     code, output = djdeploy(emulator, "plan", "--tenant", TENANT, "--source", str(v2))
     assert code == 0, output
