@@ -637,25 +637,24 @@ def rollback(
                         rb.Migrations.read(cloud, config),
                         revision=name,
                         image=image,
-                        tenant=config.tenant,
                     )
                 except rb.RollbackRefused as exc:
                     if not force:
                         raise
-                    unchecked = str(exc).split(": add --force")[0]
+                    unchecked = exc.why
                     unknown = ()
                 if unknown and not force:
                     raise rb.refusal(unknown, revision=name, tenant=config.tenant)
                 forced = unknown
             lease.check()
             cloud.run.update_service(rb.pin_body(service, pin))
+            # the service's own condition may still name a failed latest deploy, which a
+            # traffic change does not repair: the traffic it now has is what counts
             done = _until(cloud, engine.options, lambda: cloud.run.get_service(n.service), _settled)
-            failed = (done.get("terminalCondition") or {}).get("state") == "CONDITION_FAILED"
-            if failed or not rb.is_pinned_to(done, pin):
-                why = (done.get("terminalCondition") or {}).get("message") or "traffic not moved"
+            if not rb.is_pinned_to(done, pin):
                 raise DeployError(
-                    f"service {n.service} did not move its traffic to {name} ({why}): "
-                    "run the same command again"
+                    f"service {n.service} did not keep the traffic on {name} (changed by "
+                    "someone else meanwhile?): run the same command again"
                 )
             return Rollback(
                 n.service, name, previous, pin is not None, True, forced, unchecked=unchecked

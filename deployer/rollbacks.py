@@ -41,7 +41,11 @@ NAMED = 5
 
 class RollbackRefused(DeployError):
     """The target's image does not know migrations the database has applied (or nothing
-    says which it knows); --force rolls back anyway."""
+    says which it knows); --force rolls back anyway. ``why`` is the message without its fix."""
+
+    def __init__(self, why: str, *, fix: str) -> None:
+        super().__init__(f"{why}: {fix}")
+        self.why = why
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,8 @@ class Rollback:
     """What a rollback did (or, ``changed`` False, found already done)."""
 
     service: str
-    revision: str  # now serving 100% (None-like "" never: undo names the latest)
-    previous: str  # what served before
+    revision: str  # has all the traffic now (after --undo: the latest ready one)
+    previous: str  # had it before
     pinned: bool  # False after --undo
     changed: bool
     forced: tuple[str, ...] = ()  # unknown migrations --force rolled back past
@@ -182,22 +186,22 @@ def choose(
     )
 
 
-def check_migrations(
-    migrations: Migrations, *, revision: str, image: str, tenant: str
-) -> tuple[str, ...]:
+def check_migrations(migrations: Migrations, *, revision: str, image: str) -> tuple[str, ...]:
     """The applied migrations ``image`` does not know (sorted); RollbackRefused when a record
     is missing, since then nobody can tell."""
     applied = migrations.applied()
     if applied is None:
         raise RollbackRefused(
             f"cannot tell which migrations the database has applied (no migrate record in the "
-            f"media bucket's {RECORD_PREFIX}): add --force to roll back to {revision} anyway"
+            f"media bucket's {RECORD_PREFIX})",
+            fix=f"add --force to roll back to {revision} anyway",
         )
     known = migrations.known(image)
     if known is None:
         raise RollbackRefused(
             f"cannot tell which migrations revision {revision} knows (no migrate record for its "
-            f"image {image}): add --force to roll back anyway"
+            f"image {image})",
+            fix="add --force to roll back anyway",
         )
     return tuple(sorted(applied[1] - known[1]))
 
@@ -208,8 +212,9 @@ def refusal(unknown: tuple[str, ...], *, revision: str, tenant: str) -> Rollback
     app = unknown[0].split(".", 1)[0]
     return RollbackRefused(
         f"revision {revision} does not know {len(unknown)} migration(s) the database has "
-        f"applied: {named}{more}: unapply them first (`djdeploy manage --tenant {tenant} -- "
-        f"migrate {app} <the last migration {revision} knows>`), or add --force"
+        f"applied: {named}{more}",
+        fix=f"unapply them first (`djdeploy manage --tenant {tenant} -- migrate {app} <the "
+        f"last migration {revision} knows>`), or add --force",
     )
 
 

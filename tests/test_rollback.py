@@ -232,7 +232,7 @@ def test_kill_9_mid_rollback_then_rollback_again_converges(
 def test_no_record_is_refused_and_the_refusal_names_at_most_five() -> None:
     empty = Migrations(lambda eid: None)
     with pytest.raises(RollbackRefused, match="cannot tell which migrations the database"):
-        check_migrations(empty, revision="r1", image="img:1", tenant=TENANT)
+        check_migrations(empty, revision="r1", image="img:1")
     applied = {"blog": [f"{i:04d}_m" for i in range(1, 9)]}
     known = {"blog": ["0001_m"]}
     records = {"e2": {"known": applied, "applied": applied}, "e1": {"known": known}}
@@ -243,12 +243,12 @@ def test_no_record_is_refused_and_the_refusal_names_at_most_five() -> None:
             {"name": "e1", "template": {"containers": [{"image": "img:1"}]}},
         ],
     )
-    unknown = check_migrations(migrations, revision="r1", image="img:1", tenant=TENANT)
+    unknown = check_migrations(migrations, revision="r1", image="img:1")
     assert unknown == tuple(f"blog.{i:04d}_m" for i in range(2, 9))
     message = str(refusal(unknown, revision="r1", tenant=TENANT))
     assert "blog.0002_m, blog.0003_m, blog.0004_m, blog.0005_m, blog.0006_m and 2 more" in message
     with pytest.raises(RollbackRefused, match="no migrate record for its image img:3"):
-        check_migrations(migrations, revision="r3", image="img:3", tenant=TENANT)
+        check_migrations(migrations, revision="r3", image="img:3")
 
 
 def test_the_pin_is_one_write_that_keeps_other_annotations() -> None:
@@ -274,3 +274,27 @@ def test_the_pin_is_one_write_that_keeps_other_annotations() -> None:
 def test_undo_with_to_is_one_line_and_no_api_call() -> None:
     with pytest.raises(api.ConfigError, match="--undo moves traffic to the latest revision"):
         api.rollback(Config(tenant=TENANT, project=PROJECT), undo=True, to="x")
+
+
+@pytest.mark.slow
+def test_rollback_after_a_failed_deploy_skips_the_failed_revision(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    """The latest deploy failed (its revision never served): the latest ready revision keeps
+    serving, and a rollback goes to the ready one before it; --to the failed one is refused."""
+    first, second = two_deployments(emulator, tmp_path)
+    v3 = tmp_path / "v3"
+    shutil.copytree(tmp_path / "v2", v3)
+    (v3 / "VERSION").write_text("3\n")
+    emulator.control.fail("revision", SERVICE, "Container failed to start.")
+    code, output = djdeploy(emulator, "up", "--tenant", TENANT, "--source", str(v3))
+    assert code == 1, output
+    record(emulator, V2)  # v3's migrate ran (and knew what v2 knew)
+    failed = revisions(emulator)[-1]
+    code, output = djdeploy(emulator, "rollback", "--tenant", TENANT, "--to", failed)
+    assert code == 1
+    assert f"error: revision {failed} is not ready (it never served)" in output
+    code, output = djdeploy(emulator, "rollback", "--tenant", TENANT, "--force")
+    assert code == 0, output
+    assert f"pinned to {first} by rollback: it has all the traffic (was {second})" in output
+    assert traffic(emulator)[0]["revision"] == first
