@@ -527,6 +527,7 @@ def manage(
     target: Target | None = None,
     wait: bool = True,
     on_entry: Callable[[LogEntry], None] | None = None,
+    on_start: Callable[[ManageRun], None] | None = None,
     on_lease: OnNotice | None = None,
     clock: Clock | None = None,
     poll_seconds: float = 2.0,
@@ -537,7 +538,9 @@ def manage(
     Refuses, before any API call, no command or one that needs a terminal. The job is brought
     to the serving revision and the execution started under the tenant's lease (never while an
     `up` changes what serves); the lease is released once it runs. With ``wait``, its log
-    entries go to ``on_entry`` as they arrive (polled every ``poll_seconds``) until it ends."""
+    entries go to ``on_entry`` as they arrive (polled every ``poll_seconds``) until it ends.
+    ``on_start`` hears of the execution as soon as it exists (an interrupted wait leaves it
+    running: the caller can name it)."""
     from deployer import management as m
     from deployer.steps.jobs import execution_state
 
@@ -563,6 +566,8 @@ def manage(
                     "whether it ran; run it again only if it did not"
                 ) from None
         run = ManageRun(eid, jid, short(revision.get("name")), "running")
+        if on_start is not None:
+            on_start(run)
         if not wait:
             return run
         base = log_filter(config, LogQuery(job="manage"), now=0)

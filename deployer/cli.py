@@ -528,14 +528,28 @@ def manage(
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
     # only its lease notices: no live table under the command's log lines
     progress = render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose)
-    run = api.manage(
-        cfg,
-        list(args or []),
-        target=_target(ctx),
-        wait=not no_wait,
-        on_entry=None if json else lambda e: render.log_entry(e, as_json=False, out=out),
-        on_lease=progress.lease,
-    )
+    started: list[api.ManageRun] = []
+
+    def on_start(run: api.ManageRun) -> None:
+        started.append(run)
+        if not (json or no_wait):
+            render.manage_started(run, err=err)
+
+    try:
+        run = api.manage(
+            cfg,
+            list(args or []),
+            target=_target(ctx),
+            wait=not no_wait,
+            on_entry=None if json else lambda e: render.log_entry(e, as_json=False, out=out),
+            on_start=on_start,
+            on_lease=progress.lease,
+        )
+    except KeyboardInterrupt:
+        if not started:
+            raise
+        render.manage_interrupted(started[0], tenant=cfg.tenant, err=err)
+        raise typer.Exit(130) from None
     render.manage_run(run, as_json=json, out=out, err=err)
     if run.state == "failed":
         raise DeployError(f"execution {run.execution} failed: {run.message}")

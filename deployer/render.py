@@ -441,6 +441,28 @@ def manage_run(run: ManageRun, *, as_json: bool, out: Console, err: Console) -> 
         )
 
 
+def manage_started(run: ManageRun, *, err: Console) -> None:
+    err.print(
+        f"execution {run.execution} started (revision {run.revision}); its logs follow",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def manage_interrupted(run: ManageRun, *, tenant: str, err: Console) -> None:
+    """Ctrl-C while a command runs: it goes on in the cloud (running it again would run it
+    twice)."""
+    err.print(
+        f"interrupted: execution {run.execution} keeps running; `djdeploy logs --tenant "
+        f"{tenant} --job manage --follow` shows it, `gcloud run jobs executions cancel "
+        f"{run.execution}` stops it",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def rolled_back(done: Rollback, *, tenant: str, as_json: bool, out: Console) -> None:
     if as_json:
         dump_json(done.to_json())

@@ -5,6 +5,8 @@ refused before any API call, and destroy deleting the job."""
 from __future__ import annotations
 
 import json
+import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from deployer.emulator.testing import EmulatorHandle
 from deployer.errors import ConfigError
 from deployer.lease import supersedes
 from deployer.management import check_args
+from tests.test_lease_scenarios import Run, block
 from tests.test_scenarios import GOLDEN, PROJECT, TENANT, assert_golden, djdeploy, normalise, up
 
 MANAGE_JOB = f"{TENANT}-django-manage"
@@ -155,3 +158,23 @@ def test_manage_neither_stops_nor_is_stopped_by_a_run_it_waited_for() -> None:
     assert not supersedes("manage", "manage") and not supersedes("up", "up")
     assert supersedes("up", "destroy") and supersedes("destroy", "up")
     assert supersedes("up", "rollback") and supersedes("rollback", "up")
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_a_command_runs_leaves_it_running_and_says_so(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    """Running the command again would run it twice: Ctrl-C names the execution instead of
+    the usual "run the same command again"."""
+    assert up(emulator)[0] == 0
+    unblock = block(emulator, "run.execution")
+    run = Run(emulator, tmp_path, "manage", "--tenant", TENANT, "--", "clearsessions")
+    run.wait_for("started (revision")
+    run.proc.send_signal(signal.SIGINT)
+    code, output = run.finish()
+    unblock()
+    assert code == 130, output
+    (execution,) = manage_executions(emulator)
+    eid = execution["name"].rsplit("/", 1)[-1]
+    assert f"interrupted: execution {eid} keeps running" in output
+    assert "run the same command again" not in output
