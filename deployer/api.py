@@ -40,6 +40,7 @@ from deployer.lease import (
     lease_name,
     store_for,
 )
+from deployer.management import ManageRun
 from deployer.rollbacks import Rollback
 from deployer.steps import build_steps
 from deployer.steps.base import Change, Step
@@ -480,27 +481,6 @@ class _Tail:
 
 
 # -- manage ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ManageRun:
-    """One `manage` command's execution: ``state`` "running" (not waited for), "succeeded" or
-    "failed" (``message`` says why); ``revision`` is the one whose container it ran."""
-
-    execution: str
-    job: str
-    revision: str
-    state: str
-    message: str = ""
-
-    def to_json(self) -> dict[str, str]:
-        return {
-            "execution": self.execution,
-            "job": self.job,
-            "revision": self.revision,
-            "state": self.state,
-            "message": self.message,
-        }
 
 
 def _until(

@@ -13,6 +13,7 @@ commands never race over the job's definition. `up` never runs it; destroy delet
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from deployer.errors import ConfigError, DeployError
@@ -50,6 +51,27 @@ _INTERACTIVE = {
 }
 _NOINPUT = ("--noinput", "--no-input")
 _CODE = ("-c", "--command")
+
+
+@dataclass(frozen=True)
+class ManageRun:
+    """One `manage` command's execution: ``state`` "running" (not waited for), "succeeded" or
+    "failed" (``message`` says why); ``revision`` is the one whose container it ran."""
+
+    execution: str
+    job: str
+    revision: str
+    state: str
+    message: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "execution": self.execution,
+            "job": self.job,
+            "revision": self.revision,
+            "state": self.state,
+            "message": self.message,
+        }
 
 
 def check_args(args: list[str], *, tenant: str) -> None:

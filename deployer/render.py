@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from rich.console import Console
 from rich.live import Live
@@ -22,11 +22,9 @@ from rich.text import Text
 from deployer.engine import Event, Phase, RunResult
 from deployer.gcp.logging import LogEntry
 from deployer.lease import Holder, Notice, NoticeKind
+from deployer.management import ManageRun
 from deployer.rollbacks import Rollback
 from deployer.steps.base import Action, Change
-
-if TYPE_CHECKING:
-    from deployer.api import ManageRun
 
 _STYLE = {
     Action.NOOP: "green",
