@@ -24,7 +24,14 @@ from typing import Any
 from deployer.clock import Clock, RealClock
 from deployer.config import Config
 from deployer.engine import Engine, OnEvent, Options, RunResult
-from deployer.errors import ConfigError, DeployError, MaybeApplied, StepFailed, Unreachable
+from deployer.errors import (
+    ConfigError,
+    Conflict,
+    DeployError,
+    MaybeApplied,
+    StepFailed,
+    Unreachable,
+)
 from deployer.gcp import auth
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
@@ -632,7 +639,16 @@ def rollback(
                     raise rb.refusal(unknown, revision=name, tenant=config.tenant)
                 forced = unknown
             lease.check()
-            cloud.run.update_service(rb.pin_body(service, pin))
+            try:
+                cloud.run.update_service(rb.pin_body(service, pin))
+            except Conflict:
+                # the etag no longer matches: our own write, applied and its answer lost (the
+                # retry carried the old etag), or someone else's: the service says which
+                if not rb.is_pinned_to(cloud.run.get_service(n.service) or {}, pin):
+                    raise DeployError(
+                        f"service {n.service} changed while this rollback read it: run the "
+                        "same command again"
+                    ) from None
             # the service's own condition may still name a failed latest deploy, which a
             # traffic change does not repair: the traffic it now has is what counts
             done = _until(cloud, engine.options, lambda: cloud.run.get_service(n.service), _settled)

@@ -298,3 +298,23 @@ def test_rollback_after_a_failed_deploy_skips_the_failed_revision(
     assert code == 0, output
     assert f"pinned to {first} by rollback: it has all the traffic (was {second})" in output
     assert traffic(emulator)[0]["revision"] == first
+
+
+@pytest.mark.slow
+def test_a_lost_answer_to_the_pin_is_retried_and_found_applied(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    """The write lands, its answer is lost; the retry's etag is stale (409 ABORTED): the
+    rollback reads the service, finds its own pin, and succeeds."""
+    first, _ = two_deployments(emulator, tmp_path)
+    emulator.control.add_fault(method="PATCH", path=f"/services/{SERVICE}$", action="drop", times=1)
+    code, output = djdeploy(emulator, "rollback", "--tenant", TENANT, "--force")
+    assert code == 0, output
+    assert f"pinned to {first} by rollback" in output
+    patches = [
+        e["status"]
+        for e in emulator.control.transcript()
+        if e["method"] == "PATCH" and e["path"].endswith(f"/services/{SERVICE}")
+    ]
+    assert patches[-1] == 409, patches
+    assert traffic(emulator)[0]["revision"] == first
