@@ -1,6 +1,7 @@
 """djdeploy: deploy a Django application to Google Cloud, imperatively and safely.
 
     from deployer import Config, Target, up, plan, status, destroy, unlock, logs, LogQuery
+    from deployer import manage, rollback
 
 Everything is loaded on first use so that `import deployer` (and `djdeploy --help`) stay light,
 and so that importing one bottom module (the emulator imports `deployer.regions`) loads no other.
@@ -17,7 +18,9 @@ __all__ = [
     "Target",
     "destroy",
     "logs",
+    "manage",
     "plan",
+    "rollback",
     "snapshot",
     "status",
     "unlock",
@@ -25,7 +28,19 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from deployer.api import LogQuery, Target, destroy, logs, plan, snapshot, status, unlock, up
+    from deployer.api import (
+        LogQuery,
+        Target,
+        destroy,
+        logs,
+        manage,
+        plan,
+        rollback,
+        snapshot,
+        status,
+        unlock,
+        up,
+    )
     from deployer.config import Config
 
 
@@ -39,7 +54,9 @@ def __getattr__(name: str) -> Any:
         "Target",
         "destroy",
         "logs",
+        "manage",
         "plan",
+        "rollback",
         "snapshot",
         "status",
         "unlock",

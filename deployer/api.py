@@ -21,12 +21,20 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from deployer.clock import Clock, RealClock
 from deployer.config import EMULATOR_PROJECT, Config
 from deployer.config.model import NO_PROJECT
 from deployer.engine import Engine, OnEvent, Options, RunResult
-from deployer.errors import ConfigError, DeployError, StepFailed, Unreachable
+from deployer.errors import (
+    ConfigError,
+    Conflict,
+    DeployError,
+    MaybeApplied,
+    StepFailed,
+    Unreachable,
+)
 from deployer.gcp import auth
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
@@ -42,9 +50,12 @@ from deployer.lease import (
     lease_name,
     store_for,
 )
+from deployer.management import ManageRun
 from deployer.preflight import check as check_source
+from deployer.rollbacks import Rollback
 from deployer.steps import build_steps
 from deployer.steps.base import Change, Step
+from deployer.steps.container_env import MANAGE, short
 
 BUILTIN_TIME_SCALE = 0.01  # a fresh deploy on the built-in emulator takes seconds
 _ENDPOINT = re.compile(r"^(https?)://([A-Za-z0-9.\-]+)(?::([0-9]{1,5}))?/?$")
@@ -525,23 +536,221 @@ def logs(
     target = target or Target()
     config = resolve(config, target)
     with connect(config.project, config.region, target, clock=clock) as (cloud, _):
-        base = log_filter(config, query, now=cloud.clock.now())
-        batch = cloud.logging.list_entries(base, newest_first=True, limit=query.limit)
-        batch.reverse()
-        yield from batch
-        last = batch[-1].timestamp if batch else None
-        seen = {e.insert_id for e in batch if e.timestamp == last}
+        tail = _Tail(cloud, log_filter(config, query, now=cloud.clock.now()))
+        yield from tail.newest(query.limit)
         polls = 0
         while follow and (max_polls is None or polls < max_polls):
             cloud.clock.sleep(poll_seconds)
             polls += 1
-            since = f' AND timestamp>="{last}"' if last else ""
-            for entry in cloud.logging.list_entries(
-                base + since, newest_first=False, limit=MAX_PAGE
-            ):
-                if entry.insert_id in seen:
-                    continue
-                if entry.timestamp != last:
-                    last, seen = entry.timestamp, set()
-                seen.add(entry.insert_id)
-                yield entry
+            yield from tail.poll()
+
+
+class _Tail:
+    """The entries of one filter, each once: the newest first (oldest first in what it
+    yields), then, at each poll, those at or after the last timestamp seen, skipping the
+    insertIds already yielded at that instant."""
+
+    def __init__(self, cloud: Cloud, base: str) -> None:
+        self.cloud, self.base = cloud, base
+        self.last: str | None = None
+        self.seen: set[str] = set()
+
+    def newest(self, limit: int) -> list[LogEntry]:
+        batch = self.cloud.logging.list_entries(self.base, newest_first=True, limit=limit)
+        batch.reverse()
+        self.last = batch[-1].timestamp if batch else None
+        self.seen = {e.insert_id for e in batch if e.timestamp == self.last}
+        return batch
+
+    def poll(self) -> Iterator[LogEntry]:
+        since = f' AND timestamp>="{self.last}"' if self.last else ""
+        for entry in self.cloud.logging.list_entries(
+            self.base + since, newest_first=False, limit=MAX_PAGE
+        ):
+            if entry.insert_id in self.seen:
+                continue
+            if entry.timestamp != self.last:
+                self.last, self.seen = entry.timestamp, set()
+            self.seen.add(entry.insert_id)
+            yield entry
+
+
+# -- manage ----------------------------------------------------------------------------------
+
+
+def _until(
+    cloud: Cloud, options: Options, fetch: Callable[[], Any], done: Callable[[Any], bool]
+) -> Any:
+    """Poll ``fetch`` on the cloud's clock (the engine's intervals) until ``done`` holds;
+    DeployError after the step deadline."""
+    waited = 0.0
+    while True:
+        value = fetch()
+        if done(value):
+            return value
+        if waited >= options.step_timeout:
+            raise DeployError(f"gave up after {waited:.0f}s: run the command again")
+        interval = options.poll_delay(waited)
+        cloud.clock.sleep(interval)
+        waited += interval
+
+
+def manage(
+    config: Config,
+    args: list[str],
+    *,
+    target: Target | None = None,
+    wait: bool = True,
+    on_entry: Callable[[LogEntry], None] | None = None,
+    on_start: Callable[[ManageRun], None] | None = None,
+    on_lease: OnNotice | None = None,
+    clock: Clock | None = None,
+    poll_seconds: float = 2.0,
+) -> ManageRun:
+    """Run ``manage.py <args>`` as an execution of the tenant's manage job, with the serving
+    revision's image, env, secrets and volumes (deployer/management.py, docs/manage.md).
+
+    Refuses, before any API call, no command or one that needs a terminal. The job is brought
+    to the serving revision and the execution started under the tenant's lease (never while an
+    `up` changes what serves); the lease is released once it runs. With ``wait``, its log
+    entries go to ``on_entry`` as they arrive (polled every ``poll_seconds``) until it ends.
+    ``on_start`` hears of the execution as soon as it exists (an interrupted wait leaves it
+    running: the caller can name it)."""
+    from deployer import management as m
+    from deployer.steps.jobs import execution_state
+
+    m.check_args(args, tenant=config.tenant)
+    target = target or Target()
+    with connect(config.project, config.region, target, clock=clock) as session:
+        engine = _engine(session, None)
+        cloud, jid = engine.cloud, config.names.manage_job
+        m.serving_revision(cloud, config)  # nothing deployed: one line, no lease taken
+        lease = _lease(engine, config, "manage", wait=True, on_lease=on_lease)
+        with lease.held():
+            revision = m.serving_revision(cloud, config)
+            lease.check()
+            if m.sync_job(cloud, config, revision):
+                _until(cloud, engine.options, lambda: cloud.run.get_job(jid), m.job_ready)
+            lease.check()
+            try:
+                eid = cloud.run.run_job_with_args(jid, [MANAGE, *args])
+            except MaybeApplied:  # never sent twice: a command may not be safe to repeat
+                raise DeployError(
+                    f"no answer to the request that starts the command, so it may have "
+                    f"started: `djdeploy logs --tenant {config.tenant} --job manage` shows "
+                    "whether it ran; run it again only if it did not"
+                ) from None
+        run = ManageRun(eid, jid, short(revision.get("name")), "running")
+        if on_start is not None:
+            on_start(run)
+        if not wait:
+            return run
+        base = log_filter(config, LogQuery(job="manage"), now=0)
+        tail = _Tail(cloud, f'{base} AND labels."run.googleapis.com/execution_name"="{eid}"')
+        emit = on_entry or (lambda _: None)
+        while True:
+            execution = cloud.run.get_execution(jid, eid) or {}
+            state = execution_state(execution) if execution else "failed"
+            for entry in tail.poll():
+                emit(entry)
+            if state != "running":
+                break
+            cloud.clock.sleep(poll_seconds)
+        message = "" if state == "succeeded" else m.failure_message(execution)
+        return dataclasses.replace(run, state=state, message=message)
+
+
+# -- rollback --------------------------------------------------------------------------------
+
+
+def rollback(
+    config: Config,
+    *,
+    to: str | None = None,
+    force: bool = False,
+    undo: bool = False,
+    target: Target | None = None,
+    on_lease: OnNotice | None = None,
+    clock: Clock | None = None,
+) -> Rollback:
+    """Move all the service's traffic to the ready revision before the latest (or ``to``) and
+    pin it there; ``undo``: unpin, all traffic to the latest ready revision. Refused (one line
+    naming them) when the database has applied migrations the target's image does not know,
+    unless ``force``. Under the tenant's lease; safe to run again after any failure
+    (deployer/rollbacks.py, docs/rollback.md)."""
+    from deployer import rollbacks as rb
+
+    if undo and to is not None:
+        raise ConfigError("--undo moves traffic to the latest revision: leave out --to")
+    target = target or Target()
+    n = config.names
+    with connect(config.project, config.region, target, clock=clock) as session:
+        engine = _engine(session, None)
+        cloud = engine.cloud
+        if cloud.run.get_service(n.service) is None:
+            raise DeployError(
+                f"service {n.service} does not exist: nothing to roll back "
+                f"(`djdeploy up --tenant {config.tenant}` deploys it)"
+            )
+        command = "rollback --undo" if undo else "rollback"
+        lease = _lease(engine, config, command, wait=True, on_lease=on_lease)
+        with lease.held():
+            service = _until(
+                cloud, engine.options, lambda: cloud.run.get_service(n.service), _settled
+            )
+            revisions = cloud.run.list_revisions(n.service)
+            if undo:
+                name = short(service.get("latestReadyRevision"))
+            else:
+                name = short(rb.choose(service, revisions, to=to, tenant=config.tenant)["name"])
+            pin = None if undo else name
+            previous = rb.serving(service)
+            if rb.is_pinned_to(service, pin):
+                return Rollback(n.service, name, previous, pin is not None, changed=False)
+            forced: tuple[str, ...] = ()
+            unchecked = ""
+            if not undo:
+                chosen = next(r for r in revisions if short(r.get("name")) == name)
+                image = ((chosen.get("containers") or [{}])[0]).get("image", "")
+                try:
+                    unknown = rb.check_migrations(
+                        rb.Migrations.read(cloud, config),
+                        revision=name,
+                        image=image,
+                    )
+                except rb.RollbackRefused as exc:
+                    if not force:
+                        raise
+                    unchecked = exc.why
+                    unknown = ()
+                if unknown and not force:
+                    raise rb.refusal(unknown, revision=name, tenant=config.tenant)
+                forced = unknown
+            lease.check()
+            try:
+                cloud.run.update_service(rb.pin_body(service, pin))
+            except Conflict:
+                # the etag no longer matches: our own write, applied and its answer lost (the
+                # retry carried the old etag), or someone else's: the service says which
+                if not rb.is_pinned_to(cloud.run.get_service(n.service) or {}, pin):
+                    raise DeployError(
+                        f"service {n.service} changed while this rollback read it: run the "
+                        "same command again"
+                    ) from None
+            # the service's own condition may still name a failed latest deploy, which a
+            # traffic change does not repair: the traffic it now has is what counts
+            done = _until(cloud, engine.options, lambda: cloud.run.get_service(n.service), _settled)
+            if not rb.is_pinned_to(done, pin):
+                raise DeployError(
+                    f"service {n.service} did not keep the traffic on {name} (changed by "
+                    "someone else meanwhile?): run the same command again"
+                )
+            return Rollback(
+                n.service, name, previous, pin is not None, True, forced, unchecked=unchecked
+            )
+
+
+def _settled(service: Any) -> bool:
+    from deployer.rollbacks import settled
+
+    return service is not None and settled(service)

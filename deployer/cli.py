@@ -554,6 +554,111 @@ def logs(
         raise typer.Exit(130) from None  # the way to stop --follow: nothing to finish
 
 
+@app.command(context_settings={"allow_interspersed_args": False})
+def manage(
+    ctx: typer.Context,
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(help="The management command and its arguments, after --."),
+    ] = None,
+    tenant: Tenant = None,
+    project: Project = None,
+    region: Region = None,
+    source: Source = None,
+    app_name: AppName = None,
+    config: ConfigFile = None,
+    no_wait: Annotated[
+        bool,
+        typer.Option("--no-wait", help="Print the execution's name once it starts, and return."),
+    ] = False,
+    json: Json = False,
+    emulator: UseEmulator = False,
+    endpoint: Endpoint = None,
+    time_scale: TimeScale = None,
+    state_dir: StateDir = None,
+    verbose: Verbose = False,
+) -> None:
+    """Run a Django management command as a Cloud Run job execution with the service's image
+    and settings; print its logs; exit with its status. E.g. `manage --tenant demo --
+    showmigrations`."""
+    _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
+    from deployer import api, render
+
+    cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+    # only its lease notices: no live table under the command's log lines
+    progress = render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose)
+    started: list[api.ManageRun] = []
+
+    def on_start(run: api.ManageRun) -> None:
+        started.append(run)
+        if not (json or no_wait):
+            render.manage_started(run, err=err)
+
+    try:
+        run = api.manage(
+            cfg,
+            list(args or []),
+            target=_target(ctx),
+            wait=not no_wait,
+            on_entry=None if json else lambda e: render.log_entry(e, as_json=False, out=out),
+            on_start=on_start,
+            on_lease=progress.lease,
+        )
+    except KeyboardInterrupt:
+        if not started:
+            raise
+        render.manage_interrupted(started[0], tenant=cfg.tenant, err=err)
+        raise typer.Exit(130) from None
+    render.manage_run(run, as_json=json, out=out, err=err)
+    if run.state == "failed":
+        raise DeployError(f"execution {run.execution} failed: {run.message}")
+
+
+@app.command()
+def rollback(
+    ctx: typer.Context,
+    tenant: Tenant = None,
+    project: Project = None,
+    region: Region = None,
+    source: Source = None,
+    app_name: AppName = None,
+    config: ConfigFile = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to", help="The revision to roll back to (default: the one before the latest)."
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Roll back even to a revision that does not know applied migrations."
+        ),
+    ] = False,
+    undo: Annotated[
+        bool,
+        typer.Option("--undo", help="Unpin: all traffic to the latest ready revision again."),
+    ] = False,
+    json: Json = False,
+    emulator: UseEmulator = False,
+    endpoint: Endpoint = None,
+    time_scale: TimeScale = None,
+    state_dir: StateDir = None,
+    verbose: Verbose = False,
+) -> None:
+    """Move all traffic to the previous ready revision (or --to) and pin it; `up` keeps the
+    pin until `rollback --undo`. Refused when the database has migrations it does not know."""
+    _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
+    from deployer import api, render
+
+    cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+    progress = render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose)  # lease notices
+    done = api.rollback(
+        cfg, to=to, force=force, undo=undo, target=_target(ctx), on_lease=progress.lease
+    )
+    render.rolled_back(done, tenant=cfg.tenant, as_json=json, out=out)
+
+
 def _cannot_listen(host: str, port: int, code: int | None, reason: str) -> NoReturn:
     """`emulator serve`'s address refused, with the fix for each cause."""
     fix = {

@@ -166,6 +166,18 @@ def verb(command: str) -> str:
     return command.split(" ", 1)[0]
 
 
+#: the commands that change what is deployed: one of them that finished while another waited
+#: makes the waiter stop (up vs destroy, rollback). `manage` runs a command on whatever is
+#: deployed: it neither stops nor is stopped by another command
+DEPLOYING = frozenset({"up", "destroy", "rollback"})
+
+
+def supersedes(done: str, waiting: str) -> bool:
+    """Whether the finished command ``done`` makes the one that waited for it, ``waiting``,
+    stop without acting (both verbs)."""
+    return done != waiting and {done, waiting} <= DEPLOYING
+
+
 def _show(stamp: str) -> str:
     return stamp.replace("T", " ").removesuffix("Z") + " UTC" if stamp else ""
 
@@ -265,7 +277,7 @@ class Lease:
         while True:
             current = self.store.read(self.name)
             if current is None:
-                if holder is not None and holder.verb != verb(self.command):
+                if holder is not None and supersedes(holder.verb, verb(self.command)):
                     raise Superseded(holder, command=self.command)
                 if self._write(0):
                     return self._acquired(NoticeKind.ACQUIRED, None, start)

@@ -23,6 +23,8 @@ from deployer.config import Config
 from deployer.engine import Event, Phase, RunResult
 from deployer.gcp.logging import LogEntry
 from deployer.lease import Holder, Notice, NoticeKind
+from deployer.management import ManageRun
+from deployer.rollbacks import Rollback
 from deployer.steps.base import Action, Change
 
 _STYLE = {
@@ -328,6 +330,7 @@ def summary(changes: Sequence[Change]) -> dict[str, str]:
         "url": service.get("url", ""),
         "other_urls": service.get("urls", ""),  # its a.run.app URL, then config.domains
         "ready_revision": service.get("revision", ""),
+        "pinned_revision": service.get("pinned", ""),  # all traffic, by `djdeploy rollback`
         "last_migrate_execution": migrate.get("execution", ""),
     }
 
@@ -453,3 +456,77 @@ def log_entry(entry: LogEntry, *, as_json: bool, out: Console) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+def manage_run(run: ManageRun, *, as_json: bool, out: Console, err: Console) -> None:
+    """A manage command's execution: its name (--no-wait), or how it ended (the failure is the
+    CLI's one error line)."""
+    if as_json:
+        dump_json(run.to_json())
+        return
+    if run.state == "running":
+        out.print(run.execution, markup=False, highlight=False, soft_wrap=True)
+        err.print(
+            f"started; its logs: djdeploy logs --job manage (execution {run.execution})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    elif run.state == "succeeded":
+        err.print(
+            f"execution {run.execution} succeeded (revision {run.revision})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def manage_started(run: ManageRun, *, err: Console) -> None:
+    err.print(
+        f"execution {run.execution} started (revision {run.revision}); its logs follow",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def manage_interrupted(run: ManageRun, *, tenant: str, err: Console) -> None:
+    """Ctrl-C while a command runs: it goes on in the cloud (running it again would run it
+    twice)."""
+    err.print(
+        f"interrupted: execution {run.execution} keeps running; `djdeploy logs --tenant "
+        f"{tenant} --job manage --follow` shows it, `gcloud run jobs executions cancel "
+        f"{run.execution}` stops it",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def rolled_back(done: Rollback, *, tenant: str, as_json: bool, out: Console) -> None:
+    if as_json:
+        dump_json(done.to_json())
+        return
+    if not done.pinned:
+        what = f"unpinned: all traffic to the latest revision {done.revision}"
+    else:
+        what = f"pinned to {done.revision} by rollback: it has all the traffic"
+    if not done.changed:
+        what = f"nothing to do: already {what}"
+    elif done.previous and done.previous != done.revision:
+        what += f" (was {done.previous})"
+    lines = [what]
+    if done.forced:
+        lines.append(
+            "--force: the database keeps migrations this revision does not know: "
+            + ", ".join(done.forced)
+        )
+    if done.unchecked:
+        lines.append(f"--force: migrations not compared: {done.unchecked}")
+    if done.pinned and done.changed:
+        lines.append(
+            f"`djdeploy up` keeps the pin; `djdeploy rollback --tenant {tenant} --undo` "
+            "moves traffic back to the latest revision"
+        )
+    for line in lines:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)

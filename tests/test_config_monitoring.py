@@ -58,7 +58,7 @@ def test_off_by_default_adds_no_step_and_no_api() -> None:
     config = make()
     assert config.monitoring == MonitoringConfig(enabled=False, alert_email=None, period=300)
     steps = build_steps(config)
-    assert len(steps) == 16
+    assert len(steps) == 17  # the 16 of a deployment and the manage job (destroy deletes it)
     apis = steps[0]
     assert isinstance(apis, Apis) and MONITORING_API not in apis.services
 

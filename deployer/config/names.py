@@ -84,6 +84,12 @@ class Names:
     def scheduler_sa_email(self) -> str:
         return f"{self.scheduler_sa_id}@{self.project}.iam.gserviceaccount.com"
 
+    @property
+    def manage_job(self) -> str:
+        """The Cloud Run job `djdeploy manage` runs (no longer than migrate_job, which is
+        checked)."""
+        return f"{self.prefix}-manage"
+
     def cron_job(self, entry: str) -> str:
         """The Cloud Run job (and the Cloud Scheduler job) of the [[cron]] entry ``entry``:
         at most 49 characters (Cloud Run's limit), shortened with a stable hash."""

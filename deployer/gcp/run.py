@@ -197,6 +197,56 @@ class RunApi:
             once=clients.request_timeout,
         )
 
+    def run_job_with_args(self, name: str, args: list[str]) -> str:
+        """Start an execution whose container runs ``args`` instead of the job's own
+        (RunJobRequest.overrides; needs run.jobs.runWithOverrides); its short name. Not safe
+        to repeat: MaybeApplied when it may have started one unanswered."""
+        from google.cloud import run_v2
+
+        client = self._client("run.jobs")
+        clients = self.cloud.clients
+        overrides = run_v2.RunJobRequest.Overrides(
+            container_overrides=[run_v2.RunJobRequest.Overrides.ContainerOverride(args=args)]
+        )
+        operation = self.cloud.call(
+            lambda: client.run_job(
+                request=run_v2.RunJobRequest(name=self.job_name(name), overrides=overrides),
+                retry=None,
+                timeout=clients.request_timeout,
+                metadata=clients.deadline(),
+            ),
+            once=clients.request_timeout,
+        )
+        return str(operation.metadata.name).rsplit("/", 1)[-1]
+
+    # -- revisions ---------------------------------------------------------------------------
+
+    def list_revisions(self, service: str) -> list[dict[str, Any]]:
+        """The service's revisions, newest first ([] when the service does not exist)."""
+        client = self._client("run.revisions")
+
+        def fetch() -> list[dict[str, Any]]:
+            pages = client.list_revisions(
+                parent=self.service_name(service),
+                retry=None,
+                timeout=self.cloud.clients.request_timeout,
+            )
+            return [to_dict(r) for r in pages]
+
+        items = self.cloud.read(fetch) or []
+        items.sort(key=lambda r: (r.get("createTime") or "", r.get("name") or ""), reverse=True)
+        return items
+
+    def get_revision(self, service: str, revision: str) -> dict[str, Any] | None:
+        client = self._client("run.revisions")
+        name = f"{self.service_name(service)}/revisions/{revision.rsplit('/', 1)[-1]}"
+        found = self.cloud.read(
+            lambda: client.get_revision(
+                name=name, retry=None, timeout=self.cloud.clients.request_timeout
+            )
+        )
+        return None if found is None else to_dict(found)
+
     # -- executions --------------------------------------------------------------------------
 
     def list_executions(self, job: str) -> list[dict[str, Any]]:

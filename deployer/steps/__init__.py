@@ -18,6 +18,7 @@ def build_steps(config: Config) -> list[Step]:
     from deployer.steps.image import Image
     from deployer.steps.invoker import Invoker
     from deployer.steps.jobs import DbInitJob, MigrateJob
+    from deployer.steps.manage import ManageJob
     from deployer.steps.monitoring import AlertChannel, AlertPolicy, UptimeCheck
     from deployer.steps.registry import Registry
     from deployer.steps.secrets import Secrets
@@ -43,6 +44,7 @@ def build_steps(config: Config) -> list[Step]:
         MigrateJob(config, image=image.image),
         Service(config, image=image.image),
         Invoker(config),
+        ManageJob(config),
     ]
     if config.monitoring.enabled:  # off: no step, no call (see docs/monitoring.md)
         steps += [AlertChannel(config), UptimeCheck(config), AlertPolicy(config)]

@@ -14,6 +14,12 @@ once. A revision that failed on "Permission denied on secret" failed only becaus
 secretAccessor grant had not reached Cloud Run yet (that takes minutes): a Transient failure,
 deployed again every SECRET_GRANT_RETRY seconds until the step's deadline
 (container_env.run_failure: the jobs' executions fail the same way).
+
+A rollback (deployer/rollbacks.py, docs/rollback.md) pins the traffic: 100% to one revision and
+the service annotation PIN_ANNOTATION naming it. While pinned, the step keeps both in every
+update it makes, so `up` deploys a new revision that gets no traffic and never silently moves
+traffic back; plan and status say "pinned to REVISION by rollback". `djdeploy rollback --undo`
+removes the pin.
 """
 
 from __future__ import annotations
@@ -37,6 +43,26 @@ _INGRESS = {
 #: set on the template to roll out a new revision of an unchanged spec (after a failed one)
 REDEPLOY_ANNOTATION = "djdeploy.dev/redeploy"
 READY_QUERY = "ready=1"
+#: on the service (not its template: no new revision): the revision a rollback pinned
+PIN_ANNOTATION = "djdeploy.dev/pinned-revision"
+REVISION_TRAFFIC = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
+LATEST_TRAFFIC = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
+
+
+def pinned_revision(service: dict[str, Any]) -> str | None:
+    """The revision a rollback pinned the service to, or None."""
+    return (service.get("annotations") or {}).get(PIN_ANNOTATION) or None
+
+
+def pin_spec(revision: str | None) -> dict[str, Any]:
+    """The service fields of a pin to ``revision`` (None: unpinned, all traffic to the latest
+    ready revision)."""
+    if revision is None:
+        return {"traffic": [{"type": LATEST_TRAFFIC, "percent": 100}]}
+    return {
+        "annotations": {PIN_ANNOTATION: revision},
+        "traffic": [{"type": REVISION_TRAFFIC, "revision": revision, "percent": 100}],
+    }
 
 
 def readiness_path(path: str) -> str:
@@ -56,7 +82,8 @@ class Service(Operation):
 
     # -- the spec ------------------------------------------------------------------------------
 
-    def desired(self, inputs: ce.Inputs) -> dict[str, Any]:
+    def desired(self, inputs: ce.Inputs, *, pin: str | None = None) -> dict[str, Any]:
+        """The service's spec; with ``pin`` (a rollback's), its traffic stays on that revision."""
         cfg = self.config
         s, p = cfg.service, cfg.probes
         container: dict[str, Any] = {
@@ -92,12 +119,15 @@ class Service(Operation):
         vpc = ce.vpc_access(cfg)
         if vpc is not None:
             template["vpcAccess"] = vpc
-        return {
+        spec = {
             "name": cfg.names.service,
             "labels": dict(cfg.names.labels),
             "ingress": _INGRESS[s.ingress],
             "template": template,
         }
+        if pin is not None:
+            spec.update(pin_spec(pin))
+        return spec
 
     # -- the step ------------------------------------------------------------------------------
 
@@ -124,6 +154,25 @@ class Service(Operation):
         others = [u for u in inputs.service_urls if u != url]
         if others or self.config.domains:
             info["urls"] = ", ".join([*others, *(f"https://{d}" for d in self.config.domains)])
+        pin = pinned_revision(svc)
+        if pin is not None:
+            info["pinned"] = pin
+        change = self._diff(svc, inputs, info, pin)
+        if pin is None:
+            return change
+        latest = info["revision"]
+        undo = "unpins it" if latest == pin else f"moves traffic to {latest}"
+        return replace(
+            change,
+            reason=f"{change.reason}; pinned to {pin} by rollback (`djdeploy rollback --undo` "
+            f"{undo})",
+        )
+
+    def _diff(
+        self, svc: dict[str, Any], inputs: ce.Inputs, info: dict[str, str], pin: str | None
+    ) -> Change:
+        n = self.config.names
+        url = info["url"]
         refused = ce.refusal(
             self.config,
             self,
@@ -141,7 +190,7 @@ class Service(Operation):
             return self.wait(
                 f"deploying revision {ce.short(svc.get('latestCreatedRevision'))}", info=info
             )
-        desired = self.desired(inputs)
+        desired = self.desired(inputs, pin=pin)
         desired.pop("name")  # short here, full on the server
         fields = field_changes(desired, ce.project(desired, svc))
         if fields:
@@ -182,6 +231,9 @@ class Service(Operation):
             cloud.run.create_service(n.service, body)
             return
         body = self.desired(self._with_urls(inputs, current))
+        pin = pinned_revision(current)
+        if pin is not None:  # a rollback's pin stays: the new revision gets no traffic
+            body.update(pin_spec(pin))
         if change.failure:
             # the spec is unchanged and its revision failed: roll out a new revision of it
             generation = str(int(current.get("generation") or 0) + 1)

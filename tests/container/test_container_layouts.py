@@ -96,3 +96,26 @@ def test_project_without_auth(tmp_path: Path, tenant_environment) -> None:
     said = messages(result)
     assert any("django.contrib.auth is not in INSTALLED_APPS" in m for m in said)
     assert said[-1] == "migrate: done"
+
+
+def test_migrate_records_the_migrations_it_knows_and_the_applied_ones(
+    tmp_path: Path, tenant_environment
+) -> None:
+    """The record `djdeploy rollback` reads: under MEDIA_ROOT (the media bucket's mount), named
+    after the execution; without CLOUD_RUN_EXECUTION (not a Cloud Run job) none is written."""
+    _, env = tenant_environment
+    app = tmp_path / "app"
+    shutil.copytree(SAMPLE, app, ignore=shutil.ignore_patterns("__pycache__"))
+    result = run_entrypoint(env, "migrate")
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = Path(env["MEDIA_ROOT"]) / ".djdeploy" / "migrations"
+    assert not records.exists()
+    assert "record: not a Cloud Run execution" in " ".join(messages(result))
+
+    result = run_entrypoint({**env, "CLOUD_RUN_EXECUTION": "demo-django-migrate-ab12c"}, "migrate")
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = json.loads((records / "demo-django-migrate-ab12c.json").read_text())
+    assert doc["execution"] == "demo-django-migrate-ab12c" and doc["version"] == 1
+    assert "0001_initial" in doc["known"]["uploads"] and "0001_initial" in doc["known"]["auth"]
+    assert doc["applied"] == doc["known"]  # migrate applied every migration it knows
+    assert [p.name for p in records.iterdir()] == ["demo-django-migrate-ab12c.json"]
