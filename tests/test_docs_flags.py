@@ -22,6 +22,10 @@ _COMMAND = re.compile(r"(?:^|[\s/])djdeploy((?:\s+[a-z][a-z-]*)*)((?:\s+\S+)*)")
 OTHERS = frozenset(
     {
         "--cert",  # pip
+        "--command",  # manage.py shell
+        "--database",  # gcloud sql connect
+        "--email",  # manage.py createsuperuser
+        "--username",  # manage.py createsuperuser
         "--env",  # buildah run
         "--extra-index-url",  # pip
         "--fail-level",  # manage.py check
@@ -104,7 +108,8 @@ def _check(line: str) -> list[str]:
         else:
             break
     allowed = COMMANDS[path] | COMMANDS[()]
-    return [f for f in _FLAG.findall(match.group(0)) if f not in allowed and f not in OTHERS]
+    ours = match.group(0).split(" -- ", 1)[0]  # after `--`: another program's arguments
+    return [f for f in _FLAG.findall(ours) if f not in allowed and f not in OTHERS]
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
@@ -123,3 +128,4 @@ def test_the_checker_catches_a_wrong_flag() -> None:
     assert _check("djdeploy up --tenant demo --delete-data") == ["--delete-data"]
     assert _check("djdeploy emulator serve --port 0 --yes") == ["--yes"]
     assert _check("djdeploy destroy --tenant demo --delete-data --yes") == []
+    assert _check("djdeploy manage --tenant demo -- migrate --plan") == []
