@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
+from .build import LocalBuilds
 from .postgres import LocalPostgres, PostgresUnavailable
 
 LOCK_NAME = "local.lock"
@@ -38,6 +39,7 @@ class Realizers:
         self._lock: IO[bytes] | None = None
         self._postgres: LocalPostgres | None = None
         self._postgres_missing = False
+        self._builds: LocalBuilds | None = None
         if self.enabled and self.dir is not None:
             self.enabled = self._take_lock(self.dir)
 
@@ -67,6 +69,16 @@ class Realizers:
                 return None
         return self._postgres
 
+    @property
+    def builds(self) -> LocalBuilds | None:
+        """The Cloud Build realizer (images, shared virtualenvs, pip's cache in the state dir);
+        None when execution is off."""
+        if not self.enabled or self.dir is None:
+            return None
+        if self._builds is None:
+            self._builds = LocalBuilds(self.dir)
+        return self._builds
+
     def bucket_dir(self, bucket: str) -> Path | None:
         """The directory a GCS FUSE volume of ``bucket`` mounts (``<state>/buckets/<bucket>``):
         its files are the bucket's objects. None when execution is off."""
@@ -85,6 +97,8 @@ class Realizers:
         """The emulator forgets everything: nothing it ran is left running or on disk."""
         if self._postgres is not None:
             self._postgres.remove_all()
+        if self._builds is not None:
+            self._builds.remove_all()
 
     def describe(self) -> dict[str, object]:
         """What runs: ``{"executing", "postgres": source or None, "sql": [server, ...]}``."""
@@ -99,6 +113,8 @@ class Realizers:
         """Stop everything this emulator runs."""
         if self._postgres is not None:
             self._postgres.stop_all()
+        if self._builds is not None:
+            self._builds.stop_all()
         if self._lock is not None:
             self._lock.close()
             self._lock = None
