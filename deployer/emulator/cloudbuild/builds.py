@@ -32,7 +32,7 @@ from ..local.build import BuildResult
 from ..logging.simulated import build_completed
 from ..operations import completer
 from ..storage import OBJECT_KIND
-from . import realize
+from . import execute
 
 if TYPE_CHECKING:
     from ..context import Emulator
@@ -373,7 +373,7 @@ def _completed(
 ) -> None:
     """The build's log: what it printed when it ran here, else the simulated one."""
     if local is not None:
-        realize.write_log(emu, build, local, project_id=project_id)
+        execute.write_log(emu, build, local, project_id=project_id)
     else:
         build_completed(emu, build, project_id=project_id)
 
@@ -394,7 +394,7 @@ def _finish(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
     local = None
     if rule is None:  # a build the emulator executes runs now (NotYet until it ends)
         timeout = _seconds(build["timeout"], "build.timeout")
-        local = realize.local_result(emu, build, timeout=timeout)
+        local = execute.local_result(emu, build, timeout=timeout)
     if local is not None:
         status = None if local.status in ("SUCCESS", "FAILURE") else local.status
     elif status is None and build.get("_timedOut"):
@@ -406,7 +406,7 @@ def _finish(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
         return {"@type": TYPE_PREFIX + "Build", **shown(build, now)}
     message = rule["message"] if rule is not None else None
     if local is not None and local.status == "FAILURE":
-        message = realize.failure_message(local)
+        message = execute.failure_message(local)
     pushed: list[dict[str, Any]] = []
     if message is not None:
         _fail(

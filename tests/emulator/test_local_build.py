@@ -1,0 +1,298 @@
+"""Cloud Build's local execution (docs/emulator.md, "Builds"): an executing emulator builds
+djdeploy's source archive for real, through the real google-cloud-build client, into an image
+directory that Artifact Registry's digest names.
+
+The tests share one executing emulator (and so its virtualenvs): the first build installs the
+sample's requirements from the package index, the others reuse them. Each test works in a
+project of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.api_core import exceptions as gexc
+from google.api_core.future.polling import DEFAULT_POLLING
+from google.cloud.devtools import cloudbuild_v1 as cb
+
+from deployer.archive import Archive, build_archive, container_dir, default_source
+from deployer.emulator import Emulator, RunningEmulator, serve, serviceusage
+from deployer.emulator.local.image import find_image
+from deployer.emulator.testing import discovery_client, gapic_options, storage_client
+
+REGION = "europe-west1"
+BUILDER = "gcr.io/cloud-builders/docker"
+#: real builds: pip from the package index, Django's collectstatic (generous, never a window)
+POLL = DEFAULT_POLLING.with_delay(initial=0.1, maximum=0.5, multiplier=1.5).with_timeout(900)
+DEADLINE = 120.0
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[RunningEmulator]:
+    handle = serve(Emulator(time_scale=0.001, execute=True))
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture(scope="module")
+def client(running: RunningEmulator) -> cb.CloudBuildClient:
+    return cb.CloudBuildClient(**gapic_options(running.url))
+
+
+class Project:
+    """A project with Cloud Build, a staging bucket and a Docker repository."""
+
+    def __init__(self, running: RunningEmulator, project: str) -> None:
+        self.running = running
+        self.id = project
+        for service in ("cloudbuild.googleapis.com", "artifactregistry.googleapis.com"):
+            serviceusage.set_enabled(running.emu, project, service)
+        self.bucket = storage_client(running.url, project).create_bucket(
+            f"{project}-sources", location=REGION
+        )
+        parent = f"projects/{project}/locations/{REGION}"
+        ar = discovery_client(running.url, "artifactregistry", "v1")
+        repos = ar.projects().locations().repositories()
+        repos.create(parent=parent, repositoryId="repo", body={"format": "DOCKER"}).execute()
+        self.parent = parent
+
+    def start(self, client: cb.CloudBuildClient, archive: Archive, **extra: Any) -> tuple[Any, str]:
+        """Upload the archive and start its build; (the operation, the image reference)."""
+        self.bucket.blob(archive.object_name).upload_from_string(archive.data)
+        image = f"{REGION}-docker.pkg.dev/{self.id}/repo/app:{archive.tag}"
+        body = {
+            "steps": [
+                {"name": BUILDER, "args": ["build", "-f", ".djdeploy/Dockerfile", "-t", image, "."]}
+            ],
+            "images": [image],
+            "tags": [archive.tag, "djdeploy"],
+            "source": {
+                "storageSource": {"bucket": self.bucket.name, "object": archive.object_name}
+            },
+            "options": {"logging": "CLOUD_LOGGING_ONLY"},
+            "timeout": "1800s",
+            **extra,
+        }
+        op = client.create_build(
+            project_id=self.id, build=cb.Build.from_json(json.dumps(body)), parent=self.parent
+        )
+        return op, image
+
+    def build(self, client: cb.CloudBuildClient, archive: Archive, **extra: Any) -> cb.Build:
+        """Build and wait; the build as it ended (a failed one fails its operation)."""
+        op, _ = self.start(client, archive, **extra)
+        with contextlib.suppress(gexc.GoogleAPICallError):
+            op.result(polling=POLL)
+        return client.get_build(name=f"{self.parent}/builds/{op.metadata.build.id}")
+
+    def log(self, build_id: str) -> list[str]:
+        """The build's lines, through Cloud Logging's entries.list."""
+        entries = discovery_client(self.running.url, "logging", "v2").entries()
+        body: dict[str, Any] = {
+            "resourceNames": [f"projects/{self.id}"],
+            "filter": f'resource.type="build" AND resource.labels.build_id="{build_id}"',
+            "pageSize": 1000,
+        }
+        lines: list[str] = []
+        while True:
+            page = entries.list(body=body).execute()
+            lines += [e["textPayload"] for e in page.get("entries", [])]
+            if not page.get("nextPageToken"):
+                return lines
+            body["pageToken"] = page["nextPageToken"]
+
+
+def _sample(tmp_path: Path) -> Path:
+    """A copy of the sample project to change."""
+    project = tmp_path / "project"
+    shutil.copytree(default_source(), project)
+    return project
+
+
+def _failed(build: cb.Build) -> str:
+    assert build.status == cb.Build.Status.FAILURE, build.status
+    assert build.status_detail.startswith(f'Build step failure: build step 0 "{BUILDER}" failed: ')
+    return build.status_detail
+
+
+@pytest.mark.slow
+def test_the_sample_builds_into_the_image_its_digest_names(
+    running: RunningEmulator, client: cb.CloudBuildClient, tmp_path: Path
+) -> None:
+    project = Project(running, "build-sample")
+    builds = running.emu.local.builds
+    assert builds is not None
+    archive = build_archive(default_source(), container_dir())
+
+    started = time.monotonic()
+    built = project.build(client, archive)
+    first = time.monotonic() - started
+    assert built.status == cb.Build.Status.SUCCESS, built.status_detail
+    [pushed] = built.results.images
+    state = running.emu.local.dir
+    assert state is not None
+    image = find_image(state, pushed.digest)
+    assert image is not None and image.root.name == pushed.digest.removeprefix("sha256:")
+    tag = running.emu.store.get("artifactregistry.tag", pushed.name)
+    assert tag["digest"] == pushed.digest  # what Cloud Run resolves the image reference to
+    assert (image.app / "manage.py").is_file() and not (image.app / ".djdeploy").exists()
+    assert (image.runtime / "entrypoint.sh").stat().st_mode & 0o111
+    assert (image.venv / ".djdeploy-ready").is_file()  # the shared virtualenv, installed whole
+    assert list((image.venv / "lib").glob("python3.*/site-packages/django/__init__.py"))
+    assert list((image.static / "admin" / "css").glob("base*.css"))
+    config = image.config()
+    assert config.entrypoint == ["/opt/djdeploy/entrypoint.sh"] and config.cmd == ["serve"]
+    assert config.env["STATIC_ROOT"] == "/srv/static" and config.workdir == "/app"
+    log = project.log(built.id)
+    assert log[0] == f'starting build "{built.id}"' and log[-1] == "DONE"
+    assert any(line.startswith("Successfully installed") for line in log)
+    assert f"{pushed.name}: digest: {pushed.digest}" in log
+
+    # the same source again: the image is there, nothing runs
+    pip_runs = builds.pip_runs
+    started = time.monotonic()
+    again = project.build(client, archive)
+    second = time.monotonic() - started
+    assert again.status == cb.Build.Status.SUCCESS
+    assert again.results.images[0].digest == pushed.digest
+    assert any("already built here" in line for line in project.log(again.id))
+
+    # changed code, the same requirements: a new image on the same virtualenv, no pip run
+    changed = _sample(tmp_path)
+    (changed / "djsample" / "extra.py").write_text("ANSWER = 42\n")
+    started = time.monotonic()
+    rebuilt = project.build(client, build_archive(changed, container_dir()))
+    third = time.monotonic() - started
+    assert rebuilt.status == cb.Build.Status.SUCCESS, rebuilt.status_detail
+    other = find_image(state, rebuilt.results.images[0].digest)
+    assert other is not None and other.root != image.root
+    assert (other.app / "djsample" / "extra.py").is_file()
+    assert other.venv.resolve() == image.venv.resolve()
+    assert builds.pip_runs == pip_runs
+    assert any("no pip run" in line for line in project.log(rebuilt.id))
+    print(f"\nfirst build {first:.1f}s, identical {second:.1f}s, same requirements {third:.1f}s")
+
+
+@pytest.mark.slow
+def test_a_project_without_requirements_fails_with_the_reason(
+    running: RunningEmulator, client: cb.CloudBuildClient, tmp_path: Path
+) -> None:
+    project = Project(running, "build-noreq")
+    source = _sample(tmp_path)
+    (source / "requirements.txt").unlink()
+    built = project.build(client, build_archive(source, container_dir()))
+    detail = _failed(built)
+    reason = "djdeploy: the project has neither requirements.txt nor pyproject.toml"
+    assert detail.endswith(reason)
+    assert built.failure_info.type_ == cb.Build.FailureInfo.FailureType.USER_BUILD_STEP
+    log = project.log(built.id)
+    assert reason in log and log[-2] == "ERROR" and log[-1].startswith("ERROR: Build step failure")
+    assert not built.results.images
+    assert running.emu.store.get("artifactregistry.tag", built.images[0]) is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ("syntax", "SyntaxError"),
+        ("static", "could not be found"),
+    ],
+)
+def test_a_collectstatic_failure_fails_the_build(
+    running: RunningEmulator,
+    client: cb.CloudBuildClient,
+    tmp_path: Path,
+    change: str,
+    expected: str,
+) -> None:
+    project = Project(running, f"build-{change}")
+    source = _sample(tmp_path)
+    if change == "syntax":
+        settings = source / "djsample" / "settings.py"
+        settings.write_text(settings.read_text() + "\ndef broken(:\n")
+    else:  # a stylesheet naming a file that is not there: the manifest storage refuses it
+        css = source / "uploads" / "static" / "uploads" / "site.css"
+        css.parent.mkdir(parents=True)
+        css.write_text('body { background: url("missing.png"); }\n')
+    built = project.build(client, build_archive(source, container_dir()))
+    detail = _failed(built)
+    assert expected in detail
+    assert any(expected in line for line in project.log(built.id))
+
+
+def _hanging_container(tmp_path: Path) -> Path:
+    """djdeploy's container files with an install step that writes its pid and hangs."""
+    container = tmp_path / "container"
+    shutil.copytree(container_dir(), container, ignore=shutil.ignore_patterns("sample"))
+    pid_file = tmp_path / "install.pid"
+    (container / "install-requirements.sh").write_text(
+        f"#!/bin/sh\necho $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file}\nexec sleep 600\n"
+    )
+    return container
+
+
+def _wait_for(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} within {DEADLINE}s"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_cancel_kills_the_build(
+    running: RunningEmulator, client: cb.CloudBuildClient, tmp_path: Path
+) -> None:
+    project = Project(running, "build-cancel")
+    archive = build_archive(default_source(), _hanging_container(tmp_path))
+    op, _ = project.start(client, archive)
+    pid_file = tmp_path / "install.pid"
+    _wait_for(lambda: _poke(client, project, op) or pid_file.exists(), "the install step starts")
+    pid = int(pid_file.read_text())
+    build_id = op.metadata.build.id
+    name = f"{project.parent}/builds/{build_id}"
+    cancelled = client.cancel_build(
+        request={"project_id": project.id, "id": build_id, "name": name}
+    )
+    assert cancelled.status == cb.Build.Status.CANCELLED
+    _wait_for(lambda: not _alive(pid), "the install step is killed")
+
+
+@pytest.mark.slow
+def test_a_build_past_its_timeout_is_killed(
+    running: RunningEmulator, client: cb.CloudBuildClient, tmp_path: Path
+) -> None:
+    project = Project(running, "build-timeout")
+    archive = build_archive(default_source(), _hanging_container(tmp_path))
+    built = project.build(client, archive, timeout="10s")
+    assert built.status == cb.Build.Status.TIMEOUT
+    pid_file = tmp_path / "install.pid"  # absent if the virtualenv step was the one killed
+    if pid_file.exists():
+        pid = int(pid_file.read_text())
+        _wait_for(lambda: not _alive(pid), "the install step is killed")
+    assert project.log(built.id)[-1] == "ERROR: context deadline exceeded"
+
+
+def _poke(client: cb.CloudBuildClient, project: Project, op: Any) -> bool:
+    """Read the build (a request: the emulator runs due operations, which starts the build)."""
+    build_id = op.metadata.build.id
+    client.get_build(name=f"{project.parent}/builds/{build_id}")
+    return False
