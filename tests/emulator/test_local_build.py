@@ -205,11 +205,12 @@ def test_a_project_without_requirements_fails_with_the_reason(
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
+        ("requirements", "No matching distribution found for psycopg<3"),
         ("syntax", "SyntaxError"),
         ("static", "could not be found"),
     ],
 )
-def test_a_collectstatic_failure_fails_the_build(
+def test_a_build_the_real_one_fails_fails(
     running: RunningEmulator,
     client: cb.CloudBuildClient,
     tmp_path: Path,
@@ -218,7 +219,9 @@ def test_a_collectstatic_failure_fails_the_build(
 ) -> None:
     project = Project(running, f"build-{change}")
     source = _sample(tmp_path)
-    if change == "syntax":
+    if change == "requirements":  # the runtime needs psycopg 3: pip's resolver gives up
+        (source / "requirements.txt").write_text("Django>=4.2,<6\npsycopg<3\n")
+    elif change == "syntax":
         settings = source / "djsample" / "settings.py"
         settings.write_text(settings.read_text() + "\ndef broken(:\n")
     else:  # a stylesheet naming a file that is not there: the manifest storage refuses it
@@ -232,14 +235,26 @@ def test_a_collectstatic_failure_fails_the_build(
 
 
 def _hanging_container(tmp_path: Path) -> Path:
-    """djdeploy's container files with an install step that writes its pid and hangs."""
+    """djdeploy's container files with an install step that hangs, leaving a file named by its
+    pid in tmp_path/pids (each time it runs)."""
     container = tmp_path / "container"
     shutil.copytree(container_dir(), container, ignore=shutil.ignore_patterns("sample"))
-    pid_file = tmp_path / "install.pid"
+    (tmp_path / "pids").mkdir()
     (container / "install-requirements.sh").write_text(
-        f"#!/bin/sh\necho $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file}\nexec sleep 600\n"
+        f"#!/bin/sh\ntouch {tmp_path / 'pids'}/$$\nexec sleep 600\n"
     )
     return container
+
+
+def _pids(tmp_path: Path) -> list[int]:
+    return sorted(int(p.name) for p in (tmp_path / "pids").iterdir())
+
+
+def _running(client: cb.CloudBuildClient, name: str, tmp_path: Path, *, times: int = 1) -> bool:
+    """Whether the hanging install step has started ``times`` times. Reads the build first: a
+    request, on which the emulator runs the due operation (which starts the build)."""
+    client.get_build(name=name)
+    return len(_pids(tmp_path)) >= times
 
 
 def _wait_for(condition: Any, what: str) -> None:
@@ -264,16 +279,13 @@ def test_cancel_kills_the_build(
     project = Project(running, "build-cancel")
     archive = build_archive(default_source(), _hanging_container(tmp_path))
     op, _ = project.start(client, archive)
-    pid_file = tmp_path / "install.pid"
-    _wait_for(lambda: _poke(client, project, op) or pid_file.exists(), "the install step starts")
-    pid = int(pid_file.read_text())
-    build_id = op.metadata.build.id
-    name = f"{project.parent}/builds/{build_id}"
-    cancelled = client.cancel_build(
-        request={"project_id": project.id, "id": build_id, "name": name}
-    )
-    assert cancelled.status == cb.Build.Status.CANCELLED
+    name = f"{project.parent}/builds/{op.metadata.build.id}"
+    _wait_for(lambda: _running(client, name, tmp_path), "the install step starts")
+    [pid] = _pids(tmp_path)
+    request = {"project_id": project.id, "id": op.metadata.build.id, "name": name}
+    assert client.cancel_build(request=request).status == cb.Build.Status.CANCELLED
     _wait_for(lambda: not _alive(pid), "the install step is killed")
+    assert client.get_build(name=name).status == cb.Build.Status.CANCELLED
 
 
 @pytest.mark.slow
@@ -284,15 +296,34 @@ def test_a_build_past_its_timeout_is_killed(
     archive = build_archive(default_source(), _hanging_container(tmp_path))
     built = project.build(client, archive, timeout="10s")
     assert built.status == cb.Build.Status.TIMEOUT
-    pid_file = tmp_path / "install.pid"  # absent if the virtualenv step was the one killed
-    if pid_file.exists():
-        pid = int(pid_file.read_text())
-        _wait_for(lambda: not _alive(pid), "the install step is killed")
+    for pid in _pids(tmp_path):  # none if the virtualenv step was the one killed
+        _wait_for(lambda pid=pid: not _alive(pid), "the install step is killed")
     assert project.log(built.id)[-1] == "ERROR: context deadline exceeded"
 
 
-def _poke(client: cb.CloudBuildClient, project: Project, op: Any) -> bool:
-    """Read the build (a request: the emulator runs due operations, which starts the build)."""
-    build_id = op.metadata.build.id
-    client.get_build(name=f"{project.parent}/builds/{build_id}")
-    return False
+@pytest.mark.slow
+def test_an_emulator_restarted_mid_build_runs_it_again(tmp_path: Path) -> None:
+    """The emulator that stops kills its build; the next one on the state dir starts it again."""
+    state = tmp_path / "state"
+    state.mkdir()
+    archive = build_archive(default_source(), _hanging_container(tmp_path))
+    first = serve(Emulator(state_dir=state, time_scale=0.001, execute=True))
+    try:
+        client = cb.CloudBuildClient(**gapic_options(first.url))
+        project = Project(first, "build-restart")
+        op, _ = project.start(client, archive)
+        name = f"{project.parent}/builds/{op.metadata.build.id}"
+        _wait_for(lambda: _running(client, name, tmp_path), "the build starts")
+    finally:
+        first.stop()
+    [killed] = _pids(tmp_path)
+    assert not _alive(killed)
+    second = serve(Emulator(state_dir=state, time_scale=0.001, execute=True))
+    try:
+        client = cb.CloudBuildClient(**gapic_options(second.url))
+        assert client.get_build(name=name).status == cb.Build.Status.WORKING
+        _wait_for(lambda: _running(client, name, tmp_path, times=2), "the build starts again")
+        request = {"project_id": project.id, "id": op.metadata.build.id, "name": name}
+        client.cancel_build(request=request)
+    finally:
+        second.stop()

@@ -12,6 +12,10 @@ accept the image), or FAILURE (or the status a "build" outcome names):
 Refused at create, as Google refuses them (400): no steps; a user service account without
 CLOUD_LOGGING_ONLY / NONE logging or a logs bucket; a service account that does not exist;
 a storageSource object that does not exist ("could not resolve source: ... No such object").
+
+When the emulator executes (``emu.local.builds``), a build of a storageSource runs for real
+(execute.py): its operation stays pending until it ends, its result decides the status, and the
+images are pushed with the digest that names the built image's directory.
 """
 
 from __future__ import annotations
