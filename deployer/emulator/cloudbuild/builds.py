@@ -404,7 +404,8 @@ def _finish(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
     elif status is None and build.get("_timedOut"):
         status = "TIMEOUT"
     if status is not None and status != "FAILURE":
-        _stop(build, status, rule["message"] if rule is not None else None, now)
+        detail = rule["message"] if rule is not None else local.failure if local else None
+        _stop(build, status, detail, now)
         _completed(emu, build, local, project_id=project_id)
         emu.store.put(KIND, op["target"], build)
         return {"@type": TYPE_PREFIX + "Build", **shown(build, now)}

@@ -97,7 +97,6 @@ class BuildResult:
     log: list[tuple[float, str]]
     failure: str | None = None
     tail: list[str] = field(default_factory=list)
-    reused: bool = False  # the image was already built: nothing ran
 
 
 class _Stopped(Exception):
@@ -113,8 +112,7 @@ class _StepFailed(Exception):
 class _Job:
     """One build under way: its thread, its current process, its log."""
 
-    def __init__(self, build_id: str, request: BuildRequest) -> None:
-        self.build_id = build_id
+    def __init__(self, request: BuildRequest) -> None:
         self.request = request
         self.log: list[tuple[float, str]] = []
         self.result: BuildResult | None = None
@@ -122,6 +120,7 @@ class _Job:
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
         self.thread: threading.Thread | None = None
+        self.timer: threading.Timer | None = None
 
     def say(self, text: str) -> None:
         self.log.append((time.time(), text))
@@ -187,17 +186,17 @@ class LocalBuilds:
         with self._lock:
             if build_id in self._jobs:
                 return
-            job = self._jobs[build_id] = _Job(build_id, request)
+            job = self._jobs[build_id] = _Job(request)
         found = find_image(self.dir, request.digest)
         if found is not None:
             job.say(f"image {found.digest} is already built here: nothing to do")
-            job.result = BuildResult("SUCCESS", found.digest, job.log, reused=True)
+            job.result = BuildResult("SUCCESS", found.digest, job.log)
             return
+        job.timer = threading.Timer(request.timeout, job.stop, args=("TIMEOUT",))
+        job.timer.daemon = True
         job.thread = threading.Thread(target=self._work, args=(job,), name=f"build-{build_id}")
         job.thread.start()
-        timer = threading.Timer(request.timeout, job.stop, args=("TIMEOUT",))
-        timer.daemon = True
-        timer.start()
+        job.timer.start()
 
     def result(self, build_id: str) -> BuildResult | None:
         """How the build ended; None while it runs or when it was never started here (an
@@ -238,21 +237,30 @@ class LocalBuilds:
             return self._keyed.setdefault(key, threading.Lock())
 
     def _work(self, job: _Job) -> None:
+        """The build's thread: build, then say how it ended (always: the operation waits)."""
         digest = job.request.digest
+        root = image_root(self.dir, digest)
         status, failure, tail = "SUCCESS", None, []
-        try:
-            with self._key_lock(digest):
+        with self._key_lock(digest):
+            try:
                 if find_image(self.dir, digest) is None:  # else built meanwhile, same inputs
-                    self._build(job, image_root(self.dir, digest))
-        except _Stopped:
-            status = job.stopped or "CANCELLED"
-        except _StepFailed as exc:
-            status, failure, tail = "FAILURE", str(exc), exc.tail
-        except (OSError, tarfile.TarError, DockerfileError) as exc:
-            status, failure = "FAILURE", str(exc)
-            job.say(f"ERROR: {exc}")
+                    self._build(job, root)
+            except _Stopped:
+                status = "CANCELLED"
+            except _StepFailed as exc:
+                status, failure, tail = "FAILURE", str(exc), exc.tail
+            except (OSError, tarfile.TarError, DockerfileError) as exc:
+                status, failure = "FAILURE", str(exc)
+                job.say(f"ERROR: {exc}")
+            except Exception as exc:  # a bug here: the build ends, the emulator goes on
+                status, failure = "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"
+                job.say(f"ERROR: {failure}")
+            if status != "SUCCESS":  # an unfinished image directory is never kept
+                shutil.rmtree(root, ignore_errors=True)
+        if job.timer is not None:
+            job.timer.cancel()
         with job._lock:
-            if job.stopped is not None:
+            if job.stopped is not None and status != "SUCCESS":  # killed: how it was stopped
                 status = job.stopped
             job.result = BuildResult(status, digest, job.log, failure=failure, tail=tail)
 
