@@ -25,6 +25,8 @@ from google.cloud.devtools import cloudbuild_v1 as cb
 
 from deployer.archive import Archive, build_archive, container_dir, default_source
 from deployer.emulator import Emulator, RunningEmulator, serve, serviceusage
+from deployer.emulator.local.build import image_digest, requirements_key
+from deployer.emulator.local.dockerfile import final_config
 from deployer.emulator.local.image import find_image
 from deployer.emulator.testing import discovery_client, gapic_options, storage_client
 
@@ -327,3 +329,50 @@ def test_an_emulator_restarted_mid_build_runs_it_again(tmp_path: Path) -> None:
         client.cancel_build(request=request)
     finally:
         second.stop()
+
+
+# -- what decides an image and a shared virtualenv (no build) -----------------------------------
+
+
+def test_the_image_config_is_the_dockerfiles_final_stage() -> None:
+    dockerfile = (container_dir() / "Dockerfile").read_text()
+    config = final_config(dockerfile, {})
+    assert config.entrypoint == ["/opt/djdeploy/entrypoint.sh"] and config.cmd == ["serve"]
+    assert config.workdir == "/app"
+    assert config.env["PATH"].startswith("/venv/bin:")
+    assert config.env["APP_HOME"] == "/app" and config.env["MEDIA_ROOT"] == "/app/media"
+    assert config.env["DJANGO_PROJECT_SETTINGS"] == ""
+    assert "PIP_NO_CACHE_DIR" not in config.env  # the builder stage's, not the image's
+    given = final_config(dockerfile, {"DJANGO_PROJECT_SETTINGS": "mysite.settings.prod"})
+    assert given.env["DJANGO_PROJECT_SETTINGS"] == "mysite.settings.prod"
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    shutil.copytree(container_dir(), root / ".djdeploy", ignore=shutil.ignore_patterns("sample"))
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def test_the_virtualenv_is_shared_by_identical_requirements_inputs(tmp_path: Path) -> None:
+    base = {"requirements.txt": "-r requirements/base.txt\n", "requirements/base.txt": "django\n"}
+    one = requirements_key(_tree(tmp_path / "one", {**base, "app.py": "1"}), "sha256:1")
+    two = requirements_key(_tree(tmp_path / "two", {**base, "app.py": "2"}), "sha256:2")
+    assert one == two  # other code, the same requirements
+    nested = {**base, "requirements/base.txt": "django<6\n"}
+    assert requirements_key(_tree(tmp_path / "nested", nested), "sha256:1") != one
+    local = {"requirements.txt": "-e .\n"}
+    assert requirements_key(_tree(tmp_path / "a", local), "sha256:1") != requirements_key(
+        _tree(tmp_path / "b", local), "sha256:2"
+    )  # a requirement on the project itself: the venv is the image's own
+    pyproject = {"pyproject.toml": '[project]\nname = "x"\ndependencies = ["django"]\n'}
+    assert requirements_key(_tree(tmp_path / "p", pyproject), "sha256:1") != one
+
+
+def test_the_digest_is_the_content() -> None:
+    archive = build_archive(default_source(), container_dir())
+    again = build_archive(default_source(), container_dir())
+    assert image_digest(archive.data, {}) == image_digest(again.data, {})
+    assert image_digest(archive.data, {}) != image_digest(archive.data, {"A": "1"})
+    assert image_digest(archive.data, {}).startswith("sha256:")
