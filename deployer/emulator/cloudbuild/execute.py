@@ -93,13 +93,14 @@ def write_log(
         "generation"
     )
     where = f"gs://{source['bucket']}/{source['object']}" + (f"#{generation}" if generation else "")
-    lines = [
-        f'starting build "{build["id"]}"',
-        "",
-        "FETCHSOURCE",
-        f"Fetching storage object: {where}",
-    ]
-    lines += ["BUILD", *(text for _, text in result.log)]
+    now, start = emu.clock(), float(build["_startAt"])
+    began = result.log[0][0] if result.log else 0.0
+    head = [f'starting build "{build["id"]}"', "FETCHSOURCE", f"Fetching storage object: {where}"]
+    # the steps' lines at the times they were printed, from the build's start (never past now:
+    # the emulator's clock may be scaled or virtual)
+    timed = [(start, text) for text in [*head, "BUILD"]]
+    timed += [(min(start + at - began, now), text) for at, text in result.log]
+    lines: list[str] = []
     if build["status"] == "SUCCESS":
         lines.append("PUSH")
         for image in (build.get("results") or {}).get("images", []):
@@ -109,16 +110,11 @@ def write_log(
         lines += ["TIMEOUT", "ERROR: context deadline exceeded"]
     else:
         lines += ["ERROR", f"ERROR: {build.get('statusDetail') or build['status']}"]
-    at = emu.clock()
+    timed += [(now, text) for text in lines]
     log_name = f"projects/{project_id}/logs/cloudbuild"
     entries = [
-        {
-            "logName": log_name,
-            "severity": "INFO",
-            "timestamp": rfc3339(at + i * 1e-6),
-            "textPayload": text,
-        }
-        for i, text in enumerate(lines)
+        {"logName": log_name, "severity": "INFO", "timestamp": rfc3339(at), "textPayload": text}
+        for at, text in timed
     ]
     if is_enabled(emu, project_id, SERVICE):
         LogEntries(emu).write(
