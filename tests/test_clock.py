@@ -51,7 +51,8 @@ def test_up_on_one_virtual_clock_waits_for_nothing_real(tmp_path: Path) -> None:
     whole deployment whose operations take minutes at real scale (time scale 1: a 10-minute SQL
     instance create) finishes with no real wait, and the clock shows the time it took."""
     clock = VirtualClock()
-    target = Target(emulator=True, state_dir=tmp_path, time_scale=1.0)
+    # API only: what the emulator executes (a real build) takes real time, which no clock skips
+    target = Target(emulator=True, state_dir=tmp_path, time_scale=1.0, execute=False)
     result = up(Config(tenant="demo", project="acme-prod"), target=target, clock=clock)
     assert result.ok, [r.error for r in result.results if r.error]
     assert clock.monotonic() >= 600  # at least the SQL instance create, at real durations

@@ -12,6 +12,10 @@ accept the image), or FAILURE (or the status a "build" outcome names):
 Refused at create, as Google refuses them (400): no steps; a user service account without
 CLOUD_LOGGING_ONLY / NONE logging or a logs bucket; a service account that does not exist;
 a storageSource object that does not exist ("could not resolve source: ... No such object").
+
+When the emulator executes (``emu.local.builds``), a build of a storageSource runs for real
+(execute.py): its operation stays pending until it ends, its result decides the status, and the
+images are pushed with the digest that names the built image's directory.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from ..artifactregistry.names import parse_image_ref, repo_name
 from ..artifactregistry.repositories import get_repo
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..formats import rfc3339
+from ..local.build import BuildResult
 from ..logging.simulated import build_completed
 from ..operations import completer
 from ..storage import OBJECT_KIND
+from . import execute
 
 if TYPE_CHECKING:
     from ..context import Emulator
@@ -148,6 +154,8 @@ class Builds:
             build["status"] = "CANCELLED"
             build["finishTime"] = rfc3339(now)
             self.store.put(KIND, key, build)
+        if emu.local.builds is not None:  # executed: its processes are killed
+            emu.local.builds.cancel(build_id)
         emu.ops.complete_now(build["_opId"])
         return shown(build, emu.clock())
 
@@ -364,6 +372,16 @@ def _stop(build: dict[str, Any], status: str, detail: str | None, at: float) -> 
     build["timing"] = {"BUILD": {"startTime": build["startTime"], "endTime": build["finishTime"]}}
 
 
+def _completed(
+    emu: Emulator, build: dict[str, Any], local: BuildResult | None, *, project_id: str
+) -> None:
+    """The build's log: what it printed when it ran here, else the simulated one."""
+    if local is not None:
+        execute.write_log(emu, build, local, project_id=project_id)
+    else:
+        build_completed(emu, build, project_id=project_id)
+
+
 @completer("cloudbuild.build")
 def _finish(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
     build = get_build(emu, op["target"])
@@ -372,18 +390,28 @@ def _finish(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
         return {"@type": TYPE_PREFIX + "Build", **shown(build, now)}
     build["startTime"] = rfc3339(build["_startAt"])
     build["finishTime"] = rfc3339(now)
+    project_id = op["target"].split("/")[0]
     step = (build.get("steps") or [{}])[0].get("name", "")
     match = " ".join([build["id"], *build.get("tags", []), *build.get("images", [])])
     rule = emu.outcomes.take_rule("build", match)
     status = rule.get("status", "FAILURE") if rule is not None else None
-    if status is None and build.get("_timedOut"):
+    local = None
+    if rule is None:  # a build the emulator executes runs now (NotYet until it ends)
+        timeout = _seconds(build["timeout"], "build.timeout")
+        local = execute.local_result(emu, build, timeout=timeout)
+    if local is not None:
+        status = None if local.status in ("SUCCESS", "FAILURE") else local.status
+    elif status is None and build.get("_timedOut"):
         status = "TIMEOUT"
     if status is not None and status != "FAILURE":
-        _stop(build, status, rule["message"] if rule is not None else None, now)
+        detail = rule["message"] if rule is not None else local.failure if local else None
+        _stop(build, status, detail, now)
+        _completed(emu, build, local, project_id=project_id)
         emu.store.put(KIND, op["target"], build)
-        build_completed(emu, build, project_id=op["target"].split("/")[0])
         return {"@type": TYPE_PREFIX + "Build", **shown(build, now)}
     message = rule["message"] if rule is not None else None
+    if local is not None and local.status == "FAILURE":
+        message = execute.failure_message(local)
     pushed: list[dict[str, Any]] = []
     if message is not None:
         _fail(
@@ -395,7 +423,11 @@ def _finish(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
     else:
         for ref in build.get("images", []):
             parsed = parse_image_ref(ref)
-            digest = "sha256:" + hashlib.sha256(f"{build['id']}|{ref}".encode()).hexdigest()
+            digest = (
+                local.digest
+                if local is not None
+                else "sha256:" + hashlib.sha256(f"{build['id']}|{ref}".encode()).hexdigest()
+            )
             if parsed is not None:
                 location, project_id, repo, _, _ = parsed
                 repository = repo_name(project_id, location, repo)
@@ -434,6 +466,6 @@ def _finish(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
         "BUILD": {"startTime": build["startTime"], "endTime": build["finishTime"]},
     }
     emu.store.put(KIND, op["target"], build)
-    build_completed(emu, build, project_id=op["target"].split("/")[0])
+    _completed(emu, build, local, project_id=project_id)
     # a failed build is still the operation's "response" here; the handlers render it as an error
     return {"@type": TYPE_PREFIX + "Build", **shown(build, now)}

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
+from .build import LocalBuilds
 from .frontdoor import FrontDoor
 from .mounts import BUCKETS, Mounts
 from .postgres import LocalPostgres, PostgresUnavailable
@@ -43,6 +44,7 @@ class Realizers:
         #: the front door (local/frontdoor.py): started by the emulator when it executes
         self.frontdoor: FrontDoor | None = None
         self._mounts: Mounts | None = None
+        self._builds: LocalBuilds | None = None
         if self.enabled and self.dir is not None:
             self.enabled = self._take_lock(self.dir)
 
@@ -73,6 +75,16 @@ class Realizers:
         return self._postgres
 
     @property
+    def builds(self) -> LocalBuilds | None:
+        """The Cloud Build realizer (images, shared virtualenvs, pip's cache in the state dir);
+        None when execution is off."""
+        if not self.enabled or self.dir is None:
+            return None
+        if self._builds is None:
+            self._builds = LocalBuilds(self.dir)
+        return self._builds
+
+    @property
     def mounts(self) -> Mounts | None:
         """The GCS FUSE directories (local/mounts.py); None when execution is off."""
         if not self.enabled or self.dir is None:
@@ -99,6 +111,8 @@ class Realizers:
             self._postgres.remove_all()
         if self._mounts is not None:
             self._mounts.remove_all()
+        if self._builds is not None:
+            self._builds.remove_all()
 
     def describe(self) -> dict[str, object]:
         """What runs: ``{"executing", "postgres": source or None, "sql": [server, ...],
@@ -118,6 +132,8 @@ class Realizers:
             self.frontdoor = None
         if self._postgres is not None:
             self._postgres.stop_all()
+        if self._builds is not None:
+            self._builds.stop_all()
         if self._lock is not None:
             self._lock.close()
             self._lock = None
