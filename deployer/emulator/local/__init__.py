@@ -15,7 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
+from .jobs import LocalJobs
 from .postgres import LocalPostgres, PostgresUnavailable
+from .processes import PROCESSES, Supervisor, reap_stale
+from .serving import LocalServing
 
 LOCK_NAME = "local.lock"
 BUSY = (
@@ -38,8 +41,13 @@ class Realizers:
         self._lock: IO[bytes] | None = None
         self._postgres: LocalPostgres | None = None
         self._postgres_missing = False
+        self._supervisor: Supervisor | None = None
+        self._jobs: LocalJobs | None = None
+        self._serving: LocalServing | None = None
         if self.enabled and self.dir is not None:
             self.enabled = self._take_lock(self.dir)
+            if self.enabled:
+                reap_stale(self.dir / PROCESSES)  # left by an emulator killed on this dir
 
     def _take_lock(self, directory: Path) -> bool:
         lock = (directory / LOCK_NAME).open("ab")
@@ -67,6 +75,44 @@ class Realizers:
                 return None
         return self._postgres
 
+    @property
+    def processes(self) -> Supervisor | None:
+        """The supervisor of the jobs' and services' processes; None when execution is off."""
+        if not self.enabled or self.dir is None:
+            return None
+        if self._supervisor is None:
+            self._supervisor = Supervisor(self.dir / PROCESSES)
+        return self._supervisor
+
+    @property
+    def jobs(self) -> LocalJobs | None:
+        """Cloud Run job executions run here (None when execution is off)."""
+        supervisor = self.processes
+        if supervisor is None:
+            return None
+        if self._jobs is None:
+            self._jobs = LocalJobs(supervisor)
+        return self._jobs
+
+    @property
+    def serving(self) -> LocalServing | None:
+        """Cloud Run revisions served here (None when execution is off)."""
+        supervisor = self.processes
+        if supervisor is None:
+            return None
+        if self._serving is None:
+            self._serving = LocalServing(supervisor)
+        return self._serving
+
+    def cloudsql_dir(self) -> Path | None:
+        """What a Cloud SQL volume mounts: the connector layout the PostgreSQL servers'
+        sockets are linked into (``<state>/cloudsql``)."""
+        if not self.enabled or self.dir is None:
+            return None
+        path = self.dir / "cloudsql"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def bucket_dir(self, bucket: str) -> Path | None:
         """The directory a GCS FUSE volume of ``bucket`` mounts (``<state>/buckets/<bucket>``):
         its files are the bucket's objects. None when execution is off."""
@@ -78,11 +124,21 @@ class Realizers:
 
     def revision_address(self, revision: str) -> tuple[str, int] | None:
         """Where the serving instance of ``revision`` (its full resource name) listens on
-        loopback, or None (not running here). Filled in by the serving realizer."""
-        return None
+        loopback, or None (not running here, or not Ready yet)."""
+        return None if self._serving is None else self._serving.address(revision)
+
+    def _stop_processes(self) -> None:
+        if self._serving is not None:
+            self._serving.stop_all()
+        if self._jobs is not None:
+            self._jobs.stop_all()
+        if self._supervisor is not None:
+            self._supervisor.close()
+        self._serving = self._jobs = self._supervisor = None
 
     def reset(self) -> None:
         """The emulator forgets everything: nothing it ran is left running or on disk."""
+        self._stop_processes()
         if self._postgres is not None:
             self._postgres.remove_all()
 
@@ -97,6 +153,7 @@ class Realizers:
 
     def close(self) -> None:
         """Stop everything this emulator runs."""
+        self._stop_processes()
         if self._postgres is not None:
             self._postgres.stop_all()
         if self._lock is not None:
