@@ -227,8 +227,8 @@ def test_failing_task_fails_with_its_exit_code_and_logs(local: dict[str, Any]) -
     assert execution.failed_count == 1 and execution.retried_count == 1
     [task] = local["tasks"].list_tasks(parent=execution.name)
     assert task.retried == 1 and task.last_attempt_result.exit_code == 1
-    flt = f'resource.labels.job_name="broken" AND labels."run.googleapis.com/execution_name"="{eid}"'
-    lines = logged(local, flt)
+    execution_label = 'labels."run.googleapis.com/execution_name"'
+    lines = logged(local, f'resource.labels.job_name="broken" AND {execution_label}="{eid}"')
     unknown = [e for e in lines if "Unknown command" in e.get("textPayload", "")]
     assert {e["labels"]["run.googleapis.com/task_attempt"] for e in unknown} == {"0", "1"}
     assert unknown[0]["logName"] == f"projects/{PROJECT}/logs/run.googleapis.com%2Fstderr"

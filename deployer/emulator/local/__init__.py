@@ -143,12 +143,22 @@ class Realizers:
             self._postgres.remove_all()
 
     def describe(self) -> dict[str, object]:
-        """What runs: ``{"executing", "postgres": source or None, "sql": [server, ...]}``."""
+        """What runs: ``{"executing", "postgres": source or None, "sql": [server, ...],
+        "processes": [{"what", "pid"}, ...], "revisions": {revision: "127.0.0.1:port"}}``."""
         pg = self.postgres
+        revisions: dict[str, str] = {}
+        if self._serving is not None:
+            for name in self._serving.revisions():
+                address = self._serving.address(name)
+                if address is not None:
+                    revisions[name] = f"{address[0]}:{address[1]}"
+        procs = [] if self._supervisor is None else self._supervisor.running()
         return {
             "executing": self.enabled,
             "postgres": None if pg is None else pg.binaries.source,
             "sql": [] if pg is None else pg.describe(),
+            "processes": [{"what": p.spec.what, "pid": p.pid} for p in procs],
+            "revisions": revisions,
         }
 
     def close(self) -> None:

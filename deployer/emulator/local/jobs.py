@@ -139,11 +139,13 @@ class LocalJobs:
         with self._lock:
             self._runs.pop(name, None)
 
-    def cancel(self, name: str) -> None:
-        """Stop the execution's tasks (in the background: called inside a store transaction)."""
+    def cancel(self, prefix: str) -> None:
+        """Stop the tasks of the executions named ``prefix`` or under it (a deleted job's), in
+        the background: called inside a store transaction."""
         with self._lock:
-            run = self._runs.pop(name, None)
-        if run is not None:
+            names = [n for n in self._runs if n == prefix or n.startswith(prefix + "/")]
+            runs = [self._runs.pop(n) for n in names]
+        for run in runs:
             run.cancel(wait=False)
 
     def stop_all(self) -> None:
