@@ -297,6 +297,17 @@ def test_revision_serves_and_a_failing_probe_keeps_the_old_one(
         p.read_bytes() for p in (emu.local.dir / PROCESSES).glob("*.json")
     )
 
+    # an instance that dies is started again (and answers once its startup probe passes)
+    os.killpg(instance.pid, signal.SIGKILL)
+    eventually(
+        lambda: (
+            [p.pid for p in emu.local.processes.running()] not in ([], [instance.pid])
+            and emu.local.revision_address(first.latest_ready_revision) is not None
+        ),
+        "the instance's restart",
+    )
+    assert health(emu, first.latest_ready_revision) == 200
+
     bad = run_v2.Probe(
         http_get=run_v2.HTTPGetAction(path="/nowhere/"), period_seconds=1, failure_threshold=2
     )

@@ -21,6 +21,10 @@ from .processes import OnLine, Process, Spec, Supervisor
 POLL_SECONDS = 0.05
 
 
+#: the exit code of a task whose program could not be started (a shell's "command not found")
+NOT_STARTED = 127
+
+
 @dataclass(frozen=True)
 class TaskResult:
     """How task ``index`` ended, after ``retried`` retries: its last attempt's exit code (None:
@@ -90,9 +94,15 @@ class ExecutionRun:
                 break
             while pending and len(running) < width:
                 index = pending.pop(0)
-                running[index] = self.supervisor.start(
-                    plan.spec(index, attempts[index]), on_line=plan.on_line(index, attempts[index])
-                )
+                on_line = plan.on_line(index, attempts[index])
+                try:
+                    running[index] = self.supervisor.start(
+                        plan.spec(index, attempts[index]), on_line=on_line
+                    )
+                except OSError as exc:  # nothing to run: as a shell says it, exit 127
+                    on_line("stderr", f"exec: {exc.strerror}: {exc.filename}")
+                    plan.on_exit(index, attempts[index], NOT_STARTED, False)
+                    done[index] = TaskResult(index, NOT_STARTED, attempts[index])
             for index, proc in list(running.items()):
                 code = proc.poll()
                 timed_out = code is None and time.monotonic() - proc.started > plan.timeout

@@ -124,7 +124,14 @@ class Instance:
         return self.process is not None and self.process.alive() and not self._stop.is_set()
 
     def _start_process(self) -> None:
-        self.process = self.supervisor.start(self.plan.spec(self.port), on_line=self.plan.on_line)
+        try:
+            self.process = self.supervisor.start(
+                self.plan.spec(self.port), on_line=self.plan.on_line
+            )
+        except OSError as exc:  # nothing to run: the startup probe fails
+            self.plan.on_event("ERROR", f"exec: {exc.strerror}: {exc.filename}")
+            self.process = None
+            return
         if self._stop.is_set():  # stopped while it started
             self.supervisor.stop(self.process)
 
