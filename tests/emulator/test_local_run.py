@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from google.api_core import exceptions
 from google.api_core.future.polling import DEFAULT_POLLING
@@ -31,6 +32,7 @@ from deployer.emulator import Emulator, policies, serviceusage
 from deployer.emulator.artifactregistry import push_image
 from deployer.emulator.artifactregistry.repositories import Repositories
 from deployer.emulator.local.image import ImageConfig, finish_image, image_root
+from deployer.emulator.local.postgres import UNAVAILABLE, find_binaries
 from deployer.emulator.local.processes import PROCESSES
 from deployer.emulator.testing import EmulatorHandle, discovery_client, gapic_options
 
@@ -367,3 +369,72 @@ done = deploy(clients, "web").result(polling=POLL)
 print(done.latest_ready_revision, flush=True)
 time.sleep(3600)
 """
+
+
+# -- with Cloud SQL ------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(find_binaries() is None, reason=UNAVAILABLE)
+def test_migrate_job_reaches_the_instance_through_cloudsql(
+    local: dict[str, Any], executing_emulator: EmulatorHandle
+) -> None:
+    """The /cloudsql volume is the instance's real socket: the sample's migrations land in the
+    instance's database, with the password from Secret Manager."""
+    emu = executing_emulator.emu
+    serviceusage.set_enabled(emu, PROJECT, "sqladmin.googleapis.com")
+    sql = executing_emulator.discovery("sqladmin", "v1")
+    password = "dbpw-" + uuid.uuid4().hex
+
+    def wait(op: dict[str, Any]) -> None:
+        deadline = time.monotonic() + WAIT
+        while op["status"] != "DONE":
+            assert time.monotonic() < deadline, op
+            time.sleep(0.05)
+            op = sql.operations().get(project=PROJECT, operation=op["name"]).execute()
+        assert "error" not in op, op
+
+    body = {"name": "db", "region": REGION, "databaseVersion": "POSTGRES_15"}
+    body["settings"] = {"tier": "db-f1-micro"}
+    wait(sql.instances().insert(project=PROJECT, body=body).execute())
+    wait(sql.databases().insert(project=PROJECT, instance="db", body={"name": "app"}).execute())
+    user = {"name": "app", "password": password}
+    wait(sql.users().insert(project=PROJECT, instance="db", body=user).execute())
+    sm, res = local["secrets"], f"projects/{PROJECT}/secrets/db-password"
+    sm.create_secret(
+        parent=f"projects/{PROJECT}",
+        secret_id="db-password",
+        secret={"replication": {"automatic": {}}},
+    )
+    sm.add_secret_version(parent=res, payload={"data": password.encode()})
+    policy = sm.get_iam_policy(request={"resource": res})
+    policy.bindings.add(role="roles/secretmanager.secretAccessor", members=[f"serviceAccount:{SA}"])
+    sm.set_iam_policy(request={"resource": res, "policy": policy})
+
+    task = container(["migrate"])
+    task.env.append(
+        run_v2.EnvVar(
+            name="DB_PASSWORD",
+            value_source=run_v2.EnvVarSource(
+                secret_key_ref=run_v2.SecretKeySelector(secret="db-password", version="1")
+            ),
+        )
+    )
+    template = run_v2.ExecutionTemplate(
+        template=run_v2.TaskTemplate(containers=[task], volumes=volumes(), service_account=SA)
+    )
+    local["jobs"].create_job(
+        parent=PARENT, job_id="migrate", job=run_v2.Job(template=template)
+    ).result(polling=POLL)
+    done = local["jobs"].run_job(name=f"{PARENT}/jobs/migrate").result(polling=POLL)
+    assert done.succeeded_count == 1
+
+    layout = emu.local.cloudsql_dir()
+    assert layout is not None
+    with psycopg.connect(
+        host=str(layout / f"{PROJECT}:{REGION}:db"),
+        user="app",
+        password=password,
+        dbname="app",
+    ) as conn:
+        applied = conn.execute("SELECT count(*) FROM django_migrations").fetchone()
+    assert applied is not None and applied[0] > 0
