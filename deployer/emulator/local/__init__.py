@@ -12,6 +12,7 @@ import fcntl
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import IO
 
@@ -41,6 +42,7 @@ class Realizers:
         self._lock: IO[bytes] | None = None
         self._postgres: LocalPostgres | None = None
         self._postgres_missing = False
+        self._making = threading.Lock()
         self._supervisor: Supervisor | None = None
         self._jobs: LocalJobs | None = None
         self._serving: LocalServing | None = None
@@ -80,9 +82,10 @@ class Realizers:
         """The supervisor of the jobs' and services' processes; None when execution is off."""
         if not self.enabled or self.dir is None:
             return None
-        if self._supervisor is None:
-            self._supervisor = Supervisor(self.dir / PROCESSES)
-        return self._supervisor
+        with self._making:  # request threads may ask first at the same time
+            if self._supervisor is None:
+                self._supervisor = Supervisor(self.dir / PROCESSES)
+            return self._supervisor
 
     @property
     def jobs(self) -> LocalJobs | None:
@@ -90,9 +93,10 @@ class Realizers:
         supervisor = self.processes
         if supervisor is None:
             return None
-        if self._jobs is None:
-            self._jobs = LocalJobs(supervisor)
-        return self._jobs
+        with self._making:
+            if self._jobs is None:
+                self._jobs = LocalJobs(supervisor)
+            return self._jobs
 
     @property
     def serving(self) -> LocalServing | None:
@@ -100,9 +104,10 @@ class Realizers:
         supervisor = self.processes
         if supervisor is None:
             return None
-        if self._serving is None:
-            self._serving = LocalServing(supervisor)
-        return self._serving
+        with self._making:
+            if self._serving is None:
+                self._serving = LocalServing(supervisor)
+            return self._serving
 
     def cloudsql_dir(self) -> Path | None:
         """What a Cloud SQL volume mounts: the connector layout the PostgreSQL servers'
