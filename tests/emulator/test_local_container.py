@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deployer.emulator.local.container import Paths, process_spec, short_dir
+from deployer.emulator.local.container import Paths, process_spec, release_short_dir, short_dir
 from deployer.emulator.local.image import Image, ImageConfig, finish_image
 
 CONFIG = ImageConfig(
@@ -65,10 +65,12 @@ def test_process_spec(tmp_path: Path) -> None:
 
 
 def test_short_dir_for_long_socket_paths(tmp_path: Path) -> None:
-    assert short_dir(Path("/tmp/x")) == Path("/tmp/x")
+    names = ["p:europe-west1:db"]
+    assert short_dir(Path("/tmp/x"), names=names) == Path("/tmp/x")
     long = tmp_path / ("d" * 60)
     long.mkdir()
-    link = short_dir(long)
+    link = short_dir(long, names=names)
     assert link != long and link.resolve() == long.resolve() and len(str(link)) < 40
-    assert short_dir(long) == link
-    link.unlink()
+    assert short_dir(long, names=names) == link
+    release_short_dir(long)
+    assert not link.is_symlink()

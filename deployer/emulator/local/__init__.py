@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import IO
 
+from .container import release_short_dir
 from .jobs import LocalJobs
 from .postgres import LocalPostgres, PostgresUnavailable
 from .processes import PROCESSES, Supervisor, reap_stale
@@ -140,6 +141,8 @@ class Realizers:
         if self._supervisor is not None:
             self._supervisor.close()
         self._serving = self._jobs = self._supervisor = None
+        if self.dir is not None:
+            release_short_dir(self.dir / "cloudsql")
 
     def reset(self) -> None:
         """The emulator forgets everything: nothing it ran is left running or on disk."""

@@ -27,22 +27,33 @@ from .processes import Spec
 PATH_LISTS = ("PATH", "PYTHONPATH")
 #: a unix socket path must fit this (the Cloud SQL layout's sockets are under /cloudsql)
 SOCKET_PATH_MAX = 107
-#: the longest socket path under a mount: /<P:R:I>/.s.PGSQL.5432 (a 30-char project, a region,
-#: a 98-char instance name is Cloud SQL's bound; usual names are far shorter)
-_SOCKET_TAIL = 80
+SOCKET_NAME = ".s.PGSQL.5432"
 
 
-def short_dir(path: Path) -> Path:
-    """``path``, or a short symlink to it (``/tmp/djdeploy-m-<hash>``) when sockets under it
-    would not fit the unix socket path limit."""
-    if len(str(path)) + _SOCKET_TAIL <= SOCKET_PATH_MAX:
-        return path
+def _link(path: Path) -> Path:
     digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-    link = Path(tempfile.gettempdir()) / f"djdeploy-m-{digest}"
+    return Path(tempfile.gettempdir()) / f"djdeploy-m-{digest}"
+
+
+def short_dir(path: Path, *, names: list[str]) -> Path:
+    """``path``, or a short symlink to it (``/tmp/djdeploy-m-<hash>``) when the socket of one
+    of the ``names`` under it (``<path>/<name>/.s.PGSQL.5432``) would not fit the unix socket
+    path limit."""
+    longest = max((len(n) for n in names), default=0) + len(SOCKET_NAME) + 2
+    if len(str(path)) + longest <= SOCKET_PATH_MAX:
+        return path
+    link = _link(path)
     if not (link.is_symlink() and os.readlink(link) == str(path)):
         link.unlink(missing_ok=True)
         link.symlink_to(path)
     return link
+
+
+def release_short_dir(path: Path) -> None:
+    """Remove the short symlink :func:`short_dir` may have made for ``path``."""
+    link = _link(path)
+    if link.is_symlink() and os.readlink(link) == str(path):
+        link.unlink()
 
 
 class Paths:

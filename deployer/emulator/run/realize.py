@@ -89,10 +89,13 @@ def _mounts(emu: Emulator, template: dict[str, Any], container: dict[str, Any]) 
         where: Path | None = None
         if "cloudSqlInstance" in volume:
             where = emu.local.cloudsql_dir()
+            if where is not None:
+                names = volume["cloudSqlInstance"].get("instances") or []
+                where = short_dir(where, names=[str(n) for n in names])
         elif "gcs" in volume:
             where = emu.local.bucket_dir(volume["gcs"].get("bucket", ""))
         if where is not None:
-            out[mount["mountPath"]] = short_dir(where)
+            out[mount["mountPath"]] = where
     return out
 
 
