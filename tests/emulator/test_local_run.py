@@ -28,7 +28,8 @@ from google.api_core import exceptions
 from google.api_core.future.polling import DEFAULT_POLLING
 from google.cloud import run_v2, secretmanager
 
-from deployer.emulator import Emulator, policies, serviceusage
+from deployer.clock import RealClock
+from deployer.emulator import Emulator, policies, serve, serviceusage
 from deployer.emulator.artifactregistry import push_image
 from deployer.emulator.artifactregistry.repositories import Repositories
 from deployer.emulator.local.image import ImageConfig, finish_image, image_root
@@ -438,3 +439,60 @@ def test_migrate_job_reaches_the_instance_through_cloudsql(
     ) as conn:
         applied = conn.execute("SELECT count(*) FROM django_migrations").fetchone()
     assert applied is not None and applied[0] > 0
+
+
+_ONCE = (
+    "import os, pathlib, sys, time\n"
+    "marker = pathlib.Path(os.environ['MARKER'])\n"
+    "if marker.exists(): sys.exit(0)\n"
+    "marker.write_text('started')\n"
+    "time.sleep(600)\n"
+)
+
+
+def test_an_execution_interrupted_by_a_restart_runs_again() -> None:
+    """An emulator stopped mid-execution kills its task; the next one on the state dir runs the
+    task again when the execution's operation next completes (here: it finds the marker the
+    first attempt left in the bucket's directory, and succeeds)."""
+    with tempfile.TemporaryDirectory(prefix="djd-run-") as state:
+        emu = Emulator(state_dir=state, time_scale=0.001, execute=True)
+        running = serve(emu)
+        handle = EmulatorHandle(running.url, running.control, emu, running, RealClock())
+        clients = setup_project(handle)
+        task = container(["manage", "shell", "-c", _ONCE])
+        task.env.append(run_v2.EnvVar(name="MARKER", value="/app/media/marker"))
+        task.volume_mounts.append(run_v2.VolumeMount(name="media", mount_path="/app/media"))
+        media = run_v2.Volume(name="media", gcs=run_v2.GCSVolumeSource(bucket="media-bucket"))
+        template = run_v2.ExecutionTemplate(
+            template=run_v2.TaskTemplate(
+                containers=[task], volumes=[*volumes(), media], service_account=SA
+            )
+        )
+        clients["jobs"].create_job(
+            parent=PARENT, job_id="once", job=run_v2.Job(template=template)
+        ).result(polling=POLL)
+        op = clients["jobs"].run_job(name=f"{PARENT}/jobs/once")
+        marker = Path(state) / "buckets" / "media-bucket" / "marker"
+        name = op.metadata.name
+        executions = clients["executions"]
+        # operations complete at requests: polling starts the tasks
+        eventually(
+            lambda: executions.get_execution(name=name).reconciling and marker.exists(),
+            "the first attempt to start",
+        )
+        running.stop()
+        emu.close()
+        assert processes_with(state.encode()) == []
+
+        emu = Emulator(state_dir=state, time_scale=0.001, execute=True)
+        running = serve(emu)
+        try:
+            executions = run_v2.ExecutionsClient(**gapic_options(running.url))
+            eventually(
+                lambda: not executions.get_execution(name=name).reconciling, "the second run"
+            )
+            assert executions.get_execution(name=name).succeeded_count == 1
+        finally:
+            running.stop()
+            emu.close()
+        assert processes_with(state.encode()) == []
