@@ -12,13 +12,18 @@ import fcntl
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import IO
 
 from .build import LocalBuilds
+from .container import release_short_dir
 from .frontdoor import FrontDoor
+from .jobs import LocalJobs
 from .mounts import BUCKETS, Mounts
 from .postgres import LocalPostgres, PostgresUnavailable
+from .processes import PROCESSES, Supervisor, reap_stale
+from .serving import LocalServing
 
 LOCK_NAME = "local.lock"
 BUSY = (
@@ -45,8 +50,14 @@ class Realizers:
         self.frontdoor: FrontDoor | None = None
         self._mounts: Mounts | None = None
         self._builds: LocalBuilds | None = None
+        self._making = threading.Lock()
+        self._supervisor: Supervisor | None = None
+        self._jobs: LocalJobs | None = None
+        self._serving: LocalServing | None = None
         if self.enabled and self.dir is not None:
             self.enabled = self._take_lock(self.dir)
+            if self.enabled:
+                reap_stale(self.dir / PROCESSES)  # left by an emulator killed on this dir
 
     def _take_lock(self, directory: Path) -> bool:
         lock = (directory / LOCK_NAME).open("ab")
@@ -73,6 +84,47 @@ class Realizers:
                 print(f"djdeploy emulator: {exc}", file=sys.stderr)
                 return None
         return self._postgres
+
+    @property
+    def processes(self) -> Supervisor | None:
+        """The supervisor of the jobs' and services' processes; None when execution is off."""
+        if not self.enabled or self.dir is None:
+            return None
+        with self._making:  # request threads may ask first at the same time
+            if self._supervisor is None:
+                self._supervisor = Supervisor(self.dir / PROCESSES)
+            return self._supervisor
+
+    @property
+    def jobs(self) -> LocalJobs | None:
+        """Cloud Run job executions run here (None when execution is off)."""
+        supervisor = self.processes
+        if supervisor is None:
+            return None
+        with self._making:
+            if self._jobs is None:
+                self._jobs = LocalJobs(supervisor)
+            return self._jobs
+
+    @property
+    def serving(self) -> LocalServing | None:
+        """Cloud Run revisions served here (None when execution is off)."""
+        supervisor = self.processes
+        if supervisor is None:
+            return None
+        with self._making:
+            if self._serving is None:
+                self._serving = LocalServing(supervisor)
+            return self._serving
+
+    def cloudsql_dir(self) -> Path | None:
+        """What a Cloud SQL volume mounts: the connector layout the PostgreSQL servers'
+        sockets are linked into (``<state>/cloudsql``)."""
+        if not self.enabled or self.dir is None:
+            return None
+        path = self.dir / "cloudsql"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     @property
     def builds(self) -> LocalBuilds | None:
@@ -102,11 +154,23 @@ class Realizers:
 
     def revision_address(self, revision: str) -> tuple[str, int] | None:
         """Where the serving instance of ``revision`` (its full resource name) listens on
-        loopback, or None (not running here). Filled in by the serving realizer."""
-        return None
+        loopback, or None (not running here, or not Ready yet)."""
+        return None if self._serving is None else self._serving.address(revision)
+
+    def _stop_processes(self) -> None:
+        if self._serving is not None:
+            self._serving.stop_all()
+        if self._jobs is not None:
+            self._jobs.stop_all()
+        if self._supervisor is not None:
+            self._supervisor.close()
+        self._serving = self._jobs = self._supervisor = None
+        if self.dir is not None:
+            release_short_dir(self.dir / "cloudsql")
 
     def reset(self) -> None:
         """The emulator forgets everything: nothing it ran is left running or on disk."""
+        self._stop_processes()
         if self._postgres is not None:
             self._postgres.remove_all()
         if self._mounts is not None:
@@ -116,13 +180,23 @@ class Realizers:
 
     def describe(self) -> dict[str, object]:
         """What runs: ``{"executing", "postgres": source or None, "sql": [server, ...],
-        "frontdoor": {"url", "port", "token", "hosts"} or None}``."""
+        "frontdoor": {"url", "port", "token", "hosts"} or None, "processes": [{"what", "pid"},
+        ...], "revisions": {revision: "127.0.0.1:port"}}``."""
         pg = self.postgres
+        revisions: dict[str, str] = {}
+        if self._serving is not None:
+            for name in self._serving.revisions():
+                address = self._serving.address(name)
+                if address is not None:
+                    revisions[name] = f"{address[0]}:{address[1]}"
+        procs = [] if self._supervisor is None else self._supervisor.running()
         return {
             "executing": self.enabled,
             "postgres": None if pg is None else pg.binaries.source,
             "sql": [] if pg is None else pg.describe(),
             "frontdoor": None if self.frontdoor is None else self.frontdoor.describe(),
+            "processes": [{"what": p.spec.what, "pid": p.pid} for p in procs],
+            "revisions": revisions,
         }
 
     def close(self) -> None:
@@ -130,6 +204,7 @@ class Realizers:
         if self.frontdoor is not None:
             self.frontdoor.stop()
             self.frontdoor = None
+        self._stop_processes()
         if self._postgres is not None:
             self._postgres.stop_all()
         if self._builds is not None:

@@ -24,10 +24,13 @@ share in ``common`` (store kinds, records, etags, operations), the server's temp
 400 checks in ``templates``, the checks a revision or task must pass to start in ``readiness``,
 and the discovery-document request checks in ``schema``. ``run_job`` is what Cloud Scheduler's
 HTTP call to ``jobs:run`` amounts to (the cloudscheduler package calls it). docs/emulator.md
-lists the behaviour copied from Google.
+lists the behaviour copied from Google. :mod:`.realize`: local execution (a job's tasks and a
+serving revision's instance are real processes); :func:`realize` brings the serving revisions
+back when an emulator starts.
 """
 
 from .executions import run_job
 from .handlers import router
+from .services import realize
 
-__all__ = ["router", "run_job"]
+__all__ = ["realize", "router", "run_job"]

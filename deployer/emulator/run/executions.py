@@ -9,8 +9,9 @@ import string
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ..local.jobs import TaskResult
 from ..logging.simulated import execution_completed
-from ..operations import completer
+from ..operations import NotYet, completer
 from .common import (
     CREATOR,
     EXECUTION_KIND,
@@ -35,6 +36,8 @@ from .common import (
 )
 from .jobs import Jobs
 from .readiness import template_problem
+from .realize import TIMEOUT as TIMED_OUT
+from .realize import execution_run
 
 if TYPE_CHECKING:
     from ..context import Emulator
@@ -80,6 +83,41 @@ def _overridden(template: dict[str, Any], overrides: dict[str, Any]) -> tuple[di
                 if o.get("env"):
                     c["env"] = o["env"]
     return task_template, task_count
+
+
+def _record_tasks(execution: dict[str, Any], results: list[TaskResult]) -> str | None:
+    """Keep a local run's task results on the execution (``_tasks``: what tasks.py answers);
+    the execution's failure (its first failed task's), or None."""
+    eid = execution["name"].rsplit("/", 1)[-1]
+    execution["_tasks"] = [
+        {"exitCode": r.exit_code, "retried": r.retried, "timedOut": r.timed_out} for r in results
+    ]
+    failed = next((r for r in results if not r.succeeded), None)
+    if failed is None:
+        return None
+    execution["_exitCode"] = failed.exit_code
+    if failed.timed_out:
+        return f"Task {eid}-task{failed.index} failed with message: {TIMED_OUT}"
+    return f"Task {eid}-task{failed.index} failed with exit code {failed.exit_code}."
+
+
+def _stop_tasks(emu: Emulator, name: str) -> None:
+    """A cancelled or deleted execution's running tasks are killed (SIGTERM, then SIGKILL)."""
+    jobs = emu.local.jobs
+    if jobs is not None:
+        jobs.cancel(name)
+
+
+def _count_tasks(execution: dict[str, Any]) -> None:
+    tasks = execution["_tasks"]
+    ok = sum(1 for t in tasks if t["exitCode"] == 0 and not t["timedOut"])
+    for key, value in (
+        ("succeededCount", ok),
+        ("failedCount", len(tasks) - ok),
+        ("retriedCount", sum(t["retried"] for t in tasks)),
+    ):
+        if value:
+            execution[key] = value
 
 
 class Executions:
@@ -181,19 +219,34 @@ class Executions:
         problem = template_problem(
             emu, op["args"]["pid"], execution["template"], op["created"], "Job"
         )
-        if problem is None:
-            outcome = emu.outcomes.take("execution", op["args"]["job"])
-            if outcome is not None:
-                problem = outcome.replace("{execution}", eid) if outcome else ""
-                problem = problem or f"Task {eid}-task0 failed with exit code 1."
-                execution["_exitCode"] = FAILED_EXIT_CODE
+        outcome = None if problem is not None else emu.outcomes.take("execution", op["args"]["job"])
+        if outcome is not None:
+            problem = outcome.replace("{execution}", eid) if outcome else ""
+            problem = problem or f"Task {eid}-task0 failed with exit code 1."
+            execution["_exitCode"] = FAILED_EXIT_CODE
+        local = None
+        if problem is None and outcome is None:
+            local = execution_run(emu, execution, pid=op["args"]["pid"])
+        if local is not None:
+            results = local.results()
+            if results is None:
+                raise NotYet()
+            problem = _record_tasks(execution, results)
         execution["reconciling"] = False
         execution.pop("runningCount", None)
         execution["completionTime"] = at
         execution["updateTime"] = at
         seconds = max(0, round(emu.clock() - op["created"]))
-        if problem is None:
+        if "_tasks" in execution:
+            _count_tasks(execution)
+        elif problem is None:
             execution["succeededCount"] = n
+        else:
+            execution["failedCount"] = n
+            retries = n * int(execution["template"].get("maxRetries") or 0)
+            if retries:
+                execution["retriedCount"] = retries  # every task used its retries
+        if problem is None:
             completed = condition(
                 "Completed",
                 "CONDITION_SUCCEEDED",
@@ -202,27 +255,28 @@ class Executions:
             )
             status = "EXECUTION_SUCCEEDED"
         else:
-            execution["failedCount"] = n
-            retries = n * int(execution["template"].get("maxRetries") or 0)
-            if retries:
-                execution["retriedCount"] = retries  # every task used its retries
             completed = condition(
                 "Completed",
                 "CONDITION_FAILED",
                 at,
                 message=problem,
-                executionReason="NON_ZERO_EXIT_CODE",
+                **({} if TIMED_OUT in problem else {"executionReason": "NON_ZERO_EXIT_CODE"}),
             )
             status = "EXECUTION_FAILED"
         execution["conditions"] = [*execution["conditions"][:2], completed]
         save(emu, EXECUTION_KIND, execution)
-        execution_completed(
-            emu,
-            execution,
-            started=op["created"],
-            problem=problem,
-            exit_code=execution.get("_exitCode"),
-        )
+        if local is None:  # a local run's own lines are in the log already
+            execution_completed(
+                emu,
+                execution,
+                started=op["created"],
+                problem=problem,
+                exit_code=execution.get("_exitCode"),
+            )
+        else:
+            jobs = emu.local.jobs
+            if jobs is not None:
+                jobs.forget(execution["name"])
         job = emu.store.get(JOB_KIND, execution["name"].split("/executions/")[0])
         if job is not None and (job.get("latestCreatedExecution") or {}).get("name") == eid:
             job["latestCreatedExecution"] = _ref(execution, status)
@@ -260,6 +314,7 @@ class Executions:
                 stamp(found)
                 if not validate_only:
                     save(emu, EXECUTION_KIND, found)
+                    _stop_tasks(emu, found["name"])
             if validate_only:
                 return Change("Execution", found, None)
             return snapshot_op(emu, parent, "Execution", found, "run.job.update")
@@ -270,6 +325,8 @@ class Executions:
         with self.emu.store.transaction():
             found = self.get(parent, job, execution)
             check_etag(found, etag, f"execution '{execution}'")
+            if not validate_only:
+                _stop_tasks(self.emu, found["name"])
             return delete(
                 self.emu,
                 parent,

@@ -47,6 +47,14 @@ class Jobs(Collection):
     children = (EXECUTION_KIND,)
     delete_duration = "run.job.update"
 
+    def delete(self, parent: Parent, rid: str, *, etag: str | None, validate_only: bool) -> Change:
+        """Its executions' running tasks are killed with it."""
+        change = super().delete(parent, rid, etag=etag, validate_only=validate_only)
+        local = self.emu.local.jobs
+        if local is not None and not validate_only:
+            local.cancel(self._key(parent, rid))
+        return change
+
     def apply(
         self, parent: Parent, job: dict[str, Any], spec: dict[str, Any], *, validate_only: bool
     ) -> Change:

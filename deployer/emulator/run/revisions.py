@@ -7,6 +7,9 @@ import copy
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ..local.serving import FAILED, STARTING
+from ..logging.simulated import revision_settled
+from ..operations import NotYet
 from .common import (
     REVISION_KIND,
     SERVICE_KIND,
@@ -21,6 +24,7 @@ from .common import (
     save,
 )
 from .readiness import template_problem
+from .realize import instance_failure, revision_instance, stop_instance
 
 if TYPE_CHECKING:
     from ..context import Emulator
@@ -82,12 +86,19 @@ def new_revision(
 
 def settle(emu: Emulator, rev: dict[str, Any], *, pid: str, since: float) -> str | None:
     """Make a reconciling revision Ready or Failed (an outcome of kind ``revision`` for its
-    service, or a readiness problem of its template as of ``since``); the problem or None."""
+    service, a readiness problem of its template as of ``since``, or, run here, its startup
+    probe: NotYet until it passes or fails); the problem or None."""
     at = now(emu)
     template: dict[str, Any] = {k: rev[k] for k in ("containers", "serviceAccount") if k in rev}
     problem = emu.outcomes.take("revision", rev["service"])
     if problem is None:
         problem = template_problem(emu, pid, template, since, "Revision")
+    local = None if problem is not None else revision_instance(emu, rev, pid=pid)
+    if local == STARTING:
+        raise NotYet()
+    if local == FAILED:
+        problem = f"{instance_failure(emu, rev)}\n\nLogs URL: {rev['logUri']}"
+        stop_instance(emu, rev["name"])
     short = rev["name"].rsplit("/", 1)[-1]
     rev["reconciling"] = False
     if problem is not None:
@@ -106,6 +117,8 @@ def settle(emu: Emulator, rev: dict[str, Any], *, pid: str, since: float) -> str
         rev["_ready"] = True
     rev["updateTime"] = at
     save(emu, REVISION_KIND, rev)
+    if local is None:  # an instance run here wrote its own lines
+        revision_settled(emu, rev, problem=problem)
     return problem
 
 
@@ -116,7 +129,7 @@ def failure(rev: dict[str, Any]) -> str | None:
     return next((c.get("message") for c in rev.get("conditions", []) if c["type"] == "Ready"), None)
 
 
-def _serving(svc: dict[str, Any]) -> set[str]:
+def serving_revisions(svc: dict[str, Any]) -> set[str]:
     """The revisions a service routes traffic to (or reaches by a tag), by full name; the one it
     is rolling out counts too."""
     out = set()
@@ -166,7 +179,7 @@ class Revisions:
             rev = self.get(parent, service, revision)
             check_etag(rev, etag, f"revision '{revision}'")
             svc = self.emu.store.get(SERVICE_KIND, f"{parent.name}/services/{service}")
-            if svc is not None and rev["name"] in _serving(svc):
+            if svc is not None and rev["name"] in serving_revisions(svc):
                 raise failed_precondition(
                     f"Revision '{revision}' cannot be deleted because it is serving traffic."
                 )

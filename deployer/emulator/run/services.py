@@ -8,7 +8,6 @@ import string
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AlreadyExists
-from ..logging.simulated import revision_settled
 from ..operations import completer
 from . import templates
 from .common import (
@@ -28,7 +27,8 @@ from .common import (
     stamp,
     start_op,
 )
-from .revisions import failure, new_revision, settle
+from .realize import retire, revision_instance
+from .revisions import failure, new_revision, serving_revisions, settle
 
 if TYPE_CHECKING:
     from ..context import Emulator
@@ -93,6 +93,13 @@ class Services(Collection):
 
     def deleting(self, svc: dict[str, Any]) -> None:
         svc["reconciling"] = True
+
+    def delete(self, parent: Parent, rid: str, *, etag: str | None, validate_only: bool) -> Change:
+        """Its revisions' instances stop with it."""
+        change = super().delete(parent, rid, etag=etag, validate_only=validate_only)
+        if not validate_only:
+            retire(self.emu, self._key(parent, rid), set())
+        return change
 
     def apply(
         self, parent: Parent, svc: dict[str, Any], spec: dict[str, Any], *, validate_only: bool
@@ -170,7 +177,6 @@ class Services(Collection):
         problem: str | None = None
         if rev is not None and rev.get("reconciling"):
             problem = settle(emu, rev, pid=op["args"]["pid"], since=op["created"])
-            revision_settled(emu, rev, problem=problem)
         elif rev is not None:
             problem = failure(rev)  # a redeploy of a spec whose revision already failed
         if int(svc["generation"]) == op["args"]["generation"]:
@@ -196,6 +202,7 @@ class Services(Collection):
                     {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}
                 ]
             save(emu, SERVICE_KIND, svc)
+            retire(emu, svc["name"], serving_revisions(svc))
         op["metadata"]["resource"] = public(svc)
         if problem is not None:
             fail_op(op, "FAILED_PRECONDITION", problem)
@@ -206,3 +213,14 @@ class Services(Collection):
 @completer("run.service.deploy")
 def _finish_deploy(emu: Emulator, op: dict[str, Any]) -> dict[str, Any] | None:
     return Services(emu).finish_deploy(op)
+
+
+def realize(emu: Emulator) -> None:
+    """An emulator start: each Ready revision that serves traffic runs again (it answers once
+    its startup probe passes)."""
+    for _, svc in emu.store.list(SERVICE_KIND):
+        pid = svc["name"].split("/")[1]
+        for name in sorted(serving_revisions(svc)):
+            rev = emu.store.get(REVISION_KIND, name)
+            if rev is not None and rev.get("_ready"):
+                revision_instance(emu, rev, pid=pid)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .common import Parent, condition, etag, missing
 from .executions import Executions
+from .realize import TIMEOUT as TIMED_OUT
 
 if TYPE_CHECKING:
     from ..context import Emulator
@@ -74,6 +75,9 @@ def task(execution: dict[str, Any], index: int) -> dict[str, Any]:
                 executionReason="CANCELLED",
             )
         )
+    elif "_tasks" in execution:
+        out.update(_local(execution["_tasks"][index], execution, done, f"{eid}-task{index}"))
+        conditions.append(out.pop("_condition"))
     elif done["state"] == "CONDITION_SUCCEEDED":
         out["completionTime"] = execution["completionTime"]
         out["lastAttemptResult"] = {"status": {}, "exitCode": 0}
@@ -97,6 +101,36 @@ def task(execution: dict[str, Any], index: int) -> dict[str, Any]:
         )
     out["conditions"] = conditions
     out["etag"] = etag(out)
+    return out
+
+
+def _local(
+    result: dict[str, Any], execution: dict[str, Any], done: dict[str, Any], name: str
+) -> dict[str, Any]:
+    """The fields of a task run locally (its own exit code, retries, timeout) and its Completed
+    condition (``_condition``)."""
+    at = done["lastTransitionTime"]
+    out: dict[str, Any] = {
+        "completionTime": execution["completionTime"],
+        "retried": result["retried"],
+    }
+    code = result["exitCode"]
+    if code == 0 and not result["timedOut"]:
+        out["lastAttemptResult"] = {"status": {}, "exitCode": 0}
+        out["_condition"] = condition("Completed", "CONDITION_SUCCEEDED", at)
+        return out
+    if result["timedOut"]:
+        message = f"Task {name} failed with message: {TIMED_OUT}"
+    else:
+        message = f"Task {name} failed with exit code {code}."
+    out["lastAttemptResult"] = {"status": {"code": _EXITED, "message": message}, "exitCode": code}
+    out["_condition"] = condition(
+        "Completed",
+        "CONDITION_FAILED",
+        at,
+        message=message,
+        **({} if result["timedOut"] else {"executionReason": "NON_ZERO_EXIT_CODE"}),
+    )
     return out
 
 
