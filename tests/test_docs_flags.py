@@ -42,6 +42,7 @@ OTHERS = frozenset(
         "--volume",  # buildah build
         "--activation-policy",  # gcloud sql instances patch
         "--billing-account",  # gcloud billing projects link
+        "--bind",  # gunicorn
         "--build-arg",  # docker build
         "--clear",  # manage.py collectstatic
         "--days",  # a management command's own option in an example
