@@ -4,9 +4,10 @@ restarted when it exits or its liveness probe fails (docs/emulator.md, "Jobs and
 
 One monitor thread per instance performs the probes as Cloud Run does: the startup probe
 (the template's ``httpGet`` / ``tcpSocket``, or Cloud Run's default: a TCP connection to the
-port, one attempt for up to 240 s) after ``initialDelaySeconds``, every ``periodSeconds``, each
-attempt bounded by ``timeoutSeconds``, failed after ``failureThreshold`` failures; then the
-liveness probe, on the same terms. Nothing here knows the APIs.
+port, one attempt for up to 240 s), each attempt bounded by ``timeoutSeconds``; it is tried from
+the start and every half second, so an instance is Ready as soon as it answers, and fails when it
+has not answered within ``initialDelaySeconds + periodSeconds x failureThreshold``, the time Cloud
+Run gives it. Then the liveness probe, as Cloud Run performs it. Nothing here knows the APIs.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ LISTEN_FAILED = (
 )
 #: a monitor's step when no probe period applies (a process that exits is noticed this soon)
 TICK_SECONDS = 0.1
+#: how often a starting instance's startup probe is tried at least (real seconds)
+EAGER_PERIOD = 0.5
 
 
 @dataclass(frozen=True)
@@ -136,28 +139,31 @@ class Instance:
             self.supervisor.stop(self.process)
 
     def _startup(self) -> bool:
-        """Run the startup probe on a fresh process; whether it passed."""
+        """Run the startup probe on a fresh process; whether it passed. Tried from the start
+        and at least every EAGER_PERIOD, not first after initialDelaySeconds: an instance is
+        Ready as soon as it answers, and fails when it has not answered within the time Cloud
+        Run would give it (initialDelaySeconds + periodSeconds x failureThreshold)."""
         probe = self.plan.startup
         self._start_process()
-        if self._stop.wait(probe.initial_delay):
-            return False
-        failures = 0
+        deadline = time.monotonic() + probe.initial_delay + probe.period * probe.failure_threshold
+        attempts = 0
         while self._alive():
             began = time.monotonic()
+            attempts += 1
             if probe.check(self.port, self._alive):
                 what = f'path "{probe.path}"' if probe.path else f"port {self.port}"
                 kind = "HTTP" if probe.path else "TCP"
                 self.plan.on_event(
                     "INFO",
-                    f"STARTUP {kind} probe succeeded after {failures + 1} attempt"
-                    f'{"s" if failures else ""} for container "{self.plan.container_name}" on '
-                    f"{what}.",
+                    f"STARTUP {kind} probe succeeded after {attempts} attempt"
+                    f'{"s" if attempts > 1 else ""} for container "{self.plan.container_name}" '
+                    f"on {what}.",
                 )
                 return True
-            failures += 1
-            if failures >= probe.failure_threshold:
+            if time.monotonic() >= deadline:
                 break
-            if self._stop.wait(max(0.0, probe.period - (time.monotonic() - began))):
+            wait = min(probe.period, EAGER_PERIOD) - (time.monotonic() - began)
+            if self._stop.wait(max(0.0, min(wait, deadline - time.monotonic()))):
                 return False
         return False
 
