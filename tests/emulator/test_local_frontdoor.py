@@ -264,6 +264,12 @@ def test_streaming_answers_and_keep_alive(
         conn.request("PUT", "/upload", body=iter([big[:1000], big[1000:]]), headers={"Host": host})
         resp = conn.getresponse()
         assert len(json.loads(resp.read())["body"]) == len(big)  # a chunked upload, whole
+        # an answer with a length, then a POST (not replayable) on the same instance connection
+        conn.request("GET", "/sized", headers={"Host": host})
+        assert json.loads(conn.getresponse().read())["path"] == "/sized"
+        conn.request("POST", "/form", body=b"a=1", headers={"Host": host})
+        resp = conn.getresponse()
+        assert resp.status == 200 and json.loads(resp.read())["body"] == "a=1"
     finally:
         conn.close()
 

@@ -606,6 +606,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the instance broke off: so does the answer
             resp.close()
             return False
+        # read1 leaves a response whose Content-Length is used up open, and http.client will
+        # not send on a connection whose last response is open: close it (the socket stays)
+        resp.close()
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
         return True
