@@ -136,7 +136,7 @@ class Djdeploy:
         return done
 
     def up(self, *, check: bool = True) -> tuple[dict, subprocess.CompletedProcess[str]]:
-        done = self(*self._target("up"), "--json", check=check)
+        done = self(*self._target("up"), "--source", str(self.source), "--json", check=check)
         return json.loads(done.stdout), done
 
     def _target(self, verb: str) -> list[str]:
@@ -263,7 +263,7 @@ def test_up_serves_the_app_locally_through_a_day_of_changes(cli: Djdeploy) -> No
     serving, running = revisions(cli), pids(cli)
     again, _ = cli.up()
     assert again["ok"]
-    assert [s["step"] for s in again["steps"] if s["action"] != "noop"] == []
+    assert [s["step"] for s in again["steps"] if s["first"]["action"] != "noop"] == []
     assert revisions(cli) == serving and pids(cli) == running
 
     # -- a code change: one new revision serves it, the old one is stopped -----------------------
