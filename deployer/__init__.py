@@ -1,6 +1,7 @@
 """djdeploy: deploy a Django application to Google Cloud, imperatively and safely.
 
     from deployer import Config, Target, up, plan, status, destroy, unlock, logs, LogQuery
+    from deployer import rotate_secrets
 
 Everything is loaded on first use so that `import deployer` (and `djdeploy --help`) stay light,
 and so that importing one bottom module (the emulator imports `deployer.regions`) loads no other.
@@ -18,6 +19,7 @@ __all__ = [
     "destroy",
     "logs",
     "plan",
+    "rotate_secrets",
     "snapshot",
     "status",
     "unlock",
@@ -25,7 +27,18 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from deployer.api import LogQuery, Target, destroy, logs, plan, snapshot, status, unlock, up
+    from deployer.api import (
+        LogQuery,
+        Target,
+        destroy,
+        logs,
+        plan,
+        rotate_secrets,
+        snapshot,
+        status,
+        unlock,
+        up,
+    )
     from deployer.config import Config
 
 
@@ -40,6 +53,7 @@ def __getattr__(name: str) -> Any:
         "destroy",
         "logs",
         "plan",
+        "rotate_secrets",
         "snapshot",
         "status",
         "unlock",

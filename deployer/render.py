@@ -6,6 +6,7 @@ pipes). Nothing here ever sees a secret value: Changes carry `Secret` objects wh
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import threading
@@ -23,6 +24,7 @@ from deployer.engine import Event, Phase, RunResult
 from deployer.gcp.logging import LogEntry
 from deployer.lease import Holder, Notice, NoticeKind
 from deployer.steps.base import Action, Change
+from deployer.steps.rotation import Rotated
 
 _STYLE = {
     Action.NOOP: "green",
@@ -180,26 +182,29 @@ class Progress:
         return table
 
 
+def run_json(result: RunResult) -> dict[str, Any]:
+    """An up's result as --json shows it."""
+    return {
+        "ok": result.ok,
+        "url": result.info("url"),
+        "elapsed": round(result.elapsed, 3),
+        "steps": [
+            {
+                "step": r.step,
+                "elapsed": round(r.elapsed, 3),
+                "error": r.error,
+                "first": change_json(r.first) if r.first else None,
+                "last": change_json(r.last) if r.last else None,
+            }
+            for r in result.results
+        ],
+    }
+
+
 def up_result(result: RunResult, *, as_json: bool, out: Console) -> None:
     url = result.info("url")
     if as_json:
-        dump_json(
-            {
-                "ok": result.ok,
-                "url": url,
-                "elapsed": round(result.elapsed, 3),
-                "steps": [
-                    {
-                        "step": r.step,
-                        "elapsed": round(r.elapsed, 3),
-                        "error": r.error,
-                        "first": change_json(r.first) if r.first else None,
-                        "last": change_json(r.last) if r.last else None,
-                    }
-                    for r in result.results
-                ],
-            }
-        )
+        dump_json(run_json(result))
         return
     changed = sum(1 for r in result.results if r.changed)
     if result.ok:
@@ -223,6 +228,54 @@ def up_result(result: RunResult, *, as_json: bool, out: Console) -> None:
             "run `djdeploy up` again once the cause is fixed: it resumes where it stopped",
             soft_wrap=True,
         )
+
+
+def rotation_line(r: Rotated) -> str:
+    """One secret's rotation, as `secrets rotate` ends with it (versions only, never values)."""
+    what = f"{r.kind} (secret {r.secret})"
+    if not r.done:
+        return (
+            f"{what}: rotation from version {r.old} not finished: run `djdeploy secrets rotate` "
+            "or `djdeploy up` again to finish it (the old version stays enabled until then)"
+        )
+    if r.new is None:
+        return f"{what}: rotation abandoned (its new version was disabled); version {r.old} kept"
+    line = f"{what}: rotated, version {r.old} -> {r.new}"
+    if r.resumed:
+        line += " (finished an interrupted rotation)"
+    if r.kept:
+        return line + f"; version {', '.join(r.kept)} kept enabled as SECRET_KEY_FALLBACKS"
+    return line + "; the older versions are disabled"
+
+
+def rotated(
+    rotations: Sequence[Rotated], result: RunResult, *, as_json: bool, out: Console
+) -> None:
+    if as_json:
+        doc = run_json(result)
+        doc["ok"] = result.ok and all(r.done for r in rotations)
+        doc["secrets"] = [dataclasses.asdict(r) for r in rotations]
+        dump_json(doc)
+        return
+    up_result(result, as_json=False, out=out)
+    for r in rotations:
+        out.print(rotation_line(r), markup=False, highlight=False, soft_wrap=True)
+
+
+def secret_lines(changes: Sequence[Change]) -> list[str]:
+    """status: each generated secret's version, its age, and a rotation under way."""
+    info = next((c.info for c in changes if c.step == "secrets"), {})
+    lines = []
+    for key, version in info.items():
+        if not key.startswith("secret ") or " " in key.removeprefix("secret "):
+            continue
+        line = f"{key}: {version}"
+        if f"{key} age" in info:
+            line += f", {info[f'{key} age']} old (created {info[f'{key} created']})"
+        if f"{key} rotating from" in info:
+            line += f"; rotating from {info[f'{key} rotating from']}"
+        lines.append(line)
+    return lines
 
 
 def leaves(path: str, old: Any, new: Any) -> Iterator[tuple[str, Any, Any]]:
@@ -341,6 +394,8 @@ def status(
             out.print(
                 f"{key.replace('_', ' ')}: {value}", markup=False, highlight=False, soft_wrap=True
             )
+    for line in secret_lines(changes):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     _state_dir_line(state_dir, out)
 
 
