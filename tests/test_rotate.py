@@ -10,6 +10,12 @@ secret value in any output or transcript.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,7 +175,12 @@ def test_admin_password_through_the_python_api(emulator: EmulatorHandle) -> None
     result = api.rotate_secrets(config, kinds=["admin-password"], target=target)
     assert result.ok
     [rotated] = result.rotations
-    assert (rotated.kind, rotated.old, rotated.new, rotated.done) == ("admin-password", "1", "2", True)
+    assert (rotated.kind, rotated.old, rotated.new, rotated.done) == (
+        "admin-password",
+        "1",
+        "2",
+        True,
+    )
     assert states(cloud, ADMIN) == {1: "DISABLED", 2: "ENABLED"}
     assert job_pins(cloud, JOBS[1])["DJANGO_SUPERUSER_PASSWORD"] == "2"
     assert "DJANGO_SUPERUSER_PASSWORD" not in service_pins(cloud)
@@ -231,6 +242,39 @@ def test_a_rotation_stopped_anywhere_is_finished_by_the_next_command(
     assert_rotated_once(cloud)  # one new version: never regenerated, never rolled back
 
 
+@pytest.mark.slow
+def test_kill_9_after_the_password_changed_then_up_finishes_it(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    """The worst moment: the SQL user's password is the new one, the serving revision reads
+    the old one. The next `up` (taking over the killed run's lease) deploys the new revision
+    and only then disables the old version."""
+    assert up(emulator)[0] == 0
+    cloud = cloud_of(emulator)
+    env = {**os.environ, "GOOGLE_CLOUD_PROJECT": PROJECT, "DJDEPLOY_TENANT": TENANT}
+    cmd = [sys.executable, "-m", "deployer", "--endpoint", emulator.url, "--time-scale", "0.01"]
+    proc = subprocess.Popen(
+        [*cmd, "secrets", "rotate", "--tenant", TENANT, "--secret", "db-password"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 120  # bounds a failure, never decides a pass
+    while not any(
+        e["method"] == "PUT" and e["path"].endswith("/users") for e in emulator.control.transcript()
+    ):
+        assert time.monotonic() < deadline and proc.poll() is None, "no password update"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert labels(cloud, DB)[ROTATING] == "1"
+    code, output = up(emulator)
+    assert code == 0, output
+    assert_rotated_once(cloud)
+
+
 def test_a_bad_secret_kind_is_one_line_before_any_call(emulator: EmulatorHandle) -> None:
     emulator.control.clear_transcript()
     code, output = rotate(emulator, "--secret", "api-key")
@@ -263,9 +307,7 @@ def seen(
     password: str | None = None,
 ) -> dict[str, Any]:
     return {
-        "rotations": {
-            sid: {"kind": kind, "from": "1", "password": password, "versions": versions}
-        },
+        "rotations": {sid: {"kind": kind, "from": "1", "password": password, "versions": versions}},
         "service_ready": ready,
         "readers": {f"service {SERVICE}": service, **{f"job {j}": service for j in JOBS}},
     }
