@@ -167,6 +167,25 @@ def test_secret_key_keeps_the_previous_one_as_fallback(emulator: EmulatorHandle)
 
 
 @pytest.mark.slow
+def test_all_three_at_once_take_one_new_revision(emulator: EmulatorHandle) -> None:
+    assert up(emulator)[0] == 0
+    cloud = cloud_of(emulator)
+    emulator.control.clear_transcript()
+    code, output = rotate(emulator)
+    assert code == 0, output
+    assert output.count(": rotated, version 1 -> 2") == 3
+    deploys = [
+        e
+        for e in emulator.control.transcript()
+        if e["method"] == "PATCH" and e["path"].endswith(f"/services/{SERVICE}")
+    ]
+    assert len(deploys) == 1
+    assert_rotated_once(cloud)
+    assert states(cloud, KEY) == {1: "ENABLED", 2: "ENABLED"}
+    assert states(cloud, ADMIN) == {1: "DISABLED", 2: "ENABLED"}
+
+
+@pytest.mark.slow
 def test_admin_password_through_the_python_api(emulator: EmulatorHandle) -> None:
     assert up(emulator)[0] == 0
     cloud = cloud_of(emulator)
