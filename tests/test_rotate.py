@@ -30,7 +30,16 @@ from deployer.steps.rotation import ROTATING, Rotation
 from deployer.steps.secrets import age
 from deployer.steps.sql import PASSWORD_LABEL
 from tests.contract import check_transcript
-from tests.test_scenarios import PROJECT, TENANT, djdeploy, status_json, up
+from tests.test_scenarios import (
+    GOLDEN,
+    PROJECT,
+    TENANT,
+    assert_golden,
+    djdeploy,
+    normalise,
+    status_json,
+    up,
+)
 
 REGION = "europe-west1"
 PREFIX = f"{TENANT}-django"
@@ -292,6 +301,15 @@ def test_kill_9_after_the_password_changed_then_up_finishes_it(
     code, output = up(emulator)
     assert code == 0, output
     assert_rotated_once(cloud)
+
+
+@pytest.mark.slow
+def test_golden_transcript(emulator: EmulatorHandle) -> None:
+    """What a db-password rotation sends after an up: its writes counted, its reads as a set."""
+    assert up(emulator)[0] == 0
+    emulator.control.clear_transcript()
+    assert rotate(emulator, "--secret", "db-password")[0] == 0
+    assert_golden(GOLDEN / "rotate-db-password.json", normalise(emulator.control.transcript()))
 
 
 def test_a_bad_secret_kind_is_one_line_before_any_call(emulator: EmulatorHandle) -> None:
