@@ -24,13 +24,13 @@ nothing else changes (the way back before the old version is disabled, docs/rota
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from deployer.gcp.secrets import version_number
 from deployer.steps import container_env as ce
 from deployer.steps.base import Change, FieldChange, Operation
+from deployer.steps.service import rolled_out
 from deployer.steps.sql import PASSWORD_LABEL
 
 if TYPE_CHECKING:
@@ -75,17 +75,6 @@ def newer_versions(versions: list[dict[str, Any]], start: str) -> list[dict[str,
     return [v for v in versions if version_number(v) > int(start)]
 
 
-def _ready(service: Mapping[str, Any]) -> bool:
-    """The service's newest revision serves and its spec is the one rolled out."""
-    cond = service.get("terminalCondition") or {}
-    return (
-        not service.get("reconciling")
-        and service.get("generation") == service.get("observedGeneration")
-        and cond.get("state") == "CONDITION_SUCCEEDED"
-        and service.get("latestReadyRevision") == service.get("latestCreatedRevision")
-    )
-
-
 @dataclass(frozen=True)
 class Rotation(Operation):
     """Finishes a rotation once what reads the secret has moved to its new version."""
@@ -126,7 +115,7 @@ class Rotation(Operation):
             readers[f"job {jid}"] = ce.template_pins(task)
         return {
             "rotations": rotations,
-            "service_ready": service is not None and _ready(service),
+            "service_ready": service is not None and rolled_out(service),
             "readers": readers,
         }
 
@@ -147,9 +136,7 @@ class Rotation(Operation):
                 (version_number(v) for v in r["versions"] if v.get("state") == "ENABLED"),
                 reverse=True,
             )
-            if not any(
-                version_number(v) > int(start) for v in newer if v.get("state") == "ENABLED"
-            ):
+            if not any(v.get("state") == "ENABLED" for v in newer):
                 fields.append(label)  # every newer version disabled by hand: abandoned
                 info[f"rotation {sid}"] = f"abandoned (version {start} kept)"
                 continue
