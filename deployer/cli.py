@@ -514,6 +514,7 @@ def secrets_rotate(
         list[str] | None,
         typer.Option(
             "--secret",
+            metavar="KIND",
             help="db-password, secret-key or admin-password (repeatable; default: all three).",
         ),
     ] = None,

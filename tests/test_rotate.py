@@ -229,6 +229,8 @@ def test_the_old_version_stays_enabled_until_the_new_revision_is_ready(
     assert labels(cloud, DB)[ROTATING] == "1"
     code, text = djdeploy(emulator, "status", "--tenant", TENANT)
     assert f"secret {DB}: version 2" in text and "rotating from version 1" in text
+    code, text = djdeploy(emulator, "plan", "--tenant", TENANT)
+    assert code == 2 and "rotation" in text  # unfinished: pending, never silently dropped
 
     emulator.control.clear_outcomes()
     code, output = up(emulator)  # up finishes it: no new version, no roll back
