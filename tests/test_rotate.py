@@ -273,6 +273,29 @@ def test_a_rotation_stopped_anywhere_is_finished_by_the_next_command(
 
 
 @pytest.mark.slow
+def test_a_lost_answer_to_the_new_version_adds_no_second_one(emulator: EmulatorHandle) -> None:
+    """addVersion is not safe to repeat: its answer lost (the version was added), the secrets
+    step finds that version instead of adding another."""
+    assert up(emulator)[0] == 0
+    cloud = cloud_of(emulator)
+    emulator.control.add_fault(action="drop", method="POST", path=r":addVersion$", times=1)
+    code, output = djdeploy(
+        emulator,
+        "--request-timeout",
+        "5",
+        "secrets",
+        "rotate",
+        "--tenant",
+        TENANT,
+        "--secret",
+        "db-password",
+    )
+    assert code == 0, output
+    assert emulator.control.faults() == [], "the fault never fired"
+    assert_rotated_once(cloud)
+
+
+@pytest.mark.slow
 def test_kill_9_after_the_password_changed_then_up_finishes_it(
     emulator: EmulatorHandle, tmp_path: Path
 ) -> None:
