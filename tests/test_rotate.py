@@ -421,6 +421,14 @@ def test_a_killed_run_between_disable_and_label_only_removes_the_label() -> None
     assert [f.path for f in change.fields] == [f"{DB}.labels.{ROTATING}"]
 
 
+def test_a_label_naming_no_version_is_refused_and_disables_nothing() -> None:
+    observed = seen(DB, "db-password", [version(2), version(1)], service={(DB, "2")})
+    observed["rotations"][DB]["from"] = "v1"
+    change = STEP.diff(observed)
+    assert change.action is Action.REFUSE and not change.fields
+    assert f"--remove-labels={ROTATING}" in str(change.failure)
+
+
 def test_age_reads_as_two_units() -> None:
     assert [age(s) for s in (0, 12, 423, 18720, 3 * 86400 + 4 * 3600 + 5)] == [
         "0s",

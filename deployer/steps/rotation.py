@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from deployer.gcp.secrets import version_number
 from deployer.steps import container_env as ce
-from deployer.steps.base import Change, FieldChange, Operation
+from deployer.steps.base import Broken, Change, FieldChange, Operation
 from deployer.steps.service import rolled_out
 from deployer.steps.sql import PASSWORD_LABEL
 
@@ -127,6 +127,15 @@ class Rotation(Operation):
         info: dict[str, str] = {}
         for sid, r in sorted(observed["rotations"].items()):
             start = r["from"]
+            if not str(start).isdigit():  # edited by hand: which version to keep is unknown
+                return self.refuse(
+                    Broken(
+                        f"secret {sid} has the label {ROTATING}={start}, which names no "
+                        "version: remove it (gcloud secrets update "
+                        f"{sid} --remove-labels={ROTATING}) and rotate again"
+                    ),
+                    f"label {ROTATING} of {sid} names no version",
+                )
             label = FieldChange(f"{sid}.labels.{ROTATING}", start, None)
             newer = newer_versions(r["versions"], start)
             if not newer:

@@ -109,7 +109,7 @@ class Secrets(Operation):
             versions = cloud.secrets.list_versions(sid) or []
             labels = dict(s.get("labels") or {})
             latest = latest_enabled(versions)
-            start = labels.get(ROTATING)
+            start = str(labels.get(ROTATING) or "")
             generated[sid] = {
                 "labels": labels,
                 "versions": len(versions),
@@ -118,7 +118,7 @@ class Secrets(Operation):
                     (v.get("createTime") for v in versions if str(version_number(v)) == latest),
                     None,
                 ),
-                "rotation_pending": start is not None and not newer_versions(versions, start),
+                "rotation_pending": start.isdigit() and not newer_versions(versions, start),
             }
         if all(v is None for v in generated.values()):
             return None  # nothing of ours exists (destroy waits for this)
