@@ -18,10 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from deployer import api
 from deployer.config import Config
+from deployer.emulator.local.postgres import UNAVAILABLE, find_binaries
 from deployer.emulator.testing import EmulatorHandle
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
@@ -335,6 +337,36 @@ def test_golden_transcript(emulator: EmulatorHandle) -> None:
     emulator.control.clear_transcript()
     assert rotate(emulator, "--secret", "db-password")[0] == 0
     assert_golden(GOLDEN / "rotate-db-password.json", normalise(emulator.control.transcript()))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(find_binaries() is None, reason=UNAVAILABLE)
+def test_on_a_real_postgres_open_connections_survive_and_only_the_new_password_logs_in(
+    executing_emulator: EmulatorHandle,
+) -> None:
+    """With local execution, Cloud SQL is a real PostgreSQL: what docs/rotate.md says of the
+    window. A connection opened with the old password keeps working after users.update; a new
+    one needs the new password."""
+    assert up(executing_emulator)[0] == 0
+    cloud = cloud_of(executing_emulator)
+    [server] = executing_emulator.control.local()["sql"]
+    socket_dir = str(Path(server["layoutSocket"]).parent)
+
+    def login(password: str) -> psycopg.Connection:
+        return psycopg.connect(
+            host=socket_dir, user="demo_django", password=password, dbname="demo_django"
+        )
+
+    old = cloud.secrets.access(DB, "1").reveal()
+    with login(old) as before:
+        code, output = rotate(executing_emulator, "--secret", "db-password")
+        assert code == 0, output
+        assert before.execute("SELECT 1").fetchone() == (1,)  # opened before: still works
+    assert_rotated_once(cloud)
+    with login(cloud.secrets.access(DB, "2").reveal()) as after:
+        assert after.execute("SELECT current_user").fetchone() == ("demo_django",)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        login(old).close()
 
 
 def test_a_bad_secret_kind_is_one_line_before_any_call(emulator: EmulatorHandle) -> None:
