@@ -27,6 +27,7 @@ from deployer.gcp import auth
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
 from deployer.gcp.logging import MAX_PAGE, LogEntry
+from deployer.gcp.secrets import enabled_numbers
 from deployer.lease import (
     BOOTSTRAP_STEPS,
     Holder,
@@ -40,7 +41,7 @@ from deployer.lease import (
 )
 from deployer.steps import build_steps
 from deployer.steps.base import Change, Step
-from deployer.steps.rotation import Rotated
+from deployer.steps.rotation import KINDS, ROTATING, Rotated, secret_ids
 
 BUILTIN_TIME_SCALE = 0.01  # a fresh deploy on the built-in emulator takes seconds
 _ENDPOINT = re.compile(r"^(https?)://([A-Za-z0-9.\-]+)(?::([0-9]{1,5}))?/?$")
@@ -473,8 +474,6 @@ class RotateResult:
 
 def check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
     """`--secret` values: known kinds, each once, in the given order; none means all three."""
-    from deployer.steps.rotation import KINDS
-
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         raise ConfigError(
@@ -503,8 +502,6 @@ def rotate_secrets(
     (label ROTATING: the version it replaces) and `up` runs again: its secrets step adds the new
     versions, sql-user sets the database password, the jobs and the service pin them, and the
     rotation step disables the old versions once the new revision is ready."""
-    from deployer.steps.rotation import ROTATING, secret_ids
-
     chosen = check_kinds(kinds)
     target = target or Target()
     steps = build_steps(config)
@@ -543,8 +540,6 @@ def rotate_secrets(
 
 def _rotating_from(cloud: Cloud, secret_id: str) -> str | None:
     """The version an interrupted rotation of the secret replaces, None when none is under way."""
-    from deployer.steps.rotation import ROTATING
-
     found = cloud.secrets.get_secret(secret_id)
     return ((found or {}).get("labels") or {}).get(ROTATING)
 
@@ -561,11 +556,9 @@ def _latest_or_fail(cloud: Cloud, secret_id: str) -> str:
 
 def _rotation(cloud: Cloud, kind: str, secret_id: str, *, old: str, resumed: bool) -> Rotated:
     """What the live secret says of its rotation from ``old`` (read afresh after the run)."""
-    from deployer.gcp.secrets import enabled_numbers
-
     versions = cloud.secrets.list_versions(secret_id) or []
     enabled = [str(n) for n in enabled_numbers(versions)]
-    newest = enabled[0] if enabled and int(enabled[0]) > int(old) else None
+    newest = enabled[0] if enabled and old.isdigit() and int(enabled[0]) > int(old) else None
     done = _rotating_from(cloud, secret_id) is None
     return Rotated(
         kind=kind,
