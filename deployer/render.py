@@ -258,6 +258,8 @@ def rotated(
         dump_json(doc)
         return
     up_result(result, as_json=False, out=out)
+    if not rotations:  # the up before the rotation failed
+        out.print("nothing rotated: the deployment is brought up to date first", soft_wrap=True)
     for r in rotations:
         out.print(rotation_line(r), markup=False, highlight=False, soft_wrap=True)
 

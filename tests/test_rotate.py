@@ -331,6 +331,19 @@ def test_kill_9_after_the_password_changed_then_up_finishes_it(
 
 
 @pytest.mark.slow
+def test_a_failing_deployment_is_fixed_before_anything_is_rotated(
+    emulator: EmulatorHandle,
+) -> None:
+    assert up(emulator)[0] == 0
+    cloud = cloud_of(emulator)
+    emulator.control.add_fault(method="GET", path=rf"/services/{SERVICE}$", code=400, times=1)
+    code, output = rotate(emulator, "--secret", "db-password")
+    assert code == 1, output
+    assert "nothing rotated: the deployment is brought up to date first" in output
+    assert states(cloud, DB) == {1: "ENABLED"} and ROTATING not in labels(cloud, DB)
+
+
+@pytest.mark.slow
 def test_golden_transcript(emulator: EmulatorHandle) -> None:
     """What a db-password rotation sends after an up: its writes counted, its reads as a set."""
     assert up(emulator)[0] == 0
