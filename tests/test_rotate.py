@@ -244,6 +244,7 @@ STOPS = {
     # where the run stops (an injected 400: no retry), as method and path regex
     "before-the-new-version": ("POST", r":addVersion$"),
     "before-the-database-password": ("PUT", r"/users$"),
+    "before-the-job-definitions": ("PATCH", rf"/jobs/{JOBS[0]}$"),
     "before-the-new-revision": ("PATCH", rf"/services/{SERVICE}$"),
     "before-disabling-the-old-version": ("POST", r"/versions/1:disable$"),
 }
