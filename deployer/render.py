@@ -245,7 +245,10 @@ def rotation_line(r: Rotated) -> str:
         line += " (finished an interrupted rotation)"
     if r.kept:
         return line + f"; version {', '.join(r.kept)} kept enabled as SECRET_KEY_FALLBACKS"
-    return line + "; the older versions are disabled"
+    line += "; the older versions are disabled"
+    if r.kind == "admin-password":  # the container sets it only when it creates the user
+        line += " (a superuser that exists keeps its password: change it in the admin)"
+    return line
 
 
 def rotated(

@@ -214,6 +214,8 @@ def test_admin_password_through_the_python_api(emulator: EmulatorHandle) -> None
     assert states(cloud, ADMIN) == {1: "DISABLED", 2: "ENABLED"}
     assert job_pins(cloud, JOBS[1])["DJANGO_SUPERUSER_PASSWORD"] == "2"
     assert "DJANGO_SUPERUSER_PASSWORD" not in service_pins(cloud)
+    code, output = rotate(emulator, "--secret", "admin-password")
+    assert code == 0 and "a superuser that exists keeps its password" in output
 
 
 @pytest.mark.slow
