@@ -15,7 +15,7 @@ import datetime as dt
 import math
 import re
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -472,7 +472,7 @@ class RotateResult:
         return self.run.ok and all(r.done for r in self.rotations)
 
 
-def check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+def check_kinds(kinds: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """`--secret` values: known kinds, each once, in the given order; none means all three."""
     bad = [k for k in kinds if k not in KINDS]
     if bad:
@@ -486,7 +486,7 @@ def check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
 def rotate_secrets(
     config: Config,
     *,
-    kinds: Sequence[str] = (),
+    kinds: list[str] | tuple[str, ...] = (),
     target: Target | None = None,
     on_event: OnEvent | None = None,
     clock: Clock | None = None,

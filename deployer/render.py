@@ -182,29 +182,26 @@ class Progress:
         return table
 
 
-def run_json(result: RunResult) -> dict[str, Any]:
-    """An up's result as --json shows it."""
-    return {
-        "ok": result.ok,
-        "url": result.info("url"),
-        "elapsed": round(result.elapsed, 3),
-        "steps": [
-            {
-                "step": r.step,
-                "elapsed": round(r.elapsed, 3),
-                "error": r.error,
-                "first": change_json(r.first) if r.first else None,
-                "last": change_json(r.last) if r.last else None,
-            }
-            for r in result.results
-        ],
-    }
-
-
 def up_result(result: RunResult, *, as_json: bool, out: Console) -> None:
     url = result.info("url")
     if as_json:
-        dump_json(run_json(result))
+        dump_json(
+            {
+                "ok": result.ok,
+                "url": url,
+                "elapsed": round(result.elapsed, 3),
+                "steps": [
+                    {
+                        "step": r.step,
+                        "elapsed": round(r.elapsed, 3),
+                        "error": r.error,
+                        "first": change_json(r.first) if r.first else None,
+                        "last": change_json(r.last) if r.last else None,
+                    }
+                    for r in result.results
+                ],
+            }
+        )
         return
     changed = sum(1 for r in result.results if r.changed)
     if result.ok:
@@ -254,11 +251,18 @@ def rotation_line(r: Rotated) -> str:
 def rotated(
     rotations: Sequence[Rotated], result: RunResult, *, as_json: bool, out: Console
 ) -> None:
-    if as_json:
-        doc = run_json(result)
-        doc["ok"] = result.ok and all(r.done for r in rotations)
-        doc["secrets"] = [dataclasses.asdict(r) for r in rotations]
-        dump_json(doc)
+    if as_json:  # the secrets, then what each step ended with (up --json has more)
+        dump_json(
+            {
+                "ok": result.ok and all(r.done for r in rotations),
+                "elapsed": round(result.elapsed, 3),
+                "secrets": [dataclasses.asdict(r) for r in rotations],
+                "steps": [
+                    {"step": r.step, "error": r.error, "last": r.last and change_json(r.last)}
+                    for r in result.results
+                ],
+            }
+        )
         return
     up_result(result, as_json=False, out=out)
     if not rotations:  # the up before the rotation failed
