@@ -403,9 +403,9 @@ def status(
             out.print(
                 f"{key.replace('_', ' ')}: {value}", markup=False, highlight=False, soft_wrap=True
             )
+    _state_dir_line(state_dir, out)
     for line in secret_lines(changes):
         out.print(line, markup=False, highlight=False, soft_wrap=True)
-    _state_dir_line(state_dir, out)
 
 
 def tenants(
