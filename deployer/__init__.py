@@ -1,7 +1,7 @@
 """djdeploy: deploy a Django application to Google Cloud, imperatively and safely.
 
     from deployer import Config, Target, up, plan, status, destroy, unlock, logs, LogQuery
-    from deployer import manage, rollback
+    from deployer import manage, rollback, rotate_secrets
 
 Everything is loaded on first use so that `import deployer` (and `djdeploy --help`) stay light,
 and so that importing one bottom module (the emulator imports `deployer.regions`) loads no other.
@@ -21,6 +21,7 @@ __all__ = [
     "manage",
     "plan",
     "rollback",
+    "rotate_secrets",
     "snapshot",
     "status",
     "unlock",
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
         manage,
         plan,
         rollback,
+        rotate_secrets,
         snapshot,
         status,
         unlock,
@@ -57,6 +59,7 @@ def __getattr__(name: str) -> Any:
         "manage",
         "plan",
         "rollback",
+        "rotate_secrets",
         "snapshot",
         "status",
         "unlock",

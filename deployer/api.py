@@ -39,6 +39,7 @@ from deployer.gcp import auth
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
 from deployer.gcp.logging import MAX_PAGE, LogEntry
+from deployer.gcp.secrets import enabled_numbers
 from deployer.lease import (
     BOOTSTRAP_STEPS,
     Holder,
@@ -56,6 +57,7 @@ from deployer.rollbacks import Rollback
 from deployer.steps import build_steps
 from deployer.steps.base import Change, Step
 from deployer.steps.container_env import MANAGE, short
+from deployer.steps.rotation import KINDS, ROTATING, Rotated, secret_ids
 
 BUILTIN_TIME_SCALE = 0.01  # a fresh deploy on the built-in emulator takes seconds
 _ENDPOINT = re.compile(r"^(https?)://([A-Za-z0-9.\-]+)(?::([0-9]{1,5}))?/?$")
@@ -754,3 +756,114 @@ def _settled(service: Any) -> bool:
     from deployer.rollbacks import settled
 
     return service is not None and settled(service)
+
+
+@dataclass(frozen=True)
+class RotateResult:
+    """Each chosen secret's rotation, and the run that did it (or the `up` before, failed)."""
+
+    rotations: list[Rotated]
+    run: RunResult
+
+    @property
+    def ok(self) -> bool:
+        return self.run.ok and all(r.done for r in self.rotations)
+
+
+def check_kinds(kinds: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """`--secret` values: known kinds, each once, in the given order; none means all three."""
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise ConfigError(
+            f"--secret {bad[0]!r} is not a generated secret: use one of {', '.join(KINDS)} "
+            "(or leave it out to rotate all three)"
+        )
+    return tuple(dict.fromkeys(kinds)) or KINDS
+
+
+def rotate_secrets(
+    config: Config,
+    *,
+    kinds: list[str] | tuple[str, ...] = (),
+    target: Target | None = None,
+    on_event: OnEvent | None = None,
+    clock: Clock | None = None,
+    wait: bool = True,
+    on_lease: OnNotice | None = None,
+) -> RotateResult:
+    """Rotate the generated secrets named by ``kinds`` ("db-password", "secret-key",
+    "admin-password"; none: all three), under the tenant's lease (docs/rotate.md).
+
+    A secret whose earlier rotation was interrupted has it finished, not a second one started.
+    For the others: `up` first (so the new revision differs from the serving one by the secret
+    alone; a failure stops here, nothing rotated), then the rotation is recorded on each secret
+    (label ROTATING: the version it replaces) and `up` runs again: its secrets step adds the new
+    versions, sql-user sets the database password, the jobs and the service pin them, and the
+    rotation step disables the old versions once the new revision is ready."""
+    chosen = check_kinds(kinds)
+    target = target or Target()
+    steps = build_steps(config)
+    ids = secret_ids(config)
+    with connect(config.project, config.region, target, clock=clock) as session:
+        engine = _engine(session, on_event)
+        cloud = engine.cloud
+        start = engine.clock.monotonic()
+        boot = _bootstrap(engine, steps)
+        if not boot.ok:
+            return RotateResult([], boot)
+        lease = _lease(engine, config, "secrets rotate", wait=wait, on_lease=on_lease)
+        with lease.held():
+            found = {kind: _rotating_from(cloud, ids[kind]) for kind in chosen}
+            fresh = [kind for kind, old in found.items() if old is None]
+            guarded_steps = guarded(steps, lease)
+            if fresh:
+                first = engine.up(guarded_steps, converged=BOOTSTRAP_STEPS)
+                if not first.ok:
+                    if lease.lost:
+                        lease.check()
+                    return RotateResult([], first)
+                for kind in fresh:
+                    found[kind] = _latest_or_fail(cloud, ids[kind])
+                    cloud.secrets.merge_labels(ids[kind], {ROTATING: str(found[kind])})
+            result = engine.up(guarded_steps, converged=BOOTSTRAP_STEPS)
+            if not result.ok and lease.lost:
+                lease.check()
+            rotations = [
+                _rotation(cloud, kind, ids[kind], old=str(found[kind]), resumed=kind not in fresh)
+                for kind in chosen
+            ]
+    run = RunResult(result.results, engine.clock.monotonic() - start)
+    return RotateResult(rotations, run)
+
+
+def _rotating_from(cloud: Cloud, secret_id: str) -> str | None:
+    """The version an interrupted rotation of the secret replaces, None when none is under way."""
+    found = cloud.secrets.get_secret(secret_id)
+    return ((found or {}).get("labels") or {}).get(ROTATING)
+
+
+def _latest_or_fail(cloud: Cloud, secret_id: str) -> str:
+    latest = cloud.secrets.latest_version(secret_id)
+    if latest is None:  # the up before found it, so someone disabled it meanwhile
+        raise DeployError(
+            f"secret {secret_id} has no enabled version: nothing to rotate from; enable one "
+            "(gcloud secrets versions enable N) and run the command again"
+        )
+    return latest
+
+
+def _rotation(cloud: Cloud, kind: str, secret_id: str, *, old: str, resumed: bool) -> Rotated:
+    """What the live secret says of its rotation from ``old`` (read afresh after the run)."""
+    versions = cloud.secrets.list_versions(secret_id) or []
+    enabled = [str(n) for n in enabled_numbers(versions)]
+    newest = enabled[0] if enabled and old.isdigit() and int(enabled[0]) > int(old) else None
+    done = _rotating_from(cloud, secret_id) is None
+    return Rotated(
+        kind=kind,
+        secret=secret_id,
+        old=old,
+        new=newest,
+        done=done,
+        resumed=resumed,
+        kept=tuple(enabled[1:]) if newest else (),
+    )

@@ -106,6 +106,12 @@ emulator_app = typer.Typer(
     help="The built-in local Google Cloud emulator.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(emulator_app, name="emulator")
+secrets_app = typer.Typer(
+    help="The tenant's generated secrets (docs/rotate.md).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(secrets_app, name="secrets")
 
 
 Execute = typer.Option(
@@ -657,6 +663,52 @@ def rollback(
         cfg, to=to, force=force, undo=undo, target=_target(ctx), on_lease=progress.lease
     )
     render.rolled_back(done, tenant=cfg.tenant, as_json=json, out=out)
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(
+    ctx: typer.Context,
+    tenant: Tenant = None,
+    project: Project = None,
+    region: Region = None,
+    source: Source = None,
+    app_name: AppName = None,
+    config: ConfigFile = None,
+    secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--secret",
+            metavar="KIND",
+            help="db-password, secret-key or admin-password (repeatable; default: all three).",
+        ),
+    ] = None,
+    json: Json = False,
+    emulator: UseEmulator = False,
+    endpoint: Endpoint = None,
+    time_scale: TimeScale = None,
+    state_dir: StateDir = None,
+    verbose: Verbose = False,
+    no_wait: NoWait = False,
+) -> None:
+    """A new value for generated secrets, deployed, then the old one disabled; finishes an
+    interrupted rotation instead of starting another."""
+    _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
+    from deployer import api, render
+
+    kinds = api.check_kinds(secret or [])
+    cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+    target = _target(ctx)
+    with render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose) as progress:
+        result = api.rotate_secrets(
+            cfg,
+            kinds=kinds,
+            target=target,
+            on_event=progress,
+            wait=not no_wait,
+            on_lease=progress.lease,
+        )
+    render.rotated(result.rotations, result.run, as_json=json, out=out)
+    raise typer.Exit(0 if result.ok else 1)
 
 
 def _cannot_listen(host: str, port: int, code: int | None, reason: str) -> NoReturn:

@@ -26,6 +26,12 @@ CONTRACT: tuple[EnvVar, ...] = (
     ),
     EnvVar("DJANGO_PROJECT_SETTINGS", False, "all", "the project's own settings module"),
     EnvVar("SECRET_KEY", True, "all", "Django SECRET_KEY"),
+    EnvVar(
+        "SECRET_KEY_FALLBACKS",
+        True,
+        "all",
+        "the SECRET_KEY before the last rotation (only after one): Django SECRET_KEY_FALLBACKS",
+    ),
     EnvVar("DB_NAME", False, "all", "the tenant's database"),
     EnvVar("DB_USER", False, "all", "the tenant's database user"),
     EnvVar("DB_PASSWORD", True, "all", "the database user's password"),

@@ -161,8 +161,14 @@ class Holder:
         return text + (f" since {_show(self.since)}" if self.since else "")
 
 
+#: commands that deploy as `up` does (a rotation runs up): an up behind one is no opposite
+DEPLOYS = ("secrets rotate",)
+
+
 def verb(command: str) -> str:
-    """The command without its options: "up" or "destroy"."""
+    """The command without its options: "up" or "destroy" ("up" for one of DEPLOYS)."""
+    if command.startswith(DEPLOYS):
+        return "up"
     return command.split(" ", 1)[0]
 
 

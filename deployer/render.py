@@ -6,6 +6,7 @@ pipes). Nothing here ever sees a secret value: Changes carry `Secret` objects wh
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import threading
@@ -26,6 +27,7 @@ from deployer.lease import Holder, Notice, NoticeKind
 from deployer.management import ManageRun
 from deployer.rollbacks import Rollback
 from deployer.steps.base import Action, Change
+from deployer.steps.rotation import Rotated
 
 _STYLE = {
     Action.NOOP: "green",
@@ -387,6 +389,8 @@ def status(
         if key == "url" and value:
             _local_url_line(local_url, local_note, out)
     _state_dir_line(state_dir, out)
+    for line in secret_lines(changes):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def tenants(
@@ -530,3 +534,63 @@ def rolled_back(done: Rollback, *, tenant: str, as_json: bool, out: Console) -> 
         )
     for line in lines:
         out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def rotation_line(r: Rotated) -> str:
+    """One secret's rotation, as `secrets rotate` ends with it (versions only, never values)."""
+    what = f"{r.kind} (secret {r.secret})"
+    if not r.done:
+        return (
+            f"{what}: rotation from version {r.old} not finished: run `djdeploy secrets rotate` "
+            "or `djdeploy up` again to finish it (the old version stays enabled until then)"
+        )
+    if r.new is None:
+        return f"{what}: rotation abandoned (its new version was disabled); version {r.old} kept"
+    line = f"{what}: rotated, version {r.old} -> {r.new}"
+    if r.resumed:
+        line += " (finished an interrupted rotation)"
+    if r.kept:
+        return line + f"; version {', '.join(r.kept)} kept enabled as SECRET_KEY_FALLBACKS"
+    line += "; the older versions are disabled"
+    if r.kind == "admin-password":  # the container sets it only when it creates the user
+        line += " (a superuser that exists keeps its password: change it in the admin)"
+    return line
+
+
+def rotated(
+    rotations: Sequence[Rotated], result: RunResult, *, as_json: bool, out: Console
+) -> None:
+    if as_json:  # the secrets, then what each step ended with (up --json has more)
+        dump_json(
+            {
+                "ok": result.ok and all(r.done for r in rotations),
+                "elapsed": round(result.elapsed, 3),
+                "secrets": [dataclasses.asdict(r) for r in rotations],
+                "steps": [
+                    {"step": r.step, "error": r.error, "last": r.last and change_json(r.last)}
+                    for r in result.results
+                ],
+            }
+        )
+        return
+    up_result(result, as_json=False, out=out)
+    if not rotations:  # the up before the rotation failed
+        out.print("nothing rotated: the deployment is brought up to date first", soft_wrap=True)
+    for r in rotations:
+        out.print(rotation_line(r), markup=False, highlight=False, soft_wrap=True)
+
+
+def secret_lines(changes: Sequence[Change]) -> list[str]:
+    """status: each generated secret's version, its age, and a rotation under way."""
+    info = next((c.info for c in changes if c.step == "secrets"), {})
+    lines = []
+    for key, version in info.items():
+        if not key.startswith("secret ") or " " in key.removeprefix("secret "):
+            continue
+        line = f"{key}: {version}"
+        if f"{key} age" in info:
+            line += f", {info[f'{key} age']} old (created {info[f'{key} created']})"
+        if f"{key} rotating from" in info:
+            line += f"; rotating from {info[f'{key} rotating from']}"
+        lines.append(line)
+    return lines

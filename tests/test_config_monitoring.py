@@ -58,7 +58,7 @@ def test_off_by_default_adds_no_step_and_no_api() -> None:
     config = make()
     assert config.monitoring == MonitoringConfig(enabled=False, alert_email=None, period=300)
     steps = build_steps(config)
-    assert len(steps) == 17  # the 16 of a deployment and the manage job (destroy deletes it)
+    assert len(steps) == 18  # the 16 of a deployment, the manage job and the rotation
     apis = steps[0]
     assert isinstance(apis, Apis) and MONITORING_API not in apis.services
 
@@ -66,7 +66,7 @@ def test_off_by_default_adds_no_step_and_no_api() -> None:
 def test_on_adds_three_steps_and_the_api() -> None:
     steps = build_steps(make(monitoring=MonitoringConfig(True)))
     names = [s.name for s in steps]
-    assert names[-3:] == ["alert-channel", "uptime-check", "alert-policy"]
+    assert names[-4:] == ["alert-channel", "uptime-check", "alert-policy", "rotation"]
     apis = steps[0]
     assert isinstance(apis, Apis) and MONITORING_API in apis.services
 

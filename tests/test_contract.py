@@ -162,6 +162,7 @@ def test_dockerfile_sets_no_undeclared_variable() -> None:
 def test_contract_secrets_are_the_expected_ones() -> None:
     assert {v.name for v in CONTRACT if v.secret} == {
         "SECRET_KEY",
+        "SECRET_KEY_FALLBACKS",
         "DB_PASSWORD",
         "DJANGO_SUPERUSER_PASSWORD",
     }

@@ -252,6 +252,10 @@ def test_a_retried_create_that_had_landed_counts_as_ours(
         ("up", "destroy", False),
         ("up", "up", True),  # a newer source may be waiting
         ("destroy", "destroy --delete-data", True),
+        ("secrets rotate", "up", True),  # a rotation deploys as up does
+        ("up", "secrets rotate", True),
+        ("destroy", "secrets rotate", False),
+        ("secrets rotate", "destroy", False),
     ],
 )
 def test_a_run_that_waited_never_undoes_what_the_opposite_command_finished(

@@ -54,6 +54,13 @@ _g: dict[str, Any] = globals()
 
 # --- secrets and hosts -------------------------------------------------------------------------
 SECRET_KEY = _env("SECRET_KEY") or _g.get("SECRET_KEY", "")
+# After `djdeploy secrets rotate`: the previous key, so what it signed (sessions, password-reset
+# links) stays valid until the next rotation (Django 4.1+; older versions ignore the setting).
+SECRET_KEY_FALLBACKS = [
+    key
+    for key in (_env("SECRET_KEY_FALLBACKS"), *(_g.get("SECRET_KEY_FALLBACKS") or []))
+    if key and key != SECRET_KEY
+]
 DEBUG = False
 ALLOWED_HOSTS = _allowed_hosts  # never "*": the service's own host(s) only
 CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS")

@@ -21,10 +21,23 @@ def version_number(version: dict[str, Any]) -> int:
     return int(str(version.get("name", "0")).rsplit("/", 1)[-1])
 
 
+def enabled_numbers(versions: list[dict[str, Any]]) -> list[int]:
+    """The ENABLED version numbers, highest first."""
+    return sorted(
+        (version_number(v) for v in versions if v.get("state") == "ENABLED"), reverse=True
+    )
+
+
 def latest_enabled(versions: list[dict[str, Any]]) -> str | None:
     """The highest ENABLED version number as a string, or None when none is enabled."""
-    enabled = [version_number(v) for v in versions if v.get("state") == "ENABLED"]
-    return str(max(enabled)) if enabled else None
+    enabled = enabled_numbers(versions)
+    return str(enabled[0]) if enabled else None
+
+
+def previous_enabled(versions: list[dict[str, Any]]) -> str | None:
+    """The second-highest ENABLED version number (a rotated SECRET_KEY's fallback), or None."""
+    enabled = enabled_numbers(versions)
+    return str(enabled[1]) if len(enabled) > 1 else None
 
 
 class SecretsApi:
@@ -90,6 +103,14 @@ class SecretsApi:
         if found is None:
             return None
         return self.update_labels(secret_id, {**(found.get("labels") or {}), **labels})
+
+    def remove_label(self, secret_id: str, key: str) -> None:
+        """Remove one label from the secret, keeping the others (absent secret or label: done)."""
+        found = self.get_secret(secret_id)
+        labels = dict((found or {}).get("labels") or {})
+        if found is None or labels.pop(key, None) is None:
+            return
+        self.update_labels(secret_id, labels)
 
     def delete_secret(self, secret_id: str) -> bool:
         """Delete the secret and every version; False when it was already gone."""
@@ -176,6 +197,17 @@ class SecretsApi:
             once=clients.request_timeout,
         )
         return str(version_number(to_dict(added)))
+
+    def disable_version(self, secret_id: str, version: str) -> None:
+        """Disable ``version`` (a number): it can no longer be accessed, nor referenced by a new
+        Cloud Run revision or execution. Disabling a disabled version changes nothing."""
+        c = self._client
+        name = f"{self._name(secret_id)}/versions/{version}"
+        self.cloud.call(
+            lambda: c.disable_secret_version(
+                request={"name": name}, retry=None, timeout=self.cloud.clients.request_timeout
+            )
+        )
 
     def access(self, secret_id: str, version: str) -> Secret:
         """The payload of ``version`` (a number or "latest") as a Secret."""

@@ -21,6 +21,7 @@ def build_steps(config: Config) -> list[Step]:
     from deployer.steps.manage import ManageJob
     from deployer.steps.monitoring import AlertChannel, AlertPolicy, UptimeCheck
     from deployer.steps.registry import Registry
+    from deployer.steps.rotation import Rotation
     from deployer.steps.secrets import Secrets
     from deployer.steps.service import Service
     from deployer.steps.service_accounts import ServiceAccounts
@@ -48,12 +49,21 @@ def build_steps(config: Config) -> list[Step]:
     ]
     if config.monitoring.enabled:  # off: no step, no call (see docs/monitoring.md)
         steps += [AlertChannel(config), UptimeCheck(config), AlertPolicy(config)]
-    if config.cron:  # none: no step, no call (see docs/cron.md)
-        jobs = [CronJob(config, image=image.image, entry=e) for e in config.cron]
-        after_jobs = tuple(j.name for j in jobs)
+    cron_jobs = [CronJob(config, image=image.image, entry=e) for e in config.cron]
+    if cron_jobs:  # none: no step, no call (see docs/cron.md)
+        after_jobs = tuple(j.name for j in cron_jobs)
         steps += [
-            *jobs,
+            *cron_jobs,
             IamScheduler(config, needs=("service-accounts", *after_jobs)),
             CronSchedules(config, needs=("iam-scheduler", *after_jobs)),
         ]
+    # last: a rotation finishes once everything reading the secrets has moved (docs/rotate.md)
+    readers = [s for s in steps if isinstance(s, (DbInitJob, MigrateJob, CronJob))]
+    steps.append(
+        Rotation(
+            config,
+            jobs=tuple(j.job_id for j in readers),
+            needs=("sql-user", "service", *(j.name for j in readers)),
+        )
+    )
     return steps

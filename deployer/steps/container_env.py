@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from deployer import errors
 from deployer.contract import CONTRACT
 from deployer.errors import DeployError
+from deployer.gcp.secrets import previous_enabled
 from deployer.steps.base import Broken, Change, NotOurs, Operation, Transient
 
 if TYPE_CHECKING:
@@ -52,14 +53,22 @@ SECRET_NOT_GRANTED_YET = "Permission denied on secret"
 SECRET_GRANT_RETRY = 30.0
 
 
+#: a secret reference to the newest enabled version, and to the one before it (a rotated
+#: SECRET_KEY's fallback: set only when there is one)
+LATEST = "latest"
+PREVIOUS = "previous"
+
+
 @dataclass(frozen=True)
 class Inputs:
     """What the env needs from the live cloud: the project number (for the service URL), the
-    numeric version each referenced secret resolves to (None: no enabled version), and, for the
-    service once it exists, every URL Cloud Run gives it (its ``urls``)."""
+    numeric version each referenced secret resolves to (None: no enabled version), for a secret
+    read as PREVIOUS its second-newest enabled version, and, for the service once it exists, every
+    URL Cloud Run gives it (its ``urls``)."""
 
     project_number: str
     versions: Mapping[str, str | None] = field(default_factory=dict)
+    previous: Mapping[str, str | None] = field(default_factory=dict)
     service_urls: tuple[str, ...] = ()
 
 
@@ -101,10 +110,11 @@ _PLAIN: dict[str, Callable[[Config, Inputs], str | None]] = {
     "HEALTH_PATH": lambda c, i: c.probes.path,
 }
 
-_SECRET: dict[str, Callable[[Config], str]] = {
-    "SECRET_KEY": lambda c: c.names.secret_key,
-    "DB_PASSWORD": lambda c: c.names.secret_db_password,
-    "DJANGO_SUPERUSER_PASSWORD": lambda c: c.names.secret_superuser_password,
+_SECRET: dict[str, tuple[Callable[[Config], str], str]] = {
+    "SECRET_KEY": (lambda c: c.names.secret_key, LATEST),
+    "SECRET_KEY_FALLBACKS": (lambda c: c.names.secret_key, PREVIOUS),
+    "DB_PASSWORD": (lambda c: c.names.secret_db_password, LATEST),
+    "DJANGO_SUPERUSER_PASSWORD": (lambda c: c.names.secret_superuser_password, LATEST),
 }
 
 
@@ -113,34 +123,44 @@ def _applies(where: str, target: str) -> bool:
 
 
 def secret_refs(config: Config, target: str) -> dict[str, tuple[str, str]]:
-    """env name -> (secret id, pinned version or "latest") for every secret env var of target."""
+    """env name -> (secret id, pinned version, LATEST or PREVIOUS) for every secret env var of
+    target."""
     out: dict[str, tuple[str, str]] = {}
     for var in CONTRACT:
         if var.secret and _applies(var.where, target):
-            out[var.name] = (_SECRET[var.name](config), "latest")
+            secret_id, version = _SECRET[var.name]
+            out[var.name] = (secret_id(config), version)
     for name, ref in config.secret_env.items():
         out[name] = (ref.secret, ref.version)
     return out
 
 
-def secrets_to_resolve(config: Config, targets: tuple[str, ...] = TARGETS) -> list[str]:
-    """Secret ids whose latest enabled version must be looked up (sorted, unique)."""
+def secrets_to_resolve(
+    config: Config, targets: tuple[str, ...] = TARGETS, *, version: str = LATEST
+) -> list[str]:
+    """Secret ids whose LATEST (or PREVIOUS) enabled version must be looked up (sorted,
+    unique)."""
     ids = {
         sid
         for target in targets
-        for sid, version in secret_refs(config, target).values()
-        if version == "latest"
+        for sid, pinned in secret_refs(config, target).values()
+        if pinned == version
     }
     return sorted(ids)
 
 
 def observe_inputs(cloud: Cloud, config: Config, targets: tuple[str, ...] = TARGETS) -> Inputs:
-    """Read the project number and the latest enabled version of every referenced secret."""
+    """Read the project number and the latest enabled version of every referenced secret (and
+    the one before it, for those read as PREVIOUS)."""
     number = cloud.projects.number()
     versions = {
         sid: cloud.secrets.latest_version(sid) for sid in secrets_to_resolve(config, targets)
     }
-    return Inputs(project_number=number, versions=versions)
+    previous = {
+        sid: previous_enabled(cloud.secrets.list_versions(sid) or [])
+        for sid in secrets_to_resolve(config, targets, version=PREVIOUS)
+    }
+    return Inputs(project_number=number, versions=versions, previous=previous)
 
 
 def missing_secrets(config: Config, target: str, inputs: Inputs) -> list[str]:
@@ -148,7 +168,7 @@ def missing_secrets(config: Config, target: str, inputs: Inputs) -> list[str]:
     return [
         f"{name} (secret {sid})"
         for name, (sid, version) in sorted(secret_refs(config, target).items())
-        if version == "latest" and not inputs.versions.get(sid)
+        if version == LATEST and not inputs.versions.get(sid)
     ]
 
 
@@ -188,7 +208,12 @@ def build_env(config: Config, target: str, inputs: Inputs) -> list[dict[str, Any
     for name, value in config.env.items():
         env[name] = {"name": name, "value": value}
     for name, (sid, version) in secret_refs(config, target).items():
-        pinned = inputs.versions.get(sid) if version == "latest" else version
+        if version == PREVIOUS:
+            pinned = inputs.previous.get(sid)
+            if not pinned:
+                continue  # no earlier enabled version (never rotated): not set
+        else:
+            pinned = inputs.versions.get(sid) if version == LATEST else version
         if not pinned:
             raise ValueError(f"{name}: secret {sid} has no enabled version")
         env[name] = {
@@ -196,6 +221,24 @@ def build_env(config: Config, target: str, inputs: Inputs) -> list[dict[str, Any
             "valueSource": {"secretKeyRef": {"secret": sid, "version": str(pinned)}},
         }
     return [env[k] for k in sorted(env)]
+
+
+def _pins(env: list[dict[str, Any]] | None) -> set[tuple[str, str]]:
+    """(secret id, version) of every secret reference in a container's env."""
+    out = set()
+    for e in env or []:
+        ref = (e.get("valueSource") or {}).get("secretKeyRef") or {}
+        if ref.get("secret"):
+            out.add((str(ref["secret"]).rsplit("/", 1)[-1], str(ref.get("version"))))
+    return out
+
+
+def template_pins(template: Mapping[str, Any] | None) -> set[tuple[str, str]]:
+    """Every (secret id, version) a Cloud Run revision or task template reads."""
+    out: set[tuple[str, str]] = set()
+    for container in (template or {}).get("containers") or []:
+        out |= _pins(container.get("env"))
+    return out
 
 
 # -- what the service and the jobs check first ---------------------------------------------------

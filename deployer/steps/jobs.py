@@ -22,7 +22,9 @@ SECRET_GRANT_RETRY seconds (container_env.run_failure), as the service deploys a
 A job's definition (image, env, resources) matters only when it runs: once a job has succeeded
 for its current marker, a difference there waits until it next runs (then the job is updated,
 then executed). So a code change's chain is build -> migrate -> service, with no db-init job
-update on it, and a memory change updates the service alone.
+update on it, and a memory change updates the service alone. One exception: a definition that
+pins other secret versions than the current ones is updated at once (not run), so that no job
+reads a version a secret rotation disables (steps/rotation.py).
 """
 
 from __future__ import annotations
@@ -182,7 +184,10 @@ class _Job(Operation):
         ]
         done = next((e for e in current if execution_state(e) == "succeeded"), None)
         fields = field_changes(desired, ce.project(desired, job))
-        if done is not None:  # what it runs with is updated before it next runs
+        pins_moved = ce.template_pins(desired["template"]["template"]) != ce.template_pins(
+            (job.get("template") or {}).get("template")
+        )
+        if done is not None and not pins_moved:  # updated before it next runs
             fields = [f for f in fields if not f.path.startswith(TASK)]
         if fields:
             return self.update(f"job {jid} differs", fields, info=info)

@@ -15,6 +15,7 @@ destroy keeps every secret unless --delete-data; then it deletes only the three 
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets as _random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,12 +34,38 @@ from deployer.steps.base import (
     Secret,
     field_changes,
 )
+from deployer.steps.rotation import ROTATING, newer_versions
 
 if TYPE_CHECKING:
     from deployer.config import Config
     from deployer.gcp.cloud import Cloud
 
 CREATED = "created with 1 version"
+
+
+def version_info(sid: str, secret: dict[str, Any], *, now: float | None) -> dict[str, str]:
+    """What status shows of a generated secret: its version, when it was created and how old
+    it is, and the rotation in progress, if any."""
+    out = {f"secret {sid}": f"version {secret['latest']}"}
+    created = secret.get("created")
+    if created:
+        out[f"secret {sid} created"] = created
+        if now is not None:
+            when = dt.datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+            out[f"secret {sid} age"] = age(now - when)
+    start = (secret.get("labels") or {}).get(ROTATING)
+    if start is not None:
+        out[f"secret {sid} rotating from"] = f"version {start}"
+    return out
+
+
+def age(seconds: float) -> str:
+    """A duration as its two largest units: 3d 4h, 5h 12m, 7m 3s, 12s."""
+    s = max(0, int(seconds))
+    parts = [(s // 86400, "d"), (s // 3600 % 24, "h"), (s // 60 % 60, "m"), (s % 60, "s")]
+    while len(parts) > 2 and parts[0][0] == 0:
+        parts.pop(0)
+    return " ".join(f"{n}{unit}" for n, unit in parts[:2] if n) or "0s"
 
 
 @dataclass(frozen=True)
@@ -80,14 +107,26 @@ class Secrets(Operation):
                 generated[sid] = None
                 continue
             versions = cloud.secrets.list_versions(sid) or []
+            labels = dict(s.get("labels") or {})
+            latest = latest_enabled(versions)
+            start = str(labels.get(ROTATING) or "")
             generated[sid] = {
-                "labels": dict(s.get("labels") or {}),
+                "labels": labels,
                 "versions": len(versions),
-                "latest": latest_enabled(versions),
+                "latest": latest,
+                "created": next(
+                    (v.get("createTime") for v in versions if str(version_number(v)) == latest),
+                    None,
+                ),
+                "rotation_pending": start.isdigit() and not newer_versions(versions, start),
             }
         if all(v is None for v in generated.values()):
             return None  # nothing of ours exists (destroy waits for this)
-        return {"generated": generated, "user": self._observe_user(cloud)}
+        return {
+            "generated": generated,
+            "user": self._observe_user(cloud),
+            "now": cloud.clock.now(),
+        }
 
     def _observe_user(self, cloud: Cloud) -> list[dict[str, str]]:
         """One entry per secret env var: {"env", "secret", "version", "state"} where state is
@@ -166,6 +205,10 @@ class Secrets(Operation):
             fields.extend(field_changes(self.labels, s["labels"], f"{sid}.labels"))
             if s["versions"] == 0:
                 fields.append(FieldChange(f"{sid}.versions", 0, 1))
+            elif s.get("rotation_pending"):
+                fields.append(
+                    FieldChange(f"{sid}.rotation", f"version {s['latest']}", "a new version")
+                )
             elif s["latest"] is None:
                 problems.append(
                     f"secret {sid} has {s['versions']} version(s) and none is enabled: djdeploy "
@@ -174,7 +217,7 @@ class Secrets(Operation):
                     "yourself (gcloud secrets versions add)"
                 )
             else:
-                info[f"secret {sid}"] = f"version {s['latest']}"
+                info.update(version_info(sid, s, now=observed.get("now")))
         problems.extend(self.user_problems(observed.get("user") or []))
         # nothing is written while any secret is wrong: the user fixes it first
         if not_ours:
@@ -211,6 +254,8 @@ class Secrets(Operation):
                 cloud.secrets.merge_labels(sid, self.labels)
             if "versions" in what:
                 self._first_version(cloud, sid)
+            if "rotation" in what:
+                self._rotated_version(cloud, sid)
 
     def _create(self, cloud: Cloud, sid: str) -> None:
         try:
@@ -229,6 +274,15 @@ class Secrets(Operation):
     def _first_version(self, cloud: Cloud, sid: str) -> None:
         """Add a generated value only when the secret has no version at all."""
         if cloud.secrets.list_versions(sid):
+            return
+        cloud.secrets.add_version(sid, self._new_value(sid))
+
+    def _rotated_version(self, cloud: Cloud, sid: str) -> None:
+        """Add the new value of a rotation (docs/rotate.md) only when no version was added
+        since the one it replaces, whatever the state of those versions."""
+        found = cloud.secrets.get_secret(sid)
+        start = ((found or {}).get("labels") or {}).get(ROTATING)
+        if start is None or newer_versions(cloud.secrets.list_versions(sid) or [], start):
             return
         cloud.secrets.add_version(sid, self._new_value(sid))
 

@@ -65,6 +65,17 @@ def pin_spec(revision: str | None) -> dict[str, Any]:
     }
 
 
+def rolled_out(svc: dict[str, Any]) -> bool:
+    """The service's newest revision is ready and serves: no rollout under way."""
+    cond = svc.get("terminalCondition") or {}
+    return (
+        not svc.get("reconciling")
+        and svc.get("generation") == svc.get("observedGeneration")
+        and cond.get("state") == "CONDITION_SUCCEEDED"
+        and svc.get("latestReadyRevision") == svc.get("latestCreatedRevision")
+    )
+
+
 def readiness_path(path: str) -> str:
     return f"{path}{'&' if '?' in path else '?'}{READY_QUERY}"
 
@@ -203,10 +214,7 @@ class Service(Operation):
                 failure=ce.run_failure(cond.get("message") or "the revision failed"),
                 info=info,
             )
-        ready = state == "CONDITION_SUCCEEDED" and svc.get("latestReadyRevision") == svc.get(
-            "latestCreatedRevision"
-        )
-        if not ready:
+        if not rolled_out(svc):
             return self.wait(f"service {n.service} not ready", info=info)
         return self.noop(
             f"service {n.service} is ready at {url} (revision {info['revision']}) and matches",

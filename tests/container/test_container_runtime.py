@@ -148,7 +148,7 @@ print(json.dumps({
     "OTHER_DBS": sorted(k for k in s.DATABASES if k != "default"),
     "MIDDLEWARE": s.MIDDLEWARE, "STORAGES": s.STORAGES, "SILENCED": s.SILENCED_SYSTEM_CHECKS,
     "MEDIA_ROOT": str(s.MEDIA_ROOT), "STATIC_ROOT": str(s.STATIC_ROOT), "KEEP": s.KEEP_ME,
-    "GS_BUCKET_NAME": s.GS_BUCKET_NAME,
+    "GS_BUCKET_NAME": s.GS_BUCKET_NAME, "FALLBACKS": s.SECRET_KEY_FALLBACKS,
 }))
 """
 
@@ -244,6 +244,18 @@ def test_settings_overlay_applies_the_environment(tmp_path: Path) -> None:
     assert got["SILENCED"] == ["project.W001", "security.W005", "security.W021"]
     assert (got["MEDIA_ROOT"], got["STATIC_ROOT"], got["KEEP"]) == ("/m", "/s", "kept")
     assert got["GS_BUCKET_NAME"] == "bucket"
+
+
+@pytest.mark.slow  # a Django process
+def test_the_previous_secret_key_comes_first_among_the_fallbacks(tmp_path: Path) -> None:
+    """After `djdeploy secrets rotate`: SECRET_KEY_FALLBACKS from the environment (the key
+    before the rotation), then the project's own; none of them the current key."""
+    project = 'SECRET_KEY_FALLBACKS = ["project-old-key", "n" * 60]\n'
+    env = {"DB_HOST": "h", "DB_NAME": "n", "DB_USER": "u", "SECRET_KEY": "n" * 60}
+    got = resolved_settings(tmp_path, extra_settings=project, SECRET_KEY_FALLBACKS="o" * 60, **env)
+    assert got["FALLBACKS"] == ["o" * 60, "project-old-key"]
+    never_rotated = resolved_settings(tmp_path / "again", **env)
+    assert never_rotated["FALLBACKS"] == []
 
 
 @pytest.mark.slow  # a Django process

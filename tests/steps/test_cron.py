@@ -63,7 +63,9 @@ def test_off_by_default_adds_no_step_and_no_api() -> None:
 
 def test_entries_add_their_steps_and_the_api() -> None:
     names = [s.name for s in build_steps(CFG)]
-    assert names[-4:] == ["cron-job-nightly", "cron-job-report", "iam-scheduler", "cron"]
+    assert names[-5:-1] == ["cron-job-nightly", "cron-job-report", "iam-scheduler", "cron"]
+    [rotation] = [s for s in build_steps(CFG) if s.name == "rotation"]  # after what reads secrets
+    assert {"cron-job-nightly", "cron-job-report"} <= set(rotation.needs)
     assert SCHEDULER_API in required_apis(CFG)
     [sas] = [s for s in build_steps(CFG) if s.name == "service-accounts"]
     assert CFG.names.scheduler_sa_email in sas.resource

@@ -300,10 +300,16 @@ def test_desired_template() -> None:
 def test_every_contract_variable_has_its_value_and_settings_module_is_optional() -> None:
     from deployer.contract import CONTRACT
 
-    inputs = ce.Inputs(NUMBER, {**INPUTS.versions, CFG.names.secret_superuser_password: "3"})
+    inputs = ce.Inputs(
+        NUMBER,
+        {**INPUTS.versions, CFG.names.secret_superuser_password: "3"},
+        previous={CFG.names.secret_key: "1"},  # rotated once: the old key is the fallback
+    )
     configured = config(settings_module="mysite.settings.production")
     for target in ce.TARGETS:
         wanted = {v.name for v in CONTRACT if v.where in ("all", target)}
+        fallback = ce.build_env(CFG, target, ce.Inputs(NUMBER, inputs.versions))
+        assert "SECRET_KEY_FALLBACKS" not in {e["name"] for e in fallback}  # never rotated
         env = {e["name"]: e for e in ce.build_env(configured, target, inputs)}
         assert set(env) == wanted, target
         assert env["DJANGO_PROJECT_SETTINGS"] == {
