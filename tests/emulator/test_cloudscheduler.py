@@ -1,5 +1,6 @@
 """Cloud Scheduler v1 in the emulator, driven through the discovery client; a forced run of a
-job whose target is the Run API's jobs:run starts a Run execution with the body's overrides."""
+job whose target is the Run API's jobs:run starts a Run execution with the body's overrides,
+when the target's account may run the job with overrides, and is logged as Google logs it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from google.api_core.retry import Retry
 from google.cloud import run_v2
 from googleapiclient.errors import HttpError
 
-from deployer.emulator import serviceusage
+from deployer.emulator import policies, serviceusage
 from deployer.emulator.testing import discovery_client, gapic_options
 from tests.contract import check_transcript
 
@@ -133,10 +134,47 @@ def test_run_starts_a_run_execution_with_the_overrides(emulator: Any, jobs: Any)
     target = {**_body()["httpTarget"], "body": body}
     job = jobs.create(parent=PARENT, body=_body(httpTarget=target)).execute()
 
+    key = f"{PARENT}/jobs/t1-django-cron-nightly"
+    emulator.emu.store.put(policies.SA_KIND, SA, {"email": SA, "_visibleAt": 0.0})
+    grant = {"bindings": [{"role": "roles/run.invoker", "members": [f"serviceAccount:{SA}"]}]}
+    policies.set_policy(emulator.emu, key, grant)
+
+    denied = jobs.run(name=job["name"], body={}).execute()  # invoker: no overrides
+    assert denied["status"]["code"] == 7 and "runWithOverrides" in denied["status"]["message"]
+    grant["bindings"][0]["role"] = "roles/run.developer"
+    policies.set_policy(emulator.emu, key, grant)
     ran = jobs.run(name=job["name"], body={}).execute()
 
     assert "code" not in ran.get("status", {})
     assert ran["lastAttemptTime"]
+    logged = (
+        emulator.discovery("logging", "v2")
+        .entries()
+        .list(
+            body={
+                "resourceNames": [f"projects/{PROJECT}"],
+                "filter": 'resource.type="cloud_scheduler_job"',
+            }
+        )
+        .execute()["entries"]
+    )
+    kinds = [(e["jsonPayload"]["@type"].rsplit(".", 1)[-1], e["severity"]) for e in logged]
+    assert kinds == [
+        ("AttemptStarted", "INFO"),
+        ("AttemptFinished", "ERROR"),
+        ("AttemptStarted", "INFO"),
+        ("AttemptFinished", "INFO"),
+    ]
+    assert [e.get("httpRequest", {}).get("status") for e in logged] == [None, 403, None, 200]
+    assert logged[1]["jsonPayload"]["status"] == "PERMISSION_DENIED"
+    assert logged[0]["resource"]["labels"] == {
+        "project_id": PROJECT,
+        "job_id": "t1-django-cron-nightly",
+        "location": REGION,
+    }
+    assert logged[0]["logName"] == (
+        f"projects/{PROJECT}/logs/cloudscheduler.googleapis.com%2Fexecutions"
+    )
     executions = list(
         run_v2.ExecutionsClient(**gapic_options(emulator.url)).list_executions(
             parent=f"{PARENT}/jobs/t1-django-cron-nightly"

@@ -16,11 +16,19 @@ is output only (ENABLED; :pause and :resume set PAUSED and ENABLED); an empty up
 replaces the job. ``:run`` forces a run now: Google sends the HTTP request; the emulator does
 what that request does when its uri is the Run API's ``jobs/{j}:run``, starting an execution
 through the run backend with the RunJobRequest of the body (its overrides); any other uri is
-recorded as attempted only. The emulator never fires jobs on their schedule.
+recorded as attempted only. The call is checked as Google's would be: the target's
+``oauthToken`` account must hold ``run.jobs.run`` on the Run job or its project (and
+``run.jobs.runWithOverrides`` for a body with overrides). Each attempt writes Cloud Scheduler's
+``AttemptStarted`` / ``AttemptFinished`` log entries (resource type ``cloud_scheduler_job``)
+and a failed one is retried per ``retryConfig``. With local execution on, ENABLED jobs fire on
+their schedule in scaled time (``scheduleTime`` is the next one).
 
-Backend (no HTTP): :mod:`.jobs`. :mod:`.handlers` parses, calls it and renders.
+Backend (no HTTP): :mod:`.jobs` (the resource), :mod:`.firing` (attempts, retries, the
+schedule, the ticker's work), :mod:`.cron` (unix-cron). :mod:`.handlers` parses, calls them
+and renders.
 """
 
+from .firing import realize
 from .handlers import router
 
-__all__ = ["router"]
+__all__ = ["realize", "router"]

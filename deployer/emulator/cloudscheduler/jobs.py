@@ -3,31 +3,23 @@ package docstring."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 import zoneinfo
 from typing import TYPE_CHECKING, Any
 
-from ..errors import GRPC_CODE_BY_STATUS, AlreadyExists, ApiError, InvalidArgument, NotFound
+from ..errors import AlreadyExists, InvalidArgument, NotFound
 from ..formats import rfc3339
 from ..projects import resolve
-from ..run import run_job
 from ..serviceusage import require_enabled
+from .firing import KIND, attempt, decoded, forget
 
 if TYPE_CHECKING:
     from ..context import Emulator
 
 SERVICE = "cloudscheduler.googleapis.com"
-KIND = "cloudscheduler.job"
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,-]+$")
 _DURATION = re.compile(r"^(\d+)(?:\.\d+)?s$")
-_RUN_URI = re.compile(
-    r"^https://run\.googleapis\.com/v2/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
-    r"/jobs/(?P<job>[^/:]+):run$"
-)
 _HTTP_METHODS = ("POST", "GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS")
 #: the fields a patch may set (the rest are output only, or the name)
 PATCHABLE = frozenset(
@@ -103,6 +95,8 @@ class Jobs:
             new.setdefault("timeZone", "Etc/UTC")
             self._check(new, name.rpartition("/jobs/")[0])
             new["userUpdateTime"] = self._now()
+            if (new["schedule"], new["timeZone"]) != (job["schedule"], job["timeZone"]):
+                new.pop("scheduleTime", None)  # the ticker finds the new schedule's next time
             self.emu.store.put(KIND, name, new)
             return new
 
@@ -110,38 +104,25 @@ class Jobs:
         with self.emu.store.transaction():
             self.get(name)
             self.emu.store.delete(KIND, name)
+            forget(self.emu, name)
 
     def set_state(self, name: str, state: str) -> dict[str, Any]:
         """:pause (PAUSED) and :resume (ENABLED)."""
         with self.emu.store.transaction():
             job = self.get(name)
             job = {**job, "state": state, "userUpdateTime": self._now()}
+            job.pop("scheduleTime", None)  # resumed: from now on, missed times are not run
+            forget(self.emu, name)
             self.emu.store.put(KIND, name, job)
             return job
 
     def run(self, name: str) -> dict[str, Any]:
-        """Force a run now: a Run API ``jobs:run`` target starts an execution with the
-        RunJobRequest in the body; any other target is recorded as attempted. The answer is
-        the job; the attempt's outcome is its ``status`` (as Google records the HTTP call's)."""
+        """Force a run now: one attempt of the target (firing.py: a Run API ``jobs:run``
+        target starts an execution with the RunJobRequest in the body, as the account may);
+        the answer is the job, the attempt's outcome its ``status`` (as Google records the
+        HTTP call's)."""
         with self.emu.store.transaction():
-            job = self.get(name)
-            target = job.get("httpTarget") or {}
-            found = _RUN_URI.match(target.get("uri", ""))
-            status: dict[str, Any] = {}
-            if found is not None:
-                request = _decoded(target.get("body"))
-                try:
-                    run_job(
-                        self.emu,
-                        found["project"],
-                        found["location"],
-                        found["job"],
-                        overrides=request.get("overrides") or {},
-                    )
-                except ApiError as exc:  # the call failed: Google logs it, the job records it
-                    code = GRPC_CODE_BY_STATUS.get(exc.status, 2)
-                    status = {"code": code, "message": exc.message}
-            job = {**job, "lastAttemptTime": self._now(), "status": status}
+            job = attempt(self.emu, self.get(name), scheduled=self._now())
             self.emu.store.put(KIND, name, job)
             return job
 
@@ -178,7 +159,7 @@ def _check_http_target(target: dict[str, Any], project_id: str) -> None:
         raise InvalidArgument(f"HttpTarget.uri must be an http or https URL: {uri!r}.")
     if target.get("httpMethod", "POST") not in _HTTP_METHODS:
         raise InvalidArgument(f"Invalid HttpTarget.httpMethod: {target['httpMethod']!r}.")
-    _decoded(target.get("body"))
+    decoded(target.get("body"))
     tokens = [t for t in ("oauthToken", "oidcToken") if target.get(t)]
     if len(tokens) > 1:
         raise InvalidArgument("An HttpTarget has at most one of oauthToken and oidcToken.")
@@ -189,18 +170,3 @@ def _check_http_target(target: dict[str, Any], project_id: str) -> None:
                 f"{t}.serviceAccountEmail must be a service account of project {project_id}: "
                 f"{email!r}."
             )
-
-
-def _decoded(body: object) -> dict[str, Any]:
-    """An HTTP target's body: base64 of bytes; for a Run API call, a JSON RunJobRequest."""
-    if not body:
-        return {}
-    try:
-        raw = base64.b64decode(str(body), validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidArgument("HttpTarget.body must be base64-encoded.") from None
-    try:
-        decoded = json.loads(raw or b"{}")
-    except ValueError:
-        return {}  # not JSON: Google sends it as it is; only a Run API target reads it
-    return decoded if isinstance(decoded, dict) else {}

@@ -23,6 +23,7 @@ from .jobs import LocalJobs
 from .mounts import BUCKETS, Mounts
 from .postgres import LocalPostgres, PostgresUnavailable
 from .processes import PROCESSES, Supervisor, reap_stale
+from .scheduler import Ticker
 from .serving import LocalServing
 
 LOCK_NAME = "local.lock"
@@ -54,6 +55,7 @@ class Realizers:
         self._supervisor: Supervisor | None = None
         self._jobs: LocalJobs | None = None
         self._serving: LocalServing | None = None
+        self._scheduler: Ticker | None = None
         if self.enabled and self.dir is not None:
             self.enabled = self._take_lock(self.dir)
             if self.enabled:
@@ -116,6 +118,17 @@ class Realizers:
             if self._serving is None:
                 self._serving = LocalServing(supervisor)
             return self._serving
+
+    @property
+    def scheduler(self) -> Ticker | None:
+        """The ticker that fires Cloud Scheduler's jobs on their schedule (local/scheduler.py);
+        None when execution is off."""
+        if not self.enabled:
+            return None
+        with self._making:
+            if self._scheduler is None:
+                self._scheduler = Ticker()
+            return self._scheduler
 
     def cloudsql_dir(self) -> Path | None:
         """What a Cloud SQL volume mounts: the connector layout the PostgreSQL servers'
@@ -201,6 +214,9 @@ class Realizers:
 
     def close(self) -> None:
         """Stop everything this emulator runs."""
+        if self._scheduler is not None:  # first: nothing fires while the rest stops
+            self._scheduler.stop()
+            self._scheduler = None
         if self.frontdoor is not None:
             self.frontdoor.stop()
             self.frontdoor = None
