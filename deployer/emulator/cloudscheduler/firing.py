@@ -90,7 +90,8 @@ def schedule_now(emu: Emulator) -> float | None:
 def _at(anchor: dict[str, float], now: float) -> float:
     if anchor["scale"] == 0:
         return anchor["schedule"]
-    return anchor["schedule"] + max(0.0, now - anchor["clock"]) / anchor["scale"]
+    # to the millisecond: epoch-sized floats divided by a small scale carry noise below it
+    return round(anchor["schedule"] + max(0.0, now - anchor["clock"]) / anchor["scale"], 3)
 
 
 def _next(job: dict[str, Any], after: float) -> str | None:
