@@ -76,13 +76,14 @@ def schedule_now(emu: Emulator) -> float | None:
     schedule time, scale) is stored, and moved when the scale changes, so schedule time never
     jumps back."""
     now, scale = emu.clock(), emu.latency.time_scale
-    with emu.store.transaction():
-        anchor = emu.store.get(_ANCHOR_KIND, _ANCHOR_KEY)
-        if anchor is None:
-            anchor = {"clock": now, "schedule": now, "scale": scale}
-            emu.store.put(_ANCHOR_KIND, _ANCHOR_KEY, anchor)
-        elif anchor["scale"] != scale:
-            anchor = {"clock": now, "schedule": _at(anchor, now), "scale": scale}
+    anchor = emu.store.get(_ANCHOR_KIND, _ANCHOR_KEY)
+    if anchor is None or anchor["scale"] != scale:
+        with emu.store.transaction():
+            anchor = emu.store.get(_ANCHOR_KIND, _ANCHOR_KEY)
+            if anchor is None:
+                anchor = {"clock": now, "schedule": now, "scale": scale}
+            elif anchor["scale"] != scale:
+                anchor = {"clock": now, "schedule": _at(anchor, now), "scale": scale}
             emu.store.put(_ANCHOR_KIND, _ANCHOR_KEY, anchor)
     return None if scale == 0 else _at(anchor, now)
 
@@ -106,28 +107,49 @@ def _next(job: dict[str, Any], after: float) -> str | None:
 
 
 def tick(emu: Emulator) -> None:
-    """Fire every ENABLED job whose scheduled time has come, and the retries that are due."""
+    """Fire every ENABLED job whose scheduled time has come, and the retries that are due;
+    a job with nothing due costs a read (its transaction is only taken to act)."""
+    jobs = emu.store.list(KIND)
+    if not jobs:
+        return  # idle: no store write, no schedule time yet
     now = schedule_now(emu)
-    for name, _ in emu.store.list(KIND):
-        with emu.store.transaction():
-            job = emu.store.get(KIND, name)
-            if job is None or job.get("state") != "ENABLED":
-                continue
-            due: str | None = job.get("scheduleTime")
-            if now is not None and due is None:
-                nxt = _next(job, now)
-                if nxt is not None:
-                    emu.store.put(KIND, name, {**job, "scheduleTime": nxt})
-            elif now is not None and due is not None and parse_time(due) <= now:
-                job = {**job, "scheduleTime": _next(job, now)}
-                if job["scheduleTime"] is None:
-                    del job["scheduleTime"]
-                emu.store.delete(RETRY_KIND, name)  # a new scheduled attempt replaces retries
-                emu.store.put(KIND, name, attempt(emu, job, scheduled=due))
-            else:
-                retry = emu.store.get(RETRY_KIND, name)
-                if retry is not None and retry["at"] <= emu.clock():
-                    emu.store.put(KIND, name, attempt(emu, job, scheduled=retry["scheduled"]))
+    for name, seen in jobs:
+        if _due(emu, seen, now):
+            with emu.store.transaction():
+                job = emu.store.get(KIND, name)  # again: it may have changed meanwhile
+                if job is not None and _due(emu, job, now):
+                    emu.store.put(KIND, name, _act(emu, job, now))
+
+
+def _due(emu: Emulator, job: dict[str, Any], now: float | None) -> bool:
+    if job.get("state") != "ENABLED":
+        return False
+    due = job.get("scheduleTime")
+    if now is not None and due is None:
+        return _next(job, now) is not None  # a schedule that never runs ("0 0 30 2 *"): idle
+    if now is not None and due is not None and parse_time(due) <= now:
+        return True
+    retry = emu.store.get(RETRY_KIND, job["name"])
+    return retry is not None and retry["at"] <= emu.clock()
+
+
+def _act(emu: Emulator, job: dict[str, Any], now: float | None) -> dict[str, Any]:
+    """What is due on ``job``: its first ``scheduleTime``, its scheduled attempt (the next
+    time after now becomes ``scheduleTime``, in the same transaction), or a retry."""
+    due: str | None = job.get("scheduleTime")
+    if now is not None and due is None:
+        nxt = _next(job, now)
+        return job if nxt is None else {**job, "scheduleTime": nxt}
+    if now is not None and due is not None and parse_time(due) <= now:
+        job = {k: v for k, v in job.items() if k != "scheduleTime"}
+        nxt = _next(job, now)
+        if nxt is not None:
+            job["scheduleTime"] = nxt
+        emu.store.delete(RETRY_KIND, job["name"])  # a scheduled attempt replaces retries
+        return attempt(emu, job, scheduled=due)
+    retry = emu.store.get(RETRY_KIND, job["name"])
+    assert retry is not None  # _due said so, in this transaction
+    return attempt(emu, job, scheduled=retry["scheduled"])
 
 
 # -- one attempt ---------------------------------------------------------------------------------
