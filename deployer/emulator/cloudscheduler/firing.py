@@ -17,6 +17,8 @@ the clock; at 0.01 a minute passes in 0.6 s; at 0 it stands still and nothing fi
 ``scheduleTime`` (its next run, in schedule time) is stored: it fires when schedule time
 reaches it, in the same transaction that moves ``scheduleTime`` to the next time after now,
 so a restart never fires one scheduled time twice and a long stop fires once (no backfill).
+While there are jobs, each tick also completes the operations that are due, as a request would,
+so a fired execution runs with nobody polling.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ..formats import rfc3339
 from ..logging.entries import SERVICE as LOGGING
 from ..logging.entries import LogEntries
 from ..logging.filters import parse_time
+from ..operations import Operations
 from ..policies import has_binding
 from ..resourcemanager import policy_key
 from ..run import run_job
@@ -119,6 +122,9 @@ def tick(emu: Emulator) -> None:
                 job = emu.store.get(KIND, name)  # again: it may have changed meanwhile
                 if job is not None and _due(emu, job, now):
                     emu.store.put(KIND, name, _act(emu, job, now))
+    # complete due operations as a request would: a fired execution's tasks start (and its
+    # command runs) whether or not anybody polls
+    Operations(emu).advance()  # all in the store: the same as the emulator's own
 
 
 def _due(emu: Emulator, job: dict[str, Any], now: float | None) -> bool:
