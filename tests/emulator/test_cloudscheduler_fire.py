@@ -249,3 +249,27 @@ def test_a_scheduled_command_really_runs(executing_emulator: EmulatorHandle) -> 
     )
     texts = [e.get("textPayload") or e.get("jsonPayload", {}).get("message", "") for e in lines]
     assert any("System check identified no issues" in t for t in texts), texts
+
+
+def test_schedule_time_follows_the_scale_and_never_goes_back() -> None:
+    clock = VirtualClock()
+    emu = Emulator(time_scale=SCALE, clock=clock)
+    try:
+        start = firing.schedule_now(emu)
+        assert start == clock.now()  # anchored at the clock
+        clock.advance(0.6)
+        assert firing.schedule_now(emu) == start + 60  # a minute in 0.6 s at 0.01
+        # the ticker sees a new scale at its next look (here: at once) and anchors there
+        emu.latency.set(time_scale=1.0)
+        assert firing.schedule_now(emu) == start + 60
+        clock.advance(10)
+        assert firing.schedule_now(emu) == start + 70  # from then on, real time
+        emu.latency.set(time_scale=0.0)
+        assert firing.schedule_now(emu) is None  # stands still: nothing fires
+        clock.advance(10)
+        emu.latency.set(time_scale=1.0)
+        assert firing.schedule_now(emu) == start + 70
+        clock.advance(5)
+        assert firing.schedule_now(emu) == start + 75
+    finally:
+        emu.close()
