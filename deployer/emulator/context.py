@@ -44,6 +44,8 @@ class LongRunning(Protocol):
 
     def complete_now(self, op_id: str) -> dict[str, Any] | None: ...
 
+    def advance(self) -> None: ...
+
 
 class OutcomeRules(Protocol):
     """Outcomes on demand (outcomes.Outcomes)."""

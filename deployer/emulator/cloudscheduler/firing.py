@@ -34,7 +34,6 @@ from ..formats import rfc3339
 from ..logging.entries import SERVICE as LOGGING
 from ..logging.entries import LogEntries
 from ..logging.filters import parse_time
-from ..operations import Operations
 from ..policies import has_binding
 from ..resourcemanager import policy_key
 from ..run import run_job
@@ -124,7 +123,7 @@ def tick(emu: Emulator) -> None:
                     emu.store.put(KIND, name, _act(emu, job, now))
     # complete due operations as a request would: a fired execution's tasks start (and its
     # command runs) whether or not anybody polls
-    Operations(emu).advance()  # all in the store: the same as the emulator's own
+    emu.ops.advance()
 
 
 def _due(emu: Emulator, job: dict[str, Any], now: float | None) -> bool:
