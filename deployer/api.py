@@ -891,6 +891,7 @@ def ci_setup(
         region=config.region,
         repository=repository,
         branch=branch,
+        extra_roles=ci.config_roles(config),
     )
     with connect(config.project, config.region, target, clock=clock) as (cloud, _):
         return ci.setup(cloud, pipeline, version=__version__)

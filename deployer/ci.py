@@ -22,6 +22,7 @@ from deployer.gcp import policy
 from deployer.steps.iam import PROPAGATION_ATTEMPTS, sa_not_visible
 
 if TYPE_CHECKING:
+    from deployer.config import Config
     from deployer.gcp.cloud import Cloud
 
 #: the roles the deploying identity needs on the project (docs/real-google-cloud.md explains
@@ -38,15 +39,12 @@ DEPLOYER_ROLES: tuple[str, ...] = (
     "roles/iam.serviceAccountUser",
     "roles/resourcemanager.projectIamAdmin",
 )
-#: granted too when the configuration uses what needs them ([[cron]], [monitoring], `logs`)
-OPTIONAL_ROLES: tuple[str, ...] = (
-    "roles/cloudscheduler.admin",
-    "roles/logging.viewer",
-    "roles/monitoring.editor",
-)
-
+SCHEDULER_ROLE = "roles/cloudscheduler.admin"  # with [[cron]] entries
+MONITORING_ROLE = "roles/monitoring.editor"  # with [monitoring] enabled
+#: the documented roles no default deployment needs (`djdeploy logs` reads with logging.viewer)
+OPTIONAL_ROLES: tuple[str, ...] = (SCHEDULER_ROLE, "roles/logging.viewer", MONITORING_ROLE)
 #: what a Cloud Build trigger's build needs besides: writing its own logs
-TRIGGER_ROLES: tuple[str, ...] = (*DEPLOYER_ROLES, "roles/logging.logWriter")
+LOG_WRITER = "roles/logging.logWriter"
 #: the APIs `ci setup` calls (all enabled by the first `djdeploy up`)
 SETUP_APIS = (
     "cloudbuild.googleapis.com",
@@ -86,9 +84,15 @@ class Pipeline:
     region: str
     repository: str  # OWNER/REPO
     branch: str = "main"
+    extra_roles: tuple[str, ...] = ()  # config_roles: what the configuration needs besides
 
     def __post_init__(self) -> None:
         check_source(self.repository, self.branch)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The roles the deployer account needs on the project for this configuration."""
+        return (*DEPLOYER_ROLES, *self.extra_roles)
 
     @property
     def deployer_email(self) -> str:
@@ -98,6 +102,12 @@ class Pipeline:
     def up_command(self) -> str:
         flags = {"--tenant": self.tenant, "--project": self.project, "--region": self.region}
         return shlex.join(["djdeploy", "up", *(x for pair in flags.items() for x in pair)])
+
+
+def config_roles(config: Config) -> tuple[str, ...]:
+    """The roles beyond DEPLOYER_ROLES that ``config`` needs: Cloud Scheduler's for [[cron]]
+    entries, Cloud Monitoring's for [monitoring]."""
+    return (SCHEDULER_ROLE,) * bool(config.cron) + (MONITORING_ROLE,) * config.monitoring.enabled
 
 
 def workflow(pipeline: Pipeline, *, version: str) -> str:
@@ -161,7 +171,7 @@ def setup_commands(pipeline: Pipeline) -> list[str]:
         "google.subject=assertion.sub,attribute.repository=assertion.repository,"
         "attribute.ref=assertion.ref"
     )
-    roles = " ".join(DEPLOYER_ROLES)
+    roles = " ".join(p.roles)
     return [
         f"PROJECT_NUMBER=$(gcloud projects describe {p.project} --format='value(projectNumber)')",
         f"gcloud iam service-accounts create {DEPLOYER_SA_ID} {project} "
@@ -300,16 +310,17 @@ def _account(cloud: Cloud, p: Pipeline) -> Done:
 
 def _roles(cloud: Cloud, p: Pipeline) -> Done:
     member = f"serviceAccount:{p.deployer_email}"
+    roles = (*p.roles, LOG_WRITER)
     wrote = policy.ensure_bindings(
         cloud,
         get=cloud.projects.get_iam_policy,
         set=cloud.projects.set_iam_policy,
-        wanted={role: {member} for role in TRIGGER_ROLES},
+        wanted={role: {member} for role in roles},
         key=f"{p.project}/project",
         retry_on=(sa_not_visible,),
         attempts=PROPAGATION_ATTEMPTS,
     )
-    what = f"{len(TRIGGER_ROLES)} project roles of {p.deployer_email}"
+    what = f"{len(roles)} project roles of {p.deployer_email}"
     return Done(what, "updated" if wrote else "unchanged", "granted" if wrote else "all held")
 
 

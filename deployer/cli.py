@@ -748,6 +748,7 @@ def ci_github_actions(
         region=cfg.region,
         repository=repository,
         branch=branch,
+        extra_roles=ci.config_roles(cfg),
     )
     written = ci.write_workflow(pipeline, path, version=__version__, force=force)
     _say(f"{'wrote' if written.changed else 'unchanged:'} {path}")

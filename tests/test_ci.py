@@ -125,3 +125,12 @@ def test_the_roles_are_the_documented_ones() -> None:
     section = page.split("## The roles the deploying identity needs")[1].split("\n## ")[0]
     documented = re.findall(r"^\| `(roles/[^`]+)`", section, re.M)
     assert sorted(documented) == sorted(ci.DEPLOYER_ROLES + ci.OPTIONAL_ROLES)
+
+
+def test_the_configuration_adds_the_roles_it_needs(tmp_path: Path) -> None:
+    (tmp_path / "djdeploy.toml").write_text(
+        '[[cron]]\nname = "nightly"\nschedule = "0 3 * * *"\ncommand = ["clearsessions"]\n'
+    )
+    code, output = run(tmp_path, *ARGS)
+    assert code == 0, output
+    assert ci.SCHEDULER_ROLE in output and ci.MONITORING_ROLE not in output

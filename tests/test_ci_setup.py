@@ -87,7 +87,7 @@ def test_setup_creates_then_leaves_alone_then_updates(emulator: Any) -> None:
     projects = emulator.discovery("cloudresourcemanager", "v3").projects()
     bindings = projects.getIamPolicy(resource=f"projects/{PROJECT}", body={}).execute()["bindings"]
     held = {b["role"] for b in bindings if f"serviceAccount:{EMAIL}" in b["members"]}
-    assert held == set(ci.TRIGGER_ROLES)
+    assert held == {*ci.DEPLOYER_ROLES, ci.LOG_WRITER}
 
     again = setup(emulator)
     assert actions(again) == ["unchanged", "unchanged", "unchanged"]
@@ -138,7 +138,7 @@ def test_the_cli_says_what_it_did(emulator: Any) -> None:
     assert code == 0, output
     assert output.splitlines() == [
         f"created: service account {EMAIL}: the identity the trigger's builds deploy as",
-        f"updated: {len(ci.TRIGGER_ROLES)} project roles of {EMAIL}: granted",
+        f"updated: {len(ci.DEPLOYER_ROLES) + 1} project roles of {EMAIL}: granted",
         f"created: trigger djdeploy-demo ({REPO} main -> tenant demo): deploys on push",
     ]
     code, output = djdeploy(emulator, "ci", "setup", "--github", "nope", "--project", PROJECT)
