@@ -144,3 +144,17 @@ def test_the_cli_says_what_it_did(emulator: Any) -> None:
     code, output = djdeploy(emulator, "ci", "setup", "--github", "nope", "--project", PROJECT)
     assert code == 1
     assert output == "error: --github 'nope': give the GitHub repository as OWNER/REPO\n"
+
+
+def test_apis_off_are_refused_before_any_write(emulator: Any) -> None:
+    cfg = load_config(
+        tenant="demo", cwd=Path("/nonexistent"), environ={}, flags={"project": "ci-off"}
+    )
+    with pytest.raises(DeployError) as caught:
+        api.ci_setup(cfg, repository=REPO, target=api.Target(endpoint=emulator.url))
+    assert str(caught.value) == (
+        "cloudbuild.googleapis.com, cloudresourcemanager.googleapis.com, iam.googleapis.com not "
+        "enabled in project ci-off: run `djdeploy up --tenant demo` first (it enables them)"
+    )
+    sent = [(e["method"], e["path"]) for e in emulator.emu.transcript.entries()]
+    assert sent and all(method == "GET" for method, _ in sent), sent
