@@ -15,7 +15,7 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from deployer.errors import CloudError, ConfigError, Conflict, DeployError, NotOurs
 from deployer.gcp import policy
@@ -269,7 +269,7 @@ class Done:
     unchanged) and why."""
 
     resource: str
-    action: str
+    action: Literal["created", "updated", "deleted", "unchanged"]
     reason: str
 
 
