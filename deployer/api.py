@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deployer import ci
 from deployer.clock import Clock, RealClock
 from deployer.config import EMULATOR_PROJECT, Config
 from deployer.config.model import NO_PROJECT
@@ -867,3 +868,40 @@ def _rotation(cloud: Cloud, kind: str, secret_id: str, *, old: str, resumed: boo
         resumed=resumed,
         kept=tuple(enabled[1:]) if newest else (),
     )
+
+
+def ci_setup(
+    config: Config,
+    *,
+    repository: str,
+    branch: str = "main",
+    target: Target | None = None,
+    clock: Clock | None = None,
+) -> list[ci.Done]:
+    """Deploy on push through Cloud Build (deployer/ci.py, docs/ci.md): the deployer service
+    account, its roles and a trigger on ``repository``'s pushes to ``branch`` whose build runs
+    `djdeploy up` for the tenant; each created or updated only when it differs."""
+    from deployer import __version__
+
+    target = target or Target()
+    config = resolve(config, target)
+    pipeline = ci.Pipeline(
+        tenant=config.tenant,
+        project=config.project,
+        region=config.region,
+        repository=repository,
+        branch=branch,
+        extra_roles=ci.config_roles(config),
+    )
+    with connect(config.project, config.region, target, clock=clock) as (cloud, _):
+        return ci.setup(cloud, pipeline, version=__version__)
+
+
+def ci_remove(
+    config: Config, *, target: Target | None = None, clock: Clock | None = None
+) -> list[ci.Done]:
+    """Delete the tenant's Cloud Build trigger (`ci setup`'s); the deployer account stays."""
+    target = target or Target()
+    config = resolve(config, target)
+    with connect(config.project, config.region, target, clock=clock) as (cloud, _):
+        return ci.remove(cloud, config.tenant, config.project)

@@ -711,6 +711,107 @@ def secrets_rotate(
     raise typer.Exit(0 if result.ok else 1)
 
 
+ci_app = typer.Typer(
+    help="Deploy on push (docs/ci.md).", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(ci_app, name="ci")
+
+
+@ci_app.command("github-actions")
+def ci_github_actions(
+    ctx: typer.Context,
+    tenant: Tenant = None,
+    project: Project = None,
+    region: Region = None,
+    config: ConfigFile = None,
+    github: Annotated[
+        str | None,
+        typer.Option(metavar="OWNER/REPO", help="The repository (default: the origin remote's)."),
+    ] = None,
+    branch: Annotated[str, typer.Option(help="Deploy on pushes to this branch.")] = "main",
+    path: Annotated[Path, typer.Option(help="The workflow file to write.")] = Path(
+        ".github/workflows/djdeploy.yml"
+    ),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite a different file.")] = False,
+) -> None:
+    """Write a GitHub Actions workflow that runs `djdeploy up` on every push, keyless (Workload
+    Identity Federation), and print the gcloud commands that create its identity. No API call."""
+    from deployer import ci
+
+    cfg = _load(ctx, tenant, _flags(project, region, None, None, config))
+    repository = github or ci.github_repository(Path.cwd())
+    if repository is None:
+        raise ConfigError("--github OWNER/REPO: no GitHub origin remote here to take it from")
+    pipeline = ci.Pipeline(
+        tenant=cfg.tenant,
+        project=cfg.project,
+        region=cfg.region,
+        repository=repository,
+        branch=branch,
+        extra_roles=ci.config_roles(cfg),
+    )
+    written = ci.write_workflow(pipeline, path, version=__version__, force=force)
+    _say(f"{'wrote' if written.changed else 'unchanged:'} {path}")
+    _say("\nOnce per project, create the identity it deploys as (docs/ci.md):\n")
+    for command in ci.setup_commands(pipeline):
+        _say(command)
+    _say(f"\nThen commit {path} and push to {branch}.")
+
+
+def _ci_done(done: list[Any]) -> None:
+    for d in done:
+        _say(f"{d.action}: {d.resource}: {d.reason}")
+
+
+@ci_app.command("setup")
+def ci_setup(
+    ctx: typer.Context,
+    github: Annotated[
+        str, typer.Option(metavar="OWNER/REPO", help="The GitHub repository to deploy from.")
+    ],
+    tenant: Tenant = None,
+    project: Project = None,
+    region: Region = None,
+    config: ConfigFile = None,
+    branch: Annotated[str, typer.Option(help="Deploy on pushes to this branch.")] = "main",
+    emulator: UseEmulator = False,
+    endpoint: Endpoint = None,
+    time_scale: TimeScale = None,
+    state_dir: StateDir = None,
+    verbose: Verbose = False,
+) -> None:
+    """Create (or bring in line) a Cloud Build trigger that runs `djdeploy up` on every push,
+    as a dedicated deployer service account. The repository must be connected to Cloud Build
+    once, in the console: this says so when it is not."""
+    _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
+    from deployer import api, ci
+
+    ci.check_source(github, branch)
+    cfg = _load(ctx, tenant, _flags(project, region, None, None, config))
+    _ci_done(api.ci_setup(cfg, repository=github, branch=branch, target=_target(ctx)))
+
+
+@ci_app.command("remove")
+def ci_remove(
+    ctx: typer.Context,
+    tenant: Tenant = None,
+    project: Project = None,
+    region: Region = None,
+    config: ConfigFile = None,
+    emulator: UseEmulator = False,
+    endpoint: Endpoint = None,
+    time_scale: TimeScale = None,
+    state_dir: StateDir = None,
+    verbose: Verbose = False,
+) -> None:
+    """Delete the tenant's Cloud Build trigger (`ci setup`'s); the deployer account stays."""
+    _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
+    from deployer import api
+
+    cfg = _load(ctx, tenant, _flags(project, region, None, None, config))
+    _ci_done(api.ci_remove(cfg, target=_target(ctx)))
+
+
 def _cannot_listen(host: str, port: int, code: int | None, reason: str) -> NoReturn:
     """`emulator serve`'s address refused, with the fix for each cause."""
     fix = {

@@ -16,6 +16,8 @@ no faults, no latency):
     GET    /_emulator/outcomes          -> {"outcomes": [...]}
     POST   /_emulator/outcomes          body: {"kind", "match", "message", "times"?, "status"?}
     DELETE /_emulator/outcomes
+    POST   /_emulator/github-connections  body: {"project", "repository": "OWNER/REPO"}: stands
+                                          for connecting the repository to Cloud Build
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from .cloudbuild import connect_github
 from .errors import InvalidArgument, NotFound
 from .routing import Request, Router
 from .secretmanager import VERSION_KIND
@@ -165,4 +168,12 @@ def add_outcome(req: Request) -> dict[str, Any]:
 @router.route("DELETE", "/_emulator/outcomes")
 def clear_outcomes(req: Request) -> dict[str, Any]:
     req.emu.outcomes.clear()
+    return {}
+
+
+@router.route("POST", "/_emulator/github-connections")
+@_bad_input
+def add_github_connection(req: Request) -> dict[str, Any]:
+    b = req.json()
+    connect_github(req.emu, str(b["project"]), str(b["repository"]))
     return {}

@@ -136,6 +136,11 @@ class EmulatorControl:
     def clear_outcomes(self) -> None:
         self._call("DELETE", "outcomes")
 
+    def connect_github(self, project: str, repository: str) -> None:
+        """Stand for connecting OWNER/REPO to the project's Cloud Build (a console step): its
+        GitHub triggers may be created from now on."""
+        self._call("POST", "github-connections", {"project": project, "repository": repository})
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:

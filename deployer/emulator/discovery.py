@@ -28,7 +28,7 @@ PREFIXES: list[tuple[str, list[tuple[str, str]]]] = [
     (r"^/v1/projects/[^/]+/(locations/[^/]+/)?secrets", [("secretmanager", "v1")]),
     (r"^/v1/projects/[^/]+/(instances|operations|tiers|flags)", [("sqladmin", "v1")]),
     (r"^/(upload/)?storage/v1/", [("storage", "v1")]),
-    (r"^/v1/projects/[^/]+/(locations/[^/]+/)?builds", [("cloudbuild", "v1")]),
+    (r"^/v1/projects/[^/]+/(locations/[^/]+/)?(builds|triggers)", [("cloudbuild", "v1")]),
     (r"^/v1/operations/build/", [("cloudbuild", "v1")]),
     (r"^/v1/projects/[^/]+/locations/[^/]+/repositories", [("artifactregistry", "v1")]),
     (

@@ -13,8 +13,9 @@ import itertools
 import json
 from typing import Any
 
+from deployer import errors
 from deployer.gcp.context import Context
-from deployer.gcp.proto import to_dict
+from deployer.gcp.proto import from_dict, to_dict
 
 
 class BuildApi:
@@ -86,3 +87,79 @@ class BuildApi:
             return [to_dict(b) for b in itertools.islice(pager, limit)]
 
         return self.cloud.read(first) or []
+
+    # -- triggers (regional, like the builds): `djdeploy ci setup` ---------------------------
+
+    def trigger_name(self, trigger: str) -> str:
+        return f"{self.parent}/triggers/{trigger}"
+
+    def get_trigger(self, trigger: str) -> dict[str, Any] | None:
+        """The trigger named (or with id) ``trigger``, or None when there is none."""
+        found = self.cloud.read(
+            lambda: self._client.get_build_trigger(
+                request={
+                    "project_id": self.cloud.project,
+                    "trigger_id": trigger,
+                    "name": self.trigger_name(trigger),
+                },
+                retry=None,
+                timeout=self.cloud.clients.request_timeout,
+            )
+        )
+        return None if found is None else to_dict(found)
+
+    def create_trigger(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a trigger (a BuildTrigger in JSON shape); its name is ours, so a 409 means it
+        exists (errors.Conflict)."""
+        from google.cloud.devtools import cloudbuild_v1
+
+        created = self.cloud.call(
+            lambda: self._client.create_build_trigger(
+                request={
+                    "project_id": self.cloud.project,
+                    "parent": self.parent,
+                    "trigger": from_dict(cloudbuild_v1.BuildTrigger, body),
+                },
+                retry=None,
+                timeout=self.cloud.clients.request_timeout,
+            )
+        )
+        return to_dict(created)
+
+    def replace_trigger(self, trigger_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Replace the trigger with id ``trigger_id`` by ``body`` (its name kept)."""
+        from google.cloud.devtools import cloudbuild_v1
+
+        name = self.trigger_name(body["name"])
+        updated = self.cloud.call(
+            lambda: self._client.update_build_trigger(
+                request={
+                    "project_id": self.cloud.project,
+                    "trigger_id": trigger_id,
+                    "trigger": from_dict(
+                        cloudbuild_v1.BuildTrigger, {**body, "resourceName": name}
+                    ),
+                },
+                retry=None,
+                timeout=self.cloud.clients.request_timeout,
+            )
+        )
+        return to_dict(updated)
+
+    def delete_trigger(self, trigger: str) -> bool:
+        """Delete; False when it was already gone."""
+        try:
+            self.cloud.call(
+                lambda: self._client.delete_build_trigger(
+                    request={
+                        "project_id": self.cloud.project,
+                        "trigger_id": trigger,
+                        "name": self.trigger_name(trigger),
+                    },
+                    retry=None,
+                    timeout=self.cloud.clients.request_timeout,
+                )
+            )
+        except errors.NotFound:
+            return False
+        return True

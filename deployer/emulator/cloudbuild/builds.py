@@ -163,7 +163,7 @@ class Builds:
         """Check and store the build, QUEUED; answers the operation that runs it."""
         emu, location, project_id, number = self.emu, self.location, self.project_id, self.number
         if body.get("options"):
-            body["options"] = _enum_names(body["options"])
+            body["options"] = enum_names(body["options"])
         if not body.get("steps"):
             raise InvalidArgument("invalid build: at least one build step is required")
         for i, s in enumerate(body["steps"]):
@@ -178,7 +178,7 @@ class Builds:
         timeout_seconds = _seconds(timeout, "build.timeout")
         if not 0 < timeout_seconds <= 86400:
             raise InvalidArgument("invalid build: timeout must be between 1s and 24h")
-        _check_service_account(emu, body)
+        check_service_account(emu, body)
         _check_source(emu, body.get("source") or {})
 
         build_id = str(uuid.uuid4())
@@ -257,7 +257,7 @@ def _seconds(value: str, field: str) -> float:
     return float(m.group(1) + (m.group(2) or ""))
 
 
-def _enum_names(options: dict[str, Any]) -> dict[str, Any]:
+def enum_names(options: dict[str, Any]) -> dict[str, Any]:
     """BuildOptions with enum numbers turned into names (how Google answers)."""
     out = dict(options)
     for field, names in _OPTION_ENUMS.items():
@@ -283,7 +283,7 @@ def _check_source(emu: Emulator, source: dict[str, Any]) -> None:
         )
 
 
-def _check_service_account(emu: Emulator, build: dict[str, Any]) -> None:
+def check_service_account(emu: Emulator, build: dict[str, Any]) -> None:
     sa_name = build.get("serviceAccount")
     if not sa_name:
         return

@@ -15,6 +15,7 @@ from ..projects import REGIONS, ensure_project
 from ..routing import Request, Router
 from ..serviceusage import require_enabled
 from .builds import GLOBAL, TYPE_PREFIX, Builds, get_build, shown
+from .triggers import Triggers
 
 router = Router()
 
@@ -129,6 +130,87 @@ def cancel_build_regional(
 ) -> dict[str, Any]:
     req.json()
     return _builds(req, project, location).cancel(build_id)
+
+
+# -- triggers --------------------------------------------------------------------------------
+# The client sends `/v1/projects/{p}/triggers...` with the location in ?parent= or ?name= (or
+# the body's resourceName) when it has a project_id, and the regional paths otherwise.
+
+_TRIGGERS = "/v1/projects/{project}/locations/{location}/triggers"
+
+
+def _triggers(req: Request, project: str, location: str) -> Triggers:
+    p = ensure_project(req.emu, project)
+    require_enabled(req.emu, p["projectId"], SERVICE)
+    if location != GLOBAL and location not in REGIONS:
+        raise InvalidArgument(f"invalid location: {location!r}")
+    return Triggers(req.emu, str(p["projectId"]), str(p["projectNumber"]), location)
+
+
+def _trigger_location(name: str | None) -> str:
+    """The location in ?parent=projects/p/locations/l or ?name=.../locations/l/triggers/t."""
+    if not name:
+        return GLOBAL
+    m = re.match(r"^projects/[^/]+/locations/([^/]+)(/triggers/[^/]+)?$", name)
+    if not m:
+        raise InvalidArgument(f"invalid resource name: {name!r}")
+    return m.group(1)
+
+
+@router.route("POST", "/v1/projects/{project}/triggers")
+def create_trigger_global(req: Request, project: str) -> dict[str, Any]:
+    return _triggers(req, project, _trigger_location(req.arg("parent"))).create(req.json())
+
+
+@router.route("POST", _TRIGGERS)
+def create_trigger(req: Request, project: str, location: str) -> dict[str, Any]:
+    return _triggers(req, project, location).create(req.json())
+
+
+@router.route("GET", "/v1/projects/{project}/triggers")
+def list_triggers_global(req: Request, project: str) -> dict[str, Any]:
+    found = _triggers(req, project, _trigger_location(req.arg("parent"))).list()
+    return paginate(req, found, _PAGING, key="triggers")
+
+
+@router.route("GET", _TRIGGERS)
+def list_triggers(req: Request, project: str, location: str) -> dict[str, Any]:
+    found = _triggers(req, project, location).list()
+    return paginate(req, found, _PAGING, key="triggers")
+
+
+@router.route("GET", "/v1/projects/{project}/triggers/{trigger}")
+def get_trigger_global(req: Request, project: str, trigger: str) -> dict[str, Any]:
+    return _triggers(req, project, _trigger_location(req.arg("name"))).get(trigger)
+
+
+@router.route("GET", _TRIGGERS + "/{trigger}")
+def get_trigger(req: Request, project: str, location: str, trigger: str) -> dict[str, Any]:
+    return _triggers(req, project, location).get(trigger)
+
+
+@router.route("PATCH", "/v1/projects/{project}/triggers/{trigger}")
+def update_trigger_global(req: Request, project: str, trigger: str) -> dict[str, Any]:
+    body = req.json()
+    location = _trigger_location(body.get("resourceName"))
+    return _triggers(req, project, location).replace(trigger, body)
+
+
+@router.route("PATCH", _TRIGGERS + "/{trigger}")
+def update_trigger(req: Request, project: str, location: str, trigger: str) -> dict[str, Any]:
+    return _triggers(req, project, location).replace(trigger, req.json())
+
+
+@router.route("DELETE", "/v1/projects/{project}/triggers/{trigger}")
+def delete_trigger_global(req: Request, project: str, trigger: str) -> dict[str, Any]:
+    _triggers(req, project, _trigger_location(req.arg("name"))).delete(trigger)
+    return {}
+
+
+@router.route("DELETE", _TRIGGERS + "/{trigger}")
+def delete_trigger(req: Request, project: str, location: str, trigger: str) -> dict[str, Any]:
+    _triggers(req, project, location).delete(trigger)
+    return {}
 
 
 # -- operations ------------------------------------------------------------------------------
