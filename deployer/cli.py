@@ -5,9 +5,12 @@ input, a usage error such as an unknown option, a failed step, another run holdi
 tenant's lease with --no-wait), 2 plan found changes pending, 130 interrupted (Ctrl-C).
 `Djdeploy` (the command group) decides them in one place. Unexpected errors (bugs) show their
 traceback. google.* is imported only once a command really talks to an API.
-"""
 
-from __future__ import annotations
+`djdeploy --help` stays near `import typer` (tests/test_cli_help.py): rich, pydantic and the
+deployer's own modules are imported inside the commands that use them, and annotations are
+objects, not strings (no `from __future__ import annotations`): typer reads every command's
+signature on every run, and would evaluate each string twice.
+"""
 
 import errno
 import os
@@ -271,7 +274,7 @@ def _merge(
     g.verbose = g.verbose or verbose
 
 
-def _load(ctx: typer.Context, tenant: str | None, flags: dict[str, Any]) -> Config:
+def _load(ctx: typer.Context, tenant: str | None, flags: dict[str, Any]) -> "Config":
     from deployer.config import load_config
 
     g: Globals = ctx.obj
@@ -280,7 +283,7 @@ def _load(ctx: typer.Context, tenant: str | None, flags: dict[str, Any]) -> Conf
     )
 
 
-def _target(ctx: typer.Context) -> Target:
+def _target(ctx: typer.Context) -> "Target":
     """Where the command's API calls go; --emulator: the background emulator's endpoint."""
     from deployer.api import Target
 
@@ -303,7 +306,7 @@ def _stop_command(folder: Path) -> str:
     )
 
 
-def _background(target: Target, *, execute: bool | None) -> Target:
+def _background(target: "Target", *, execute: bool | None) -> "Target":
     """The background emulator of the target's state dir (started on first use, said once on
     stderr), as an endpoint: the deployer talks to it as to any `--endpoint`."""
     from deployer.api import BUILTIN_TIME_SCALE, Target, default_state_dir, state_problem
