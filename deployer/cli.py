@@ -5,43 +5,62 @@ input, a usage error such as an unknown option, a failed step, another run holdi
 tenant's lease with --no-wait), 2 plan found changes pending, 130 interrupted (Ctrl-C).
 `Djdeploy` (the command group) decides them in one place. Unexpected errors (bugs) show their
 traceback. google.* is imported only once a command really talks to an API.
-"""
 
-from __future__ import annotations
+`djdeploy --help` stays near `import typer` (tests/test_cli_help.py): rich, pydantic and the
+deployer's own modules are imported inside the commands that use them, and annotations are
+objects, not strings (no `from __future__ import annotations`): typer reads every command's
+signature on every run, and would evaluate each string twice.
+"""
 
 import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, cast
 
 import typer
-from rich.console import Console
-from rich.text import Text
 from typer.core import TyperGroup
 
 from deployer import __version__
 from deployer.errors import ConfigError, DeployError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from deployer.api import Target
     from deployer.config import Config
 
 WIDE = 100_000  # columns when not a terminal: piped output is never cut
 
 
-def _console(*, stderr: bool) -> Console:
-    """A terminal's own width; elsewhere (a pipe, a CI log) lines as long as they are."""
-    console = Console(stderr=stderr)
-    return console if console.is_terminal else Console(stderr=stderr, width=WIDE)
+class _LazyConsole:
+    """rich's Console, made on first use: `--help` and usage errors need no rich (a third of
+    the help's imports). A terminal's own width; elsewhere (a pipe, a CI log) lines as long as
+    they are."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            console = Console(stderr=self._stderr)
+            self._console = (
+                console if console.is_terminal else Console(stderr=self._stderr, width=WIDE)
+            )
+        return getattr(self._console, name)
 
 
-out = _console(stderr=False)
-err = _console(stderr=True)
+out = cast("Console", _LazyConsole(stderr=False))
+err = cast("Console", _LazyConsole(stderr=True))
 
 
 def _say_error(message: str) -> None:
     """The one error line; `message` is printed as is (user text is never markup)."""
+    from rich.text import Text
+
     err.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
 
 
@@ -63,7 +82,31 @@ def _usage_error(exc: typer.TyperException) -> int:
     return 1
 
 
-class Djdeploy(TyperGroup):
+class _Absent:
+    """An option's coercion that builds typer's own (a pydantic TypeAdapter: pydantic is a
+    tenth of a second of imports) only for a value."""
+
+    def coerce(self, value: Any, *, param: Any, ctx: Any) -> Any:
+        if value is None and not (param.multiple or param.nargs == -1):
+            return None
+        param._runtime_param = None  # typer builds its own on this call
+        return param.get_runtime_param().coerce(value, param=param, ctx=ctx)
+
+
+class Group(TyperGroup):
+    """A command group whose absent options (and -h) cost no pydantic: a group's options are
+    coerced before its subcommand's help prints (`djdeploy up --help`), and there they are all
+    absent."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "_runtime_param", False) is None:  # typer's, not yet built
+                param._runtime_param = _Absent()  # type: ignore[attr-defined]
+        return params
+
+
+class Djdeploy(Group):
     """djdeploy's exit codes and error lines, for every command: a DeployError or a usage
     error (click would exit 2, which `plan` uses for changes pending) is one line and exit 1;
     Ctrl-C is 130, also at a question; no answer to a question (stdin closed) is exit 1."""
@@ -103,10 +146,14 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 emulator_app = typer.Typer(
-    help="The built-in local Google Cloud emulator.", no_args_is_help=True, rich_markup_mode=None
+    cls=Group,
+    help="The built-in local Google Cloud emulator.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(emulator_app, name="emulator")
 secrets_app = typer.Typer(
+    cls=Group,
     help="The tenant's generated secrets (docs/rotate.md).",
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -227,7 +274,7 @@ def _merge(
     g.verbose = g.verbose or verbose
 
 
-def _load(ctx: typer.Context, tenant: str | None, flags: dict[str, Any]) -> Config:
+def _load(ctx: typer.Context, tenant: str | None, flags: dict[str, Any]) -> "Config":
     from deployer.config import load_config
 
     g: Globals = ctx.obj
@@ -236,7 +283,7 @@ def _load(ctx: typer.Context, tenant: str | None, flags: dict[str, Any]) -> Conf
     )
 
 
-def _target(ctx: typer.Context) -> Target:
+def _target(ctx: typer.Context) -> "Target":
     """Where the command's API calls go; --emulator: the background emulator's endpoint."""
     from deployer.api import Target
 
@@ -259,7 +306,7 @@ def _stop_command(folder: Path) -> str:
     )
 
 
-def _background(target: Target, *, execute: bool | None) -> Target:
+def _background(target: "Target", *, execute: bool | None) -> "Target":
     """The background emulator of the target's state dir (started on first use, said once on
     stderr), as an endpoint: the deployer talks to it as to any `--endpoint`."""
     from deployer.api import BUILTIN_TIME_SCALE, Target, default_state_dir, state_problem
