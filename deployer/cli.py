@@ -759,7 +759,7 @@ def secrets_rotate(
 
 
 ci_app = typer.Typer(
-    help="Deploy on push (docs/ci.md).", no_args_is_help=True, rich_markup_mode=None
+    cls=Group, help="Deploy on push (docs/ci.md).", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(ci_app, name="ci")
 
