@@ -37,6 +37,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -86,7 +87,7 @@ def run(cmd: list[str]) -> tuple[float, float, str, str]:
     return wall, cpu, done.stdout, done.stderr
 
 
-def up(state: Path, tenant: str, *extra: str) -> tuple[float, float, dict[str, object]]:
+def up(state: Path, tenant: str, *extra: str) -> tuple[float, float, dict[str, Any]]:
     cmd = [*DJDEPLOY, "up", "--tenant", tenant, "--emulator", "--state-dir", str(state)]
     wall, cpu, out, _ = run([*cmd, *extra, "--json"])
     return wall, cpu, json.loads(out)
@@ -154,11 +155,9 @@ def phases(log: list[tuple[float, str]]) -> dict[str, float]:
     return out
 
 
-def step_rows(
-    fig: Figures, prefix: str, doc: dict[str, object], needs: dict, *, top: int = 8
-) -> None:
-    steps = {str(s["step"]): float(s["elapsed"]) for s in doc["steps"]}  # type: ignore[attr-defined]
-    fig.add(f"{prefix}: elapsed (--json)", float(doc["elapsed"]))  # type: ignore[arg-type]
+def step_rows(fig: Figures, prefix: str, doc: dict[str, Any], needs: dict, *, top: int = 8) -> None:
+    steps = {str(s["step"]): float(s["elapsed"]) for s in doc["steps"]}
+    fig.add(f"{prefix}: elapsed (--json)", float(doc["elapsed"]))
     chain = longest_chain(steps, needs)
     fig.add(f"{prefix}: longest chain {' > '.join(chain)}", sum(steps[s] for s in chain))
     fig.add(f"{prefix}: sum of step times", sum(steps.values()))
@@ -266,7 +265,7 @@ def one_run(quick_runs: int, project: str, needs: dict[str, tuple[str, ...]]) ->
             fig.add(
                 "fresh up: wall - elapsed (start, imports, emulator start)",
                 wall - float(doc["elapsed"]),
-            )  # type: ignore[arg-type]
+            )
             status = [*DJDEPLOY, "status", "--emulator", "--state-dir", str(state)]
             noop = [*DJDEPLOY, "up", "--tenant", "demo", "--emulator", "--state-dir", str(state)]
             for name, cmd in (("no-op up", noop), ("status (all tenants)", status)):
@@ -313,7 +312,15 @@ def main() -> None:
     print(f"after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
     print("| what | median (min-max) |")
     print("|---|---|")
-    names = list(dict.fromkeys(name for fig in runs for name in fig.values))
+    names: list[str] = []  # each run's order; a row only some runs have goes after its previous
+    for fig in runs:
+        at = 0
+        for name in fig.values:
+            if name in names:
+                at = names.index(name) + 1
+            else:
+                names.insert(at, name)
+                at += 1
     for name in names:
         values = [fig.values[name] for fig in runs if name in fig.values]
         unit = "" if ("processes" in name or "MB" in name) else " s"
