@@ -15,7 +15,8 @@ Each run takes a fresh temporary state directory and, in order:
 4. two more tenants (``up --tenant t2`` and ``t3``, the bundled sample: its image is built
    already), then every process of the emulator's tree (the daemon, PostgreSQL servers and
    backends, gunicorn masters and workers) counted from /proc, with RSS (counts shared pages in
-   each process) and PSS (shares them out) summed;
+   each process) and PSS (shares them out) summed; and, for reference, ``python -m venv`` timed
+   alone (the build's first command);
 
 then ``djdeploy emulator stop --state-dir D``. The figures are medians over runs (min-max
 beside them when there are several). Read wall times with the load average printed first.
