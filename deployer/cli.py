@@ -236,6 +236,15 @@ def _load(ctx: typer.Context, tenant: str | None, flags: dict[str, Any]) -> Conf
     )
 
 
+def _warn_misspelt() -> None:
+    """plan, up and status: one stderr line per DJDEPLOY_ variable that looks like a typo of a
+    setting (config ignores it; docs/configuration.md)."""
+    from deployer.config import misspelt_variables
+
+    for line in misspelt_variables(os.environ):
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 def _target(ctx: typer.Context) -> Target:
     """Where the command's API calls go; --emulator: the background emulator's endpoint."""
     from deployer.api import Target
@@ -343,6 +352,7 @@ def up(
 ) -> None:
     """Create or update everything the tenant needs; safe to run again after any failure."""
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
+    _warn_misspelt()
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
     target = _target(ctx)
     from deployer import api, render
@@ -379,6 +389,7 @@ def plan(
 ) -> None:
     """Show what `up` would change, field by field. Exit 0: nothing; 2: changes pending."""
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
+    _warn_misspelt()
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
     target = _target(ctx)
     from deployer import api, render
@@ -407,6 +418,7 @@ def status(
 ) -> None:
     """Live state, step by step. Without --tenant: every tenant found by its labels."""
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
+    _warn_misspelt()
     flags = _flags(project, region, source, app_name, config)
     if tenant is None and not os.environ.get("DJDEPLOY_TENANT"):
         from deployer.config import load_project_and_region
