@@ -62,7 +62,7 @@ class Rotated:
     new: str | None
     done: bool
     resumed: bool
-    kept: tuple[str, ...] = ()  # versions left enabled besides the new one (the key's fallback)
+    kept: tuple[str, ...] = ()  # left enabled besides the new one: the previous key or password
 
 
 def secret_ids(config: Config) -> dict[str, str]:
