@@ -236,15 +236,6 @@ def _load(ctx: typer.Context, tenant: str | None, flags: dict[str, Any]) -> Conf
     )
 
 
-def _warn_misspelt() -> None:
-    """plan, up and status: one stderr line per DJDEPLOY_ variable that looks like a typo of a
-    setting (config ignores it; docs/configuration.md)."""
-    from deployer.config import misspelt_variables
-
-    for line in misspelt_variables(os.environ):
-        err.print(line, markup=False, highlight=False, soft_wrap=True)
-
-
 def _target(ctx: typer.Context) -> Target:
     """Where the command's API calls go; --emulator: the background emulator's endpoint."""
     from deployer.api import Target
@@ -258,6 +249,15 @@ def _target(ctx: typer.Context) -> Target:
         state_dir=g.state_dir,
     )
     return _background(target, execute=g.execute) if target.emulator else target
+
+
+def _warn_misspelt() -> None:
+    """plan, up and status: one stderr line per DJDEPLOY_ variable that looks like a typo of a
+    setting (config ignores it; docs/configuration.md)."""
+    from deployer.config import misspelt_variables
+
+    for line in misspelt_variables(os.environ):
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _stop_command(folder: Path) -> str:
