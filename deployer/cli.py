@@ -298,6 +298,15 @@ def _target(ctx: typer.Context) -> "Target":
     return _background(target, execute=g.execute) if target.emulator else target
 
 
+def _warn_misspelt() -> None:
+    """plan, up and status: one stderr line per DJDEPLOY_ variable that looks like a typo of a
+    setting (config ignores it; docs/configuration.md)."""
+    from deployer.config import misspelt_variables
+
+    for line in misspelt_variables(os.environ):
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 def _stop_command(folder: Path) -> str:
     from deployer.api import default_state_dir
 
@@ -390,6 +399,7 @@ def up(
 ) -> None:
     """Create or update everything the tenant needs; safe to run again after any failure."""
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
+    _warn_misspelt()
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
     target = _target(ctx)
     from deployer import api, render
@@ -426,6 +436,7 @@ def plan(
 ) -> None:
     """Show what `up` would change, field by field. Exit 0: nothing; 2: changes pending."""
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
+    _warn_misspelt()
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
     target = _target(ctx)
     from deployer import api, render
@@ -454,6 +465,7 @@ def status(
 ) -> None:
     """Live state, step by step. Without --tenant: every tenant found by its labels."""
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
+    _warn_misspelt()
     flags = _flags(project, region, source, app_name, config)
     if tenant is None and not os.environ.get("DJDEPLOY_TENANT"):
         from deployer.config import load_project_and_region

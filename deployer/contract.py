@@ -56,6 +56,13 @@ CONTRACT: tuple[EnvVar, ...] = (
     EnvVar("DJANGO_SUPERUSER_USERNAME", False, "migrate", "superuser created if missing"),
     EnvVar("DJANGO_SUPERUSER_EMAIL", False, "migrate", "its email"),
     EnvVar("DJANGO_SUPERUSER_PASSWORD", True, "migrate", "its password (its own secret)"),
+    EnvVar(
+        "DJANGO_SUPERUSER_PASSWORD_PREVIOUS",
+        True,
+        "migrate",
+        "the password secret before its last rotation (only after one): an existing superuser "
+        "whose password is still this one is moved to DJANGO_SUPERUSER_PASSWORD",
+    ),
     EnvVar("HEALTH_PATH", False, "all", "the path the health checks answer (probes.path)"),
     EnvVar("GOOGLE_CLOUD_PROJECT", False, "all", "the project id, for log-trace correlation"),
     EnvVar("DB_EXTENSIONS", False, "all", "comma-separated PostgreSQL extensions db-init creates"),

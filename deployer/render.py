@@ -549,12 +549,17 @@ def rotation_line(r: Rotated) -> str:
     line = f"{what}: rotated, version {r.old} -> {r.new}"
     if r.resumed:
         line += " (finished an interrupted rotation)"
+    kept = ", ".join(r.kept)
+    if r.kind == "admin-password":  # the migrate job moved the superuser (superuser.py)
+        if kept:
+            line += f"; version {kept} kept enabled as the previous password"
+        return line + (
+            "; a superuser that still had the generated password now has the new one "
+            "(a password changed by hand is kept)"
+        )
     if r.kept:
-        return line + f"; version {', '.join(r.kept)} kept enabled as SECRET_KEY_FALLBACKS"
-    line += "; the older versions are disabled"
-    if r.kind == "admin-password":  # the container sets it only when it creates the user
-        line += " (a superuser that exists keeps its password: change it in the admin)"
-    return line
+        return line + f"; version {kept} kept enabled as SECRET_KEY_FALLBACKS"
+    return line + "; the older versions are disabled"
 
 
 def rotated(

@@ -113,6 +113,23 @@ def test_an_unrelated_djdeploy_variable_is_ignored(
     assert f"emulator state: {tmp_path / 'state'}" in result.output
 
 
+def test_a_misspelt_djdeploy_variable_is_named_on_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DJDEPLOY_SERVICE_MEMRY", "1Gi")
+    monkeypatch.setenv("DJDEPLOY_VERBOSE", "1")
+    result = CliRunner().invoke(
+        app, ["plan", "--tenant", "demo", "--project", "acme-prod", "--region", "nowhere-1"]
+    )
+    assert result.exit_code == 1  # the bad region stops it; the warning came first
+    assert result.stderr.startswith(
+        "DJDEPLOY_SERVICE_MEMRY is not a djdeploy setting "
+        "(did you mean DJDEPLOY_SERVICE_MEMORY?): ignored\n"
+    )
+    assert "DJDEPLOY_VERBOSE" not in result.output
+
+
 def test_source_without_manage_py(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "proj").mkdir()

@@ -26,6 +26,7 @@ from deployer.config import (
     VpcConfig,
     load_config,
     load_project_and_region,
+    misspelt_variables,
 )
 from deployer.emulator.testing import EmulatorHandle
 from deployer.errors import ConfigError
@@ -642,6 +643,30 @@ def test_bad_env_var(tmp_path: Path, var: str, value: str, needle: str) -> None:
     with pytest.raises(ConfigError) as exc:
         load(tmp_path, environ={"DJDEPLOY_PROJECT": PROJECT, var: value})
     assert needle in str(exc.value)
+
+
+def test_misspelt_variables_warn_only_near_a_table_field() -> None:
+    environ = {
+        "DJDEPLOY_SERVICE_MEMRY": "1Gi",  # a typo of a [service] field
+        "DJDEPLOY_DATABASE_TEIR": "db-f1-micro",
+        "DJDEPLOY_SERVICE_MEMORY": "1Gi",  # known
+        "DJDEPLOY_VERBOSE": "1",  # no table
+        "DJDEPLOY_BUILD_ID": "42",  # a CI's: close to no [build] field
+        "DJDEPLOY_BUILD_NUMBER": "7",
+        "DJDEPLOY_STATE_DIR": "/tmp/x",  # the CLI's own
+        "SERVICE_MEMRY": "1Gi",  # not ours
+    }
+    assert misspelt_variables(environ) == [
+        "DJDEPLOY_DATABASE_TEIR is not a djdeploy setting (did you mean "
+        "DJDEPLOY_DATABASE_TIER?): ignored",
+        "DJDEPLOY_SERVICE_MEMRY is not a djdeploy setting (did you mean "
+        "DJDEPLOY_SERVICE_MEMORY?): ignored",
+    ]
+
+
+def test_a_misspelt_variable_is_still_ignored(tmp_path: Path) -> None:
+    c = load(tmp_path, environ={"DJDEPLOY_PROJECT": PROJECT, "DJDEPLOY_SERVICE_MEMRY": "1Gi"})
+    assert c.service.memory == ServiceConfig().memory
 
 
 def test_settings_module_and_build_from_env_and_flags(tmp_path: Path) -> None:

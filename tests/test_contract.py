@@ -136,6 +136,7 @@ def test_superuser_variables_are_read_only_by_the_migrate_step() -> None:
         "DJANGO_SUPERUSER_USERNAME",
         "DJANGO_SUPERUSER_EMAIL",
         "DJANGO_SUPERUSER_PASSWORD",
+        "DJANGO_SUPERUSER_PASSWORD_PREVIOUS",
     ):
         assert reads.get(name) == {"superuser.py"}
     assert "DJANGO_SUPERUSER" not in ENTRYPOINT.read_text()
@@ -165,4 +166,5 @@ def test_contract_secrets_are_the_expected_ones() -> None:
         "SECRET_KEY_FALLBACKS",
         "DB_PASSWORD",
         "DJANGO_SUPERUSER_PASSWORD",
+        "DJANGO_SUPERUSER_PASSWORD_PREVIOUS",
     }

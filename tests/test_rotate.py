@@ -31,6 +31,7 @@ from deployer.steps.base import Action
 from deployer.steps.rotation import ROTATING, Rotation
 from deployer.steps.secrets import age
 from deployer.steps.sql import PASSWORD_LABEL
+from tests.container.container_helpers import pbkdf2_checks
 from tests.contract import check_transcript
 from tests.test_scenarios import (
     GOLDEN,
@@ -193,13 +194,20 @@ def test_all_three_at_once_take_one_new_revision(emulator: EmulatorHandle) -> No
     assert len(deploys) == 1
     assert_rotated_once(cloud)
     assert states(cloud, KEY) == {1: "ENABLED", 2: "ENABLED"}
-    assert states(cloud, ADMIN) == {1: "DISABLED", 2: "ENABLED"}
+    assert states(cloud, ADMIN) == {1: "ENABLED", 2: "ENABLED"}  # 1: the previous password
+
+
+def migrate_runs(cloud: Cloud) -> int:
+    return len(cloud.run.list_executions(JOBS[1]))
 
 
 @pytest.mark.slow
 def test_admin_password_through_the_python_api(emulator: EmulatorHandle) -> None:
+    """The rotation runs migrate once (with the new password and the previous one), keeps the
+    previous version enabled for it, and leaves nothing pending; the next rotation retires it."""
     assert up(emulator)[0] == 0
     cloud = cloud_of(emulator)
+    runs = migrate_runs(cloud)
     config = Config(tenant=TENANT, project=PROJECT, region=REGION)
     target = api.Target(endpoint=emulator.url, time_scale=0.001)
     result = api.rotate_secrets(config, kinds=["admin-password"], target=target)
@@ -211,11 +219,25 @@ def test_admin_password_through_the_python_api(emulator: EmulatorHandle) -> None
         "2",
         True,
     )
-    assert states(cloud, ADMIN) == {1: "DISABLED", 2: "ENABLED"}
-    assert job_pins(cloud, JOBS[1])["DJANGO_SUPERUSER_PASSWORD"] == "2"
+    assert states(cloud, ADMIN) == {1: "ENABLED", 2: "ENABLED"}
+    pins = job_pins(cloud, JOBS[1])
+    assert (pins["DJANGO_SUPERUSER_PASSWORD"], pins["DJANGO_SUPERUSER_PASSWORD_PREVIOUS"]) == (
+        "2",
+        "1",
+    )
     assert "DJANGO_SUPERUSER_PASSWORD" not in service_pins(cloud)
+    assert "DJANGO_SUPERUSER_PASSWORD_PREVIOUS" not in job_pins(cloud, JOBS[0])
+    assert migrate_runs(cloud) == runs + 1
+    code, output = djdeploy(emulator, "plan", "--tenant", TENANT)
+    assert code == 0, output
+    assert up(emulator)[0] == 0 and migrate_runs(cloud) == runs + 1  # once, not at every up
+
     code, output = rotate(emulator, "--secret", "admin-password")
-    assert code == 0 and "a superuser that exists keeps its password" in output
+    assert code == 0, output
+    assert "version 2 kept enabled as the previous password" in output
+    assert "a superuser that still had the generated password now has the new one" in output
+    assert states(cloud, ADMIN) == {1: "DISABLED", 2: "ENABLED", 3: "ENABLED"}
+    assert migrate_runs(cloud) == runs + 2
 
 
 @pytest.mark.slow
@@ -385,6 +407,47 @@ def test_on_a_real_postgres_open_connections_survive_and_only_the_new_password_l
         login(old).close()
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(find_binaries() is None, reason=UNAVAILABLE)
+def test_on_a_real_postgres_the_superuser_follows_the_admin_password(
+    executing_emulator: EmulatorHandle,
+) -> None:
+    """The migrate job really runs: a superuser still on the generated password gets the new
+    one; after a human changed it, the next rotation keeps the human's."""
+
+    # real builds and processes on a loaded machine: the steps' timeouts at a tenth, not 0.001
+    def run(*args: str) -> None:
+        code, output = djdeploy(executing_emulator, *args, "--tenant", TENANT, scale="0.1")
+        assert code == 0, output
+
+    run("up")
+    cloud = cloud_of(executing_emulator)
+    [server] = executing_emulator.control.local()["sql"]
+    socket_dir = str(Path(server["layoutSocket"]).parent)
+    password = cloud.secrets.access(DB, "1").reveal()
+
+    def query(sql: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(
+            host=socket_dir, user="demo_django", password=password, dbname="demo_django"
+        ) as conn:
+            return conn.execute(sql).fetchall()
+
+    def stored() -> str:
+        [(encoded,)] = query("SELECT password FROM auth_user WHERE is_superuser")
+        return str(encoded)
+
+    def admin(version: str) -> str:
+        return cloud.secrets.access(ADMIN, version).reveal()
+
+    assert pbkdf2_checks(stored(), admin("1"))
+    run("secrets", "rotate", "--secret", "admin-password")
+    assert pbkdf2_checks(stored(), admin("2")) and not pbkdf2_checks(stored(), admin("1"))
+
+    query("UPDATE auth_user SET password = 'set-by-hand' WHERE is_superuser RETURNING id")
+    run("secrets", "rotate", "--secret", "admin-password")
+    assert stored() == "set-by-hand"
+
+
 def test_a_bad_secret_kind_is_one_line_before_any_call(emulator: EmulatorHandle) -> None:
     emulator.control.clear_transcript()
     code, output = rotate(emulator, "--secret", "api-key")
@@ -453,6 +516,23 @@ def test_the_secret_key_keeps_one_fallback() -> None:
     assert [f.path for f in change.fields] == [f"{KEY}.versions.1", f"{KEY}.labels.{ROTATING}"]
     first = STEP.diff(seen(KEY, "secret-key", [version(2), version(1)], service={(KEY, "2")}))
     assert [f.path for f in first.fields] == [f"{KEY}.labels.{ROTATING}"]  # 1: the fallback
+
+
+def test_the_admin_password_keeps_the_previous_one_for_migrate() -> None:
+    migrate = f"job {JOBS[1]}"
+    versions = [version(2), version(1)]
+    observed = seen(ADMIN, "admin-password", versions, service=set())
+    observed["readers"][migrate] = {(ADMIN, "2"), (ADMIN, "1")}  # new, previous
+    change = STEP.diff(observed)
+    assert [f.path for f in change.fields] == [f"{ADMIN}.labels.{ROTATING}"]  # 1 stays enabled
+    observed["readers"][migrate] = {(ADMIN, "1")}  # not updated yet
+    assert f"{migrate} still reads version 1" in STEP.diff(observed).reason
+    third = seen(ADMIN, "admin-password", [version(3), *versions], service=set())
+    third["readers"][migrate] = {(ADMIN, "3"), (ADMIN, "2")}
+    assert [f.path for f in STEP.diff(third).fields] == [
+        f"{ADMIN}.versions.1",
+        f"{ADMIN}.labels.{ROTATING}",
+    ]
 
 
 def test_a_new_version_disabled_by_hand_abandons_the_rotation() -> None:

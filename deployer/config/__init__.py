@@ -22,6 +22,7 @@ from deployer.config.load import (
     load_config,
     load_file,
     load_project_and_region,
+    misspelt_variables,
 )
 from deployer.config.model import Config
 from deployer.config.names import Names
@@ -73,4 +74,5 @@ __all__ = [
     "load_config",
     "load_file",
     "load_project_and_region",
+    "misspelt_variables",
 ]

@@ -65,9 +65,15 @@ _ALL_KEYS: list[str] = [
 ]
 
 
-def _unknown(kind: str, name: str, known: Iterable[str], where: str) -> NoReturn:
+def _closest(name: str, known: Iterable[str]) -> str | None:
+    """The known name ``name`` is most likely a misspelling of (None: none is close)."""
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    hint = f': did you mean "{close[0]}"?' if close else ""
+    return close[0] if close else None
+
+
+def _unknown(kind: str, name: str, known: Iterable[str], where: str) -> NoReturn:
+    close = _closest(name, known)
+    hint = f': did you mean "{close}"?' if close else ""
     raise ConfigError(f'unknown {kind} "{name}" in {where}{hint}')
 
 
@@ -186,11 +192,14 @@ def _apply_cron(layers: _Layers, value: Any, where: str) -> None:
         layers.cron.append((dict(table), f"[[cron]] {show(table.get('name'))} in {where}"))
 
 
+_ENV_TABLES = {f"DJDEPLOY_{t.upper()}_": t for t in _TABLES}
+
+
 def _apply_environ(layers: _Layers, environ: Mapping[str, str], cwd: Path) -> None:
     """The documented variables only: DJDEPLOY_<KEY> and DJDEPLOY_<TABLE>_<FIELD>. Any other
     DJDEPLOY_* (the CLI's own, a CI's DJDEPLOY_BUILD_NUMBER, an unrelated DJDEPLOY_VERBOSE)
-    is not ours to refuse: ignored."""
-    tables = {f"DJDEPLOY_{t.upper()}_": t for t in _TABLES}
+    is not ours to refuse: ignored (misspelt_variables warns of the likely typos)."""
+    tables = _ENV_TABLES
     for var, value in environ.items():
         if var in _ENV_TOP:
             key = _ENV_TOP[var]
@@ -203,6 +212,25 @@ def _apply_environ(layers: _Layers, environ: Mapping[str, str], cwd: Path) -> No
             if name in _FIELDS[table]:
                 layers.set(f"{table}.{name}", _convert(f"{table}.{name}", value, var), var)
                 break
+
+
+def misspelt_variables(environ: Mapping[str, str]) -> list[str]:
+    """One warning line per ignored DJDEPLOY_<TABLE>_<NAME> whose NAME is close to a field of
+    that table (DJDEPLOY_SERVICE_MEMRY), sorted. Others stay silent: DJDEPLOY_VERBOSE names no
+    table, and DJDEPLOY_BUILD_ID (a CI's) is close to no field of [build]."""
+    out = []
+    for var in sorted(environ):
+        head = next((h for h in _ENV_TABLES if var.startswith(h)), None)
+        if head is None:
+            continue
+        fields = _FIELDS[_ENV_TABLES[head]]
+        name = var[len(head) :].lower()
+        close = None if name in fields else _closest(name, fields)
+        if close is not None:
+            out.append(
+                f"{var} is not a djdeploy setting (did you mean {head}{close.upper()}?): ignored"
+            )
+    return out
 
 
 def _pairs(key: str, value: Any) -> Iterable[tuple[str, Any]]:

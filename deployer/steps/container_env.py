@@ -54,7 +54,7 @@ SECRET_GRANT_RETRY = 30.0
 
 
 #: a secret reference to the newest enabled version, and to the one before it (a rotated
-#: SECRET_KEY's fallback: set only when there is one)
+#: SECRET_KEY's fallback, a rotated superuser password's predecessor: set only when there is one)
 LATEST = "latest"
 PREVIOUS = "previous"
 
@@ -115,6 +115,7 @@ _SECRET: dict[str, tuple[Callable[[Config], str], str]] = {
     "SECRET_KEY_FALLBACKS": (lambda c: c.names.secret_key, PREVIOUS),
     "DB_PASSWORD": (lambda c: c.names.secret_db_password, LATEST),
     "DJANGO_SUPERUSER_PASSWORD": (lambda c: c.names.secret_superuser_password, LATEST),
+    "DJANGO_SUPERUSER_PASSWORD_PREVIOUS": (lambda c: c.names.secret_superuser_password, PREVIOUS),
 }
 
 

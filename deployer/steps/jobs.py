@@ -10,9 +10,11 @@ service) and executes it only when needed:
   A new image or a memory change does not run it.
 - migrate (``migrate``, ``collectstatic`` without --clear, the superuser if missing) runs when
   no execution has succeeded with the current image (label ``djdeploy-image``: a hash of the
-  image reference). It mounts the media bucket, so data migrations that read or write uploads
-  work; static files go to /srv/static (collected into the image at build), never to the bucket.
-  db-init has no media volume: it only talks to PostgreSQL.
+  image reference and, after a rotation of the superuser password, of its two pinned versions:
+  so that rotation runs it once, docs/rotate.md). It mounts the media bucket, so data
+  migrations that read or write uploads work; static files go to /srv/static (collected into
+  the image at build), never to the bucket. db-init has no media volume: it only talks to
+  PostgreSQL.
 
 A failed execution fails the step with its name, the condition message and where its logs are;
 the engine then stops before the service changes. The next `up` runs it again. An execution that
@@ -123,7 +125,7 @@ class _Job(Operation):
             template["vpcAccess"] = vpc
         return template
 
-    def marker(self) -> str:
+    def marker(self, inputs: ce.Inputs) -> str:
         """The label value an execution must carry to count as done: a hash of what the job's
         run depends on."""
         raise NotImplementedError
@@ -135,7 +137,7 @@ class _Job(Operation):
             "name": self.job_id,
             "labels": labels,
             "template": {
-                "labels": {**labels, self.marker_label: self.marker()},
+                "labels": {**labels, self.marker_label: self.marker(inputs)},
                 "taskCount": 1,
                 "template": task,
             },
@@ -261,7 +263,7 @@ class DbInitJob(_Job):
     def what(self) -> str:
         return "database setup"
 
-    def marker(self) -> str:
+    def marker(self, *_: object) -> str:
         """What db-init does: not the image (a code change), nor env or resources."""
         cfg = self.config
         return ce.spec_hash(
@@ -291,5 +293,13 @@ class MigrateJob(_Job):
     def what(self) -> str:
         return "image"
 
-    def marker(self) -> str:
-        return ce.spec_hash(self.image)
+    def marker(self, inputs: ce.Inputs) -> str:
+        """The image and, after a rotation of the superuser password (its previous version is
+        still enabled), both versions: so the rotation runs migrate once, which moves a
+        superuser still on the previous password to the new one (superuser.py). Before any
+        rotation, the image alone."""
+        sid = self.config.names.secret_superuser_password
+        previous = inputs.previous.get(sid)
+        if not previous:
+            return ce.spec_hash(self.image)
+        return ce.spec_hash([self.image, inputs.versions.get(sid), previous])

@@ -16,7 +16,10 @@ killed at:
 
 Which versions stay enabled: the new one; for the SECRET_KEY also the one before it, which the
 service and jobs read as SECRET_KEY_FALLBACKS (so sessions and password-reset links signed with
-it stay valid until the next rotation).
+it stay valid until the next rotation); for the superuser password also the one before it, which
+the migrate job reads as DJANGO_SUPERUSER_PASSWORD_PREVIOUS (the pinned pair is in its marker,
+so the rotation runs it once: a superuser whose password is still the previous generated one
+gets the new one; steps/jobs.py, container superuser.py).
 
 A rotation whose newer versions were all disabled by hand is abandoned: the label is removed and
 nothing else changes (the way back before the old version is disabled, docs/rotate.md).
@@ -41,8 +44,10 @@ if TYPE_CHECKING:
 ROTATING = "djdeploy-rotating-from"
 #: `secrets rotate --secret`: the three generated secrets
 KINDS = ("db-password", "secret-key", "admin-password")
-#: enabled versions a finished rotation keeps (the SECRET_KEY's previous one is its fallback)
-KEEP = {"db-password": 1, "secret-key": 2, "admin-password": 1}
+#: enabled versions a finished rotation keeps: the SECRET_KEY's previous one is its fallback;
+#: the superuser password's previous one is what the migrate job checks the superuser's password
+#: against before moving it to the new one (a password a human set is never overwritten)
+KEEP = {"db-password": 1, "secret-key": 2, "admin-password": 2}
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,7 @@ class Rotated:
     new: str | None
     done: bool
     resumed: bool
-    kept: tuple[str, ...] = ()  # versions left enabled besides the new one (the key's fallback)
+    kept: tuple[str, ...] = ()  # left enabled besides the new one: the previous key or password
 
 
 def secret_ids(config: Config) -> dict[str, str]:

@@ -6,7 +6,9 @@ out as Cloud Run lays out /cloudsql, and container/entrypoint.sh run from the ch
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import os
 import secrets
 import socket
@@ -103,6 +105,15 @@ def cloudsql_dir() -> Iterator[Path]:
         directory.mkdir()
         (directory / PG_SOCKET.name).symlink_to(PG_SOCKET)
         yield directory
+
+
+def pbkdf2_checks(encoded: str, password: str) -> bool:
+    """Django's check of a password against its default (PBKDF2) hash, without setting Django
+    up in the test process."""
+    algorithm, iterations, salt, digest = encoded.split("$")
+    assert algorithm == "pbkdf2_sha256"
+    raw = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), int(iterations))
+    return base64.b64encode(raw).decode() == digest
 
 
 def free_port() -> int:

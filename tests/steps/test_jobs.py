@@ -169,6 +169,28 @@ def test_templates() -> None:
         assert DbInitJob(changed, image=IMAGE).marker() != DB.marker()
 
 
+def test_migrate_marker_follows_a_superuser_password_rotation() -> None:
+    """Before any rotation: the image alone (an upgrade of djdeploy reruns nothing). After one
+    (a previous version enabled): the pinned pair too, so the rotation runs migrate once."""
+    sid = CFG.names.secret_superuser_password
+    step = MigrateJob(CFG, image=IMAGE)
+    assert step.marker(INPUTS_ALL) == ce.spec_hash(IMAGE)
+
+    def rotated(new: str, previous: str) -> ce.Inputs:
+        return ce.Inputs(
+            INPUTS.project_number, {**INPUTS_ALL.versions, sid: new}, previous={sid: previous}
+        )
+
+    after = step.marker(rotated("2", "1"))
+    assert after not in (step.marker(INPUTS_ALL), step.marker(rotated("3", "2")))
+    assert after == step.marker(rotated("2", "1"))  # stable until the next rotation or image
+    body = step.desired(rotated("2", "1"))
+    pins = ce.template_pins(body["template"]["template"])
+    assert {(sid, "2"), (sid, "1")} <= pins
+    env = {e["name"] for e in body["template"]["template"]["containers"][0]["env"]}
+    assert "DJANGO_SUPERUSER_PASSWORD_PREVIOUS" in env
+
+
 def test_db_init_marker_follows_its_code(tmp_path: Path) -> None:
     shutil.copytree(container_dir() / "djdeploy_runtime", tmp_path / "djdeploy_runtime")
     before = code_hash(tmp_path)

@@ -303,13 +303,15 @@ def test_every_contract_variable_has_its_value_and_settings_module_is_optional()
     inputs = ce.Inputs(
         NUMBER,
         {**INPUTS.versions, CFG.names.secret_superuser_password: "3"},
-        previous={CFG.names.secret_key: "1"},  # rotated once: the old key is the fallback
+        # rotated once: the old key is the fallback, the old superuser password the previous one
+        previous={CFG.names.secret_key: "1", CFG.names.secret_superuser_password: "2"},
     )
     configured = config(settings_module="mysite.settings.production")
     for target in ce.TARGETS:
         wanted = {v.name for v in CONTRACT if v.where in ("all", target)}
         fallback = ce.build_env(CFG, target, ce.Inputs(NUMBER, inputs.versions))
-        assert "SECRET_KEY_FALLBACKS" not in {e["name"] for e in fallback}  # never rotated
+        never_rotated = {e["name"] for e in fallback}
+        assert not never_rotated & {"SECRET_KEY_FALLBACKS", "DJANGO_SUPERUSER_PASSWORD_PREVIOUS"}
         env = {e["name"]: e for e in ce.build_env(configured, target, inputs)}
         assert set(env) == wanted, target
         assert env["DJANGO_PROJECT_SETTINGS"] == {
