@@ -20,6 +20,10 @@ from deployer.errors import DeployError, MaybeApplied, StepFailed, Timeout
 from deployer.gcp.cloud import Cloud
 from deployer.steps.base import Action, Change, Step, Transient
 
+#: the least a scaled step deadline gives: an emulator that executes builds, migrates and starts
+#: the app for real, in real seconds, whatever its time scale
+MIN_SCALED_STEP_TIMEOUT = 600.0
+
 
 @dataclass(frozen=True)
 class Options:
@@ -50,7 +54,8 @@ class Options:
             quick_period=60.0 * k,
             settle_seconds=30.0 * k,
             delay_scale=k,
-            step_timeout=3600.0 * k,
+            # real work (an executing emulator's builds, migrations, app start) is not scaled
+            step_timeout=max(3600.0 * k, MIN_SCALED_STEP_TIMEOUT),
         )
 
     def poll_delay(self, waited: float) -> float:
