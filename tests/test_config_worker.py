@@ -94,7 +94,7 @@ def test_a_worker_without_command_in_a_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="worker is invalid: it needs command"):
         load_config(tenant="demo", cwd=tmp_path, environ=ENV, flags={})
     (tmp_path / "djdeploy.toml").write_text('[worker]\ncomand = "x"\n')
-    with pytest.raises(ConfigError, match='did you mean "worker.command"'):
+    with pytest.raises(ConfigError, match=r'did you mean "worker\.command"'):
         load_config(tenant="demo", cwd=tmp_path, environ=ENV, flags={})
 
 
