@@ -92,7 +92,7 @@ class Worker(Operation):
         pool: dict[str, Any] = observed["pool"]
         inputs: ce.Inputs = observed["inputs"]
         info = {
-            "instances": str(self.worker.instances),
+            "instances": str((pool.get("scaling") or {}).get("manualInstanceCount") or 0),
             "revision": ce.short(pool.get("latestReadyRevision")),
         }
         refused = ce.refusal(
@@ -127,7 +127,7 @@ class Worker(Operation):
         if cond.get("state") != "CONDITION_SUCCEEDED":
             return self.wait(f"worker pool {self.pool} not ready", info=info)
         return self.noop(
-            f"worker pool {self.pool} runs {self.worker.instances} instance(s) of revision "
+            f"worker pool {self.pool} runs {info['instances']} instance(s) of revision "
             f"{info['revision']} and matches",
             info=info,
         )
