@@ -89,6 +89,10 @@ def test_defaults_and_checks(pools: Any) -> None:
         parent=PARENT, worker_pool=pool(count=None), worker_pool_id="one"
     ).result(polling=POLL)
     assert done.scaling.manual_instance_count == 1
+    stopped = pools.create_worker_pool(
+        parent=PARENT, worker_pool=pool(count=0), worker_pool_id="stopped"
+    ).result(polling=POLL)
+    assert stopped.scaling.manual_instance_count == 0  # sent (an optional field), not defaulted
     with_port = pool()
     with_port.template.containers[0].ports = [run_v2.ContainerPort(container_port=8080)]
     with pytest.raises(exceptions.BadRequest, match="ports"):
