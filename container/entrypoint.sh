@@ -4,6 +4,7 @@
 #   migrate        migrate, collectstatic (no --clear), superuser if missing: the migrate job
 #   db-init        extensions and schema grants, idempotent: the db-init job
 #   manage ARGS    any manage.py command (python -m django, with the runtime settings)
+#   run CMD ARGS   any program in the project's directory with the runtime settings: the worker
 # Works outside a container too: APP_HOME (default /app) is the project root, and the runtime
 # package is found beside this file.
 set -eu
@@ -88,10 +89,15 @@ manage)
     # Not manage.py: one that assigns DJANGO_SETTINGS_MODULE would bypass the runtime settings.
     exec python3 -m django "$@"
     ;;
+run)
+    [ "$#" -gt 0 ] || die "run: give the program to run (e.g. celery -A proj worker)"
+    find_project
+    exec "$@"
+    ;;
 -h | --help | help)
-    sed -n '2,8s/^# \{0,1\}//p' "$0"
+    sed -n '2,9s/^# \{0,1\}//p' "$0"
     ;;
 *)
-    die "unknown command '$command': expected serve, migrate, db-init or manage ARGS"
+    die "unknown command '$command': expected serve, migrate, db-init, manage ARGS or run CMD ARGS"
     ;;
 esac

@@ -46,6 +46,7 @@ from deployer.config.schema import (
     ServiceConfig,
     SuperuserConfig,
     VpcConfig,
+    WorkerConfig,
 )
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
     "ServiceConfig",
     "SuperuserConfig",
     "VpcConfig",
+    "WorkerConfig",
     "find_config_file",
     "load_config",
     "load_file",

@@ -27,6 +27,7 @@ from deployer.config.schema import (
     ServiceConfig,
     SuperuserConfig,
     VpcConfig,
+    WorkerConfig,
 )
 from deployer.errors import ConfigError
 
@@ -42,7 +43,9 @@ _TABLES: dict[str, type] = {
     "superuser": SuperuserConfig,
     "probes": ProbeConfig,
     "monitoring": MonitoringConfig,
+    "worker": WorkerConfig,
 }
+_OPTIONAL = ("vpc", "worker")  # absent: None
 _MAPS = ("env", "secret_env", "labels")
 _TOP = ("tenant", "project", "region", "app", "source", "settings_module", "domains")
 _ENV_TOP = {f"DJDEPLOY_{k.upper()}": k for k in _TOP}
@@ -424,9 +427,9 @@ def _build(layers: _Layers, cwd: Path) -> Config:
         ).resolve()
     for table, cls in _TABLES.items():
         values = tables[table]
-        if table == "vpc":
+        if table in _OPTIONAL:
             if values:
-                kwargs["vpc"] = section(cls, values, table)
+                kwargs[table] = section(cls, values, table)
             continue
         kwargs[table] = section(cls, values, table)
     kwargs["env"] = {k: v for k, (v, _) in layers.maps["env"].items()}

@@ -31,6 +31,7 @@ from deployer.config.rules import (
     with_field,
 )
 from deployer.config.schema import (
+    BROKER_ENV,
     BuildConfig,
     CronEntry,
     DatabaseConfig,
@@ -41,6 +42,7 @@ from deployer.config.schema import (
     ServiceConfig,
     SuperuserConfig,
     VpcConfig,
+    WorkerConfig,
 )
 from deployer.errors import ConfigError
 
@@ -107,13 +109,14 @@ class Config:
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     labels: Mapping[str, str] = field(default_factory=FrozenDict)  # extra labels
     cron: tuple[CronEntry, ...] = ()  # scheduled management commands ([[cron]])
+    worker: WorkerConfig | None = None  # a background worker ([worker]); None: none
 
     def __post_init__(self) -> None:
         for name, cls in _SECTIONS.items():
             value = getattr(self, name)
             if isinstance(value, Mapping):
                 object.__setattr__(self, name, section(cls, value, name))
-            elif not isinstance(value, cls) and not (name == "vpc" and value is None):
+            elif not isinstance(value, cls) and not (name in _OPTIONAL and value is None):
                 fail(name, value, f"use a {cls.__name__} or a dict of its fields")
         if isinstance(self.secret_env, Mapping):
             refs = {
@@ -218,6 +221,9 @@ class Config:
         if self.vpc is not None:
             self.vpc.validate()
             self._validate_vpc_region(self.vpc)
+        if self.worker is not None:
+            self.worker.validate()
+            self._validate_worker(self.worker)
         self._validate_env()
         self._validate_labels()
         self._validate_monitoring()
@@ -234,6 +240,28 @@ class Config:
             if entry.name in seen:
                 fail("cron.name", entry.name, "two [[cron]] entries have this name: rename one")
             seen.add(entry.name)
+
+    @property
+    def app_secret_env(self) -> Mapping[str, SecretRef]:
+        """Every env var the app reads from a user's secret: secret_env, and the worker's
+        broker URL (BROKER_ENV, the latest enabled version of worker.broker_secret)."""
+        if self.worker is None or self.worker.broker_secret is None:
+            return self.secret_env
+        return {**self.secret_env, BROKER_ENV: SecretRef(self.worker.broker_secret)}
+
+    def _validate_worker(self, worker: WorkerConfig) -> None:
+        """The broker secret becomes BROKER_ENV: env or secret_env may not set it too."""
+        if worker.broker_secret is None:
+            return
+        for table in ("env", "secret_env"):
+            if BROKER_ENV in getattr(self, table):
+                raise with_field(  # the value is not shown: it may hold a password
+                    ConfigError(
+                        f"{table}.{BROKER_ENV} is invalid: worker.broker_secret sets "
+                        f"{BROKER_ENV}; remove it from [{table}] or remove worker.broker_secret"
+                    ),
+                    f"{table}.{BROKER_ENV}",
+                )
 
     def _validate_monitoring(self) -> None:
         """Uptime checkers call the service from the internet, without credentials."""
@@ -329,4 +357,7 @@ _SECTIONS: dict[str, type] = {
     "superuser": SuperuserConfig,
     "probes": ProbeConfig,
     "monitoring": MonitoringConfig,
+    "worker": WorkerConfig,
 }
+#: the tables that may be absent (None: not configured)
+_OPTIONAL = ("vpc", "worker")

@@ -90,6 +90,12 @@ class Names:
         checked)."""
         return f"{self.prefix}-manage"
 
+    @property
+    def worker_pool(self) -> str:
+        """The Cloud Run worker pool of [worker] (no longer than migrate_job, which is
+        checked)."""
+        return f"{self.prefix}-worker"
+
     def cron_job(self, entry: str) -> str:
         """The Cloud Run job (and the Cloud Scheduler job) of the [[cron]] entry ``entry``:
         at most 49 characters (Cloud Run's limit), shortened with a stable hash."""

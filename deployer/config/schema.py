@@ -91,6 +91,35 @@ class SecretRef:
         fail(where, value, 'use "name", "name:3" or {secret = "name", version = "3"}')
 
 
+def _check_size(table: str, cpu: object, memory: object) -> None:
+    """A Cloud Run container's cpu and memory (the service's, the worker's)."""
+    if not isinstance(cpu, str) or cpu not in CPUS:
+        fail(
+            f"{table}.cpu",
+            cpu,
+            "use one of " + ", ".join(show(c) for c in CPUS) + " (fractional CPU needs "
+            "Cloud Run's first-generation environment, which cannot mount the media bucket)",
+        )
+    memory = check_str(f"{table}.memory", memory)
+    mib = memory_mib(memory)
+    if mib is None:
+        fail(
+            f"{table}.memory",
+            memory,
+            'use a size in Mi or Gi between 512Mi and 32Gi (e.g. "512Mi", "2Gi")',
+        )
+    lo, hi = MEMORY_FOR_CPU[cpu]
+    if mib < 512 or mib > 32768:
+        fail(f"{table}.memory", memory, "must be between 512Mi and 32Gi")
+    if not lo <= mib <= hi:
+        fail(
+            f"{table}.memory",
+            memory,
+            f"with cpu {show(cpu)} Cloud Run allows {lo}Mi to {hi}Mi: "
+            f"change {table}.memory or {table}.cpu",
+        )
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     """The Cloud Run service's size and exposure. The jobs reuse cpu and memory."""
@@ -109,31 +138,7 @@ class ServiceConfig:
         self.validate()
 
     def validate(self) -> None:
-        if self.cpu not in CPUS:
-            fail(
-                "service.cpu",
-                self.cpu,
-                "use one of " + ", ".join(show(c) for c in CPUS) + " (fractional CPU needs "
-                "Cloud Run's first-generation environment, which cannot mount the media bucket)",
-            )
-        check_str("service.memory", self.memory)
-        mib = memory_mib(self.memory)
-        if mib is None:
-            fail(
-                "service.memory",
-                self.memory,
-                'use a size in Mi or Gi between 512Mi and 32Gi (e.g. "512Mi", "2Gi")',
-            )
-        lo, hi = MEMORY_FOR_CPU[self.cpu]
-        if mib < 512 or mib > 32768:
-            fail("service.memory", self.memory, "must be between 512Mi and 32Gi")
-        if not lo <= mib <= hi:
-            fail(
-                "service.memory",
-                self.memory,
-                f"with cpu {show(self.cpu)} Cloud Run allows {lo}Mi to {hi}Mi: "
-                "change service.memory or service.cpu",
-            )
+        _check_size("service", self.cpu, self.memory)
         check_int("service.min_instances", self.min_instances, 0, 1000)
         check_int("service.max_instances", self.max_instances, 1, 1000)
         if self.min_instances > self.max_instances:
@@ -493,3 +498,50 @@ def _time_zones() -> set[str]:
     """The IANA zone names this Python knows (the system's database, else tzdata); read once:
     it walks the zone directory."""
     return zoneinfo.available_timezones()
+
+
+#: the env var the worker's broker URL is handed to the app as ([worker] broker_secret)
+BROKER_ENV = "CELERY_BROKER_URL"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """A background worker (``[worker]``): a Cloud Run worker pool running ``command`` in the
+    service's image, env, secrets and volumes, ``instances`` instances, no ingress. With
+    ``broker_secret``, the Secret Manager secret holding the broker URL becomes BROKER_ENV."""
+
+    command: tuple[str, ...]
+    _: KW_ONLY
+    cpu: str = "1"
+    memory: str = "512Mi"
+    instances: int = 1
+    broker_secret: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.command, str):  # "celery -A proj worker -l info"
+            object.__setattr__(self, "command", tuple(shlex.split(self.command)))
+        elif isinstance(self.command, Sequence):
+            object.__setattr__(self, "command", tuple(self.command))
+        self.validate()
+
+    def validate(self) -> None:
+        if (
+            not isinstance(self.command, tuple)
+            or not self.command
+            or not all(isinstance(p, str) and p for p in self.command)
+        ):
+            fail(
+                "worker.command",
+                self.command,
+                'give the command the worker runs, e.g. "celery -A proj worker -l info"',
+            )
+        _check_size("worker", self.cpu, self.memory)
+        check_int("worker.instances", self.instances, 0, 100)
+        if self.broker_secret is not None and (
+            not isinstance(self.broker_secret, str) or not SECRET_NAME_RE.match(self.broker_secret)
+        ):
+            fail(
+                "worker.broker_secret",
+                self.broker_secret,
+                "a Secret Manager secret id is 1-255 letters, digits, '-' or '_'",
+            )

@@ -52,6 +52,9 @@ NOTES: dict[str, str] = {
         "long-running (latency `run.service.deploy`); a failed revision via outcomes"
     ),
     "run.projects.locations.services.patch": "a new revision only when the template changes",
+    "run.projects.locations.workerPools.create": (
+        "long-running (latency `run.service.deploy`); instances simulated, never run locally"
+    ),
     "run.projects.locations.jobs.run": "an execution (latency `run.execution`); outcomes fail it",
     "sql.instances.insert": "one operation at a time per instance (409 operationInProgress)",
     "sql.instances.patch": "settingsVersion checked (412 staleData)",

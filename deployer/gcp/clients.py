@@ -93,7 +93,7 @@ class ClientFactory:
 
     def gapic(self, kind: str) -> Any:
         """A cached GAPIC client: "run.services", "run.jobs", "run.executions",
-        "run.revisions", "secretmanager", "cloudbuild"."""
+        "run.revisions", "run.workerpools", "secretmanager", "cloudbuild"."""
         self.imports.join()
         with self._lock:
             if kind not in self._gapic:
@@ -109,6 +109,7 @@ class ClientFactory:
                 "run.jobs": run_v2.JobsClient,
                 "run.executions": run_v2.ExecutionsClient,
                 "run.revisions": run_v2.RevisionsClient,
+                "run.workerpools": run_v2.WorkerPoolsClient,
             }[kind]
             return cls(**self.gapic_options())
         if kind == "secretmanager":

@@ -1,4 +1,5 @@
-"""Cloud Run Admin v2: services, jobs, executions and their IAM policies, as JSON-shaped dicts.
+"""Cloud Run Admin v2: services, jobs, executions, worker pools and their IAM policies, as
+JSON-shaped dicts.
 
 Bodies are camelCase JSON dicts with enum names (as the REST API documents them); they become
 GAPIC messages through the JSON parser (``Message.from_json``) and come back through
@@ -34,6 +35,9 @@ class RunApi:
 
     def job_name(self, job: str) -> str:
         return job if job.startswith("projects/") else f"{self.parent}/jobs/{job}"
+
+    def worker_pool_name(self, pool: str) -> str:
+        return pool if pool.startswith("projects/") else f"{self.parent}/workerPools/{pool}"
 
     def execution_name(self, job: str, execution: str) -> str:
         if execution.startswith("projects/"):
@@ -218,6 +222,67 @@ class RunApi:
             once=clients.request_timeout,
         )
         return str(operation.metadata.name).rsplit("/", 1)[-1]
+
+    # -- worker pools ------------------------------------------------------------------------
+
+    def get_worker_pool(self, name: str) -> dict[str, Any] | None:
+        client = self._client("run.workerpools")
+        return self.cloud.read(
+            lambda: to_dict(
+                client.get_worker_pool(
+                    name=self.worker_pool_name(name),
+                    retry=None,
+                    timeout=self.cloud.clients.request_timeout,
+                )
+            ),
+            key=("run.workerpool", name),
+        )
+
+    def create_worker_pool(self, pool_id: str, body: dict[str, Any]) -> None:
+        from google.cloud import run_v2
+
+        client = self._client("run.workerpools")
+        message = from_dict(run_v2.WorkerPool, {k: v for k, v in body.items() if k != "name"})
+        self.cloud.call(
+            lambda: client.create_worker_pool(
+                parent=self.parent,
+                worker_pool=message,
+                worker_pool_id=pool_id,
+                retry=None,
+                timeout=self.cloud.clients.request_timeout,
+            )
+        )
+
+    def update_worker_pool(self, body: dict[str, Any]) -> None:
+        """Replace the worker pool's spec with ``body`` (which names the pool)."""
+        from google.cloud import run_v2
+
+        client = self._client("run.workerpools")
+        message = from_dict(
+            run_v2.WorkerPool, {**body, "name": self.worker_pool_name(body["name"])}
+        )
+        self.cloud.call(
+            lambda: client.update_worker_pool(
+                worker_pool=message, retry=None, timeout=self.cloud.clients.request_timeout
+            )
+        )
+
+    def delete_worker_pool(self, name: str) -> bool:
+        """Start deleting; False when it was already gone."""
+        from deployer.errors import NotFound
+
+        client = self._client("run.workerpools")
+        try:
+            self.cloud.call(
+                lambda: client.delete_worker_pool(
+                    name=self.worker_pool_name(name),
+                    retry=None,
+                    timeout=self.cloud.clients.request_timeout,
+                )
+            )
+        except NotFound:
+            return False
+        return True
 
     # -- revisions ---------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ def build_steps(config: Config) -> list[Step]:
     from deployer.steps.service import Service
     from deployer.steps.service_accounts import ServiceAccounts
     from deployer.steps.sql import SqlDatabase, SqlInstance, SqlUser
+    from deployer.steps.worker import Worker
 
     image = Image(config)
     steps: list[Step] = [
@@ -47,6 +48,8 @@ def build_steps(config: Config) -> list[Step]:
         Invoker(config),
         ManageJob(config),
     ]
+    if config.worker is not None:  # none: no step, no call (see docs/worker.md)
+        steps.append(Worker(config, image=image.image))
     if config.monitoring.enabled:  # off: no step, no call (see docs/monitoring.md)
         steps += [AlertChannel(config), UptimeCheck(config), AlertPolicy(config)]
     cron_jobs = [CronJob(config, image=image.image, entry=e) for e in config.cron]
@@ -59,11 +62,13 @@ def build_steps(config: Config) -> list[Step]:
         ]
     # last: a rotation finishes once everything reading the secrets has moved (docs/rotate.md)
     readers = [s for s in steps if isinstance(s, (DbInitJob, MigrateJob, CronJob))]
+    workers = [s for s in steps if isinstance(s, Worker)]
     steps.append(
         Rotation(
             config,
             jobs=tuple(j.job_id for j in readers),
-            needs=("sql-user", "service", *(j.name for j in readers)),
+            worker_pools=tuple(w.pool for w in workers),
+            needs=("sql-user", "service", *(s.name for s in [*readers, *workers])),
         )
     )
     return steps

@@ -36,7 +36,8 @@ SERVICE = "service"
 MIGRATE = "migrate"
 DB_INIT = "db-init"
 MANAGE = "manage"  # a scheduled management command's job ([[cron]]): the service's env
-TARGETS = (SERVICE, MIGRATE, DB_INIT, MANAGE)
+WORKER = "worker"  # the [worker] pool: the service's env
+TARGETS = (SERVICE, MIGRATE, DB_INIT, MANAGE, WORKER)
 
 SETTINGS_MODULE = "djdeploy_runtime.settings"
 MEDIA_ROOT = "/app/media"
@@ -131,7 +132,7 @@ def secret_refs(config: Config, target: str) -> dict[str, tuple[str, str]]:
         if var.secret and _applies(var.where, target):
             secret_id, version = _SECRET[var.name]
             out[var.name] = (secret_id(config), version)
-    for name, ref in config.secret_env.items():
+    for name, ref in config.app_secret_env.items():
         out[name] = (ref.secret, ref.version)
     return out
 

@@ -237,7 +237,7 @@ class IamRuntime(_Bindings):
     def secret_ids(self) -> list[str]:
         n = self.config.names
         ids = [n.secret_db_password, n.secret_key, n.secret_superuser_password]
-        ids += [ref.secret for ref in self.config.secret_env.values()]
+        ids += [ref.secret for ref in self.config.app_secret_env.values()]
         return list(dict.fromkeys(ids))
 
     def targets(self) -> list[Target]:

@@ -7,8 +7,9 @@ killed at:
 
 1. label set, no newer version: the secrets step adds one (a version newer than the label's,
    in any state, counts: a generated value is never added twice);
-2. a newer version enabled: the sql-user step sets the database password from it, the jobs and
-   the service pin it (their steps, as for any new version), and the service rolls out;
+2. a newer version enabled: the sql-user step sets the database password from it, the jobs, the
+   worker pool and the service pin it (their steps, as for any new version), and the service
+   rolls out;
 3. once every Cloud Run resource pins the new version, the service's newest revision is ready
    and (db-password) the SQL user's password is recorded as set from it, this step disables the
    older enabled versions, then removes the label. Never before: a version a serving revision
@@ -86,6 +87,7 @@ class Rotation(Operation):
 
     config: Config
     jobs: tuple[str, ...] = ()  # the Cloud Run jobs (their ids) that read the secrets
+    worker_pools: tuple[str, ...] = ()  # the Cloud Run worker pools that read them ([worker])
     needs: tuple[str, ...] = ("service",)
     name: str = "rotation"
 
@@ -118,6 +120,9 @@ class Rotation(Operation):
             job = cloud.run.get_job(jid)
             task = ((job or {}).get("template") or {}).get("template")
             readers[f"job {jid}"] = ce.template_pins(task)
+        for pool_id in self.worker_pools:
+            pool = cloud.run.get_worker_pool(pool_id)
+            readers[f"worker pool {pool_id}"] = ce.template_pins((pool or {}).get("template"))
         return {
             "rotations": rotations,
             "service_ready": service is not None and rolled_out(service),

@@ -6,8 +6,9 @@ regenerated while it has any version: only an empty secret we own gets a first v
 secret whose versions are all disabled or destroyed is a failure that tells the user what to
 do (adding a new value silently would change a password the database still expects).
 
-The user's secret env vars (config.secret_env) must name existing secrets with an enabled
-version (or the pinned version enabled); djdeploy never creates them.
+The user's secret env vars (config.secret_env, and the [worker] broker_secret) must name
+existing secrets with an enabled version (or the pinned version enabled); djdeploy never
+creates them.
 
 destroy keeps every secret unless --delete-data; then it deletes only the three generated ones
 (never the user's own secrets, never a secret that is not labelled as ours).
@@ -133,7 +134,7 @@ class Secrets(Operation):
         ok / missing / no-enabled-version / version-not-enabled."""
         cache: dict[str, list[dict[str, Any]] | None] = {}
         out = []
-        for env, ref in sorted(self.config.secret_env.items()):
+        for env, ref in sorted(self.config.app_secret_env.items()):
             if ref.secret not in cache:
                 cache[ref.secret] = cloud.secrets.list_versions(ref.secret)
             versions = cache[ref.secret]

@@ -271,3 +271,26 @@ def test_health_answers_on_the_configured_path(env: dict[str, str], tmp_path: Pa
         assert status != 200  # the default path is the project's now (refused host: 400)
     finally:
         stop_server(server)
+
+
+def test_run_without_a_program(env: dict[str, str]) -> None:
+    entry = fails_with_one_line(env, "run")
+    assert entry["message"].startswith("run: give the program to run")
+
+
+def test_run_execs_the_program_in_the_project_with_the_runtime_settings(
+    env: dict[str, str],
+) -> None:
+    """The [worker]'s command (docs/worker.md): its imports find the project's packages and the
+    settings Django loads are the runtime's, which import the project's."""
+    code = (
+        "import os, django; from django.conf import settings; django.setup(); "
+        "import djsample; "
+        "print(os.environ['DJANGO_SETTINGS_MODULE'], settings.ROOT_URLCONF, os.getcwd())"
+    )
+    result = run_entrypoint(env, "run", "python3", "-c", code)
+    assert result.returncode == 0, result.stderr
+    settings_module, urlconf, cwd = result.stdout.split()
+    assert settings_module == "djdeploy_runtime.settings"
+    assert urlconf.startswith("djsample.")
+    assert cwd == env["APP_HOME"]

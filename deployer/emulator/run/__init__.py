@@ -16,17 +16,22 @@
     DELETE .../jobs/{j}/executions/{e}[?etag=&validateOnly=]             -> Operation (Execution)
     POST   .../jobs/{j}/executions/{e}:cancel  body {etag, validateOnly} -> Operation (Execution)
     GET    .../jobs/{j}/executions/{e}/tasks[/{t}]
+    POST   /v2/projects/{p}/locations/{l}/workerPools?workerPoolId=[&validateOnly=] -> Operation
+    GET    /v2/projects/{p}/locations/{l}/workerPools[/{w}]
+    PATCH  .../workerPools/{w}[?allowMissing=&validateOnly=]             -> Operation (WorkerPool)
+    DELETE .../workerPools/{w}[?etag=&validateOnly=]                     -> Operation (WorkerPool)
+    GET|POST .../workerPools/{w}:getIamPolicy | :setIamPolicy | :testIamPermissions
     GET    /v2/projects/{p}/locations/{l}/operations[/{id}]; DELETE .../operations/{id}
 
 Built moto's way: ``handlers`` parses, calls a backend and renders; the backends (``services``,
-``revisions``, ``jobs``, ``executions``, ``tasks``, ``ops``) hold the behaviour, with what they
-share in ``common`` (store kinds, records, etags, operations), the server's template defaults and
-400 checks in ``templates``, the checks a revision or task must pass to start in ``readiness``,
-and the discovery-document request checks in ``schema``. ``run_job`` is what Cloud Scheduler's
-HTTP call to ``jobs:run`` amounts to (the cloudscheduler package calls it). docs/emulator.md
-lists the behaviour copied from Google. :mod:`.realize`: local execution (a job's tasks and a
-serving revision's instance are real processes); :func:`realize` brings the serving revisions
-back when an emulator starts.
+``revisions``, ``jobs``, ``executions``, ``tasks``, ``workerpools``, ``ops``) hold the behaviour,
+with what they share in ``common`` (store kinds, records, etags, operations), the server's
+template defaults and 400 checks in ``templates``, the checks a revision or task must pass to
+start in ``readiness``, and the discovery-document request checks in ``schema``. ``run_job``
+is what Cloud Scheduler's HTTP call to ``jobs:run`` amounts to (the cloudscheduler package
+calls it). docs/emulator.md lists the behaviour copied from Google. :mod:`.realize`: local
+execution (a job's tasks and a serving revision's instance are real processes); :func:`realize`
+brings the serving revisions back when an emulator starts.
 """
 
 from .executions import run_job

@@ -30,6 +30,7 @@ SERVICE_KIND = "run.service"
 REVISION_KIND = "run.revision"
 JOB_KIND = "run.job"
 EXECUTION_KIND = "run.execution"
+WORKER_POOL_KIND = "run.workerpool"
 TYPE = "type.googleapis.com/google.cloud.run.v2."
 API = "run.googleapis.com"
 CREATOR = "emulator@djdeploy.invalid"
@@ -67,7 +68,7 @@ class Change:
     """What a mutating call answers: the operation it started, or (``validateOnly``) no
     operation and the resource as it would be; nothing of the latter was stored."""
 
-    kind: str  # "Service", "Job", "Revision", "Execution"
+    kind: str  # "Service", "Job", "Revision", "Execution", "WorkerPool"
     resource: dict[str, Any]
     op: dict[str, Any] | None
 

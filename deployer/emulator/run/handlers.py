@@ -18,6 +18,7 @@ from .ops import Operations
 from .revisions import Revisions
 from .services import Services
 from .tasks import Tasks
+from .workerpools import WorkerPools
 
 router = Router()
 
@@ -62,7 +63,7 @@ def _change_json(change: Change) -> dict[str, Any]:
     return {"metadata": packed, "done": True, "response": packed}
 
 
-# -- services and jobs ---------------------------------------------------------------------------
+# -- services, jobs and worker pools ------------------------------------------------------------
 
 
 def _serve_collection(
@@ -141,6 +142,7 @@ def _serve_collection(
 
 _serve_collection(Services, "services", "service", "GoogleCloudRunV2Service")
 _serve_collection(Jobs, "jobs", "job", "GoogleCloudRunV2Job")
+_serve_collection(WorkerPools, "workerPools", "workerPool", "GoogleCloudRunV2WorkerPool")
 
 
 # -- revisions -----------------------------------------------------------------------------------

@@ -1,0 +1,182 @@
+"""Worker pools: create / update (a deploy: a new generation, a new revision name when the
+template changed, Ready after ``run.service.deploy`` or Failed when the template cannot start),
+get, list, delete.
+
+A worker pool is a service without ingress: its revision template has no ports and no probes
+(none are defaulted), its instances are ``scaling.manualInstanceCount`` (default 1). Revisions are
+named in ``latestCreatedRevision`` / ``latestReadyRevision`` but not served as resources. Local
+execution does not run worker pools (docs/emulator.md): their instances are simulated.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidArgument
+from ..operations import completer
+from . import templates
+from .common import (
+    CREATOR,
+    WORKER_POOL_KIND,
+    Change,
+    Collection,
+    Parent,
+    any_packed,
+    condition,
+    fail_op,
+    now,
+    public,
+    rand,
+    save,
+    stamp,
+    start_op,
+)
+from .readiness import template_problem
+
+if TYPE_CHECKING:
+    from ..context import Emulator
+
+#: the fields of a WorkerPool a create/update sets (all others are the server's)
+_SPEC = (
+    "description",
+    "labels",
+    "annotations",
+    "client",
+    "clientVersion",
+    "launchStage",
+    "binaryAuthorization",
+    "customAudiences",
+    "scaling",
+    "instanceSplits",
+)
+#: how long a deploy takes (the latency kind services use: the same rollout)
+DEPLOY = "run.service.deploy"
+
+
+def pool_template(t: dict[str, Any], number: str) -> dict[str, Any]:
+    """A worker pool's revision template with the server's defaults (no ports, no probes)."""
+    t = copy.deepcopy(t)
+    containers = t.get("containers") or []
+    if not containers:
+        raise InvalidArgument("template.containers: at least one container must be specified.")
+    for ci, c in enumerate(containers):
+        if not c.get("image"):
+            raise InvalidArgument(f"template.containers[{ci}].image: Field is required.")
+        if c.get("ports"):
+            raise InvalidArgument(
+                f"template.containers[{ci}].ports: worker pools do not accept ports."
+            )
+        limits = c.setdefault("resources", {}).setdefault("limits", {})
+        limits.setdefault("cpu", "1000m")
+        limits.setdefault("memory", "512Mi")
+    t.setdefault("serviceAccount", templates.compute_sa(number))
+    return t
+
+
+def _without_revision(template: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (template or {}).items() if k != "revision"}
+
+
+def instance_count(pool: dict[str, Any]) -> int:
+    return int((pool.get("scaling") or {}).get("manualInstanceCount") or 0)
+
+
+class WorkerPools(Collection):
+    kind = WORKER_POOL_KIND
+    collection = "workerPools"
+    what = "WORKER_POOL"
+    type_name = "WorkerPool"
+    children = ()
+    delete_duration = "run.service.delete"
+
+    def deleting(self, pool: dict[str, Any]) -> None:
+        pool["reconciling"] = True
+
+    def apply(
+        self, parent: Parent, pool: dict[str, Any], spec: dict[str, Any], *, validate_only: bool
+    ) -> Change:
+        """A deploy: a new generation, a new revision when the template changed, reconciling
+        until the deploy's operation completes."""
+        emu = self.emu
+        at = now(emu)
+        template = pool_template(spec.get("template") or {}, parent.number)
+        templates.check(template, service=False)
+        templates.check_service_account(emu, template)
+        scaling = dict(spec.get("scaling") or {})
+        count = scaling.setdefault("manualInstanceCount", 1)
+        if not 0 <= int(count) <= 1000:
+            raise InvalidArgument(
+                "spec.scaling.manualInstanceCount: must be between 0 and 1000 inclusive."
+            )
+        spec = {**spec, "scaling": scaling}
+        for key in _SPEC:
+            if key in spec:
+                pool[key] = spec[key]
+            else:
+                pool.pop(key, None)
+        pool.setdefault("launchStage", "GA")
+        generation = int(pool.get("generation", "0")) + 1
+        pool["generation"] = str(generation)
+        pool["updateTime"] = at
+        pool["lastModifier"] = CREATOR
+        old_template = pool.get("template")
+        pool["template"] = template
+        pid = pool["name"].rsplit("/", 1)[-1]
+        if old_template is None or _without_revision(template) != _without_revision(old_template):
+            rid = template.get("revision") or f"{pid}-{generation:05d}-{rand(3)}"
+            pool["latestCreatedRevision"] = f"{pool['name']}/revisions/{rid}"
+        pool["reconciling"] = True
+        pool["terminalCondition"] = condition("Ready", "CONDITION_RECONCILING", at)
+        pool["conditions"] = [condition("ConfigurationsReady", "CONDITION_RECONCILING", at)]
+        if validate_only:
+            return Change("WorkerPool", stamp(pool), None)
+        save(emu, WORKER_POOL_KIND, pool)
+        return start_op(
+            emu,
+            parent,
+            completer_name="run.workerpool.deploy",
+            duration_kind=DEPLOY,
+            kind="WorkerPool",
+            resource=pool,
+            args={"pid": parent.pid, "generation": generation},
+        )
+
+    def finish_deploy(self, op: dict[str, Any]) -> dict[str, Any] | None:
+        """The deploy's completer: when no later deploy started, Ready (its instances run the
+        new template) or Failed (why the template cannot start; the last ready one keeps
+        running)."""
+        emu = self.emu
+        pool = emu.store.get(WORKER_POOL_KIND, op["target"])
+        if pool is None:
+            fail_op(op, "NOT_FOUND", "The worker pool was deleted while it was being deployed.")
+            return None
+        problem = template_problem(
+            emu, op["args"]["pid"], pool["template"], op["created"], "worker pool"
+        )
+        if int(pool["generation"]) == op["args"]["generation"]:
+            at = now(emu)
+            pool["observedGeneration"] = pool["generation"]
+            pool["reconciling"] = False
+            if problem is not None:
+                pool["terminalCondition"] = condition(
+                    "Ready", "CONDITION_FAILED", at, message=problem, reason="REVISION_FAILED"
+                )
+                pool["conditions"] = [
+                    condition("ConfigurationsReady", "CONDITION_FAILED", at, message=problem)
+                ]
+            else:
+                pool["latestReadyRevision"] = pool.get("latestCreatedRevision")
+                pool["terminalCondition"] = condition("Ready", "CONDITION_SUCCEEDED", at)
+                pool["conditions"] = [condition("ConfigurationsReady", "CONDITION_SUCCEEDED", at)]
+            save(emu, WORKER_POOL_KIND, pool)
+        op["metadata"]["resource"] = public(pool)
+        if problem is not None:
+            fail_op(op, "FAILED_PRECONDITION", problem)
+            return None
+        return any_packed("WorkerPool", pool)
+
+
+@completer("run.workerpool.deploy")
+def _finish_deploy(emu: Emulator, op: dict[str, Any]) -> dict[str, Any] | None:
+    return WorkerPools(emu).finish_deploy(op)

@@ -1,0 +1,121 @@
+"""Cloud Run v2 worker pools in the emulator through the real run_v2.WorkerPoolsClient (REST),
+every exchange checked against the discovery document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from google.api_core import exceptions
+from google.cloud import run_v2
+
+from deployer.emulator import serviceusage
+from deployer.emulator.testing import gapic_options
+from tests.contract import check_transcript
+from tests.emulator.test_run import PARENT, POLL, PROJECT, to_dict
+
+
+@pytest.fixture
+def pools(emulator: Any) -> Any:
+    serviceusage.set_enabled(emulator.emu, PROJECT, "run.googleapis.com")
+    yield run_v2.WorkerPoolsClient(**gapic_options(emulator.url))
+    assert check_transcript(emulator.emu.transcript.entries()) == []
+
+
+def pool(image: str = "gcr.io/demo/app:1", *, count: int | None = 2) -> run_v2.WorkerPool:
+    scaling = run_v2.WorkerPoolScaling(manual_instance_count=count) if count is not None else None
+    return run_v2.WorkerPool(
+        labels={"managed-by": "djdeploy"},
+        scaling=scaling,
+        template=run_v2.WorkerPoolRevisionTemplate(
+            containers=[run_v2.Container(image=image, args=["run", "celery", "worker"])]
+        ),
+    )
+
+
+def test_worker_pool_lifecycle(pools: Any) -> None:
+    op = pools.create_worker_pool(parent=PARENT, worker_pool=pool(), worker_pool_id="bg")
+    assert to_dict(op.metadata)["terminalCondition"]["state"] == "CONDITION_RECONCILING"
+    done = op.result(polling=POLL)
+    assert done.reconciling is False and done.observed_generation == done.generation == 1
+    assert done.terminal_condition.state == run_v2.Condition.State.CONDITION_SUCCEEDED
+    assert done.latest_ready_revision == done.latest_created_revision
+    assert "/workerPools/bg/revisions/bg-00001-" in done.latest_created_revision
+    assert done.scaling.manual_instance_count == 2
+    d = to_dict(done)
+    container = d["template"]["containers"][0]
+    assert container["ports"] == [] and "startupProbe" not in container  # no defaults added
+    assert container["resources"]["limits"] == {"cpu": "1000m", "memory": "512Mi"}
+    assert d["etag"]
+
+    with pytest.raises(exceptions.Conflict):
+        pools.create_worker_pool(parent=PARENT, worker_pool=pool(), worker_pool_id="bg")
+
+    # a scaling-only change: a new generation, no new revision
+    current = pools.get_worker_pool(name=done.name)
+    current.scaling.manual_instance_count = 3
+    scaled = pools.update_worker_pool(worker_pool=current).result(polling=POLL)
+    assert scaled.generation == 2 and scaled.scaling.manual_instance_count == 3
+    assert scaled.latest_created_revision == done.latest_created_revision
+    # a template change: a new revision
+    current = pools.get_worker_pool(name=done.name)
+    current.template.containers[0].image = "gcr.io/demo/app:2"
+    moved = pools.update_worker_pool(worker_pool=current).result(polling=POLL)
+    assert "bg-00003-" in moved.latest_ready_revision
+    assert [p.name for p in pools.list_worker_pools(parent=PARENT)] == [done.name]
+
+    stale = pools.get_worker_pool(name=done.name)
+    stale.etag = '"stale"'
+    with pytest.raises(exceptions.Conflict):  # 409 ABORTED
+        pools.update_worker_pool(worker_pool=stale)
+
+    policy = pools.get_iam_policy(request={"resource": done.name})
+    policy.bindings.add(role="roles/run.developer", members=["user:a@example.com"])
+    written = pools.set_iam_policy(request={"resource": done.name, "policy": policy})
+    assert written.bindings[0].members == ["user:a@example.com"]
+    assert pools.test_iam_permissions(
+        request={"resource": done.name, "permissions": ["run.workerpools.get"]}
+    ).permissions == ["run.workerpools.get"]
+
+    pools.delete_worker_pool(name=done.name).result(polling=POLL)
+    with pytest.raises(exceptions.NotFound):
+        pools.get_worker_pool(name=done.name)
+    with pytest.raises(exceptions.NotFound):
+        pools.delete_worker_pool(name=done.name)
+
+
+def test_defaults_and_checks(pools: Any) -> None:
+    done = pools.create_worker_pool(
+        parent=PARENT, worker_pool=pool(count=None), worker_pool_id="one"
+    ).result(polling=POLL)
+    assert done.scaling.manual_instance_count == 1
+    stopped = pools.create_worker_pool(
+        parent=PARENT, worker_pool=pool(count=0), worker_pool_id="stopped"
+    ).result(polling=POLL)
+    assert stopped.scaling.manual_instance_count == 0  # sent (an optional field), not defaulted
+    with_port = pool()
+    with_port.template.containers[0].ports = [run_v2.ContainerPort(container_port=8080)]
+    with pytest.raises(exceptions.BadRequest, match="ports"):
+        pools.create_worker_pool(parent=PARENT, worker_pool=with_port, worker_pool_id="web")
+    with pytest.raises(exceptions.BadRequest):
+        pools.create_worker_pool(parent=PARENT, worker_pool=pool(), worker_pool_id="Bad_Name")
+    with pytest.raises(exceptions.NotFound):
+        pools.get_worker_pool(name=f"{PARENT}/workerPools/none")
+
+
+def test_a_missing_secret_fails_the_deploy(pools: Any) -> None:
+    bad = pool()
+    bad.template.containers[0].env = [
+        run_v2.EnvVar(
+            name="CELERY_BROKER_URL",
+            value_source=run_v2.EnvVarSource(
+                secret_key_ref=run_v2.SecretKeySelector(secret="broker", version="1")
+            ),
+        )
+    ]
+    op = pools.create_worker_pool(parent=PARENT, worker_pool=bad, worker_pool_id="bg")
+    with pytest.raises(exceptions.GoogleAPICallError, match="broker"):
+        op.result(polling=POLL)
+    failed = pools.get_worker_pool(name=f"{PARENT}/workerPools/bg")
+    assert failed.terminal_condition.state == run_v2.Condition.State.CONDITION_FAILED
+    assert not failed.latest_ready_revision
