@@ -186,7 +186,7 @@ def test_rollback_refused_then_forced_pinned_kept_by_up_then_undone(
 def test_rollback_to_a_named_revision_that_knows_every_migration(
     emulator: EmulatorHandle, tmp_path: Path
 ) -> None:
-    first, second = two_deployments(emulator, tmp_path)
+    _, second = two_deployments(emulator, tmp_path)
     code, output = djdeploy(emulator, "rollback", "--tenant", TENANT, "--to", "nosuch", "--json")
     assert code == 1
     assert output.splitlines() == [
