@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
@@ -164,6 +165,17 @@ def pids(cli: Djdeploy) -> set[int]:
     return {p["pid"] for p in cli.local()["processes"]}
 
 
+def eventually(condition, *, within: float = 120.0) -> bool:
+    """Whether ``condition()`` holds, asked again every half second for up to ``within`` s (a
+    bound, not a timing: it returns as soon as the condition holds)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
 def processes_under(state: Path) -> list[str]:
     """Every process whose command line or working directory is in the state dir."""
     found = []
@@ -274,7 +286,8 @@ def test_up_serves_the_app_locally_through_a_day_of_changes(cli: Djdeploy) -> No
     assert "version two" in site.get("/").body
     now_serving = revisions(cli)
     assert len(now_serving) == 1 and now_serving != serving
-    assert not (running & pids(cli)), "the old revision's instance still runs"
+    # a retired revision's instance is stopped after the traffic moved (SIGTERM, then its grace)
+    assert eventually(lambda: not (running & pids(cli))), "the old revision's instance still runs"
 
     # -- a failing migration: migrate fails with its reason, the previous revision serves on -----
     (cli.source / "uploads" / "migrations" / "0002_broken.py").write_text(
@@ -307,7 +320,7 @@ def test_up_serves_the_app_locally_through_a_day_of_changes(cli: Djdeploy) -> No
     # -- the emulator stopped and started again: the app serves again at the same URL -----------
     (cli.source / "uploads" / "migrations" / "0002_broken.py").unlink()
     cli("emulator", "stop", "--state-dir", str(cli.state))
-    assert processes_under(cli.state) == []
+    assert eventually(lambda: processes_under(cli.state) == []), processes_under(cli.state)
     restarted, _ = cli.up()
     assert restarted["ok"] and restarted["local_url"] == result["local_url"]
     assert site.get("/health/").status == 200
@@ -315,6 +328,6 @@ def test_up_serves_the_app_locally_through_a_day_of_changes(cli: Djdeploy) -> No
 
     # -- destroy: nothing of the app runs any more ----------------------------------------------
     cli(*cli._target("destroy"), "--yes")
-    assert cli.local()["revisions"] == {}
+    assert eventually(lambda: cli.local()["revisions"] == {})
     cli("emulator", "stop", "--state-dir", str(cli.state))
-    assert processes_under(cli.state) == []
+    assert eventually(lambda: processes_under(cli.state) == []), processes_under(cli.state)
