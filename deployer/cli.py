@@ -315,11 +315,26 @@ def _stop_command(folder: Path) -> str:
     )
 
 
+def _check_postgres_url(url: str, *, source: str) -> None:
+    """A PostgreSQL URL the emulator cannot use stops the command: one line, before any call."""
+    from deployer.emulator.local.pgwire import PostgresUrlError, parse_url
+
+    try:
+        parse_url(url, source=source)
+    except PostgresUrlError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _background(target: "Target", *, execute: bool | None) -> "Target":
     """The background emulator of the target's state dir (started on first use, said once on
-    stderr), as an endpoint: the deployer talks to it as to any `--endpoint`."""
+    stderr), as an endpoint: the deployer talks to it as to any `--endpoint`. It inherits the
+    environment, DJDEPLOY_EMULATOR_POSTGRES_URL included (checked here first)."""
     from deployer.api import BUILTIN_TIME_SCALE, Target, default_state_dir, state_problem
     from deployer.emulator import daemon
+    from deployer.emulator.local.pgwire import URL_ENV
+
+    if execute is not False and os.environ.get(URL_ENV):
+        _check_postgres_url(os.environ[URL_ENV], source=URL_ENV)
 
     folder = target.state_dir or default_state_dir()
     try:
@@ -897,6 +912,15 @@ def emulator_serve(
         ),
     ] = 1.0,
     execute: Annotated[bool, Execute] = True,
+    postgres_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DJDEPLOY_EMULATOR_POSTGRES_URL",
+            help="Cloud SQL instances as prefixed roles and databases on this existing "
+            "PostgreSQL server (postgresql://USER[:PASSWORD]@HOST[:PORT][/DATABASE]).",
+            show_envvar=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the emulator on one port until Ctrl-C."""
     from deployer.api import check_time_scale, default_state_dir, state_problem
@@ -904,9 +928,18 @@ def emulator_serve(
     from deployer.emulator.store import StateError
 
     check_time_scale(time_scale)
+    if postgres_url:
+        _check_postgres_url(postgres_url, source="--postgres-url")
     folder = state_dir or default_state_dir()
     try:
-        main_serve(host=host, port=port, state_dir=folder, time_scale=time_scale, execute=execute)
+        main_serve(
+            host=host,
+            port=port,
+            state_dir=folder,
+            time_scale=time_scale,
+            execute=execute,
+            postgres_url=postgres_url or None,
+        )
     except BindError as exc:
         _cannot_listen(host, port, exc.errno, str(exc))
     except StateError as exc:

@@ -100,9 +100,12 @@ class Emulator:
         transcript_limit: int = TRANSCRIPT_LIMIT,
         set_time_scale: bool = False,
         execute: bool = False,
+        postgres_url: str | None = None,
     ) -> None:
         """``execute``: run what is deployed (docs/emulator.md, "Local execution"); off, the
-        emulator only answers the APIs (the test fixture's default: fast)."""
+        emulator only answers the APIs (the test fixture's default: fast). ``postgres_url``:
+        the existing PostgreSQL server Cloud SQL instances live on (default:
+        DJDEPLOY_EMULATOR_POSTGRES_URL, else clusters of the machine's PostgreSQL)."""
         self.state_dir = Path(state_dir) if state_dir is not None else None
         # one clock for operations, windows and sleeps: tests pass the VirtualClock their
         # deployer Cloud shares; emu.clock() reads it, emu.sleep waits on it
@@ -120,7 +123,7 @@ class Emulator:
         self.transcript = Transcript(transcript_limit)
         self.routes = RouteTable(load_routers(modules))
         self.admin_routes = RouteTable([admin.router])
-        self.local = Realizers(self.state_dir, execute=execute)
+        self.local = Realizers(self.state_dir, execute=execute, postgres_url=postgres_url)
         if self.local.enabled:
             realize_stored(self, modules)
             self._open_front_door()
@@ -462,6 +465,7 @@ def main_serve(
     execute: bool = True,
     set_time_scale: bool = True,
     on_ready: Callable[[str, Emulator], None] | None = None,
+    postgres_url: str | None = None,
 ) -> None:
     """``djdeploy emulator serve``: serve in the foreground, print the URL, stop on Ctrl-C or
     SIGTERM (both stop what it runs). The
@@ -475,14 +479,21 @@ def main_serve(
     except OSError as exc:
         raise BindError(host, port, exc) from None
     emu = Emulator(
-        state_dir=state_dir, time_scale=time_scale, set_time_scale=set_time_scale, execute=execute
+        state_dir=state_dir,
+        time_scale=time_scale,
+        set_time_scale=set_time_scale,
+        execute=execute,
+        postgres_url=postgres_url,
     )
     time_scale = emu.latency.time_scale  # the stored one, unless set_time_scale
     signal.signal(signal.SIGTERM, _interrupt)
     server = _Server((host, port), emu, listener=listener)
     h, p = str(server.server_address[0]), server.server_address[1]
     where = f"state in {emu.state_dir}" if emu.state_dir else "in-memory state"
-    mode = "executing" if emu.local.enabled else "API only"
+    mode = "API only"
+    if emu.local.enabled:  # where PostgreSQL comes from, or its one line, before serving
+        pg = emu.local.postgres
+        mode = "executing" + (f", PostgreSQL {pg.source}" if pg is not None else "")
     print(
         f"djdeploy emulator listening on http://{h}:{p} ({where}, time scale {time_scale}, {mode})"
     )

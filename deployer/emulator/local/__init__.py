@@ -9,10 +9,12 @@ for, built on first use, stopped with the emulator.
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
@@ -21,10 +23,12 @@ from .container import release_short_dir
 from .frontdoor import FrontDoor
 from .jobs import LocalJobs
 from .mounts import BUCKETS, Mounts
-from .postgres import LocalPostgres, PostgresUnavailable
+from .pgwire import URL_ENV, parse_url
+from .postgres import Instances, LocalPostgres, PostgresError
 from .processes import PROCESSES, Supervisor, reap_stale
 from .scheduler import Ticker
 from .serving import LocalServing
+from .sharedpg import SharedServer
 
 LOCK_NAME = "local.lock"
 BUSY = (
@@ -33,19 +37,35 @@ BUSY = (
 )
 
 
+def find_postgres(
+    state_dir: Path, *, url: str | None, environ: Mapping[str, str] = os.environ
+) -> Instances:
+    """Where Cloud SQL instances are realized: a server given by URL (``url``, else
+    DJDEPLOY_EMULATOR_POSTGRES_URL) wins; else clusters of the machine's PostgreSQL, else of
+    the ``local`` extra's. PostgresError (one line) when none can be used."""
+    given = url or environ.get(URL_ENV)
+    if given:
+        source = "--postgres-url" if url else URL_ENV
+        return SharedServer.open(state_dir, parse_url(given, source=source))
+    return LocalPostgres.find(state_dir)
+
+
 class Realizers:
     """The realizers of one emulator. ``execute=False``: none (API-only). A state dir is
     executed by one emulator at a time (an exclusive lock on ``<state>/local.lock``); without
     a state dir the clusters live in a temporary directory removed on :meth:`close`."""
 
-    def __init__(self, state_dir: Path | None, *, execute: bool) -> None:
+    def __init__(
+        self, state_dir: Path | None, *, execute: bool, postgres_url: str | None = None
+    ) -> None:
         self.enabled = execute
+        self._postgres_url = postgres_url
         self._temp = state_dir is None and execute
         self.dir = state_dir or (
             Path(tempfile.mkdtemp(prefix="djdeploy-emulator-")) if execute else None
         )
         self._lock: IO[bytes] | None = None
-        self._postgres: LocalPostgres | None = None
+        self._postgres: Instances | None = None
         self._postgres_missing = False
         #: the front door (local/frontdoor.py): started by the emulator when it executes
         self.frontdoor: FrontDoor | None = None
@@ -73,15 +93,15 @@ class Realizers:
         return True
 
     @property
-    def postgres(self) -> LocalPostgres | None:
+    def postgres(self) -> Instances | None:
         """The Cloud SQL realizer; None when execution is off or there is no PostgreSQL (said
         once, on stderr: the APIs keep working)."""
         if not self.enabled or self._postgres_missing or self.dir is None:
             return None
         if self._postgres is None:
             try:
-                self._postgres = LocalPostgres.find(self.dir)
-            except PostgresUnavailable as exc:
+                self._postgres = find_postgres(self.dir, url=self._postgres_url)
+            except PostgresError as exc:
                 self._postgres_missing = True
                 print(f"djdeploy emulator: {exc}", file=sys.stderr)
                 return None
@@ -205,7 +225,7 @@ class Realizers:
         procs = [] if self._supervisor is None else self._supervisor.running()
         return {
             "executing": self.enabled,
-            "postgres": None if pg is None else pg.binaries.source,
+            "postgres": None if pg is None else pg.source,
             "sql": [] if pg is None else pg.describe(),
             "frontdoor": None if self.frontdoor is None else self.frontdoor.describe(),
             "processes": [{"what": p.spec.what, "pid": p.pid} for p in procs],
@@ -222,7 +242,10 @@ class Realizers:
             self.frontdoor = None
         self._stop_processes()
         if self._postgres is not None:
-            self._postgres.stop_all()
+            if self._temp:  # what it made on a server given by URL goes with the directory
+                self._postgres.remove_all()
+            else:
+                self._postgres.stop_all()
         if self._builds is not None:
             self._builds.stop_all()
         if self._lock is not None:

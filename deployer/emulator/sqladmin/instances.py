@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+import sys
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..formats import merge_patch, rfc3339
@@ -336,7 +337,10 @@ def _finish_delete(emu: Emulator, op: dict[str, Any]) -> None:
     retained = bool((rec.get("settings") or {}).get("retainBackupsOnDelete"))
     server = cluster(emu, rec) if rec else None
     if server is not None:
-        server.remove()
+        try:
+            server.remove()
+        except PostgresError as exc:  # the instance is gone from the API all the same
+            print(f"djdeploy emulator: instance {p}/{i}: {exc}", file=sys.stderr)
     if emu.local.postgres is not None and not retained:  # the dumps go with the backups
         shutil.rmtree(emu.local.postgres.backup_dir(p, i), ignore_errors=True)
     if retained:

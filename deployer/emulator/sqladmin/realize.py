@@ -1,5 +1,6 @@
 """Cloud SQL's local execution (docs/emulator.md, "Local execution"): with execution on
-(``emu.local``), a PostgreSQL instance is a real cluster (:mod:`deployer.emulator.local.postgres`).
+(``emu.local``), a PostgreSQL instance is a real cluster (:mod:`deployer.emulator.local.postgres`)
+or prefixed roles and databases on a server given by URL (:mod:`deployer.emulator.local.sharedpg`).
 
 The backends' completers realize their effect before the operation is DONE, and a failure to
 realize fails the operation with PostgreSQL's own message. Passwords travel in an operation's
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ApiError
-from ..local.postgres import Cluster, PostgresError, scram_verifier
+from ..local.postgres import PostgresError, Served, scram_verifier
 from . import records
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def verifier_arg(emu: Emulator, key: str, password: str | None) -> dict[str, str
     return {key: scram_verifier(password)}
 
 
-def cluster(emu: Emulator, rec: dict[str, Any]) -> Cluster | None:
+def cluster(emu: Emulator, rec: dict[str, Any]) -> Served | None:
     """The instance's cluster when the emulator executes and it is PostgreSQL, else None."""
     pg = emu.local.postgres
     if pg is None or not rec["databaseVersion"].startswith("POSTGRES_"):
@@ -38,7 +39,7 @@ def cluster(emu: Emulator, rec: dict[str, Any]) -> Cluster | None:
 
 
 @contextlib.contextmanager
-def realizing(emu: Emulator, a: dict[str, Any]) -> Iterator[Cluster | None]:
+def realizing(emu: Emulator, a: dict[str, Any]) -> Iterator[Served | None]:
     """The cluster of the instance an operation's args name (None: nothing to realize); a
     PostgreSQL error inside fails the operation with its message."""
     rec = emu.store.get(records.INSTANCE_KIND, records.instance_key(a["project"], a["instance"]))
