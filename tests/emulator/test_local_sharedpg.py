@@ -17,7 +17,9 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from deployer.api import Target, up
 from deployer.cli import app
+from deployer.config import Config
 from deployer.emulator import Emulator, serve, serviceusage
 from deployer.emulator.local import find_postgres
 from deployer.emulator.local.pgwire import URL_ENV, Client, PostgresUrlError, parse_url
@@ -30,7 +32,13 @@ from deployer.emulator.local.postgres import (
     runner_for,
     scram_verifier,
 )
-from deployer.emulator.local.sharedpg import NAME_MAX, SharedServer, prefixed, state_prefix
+from deployer.emulator.local.sharedpg import (
+    NAME_MAX,
+    SharedServer,
+    instance_prefix,
+    prefixed,
+    state_prefix,
+)
 from deployer.emulator.testing import TEST_TIME_SCALE, discovery_client
 
 URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -340,3 +348,28 @@ def test_on_a_scram_server_the_server_checks_the_api_passwords(state_dir: Path) 
         assert server.sql(left).strip() == "0"
     finally:
         server.remove()
+
+
+# -- the app -------------------------------------------------------------------------------------
+
+
+@needs_server
+@pytest.mark.slow
+def test_up_migrates_the_app_through_the_proxy(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`up` on the built-in emulator with the URL in the environment: the migrate job's Django
+    connects to /cloudsql/P:R:I as demo_django and its tables land in the prefixed database."""
+    monkeypatch.setenv(URL_ENV, URL)
+    result = up(
+        Config(tenant="demo", project="acme-prod"),
+        target=Target(emulator=True, state_dir=state_dir, time_scale=0.01),
+    )
+    assert result.ok, [r.error for r in result.results if r.error]
+    prefix = instance_prefix(state_prefix(state_dir), "acme-prod", "demo-django-pg")
+    with psycopg.connect(URL, dbname=prefix + "demo_django") as conn:
+        [(applied,)] = conn.execute("SELECT count(*) FROM django_migrations").fetchall()
+        [(owner,)] = conn.execute(
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'django_migrations'"
+        ).fetchall()
+    assert applied > 0 and owner == prefix + "demo_django"
