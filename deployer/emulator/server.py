@@ -490,10 +490,7 @@ def main_serve(
     server = _Server((host, port), emu, listener=listener)
     h, p = str(server.server_address[0]), server.server_address[1]
     where = f"state in {emu.state_dir}" if emu.state_dir else "in-memory state"
-    mode = "API only"
-    if emu.local.enabled:  # where PostgreSQL comes from, or its one line, before serving
-        pg = emu.local.postgres
-        mode = "executing" + (f", PostgreSQL {pg.source}" if pg is not None else "")
+    mode = "executing" if emu.local.enabled else "API only"
     print(
         f"djdeploy emulator listening on http://{h}:{p} ({where}, time scale {time_scale}, {mode})"
     )
@@ -502,6 +499,10 @@ def main_serve(
             f"front door on {emu.local.frontdoor.url}: "
             f"http://SERVICE-NUMBER.REGION.localhost:{emu.local.frontdoor.port}"
         )
+    # where Cloud SQL's PostgreSQL comes from, or the one line saying none can be used
+    postgres = emu.local.postgres if emu.local.enabled else None
+    if postgres is not None:
+        print(f"Cloud SQL instances on PostgreSQL from {postgres.source}")
     sys.stdout.flush()
     try:
         if on_ready is not None:
