@@ -201,11 +201,20 @@ class Realizers:
         if self.dir is not None:
             release_short_dir(self.dir / "cloudsql")
 
+    def _remove_postgres(self) -> None:
+        """Every instance removed; a server given by URL that fails it is said in one line
+        (what is left there goes with the next reset)."""
+        assert self._postgres is not None
+        try:
+            self._postgres.remove_all()
+        except PostgresError as exc:
+            print(f"djdeploy emulator: {exc}", file=sys.stderr)
+
     def reset(self) -> None:
         """The emulator forgets everything: nothing it ran is left running or on disk."""
         self._stop_processes()
         if self._postgres is not None:
-            self._postgres.remove_all()
+            self._remove_postgres()
         if self._mounts is not None:
             self._mounts.remove_all()
         if self._builds is not None:
@@ -243,7 +252,7 @@ class Realizers:
         self._stop_processes()
         if self._postgres is not None:
             if self._temp:  # what it made on a server given by URL goes with the directory
-                self._postgres.remove_all()
+                self._remove_postgres()
             else:
                 self._postgres.stop_all()
         if self._builds is not None:

@@ -114,14 +114,17 @@ class Proxy:
     def __init__(self, server: ServerUrl, *, prefix: str, unix_path: Path, port: int) -> None:
         self.server = server
         self.prefix = prefix
-        self.listeners = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)]
+        self.listeners = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), socket.socket()]
         with contextlib.suppress(FileNotFoundError):
             unix_path.unlink()  # left by an emulator that was killed
-        self.listeners[0].bind(str(unix_path))
-        tcp = socket.socket()
-        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        tcp.bind(("127.0.0.1", port))
-        self.listeners.append(tcp)
+        try:
+            self.listeners[0].bind(str(unix_path))
+            self.listeners[1].setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.listeners[1].bind(("127.0.0.1", port))
+        except OSError:
+            for listener in self.listeners:
+                listener.close()
+            raise
         self.unix_path = unix_path
         self._wake_r, self._wake_w = socket.socketpair()
         self._live: set[socket.socket] = set()
