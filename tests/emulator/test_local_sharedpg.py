@@ -8,7 +8,6 @@ from __future__ import annotations
 import shutil
 import socket
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typer.testing import CliRunner
 from deployer.api import Target, up
 from deployer.cli import app
 from deployer.config import Config
-from deployer.emulator import Emulator, serve, serviceusage
+from deployer.emulator import Emulator, serve
 from deployer.emulator.local import find_postgres
 from deployer.emulator.local.pgwire import URL_ENV, Client, PostgresUrlError, parse_url
 from deployer.emulator.local.postgres import (
@@ -39,11 +38,11 @@ from deployer.emulator.local.sharedpg import (
     prefixed,
     state_prefix,
 )
-from deployer.emulator.testing import TEST_TIME_SCALE, discovery_client
+from deployer.emulator.testing import TEST_TIME_SCALE
+from tests.emulator.test_sqladmin_local import REGION, P, create, wait
+from tests.emulator.test_sqladmin_local import client as sql_client
 
 URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-P = "sql-url-proj"
-REGION = "europe-west1"
 
 
 def _answers(url: str) -> bool:
@@ -85,29 +84,12 @@ def start(state_dir: Path, url: str = URL) -> Any:
 
 
 def client(running: Any) -> Any:
-    serviceusage.set_enabled(running.emu, P, "sqladmin.googleapis.com")
-    return discovery_client(running.url, "sqladmin", "v1")
+    return sql_client(running.url, running.emu)
 
 
-def wait(sql: Any, op: dict[str, Any]) -> dict[str, Any]:
-    deadline = time.monotonic() + 120
-    while op["status"] != "DONE":
-        assert time.monotonic() < deadline, op
-        time.sleep(0.02)
-        op = sql.operations().get(project=P, operation=op["name"]).execute()
-    assert "error" not in op, op
-    return op
-
-
-def create(sql: Any, name: str = "pg-1", **settings: Any) -> None:
-    body = {
-        "name": name,
-        "region": REGION,
-        "databaseVersion": "POSTGRES_15",
-        "rootPassword": "root-Secret-1",
-        "settings": {"tier": "db-f1-micro", **settings},
-    }
-    wait(sql, sql.instances().insert(project=P, body=body).execute())
+def done(sql: Any, op: dict[str, Any]) -> None:
+    finished = wait(sql, op)
+    assert "error" not in finished, finished
 
 
 def layout(running: Any) -> tuple[str, int]:
@@ -210,7 +192,7 @@ def test_a_server_that_does_not_answer_is_one_line_and_the_api_works(
     running = start(state_dir, f"postgresql://postgres:pw@127.0.0.1:{port}/postgres")
     try:
         sql = client(running)
-        create(sql)
+        assert "error" not in create(sql)
         assert sql.instances().get(project=P, instance="pg-1").execute()["state"] == "RUNNABLE"
     finally:
         running.stop()
@@ -227,13 +209,13 @@ def test_users_databases_and_delete_are_prefixed_objects_on_the_server(state_dir
     running = start(state_dir)
     try:
         sql = client(running)
-        create(sql, retainBackupsOnDelete=True)
+        assert "error" not in create(sql, retainBackupsOnDelete=True)
         [found] = running.control.local()["sql"]
         prefix = found["prefix"]
         assert running.control.local()["postgres"] == URL and found["server"] == URL
         users, databases = sql.users(), sql.databases()
-        wait(sql, users.insert(project=P, instance="pg-1", body={"name": "app"}).execute())
-        wait(sql, databases.insert(project=P, instance="pg-1", body={"name": "appdb"}).execute())
+        done(sql, users.insert(project=P, instance="pg-1", body={"name": "app"}).execute())
+        done(sql, databases.insert(project=P, instance="pg-1", body={"name": "appdb"}).execute())
         names = ["app", "appdb", "cloudsqlsuperuser", "postgres", "postgres"]  # a db and a role
         assert sorted(server_names(prefix)) == sorted(prefix + n for n in names)
         socket_dir, port = layout(running)
@@ -249,16 +231,16 @@ def test_users_databases_and_delete_are_prefixed_objects_on_the_server(state_dir
         with psycopg.connect(host="127.0.0.1", port=port, user="app", dbname="appdb") as conn:
             assert conn.execute("SELECT count(*) FROM app_table").fetchone() == (0,)
         body: dict[str, Any] = {}
-        wait(sql, sql.backupRuns().insert(project=P, instance="pg-1", body=body).execute())
+        done(sql, sql.backupRuns().insert(project=P, instance="pg-1", body=body).execute())
         [dump] = (state_dir / "postgres-backups" / P / "pg-1").iterdir()
         assert "CREATE TABLE public.app_table" in dump.read_text()
-        wait(sql, databases.delete(project=P, instance="pg-1", database="appdb").execute())
-        wait(sql, users.delete(project=P, instance="pg-1", name="app").execute())
+        done(sql, databases.delete(project=P, instance="pg-1", database="appdb").execute())
+        done(sql, users.delete(project=P, instance="pg-1", name="app").execute())
         assert prefix + "appdb" not in server_names(prefix)
         assert prefix + "app" not in server_names(prefix)
         with psycopg.connect(host=socket_dir, user="postgres", password="x", dbname="postgres"):
             # a session still open: the instance's delete ends it
-            wait(sql, sql.instances().delete(project=P, instance="pg-1").execute())
+            done(sql, sql.instances().delete(project=P, instance="pg-1").execute())
         assert server_names(prefix) == []
         assert dump.exists()  # retained
         assert not Path(socket_dir).exists() and running.control.local()["sql"] == []
@@ -270,7 +252,7 @@ def test_users_databases_and_delete_are_prefixed_objects_on_the_server(state_dir
 def test_a_restart_brings_back_the_proxy_and_reset_drops_everything(state_dir: Path) -> None:
     running = start(state_dir)
     try:
-        create(client(running))
+        assert "error" not in create(client(running))
     finally:
         running.stop()
     running = start(state_dir)  # the realizer finds the instance on the server and serves it
@@ -292,7 +274,7 @@ def test_without_a_state_dir_the_server_is_cleaned_when_the_emulator_closes() ->
     prefix = state_prefix(emu.local.dir)
     running = serve(emu)
     try:
-        create(client(running))
+        assert "error" not in create(client(running))
         assert server_names(prefix) != []
     finally:
         running.stop()
@@ -319,9 +301,9 @@ def test_on_a_scram_server_the_server_checks_the_api_passwords(state_dir: Path) 
         )
         try:
             sql = client(running)
-            create(sql)
+            assert "error" not in create(sql)
             body = {"name": "app", "password": "app-pw-1"}
-            wait(sql, sql.users().insert(project=P, instance="pg-1", body=body).execute())
+            done(sql, sql.users().insert(project=P, instance="pg-1", body=body).execute())
             socket_dir, _ = layout(running)
             with psycopg.connect(
                 host=socket_dir, user="app", password="app-pw-1", dbname="postgres"
@@ -329,7 +311,7 @@ def test_on_a_scram_server_the_server_checks_the_api_passwords(state_dir: Path) 
                 pass
             body = {"password": "app-pw-2"}
             update = sql.users().update(project=P, instance="pg-1", name="app", body=body)
-            wait(sql, update.execute())
+            done(sql, update.execute())
             with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
                 psycopg.connect(host=socket_dir, user="app", password="app-pw-1", dbname="postgres")
             with psycopg.connect(
@@ -340,7 +322,7 @@ def test_on_a_scram_server_the_server_checks_the_api_passwords(state_dir: Path) 
                 host=socket_dir, user="postgres", password="root-Secret-1", dbname="postgres"
             ):
                 pass
-            wait(sql, sql.instances().delete(project=P, instance="pg-1").execute())
+            done(sql, sql.instances().delete(project=P, instance="pg-1").execute())
         finally:
             running.stop()
         prefix = state_prefix(state_dir / "emu")

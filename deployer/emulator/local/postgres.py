@@ -380,19 +380,36 @@ class Served(abc.ABC):
         """Stop, and delete every database, role and file of the instance."""
 
     @abc.abstractmethod
-    def create_role(self, name: str, *, verifier: str | None) -> None: ...
+    def execute(self, statement: str) -> None:
+        """Run one statement as the instance's administrator."""
 
-    @abc.abstractmethod
-    def set_password(self, name: str, verifier: str) -> None: ...
+    def name(self, name: str) -> str:
+        """The server's name for the instance's role or database ``name``."""
+        return name
 
-    @abc.abstractmethod
-    def drop_role(self, name: str) -> None: ...
+    @property
+    def group(self) -> str:
+        """The role every API user joins and the API's databases belong to (an identifier)."""
+        return ident(self.name(GROUP))
 
-    @abc.abstractmethod
-    def create_database(self, name: str) -> None: ...
+    def create_role(self, name: str, *, verifier: str | None) -> None:
+        password = "NULL" if verifier is None else literal(verifier)
+        self.execute(
+            f"CREATE ROLE {ident(self.name(name))} LOGIN CREATEROLE CREATEDB "
+            f"IN ROLE {self.group} PASSWORD {password}"
+        )
 
-    @abc.abstractmethod
-    def drop_database(self, name: str) -> None: ...
+    def set_password(self, name: str, verifier: str) -> None:
+        self.execute(f"ALTER ROLE {ident(self.name(name))} PASSWORD {literal(verifier)}")
+
+    def drop_role(self, name: str) -> None:
+        self.execute(f"DROP ROLE IF EXISTS {ident(self.name(name))}")
+
+    def create_database(self, name: str) -> None:
+        self.execute(f"CREATE DATABASE {ident(self.name(name))} OWNER {self.group}")
+
+    def drop_database(self, name: str) -> None:
+        self.execute(f"DROP DATABASE IF EXISTS {ident(self.name(name))}")
 
     @abc.abstractmethod
     def dump(self, path: Path) -> None:
@@ -585,24 +602,8 @@ class Cluster(Served):
         )
         return _run(argv, env=self._env())
 
-    def create_role(self, name: str, *, verifier: str | None) -> None:
-        password = "NULL" if verifier is None else literal(verifier)
-        self.sql(
-            f"CREATE ROLE {ident(name)} LOGIN CREATEROLE CREATEDB IN ROLE {GROUP} "
-            f"PASSWORD {password}"
-        )
-
-    def set_password(self, name: str, verifier: str) -> None:
-        self.sql(f"ALTER ROLE {ident(name)} PASSWORD {literal(verifier)}")
-
-    def drop_role(self, name: str) -> None:
-        self.sql(f"DROP ROLE IF EXISTS {ident(name)}")
-
-    def create_database(self, name: str) -> None:
-        self.sql(f"CREATE DATABASE {ident(name)} OWNER {GROUP}")
-
-    def drop_database(self, name: str) -> None:
-        self.sql(f"DROP DATABASE IF EXISTS {ident(name)}")
+    def execute(self, statement: str) -> None:
+        self.sql(statement)
 
     def dump(self, path: Path) -> None:
         """A plain SQL dump of the whole cluster (roles and every database) into ``path``."""

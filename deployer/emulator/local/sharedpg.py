@@ -258,12 +258,7 @@ class SharedInstance(Served):
         self._proxy: Proxy | None = None
 
     def name(self, name: str) -> str:
-        """The server's name for the instance's role or database ``name``."""
         return prefixed(self.prefix, name)
-
-    @property
-    def group(self) -> str:
-        return ident(self.name(GROUP))
 
     def facts(self) -> dict[str, object]:
         return {"server": self.server.redacted, "prefix": self.prefix}
@@ -333,24 +328,8 @@ class SharedInstance(Served):
             shutil.rmtree(path, ignore_errors=True)
         _drop_prefixed(self.server, self.prefix)
 
-    def create_role(self, name: str, *, verifier: str | None) -> None:
-        password = "NULL" if verifier is None else literal(verifier)
-        self._sql(
-            f"CREATE ROLE {ident(self.name(name))} LOGIN CREATEROLE CREATEDB "
-            f"IN ROLE {self.group} PASSWORD {password}"
-        )
-
-    def set_password(self, name: str, verifier: str) -> None:
-        self._sql(f"ALTER ROLE {ident(self.name(name))} PASSWORD {literal(verifier)}")
-
-    def drop_role(self, name: str) -> None:
-        self._sql(f"DROP ROLE IF EXISTS {ident(self.name(name))}")
-
-    def create_database(self, name: str) -> None:
-        self._sql(f"CREATE DATABASE {ident(self.name(name))} OWNER {self.group}")
-
-    def drop_database(self, name: str) -> None:
-        self._sql(f"DROP DATABASE IF EXISTS {ident(self.name(name))}")
+    def execute(self, statement: str) -> None:
+        self._sql(statement)
 
     def dump(self, path: Path) -> None:
         """``pg_dump --create`` of each of the instance's databases (their server names), one
