@@ -4,6 +4,9 @@
 (``data/`` is the cluster, ``port`` its loopback port, ``admin-password`` the internal superuser's
 password, ``postgres.log`` the server log), each a copy of one initdb made per state dir
 (``<state>/postgres/.template-<hash>``). It knows nothing of HTTP or the Admin API.
+:class:`Served` and :class:`Instances` are what the Admin API's realizer sees of a cluster and
+of the clusters, and of their other kind, prefixed roles and databases on an existing server
+given by a URL (:mod:`.sharedpg`).
 
 Sockets: PostgreSQL names its socket ``.s.PGSQL.<port>`` in a directory whose path must fit the
 107-byte unix socket limit, while the Cloud SQL connector layout wants
