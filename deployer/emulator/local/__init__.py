@@ -46,7 +46,13 @@ def find_postgres(
     given = url or environ.get(URL_ENV)
     if given:
         source = "--postgres-url" if url else URL_ENV
-        return SharedServer.open(state_dir, parse_url(given, source=source))
+        server = parse_url(given, source=source)
+        try:
+            return SharedServer.open(state_dir, server)
+        except PostgresError as exc:
+            raise PostgresError(
+                f"{exc}: Cloud SQL instances stay API-only (fix {source})"
+            ) from None
     return LocalPostgres.find(state_dir)
 
 
