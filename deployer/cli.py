@@ -900,6 +900,7 @@ def _cannot_listen(host: str, port: int, code: int | None, reason: str) -> NoRet
 
 @emulator_app.command("serve")
 def emulator_serve(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free port).")] = 8089,
     state_dir: Annotated[
@@ -929,7 +930,10 @@ def emulator_serve(
 
     check_time_scale(time_scale)
     if postgres_url:
-        _check_postgres_url(postgres_url, source="--postgres-url")
+        # typer's own click: its ParameterSource, compared by name
+        from_env = getattr(ctx.get_parameter_source("postgres_url"), "name", "") == "ENVIRONMENT"
+        name = "DJDEPLOY_EMULATOR_POSTGRES_URL" if from_env else "--postgres-url"
+        _check_postgres_url(postgres_url, source=name)
     folder = state_dir or default_state_dir()
     try:
         main_serve(

@@ -355,3 +355,13 @@ def test_up_migrates_the_app_through_the_proxy(
             "SELECT tableowner FROM pg_tables WHERE tablename = 'django_migrations'"
         ).fetchall()
     assert applied > 0 and owner == prefix + "demo_django"
+
+
+def test_serve_names_the_variable_a_bad_url_came_from(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["emulator", "serve", "--state-dir", str(tmp_path / "s")],
+        env={URL_ENV: "postgresql://h/db?sslmode=verify-full"},
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{URL_ENV}: sslmode=verify-full is not supported" in result.output
