@@ -17,18 +17,19 @@ from ..errors import InvalidArgument
 from ..operations import completer
 from . import templates
 from .common import (
-    CREATOR,
     WORKER_POOL_KIND,
     Change,
     Collection,
     Parent,
-    any_packed,
     condition,
+    deploy_result,
     fail_op,
+    new_revision_id,
+    next_generation,
     now,
-    public,
-    rand,
     save,
+    set_spec,
+    settle_deploy,
     stamp,
     start_op,
 )
@@ -74,10 +75,6 @@ def pool_template(t: dict[str, Any], number: str) -> dict[str, Any]:
     return t
 
 
-def _without_revision(template: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (template or {}).items() if k != "revision"}
-
-
 def instance_count(pool: dict[str, Any]) -> int:
     return int((pool.get("scaling") or {}).get("manualInstanceCount") or 0)
 
@@ -110,21 +107,11 @@ class WorkerPools(Collection):
                 "spec.scaling.manualInstanceCount: must be between 0 and 1000 inclusive."
             )
         spec = {**spec, "scaling": scaling}
-        for key in _SPEC:
-            if key in spec:
-                pool[key] = spec[key]
-            else:
-                pool.pop(key, None)
+        set_spec(pool, spec, _SPEC)
         pool.setdefault("launchStage", "GA")
-        generation = int(pool.get("generation", "0")) + 1
-        pool["generation"] = str(generation)
-        pool["updateTime"] = at
-        pool["lastModifier"] = CREATOR
-        old_template = pool.get("template")
-        pool["template"] = template
-        pid = pool["name"].rsplit("/", 1)[-1]
-        if old_template is None or _without_revision(template) != _without_revision(old_template):
-            rid = template.get("revision") or f"{pid}-{generation:05d}-{rand(3)}"
+        generation = next_generation(pool, at)
+        rid = new_revision_id(pool, template, generation)
+        if rid is not None:
             pool["latestCreatedRevision"] = f"{pool['name']}/revisions/{rid}"
         pool["reconciling"] = True
         pool["terminalCondition"] = condition("Ready", "CONDITION_RECONCILING", at)
@@ -154,29 +141,14 @@ class WorkerPools(Collection):
         problem = template_problem(
             emu, op["args"]["pid"], pool["template"], op["created"], "worker pool"
         )
-        if int(pool["generation"]) == op["args"]["generation"]:
-            at = now(emu)
-            pool["observedGeneration"] = pool["generation"]
-            pool["reconciling"] = False
-            if problem is not None:
-                pool["terminalCondition"] = condition(
-                    "Ready", "CONDITION_FAILED", at, message=problem, reason="REVISION_FAILED"
-                )
-                pool["conditions"] = [
-                    condition("ConfigurationsReady", "CONDITION_FAILED", at, message=problem)
-                ]
-            else:
-                pool["latestReadyRevision"] = pool.get("latestCreatedRevision")
-                pool["terminalCondition"] = condition("Ready", "CONDITION_SUCCEEDED", at)
-                pool["conditions"] = [condition("ConfigurationsReady", "CONDITION_SUCCEEDED", at)]
+        revision = pool.get("latestCreatedRevision")
+        types = ("ConfigurationsReady",)
+        if settle_deploy(emu, pool, op, problem=problem, revision=revision, types=types):
             save(emu, WORKER_POOL_KIND, pool)
-        op["metadata"]["resource"] = public(pool)
-        if problem is not None:
-            fail_op(op, "FAILED_PRECONDITION", problem)
-            return None
-        return any_packed("WorkerPool", pool)
+        return deploy_result(op, "WorkerPool", pool, problem)
 
 
 @completer("run.workerpool.deploy")
 def _finish_deploy(emu: Emulator, op: dict[str, Any]) -> dict[str, Any] | None:
     return WorkerPools(emu).finish_deploy(op)
+
