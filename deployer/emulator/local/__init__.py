@@ -25,6 +25,7 @@ from .postgres import LocalPostgres, PostgresUnavailable
 from .processes import PROCESSES, Supervisor, reap_stale
 from .scheduler import Ticker
 from .serving import LocalServing
+from .workers import LocalWorkers
 
 LOCK_NAME = "local.lock"
 BUSY = (
@@ -55,6 +56,7 @@ class Realizers:
         self._supervisor: Supervisor | None = None
         self._jobs: LocalJobs | None = None
         self._serving: LocalServing | None = None
+        self._workers: LocalWorkers | None = None
         self._scheduler: Ticker | None = None
         if self.enabled and self.dir is not None:
             self.enabled = self._take_lock(self.dir)
@@ -89,7 +91,8 @@ class Realizers:
 
     @property
     def processes(self) -> Supervisor | None:
-        """The supervisor of the jobs' and services' processes; None when execution is off."""
+        """The supervisor of the jobs', services' and worker pools' processes; None when
+        execution is off."""
         if not self.enabled or self.dir is None:
             return None
         with self._making:  # request threads may ask first at the same time
@@ -118,6 +121,17 @@ class Realizers:
             if self._serving is None:
                 self._serving = LocalServing(supervisor)
             return self._serving
+
+    @property
+    def workers(self) -> LocalWorkers | None:
+        """Cloud Run worker pools run here (None when execution is off)."""
+        supervisor = self.processes
+        if supervisor is None:
+            return None
+        with self._making:
+            if self._workers is None:
+                self._workers = LocalWorkers(supervisor)
+            return self._workers
 
     @property
     def scheduler(self) -> Ticker | None:
@@ -173,11 +187,13 @@ class Realizers:
     def _stop_processes(self) -> None:
         if self._serving is not None:
             self._serving.stop_all()
+        if self._workers is not None:
+            self._workers.stop_all()
         if self._jobs is not None:
             self._jobs.stop_all()
         if self._supervisor is not None:
             self._supervisor.close()
-        self._serving = self._jobs = self._supervisor = None
+        self._serving = self._workers = self._jobs = self._supervisor = None
         if self.dir is not None:
             release_short_dir(self.dir / "cloudsql")
 

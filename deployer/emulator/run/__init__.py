@@ -30,12 +30,25 @@ template defaults and 400 checks in ``templates``, the checks a revision or task
 start in ``readiness``, and the discovery-document request checks in ``schema``. ``run_job``
 is what Cloud Scheduler's HTTP call to ``jobs:run`` amounts to (the cloudscheduler package
 calls it). docs/emulator.md lists the behaviour copied from Google. :mod:`.realize`: local
-execution (a job's tasks and a serving revision's instance are real processes); :func:`realize`
-brings the serving revisions back when an emulator starts.
+execution (a job's tasks, a serving revision's instance and a worker pool's instances are real
+processes); :func:`realize` brings the serving revisions and the worker pools back when an
+emulator starts.
 """
 
+from typing import TYPE_CHECKING
+
+from . import services, workerpools
 from .executions import run_job
 from .handlers import router
-from .services import realize
+
+if TYPE_CHECKING:
+    from ..context import Emulator
+
+
+def realize(emu: "Emulator") -> None:
+    """An emulator start: what the stored state says runs, runs again."""
+    services.realize(emu)
+    workerpools.realize(emu)
+
 
 __all__ = ["realize", "router", "run_job"]

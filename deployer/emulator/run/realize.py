@@ -1,7 +1,8 @@
 """Cloud Run's local execution (docs/emulator.md, "Jobs and services"): with execution on and an
-image built here (``<state>/images/<digest>``), a job execution's tasks and a serving revision's
-instance are real processes (:mod:`deployer.emulator.local.jobs`, :mod:`.serving`); an image not
-built here keeps the simulation (said once on stderr).
+image built here (``<state>/images/<digest>``), a job execution's tasks, a serving revision's
+instance and a worker pool's instances are real processes (:mod:`deployer.emulator.local.jobs`,
+:mod:`.serving`, :mod:`.workers`); an image not built here keeps the simulation (said once on
+stderr).
 
 This module turns the API's records into what the realizers run: the image Artifact Registry
 names, the env with each secret resolved at its pinned version (in the process's env only), the
@@ -24,7 +25,14 @@ from ..local.image import Image, find_image
 from ..local.jobs import ExecutionRun, TaskPlan
 from ..local.processes import OnLine, Spec
 from ..local.serving import InstancePlan, Probe
-from ..logging.container import container_line, job_resource, platform_line, revision_resource
+from ..local.workers import PoolPlan
+from ..logging.container import (
+    container_line,
+    job_resource,
+    platform_line,
+    revision_resource,
+    worker_pool_resource,
+)
 from ..projects import resolve
 from ..secretmanager.versions import Versions
 from .readiness import _secret_ref
@@ -255,3 +263,68 @@ def retire(emu: Emulator, service: str, serving: set[str]) -> None:
     for revision in local.revisions():
         if revision.startswith(service + "/revisions/") and revision not in serving:
             local.stop(revision)
+
+
+# -- worker pools --------------------------------------------------------------------------------
+
+#: on a worker pool's record: the template of its latest ready revision (what its instances run
+#: while a later deploy fails)
+READY_TEMPLATE = "_readyTemplate"
+
+
+def pool_instances(emu: Emulator, pool: dict[str, Any], *, pid: str) -> None:
+    """Run the worker pool's latest ready revision here, ``scaling.manualInstanceCount``
+    instances (those of its previous revision stop); none when its image was not built here."""
+    workers = emu.local.workers
+    revision, template = pool.get("latestReadyRevision"), pool.get(READY_TEMPLATE)
+    if workers is None or not revision or template is None:
+        return
+    image = local_image(emu, template, f"worker pool {pool['name'].rsplit('/', 1)[-1]}")
+    if image is None:
+        workers.stop(pool["name"])
+        return
+    count = int((pool.get("scaling") or {}).get("manualInstanceCount") or 0)
+    workers.run(
+        pool["name"],
+        revision=revision,
+        count=count,
+        plan=lambda: _pool_plan(emu, revision, template, image, pid=pid),
+    )
+
+
+def _pool_plan(
+    emu: Emulator, revision: str, template: dict[str, Any], image: Image, *, pid: str
+) -> PoolPlan:
+    container = template["containers"][0]
+    env = _env(emu, pid, container)
+    mounts = _mounts(emu, template, container)
+    platform = {
+        "CLOUD_RUN_WORKER_POOL": revision.split("/")[5],
+        "CLOUD_RUN_REVISION": revision.rsplit("/", 1)[-1],
+    }
+
+    def spec(index: int) -> Spec:
+        return process_spec(
+            image,
+            container,
+            env=env,
+            platform_env=platform,
+            mounts=mounts,
+            what=f"{revision}/instances/{index}",
+        )
+
+    def on_event(index: int, severity: str, text: str) -> None:
+        platform_line(emu, worker_pool_resource(revision, index), severity=severity, text=text)
+
+    return PoolPlan(
+        spec=spec,
+        on_line=lambda index: _logger(emu, worker_pool_resource(revision, index)),
+        on_event=on_event,
+    )
+
+
+def stop_pool(emu: Emulator, pool: str) -> None:
+    """Stop the worker pool's instances (a deleted pool's)."""
+    workers = emu.local.workers
+    if workers is not None:
+        workers.stop(pool)

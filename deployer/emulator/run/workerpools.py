@@ -4,8 +4,9 @@ get, list, delete.
 
 A worker pool is a service without ingress: its revision template has no ports and no probes
 (none are defaulted), its instances are ``scaling.manualInstanceCount`` (default 1). Revisions are
-named in ``latestCreatedRevision`` / ``latestReadyRevision`` but not served as resources. Local
-execution does not run worker pools (docs/emulator.md): their instances are simulated.
+named in ``latestCreatedRevision`` / ``latestReadyRevision`` but not served as resources. With
+local execution, a Ready pool's instances run its latest ready revision as processes
+(:func:`.realize.pool_instances`); a deploy that fails leaves them running.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .common import (
     start_op,
 )
 from .readiness import template_problem
+from .realize import READY_TEMPLATE, pool_instances, stop_pool
 
 if TYPE_CHECKING:
     from ..context import Emulator
@@ -75,10 +77,6 @@ def pool_template(t: dict[str, Any], number: str) -> dict[str, Any]:
     return t
 
 
-def instance_count(pool: dict[str, Any]) -> int:
-    return int((pool.get("scaling") or {}).get("manualInstanceCount") or 0)
-
-
 class WorkerPools(Collection):
     kind = WORKER_POOL_KIND
     collection = "workerPools"
@@ -89,6 +87,13 @@ class WorkerPools(Collection):
 
     def deleting(self, pool: dict[str, Any]) -> None:
         pool["reconciling"] = True
+
+    def delete(self, parent: Parent, rid: str, *, etag: str | None, validate_only: bool) -> Change:
+        """Its instances stop with it."""
+        change = super().delete(parent, rid, etag=etag, validate_only=validate_only)
+        if not validate_only:
+            stop_pool(self.emu, self._key(parent, rid))
+        return change
 
     def apply(
         self, parent: Parent, pool: dict[str, Any], spec: dict[str, Any], *, validate_only: bool
@@ -144,7 +149,11 @@ class WorkerPools(Collection):
         revision = pool.get("latestCreatedRevision")
         types = ("ConfigurationsReady",)
         if settle_deploy(emu, pool, op, problem=problem, revision=revision, types=types):
+            if problem is None:
+                pool[READY_TEMPLATE] = copy.deepcopy(pool["template"])
             save(emu, WORKER_POOL_KIND, pool)
+            if problem is None:  # run here: its instances replace the previous revision's
+                pool_instances(emu, pool, pid=op["args"]["pid"])
         return deploy_result(op, "WorkerPool", pool, problem)
 
 
@@ -152,3 +161,9 @@ class WorkerPools(Collection):
 def _finish_deploy(emu: Emulator, op: dict[str, Any]) -> dict[str, Any] | None:
     return WorkerPools(emu).finish_deploy(op)
 
+
+def realize(emu: Emulator) -> None:
+    """An emulator start: each worker pool's latest ready revision runs again."""
+    for _, pool in emu.store.list(WORKER_POOL_KIND):
+        if not pool.get("deleteTime"):
+            pool_instances(emu, pool, pid=pool["name"].split("/")[1])
