@@ -213,6 +213,28 @@ def delete_trigger(req: Request, project: str, location: str, trigger: str) -> d
     return {}
 
 
+def _run_trigger(
+    req: Request, project: str, location: str, trigger: str, source: dict[str, Any]
+) -> dict[str, Any]:
+    """RunBuildTrigger: the operation of the build the trigger makes."""
+    trigger_id, build = _triggers(req, project, location).build_of(trigger, source)
+    op = _builds(req, project, location).create(build, trigger_id=trigger_id)
+    return operation_json(req.emu, op)
+
+
+@router.route("POST", "/v1/projects/{project}/triggers/{trigger}:run")
+def run_trigger_global(req: Request, project: str, trigger: str) -> dict[str, Any]:
+    """The body is the RepoSource."""
+    location = _trigger_location(req.arg("name"))
+    return _run_trigger(req, project, location, trigger, req.json())
+
+
+@router.route("POST", _TRIGGERS + "/{trigger}:run")
+def run_trigger(req: Request, project: str, location: str, trigger: str) -> dict[str, Any]:
+    """The body is the RunBuildTriggerRequest (name, projectId, triggerId, source)."""
+    return _run_trigger(req, project, location, trigger, req.json().get("source") or {})
+
+
 # -- operations ------------------------------------------------------------------------------
 
 
