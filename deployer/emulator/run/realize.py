@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,6 +108,23 @@ def _mounts(emu: Emulator, template: dict[str, Any], container: dict[str, Any]) 
     return out
 
 
+def _runner(
+    emu: Emulator, template: dict[str, Any], image: Image, *, pid: str
+) -> Callable[[dict[str, str], str], Spec]:
+    """How the template's (first) container of ``image`` runs here: (what Cloud Run adds to
+    its env, what names it) -> its process; the env (secrets resolved) and mounts read once."""
+    container = template["containers"][0]
+    env = _env(emu, pid, container)
+    mounts = _mounts(emu, template, container)
+
+    def spec(platform: dict[str, str], what: str) -> Spec:
+        return process_spec(
+            image, container, env=env, platform_env=platform, mounts=mounts, what=what
+        )
+
+    return spec
+
+
 def _timeout(value: Any, default: float) -> float:
     try:
         return float(str(value).removesuffix("s"))
@@ -141,11 +159,9 @@ def execution_run(emu: Emulator, execution: dict[str, Any], *, pid: str) -> Exec
 
 def _task_plan(emu: Emulator, execution: dict[str, Any], image: Image, *, pid: str) -> TaskPlan:
     template = execution["template"]
-    container = template["containers"][0]
     name = execution["name"]
     eid = name.rsplit("/", 1)[-1]
-    env = _env(emu, pid, container)
-    mounts = _mounts(emu, template, container)
+    run = _runner(emu, template, image, pid=pid)
     count = int(execution["taskCount"])
 
     def spec(index: int, attempt: int) -> Spec:
@@ -156,14 +172,7 @@ def _task_plan(emu: Emulator, execution: dict[str, Any], image: Image, *, pid: s
             "CLOUD_RUN_TASK_ATTEMPT": str(attempt),
             "CLOUD_RUN_TASK_COUNT": str(count),
         }
-        return process_spec(
-            image,
-            container,
-            env=env,
-            platform_env=platform,
-            mounts=mounts,
-            what=f"{name}/tasks/{eid}-task{index}",
-        )
+        return run(platform, f"{name}/tasks/{eid}-task{index}")
 
     def on_exit(index: int, attempt: int, code: int, timed_out: bool) -> None:
         where = job_resource(name, index, attempt)
@@ -215,8 +224,8 @@ def instance_failure(emu: Emulator, rev: dict[str, Any]) -> str:
 def _instance_plan(emu: Emulator, rev: dict[str, Any], image: Image, *, pid: str) -> InstancePlan:
     container = rev["containers"][0]
     name = rev["name"]
-    env = _env(emu, pid, container)
-    mounts = _mounts(emu, rev, container)
+    run = _runner(emu, rev, image, pid=pid)
+    env = {var.get("name") for var in container.get("env") or []}  # the template's own
     cpu = str(((container.get("resources") or {}).get("limits") or {}).get("cpu") or "1")
     cpus = math.ceil(float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu))
     where = revision_resource(name)
@@ -234,9 +243,7 @@ def _instance_plan(emu: Emulator, rev: dict[str, Any], image: Image, *, pid: str
             platform["GUNICORN_CMD_ARGS"] = f"--bind 127.0.0.1:{port}"
         if "WEB_CONCURRENCY" not in env:
             platform["WEB_CONCURRENCY"] = str(max(1, cpus))
-        return process_spec(
-            image, container, env=env, platform_env=platform, mounts=mounts, what=name
-        )
+        return run(platform, name)
 
     return InstancePlan(
         spec=spec,
@@ -295,23 +302,14 @@ def pool_instances(emu: Emulator, pool: dict[str, Any], *, pid: str) -> None:
 def _pool_plan(
     emu: Emulator, revision: str, template: dict[str, Any], image: Image, *, pid: str
 ) -> PoolPlan:
-    container = template["containers"][0]
-    env = _env(emu, pid, container)
-    mounts = _mounts(emu, template, container)
+    run = _runner(emu, template, image, pid=pid)
     platform = {
         "CLOUD_RUN_WORKER_POOL": revision.split("/")[5],
         "CLOUD_RUN_REVISION": revision.rsplit("/", 1)[-1],
     }
 
     def spec(index: int) -> Spec:
-        return process_spec(
-            image,
-            container,
-            env=env,
-            platform_env=platform,
-            mounts=mounts,
-            what=f"{revision}/instances/{index}",
-        )
+        return run(platform, f"{revision}/instances/{index}")
 
     def on_event(index: int, severity: str, text: str) -> None:
         platform_line(emu, worker_pool_resource(revision, index), severity=severity, text=text)
