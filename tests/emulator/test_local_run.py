@@ -400,8 +400,8 @@ def test_worker_pool_instances_run_and_a_new_revision_replaces_them(
 
 def test_close_stops_and_a_killed_emulator_is_reaped() -> None:
     """A state dir served by an emulator in another process that is killed with SIGKILL: its
-    instance keeps running until the next emulator starts on that dir, which reaps it and
-    serves the revision again."""
+    instances (a revision's, a worker pool's) keep running until the next emulator starts on
+    that dir, which reaps them, serves the revision and runs the worker pool again."""
     with tempfile.TemporaryDirectory(prefix="djd-run-") as state:
         child = subprocess.Popen(
             [sys.executable, "-c", _CHILD, state],
@@ -422,6 +422,12 @@ def test_close_stops_and_a_killed_emulator_is_reaped() -> None:
             assert not any(pid in orphans for pid in processes_with(state.encode()))
             eventually(lambda: emu.local.revision_address(revision) is not None, "the revival")
             assert health(emu, revision) == 200
+            supervisor = emu.local.processes
+            assert supervisor is not None
+            eventually(
+                lambda: any("/workerPools/" in p.spec.what for p in supervisor.running()),
+                "the worker pool's instance to run again",
+            )
         finally:
             emu.close()
         assert processes_with(state.encode()) == []
@@ -431,13 +437,18 @@ def test_close_stops_and_a_killed_emulator_is_reaped() -> None:
 _CHILD = """
 import sys, time
 from deployer.emulator import Emulator
-from deployer.emulator.testing import serve, EmulatorHandle
-from tests.emulator.test_local_run import deploy, setup_project, POLL
+from google.cloud import run_v2
+from deployer.emulator.testing import serve, EmulatorHandle, gapic_options
+from tests.emulator.test_local_run import deploy, setup_project, worker_pool, POLL, PARENT
 
 emu = Emulator(state_dir=sys.argv[1], time_scale=0.001, execute=True)
 running = serve(emu)
 clients = setup_project(EmulatorHandle(running.url, running.control, emu, running, None))
 done = deploy(clients, "web").result(polling=POLL)
+pools = run_v2.WorkerPoolsClient(**gapic_options(running.url))
+pools.create_worker_pool(
+    parent=PARENT, worker_pool_id="worker", worker_pool=worker_pool("1", count=1)
+).result(polling=POLL)
 print(done.latest_ready_revision, flush=True)
 time.sleep(3600)
 """
