@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 from deployer.steps import container_env as ce
 from deployer.steps import rollout
 from deployer.steps.base import Change, Operation
-from deployer.steps.rollout import REDEPLOY_ANNOTATION as REDEPLOY_ANNOTATION
 
 if TYPE_CHECKING:
     from deployer.config import Config
