@@ -13,15 +13,24 @@ from typing import Any
 import pytest
 from google.cloud import run_v2
 from googleapiclient.errors import HttpError
+from typer.testing import CliRunner
 
+from deployer.cli import app
+from deployer.config import Config, MonitoringConfig
 from deployer.emulator import serviceusage
 from deployer.emulator.monitoring.uptime import ALERT_KIND, CHECK_PASSED, REQUEST_LATENCY
 from deployer.emulator.testing import EmulatorHandle, discovery_client
+from deployer.engine import Engine, Options
+from deployer.gcp.clients import ClientFactory
+from deployer.gcp.cloud import Cloud
+from deployer.steps.monitoring import UptimeCheck, uptime_result
 from tests.contract import check_transcript
 from tests.emulator import test_local_frontdoor as door
+from tests.emulator import test_local_run as local
 from tests.emulator.test_local_frontdoor import Instance, instances, services  # noqa: F401
 from tests.emulator.test_local_run import eventually
 from tests.emulator.test_monitoring import _policy_body
+from tests.steps.test_service import alone
 
 PROJECT = door.PROJECT
 SCALE = 0.01  # a 60 s period is 0.6 s of the clock
@@ -157,3 +166,53 @@ def test_the_filter_and_interval_are_checked(executing_emulator: EmulatorHandle,
         alerts.get(name=f"projects/{PROJECT}/alerts/404").execute()
     assert info.value.status_code == 404
     assert check_transcript(executing_emulator.emu.transcript.entries()) == []
+
+
+@pytest.mark.slow  # a real Django instance (container/sample) served by the emulator
+def test_status_shows_the_check_passing_then_failing_once_the_service_is_gone(
+    executing_emulator: EmulatorHandle,
+) -> None:
+    """The tenant's service (a revision of container/sample, as test_local_run lays it out)
+    and the uptime-check step's check, on the real clock at scale 0.01 (a 300 s period is 3 s):
+    `djdeploy status` says passing while it serves, failing once it is deleted."""
+    handle = executing_emulator
+    clients = local.setup_project(handle)
+    handle.control.set_latency(time_scale=SCALE)
+    serviceusage.set_enabled(handle.emu, local.PROJECT, "monitoring.googleapis.com")
+    cfg = Config(
+        "demo", project=local.PROJECT, region=local.REGION, monitoring=MonitoringConfig(True)
+    )
+    probe = run_v2.Probe(
+        http_get=run_v2.HTTPGetAction(path="/health/"), period_seconds=1, failure_threshold=240
+    )
+    svc = local.deploy(clients, cfg.names.service, startup_probe=probe).result(polling=local.POLL)
+    door.make_public(clients["services"], svc.name)
+    cloud = Cloud(
+        local.PROJECT,
+        local.REGION,
+        ClientFactory(endpoint=handle.url, project=local.PROJECT),
+        clock=handle.clock,
+    )
+    assert Engine(cloud, options=Options.scaled(SCALE)).up([alone(UptimeCheck(cfg))]).ok
+    [check] = cloud.monitoring.list("uptimeCheckConfigs")
+    check_id = check["name"].rsplit("/", 1)[1]
+    env = {
+        "GOOGLE_CLOUD_PROJECT": local.PROJECT,
+        "DJDEPLOY_REGION": local.REGION,
+        "DJDEPLOY_MONITORING_ENABLED": "true",
+    }
+
+    def status() -> str:
+        result = CliRunner().invoke(
+            app, ["--endpoint", handle.url, "status", "--tenant", "demo"], env=env
+        )
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    eventually(lambda: uptime_result(cloud, check_id).state == "passing", "a passing check")
+    assert f"uptime check {check_id}: passing since " in status()
+
+    clients["services"].delete_service(name=svc.name).result(polling=local.POLL)
+    eventually(lambda: uptime_result(cloud, check_id).state == "failing", "a failing check")
+    assert f"uptime check {check_id}: failing from 6 of 6 locations since " in status()
+    assert check_transcript(handle.emu.transcript.entries()) == []
