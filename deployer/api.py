@@ -58,7 +58,7 @@ from deployer.rollbacks import Rollback
 from deployer.steps import build_steps
 from deployer.steps.base import Change, Step
 from deployer.steps.container_env import MANAGE, short
-from deployer.steps.monitoring import UptimeResult, uptime_result
+from deployer.steps.monitoring import UptimeResult, latest_result
 from deployer.steps.rotation import KINDS, ROTATING, Rotated, secret_ids
 
 BUILTIN_TIME_SCALE = 0.01  # a fresh deploy on the built-in emulator takes seconds
@@ -324,8 +324,7 @@ def snapshot(
     with connect(config.project, config.region, target) as session:
         changes = _engine(session, None).plan(steps)
         holder = current_holder(session[0], config)
-        check = next((c.info.get("uptime_check") for c in changes if c.step == "uptime-check"), "")
-        result = uptime_result(session[0], check) if uptime and check else None
+        result = latest_result(session[0], changes) if uptime else None
         return Snapshot(changes, holder, result)
 
 

@@ -399,15 +399,18 @@ def status(
 
 
 def uptime_line(result: UptimeResult) -> str:
-    """status: "uptime check ID: passing since T (last result T', 6 locations)"."""
+    """status: "uptime check ID: passing since T (last result T', 6 locations)", and the
+    alert policy's open alert."""
     head = f"uptime check {result.check}: "
     if result.state == "unknown":
         return head + result.note
     since = ("since at least " if result.whole_window else "since ") + result.since
+    alert = f"; alert open since {result.alert_since}" if result.alert_since else ""
     if result.state == "failing":
         where = f"from {len(result.failing)} of {result.locations} locations"
-        return head + f"failing {where} {since} (last result {result.checked})"
-    return head + f"passing {since} (last result {result.checked}, {result.locations} locations)"
+        return head + f"failing {where} {since} (last result {result.checked}){alert}"
+    last = f"(last result {result.checked}, {result.locations} locations)"
+    return head + f"passing {since} {last}{alert}"
 
 
 def tenants(

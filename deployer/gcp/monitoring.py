@@ -92,3 +92,11 @@ class MonitoringApi:
         }
         key = ("monitoring.timeSeries", filter_, start, end)
         return self._pages("timeSeries", key, lambda paging: series.list(**args, **paging))
+
+    def alerts(self, filter_: str) -> builtins.list[dict[str, Any]]:
+        """The project's alerts (incidents of its alert policies) ``filter_`` selects
+        (``projects.alerts.list``, newest opened first)."""
+        alerts = self.cloud.clients.discovery("monitoring", "v3").projects().alerts()
+        args = {"parent": self._parent, "filter": filter_}
+        key = ("monitoring.alerts", filter_)
+        return self._pages("alerts", key, lambda paging: alerts.list(**args, **paging))

@@ -411,7 +411,8 @@ class UptimeResult:
     results cannot be read: ``note`` says why). ``since``: the oldest result of the current
     run of passes (or failures) within the last RESULT_WINDOW; ``whole_window``: the run
     reaches back to the window's oldest result. ``checked``: the newest result's time.
-    ``failing``: the checker locations whose newest result failed, of ``locations``."""
+    ``failing``: the checker locations whose newest result failed, of ``locations``.
+    ``alert_since``: the open time of the alert policy's open alert (incident), if any."""
 
     check: str
     state: str
@@ -421,15 +422,30 @@ class UptimeResult:
     failing: tuple[str, ...] = ()
     locations: int = 0
     note: str = ""
+    alert_since: str = ""
 
 
 def _rfc3339(seconds: float) -> str:
     return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def uptime_result(cloud: Cloud, check_id: str) -> UptimeResult:
+def open_alert(cloud: Cloud, policy: str) -> str:
+    """When the policy's open alert opened ("": none, or alerts cannot be read: they need
+    monitoring.alerts.list, e.g. roles/monitoring.alertViewer)."""
+    try:
+        alerts = cloud.monitoring.alerts('state="OPEN"')
+    except PermissionDenied:
+        return ""
+    opened = [
+        a.get("openTime", "") for a in alerts if (a.get("policy") or {}).get("name") == policy
+    ]
+    return min(opened, default="")
+
+
+def uptime_result(cloud: Cloud, check_id: str, *, policy: str = "") -> UptimeResult:
     """Read the check's ``check_passed`` time series (Cloud Monitoring v3
-    projects.timeSeries.list, one series per checker location, points newest first)."""
+    projects.timeSeries.list, one series per checker location, points newest first), and
+    whether ``policy`` (an alert policy's full name) has an open alert."""
     now = cloud.clock.now()
     filter_ = (
         f'metric.type="{CHECK_PASSED}" AND metric.label.check_id="{check_id}" AND '
@@ -461,9 +477,26 @@ def uptime_result(cloud: Cloud, check_id: str) -> UptimeResult:
     return UptimeResult(
         check_id,
         "passing" if passing else "failing",
+        alert_since=open_alert(cloud, policy) if policy else "",
         since=points[min(run, len(points) - 1)][0],
         whole_window=run == 0,
         checked=points[-1][0],
         failing=failing,
         locations=len(newest),
     )
+
+
+def latest_result(cloud: Cloud, changes: Sequence[Change]) -> UptimeResult | None:
+    """`status`: the uptime check's latest result, when the steps found a check of ours (and
+    the alert policy's open alert, when they found the policy); None without one."""
+    info = {
+        k: v
+        for c in changes
+        if c.step in (UptimeCheck.name, AlertPolicy.name)
+        for k, v in c.info.items()
+    }
+    check, policy = info.get("uptime_check", ""), info.get("alert_policy", "")
+    if not check:
+        return None
+    policy = f"projects/{cloud.project}/alertPolicies/{policy}" if policy else ""
+    return uptime_result(cloud, check, policy=policy)

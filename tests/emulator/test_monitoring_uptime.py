@@ -23,7 +23,7 @@ from deployer.emulator.testing import EmulatorHandle, discovery_client
 from deployer.engine import Engine, Options
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
-from deployer.steps.monitoring import UptimeCheck, uptime_result
+from deployer.steps.monitoring import AlertPolicy, UptimeCheck, uptime_result
 from tests.contract import check_transcript
 from tests.emulator import test_local_frontdoor as door
 from tests.emulator import test_local_run as local
@@ -138,6 +138,10 @@ def test_a_check_probes_the_service_and_its_policy_opens_and_closes_an_incident(
     assert incident["policy"]["displayName"] == policy["displayName"]
     assert incident["metric"]["labels"] == {"check_id": check_id}
     assert mon.alerts().get(name=incident["name"]).execute() == incident
+    name = policy["displayName"]
+    for flt in ("state=OPEN", f'state = "OPEN" AND policy.display_name = "{name}"'):
+        listed = mon.alerts().list(parent=f"projects/{PROJECT}", filter=flt).execute()
+        assert listed["alerts"] == [incident], flt
     [stored] = [d for _, d in handle.emu.store.list(ALERT_KIND)]
     assert stored["_notifications"][0]["to"] == "ops@example.com"  # recorded, never sent
 
@@ -173,8 +177,9 @@ def test_status_shows_the_check_passing_then_failing_once_the_service_is_gone(
     executing_emulator: EmulatorHandle,
 ) -> None:
     """The tenant's service (a revision of container/sample, as test_local_run lays it out)
-    and the uptime-check step's check, on the real clock at scale 0.01 (a 300 s period is 3 s):
-    `djdeploy status` says passing while it serves, failing once it is deleted."""
+    and the uptime-check and alert-policy steps' check and policy, on the real clock at scale
+    0.01 (a 300 s period is 3 s): `djdeploy status` says passing while it serves, failing once
+    it is deleted, and the alert policy's alert open."""
     handle = executing_emulator
     clients = local.setup_project(handle)
     handle.control.set_latency(time_scale=SCALE)
@@ -193,7 +198,9 @@ def test_status_shows_the_check_passing_then_failing_once_the_service_is_gone(
         ClientFactory(endpoint=handle.url, project=local.PROJECT),
         clock=handle.clock,
     )
-    assert Engine(cloud, options=Options.scaled(SCALE)).up([alone(UptimeCheck(cfg))]).ok
+    engine = Engine(cloud, options=Options.scaled(SCALE))
+    assert engine.up([alone(UptimeCheck(cfg))]).ok
+    assert engine.up([alone(AlertPolicy(cfg))]).ok
     [check] = cloud.monitoring.list("uptimeCheckConfigs")
     check_id = check["name"].rsplit("/", 1)[1]
     env = {
@@ -213,6 +220,12 @@ def test_status_shows_the_check_passing_then_failing_once_the_service_is_gone(
     assert f"uptime check {check_id}: passing since " in status()
 
     clients["services"].delete_service(name=svc.name).result(polling=local.POLL)
-    eventually(lambda: uptime_result(cloud, check_id).state == "failing", "a failing check")
-    assert f"uptime check {check_id}: failing from 6 of 6 locations since " in status()
+    [policy] = cloud.monitoring.list("alertPolicies")
+    eventually(
+        lambda: uptime_result(cloud, check_id, policy=policy["name"]).alert_since != "",
+        "a failing check, and its alert",
+    )
+    line = next(x for x in status().splitlines() if x.startswith("uptime check"))
+    assert line.startswith(f"uptime check {check_id}: failing from 6 of 6 locations since ")
+    assert "; alert open since " in line
     assert check_transcript(handle.emu.transcript.entries()) == []

@@ -262,4 +262,12 @@ def test_status_reads_the_checks_latest_result_from_its_time_series(
     failing = uptime_result(cloud, cid)
     assert (failing.state, failing.since, len(failing.failing)) == ("failing", failing.checked, 6)
     assert render.uptime_line(failing).startswith(f"uptime check {cid}: failing from 6 of 6 ")
+    assert not failing.alert_since  # the policy's 60 s (scaled) have not passed
+
+    emulator.clock.advance(3.0)
+    uptime.open_due(emulator.emu)  # what the executing emulator's ticker does
+    [policy] = listed(cloud, "alertPolicies")
+    alerted = uptime_result(cloud, cid, policy=policy["name"])
+    assert alerted.alert_since > failing.checked
+    assert render.uptime_line(alerted).endswith(f"; alert open since {alerted.alert_since}")
     assert check_transcript(emulator.emu.transcript.entries()) == []

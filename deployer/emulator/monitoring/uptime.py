@@ -37,6 +37,7 @@ from .resources import (
     PROBE_KIND,
     SERVICE,
     MonitoringBackend,
+    camel,
     duration_seconds,
 )
 
@@ -421,19 +422,23 @@ def _close(emu: Emulator, name: str, policy: dict[str, Any], at: float) -> None:
 # -- projects.alerts --------------------------------------------------------------------------
 
 
-_EQUALS = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*"([^"]*)"\s*')
+_EQUALS = re.compile(
+    r"""\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_.:/-]+))\s*"""
+)
 
 
 def _field(doc: dict[str, Any], path: str) -> Any:
+    """A dotted field of ``doc``, in either spelling (``policy.display_name``)."""
     value: Any = doc
     for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
+        value = value.get(camel(part)) if isinstance(value, dict) else None
     return value
 
 
 def list_alerts(emu: Emulator, project_id: str, *, filter_text: str) -> list[dict[str, Any]]:
     """The project's alerts, newest opened first, as Google renders them; ``filter_text``:
-    ``field = "value"`` terms joined by AND (``state = "OPEN"``, ``policy.displayName = "x"``)."""
+    ``field = value`` terms (the value quoted or not) joined by AND (``state = OPEN``,
+    ``policy.display_name = "x"``)."""
     terms: list[tuple[str, str]] = []
     pos = 0
     while pos < len(filter_text):
@@ -443,7 +448,8 @@ def list_alerts(emu: Emulator, project_id: str, *, filter_text: str) -> list[dic
                 'The emulator\'s alerts filter takes field = "value" terms joined by AND; '
                 f"{filter_text[pos:]!r} is not one."
             )
-        terms.append((found.group(1), found.group(2)))
+        field, *values = found.groups()
+        terms.append((field, next(v for v in values if v is not None)))
         pos = found.end()
         joined = _AND.match(filter_text, pos)
         pos = joined.end() if joined else pos
