@@ -97,7 +97,7 @@ def test_a_check_probes_the_service_and_its_policy_opens_and_closes_an_incident(
     check = mon.uptimeCheckConfigs().create(parent=f"projects/{PROJECT}", body=body).execute()
     check_id = check["name"].rsplit("/", 1)[1]
     policy = _policy_body(check_id, [channel["name"]])
-    mon.alertPolicies().create(name=f"projects/{PROJECT}", body=policy).execute()
+    made = mon.alertPolicies().create(name=f"projects/{PROJECT}", body=policy).execute()
 
     eventually(lambda: _latest(mon, check_id) == {True}, "a passing check")
     series = _series(mon, check_id)
@@ -148,6 +148,11 @@ def test_a_check_probes_the_service_and_its_policy_opens_and_closes_an_incident(
     door.serve(instances, svc.latest_ready_revision)  # serving again: the incident closes
     eventually(lambda: _latest(mon, check_id) == {True}, "a passing check again")
     eventually(lambda: [i["state"] for i in _incidents(mon)] == ["CLOSED"], "closed")
+
+    # in the emulator, a deleted check's results go with it
+    mon.alertPolicies().delete(name=made["name"]).execute()
+    mon.uptimeCheckConfigs().delete(name=check["name"]).execute()
+    assert _series(mon, check_id) == []
 
 
 def test_the_filter_and_interval_are_checked(executing_emulator: EmulatorHandle, mon: Any) -> None:

@@ -107,6 +107,8 @@ def _claim(emu: Emulator, check: dict[str, Any], scale: float) -> bool:
         due = emu.store.get(DUE_KIND, check["name"])  # again: another ticker may have claimed
         if due is not None and due["at"] > now:
             return False
+        if emu.store.get(MonitoringBackend.UPTIME, check["name"]) is None:
+            return False  # deleted since the tick listed it
         period = duration_seconds(check.get("period", "60s"), "period")
         emu.store.put(DUE_KIND, check["name"], {"at": now + period * scale})
         return True
@@ -161,6 +163,8 @@ def record(emu: Emulator, check: dict[str, Any], result: Probe) -> None:
     period = duration_seconds(check.get("period", "60s"), "period")
     cutoff = at - KEEP_PROBES * period * emu.latency.time_scale
     with emu.store.transaction():
+        if emu.store.get(MonitoringBackend.UPTIME, check["name"]) is None:
+            return  # deleted while its probe ran: its results went with it
         emu.store.put(PROBE_KIND, f"{prefix}{at:017.6f}", doc)
         for key, old in emu.store.list(PROBE_KIND, prefix, limit=8):
             if old["time"] < cutoff:
