@@ -71,7 +71,12 @@ _UNSUPPORTED_FILTER = (
 )
 
 
+def _host(check: dict[str, Any]) -> str:
+    return str(((check.get("monitoredResource") or {}).get("labels") or {}).get("host", ""))
+
+
 def locations(check: dict[str, Any]) -> tuple[str, ...]:
+    """The checker locations the check runs from (``selectedRegions``, all by default)."""
     regions = check.get("selectedRegions") or ALL_REGIONS
     return tuple(dict.fromkeys(loc for r in regions for loc in REGIONS.get(r, ())))
 
@@ -118,7 +123,7 @@ def _probe(emu: Emulator, check: dict[str, Any]) -> Probe | None:
     """The check's request through the front door; None when it is not one the emulator
     sends (a TCP check, a host that is not a run.app service's)."""
     http = check.get("httpCheck")
-    host = ((check.get("monitoredResource") or {}).get("labels") or {}).get("host", "")
+    host = _host(check)
     door = emu.local.frontdoor
     if http is None or door is None:
         return None
@@ -157,7 +162,7 @@ def record(emu: Emulator, check: dict[str, Any], result: Probe) -> None:
         "latencyMs": None if result.status is None else round(result.latency_ms, 3),
         "error": result.error,
         "locations": list(locations(check)),
-        "host": ((check.get("monitoredResource") or {}).get("labels") or {}).get("host", ""),
+        "host": _host(check),
     }
     prefix = f"{check['name']}/"
     period = duration_seconds(check.get("period", "60s"), "period")
@@ -255,7 +260,7 @@ def list_time_series(
 def _series(
     project_id: str, check: dict[str, Any], location: str, metric: str, found: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    host = ((check.get("monitoredResource") or {}).get("labels") or {}).get("host", "")
+    host = _host(check)
     points = []
     for p in found:
         if location not in p["locations"]:
