@@ -270,4 +270,8 @@ def test_status_reads_the_checks_latest_result_from_its_time_series(
     alerted = uptime_result(cloud, cid, policy=policy["name"])
     assert alerted.alert_since > failing.checked
     assert render.uptime_line(alerted).endswith(f"; alert open since {alerted.alert_since}")
+
+    cloud.monitoring.delete("alertPolicies", policy["name"])  # the emulator closes its alert
+    uptime.open_due(emulator.emu)
+    assert uptime_result(cloud, cid, policy=policy["name"]).alert_since == ""
     assert check_transcript(emulator.emu.transcript.entries()) == []

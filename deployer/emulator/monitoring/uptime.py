@@ -358,23 +358,34 @@ def _condition(
                 _close(emu, state["incident"], policy, at)
 
 
+def _condition_of(
+    emu: Emulator, state: dict[str, Any], key: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The policy a condition state belongs to, and the condition in it (None: gone)."""
+    policy = emu.store.get(MonitoringBackend.POLICY, state.get("policy", ""))
+    conditions = (policy or {}).get("conditions") or []
+    return policy, next((c for c in conditions if c.get("name") == key), None)
+
+
 def open_due(emu: Emulator) -> None:
-    """Open an incident for each condition met for its whole duration (scaled)."""
-    for key, state in emu.store.list(CONDITION_KIND):
-        if state.get("incident"):
-            continue
+    """Open an incident for each condition met for its whole duration (scaled); close the
+    incident of a condition whose policy was deleted (or the condition replaced)."""
+    for key, seen in emu.store.list(CONDITION_KIND):
+        if seen.get("incident") and _condition_of(emu, seen, key)[1] is not None:
+            continue  # open, its condition still there: nothing to do (reads only)
         with emu.store.transaction():
-            state = emu.store.get(CONDITION_KIND, key) or {}
-            policy = emu.store.get(MonitoringBackend.POLICY, state.get("policy", ""))
-            condition = next(
-                (c for c in (policy or {}).get("conditions") or [] if c.get("name") == key), None
-            )
+            state = emu.store.get(CONDITION_KIND, key)
+            if state is None:
+                continue
+            policy, condition = _condition_of(emu, state, key)
+            now = emu.clock()
             if policy is None or condition is None:
-                emu.store.delete(CONDITION_KIND, key)  # the policy or condition is gone
+                emu.store.delete(CONDITION_KIND, key)
+                if state.get("incident"):
+                    _close(emu, state["incident"], policy or {}, now)
                 continue
             threshold = condition.get("conditionThreshold") or {}
             duration = duration_seconds(threshold.get("duration", "0s"), "duration")
-            now = emu.clock()
             if state.get("incident") or now - state["metSince"] < duration * emu.latency.time_scale:
                 continue
             state["incident"] = _open(emu, policy, condition, now)
