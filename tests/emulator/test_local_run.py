@@ -449,6 +449,12 @@ pools = run_v2.WorkerPoolsClient(**gapic_options(running.url))
 pools.create_worker_pool(
     parent=PARENT, worker_pool_id="worker", worker_pool=worker_pool("1", count=1)
 ).result(polling=POLL)
+# its instance starts in a thread: recorded once the supervisor lists it (a kill before that
+# would leave a process no record names)
+deadline = time.monotonic() + 180
+while not any("/workerPools/" in p.spec.what for p in emu.local.processes.running()):
+    assert time.monotonic() < deadline, "the worker pool's instance never started"
+    time.sleep(0.05)
 print(done.latest_ready_revision, flush=True)
 time.sleep(3600)
 """
