@@ -419,7 +419,11 @@ def test_close_stops_and_a_killed_emulator_is_reaped() -> None:
 
         emu = Emulator(state_dir=state, time_scale=0.001, execute=True)
         try:
-            assert not any(pid in orphans for pid in processes_with(state.encode()))
+            # reaped at the start (SIGKILL: gone once the kernel has delivered it)
+            eventually(
+                lambda: not any(pid in orphans for pid in processes_with(state.encode())),
+                "the orphans to be reaped",
+            )
             eventually(lambda: emu.local.revision_address(revision) is not None, "the revival")
             assert health(emu, revision) == 200
             supervisor = emu.local.processes
