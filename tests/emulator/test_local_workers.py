@@ -39,7 +39,9 @@ def test_an_exited_instance_is_restarted_and_stop_leaves_nothing(tmp_path: Path)
     try:
         workers.run("pool", revision="r1", count=2, plan=lambda: plan)
         deadline = time.monotonic() + WAIT
-        while events.count((0, "ERROR", "Container called exit(3).")) < 2:
+        while events.count((0, "ERROR", "Container called exit(3).")) < 2 or "w/1" not in {
+            p.spec.what for p in supervisor.running()
+        }:
             assert time.monotonic() < deadline, events
             time.sleep(0.05)
         supervisor.flush()  # every line read so far handed on
