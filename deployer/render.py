@@ -389,7 +389,7 @@ def status(
         if key == "url" and value:
             _local_url_line(local_url, local_note, out)
     _state_dir_line(state_dir, out)
-    for line in secret_lines(changes):
+    for line in [*secret_lines(changes), *domain_lines(changes)]:
         out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
@@ -599,3 +599,9 @@ def secret_lines(changes: Sequence[Change]) -> list[str]:
             line += f"; rotating from {info[f'{key} rotating from']}"
         lines.append(line)
     return lines
+
+
+def domain_lines(changes: Sequence[Change]) -> list[str]:
+    """status: each custom domain's DNS records to create and its certificate's state."""
+    info = next((c.info for c in changes if c.step == "domains"), {})
+    return [f"{key}: {value}" for key, value in info.items()]

@@ -99,7 +99,7 @@ class DomainMappings(Operation):
             domain = meta.get("name", "")
             if domain in wanted or self._ours(meta):
                 found[domain] = m
-        return found
+        return found or None  # None: none of ours, none of the configured domains
 
     def _ours(self, meta: dict[str, Any]) -> bool:
         labels = meta.get("labels") or {}
