@@ -23,6 +23,7 @@ from rich.text import Text
 from deployer.config import Config
 from deployer.engine import Event, Phase, RunResult
 from deployer.gcp.logging import LogEntry
+from deployer.health import TenantOverview
 from deployer.lease import Holder, Notice, NoticeKind
 from deployer.management import ManageRun
 from deployer.rollbacks import Rollback
@@ -394,25 +395,37 @@ def status(
 
 
 def tenants(
-    found: dict[str, list[str]], *, state_dir: Path | None = None, as_json: bool, out: Console
+    found: Sequence[TenantOverview],
+    *,
+    state_dir: Path | None = None,
+    as_json: bool,
+    out: Console,
 ) -> None:
+    """`status` without --tenant: each tenant's resources, then each service's URL(s) and
+    health."""
     if as_json:
         dump_json(
             {
-                "tenants": found,
+                "tenants": {
+                    t.tenant: {
+                        "resources": list(t.resources),
+                        "services": [dataclasses.asdict(s) for s in t.services],
+                    }
+                    for t in found
+                },
                 "emulator_state_dir": None if state_dir is None else str(state_dir),
             }
         )
         return
     if not found:
         out.print("no djdeploy tenants found in this project")
-    for tenant, resources in sorted(found.items()):
-        out.print(
-            f"{tenant}: {', '.join(sorted(resources))}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+    for t in found:
+        lines = [f"{t.tenant}: {', '.join(t.resources)}"]
+        for s in t.services:
+            urls = " ".join(u for u in (s.url, s.local_url and f"(local: {s.local_url})") if u)
+            lines.append(f"  {s.service}: {urls or '-'} health: {s.health}")
+        for line in lines:
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
     _state_dir_line(state_dir, out)
 
 

@@ -383,7 +383,17 @@ class RunApi:
             for item in items:
                 labels = dict(item.get("labels") or {})
                 if labels.get(MANAGED_BY) == "djdeploy":
-                    out.append(
-                        {"kind": kind, "name": item["name"].rsplit("/", 1)[-1], "labels": labels}
-                    )
+                    found = {"kind": kind, "name": item["name"].rsplit("/", 1)[-1]}
+                    if kind == "service":  # where it serves, and its health path (status)
+                        found.update(url=item.get("uri") or "", health_path=_health_path(item))
+                    out.append({**found, "labels": labels})
         return out
+
+
+def _health_path(service: dict[str, Any]) -> str:
+    """The HEALTH_PATH the service's container is given (deployer/contract.py), else "/"."""
+    for container in (service.get("template") or {}).get("containers") or []:
+        for env in container.get("env") or []:
+            if env.get("name") == "HEALTH_PATH" and env.get("value"):
+                return str(env["value"])
+    return "/"
