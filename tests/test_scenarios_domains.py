@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from deployer.cli import app
 from deployer.emulator.testing import EmulatorHandle
 from tests.contract import check_transcript
-from tests.test_scenarios import PROJECT, TENANT
+from tests.test_scenarios import GOLDEN, PROJECT, TENANT, assert_golden, normalise
 
 pytestmark = pytest.mark.slow  # CLI scenarios: each runs whole deployments
 
@@ -100,3 +100,15 @@ def test_a_region_without_domain_mappings_names_the_load_balancer_route(
     assert "serverless NEG" in output
     paths = [e["path"] for e in emulator.emu.transcript.entries()]
     assert not any(p.startswith(DOMAINS_PATH) for p in paths)
+
+
+@pytest.mark.parametrize("scenario", ["up-domains", "destroy-domains"])
+def test_golden_transcripts(emulator: EmulatorHandle, scenario: str) -> None:
+    """Only the domain mappings' traffic: the rest is the other goldens' (no domains there)."""
+    domains = "www.example.com"
+    assert djdeploy(emulator, "up", "--tenant", TENANT, domains=domains)[0] == 0
+    if scenario == "destroy-domains":
+        emulator.control.clear_transcript()
+        assert djdeploy(emulator, "destroy", "--tenant", TENANT, domains=domains)[0] == 0
+    entries = [e for e in emulator.control.transcript() if e["path"].startswith(DOMAINS_PATH)]
+    assert_golden(GOLDEN / f"{scenario}.json", normalise(entries))
