@@ -41,6 +41,7 @@ UNVERIFIED_REASON = "PermissionDenied"
 SEARCH_CONSOLE = "https://search.google.com/search-console"
 LOAD_BALANCER_DOC = "docs/configuration.md#custom-domains"
 CONDITIONS = ("Ready", "CertificateProvisioned", "DomainRoutable")
+READY = "ready"
 
 
 class Unverified(Broken):
@@ -66,7 +67,7 @@ def certificate(mapping: dict[str, Any]) -> str:
     """The certificate's state in one phrase, from the conditions."""
     found = conditions(mapping)
     if (found.get("Ready") or {}).get("status") == "True":
-        return "ready: certificate provisioned, domain routable"
+        return f"{READY}: certificate provisioned, domain routable"
     states = ", ".join(f"{t} {(found.get(t) or {}).get('status') or 'Unknown'}" for t in CONDITIONS)
     cert = found.get("CertificateProvisioned") or {}
     hint = cert.get("message") or "create the DNS records; Google issues the certificate"
@@ -154,9 +155,12 @@ class DomainMappings(Operation):
             return self.wait(
                 f"Cloud Run prepares the DNS records of {', '.join(waiting)}", info=info
             )
+        done = f"{', '.join(self.config.domains)} mapped to service {service}"
+        if all(v.startswith(READY) for k, v in info.items() if k.startswith("certificate ")):
+            return self.noop(f"{done}, certificates ready", info=info)
         return self.noop(
-            f"{', '.join(self.config.domains)} mapped to service {service}: create the DNS "
-            "records status shows",
+            f"{done}: create the DNS records `djdeploy status` lists; Google then issues the "
+            "certificates",
             info=info,
         )
 

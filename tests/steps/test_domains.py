@@ -58,8 +58,9 @@ def test_waits_for_the_records_then_shows_them_and_the_certificate() -> None:
         "Waiting for cert"
     )
     ready = mapping(resourceRecords=RECORDS, conditions=[cond("Ready", "True")])
-    info = STEP.diff({"www.example.com": ready}).info
-    assert info["certificate www.example.com"].startswith("ready")
+    change = STEP.diff({"www.example.com": ready})
+    assert change.info["certificate www.example.com"].startswith("ready")
+    assert change.reason.endswith("certificates ready")
 
 
 def test_an_unverified_domain_is_a_typed_failure_with_the_fix() -> None:
