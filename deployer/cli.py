@@ -484,7 +484,7 @@ def status(
     target = _target(ctx)
     from deployer import api, render
 
-    seen = api.snapshot(cfg, target=target)
+    seen = api.snapshot(cfg, target=target, uptime=True)
     render.status(
         seen.changes,
         tenant=cfg.tenant,
@@ -494,6 +494,7 @@ def status(
         out=out,
         local_url=api.local_url(render.summary(seen.changes)["url"], target),
         local_note=_local_note(ctx),
+        uptime=seen.uptime,
     )
 
 

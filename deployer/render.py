@@ -28,6 +28,7 @@ from deployer.lease import Holder, Notice, NoticeKind
 from deployer.management import ManageRun
 from deployer.rollbacks import Rollback
 from deployer.steps.base import Action, Change
+from deployer.steps.monitoring import UptimeResult
 from deployer.steps.rotation import Rotated
 
 _STYLE = {
@@ -353,15 +354,17 @@ def status(
     out: Console,
     local_url: str = "",
     local_note: str = "",
+    uptime: UptimeResult | None = None,
 ) -> None:
     """`state_dir`: the built-in emulator's, shown so a user can find (or reset) it;
-    `local_url`, `local_note`: as for up_result."""
+    `local_url`, `local_note`: as for up_result; `uptime`: the uptime check's latest result."""
     facts = summary(changes)
     if as_json:
         dump_json(
             {
                 "tenant": tenant,
                 **facts,
+                "uptime": None if uptime is None else dataclasses.asdict(uptime),
                 "local_url": local_url or None,
                 "emulator_state_dir": None if state_dir is None else str(state_dir),
                 "lease": holder_json(holder),
@@ -392,6 +395,23 @@ def status(
     _state_dir_line(state_dir, out)
     for line in [*secret_lines(changes), *domain_lines(changes)]:
         out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if uptime is not None:
+        out.print(uptime_line(uptime), markup=False, highlight=False, soft_wrap=True)
+
+
+def uptime_line(result: UptimeResult) -> str:
+    """status: "uptime check ID: passing since T (last result T', 6 locations)", and the
+    alert policy's open alert."""
+    head = f"uptime check {result.check}: "
+    if result.state == "unknown":
+        return head + result.note
+    since = ("since at least " if result.whole_window else "since ") + result.since
+    alert = f"; alert open since {result.alert_since}" if result.alert_since else ""
+    if result.state == "failing":
+        where = f"from {len(result.failing)} of {result.locations} locations"
+        return head + f"failing {where} {since} (last result {result.checked}){alert}"
+    last = f"(last result {result.checked}, {result.locations} locations)"
+    return head + f"passing {since} {last}{alert}"
 
 
 def tenants(

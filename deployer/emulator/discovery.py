@@ -39,7 +39,7 @@ PREFIXES: list[tuple[str, list[tuple[str, str]]]] = [
     (r"^/v1/projects/[^/]+/serviceAccounts", [("iam", "v1")]),
     (r"^/v1/projects/[^/]+/locations/[^/]+/jobs", [("cloudscheduler", "v1")]),
     (
-        r"^/v3/projects/[^/]+/(uptimeCheckConfigs|alertPolicies|notificationChannels)",
+        r"^/v3/projects/[^/]+/(uptimeCheckConfigs|alertPolicies|notificationChannels|timeSeries|alerts)",
         [("monitoring", "v3")],
     ),
     (r"^/v3/projects", [("cloudresourcemanager", "v3")]),

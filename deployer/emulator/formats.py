@@ -7,13 +7,23 @@ import copy
 import datetime as _dt
 import hashlib
 import json
+import re
 from typing import Any
+
+_FRACTION = re.compile(r"(\.\d{1,6})\d*")
 
 
 def rfc3339(t: float) -> str:
     """Google's timestamp format: UTC, 'Z', up to nanosecond digits (we give microseconds)."""
     d = _dt.datetime.fromtimestamp(t, tz=_dt.UTC)
     return d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_rfc3339(value: str) -> float:
+    """An RFC 3339 timestamp ("2026-01-02T03:04:05.123456789Z") as epoch seconds; nanosecond
+    digits past the sixth are dropped. ValueError when it is none."""
+    text = _FRACTION.sub(r"\1", value, count=1).replace("z", "Z")
+    return _dt.datetime.fromisoformat(text).timestamp()
 
 
 def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

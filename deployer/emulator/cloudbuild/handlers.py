@@ -56,11 +56,14 @@ def _op_name(build: dict[str, Any]) -> str:
     return op_name(build["projectId"], build["_location"], build["_opId"])
 
 
-def operation_json(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
-    """A build's operation: BuildOperationMetadata with the build as of now; when done, the
-    Build as ``response`` on SUCCESS, else ``error`` (the statusDetail)."""
+def operation_json(
+    emu: Emulator, op: dict[str, Any], *, now: float | None = None
+) -> dict[str, Any]:
+    """A build's operation: BuildOperationMetadata with the build as of ``now`` (default: the
+    clock's now); when done, the Build as ``response`` on SUCCESS, else ``error`` (the
+    statusDetail)."""
     build = get_build(emu, op["target"])
-    current = shown(build, emu.clock())
+    current = shown(build, emu.clock() if now is None else now)
     error: dict[str, Any] = {}  # SUCCESS: the Build, whatever the operation recorded
     if current["status"] != "SUCCESS":
         status, message = _OP_ERRORS.get(current["status"], _FAILED)
@@ -83,13 +86,19 @@ def operation_json(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
 def create_build(req: Request, project: str) -> dict[str, Any]:
     location = _location_of(req.arg("parent"))
     body = req.json()
-    return operation_json(req.emu, _builds(req, project, location).create(body))
+    return _created(req.emu, _builds(req, project, location).create(body))
 
 
 @router.route("POST", "/v1/projects/{project}/locations/{location}/builds")
 def create_build_regional(req: Request, project: str, location: str) -> dict[str, Any]:
     body = req.json()
-    return operation_json(req.emu, _builds(req, project, location).create(body))
+    return _created(req.emu, _builds(req, project, location).create(body))
+
+
+def _created(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
+    """The create answer shows the build as created, QUEUED, as Google's does, however long a
+    loaded machine took between storing it and answering."""
+    return operation_json(emu, op, now=op["created"])
 
 
 # -- get / list / cancel ---------------------------------------------------------------------

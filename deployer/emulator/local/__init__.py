@@ -56,6 +56,7 @@ class Realizers:
         self._jobs: LocalJobs | None = None
         self._serving: LocalServing | None = None
         self._scheduler: Ticker | None = None
+        self._uptime: Ticker | None = None
         if self.enabled and self.dir is not None:
             self.enabled = self._take_lock(self.dir)
             if self.enabled:
@@ -129,6 +130,18 @@ class Realizers:
             if self._scheduler is None:
                 self._scheduler = Ticker()
             return self._scheduler
+
+    @property
+    def uptime(self) -> Ticker | None:
+        """The ticker that runs Cloud Monitoring's uptime checks on their period (its own
+        thread: a probe waiting on a slow service never delays a scheduled job); None when
+        execution is off."""
+        if not self.enabled:
+            return None
+        with self._making:
+            if self._uptime is None:
+                self._uptime = Ticker("uptime checker")
+            return self._uptime
 
     def cloudsql_dir(self) -> Path | None:
         """What a Cloud SQL volume mounts: the connector layout the PostgreSQL servers'
@@ -214,9 +227,10 @@ class Realizers:
 
     def close(self) -> None:
         """Stop everything this emulator runs."""
-        if self._scheduler is not None:  # first: nothing fires while the rest stops
-            self._scheduler.stop()
-            self._scheduler = None
+        for ticker in (self._scheduler, self._uptime):  # first: nothing fires while the rest stops
+            if ticker is not None:
+                ticker.stop()
+        self._scheduler = self._uptime = None
         if self.frontdoor is not None:
             self.frontdoor.stop()
             self.frontdoor = None
