@@ -34,15 +34,29 @@ IMAGE_PATHS = {
 }
 
 
+#: the engine of an image directory holding the files themselves (local/build.py)
+LOCAL = "local"
+#: the engine of an image built by buildah (local/buildah.py): the directory holds only
+#: image.json, the image is ``ref`` in the buildah storage ``storage`` names
+BUILDAH = "buildah"
+
+
 @dataclass(frozen=True)
 class ImageConfig:
     """The OCI config the Dockerfile gives the image (ENTRYPOINT, CMD, ENV, WORKDIR), with the
-    image's own paths (``/app``...), as the real image has them."""
+    image's own paths (``/app``...), as the real image has them. ``engine``: what built it
+    (LOCAL or BUILDAH); for BUILDAH, ``ref`` is the image's name in buildah's storage and
+    ``storage`` the buildah options that name that storage (empty: buildah's own), ``user``
+    the image's USER."""
 
     entrypoint: list[str]
     cmd: list[str]
     env: dict[str, str] = field(default_factory=dict)
     workdir: str = "/app"
+    engine: str = LOCAL
+    ref: str = ""
+    storage: list[str] = field(default_factory=list)
+    user: str = ""
 
 
 @dataclass(frozen=True)
