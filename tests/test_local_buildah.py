@@ -25,9 +25,11 @@ import pytest
 from google.cloud import secretmanager
 
 from deployer.api import Target, up
+from deployer.archive import build_archive, container_dir, default_source
 from deployer.config import Config
 from deployer.emulator import Emulator, serve
-from deployer.emulator.local.buildah import ENGINE_VAR, ROOT_VAR, Buildah
+from deployer.emulator.local.build import BuildRequest, LocalBuilds
+from deployer.emulator.local.buildah import ENGINE_VAR, ROOT_VAR, Buildah, engine_from
 from deployer.emulator.local.postgres import find_binaries
 from deployer.emulator.testing import gapic_options
 
@@ -49,7 +51,10 @@ def _ready() -> str | None:
     return None
 
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(_ready() is not None, reason=str(_ready()))]
+needs_base = pytest.mark.skipif(_ready() is not None, reason=str(_ready()))
+needs_buildah = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("buildah") is None, reason="needs root and buildah"
+)
 
 
 @pytest.fixture
@@ -73,6 +78,8 @@ def _get(port: int, host: str, path: str) -> int:
         conn.close()
 
 
+@pytest.mark.slow
+@needs_base
 def test_up_builds_runs_and_serves_the_real_image(state_dir: Path) -> None:
     result = up(
         Config(tenant="demo", project="acme-prod"),
@@ -120,3 +127,28 @@ def test_up_builds_runs_and_serves_the_real_image(state_dir: Path) -> None:
     table = subprocess.run(["ps", "-eo", "pgid=,stat=,args="], capture_output=True, text=True)
     rows = [row.split(None, 2) for row in table.stdout.splitlines()]
     assert not [r for r in rows if int(r[0]) in pids and not r[1].startswith("Z")], rows
+
+
+def test_the_engine_setting_is_local_buildah_or_said_wrong() -> None:
+    assert engine_from({}) == ("local", None)
+    assert engine_from({ENGINE_VAR: "Buildah "}) == ("buildah", None)
+    engine, problem = engine_from({ENGINE_VAR: "docker"})
+    assert engine == "local"
+    assert problem is not None and "local (the default) or buildah" in problem
+
+
+@pytest.mark.slow
+@needs_buildah
+def test_a_missing_base_fails_the_build_saying_how_to_get_it(tmp_path: Path) -> None:
+    builds = LocalBuilds(tmp_path / "state", buildah=Buildah(root=tmp_path / "empty"))
+    archive = build_archive(default_source(), container_dir()).data
+    builds.start("b1", BuildRequest(archive, {}, 600.0, engine="buildah"))
+    deadline = time.monotonic() + 120
+    while (result := builds.result("b1")) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert result.status == "FAILURE"
+    assert result.failure is not None
+    assert "the base image python:3.11-slim-bookworm is not in buildah's storage" in result.failure
+    assert "tests/container/real_image.sh" in result.failure
+    assert not list((tmp_path / "state").glob("images/*/image.json"))
