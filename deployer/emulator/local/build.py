@@ -229,8 +229,11 @@ class LocalBuilds:
         if found is None or found.config().engine != BUILDAH:
             return found
         config = found.config()
-        if self.buildah is not None and self.buildah.has_image(config.ref, storage=config.storage):
-            return found
+        with contextlib.suppress(EngineMissing):  # no buildah (any more): build again
+            if self.buildah is not None and self.buildah.has_image(
+                config.ref, storage=config.storage
+            ):
+                return found
         shutil.rmtree(found.root, ignore_errors=True)
         return None
 
