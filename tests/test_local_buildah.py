@@ -63,7 +63,7 @@ def state_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv(ROOT_VAR, str(CACHE))
     path = Path(tempfile.mkdtemp(prefix="lbh-", dir="/tmp"))  # short: the layout socket fits
     yield path
-    Emulator(state_dir=path, execute=True).local.reset()  # the image and its container
+    LocalBuilds(path, buildah=Buildah(root=CACHE)).remove_all()  # the image, its container
     shutil.rmtree(path, ignore_errors=True)
 
 

@@ -235,9 +235,9 @@ class Realizers:
             self._builds.remove_all()
 
     def describe(self) -> dict[str, object]:
-        """What runs: ``{"executing", "postgres": source or None, "sql": [server, ...],
-        "frontdoor": {"url", "port", "token", "hosts"} or None, "processes": [{"what", "pid"},
-        ...], "revisions": {revision: "127.0.0.1:port"}}``."""
+        """What runs: ``{"executing", "engine": "local" | "buildah", "postgres": source or None,
+        "sql": [server, ...], "frontdoor": {"url", "port", "token", "hosts"} or None,
+        "processes": [{"what", "pid"}, ...], "revisions": {revision: "127.0.0.1:port"}}``."""
         pg = self.postgres
         revisions: dict[str, str] = {}
         if self._serving is not None:
@@ -248,6 +248,7 @@ class Realizers:
         procs = [] if self._supervisor is None else self._supervisor.running()
         return {
             "executing": self.enabled,
+            "engine": self.engine,
             "postgres": None if pg is None else pg.binaries.source,
             "sql": [] if pg is None else pg.describe(),
             "frontdoor": None if self.frontdoor is None else self.frontdoor.describe(),
