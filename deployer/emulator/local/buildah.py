@@ -25,6 +25,7 @@ buildah's own configured storage.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -122,15 +123,19 @@ class Buildah:
     def _quick(
         self, *args: str, storage: list[str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [self.binary(), *(self.storage if storage is None else storage), *args],
-            env=self.env(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=QUICK_SECONDS,
-            check=False,
-        )
+        argv = [self.binary(), *(self.storage if storage is None else storage), *args]
+        try:
+            return subprocess.run(
+                argv,
+                env=self.env(),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=QUICK_SECONDS,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess(argv, 124, "", f"no answer in {QUICK_SECONDS} s")
 
     def has_image(self, ref: str, *, storage: list[str] | None = None) -> bool:
         return self._quick("inspect", "--type", "image", ref, storage=storage).returncode == 0
@@ -195,8 +200,13 @@ class Buildah:
 
     def _container(self, image: Image, config: ImageConfig) -> str:
         """The image's working container (made on first use; one left by an emulator that
-        stopped is used again)."""
+        stopped is used again). OSError when there is none: the task or instance cannot
+        start, as a container whose image is gone."""
         name = container_name(image.root)
+        try:
+            self.binary()
+        except EngineMissing:
+            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), "buildah") from None
         with self._lock:
             if self._quick(
                 "inspect", "--type", "container", name, storage=config.storage
@@ -205,7 +215,8 @@ class Buildah:
                     "from", "--pull-never", "--name", name, config.ref, storage=config.storage
                 )
                 if made.returncode != 0:
-                    raise OSError(2, made.stderr.strip() or "buildah from failed", config.ref)
+                    detail = made.stderr.strip() or "buildah from failed"
+                    raise OSError(errno.ENOENT, detail, config.ref)
         return name
 
     def process_spec(

@@ -15,6 +15,9 @@ each absolute path of the image moved under the directory:
 
 :data:`IMAGE_PATHS` maps each in-image path to its place in the directory, so a runner rewrites
 the paths it hands a process (PATH, APP_HOME, STATIC_ROOT, an args path) the same way.
+
+An image the buildah engine built (local/buildah.py) is only ``image.json`` here (engine
+``buildah``): the files are in buildah's storage, under the name the config records.
 """
 
 from __future__ import annotations
