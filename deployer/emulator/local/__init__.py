@@ -231,8 +231,9 @@ class Realizers:
             self._postgres.remove_all()
         if self._mounts is not None:
             self._mounts.remove_all()
-        if self._builds is not None:
-            self._builds.remove_all()
+        builds = self.builds  # also what an earlier emulator on this state dir built
+        if builds is not None:
+            builds.remove_all()
 
     def describe(self) -> dict[str, object]:
         """What runs: ``{"executing", "engine": "local" | "buildah", "postgres": source or None,

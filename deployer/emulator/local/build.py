@@ -262,15 +262,16 @@ class LocalBuilds:
                 job.thread.join(JOIN_SECONDS)
 
     def remove_all(self) -> None:
-        """Forget every build: stopped, images and virtualenvs deleted (pip's cache is kept)."""
+        """Forget every build: stopped, images and virtualenvs deleted (pip's cache is kept;
+        an image buildah built: removed from its storage, with its working container)."""
         self.stop_all()
         with self._lock:
             self._jobs.clear()
-        if self.buildah is not None:
-            for record in (self.dir / "images").glob(f"*/{CONFIG_FILE}"):
-                image = Image(record.parent)
-                if image.config().engine == BUILDAH:
-                    self.buildah.remove_image(image.config(), root=image.root)
+        buildah = self.buildah or Buildah(root=None)  # each record names its own storage
+        for record in (self.dir / "images").glob(f"*/{CONFIG_FILE}"):
+            image = Image(record.parent)
+            if image.config().engine == BUILDAH:
+                buildah.remove_image(image.config(), root=image.root)
         for name in ("images", VENVS):
             shutil.rmtree(self.dir / name, ignore_errors=True)
 

@@ -192,7 +192,7 @@ class Buildah:
 
     def remove_image(self, config: ImageConfig, *, root: Path) -> None:
         """Remove the image's working container and the image (a reset)."""
-        with contextlib.suppress(EngineMissing, subprocess.TimeoutExpired):
+        with contextlib.suppress(EngineMissing):
             self._quick("rm", container_name(root), storage=config.storage)
             self._quick("rmi", config.ref, storage=config.storage)
 
