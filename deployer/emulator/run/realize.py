@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..artifactregistry.names import parse_digest_ref
 from ..artifactregistry.repositories import TAG_KIND
-from ..local.container import process_spec, short_dir
+from ..local.container import short_dir
 from ..local.image import Image, find_image
 from ..local.jobs import ExecutionRun, TaskPlan
 from ..local.processes import OnLine, Spec
@@ -81,7 +81,9 @@ def _env(emu: Emulator, pid: str, container: dict[str, Any]) -> dict[str, str]:
 
 
 def _mounts(emu: Emulator, template: dict[str, Any], container: dict[str, Any]) -> dict[str, Path]:
-    """mountPath -> local directory, for the volumes local execution maps (Cloud SQL, GCS)."""
+    """mountPath -> local directory, for the volumes local execution maps (Cloud SQL, GCS);
+    with the directories the Cloud SQL layout's links point into, at their own path (what a
+    runner that really mounts, local/buildah.py, mounts too)."""
     volumes = {v.get("name"): v for v in template.get("volumes") or []}
     out: dict[str, Path] = {}
     for mount in container.get("volumeMounts") or []:
@@ -90,8 +92,9 @@ def _mounts(emu: Emulator, template: dict[str, Any], container: dict[str, Any]) 
         if "cloudSqlInstance" in volume:
             where = emu.local.cloudsql_dir()
             if where is not None:
-                names = volume["cloudSqlInstance"].get("instances") or []
-                where = short_dir(where, names=[str(n) for n in names])
+                names = [str(n) for n in volume["cloudSqlInstance"].get("instances") or []]
+                where = short_dir(where, names=names)
+                out.update(emu.local.socket_dirs(names))
         elif "gcs" in volume:
             where = emu.local.bucket_dir(volume["gcs"].get("bucket", ""))
         if where is not None:
@@ -148,7 +151,7 @@ def _task_plan(emu: Emulator, execution: dict[str, Any], image: Image, *, pid: s
             "CLOUD_RUN_TASK_ATTEMPT": str(attempt),
             "CLOUD_RUN_TASK_COUNT": str(count),
         }
-        return process_spec(
+        return emu.local.process_spec(
             image,
             container,
             env=env,
@@ -226,7 +229,7 @@ def _instance_plan(emu: Emulator, rev: dict[str, Any], image: Image, *, pid: str
             platform["GUNICORN_CMD_ARGS"] = f"--bind 127.0.0.1:{port}"
         if "WEB_CONCURRENCY" not in env:
             platform["WEB_CONCURRENCY"] = str(max(1, cpus))
-        return process_spec(
+        return emu.local.process_spec(
             image, container, env=env, platform_env=platform, mounts=mounts, what=name
         )
 
