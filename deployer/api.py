@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deployer import ci
+from deployer import ci, health
 from deployer.clock import Clock, RealClock
 from deployer.config import EMULATOR_PROJECT, Config
 from deployer.config.model import NO_PROJECT
@@ -446,18 +446,54 @@ def unlock(
         return holder  # its holder released it meanwhile
 
 
-def tenants(project: str, region: str, *, target: Target | None = None) -> dict[str, list[str]]:
-    """Every tenant found in the project by its labels -> its resources ("kind name")."""
-    target = target or Target()
-    found: dict[str, list[str]] = {}
-    with connect(project, region, target) as (cloud, _):
+def _managed(project: str, region: str, target: Target | None) -> dict[str, list[dict[str, Any]]]:
+    """Every labelled resource of the project, by tenant: one list call per kind, whatever the
+    number of tenants."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    with connect(project, region, target or Target()) as (cloud, _):
         apis = (cloud.run, cloud.sql, cloud.secrets, cloud.storage, cloud.registry)
         for api in apis:
             for res in api.list_managed():
                 tenant = res["labels"].get("djdeploy-tenant")
                 if tenant:
-                    found.setdefault(tenant, []).append(f"{res['kind']} {res['name']}")
+                    found.setdefault(tenant, []).append(res)
     return found
+
+
+#: why a service's health is not probed
+NO_URL = "no URL yet"
+NOT_SERVED = "not served (the emulator does not execute)"
+
+
+def tenants(
+    project: str, region: str, *, target: Target | None = None
+) -> list[health.TenantOverview]:
+    """Every tenant found in the project by its labels: its resources, and each service's URL
+    and health. One list call per kind whatever the number of tenants, then one GET of each
+    service's health path, all at once (``health.probe_all``)."""
+    target = target or Target()
+    found = _managed(project, region, target)
+    emulated = bool(target.emulator or target.endpoint)
+    services = [
+        (t, r, local_url(r["url"], target))
+        for t, rs in sorted(found.items())
+        for r in rs
+        if r["kind"] == "service"
+    ]
+    # probed where a visitor reaches it: its URL on Google, the front door of an emulator
+    where = [local if emulated else r["url"] for _, r, local in services]
+    paths = [w + r["health_path"] for w, (_, r, _) in zip(where, services, strict=True) if w]
+    answers = iter(health.probe_all(paths))
+    served: dict[str, list[health.Served]] = {}
+    for w, (t, r, local) in zip(where, services, strict=True):
+        state = next(answers) if w else NOT_SERVED if r["url"] else NO_URL
+        served.setdefault(t, []).append(health.Served(r["name"], r["url"], local, state))
+    return [
+        health.TenantOverview(
+            t, tuple(sorted(f"{r['kind']} {r['name']}" for r in rs)), tuple(served.get(t, ()))
+        )
+        for t, rs in sorted(found.items())
+    ]
 
 
 #: `logs --job`: the jobs whose executions it reads (manage: the job `djdeploy manage` runs)

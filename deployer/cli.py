@@ -463,7 +463,8 @@ def status(
     state_dir: StateDir = None,
     verbose: Verbose = False,
 ) -> None:
-    """Live state, step by step. Without --tenant: every tenant found by its labels."""
+    """Live state, step by step. Without --tenant: every tenant found by its labels, each
+    service's URL and health."""
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
     _warn_misspelt()
     flags = _flags(project, region, source, app_name, config)

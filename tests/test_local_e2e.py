@@ -259,6 +259,10 @@ def test_up_serves_the_app_locally_through_a_day_of_changes(cli: Djdeploy) -> No
     assert result["ok"] and result["local_url"], result
     site = Site(result["local_url"])
     assert site.get("/health/").status == 200
+    # status without --tenant: the tenant's URLs, its health probed at the front door
+    done = cli("status", "--emulator", "--state-dir", str(cli.state), "--json")
+    [served] = json.loads(done.stdout)["tenants"]["demo"]["services"]
+    assert (served["local_url"], served["health"]) == (result["local_url"], "ok"), served
     home = site.get("/")
     assert home.status == 200 and "djdeploy sample: uploads" in home.body
 

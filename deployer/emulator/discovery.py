@@ -25,6 +25,7 @@ _VAR = re.compile(r"\{(\+?)([^}]+)\}")
 #: method matching the path.
 PREFIXES: list[tuple[str, list[tuple[str, str]]]] = [
     (r"^/v2/projects/[^/]+/locations/", [("run", "v2")]),
+    (r"^/apis/domains\.cloudrun\.com/v1/", [("run", "v1")]),
     (r"^/v1/projects/[^/]+/(locations/[^/]+/)?secrets", [("secretmanager", "v1")]),
     (r"^/v1/projects/[^/]+/(instances|operations|tiers|flags)", [("sqladmin", "v1")]),
     (r"^/(upload/)?storage/v1/", [("storage", "v1")]),

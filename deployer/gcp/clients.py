@@ -64,7 +64,7 @@ class ClientFactory:
     imports: threading.Thread = field(default_factory=start_imports, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _gapic: dict[str, Any] = field(default_factory=dict, repr=False)
-    _discovery: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+    _discovery: dict[tuple[str, str, str], Any] = field(default_factory=dict, repr=False)
 
     @cached_property
     def credentials(self) -> Any:
@@ -135,18 +135,22 @@ class ClientFactory:
             opts["client_options"] = {"api_endpoint": self.endpoint}
         return storage.Client(**opts)
 
-    def discovery(self, api: str, version: str) -> Any:
+    def discovery(self, api: str, version: str, *, region: str = "") -> Any:
         """The discovery client for an API, built once and shared by every thread: its requests
-        go out over the calling thread's own connection (``ThreadHttp``)."""
+        go out over the calling thread's own connection (``ThreadHttp``). With ``region``, on
+        Google, the API's regional endpoint (``https://{region}-run.googleapis.com/``: Cloud
+        Run v1's namespaces are served only there)."""
         self.imports.join()
         with self._lock:
-            if (api, version) not in self._discovery:
+            if (api, version, region) not in self._discovery:
                 from googleapiclient import discovery
 
                 opts: dict[str, Any] = {}
                 if self.endpoint:  # every discovery API we use has servicePath ""
                     opts["api_endpoint"] = self.endpoint
-                self._discovery[(api, version)] = Collections(
+                elif region:
+                    opts["api_endpoint"] = f"https://{region}-{api}.googleapis.com/"
+                self._discovery[(api, version, region)] = Collections(
                     discovery.build(
                         api,
                         version,
@@ -156,7 +160,7 @@ class ClientFactory:
                         client_options=opts or None,
                     )
                 )
-            return self._discovery[(api, version)]
+            return self._discovery[(api, version, region)]
 
     def _authorized_http(self) -> Any:
         import google_auth_httplib2

@@ -17,6 +17,7 @@ from deployer.errors import CloudError, means_absent
 from deployer.gcp import retry
 from deployer.gcp.build import BuildApi
 from deployer.gcp.clients import ClientFactory
+from deployer.gcp.domains import DomainsApi
 from deployer.gcp.iam import IamApi
 from deployer.gcp.logging import LoggingApi
 from deployer.gcp.monitoring import MonitoringApi
@@ -76,6 +77,10 @@ class Cloud:
     @cached_property
     def run(self) -> RunApi:
         return RunApi(self)
+
+    @cached_property
+    def domains(self) -> DomainsApi:
+        return DomainsApi(self)
 
     @cached_property
     def sql(self) -> SqlApi:

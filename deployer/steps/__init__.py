@@ -14,6 +14,7 @@ def build_steps(config: Config) -> list[Step]:
     from deployer.steps.apis import Apis, required_apis
     from deployer.steps.bucket import MediaBucket, SourcesBucket
     from deployer.steps.cron import CronJob, CronSchedules
+    from deployer.steps.domains import DomainMappings
     from deployer.steps.iam import IamBuild, IamRuntime, IamScheduler
     from deployer.steps.image import Image
     from deployer.steps.invoker import Invoker
@@ -48,6 +49,8 @@ def build_steps(config: Config) -> list[Step]:
         Invoker(config),
         ManageJob(config),
     ]
+    if config.domains:  # none: no step, no call (see docs/configuration.md, custom domains)
+        steps.append(DomainMappings(config))
     if config.worker is not None:  # none: no step, no call (see docs/worker.md)
         steps.append(Worker(config, image=image.image))
     if config.monitoring.enabled:  # off: no step, no call (see docs/monitoring.md)

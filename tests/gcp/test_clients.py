@@ -20,6 +20,24 @@ def test_discovery_collections_are_built_once_and_answer(emulator: EmulatorHandl
     assert project["projectId"] == "acme-prod"
 
 
+def test_a_regional_discovery_client_talks_to_the_regions_endpoint_on_google() -> None:
+    """Cloud Run v1 namespaces (domain mappings) are served on ``{region}-run.googleapis.com``
+    only; with an emulator every client talks to it. Built offline: no request is sent."""
+    from google.auth.credentials import AnonymousCredentials
+
+    google = ClientFactory(project="acme-prod")
+    google.__dict__["credentials"] = AnonymousCredentials()  # no login needed to build one
+    run = google.discovery("run", "v1", region="europe-west1")
+    request = run.namespaces().domainmappings().list(parent="namespaces/acme-prod")
+    assert request.uri.startswith(
+        "https://europe-west1-run.googleapis.com/apis/domains.cloudrun.com/v1/namespaces/"
+    )
+    assert google.discovery("run", "v1") is not run  # the global endpoint is another client
+    local = ClientFactory(endpoint="http://127.0.0.1:1", project="acme-prod")
+    request = local.discovery("run", "v1", region="europe-west1").namespaces().domainmappings()
+    assert request.list(parent="namespaces/p").uri.startswith("http://127.0.0.1:1/apis/")
+
+
 def test_google_is_imported_once_up_front_by_the_factory() -> None:
     """Importing the factory imports no google.*; building one imports every module the
     clients need in its own thread, so the step threads never import them."""

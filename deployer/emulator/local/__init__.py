@@ -9,20 +9,24 @@ for, built on first use, stopped with the emulator.
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
 from .build import LocalBuilds
-from .container import release_short_dir
+from .buildah import Buildah, engine_from
+from .container import process_spec, release_short_dir
 from .frontdoor import FrontDoor
+from .image import BUILDAH, Image
 from .jobs import LocalJobs
 from .mounts import BUCKETS, Mounts
 from .postgres import LocalPostgres, PostgresUnavailable
-from .processes import PROCESSES, Supervisor, reap_stale
+from .processes import PROCESSES, Spec, Supervisor, reap_stale
 from .scheduler import Ticker
 from .serving import LocalServing
 from .workers import LocalWorkers
@@ -37,10 +41,17 @@ BUSY = (
 class Realizers:
     """The realizers of one emulator. ``execute=False``: none (API-only). A state dir is
     executed by one emulator at a time (an exclusive lock on ``<state>/local.lock``); without
-    a state dir the clusters live in a temporary directory removed on :meth:`close`."""
+    a state dir the clusters live in a temporary directory removed on :meth:`close`. What
+    builds images (``local``, ``buildah``) is the ``DJDEPLOY_EMULATOR_ENGINE`` setting, read once
+    here."""
 
     def __init__(self, state_dir: Path | None, *, execute: bool) -> None:
         self.enabled = execute
+        self.engine, problem = engine_from(os.environ)
+        if problem is not None and execute:
+            print(f"djdeploy emulator: {problem}", file=sys.stderr)
+        #: buildah (local/buildah.py): builds with the buildah engine, runs what it built
+        self.buildah = Buildah.from_environ(os.environ)
         self._temp = state_dir is None and execute
         self.dir = state_dir or (
             Path(tempfile.mkdtemp(prefix="djdeploy-emulator-")) if execute else None
@@ -166,6 +177,21 @@ class Realizers:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def socket_dirs(self, connection_names: list[str]) -> dict[str, Path]:
+        """The PostgreSQL socket directories the layout's links of these instances
+        (``PROJECT:REGION:INSTANCE``) point into, each by its own path; none without
+        PostgreSQL."""
+        pg = self.postgres
+        out: dict[str, Path] = {}
+        if pg is None:
+            return out
+        for name in connection_names:
+            project, _, rest = name.partition(":")
+            region, _, instance = rest.partition(":")
+            socket_dir = pg.cluster(project, instance, region=region).socket_dir
+            out[str(socket_dir)] = socket_dir
+        return out
+
     @property
     def builds(self) -> LocalBuilds | None:
         """The Cloud Build realizer (images, shared virtualenvs, pip's cache in the state dir);
@@ -173,8 +199,25 @@ class Realizers:
         if not self.enabled or self.dir is None:
             return None
         if self._builds is None:
-            self._builds = LocalBuilds(self.dir)
+            engine = self.buildah if self.engine == BUILDAH else None
+            self._builds = LocalBuilds(self.dir, buildah=engine)
         return self._builds
+
+    def process_spec(
+        self,
+        image: Image,
+        container: Mapping[str, object],
+        *,
+        env: Mapping[str, str],
+        platform_env: Mapping[str, str],
+        mounts: Mapping[str, Path],
+        what: str,
+    ) -> Spec:
+        """The process that runs ``container`` of ``image``: in the image with buildah when
+        buildah built it (local/buildah.py), else with the image's paths moved
+        (local/container.py)."""
+        run = self.buildah.process_spec if image.config().engine == BUILDAH else process_spec
+        return run(image, container, env=env, platform_env=platform_env, mounts=mounts, what=what)
 
     @property
     def mounts(self) -> Mounts | None:
@@ -217,13 +260,14 @@ class Realizers:
             self._postgres.remove_all()
         if self._mounts is not None:
             self._mounts.remove_all()
-        if self._builds is not None:
-            self._builds.remove_all()
+        builds = self.builds  # also what an earlier emulator on this state dir built
+        if builds is not None:
+            builds.remove_all()
 
     def describe(self) -> dict[str, object]:
-        """What runs: ``{"executing", "postgres": source or None, "sql": [server, ...],
-        "frontdoor": {"url", "port", "token", "hosts"} or None, "processes": [{"what", "pid"},
-        ...], "revisions": {revision: "127.0.0.1:port"}}``."""
+        """What runs: ``{"executing", "engine": "local" | "buildah", "postgres": source or None,
+        "sql": [server, ...], "frontdoor": {"url", "port", "token", "hosts"} or None,
+        "processes": [{"what", "pid"}, ...], "revisions": {revision: "127.0.0.1:port"}}``."""
         pg = self.postgres
         revisions: dict[str, str] = {}
         if self._serving is not None:
@@ -234,6 +278,7 @@ class Realizers:
         procs = [] if self._supervisor is None else self._supervisor.running()
         return {
             "executing": self.enabled,
+            "engine": self.engine,
             "postgres": None if pg is None else pg.binaries.source,
             "sql": [] if pg is None else pg.describe(),
             "frontdoor": None if self.frontdoor is None else self.frontdoor.describe(),

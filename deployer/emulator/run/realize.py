@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..artifactregistry.names import parse_digest_ref
 from ..artifactregistry.repositories import TAG_KIND
-from ..local.container import process_spec, short_dir
+from ..local.container import short_dir
 from ..local.image import Image, find_image
 from ..local.jobs import ExecutionRun, TaskPlan
 from ..local.processes import OnLine, Spec
@@ -90,7 +90,9 @@ def _env(emu: Emulator, pid: str, container: dict[str, Any]) -> dict[str, str]:
 
 
 def _mounts(emu: Emulator, template: dict[str, Any], container: dict[str, Any]) -> dict[str, Path]:
-    """mountPath -> local directory, for the volumes local execution maps (Cloud SQL, GCS)."""
+    """mountPath -> local directory, for the volumes local execution maps (Cloud SQL, GCS);
+    with the directories the Cloud SQL layout's links point into, at their own path (what a
+    runner that really mounts, local/buildah.py, mounts too)."""
     volumes = {v.get("name"): v for v in template.get("volumes") or []}
     out: dict[str, Path] = {}
     for mount in container.get("volumeMounts") or []:
@@ -99,8 +101,9 @@ def _mounts(emu: Emulator, template: dict[str, Any], container: dict[str, Any]) 
         if "cloudSqlInstance" in volume:
             where = emu.local.cloudsql_dir()
             if where is not None:
-                names = volume["cloudSqlInstance"].get("instances") or []
-                where = short_dir(where, names=[str(n) for n in names])
+                names = [str(n) for n in volume["cloudSqlInstance"].get("instances") or []]
+                where = short_dir(where, names=names)
+                out.update(emu.local.socket_dirs(names))
         elif "gcs" in volume:
             where = emu.local.bucket_dir(volume["gcs"].get("bucket", ""))
         if where is not None:
@@ -118,7 +121,7 @@ def _runner(
     mounts = _mounts(emu, template, container)
 
     def spec(platform: dict[str, str], what: str) -> Spec:
-        return process_spec(
+        return emu.local.process_spec(
             image, container, env=env, platform_env=platform, mounts=mounts, what=what
         )
 
