@@ -44,11 +44,11 @@ GOOGLE_MODULES = (
 
 
 #: modules the Google libraries import but djdeploy's requests do not use, loaded on first
-#: use instead (a third of GOOGLE_MODULES' cost): httplib2's parser of WWW-Authenticate
-#: challenges (and pyparsing, its grammar), read only on a 401; service-account key
-#: credentials (and cryptography), which every GAPIC client module imports for its
-#: from_service_account_file and google.auth.default reads only for a key file
-ON_USE = ("httplib2.auth", "google.oauth2.service_account")
+#: use instead: httplib2's parser of WWW-Authenticate challenges (and pyparsing, its
+#: grammar: a tenth of GOOGLE_MODULES' cost), read only on a 401. (Not
+#: google.oauth2.service_account and its cryptography: every GAPIC transport asks whether
+#: its credentials are a service account's when it is built.)
+ON_USE = ("httplib2.auth",)
 _ON_USE_LOCK = threading.Lock()
 
 
