@@ -78,3 +78,27 @@ def test_one_discovery_client_serves_every_thread_each_over_its_own_connection(
     assert [name for _, _, name in seen] == ["acme-prod"] * 4
     assert {id(client) for client, _, _ in seen} == {id(crm)}
     assert len({id(conn) for _, conn, _ in seen}) == 4  # a connection of its own each
+
+
+def test_modules_only_used_on_a_rare_path_load_on_first_use_in_any_thread() -> None:
+    """httplib2's WWW-Authenticate parser is imported by httplib2 but not loaded (nor
+    pyparsing) until first used; then, from several threads at once, each sees all of it."""
+    probe = (
+        "import sys, threading\n"
+        "from deployer.gcp.clients import ON_USE, start_imports\n"
+        "start_imports().join()\n"
+        "print('pyparsing' in sys.modules)\n"
+        "import httplib2\n"
+        "seen = []\n"
+        "def use():\n"
+        "    header = {'www-authenticate': 'Digest realm=\"r\", nonce=\"n\"'}\n"
+        "    seen.append(httplib2.auth._parse_www_authenticate(header)['digest']['realm'])\n"
+        "threads = [threading.Thread(target=use) for _ in range(8)]\n"
+        "for t in threads: t.start()\n"
+        "for t in threads: t.join()\n"
+        "print(sorted(set(seen)), len(seen))\n"
+        "print(all(type(sys.modules[m]).__name__ == 'module' for m in ON_USE))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:3] == ["False", "['r'] 8", "True"]
