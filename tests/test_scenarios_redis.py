@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from deployer.cli import app
 from deployer.emulator.testing import EmulatorHandle
 from tests.contract import check_transcript
-from tests.test_scenarios import PROJECT, TENANT, writes
+from tests.test_scenarios import GOLDEN, PROJECT, TENANT, assert_golden, normalise, writes
 
 pytestmark = pytest.mark.slow  # CLI scenarios: each runs whole deployments
 
@@ -173,3 +173,18 @@ def test_kill_9_after_the_create_then_up_converges_with_one_instance(
         if e["method"] == "POST" and e["path"] == f"/v1/{PARENT}/instances"
     ]
     assert len(creates) == 1  # the next up adopted it: no second create
+
+
+def test_golden_transcripts(emulator: EmulatorHandle, config_file: Path) -> None:
+    """Only the Redis API's traffic (up-redis, then destroy-redis): the rest is the other
+    goldens'."""
+
+    def ours() -> dict[str, Any]:
+        entries = emulator.control.transcript()
+        return normalise([e for e in entries if e["path"].startswith(f"/v1/{PARENT}/instances")])
+
+    assert djdeploy(emulator, config_file, "up", "--tenant", TENANT)[0] == 0
+    assert_golden(GOLDEN / "up-redis.json", ours())
+    emulator.control.clear_transcript()
+    assert djdeploy(emulator, config_file, "destroy", "--tenant", TENANT)[0] == 0
+    assert_golden(GOLDEN / "destroy-redis.json", ours())
