@@ -177,6 +177,11 @@ def redis_broker(config: Config) -> bool:
     return config.worker is not None and config.worker.redis
 
 
+def pending_redis_url(config: Config) -> str:
+    """What plan shows for the Redis broker's URL before the instance has one."""
+    return f"redis://<{config.names.redis_instance} once ready>:6379/0"
+
+
 def missing_redis(config: Config, inputs: Inputs) -> list[str]:
     """The env vars a Redis broker sets, as "ENV (redis instance I not ready)", while the
     instance has no endpoint ([] when ready, or when there is no Redis broker)."""
@@ -233,13 +238,11 @@ def build_env(config: Config, target: str, inputs: Inputs) -> list[dict[str, Any
         env[var.name] = {"name": var.name, "value": value}
     for name, value in config.env.items():
         env[name] = {"name": name, "value": value}
-    if redis_broker(config):  # the instance's URL, known once it is ready (missing_redis)
-        if not inputs.redis_url:
-            raise ValueError(
-                f"{BROKER_ENV}: redis instance {config.names.redis_instance} not ready"
-            )
+    if redis_broker(config):  # the instance's URL once it is ready; until then plan shows
+        # what it will be (apply never deploys that: require_inputs refuses first)
+        url = inputs.redis_url or pending_redis_url(config)
         for name in (BROKER_ENV, REDIS_ENV):
-            env[name] = {"name": name, "value": inputs.redis_url}
+            env[name] = {"name": name, "value": url}
     for name, (sid, version) in secret_refs(config, target).items():
         if version == PREVIOUS:
             pinned = inputs.previous.get(sid)
@@ -329,13 +332,6 @@ def refusal(
         return step.refuse(
             Broken("no enabled version for " + ", ".join(missing)),
             "secrets without an enabled version",
-            info=info,
-        )
-    waiting = missing_redis(config, inputs)
-    if waiting:
-        return step.refuse(
-            Broken("no value for " + ", ".join(waiting) + ": run up (the redis step creates it)"),
-            "the Redis broker is not ready",
             info=info,
         )
     return None
