@@ -8,21 +8,24 @@ after its create and the next up converges with one instance."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from deployer.cli import app
 from deployer.emulator.testing import EmulatorHandle
 from tests.contract import check_transcript
-from tests.test_scenarios import GOLDEN, PROJECT, TENANT, assert_golden, normalise, writes
+from tests.test_scenarios import (
+    GOLDEN,
+    PROJECT,
+    TENANT,
+    assert_golden,
+    normalise,
+    start_up_until,
+    writes,
+)
+from tests.test_scenarios_worker import djdeploy, worker_env
 
 pytestmark = pytest.mark.slow  # CLI scenarios: each runs whole deployments
 
@@ -46,24 +49,6 @@ def config_file(tmp_path: Path) -> Path:
     path = tmp_path / "djdeploy.toml"
     path.write_text(REDIS_TOML)
     return path
-
-
-def redis_env(config_file: Path) -> dict[str, str]:
-    return {
-        "GOOGLE_CLOUD_PROJECT": PROJECT,
-        "DJDEPLOY_TENANT": TENANT,
-        "DJDEPLOY_CONFIG": str(config_file),
-    }
-
-
-def djdeploy(emulator: EmulatorHandle, config_file: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(
-        app,
-        ["--endpoint", emulator.url, "--time-scale", "0.001", *args],
-        env=redis_env(config_file),
-        catch_exceptions=False,
-    )
-    return result.exit_code, result.output
 
 
 def instances(emulator: EmulatorHandle) -> list[dict[str, Any]]:
@@ -160,25 +145,13 @@ def test_kill_9_after_the_create_then_up_converges_with_one_instance(
     path = rf"^/v1/{NAME}$"
     emulator.control.add_fault(method="GET", path=path, action="delay", seconds=0, times=1)
     emulator.control.add_fault(method="GET", path=path, action="delay", seconds=30, times=1)
-    env = {**os.environ, **redis_env(config_file)}
-    cmd = [sys.executable, "-m", "deployer", "--endpoint", emulator.url, "--time-scale", "0.01"]
-    proc = subprocess.Popen(
-        [*cmd, "up", "--tenant", TENANT],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
+    proc = start_up_until(
+        emulator,
+        tmp_path,
+        lambda e: e["method"] == "POST" and e["path"] == f"/v1/{PARENT}/instances",
+        env=worker_env(config_file),
+        timeout=300,
     )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if any(
-            e["method"] == "POST" and e["path"] == f"/v1/{PARENT}/instances"
-            for e in emulator.control.transcript()
-        ):
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.communicate()[0]
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert len(instances(emulator)) == 1

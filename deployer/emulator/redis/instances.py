@@ -20,7 +20,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AlreadyExists, ApiError, FailedPrecondition, InvalidArgument, NotFound
-from ..formats import rfc3339
+from ..formats import check_labels, rfc3339
 from ..local.redis import HOST, answers
 from ..operations import NotYet, completer
 
@@ -47,19 +47,6 @@ MUTABLE = (
 )
 _ID_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 _NETWORK_RE = re.compile(r"^projects/[^/]+/global/networks/[^/]+$")
-_LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
-
-
-def _check_labels(labels: Any) -> dict[str, str]:
-    if labels is None:
-        return {}
-    if not isinstance(labels, dict) or len(labels) > 64:
-        raise InvalidArgument("labels must be a map of at most 64 entries")
-    for k, v in labels.items():
-        if not _LABEL_KEY_RE.match(k) or not isinstance(v, str) or not _LABEL_VALUE_RE.match(v):
-            raise InvalidArgument(f"Invalid label {k}={v!r}.")
-    return dict(labels)
 
 
 def _check_memory(value: Any) -> int:
@@ -122,7 +109,7 @@ class Instances:
         reserved, _ = _private_range(name)
         rec: dict[str, Any] = {
             "name": name,
-            "labels": _check_labels(body.get("labels")),
+            "labels": check_labels(body.get("labels"), what="instance"),
             "locationId": f"{self.location}-b",
             "currentLocationId": f"{self.location}-b",
             "redisVersion": body.get("redisVersion") or DEFAULT_VERSION,
@@ -165,7 +152,7 @@ class Instances:
             for f in mask:
                 value = body.get(f)
                 if f == "labels":
-                    value = _check_labels(value)
+                    value = check_labels(value, what="instance")
                 if f == "memorySizeGb":
                     value = _check_memory(value)
                 rec[f] = value
