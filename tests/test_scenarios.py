@@ -67,6 +67,13 @@ def writes(transcript: list[dict[str, Any]]) -> list[str]:
     return [f"{e['method']} {e['path']}" for e in transcript if not is_read(e)]
 
 
+def writes_but_the_lease(transcript: list[dict[str, Any]]) -> list[str]:
+    """The writes of a transcript other than to the tenant's lease (in the sources bucket):
+    what a no-op `up` must leave empty."""
+    sources = f"/b/{PROJECT}-djdeploy-sources/o"
+    return [w for w in writes(transcript) if sources not in w]
+
+
 def is_lease_renewal(entry: dict[str, Any]) -> bool:
     """A heartbeat rewriting the tenant's lease (ifGenerationMatch=<its generation>): how many
     a run makes depends on how long it takes, as polls do."""

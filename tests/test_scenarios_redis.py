@@ -23,7 +23,7 @@ from tests.test_scenarios import (
     assert_golden,
     normalise,
     start_up_until,
-    writes,
+    writes_but_the_lease,
 )
 from tests.test_scenarios_worker import djdeploy, worker_env
 
@@ -111,8 +111,7 @@ def test_add_plan_up_noop_resize_destroy(emulator: EmulatorHandle, config_file: 
     emulator.control.clear_transcript()
     code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)
     assert code == 0, output
-    sources = f"/b/{PROJECT}-djdeploy-sources/o"  # where a tenant's deploy lease is kept
-    assert [w for w in writes(emulator.control.transcript()) if sources not in w] == []
+    assert writes_but_the_lease(emulator.control.transcript()) == []
 
     config_file.write_text(REDIS_TOML + "redis_memory_gb = 2\n")
     code, output = djdeploy(emulator, config_file, "plan", "--tenant", TENANT)

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from googleapiclient.errors import HttpError
 
-from deployer.emulator import serviceusage
-from deployer.emulator.testing import discovery_client
+from deployer.emulator import Emulator, serve, serviceusage
+from deployer.emulator.local.redis import find_server
+from deployer.emulator.testing import TEST_TIME_SCALE, discovery_client
 from tests.contract import check_transcript
 
 PROJECT = "redis-proj"
@@ -101,23 +104,48 @@ def _ping(host: str, port: int) -> bytes:
         return s.recv(64)
 
 
-@pytest.mark.slow
-def test_local_execution_runs_a_redis_server(executing_emulator: Any) -> None:
-    if executing_emulator.emu.local.redis is None:
-        pytest.skip("no redis-server on this machine")
-    redis = _api(executing_emulator)
-    instances = redis.instances()
-    instances.create(parent=PARENT, instanceId="t1-django-redis", body=BODY).execute()
+def _eventually(condition: Callable[[], bool]) -> bool:
+    """Whether ``condition`` holds within 30 s (polled)."""
+    deadline = time.monotonic() + 30
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _answers(port: int) -> bool:
+    try:
+        return _ping("127.0.0.1", port).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _ready(instances: Any) -> dict[str, Any]:
+    """The instance once READY (polled: a local server takes real time to answer)."""
     deadline = time.monotonic() + 60
-    got = instances.get(name=NAME).execute()
+    got: dict[str, Any] = instances.get(name=NAME).execute()
     while got["state"] != "READY" and time.monotonic() < deadline:
         time.sleep(0.05)
         got = instances.get(name=NAME).execute()
+    return got
+
+
+needs_redis = pytest.mark.skipif(find_server() is None, reason="no redis-server here")
+
+
+@pytest.mark.slow
+@needs_redis
+def test_local_execution_runs_a_redis_server(executing_emulator: Any) -> None:
+    instances = _api(executing_emulator).instances()
+    instances.create(parent=PARENT, instanceId="t1-django-redis", body=BODY).execute()
+    got = _ready(instances)
     assert got["host"] == "127.0.0.1"
     assert _ping(got["host"], got["port"]).startswith(b"+PONG")
     described = executing_emulator.emu.local.describe()["redis"]
     assert [r["instance"] for r in described] == [NAME]
     instances.delete(name=NAME).execute()
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             instances.get(name=NAME).execute()
@@ -125,4 +153,25 @@ def test_local_execution_runs_a_redis_server(executing_emulator: Any) -> None:
             break
         time.sleep(0.05)
     assert executing_emulator.emu.local.describe()["redis"] == []
+    assert _eventually(lambda: not _answers(got["port"]))  # stopped in the background
     assert check_transcript(executing_emulator.emu.transcript.entries()) == []
+
+
+@pytest.mark.slow
+@needs_redis
+def test_an_emulator_restart_brings_the_server_back(tmp_path: Path) -> None:
+    first = serve(Emulator(state_dir=tmp_path, time_scale=TEST_TIME_SCALE, execute=True))
+    try:
+        instances = _api(first).instances()
+        instances.create(parent=PARENT, instanceId="t1-django-redis", body=BODY).execute()
+        port = _ready(instances)["port"]
+        assert _answers(port)
+    finally:
+        first.stop()
+    assert not _answers(port)  # stopped with its emulator
+    again = serve(Emulator(state_dir=tmp_path, execute=True))
+    try:
+        got = _api(again).instances().get(name=NAME).execute()
+        assert got["state"] == "READY" and _answers(got["port"])
+    finally:
+        again.stop()
