@@ -89,6 +89,7 @@ def test_add_plan_up_noop_resize_destroy(emulator: EmulatorHandle, config_file: 
     code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)
     assert code == 0, output
     assert_golden(GOLDEN / "up-redis.json", redis_traffic(emulator))
+    assert "url: https://" in output and "url: redis" not in output, output  # the site's
     [inst] = instances(emulator)
     assert inst["name"] == NAME and inst["state"] == "READY"
     assert (inst["tier"], inst["memorySizeGb"]) == ("BASIC", 1)

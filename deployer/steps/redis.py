@@ -76,7 +76,7 @@ class RedisInstance(Operation):
         }
         found = url(observed)
         if found:
-            info["url"] = found
+            info["broker_url"] = found
         if not self.config.names.owns(observed.get("labels")):
             return self.refuse(
                 NotOurs(_not_ours(self.instance)),

@@ -32,7 +32,7 @@ def test_missing_is_created() -> None:
 def test_ready_and_matching_is_a_noop_with_its_url() -> None:
     change = STEP.diff(instance())
     assert change.action is Action.NOOP
-    assert change.info["url"] == "redis://10.0.0.3:6379/0"
+    assert change.info["broker_url"] == "redis://10.0.0.3:6379/0"
     assert "ready at redis://10.0.0.3:6379/0" in change.reason
 
 
