@@ -162,11 +162,17 @@ class Config:
         )
 
     @property
+    def redis_broker(self) -> bool:
+        """Whether the app's broker is a Redis instance djdeploy creates (``[worker] broker =
+        "redis"``)."""
+        return self.worker is not None and self.worker.redis
+
+    @property
     def egress(self) -> VpcConfig | None:
         """The VPC egress of the service, the jobs and the worker: [vpc], else, with
         ``[worker] broker = "redis"``, Direct VPC egress on the project's ``default`` network
         and its ``default`` subnetwork (where Memorystore puts an instance by default)."""
-        if self.vpc is None and self.worker is not None and self.worker.redis:
+        if self.vpc is None and self.redis_broker:
             return VpcConfig(DEFAULT_NETWORK, subnetwork=DEFAULT_NETWORK)
         return self.vpc
 

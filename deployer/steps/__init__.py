@@ -30,9 +30,8 @@ def build_steps(config: Config) -> list[Step]:
     from deployer.steps.worker import Worker
 
     image = Image(config)
-    redis = config.worker is not None and config.worker.redis
     db_init = DbInitJob(config, image=image.image)
-    if redis:  # its URL is in every container's env: db-init (and all after it) wait for it
+    if config.redis_broker:  # its URL is in every container's env: db-init, and all after, wait
         db_init = DbInitJob(config, image=image.image, needs=(*db_init.needs, "redis"))
     steps: list[Step] = [
         Apis(config, services=required_apis(config)),
@@ -55,7 +54,7 @@ def build_steps(config: Config) -> list[Step]:
     ]
     if config.worker is not None:  # none: no step, no call (see docs/worker.md)
         steps.append(Worker(config, image=image.image))
-    if redis:  # [worker] broker = "redis": the Memorystore instance (docs/worker.md)
+    if config.redis_broker:  # [worker] broker = "redis": the Memorystore instance (docs/worker.md)
         steps.append(RedisInstance(config))
     if config.monitoring.enabled:  # off: no step, no call (see docs/monitoring.md)
         steps += [AlertChannel(config), UptimeCheck(config), AlertPolicy(config)]

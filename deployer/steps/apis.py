@@ -46,7 +46,7 @@ def required_apis(config: Config) -> tuple[str, ...]:
         apis = (*apis, MONITORING_API)
     if config.cron:
         apis = (*apis, SCHEDULER_API)
-    if config.worker is not None and config.worker.redis:
+    if config.redis_broker:
         apis = (*apis, COMPUTE_API, REDIS_API)
     return apis
 

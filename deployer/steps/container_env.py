@@ -167,14 +167,9 @@ def observe_inputs(cloud: Cloud, config: Config, targets: tuple[str, ...] = TARG
         for sid in secrets_to_resolve(config, targets, version=PREVIOUS)
     }
     redis = None
-    if redis_broker(config):
+    if config.redis_broker:
         redis = redis_url(cloud.redis.get_instance(config.names.redis_instance))
     return Inputs(project_number=number, versions=versions, previous=previous, redis_url=redis)
-
-
-def redis_broker(config: Config) -> bool:
-    """Whether the app's broker is the Redis instance djdeploy creates (``broker = "redis"``)."""
-    return config.worker is not None and config.worker.redis
 
 
 def pending_redis_url(config: Config) -> str:
@@ -185,7 +180,7 @@ def pending_redis_url(config: Config) -> str:
 def missing_redis(config: Config, inputs: Inputs) -> list[str]:
     """The env vars a Redis broker sets, as "ENV (redis instance I not ready)", while the
     instance has no endpoint ([] when ready, or when there is no Redis broker)."""
-    if not redis_broker(config) or inputs.redis_url:
+    if not config.redis_broker or inputs.redis_url:
         return []
     why = f"(redis instance {config.names.redis_instance} not ready)"
     return [f"{BROKER_ENV} {why}", f"{REDIS_ENV} {why}"]
@@ -238,7 +233,7 @@ def build_env(config: Config, target: str, inputs: Inputs) -> list[dict[str, Any
         env[var.name] = {"name": var.name, "value": value}
     for name, value in config.env.items():
         env[name] = {"name": name, "value": value}
-    if redis_broker(config):  # the instance's URL once it is ready; until then plan shows
+    if config.redis_broker:  # the instance's URL once it is ready; until then plan shows
         # what it will be (apply never deploys that: require_inputs refuses first)
         url = inputs.redis_url or pending_redis_url(config)
         for name in (BROKER_ENV, REDIS_ENV):
