@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from deployer import ci
 from deployer.config import Config, load_config
 from deployer.errors import ConfigError
 from deployer.steps import build_steps
@@ -132,6 +133,11 @@ def test_the_graph_and_the_apis() -> None:
     assert steps["redis"].needs == ("apis",)
     assert "redis" in steps["db-init"].needs
     assert {"redis.googleapis.com", "compute.googleapis.com"} <= set(required_apis(config()))
+
+
+def test_a_ci_deployer_gets_memorystores_role() -> None:
+    assert ci.REDIS_ROLE in ci.config_roles(config())
+    assert ci.REDIS_ROLE not in ci.config_roles(Config("demo", project=PROJECT))
 
 
 def test_loaded_from_a_file(tmp_path: Path) -> None:
