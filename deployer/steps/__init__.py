@@ -21,6 +21,7 @@ def build_steps(config: Config) -> list[Step]:
     from deployer.steps.jobs import DbInitJob, MigrateJob
     from deployer.steps.manage import ManageJob
     from deployer.steps.monitoring import AlertChannel, AlertPolicy, UptimeCheck
+    from deployer.steps.redis import RedisInstance
     from deployer.steps.registry import Registry
     from deployer.steps.rotation import Rotation
     from deployer.steps.secrets import Secrets
@@ -30,6 +31,9 @@ def build_steps(config: Config) -> list[Step]:
     from deployer.steps.worker import Worker
 
     image = Image(config)
+    db_init = DbInitJob(config, image=image.image)
+    if config.redis_broker:  # its URL is in every container's env: db-init, and all after, wait
+        db_init = DbInitJob(config, image=image.image, needs=(*db_init.needs, "redis"))
     steps: list[Step] = [
         Apis(config, services=required_apis(config)),
         ServiceAccounts(config),
@@ -43,7 +47,7 @@ def build_steps(config: Config) -> list[Step]:
         IamBuild(config),
         image,
         IamRuntime(config),
-        DbInitJob(config, image=image.image),
+        db_init,
         MigrateJob(config, image=image.image),
         Service(config, image=image.image),
         Invoker(config),
@@ -53,6 +57,8 @@ def build_steps(config: Config) -> list[Step]:
         steps.append(DomainMappings(config))
     if config.worker is not None:  # none: no step, no call (see docs/worker.md)
         steps.append(Worker(config, image=image.image))
+    if config.redis_broker:  # [worker] broker = "redis": the Memorystore instance (docs/worker.md)
+        steps.append(RedisInstance(config))
     if config.monitoring.enabled:  # off: no step, no call (see docs/monitoring.md)
         steps += [AlertChannel(config), UptimeCheck(config), AlertPolicy(config)]
     cron_jobs = [CronJob(config, image=image.image, entry=e) for e in config.cron]
