@@ -57,9 +57,15 @@ def spread(values: list[float], unit: str = " s") -> str:
     return f"{statistics.median(values):.2f}{unit} ({min(values):.2f}-{max(values):.2f})"
 
 
+def user_env() -> dict[str, str]:
+    """The environment as a user's: Python writes and reads its bytecode caches (a machine
+    that sets PYTHONDONTWRITEBYTECODE would compile djdeploy's modules on every run)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def env_with(data_home: Path) -> dict[str, str]:
     """The built-in emulator keeps its state in the user's data directory: one per state."""
-    return {**os.environ, "XDG_DATA_HOME": str(data_home)}
+    return {**user_env(), "XDG_DATA_HOME": str(data_home)}
 
 
 def state_of(data_home: Path) -> Path:
@@ -69,7 +75,10 @@ def state_of(data_home: Path) -> Path:
 
 
 def up_cmd(*extra: str) -> list[str]:
-    return [*DJDEPLOY, "--emulator", *extra, "up", "--tenant", "demo", "--project", PROJECT]
+    """API-only (--no-execute): the emulator's latency model is the critical path, with no
+    real build, database or server beside it (bench_local.py measures those)."""
+    up = ["up", "--tenant", "demo", "--project", PROJECT]
+    return [*DJDEPLOY, "--emulator", "--no-execute", *extra, *up]
 
 
 def fresh_up(scale: float, runs: int) -> str:
@@ -100,7 +109,7 @@ def repeated(name: str, cmd: list[str], env: dict[str, str], runs: int) -> str:
 
 
 def paired(name: str, cmd: list[str], base: list[str], runs: int) -> str:
-    env = dict(os.environ)
+    env = user_env()
     walls, cpus, ratios = [], [], []
     for _ in range(runs):
         wall, cpu = run(cmd, env)
@@ -130,7 +139,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as home:
                 env = env_with(Path(home))
                 run(up_cmd(), env)  # the fresh up the no-op follows
-                status = [*DJDEPLOY, "--emulator", "status", "--project", PROJECT]
+                status = [*DJDEPLOY, "--emulator", "--no-execute", "status", "--project", PROJECT]
                 try:
                     return [
                         repeated("no-op `up --emulator`", up_cmd(), env, args.runs),
@@ -145,7 +154,7 @@ def main() -> None:
             lambda: [
                 paired("`djdeploy --help`", [*DJDEPLOY, "--help"], typer, args.runs),
                 paired("`djdeploy up --help`", [*DJDEPLOY, "up", "--help"], typer, args.runs),
-                repeated('`python -c "import typer"`', typer, dict(os.environ), args.runs),
+                repeated('`python -c "import typer"`', typer, user_env(), args.runs),
             ]
         )
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {os.getloadavg()[0]:.1f}")

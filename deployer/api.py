@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deployer import ci
+from deployer import ci, health
 from deployer.clock import Clock, RealClock
 from deployer.config import EMULATOR_PROJECT, Config
 from deployer.config.model import NO_PROJECT
@@ -58,6 +58,7 @@ from deployer.rollbacks import Rollback
 from deployer.steps import build_steps
 from deployer.steps.base import Change, Step
 from deployer.steps.container_env import MANAGE, short
+from deployer.steps.monitoring import UptimeResult, latest_result
 from deployer.steps.rotation import KINDS, ROTATING, Rotated, secret_ids
 
 BUILTIN_TIME_SCALE = 0.01  # a fresh deploy on the built-in emulator takes seconds
@@ -302,11 +303,19 @@ class Snapshot:
 
     changes: list[Change]
     holder: Holder | None
+    uptime: UptimeResult | None = None  # with uptime=True and [monitoring] on
 
 
-def snapshot(config: Config, *, target: Target | None = None, preflight: bool = False) -> Snapshot:
+def snapshot(
+    config: Config,
+    *,
+    target: Target | None = None,
+    preflight: bool = False,
+    uptime: bool = False,
+) -> Snapshot:
     """Observe and diff every step, and read the tenant's lease. Read-only. With `preflight`
-    (plan), the source preflight first, before any API call."""
+    (plan), the source preflight first, before any API call; with `uptime` (status), the
+    uptime check's latest result when there is one (docs/monitoring.md)."""
     target = target or Target()
     config = resolve(config, target)
     if preflight:
@@ -314,7 +323,9 @@ def snapshot(config: Config, *, target: Target | None = None, preflight: bool = 
     steps = build_steps(config)
     with connect(config.project, config.region, target) as session:
         changes = _engine(session, None).plan(steps)
-        return Snapshot(changes, current_holder(session[0], config))
+        holder = current_holder(session[0], config)
+        result = latest_result(session[0], changes) if uptime else None
+        return Snapshot(changes, holder, result)
 
 
 def plan(config: Config, *, target: Target | None = None) -> list[Change]:
@@ -332,7 +343,8 @@ class Status:
     of the current spec (Cloud Run's startup probe on the readiness path passed: the database
     answers); ``health``: the service step's one-line reason; ``steps``: step -> state (ok,
     missing, drift, failed, in-progress, pending-run); ``in_sync``: every step is ok (a plan
-    would change nothing); ``changes`` and ``holder`` as snapshot() gives them."""
+    would change nothing); ``changes`` and ``holder`` as snapshot() gives them; ``uptime``:
+    the uptime check's latest result ([monitoring] on and the check exists)."""
 
     tenant: str
     url: str
@@ -343,13 +355,14 @@ class Status:
     in_sync: bool
     changes: list[Change]
     holder: Holder | None
+    uptime: UptimeResult | None = None
 
 
 def status(config: Config, *, target: Target | None = None) -> Status:
     """The tenant's live state: URL, health, each step's state. Read-only."""
     target = target or Target()
     config = resolve(config, target)
-    seen = snapshot(config, target=target)
+    seen = snapshot(config, target=target, uptime=True)
     service = next((c for c in seen.changes if c.step == "service"), None)
     url = service.info.get("url", "") if service else ""
     others = service.info.get("urls", "") if service else ""
@@ -364,6 +377,7 @@ def status(config: Config, *, target: Target | None = None) -> Status:
         in_sync=all(c.state == "ok" for c in seen.changes),
         changes=seen.changes,
         holder=seen.holder,
+        uptime=seen.uptime,
     )
 
 
@@ -432,18 +446,54 @@ def unlock(
         return holder  # its holder released it meanwhile
 
 
-def tenants(project: str, region: str, *, target: Target | None = None) -> dict[str, list[str]]:
-    """Every tenant found in the project by its labels -> its resources ("kind name")."""
-    target = target or Target()
-    found: dict[str, list[str]] = {}
-    with connect(project, region, target) as (cloud, _):
+def _managed(project: str, region: str, target: Target | None) -> dict[str, list[dict[str, Any]]]:
+    """Every labelled resource of the project, by tenant: one list call per kind, whatever the
+    number of tenants."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    with connect(project, region, target or Target()) as (cloud, _):
         apis = (cloud.run, cloud.sql, cloud.secrets, cloud.storage, cloud.registry)
         for api in apis:
             for res in api.list_managed():
                 tenant = res["labels"].get("djdeploy-tenant")
                 if tenant:
-                    found.setdefault(tenant, []).append(f"{res['kind']} {res['name']}")
+                    found.setdefault(tenant, []).append(res)
     return found
+
+
+#: why a service's health is not probed
+NO_URL = "no URL yet"
+NOT_SERVED = "not served (the emulator does not execute)"
+
+
+def tenants(
+    project: str, region: str, *, target: Target | None = None
+) -> list[health.TenantOverview]:
+    """Every tenant found in the project by its labels: its resources, and each service's URL
+    and health. One list call per kind whatever the number of tenants, then one GET of each
+    service's health path, all at once (``health.probe_all``)."""
+    target = target or Target()
+    found = _managed(project, region, target)
+    emulated = bool(target.emulator or target.endpoint)
+    services = [
+        (t, r, local_url(r["url"], target))
+        for t, rs in sorted(found.items())
+        for r in rs
+        if r["kind"] == "service"
+    ]
+    # probed where a visitor reaches it: its URL on Google, the front door of an emulator
+    where = [local if emulated else r["url"] for _, r, local in services]
+    paths = [w + r["health_path"] for w, (_, r, _) in zip(where, services, strict=True) if w]
+    answers = iter(health.probe_all(paths))
+    served: dict[str, list[health.Served]] = {}
+    for w, (t, r, local) in zip(where, services, strict=True):
+        state = next(answers) if w else NOT_SERVED if r["url"] else NO_URL
+        served.setdefault(t, []).append(health.Served(r["name"], r["url"], local, state))
+    return [
+        health.TenantOverview(
+            t, tuple(sorted(f"{r['kind']} {r['name']}" for r in rs)), tuple(served.get(t, ()))
+        )
+        for t, rs in sorted(found.items())
+    ]
 
 
 #: `logs --job`: the jobs whose executions it reads (manage: the job `djdeploy manage` runs)

@@ -82,28 +82,48 @@ def _usage_error(exc: typer.TyperException) -> int:
     return 1
 
 
-class _Absent:
+class _Light:
     """An option's coercion that builds typer's own (a pydantic TypeAdapter: pydantic is a
-    tenth of a second of imports) only for a value."""
+    tenth of a second of imports, the adapters more) only for a value it cannot take as is:
+    an absent value is None, a string stays itself, a path is typer's own path check (the
+    Path made here, as pydantic would); anything else (a number, a list) gets typer's own."""
 
     def coerce(self, value: Any, *, param: Any, ctx: Any) -> Any:
-        if value is None and not (param.multiple or param.nargs == -1):
-            return None
+        if not (param.multiple or param.nargs == -1):
+            kind = param.type_descriptor
+            info = kind.parameter_info
+            if value is None:
+                return None
+            if kind.annotation is str and info.parser is None and isinstance(value, str):
+                return value
+            if kind.annotation is Path and info.path_type is None and isinstance(value, str):
+                from typer._param_types import coerce_cli_path
+
+                return coerce_cli_path(Path(value), info, path_type=Path, param=param, ctx=ctx)
         param._runtime_param = None  # typer builds its own on this call
         return param.get_runtime_param().coerce(value, param=param, ctx=ctx)
 
 
+def _lighten(params: list[Any]) -> list[Any]:
+    for param in params:
+        if getattr(param, "_runtime_param", False) is None:  # typer's, not yet built
+            param._runtime_param = _Light()
+    return params
+
+
 class Group(TyperGroup):
-    """A command group whose absent options (and -h) cost no pydantic: a group's options are
-    coerced before its subcommand's help prints (`djdeploy up --help`), and there they are all
-    absent."""
+    """A command group whose options, and its commands', cost no pydantic when absent, a
+    string or a path (`_Light`): a group's options are coerced before its subcommand's help
+    prints (`djdeploy up --help`), and there they are all absent."""
 
     def get_params(self, ctx: Any) -> list[Any]:
-        params = super().get_params(ctx)
-        for param in params:
-            if getattr(param, "_runtime_param", False) is None:  # typer's, not yet built
-                param._runtime_param = _Absent()  # type: ignore[attr-defined]
-        return params
+        return _lighten(super().get_params(ctx))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _lighten(command.get_params(ctx))  # its options and its -h
+        return command
 
 
 class Djdeploy(Group):
@@ -478,7 +498,8 @@ def status(
     state_dir: StateDir = None,
     verbose: Verbose = False,
 ) -> None:
-    """Live state, step by step. Without --tenant: every tenant found by its labels."""
+    """Live state, step by step. Without --tenant: every tenant found by its labels, each
+    service's URL and health."""
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
     _warn_misspelt()
     flags = _flags(project, region, source, app_name, config)
@@ -498,7 +519,7 @@ def status(
     target = _target(ctx)
     from deployer import api, render
 
-    seen = api.snapshot(cfg, target=target)
+    seen = api.snapshot(cfg, target=target, uptime=True)
     render.status(
         seen.changes,
         tenant=cfg.tenant,
@@ -508,6 +529,7 @@ def status(
         out=out,
         local_url=api.local_url(render.summary(seen.changes)["url"], target),
         local_note=_local_note(ctx),
+        uptime=seen.uptime,
     )
 
 

@@ -65,3 +65,21 @@ STORAGE_DUAL_REGIONS: frozenset[str] = frozenset(["ASIA1", "EUR4", "EUR5", "EUR7
 #: Cloud Storage regions djdeploy accepts for the media bucket: the Cloud Run regions (Cloud
 #: Storage has a region in each; a bucket elsewhere would be far from the service mounting it).
 STORAGE_REGIONS: frozenset[str] = CLOUD_RUN_REGIONS
+
+#: The regions whose Cloud Run offers domain mappings (Google's "Mapping custom domains" page,
+#: Limitations; the feature is in Preview there). Elsewhere a custom domain takes a global
+#: external Application Load Balancer with a serverless NEG (docs/configuration.md).
+DOMAIN_MAPPING_REGIONS: frozenset[str] = frozenset(
+    [
+        "asia-east1",
+        "asia-northeast1",
+        "asia-southeast1",
+        "europe-north1",
+        "europe-west1",
+        "europe-west4",
+        "us-central1",
+        "us-east1",
+        "us-east4",
+        "us-west1",
+    ]
+)

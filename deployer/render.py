@@ -23,10 +23,12 @@ from rich.text import Text
 from deployer.config import Config
 from deployer.engine import Event, Phase, RunResult
 from deployer.gcp.logging import LogEntry
+from deployer.health import TenantOverview
 from deployer.lease import Holder, Notice, NoticeKind
 from deployer.management import ManageRun
 from deployer.rollbacks import Rollback
 from deployer.steps.base import Action, Change
+from deployer.steps.monitoring import UptimeResult
 from deployer.steps.rotation import Rotated
 
 _STYLE = {
@@ -352,15 +354,17 @@ def status(
     out: Console,
     local_url: str = "",
     local_note: str = "",
+    uptime: UptimeResult | None = None,
 ) -> None:
     """`state_dir`: the built-in emulator's, shown so a user can find (or reset) it;
-    `local_url`, `local_note`: as for up_result."""
+    `local_url`, `local_note`: as for up_result; `uptime`: the uptime check's latest result."""
     facts = summary(changes)
     if as_json:
         dump_json(
             {
                 "tenant": tenant,
                 **facts,
+                "uptime": None if uptime is None else dataclasses.asdict(uptime),
                 "local_url": local_url or None,
                 "emulator_state_dir": None if state_dir is None else str(state_dir),
                 "lease": holder_json(holder),
@@ -389,30 +393,59 @@ def status(
         if key == "url" and value:
             _local_url_line(local_url, local_note, out)
     _state_dir_line(state_dir, out)
-    for line in secret_lines(changes):
+    for line in [*secret_lines(changes), *domain_lines(changes)]:
         out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if uptime is not None:
+        out.print(uptime_line(uptime), markup=False, highlight=False, soft_wrap=True)
+
+
+def uptime_line(result: UptimeResult) -> str:
+    """status: "uptime check ID: passing since T (last result T', 6 locations)", and the
+    alert policy's open alert."""
+    head = f"uptime check {result.check}: "
+    if result.state == "unknown":
+        return head + result.note
+    since = ("since at least " if result.whole_window else "since ") + result.since
+    alert = f"; alert open since {result.alert_since}" if result.alert_since else ""
+    if result.state == "failing":
+        where = f"from {len(result.failing)} of {result.locations} locations"
+        return head + f"failing {where} {since} (last result {result.checked}){alert}"
+    last = f"(last result {result.checked}, {result.locations} locations)"
+    return head + f"passing {since} {last}{alert}"
 
 
 def tenants(
-    found: dict[str, list[str]], *, state_dir: Path | None = None, as_json: bool, out: Console
+    found: Sequence[TenantOverview],
+    *,
+    state_dir: Path | None = None,
+    as_json: bool,
+    out: Console,
 ) -> None:
+    """`status` without --tenant: each tenant's resources, then each service's URL(s) and
+    health."""
     if as_json:
         dump_json(
             {
-                "tenants": found,
+                "tenants": {
+                    t.tenant: {
+                        "resources": list(t.resources),
+                        "services": [dataclasses.asdict(s) for s in t.services],
+                    }
+                    for t in found
+                },
                 "emulator_state_dir": None if state_dir is None else str(state_dir),
             }
         )
         return
     if not found:
         out.print("no djdeploy tenants found in this project")
-    for tenant, resources in sorted(found.items()):
-        out.print(
-            f"{tenant}: {', '.join(sorted(resources))}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+    for t in found:
+        lines = [f"{t.tenant}: {', '.join(t.resources)}"]
+        for s in t.services:
+            urls = " ".join(u for u in (s.url, s.local_url and f"(local: {s.local_url})") if u)
+            lines.append(f"  {s.service}: {urls or '-'} health: {s.health}")
+        for line in lines:
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
     _state_dir_line(state_dir, out)
 
 
@@ -599,3 +632,9 @@ def secret_lines(changes: Sequence[Change]) -> list[str]:
             line += f"; rotating from {info[f'{key} rotating from']}"
         lines.append(line)
     return lines
+
+
+def domain_lines(changes: Sequence[Change]) -> list[str]:
+    """status: each custom domain's DNS records to create and its certificate's state."""
+    info = next((c.info for c in changes if c.step == "domains"), {})
+    return [f"{key}: {value}" for key, value in info.items()]

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.api_core import exceptions as gexc
+from google.api_core.future.polling import DEFAULT_POLLING
 from google.cloud.devtools import cloudbuild_v1 as cb
 
 from deployer import __version__, api, ci
@@ -158,3 +160,69 @@ def test_apis_off_are_refused_before_any_write(emulator: Any) -> None:
     )
     sent = [(e["method"], e["path"]) for e in emulator.emu.transcript.entries()]
     assert sent and all(method == "GET" for method, _ in sent), sent
+
+
+def test_the_trigger_runs_and_every_trigger_route_answers_the_client(emulator: Any) -> None:
+    """What `ci setup` made runs (triggers:run): a build of its inline config, as the deployer
+    account, on the trigger's branch; each trigger call in both forms the client sends (the
+    regional path when it has no project_id, the project path with ?parent= / ?name= when it
+    has), validated against the discovery document."""
+    emulator.control.connect_github(PROJECT, REPO)
+    setup(emulator)
+    client = cb.CloudBuildClient(**gapic_options(emulator.url))
+    parent = f"projects/{PROJECT}/locations/{REGION}"
+    name = f"{parent}/triggers/djdeploy-demo"
+    found = trigger(emulator)
+    poll = DEFAULT_POLLING.with_delay(initial=0.01, maximum=0.05).with_timeout(30)
+
+    # run, regional form: no source, so the branch the trigger's ^main$ names
+    op = client.run_build_trigger(request={"name": name})
+    assert op.metadata.build.build_trigger_id == found.id
+    built = op.result(polling=poll)
+    assert built.status == cb.Build.Status.SUCCESS
+    assert built.build_trigger_id == found.id
+    assert built.service_account == found.service_account
+    assert list(built.steps[0].args) == list(found.build.steps[0].args)
+    assert dict(built.substitutions) == {
+        "TRIGGER_NAME": "djdeploy-demo",
+        "REPO_NAME": "site",
+        "REPO_FULL_NAME": REPO,
+        "BRANCH_NAME": "main",
+        "REF_NAME": "main",
+    }
+    # run, project form (the source in the body, the location in ?name=): a given commit
+    op = client.run_build_trigger(
+        request={
+            "project_id": PROJECT,
+            "trigger_id": found.id,
+            "name": name,
+            "source": {"commit_sha": "0123456789abcdef"},
+        }
+    )
+    assert op.result(polling=poll).substitutions["SHORT_SHA"] == "0123456"
+
+    # list: both forms
+    regional = client.list_build_triggers(request={"parent": parent})
+    assert [t.name for t in regional] == ["djdeploy-demo"]
+    by_project = client.list_build_triggers(request={"project_id": PROJECT, "parent": parent})
+    assert [t.id for t in by_project] == [found.id]
+
+    # update and create, regional form (the trigger's resourceName; the parent)
+    found.description = "changed by hand"
+    client.update_build_trigger(request={"trigger": found})
+    assert trigger(emulator).description == "changed by hand"
+    other = cb.BuildTrigger(found)
+    other.name, other.id, other.resource_name = "by-pattern", "", ""
+    other.github.push.branch = "^release-.*$"
+    made = client.create_build_trigger(request={"parent": parent, "trigger": other})
+    # a trigger on a pattern of branches runs only for a branch given
+    with pytest.raises(gexc.BadRequest, match=r"give source\.branchName"):
+        client.run_build_trigger(request={"name": f"{parent}/triggers/{made.id}"})
+
+    # delete: both forms
+    client.delete_build_trigger(request={"name": f"{parent}/triggers/{made.id}"})
+    client.delete_build_trigger(
+        request={"project_id": PROJECT, "trigger_id": found.id, "name": name}
+    )
+    assert list(client.list_build_triggers(request={"parent": parent})) == []
+    assert check_transcript(emulator.emu.transcript.entries()) == []

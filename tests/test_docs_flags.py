@@ -33,6 +33,9 @@ OTHERS = frozenset(
         "--index-url",  # pip
         "--isolation",  # buildah
         "--layers",  # buildah build
+        "--force-rm",  # buildah build
+        "--workingdir",  # buildah run
+        "--all",  # buildah rm
         "--mount",  # Dockerfile RUN
         "--network",  # buildah
         "--pull",  # buildah build

@@ -1,6 +1,7 @@
 """The whole local experience, as a user has it (issue: local execution): `djdeploy up
 --emulator` on the sample project builds it for real, runs db-init and migrate as processes,
-serves it behind the front door, and the local URL keeps answering after the command returned.
+serves it behind the front door, runs its [worker] as a process, and the local URL keeps
+answering after the command returned.
 
 One scenario, in order, on one background emulator (a tmp state dir): each stage builds on the
 previous one, as a user's day does. Everything goes through the CLI in subprocesses and through
@@ -33,6 +34,13 @@ SAMPLE = REPO / "container" / "sample"
 DJDEPLOY = [sys.executable, "-m", "deployer"]
 PROJECT = "djdeploy-demo"  # the project an emulator target gets when none is given
 TIMEOUT = 900  # a whole up with a cold build on a loaded 2-core machine; never reached when fine
+#: the [worker]: leaves a marker named after its revision in the media bucket, then waits for work
+WORKER = (
+    "import os, pathlib, time\n"
+    "revision = os.environ['CLOUD_RUN_REVISION']\n"
+    "pathlib.Path(os.environ['MEDIA_ROOT'], 'worker-' + revision).write_text('ran')\n"
+    "time.sleep(3600)\n"
+)
 
 pytestmark = pytest.mark.slow
 
@@ -196,12 +204,23 @@ def processes_under(state: Path) -> list[str]:
 def cli(tmp_path: Path) -> Iterator[Djdeploy]:
     source = tmp_path / "project"
     shutil.copytree(SAMPLE, source)
+    command = json.dumps(["python", "-c", WORKER])
+    (source / "djdeploy.toml").write_text(f"[worker]\ncommand = {command}\n")
     state = tmp_path / "state"
     handle = Djdeploy(state, source)
     try:
         yield handle
     finally:
         handle("emulator", "stop", "--state-dir", str(state), check=False)
+
+
+def workers(cli: Djdeploy) -> list[str]:
+    """The worker pool instances running."""
+    return [p["what"] for p in cli.local()["processes"] if "/workerPools/" in p["what"]]
+
+
+def worker_markers(cli: Djdeploy) -> set[str]:
+    return {n for n in media_objects(cli) if n.startswith("worker-")}
 
 
 def admin_password(cli: Djdeploy) -> str:
@@ -240,6 +259,10 @@ def test_up_serves_the_app_locally_through_a_day_of_changes(cli: Djdeploy) -> No
     assert result["ok"] and result["local_url"], result
     site = Site(result["local_url"])
     assert site.get("/health/").status == 200
+    # status without --tenant: the tenant's URLs, its health probed at the front door
+    done = cli("status", "--emulator", "--state-dir", str(cli.state), "--json")
+    [served] = json.loads(done.stdout)["tenants"]["demo"]["services"]
+    assert (served["local_url"], served["health"]) == (result["local_url"], "ok"), served
     home = site.get("/")
     assert home.status == 200 and "djdeploy sample: uploads" in home.body
 
@@ -271,6 +294,10 @@ def test_up_serves_the_app_locally_through_a_day_of_changes(cli: Djdeploy) -> No
     assert any(n.startswith("uploads/") and n.endswith(".png") for n in media_objects(cli))
     assert "first-upload" in site.get("/").body
 
+    # the worker runs its command (its marker is in the bucket), one instance
+    assert eventually(lambda: len(worker_markers(cli)) == 1), media_objects(cli)
+    assert len(workers(cli)) == 1
+
     # -- a second up starts nothing new ---------------------------------------------------------
     serving, running = revisions(cli), pids(cli)
     again, _ = cli.up()
@@ -286,8 +313,11 @@ def test_up_serves_the_app_locally_through_a_day_of_changes(cli: Djdeploy) -> No
     assert "version two" in site.get("/").body
     now_serving = revisions(cli)
     assert len(now_serving) == 1 and now_serving != serving
-    # a retired revision's instance is stopped after the traffic moved (SIGTERM, then its grace)
+    # a retired revision's instance is stopped after the traffic moved (SIGTERM, then its grace),
+    # and the worker's instance of the old image too: the new image's worker runs instead
     assert eventually(lambda: not (running & pids(cli))), "the old revision's instance still runs"
+    assert eventually(lambda: len(worker_markers(cli)) == 2), media_objects(cli)
+    assert len(workers(cli)) == 1
 
     # -- a failing migration: migrate fails with its reason, the previous revision serves on -----
     (cli.source / "uploads" / "migrations" / "0002_broken.py").write_text(
@@ -327,7 +357,9 @@ def test_up_serves_the_app_locally_through_a_day_of_changes(cli: Djdeploy) -> No
     assert "first-upload" in site.get("/").body
 
     # -- destroy: nothing of the app runs any more ----------------------------------------------
+    assert eventually(lambda: len(workers(cli)) == 1), "the worker did not run again"
     cli(*cli._target("destroy"), "--yes")
     assert eventually(lambda: cli.local()["revisions"] == {})
+    assert eventually(lambda: workers(cli) == []), workers(cli)
     cli("emulator", "stop", "--state-dir", str(cli.state))
     assert eventually(lambda: processes_under(cli.state) == []), processes_under(cli.state)

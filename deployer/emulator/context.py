@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .latency import Latency
-from .local import Realizers
+from .local.realizers import Realizers
 from .store import Store
 from .transcript import Transcript
 

@@ -26,6 +26,7 @@ COMMAND = "python -m deployer.emulator.coverage > docs/emulator-coverage.md"
 #: The APIs the emulator serves, as (discovery name, version), in the page's order.
 APIS: tuple[tuple[str, str], ...] = (
     ("run", "v2"),
+    ("run", "v1"),
     ("sqladmin", "v1"),
     ("secretmanager", "v1"),
     ("storage", "v1"),
@@ -43,6 +44,10 @@ APIS: tuple[tuple[str, str], ...] = (
 #: Google's behaviour it models that a reader would not assume. A note on a method the emulator
 #: does not serve says why it is left out. Keep each to one line; docs/emulator.md has the detail.
 NOTES: dict[str, str] = {
+    "run.namespaces.domainmappings.create": (
+        "status from the mapping's scaled age (latency `run.domainmapping.reconcile`, "
+        "`.certificate`); `unverified.example` and its subdomains are not the caller's"
+    ),
     "logging.entries.list": (
         "projects/P only; the filter subset of docs/emulator.md (other terms a 400 naming them)"
     ),
@@ -80,15 +85,16 @@ def sample_path(template: str) -> str:
     return _ROUTE_VAR.sub("x", template)
 
 
-def _owner(route: Route) -> list[str]:
-    """The discovery method ids whose template this route fills, in the API(s) its URL
-    belongs to (:data:`discovery.PREFIXES`, the table tests/contract.py checks traffic by)."""
+def _owner(route: Route) -> list[tuple[str, str]]:
+    """(version, discovery method id) of each method whose template this route fills, in the
+    API(s) its URL belongs to (:data:`discovery.PREFIXES`, the table tests/contract.py checks
+    traffic by). Run v1 and v2 share method ids, so the version is part of the key."""
     path = sample_path(route.template)
     found = (
-        find_method(api, version, route.method, path)
+        (version, find_method(api, version, route.method, path))
         for api, version in apis_for(route.method, path)
     )
-    return [hit[0]["id"] for hit in found if hit is not None]
+    return [(version, hit[0]["id"]) for version, hit in found if hit is not None]
 
 
 def _cell(text: str) -> str:
@@ -97,7 +103,7 @@ def _cell(text: str) -> str:
 
 def render(table: RouteTable) -> str:
     """The whole page (Markdown) for the routes in ``table``."""
-    served: dict[str, list[Route]] = {}
+    served: dict[tuple[str, str], list[Route]] = {}
     outside: list[Route] = []
     for route in table.routes:
         owners = _owner(route)
@@ -127,7 +133,7 @@ def render(table: RouteTable) -> str:
     for api, version in APIS:
         doc = load_doc(api, version)
         all_methods = sorted(methods(api, version), key=lambda m: m["id"])
-        count = sum(1 for m in all_methods if m["id"] in served)
+        count = sum(1 for m in all_methods if (version, m["id"]) in served)
         lines.append(f"| [{api}](#{api}-{version}) | {version} | {len(all_methods)} | {count} |")
         sections += [
             "",
@@ -139,7 +145,7 @@ def render(table: RouteTable) -> str:
             "|---|---|---|---|",
         ]
         for m in all_methods:
-            routes = served.get(m["id"], [])
+            routes = served.get((version, m["id"]), [])
             where = "<br>".join(f"`{r.template}`" for r in routes) if routes else "no"
             path = m.get("flatPath") or m.get("path", "")
             note = _cell(NOTES.get(m["id"], ""))

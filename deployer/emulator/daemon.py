@@ -27,10 +27,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .control import EmulatorControl, EmulatorControlError
-from .server import Emulator, main_serve
 from .store import StateError
+
+if TYPE_CHECKING:
+    from .server import Emulator
 
 INFO_NAME = "daemon.json"
 LOCK_NAME = "daemon.lock"
@@ -301,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--execute", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--version", required=True)  # the starting djdeploy's
     args = parser.parse_args(argv)
+    from .server import main_serve  # the emulator process's, not a starting command's
+
     if os.fork():
         return 0  # the launcher: the emulator is reparented, so it never waits as a zombie
     state_dir: Path = args.state_dir

@@ -25,20 +25,22 @@ _VAR = re.compile(r"\{(\+?)([^}]+)\}")
 #: method matching the path.
 PREFIXES: list[tuple[str, list[tuple[str, str]]]] = [
     (r"^/v2/projects/[^/]+/locations/", [("run", "v2")]),
+    (r"^/apis/domains\.cloudrun\.com/v1/", [("run", "v1")]),
     (r"^/v1/projects/[^/]+/(locations/[^/]+/)?secrets", [("secretmanager", "v1")]),
     (r"^/v1/projects/[^/]+/(instances|operations|tiers|flags)", [("sqladmin", "v1")]),
     (r"^/(upload/)?storage/v1/", [("storage", "v1")]),
     (r"^/v1/projects/[^/]+/(locations/[^/]+/)?(builds|triggers)", [("cloudbuild", "v1")]),
     (r"^/v1/operations/build/", [("cloudbuild", "v1")]),
     (r"^/v1/projects/[^/]+/locations/[^/]+/repositories", [("artifactregistry", "v1")]),
+    (r"^/v1/projects/[^/]+/locations/[^/]+/instances", [("redis", "v1")]),
     (
         r"^/v1/projects/[^/]+/locations/[^/]+/operations",
-        [("artifactregistry", "v1"), ("cloudbuild", "v1")],
+        [("artifactregistry", "v1"), ("cloudbuild", "v1"), ("redis", "v1")],
     ),
     (r"^/v1/projects/[^/]+/serviceAccounts", [("iam", "v1")]),
     (r"^/v1/projects/[^/]+/locations/[^/]+/jobs", [("cloudscheduler", "v1")]),
     (
-        r"^/v3/projects/[^/]+/(uptimeCheckConfigs|alertPolicies|notificationChannels)",
+        r"^/v3/projects/[^/]+/(uptimeCheckConfigs|alertPolicies|notificationChannels|timeSeries|alerts)",
         [("monitoring", "v3")],
     ),
     (r"^/v3/projects", [("cloudresourcemanager", "v3")]),

@@ -32,8 +32,8 @@ from . import admin, ingress
 from .errors import ApiError
 from .faults import Faults, as_error, held_for
 from .latency import Latency
-from .local import Realizers
 from .local.frontdoor import FrontDoor
+from .local.realizers import Realizers
 from .operations import Operations
 from .outcomes import Outcomes
 from .routing import Headers, Request, Response, Router, RouteTable
@@ -58,6 +58,7 @@ API_MODULES: tuple[str, ...] = (
     "monitoring",
     "cloudscheduler",
     "logging",
+    "redis",
 )
 
 ADMIN_PREFIX = "/_emulator/"

@@ -13,8 +13,13 @@ import lock). The imports hold the GIL, so this saves no CPU; bench/README.md ha
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import logging
+import sys
 import threading
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -38,13 +43,67 @@ GOOGLE_MODULES = (
 )
 
 
+#: modules the Google libraries import but djdeploy's requests do not use, loaded on first
+#: use instead: httplib2's parser of WWW-Authenticate challenges (and pyparsing, its
+#: grammar: a tenth of GOOGLE_MODULES' cost), read only on a 401. (Not
+#: google.oauth2.service_account and its cryptography: every GAPIC transport asks whether
+#: its credentials are a service account's when it is built.)
+ON_USE = ("httplib2.auth",)
+_ON_USE_LOCK = threading.Lock()
+
+
+class _OnUse(types.ModuleType):
+    """A module whose code runs on its first missing attribute, once, under a lock; another
+    thread sees either none of its names or all of them."""
+
+    __spec__: importlib.machinery.ModuleSpec
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("__path__", "__file__", "__cached__"):  # the import system's probes
+            raise AttributeError(name)
+        with _ON_USE_LOCK:
+            if type(self) is _OnUse:
+                real: importlib.machinery.ModuleSpec = self.__spec__.loader_state
+                module = importlib.util.module_from_spec(real)
+                assert real.loader is not None
+                real.loader.exec_module(module)
+                self.__dict__.update(module.__dict__)
+                self.__class__ = types.ModuleType  # type: ignore[assignment]
+        return object.__getattribute__(self, name)
+
+
+class _OnUseLoader(importlib.abc.Loader):
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        return _OnUse(spec.name)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        """Nothing yet: _OnUse runs the module's code when it is first used."""
+
+
+class _OnUseFinder(importlib.abc.MetaPathFinder):
+    def find_spec(
+        self, fullname: str, path: Any, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in ON_USE:
+            return None
+        real = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if real is None or real.loader is None:
+            return None
+        return importlib.machinery.ModuleSpec(
+            fullname, _OnUseLoader(), origin=real.origin, loader_state=real
+        )
+
+
 def _import_all() -> None:
     for name in GOOGLE_MODULES:
         importlib.import_module(name)
 
 
 def start_imports() -> threading.Thread:
-    """Import GOOGLE_MODULES in a background thread; join it before building a client."""
+    """Import GOOGLE_MODULES in a background thread; join it before building a client. The
+    ON_USE modules, unless imported already, are loaded when first used."""
+    if not any(isinstance(finder, _OnUseFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _OnUseFinder())
     thread = threading.Thread(target=_import_all, name="google-imports", daemon=True)
     thread.start()
     return thread
@@ -64,7 +123,7 @@ class ClientFactory:
     imports: threading.Thread = field(default_factory=start_imports, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _gapic: dict[str, Any] = field(default_factory=dict, repr=False)
-    _discovery: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+    _discovery: dict[tuple[str, str, str], Any] = field(default_factory=dict, repr=False)
 
     @cached_property
     def credentials(self) -> Any:
@@ -135,18 +194,22 @@ class ClientFactory:
             opts["client_options"] = {"api_endpoint": self.endpoint}
         return storage.Client(**opts)
 
-    def discovery(self, api: str, version: str) -> Any:
+    def discovery(self, api: str, version: str, *, region: str = "") -> Any:
         """The discovery client for an API, built once and shared by every thread: its requests
-        go out over the calling thread's own connection (``ThreadHttp``)."""
+        go out over the calling thread's own connection (``ThreadHttp``). With ``region``, on
+        Google, the API's regional endpoint (``https://{region}-run.googleapis.com/``: Cloud
+        Run v1's namespaces are served only there)."""
         self.imports.join()
         with self._lock:
-            if (api, version) not in self._discovery:
+            if (api, version, region) not in self._discovery:
                 from googleapiclient import discovery
 
                 opts: dict[str, Any] = {}
                 if self.endpoint:  # every discovery API we use has servicePath ""
                     opts["api_endpoint"] = self.endpoint
-                self._discovery[(api, version)] = Collections(
+                elif region:
+                    opts["api_endpoint"] = f"https://{region}-{api}.googleapis.com/"
+                self._discovery[(api, version, region)] = Collections(
                     discovery.build(
                         api,
                         version,
@@ -156,7 +219,7 @@ class ClientFactory:
                         client_options=opts or None,
                     )
                 )
-            return self._discovery[(api, version)]
+            return self._discovery[(api, version, region)]
 
     def _authorized_http(self) -> Any:
         import google_auth_httplib2

@@ -17,11 +17,13 @@ from deployer.errors import CloudError, means_absent
 from deployer.gcp import retry
 from deployer.gcp.build import BuildApi
 from deployer.gcp.clients import ClientFactory
+from deployer.gcp.domains import DomainsApi
 from deployer.gcp.iam import IamApi
 from deployer.gcp.logging import LoggingApi
 from deployer.gcp.monitoring import MonitoringApi
 from deployer.gcp.projects import ProjectsApi
 from deployer.gcp.reads import ReadCache
+from deployer.gcp.redis import RedisApi
 from deployer.gcp.registry import RegistryApi
 from deployer.gcp.run import RunApi
 from deployer.gcp.scheduler import SchedulerApi
@@ -78,6 +80,10 @@ class Cloud:
         return RunApi(self)
 
     @cached_property
+    def domains(self) -> DomainsApi:
+        return DomainsApi(self)
+
+    @cached_property
     def sql(self) -> SqlApi:
         return SqlApi(self)
 
@@ -116,6 +122,10 @@ class Cloud:
     @cached_property
     def scheduler(self) -> SchedulerApi:
         return SchedulerApi(self)
+
+    @cached_property
+    def redis(self) -> RedisApi:
+        return RedisApi(self)
 
     @cached_property
     def logging(self) -> LoggingApi:

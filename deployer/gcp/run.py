@@ -383,7 +383,24 @@ class RunApi:
             for item in items:
                 labels = dict(item.get("labels") or {})
                 if labels.get(MANAGED_BY) == "djdeploy":
-                    out.append(
-                        {"kind": kind, "name": item["name"].rsplit("/", 1)[-1], "labels": labels}
-                    )
+                    found = {"kind": kind, "name": item["name"].rsplit("/", 1)[-1]}
+                    if kind == "service":  # where it serves, and its health path (status)
+                        found.update(url=_url(item), health_path=_health_path(item))
+                    out.append({**found, "labels": labels})
         return out
+
+
+def _url(service: dict[str, Any]) -> str:
+    """The service's URL as `status --tenant` shows it: the deterministic
+    ``<service>-<project number>.<region>.run.app`` among its ``urls``, else its ``uri``."""
+    deterministic = [u for u in service.get("urls") or [] if not u.endswith(".a.run.app")]
+    return deterministic[0] if deterministic else str(service.get("uri") or "")
+
+
+def _health_path(service: dict[str, Any]) -> str:
+    """The HEALTH_PATH the service's container is given (deployer/contract.py), else "/"."""
+    for container in (service.get("template") or {}).get("containers") or []:
+        for env in container.get("env") or []:
+            if env.get("name") == "HEALTH_PATH" and env.get("value"):
+                return str(env["value"])
+    return "/"

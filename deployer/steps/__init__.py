@@ -14,12 +14,14 @@ def build_steps(config: Config) -> list[Step]:
     from deployer.steps.apis import Apis, required_apis
     from deployer.steps.bucket import MediaBucket, SourcesBucket
     from deployer.steps.cron import CronJob, CronSchedules
+    from deployer.steps.domains import DomainMappings
     from deployer.steps.iam import IamBuild, IamRuntime, IamScheduler
     from deployer.steps.image import Image
     from deployer.steps.invoker import Invoker
     from deployer.steps.jobs import DbInitJob, MigrateJob
     from deployer.steps.manage import ManageJob
     from deployer.steps.monitoring import AlertChannel, AlertPolicy, UptimeCheck
+    from deployer.steps.redis import RedisInstance
     from deployer.steps.registry import Registry
     from deployer.steps.rotation import Rotation
     from deployer.steps.secrets import Secrets
@@ -29,6 +31,9 @@ def build_steps(config: Config) -> list[Step]:
     from deployer.steps.worker import Worker
 
     image = Image(config)
+    db_init = DbInitJob(config, image=image.image)
+    if config.redis_broker:  # its URL is in every container's env: db-init, and all after, wait
+        db_init = DbInitJob(config, image=image.image, needs=(*db_init.needs, "redis"))
     steps: list[Step] = [
         Apis(config, services=required_apis(config)),
         ServiceAccounts(config),
@@ -42,14 +47,18 @@ def build_steps(config: Config) -> list[Step]:
         IamBuild(config),
         image,
         IamRuntime(config),
-        DbInitJob(config, image=image.image),
+        db_init,
         MigrateJob(config, image=image.image),
         Service(config, image=image.image),
         Invoker(config),
         ManageJob(config),
     ]
+    if config.domains:  # none: no step, no call (see docs/configuration.md, custom domains)
+        steps.append(DomainMappings(config))
     if config.worker is not None:  # none: no step, no call (see docs/worker.md)
         steps.append(Worker(config, image=image.image))
+    if config.redis_broker:  # [worker] broker = "redis": the Memorystore instance (docs/worker.md)
+        steps.append(RedisInstance(config))
     if config.monitoring.enabled:  # off: no step, no call (see docs/monitoring.md)
         steps += [AlertChannel(config), UptimeCheck(config), AlertPolicy(config)]
     cron_jobs = [CronJob(config, image=image.image, entry=e) for e in config.cron]

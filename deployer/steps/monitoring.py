@@ -16,10 +16,12 @@ deletes the checks of ours the policy no longer names.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from deployer.errors import PermissionDenied
 from deployer.steps.base import Change, FieldChange, Operation, field_changes
 
 if TYPE_CHECKING:
@@ -396,3 +398,105 @@ class AlertPolicy(Operation):
             return self.noop(f"{self.resource} is absent")
         _delete_all(cloud, "alertPolicies", policies)
         return self.deleted(f"deleted {self.resource}")
+
+
+#: how far back `status` reads the uptime check's results
+RESULT_WINDOW = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class UptimeResult:
+    """The uptime check's latest result, as `status` shows it. ``state``: passing (every
+    checker location's newest result passed), failing, or unknown (no result yet, or the
+    results cannot be read: ``note`` says why). ``since``: the oldest result of the current
+    run of passes (or failures) within the last RESULT_WINDOW; ``whole_window``: the run
+    reaches back to the window's oldest result. ``checked``: the newest result's time.
+    ``failing``: the checker locations whose newest result failed, of ``locations``.
+    ``alert_since``: the open time of the alert policy's open alert (incident), if any."""
+
+    check: str
+    state: str
+    since: str = ""
+    whole_window: bool = False
+    checked: str = ""
+    failing: tuple[str, ...] = ()
+    locations: int = 0
+    note: str = ""
+    alert_since: str = ""
+
+
+def _rfc3339(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def open_alert(cloud: Cloud, policy: str) -> str:
+    """When the policy's open alert opened ("": none, or alerts cannot be read: they need
+    monitoring.alerts.list, e.g. roles/monitoring.alertViewer)."""
+    try:
+        alerts = cloud.monitoring.alerts('state="OPEN"')
+    except PermissionDenied:
+        return ""
+    opened = [
+        a.get("openTime", "") for a in alerts if (a.get("policy") or {}).get("name") == policy
+    ]
+    return min(opened, default="")
+
+
+def uptime_result(cloud: Cloud, check_id: str, *, policy: str = "") -> UptimeResult:
+    """Read the check's ``check_passed`` time series (Cloud Monitoring v3
+    projects.timeSeries.list, one series per checker location, points newest first), and
+    whether ``policy`` (an alert policy's full name) has an open alert."""
+    now = cloud.clock.now()
+    filter_ = (
+        f'metric.type="{CHECK_PASSED}" AND metric.label.check_id="{check_id}" AND '
+        'resource.type="uptime_url"'
+    )
+    try:
+        series = cloud.monitoring.time_series(
+            filter_, start=_rfc3339(now - RESULT_WINDOW), end=_rfc3339(now + 60)
+        )
+    except PermissionDenied:
+        note = "reading its results needs monitoring.timeSeries.list (roles/monitoring.viewer)"
+        return UptimeResult(check_id, "unknown", note=note)
+    newest: dict[str, bool] = {}
+    points: list[tuple[str, bool]] = []
+    for s in series:
+        location = s["metric"]["labels"].get("checker_location", "")
+        mine = [(p["interval"]["endTime"], bool(p["value"].get("boolValue"))) for p in s["points"]]
+        if mine:
+            newest[location] = mine[0][1]
+            points.extend(mine)
+    if not points:
+        return UptimeResult(check_id, "unknown", note="no result yet")
+    failing = tuple(sorted(loc for loc, passed in newest.items() if not passed))
+    passing = not failing
+    points.sort(key=lambda p: dt.datetime.fromisoformat(p[0]))
+    run = len(points)
+    while run > 0 and points[run - 1][1] == passing:
+        run -= 1
+    return UptimeResult(
+        check_id,
+        "passing" if passing else "failing",
+        alert_since=open_alert(cloud, policy) if policy else "",
+        since=points[min(run, len(points) - 1)][0],
+        whole_window=run == 0,
+        checked=points[-1][0],
+        failing=failing,
+        locations=len(newest),
+    )
+
+
+def latest_result(cloud: Cloud, changes: Sequence[Change]) -> UptimeResult | None:
+    """`status`: the uptime check's latest result, when the steps found a check of ours (and
+    the alert policy's open alert, when they found the policy); None without one."""
+    info = {
+        k: v
+        for c in changes
+        if c.step in (UptimeCheck.name, AlertPolicy.name)
+        for k, v in c.info.items()
+    }
+    check, policy = info.get("uptime_check", ""), info.get("alert_policy", "")
+    if not check:
+        return None
+    policy = f"projects/{cloud.project}/alertPolicies/{policy}" if policy else ""
+    return uptime_result(cloud, check, policy=policy)

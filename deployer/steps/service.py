@@ -27,9 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from deployer.errors import Conflict
 from deployer.steps import container_env as ce
-from deployer.steps.base import Action, Change, Operation, field_changes
+from deployer.steps import rollout
+from deployer.steps.base import Change, Operation
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -40,8 +40,6 @@ _INGRESS = {
     "internal": "INGRESS_TRAFFIC_INTERNAL_ONLY",
     "internal-and-cloud-load-balancing": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
 }
-#: set on the template to roll out a new revision of an unchanged spec (after a failed one)
-REDEPLOY_ANNOTATION = "djdeploy.dev/redeploy"
 READY_QUERY = "ready=1"
 #: on the service (not its template: no new revision): the revision a rollback pinned
 PIN_ANNOTATION = "djdeploy.dev/pinned-revision"
@@ -196,24 +194,16 @@ class Service(Operation):
         )
         if refused is not None:
             return refused
-        cond = svc.get("terminalCondition") or {}
-        if svc.get("reconciling") or svc.get("generation") != svc.get("observedGeneration"):
-            return self.wait(
-                f"deploying revision {ce.short(svc.get('latestCreatedRevision'))}", info=info
-            )
-        desired = self.desired(inputs, pin=pin)
-        desired.pop("name")  # short here, full on the server
-        fields = field_changes(desired, ce.project(desired, svc))
-        if fields:
-            return self.update(f"service {n.service} differs", fields, info=info)
-        state = cond.get("state")
-        if state == "CONDITION_FAILED":
-            return self.update(
-                f"revision {ce.short(svc.get('latestCreatedRevision'))} failed; "
-                f"{ce.short(svc.get('latestReadyRevision')) or 'no revision'} keeps serving",
-                failure=ce.run_failure(cond.get("message") or "the revision failed"),
-                info=info,
-            )
+        changed = rollout.rollout_change(
+            self,
+            f"service {n.service}",
+            svc,
+            self.desired(inputs, pin=pin),
+            keeps="serving",
+            info=info,
+        )
+        if changed is not None:
+            return changed
         if not rolled_out(svc):
             return self.wait(f"service {n.service} not ready", info=info)
         return self.noop(
@@ -221,41 +211,29 @@ class Service(Operation):
             info=info,
         )
 
+    def _resource(self, cloud: Cloud) -> rollout.Resource:
+        run = cloud.run
+        return rollout.Resource(
+            kind="service",
+            name=self.config.names.service,
+            get=run.get_service,
+            create=run.create_service,
+            update=run.update_service,
+            remove=run.delete_service,
+        )
+
     def apply(self, cloud: Cloud, change: Change) -> None:
         n = self.config.names
         inputs = ce.require_inputs(cloud, self.config, ce.SERVICE, f"service {n.service}")
-        body = self.desired(inputs)
-        if change.action is Action.CREATE:
-            try:
-                cloud.run.create_service(n.service, body)
-                return
-            except Conflict:
-                current = cloud.run.get_service(n.service)
-                if current is None or not n.owns(current.get("labels")):
-                    raise ce.not_ours("service", n.service) from None
-                # ours (an earlier run created it): bring it to the spec
-        current = cloud.run.get_service(n.service)
+        res = self._resource(cloud)
+        current = rollout.create_or_current(res, change, self.desired(inputs), owns=n.owns)
         if current is None:
-            cloud.run.create_service(n.service, body)
             return
         body = self.desired(self._with_urls(inputs, current))
         pin = pinned_revision(current)
         if pin is not None:  # a rollback's pin stays: the new revision gets no traffic
             body.update(pin_spec(pin))
-        if change.failure:
-            # the spec is unchanged and its revision failed: roll out a new revision of it
-            generation = str(int(current.get("generation") or 0) + 1)
-            body["template"]["annotations"] = {REDEPLOY_ANNOTATION: generation}
-        cloud.run.update_service(body)
+        rollout.deploy(res, change, body, current)
 
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
-        n = self.config.names
-        current = cloud.run.get_service(n.service)
-        if current is None:
-            return self.noop(f"service {n.service} is gone")
-        if not n.owns(current.get("labels")):
-            return self.noop(f"kept: service {n.service} is not managed by djdeploy")
-        if current.get("deleteTime") and current.get("reconciling"):
-            return self.deleted("deletion in progress")
-        cloud.run.delete_service(n.service)
-        return self.deleted(f"deleted service {n.service}")
+        return rollout.delete(self, self._resource(cloud), owns=self.config.names.owns)

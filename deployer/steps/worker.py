@@ -18,10 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from deployer.errors import Conflict
 from deployer.steps import container_env as ce
-from deployer.steps.base import Action, Change, Operation, field_changes
-from deployer.steps.service import REDEPLOY_ANNOTATION
+from deployer.steps import rollout
+from deployer.steps.base import Change, Operation
 
 if TYPE_CHECKING:
     from deployer.config import Config, WorkerConfig
@@ -107,23 +106,17 @@ class Worker(Operation):
         )
         if refused is not None:
             return refused
-        if pool.get("reconciling") or pool.get("generation") != pool.get("observedGeneration"):
-            return self.wait(
-                f"deploying revision {ce.short(pool.get('latestCreatedRevision'))}", info=info
-            )
-        desired = self.desired(inputs)
-        desired.pop("name")  # short here, full on the server
-        fields = field_changes(desired, ce.project(desired, pool))
-        if fields:
-            return self.update(f"worker pool {self.pool} differs", fields, info=info)
+        changed = rollout.rollout_change(
+            self,
+            f"worker pool {self.pool}",
+            pool,
+            self.desired(inputs),
+            keeps="running",
+            info=info,
+        )
+        if changed is not None:
+            return changed
         cond = pool.get("terminalCondition") or {}
-        if cond.get("state") == "CONDITION_FAILED":
-            return self.update(
-                f"revision {ce.short(pool.get('latestCreatedRevision'))} failed; "
-                f"{info['revision'] or 'no revision'} keeps running",
-                failure=ce.run_failure(cond.get("message") or "the revision failed"),
-                info=info,
-            )
         if cond.get("state") != "CONDITION_SUCCEEDED":
             return self.wait(f"worker pool {self.pool} not ready", info=info)
         return self.noop(
@@ -132,36 +125,24 @@ class Worker(Operation):
             info=info,
         )
 
+    def _resource(self, cloud: Cloud) -> rollout.Resource:
+        run = cloud.run
+        return rollout.Resource(
+            kind="worker pool",
+            name=self.pool,
+            get=run.get_worker_pool,
+            create=run.create_worker_pool,
+            update=run.update_worker_pool,
+            remove=run.delete_worker_pool,
+        )
+
     def apply(self, cloud: Cloud, change: Change) -> None:
-        n = self.config.names
         inputs = ce.require_inputs(cloud, self.config, ce.WORKER, f"worker pool {self.pool}")
+        res = self._resource(cloud)
         body = self.desired(inputs)
-        if change.action is Action.CREATE:
-            try:
-                cloud.run.create_worker_pool(self.pool, body)
-                return
-            except Conflict:
-                current = cloud.run.get_worker_pool(self.pool)
-                if current is None or not n.owns(current.get("labels")):
-                    raise ce.not_ours("worker pool", self.pool) from None
-                # ours (an earlier run created it): bring it to the spec
-        current = cloud.run.get_worker_pool(self.pool)
-        if current is None:
-            cloud.run.create_worker_pool(self.pool, body)
-            return
-        if change.failure:
-            # the spec is unchanged and its revision failed: roll out a new revision of it
-            generation = str(int(current.get("generation") or 0) + 1)
-            body["template"]["annotations"] = {REDEPLOY_ANNOTATION: generation}
-        cloud.run.update_worker_pool(body)
+        current = rollout.create_or_current(res, change, body, owns=self.config.names.owns)
+        if current is not None:
+            rollout.deploy(res, change, body, current)
 
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
-        current = cloud.run.get_worker_pool(self.pool)
-        if current is None:
-            return self.noop(f"worker pool {self.pool} is gone")
-        if not self.config.names.owns(current.get("labels")):
-            return self.noop(f"kept: worker pool {self.pool} is not managed by djdeploy")
-        if current.get("deleteTime") and current.get("reconciling"):
-            return self.deleted("deletion in progress")
-        cloud.run.delete_worker_pool(self.pool)
-        return self.deleted(f"deleted worker pool {self.pool}")
+        return rollout.delete(self, self._resource(cloud), owns=self.config.names.owns)

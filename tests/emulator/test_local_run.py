@@ -327,10 +327,81 @@ def test_revision_serves_and_a_failing_probe_keeps_the_old_one(
     assert emu.local.revision_address(first.latest_ready_revision) is None
 
 
+# -- worker pools --------------------------------------------------------------------------------
+
+#: a worker: says it is ready on stdout, leaves a line in the bucket (its revision, whether it
+#: reads the secret and sees /cloudsql), then waits for work
+_WORKER = (
+    "import os, pathlib, uuid, time\n"
+    "seen = [os.environ['CLOUD_RUN_REVISION'], str(bool(os.environ.get('SECRET_KEY'))),\n"
+    "        str(os.path.isdir(os.environ['CLOUDSQL']))]\n"
+    "(pathlib.Path(os.environ['MEDIA']) / uuid.uuid4().hex).write_text(' '.join(seen))\n"
+    "print('worker ready', flush=True)\n"
+    "time.sleep(600)\n"
+)
+
+
+def worker_pool(version: str, *, count: int) -> run_v2.WorkerPool:
+    worker = container(["run", "python", "-c", _WORKER])
+    for name, value in {"MEDIA": "/app/media", "CLOUDSQL": "/cloudsql", "V": version}.items():
+        worker.env.append(run_v2.EnvVar(name=name, value=value))
+    worker.volume_mounts.append(run_v2.VolumeMount(name="media", mount_path="/app/media"))
+    media = run_v2.Volume(name="media", gcs=run_v2.GCSVolumeSource(bucket="media-bucket"))
+    return run_v2.WorkerPool(
+        scaling=run_v2.WorkerPoolScaling(manual_instance_count=count),
+        template=run_v2.WorkerPoolRevisionTemplate(
+            containers=[worker], volumes=[*volumes(), media], service_account=SA
+        ),
+    )
+
+
+def test_worker_pool_instances_run_and_a_new_revision_replaces_them(
+    local: dict[str, Any], executing_emulator: EmulatorHandle
+) -> None:
+    emu = executing_emulator.emu
+    assert emu.local.dir is not None and emu.local.processes is not None
+    supervisor = emu.local.processes
+    pools = run_v2.WorkerPoolsClient(**gapic_options(executing_emulator.url))
+    name = f"{PARENT}/workerPools/worker"
+    bucket = emu.local.dir / "buckets" / "media-bucket"
+
+    def seen() -> list[str]:
+        return sorted(p.read_text() for p in bucket.iterdir()) if bucket.is_dir() else []
+
+    def running() -> list[str]:
+        return sorted(p.spec.what for p in supervisor.running())
+
+    first = pools.create_worker_pool(
+        parent=PARENT, worker_pool_id="worker", worker_pool=worker_pool("1", count=2)
+    ).result(polling=POLL)
+    rev1 = first.latest_ready_revision
+    eventually(lambda: len(seen()) == 2, "both instances to start")
+    short1 = rev1.rsplit("/", 1)[-1]
+    assert seen() == [f"{short1} True True"] * 2
+    assert running() == [f"{rev1}/instances/0", f"{rev1}/instances/1"]
+    flt = f'resource.type="cloud_run_worker_pool" AND resource.labels.revision_name="{short1}"'
+    eventually(
+        lambda: [e.get("textPayload") for e in logged(local, flt)].count("worker ready") == 2,
+        "the instances' lines in Cloud Logging",
+    )
+
+    # a new template: its instances replace the old ones (one, as the count now says)
+    current = pools.get_worker_pool(name=name)
+    current.template = worker_pool("2", count=1).template
+    current.scaling.manual_instance_count = 1
+    rev2 = pools.update_worker_pool(worker_pool=current).result(polling=POLL).latest_ready_revision
+    assert rev2 != rev1
+    eventually(lambda: running() == [f"{rev2}/instances/0"], "the new revision's instance alone")
+    eventually(lambda: len(seen()) == 3, "the new instance to start")
+
+    pools.delete_worker_pool(name=name).result(polling=POLL)
+    eventually(lambda: own_processes(emu) == [], "the worker pool's processes to stop")
+
+
 def test_close_stops_and_a_killed_emulator_is_reaped() -> None:
     """A state dir served by an emulator in another process that is killed with SIGKILL: its
-    instance keeps running until the next emulator starts on that dir, which reaps it and
-    serves the revision again."""
+    instances (a revision's, a worker pool's) keep running until the next emulator starts on
+    that dir, which reaps them, serves the revision and runs the worker pool again."""
     with tempfile.TemporaryDirectory(prefix="djd-run-") as state:
         child = subprocess.Popen(
             [sys.executable, "-c", _CHILD, state],
@@ -348,9 +419,19 @@ def test_close_stops_and_a_killed_emulator_is_reaped() -> None:
 
         emu = Emulator(state_dir=state, time_scale=0.001, execute=True)
         try:
-            assert not any(pid in orphans for pid in processes_with(state.encode()))
+            # reaped at the start (SIGKILL: gone once the kernel has delivered it)
+            eventually(
+                lambda: not any(pid in orphans for pid in processes_with(state.encode())),
+                "the orphans to be reaped",
+            )
             eventually(lambda: emu.local.revision_address(revision) is not None, "the revival")
             assert health(emu, revision) == 200
+            supervisor = emu.local.processes
+            assert supervisor is not None
+            eventually(
+                lambda: any("/workerPools/" in p.spec.what for p in supervisor.running()),
+                "the worker pool's instance to run again",
+            )
         finally:
             emu.close()
         assert processes_with(state.encode()) == []
@@ -360,13 +441,24 @@ def test_close_stops_and_a_killed_emulator_is_reaped() -> None:
 _CHILD = """
 import sys, time
 from deployer.emulator import Emulator
-from deployer.emulator.testing import serve, EmulatorHandle
-from tests.emulator.test_local_run import deploy, setup_project, POLL
+from google.cloud import run_v2
+from deployer.emulator.testing import serve, EmulatorHandle, gapic_options
+from tests.emulator.test_local_run import deploy, setup_project, worker_pool, POLL, PARENT
 
 emu = Emulator(state_dir=sys.argv[1], time_scale=0.001, execute=True)
 running = serve(emu)
 clients = setup_project(EmulatorHandle(running.url, running.control, emu, running, None))
 done = deploy(clients, "web").result(polling=POLL)
+pools = run_v2.WorkerPoolsClient(**gapic_options(running.url))
+pools.create_worker_pool(
+    parent=PARENT, worker_pool_id="worker", worker_pool=worker_pool("1", count=1)
+).result(polling=POLL)
+# its instance starts in a thread: recorded once the supervisor lists it (a kill before that
+# would leave a process no record names)
+deadline = time.monotonic() + 180
+while not any("/workerPools/" in p.spec.what for p in emu.local.processes.running()):
+    assert time.monotonic() < deadline, "the worker pool's instance never started"
+    time.sleep(0.05)
 print(done.latest_ready_revision, flush=True)
 time.sleep(3600)
 """

@@ -20,7 +20,6 @@ from deployer.api import Target, up
 from deployer.cli import app
 from deployer.config import Config
 from deployer.emulator import Emulator, serve
-from deployer.emulator.local import find_postgres
 from deployer.emulator.local.pgwire import URL_ENV, Client, PostgresUrlError, parse_url
 from deployer.emulator.local.postgres import (
     UNAVAILABLE,
@@ -31,6 +30,7 @@ from deployer.emulator.local.postgres import (
     runner_for,
     scram_verifier,
 )
+from deployer.emulator.local.realizers import find_postgres
 from deployer.emulator.local.sharedpg import (
     NAME_MAX,
     SharedServer,

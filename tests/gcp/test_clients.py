@@ -20,6 +20,24 @@ def test_discovery_collections_are_built_once_and_answer(emulator: EmulatorHandl
     assert project["projectId"] == "acme-prod"
 
 
+def test_a_regional_discovery_client_talks_to_the_regions_endpoint_on_google() -> None:
+    """Cloud Run v1 namespaces (domain mappings) are served on ``{region}-run.googleapis.com``
+    only; with an emulator every client talks to it. Built offline: no request is sent."""
+    from google.auth.credentials import AnonymousCredentials
+
+    google = ClientFactory(project="acme-prod")
+    google.__dict__["credentials"] = AnonymousCredentials()  # no login needed to build one
+    run = google.discovery("run", "v1", region="europe-west1")
+    request = run.namespaces().domainmappings().list(parent="namespaces/acme-prod")
+    assert request.uri.startswith(
+        "https://europe-west1-run.googleapis.com/apis/domains.cloudrun.com/v1/namespaces/"
+    )
+    assert google.discovery("run", "v1") is not run  # the global endpoint is another client
+    local = ClientFactory(endpoint="http://127.0.0.1:1", project="acme-prod")
+    request = local.discovery("run", "v1", region="europe-west1").namespaces().domainmappings()
+    assert request.list(parent="namespaces/p").uri.startswith("http://127.0.0.1:1/apis/")
+
+
 def test_google_is_imported_once_up_front_by_the_factory() -> None:
     """Importing the factory imports no google.*; building one imports every module the
     clients need in its own thread, so the step threads never import them."""
@@ -60,3 +78,27 @@ def test_one_discovery_client_serves_every_thread_each_over_its_own_connection(
     assert [name for _, _, name in seen] == ["acme-prod"] * 4
     assert {id(client) for client, _, _ in seen} == {id(crm)}
     assert len({id(conn) for _, conn, _ in seen}) == 4  # a connection of its own each
+
+
+def test_modules_only_used_on_a_rare_path_load_on_first_use_in_any_thread() -> None:
+    """httplib2's WWW-Authenticate parser is imported by httplib2 but not loaded (nor
+    pyparsing) until first used; then, from several threads at once, each sees all of it."""
+    probe = (
+        "import sys, threading\n"
+        "from deployer.gcp.clients import ON_USE, start_imports\n"
+        "start_imports().join()\n"
+        "print('pyparsing' in sys.modules)\n"
+        "import httplib2\n"
+        "seen = []\n"
+        "def use():\n"
+        "    header = {'www-authenticate': 'Digest realm=\"r\", nonce=\"n\"'}\n"
+        "    seen.append(httplib2.auth._parse_www_authenticate(header)['digest']['realm'])\n"
+        "threads = [threading.Thread(target=use) for _ in range(8)]\n"
+        "for t in threads: t.start()\n"
+        "for t in threads: t.join()\n"
+        "print(sorted(set(seen)), len(seen))\n"
+        "print(all(type(sys.modules[m]).__name__ == 'module' for m in ON_USE))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:3] == ["False", "['r'] 8", "True"]

@@ -8,16 +8,22 @@ from typing import Any
 
 import pytest
 
+from deployer import render
 from deployer.config import Config, MonitoringConfig
 from deployer.emulator import projects
+from deployer.emulator.local.prober import Probe
+from deployer.emulator.monitoring import uptime
 from deployer.steps.base import Action
 from deployer.steps.monitoring import (
     AlertChannel,
     AlertPolicy,
     UptimeCheck,
+    UptimeResult,
     desired_check,
     differing,
+    uptime_result,
 )
+from tests.contract import check_transcript
 from tests.steps.test_service import (
     NUMBER,
     PROJECT,
@@ -224,3 +230,48 @@ def test_destroy_removes_all_three(emulator: Any, cloud: Any) -> None:
     again = engine.destroy(steps(), delete_data=False)
     assert all(c.action is Action.NOOP for c in again)
     assert_contract(emulator)
+
+
+@pytest.mark.virtual_clock  # the results' times and the read's window share emulator.clock
+def test_status_reads_the_checks_latest_result_from_its_time_series(
+    emulator: Any, cloud: Any
+) -> None:
+    """The results are written as the executing emulator's checker writes them (uptime.record);
+    uptime_result reads them back through projects.timeSeries.list."""
+    assert make_engine(cloud).up(steps()).ok
+    [check] = listed(cloud, "uptimeCheckConfigs")
+    cid = check_id(cloud)
+    assert uptime_result(cloud, cid) == UptimeResult(cid, "unknown", note="no result yet")
+
+    def result(status: int | None) -> None:
+        emulator.clock.advance(3.0)
+        uptime.record(emulator.emu, check, Probe(status, 12.5, "" if status else "refused"))
+
+    result(503)
+    result(200)
+    first_pass = uptime_result(cloud, cid).checked
+    result(200)
+    passing = uptime_result(cloud, cid)
+    assert (passing.state, passing.since, passing.locations) == ("passing", first_pass, 6)
+    assert not passing.whole_window and passing.checked > first_pass
+    assert render.uptime_line(passing) == (
+        f"uptime check {cid}: passing since {first_pass} (last result {passing.checked}, "
+        "6 locations)"
+    )
+    result(None)
+    failing = uptime_result(cloud, cid)
+    assert (failing.state, failing.since, len(failing.failing)) == ("failing", failing.checked, 6)
+    assert render.uptime_line(failing).startswith(f"uptime check {cid}: failing from 6 of 6 ")
+    assert not failing.alert_since  # the policy's 60 s (scaled) have not passed
+
+    emulator.clock.advance(3.0)
+    uptime.open_due(emulator.emu)  # what the executing emulator's ticker does
+    [policy] = listed(cloud, "alertPolicies")
+    alerted = uptime_result(cloud, cid, policy=policy["name"])
+    assert alerted.alert_since > failing.checked
+    assert render.uptime_line(alerted).endswith(f"; alert open since {alerted.alert_since}")
+
+    cloud.monitoring.delete("alertPolicies", policy["name"])  # the emulator closes its alert
+    uptime.open_due(emulator.emu)
+    assert uptime_result(cloud, cid, policy=policy["name"]).alert_since == ""
+    assert check_transcript(emulator.emu.transcript.entries()) == []

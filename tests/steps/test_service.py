@@ -18,7 +18,8 @@ from deployer.gcp.cloud import Cloud
 from deployer.steps import container_env as ce
 from deployer.steps.base import Action, Broken, Failure, NotOurs, Secret, Transient
 from deployer.steps.container_env import SECRET_GRANT_RETRY
-from deployer.steps.service import REDEPLOY_ANNOTATION, Service
+from deployer.steps.rollout import REDEPLOY_ANNOTATION
+from deployer.steps.service import Service
 from tests.contract import check_transcript
 
 pytestmark = pytest.mark.virtual_clock  # the engine and the emulator share emulator.clock

@@ -159,8 +159,9 @@ class Builds:
         emu.ops.complete_now(build["_opId"])
         return shown(build, emu.clock())
 
-    def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Check and store the build, QUEUED; answers the operation that runs it."""
+    def create(self, body: dict[str, Any], *, trigger_id: str | None = None) -> dict[str, Any]:
+        """Check and store the build, QUEUED (``trigger_id``: the trigger that made it);
+        answers the operation that runs it."""
         emu, location, project_id, number = self.emu, self.location, self.project_id, self.number
         if body.get("options"):
             body["options"] = enum_names(body["options"])
@@ -206,6 +207,8 @@ class Builds:
         for field in ("source", "images", "tags", "substitutions", "options", "artifacts"):
             if body.get(field):
                 build[field] = body[field]
+        if trigger_id is not None:
+            build["buildTriggerId"] = trigger_id
         options = body.get("options") or {}
         if body.get("logsBucket"):
             build["logsBucket"] = body["logsBucket"]

@@ -60,7 +60,8 @@ def local_result(emu: Emulator, build: dict[str, Any], *, timeout: float) -> Bui
             where = f"gs://{source['bucket']}/{source['object']}"
             detail = f"could not resolve source: {where}: no such object"
             return BuildResult("FAILURE", "", [], failure=detail)
-        builds.start(build["id"], BuildRequest(archive, build_args(build), timeout))
+        request = BuildRequest(archive, build_args(build), timeout, engine=builds.engine)
+        builds.start(build["id"], request)
         result = builds.result(build["id"])
     if result is None:
         raise NotYet(POLL_SECONDS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .. import artifactregistry
+from .. import artifactregistry, redis
 from ..artifactregistry.names import op_name
 from ..context import Emulator
 from ..errors import InvalidArgument, NotFound
@@ -56,11 +56,14 @@ def _op_name(build: dict[str, Any]) -> str:
     return op_name(build["projectId"], build["_location"], build["_opId"])
 
 
-def operation_json(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
-    """A build's operation: BuildOperationMetadata with the build as of now; when done, the
-    Build as ``response`` on SUCCESS, else ``error`` (the statusDetail)."""
+def operation_json(
+    emu: Emulator, op: dict[str, Any], *, now: float | None = None
+) -> dict[str, Any]:
+    """A build's operation: BuildOperationMetadata with the build as of ``now`` (default: the
+    clock's now); when done, the Build as ``response`` on SUCCESS, else ``error`` (the
+    statusDetail)."""
     build = get_build(emu, op["target"])
-    current = shown(build, emu.clock())
+    current = shown(build, emu.clock() if now is None else now)
     error: dict[str, Any] = {}  # SUCCESS: the Build, whatever the operation recorded
     if current["status"] != "SUCCESS":
         status, message = _OP_ERRORS.get(current["status"], _FAILED)
@@ -83,13 +86,19 @@ def operation_json(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
 def create_build(req: Request, project: str) -> dict[str, Any]:
     location = _location_of(req.arg("parent"))
     body = req.json()
-    return operation_json(req.emu, _builds(req, project, location).create(body))
+    return _created(req.emu, _builds(req, project, location).create(body))
 
 
 @router.route("POST", "/v1/projects/{project}/locations/{location}/builds")
 def create_build_regional(req: Request, project: str, location: str) -> dict[str, Any]:
     body = req.json()
-    return operation_json(req.emu, _builds(req, project, location).create(body))
+    return _created(req.emu, _builds(req, project, location).create(body))
+
+
+def _created(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
+    """The create answer shows the build as created, QUEUED, as Google's does, however long a
+    loaded machine took between storing it and answering."""
+    return operation_json(emu, op, now=op["created"])
 
 
 # -- get / list / cancel ---------------------------------------------------------------------
@@ -213,6 +222,28 @@ def delete_trigger(req: Request, project: str, location: str, trigger: str) -> d
     return {}
 
 
+def _run_trigger(
+    req: Request, project: str, location: str, trigger: str, source: dict[str, Any]
+) -> dict[str, Any]:
+    """RunBuildTrigger: the operation of the build the trigger makes."""
+    trigger_id, build = _triggers(req, project, location).build_of(trigger, source)
+    op = _builds(req, project, location).create(build, trigger_id=trigger_id)
+    return operation_json(req.emu, op)
+
+
+@router.route("POST", "/v1/projects/{project}/triggers/{trigger}:run")
+def run_trigger_global(req: Request, project: str, trigger: str) -> dict[str, Any]:
+    """The body is the RepoSource."""
+    location = _trigger_location(req.arg("name"))
+    return _run_trigger(req, project, location, trigger, req.json())
+
+
+@router.route("POST", _TRIGGERS + "/{trigger}:run")
+def run_trigger(req: Request, project: str, location: str, trigger: str) -> dict[str, Any]:
+    """The body is the RunBuildTriggerRequest (name, projectId, triggerId, source)."""
+    return _run_trigger(req, project, location, trigger, req.json().get("source") or {})
+
+
 # -- operations ------------------------------------------------------------------------------
 
 
@@ -226,11 +257,13 @@ def get_operation(req: Request, project: str, op_id: str) -> dict[str, Any]:
 
 @router.route("GET", "/v1/projects/{project}/locations/{location}/operations/{op_id}")
 def get_regional_operation(req: Request, project: str, location: str, op_id: str) -> dict[str, Any]:
-    """One path for the regional operations of Cloud Build and Artifact Registry: served here,
-    since Cloud Build sits above Artifact Registry."""
+    """One path for the regional operations of Cloud Build, Artifact Registry and Memorystore
+    for Redis: served here, since Cloud Build sits above both."""
     op = req.emu.ops.get(op_id)
     if op is not None and op["completer"].startswith("cloudbuild."):
         return operation_json(req.emu, op)
     if op is not None and op["completer"].startswith("artifactregistry."):
         return artifactregistry.operation_json(op)
+    if op is not None and op["completer"].startswith("redis."):
+        return redis.operation_json(op)
     raise NotFound(f"Operation {op_name(project, location, op_id)} not found.")

@@ -7,11 +7,15 @@ trigger needs an event source (the emulator serves ``github`` with ``push.branch
 (it exists; the build logs to Cloud Logging only, or to a bucket). A GitHub trigger is refused
 with FAILED_PRECONDITION "Repository mapping does not exist" until its repository is connected
 to the project (the console's one manual step); the emulator's admin seam ``connect_github``
-stands for that step. Triggers never fire here: no push reaches them.
+stands for that step. No push reaches the emulator, so triggers fire only when run
+(``triggers:run``, :meth:`Triggers.build_of`): the trigger's inline ``build`` becomes a build of
+its location, as its own service account, with the trigger's substitutions and GitHub's built-in
+ones; it is simulated (no repository source reaches the emulator, so its steps never run here).
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -99,6 +103,51 @@ class Triggers:
                 raise NotFound(f"trigger ({self.project_id}, {trigger}) not found")
             self.emu.store.delete(KIND, found[0])
 
+    def build_of(self, trigger_ref: str, source: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """RunBuildTrigger: (the trigger's id, the build it makes) for ``source`` (a
+        RepoSource: ``branchName``, ``tagName`` or ``commitSha``; without one, the branch or
+        tag the trigger's push pattern names when it names exactly one)."""
+        trigger = self.get(trigger_ref)
+        if not trigger.get("build"):
+            raise FailedPrecondition(
+                f"trigger {trigger['name']} reads its build config from {trigger.get('filename')}"
+                " in the repository, which the emulator cannot read: give it an inline build"
+            )
+        github = trigger["github"]
+        refs = {k: source[k] for k in ("branchName", "tagName", "commitSha") if source.get(k)}
+        if not refs:
+            push = github.get("push") or {}
+            kind = "tagName" if push.get("tag") else "branchName"
+            literal = _literal(push.get("tag") or push.get("branch") or "")
+            if literal is None:
+                raise InvalidArgument(
+                    f"trigger {trigger['name']} matches a pattern of refs: give "
+                    "source.branchName, source.tagName or source.commitSha to run it"
+                )
+            refs = {kind: literal}
+        built_in = {
+            "TRIGGER_NAME": trigger["name"],
+            "REPO_NAME": github["name"],
+            "REPO_FULL_NAME": f"{github['owner']}/{github['name']}",
+        }
+        if "branchName" in refs:
+            built_in |= {"BRANCH_NAME": refs["branchName"], "REF_NAME": refs["branchName"]}
+        if "tagName" in refs:
+            built_in |= {"TAG_NAME": refs["tagName"], "REF_NAME": refs["tagName"]}
+        if "commitSha" in refs:
+            sha = refs["commitSha"]
+            built_in |= {"COMMIT_SHA": sha, "SHORT_SHA": sha[:7], "REVISION_ID": sha}
+        build = copy.deepcopy(trigger["build"])
+        build["substitutions"] = {
+            **built_in,
+            **(trigger.get("substitutions") or {}),
+            **(build.get("substitutions") or {}),
+            **(source.get("substitutions") or {}),
+        }
+        if trigger.get("serviceAccount"):
+            build["serviceAccount"] = trigger["serviceAccount"]
+        return str(trigger["id"]), build
+
     def _check(self, trigger: dict[str, Any]) -> None:
         """Google's checks; the build's option enums (numbers from GAPIC REST) become names."""
         if (trigger.get("build") or {}).get("options"):
@@ -131,3 +180,12 @@ class Triggers:
                 "https://console.cloud.google.com/cloud-build/triggers;region=global/connect"
                 f"?project={self.project_number} to connect a repository to your project"
             )
+
+
+def _literal(pattern: str) -> str | None:
+    """The one ref an anchored pattern names (``^main$``, ``^v1\\.0$``), else None."""
+    if not (pattern.startswith("^") and pattern.endswith("$")):
+        return None
+    inner = pattern[1:-1]
+    text = re.sub(r"\\(.)", r"\1", inner)
+    return text if text and re.escape(text) == inner else None

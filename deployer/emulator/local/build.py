@@ -10,6 +10,10 @@ are the same: ``<state>/venvs/<hash>``, linked as ``venv``, pip's cache in ``<st
 ``app/`` byte-compiled; ``.djdeploy/`` moved to ``djdeploy/``; the build-time collectstatic
 with the final stage's environment (paths moved into the image directory); ``image.json`` last.
 
+With the buildah engine (:mod:`deployer.emulator.local.buildah`, ``DJDEPLOY_EMULATOR_ENGINE``),
+the unpacked archive is built by buildah with its own Dockerfile instead, and the image directory
+holds only ``image.json`` naming the image in buildah's storage.
+
 Each build runs in a thread of its own, its processes in their own process group, so a timeout
 or a cancel kills them all. The backend (cloudbuild) starts a build, polls it, and turns its
 :class:`BuildResult` into the Build resource; nothing here knows the API.
@@ -33,8 +37,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .buildah import Buildah, EngineMissing
 from .dockerfile import DockerfileError, final_config
-from .image import Image, ImageConfig, find_image, finish_image, image_root
+from .image import (
+    BUILDAH,
+    CONFIG_FILE,
+    LOCAL,
+    Image,
+    ImageConfig,
+    find_image,
+    finish_image,
+    image_root,
+)
 
 VENVS = "venvs"
 PIP_CACHE = "pip-cache"
@@ -62,10 +76,12 @@ _INCLUDE = re.compile(r"^\s*(?:-r|-c|--requirement|--constraint)[\s=]+(\S+)")
 _LOCAL = re.compile(r"^\s*(?:-e|--editable|\.|/|file:)|\s@\s*file:")
 
 
-def image_digest(archive: bytes, build_args: dict[str, str]) -> str:
+def image_digest(archive: bytes, build_args: dict[str, str], *, engine: str = LOCAL) -> str:
     """The digest of the image built from ``archive`` (the source tar.gz) with ``build_args``,
-    by this Python (``sha256:<hex>``): the same inputs, the same image."""
+    by this Python and ``engine`` (``sha256:<hex>``): the same inputs, the same image."""
     h = hashlib.sha256(b"djdeploy local image 1\n")
+    if engine != LOCAL:
+        h.update(f"engine {engine}\n".encode())
     h.update(f"python {sys.version_info.major}.{sys.version_info.minor}\n".encode())
     h.update(json.dumps(build_args, sort_keys=True).encode() + b"\n")
     h.update(archive)
@@ -74,16 +90,17 @@ def image_digest(archive: bytes, build_args: dict[str, str]) -> str:
 
 @dataclass(frozen=True)
 class BuildRequest:
-    """What a build builds: the source archive (tar.gz), the Dockerfile's build args, and how
-    long it may run (wall seconds)."""
+    """What a build builds: the source archive (tar.gz), the Dockerfile's build args, how
+    long it may run (wall seconds), and the engine that builds it (LOCAL or BUILDAH)."""
 
     archive: bytes
     build_args: dict[str, str]
     timeout: float
+    engine: str = LOCAL
 
     @property
     def digest(self) -> str:
-        return image_digest(self.archive, self.build_args)
+        return image_digest(self.archive, self.build_args, engine=self.engine)
 
 
 @dataclass(frozen=True)
@@ -172,10 +189,12 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
 
 class LocalBuilds:
     """The builds of one state dir: images in ``<state>/images``, shared virtualenvs in
-    ``<state>/venvs``, pip's cache in ``<state>/pip-cache``."""
+    ``<state>/venvs``, pip's cache in ``<state>/pip-cache``; ``buildah``: the engine that builds
+    instead (None: no engine)."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, buildah: Buildah | None = None) -> None:
         self.dir = state_dir
+        self.buildah = buildah
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()
         self._keyed: dict[str, threading.Lock] = {}  # one build at a time per image / venv
@@ -187,7 +206,7 @@ class LocalBuilds:
             if build_id in self._jobs:
                 return
             job = self._jobs[build_id] = _Job(request)
-        found = find_image(self.dir, request.digest)
+        found = self._found(request.digest)
         if found is not None:
             job.say(f"image {found.digest} is already built here: nothing to do")
             job.result = BuildResult("SUCCESS", found.digest, job.log)
@@ -197,6 +216,26 @@ class LocalBuilds:
         job.thread = threading.Thread(target=self._work, args=(job,), name=f"build-{build_id}")
         job.thread.start()
         job.timer.start()
+
+    @property
+    def engine(self) -> str:
+        """What builds here: LOCAL or BUILDAH."""
+        return LOCAL if self.buildah is None else BUILDAH
+
+    def _found(self, digest: str) -> Image | None:
+        """The finished image with this digest, when it can run: a buildah image still in
+        its storage (else its record is dropped, to be built again)."""
+        found = find_image(self.dir, digest)
+        if found is None or found.config().engine != BUILDAH:
+            return found
+        config = found.config()
+        with contextlib.suppress(EngineMissing):  # no buildah (any more): build again
+            if self.buildah is not None and self.buildah.has_image(
+                config.ref, storage=config.storage
+            ):
+                return found
+        shutil.rmtree(found.root, ignore_errors=True)
+        return None
 
     def result(self, build_id: str) -> BuildResult | None:
         """How the build ended; None while it runs or when it was never started here (an
@@ -223,10 +262,16 @@ class LocalBuilds:
                 job.thread.join(JOIN_SECONDS)
 
     def remove_all(self) -> None:
-        """Forget every build: stopped, images and virtualenvs deleted (pip's cache is kept)."""
+        """Forget every build: stopped, images and virtualenvs deleted (pip's cache is kept;
+        an image buildah built: removed from its storage, with its working container)."""
         self.stop_all()
         with self._lock:
             self._jobs.clear()
+        buildah = self.buildah or Buildah(root=None)  # each record names its own storage
+        for record in (self.dir / "images").glob(f"*/{CONFIG_FILE}"):
+            image = Image(record.parent)
+            if image.config().engine == BUILDAH:
+                buildah.remove_image(image.config(), root=image.root)
         for name in ("images", VENVS):
             shutil.rmtree(self.dir / name, ignore_errors=True)
 
@@ -243,13 +288,13 @@ class LocalBuilds:
         status, failure, tail = "SUCCESS", None, []
         with self._key_lock(digest):
             try:
-                if find_image(self.dir, digest) is None:  # else built meanwhile, same inputs
+                if self._found(digest) is None:  # else built meanwhile, same inputs
                     self._build(job, root)
             except _Stopped:
                 status = "CANCELLED"
             except _StepFailed as exc:
                 status, failure, tail = "FAILURE", str(exc), exc.tail
-            except (OSError, tarfile.TarError, DockerfileError) as exc:
+            except (OSError, tarfile.TarError, DockerfileError, EngineMissing) as exc:
                 status, failure = "FAILURE", str(exc)
                 job.say(f"ERROR: {exc}")
             except Exception as exc:  # a bug here: the build ends, the emulator goes on
@@ -280,6 +325,9 @@ class LocalBuilds:
                     f"lstat /workspace/{DOCKERFILE}: no such file or directory"
                 ],
             )
+        if self.buildah is not None:
+            self._build_with_buildah(job, root, self.buildah)
+            return
         config = final_config(dockerfile.read_text(), job.request.build_args)
         steps = 5
         job.say(
@@ -323,6 +371,22 @@ class LocalBuilds:
         )
         finish_image(root, config)
         job.say(f"Successfully built {image.digest}")
+
+    def _build_with_buildah(self, job: _Job, root: Path, buildah: Buildah) -> None:
+        """The archive unpacked in ``root/app`` built by buildah; the record written, the
+        unpacked source removed (the image holds it)."""
+        app = root / "app"
+        env = buildah.env()
+        config = buildah.build(
+            context=app,
+            dockerfile=DOCKERFILE,
+            build_args=job.request.build_args,
+            digest=job.request.digest,
+            run=lambda argv: job.run(argv, cwd=app, env=env),
+        )
+        shutil.rmtree(app)
+        finish_image(root, config)
+        job.say(f"Successfully built {job.request.digest} as {config.ref}")
 
     def _venv(self, job: _Job, app: Path) -> Path:
         """The virtualenv of the project's requirements: the shared one with the same inputs

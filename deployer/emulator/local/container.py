@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from .image import Image
+from .image import Image, ImageConfig
 from .processes import Spec
 
 #: env variables whose value is a list of paths
@@ -102,18 +102,22 @@ def process_spec(
     local_env = {name: paths.value(name, value) for name, value in merged.items()}
     if "PATH" not in local_env:
         local_env["PATH"] = os.defpath
-    command = _strings(container.get("command"))
-    args = _strings(container.get("args"))
-    argv = [*command, *args] if command else [*config.entrypoint, *(args or config.cmd)]
-    if not argv:
-        argv = ["/bin/sh"]
     workdir = str(container.get("workingDir") or config.workdir)
     return Spec(
-        argv=[paths.local(a) for a in argv],
+        argv=[paths.local(a) for a in container_argv(config, container)],
         env=local_env,
         cwd=Path(paths.local(workdir)),
         what=what,
     )
+
+
+def container_argv(config: ImageConfig, container: Mapping[str, object]) -> list[str]:
+    """What the container runs, as in the image: the template's ``command`` + ``args``, else
+    the image's ENTRYPOINT + (``args``, else CMD); nothing at all: a shell."""
+    command = _strings(container.get("command"))
+    args = _strings(container.get("args"))
+    argv = [*command, *args] if command else [*config.entrypoint, *(args or config.cmd)]
+    return argv or ["/bin/sh"]
 
 
 def _strings(value: object) -> list[str]:

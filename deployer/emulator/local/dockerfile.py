@@ -63,7 +63,19 @@ def _exec_form(instruction: str, rest: str) -> list[str]:
 
 def final_config(text: str, build_args: dict[str, str]) -> ImageConfig:
     """The image config of the Dockerfile's last stage, built with ``build_args``."""
+    return _read(text, build_args)[0]
+
+
+def base_images(text: str, build_args: dict[str, str]) -> list[str]:
+    """The images the Dockerfile's stages start FROM, with ``build_args`` applied (a stage
+    named by an earlier stage's ``AS`` is not an image), in order, each once."""
+    return _read(text, build_args)[1]
+
+
+def _read(text: str, build_args: dict[str, str]) -> tuple[ImageConfig, list[str]]:
     global_args: dict[str, str] = {}
+    bases: list[str] = []
+    stages: set[str] = set()
     args: dict[str, str] | None = None  # the current stage's declared args
     env: dict[str, str] = {}
     entrypoint: list[str] = []
@@ -73,6 +85,12 @@ def final_config(text: str, build_args: dict[str, str]) -> ImageConfig:
         scope = {**(global_args if args is None else args), **env}
         if instruction == "FROM":
             args, env, entrypoint, cmd, workdir = {}, dict(BASE_ENV), [], [], "/"
+            words = _substitute(rest, global_args).split()
+            image = next((w for w in words if not w.startswith("--")), "")
+            if image and image not in stages and image not in bases:
+                bases.append(image)
+            if len(words) >= 2 and words[-2].upper() == "AS":
+                stages.add(words[-1])
         elif instruction == "ARG":
             name, eq, default = rest.partition("=")
             declared = global_args if args is None else args
@@ -96,4 +114,4 @@ def final_config(text: str, build_args: dict[str, str]) -> ImageConfig:
             workdir = _substitute(rest, scope)
     if args is None:
         raise DockerfileError("the Dockerfile has no FROM")
-    return ImageConfig(entrypoint=entrypoint, cmd=cmd, env=env, workdir=workdir)
+    return ImageConfig(entrypoint=entrypoint, cmd=cmd, env=env, workdir=workdir), bases

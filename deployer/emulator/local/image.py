@@ -15,6 +15,9 @@ each absolute path of the image moved under the directory:
 
 :data:`IMAGE_PATHS` maps each in-image path to its place in the directory, so a runner rewrites
 the paths it hands a process (PATH, APP_HOME, STATIC_ROOT, an args path) the same way.
+
+An image the buildah engine built (local/buildah.py) is only ``image.json`` here (engine
+``buildah``): the files are in buildah's storage, under the name the config records.
 """
 
 from __future__ import annotations
@@ -34,15 +37,29 @@ IMAGE_PATHS = {
 }
 
 
+#: the engine of an image directory holding the files themselves (local/build.py)
+LOCAL = "local"
+#: the engine of an image built by buildah (local/buildah.py): the directory holds only
+#: image.json, the image is ``ref`` in the buildah storage ``storage`` names
+BUILDAH = "buildah"
+
+
 @dataclass(frozen=True)
 class ImageConfig:
     """The OCI config the Dockerfile gives the image (ENTRYPOINT, CMD, ENV, WORKDIR), with the
-    image's own paths (``/app``...), as the real image has them."""
+    image's own paths (``/app``...), as the real image has them. ``engine``: what built it
+    (LOCAL or BUILDAH); for BUILDAH, ``ref`` is the image's name in buildah's storage and
+    ``storage`` the buildah options that name that storage (empty: buildah's own), ``user``
+    the image's USER."""
 
     entrypoint: list[str]
     cmd: list[str]
     env: dict[str, str] = field(default_factory=dict)
     workdir: str = "/app"
+    engine: str = LOCAL
+    ref: str = ""
+    storage: list[str] = field(default_factory=list)
+    user: str = ""
 
 
 @dataclass(frozen=True)

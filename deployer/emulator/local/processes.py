@@ -41,12 +41,14 @@ OnLine = Callable[[str, str], None]  # (stream "stdout" | "stderr", line without
 @dataclass(frozen=True)
 class Spec:
     """How to start one process: ``what`` names it in its record and in messages (e.g. the
-    task or revision), never its env."""
+    task or revision), never its env. ``stdin``: bytes written to its stdin, then closed (a way
+    to hand it secrets that is neither argv nor a file); None: stdin empty."""
 
     argv: list[str]
     env: dict[str, str]
     cwd: Path
     what: str
+    stdin: bytes | None = None
 
 
 @dataclass
@@ -99,6 +101,12 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def _feed(popen: subprocess.Popen[bytes], data: bytes) -> None:
+    assert popen.stdin is not None
+    with contextlib.suppress(OSError), popen.stdin:  # it may exit without reading
+        popen.stdin.write(data)
+
+
 def reap_stale(directory: Path) -> int:
     """Stop every process group recorded in ``directory`` by an emulator that is gone (its
     leader still has the recorded start time), and forget the records; how many were stopped.
@@ -136,13 +144,13 @@ class Supervisor:
         self._pump.start()
 
     def start(self, spec: Spec, *, on_line: OnLine) -> Process:
-        """Start ``spec`` in a new process group (stdin empty)."""
+        """Start ``spec`` in a new process group (stdin: ``spec.stdin``, else empty)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         popen = subprocess.Popen(
             spec.argv,
             env=spec.env,
             cwd=spec.cwd,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if spec.stdin is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -157,6 +165,8 @@ class Supervisor:
         }
         record.write_text(json.dumps(data))
         proc = Process(spec, popen, record)
+        if spec.stdin is not None:  # a thread: a full pipe must not block the caller
+            threading.Thread(target=_feed, args=(popen, spec.stdin), daemon=True).start()
         for stream, pipe in (("stdout", popen.stdout), ("stderr", popen.stderr)):
             assert pipe is not None
             reader = threading.Thread(

@@ -1,8 +1,8 @@
-"""A background ticker for what runs on a schedule (Cloud Scheduler's jobs, docs/emulator.md,
-"Local execution"): one thread that calls the backend's ``tick`` every ``POLL_SECONDS`` of real
-time until stopped. It knows nothing of the APIs or of schedules: ``tick`` reads the emulator's
-clock and decides what is due, so with a virtual clock firing follows that clock (the real-time
-poll only bounds how soon a due job is seen).
+"""A background ticker for what runs on a schedule (Cloud Scheduler's jobs, uptime checks;
+docs/emulator.md, "Local execution"): one thread that calls the backend's ``tick`` every
+``POLL_SECONDS`` of real time until stopped. It knows nothing of the APIs or of schedules:
+``tick`` reads the emulator's clock and decides what is due, so with a virtual clock firing
+follows that clock (the real-time poll only bounds how soon a due job is seen).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ POLL_SECONDS = 0.05
 class Ticker:
     """Calls ``tick`` from one daemon thread; a failing tick is printed and the next one runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "scheduler") -> None:
+        self.name = name
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -33,7 +34,7 @@ class Ticker:
             return
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, args=(tick,), daemon=True)
-        self._thread.name = "djdeploy-local-scheduler"
+        self._thread.name = f"djdeploy-local-{self.name}"
         self._thread.start()
 
     def _run(self, tick: Callable[[], None]) -> None:
@@ -41,7 +42,7 @@ class Ticker:
             try:
                 tick()
             except Exception:  # a bug or a closed store: said, and the ticker goes on
-                print("djdeploy emulator: the scheduler's tick failed:", file=sys.stderr)
+                print(f"djdeploy emulator: the {self.name}'s tick failed:", file=sys.stderr)
                 traceback.print_exc(file=sys.stderr)
             self._stop.wait(POLL_SECONDS)
 

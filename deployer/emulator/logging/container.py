@@ -6,7 +6,8 @@ unknown one: DEFAULT), as Cloud Run's logging agent reads structured lines; any 
 ``textPayload`` (DEFAULT). stdout lines go to ``run.googleapis.com/stdout``, stderr lines to
 ``run.googleapis.com/stderr``; the platform's own lines (exit, probes) to
 ``run.googleapis.com/varlog/system``. Resource types and labels are those of
-:mod:`.simulated`: :func:`job_resource`, :func:`revision_resource`.
+:mod:`.simulated`: :func:`job_resource`, :func:`revision_resource`; a worker pool's instance
+logs as ``cloud_run_worker_pool`` (:func:`worker_pool_resource`).
 """
 
 from __future__ import annotations
@@ -57,6 +58,22 @@ def revision_resource(revision: str) -> tuple[str, dict[str, Any], dict[str, str
         },
     }
     return project_id, resource, {"instanceId": _instance(revision)}
+
+
+def worker_pool_resource(revision: str, index: int) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """(project id, resource, entry labels) of instance ``index`` of a worker pool's revision
+    (``projects/P/locations/L/workerPools/W/revisions/R``)."""
+    _, project_id, _, location, _, pool, _, rev = revision.split("/")
+    resource = {
+        "type": "cloud_run_worker_pool",
+        "labels": {
+            "project_id": project_id,
+            "worker_pool_name": pool,
+            "revision_name": rev,
+            "location": location,
+        },
+    }
+    return project_id, resource, {"instanceId": _instance(f"{revision}/{index}")}
 
 
 def _payload(line: str) -> tuple[str, str | dict[str, Any]]:

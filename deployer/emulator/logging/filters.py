@@ -9,13 +9,13 @@ wider answer than Google's.
 
 from __future__ import annotations
 
-import datetime as _dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidArgument
+from ..formats import parse_rfc3339
 
 SEVERITIES = (
     "DEFAULT",
@@ -35,7 +35,6 @@ _TERM = re.compile(
     r'\s*(?P<op>>=|<=|!=|=|>|<)\s*(?P<value>"(?:[^"\\]|\\.)*"|[^\s"()]+)\s*'
 )
 _AND = re.compile(r"AND\s+|(?=\S)")
-_FRACTION = re.compile(r"(\.\d{1,6})\d*")
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "=": lambda a, b: a == b,
@@ -51,8 +50,7 @@ def parse_time(value: str) -> float:
     """An RFC 3339 timestamp ("2026-01-02T03:04:05.123456789Z") as epoch seconds; nanosecond
     digits past the sixth are dropped."""
     try:
-        text = _FRACTION.sub(r"\1", value, count=1).replace("z", "Z")
-        return _dt.datetime.fromisoformat(text).timestamp()
+        return parse_rfc3339(value)
     except ValueError:
         raise InvalidArgument(f"Invalid timestamp in filter: {value!r}.") from None
 

@@ -6,6 +6,10 @@
     PATCH  /v3/projects/{p}/uptimeCheckConfigs/{id}?updateMask=
     DELETE /v3/projects/{p}/uptimeCheckConfigs/{id}
     (the same five for alertPolicies and notificationChannels; DELETE of a channel takes force)
+    GET    /v3/projects/{p}/timeSeries?filter&interval.startTime&interval.endTime&view
+           [&pageSize&pageToken]     the uptime checks' check_passed and request_latency
+    GET    /v3/projects/{p}/alerts[?filter&pageSize&pageToken]       incidents of alert policies
+    GET    /v3/projects/{p}/alerts/{id}
 
 Behaviour copied from Google's reference: the API must be enabled (403 SERVICE_DISABLED); ids
 are assigned by the server (an uptime check's from its display name plus a random suffix, alert
@@ -20,9 +24,18 @@ policy is deleted only with ``force``, which removes it from those policies; use
 the label rules (64 entries, lowercase keys and values). An empty updateMask replaces the whole
 resource (name and server fields kept).
 
-Backend (no HTTP): :mod:`.resources`. :mod:`.handlers` parses, calls it and renders.
+With local execution on, uptime checks run (:mod:`.uptime`): each period a real request through
+the front door, its result as the points of ``uptime_check/check_passed`` and
+``uptime_check/request_latency`` per checker location, which ``timeSeries.list`` serves (a
+filter of ``metric.type``, ``resource.type`` and label equalities joined by AND; raw points,
+newest first; no aggregation), and the alert policies on them open and close incidents,
+which ``alerts.list`` and ``alerts.get`` serve.
+
+Backend (no HTTP): :mod:`.resources`, :mod:`.uptime`. :mod:`.handlers` parses, calls them and
+renders.
 """
 
 from .handlers import router
+from .uptime import realize
 
-__all__ = ["router"]
+__all__ = ["realize", "router"]

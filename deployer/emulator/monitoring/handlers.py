@@ -7,6 +7,7 @@ from typing import Any
 from ..errors import InvalidArgument
 from ..pagination import Paging, paginate
 from ..routing import Request, Router
+from . import uptime
 from .resources import (
     CHANNEL_PATCHABLE,
     POLICY_PATCHABLE,
@@ -94,3 +95,41 @@ def create_policy(req: Request, project: str) -> dict[str, Any]:
 def create_channel(req: Request, project: str) -> dict[str, Any]:
     backend, project_id = _backend(req, project)
     return backend.create_channel(project_id, req.json())
+
+
+_SERIES_PAGING = Paging(default_size=100_000, max_size=100_000)
+
+
+@router.route("GET", "/v3/projects/{project}/timeSeries")
+def list_time_series(req: Request, project: str) -> dict[str, Any]:
+    backend, project_id = _backend(req, project)
+    found = uptime.list_time_series(
+        backend.emu,
+        project_id,
+        filter_text=req.arg("filter") or "",
+        start=req.arg("interval.startTime"),
+        end=req.arg("interval.endTime"),
+        view=req.arg("view"),
+        aggregated=any(k.startswith(("aggregation.", "secondaryAggregation.")) for k in req.query),
+    )
+    return paginate(req, found, _SERIES_PAGING, key="timeSeries")
+
+
+_ALERT_PAGING = Paging(default_size=50, max_size=1000)
+
+
+@router.route("GET", "/v3/projects/{project}/alerts")
+def list_alerts(req: Request, project: str) -> dict[str, Any]:
+    backend, project_id = _backend(req, project)
+    if req.arg("orderBy"):
+        raise InvalidArgument(
+            "The emulator lists alerts by open_time desc only: leave orderBy unset."
+        )
+    found = uptime.list_alerts(backend.emu, project_id, filter_text=req.arg("filter") or "")
+    return paginate(req, found, _ALERT_PAGING, key="alerts")
+
+
+@router.route("GET", "/v3/projects/{project}/alerts/{rid}")
+def get_alert(req: Request, project: str, rid: str) -> dict[str, Any]:
+    backend, project_id = _backend(req, project)
+    return uptime.get_alert(backend.emu, _name(project_id, "alerts", rid))

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from ..context import Emulator
 
 SERVICE = "monitoring.googleapis.com"
+PROBE_KIND = "monitoring.probe"  # an uptime check's results (local execution), by check/time
+DUE_KIND = "monitoring.uptime_due"  # when a check's next probe is due, by check name
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _DURATION = re.compile(r"^(\d+)(?:\.\d+)?s$")
@@ -56,7 +58,7 @@ def _invalid(message: str) -> ApiError:
     return InvalidArgument(message)
 
 
-def _seconds(value: object, field: str) -> int:
+def duration_seconds(value: object, field: str) -> int:
     m = _DURATION.match(value) if isinstance(value, str) else None
     if m is None:
         raise _invalid(f"Invalid duration for field {field}: {value!r}.")
@@ -134,7 +136,7 @@ class MonitoringBackend:
     def check_uptime(self, doc: dict[str, Any]) -> None:
         if not doc.get("displayName"):
             raise _invalid("Field displayName is required.")
-        timeout = _seconds(doc.get("timeout"), "timeout")
+        timeout = duration_seconds(doc.get("timeout"), "timeout")
         if not 1 <= timeout <= 60:
             raise _invalid("Field timeout must be between 1 and 60 seconds.")
         if doc.get("period", "60s") not in UPTIME_PERIODS:
@@ -172,6 +174,9 @@ class MonitoringBackend:
                         f"{policy['name']} refers to it.",
                     )
             self.emu.store.delete(self.UPTIME, name)
+            self.emu.store.delete(DUE_KIND, name)  # its results go with it in the emulator
+            for key, _ in self.emu.store.list(PROBE_KIND, f"{name}/"):
+                self.emu.store.delete(PROBE_KIND, key)
 
     # -- alert policies ---------------------------------------------------------------------
 
@@ -203,7 +208,7 @@ class MonitoringBackend:
                 raise _invalid(f"Field conditions[{i}].conditionThreshold.filter is required.")
             if threshold.get("comparison") in (None, "COMPARISON_UNSPECIFIED"):
                 raise _invalid(f"Field conditions[{i}].conditionThreshold.comparison is required.")
-            duration = _seconds(threshold.get("duration"), f"conditions[{i}].duration")
+            duration = duration_seconds(threshold.get("duration"), f"conditions[{i}].duration")
             if duration % 60:
                 raise _invalid(f"conditions[{i}].duration must be a whole number of minutes.")
         for channel in doc.get("notificationChannels") or []:

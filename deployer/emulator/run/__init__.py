@@ -22,6 +22,9 @@
     DELETE .../workerPools/{w}[?etag=&validateOnly=]                     -> Operation (WorkerPool)
     GET|POST .../workerPools/{w}:getIamPolicy | :setIamPolicy | :testIamPermissions
     GET    /v2/projects/{p}/locations/{l}/operations[/{id}]; DELETE .../operations/{id}
+    POST   /apis/domains.cloudrun.com/v1/namespaces/{p}/domainmappings   -> DomainMapping (v1)
+    GET    /apis/domains.cloudrun.com/v1/namespaces/{p}/domainmappings[/{domain}]
+    DELETE /apis/domains.cloudrun.com/v1/namespaces/{p}/domainmappings/{domain} -> Status
 
 Built moto's way: ``handlers`` parses, calls a backend and renders; the backends (``services``,
 ``revisions``, ``jobs``, ``executions``, ``tasks``, ``workerpools``, ``ops``) hold the behaviour,
@@ -29,13 +32,28 @@ with what they share in ``common`` (store kinds, records, etags, operations), th
 template defaults and 400 checks in ``templates``, the checks a revision or task must pass to
 start in ``readiness``, and the discovery-document request checks in ``schema``. ``run_job``
 is what Cloud Scheduler's HTTP call to ``jobs:run`` amounts to (the cloudscheduler package
-calls it). docs/emulator.md lists the behaviour copied from Google. :mod:`.realize`: local
-execution (a job's tasks and a serving revision's instance are real processes); :func:`realize`
-brings the serving revisions back when an emulator starts.
+calls it). ``domainmappings``: the Admin API v1's domain mappings (Knative shape, no
+operation; the status worked out from the mapping's scaled age; ``unverified.example`` and its
+subdomains are the domains the caller does not own). docs/emulator.md lists the behaviour
+copied from Google. :mod:`.realize`: local execution (a job's tasks, a serving revision's
+instance and a worker pool's instances are real processes); :func:`realize` brings the serving
+revisions and the worker pools back when an emulator starts.
 """
 
+from typing import TYPE_CHECKING
+
+from . import services, workerpools
 from .executions import run_job
 from .handlers import router
-from .services import realize
+
+if TYPE_CHECKING:
+    from ..context import Emulator
+
+
+def realize(emu: "Emulator") -> None:
+    """An emulator start: what the stored state says runs, runs again."""
+    services.realize(emu)
+    workerpools.realize(emu)
+
 
 __all__ = ["realize", "router", "run_job"]

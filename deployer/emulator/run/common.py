@@ -155,6 +155,85 @@ def new_resource(emu: Emulator, name: str) -> dict[str, Any]:
     return {"name": name, "uid": str(uuid.uuid4()), "createTime": now(emu), "creator": CREATOR}
 
 
+def set_spec(resource: dict[str, Any], spec: dict[str, Any], fields: tuple[str, ...]) -> None:
+    """The ``fields`` a create/update sets, from ``spec`` (those it leaves out are unset)."""
+    for key in fields:
+        if key in spec:
+            resource[key] = spec[key]
+        else:
+            resource.pop(key, None)
+
+
+def next_generation(resource: dict[str, Any], at: str) -> int:
+    """A change to ``resource``: its new generation (returned), update time and modifier."""
+    generation = int(resource.get("generation", "0")) + 1
+    resource["generation"] = str(generation)
+    resource["updateTime"] = at
+    resource["lastModifier"] = CREATOR
+    return generation
+
+
+def without_revision(template: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (template or {}).items() if k != "revision"}
+
+
+def new_revision_id(
+    resource: dict[str, Any], template: dict[str, Any], generation: int
+) -> str | None:
+    """A deploy of ``template`` onto ``resource`` (a service, a worker pool): the id of the
+    revision it creates (the template's ``revision``, else ``<id>-0000N-xyz``), or None when
+    the template is unchanged (but for its revision name)."""
+    old = resource.get("template")
+    resource["template"] = template
+    if old is not None and without_revision(template) == without_revision(old):
+        return None
+    rid = resource["name"].rsplit("/", 1)[-1]
+    return str(template.get("revision") or f"{rid}-{generation:05d}-{rand(3)}")
+
+
+def settle_deploy(
+    emu: Emulator,
+    resource: dict[str, Any],
+    op: dict[str, Any],
+    *,
+    problem: str | None,
+    revision: str | None,
+    types: tuple[str, ...],
+) -> bool:
+    """The end of a deploy's operation: when no later deploy started (whether returned), the
+    resource is Ready with ``revision`` its latest ready one, or Failed with ``problem`` (the
+    previous one kept); ``types``: the conditions beside Ready."""
+    if int(resource["generation"]) != op["args"]["generation"]:
+        return False
+    at = now(emu)
+    resource["observedGeneration"] = resource["generation"]
+    resource["reconciling"] = False
+    if problem is not None:
+        resource["terminalCondition"] = condition(
+            "Ready", "CONDITION_FAILED", at, message=problem, reason="REVISION_FAILED"
+        )
+        resource["conditions"] = [
+            condition(t, "CONDITION_FAILED", at, message=problem) for t in types
+        ]
+    else:
+        resource["latestReadyRevision"] = revision
+        resource["terminalCondition"] = condition("Ready", "CONDITION_SUCCEEDED", at)
+        resource["conditions"] = [condition(t, "CONDITION_SUCCEEDED", at) for t in types]
+    return True
+
+
+def deploy_result(
+    op: dict[str, Any], kind: str, resource: dict[str, Any], problem: str | None
+) -> dict[str, Any] | None:
+    """What a deploy's completer answers: the resource, or the operation failed with
+    ``problem``."""
+    op["metadata"]["resource"] = public(resource)
+    if problem is not None:
+        fail_op(op, "FAILED_PRECONDITION", problem)
+        return None
+    return any_packed(kind, resource)
+
+
 def any_packed(kind: str, resource: dict[str, Any]) -> dict[str, Any]:
     """``resource`` as the ``google.protobuf.Any`` an operation carries."""
     drop = _NOT_IN_ANY.get(kind, frozenset())

@@ -12,6 +12,7 @@ from ..pagination import Paging, paginate
 from ..routing import Request, Router
 from . import schema
 from .common import Change, Collection, any_packed, check_id, parent, public
+from .domainmappings import API_VERSION, DomainMappings
 from .executions import Executions
 from .jobs import Jobs
 from .ops import Operations
@@ -272,3 +273,29 @@ def delete_operation(req: Request, project: str, location: str, operation: str) 
 def list_operations(req: Request, project: str, location: str) -> dict[str, Any]:
     ops = Operations(req.emu).list(parent(req.emu, project, location))
     return paginate(req, [_op_json(o) for o in ops], _PAGING, key="operations")
+
+
+# -- domain mappings (Admin API v1) --------------------------------------------------------------
+
+DOMAINS = "/apis/domains.cloudrun.com/v1/namespaces/{namespace}/domainmappings"
+
+
+@router.route("POST", DOMAINS)
+def create_domain_mapping(req: Request, namespace: str) -> dict[str, Any]:
+    return DomainMappings(req.emu).create(namespace, req.json())
+
+
+@router.route("GET", DOMAINS)
+def list_domain_mappings(req: Request, namespace: str) -> dict[str, Any]:
+    items = DomainMappings(req.emu).list(namespace)
+    return {"apiVersion": API_VERSION, "kind": "DomainMappingList", "metadata": {}, "items": items}
+
+
+@router.route("GET", DOMAINS + "/{domain}")
+def get_domain_mapping(req: Request, namespace: str, domain: str) -> dict[str, Any]:
+    return DomainMappings(req.emu).get(namespace, domain)
+
+
+@router.route("DELETE", DOMAINS + "/{domain}")
+def delete_domain_mapping(req: Request, namespace: str, domain: str) -> dict[str, Any]:
+    return DomainMappings(req.emu).delete(namespace, domain)

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from ..operations import completer
 from . import templates
 from .common import (
-    CREATOR,
     EXECUTION_KIND,
     JOB_KIND,
     Change,
@@ -18,9 +17,11 @@ from .common import (
     any_packed,
     condition,
     fail_op,
+    next_generation,
     now,
     public,
     save,
+    set_spec,
     stamp,
     start_op,
 )
@@ -68,16 +69,10 @@ class Jobs(Collection):
         templates.check(template["template"], service=False)
         templates.check_service_account(emu, template["template"])
         template.setdefault("taskCount", 1)
-        for key in _SPEC:
-            if key in spec:
-                job[key] = spec[key]
-            else:
-                job.pop(key, None)
+        set_spec(job, spec, _SPEC)
         job["template"] = template
         job.setdefault("launchStage", "GA")
-        job["generation"] = str(int(job.get("generation", "0")) + 1)
-        job["updateTime"] = at
-        job["lastModifier"] = CREATOR
+        next_generation(job, at)
         job["reconciling"] = True
         job["terminalCondition"] = condition("Ready", "CONDITION_RECONCILING", at)
         if validate_only:

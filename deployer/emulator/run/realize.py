@@ -1,7 +1,8 @@
 """Cloud Run's local execution (docs/emulator.md, "Jobs and services"): with execution on and an
-image built here (``<state>/images/<digest>``), a job execution's tasks and a serving revision's
-instance are real processes (:mod:`deployer.emulator.local.jobs`, :mod:`.serving`); an image not
-built here keeps the simulation (said once on stderr).
+image built here (``<state>/images/<digest>``), a job execution's tasks, a serving revision's
+instance and a worker pool's instances are real processes (:mod:`deployer.emulator.local.jobs`,
+:mod:`.serving`, :mod:`.workers`); an image not built here keeps the simulation (said once on
+stderr).
 
 This module turns the API's records into what the realizers run: the image Artifact Registry
 names, the env with each secret resolved at its pinned version (in the process's env only), the
@@ -14,17 +15,25 @@ from __future__ import annotations
 import base64
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..artifactregistry.names import parse_digest_ref
 from ..artifactregistry.repositories import TAG_KIND
-from ..local.container import process_spec, short_dir
+from ..local.container import short_dir
 from ..local.image import Image, find_image
 from ..local.jobs import ExecutionRun, TaskPlan
 from ..local.processes import OnLine, Spec
 from ..local.serving import InstancePlan, Probe
-from ..logging.container import container_line, job_resource, platform_line, revision_resource
+from ..local.workers import PoolPlan
+from ..logging.container import (
+    container_line,
+    job_resource,
+    platform_line,
+    revision_resource,
+    worker_pool_resource,
+)
 from ..projects import resolve
 from ..secretmanager.versions import Versions
 from .readiness import _secret_ref
@@ -81,7 +90,9 @@ def _env(emu: Emulator, pid: str, container: dict[str, Any]) -> dict[str, str]:
 
 
 def _mounts(emu: Emulator, template: dict[str, Any], container: dict[str, Any]) -> dict[str, Path]:
-    """mountPath -> local directory, for the volumes local execution maps (Cloud SQL, GCS)."""
+    """mountPath -> local directory, for the volumes local execution maps (Cloud SQL, GCS);
+    with the directories the Cloud SQL layout's links point into, at their own path (what a
+    runner that really mounts, local/buildah.py, mounts too)."""
     volumes = {v.get("name"): v for v in template.get("volumes") or []}
     out: dict[str, Path] = {}
     for mount in container.get("volumeMounts") or []:
@@ -90,13 +101,31 @@ def _mounts(emu: Emulator, template: dict[str, Any], container: dict[str, Any]) 
         if "cloudSqlInstance" in volume:
             where = emu.local.cloudsql_dir()
             if where is not None:
-                names = volume["cloudSqlInstance"].get("instances") or []
-                where = short_dir(where, names=[str(n) for n in names])
+                names = [str(n) for n in volume["cloudSqlInstance"].get("instances") or []]
+                where = short_dir(where, names=names)
+                out.update(emu.local.socket_dirs(names))
         elif "gcs" in volume:
             where = emu.local.bucket_dir(volume["gcs"].get("bucket", ""))
         if where is not None:
             out[mount["mountPath"]] = where
     return out
+
+
+def _runner(
+    emu: Emulator, template: dict[str, Any], image: Image, *, pid: str
+) -> Callable[[dict[str, str], str], Spec]:
+    """How the template's (first) container of ``image`` runs here: (what Cloud Run adds to
+    its env, what names it) -> its process; the env (secrets resolved) and mounts read once."""
+    container = template["containers"][0]
+    env = _env(emu, pid, container)
+    mounts = _mounts(emu, template, container)
+
+    def spec(platform: dict[str, str], what: str) -> Spec:
+        return emu.local.process_spec(
+            image, container, env=env, platform_env=platform, mounts=mounts, what=what
+        )
+
+    return spec
 
 
 def _timeout(value: Any, default: float) -> float:
@@ -133,11 +162,9 @@ def execution_run(emu: Emulator, execution: dict[str, Any], *, pid: str) -> Exec
 
 def _task_plan(emu: Emulator, execution: dict[str, Any], image: Image, *, pid: str) -> TaskPlan:
     template = execution["template"]
-    container = template["containers"][0]
     name = execution["name"]
     eid = name.rsplit("/", 1)[-1]
-    env = _env(emu, pid, container)
-    mounts = _mounts(emu, template, container)
+    run = _runner(emu, template, image, pid=pid)
     count = int(execution["taskCount"])
 
     def spec(index: int, attempt: int) -> Spec:
@@ -148,14 +175,7 @@ def _task_plan(emu: Emulator, execution: dict[str, Any], image: Image, *, pid: s
             "CLOUD_RUN_TASK_ATTEMPT": str(attempt),
             "CLOUD_RUN_TASK_COUNT": str(count),
         }
-        return process_spec(
-            image,
-            container,
-            env=env,
-            platform_env=platform,
-            mounts=mounts,
-            what=f"{name}/tasks/{eid}-task{index}",
-        )
+        return run(platform, f"{name}/tasks/{eid}-task{index}")
 
     def on_exit(index: int, attempt: int, code: int, timed_out: bool) -> None:
         where = job_resource(name, index, attempt)
@@ -207,8 +227,8 @@ def instance_failure(emu: Emulator, rev: dict[str, Any]) -> str:
 def _instance_plan(emu: Emulator, rev: dict[str, Any], image: Image, *, pid: str) -> InstancePlan:
     container = rev["containers"][0]
     name = rev["name"]
-    env = _env(emu, pid, container)
-    mounts = _mounts(emu, rev, container)
+    run = _runner(emu, rev, image, pid=pid)
+    env = {var.get("name") for var in container.get("env") or []}  # the template's own
     cpu = str(((container.get("resources") or {}).get("limits") or {}).get("cpu") or "1")
     cpus = math.ceil(float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu))
     where = revision_resource(name)
@@ -226,9 +246,7 @@ def _instance_plan(emu: Emulator, rev: dict[str, Any], image: Image, *, pid: str
             platform["GUNICORN_CMD_ARGS"] = f"--bind 127.0.0.1:{port}"
         if "WEB_CONCURRENCY" not in env:
             platform["WEB_CONCURRENCY"] = str(max(1, cpus))
-        return process_spec(
-            image, container, env=env, platform_env=platform, mounts=mounts, what=name
-        )
+        return run(platform, name)
 
     return InstancePlan(
         spec=spec,
@@ -255,3 +273,59 @@ def retire(emu: Emulator, service: str, serving: set[str]) -> None:
     for revision in local.revisions():
         if revision.startswith(service + "/revisions/") and revision not in serving:
             local.stop(revision)
+
+
+# -- worker pools --------------------------------------------------------------------------------
+
+#: on a worker pool's record: the template of its latest ready revision (what its instances run
+#: while a later deploy fails)
+READY_TEMPLATE = "_readyTemplate"
+
+
+def pool_instances(emu: Emulator, pool: dict[str, Any], *, pid: str) -> None:
+    """Run the worker pool's latest ready revision here, ``scaling.manualInstanceCount``
+    instances (those of its previous revision stop); none when its image was not built here."""
+    workers = emu.local.workers
+    revision, template = pool.get("latestReadyRevision"), pool.get(READY_TEMPLATE)
+    if workers is None or not revision or template is None:
+        return
+    image = local_image(emu, template, f"worker pool {pool['name'].rsplit('/', 1)[-1]}")
+    if image is None:
+        workers.stop(pool["name"])
+        return
+    count = int((pool.get("scaling") or {}).get("manualInstanceCount") or 0)
+    workers.run(
+        pool["name"],
+        revision=revision,
+        count=count,
+        plan=lambda: _pool_plan(emu, revision, template, image, pid=pid),
+    )
+
+
+def _pool_plan(
+    emu: Emulator, revision: str, template: dict[str, Any], image: Image, *, pid: str
+) -> PoolPlan:
+    run = _runner(emu, template, image, pid=pid)
+    platform = {
+        "CLOUD_RUN_WORKER_POOL": revision.split("/")[5],
+        "CLOUD_RUN_REVISION": revision.rsplit("/", 1)[-1],
+    }
+
+    def spec(index: int) -> Spec:
+        return run(platform, f"{revision}/instances/{index}")
+
+    def on_event(index: int, severity: str, text: str) -> None:
+        platform_line(emu, worker_pool_resource(revision, index), severity=severity, text=text)
+
+    return PoolPlan(
+        spec=spec,
+        on_line=lambda index: _logger(emu, worker_pool_resource(revision, index)),
+        on_event=on_event,
+    )
+
+
+def stop_pool(emu: Emulator, pool: str) -> None:
+    """Stop the worker pool's instances (a deleted pool's)."""
+    workers = emu.local.workers
+    if workers is not None:
+        workers.stop(pool)

@@ -11,21 +11,23 @@ from ..errors import AlreadyExists
 from ..operations import completer
 from . import templates
 from .common import (
-    CREATOR,
     REVISION_KIND,
     SERVICE_KIND,
     Change,
     Collection,
     Parent,
-    any_packed,
     condition,
+    deploy_result,
     fail_op,
+    new_revision_id,
+    next_generation,
     now,
-    public,
-    rand,
     save,
+    set_spec,
+    settle_deploy,
     stamp,
     start_op,
+    without_revision,
 )
 from .realize import retire, revision_instance
 from .revisions import failure, new_revision, serving_revisions, settle
@@ -79,10 +81,6 @@ def _uri(service: str, pid: str, location: str) -> str:
     return f"https://{service}-{tag}-{code}.a.run.app"
 
 
-def _without_revision(template: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (template or {}).items() if k != "revision"}
-
-
 class Services(Collection):
     kind = SERVICE_KIND
     collection = "services"
@@ -111,27 +109,18 @@ class Services(Collection):
         template = templates.revision_template(spec.get("template") or {}, parent.number)
         templates.check(template, service=True)
         templates.check_service_account(emu, template)
-        for key in _SPEC:
-            if key in spec:
-                svc[key] = spec[key]
-            else:
-                svc.pop(key, None)
+        set_spec(svc, spec, _SPEC)
         svc.setdefault("ingress", "INGRESS_TRAFFIC_ALL")
         svc.setdefault("launchStage", "GA")
         if not svc.get("traffic"):
             svc["traffic"] = [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]
-        generation = int(svc.get("generation", "0")) + 1
-        svc["generation"] = str(generation)
-        svc["updateTime"] = at
-        svc["lastModifier"] = CREATOR
-        old_template = svc.get("template")
-        svc["template"] = template
+        generation = next_generation(svc, at)
+        rid = new_revision_id(svc, template, generation)
         sid = svc["name"].rsplit("/", 1)[-1]
         rev: dict[str, Any] | None = None
-        if old_template is None or _without_revision(template) != _without_revision(old_template):
-            rid = template.get("revision") or f"{sid}-{generation:05d}-{rand(3)}"
+        if rid is not None:
             rev = new_revision(
-                emu, parent, sid, rid, _without_revision(template), generation=generation
+                emu, parent, sid, rid, without_revision(template), generation=generation
             )
             if emu.store.get(REVISION_KIND, rev["name"]):
                 raise AlreadyExists(f"Revision named '{rid}' already exists.")
@@ -179,35 +168,15 @@ class Services(Collection):
             problem = settle(emu, rev, pid=op["args"]["pid"], since=op["created"])
         elif rev is not None:
             problem = failure(rev)  # a redeploy of a spec whose revision already failed
-        if int(svc["generation"]) == op["args"]["generation"]:
-            at = now(emu)
-            svc["observedGeneration"] = svc["generation"]
-            svc["reconciling"] = False
-            if problem is not None:
-                svc["terminalCondition"] = condition(
-                    "Ready", "CONDITION_FAILED", at, message=problem, reason="REVISION_FAILED"
-                )
-                svc["conditions"] = [
-                    condition("RoutesReady", "CONDITION_FAILED", at, message=problem),
-                    condition("ConfigurationsReady", "CONDITION_FAILED", at, message=problem),
-                ]
-            else:
-                svc["latestReadyRevision"] = rev_name
-                svc["terminalCondition"] = condition("Ready", "CONDITION_SUCCEEDED", at)
-                svc["conditions"] = [
-                    condition("RoutesReady", "CONDITION_SUCCEEDED", at),
-                    condition("ConfigurationsReady", "CONDITION_SUCCEEDED", at),
-                ]
+        types = ("RoutesReady", "ConfigurationsReady")
+        if settle_deploy(emu, svc, op, problem=problem, revision=rev_name, types=types):
+            if problem is None:
                 svc["trafficStatuses"] = [
                     {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}
                 ]
             save(emu, SERVICE_KIND, svc)
             retire(emu, svc["name"], serving_revisions(svc))
-        op["metadata"]["resource"] = public(svc)
-        if problem is not None:
-            fail_op(op, "FAILED_PRECONDITION", problem)
-            return None
-        return any_packed("Service", svc)
+        return deploy_result(op, "Service", svc, problem)
 
 
 @completer("run.service.deploy")

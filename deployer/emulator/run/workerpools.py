@@ -4,8 +4,9 @@ get, list, delete.
 
 A worker pool is a service without ingress: its revision template has no ports and no probes
 (none are defaulted), its instances are ``scaling.manualInstanceCount`` (default 1). Revisions are
-named in ``latestCreatedRevision`` / ``latestReadyRevision`` but not served as resources. Local
-execution does not run worker pools (docs/emulator.md): their instances are simulated.
+named in ``latestCreatedRevision`` / ``latestReadyRevision`` but not served as resources. With
+local execution, a Ready pool's instances run its latest ready revision as processes
+(:func:`.realize.pool_instances`); a deploy that fails leaves them running.
 """
 
 from __future__ import annotations
@@ -17,22 +18,24 @@ from ..errors import InvalidArgument
 from ..operations import completer
 from . import templates
 from .common import (
-    CREATOR,
     WORKER_POOL_KIND,
     Change,
     Collection,
     Parent,
-    any_packed,
     condition,
+    deploy_result,
     fail_op,
+    new_revision_id,
+    next_generation,
     now,
-    public,
-    rand,
     save,
+    set_spec,
+    settle_deploy,
     stamp,
     start_op,
 )
 from .readiness import template_problem
+from .realize import READY_TEMPLATE, pool_instances, stop_pool
 
 if TYPE_CHECKING:
     from ..context import Emulator
@@ -74,14 +77,6 @@ def pool_template(t: dict[str, Any], number: str) -> dict[str, Any]:
     return t
 
 
-def _without_revision(template: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (template or {}).items() if k != "revision"}
-
-
-def instance_count(pool: dict[str, Any]) -> int:
-    return int((pool.get("scaling") or {}).get("manualInstanceCount") or 0)
-
-
 class WorkerPools(Collection):
     kind = WORKER_POOL_KIND
     collection = "workerPools"
@@ -92,6 +87,13 @@ class WorkerPools(Collection):
 
     def deleting(self, pool: dict[str, Any]) -> None:
         pool["reconciling"] = True
+
+    def delete(self, parent: Parent, rid: str, *, etag: str | None, validate_only: bool) -> Change:
+        """Its instances stop with it."""
+        change = super().delete(parent, rid, etag=etag, validate_only=validate_only)
+        if not validate_only:
+            stop_pool(self.emu, self._key(parent, rid))
+        return change
 
     def apply(
         self, parent: Parent, pool: dict[str, Any], spec: dict[str, Any], *, validate_only: bool
@@ -110,21 +112,11 @@ class WorkerPools(Collection):
                 "spec.scaling.manualInstanceCount: must be between 0 and 1000 inclusive."
             )
         spec = {**spec, "scaling": scaling}
-        for key in _SPEC:
-            if key in spec:
-                pool[key] = spec[key]
-            else:
-                pool.pop(key, None)
+        set_spec(pool, spec, _SPEC)
         pool.setdefault("launchStage", "GA")
-        generation = int(pool.get("generation", "0")) + 1
-        pool["generation"] = str(generation)
-        pool["updateTime"] = at
-        pool["lastModifier"] = CREATOR
-        old_template = pool.get("template")
-        pool["template"] = template
-        pid = pool["name"].rsplit("/", 1)[-1]
-        if old_template is None or _without_revision(template) != _without_revision(old_template):
-            rid = template.get("revision") or f"{pid}-{generation:05d}-{rand(3)}"
+        generation = next_generation(pool, at)
+        rid = new_revision_id(pool, template, generation)
+        if rid is not None:
             pool["latestCreatedRevision"] = f"{pool['name']}/revisions/{rid}"
         pool["reconciling"] = True
         pool["terminalCondition"] = condition("Ready", "CONDITION_RECONCILING", at)
@@ -154,29 +146,24 @@ class WorkerPools(Collection):
         problem = template_problem(
             emu, op["args"]["pid"], pool["template"], op["created"], "worker pool"
         )
-        if int(pool["generation"]) == op["args"]["generation"]:
-            at = now(emu)
-            pool["observedGeneration"] = pool["generation"]
-            pool["reconciling"] = False
-            if problem is not None:
-                pool["terminalCondition"] = condition(
-                    "Ready", "CONDITION_FAILED", at, message=problem, reason="REVISION_FAILED"
-                )
-                pool["conditions"] = [
-                    condition("ConfigurationsReady", "CONDITION_FAILED", at, message=problem)
-                ]
-            else:
-                pool["latestReadyRevision"] = pool.get("latestCreatedRevision")
-                pool["terminalCondition"] = condition("Ready", "CONDITION_SUCCEEDED", at)
-                pool["conditions"] = [condition("ConfigurationsReady", "CONDITION_SUCCEEDED", at)]
+        revision = pool.get("latestCreatedRevision")
+        types = ("ConfigurationsReady",)
+        if settle_deploy(emu, pool, op, problem=problem, revision=revision, types=types):
+            if problem is None:
+                pool[READY_TEMPLATE] = copy.deepcopy(pool["template"])
             save(emu, WORKER_POOL_KIND, pool)
-        op["metadata"]["resource"] = public(pool)
-        if problem is not None:
-            fail_op(op, "FAILED_PRECONDITION", problem)
-            return None
-        return any_packed("WorkerPool", pool)
+            if problem is None:  # run here: its instances replace the previous revision's
+                pool_instances(emu, pool, pid=op["args"]["pid"])
+        return deploy_result(op, "WorkerPool", pool, problem)
 
 
 @completer("run.workerpool.deploy")
 def _finish_deploy(emu: Emulator, op: dict[str, Any]) -> dict[str, Any] | None:
     return WorkerPools(emu).finish_deploy(op)
+
+
+def realize(emu: Emulator) -> None:
+    """An emulator start: each worker pool's latest ready revision runs again."""
+    for _, pool in emu.store.list(WORKER_POOL_KIND):
+        if not pool.get("deleteTime"):
+            pool_instances(emu, pool, pid=pool["name"].split("/")[1])
