@@ -114,7 +114,7 @@ def test_noop_up_and_plan_read_each_resource_once(emulator: EmulatorHandle) -> N
         reads = Counter(f"{e['method']} {e['path']}" for e in transcript)
         assert [r for r, n in reads.items() if n > 1] == [], command
         lease = {r for r in reads if "djdeploy-leases" in r or r == LEASE_CREATE}
-        assert len(reads) - len(lease) == 32, (command, sorted(reads))
+        assert len(reads) - len(lease) == 35, (command, sorted(reads))
 
 
 def test_plan_on_empty_project_exits_2_and_changes_nothing(emulator: EmulatorHandle) -> None:

@@ -10,12 +10,13 @@ earlier deploys made, found as destroy finds it:
 - ``monitoring-retired``: the alert policies, uptime checks and notification channel of ours
   (display name or tenant+app labels, then ``Names.owns``: steps/monitoring.py).
 
-None of it is data. Each observes with one read per kind (a GET of the pool; one list of the
-scheduler jobs; one list of each monitoring kind), then answers DELETE with one field per
-resource or noop("why"). Apply deletes what the change names, in an order that is safe to cut
-short (a deleted resource is gone from the next observation; a delete of one already gone is
-done): the Cloud Run job before the scheduler job that names it, the alert policies before the
-checks they name. destroy deletes the same things.
+None of it is data. Each observes with one read when nothing is left (a GET of the pool; a list
+of the scheduler jobs; a list of the uptime checks, then of the policies and channels when one
+is found), then answers DELETE with one field per resource or noop("why"). Apply deletes what
+the change names, the resource observe looks for last, so a run cut short anywhere (kill -9)
+leaves it for the next observation, and a delete of one already gone is done: the Cloud Run job
+before the scheduler job that runs it; the alert policy, then the notification channel, then
+the uptime checks. destroy deletes the same things.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ if TYPE_CHECKING:
     from deployer.gcp.cloud import Cloud
     from deployer.gcp.monitoring import Kind
 
-#: the order their deletes must run in: a policy names the checks and the channel
-MONITORING_KINDS: tuple[Kind, ...] = ("alertPolicies", "uptimeCheckConfigs", "notificationChannels")
+#: the order their deletes run in: a policy names the checks and the channel; the checks last,
+#: as they are what observe looks for
+MONITORING_KINDS: tuple[Kind, ...] = ("alertPolicies", "notificationChannels", "uptimeCheckConfigs")
 
 
 @dataclass(frozen=True)
@@ -139,21 +141,26 @@ class RetiredMonitoring(_Retired):
         return f"uptime monitoring of {self.config.names.prefix}"
 
     def observe(self, cloud: Cloud) -> dict[Kind, list[dict[str, Any]]] | None:
+        """Ours of each kind; None: no uptime check of ours (one read). A policy of ours names
+        a check, so none outlives the checks, which apply deletes last."""
         names = self.config.names
         display = {
             "alertPolicies": names.alert_policy,
-            "uptimeCheckConfigs": names.uptime_check,
             "notificationChannels": names.alert_channel,
+            "uptimeCheckConfigs": names.uptime_check,
         }
-        found = {
-            kind: ours(cloud.monitoring.list(kind), display_name=display[kind], names=names)
-            for kind in MONITORING_KINDS
-        }
-        return {k: v for k, v in found.items() if v} or None
+
+        def find(kind: Kind) -> list[dict[str, Any]]:
+            return ours(cloud.monitoring.list(kind), display_name=display[kind], names=names)
+
+        checks = find("uptimeCheckConfigs")
+        if not checks:
+            return None
+        return {k: checks if k == "uptimeCheckConfigs" else find(k) for k in MONITORING_KINDS}
 
     def diff(self, observed: dict[Kind, list[dict[str, Any]]] | None) -> Change:
         if not observed:
-            return self.noop("[monitoring] is off: no uptime check, alert policy or channel")
+            return self.noop("[monitoring] is off: no uptime check of ours")
         fields = [
             FieldChange(item["name"], item.get("displayName"), None)
             for kind in MONITORING_KINDS
@@ -164,6 +171,6 @@ class RetiredMonitoring(_Retired):
         )
 
     def apply(self, cloud: Cloud, change: Change) -> None:
-        for f in change.fields:  # in MONITORING_KINDS order: policies first
+        for f in change.fields:  # in MONITORING_KINDS order
             kind = next(k for k in MONITORING_KINDS if f"/{k}/" in f.path)
             cloud.monitoring.delete(kind, f.path)
