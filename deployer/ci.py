@@ -41,8 +41,14 @@ DEPLOYER_ROLES: tuple[str, ...] = (
 )
 SCHEDULER_ROLE = "roles/cloudscheduler.admin"  # with [[cron]] entries
 MONITORING_ROLE = "roles/monitoring.editor"  # with [monitoring] enabled
+REDIS_ROLE = "roles/redis.admin"  # with [worker] broker = "redis"
 #: the documented roles no default deployment needs (`djdeploy logs` reads with logging.viewer)
-OPTIONAL_ROLES: tuple[str, ...] = (SCHEDULER_ROLE, "roles/logging.viewer", MONITORING_ROLE)
+OPTIONAL_ROLES: tuple[str, ...] = (
+    SCHEDULER_ROLE,
+    "roles/logging.viewer",
+    MONITORING_ROLE,
+    REDIS_ROLE,
+)
 #: what a Cloud Build trigger's build needs besides: writing its own logs
 LOG_WRITER = "roles/logging.logWriter"
 #: the APIs `ci setup` calls (all enabled by the first `djdeploy up`)
@@ -106,8 +112,12 @@ class Pipeline:
 
 def config_roles(config: Config) -> tuple[str, ...]:
     """The roles beyond DEPLOYER_ROLES that ``config`` needs: Cloud Scheduler's for [[cron]]
-    entries, Cloud Monitoring's for [monitoring]."""
-    return (SCHEDULER_ROLE,) * bool(config.cron) + (MONITORING_ROLE,) * config.monitoring.enabled
+    entries, Cloud Monitoring's for [monitoring], Memorystore's for a Redis broker."""
+    return (
+        (SCHEDULER_ROLE,) * bool(config.cron)
+        + (MONITORING_ROLE,) * config.monitoring.enabled
+        + (REDIS_ROLE,) * config.redis_broker
+    )
 
 
 def workflow(pipeline: Pipeline, *, version: str) -> str:

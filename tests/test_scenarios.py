@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,13 @@ def is_read(entry: dict[str, Any]) -> bool:
 
 def writes(transcript: list[dict[str, Any]]) -> list[str]:
     return [f"{e['method']} {e['path']}" for e in transcript if not is_read(e)]
+
+
+def writes_but_the_lease(transcript: list[dict[str, Any]]) -> list[str]:
+    """The writes of a transcript other than to the tenant's lease (in the sources bucket):
+    what a no-op `up` must leave empty."""
+    sources = f"/b/{PROJECT}-djdeploy-sources/o"
+    return [w for w in writes(transcript) if sources not in w]
 
 
 def is_lease_renewal(entry: dict[str, Any]) -> bool:
@@ -340,35 +348,43 @@ def test_a_missing_golden_file_fails_unless_updating(
         assert_golden(path, {"writes": {"POST /x": 1}})
 
 
-def start_up_until_sql_create(emulator: EmulatorHandle, cwd: Path) -> subprocess.Popen[str]:
-    """`djdeploy up` in a process of its own, returned once it has started the (slow) SQL
-    instance create: the middle of a deployment, for the tests that stop it there."""
-    env = {**os.environ, "GOOGLE_CLOUD_PROJECT": PROJECT, "DJDEPLOY_TENANT": TENANT}
-    cmd = [
-        sys.executable,
-        "-m",
-        "deployer",
-        "--endpoint",
-        emulator.url,
-        "--time-scale",
-        "0.01",
-        "up",
-        "--tenant",
-        TENANT,
-    ]
+def start_up_until(
+    emulator: EmulatorHandle,
+    cwd: Path,
+    seen: Callable[[dict[str, Any]], bool],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+) -> subprocess.Popen[str]:
+    """`djdeploy up` in a process of its own (``env`` added to the tenant's), returned while it
+    runs, once the emulator's transcript holds a request ``seen`` accepts: the middle of a
+    deployment, for the tests that stop it there (kill -9)."""
+    env = {**os.environ, "GOOGLE_CLOUD_PROJECT": PROJECT, "DJDEPLOY_TENANT": TENANT, **(env or {})}
+    cmd = [sys.executable, "-m", "deployer", "--endpoint", emulator.url, "--time-scale", "0.01"]
     proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd
+        [*cmd, "up", "--tenant", TENANT],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=cwd,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if any(
-            e["path"].endswith("/instances") and e["method"] == "POST"
-            for e in emulator.control.transcript()
-        ):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(seen(e) for e in emulator.control.transcript()):
             return proc
         time.sleep(0.05)
+    output = proc.communicate()[0] if proc.poll() is not None else ""
     proc.kill()
-    raise AssertionError("up never started the SQL instance create")
+    raise AssertionError(f"up never made the request waited for: {output}")
+
+
+def start_up_until_sql_create(emulator: EmulatorHandle, cwd: Path) -> subprocess.Popen[str]:
+    """`djdeploy up` in a process of its own, returned once it has started the (slow) SQL
+    instance create."""
+    return start_up_until(
+        emulator, cwd, lambda e: e["path"].endswith("/instances") and e["method"] == "POST"
+    )
 
 
 def test_kill_9_mid_up_then_up_finishes_without_duplicates(

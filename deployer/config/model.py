@@ -32,6 +32,7 @@ from deployer.config.rules import (
 )
 from deployer.config.schema import (
     BROKER_ENV,
+    REDIS_ENV,
     BuildConfig,
     CronEntry,
     DatabaseConfig,
@@ -45,6 +46,9 @@ from deployer.config.schema import (
     WorkerConfig,
 )
 from deployer.errors import ConfigError
+
+#: the network (and subnetwork) a project's default VPC has, and Memorystore's default
+DEFAULT_NETWORK = "default"
 
 NO_PROJECT = (
     'no project: pass Config(..., project="my-project") (only the emulator has a default, '
@@ -158,6 +162,30 @@ class Config:
         )
 
     @property
+    def redis_broker(self) -> bool:
+        """Whether the app's broker is a Redis instance djdeploy creates (``[worker] broker =
+        "redis"``)."""
+        return self.worker is not None and self.worker.redis
+
+    @property
+    def egress(self) -> VpcConfig | None:
+        """The VPC egress of the service, the jobs and the worker: [vpc], else, with
+        ``[worker] broker = "redis"``, Direct VPC egress on the project's ``default`` network
+        and its ``default`` subnetwork (where Memorystore puts an instance by default)."""
+        if self.vpc is None and self.redis_broker:
+            return VpcConfig(DEFAULT_NETWORK, subnetwork=DEFAULT_NETWORK)
+        return self.vpc
+
+    @property
+    def redis_network(self) -> str:
+        """The network a Redis broker is authorized on: the egress network's full name."""
+        network = self.egress.network if self.egress is not None else None
+        network = network or DEFAULT_NETWORK
+        if network.startswith("projects/"):
+            return network
+        return f"projects/{self.project}/global/networks/{network}"
+
+    @property
     def media_location(self) -> str:
         """Where the media bucket lives: media.location, else the region."""
         return self.media.location or self.region
@@ -250,18 +278,32 @@ class Config:
         return {**self.secret_env, BROKER_ENV: SecretRef(self.worker.broker_secret)}
 
     def _validate_worker(self, worker: WorkerConfig) -> None:
-        """The broker secret becomes BROKER_ENV: env or secret_env may not set it too."""
-        if worker.broker_secret is None:
+        """The broker secret becomes BROKER_ENV, a Redis broker BROKER_ENV and REDIS_ENV: env
+        or secret_env may not set them too. A Redis broker is reached over Direct VPC egress."""
+        names: tuple[str, ...]
+        if worker.broker_secret is not None:
+            setter, names = "worker.broker_secret", (BROKER_ENV,)
+        elif worker.redis:
+            setter, names = "worker.broker", (BROKER_ENV, REDIS_ENV)
+        else:
             return
         for table in ("env", "secret_env"):
-            if BROKER_ENV in getattr(self, table):
-                raise with_field(  # the value is not shown: it may hold a password
-                    ConfigError(
-                        f"{table}.{BROKER_ENV} is invalid: worker.broker_secret sets "
-                        f"{BROKER_ENV}; remove it from [{table}] or remove worker.broker_secret"
-                    ),
-                    f"{table}.{BROKER_ENV}",
-                )
+            for name in names:
+                if name in getattr(self, table):
+                    raise with_field(  # the value is not shown: it may hold a password
+                        ConfigError(
+                            f"{table}.{name} is invalid: {setter} sets {name}; remove it "
+                            f"from [{table}] or remove {setter}"
+                        ),
+                        f"{table}.{name}",
+                    )
+        if worker.redis and self.vpc is not None and self.vpc.connector is not None:
+            fail(
+                "vpc.connector",
+                self.vpc.connector,
+                'worker.broker = "redis" is reached over Direct VPC egress: set vpc.network + '
+                "vpc.subnetwork instead, or remove [vpc] to use the default network",
+            )
 
     def _validate_monitoring(self) -> None:
         """Uptime checkers call the service from the internet, without credentials."""

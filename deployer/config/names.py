@@ -96,6 +96,12 @@ class Names:
         checked)."""
         return f"{self.prefix}-worker"
 
+    @property
+    def redis_instance(self) -> str:
+        """The Memorystore for Redis instance of ``[worker] broker = "redis"`` (an instance id
+        is at most 40 characters: shortened with a stable hash)."""
+        return _fit(self.prefix, "-redis", 40)
+
     def cron_job(self, entry: str) -> str:
         """The Cloud Run job (and the Cloud Scheduler job) of the [[cron]] entry ``entry``:
         at most 49 characters (Cloud Run's limit), shortened with a stable hash."""

@@ -502,13 +502,23 @@ def _time_zones() -> set[str]:
 
 #: the env var the worker's broker URL is handed to the app as ([worker] broker_secret)
 BROKER_ENV = "CELERY_BROKER_URL"
+#: with ``broker = "redis"``, the instance's URL is also handed to the app as this (a cache)
+REDIS_ENV = "REDIS_URL"
+#: ``[worker] broker``: the one broker djdeploy creates
+REDIS = "redis"
+#: ``redis_tier`` -> Memorystore's tier (gcloud's --tier names); Basic: one node, no replica
+REDIS_TIERS = {"basic": "BASIC", "standard": "STANDARD_HA"}
+#: Memorystore for Redis capacity, GiB (Basic and Standard tiers)
+REDIS_MEMORY_GB = (1, 300)
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
     """A background worker (``[worker]``): a Cloud Run worker pool running ``command`` in the
     service's image, env, secrets and volumes, ``instances`` instances, no ingress. With
-    ``broker_secret``, the Secret Manager secret holding the broker URL becomes BROKER_ENV."""
+    ``broker_secret``, the Secret Manager secret holding the broker URL becomes BROKER_ENV;
+    with ``broker = "redis"``, a Memorystore for Redis instance djdeploy creates
+    (``redis_tier``, ``redis_memory_gb``) is the broker, its URL BROKER_ENV and REDIS_ENV."""
 
     command: tuple[str, ...]
     _: KW_ONLY
@@ -516,6 +526,14 @@ class WorkerConfig:
     memory: str = "512Mi"
     instances: int = 1
     broker_secret: str | None = None
+    broker: str | None = None  # "redis": djdeploy creates the broker
+    redis_tier: str = "basic"
+    redis_memory_gb: int = 1
+
+    @property
+    def redis(self) -> bool:
+        """Whether djdeploy creates a Memorystore for Redis instance as the broker."""
+        return self.broker == REDIS
 
     def __post_init__(self) -> None:
         if isinstance(self.command, str):  # "celery -A proj worker -l info"
@@ -545,3 +563,32 @@ class WorkerConfig:
                 self.broker_secret,
                 "a Secret Manager secret id is 1-255 letters, digits, '-' or '_'",
             )
+        self._validate_broker()
+
+    def _validate_broker(self) -> None:
+        if self.broker is not None and self.broker != REDIS:
+            fail(
+                "worker.broker",
+                self.broker,
+                f'use "{REDIS}" (djdeploy creates a Memorystore for Redis instance), or leave it '
+                "out and name your own broker URL's secret in worker.broker_secret",
+            )
+        if self.redis and self.broker_secret is not None:
+            fail(
+                "worker.broker_secret",
+                self.broker_secret,
+                f'worker.broker = "{REDIS}" creates the broker: remove broker_secret, or remove '
+                "broker to use the URL in that secret",
+            )
+        check_choice("worker.redis_tier", self.redis_tier, tuple(REDIS_TIERS))
+        lo, hi = REDIS_MEMORY_GB
+        check_int("worker.redis_memory_gb", self.redis_memory_gb, lo, hi)
+        if not self.redis:
+            for key, default in (("redis_tier", "basic"), ("redis_memory_gb", 1)):
+                if getattr(self, key) != default:
+                    fail(
+                        f"worker.{key}",
+                        getattr(self, key),
+                        f'it sizes the Redis instance of worker.broker = "{REDIS}": set that, '
+                        f"or remove {key}",
+                    )

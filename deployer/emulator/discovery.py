@@ -32,9 +32,10 @@ PREFIXES: list[tuple[str, list[tuple[str, str]]]] = [
     (r"^/v1/projects/[^/]+/(locations/[^/]+/)?(builds|triggers)", [("cloudbuild", "v1")]),
     (r"^/v1/operations/build/", [("cloudbuild", "v1")]),
     (r"^/v1/projects/[^/]+/locations/[^/]+/repositories", [("artifactregistry", "v1")]),
+    (r"^/v1/projects/[^/]+/locations/[^/]+/instances", [("redis", "v1")]),
     (
         r"^/v1/projects/[^/]+/locations/[^/]+/operations",
-        [("artifactregistry", "v1"), ("cloudbuild", "v1")],
+        [("artifactregistry", "v1"), ("cloudbuild", "v1"), ("redis", "v1")],
     ),
     (r"^/v1/projects/[^/]+/serviceAccounts", [("iam", "v1")]),
     (r"^/v1/projects/[^/]+/locations/[^/]+/jobs", [("cloudscheduler", "v1")]),

@@ -1,5 +1,5 @@
-"""Google's JSON conventions every API shares: timestamps, PATCH semantics, and the digest
-content etags are cut from (no HTTP)."""
+"""Google's JSON conventions every API shares: timestamps, PATCH semantics, resource labels,
+and the digest content etags are cut from (no HTTP)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,28 @@ import json
 import re
 from typing import Any
 
+from .errors import InvalidArgument
+
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")
+_LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
+
+
+def check_labels(labels: Any, *, what: str) -> dict[str, str]:
+    """A resource's ``labels`` under Google's common rules (at most 64; keys 1-63 lowercase
+    letters, digits, ``_`` or ``-`` starting with a letter; values 0-63 of the same), as a
+    dict ({} when absent); 400 naming the first bad one. ``what``: the resource, for the
+    message ("repository")."""
+    if labels is None:
+        return {}
+    if not isinstance(labels, dict):
+        raise InvalidArgument("Invalid JSON payload received. 'labels' must be an object.")
+    if len(labels) > 64:
+        raise InvalidArgument(f"A {what} can have at most 64 labels.")
+    for k, v in labels.items():
+        if not _LABEL_KEY_RE.match(k) or not isinstance(v, str) or not _LABEL_VALUE_RE.match(v):
+            raise InvalidArgument(f"Invalid label {k}={v!r}.")
+    return dict(labels)
 
 
 def rfc3339(t: float) -> str:

@@ -31,6 +31,9 @@ DEFAULT_DURATIONS: dict[str, float] = {
     "serviceusage.enable": 20.0,
     "artifactregistry.repository.create": 5.0,
     "artifactregistry.repository.delete": 5.0,
+    "redis.instance.create": 300.0,
+    "redis.instance.update": 120.0,
+    "redis.instance.delete": 120.0,
     # eventual-consistency windows
     "iam.sa.propagation": 60.0,
     "iam.secret_grant.propagation": 120.0,

@@ -58,6 +58,7 @@ API_MODULES: tuple[str, ...] = (
     "monitoring",
     "cloudscheduler",
     "logging",
+    "redis",
 )
 
 ADMIN_PREFIX = "/_emulator/"

@@ -23,6 +23,7 @@ from deployer.gcp.logging import LoggingApi
 from deployer.gcp.monitoring import MonitoringApi
 from deployer.gcp.projects import ProjectsApi
 from deployer.gcp.reads import ReadCache
+from deployer.gcp.redis import RedisApi
 from deployer.gcp.registry import RegistryApi
 from deployer.gcp.run import RunApi
 from deployer.gcp.scheduler import SchedulerApi
@@ -121,6 +122,10 @@ class Cloud:
     @cached_property
     def scheduler(self) -> SchedulerApi:
         return SchedulerApi(self)
+
+    @cached_property
+    def redis(self) -> RedisApi:
+        return RedisApi(self)
 
     @cached_property
     def logging(self) -> LoggingApi:

@@ -21,6 +21,7 @@ def build_steps(config: Config) -> list[Step]:
     from deployer.steps.jobs import DbInitJob, MigrateJob
     from deployer.steps.manage import ManageJob
     from deployer.steps.monitoring import AlertChannel, AlertPolicy, UptimeCheck
+    from deployer.steps.redis import RedisInstance
     from deployer.steps.registry import Registry
     from deployer.steps.retired import RetiredCron, RetiredMonitoring, RetiredWorker
     from deployer.steps.rotation import Rotation
@@ -31,6 +32,9 @@ def build_steps(config: Config) -> list[Step]:
     from deployer.steps.worker import Worker
 
     image = Image(config)
+    db_init = DbInitJob(config, image=image.image)
+    if config.redis_broker:  # its URL is in every container's env: db-init, and all after, wait
+        db_init = DbInitJob(config, image=image.image, needs=(*db_init.needs, "redis"))
     steps: list[Step] = [
         Apis(config, services=required_apis(config)),
         ServiceAccounts(config),
@@ -44,7 +48,7 @@ def build_steps(config: Config) -> list[Step]:
         IamBuild(config),
         image,
         IamRuntime(config),
-        DbInitJob(config, image=image.image),
+        db_init,
         MigrateJob(config, image=image.image),
         Service(config, image=image.image),
         Invoker(config),
@@ -57,6 +61,8 @@ def build_steps(config: Config) -> list[Step]:
         steps.append(Worker(config, image=image.image))
     else:
         steps.append(RetiredWorker(config))
+    if config.redis_broker:  # [worker] broker = "redis": the Memorystore instance (docs/worker.md)
+        steps.append(RedisInstance(config))
     if config.monitoring.enabled:
         steps += [AlertChannel(config), UptimeCheck(config), AlertPolicy(config)]
     else:

@@ -31,16 +31,23 @@ REQUIRED_APIS: tuple[str, ...] = (
 
 MONITORING_API = "monitoring.googleapis.com"
 SCHEDULER_API = "cloudscheduler.googleapis.com"
+REDIS_API = "redis.googleapis.com"
+#: the project's VPC networks: enabling it creates the ``default`` network a Redis broker and
+#: Direct VPC egress use when there is no [vpc] (unless an organization policy forbids it)
+COMPUTE_API = "compute.googleapis.com"
 
 
 def required_apis(config: Config) -> tuple[str, ...]:
     """The APIs this deployment calls: Cloud Monitoring too when [monitoring] is on, Cloud
-    Scheduler when there are [[cron]] entries."""
+    Scheduler when there are [[cron]] entries, Memorystore for Redis and Compute Engine (its
+    network) with a Redis broker."""
     apis = REQUIRED_APIS
     if config.monitoring.enabled:
         apis = (*apis, MONITORING_API)
     if config.cron:
         apis = (*apis, SCHEDULER_API)
+    if config.redis_broker:
+        apis = (*apis, COMPUTE_API, REDIS_API)
     return apis
 
 

@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deployer import errors
+from deployer.config.schema import BROKER_ENV, REDIS_ENV
 from deployer.contract import CONTRACT
 from deployer.errors import DeployError
+from deployer.gcp.redis import url as redis_url
 from deployer.gcp.secrets import previous_enabled
 from deployer.steps.base import Broken, Change, NotOurs, Operation, Transient
 
@@ -71,6 +73,8 @@ class Inputs:
     versions: Mapping[str, str | None] = field(default_factory=dict)
     previous: Mapping[str, str | None] = field(default_factory=dict)
     service_urls: tuple[str, ...] = ()
+    #: with ``[worker] broker = "redis"``: the instance's URL (None: not ready, or absent)
+    redis_url: str | None = None
 
 
 def service_urls(service: Mapping[str, Any] | None) -> tuple[str, ...]:
@@ -162,7 +166,24 @@ def observe_inputs(cloud: Cloud, config: Config, targets: tuple[str, ...] = TARG
         sid: previous_enabled(cloud.secrets.list_versions(sid) or [])
         for sid in secrets_to_resolve(config, targets, version=PREVIOUS)
     }
-    return Inputs(project_number=number, versions=versions, previous=previous)
+    redis = None
+    if config.redis_broker:
+        redis = redis_url(cloud.redis.get_instance(config.names.redis_instance))
+    return Inputs(project_number=number, versions=versions, previous=previous, redis_url=redis)
+
+
+def pending_redis_url(config: Config) -> str:
+    """What plan shows for the Redis broker's URL before the instance has one."""
+    return f"redis://<{config.names.redis_instance} once ready>:6379/0"
+
+
+def missing_redis(config: Config, inputs: Inputs) -> list[str]:
+    """The env vars a Redis broker sets, as "ENV (redis instance I not ready)", while the
+    instance has no endpoint ([] when ready, or when there is no Redis broker)."""
+    if not config.redis_broker or inputs.redis_url:
+        return []
+    why = f"(redis instance {config.names.redis_instance} not ready)"
+    return [f"{BROKER_ENV} {why}", f"{REDIS_ENV} {why}"]
 
 
 def missing_secrets(config: Config, target: str, inputs: Inputs) -> list[str]:
@@ -185,6 +206,9 @@ def require_inputs(cloud: Cloud, config: Config, target: str, what: str) -> Inpu
             + ", ".join(missing)
             + ": run up again after the secrets step, or add a version"
         )
+    waiting = missing_redis(config, inputs)
+    if waiting:
+        raise DeployError(f"{what}: no value for {', '.join(waiting)}: run up again")
     return inputs
 
 
@@ -209,6 +233,11 @@ def build_env(config: Config, target: str, inputs: Inputs) -> list[dict[str, Any
         env[var.name] = {"name": var.name, "value": value}
     for name, value in config.env.items():
         env[name] = {"name": name, "value": value}
+    if config.redis_broker:  # the instance's URL once it is ready; until then plan shows
+        # what it will be (apply never deploys that: require_inputs refuses first)
+        url = inputs.redis_url or pending_redis_url(config)
+        for name in (BROKER_ENV, REDIS_ENV):
+            env[name] = {"name": name, "value": url}
     for name, (sid, version) in secret_refs(config, target).items():
         if version == PREVIOUS:
             pinned = inputs.previous.get(sid)
@@ -339,7 +368,9 @@ _EGRESS = {"private-ranges-only": "PRIVATE_RANGES_ONLY", "all-traffic": "ALL_TRA
 
 
 def vpc_access(config: Config) -> dict[str, Any] | None:
-    vpc = config.vpc
+    """The template's ``vpcAccess``: [vpc], or the Direct VPC egress a Redis broker brings
+    (``Config.egress``)."""
+    vpc = config.egress
     if vpc is None:
         return None
     out: dict[str, Any] = {"egress": _EGRESS[vpc.egress]}

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import policies
 from ..errors import AlreadyExists, InvalidArgument, NotFound
-from ..formats import rfc3339
+from ..formats import check_labels, rfc3339
 from ..operations import completer
 from ..projects import REGIONS
 from .names import registry_host, repo_name
@@ -31,8 +31,6 @@ EMPTY_TYPE = "type.googleapis.com/google.protobuf.Empty"
 MULTI_REGIONS = frozenset({"us", "europe", "asia"})
 
 _REPO_ID_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
-_LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _FORMATS = ("DOCKER", "MAVEN", "NPM", "APT", "YUM", "PYTHON", "GO", "GENERIC", "KFP")
 _MUTABLE = ("labels", "description", "cleanupPolicies", "cleanupPolicyDryRun")
 
@@ -40,19 +38,6 @@ _MUTABLE = ("labels", "description", "cleanupPolicies", "cleanupPolicyDryRun")
 def check_location(location: str) -> None:
     if location not in REGIONS and location not in MULTI_REGIONS:
         raise InvalidArgument(f"Invalid location: {location}")
-
-
-def _check_labels(labels: Any) -> dict[str, str]:
-    if labels is None:
-        return {}
-    if not isinstance(labels, dict):
-        raise InvalidArgument("Invalid JSON payload received. 'labels' must be an object.")
-    if len(labels) > 64:
-        raise InvalidArgument("A repository can have at most 64 labels.")
-    for k, v in labels.items():
-        if not _LABEL_KEY_RE.match(k) or not isinstance(v, str) or not _LABEL_VALUE_RE.match(v):
-            raise InvalidArgument(f"Invalid label {k}={v!r}.")
-    return dict(labels)
 
 
 def _name_filter(flt: str) -> str | None:
@@ -117,7 +102,7 @@ class Repositories:
         }
         if body.get("description"):
             repo["description"] = body["description"]
-        labels = _check_labels(body.get("labels"))
+        labels = check_labels(body.get("labels"), what="repository")
         if labels:
             repo["labels"] = labels
         if "dockerConfig" in body:
@@ -140,7 +125,7 @@ class Repositories:
             for f in fields:
                 value = body.get(f)
                 if f == "labels":
-                    value = _check_labels(value)
+                    value = check_labels(value, what="repository")
                 if value in (None, {}, [], ""):
                     current.pop(f, None)
                 else:

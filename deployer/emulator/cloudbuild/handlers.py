@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .. import artifactregistry
+from .. import artifactregistry, redis
 from ..artifactregistry.names import op_name
 from ..context import Emulator
 from ..errors import InvalidArgument, NotFound
@@ -257,11 +257,13 @@ def get_operation(req: Request, project: str, op_id: str) -> dict[str, Any]:
 
 @router.route("GET", "/v1/projects/{project}/locations/{location}/operations/{op_id}")
 def get_regional_operation(req: Request, project: str, location: str, op_id: str) -> dict[str, Any]:
-    """One path for the regional operations of Cloud Build and Artifact Registry: served here,
-    since Cloud Build sits above Artifact Registry."""
+    """One path for the regional operations of Cloud Build, Artifact Registry and Memorystore
+    for Redis: served here, since Cloud Build sits above both."""
     op = req.emu.ops.get(op_id)
     if op is not None and op["completer"].startswith("cloudbuild."):
         return operation_json(req.emu, op)
     if op is not None and op["completer"].startswith("artifactregistry."):
         return artifactregistry.operation_json(op)
+    if op is not None and op["completer"].startswith("redis."):
+        return redis.operation_json(op)
     raise NotFound(f"Operation {op_name(project, location, op_id)} not found.")

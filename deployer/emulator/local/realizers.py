@@ -21,6 +21,8 @@ from .jobs import LocalJobs
 from .mounts import BUCKETS, Mounts
 from .postgres import LocalPostgres, PostgresUnavailable
 from .processes import PROCESSES, Spec, Supervisor, reap_stale
+from .redis import UNAVAILABLE as REDIS_UNAVAILABLE
+from .redis import LocalRedis, find_server
 from .scheduler import Ticker
 from .serving import LocalServing
 from .workers import LocalWorkers
@@ -64,6 +66,8 @@ class Realizers:
         self._workers: LocalWorkers | None = None
         self._scheduler: Ticker | None = None
         self._uptime: Ticker | None = None
+        self._redis: LocalRedis | None = None
+        self._redis_missing = False
         if self.enabled and self.dir is not None:
             self.enabled = self._take_lock(self.dir)
             if self.enabled:
@@ -138,6 +142,23 @@ class Realizers:
             if self._workers is None:
                 self._workers = LocalWorkers(supervisor)
             return self._workers
+
+    @property
+    def redis(self) -> LocalRedis | None:
+        """Memorystore for Redis instances run here as redis-server processes; None when
+        execution is off or there is no redis-server (said once, on stderr)."""
+        supervisor = self.processes
+        if supervisor is None or self._redis_missing or self.dir is None:
+            return None
+        with self._making:
+            if self._redis is None:
+                server = find_server()
+                if server is None:
+                    self._redis_missing = True
+                    print(f"djdeploy emulator: {REDIS_UNAVAILABLE}", file=sys.stderr)
+                    return None
+                self._redis = LocalRedis(self.dir / "redis", supervisor, server=server)
+            return self._redis
 
     @property
     def scheduler(self) -> Ticker | None:
@@ -235,6 +256,8 @@ class Realizers:
         return None if self._serving is None else self._serving.address(revision)
 
     def _stop_processes(self) -> None:
+        if self._redis is not None:
+            self._redis.stop_all()
         if self._serving is not None:
             self._serving.stop_all()
         if self._workers is not None:
@@ -243,12 +266,14 @@ class Realizers:
             self._jobs.stop_all()
         if self._supervisor is not None:
             self._supervisor.close()
-        self._serving = self._workers = self._jobs = self._supervisor = None
+        self._serving = self._workers = self._jobs = self._supervisor = self._redis = None
         if self.dir is not None:
             release_short_dir(self.dir / "cloudsql")
 
     def reset(self) -> None:
         """The emulator forgets everything: nothing it ran is left running or on disk."""
+        if self._redis is not None:
+            self._redis.remove_all()
         self._stop_processes()
         if self._postgres is not None:
             self._postgres.remove_all()
@@ -261,7 +286,8 @@ class Realizers:
     def describe(self) -> dict[str, object]:
         """What runs: ``{"executing", "engine": "local" | "buildah", "postgres": source or None,
         "sql": [server, ...], "frontdoor": {"url", "port", "token", "hosts"} or None,
-        "processes": [{"what", "pid"}, ...], "revisions": {revision: "127.0.0.1:port"}}``."""
+        "processes": [{"what", "pid"}, ...], "revisions": {revision: "127.0.0.1:port"},
+        "redis": [{"instance", "port", "url"}, ...]}``."""
         pg = self.postgres
         revisions: dict[str, str] = {}
         if self._serving is not None:
@@ -278,6 +304,7 @@ class Realizers:
             "frontdoor": None if self.frontdoor is None else self.frontdoor.describe(),
             "processes": [{"what": p.spec.what, "pid": p.pid} for p in procs],
             "revisions": revisions,
+            "redis": [] if self._redis is None else self._redis.describe(),
         }
 
     def close(self) -> None:

@@ -47,6 +47,7 @@ TITLES: dict[str, str] = {
     "logging.googleapis.com": "Cloud Logging API",
     "monitoring.googleapis.com": "Cloud Monitoring API",
     "pubsub.googleapis.com": "Cloud Pub/Sub API",
+    "redis.googleapis.com": "Google Cloud Memorystore for Redis API",
     "run.googleapis.com": "Cloud Run Admin API",
     "secretmanager.googleapis.com": "Secret Manager API",
     "servicemanagement.googleapis.com": "Service Management API",
