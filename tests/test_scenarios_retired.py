@@ -1,7 +1,7 @@
 """A feature removed from the config is cleaned up by up (steps/retired.py): deploy with a
 [worker], a [[cron]] entry and [monitoring], remove all three, plan shows the deletions (exit 2),
 up deletes them, then plan has nothing to change. An up cut short between two deletes (as by
-kill -9) leaves what the next one finds and finishes."""
+kill -9) leaves what the next one finds and finishes; destroy deletes them too."""
 
 from __future__ import annotations
 
@@ -35,15 +35,25 @@ alert_email = "ops@example.com"
 RETIRED = ("worker-retired", "cron-retired", "monitoring-retired")
 
 
-def test_removed_features_are_deleted_by_up(emulator: EmulatorHandle, tmp_path: Path) -> None:
+def deploy_then_remove_the_features(emulator: EmulatorHandle, tmp_path: Path) -> Path:
     config_file = tmp_path / "djdeploy.toml"
     config_file.write_text(FEATURES_TOML)
     code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)
     assert code == 0, output
     assert len(pools(emulator)) == len(scheduler_jobs(emulator)) == len(run_jobs(emulator)) == 1
     assert count(emulator) == ONE_EACH
-
     config_file.write_text("")
+    return config_file
+
+
+def assert_all_gone(emulator: EmulatorHandle) -> None:
+    assert pools(emulator) == scheduler_jobs(emulator) == []
+    assert run_jobs(emulator) == set()
+    assert count(emulator) == dict.fromkeys(ONE_EACH, 0)
+
+
+def test_removed_features_are_deleted_by_up(emulator: EmulatorHandle, tmp_path: Path) -> None:
+    config_file = deploy_then_remove_the_features(emulator, tmp_path)
     code, output = djdeploy(emulator, config_file, "plan", "--tenant", TENANT, "--json")
     assert code == 2, output
     pending = {s["step"]: s for s in json.loads(output)["steps"] if s["action"] != "noop"}
@@ -67,9 +77,16 @@ def test_removed_features_are_deleted_by_up(emulator: EmulatorHandle, tmp_path: 
 
     code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)
     assert code == 0, output
-    assert pools(emulator) == scheduler_jobs(emulator) == []
-    assert run_jobs(emulator) == set()
-    assert count(emulator) == dict.fromkeys(ONE_EACH, 0)
+    assert_all_gone(emulator)
     code, output = djdeploy(emulator, config_file, "plan", "--tenant", TENANT)
     assert code == 0 and "nothing to change" in output, output
     assert check_transcript(emulator.control.transcript()) == []
+
+
+def test_destroy_after_the_features_were_removed_deletes_them(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    config_file = deploy_then_remove_the_features(emulator, tmp_path)
+    code, output = djdeploy(emulator, config_file, "destroy", "--tenant", TENANT)
+    assert code == 0, output
+    assert_all_gone(emulator)

@@ -45,10 +45,14 @@ class _Retired(Operation):
     config: Config
     needs: tuple[str, ...] = ("apis",)
 
+    def observe(self, cloud: Cloud) -> Any | None:
+        raise NotImplementedError
+
     def diff(self, observed: Any | None) -> Change:
         raise NotImplementedError
 
     def gone(self, reason: str, fields: list[FieldChange]) -> Change:
+        """What up will delete (plan shows each field's resource going to null)."""
         return self._change(Action.DELETE, reason, fields)
 
     def apply(self, cloud: Cloud, change: Change) -> None:
@@ -60,9 +64,6 @@ class _Retired(Operation):
         if change.action is Action.DELETE:
             self.apply(cloud, change)
         return change
-
-    def observe(self, cloud: Cloud) -> Any | None:
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
