@@ -90,7 +90,7 @@ def test_up_from_empty_then_status_all_ok(emulator: EmulatorHandle) -> None:
     doc = status_json(emulator)
     states = {s["step"]: s["state"] for s in doc["steps"]}
     assert set(states.values()) == {"ok"}, states
-    assert len(states) == 18  # with the manage job's and the rotation's
+    assert len(states) == 21  # with the manage job's, the rotation's and the 3 retiring steps
     assert doc["url"].endswith(".europe-west1.run.app")
     assert doc["ready_revision"].startswith(f"{TENANT}-django-0000")
     assert doc["last_migrate_execution"].startswith(f"{TENANT}-django-migrate-")
