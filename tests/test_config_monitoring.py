@@ -54,11 +54,14 @@ def test_monitoring_needs_a_service_the_internet_can_call(
     make(service=service)  # fine with monitoring off
 
 
-def test_off_by_default_adds_no_step_and_no_api() -> None:
+def test_off_by_default_adds_only_the_retiring_steps_and_no_api() -> None:
     config = make()
     assert config.monitoring == MonitoringConfig(enabled=False, alert_email=None, period=300)
     steps = build_steps(config)
-    assert len(steps) == 18  # the 16 of a deployment, the manage job and the rotation
+    names = [s.name for s in steps]
+    # the 16 of a deployment, the manage job, the absent features' retiring steps, the rotation
+    assert len(steps) == 21
+    assert names[-4:] == ["worker-retired", "monitoring-retired", "cron-retired", "rotation"]
     apis = steps[0]
     assert isinstance(apis, Apis) and MONITORING_API not in apis.services
 
@@ -66,7 +69,8 @@ def test_off_by_default_adds_no_step_and_no_api() -> None:
 def test_on_adds_three_steps_and_the_api() -> None:
     steps = build_steps(make(monitoring=MonitoringConfig(True)))
     names = [s.name for s in steps]
-    assert names[-4:] == ["alert-channel", "uptime-check", "alert-policy", "rotation"]
+    assert names[-5:-1] == ["alert-channel", "uptime-check", "alert-policy", "cron-retired"]
+    assert "monitoring-retired" not in names
     apis = steps[0]
     assert isinstance(apis, Apis) and MONITORING_API in apis.services
 

@@ -36,7 +36,8 @@ class SchedulerApi:
             kwargs: dict[str, Any] = {"parent": self.parent, "pageSize": 500}
             if token:
                 kwargs["pageToken"] = token
-            page = self.cloud.read(execute(self._jobs().list(**kwargs))) or {}
+            request = execute(self._jobs().list(**kwargs))
+            page = self.cloud.read(request, key=("scheduler.list", self.parent, token)) or {}
             out.extend(page.get("jobs", []))
             token = page.get("nextPageToken")
             if not token:

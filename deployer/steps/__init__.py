@@ -23,6 +23,7 @@ def build_steps(config: Config) -> list[Step]:
     from deployer.steps.monitoring import AlertChannel, AlertPolicy, UptimeCheck
     from deployer.steps.redis import RedisInstance
     from deployer.steps.registry import Registry
+    from deployer.steps.retired import RetiredCron, RetiredMonitoring, RetiredWorker
     from deployer.steps.rotation import Rotation
     from deployer.steps.secrets import Secrets
     from deployer.steps.service import Service
@@ -55,14 +56,21 @@ def build_steps(config: Config) -> list[Step]:
     ]
     if config.domains:  # none: no step, no call (see docs/configuration.md, custom domains)
         steps.append(DomainMappings(config))
-    if config.worker is not None:  # none: no step, no call (see docs/worker.md)
+    # a feature gone from the config: its retiring step deletes what it left (steps/retired.py)
+    if config.worker is not None:
         steps.append(Worker(config, image=image.image))
+    else:
+        steps.append(RetiredWorker(config))
     if config.redis_broker:  # [worker] broker = "redis": the Memorystore instance (docs/worker.md)
         steps.append(RedisInstance(config))
-    if config.monitoring.enabled:  # off: no step, no call (see docs/monitoring.md)
+    if config.monitoring.enabled:
         steps += [AlertChannel(config), UptimeCheck(config), AlertPolicy(config)]
+    else:
+        steps.append(RetiredMonitoring(config))
     cron_jobs = [CronJob(config, image=image.image, entry=e) for e in config.cron]
-    if cron_jobs:  # none: no step, no call (see docs/cron.md)
+    if not cron_jobs:
+        steps.append(RetiredCron(config))
+    else:
         after_jobs = tuple(j.name for j in cron_jobs)
         steps += [
             *cron_jobs,

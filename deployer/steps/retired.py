@@ -1,0 +1,177 @@
+"""What a feature left behind once it is gone from the config: ``up`` deletes it.
+
+Removing the [worker] table, the last [[cron]] entry or setting ``[monitoring] enabled = false``
+takes those features' steps out of the graph; these steps take their place and delete what the
+earlier deploys made, found as destroy finds it:
+
+- ``worker-retired``: the worker pool (its name, ``Names.owns`` on its labels);
+- ``cron-retired``: the scheduler jobs whose description names djdeploy, this tenant and app
+  (steps/cron.py), and the Cloud Run job each ran (if ours);
+- ``monitoring-retired``: the alert policies, uptime checks and notification channel of ours
+  (display name or tenant+app labels, then ``Names.owns``: steps/monitoring.py).
+
+None of it is data. Each observes with one read when nothing is left (a GET of the pool; a list
+of the scheduler jobs; a list of the uptime checks, then of the policies and channels when one
+is found), then answers DELETE with one field per resource or noop("why"). Apply deletes what
+the change names, the resource observe looks for last, so a run cut short anywhere (kill -9)
+leaves it for the next observation, and a delete of one already gone is done: the Cloud Run job
+before the scheduler job that runs it; the alert policy, then the notification channel, then
+the uptime checks. destroy deletes the same things.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from deployer.steps.base import Action, Change, FieldChange, Operation
+from deployer.steps.cron import CronSchedules
+from deployer.steps.monitoring import ours, short_id
+
+if TYPE_CHECKING:
+    from deployer.config import Config
+    from deployer.gcp.cloud import Cloud
+    from deployer.gcp.monitoring import Kind
+
+#: the order their deletes run in: a policy names the checks and the channel; the checks last,
+#: as they are what observe looks for
+MONITORING_KINDS: tuple[Kind, ...] = ("alertPolicies", "notificationChannels", "uptimeCheckConfigs")
+
+
+@dataclass(frozen=True)
+class _Retired(Operation):
+    """observe, then DELETE (one field per resource: path its id, old what it is) or noop."""
+
+    config: Config
+    needs: tuple[str, ...] = ("apis",)
+
+    def observe(self, cloud: Cloud) -> Any | None:
+        raise NotImplementedError
+
+    def diff(self, observed: Any | None) -> Change:
+        raise NotImplementedError
+
+    def gone(self, reason: str, fields: list[FieldChange]) -> Change:
+        """What up will delete (plan shows each field's resource going to null)."""
+        return self._change(Action.DELETE, reason, fields)
+
+    def apply(self, cloud: Cloud, change: Change) -> None:
+        raise NotImplementedError
+
+    def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
+        """What up would do, done: destroy after the feature was removed deletes it too."""
+        change = self.diff(self.observe(cloud))
+        if change.action is Action.DELETE:
+            self.apply(cloud, change)
+        return change
+
+
+@dataclass(frozen=True)
+class RetiredWorker(_Retired):
+    name: str = "worker-retired"
+
+    @property
+    def pool(self) -> str:
+        return self.config.names.worker_pool
+
+    @property
+    def resource(self) -> str:
+        return f"run worker pool {self.pool}"
+
+    def observe(self, cloud: Cloud) -> dict[str, Any] | None:
+        return cloud.run.get_worker_pool(self.pool)
+
+    def diff(self, observed: dict[str, Any] | None) -> Change:
+        if observed is None:
+            return self.noop("no [worker]: no worker pool")
+        if not self.config.names.owns(observed.get("labels")):
+            return self.noop(f"kept: worker pool {self.pool} is not managed by djdeploy")
+        if observed.get("deleteTime"):
+            return self.wait(f"worker pool {self.pool} being deleted")
+        count = (observed.get("scaling") or {}).get("manualInstanceCount") or 0
+        return self.gone(
+            f"no [worker]: delete worker pool {self.pool}",
+            [FieldChange(self.pool, f"{count} instance(s)", None)],
+        )
+
+    def apply(self, cloud: Cloud, change: Change) -> None:
+        cloud.run.delete_worker_pool(self.pool)  # an operation: the engine re-observes
+
+
+@dataclass(frozen=True)
+class RetiredCron(_Retired):
+    name: str = "cron-retired"
+
+    @property
+    def resource(self) -> str:
+        return f"Cloud Scheduler jobs of {self.config.names.prefix} in {self.config.region}"
+
+    def observe(self, cloud: Cloud) -> dict[str, Any] | None:
+        """{job id: scheduler job} of ours; None: none."""
+        schedules = CronSchedules(self.config)
+        found = {
+            short_id(job["name"]): job
+            for job in cloud.scheduler.list_jobs()
+            if schedules.entry_of(job) is not None
+        }
+        return found or None
+
+    def diff(self, observed: dict[str, Any] | None) -> Change:
+        if not observed:
+            return self.noop("no [[cron]] entry: no scheduled command")
+        return self.gone(
+            f"no [[cron]] entry: delete {len(observed)} scheduled command(s)",
+            [FieldChange(jid, observed[jid].get("schedule"), None) for jid in sorted(observed)],
+        )
+
+    def apply(self, cloud: Cloud, change: Change) -> None:
+        for f in change.fields:
+            # the Cloud Run job first: the scheduler job is what the next observe finds
+            run_job = cloud.run.get_job(f.path)
+            if run_job is not None and self.config.names.owns(run_job.get("labels")):
+                cloud.run.delete_job(f.path)
+            cloud.scheduler.delete_job(f.path)
+
+
+@dataclass(frozen=True)
+class RetiredMonitoring(_Retired):
+    name: str = "monitoring-retired"
+
+    @property
+    def resource(self) -> str:
+        return f"uptime monitoring of {self.config.names.prefix}"
+
+    def observe(self, cloud: Cloud) -> dict[Kind, list[dict[str, Any]]] | None:
+        """Ours of each kind; None: no uptime check of ours (one read). A policy of ours names
+        a check, so none outlives the checks, which apply deletes last."""
+        names = self.config.names
+        display = {
+            "alertPolicies": names.alert_policy,
+            "notificationChannels": names.alert_channel,
+            "uptimeCheckConfigs": names.uptime_check,
+        }
+
+        def find(kind: Kind) -> list[dict[str, Any]]:
+            return ours(cloud.monitoring.list(kind), display_name=display[kind], names=names)
+
+        checks = find("uptimeCheckConfigs")
+        if not checks:
+            return None
+        return {k: checks if k == "uptimeCheckConfigs" else find(k) for k in MONITORING_KINDS}
+
+    def diff(self, observed: dict[Kind, list[dict[str, Any]]] | None) -> Change:
+        if not observed:
+            return self.noop("[monitoring] is off: no uptime check of ours")
+        fields = [
+            FieldChange(item["name"], item.get("displayName"), None)
+            for kind in MONITORING_KINDS
+            for item in observed.get(kind, [])
+        ]
+        return self.gone(
+            f"[monitoring] is off: delete {len(fields)} monitoring resource(s)", fields
+        )
+
+    def apply(self, cloud: Cloud, change: Change) -> None:
+        for f in change.fields:  # in MONITORING_KINDS order
+            kind = next(k for k in MONITORING_KINDS if f"/{k}/" in f.path)
+            cloud.monitoring.delete(kind, f.path)
