@@ -8,6 +8,7 @@ pushed into the emulated Artifact Registry under its digest.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -199,6 +200,19 @@ def processes_with(marker: bytes) -> list[int]:
         if marker in environ and state != "Z":
             found.append(int(proc.name))
     return found
+
+
+@contextlib.contextmanager
+def no_process_outlives(state: str) -> Iterator[None]:
+    """Whatever the test asserts, no process of this state dir outlives it: a failure between a
+    killed emulator and the one that reaps its instances would leave them running with their
+    state dir deleted, and nothing would ever reap them."""
+    try:
+        yield
+    finally:
+        for pid in processes_with(state.encode()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 # -- jobs ----------------------------------------------------------------------------------------
@@ -402,7 +416,7 @@ def test_close_stops_and_a_killed_emulator_is_reaped() -> None:
     """A state dir served by an emulator in another process that is killed with SIGKILL: its
     instances (a revision's, a worker pool's) keep running until the next emulator starts on
     that dir, which reaps them, serves the revision and runs the worker pool again."""
-    with tempfile.TemporaryDirectory(prefix="djd-run-") as state:
+    with tempfile.TemporaryDirectory(prefix="djd-run-") as state, no_process_outlives(state):
         child = subprocess.Popen(
             [sys.executable, "-c", _CHILD, state],
             stdout=subprocess.PIPE,
