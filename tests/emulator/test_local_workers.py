@@ -1,6 +1,7 @@
 """local/workers.py on its own: a worker pool's instance that exits is started again (its exit
-said as Cloud Run says it), and stopping the pool leaves no process. Plain ``sh`` processes: no
-image, no API."""
+said as Cloud Run says it), a tried revision fails when an instance exits before its start period
+(on an injected clock that stands still: no timing window) and starts once the clock passes it,
+and stopping the pool leaves no process. Plain ``sh`` processes: no image, no API."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from deployer.emulator.local.processes import Spec, Supervisor
-from deployer.emulator.local.workers import LocalWorkers, PoolPlan
+from deployer.emulator.local.workers import FAILED, STARTED, STARTING, LocalWorkers, PoolPlan
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,11 @@ def test_an_exited_instance_is_restarted_and_stop_leaves_nothing(tmp_path: Path)
         return Spec(argv=["/bin/sh", "-c", script], env={}, cwd=tmp_path, what=f"w/{index}")
 
     plan = PoolPlan(
-        spec=spec, on_line=lambda _i: lambda _s, line: lines.append(line), on_event=on_event
+        spec=spec,
+        on_line=lambda _i: lambda _s, line: lines.append(line),
+        on_event=on_event,
+        clock=lambda: 0.0,
+        start_period=10.0,
     )
     try:
         workers.run("pool", revision="r1", count=2, plan=lambda: plan)
@@ -55,6 +60,59 @@ def test_an_exited_instance_is_restarted_and_stop_leaves_nothing(tmp_path: Path)
         workers.stop("pool")
         deadline = time.monotonic() + WAIT
         while supervisor.running():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        workers.stop_all()
+        supervisor.close()
+    assert list((tmp_path / "processes").glob("*.json")) == []
+
+
+def test_a_trial_fails_on_an_early_exit_and_starts_once_its_period_passed(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path / "processes")
+    workers = LocalWorkers(supervisor)
+    now = [0.0]  # the injected clock: it moves only when the test moves it
+
+    def plan(script: str) -> PoolPlan:
+        return PoolPlan(
+            spec=lambda i: Spec(["/bin/sh", "-c", script], env={}, cwd=tmp_path, what=f"w/{i}"),
+            on_line=lambda _i: lambda _s, _l: None,
+            on_event=lambda _i, _s, _t: None,
+            clock=lambda: now[0],
+            start_period=5.0,
+        )
+
+    def until(state: str, revision: str, script: str) -> None:
+        deadline = time.monotonic() + WAIT
+        while (
+            trial := workers.trial("pool", revision=revision, count=2, plan=lambda: plan(script))
+        ).state != state:
+            assert time.monotonic() < deadline, trial
+            time.sleep(0.05)
+
+    try:
+        good = "exec sleep 600"
+        workers.run("pool", revision="r1", count=1, plan=lambda: plan(good))
+        # an instance whose process exits at once fails the trial, whatever the clock says
+        bad = "echo nope >&2; exit 3"
+        until(FAILED, "r2", bad)
+        failed = workers.trial("pool", revision="r2", count=2, plan=lambda: plan(bad))
+        assert failed.exit_code == 3 and failed.index in (0, 1)
+        workers.abandon("pool", "r2")
+        deadline = time.monotonic() + WAIT
+        while [p.spec.what for p in supervisor.running()] != ["w/0"]:  # r1's instance alone
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+        # instances that stay up: starting while the clock stands still, started once it moved
+        assert workers.trial("pool", revision="r3", count=2, plan=lambda: plan(good)).state == (
+            STARTING
+        )
+        now[0] = 5.0
+        until(STARTED, "r3", good)
+        workers.run("pool", revision="r3", count=2, plan=lambda: plan("exit 1"))  # its trial's
+        deadline = time.monotonic() + WAIT
+        while len(supervisor.running()) != 2:  # r1's instance stopped, r3's two run on
             assert time.monotonic() < deadline
             time.sleep(0.05)
     finally:

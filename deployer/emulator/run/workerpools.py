@@ -5,8 +5,10 @@ get, list, delete.
 A worker pool is a service without ingress: its revision template has no ports and no probes
 (none are defaulted), its instances are ``scaling.manualInstanceCount`` (default 1). Revisions are
 named in ``latestCreatedRevision`` / ``latestReadyRevision`` but not served as resources. With
-local execution, a Ready pool's instances run its latest ready revision as processes
-(:func:`.realize.pool_instances`); a deploy that fails leaves them running.
+local execution, a deploy's new revision is tried first (:func:`.realize.pool_trial`): Ready once
+its instances stayed up ``run.workerpool.start``, Failed when one exited before (its lines and
+exit in Cloud Logging); a Ready pool's instances run its latest ready revision as processes
+(:func:`.realize.pool_instances`), and a deploy that fails leaves them running.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
-from ..operations import completer
+from ..local.workers import FAILED, STARTING
+from ..operations import NotYet, completer
 from . import templates
 from .common import (
     WORKER_POOL_KIND,
@@ -35,7 +38,7 @@ from .common import (
     start_op,
 )
 from .readiness import template_problem
-from .realize import READY_TEMPLATE, pool_instances, stop_pool
+from .realize import READY_TEMPLATE, abandon_trial, pool_instances, pool_trial, stop_pool
 
 if TYPE_CHECKING:
     from ..context import Emulator
@@ -55,6 +58,13 @@ _SPEC = (
 )
 #: how long a deploy takes (the latency kind services use: the same rollout)
 DEPLOY = "run.service.deploy"
+#: the outcome kind that fails a worker pool's next revision (matched on the pool's id)
+OUTCOME = "workerpool"
+#: why a revision tried here failed (Cloud Run's words for a container that did not start)
+EXITED_EARLY = (
+    "The user-provided container exited with code {code} before it started (instance {index}). "
+    "Logs for this revision might contain more information."
+)
 
 
 def pool_template(t: dict[str, Any], number: str) -> dict[str, Any]:
@@ -143,18 +153,43 @@ class WorkerPools(Collection):
         if pool is None:
             fail_op(op, "NOT_FOUND", "The worker pool was deleted while it was being deployed.")
             return None
-        problem = template_problem(
-            emu, op["args"]["pid"], pool["template"], op["created"], "worker pool"
-        )
+        pid = op["args"]["pid"]
         revision = pool.get("latestCreatedRevision")
+        problem = emu.outcomes.take(OUTCOME, pool["name"].rsplit("/", 1)[-1])
+        if problem is None:
+            problem = template_problem(emu, pid, pool["template"], op["created"], "worker pool")
+        current = int(pool["generation"]) == op["args"]["generation"]  # no later deploy
+        if problem is None and current and revision != pool.get("latestReadyRevision"):
+            problem = self._try(pool, pid=pid)
+        if problem is not None and revision:
+            short = revision.rsplit("/", 1)[-1]
+            problem = f"Revision '{short}' is not ready and cannot serve traffic. {problem}"
         types = ("ConfigurationsReady",)
         if settle_deploy(emu, pool, op, problem=problem, revision=revision, types=types):
             if problem is None:
                 pool[READY_TEMPLATE] = copy.deepcopy(pool["template"])
             save(emu, WORKER_POOL_KIND, pool)
             if problem is None:  # run here: its instances replace the previous revision's
-                pool_instances(emu, pool, pid=op["args"]["pid"])
+                pool_instances(emu, pool, pid=pid)
         return deploy_result(op, "WorkerPool", pool, problem)
+
+    def _try(self, pool: dict[str, Any], *, pid: str) -> str | None:
+        """Run here, the new revision's instances must stay up (NotYet until they have); why
+        it failed (its instances stopped), or None (started, or simulated)."""
+        trial = pool_trial(self.emu, pool, pid=pid)
+        if trial is None or trial.state not in (STARTING, FAILED):
+            return None
+        if trial.state == STARTING:
+            raise NotYet()
+        abandon_trial(self.emu, pool)
+        _, _, _, location, _, pool_id, _, short = pool["latestCreatedRevision"].split("/")
+        logs = (
+            f"https://console.cloud.google.com/logs/viewer?project={pid}&resource="
+            f"cloud_run_worker_pool/worker_pool_name/{pool_id}/revision_name/{short}"
+            f"&location={location}"
+        )
+        failed = EXITED_EARLY.format(code=trial.exit_code, index=trial.index)
+        return f"{failed}\n\nLogs URL: {logs}"
 
 
 @completer("run.workerpool.deploy")
