@@ -412,6 +412,62 @@ def test_worker_pool_instances_run_and_a_new_revision_replaces_them(
     eventually(lambda: own_processes(emu) == [], "the worker pool's processes to stop")
 
 
+#: a worker whose command is wrong: it says why on stderr and exits at once
+_BROKEN = "import sys; print('no module named wrongname', file=sys.stderr); sys.exit(2)"
+
+
+def test_a_worker_that_exits_at_once_fails_its_revision_and_the_last_ready_one_runs_on(
+    local: dict[str, Any], executing_emulator: EmulatorHandle
+) -> None:
+    emu = executing_emulator.emu
+    assert emu.local.processes is not None
+    supervisor = emu.local.processes
+    pools = run_v2.WorkerPoolsClient(**gapic_options(executing_emulator.url))
+    name = f"{PARENT}/workerPools/worker"
+    # the good revision has started at once; the broken one could never stay up long enough:
+    # only its exit decides (no timing window either way)
+    executing_emulator.control.set_latency(durations={"run.workerpool.start": 0.0})
+    rev1 = (
+        pools.create_worker_pool(
+            parent=PARENT, worker_pool_id="worker", worker_pool=worker_pool("1", count=1)
+        )
+        .result(polling=POLL)
+        .latest_ready_revision
+    )
+    executing_emulator.control.set_latency(durations={"run.workerpool.start": 1e9})
+
+    current = pools.get_worker_pool(name=name)
+    current.template = worker_pool("2", count=1).template
+    current.template.containers[0].args = ["run", "python", "-c", _BROKEN]
+    with pytest.raises(exceptions.FailedPrecondition) as info:
+        pools.update_worker_pool(worker_pool=current).result(polling=POLL)
+    failed = pools.get_worker_pool(name=name)
+    bad = failed.latest_created_revision.rsplit("/", 1)[-1]
+    assert info.value.message.startswith(
+        f"Revision '{bad}' is not ready and cannot serve traffic. The user-provided container "
+        "exited with code 2 before it started (instance 0)."
+    )
+    assert f"revision_name/{bad}" in info.value.message  # the Logs URL
+    assert failed.terminal_condition.state == run_v2.Condition.State.CONDITION_FAILED
+    assert failed.terminal_condition.message == info.value.message
+    assert failed.latest_ready_revision == rev1
+    # its lines and exit are in Cloud Logging; its instance stopped, the ready one runs on
+    flt = f'resource.type="cloud_run_worker_pool" AND resource.labels.revision_name="{bad}"'
+
+    def texts() -> list[str]:
+        return [e.get("textPayload", "") for e in logged(local, flt)]
+
+    eventually(lambda: "no module named wrongname" in texts(), "the broken worker's line")
+    assert "Container called exit(2)." in texts()
+    eventually(
+        lambda: [p.spec.what for p in supervisor.running()] == [f"{rev1}/instances/0"],
+        "the ready revision's instance alone",
+    )
+
+    pools.delete_worker_pool(name=name).result(polling=POLL)
+    eventually(lambda: own_processes(emu) == [], "the worker pool's processes to stop")
+
+
 def test_close_stops_and_a_killed_emulator_is_reaped() -> None:
     """A state dir served by an emulator in another process that is killed with SIGKILL: its
     instances (a revision's, a worker pool's) keep running until the next emulator starts on
