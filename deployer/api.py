@@ -516,16 +516,19 @@ _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 @dataclass(frozen=True)
 class LogQuery:
-    """What `logs` reads: the service's revisions, or one job's executions (``job``); entries
-    from ``since`` ago ("10m"), at ``severity`` or worse; the newest ``limit`` of them.
-    Checked when made, so bad input fails before any API call."""
+    """What `logs` reads: the service's revisions, one job's executions (``job``) or the
+    [worker]'s pool (``worker``); entries from ``since`` ago ("10m"), at ``severity`` or worse;
+    the newest ``limit`` of them. Checked when made, so bad input fails before any API call."""
 
     job: str | None = None
     since: str | None = None
     severity: str | None = None
     limit: int = 100
+    worker: bool = False
 
     def __post_init__(self) -> None:
+        if self.job is not None and self.worker:
+            raise ConfigError("--job and --worker name two sources: choose one")
         if self.job is not None and self.job not in LOG_JOBS:
             raise ConfigError(f"--job {self.job!r} is not a job: use one of {', '.join(LOG_JOBS)}")
         if self.since is not None and not _SINCE.match(self.since):
@@ -551,10 +554,15 @@ def _rfc3339(seconds: float) -> str:
 
 
 def log_filter(config: Config, query: LogQuery, *, now: float) -> str:
-    """The Logging filter for `query`: the service's revisions or the job's executions, then
-    the time and severity bounds."""
+    """The Logging filter for `query`: the service's revisions, the job's executions or the
+    worker pool's instances, then the time and severity bounds."""
     names = config.names
-    if query.job is None:
+    if query.worker:
+        terms = [
+            'resource.type="cloud_run_worker_pool"',
+            f'resource.labels.worker_pool_name="{names.worker_pool}"',
+        ]
+    elif query.job is None:
         terms = [
             'resource.type="cloud_run_revision"',
             f'resource.labels.service_name="{names.service}"',

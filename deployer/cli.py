@@ -626,6 +626,9 @@ def logs(
         str | None,
         typer.Option(help="A job's executions instead of the service: migrate, db-init, manage."),
     ] = None,
+    worker: Annotated[
+        bool, typer.Option("--worker", help="The [worker]'s pool instead of the service.")
+    ] = False,
     since: Annotated[
         str | None, typer.Option(help="Only entries this recent: 30s, 10m, 2h, 1d.")
     ] = None,
@@ -643,11 +646,12 @@ def logs(
     state_dir: StateDir = None,
     verbose: Verbose = False,
 ) -> None:
-    """Cloud Logging entries of the service's revisions or of a job's executions, newest last."""
+    """Cloud Logging entries of the service's revisions, of a job's executions or of the
+    worker pool, newest last."""
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
     from deployer import api, render
 
-    query = api.LogQuery(job=job, since=since, severity=severity, limit=limit)
+    query = api.LogQuery(job=job, since=since, severity=severity, limit=limit, worker=worker)
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
     try:
         for entry in api.logs(cfg, query=query, target=_target(ctx), follow=follow):
