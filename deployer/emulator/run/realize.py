@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..artifactregistry.names import parse_digest_ref
 from ..artifactregistry.repositories import TAG_KIND
 from ..latency import register_duration
-from ..local.container import short_dir
+from ..local.container import ContainerRun, short_dir
 from ..local.image import Image, find_image
 from ..local.jobs import ExecutionRun, TaskPlan
 from ..local.processes import OnLine, Spec
@@ -123,7 +123,7 @@ def _runner(
 
     def spec(platform: dict[str, str], what: str) -> Spec:
         return emu.local.process_spec(
-            image, container, env=env, platform_env=platform, mounts=mounts, what=what
+            ContainerRun(image, container, what, env=env, platform_env=platform, mounts=mounts)
         )
 
     return spec
