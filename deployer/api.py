@@ -27,7 +27,7 @@ from deployer import ci, health
 from deployer.clock import Clock, RealClock
 from deployer.config import EMULATOR_PROJECT, Config
 from deployer.config.model import NO_PROJECT
-from deployer.engine import Engine, OnEvent, Options, RunResult
+from deployer.engine import Engine, OnEvent, OnSteps, Options, RunResult
 from deployer.errors import (
     ConfigError,
     Conflict,
@@ -268,6 +268,7 @@ def up(
     clock: Clock | None = None,
     wait: bool = True,
     on_lease: OnNotice | None = None,
+    on_steps: OnSteps | None = None,
 ) -> RunResult:
     """Deploy: bring every step to its desired state. Safe to run again after any failure.
 
@@ -279,6 +280,8 @@ def up(
     config = resolve(config, target)
     check_source(config)
     steps = build_steps(config)
+    if on_steps is not None:
+        on_steps([step.name for step in steps])
     with connect(config.project, config.region, target, clock=clock) as session:
         engine = _engine(session, on_event)
         start = engine.clock.monotonic()
@@ -390,6 +393,7 @@ def destroy(
     clock: Clock | None = None,
     wait: bool = True,
     on_lease: OnNotice | None = None,
+    on_steps: OnSteps | None = None,
 ) -> list[Change]:
     """Delete what `up` made, in reverse order. Data (database, media, secrets) is kept
     unless delete_data.
@@ -400,6 +404,8 @@ def destroy(
     target = target or Target()
     config = resolve(config, target)
     steps = build_steps(config)
+    if on_steps is not None:
+        on_steps([step.name for step in steps])
     command = "destroy --delete-data" if delete_data else "destroy"
     with connect(config.project, config.region, target, clock=clock) as session:
         engine = _engine(session, on_event)
@@ -849,6 +855,7 @@ def rotate_secrets(
     clock: Clock | None = None,
     wait: bool = True,
     on_lease: OnNotice | None = None,
+    on_steps: OnSteps | None = None,
 ) -> RotateResult:
     """Rotate the generated secrets named by ``kinds`` ("db-password", "secret-key",
     "admin-password"; none: all three), under the tenant's lease (docs/rotate.md).
@@ -862,6 +869,8 @@ def rotate_secrets(
     chosen = check_kinds(kinds)
     target = target or Target()
     steps = build_steps(config)
+    if on_steps is not None:
+        on_steps([step.name for step in steps])
     ids = secret_ids(config)
     with connect(config.project, config.region, target, clock=clock) as session:
         engine = _engine(session, on_event)

@@ -441,7 +441,12 @@ def up(
 
     with render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose) as progress:
         result = api.up(
-            cfg, target=target, on_event=progress, wait=not no_wait, on_lease=progress.lease
+            cfg,
+            target=target,
+            on_event=progress,
+            wait=not no_wait,
+            on_lease=progress.lease,
+            on_steps=progress.steps,
         )
     local = api.local_url(result.info("url"), target)
     render.up_result(result, as_json=json, out=out, local_url=local, local_note=_local_note(ctx))
@@ -574,6 +579,7 @@ def destroy(
             on_event=progress,
             wait=not no_wait,
             on_lease=progress.lease,
+            on_steps=progress.steps,
         )
     render.destroyed(changes, as_json=json, out=out)
 
@@ -806,6 +812,7 @@ def secrets_rotate(
             on_event=progress,
             wait=not no_wait,
             on_lease=progress.lease,
+            on_steps=progress.steps,
         )
     render.rotated(result.rotations, result.run, as_json=json, out=out)
     raise typer.Exit(0 if result.ok else 1)
