@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,36 @@ pytestmark = pytest.mark.slow
 WAIT = 60.0
 
 
-def test_an_exited_instance_is_restarted_and_stop_leaves_nothing(tmp_path: Path) -> None:
+def eventually(condition: Callable[[], object], what: str) -> None:
+    """Wait until ``condition()`` holds (the bound only ends a test that would hang)."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def supervisor(tmp_path: Path) -> Iterator[Supervisor]:
     supervisor = Supervisor(tmp_path / "processes")
+    yield supervisor
+    supervisor.close()
+    assert list((tmp_path / "processes").glob("*.json")) == []
+
+
+@pytest.fixture
+def workers(supervisor: Supervisor) -> Iterator[LocalWorkers]:
     workers = LocalWorkers(supervisor)
+    yield workers
+    workers.stop_all()
+
+
+def running(supervisor: Supervisor) -> list[str]:
+    return sorted(p.spec.what for p in supervisor.running())
+
+
+def test_an_exited_instance_is_restarted_and_stop_leaves_nothing(
+    tmp_path: Path, supervisor: Supervisor, workers: LocalWorkers
+) -> None:
     events: list[tuple[int, str, str]] = []
     lines: list[str] = []
     lock = threading.Lock()
@@ -41,36 +69,25 @@ def test_an_exited_instance_is_restarted_and_stop_leaves_nothing(tmp_path: Path)
         clock=lambda: 0.0,
         start_period=10.0,
     )
-    try:
-        workers.run("pool", revision="r1", count=2, plan=lambda: plan)
-        deadline = time.monotonic() + WAIT
-        while events.count((0, "ERROR", "Container called exit(3).")) < 2 or "w/1" not in {
-            p.spec.what for p in supervisor.running()
-        }:
-            assert time.monotonic() < deadline, events
-            time.sleep(0.05)
-        supervisor.flush()  # every line read so far handed on
-        assert lines.count("started 0") >= 2
-        assert all(index == 0 for index, _, _ in events)  # the sleeping instance runs on
-        assert [p.spec.what for p in supervisor.running()] in (
-            ["w/1"],
-            ["w/0", "w/1"],
-            ["w/1", "w/0"],
-        )
-        workers.stop("pool")
-        deadline = time.monotonic() + WAIT
-        while supervisor.running():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-    finally:
-        workers.stop_all()
-        supervisor.close()
-    assert list((tmp_path / "processes").glob("*.json")) == []
+    workers.run("pool", revision="r1", count=2, plan=lambda: plan)
+    eventually(
+        lambda: (
+            events.count((0, "ERROR", "Container called exit(3).")) >= 2
+            and "w/1" in running(supervisor)
+        ),
+        "two exits of instance 0 while instance 1 runs",
+    )
+    supervisor.flush()  # every line read so far handed on
+    assert lines.count("started 0") >= 2
+    assert all(index == 0 for index, _, _ in events)  # the sleeping instance runs on
+    assert running(supervisor) in (["w/1"], ["w/0", "w/1"])
+    workers.stop("pool")
+    eventually(lambda: running(supervisor) == [], "the pool's processes to stop")
 
 
-def test_a_trial_fails_on_an_early_exit_and_starts_once_its_period_passed(tmp_path: Path) -> None:
-    supervisor = Supervisor(tmp_path / "processes")
-    workers = LocalWorkers(supervisor)
+def test_a_trial_fails_on_an_early_exit_and_starts_once_its_period_passed(
+    tmp_path: Path, supervisor: Supervisor, workers: LocalWorkers
+) -> None:
     now = [0.0]  # the injected clock: it moves only when the test moves it
 
     def plan(script: str) -> PoolPlan:
@@ -82,40 +99,24 @@ def test_a_trial_fails_on_an_early_exit_and_starts_once_its_period_passed(tmp_pa
             start_period=5.0,
         )
 
-    def until(state: str, revision: str, script: str) -> None:
-        deadline = time.monotonic() + WAIT
-        while (
-            trial := workers.trial("pool", revision=revision, count=2, plan=lambda: plan(script))
-        ).state != state:
-            assert time.monotonic() < deadline, trial
-            time.sleep(0.05)
+    def state(revision: str, script: str) -> str:
+        return workers.trial("pool", revision=revision, count=2, plan=lambda: plan(script)).state
 
-    try:
-        good = "exec sleep 600"
-        workers.run("pool", revision="r1", count=1, plan=lambda: plan(good))
-        # an instance whose process exits at once fails the trial, whatever the clock says
-        bad = "echo nope >&2; exit 3"
-        until(FAILED, "r2", bad)
-        failed = workers.trial("pool", revision="r2", count=2, plan=lambda: plan(bad))
-        assert failed.exit_code == 3 and failed.index in (0, 1)
-        workers.abandon("pool", "r2")
-        deadline = time.monotonic() + WAIT
-        while [p.spec.what for p in supervisor.running()] != ["w/0"]:  # r1's instance alone
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    good = "exec sleep 600"
+    workers.run("pool", revision="r1", count=1, plan=lambda: plan(good))
+    # an instance whose process exits at once fails the trial, whatever the clock says
+    bad = "echo nope >&2; exit 3"
+    eventually(lambda: state("r2", bad) == FAILED, "the trial of r2 to fail")
+    failed = workers.trial("pool", revision="r2", count=2, plan=lambda: plan(bad))
+    assert failed.exit_code == 3 and failed.index in (0, 1)
+    workers.abandon("pool", "r2")
+    eventually(lambda: running(supervisor) == ["w/0"], "r1's instance alone")
 
-        # instances that stay up: starting while the clock stands still, started once it moved
-        assert workers.trial("pool", revision="r3", count=2, plan=lambda: plan(good)).state == (
-            STARTING
-        )
-        now[0] = 5.0
-        until(STARTED, "r3", good)
-        workers.run("pool", revision="r3", count=2, plan=lambda: plan("exit 1"))  # its trial's
-        deadline = time.monotonic() + WAIT
-        while len(supervisor.running()) != 2:  # r1's instance stopped, r3's two run on
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-    finally:
-        workers.stop_all()
-        supervisor.close()
-    assert list((tmp_path / "processes").glob("*.json")) == []
+    # instances that stay up: starting while the clock stands still, started once it moved
+    assert state("r3", good) == STARTING
+    now[0] = 5.0
+    eventually(lambda: state("r3", good) == STARTED, "the trial of r3 to start")
+    before = {p.pid for p in supervisor.running()}  # r1's instance and r3's two
+    workers.run("pool", revision="r3", count=2, plan=lambda: plan("exit 1"))  # its trial's
+    eventually(lambda: len(supervisor.running()) == 2, "r1's instance to stop")
+    assert {p.pid for p in supervisor.running()} < before  # r3's own, not started again
