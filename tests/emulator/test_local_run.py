@@ -91,7 +91,10 @@ def setup_project(handle: EmulatorHandle) -> dict[str, Any]:
     for api in ("run", "secretmanager", "logging", "artifactregistry"):
         serviceusage.set_enabled(emu, PROJECT, f"{api}.googleapis.com")
     emu.store.put(policies.SA_KIND, SA, {"email": SA, "_visibleAt": 0.0})
-    handle.control.set_latency(durations={"iam.secret_grant.propagation": 0.0})
+    # a worker pool's instances have started at once (a test of one that fails sets it back)
+    handle.control.set_latency(
+        durations={"iam.secret_grant.propagation": 0.0, "run.workerpool.start": 0.0}
+    )
     opts = gapic_options(handle.url)
     clients = {
         "services": run_v2.ServicesClient(**opts),
@@ -424,9 +427,8 @@ def test_a_worker_that_exits_at_once_fails_its_revision_and_the_last_ready_one_r
     supervisor = emu.local.processes
     pools = run_v2.WorkerPoolsClient(**gapic_options(executing_emulator.url))
     name = f"{PARENT}/workerPools/worker"
-    # the good revision has started at once; the broken one could never stay up long enough:
-    # only its exit decides (no timing window either way)
-    executing_emulator.control.set_latency(durations={"run.workerpool.start": 0.0})
+    # the good revision has started at once (setup_project); the broken one could never stay
+    # up long enough: only its exit decides (no timing window either way)
     rev1 = (
         pools.create_worker_pool(
             parent=PARENT, worker_pool_id="worker", worker_pool=worker_pool("1", count=1)

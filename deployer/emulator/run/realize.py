@@ -284,7 +284,8 @@ READY_TEMPLATE = "_readyTemplate"
 
 
 #: how long each instance of a worker pool's new revision must stay up before the revision is
-#: Ready, in clock seconds (a latency kind, so scaled like the deploy)
+#: Ready: seconds of the emulator's clock, not scaled (it measures a real process: a wrong
+#: command takes seconds to fail whatever the time scale); a latency kind, so tests set it
 WORKER_START = "run.workerpool.start"
 register_duration(WORKER_START, 10.0)
 
@@ -355,7 +356,7 @@ def _pool_plan(
         on_line=lambda index: _logger(emu, worker_pool_resource(revision, index)),
         on_event=on_event,
         clock=emu.clock,
-        start_period=emu.latency.duration(WORKER_START),
+        start_period=emu.latency.duration(WORKER_START, scaled=False),
     )
 
 
