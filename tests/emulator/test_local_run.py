@@ -453,6 +453,12 @@ def test_a_worker_that_exits_at_once_fails_its_revision_and_the_last_ready_one_r
     assert failed.terminal_condition.state == run_v2.Condition.State.CONDITION_FAILED
     assert failed.terminal_condition.message == info.value.message
     assert failed.latest_ready_revision == rev1
+    revisions = run_v2.RevisionsClient(**gapic_options(executing_emulator.url))
+    conditions = {
+        c.type_: c for c in revisions.get_revision(name=failed.latest_created_revision).conditions
+    }
+    assert conditions["Ready"].state == run_v2.Condition.State.CONDITION_FAILED
+    assert conditions["ContainerHealthy"].message == info.value.message
     # its lines and exit are in Cloud Logging; its instance stopped, the ready one runs on
     flt = f'resource.type="cloud_run_worker_pool" AND resource.labels.revision_name="{bad}"'
 
