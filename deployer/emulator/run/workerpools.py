@@ -181,7 +181,7 @@ class WorkerPools(Collection):
         if rev is not None and not rev.get("reconciling"):
             problem = failure(rev)  # a redeploy of a spec whose revision already settled
         else:
-            problem = self._settle(pool, op, revision)
+            problem = self._settle(pool, op, revision, logs=(rev or {}).get("logUri", ""))
             if rev is not None:
                 conclude(emu, rev, problem)
         types = ("ConfigurationsReady",)
@@ -193,19 +193,22 @@ class WorkerPools(Collection):
                 pool_instances(emu, pool, pid=op["args"]["pid"])
         return deploy_result(op, "WorkerPool", pool, problem)
 
-    def _settle(self, pool: dict[str, Any], op: dict[str, Any], revision: str | None) -> str | None:
+    def _settle(
+        self, pool: dict[str, Any], op: dict[str, Any], revision: str | None, *, logs: str
+    ) -> str | None:
         """Why the deploy's revision cannot run (an outcome, its image or secrets, or, run
-        here, an instance that did not stay up), in Cloud Run's words, or None."""
+        here, an instance that did not stay up: ``logs`` is its Logs URL), in Cloud Run's
+        words, or None."""
         emu, pid = self.emu, op["args"]["pid"]
         problem = emu.outcomes.take(OUTCOME, pool["name"].rsplit("/", 1)[-1])
         if problem is None:
             problem = template_problem(emu, pid, pool["template"], op["created"], "worker pool")
         current = int(pool["generation"]) == op["args"]["generation"]  # no later deploy
         if problem is None and current and revision != pool.get("latestReadyRevision"):
-            problem = self._try(pool, pid=pid)
+            problem = self._try(pool, pid=pid, logs=logs)
         return not_ready(revision, problem) if problem is not None and revision else problem
 
-    def _try(self, pool: dict[str, Any], *, pid: str) -> str | None:
+    def _try(self, pool: dict[str, Any], *, pid: str, logs: str) -> str | None:
         """Run here, the new revision's instances must stay up (NotYet until they have); why
         it failed (its instances stopped), or None (started, or simulated)."""
         trial = pool_trial(self.emu, pool, pid=pid)
@@ -214,14 +217,8 @@ class WorkerPools(Collection):
         if trial.state == STARTING:
             raise NotYet()
         abandon_trial(self.emu, pool)
-        _, _, _, location, _, pool_id, _, short = pool["latestCreatedRevision"].split("/")
-        logs = (
-            f"https://console.cloud.google.com/logs/viewer?project={pid}&resource="
-            f"cloud_run_worker_pool/worker_pool_name/{pool_id}/revision_name/{short}"
-            f"&location={location}"
-        )
         failed = EXITED_EARLY.format(code=trial.exit_code, index=trial.index)
-        return f"{failed}\n\nLogs URL: {logs}"
+        return f"{failed}\n\nLogs URL: {logs}" if logs else failed
 
 
 @completer("run.workerpool.deploy")
