@@ -264,6 +264,22 @@ def test_destroy_keeps_data_then_delete_data_leaves_nothing(emulator: EmulatorHa
     assert labelled_resources(emulator) == Counter()
 
 
+def test_delete_data_deletes_the_database_before_its_user(emulator: EmulatorHandle) -> None:
+    """PostgreSQL refuses to drop a role that owns tables or holds grants in a database (Cloud
+    SQL's users.delete fails so): the database goes first, though sql-user is after it in up."""
+    assert up(emulator)[0] == 0
+    emulator.control.clear_transcript()
+    code, output = djdeploy(emulator, "destroy", "--tenant", TENANT, "--delete-data", "--yes")
+    assert code == 0, output
+    deletes = [
+        found.group(1)
+        for e in emulator.control.transcript()
+        if e["method"] == "DELETE"
+        and (found := re.search(r"/instances/[^/]+/(databases|users)\b", e["path"]))
+    ]
+    assert deletes.index("databases") < deletes.index("users"), deletes
+
+
 def labelled_resources(emulator: EmulatorHandle) -> Counter[str]:
     """Every resource in the emulator's store that carries our tenant label (by kind)."""
     found: Counter[str] = Counter()
