@@ -165,3 +165,38 @@ def test_kill_9_after_the_create_then_up_converges_with_one_instance(
         if e["method"] == "POST" and e["path"] == f"/v1/{PARENT}/instances"
     ]
     assert len(creates) == 1  # the next up adopted it: no second create
+
+
+def test_removing_the_broker_deletes_the_instance(
+    emulator: EmulatorHandle, config_file: Path
+) -> None:
+    """Without broker = "redis", redis-retired deletes the instance once the containers have
+    moved off it: plan shows it (exit 2); a delete that fails (where a kill -9 could land) is
+    finished by the next up; then nothing is left to change."""
+    code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)
+    assert code == 0, output
+    assert len(instances(emulator)) == 1
+    config_file.write_text(REDIS_TOML.replace('broker = "redis"\n', ""))
+
+    code, output = djdeploy(emulator, config_file, "plan", "--tenant", TENANT, "--json")
+    assert code == 2, output
+    [retired] = [s for s in json.loads(output)["steps"] if s["step"] == "redis-retired"]
+    assert retired["action"] == "delete" and "queued tasks are lost" in retired["reason"]
+    assert [f["path"] for f in retired["fields"]] == [INSTANCE]
+
+    emulator.control.add_fault(
+        method="DELETE", path=rf"^/v1/{NAME}$", code=403, status="PERMISSION_DENIED", times=1
+    )
+    code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)
+    assert code == 1 and "redis-retired" in output, output
+    [inst] = instances(emulator)
+    assert inst["state"] == "READY"
+    service = run_resource(emulator, "services", f"{TENANT}-django")
+    assert "CELERY_BROKER_URL" not in env_of(service["template"])  # moved off it first
+
+    code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)
+    assert code == 0, output
+    assert instances(emulator) == []
+    code, output = djdeploy(emulator, config_file, "plan", "--tenant", TENANT)
+    assert code == 0 and "nothing to change" in output, output
+    assert check_transcript(emulator.control.transcript()) == []
