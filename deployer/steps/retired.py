@@ -5,8 +5,8 @@ Removing the [worker] table, its ``broker = "redis"``, the last [[cron]] entry o
 their place and delete what the earlier deploys made, found as destroy finds it:
 
 - ``worker-retired``: the worker pool (its name, ``Names.owns`` on its labels);
-- ``redis-retired``: the Memorystore for Redis instance (the same), once the service, the jobs
-  and the worker have moved off it (build_steps);
+- ``redis-retired``: the Memorystore for Redis instance (the same) and its URL's secret
+  (steps/redis_url.py), once the service, the jobs and the worker have moved off it;
 - ``cron-retired``: the scheduler jobs whose description names djdeploy, this tenant and app
   (steps/cron.py), and the Cloud Run job each ran (if ours);
 - ``monitoring-retired``: the alert policies, uptime checks and notification channel of ours
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from deployer.steps.base import Action, Change, FieldChange, Operation
 from deployer.steps.cron import CronSchedules
 from deployer.steps.monitoring import ours, short_id
+from deployer.steps.redis_url import delete_secret
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -131,6 +132,7 @@ class RetiredRedis(_Retired):
         )
 
     def apply(self, cloud: Cloud, change: Change) -> None:
+        delete_secret(cloud, self.config)  # its URL: first, as observe looks for the instance
         cloud.redis.delete_instance(self.instance)  # an operation: the engine re-observes
 
 
