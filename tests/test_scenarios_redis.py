@@ -302,3 +302,26 @@ def test_auth_is_turned_on_and_a_new_auth_string_reaches_the_app(
     recorded = json.dumps(emulator.control.transcript())
     assert first not in recorded and second not in recorded
     assert check_transcript(emulator.control.transcript()) == []
+
+
+def test_kill_9_after_the_url_version_then_up_adds_no_other(
+    emulator: EmulatorHandle, config_file: Path, tmp_path: Path
+) -> None:
+    """A run killed once its addVersion was answered (before it could observe it) leaves the
+    version; the next up finds it holding the URL and adds none (addVersion is not idempotent)."""
+    add_version = f"/v1/projects/{PROJECT}/secrets/{SECRET}:addVersion"
+    proc = start_up_until(
+        emulator,
+        tmp_path,
+        lambda e: e["method"] == "POST" and e["path"] == add_version,
+        env=worker_env(config_file),
+        timeout=300,
+    )
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)
+    assert code == 0, output
+    adds = [e for e in emulator.control.transcript() if e["path"] == add_version]
+    assert len(adds) == 1
+    service = run_resource(emulator, "services", f"{TENANT}-django")
+    assert broker_refs(service["template"]) == {(SECRET, "1")}
