@@ -4,7 +4,9 @@ Every variable of CONTRACT gets its value here. DJANGO_PROJECT_SETTINGS only whe
 the settings module (``settings_module``); unset otherwise, and the container finds the project's
 settings from manage.py. Secret values never pass through djdeploy: SECRET_KEY,
 DB_PASSWORD and DJANGO_SUPERUSER_PASSWORD, and the user's secret_env, are Secret Manager
-references pinned to a numeric version, resolved when the step observes. "latest" never goes into
+references pinned to a numeric version, resolved when the step observes. So is a Redis
+broker's URL (CELERY_BROKER_URL, REDIS_URL): it holds the instance's AUTH string, so it is read
+from the secret steps/redis_url.py writes, never set as a value. "latest" never goes into
 a template, so a new secret version never silently changes what a running revision reads: the
 next `up` shows the change and deploys it.
 
