@@ -38,6 +38,7 @@ APIS: tuple[tuple[str, str], ...] = (
     ("monitoring", "v3"),
     ("cloudscheduler", "v1"),
     ("logging", "v2"),
+    ("redis", "v1"),
 )
 
 #: Fidelity notes by discovery method id: where a served method departs from Google, or what of
@@ -52,6 +53,12 @@ NOTES: dict[str, str] = {
         "projects/P only; the filter subset of docs/emulator.md (other terms a 400 naming them)"
     ),
     "logging.entries.write": "Run and Cloud Build write their own entries on completion too",
+    "redis.projects.locations.instances.getAuthString": (
+        "a new UUID each time AUTH turns on; `{}` while it is off; `***` in the transcript"
+    ),
+    "redis.projects.locations.instances.patch": (
+        "`authEnabled` too (gcloud's --enable-auth); a local redis-server's requirepass follows"
+    ),
     "logging.entries.tail": "a streaming gRPC method: not served over REST; poll entries.list",
     "run.projects.locations.services.create": (
         "long-running (latency `run.service.deploy`); a failed revision via outcomes"
