@@ -214,8 +214,10 @@ class _Job(Operation):
         raise NotImplementedError
 
     def failure(self, execution: dict[str, Any]) -> str:
+        """Where its logs are: `djdeploy logs`, which reads them on Google and the emulator
+        alike (the execution's console URL means nothing under --emulator)."""
         message = _completed(execution).get("message") or "the execution failed"
-        logs = execution.get("logUri") or "Cloud Logging"
+        logs = f"djdeploy logs --tenant {self.config.tenant} --job {self.name}"
         return f"execution {ce.short(execution.get('name'))} failed: {message}; logs: {logs}"
 
     def apply(self, cloud: Cloud, change: Change) -> None:
