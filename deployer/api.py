@@ -559,25 +559,49 @@ def _rfc3339(seconds: float) -> str:
     return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+#: what `logs` reads -> its Logging resource type and the label naming it
+_LOG_RESOURCES = {
+    "worker pool": ("cloud_run_worker_pool", "worker_pool_name"),
+    "service": ("cloud_run_revision", "service_name"),
+    "job": ("cloud_run_job", "job_name"),
+}
+
+
+def log_source(config: Config, query: LogQuery) -> tuple[str, str]:
+    """Whose entries `query` reads: ("service", name), ("job", name) or ("worker pool", name)."""
+    names = config.names
+    if query.worker:
+        return "worker pool", names.worker_pool
+    if query.job is None:
+        return "service", names.service
+    job = {"migrate": names.migrate_job, "db-init": names.db_init_job}.get(
+        query.job, f"{names.prefix}-{query.job}"
+    )
+    return "job", job
+
+
+def _require_source(cloud: Cloud, config: Config, query: LogQuery) -> None:
+    """No entries: say so when what `logs` reads does not exist at all (an unknown tenant, a
+    misspelt one), rather than print nothing. A destroyed service's entries still show."""
+    kind, name = log_source(config, query)
+    get = {
+        "worker pool": cloud.run.get_worker_pool,
+        "service": cloud.run.get_service,
+        "job": cloud.run.get_job,
+    }[kind]
+    if get(name) is None:
+        raise DeployError(
+            f"{kind} {name} does not exist in project {config.project} and has no log entries: "
+            f"is tenant {config.tenant} deployed there? `djdeploy status` lists the tenants"
+        )
+
+
 def log_filter(config: Config, query: LogQuery, *, now: float) -> str:
     """The Logging filter for `query`: the service's revisions, the job's executions or the
     worker pool's instances, then the time and severity bounds."""
-    names = config.names
-    if query.worker:
-        terms = [
-            'resource.type="cloud_run_worker_pool"',
-            f'resource.labels.worker_pool_name="{names.worker_pool}"',
-        ]
-    elif query.job is None:
-        terms = [
-            'resource.type="cloud_run_revision"',
-            f'resource.labels.service_name="{names.service}"',
-        ]
-    else:
-        job = {"migrate": names.migrate_job, "db-init": names.db_init_job}.get(
-            query.job, f"{names.prefix}-{query.job}"
-        )
-        terms = ['resource.type="cloud_run_job"', f'resource.labels.job_name="{job}"']
+    kind, name = log_source(config, query)
+    resource, label = _LOG_RESOURCES[kind]
+    terms = [f'resource.type="{resource}"', f'resource.labels.{label}="{name}"']
     since = query.since_seconds()
     if since is not None:
         terms.append(f'timestamp>="{_rfc3339(now - since)}"')
@@ -604,7 +628,10 @@ def logs(
     config = resolve(config, target)
     with connect(config.project, config.region, target, clock=clock) as (cloud, _):
         tail = _Tail(cloud, log_filter(config, query, now=cloud.clock.now()))
-        yield from tail.newest(query.limit)
+        newest = tail.newest(query.limit)
+        if not newest:
+            _require_source(cloud, config, query)
+        yield from newest
         polls = 0
         while follow and (max_polls is None or polls < max_polls):
             cloud.clock.sleep(poll_seconds)

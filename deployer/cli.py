@@ -659,11 +659,15 @@ def logs(
 
     query = api.LogQuery(job=job, since=since, severity=severity, limit=limit, worker=worker)
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+    shown = 0
     try:
         for entry in api.logs(cfg, query=query, target=_target(ctx), follow=follow):
             render.log_entry(entry, as_json=json, out=out)
+            shown += 1
     except KeyboardInterrupt:
         raise typer.Exit(130) from None  # the way to stop --follow: nothing to finish
+    if not shown:
+        render.no_log_entries(api.log_source(cfg, query), since=since, severity=severity, err=err)
 
 
 @app.command(context_settings={"allow_interspersed_args": False})

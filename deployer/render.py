@@ -505,6 +505,17 @@ def log_entry(entry: LogEntry, *, as_json: bool, out: Console) -> None:
     )
 
 
+def no_log_entries(
+    source: tuple[str, str], *, since: str | None, severity: str | None, err: Console
+) -> None:
+    """`logs` found nothing: say so (on stderr: stdout stays one entry per line)."""
+    kind, name = source
+    bounds = [f"in the last {since}"] if since else []
+    bounds += [f"at {severity.upper()} or worse"] if severity else []
+    where = f" ({', '.join(bounds)})" if bounds else ""
+    err.print(Text(f"no log entries of {kind} {name}{where}"), soft_wrap=True)
+
+
 def manage_run(run: ManageRun, *, as_json: bool, out: Console, err: Console) -> None:
     """A manage command's execution: its name (--no-wait), or how it ended (the failure is the
     CLI's one error line)."""
