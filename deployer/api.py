@@ -56,7 +56,7 @@ from deployer.management import ManageRun
 from deployer.preflight import check as check_source
 from deployer.rollbacks import Rollback
 from deployer.steps import build_steps
-from deployer.steps.base import Change, Step
+from deployer.steps.base import Action, Change, Step
 from deployer.steps.container_env import MANAGE, short
 from deployer.steps.monitoring import UptimeResult, latest_result
 from deployer.steps.rotation import KINDS, ROTATING, Rotated, secret_ids
@@ -329,6 +329,52 @@ def snapshot(
         holder = current_holder(session[0], config)
         result = latest_result(session[0], changes) if uptime else None
         return Snapshot(changes, holder, result)
+
+
+#: the steps that make the tenant's own resources: service accounts first (right after the
+#: shared bootstrap), then its labelled ones (what `djdeploy status` lists tenants by)
+OWN_STEPS = (
+    "service-accounts",
+    "secrets",
+    "sql-instance",
+    "bucket",
+    "registry",
+    "db-init",
+    "migrate",
+    "service",
+)
+
+
+def _own(config: Config, step: str) -> bool:
+    """A step of the tenant's own resources; a shared instance is nobody's."""
+    return step in OWN_STEPS and not (step == "sql-instance" and config.names.sql_instance_shared)
+
+
+def deployed(config: Config, seen: Snapshot) -> bool:
+    """Whether the tenant exists, from what status read anyway: a run holds its lease, or one
+    of its own steps found its resource (a first up cut short shows; a misspelt tenant,
+    whose every own step finds nothing, does not)."""
+    found = (c for c in seen.changes if _own(config, c.step) and c.action is not Action.CREATE)
+    return seen.holder is not None or any(found)
+
+
+def destroyed_anything(config: Config, changes: list[Change]) -> bool:
+    """Whether destroy found anything of the tenant: deleted it, or kept it (kept names only
+    what exists). The shared bootstrap steps (apis, the staging bucket) and a shared
+    instance are nobody's."""
+    return any(
+        (c.action is Action.DELETE or c.reason.startswith("kept"))
+        and c.step not in BOOTSTRAP_STEPS
+        and not (c.step == "sql-instance" and config.names.sql_instance_shared)
+        for c in changes
+    )
+
+
+def not_deployed(config: Config) -> str:
+    return (
+        f"no tenant {config.tenant} is deployed in project {config.project}: "
+        "`djdeploy status` lists the tenants"
+    )
 
 
 def plan(config: Config, *, target: Target | None = None) -> list[Change]:

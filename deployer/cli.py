@@ -525,6 +525,8 @@ def status(
     from deployer import api, render
 
     seen = api.snapshot(cfg, target=target, uptime=True)
+    if not api.deployed(cfg, seen):
+        raise DeployError(api.not_deployed(cfg))
     render.status(
         seen.changes,
         tenant=cfg.tenant,
@@ -581,7 +583,8 @@ def destroy(
             on_lease=progress.lease,
             on_steps=progress.steps,
         )
-    render.destroyed(changes, as_json=json, out=out)
+    found = api.destroyed_anything(cfg, changes)
+    render.destroyed(changes, as_json=json, out=out, nothing="" if found else api.not_deployed(cfg))
 
 
 @app.command()

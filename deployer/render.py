@@ -459,9 +459,14 @@ def tenants(
     _state_dir_line(state_dir, out)
 
 
-def destroyed(changes: Sequence[Change], *, as_json: bool, out: Console) -> None:
+def destroyed(changes: Sequence[Change], *, as_json: bool, out: Console, nothing: str = "") -> None:
+    """The table and each kept resource; ``nothing`` (no resource of the tenant found): that
+    one line instead."""
     if as_json:
         dump_json({"steps": [change_json(c) for c in changes]})
+        return
+    if nothing:
+        out.print(Text(f"nothing to destroy: {nothing}"), soft_wrap=True)
         return
     show_table(changes_table(changes, title="destroy"), out)
     for c in changes:  # each kept resource once, with its own reason (data, shared, not ours)

@@ -56,3 +56,55 @@ def test_logs_with_no_matching_entry_say_so_on_stderr(emulator: EmulatorHandle) 
     assert one_line(result.stderr) == (
         f"no log entries of service {TENANT}-django (at EMERGENCY or worse)"
     )
+
+
+def test_status_of_an_unknown_tenant_is_one_line_exit_1(emulator: EmulatorHandle) -> None:
+    result = djdeploy(emulator, "status", "--tenant", "nosuch")
+    assert result.exit_code == 1, result.output
+    assert one_line(result.output) == (
+        "error: no tenant nosuch is deployed in project acme-new: "
+        "`djdeploy status` lists the tenants"
+    )
+    assert writes(emulator) == []
+
+
+def test_status_of_a_first_up_cut_short_shows_what_it_made(emulator: EmulatorHandle) -> None:
+    """An up that failed early (its instance's create failed) still shows its partial state."""
+    emulator.control.fail("sql.operation", "demo-django-pg", "it broke on purpose")
+    assert djdeploy(emulator, "up", "--tenant", TENANT).exit_code == 1
+    result = djdeploy(emulator, "status", "--tenant", TENANT, "--json")
+    assert result.exit_code == 0, result.output
+    assert '"step": "service-accounts"' in result.stdout
+
+
+def test_destroy_of_an_unknown_tenant_says_there_is_nothing_to_destroy(
+    emulator: EmulatorHandle,
+) -> None:
+    result = djdeploy(emulator, "destroy", "--tenant", "nosuch")
+    assert result.exit_code == 0, result.output
+    assert one_line(result.stdout) == (
+        "nothing to destroy: no tenant nosuch is deployed in project acme-new: "
+        "`djdeploy status` lists the tenants"
+    )
+    assert "kept" not in result.stdout
+
+
+@pytest.mark.slow  # a whole up
+def test_destroy_keeps_and_names_only_what_exists(emulator: EmulatorHandle) -> None:
+    assert djdeploy(emulator, "up", "--tenant", TENANT).exit_code == 0
+    result = djdeploy(emulator, "destroy", "--tenant", TENANT)
+    assert result.exit_code == 0, result.output
+    kept = [line for line in result.stdout.splitlines() if ": kept" in line]
+    assert any(f"{TENANT}-django-pg: kept: database instance" in line for line in kept), kept
+    assert any(f"kept: secrets {TENANT}-django-db-password" in line for line in kept), kept
+    # the data is kept: a second destroy finds it and says so again
+    again = djdeploy(emulator, "destroy", "--tenant", TENANT)
+    assert again.exit_code == 0 and "nothing to destroy" not in again.output, again.output
+
+
+def writes(emulator: EmulatorHandle) -> list[str]:
+    return [
+        f"{e['method']} {e['path']}"
+        for e in emulator.control.transcript()
+        if e["method"] != "GET" and not e["path"].endswith(":getIamPolicy")
+    ]

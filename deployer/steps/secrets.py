@@ -290,18 +290,23 @@ class Secrets(Operation):
     # -- delete ----------------------------------------------------------------------------
 
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
-        if not delete_data:
-            return self.noop("kept: secrets hold credentials; --delete-data to delete")
-        deleted, kept = [], []
+        deleted, kept, held = [], [], []
         for sid in self.generated:
             found = cloud.secrets.get_secret(sid)
-            if found is None:
+            if found is None:  # "kept" names only what exists
                 continue
             if not self.config.names.owns(found.get("labels")):
                 kept.append(sid)
-                continue
-            if cloud.secrets.delete_secret(sid):
+            elif not delete_data:
+                held.append(sid)
+            elif cloud.secrets.delete_secret(sid):
                 deleted.append(sid)
+        if held:
+            others = f"; {', '.join(kept)} not labelled as djdeploy's" if kept else ""
+            return self.noop(
+                f"kept: secrets {', '.join(held)} hold credentials; --delete-data to delete"
+                + others
+            )
         if kept:
             return self.noop(
                 f"deleted {', '.join(deleted) or 'nothing'}; kept {', '.join(kept)}: "

@@ -257,14 +257,14 @@ class SqlInstance(Operation):
             return self.noop(
                 f"kept: shared instance {name} is never deleted by one tenant's destroy"
             )
-        if not delete_data:
-            return self.noop(f"kept: database instance {name} holds data; --delete-data to delete")
         inst = cloud.sql.get_instance(name)
-        if inst is None:
+        if inst is None:  # "kept" names only what exists
             return self.noop(f"instance {name} already gone")
         settings = inst.get("settings") or {}
         if not self.config.names.owns(settings.get("userLabels")):
             return self.noop(f"kept: instance {name} is not labelled as ours")
+        if not delete_data:
+            return self.noop(f"kept: database instance {name} holds data; --delete-data to delete")
         if inst.get("state") == "PENDING_DELETE":
             return self.deleted(f"instance {name} is being deleted")
         return self._delete_stage(cloud, inst)
@@ -422,6 +422,8 @@ class SqlDatabase(_OnInstance):
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
         n = self.config.names
         if not delete_data:
+            if self._get(cloud) is None:  # "kept" names only what exists
+                return self.noop(f"database {n.database} already gone")
             return self.noop(
                 f"kept: database {n.database} holds the app's data; --delete-data to delete"
             )
@@ -533,6 +535,8 @@ class SqlUser(_OnInstance):
     def delete(self, cloud: Cloud, *, delete_data: bool) -> Change:
         n = self.config.names
         if not delete_data:
+            if self._get(cloud) is None:  # "kept" names only what exists
+                return self.noop(f"user {n.db_user} already gone")
             return self.noop(
                 f"kept: user {n.db_user} owns the objects in the kept database; "
                 "--delete-data to delete"

@@ -332,11 +332,15 @@ def test_destroy(emulator):
     for _ in range(2):
         kept = destroy(cloud, False)
         assert kept.action is Action.NOOP
-        assert kept.reason == "kept: secrets hold credentials; --delete-data to delete"
+        assert kept.reason == (
+            f"kept: secrets {', '.join(IDS)} hold credentials; --delete-data to delete"
+        )
     assert all(cloud.secrets.get_secret(sid) for sid in IDS)
     assert destroy(cloud, True).action is Action.DELETE
     assert not any(cloud.secrets.get_secret(sid) for sid in IDS)
     assert destroy(cloud, True).action is Action.NOOP
+    gone = destroy(cloud, False)  # "kept" names only what exists
+    assert (gone.action, gone.reason) == (Action.NOOP, "secrets already gone")
     assert check_transcript(emulator.emu.transcript.entries()) == []
 
 
