@@ -109,8 +109,10 @@ def test_an_unrelated_djdeploy_variable_is_ignored(
     monkeypatch.setenv("DJDEPLOY_VERBOSE", "1")
     monkeypatch.setenv("DJDEPLOY_STATE_DIR", str(tmp_path / "state"))
     result = CliRunner().invoke(app, ["--emulator", "status", "--tenant", "demo"])
-    assert result.exit_code == 0, result.output
-    assert f"emulator state: {tmp_path / 'state'}" in result.output
+    assert result.exit_code == 1, result.output  # no tenant demo yet
+    assert "error: no tenant demo is deployed" in result.output
+    assert f"state {tmp_path / 'state'})" in result.output  # the emulator it started
+    assert "DJDEPLOY_VERBOSE" not in result.output
 
 
 def test_a_misspelt_djdeploy_variable_is_named_on_stderr(

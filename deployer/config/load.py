@@ -119,6 +119,7 @@ class _Layers:
         self.maps: dict[str, dict[str, Any]] = {m: {} for m in _MAPS}
         self.base: dict[str, Path] = {}  # directory a relative source resolves against
         self.cron: list[tuple[dict[str, Any], str]] = []  # [[cron]] tables, where each is from
+        self.file: Path | None = None  # the config file read, if any
 
     def set(self, dotted: str, value: Any, origin: str) -> None:
         self.values[dotted] = value
@@ -318,6 +319,23 @@ def _resolve_project(layers: _Layers, environ: Mapping[str, str], emulator: bool
         )
 
 
+def _check_source_set(layers: _Layers) -> None:
+    """A config file beside a Django project (its manage.py, or src/manage.py) that does not
+    set `source` would deploy the bundled sample instead, silently (and from CI on every
+    push): refused, naming the fix. Guessing the directory instead would make the file's
+    meaning depend on what lies beside it."""
+    file = layers.file
+    if file is None or layers.values.get("source") is not None:
+        return
+    if any((d / "manage.py").is_file() for d in (file.parent, file.parent / "src")):
+        where = "[tool.djdeploy] in " if file.name == "pyproject.toml" else ""
+        raise ConfigError(
+            f"{where}{file} sets no source, but its directory holds a Django project "
+            f'(manage.py): add source = "." to it (without it djdeploy deploys its bundled '
+            "sample project), or pass --source"
+        )
+
+
 def _layers(*, cwd: Path, environ: Mapping[str, str], flags: Mapping[str, Any]) -> _Layers:
     layers = _Layers()
     explicit = flags.get("config") or environ.get("DJDEPLOY_CONFIG")
@@ -336,6 +354,7 @@ def _layers(*, cwd: Path, environ: Mapping[str, str], flags: Mapping[str, Any]) 
         file = find_config_file(cwd)
     if file is not None:
         _apply_file(layers, load_file(file), file)
+        layers.file = file
     _apply_environ(layers, environ, cwd)
     _apply_flags(layers, flags, cwd)
     return layers
@@ -378,6 +397,7 @@ def load_config(
         raise ConfigError(
             "no tenant: pass --tenant NAME, set DJDEPLOY_TENANT, or set tenant in djdeploy.toml"
         )
+    _check_source_set(layers)
     _resolve_project(layers, environ, emulator)
     try:
         return _build(layers, cwd)

@@ -5,11 +5,14 @@ not exist; an empty log says so; a delete Google refuses fails at once with its 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
 from deployer.cli import app
+from deployer.config import load_config
 from deployer.emulator.testing import EmulatorHandle
 from tests.contract import check_transcript
 
@@ -108,3 +111,26 @@ def writes(emulator: EmulatorHandle) -> list[str]:
         for e in emulator.control.transcript()
         if e["method"] != "GET" and not e["path"].endswith(":getIamPolicy")
     ]
+
+
+@pytest.mark.parametrize("layout", [".", "src"])
+@pytest.mark.parametrize("file", ["djdeploy.toml", "pyproject.toml"])
+def test_a_config_beside_manage_py_without_source_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str, file: str
+) -> None:
+    """Else the bundled sample is deployed in the project's place, from CI on every push."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / layout).mkdir(exist_ok=True)
+    (tmp_path / layout / "manage.py").write_text("")
+    table = "[tool.djdeploy]\n" if file == "pyproject.toml" else ""
+    (tmp_path / file).write_text(f'{table}tenant = "demo"\n')
+    result = CliRunner().invoke(app, ["--emulator", "plan"])
+    assert result.exit_code == 1
+    line = one_line(result.output)
+    assert f"{tmp_path / file} sets no source" in line
+    assert 'add source = "." to it' in line
+    # given as a flag, or set in the file: the project itself
+    load = {"tenant": None, "cwd": tmp_path, "environ": {}, "emulator": True}
+    assert load_config(**load, flags={"source": "."}).source == tmp_path  # type: ignore[arg-type]
+    (tmp_path / file).write_text(f'{table}tenant = "demo"\nsource = "."\n')
+    assert load_config(**load, flags={}).source == tmp_path  # type: ignore[arg-type]
