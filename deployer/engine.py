@@ -328,9 +328,8 @@ class Engine:
             change.action is Action.DELETE and step.observe(self.cloud) is not None
         ):
             if self.clock.monotonic() > deadline:
-                raise Timeout(
-                    f"{step.name}: still there after "
-                    f"{self.options.step_timeout:.0f} s; run destroy again"
+                raise Timeout(  # destroy() names the step
+                    f"still there after {self.options.step_timeout:.0f} s; run destroy again"
                 )
             self._emit(step.name, Phase.WAIT, t0, change=change)
             self.clock.sleep(self.options.poll_delay(self.clock.monotonic() - t0))

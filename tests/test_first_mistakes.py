@@ -134,3 +134,23 @@ def test_a_config_beside_manage_py_without_source_is_refused(
     assert load_config(**load, flags={"source": "."}).source == tmp_path  # type: ignore[arg-type]
     (tmp_path / file).write_text(f'{table}tenant = "demo"\nsource = "."\n')
     assert load_config(**load, flags={}).source == tmp_path  # type: ignore[arg-type]
+
+
+@pytest.mark.slow  # a whole up
+def test_a_refused_delete_fails_its_step_at_once_with_googles_reason(
+    emulator: EmulatorHandle,
+) -> None:
+    assert djdeploy(emulator, "up", "--tenant", TENANT).exit_code == 0
+    refusal = 'role "demo_django" cannot be dropped because some objects depend on it'
+    emulator.control.fail("sql.operation", f"{TENANT}-django-pg/DELETE_USER", refusal)
+    result = djdeploy(emulator, "destroy", "--tenant", TENANT, "--delete-data", "--yes")
+    assert result.exit_code == 1, result.output
+    error = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert error == [
+        f"error: sql-user: Cloud SQL did not delete user demo_django on instance "
+        f"{TENANT}-django-pg: {refusal}; fix the cause and run destroy --delete-data again"
+    ], result.output
+    assert check_transcript(emulator.control.transcript()) == []
+    # the cause gone, destroy finishes
+    result = djdeploy(emulator, "destroy", "--tenant", TENANT, "--delete-data", "--yes")
+    assert result.exit_code == 0, result.output
