@@ -29,12 +29,14 @@ from deployer.config import EMULATOR_PROJECT, Config
 from deployer.config.model import NO_PROJECT
 from deployer.engine import Engine, OnEvent, OnSteps, Options, RunResult
 from deployer.errors import (
+    CloudError,
     ConfigError,
     Conflict,
     DeployError,
     MaybeApplied,
     StepFailed,
     Unreachable,
+    means_absent,
 )
 from deployer.gcp import auth
 from deployer.gcp.clients import ClientFactory
@@ -505,7 +507,13 @@ def _managed(project: str, region: str, target: Target | None) -> dict[str, list
     with connect(project, region, target or Target()) as (cloud, _):
         apis = (cloud.run, cloud.sql, cloud.secrets, cloud.storage, cloud.registry)
         for api in apis:
-            for res in api.list_managed():
+            try:
+                listed = api.list_managed()
+            except CloudError as exc:
+                if not means_absent(exc):  # an API not enabled yet holds nothing
+                    raise
+                listed = []
+            for res in listed:
                 tenant = res["labels"].get("djdeploy-tenant")
                 if tenant:
                     found.setdefault(tenant, []).append(res)

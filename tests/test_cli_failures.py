@@ -309,12 +309,10 @@ def test_state_dir_needs_the_builtin_emulator(tmp_path: Path) -> None:
 
 
 def test_status_shows_the_state_dir(tmp_path: Path) -> None:
-    code, output = cli("--emulator", "status", "--tenant", "demo", "--state-dir", str(tmp_path))
+    code, output = cli("--emulator", "status", "--state-dir", str(tmp_path))  # every tenant
     assert code == 0, output
     assert f"emulator state: {tmp_path}" in output.splitlines()
-    code, output = cli(
-        "--emulator", "status", "--json", "--tenant", "demo", "--state-dir", str(tmp_path)
-    )
+    code, output = cli("--emulator", "status", "--json", "--state-dir", str(tmp_path))
     assert json.loads(output)["emulator_state_dir"] == str(tmp_path)
 
 
@@ -341,7 +339,7 @@ def test_emulator_reset_clears_a_corrupt_state(tmp_path: Path) -> None:
     code, output = cli("emulator", "reset", "--yes", "--state-dir", str(tmp_path))
     assert code == 0
     assert one_line(output) == f"removed the emulator state in {tmp_path}: {DB_NAME}"
-    code, output = cli("--emulator", "status", "--tenant", "demo", "--state-dir", str(tmp_path))
+    code, output = cli("--emulator", "status", "--state-dir", str(tmp_path))
     assert code == 0, output
 
 

@@ -71,6 +71,13 @@ def test_status_of_an_unknown_tenant_is_one_line_exit_1(emulator: EmulatorHandle
     assert writes(emulator) == []
 
 
+def test_status_lists_no_tenant_in_a_fresh_project(emulator: EmulatorHandle) -> None:
+    """Where the unknown tenant's line sends the user: its APIs not enabled yet hold nothing."""
+    result = djdeploy(emulator, "status")
+    assert result.exit_code == 0, result.output
+    assert one_line(result.output) == "no djdeploy tenants found in this project"
+
+
 def test_status_of_a_first_up_cut_short_shows_what_it_made(emulator: EmulatorHandle) -> None:
     """An up that failed early (its instance's create failed) still shows its partial state."""
     emulator.control.fail("sql.operation", "demo-django-pg", "it broke on purpose")
