@@ -30,8 +30,8 @@ def cli(*args: str, input: str | None = None) -> tuple[int, str, str]:
 
 
 def status_of(state: Path, *options: str) -> tuple[int, str, str]:
-    """A command that reaches the emulator: `status` of a tenant on the state dir."""
-    return cli("--emulator", *options, "status", "--tenant", "demo", "--state-dir", str(state))
+    """A command that reaches the emulator: `status` (every tenant) on the state dir."""
+    return cli("--emulator", *options, "status", "--state-dir", str(state))
 
 
 def recorded(state: Path) -> dict[str, object]:
@@ -134,7 +134,7 @@ def test_commands_starting_it_at_once_make_one(tmp_path: Path) -> None:
 @pytest.mark.slow  # three djdeploy processes
 def test_processes_starting_it_at_once_make_one(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "deployer", "--emulator", "--no-execute", "status"]
-    command += ["--tenant", "demo", "--state-dir", str(tmp_path)]
+    command += ["--state-dir", str(tmp_path)]  # every tenant: none yet
     procs = [
         subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         for _ in range(3)
