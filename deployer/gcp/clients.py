@@ -8,6 +8,9 @@ pay for it), and then all at once, in one thread started by the factory (``GOOGL
 about a second of CPU); every client is built after that thread is joined, so no step thread
 imports google.* (they used to, lazily, the first ones importing while the others queued on the
 import lock). The imports hold the GIL, so this saves no CPU; bench/README.md has the figures.
+What is imported is cut to what the requests use: each GAPIC client from its own module, not
+its library's package of every client (``HOLLOW``), and the modules read only on rare paths
+on first use (``ON_USE``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,24 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+#: what a GAPIC kind is built from: its client's own module (the packages above it load hollow,
+#: ``HOLLOW``) and the class in it
+GAPIC = {
+    "run.services": ("google.cloud.run_v2.services.services.client", "ServicesClient"),
+    "run.jobs": ("google.cloud.run_v2.services.jobs.client", "JobsClient"),
+    "run.executions": ("google.cloud.run_v2.services.executions.client", "ExecutionsClient"),
+    "run.revisions": ("google.cloud.run_v2.services.revisions.client", "RevisionsClient"),
+    "run.workerpools": ("google.cloud.run_v2.services.worker_pools.client", "WorkerPoolsClient"),
+    "secretmanager": (
+        "google.cloud.secretmanager_v1.services.secret_manager_service.client",
+        "SecretManagerServiceClient",
+    ),
+    "cloudbuild": (
+        "google.cloud.devtools.cloudbuild_v1.services.cloud_build.client",
+        "CloudBuildClient",
+    ),
+}
+
 #: the Google modules every command uses (the image build's and a new secret version's import
 #: when they are needed: a no-op never pays for them)
 GOOGLE_MODULES = (
@@ -37,30 +58,45 @@ GOOGLE_MODULES = (
     "google_auth_httplib2",
     "googleapiclient.discovery",
     "googleapiclient.errors",
-    "google.cloud.run_v2",
-    "google.cloud.secretmanager",
+    "google.cloud.run_v2.types",
+    *(module for kind, (module, _) in GAPIC.items() if kind != "cloudbuild"),
     "google.cloud.storage",
 )
 
 
 #: modules the Google libraries import but djdeploy's requests do not use, loaded on first
 #: use instead: httplib2's parser of WWW-Authenticate challenges (and pyparsing, its
-#: grammar: a tenth of GOOGLE_MODULES' cost), read only on a 401. (Not
-#: google.oauth2.service_account and its cryptography: every GAPIC transport asks whether
-#: its credentials are a service account's when it is built.)
-ON_USE = ("httplib2.auth",)
-_ON_USE_LOCK = threading.Lock()
+#: grammar: a tenth of GOOGLE_MODULES' cost), read only on a 401; cryptography's X.509
+#: certificates (as much again), which google.auth's signers import but read only to verify a
+#: certificate. (Not google.oauth2.service_account and the rest of its cryptography: every
+#: GAPIC transport asks whether its credentials are a service account's when it is built, and
+#: google.auth.jwt reads its signers at import.)
+ON_USE = ("httplib2.auth", "cryptography.x509")
+#: packages whose ``__init__`` imports every service's client, async client and transports,
+#: and every message type: they load hollow, so that a client module (``GAPIC``) loads with
+#: only what it imports itself; any other name read from one (``run_v2.ServicesClient``) runs
+#: its ``__init__`` then, as ON_USE does. A library whose layout moves its clients makes
+#: GAPIC's imports fail (tests/gcp/test_clients.py).
+HOLLOW = (
+    "google.cloud.run_v2",
+    *(module.rsplit(".", 1)[0] for kind, (module, _) in GAPIC.items() if kind != "cloudbuild"),
+    "google.cloud.secretmanager_v1",
+)
+_ON_USE_LOCK = threading.RLock()  # a package's __init__ loads the hollow packages below it
 
 
 class _OnUse(types.ModuleType):
     """A module whose code runs on its first missing attribute, once, under a lock; another
-    thread sees either none of its names or all of them."""
+    thread sees either none of its names or all of them. A hollow package's submodules import
+    without it."""
 
     __spec__: importlib.machinery.ModuleSpec
 
     def __getattr__(self, name: str) -> Any:
         if name in ("__path__", "__file__", "__cached__"):  # the import system's probes
             raise AttributeError(name)
+        if "__path__" in self.__dict__ and importlib.util.find_spec(f"{self.__name__}.{name}"):
+            return importlib.import_module(f"{self.__name__}.{name}")
         with _ON_USE_LOCK:
             if type(self) is _OnUse:
                 real: importlib.machinery.ModuleSpec = self.__spec__.loader_state
@@ -84,14 +120,16 @@ class _OnUseFinder(importlib.abc.MetaPathFinder):
     def find_spec(
         self, fullname: str, path: Any, target: types.ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in ON_USE:
+        if fullname not in ON_USE and fullname not in HOLLOW:
             return None
         real = importlib.machinery.PathFinder.find_spec(fullname, path)
         if real is None or real.loader is None:
             return None
-        return importlib.machinery.ModuleSpec(
+        spec = importlib.machinery.ModuleSpec(
             fullname, _OnUseLoader(), origin=real.origin, loader_state=real
         )
+        spec.submodule_search_locations = real.submodule_search_locations
+        return spec
 
 
 def _import_all() -> None:
@@ -101,7 +139,8 @@ def _import_all() -> None:
 
 def start_imports() -> threading.Thread:
     """Import GOOGLE_MODULES in a background thread; join it before building a client. The
-    ON_USE modules, unless imported already, are loaded when first used."""
+    ON_USE modules and HOLLOW packages, unless imported already, are loaded when first
+    used."""
     if not any(isinstance(finder, _OnUseFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _OnUseFinder())
     thread = threading.Thread(target=_import_all, name="google-imports", daemon=True)
@@ -160,29 +199,13 @@ class ClientFactory:
             return self._gapic[kind]
 
     def _make_gapic(self, kind: str) -> Any:
-        if kind.startswith("run."):
-            from google.cloud import run_v2
-
-            cls = {
-                "run.services": run_v2.ServicesClient,
-                "run.jobs": run_v2.JobsClient,
-                "run.executions": run_v2.ExecutionsClient,
-                "run.revisions": run_v2.RevisionsClient,
-                "run.workerpools": run_v2.WorkerPoolsClient,
-            }[kind]
-            return cls(**self.gapic_options())
+        module, name = GAPIC[kind]
         if kind == "secretmanager":
-            from google.cloud import secretmanager
-
             # With GOOGLE_SDK_PYTHON_LOGGING_SCOPE set, Google's clients log request and
             # response bodies at DEBUG: for this client they hold secret payloads.
             logging.getLogger("google.cloud.secretmanager_v1").setLevel(logging.INFO)
-            return secretmanager.SecretManagerServiceClient(**self.gapic_options())
-        if kind == "cloudbuild":
-            from google.cloud.devtools import cloudbuild_v1
-
-            return cloudbuild_v1.CloudBuildClient(**self.gapic_options())
-        raise KeyError(kind)
+        cls = getattr(importlib.import_module(module), name)
+        return cls(**self.gapic_options())
 
     @cached_property
     def storage(self) -> Any:
