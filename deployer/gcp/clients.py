@@ -66,12 +66,12 @@ GOOGLE_MODULES = (
 
 #: modules the Google libraries import but djdeploy's requests do not use, loaded on first
 #: use instead: httplib2's parser of WWW-Authenticate challenges (and pyparsing, its
-#: grammar: a tenth of GOOGLE_MODULES' cost), read only on a 401; cryptography's X.509
-#: certificates (as much again), which google.auth's signers import but read only to verify a
-#: certificate. (Not google.oauth2.service_account and the rest of its cryptography: every
-#: GAPIC transport asks whether its credentials are a service account's when it is built, and
-#: google.auth.jwt reads its signers at import.)
-ON_USE = ("httplib2.auth", "cryptography.x509")
+#: grammar), read only on a 401; google.auth's signers (``crypt``, and ``jwt`` and ``iam``,
+#: which read them at import), used only with a service account's key, and with them all of
+#: cryptography (OpenSSL's bindings load at import: about 200 M instructions in all).
+#: google.oauth2.service_account itself stays: every GAPIC transport asks whether its
+#: credentials are a service account's when it is built.
+ON_USE = ("httplib2.auth", "google.auth.crypt", "google.auth.jwt", "google.auth.iam")
 #: packages whose ``__init__`` imports every service's client, async client and transports,
 #: and every message type: they load hollow, so that a client module (``GAPIC``) loads with
 #: only what it imports itself; any other name read from one (``run_v2.ServicesClient``) runs

@@ -106,8 +106,8 @@ def test_modules_only_used_on_a_rare_path_load_on_first_use_in_any_thread() -> N
 
 def test_each_client_loads_without_its_librarys_other_clients() -> None:
     """Every GAPIC kind a command uses is built from its client's own module: the packages
-    above it load hollow (no other service, no async client), and cryptography's x509 (only
-    read for certificates) loads on first use. These depend on the libraries' layout: a client
+    above it load hollow (no other service, no async client), and google.auth's signers (and
+    cryptography, all of it) load on first use. These depend on the libraries' layout: a client
     moved or a module imported again up front fails here. Any other name read from a hollow
     package loads it whole, then, from any thread."""
     probe = (
@@ -117,15 +117,15 @@ def test_each_client_loads_without_its_librarys_other_clients() -> None:
         "built = {k: type(factory.gapic(k)) for k in GAPIC if k != 'cloudbuild'}\n"
         "factory.storage\n"
         "unwanted = ('.async_client', 'run_v2.services.builds', 'run_v2.services.tasks',\n"
-        "            'cryptography.x509.')\n"
+        "            'cryptography')\n"
         "print(sorted(m for m in sys.modules if any(u in m for u in unwanted)))\n"
         "seen = []\n"
         "def use():\n"
         "    from google.cloud import run_v2, secretmanager\n"
-        "    import cryptography.x509\n"
+        "    from google.auth import jwt\n"
         "    seen.append((run_v2.ServicesClient is built['run.services'],\n"
         "                 secretmanager.SecretManagerServiceClient is built['secretmanager'],\n"
-        "                 callable(cryptography.x509.load_pem_x509_certificate)))\n"
+        "                 callable(jwt.encode)))\n"
         "threads = [threading.Thread(target=use) for _ in range(8)]\n"
         "for t in threads: t.start()\n"
         "for t in threads: t.join()\n"
@@ -134,3 +134,33 @@ def test_each_client_loads_without_its_librarys_other_clients() -> None:
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[:2] == ["[]", "{(True, True, True)} 8"]
+
+
+def test_a_service_account_key_signs_though_its_signers_load_on_first_use() -> None:
+    """google.auth.crypt (and cryptography) load when a key is first used, from whichever
+    thread uses it first: credentials from a service account key sign in every thread."""
+    probe = (
+        "import json, sys, threading\n"
+        "from deployer.gcp.clients import ClientFactory\n"
+        "ClientFactory(endpoint='http://127.0.0.1:1').imports.join()\n"
+        "assert 'cryptography' not in sys.modules\n"
+        "from google.oauth2 import service_account\n"
+        "from cryptography.hazmat.primitives import serialization\n"
+        "from cryptography.hazmat.primitives.asymmetric import rsa\n"
+        "key = rsa.generate_private_key(public_exponent=65537, key_size=2048)\n"
+        "pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,\n"
+        "                        serialization.NoEncryption()).decode()\n"
+        "info = {'type': 'service_account', 'client_email': 'sa@p.iam.gserviceaccount.com',\n"
+        "        'private_key': pem, 'private_key_id': 'k', 'token_uri': 'https://t'}\n"
+        "seen = []\n"
+        "def sign():\n"
+        "    creds = service_account.Credentials.from_service_account_info(info)\n"
+        "    seen.append(len(creds.sign_bytes(b'x')))\n"
+        "threads = [threading.Thread(target=sign) for _ in range(8)]\n"
+        "for t in threads: t.start()\n"
+        "for t in threads: t.join()\n"
+        "print(seen)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str([256] * 8)
