@@ -46,8 +46,12 @@ GAPIC = {
     ),
 }
 
-#: the Google modules every command uses (the image build's and a new secret version's import
-#: when they are needed: a no-op never pays for them)
+#: the GAPIC kinds whose modules a command imports up front unless it names its own
+#: (``ClientFactory.kinds``): all but the image build's
+EVERY_KIND = tuple(kind for kind in GAPIC if kind != "cloudbuild")
+
+#: the Google modules every command uses, with its GAPIC kinds' (the image build's and a new
+#: secret version's import when they are needed: a no-op never pays for them)
 GOOGLE_MODULES = (
     "google.auth",
     "google.auth.credentials",
@@ -59,7 +63,6 @@ GOOGLE_MODULES = (
     "googleapiclient.discovery",
     "googleapiclient.errors",
     "google.cloud.run_v2.types",
-    *(module for kind, (module, _) in GAPIC.items() if kind != "cloudbuild"),
     "google.cloud.storage",
 )
 
@@ -79,7 +82,7 @@ ON_USE = ("httplib2.auth", "google.auth.crypt", "google.auth.jwt", "google.auth.
 #: GAPIC's imports fail (tests/gcp/test_clients.py).
 HOLLOW = (
     "google.cloud.run_v2",
-    *(module.rsplit(".", 1)[0] for kind, (module, _) in GAPIC.items() if kind != "cloudbuild"),
+    *(GAPIC[kind][0].rsplit(".", 1)[0] for kind in EVERY_KIND),
     "google.cloud.secretmanager_v1",
 )
 _ON_USE_LOCK = threading.RLock()  # a package's __init__ loads the hollow packages below it
@@ -132,18 +135,21 @@ class _OnUseFinder(importlib.abc.MetaPathFinder):
         return spec
 
 
-def _import_all() -> None:
-    for name in GOOGLE_MODULES:
+def _import_all(modules: tuple[str, ...]) -> None:
+    for name in modules:
         importlib.import_module(name)
 
 
-def start_imports() -> threading.Thread:
-    """Import GOOGLE_MODULES in a background thread; join it before building a client. The
-    ON_USE modules and HOLLOW packages, unless imported already, are loaded when first
-    used."""
+def start_imports(kinds: tuple[str, ...] = EVERY_KIND) -> threading.Thread:
+    """Import GOOGLE_MODULES and the clients of the GAPIC ``kinds`` in a background thread;
+    join it before building a client. The ON_USE modules and HOLLOW packages, unless imported
+    already, are loaded when first used."""
     if not any(isinstance(finder, _OnUseFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _OnUseFinder())
-    thread = threading.Thread(target=_import_all, name="google-imports", daemon=True)
+    modules = (*GOOGLE_MODULES, *(GAPIC[kind][0] for kind in kinds))
+    thread = threading.Thread(
+        target=_import_all, args=(modules,), name="google-imports", daemon=True
+    )
     thread.start()
     return thread
 
@@ -159,10 +165,16 @@ class ClientFactory:
     #: seconds per HTTP request, for every client; a write that is not safe to repeat also
     #: sends it as its server deadline (``deadline``)
     request_timeout: float = 60.0
-    imports: threading.Thread = field(default_factory=start_imports, repr=False)
+    #: the GAPIC kinds the command builds, their modules imported up front (``start_imports``);
+    #: another kind's are imported when it is first built
+    kinds: tuple[str, ...] = EVERY_KIND
+    imports: threading.Thread = field(init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _gapic: dict[str, Any] = field(default_factory=dict, repr=False)
     _discovery: dict[tuple[str, str, str], Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.imports = start_imports(self.kinds)
 
     @cached_property
     def credentials(self) -> Any:
