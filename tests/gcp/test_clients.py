@@ -164,3 +164,49 @@ def test_a_service_account_key_signs_though_its_signers_load_on_first_use() -> N
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str([256] * 8)
+
+
+def test_a_method_built_alone_makes_the_request_googleapiclients_collection_makes() -> None:
+    """Collections builds each method alone with googleapiclient's Resource (its constructor
+    and a service's attributes: googleapiclient's layout). Each request must be the one the
+    library's own collection makes; a changed layout fails here. Built offline."""
+    from googleapiclient import discovery
+
+    clients = ClientFactory(endpoint="http://127.0.0.1:1", project="p")
+    sql = clients.discovery("sqladmin", "v1")
+    plain = discovery.build(
+        "sqladmin",
+        "v1",
+        http=sql._resource._http,
+        static_discovery=True,
+        client_options={"api_endpoint": "http://127.0.0.1:1"},
+    )
+    pairs = [
+        (
+            sql.instances().get(project="p", instance="i"),
+            plain.instances().get(project="p", instance="i"),
+        ),
+        (
+            sql.instances().list(project="p", filter="f"),
+            plain.instances().list(project="p", filter="f"),
+        ),
+        (
+            sql.users().update(project="p", instance="i", name="u", body={"password": "x"}),
+            plain.users().update(project="p", instance="i", name="u", body={"password": "x"}),
+        ),
+    ]
+    for mine, theirs in pairs:
+        assert (mine.uri, mine.method, mine.body, mine.methodId) == (
+            theirs.uri,
+            theirs.method,
+            theirs.body,
+            theirs.methodId,
+        )
+    request = sql.instances().list(project="p")
+    following = sql.instances().list_next(request, {"items": [], "nextPageToken": "t"})
+    assert "pageToken=t" in following.uri
+    repos = clients.discovery("artifactregistry", "v1").projects().locations().repositories()
+    uri = repos.list(parent="projects/p/locations/l").uri
+    assert uri.startswith("http://127.0.0.1:1/v1/projects/p/locations/l/repositories")
+    media = clients.discovery("storage", "v1").objects().get_media(bucket="b", object="o")
+    assert "alt=media" in media.uri
