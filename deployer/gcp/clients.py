@@ -319,6 +319,8 @@ class Collections:
         method = name.removesuffix("_next").removesuffix("_media")  # list_next, get_media
         if method in self._methods:
             return getattr(self._built_once(method, self._method), name)
+        if self._desc is not self._resource._resourceDesc:  # the service's own: _http, close
+            raise AttributeError(f"{name} is no method nor collection here")
         return getattr(self._resource, name)
 
     def _built_once(self, name: str, build: Callable[[str], Any]) -> Any:

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from deployer.emulator.testing import EmulatorHandle
 from deployer.gcp.clients import ClientFactory
 
@@ -210,3 +212,5 @@ def test_a_method_built_alone_makes_the_request_googleapiclients_collection_make
     assert uri.startswith("http://127.0.0.1:1/v1/projects/p/locations/l/repositories")
     media = clients.discovery("storage", "v1").objects().get_media(bucket="b", object="o")
     assert "alt=media" in media.uri
+    with pytest.raises(AttributeError):
+        getattr(sql.instances(), "projects")  # noqa: B009 (the service's, not the instances')
