@@ -37,7 +37,7 @@ from deployer.errors import (
     Unreachable,
 )
 from deployer.gcp import auth
-from deployer.gcp.clients import ClientFactory
+from deployer.gcp.clients import EVERY_KIND, ClientFactory
 from deployer.gcp.cloud import Cloud
 from deployer.gcp.logging import MAX_PAGE, LogEntry
 from deployer.gcp.secrets import enabled_numbers
@@ -109,12 +109,18 @@ class Target:
                 "above 0 (default 60)"
             )
 
-    def clients(self, endpoint: str | None, project: str) -> ClientFactory:
-        """The client factory for this target: its endpoint, and its request timeout."""
+    def clients(
+        self, endpoint: str | None, project: str, kinds: tuple[str, ...] = EVERY_KIND
+    ) -> ClientFactory:
+        """The client factory for this target: its endpoint, and its request timeout; the
+        GAPIC ``kinds`` the command builds."""
         if self.request_timeout is None:
-            return ClientFactory(endpoint=endpoint, project=project)
+            return ClientFactory(endpoint=endpoint, project=project, kinds=kinds)
         return ClientFactory(
-            endpoint=endpoint, project=project, request_timeout=self.request_timeout
+            endpoint=endpoint,
+            project=project,
+            request_timeout=self.request_timeout,
+            kinds=kinds,
         )
 
     @property
@@ -159,14 +165,19 @@ def reach(endpoint: str) -> None:
 
 @contextlib.contextmanager
 def connect(
-    project: str, region: str, target: Target, *, clock: Clock | None = None
+    project: str,
+    region: str,
+    target: Target,
+    *,
+    clock: Clock | None = None,
+    kinds: tuple[str, ...] = EVERY_KIND,
 ) -> Iterator[tuple[Cloud, float]]:
     """A Cloud for `target` and the time scale its waits run at; starts (and stops) the
     built-in emulator when asked. `clock` (default: real time) is the one the deployer waits on
-    and the built-in emulator runs on."""
+    and the built-in emulator runs on; `kinds`, the GAPIC clients the command builds."""
     clock = clock or RealClock()
     if not target.emulator:
-        clients = target.clients(target.endpoint, project)
+        clients = target.clients(target.endpoint, project, kinds)
         if target.endpoint:
             reach(target.endpoint)
         else:
@@ -191,7 +202,7 @@ def connect(
         raise state_problem(exc, state_dir) from None
     running = serve(emulator)
     try:
-        clients = target.clients(running.url, project)
+        clients = target.clients(running.url, project, kinds)
         cloud = Cloud(project, region, clients, clock=clock)
         yield cloud, emulator.latency.time_scale  # a stored state keeps its own speed
     finally:
@@ -452,11 +463,15 @@ def unlock(
         return holder  # its holder released it meanwhile
 
 
+#: the GAPIC clients _managed's list calls use: the others are not imported
+LISTING = ("run.services", "run.jobs", "secretmanager")
+
+
 def _managed(project: str, region: str, target: Target | None) -> dict[str, list[dict[str, Any]]]:
     """Every labelled resource of the project, by tenant: one list call per kind, whatever the
     number of tenants."""
     found: dict[str, list[dict[str, Any]]] = {}
-    with connect(project, region, target or Target()) as (cloud, _):
+    with connect(project, region, target or Target(), kinds=LISTING) as (cloud, _):
         apis = (cloud.run, cloud.sql, cloud.secrets, cloud.storage, cloud.registry)
         for api in apis:
             for res in api.list_managed():
