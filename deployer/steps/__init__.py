@@ -13,9 +13,10 @@ def build_steps(config: Config) -> list[Step]:
     """Every step for `config`, in dependency order (the engine checks the graph)."""
     from deployer.steps.apis import Apis, required_apis
     from deployer.steps.bucket import MediaBucket, SourcesBucket
+    from deployer.steps.ci import CiTrigger
     from deployer.steps.cron import CronJob, CronSchedules
     from deployer.steps.domains import DomainMappings
-    from deployer.steps.iam import IamBuild, IamRuntime, IamScheduler
+    from deployer.steps.iam import IamBuild, IamDeployer, IamRuntime, IamScheduler
     from deployer.steps.image import Image
     from deployer.steps.invoker import Invoker
     from deployer.steps.jobs import DbInitJob, MigrateJob
@@ -23,7 +24,7 @@ def build_steps(config: Config) -> list[Step]:
     from deployer.steps.monitoring import AlertChannel, AlertPolicy, UptimeCheck
     from deployer.steps.redis import RedisInstance
     from deployer.steps.registry import Registry
-    from deployer.steps.retired import RetiredCron, RetiredMonitoring, RetiredWorker
+    from deployer.steps.retired import RetiredCi, RetiredCron, RetiredMonitoring, RetiredWorker
     from deployer.steps.rotation import Rotation
     from deployer.steps.secrets import Secrets
     from deployer.steps.service import Service
@@ -88,4 +89,11 @@ def build_steps(config: Config) -> list[Step]:
             needs=("sql-user", "service", *(s.name for s in [*readers, *workers])),
         )
     )
+    # deploy on push (steps/ci.py): the trigger needs every other step, so up makes it once the
+    # deployment converged and destroy deletes it first
+    if config.ci is None:
+        steps.append(RetiredCi(config))
+    else:
+        steps.append(IamDeployer(config))
+        steps.append(CiTrigger(config, needs=tuple(s.name for s in steps)))
     return steps
