@@ -14,8 +14,13 @@ from pathlib import Path
 
 from deployer.config.rules import BRANCH_RE, GITHUB_REPO_RE
 from deployer.errors import ConfigError
+
+# the deploying identity's roles, shared with the [ci] steps
 from deployer.steps.ci import DEPLOYER_ROLES as DEPLOYER_ROLES
+from deployer.steps.ci import MONITORING_ROLE as MONITORING_ROLE
 from deployer.steps.ci import OPTIONAL_ROLES as OPTIONAL_ROLES
+from deployer.steps.ci import REDIS_ROLE as REDIS_ROLE
+from deployer.steps.ci import SCHEDULER_ROLE as SCHEDULER_ROLE
 from deployer.steps.ci import config_roles as config_roles
 from deployer.steps.ci import up_command
 

@@ -58,6 +58,7 @@ def build_steps(config: Config) -> list[Step]:
     if config.domains:  # none: no step, no call (see docs/configuration.md, custom domains)
         steps.append(DomainMappings(config))
     # a feature gone from the config: its retiring step deletes what it left (steps/retired.py)
+    steps.append(IamDeployer(config) if config.ci is not None else RetiredCi(config))
     if config.worker is not None:
         steps.append(Worker(config, image=image.image))
     else:
@@ -91,9 +92,6 @@ def build_steps(config: Config) -> list[Step]:
     )
     # deploy on push (steps/ci.py): the trigger needs every other step, so up makes it once the
     # deployment converged and destroy deletes it first
-    if config.ci is None:
-        steps.append(RetiredCi(config))
-    else:
-        steps.append(IamDeployer(config))
+    if config.ci is not None:
         steps.append(CiTrigger(config, needs=tuple(s.name for s in steps)))
     return steps

@@ -18,6 +18,8 @@ else's, refused and never changed), as the builds it starts do.
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.metadata
 import re
 import shlex
 from dataclasses import dataclass
@@ -75,6 +77,13 @@ def config_roles(config: Config) -> tuple[str, ...]:
 def deployer_roles(config: Config) -> tuple[str, ...]:
     """The project roles of the trigger's deployer account (iam-deployer grants them)."""
     return (*DEPLOYER_ROLES, *config_roles(config), LOG_WRITER)
+
+
+@functools.cache
+def installed_version() -> str:
+    """The djdeploy the trigger's build installs: this one (the distribution's version, which
+    deployer.__version__ repeats; that module is above the steps)."""
+    return importlib.metadata.version("djdeploy")
 
 
 def up_command(tenant: str, project: str, region: str) -> str:
@@ -148,9 +157,7 @@ class CiTrigger(Operation):
         )
 
     def desired(self) -> dict[str, Any]:
-        from deployer import __version__
-
-        return trigger_body(self.config, version=__version__)
+        return trigger_body(self.config, version=installed_version())
 
     def observe(self, cloud: Cloud) -> dict[str, Any] | None:
         """The trigger and its newest build (None: no trigger)."""
