@@ -115,18 +115,19 @@ def test_plan_up_status_noop_destroy(emulator: EmulatorHandle, config_file: Path
     assert ci["state"] == "ok" and ci["info"]["repository"] == REPO
     assert ci["info"]["last build"].startswith("SUCCESS ") and built.id in ci["info"]["last build"]
 
-    # a no-op up, as the trigger's build runs it: no write, each thing read once, and of the
-    # trigger only reads (the deployer account's roles allow them: cloudbuild.builds.get/list)
-    emulator.control.clear_transcript()
-    code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)
-    assert code == 0, output
-    transcript = [e for e in emulator.control.transcript() if not is_lease_renewal(e)]
-    assert writes_but_the_lease(transcript) == []
-    reads = Counter(f"{e['method']} {e['path']} {e.get('query')}" for e in transcript)
-    assert [r for r, n in reads.items() if n > 1] == []
-    assert {r.split()[0] for r in reads if "/triggers" in r} == {"GET"}
-    code, output = djdeploy(emulator, config_file, "plan", "--tenant", TENANT)
-    assert code == 0 and "nothing to change" in output, output
+    # a no-op up, as the trigger's build runs it, and plan: no write, each thing read once,
+    # and of the trigger only reads (the deployer account's roles allow them:
+    # cloudbuild.builds.get and .list)
+    for command in ("up", "plan"):
+        emulator.control.clear_transcript()
+        code, output = djdeploy(emulator, config_file, command, "--tenant", TENANT)
+        assert code == 0, output
+        transcript = [e for e in emulator.control.transcript() if not is_lease_renewal(e)]
+        assert writes_but_the_lease(transcript) == []
+        reads = Counter(f"{e['method']} {e['path']} {e.get('query')}" for e in transcript)
+        assert [r for r, n in reads.items() if n > 1] == [], command
+        assert {r.split()[0] for r in reads if "/triggers" in r} == {"GET"}
+    assert "nothing to change" in output, output
 
     emulator.control.clear_transcript()
     code, output = djdeploy(emulator, config_file, "destroy", "--tenant", TENANT)
