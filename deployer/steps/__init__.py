@@ -57,8 +57,10 @@ def build_steps(config: Config) -> list[Step]:
     ]
     if config.domains:  # none: no step, no call (see docs/configuration.md, custom domains)
         steps.append(DomainMappings(config))
-    # a feature gone from the config: its retiring step deletes what it left (steps/retired.py)
+    # [ci]: the deployer account's roles (its trigger is last, below); without it, what an
+    # earlier [ci] left is deleted
     steps.append(IamDeployer(config) if config.ci is not None else RetiredCi(config))
+    # a feature gone from the config: its retiring step deletes what it left (steps/retired.py)
     if config.worker is not None:
         steps.append(Worker(config, image=image.image))
     else:

@@ -14,11 +14,13 @@ earlier deploys made, found as destroy finds it:
 
 None of it is data. Each observes with one read when nothing is left (a GET of the pool; a list
 of the scheduler jobs; a list of the uptime checks, then of the policies and channels when one
-is found), then answers DELETE with one field per resource or noop("why"). Apply deletes what
-the change names, the resource observe looks for last, so a run cut short anywhere (kill -9)
-leaves it for the next observation, and a delete of one already gone is done: the Cloud Run job
-before the scheduler job that runs it; the alert policy, then the notification channel, then
-the uptime checks. destroy deletes the same things.
+is found; a GET of the deployer account, then of the trigger and the project policy), then
+answers DELETE with one field per resource or noop("why"). Apply deletes what the change names,
+the resource observe looks for last, so a run cut short anywhere (kill -9) leaves it for the
+next observation, and a delete of one already gone is done: the Cloud Run job before the
+scheduler job that runs it; the alert policy, then the notification channel, then the uptime
+checks; the trigger, then the account's roles, then the account. destroy deletes the same
+things.
 """
 
 from __future__ import annotations
