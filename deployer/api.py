@@ -27,7 +27,7 @@ from deployer import health
 from deployer.clock import Clock, RealClock
 from deployer.config import EMULATOR_PROJECT, Config
 from deployer.config.model import NO_PROJECT
-from deployer.engine import Engine, OnEvent, Options, RunResult
+from deployer.engine import Engine, OnEvent, OnSteps, Options, RunResult
 from deployer.errors import (
     ConfigError,
     Conflict,
@@ -269,6 +269,7 @@ def up(
     clock: Clock | None = None,
     wait: bool = True,
     on_lease: OnNotice | None = None,
+    on_steps: OnSteps | None = None,
 ) -> RunResult:
     """Deploy: bring every step to its desired state. Safe to run again after any failure.
 
@@ -279,7 +280,10 @@ def up(
     target = target or Target()
     config = resolve(config, target)
     check_source(config)
-    return _converge(config, build_steps(config), target, on_event, clock, wait, on_lease)
+    steps = build_steps(config)
+    if on_steps is not None:
+        on_steps([step.name for step in steps])
+    return _converge(config, steps, target, on_event, clock, wait, on_lease)
 
 
 def _converge(
@@ -403,6 +407,7 @@ def destroy(
     clock: Clock | None = None,
     wait: bool = True,
     on_lease: OnNotice | None = None,
+    on_steps: OnSteps | None = None,
 ) -> list[Change]:
     """Delete what `up` made, in reverse order. Data (database, media, secrets) is kept
     unless delete_data.
@@ -413,6 +418,8 @@ def destroy(
     target = target or Target()
     config = resolve(config, target)
     steps = build_steps(config)
+    if on_steps is not None:
+        on_steps([step.name for step in steps])
     command = "destroy --delete-data" if delete_data else "destroy"
     with connect(config.project, config.region, target, clock=clock) as session:
         engine = _engine(session, on_event)
@@ -529,16 +536,19 @@ _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 @dataclass(frozen=True)
 class LogQuery:
-    """What `logs` reads: the service's revisions, or one job's executions (``job``); entries
-    from ``since`` ago ("10m"), at ``severity`` or worse; the newest ``limit`` of them.
-    Checked when made, so bad input fails before any API call."""
+    """What `logs` reads: the service's revisions, one job's executions (``job``) or the
+    [worker]'s pool (``worker``); entries from ``since`` ago ("10m"), at ``severity`` or worse;
+    the newest ``limit`` of them. Checked when made, so bad input fails before any API call."""
 
     job: str | None = None
     since: str | None = None
     severity: str | None = None
     limit: int = 100
+    worker: bool = False
 
     def __post_init__(self) -> None:
+        if self.job is not None and self.worker:
+            raise ConfigError("--job and --worker name two sources: choose one")
         if self.job is not None and self.job not in LOG_JOBS:
             raise ConfigError(f"--job {self.job!r} is not a job: use one of {', '.join(LOG_JOBS)}")
         if self.since is not None and not _SINCE.match(self.since):
@@ -564,10 +574,15 @@ def _rfc3339(seconds: float) -> str:
 
 
 def log_filter(config: Config, query: LogQuery, *, now: float) -> str:
-    """The Logging filter for `query`: the service's revisions or the job's executions, then
-    the time and severity bounds."""
+    """The Logging filter for `query`: the service's revisions, the job's executions or the
+    worker pool's instances, then the time and severity bounds."""
     names = config.names
-    if query.job is None:
+    if query.worker:
+        terms = [
+            'resource.type="cloud_run_worker_pool"',
+            f'resource.labels.worker_pool_name="{names.worker_pool}"',
+        ]
+    elif query.job is None:
         terms = [
             'resource.type="cloud_run_revision"',
             f'resource.labels.service_name="{names.service}"',
@@ -854,6 +869,7 @@ def rotate_secrets(
     clock: Clock | None = None,
     wait: bool = True,
     on_lease: OnNotice | None = None,
+    on_steps: OnSteps | None = None,
 ) -> RotateResult:
     """Rotate the generated secrets named by ``kinds`` ("db-password", "secret-key",
     "admin-password"; none: all three), under the tenant's lease (docs/rotate.md).
@@ -867,6 +883,8 @@ def rotate_secrets(
     chosen = check_kinds(kinds)
     target = target or Target()
     steps = build_steps(config)
+    if on_steps is not None:
+        on_steps([step.name for step in steps])
     ids = secret_ids(config)
     with connect(config.project, config.region, target, clock=clock) as session:
         engine = _engine(session, on_event)
@@ -941,6 +959,7 @@ def ci_setup(
     clock: Clock | None = None,
     wait: bool = True,
     on_lease: OnNotice | None = None,
+    on_steps: OnSteps | None = None,
 ) -> RunResult:
     """Deploy on push now ([ci], docs/ci.md): `up`'s deploy-on-push steps alone (the deployer
     account, its roles, the trigger), under the tenant's lease, without deploying the app."""
@@ -951,6 +970,8 @@ def ci_setup(
     wanted = ("apis", "sources-bucket", "service-accounts", "iam-deployer")
     steps = [s for s in build_steps(config) if s.name in wanted]
     steps.append(CiTrigger(config))  # needs iam-deployer alone
+    if on_steps is not None:
+        on_steps([step.name for step in steps])
     return _converge(config, steps, target, on_event, clock, wait, on_lease)
 
 

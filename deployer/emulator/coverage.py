@@ -58,7 +58,8 @@ NOTES: dict[str, str] = {
     ),
     "run.projects.locations.services.patch": "a new revision only when the template changes",
     "run.projects.locations.workerPools.create": (
-        "long-running (latency `run.service.deploy`); instances simulated, never run locally"
+        "long-running (latency `run.service.deploy`); with local execution a new revision "
+        "runs as processes, failed when one exits before `run.workerpool.start`"
     ),
     "run.projects.locations.jobs.run": "an execution (latency `run.execution`); outcomes fail it",
     "sql.instances.insert": "one operation at a time per instance (409 operationInProgress)",
