@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deployer import ci, health
+from deployer import health
 from deployer.clock import Clock, RealClock
 from deployer.config import EMULATOR_PROJECT, Config
 from deployer.config.model import NO_PROJECT
@@ -57,6 +57,7 @@ from deployer.preflight import check as check_source
 from deployer.rollbacks import Rollback
 from deployer.steps import build_steps
 from deployer.steps.base import Change, Step
+from deployer.steps.ci import CiTrigger
 from deployer.steps.container_env import MANAGE, short
 from deployer.steps.monitoring import UptimeResult, latest_result
 from deployer.steps.rotation import KINDS, ROTATING, Rotated, secret_ids
@@ -293,6 +294,19 @@ def up(
     steps = build_steps(config)
     if on_steps is not None:
         on_steps([step.name for step in steps])
+    return _converge(config, steps, target, on_event, clock, wait, on_lease)
+
+
+def _converge(
+    config: Config,
+    steps: list[Step],
+    target: Target,
+    on_event: OnEvent | None,
+    clock: Clock | None,
+    wait: bool,
+    on_lease: OnNotice | None,
+) -> RunResult:
+    """up's run of ``steps``: the bootstrap, then the rest under the tenant's lease."""
     with connect(config.project, config.region, target, clock=clock) as session:
         engine = _engine(session, on_event)
         start = engine.clock.monotonic()
@@ -955,35 +969,30 @@ def _rotation(cloud: Cloud, kind: str, secret_id: str, *, old: str, resumed: boo
 def ci_setup(
     config: Config,
     *,
-    repository: str,
-    branch: str = "main",
     target: Target | None = None,
+    on_event: OnEvent | None = None,
     clock: Clock | None = None,
-) -> list[ci.Done]:
-    """Deploy on push through Cloud Build (deployer/ci.py, docs/ci.md): the deployer service
-    account, its roles and a trigger on ``repository``'s pushes to ``branch`` whose build runs
-    `djdeploy up` for the tenant; each created or updated only when it differs."""
-    from deployer import __version__
-
+    wait: bool = True,
+    on_lease: OnNotice | None = None,
+    on_steps: OnSteps | None = None,
+) -> RunResult:
+    """Deploy on push now ([ci], docs/ci.md): `up`'s deploy-on-push steps alone (the deployer
+    account, its roles, the trigger), under the tenant's lease, without deploying the app."""
     target = target or Target()
     config = resolve(config, target)
-    pipeline = ci.Pipeline(
-        tenant=config.tenant,
-        project=config.project,
-        region=config.region,
-        repository=repository,
-        branch=branch,
-        extra_roles=ci.config_roles(config),
+    if config.ci is None:
+        raise ConfigError(ci_missing())
+    wanted = ("apis", "sources-bucket", "service-accounts", "iam-deployer")
+    steps = [s for s in build_steps(config) if s.name in wanted]
+    steps.append(CiTrigger(config))  # needs iam-deployer alone
+    if on_steps is not None:
+        on_steps([step.name for step in steps])
+    return _converge(config, steps, target, on_event, clock, wait, on_lease)
+
+
+def ci_missing(github: str = "OWNER/REPO", branch: str = "main") -> str:
+    """ci_setup's refusal of a Config without [ci], naming what to add."""
+    return (
+        f'no [ci] table: add [ci] github = "{github}", branch = "{branch}" to djdeploy.toml '
+        "(the trigger's build runs up with the repository's config, so [ci] belongs there)"
     )
-    with connect(config.project, config.region, target, clock=clock) as (cloud, _):
-        return ci.setup(cloud, pipeline, version=__version__)
-
-
-def ci_remove(
-    config: Config, *, target: Target | None = None, clock: Clock | None = None
-) -> list[ci.Done]:
-    """Delete the tenant's Cloud Build trigger (`ci setup`'s); the deployer account stays."""
-    target = target or Target()
-    config = resolve(config, target)
-    with connect(config.project, config.region, target, clock=clock) as (cloud, _):
-        return ci.remove(cloud, config.tenant, config.project)
