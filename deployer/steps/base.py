@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict, Unpack
 
 from deployer.secret import Secret as Secret  # re-exported for steps
 
@@ -94,6 +94,9 @@ class Change:
     fields: tuple[FieldChange, ...] = ()
     failure: Failure | None = None
     info: Mapping[str, str] = field(default_factory=dict)  # facts for status (url, revision...)
+    # the kind of operation applying this change starts (engine.EXPECTED_SECONDS): the engine
+    # polls it on a schedule fitted to how long that kind takes; "" when none or unknown
+    expect: str = ""
 
     @property
     def state(self) -> str:
@@ -140,6 +143,8 @@ class Operation:
     each is one Change of this step (``name``) for its ``resource``."""
 
     name: str
+    #: the operation kind each action starts (Change.expect), e.g. {Action.CREATE: "build"}
+    EXPECT: ClassVar[Mapping[Action, str]] = {}
 
     @property
     def resource(self) -> str:
@@ -154,7 +159,16 @@ class Operation:
         failure: Failure | None = None,
         info: Mapping[str, str] | None = None,
     ) -> Change:
-        return Change(self.name, self.resource, action, reason, tuple(fields), failure, info or {})
+        return Change(
+            self.name,
+            self.resource,
+            action,
+            reason,
+            tuple(fields),
+            failure,
+            info or {},
+            self.EXPECT.get(action, ""),
+        )
 
     def noop(self, reason: str, *, info: Mapping[str, str] | None = None) -> Change:
         """Nothing to do; ``reason`` says why ("bucket x exists and matches")."""
