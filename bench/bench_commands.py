@@ -82,20 +82,30 @@ def up_cmd(*extra: str) -> list[str]:
 
 
 def fresh_up(scale: float, runs: int) -> str:
-    walls, chains, ratios, cpus = [], [], [], []
+    """Besides wall and CPU: where the wall goes outside the operations, from the emulator's
+    records (epoch seconds on both sides): the lead-in (process start to its first operation:
+    imports, the background emulator's start, the first observations) and the span of the
+    operations (first created to last seen done: the chain, the requests between its stages)."""
+    walls, chains, ratios, cpus, leads, spans = [], [], [], [], [], []
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as home:
+            started = time.time()
             wall, cpu = run(up_cmd("--time-scale", str(scale)), env_with(Path(home)))
             daemon.stop(state_of(Path(home)))
-            chain = model_chain(Emulator(state_dir=state_of(Path(home))).ops.list())
+            ops = Emulator(state_dir=state_of(Path(home))).ops.list()
+        first = min(float(o["created"]) for o in ops)
+        last = max(float(o.get("completed") or o["done_at"]) for o in ops)
+        chain = model_chain(ops)
         walls.append(wall)
         cpus.append(cpu)
         chains.append(chain)
         ratios.append(wall / chain)
+        leads.append(first - started)
+        spans.append(last - first)
     return (
         f"| fresh `up --emulator --time-scale {scale}` | {spread(walls)} | {spread(cpus)} "
         f"| critical path {statistics.median(chains):.2f} s: wall/path "
-        f"{spread(ratios, 'x')} |"
+        f"{spread(ratios, 'x')}; lead-in {spread(leads)}, operations' span {spread(spans)} |"
     )
 
 
