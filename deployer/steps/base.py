@@ -138,6 +138,11 @@ class Extra(TypedDict, total=False):
     info: Mapping[str, str]  # facts for status (url, revision...)
 
 
+#: the EXPECT of a step whose writes take effect when the call returns (no long-running
+#: operation): the engine looks again at once (engine.EXPECTED_SECONDS["write"])
+WRITES: Mapping[Action, str] = {Action.CREATE: "write", Action.UPDATE: "write"}
+
+
 class Operation:
     """The helpers a step's diff and delete answer with, pyinfra style (``host.noop("why")``):
     each is one Change of this step (``name``) for its ``resource``."""
