@@ -27,7 +27,7 @@ from deployer import ci, health
 from deployer.clock import Clock, RealClock
 from deployer.config import EMULATOR_PROJECT, Config
 from deployer.config.model import NO_PROJECT
-from deployer.engine import Engine, OnEvent, Options, RunResult
+from deployer.engine import Engine, OnEvent, OnSteps, Options, RunResult
 from deployer.errors import (
     ConfigError,
     Conflict,
@@ -37,7 +37,7 @@ from deployer.errors import (
     Unreachable,
 )
 from deployer.gcp import auth
-from deployer.gcp.clients import ClientFactory
+from deployer.gcp.clients import EVERY_KIND, ClientFactory
 from deployer.gcp.cloud import Cloud
 from deployer.gcp.logging import MAX_PAGE, LogEntry
 from deployer.gcp.secrets import enabled_numbers
@@ -109,12 +109,18 @@ class Target:
                 "above 0 (default 60)"
             )
 
-    def clients(self, endpoint: str | None, project: str) -> ClientFactory:
-        """The client factory for this target: its endpoint, and its request timeout."""
+    def clients(
+        self, endpoint: str | None, project: str, kinds: tuple[str, ...] = EVERY_KIND
+    ) -> ClientFactory:
+        """The client factory for this target: its endpoint, and its request timeout; the
+        GAPIC ``kinds`` the command builds."""
         if self.request_timeout is None:
-            return ClientFactory(endpoint=endpoint, project=project)
+            return ClientFactory(endpoint=endpoint, project=project, kinds=kinds)
         return ClientFactory(
-            endpoint=endpoint, project=project, request_timeout=self.request_timeout
+            endpoint=endpoint,
+            project=project,
+            request_timeout=self.request_timeout,
+            kinds=kinds,
         )
 
     @property
@@ -159,14 +165,19 @@ def reach(endpoint: str) -> None:
 
 @contextlib.contextmanager
 def connect(
-    project: str, region: str, target: Target, *, clock: Clock | None = None
+    project: str,
+    region: str,
+    target: Target,
+    *,
+    clock: Clock | None = None,
+    kinds: tuple[str, ...] = EVERY_KIND,
 ) -> Iterator[tuple[Cloud, float]]:
     """A Cloud for `target` and the time scale its waits run at; starts (and stops) the
     built-in emulator when asked. `clock` (default: real time) is the one the deployer waits on
-    and the built-in emulator runs on."""
+    and the built-in emulator runs on; `kinds`, the GAPIC clients the command builds."""
     clock = clock or RealClock()
     if not target.emulator:
-        clients = target.clients(target.endpoint, project)
+        clients = target.clients(target.endpoint, project, kinds)
         if target.endpoint:
             reach(target.endpoint)
         else:
@@ -191,7 +202,7 @@ def connect(
         raise state_problem(exc, state_dir) from None
     running = serve(emulator)
     try:
-        clients = target.clients(running.url, project)
+        clients = target.clients(running.url, project, kinds)
         cloud = Cloud(project, region, clients, clock=clock)
         yield cloud, emulator.latency.time_scale  # a stored state keeps its own speed
     finally:
@@ -268,6 +279,7 @@ def up(
     clock: Clock | None = None,
     wait: bool = True,
     on_lease: OnNotice | None = None,
+    on_steps: OnSteps | None = None,
 ) -> RunResult:
     """Deploy: bring every step to its desired state. Safe to run again after any failure.
 
@@ -279,6 +291,8 @@ def up(
     config = resolve(config, target)
     check_source(config)
     steps = build_steps(config)
+    if on_steps is not None:
+        on_steps([step.name for step in steps])
     with connect(config.project, config.region, target, clock=clock) as session:
         engine = _engine(session, on_event)
         start = engine.clock.monotonic()
@@ -390,6 +404,7 @@ def destroy(
     clock: Clock | None = None,
     wait: bool = True,
     on_lease: OnNotice | None = None,
+    on_steps: OnSteps | None = None,
 ) -> list[Change]:
     """Delete what `up` made, in reverse order. Data (database, media, secrets) is kept
     unless delete_data.
@@ -400,6 +415,8 @@ def destroy(
     target = target or Target()
     config = resolve(config, target)
     steps = build_steps(config)
+    if on_steps is not None:
+        on_steps([step.name for step in steps])
     command = "destroy --delete-data" if delete_data else "destroy"
     with connect(config.project, config.region, target, clock=clock) as session:
         engine = _engine(session, on_event)
@@ -446,11 +463,15 @@ def unlock(
         return holder  # its holder released it meanwhile
 
 
+#: the GAPIC clients _managed's list calls use: the others are not imported
+LISTING = ("run.services", "run.jobs", "secretmanager")
+
+
 def _managed(project: str, region: str, target: Target | None) -> dict[str, list[dict[str, Any]]]:
     """Every labelled resource of the project, by tenant: one list call per kind, whatever the
     number of tenants."""
     found: dict[str, list[dict[str, Any]]] = {}
-    with connect(project, region, target or Target()) as (cloud, _):
+    with connect(project, region, target or Target(), kinds=LISTING) as (cloud, _):
         apis = (cloud.run, cloud.sql, cloud.secrets, cloud.storage, cloud.registry)
         for api in apis:
             for res in api.list_managed():
@@ -516,16 +537,19 @@ _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 @dataclass(frozen=True)
 class LogQuery:
-    """What `logs` reads: the service's revisions, or one job's executions (``job``); entries
-    from ``since`` ago ("10m"), at ``severity`` or worse; the newest ``limit`` of them.
-    Checked when made, so bad input fails before any API call."""
+    """What `logs` reads: the service's revisions, one job's executions (``job``) or the
+    [worker]'s pool (``worker``); entries from ``since`` ago ("10m"), at ``severity`` or worse;
+    the newest ``limit`` of them. Checked when made, so bad input fails before any API call."""
 
     job: str | None = None
     since: str | None = None
     severity: str | None = None
     limit: int = 100
+    worker: bool = False
 
     def __post_init__(self) -> None:
+        if self.job is not None and self.worker:
+            raise ConfigError("--job and --worker name two sources: choose one")
         if self.job is not None and self.job not in LOG_JOBS:
             raise ConfigError(f"--job {self.job!r} is not a job: use one of {', '.join(LOG_JOBS)}")
         if self.since is not None and not _SINCE.match(self.since):
@@ -551,10 +575,15 @@ def _rfc3339(seconds: float) -> str:
 
 
 def log_filter(config: Config, query: LogQuery, *, now: float) -> str:
-    """The Logging filter for `query`: the service's revisions or the job's executions, then
-    the time and severity bounds."""
+    """The Logging filter for `query`: the service's revisions, the job's executions or the
+    worker pool's instances, then the time and severity bounds."""
     names = config.names
-    if query.job is None:
+    if query.worker:
+        terms = [
+            'resource.type="cloud_run_worker_pool"',
+            f'resource.labels.worker_pool_name="{names.worker_pool}"',
+        ]
+    elif query.job is None:
         terms = [
             'resource.type="cloud_run_revision"',
             f'resource.labels.service_name="{names.service}"',
@@ -841,6 +870,7 @@ def rotate_secrets(
     clock: Clock | None = None,
     wait: bool = True,
     on_lease: OnNotice | None = None,
+    on_steps: OnSteps | None = None,
 ) -> RotateResult:
     """Rotate the generated secrets named by ``kinds`` ("db-password", "secret-key",
     "admin-password"; none: all three), under the tenant's lease (docs/rotate.md).
@@ -854,6 +884,8 @@ def rotate_secrets(
     chosen = check_kinds(kinds)
     target = target or Target()
     steps = build_steps(config)
+    if on_steps is not None:
+        on_steps([step.name for step in steps])
     ids = secret_ids(config)
     with connect(config.project, config.region, target, clock=clock) as session:
         engine = _engine(session, on_event)

@@ -358,7 +358,9 @@ def _background(target: "Target", *, execute: bool | None) -> "Target":
         _check_postgres_url(os.environ[URL_ENV], source=URL_ENV)
 
     folder = target.state_dir or default_state_dir()
-    start_imports()  # the command's Google imports, while a new emulator starts beside them
+    # the Google modules every command imports (the clients: the factory's, for its kinds),
+    # while a new emulator starts beside them
+    start_imports(kinds=())
     try:
         found, started = daemon.ensure(
             folder,
@@ -443,7 +445,12 @@ def up(
 
     with render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose) as progress:
         result = api.up(
-            cfg, target=target, on_event=progress, wait=not no_wait, on_lease=progress.lease
+            cfg,
+            target=target,
+            on_event=progress,
+            wait=not no_wait,
+            on_lease=progress.lease,
+            on_steps=progress.steps,
         )
     local = api.local_url(result.info("url"), target)
     render.up_result(result, as_json=json, out=out, local_url=local, local_note=_local_note(ctx))
@@ -576,6 +583,7 @@ def destroy(
             on_event=progress,
             wait=not no_wait,
             on_lease=progress.lease,
+            on_steps=progress.steps,
         )
     render.destroyed(changes, as_json=json, out=out)
 
@@ -628,6 +636,9 @@ def logs(
         str | None,
         typer.Option(help="A job's executions instead of the service: migrate, db-init, manage."),
     ] = None,
+    worker: Annotated[
+        bool, typer.Option("--worker", help="The [worker]'s pool instead of the service.")
+    ] = False,
     since: Annotated[
         str | None, typer.Option(help="Only entries this recent: 30s, 10m, 2h, 1d.")
     ] = None,
@@ -645,11 +656,12 @@ def logs(
     state_dir: StateDir = None,
     verbose: Verbose = False,
 ) -> None:
-    """Cloud Logging entries of the service's revisions or of a job's executions, newest last."""
+    """Cloud Logging entries of the service's revisions, of a job's executions or of the
+    worker pool, newest last."""
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
     from deployer import api, render
 
-    query = api.LogQuery(job=job, since=since, severity=severity, limit=limit)
+    query = api.LogQuery(job=job, since=since, severity=severity, limit=limit, worker=worker)
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
     try:
         for entry in api.logs(cfg, query=query, target=_target(ctx), follow=follow):
@@ -804,6 +816,7 @@ def secrets_rotate(
             on_event=progress,
             wait=not no_wait,
             on_lease=progress.lease,
+            on_steps=progress.steps,
         )
     render.rotated(result.rotations, result.run, as_json=json, out=out)
     raise typer.Exit(0 if result.ok else 1)

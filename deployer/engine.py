@@ -159,6 +159,8 @@ class RunResult:
 
 
 OnEvent = Callable[[Event], None]
+#: told the names of a command's steps before any runs (a progress display sizes its columns)
+OnSteps = Callable[[list[str]], None]
 
 
 def _ignore(_: Event) -> None:

@@ -97,8 +97,13 @@ def dump_json(doc: Any, out: IO[str] | None = None) -> None:
     print(json.dumps(doc, indent=2, default=str), file=out or sys.stdout)
 
 
+#: the step column's width until the command's steps are known (Progress.steps)
+STEP_WIDTH = 16
+
+
 class Progress:
-    """Receives engine events (from worker threads) and shows them."""
+    """Receives engine events (from worker threads) and shows them; ``steps`` (the command's
+    step names, before any runs) sizes the step column to the longest."""
 
     def __init__(
         self, *, console: Console | None = None, quiet: bool = False, verbose: bool = False
@@ -111,6 +116,7 @@ class Progress:
         self._lock = threading.Lock()
         self._live: Live | None = None
         self._waiting: tuple[str, float] | None = None  # the holder we said we wait for, when
+        self.width = STEP_WIDTH
 
     def __enter__(self) -> Progress:
         if self.live_mode:
@@ -122,6 +128,9 @@ class Progress:
         if self._live is not None:
             self._live.update(self._table())
             self._live.__exit__(None, None, None)
+
+    def steps(self, names: list[str]) -> None:
+        self.width = max((len(name) for name in names), default=STEP_WIDTH)
 
     def __call__(self, event: Event) -> None:
         if self.quiet:
@@ -140,7 +149,8 @@ class Progress:
                 self._live.update(self._table())
             elif event.phase not in (Phase.WAIT, Phase.OBSERVE) or self.verbose:
                 self.console.print(
-                    f"{event.step:<16} {event.phase.value:<8} {event.elapsed:6.1f}s  {detail}",
+                    f"{event.step:<{self.width}} {event.phase.value:<8} {event.elapsed:6.1f}s  "
+                    f"{detail}",
                     markup=False,
                     highlight=False,
                     soft_wrap=True,

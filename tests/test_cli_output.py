@@ -1,5 +1,6 @@
 """What plan, up and destroy print: changed leaves with old -> new, every skipped step and what
-it waited for, each kept resource once with its own reason."""
+it waited for, progress lines whose columns fit the longest step name, each kept resource once
+with its own reason."""
 
 from __future__ import annotations
 
@@ -50,6 +51,13 @@ def test_a_failed_up_names_each_skipped_step_and_what_it_waited_for(
     assert "not run sql-database: waits for sql-instance, which failed" in lines
     assert "not run sql-user: waits for sql-database, which did not run either" in lines
     assert "not run service: waits for migrate, which did not run either" in lines
+
+    # the progress lines: the state column starts after the longest step name, on every line
+    phases = ("observe", "apply", "wait", "done", "failed", "skipped")
+    progress = [line for line in lines if len(line.split()) > 1 and line.split()[1] in phases]
+    assert any(line.startswith("monitoring-retired ") for line in progress), output
+    columns = {line.index(line.split()[1], len(line.split()[0])) for line in progress}
+    assert columns == {len("monitoring-retired") + 1}, output
 
 
 @pytest.mark.slow

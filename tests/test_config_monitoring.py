@@ -60,8 +60,14 @@ def test_off_by_default_adds_only_the_retiring_steps_and_no_api() -> None:
     steps = build_steps(config)
     names = [s.name for s in steps]
     # the 16 of a deployment, the manage job, the absent features' retiring steps, the rotation
-    assert len(steps) == 21
-    assert names[-4:] == ["worker-retired", "monitoring-retired", "cron-retired", "rotation"]
+    assert len(steps) == 22
+    assert names[-5:] == [
+        "worker-retired",
+        "redis-retired",
+        "monitoring-retired",
+        "cron-retired",
+        "rotation",
+    ]
     apis = steps[0]
     assert isinstance(apis, Apis) and MONITORING_API not in apis.services
 

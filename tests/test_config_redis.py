@@ -1,6 +1,7 @@
 """[worker] broker = "redis": the rules (one line each, before any call), the Direct VPC egress
-it brings to the service, the jobs and the worker, the instance's name, the URL as
-CELERY_BROKER_URL and REDIS_URL, and what it adds to the step graph and the APIs."""
+it brings to the service, the jobs and the worker, the instance's name (AUTH on by default),
+the URL secret as CELERY_BROKER_URL and REDIS_URL, and what it adds to the step graph and the
+APIs."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from deployer.errors import ConfigError
 from deployer.steps import build_steps
 from deployer.steps import container_env as ce
 from deployer.steps.apis import required_apis
+from deployer.steps.iam import IamRuntime
 from deployer.steps.redis import RedisInstance
 
 PROJECT = "my-proj-123"
-URL = "redis://10.1.2.3:6379/0"
+SECRET = "demo-django-redis-url"
 
 
 def config(vpc: dict[str, Any] | None = None, **worker: Any) -> Config:
@@ -42,8 +44,10 @@ def test_defaults_and_the_instance() -> None:
         "memorySizeGb": 1,
         "authorizedNetwork": f"projects/{PROJECT}/global/networks/default",
         "connectMode": "DIRECT_PEERING",
+        "authEnabled": True,
         "labels": dict(c.names.labels),
     }
+    assert RedisInstance(config(redis_auth=False)).desired()["authEnabled"] is False
     assert RedisInstance(config(redis_tier="standard", redis_memory_gb=5)).desired()["tier"] == (
         "STANDARD_HA"
     )
@@ -57,8 +61,16 @@ def test_defaults_and_the_instance() -> None:
         ({"redis_tier": "BASIC"}, 'worker.redis_tier "BASIC" is invalid: must be one of'),
         ({"redis_memory_gb": 0}, "worker.redis_memory_gb 0 is invalid: must be between 1 and 300"),
         ({"redis_memory_gb": 301}, "worker.redis_memory_gb 301 is invalid"),
-        ({"broker": None, "redis_memory_gb": 2}, "worker.redis_memory_gb 2 is invalid: it sizes"),
+        (
+            {"broker": None, "redis_memory_gb": 2},
+            "worker.redis_memory_gb 2 is invalid: it configures",
+        ),
         ({"broker": None, "redis_tier": "standard"}, 'worker.redis_tier "standard" is invalid'),
+        ({"redis_auth": "yes"}, 'worker.redis_auth "yes" is invalid'),
+        (
+            {"broker": None, "redis_auth": False},
+            "worker.redis_auth False is invalid: it configures",
+        ),
     ],
 )
 def test_bad_values_say_what_and_how(worker: dict[str, Any], start: str) -> None:
@@ -105,24 +117,26 @@ def test_direct_vpc_egress_for_every_container() -> None:
     assert shared.redis_network == "projects/host-proj/global/networks/shared"
 
 
-def test_the_url_is_in_every_containers_env() -> None:
+def test_the_url_secret_is_in_every_containers_env() -> None:
+    """Never a plain value: a reference to the URL secret's newest enabled version; before it
+    has one, plan shows a placeholder version and apply refuses (missing_redis)."""
     c = config()
-    inputs = ce.Inputs(
-        project_number="123",
-        versions=dict.fromkeys(ce.secrets_to_resolve(c), "1"),
-        redis_url=URL,
-    )
+    assert SECRET in ce.secrets_to_resolve(c)
+    inputs = ce.Inputs(project_number="123", versions=dict.fromkeys(ce.secrets_to_resolve(c), "3"))
+    ref = {"secretKeyRef": {"secret": SECRET, "version": "3"}}
     for target in ce.TARGETS:
-        env = {e["name"]: e.get("value") for e in ce.build_env(c, target, inputs)}
-        assert env["CELERY_BROKER_URL"] == env["REDIS_URL"] == URL
-    waiting = ce.Inputs(project_number="123", versions=inputs.versions)
+        env = {e["name"]: e for e in ce.build_env(c, target, inputs)}
+        for name in ("CELERY_BROKER_URL", "REDIS_URL"):
+            assert env[name] == {"name": name, "valueSource": ref}
+    waiting = ce.Inputs(project_number="123", versions={**inputs.versions, SECRET: None})
     assert ce.missing_redis(c, waiting) == [
-        "CELERY_BROKER_URL (redis instance demo-django-redis not ready)",
-        "REDIS_URL (redis instance demo-django-redis not ready)",
+        f"CELERY_BROKER_URL (secret {SECRET} not written yet)",
+        f"REDIS_URL (secret {SECRET} not written yet)",
     ]
-    assert ce.missing_redis(c, inputs) == []
-    planned = {e["name"]: e.get("value") for e in ce.build_env(c, ce.SERVICE, waiting)}
-    assert planned["REDIS_URL"] == "redis://<demo-django-redis once ready>:6379/0"
+    assert ce.missing_redis(c, inputs) == [] and ce.missing_secrets(c, "service", waiting) == []
+    planned = {e["name"]: e for e in ce.build_env(c, ce.SERVICE, waiting)}
+    version = planned["REDIS_URL"]["valueSource"]["secretKeyRef"]["version"]
+    assert version == f"<{SECRET}: once the redis instance is ready>"
 
 
 def test_the_graph_and_the_apis() -> None:
@@ -130,8 +144,11 @@ def test_the_graph_and_the_apis() -> None:
     assert "redis" not in [s.name for s in plain]
     assert "redis.googleapis.com" not in required_apis(Config("demo", project=PROJECT))
     steps = {s.name: s for s in build_steps(config())}
-    assert steps["redis"].needs == ("apis",)
-    assert "redis" in steps["db-init"].needs
+    assert steps["redis"].needs == ("apis",) and steps["redis-url"].needs == ("redis",)
+    assert "redis-url" in steps["db-init"].needs and "redis-url" in steps["iam-runtime"].needs
+    runtime = steps["iam-runtime"]
+    assert isinstance(runtime, IamRuntime) and SECRET in runtime.secret_ids()
+    assert "redis-retired" in [s.name for s in plain] and "redis-retired" not in steps
     assert {"redis.googleapis.com", "compute.googleapis.com"} <= set(required_apis(config()))
 
 

@@ -52,6 +52,8 @@ OTHERS = frozenset(
         "--deploy",  # manage.py check
         "--description",  # gcloud sql backups create
         "--domain",  # gcloud beta run domain-mappings
+        "--enable-auth",  # gcloud redis instances update
+        "--no-enable-auth",  # gcloud redis instances update
         "--filter",  # gcloud builds list
         "--generate-hashes",  # pip-compile
         "--hash",  # pip requirements files

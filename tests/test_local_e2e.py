@@ -319,6 +319,35 @@ def test_up_serves_the_app_locally_through_a_day_of_changes(cli: Djdeploy) -> No
     assert eventually(lambda: len(worker_markers(cli)) == 2), media_objects(cli)
     assert len(workers(cli)) == 1
 
+    # -- a rollback serves the previous revision again (its instance had stopped), --undo the
+    # latest: each starts the instance of the revision the traffic moved to -------------------
+    def serves(text: str, present: bool) -> bool:
+        answer = site.get("/")
+        return answer.status == 200 and (text in answer.body) == present
+
+    target = ["--tenant", "demo", "--emulator", "--state-dir", str(cli.state)]
+    cli("rollback", *target)
+    assert eventually(lambda: serves("version two", False)), site.get("/").body[-300:]
+    cli("rollback", *target, "--undo")
+    assert eventually(lambda: serves("version two", True)), site.get("/").body[-300:]
+    assert eventually(lambda: revisions(cli) == now_serving), revisions(cli)
+
+    # -- a wrong worker command: up fails in one line, the last good worker runs on -------------
+    wrong = cli.source.parent / "wrong-worker.toml"  # outside the source: the same image
+    wrong.write_text('[worker]\ncommand = "celery -A wrongname worker"\n')
+    good_worker = workers(cli)
+    args = ["--source", str(cli.source), "--config", str(wrong), "--json"]
+    done = cli(*cli._target("up"), *args, check=False)
+    broken = json.loads(done.stdout)
+    assert done.returncode == 1 and not broken["ok"]
+    worker = next(s for s in broken["steps"] if s["step"] == "worker")
+    assert "before it started" in worker["error"], worker
+    assert "djdeploy logs --tenant demo --worker" in worker["error"], worker
+    assert workers(cli) == good_worker
+    logs = cli("logs", "--tenant", "demo", "--emulator", "--state-dir", str(cli.state), "--worker")
+    exits = re.findall(r"Container called exit\((\d+)\)\.", logs.stdout)
+    assert exits and exits[-1] != "0", logs.stdout[-2000:]  # celery: not found, or no such app
+
     # -- a failing migration: migrate fails with its reason, the previous revision serves on -----
     (cli.source / "uploads" / "migrations" / "0002_broken.py").write_text(
         "from django.db import migrations\n\n\n"

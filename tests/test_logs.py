@@ -87,6 +87,7 @@ def test_logs_after_up_show_the_runs_filter_and_print_json(emulator: EmulatorHan
         (["--since", "10 minutes"], "--since '10 minutes' is not a duration"),
         (["--severity", "LOUD"], "--severity 'LOUD' is not a severity"),
         (["--job", "web"], "--job 'web' is not a job"),
+        (["--job", "migrate", "--worker"], "--job and --worker name two sources"),
     ],
 )
 def test_bad_input_is_one_line_and_no_api_call(
@@ -123,10 +124,14 @@ def test_follow_prints_each_new_entry_once(emulator: EmulatorHandle) -> None:
     assert 'timestamp>="2026-03-01T10:00:01Z"' in polls[-1]["body"]["filter"]
 
 
-def test_filter_for_the_service_and_for_a_job() -> None:
+def test_filter_for_the_service_a_job_and_the_worker() -> None:
     cfg = Config(tenant=TENANT, project=PROJECT)
     assert api.log_filter(cfg, api.LogQuery(), now=0) == (
         f'resource.type="cloud_run_revision" AND resource.labels.service_name="{TENANT}-django"'
+    )
+    assert api.log_filter(cfg, api.LogQuery(worker=True), now=0) == (
+        'resource.type="cloud_run_worker_pool" AND '
+        f'resource.labels.worker_pool_name="{TENANT}-django-worker"'
     )
     query = api.LogQuery(job="db-init", since="10m", severity="warning")
     assert api.log_filter(cfg, query, now=1_800_000_600.0) == (

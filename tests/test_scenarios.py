@@ -90,7 +90,7 @@ def test_up_from_empty_then_status_all_ok(emulator: EmulatorHandle) -> None:
     doc = status_json(emulator)
     states = {s["step"]: s["state"] for s in doc["steps"]}
     assert set(states.values()) == {"ok"}, states
-    assert len(states) == 21  # with the manage job's, the rotation's and the 3 retiring steps
+    assert len(states) == 22  # with the manage job's, the rotation's and the 4 retiring steps
     assert doc["url"].endswith(".europe-west1.run.app")
     assert doc["ready_revision"].startswith(f"{TENANT}-django-0000")
     assert doc["last_migrate_execution"].startswith(f"{TENANT}-django-migrate-")
@@ -122,7 +122,7 @@ def test_noop_up_and_plan_read_each_resource_once(emulator: EmulatorHandle) -> N
         reads = Counter(f"{e['method']} {e['path']}" for e in transcript)
         assert [r for r, n in reads.items() if n > 1] == [], command
         lease = {r for r in reads if "djdeploy-leases" in r or r == LEASE_CREATE}
-        assert len(reads) - len(lease) == 35, (command, sorted(reads))
+        assert len(reads) - len(lease) == 36, (command, sorted(reads))
 
 
 def test_plan_on_empty_project_exits_2_and_changes_nothing(emulator: EmulatorHandle) -> None:
@@ -262,6 +262,22 @@ def test_destroy_keeps_data_then_delete_data_leaves_nothing(emulator: EmulatorHa
         code, output = djdeploy(emulator, "destroy", "--tenant", TENANT, "--delete-data", "--yes")
         assert code == 0, output
     assert labelled_resources(emulator) == Counter()
+
+
+def test_delete_data_deletes_the_database_before_its_user(emulator: EmulatorHandle) -> None:
+    """PostgreSQL refuses to drop a role that owns tables or holds grants in a database (Cloud
+    SQL's users.delete fails so): the database goes first, though sql-user is after it in up."""
+    assert up(emulator)[0] == 0
+    emulator.control.clear_transcript()
+    code, output = djdeploy(emulator, "destroy", "--tenant", TENANT, "--delete-data", "--yes")
+    assert code == 0, output
+    deletes = [
+        found.group(1)
+        for e in emulator.control.transcript()
+        if e["method"] == "DELETE"
+        and (found := re.search(r"/instances/[^/]+/(databases|users)\b", e["path"]))
+    ]
+    assert deletes.index("databases") < deletes.index("users"), deletes
 
 
 def labelled_resources(emulator: EmulatorHandle) -> Counter[str]:

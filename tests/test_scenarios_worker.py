@@ -153,6 +153,46 @@ def test_plan_up_noop_resize_destroy(emulator: EmulatorHandle, config_file: Path
     assert check_transcript(emulator.control.transcript()) == []
 
 
+def test_a_failed_revision_fails_up_in_one_line_and_the_next_up_deploys_it_again(
+    emulator: EmulatorHandle, config_file: Path
+) -> None:
+    add_broker_secret(emulator)
+    assert djdeploy(emulator, config_file, "up", "--tenant", TENANT)[0] == 0
+    [good] = pools(emulator)
+    ready = good["latestReadyRevision"].rsplit("/", 1)[-1]
+
+    # a wrong command: its revision's container exits before it has started (what Cloud Run
+    # reports; run locally, tests/emulator/test_local_run.py shows it from a real process)
+    exited = "The user-provided container exited with code 1 before it started (instance 0)."
+    emulator.control.fail("workerpool", POOL, exited)
+    config_file.write_text(WORKER_TOML.replace("proj worker", "wrongname worker"))
+    code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)
+    assert code == 1, output
+    [line] = [line for line in output.splitlines() if "failed worker" in line]
+    [pool] = pools(emulator)
+    failed = pool["latestCreatedRevision"].rsplit("/", 1)[-1]
+    assert line.endswith(
+        f"failed worker: worker pool {POOL}: revision {failed} failed: The user-provided "
+        "container exited with code 1 before it started (instance 0); revision "
+        f"{ready} keeps running and the next up deploys it again; its logs: djdeploy logs "
+        f"--tenant {TENANT} --worker"
+    ), output
+    assert "Traceback" not in output and "Logs URL" not in output
+    assert pool["latestReadyRevision"] == good["latestReadyRevision"]
+    code, output = djdeploy(emulator, config_file, "status", "--tenant", TENANT, "--json")
+    assert {s["step"]: s["state"] for s in json.loads(output)["steps"]}["worker"] != "ok"
+
+    # the next up rolls out a new revision of the same spec (the outcome is used up)
+    code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)
+    assert code == 0, output
+    [pool] = pools(emulator)
+    assert pool["latestReadyRevision"] not in (good["latestReadyRevision"], failed)
+    assert "wrongname" in pool["template"]["containers"][0]["args"]
+    code, output = djdeploy(emulator, config_file, "logs", "--tenant", TENANT, "--worker")
+    assert code == 0, output
+    assert check_transcript(emulator.control.transcript()) == []
+
+
 def test_kill_9_after_the_create_then_up_converges_with_one_pool(
     emulator: EmulatorHandle, config_file: Path, tmp_path: Path
 ) -> None:

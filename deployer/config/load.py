@@ -325,7 +325,12 @@ def _layers(*, cwd: Path, environ: Mapping[str, str], flags: Mapping[str, Any]) 
         path = Path(explicit)
         path = path if path.is_absolute() else cwd / path
         if not path.is_file():
-            raise ConfigError(f'config "{explicit}" is invalid: no such file')
+            where = "--config" if flags.get("config") else "DJDEPLOY_CONFIG"
+            raise ConfigError(
+                f'config "{explicit}" is invalid: no such file: point {where} at your '
+                "djdeploy.toml (or a pyproject.toml with [tool.djdeploy]), or leave it out to "
+                "read the one in the working directory"
+            )
         file: Path | None = path
     else:
         file = find_config_file(cwd)

@@ -102,6 +102,11 @@ class Names:
         is at most 40 characters: shortened with a stable hash)."""
         return _fit(self.prefix, "-redis", 40)
 
+    @property
+    def redis_url_secret(self) -> str:
+        """The secret holding the Redis broker's URL, AUTH string included (steps/redis_url.py)."""
+        return f"{self.prefix}-redis-url"
+
     def cron_job(self, entry: str) -> str:
         """The Cloud Run job (and the Cloud Scheduler job) of the [[cron]] entry ``entry``:
         at most 49 characters (Cloud Run's limit), shortened with a stable hash."""

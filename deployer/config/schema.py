@@ -518,7 +518,8 @@ class WorkerConfig:
     service's image, env, secrets and volumes, ``instances`` instances, no ingress. With
     ``broker_secret``, the Secret Manager secret holding the broker URL becomes BROKER_ENV;
     with ``broker = "redis"``, a Memorystore for Redis instance djdeploy creates
-    (``redis_tier``, ``redis_memory_gb``) is the broker, its URL BROKER_ENV and REDIS_ENV."""
+    (``redis_tier``, ``redis_memory_gb``, ``redis_auth``) is the broker, its URL (in a secret)
+    BROKER_ENV and REDIS_ENV."""
 
     command: tuple[str, ...]
     _: KW_ONLY
@@ -529,6 +530,7 @@ class WorkerConfig:
     broker: str | None = None  # "redis": djdeploy creates the broker
     redis_tier: str = "basic"
     redis_memory_gb: int = 1
+    redis_auth: bool = True  # Memorystore's AUTH: clients need the instance's AUTH string
 
     @property
     def redis(self) -> bool:
@@ -583,12 +585,18 @@ class WorkerConfig:
         check_choice("worker.redis_tier", self.redis_tier, tuple(REDIS_TIERS))
         lo, hi = REDIS_MEMORY_GB
         check_int("worker.redis_memory_gb", self.redis_memory_gb, lo, hi)
+        check_bool("worker.redis_auth", self.redis_auth)
         if not self.redis:
-            for key, default in (("redis_tier", "basic"), ("redis_memory_gb", 1)):
+            defaults: tuple[tuple[str, object], ...] = (
+                ("redis_tier", "basic"),
+                ("redis_memory_gb", 1),
+                ("redis_auth", True),
+            )
+            for key, default in defaults:
                 if getattr(self, key) != default:
                     fail(
                         f"worker.{key}",
                         getattr(self, key),
-                        f'it sizes the Redis instance of worker.broker = "{REDIS}": set that, '
+                        f'it configures the Redis instance of worker.broker = "{REDIS}": set that, '
                         f"or remove {key}",
                     )

@@ -38,6 +38,7 @@ APIS: tuple[tuple[str, str], ...] = (
     ("monitoring", "v3"),
     ("cloudscheduler", "v1"),
     ("logging", "v2"),
+    ("redis", "v1"),
 )
 
 #: Fidelity notes by discovery method id: where a served method departs from Google, or what of
@@ -52,13 +53,20 @@ NOTES: dict[str, str] = {
         "projects/P only; the filter subset of docs/emulator.md (other terms a 400 naming them)"
     ),
     "logging.entries.write": "Run and Cloud Build write their own entries on completion too",
+    "redis.projects.locations.instances.getAuthString": (
+        "a new UUID each time AUTH turns on; `{}` while it is off; `***` in the transcript"
+    ),
+    "redis.projects.locations.instances.patch": (
+        "`authEnabled` too (gcloud's --enable-auth); a local redis-server's requirepass follows"
+    ),
     "logging.entries.tail": "a streaming gRPC method: not served over REST; poll entries.list",
     "run.projects.locations.services.create": (
         "long-running (latency `run.service.deploy`); a failed revision via outcomes"
     ),
     "run.projects.locations.services.patch": "a new revision only when the template changes",
     "run.projects.locations.workerPools.create": (
-        "long-running (latency `run.service.deploy`); instances simulated, never run locally"
+        "long-running (latency `run.service.deploy`); with local execution a new revision "
+        "runs as processes, failed when one exits before `run.workerpool.start`"
     ),
     "run.projects.locations.jobs.run": "an execution (latency `run.execution`); outcomes fail it",
     "sql.instances.insert": "one operation at a time per instance (409 operationInProgress)",

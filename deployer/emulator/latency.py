@@ -99,13 +99,15 @@ class Latency:
     def request_delay(self) -> float:
         return float(self._settings()["request_delay"])
 
-    def duration(self, kind: str) -> float:
-        """Seconds an operation of ``kind`` takes now; KeyError for an unknown kind."""
+    def duration(self, kind: str, *, scaled: bool = True) -> float:
+        """Seconds an operation of ``kind`` takes now; KeyError for an unknown kind.
+        ``scaled=False``: without the time scale (a window that measures real work here, such
+        as a locally run process, not Google)."""
         s = self._settings()
         base = s["durations"].get(kind)
         if base is None:
             base = DEFAULT_DURATIONS[kind]
-        return float(base) * float(s["time_scale"])
+        return float(base) * (float(s["time_scale"]) if scaled else 1.0)
 
     def get(self) -> dict[str, Any]:
         """{"time_scale", "request_delay", "durations"}: durations are the unscaled table with

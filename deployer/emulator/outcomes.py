@@ -6,7 +6,8 @@ Tests (or the admin API) add rules; API modules ask, at the moment the outcome i
     msg = emu.outcomes.take("build", build_id)
     if msg is not None: ...fail the build with msg in the real failure shape...
 
-Kinds in use: "build", "execution", "revision", "sql.operation". Rules live in the store (the
+Kinds in use: "build", "execution", "revision" (a service's), "workerpool" (a worker pool's
+revision), "sql.operation". Rules live in the store (the
 operation that consumes one may complete in another process).
 """
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from .context import Emulator
 
 KIND = "_outcome"
-KNOWN_KINDS = frozenset({"build", "execution", "revision", "sql.operation"})
+KNOWN_KINDS = frozenset({"build", "execution", "revision", "workerpool", "sql.operation"})
 #: the failed Build statuses a "build" rule may ask for (FAILURE when none is given)
 BUILD_STATUSES = ("FAILURE", "INTERNAL_ERROR", "TIMEOUT", "EXPIRED")
 

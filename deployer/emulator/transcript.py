@@ -3,9 +3,10 @@
 An entry: {"seq", "method", "path", "query", "body", "status", "response"}; bodies are parsed
 JSON, None when empty, or {"_bytes": n} when not JSON. Redacted before storing: any value under a
 "data" key inside a "payload" object (Secret Manager payloads), any "password" / "rootPassword"
-key, and the payload of Secret Manager ``:access`` responses. Kept in memory in the server process,
-bounded: the newest ``limit`` entries (default :data:`DEFAULT_LIMIT`) are kept, older ones are
-evicted and counted in ``dropped_entries`` (``seq`` keeps counting, so a gap shows where).
+key, a Redis instance's "authString", and the payload of Secret Manager ``:access`` responses.
+Kept in memory in the server process, bounded: the newest ``limit`` entries (default
+:data:`DEFAULT_LIMIT`) are kept, older ones are evicted and counted in ``dropped_entries``
+(``seq`` keeps counting, so a gap shows where).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 REDACTED = "***"
 DEFAULT_LIMIT = 100_000
-_SECRET_KEYS = frozenset({"password", "rootPassword"})
+_SECRET_KEYS = frozenset({"password", "rootPassword", "authString"})
 
 
 def redact(value: Any, *, in_payload: bool = False) -> Any:

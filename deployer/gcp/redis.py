@@ -4,23 +4,38 @@ whose static discovery document ``redis.v1.json`` ships with it).
 Instances live in a region (``projects/P/locations/R/instances/ID``, ours in the deployment's
 region). Create, patch and delete answer a google.longrunning Operation, which no caller waits
 on: the step reads the instance's ``state`` (CREATING, READY, UPDATING, DELETING, ...) again.
-A patch sends only the fields named in ``updateMask``.
+A patch sends only the fields named in ``updateMask``. With AUTH on, ``getAuthString`` is the
+one call that reveals the instance's AUTH string (``get`` never shows it): it is a Secret from
+the moment it is read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from deployer.gcp.context import Context, execute
+from deployer.secret import Secret
 
 
 def url(instance: Mapping[str, Any] | None) -> str | None:
-    """The broker URL of an instance clients can use (``redis://HOST:PORT/0``, database 0), or
-    None while it has no endpoint yet (absent, CREATING)."""
+    """Where clients reach an instance (``redis://HOST:PORT/0``, database 0; no AUTH string:
+    what plan and status show), or None while it has no endpoint yet (absent, CREATING)."""
     if not instance or not instance.get("host") or instance.get("state") in ("CREATING", None):
         return None
     return f"redis://{instance['host']}:{instance.get('port') or 6379}/0"
+
+
+def broker_url(instance: Mapping[str, Any] | None, auth: Secret | None) -> Secret | None:
+    """The URL the app is handed: :func:`url` with the AUTH string as its password
+    (``redis://:AUTH@HOST:PORT/0``, as redis-py and Celery read it), or None (no endpoint)."""
+    plain = url(instance)
+    if plain is None:
+        return None
+    if auth is None:
+        return Secret(plain)
+    return Secret(plain.replace("redis://", f"redis://:{quote(auth.reveal(), safe='')}@", 1))
 
 
 class RedisApi:
@@ -42,6 +57,13 @@ class RedisApi:
         first observations share (the service, the jobs and the worker read its host)."""
         request = self._instances().get(name=self.instance_name(instance_id))
         return self.cloud.read(execute(request), key=("redis.instance", instance_id))
+
+    def get_auth_string(self, instance_id: str) -> Secret | None:
+        """The instance's AUTH string, or None (AUTH off: the answer is empty; or absent)."""
+        request = self._instances().getAuthString(name=self.instance_name(instance_id))
+        found = self.cloud.read(execute(request), key=("redis.authString", instance_id))
+        value = (found or {}).get("authString")
+        return Secret(value) if value else None
 
     def create_instance(self, instance_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """Start creating (idempotent by name: 409 raises errors.Conflict)."""

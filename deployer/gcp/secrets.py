@@ -216,7 +216,8 @@ class SecretsApi:
         resp = self.cloud.call(
             lambda: c.access_secret_version(
                 request={"name": name}, retry=None, timeout=self.cloud.clients.request_timeout
-            )
+            ),
+            key=("secrets.access", secret_id, version),  # a read: a later write drops it
         )
         return Secret(bytes(resp.payload.data).decode())
 

@@ -22,8 +22,9 @@ def build_steps(config: Config) -> list[Step]:
     from deployer.steps.manage import ManageJob
     from deployer.steps.monitoring import AlertChannel, AlertPolicy, UptimeCheck
     from deployer.steps.redis import RedisInstance
+    from deployer.steps.redis_url import RedisUrl
     from deployer.steps.registry import Registry
-    from deployer.steps.retired import RetiredCron, RetiredMonitoring, RetiredWorker
+    from deployer.steps.retired import RetiredCron, RetiredMonitoring, RetiredRedis, RetiredWorker
     from deployer.steps.rotation import Rotation
     from deployer.steps.secrets import Secrets
     from deployer.steps.service import Service
@@ -33,8 +34,11 @@ def build_steps(config: Config) -> list[Step]:
 
     image = Image(config)
     db_init = DbInitJob(config, image=image.image)
-    if config.redis_broker:  # its URL is in every container's env: db-init, and all after, wait
-        db_init = DbInitJob(config, image=image.image, needs=(*db_init.needs, "redis"))
+    iam_runtime = IamRuntime(config)
+    if config.redis_broker:  # its URL secret is in every container's env (and readable by the
+        # runtime account): db-init, and all after, wait for it
+        db_init = DbInitJob(config, image=image.image, needs=(*db_init.needs, "redis-url"))
+        iam_runtime = IamRuntime(config, needs=(*iam_runtime.needs, "redis-url"))
     steps: list[Step] = [
         Apis(config, services=required_apis(config)),
         ServiceAccounts(config),
@@ -47,7 +51,7 @@ def build_steps(config: Config) -> list[Step]:
         Registry(config),
         IamBuild(config),
         image,
-        IamRuntime(config),
+        iam_runtime,
         db_init,
         MigrateJob(config, image=image.image),
         Service(config, image=image.image),
@@ -57,17 +61,19 @@ def build_steps(config: Config) -> list[Step]:
     if config.domains:  # none: no step, no call (see docs/configuration.md, custom domains)
         steps.append(DomainMappings(config))
     # a feature gone from the config: its retiring step deletes what it left (steps/retired.py)
-    if config.worker is not None:
-        steps.append(Worker(config, image=image.image))
-    else:
-        steps.append(RetiredWorker(config))
+    worker: Step = Worker(config, image=image.image) if config.worker else RetiredWorker(config)
+    steps.append(worker)
+    cron_jobs = [CronJob(config, image=image.image, entry=e) for e in config.cron]
     if config.redis_broker:  # [worker] broker = "redis": the Memorystore instance (docs/worker.md)
-        steps.append(RedisInstance(config))
+        steps += [RedisInstance(config), RedisUrl(config)]
+    else:  # once every container that had its URL has moved off it
+        users = [s for s in steps if isinstance(s, (DbInitJob, MigrateJob, Service, ManageJob))]
+        needs = ("apis", *(s.name for s in [*users, worker, *cron_jobs]))
+        steps.append(RetiredRedis(config, needs=needs))
     if config.monitoring.enabled:
         steps += [AlertChannel(config), UptimeCheck(config), AlertPolicy(config)]
     else:
         steps.append(RetiredMonitoring(config))
-    cron_jobs = [CronJob(config, image=image.image, entry=e) for e in config.cron]
     if not cron_jobs:
         steps.append(RetiredCron(config))
     else:

@@ -4,7 +4,9 @@ Every variable of CONTRACT gets its value here. DJANGO_PROJECT_SETTINGS only whe
 the settings module (``settings_module``); unset otherwise, and the container finds the project's
 settings from manage.py. Secret values never pass through djdeploy: SECRET_KEY,
 DB_PASSWORD and DJANGO_SUPERUSER_PASSWORD, and the user's secret_env, are Secret Manager
-references pinned to a numeric version, resolved when the step observes. "latest" never goes into
+references pinned to a numeric version, resolved when the step observes. So is a Redis
+broker's URL (CELERY_BROKER_URL, REDIS_URL): it holds the instance's AUTH string, so it is read
+from the secret steps/redis_url.py writes, never set as a value. "latest" never goes into
 a template, so a new secret version never silently changes what a running revision reads: the
 next `up` shows the change and deploys it.
 
@@ -26,7 +28,6 @@ from deployer import errors
 from deployer.config.schema import BROKER_ENV, REDIS_ENV
 from deployer.contract import CONTRACT
 from deployer.errors import DeployError
-from deployer.gcp.redis import url as redis_url
 from deployer.gcp.secrets import previous_enabled
 from deployer.steps.base import Broken, Change, NotOurs, Operation, Transient
 
@@ -73,8 +74,6 @@ class Inputs:
     versions: Mapping[str, str | None] = field(default_factory=dict)
     previous: Mapping[str, str | None] = field(default_factory=dict)
     service_urls: tuple[str, ...] = ()
-    #: with ``[worker] broker = "redis"``: the instance's URL (None: not ready, or absent)
-    redis_url: str | None = None
 
 
 def service_urls(service: Mapping[str, Any] | None) -> tuple[str, ...]:
@@ -138,6 +137,9 @@ def secret_refs(config: Config, target: str) -> dict[str, tuple[str, str]]:
             out[var.name] = (secret_id(config), version)
     for name, ref in config.app_secret_env.items():
         out[name] = (ref.secret, ref.version)
+    if config.redis_broker:  # the instance's URL, AUTH string included (steps/redis_url.py)
+        for name in (BROKER_ENV, REDIS_ENV):
+            out[name] = (config.names.redis_url_secret, LATEST)
     return out
 
 
@@ -166,32 +168,33 @@ def observe_inputs(cloud: Cloud, config: Config, targets: tuple[str, ...] = TARG
         sid: previous_enabled(cloud.secrets.list_versions(sid) or [])
         for sid in secrets_to_resolve(config, targets, version=PREVIOUS)
     }
-    redis = None
-    if config.redis_broker:
-        redis = redis_url(cloud.redis.get_instance(config.names.redis_instance))
-    return Inputs(project_number=number, versions=versions, previous=previous, redis_url=redis)
+    return Inputs(project_number=number, versions=versions, previous=previous)
 
 
 def pending_redis_url(config: Config) -> str:
-    """What plan shows for the Redis broker's URL before the instance has one."""
-    return f"redis://<{config.names.redis_instance} once ready>:6379/0"
+    """The version plan shows for the Redis broker's URL secret before it has one (the
+    redis-url step adds it once the instance is ready: apply never deploys this)."""
+    return f"<{config.names.redis_url_secret}: once the redis instance is ready>"
 
 
 def missing_redis(config: Config, inputs: Inputs) -> list[str]:
-    """The env vars a Redis broker sets, as "ENV (redis instance I not ready)", while the
-    instance has no endpoint ([] when ready, or when there is no Redis broker)."""
-    if not config.redis_broker or inputs.redis_url:
+    """The env vars of a Redis broker, as "ENV (secret S not written yet)", while its URL
+    secret has no version ([] then, or when there is no Redis broker)."""
+    sid = config.names.redis_url_secret
+    if not config.redis_broker or inputs.versions.get(sid):
         return []
-    why = f"(redis instance {config.names.redis_instance} not ready)"
-    return [f"{BROKER_ENV} {why}", f"{REDIS_ENV} {why}"]
+    return [f"{name} (secret {sid} not written yet)" for name in (BROKER_ENV, REDIS_ENV)]
 
 
 def missing_secrets(config: Config, target: str, inputs: Inputs) -> list[str]:
-    """Env vars whose secret has no enabled version, as "ENV (secret S)"."""
+    """Env vars whose secret has no enabled version, as "ENV (secret S)" (not the Redis
+    broker's URL secret, which a step of this run writes: missing_redis)."""
     return [
         f"{name} (secret {sid})"
         for name, (sid, version) in sorted(secret_refs(config, target).items())
-        if version == LATEST and not inputs.versions.get(sid)
+        if version == LATEST
+        and not inputs.versions.get(sid)
+        and sid != config.names.redis_url_secret
     ]
 
 
@@ -233,11 +236,6 @@ def build_env(config: Config, target: str, inputs: Inputs) -> list[dict[str, Any
         env[var.name] = {"name": var.name, "value": value}
     for name, value in config.env.items():
         env[name] = {"name": name, "value": value}
-    if config.redis_broker:  # the instance's URL once it is ready; until then plan shows
-        # what it will be (apply never deploys that: require_inputs refuses first)
-        url = inputs.redis_url or pending_redis_url(config)
-        for name in (BROKER_ENV, REDIS_ENV):
-            env[name] = {"name": name, "value": url}
     for name, (sid, version) in secret_refs(config, target).items():
         if version == PREVIOUS:
             pinned = inputs.previous.get(sid)
@@ -245,6 +243,8 @@ def build_env(config: Config, target: str, inputs: Inputs) -> list[dict[str, Any
                 continue  # no earlier enabled version (never rotated): not set
         else:
             pinned = inputs.versions.get(sid) if version == LATEST else version
+        if not pinned and sid == config.names.redis_url_secret:
+            pinned = pending_redis_url(config)  # plan only: require_inputs refuses first
         if not pinned:
             raise ValueError(f"{name}: secret {sid} has no enabled version")
         env[name] = {

@@ -239,6 +239,8 @@ class IamRuntime(_Bindings):
         n = self.config.names
         ids = [n.secret_db_password, n.secret_key, n.secret_superuser_password]
         ids += [ref.secret for ref in self.config.app_secret_env.values()]
+        if self.config.redis_broker:
+            ids.append(n.redis_url_secret)
         return list(dict.fromkeys(ids))
 
     def targets(self) -> list[Target]:

@@ -3,11 +3,13 @@ instance ``<tenant>-<app>-redis`` in the deployment's region, authorized on the 
 service, the jobs and the worker reach over Direct VPC egress (``Config.egress``).
 
 Create and patch are long operations (minutes on Google): apply starts one and returns, and the
-step WAITs while the instance is CREATING or UPDATING. Its size (``memorySizeGb``) and labels
-are patched in place; its tier and network cannot change (Google: "It is not possible to
-upgrade from Basic Tier to Standard Tier or the other way around"), so a change of either is
-refused with the fix. Once READY, its ``host`` and ``port`` become the app's CELERY_BROKER_URL
-and REDIS_URL (steps/container_env.py), so db-init, and everything after it, needs this step.
+step WAITs while the instance is CREATING or UPDATING. Its size (``memorySizeGb``), AUTH
+(``authEnabled``: ``[worker] redis_auth``, on by default; an instance made without it is
+patched) and labels are patched in place; its tier and network cannot change (Google: "It is
+not possible to upgrade from Basic Tier to Standard Tier or the other way around"), so a change
+of either is refused with the fix. Once READY, its ``host``, ``port`` and AUTH string make the
+URL the redis-url step keeps in a secret (steps/redis_url.py), the app's CELERY_BROKER_URL and
+REDIS_URL.
 
 destroy deletes it with the rest, without --delete-data: a broker holds queued task messages,
 which djdeploy does not count as the app's data (the worker is deleted before it), and a Basic
@@ -65,6 +67,7 @@ class RedisInstance(Operation):
             "memorySizeGb": self.worker.redis_memory_gb,
             "authorizedNetwork": self.config.redis_network,
             "connectMode": "DIRECT_PEERING",
+            "authEnabled": self.worker.redis_auth,
             "labels": dict(self.config.names.labels),
         }
 
@@ -78,6 +81,7 @@ class RedisInstance(Operation):
             "state": str(observed.get("state") or ""),
             "tier": str(observed.get("tier") or ""),
             "memory": f"{observed.get('memorySizeGb')} GB",
+            "auth": "on" if observed.get("authEnabled") else "off",
         }
         found = url(observed)
         if found:

@@ -1,16 +1,19 @@
 """What a feature left behind once it is gone from the config: ``up`` deletes it.
 
-Removing the [worker] table, the last [[cron]] entry or setting ``[monitoring] enabled = false``
-takes those features' steps out of the graph; these steps take their place and delete what the
-earlier deploys made, found as destroy finds it:
+Removing the [worker] table, its ``broker = "redis"``, the last [[cron]] entry or setting
+``[monitoring] enabled = false`` takes those features' steps out of the graph; these steps take
+their place and delete what the earlier deploys made, found as destroy finds it:
 
 - ``worker-retired``: the worker pool (its name, ``Names.owns`` on its labels);
+- ``redis-retired``: the Memorystore for Redis instance (the same) and its URL's secret
+  (steps/redis_url.py), once the service, the jobs and the worker have moved off it;
 - ``cron-retired``: the scheduler jobs whose description names djdeploy, this tenant and app
   (steps/cron.py), and the Cloud Run job each ran (if ours);
 - ``monitoring-retired``: the alert policies, uptime checks and notification channel of ours
   (display name or tenant+app labels, then ``Names.owns``: steps/monitoring.py).
 
-None of it is data. Each observes with one read when nothing is left (a GET of the pool; a list
+None of it is the app's data (a Redis broker's queued tasks are lost, as with destroy). Each
+observes with one read when nothing is left (a GET of the pool or of the Redis instance; a list
 of the scheduler jobs; a list of the uptime checks, then of the policies and channels when one
 is found), then answers DELETE with one field per resource or noop("why"). Apply deletes what
 the change names, the resource observe looks for last, so a run cut short anywhere (kill -9)
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from deployer.steps.base import Action, Change, FieldChange, Operation
 from deployer.steps.cron import CronSchedules
 from deployer.steps.monitoring import ours, short_id
+from deployer.steps.redis_url import delete_secret
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -96,6 +100,40 @@ class RetiredWorker(_Retired):
 
     def apply(self, cloud: Cloud, change: Change) -> None:
         cloud.run.delete_worker_pool(self.pool)  # an operation: the engine re-observes
+
+
+@dataclass(frozen=True)
+class RetiredRedis(_Retired):
+    name: str = "redis-retired"
+
+    @property
+    def instance(self) -> str:
+        return self.config.names.redis_instance
+
+    @property
+    def resource(self) -> str:
+        return f"redis instance {self.instance}"
+
+    def observe(self, cloud: Cloud) -> dict[str, Any] | None:
+        return cloud.redis.get_instance(self.instance)
+
+    def diff(self, observed: dict[str, Any] | None) -> Change:
+        if observed is None:
+            return self.noop('no [worker] broker = "redis": no redis instance')
+        if not self.config.names.owns(observed.get("labels")):
+            return self.noop(f"kept: redis instance {self.instance} is not managed by djdeploy")
+        if observed.get("state") == "DELETING":
+            return self.wait(f"redis instance {self.instance} being deleted")
+        size = f"{observed.get('tier')}, {observed.get('memorySizeGb')} GB"
+        return self.gone(
+            f'no [worker] broker = "redis": delete redis instance {self.instance} '
+            "(queued tasks are lost)",
+            [FieldChange(self.instance, size, None)],
+        )
+
+    def apply(self, cloud: Cloud, change: Change) -> None:
+        delete_secret(cloud, self.config)  # its URL: first, as observe looks for the instance
+        cloud.redis.delete_instance(self.instance)  # an operation: the engine re-observes
 
 
 @dataclass(frozen=True)

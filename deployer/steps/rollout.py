@@ -47,11 +47,13 @@ def rollout_change(
     *,
     keeps: str,
     info: Mapping[str, str],
+    explain: Callable[[str], str] | None = None,
 ) -> Change | None:
     """WAIT while ``current`` (``what``: "service demo") rolls out, UPDATE when it differs
     from ``desired`` (its name is left out: short here, full on the server) or its newest
-    revision failed (the last ready one ``keeps`` serving / running); None when the spec
-    matches and nothing failed."""
+    revision failed (the last ready one ``keeps`` serving / running; the failure is Cloud
+    Run's message, or what ``explain`` makes of it); None when the spec matches and nothing
+    failed."""
     if current.get("reconciling") or current.get("generation") != current.get("observedGeneration"):
         return step.wait(
             f"deploying revision {ce.short(current.get('latestCreatedRevision'))}", info=info
@@ -62,10 +64,11 @@ def rollout_change(
         return step.update(f"{what} differs", fields, info=info)
     cond = current.get("terminalCondition") or {}
     if cond.get("state") == "CONDITION_FAILED":
+        message = cond.get("message") or "the revision failed"
         return step.update(
             f"revision {ce.short(current.get('latestCreatedRevision'))} failed; "
             f"{ce.short(current.get('latestReadyRevision')) or 'no revision'} keeps {keeps}",
-            failure=ce.run_failure(cond.get("message") or "the revision failed"),
+            failure=ce.run_failure(explain(message) if explain else message),
             info=info,
         )
     return None

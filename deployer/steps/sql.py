@@ -546,6 +546,15 @@ class SqlUser(_OnInstance):
                 f"kept: user {n.db_user} owns the objects in the kept database; "
                 "--delete-data to delete"
             )
+        # PostgreSQL drops no role that owns objects (the app's tables) or holds privileges
+        # (db-init's grants) in a database, and the user goes first in reverse order: so the
+        # database goes before it, and the sql-database step then finds it gone
+        database = SqlDatabase(self.config)
+        found = database.observe(cloud)
+        if found is not None:
+            if not found["pending"]:
+                database.delete(cloud, delete_data=True)
+            return self.wait(f"deleting database {n.database} first: user {n.db_user} owns it")
         if cloud.sql.delete_user(n.sql_instance, n.db_user) is None:
             return self.noop(f"user {n.db_user} already gone")
         return self.deleted(f"deleting user {n.db_user}")

@@ -9,12 +9,15 @@ ingress: a worker pool receives no requests. The command runs through the entryp
 runtime settings, as ``manage`` does.
 
 After ``migrate``: a new image's worker starts on a migrated schema. WAIT while a deploy rolls
-out; a failed deploy is the step's failure (the last ready template keeps running) and ``up``
-deploys it again once, Transient while a fresh secret grant has not reached Cloud Run.
+out; a failed deploy (a revision whose container exits before it has started: a wrong command)
+is the step's failure, one line naming the pool, Cloud Run's reason, the revision that keeps
+running and ``djdeploy logs --worker``; ``up`` deploys it again once per run, Transient while a
+fresh secret grant has not reached Cloud Run.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -29,6 +32,9 @@ if TYPE_CHECKING:
 
 #: the entrypoint command that runs any program in the project's directory
 RUN = "run"
+#: what Cloud Run's message of a failed revision says around its reason
+_NOT_READY = re.compile(r"^Revision '[^']*' is not ready and cannot serve traffic\. ")
+_MORE = " Logs for this revision might contain more information."
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,7 @@ class Worker(Operation):
             self.desired(inputs),
             keeps="running",
             info=info,
+            explain=lambda message: self.failed(pool, message),
         )
         if changed is not None:
             return changed
@@ -128,6 +135,18 @@ class Worker(Operation):
             f"worker pool {self.pool} runs {info['instances']} instance(s) of revision "
             f"{info['revision']} and matches",
             info=info,
+        )
+
+    def failed(self, pool: dict[str, Any], message: str) -> str:
+        """The step's one line for a failed revision: the pool, Cloud Run's reason (its first
+        line, without the revision preamble), what keeps running, where the logs are."""
+        reason = _NOT_READY.sub("", message.strip().split("\n", 1)[0]).replace(_MORE, "")
+        ready = ce.short(pool.get("latestReadyRevision"))
+        keeps = f"revision {ready} keeps running" if ready else "no revision of it runs"
+        return (
+            f"worker pool {self.pool}: revision {ce.short(pool.get('latestCreatedRevision'))} "
+            f"failed: {reason.rstrip('.')}; {keeps} and the next up deploys it again; its logs: "
+            f"djdeploy logs --tenant {self.config.tenant} --worker"
         )
 
     def _resource(self, cloud: Cloud) -> rollout.Resource:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deployer.emulator.local.container import Paths, process_spec, release_short_dir, short_dir
+from deployer.emulator.local.container import (
+    ContainerRun,
+    Paths,
+    process_spec,
+    release_short_dir,
+    short_dir,
+)
 from deployer.emulator.local.image import Image, ImageConfig, finish_image
 
 CONFIG = ImageConfig(
@@ -35,12 +41,14 @@ def test_process_spec(tmp_path: Path) -> None:
     img = image(tmp_path)
     container = {"args": ["manage", "check", "/app/x"], "env": []}
     spec = process_spec(
-        img,
-        container,
-        env={"SECRET_KEY": "s3cret", "DB_HOST": "/cloudsql/p:r:i", "PORT": "1"},
-        platform_env={"PORT": "5555"},
-        mounts={"/cloudsql": tmp_path / "sql"},
-        what="job",
+        ContainerRun(
+            img,
+            container,
+            "job",
+            env={"SECRET_KEY": "s3cret", "DB_HOST": "/cloudsql/p:r:i", "PORT": "1"},
+            platform_env={"PORT": "5555"},
+            mounts={"/cloudsql": tmp_path / "sql"},
+        )
     )
     assert spec.argv == [
         f"{img.root}/djdeploy/entrypoint.sh",
@@ -55,13 +63,12 @@ def test_process_spec(tmp_path: Path) -> None:
     assert spec.env["APP_HOME"] == spec.env["HOME"] == str(img.root / "app")
     assert spec.cwd == img.root / "app"
     # no args: the image's CMD; a command: the image's ENTRYPOINT and CMD are replaced
-    assert process_spec(img, {}, env={}, platform_env={}, mounts={}, what="s").argv == [
+    assert process_spec(ContainerRun(img, {}, "s")).argv == [
         f"{img.root}/djdeploy/entrypoint.sh",
         "serve",
     ]
-    assert process_spec(
-        img, {"command": ["python3"], "args": ["-V"]}, env={}, platform_env={}, mounts={}, what="s"
-    ).argv == ["python3", "-V"]
+    command = {"command": ["python3"], "args": ["-V"]}
+    assert process_spec(ContainerRun(img, command, "s")).argv == ["python3", "-V"]
 
 
 def test_short_dir_for_long_socket_paths(tmp_path: Path) -> None:

@@ -91,7 +91,10 @@ def setup_project(handle: EmulatorHandle) -> dict[str, Any]:
     for api in ("run", "secretmanager", "logging", "artifactregistry"):
         serviceusage.set_enabled(emu, PROJECT, f"{api}.googleapis.com")
     emu.store.put(policies.SA_KIND, SA, {"email": SA, "_visibleAt": 0.0})
-    handle.control.set_latency(durations={"iam.secret_grant.propagation": 0.0})
+    # a worker pool's instances have started at once (a test of one that fails sets it back)
+    handle.control.set_latency(
+        durations={"iam.secret_grant.propagation": 0.0, "run.workerpool.start": 0.0}
+    )
     opts = gapic_options(handle.url)
     clients = {
         "services": run_v2.ServicesClient(**opts),
@@ -407,6 +410,67 @@ def test_worker_pool_instances_run_and_a_new_revision_replaces_them(
     assert rev2 != rev1
     eventually(lambda: running() == [f"{rev2}/instances/0"], "the new revision's instance alone")
     eventually(lambda: len(seen()) == 3, "the new instance to start")
+
+    pools.delete_worker_pool(name=name).result(polling=POLL)
+    eventually(lambda: own_processes(emu) == [], "the worker pool's processes to stop")
+
+
+#: a worker whose command is wrong: it says why on stderr and exits at once
+_BROKEN = "import sys; print('no module named wrongname', file=sys.stderr); sys.exit(2)"
+
+
+def test_a_worker_that_exits_at_once_fails_its_revision_and_the_last_ready_one_runs_on(
+    local: dict[str, Any], executing_emulator: EmulatorHandle
+) -> None:
+    emu = executing_emulator.emu
+    assert emu.local.processes is not None
+    supervisor = emu.local.processes
+    pools = run_v2.WorkerPoolsClient(**gapic_options(executing_emulator.url))
+    name = f"{PARENT}/workerPools/worker"
+    # the good revision has started at once (setup_project); the broken one could never stay
+    # up long enough: only its exit decides (no timing window either way)
+    rev1 = (
+        pools.create_worker_pool(
+            parent=PARENT, worker_pool_id="worker", worker_pool=worker_pool("1", count=1)
+        )
+        .result(polling=POLL)
+        .latest_ready_revision
+    )
+    executing_emulator.control.set_latency(durations={"run.workerpool.start": 1e9})
+
+    current = pools.get_worker_pool(name=name)
+    current.template = worker_pool("2", count=1).template
+    current.template.containers[0].args = ["run", "python", "-c", _BROKEN]
+    with pytest.raises(exceptions.FailedPrecondition) as info:
+        pools.update_worker_pool(worker_pool=current).result(polling=POLL)
+    failed = pools.get_worker_pool(name=name)
+    bad = failed.latest_created_revision.rsplit("/", 1)[-1]
+    assert info.value.message.startswith(
+        f"Revision '{bad}' is not ready and cannot serve traffic. The user-provided container "
+        "exited with code 2 before it started (instance 0)."
+    )
+    assert f"revision_name/{bad}" in info.value.message  # the Logs URL
+    assert failed.terminal_condition.state == run_v2.Condition.State.CONDITION_FAILED
+    assert failed.terminal_condition.message == info.value.message
+    assert failed.latest_ready_revision == rev1
+    revisions = run_v2.RevisionsClient(**gapic_options(executing_emulator.url))
+    conditions = {
+        c.type_: c for c in revisions.get_revision(name=failed.latest_created_revision).conditions
+    }
+    assert conditions["Ready"].state == run_v2.Condition.State.CONDITION_FAILED
+    assert conditions["ContainerHealthy"].message == info.value.message
+    # its lines and exit are in Cloud Logging; its instance stopped, the ready one runs on
+    flt = f'resource.type="cloud_run_worker_pool" AND resource.labels.revision_name="{bad}"'
+
+    def texts() -> list[str]:
+        return [e.get("textPayload", "") for e in logged(local, flt)]
+
+    eventually(lambda: "no module named wrongname" in texts(), "the broken worker's line")
+    assert "Container called exit(2)." in texts()
+    eventually(
+        lambda: [p.spec.what for p in supervisor.running()] == [f"{rev1}/instances/0"],
+        "the ready revision's instance alone",
+    )
 
     pools.delete_worker_pool(name=name).result(polling=POLL)
     eventually(lambda: own_processes(emu) == [], "the worker pool's processes to stop")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import shutil
 import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -244,6 +246,51 @@ def test_users_databases_and_delete_are_prefixed_objects_on_the_server(state_dir
         assert server_names(prefix) == []
         assert dump.exists()  # retained
         assert not Path(socket_dir).exists() and running.control.local()["sql"] == []
+    finally:
+        running.stop()
+
+
+@needs_server
+def test_a_cancel_request_through_the_proxy_cancels_the_running_query(state_dir: Path) -> None:
+    """A client's cancel (a CancelRequest packet on a new connection, naming the backend's pid
+    and key) passes through the proxy unchanged and ends the query; the session goes on."""
+    running = start(state_dir)
+    try:
+        assert "error" not in create(client(running))
+        socket_dir, _ = layout(running)
+        with psycopg.connect(
+            host=socket_dir, user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
+            pid = conn.info.backend_pid
+            ended: list[BaseException] = []
+
+            def sleep() -> None:
+                try:
+                    conn.execute("SELECT pg_sleep(600)")
+                except psycopg.Error as exc:
+                    ended.append(exc)
+
+            query = threading.Thread(target=sleep)
+            query.start()
+
+            def sleeping() -> bool:  # seen by the server: a cancel now reaches the query
+                with psycopg.connect(URL) as admin:
+                    row = admin.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE pid = %s "
+                        "AND state = 'active' AND query LIKE '%%pg_sleep%%'",
+                        (pid,),
+                    ).fetchone()
+                return row == (1,)
+
+            deadline = time.monotonic() + 60
+            while not sleeping():
+                assert time.monotonic() < deadline, "the query never ran"
+                time.sleep(0.05)
+            conn.cancel_safe()
+            query.join(timeout=60)  # a bound, not a timing assumption: the cancel ends it
+            assert not query.is_alive()
+            assert len(ended) == 1 and isinstance(ended[0], psycopg.errors.QueryCanceled)
+            assert conn.execute("SELECT 1").fetchone() == (1,)  # the session goes on
     finally:
         running.stop()
 

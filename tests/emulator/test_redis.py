@@ -5,8 +5,10 @@ local execution the instance is a local redis-server that answers on its host an
 
 from __future__ import annotations
 
+import json
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,34 @@ def test_instance_lifecycle(emulator: Any, redis: Any) -> None:
     _done(emulator, redis, op)
     assert _status(instances.get(name=NAME)) == 404
     assert _status(instances.delete(name=NAME)) == 404
+
+
+def test_auth_string_is_shown_only_by_get_auth_string(emulator: Any, redis: Any) -> None:
+    """AUTH at create gives a UUID; get never shows it; a patch turning AUTH off empties it,
+    turning it on again makes a new one; the transcript never holds it."""
+    instances = redis.instances()
+    body = {**BODY, "authEnabled": True}
+    _done(
+        emulator,
+        redis,
+        instances.create(parent=PARENT, instanceId="t1-django-redis", body=body).execute(),
+    )
+    got = instances.get(name=NAME).execute()
+    assert got["authEnabled"] is True and "authString" not in json.dumps(got)
+    first = instances.getAuthString(name=NAME).execute()["authString"]
+    assert str(uuid.UUID(first)) == first and len(first) == 36
+
+    off = instances.patch(name=NAME, updateMask="authEnabled", body={"authEnabled": False})
+    _done(emulator, redis, off.execute())
+    assert instances.get(name=NAME).execute()["authEnabled"] is False
+    assert instances.getAuthString(name=NAME).execute() == {}
+    on = instances.patch(name=NAME, updateMask="authEnabled", body={"authEnabled": True})
+    _done(emulator, redis, on.execute())
+    second = instances.getAuthString(name=NAME).execute()["authString"]
+    assert second != first and len(second) == 36
+    assert _status(instances.getAuthString(name=f"{PARENT}/instances/absent")) == 404
+    recorded = json.dumps(emulator.emu.transcript.entries())
+    assert first not in recorded and second not in recorded
 
 
 def test_checks(redis: Any) -> None:
@@ -157,6 +187,48 @@ def test_local_execution_runs_a_redis_server(executing_emulator: Any) -> None:
     assert check_transcript(executing_emulator.emu.transcript.entries()) == []
 
 
+def _auth_ping(port: int, password: str) -> bytes:
+    """PING after AUTH, in RESP: the server's two replies."""
+    auth = f"*2\r\n$4\r\nAUTH\r\n${len(password)}\r\n{password}\r\n".encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(auth + b"PING\r\n")
+        replies = b""
+        while replies.count(b"\r\n") < 2:
+            chunk = s.recv(64)
+            if not chunk:
+                break
+            replies += chunk
+        return replies
+
+
+@pytest.mark.slow
+@needs_redis
+def test_local_server_requires_the_auth_string(executing_emulator: Any) -> None:
+    """With AUTH the local redis-server refuses a client without the AUTH string, which never
+    appears in its command line; a patch turning AUTH off (then on) changes the live server."""
+    instances = _api(executing_emulator).instances()
+    body = {**BODY, "authEnabled": True}
+    instances.create(parent=PARENT, instanceId="t1-django-redis", body=body).execute()
+    port = _ready(instances)["port"]
+    password = instances.getAuthString(name=NAME).execute()["authString"]
+    assert _ping("127.0.0.1", port).startswith(b"-NOAUTH")
+    assert _auth_ping(port, password) == b"+OK\r\n+PONG\r\n"
+    assert _auth_ping(port, "wrong").startswith(b"-WRONGPASS")
+    [proc] = executing_emulator.emu.local.processes.running()
+    assert password not in " ".join(proc.spec.argv)
+
+    instances.patch(name=NAME, updateMask="authEnabled", body={"authEnabled": False}).execute()
+    assert _ready(instances)["port"] == port
+    assert _ping("127.0.0.1", port).startswith(b"+PONG")
+    instances.patch(name=NAME, updateMask="authEnabled", body={"authEnabled": True}).execute()
+    assert _ready(instances)["port"] == port
+    again = instances.getAuthString(name=NAME).execute()["authString"]
+    assert _ping("127.0.0.1", port).startswith(b"-NOAUTH")
+    assert _auth_ping(port, again) == b"+OK\r\n+PONG\r\n"
+    instances.delete(name=NAME).execute()
+    assert check_transcript(executing_emulator.emu.transcript.entries()) == []
+
+
 @pytest.mark.slow
 @needs_redis
 def test_an_emulator_restart_brings_the_server_back(tmp_path: Path) -> None:
@@ -171,7 +243,19 @@ def test_an_emulator_restart_brings_the_server_back(tmp_path: Path) -> None:
     assert not _answers(port)  # stopped with its emulator
     again = serve(Emulator(state_dir=tmp_path, execute=True))
     try:
-        got = _api(again).instances().get(name=NAME).execute()
+        instances = _api(again).instances()
+        got = instances.get(name=NAME).execute()
         assert got["state"] == "READY" and _answers(got["port"])
+        instances.patch(name=NAME, updateMask="authEnabled", body={"authEnabled": True}).execute()
+        password = instances.getAuthString(name=NAME).execute()["authString"]
+        port = _ready(instances)["port"]
     finally:
         again.stop()
+    third = serve(Emulator(state_dir=tmp_path, execute=True))  # its password comes back too
+    try:
+        got = _api(third).instances().get(name=NAME).execute()
+        assert _ping("127.0.0.1", got["port"]).startswith(b"-NOAUTH")
+        assert _auth_ping(got["port"], password) == b"+OK\r\n+PONG\r\n"
+        assert got["port"] == port
+    finally:
+        third.stop()

@@ -22,6 +22,11 @@ def pools(emulator: Any) -> Any:
     assert check_transcript(emulator.emu.transcript.entries()) == []
 
 
+@pytest.fixture
+def revisions(emulator: Any) -> Any:
+    return run_v2.RevisionsClient(**gapic_options(emulator.url))
+
+
 def pool(image: str = "gcr.io/demo/app:1", *, count: int | None = 2) -> run_v2.WorkerPool:
     scaling = run_v2.WorkerPoolScaling(manual_instance_count=count) if count is not None else None
     return run_v2.WorkerPool(
@@ -33,7 +38,7 @@ def pool(image: str = "gcr.io/demo/app:1", *, count: int | None = 2) -> run_v2.W
     )
 
 
-def test_worker_pool_lifecycle(pools: Any) -> None:
+def test_worker_pool_lifecycle(pools: Any, revisions: Any) -> None:
     op = pools.create_worker_pool(parent=PARENT, worker_pool=pool(), worker_pool_id="bg")
     assert to_dict(op.metadata)["terminalCondition"]["state"] == "CONDITION_RECONCILING"
     done = op.result(polling=POLL)
@@ -63,6 +68,22 @@ def test_worker_pool_lifecycle(pools: Any) -> None:
     moved = pools.update_worker_pool(worker_pool=current).result(polling=POLL)
     assert "bg-00003-" in moved.latest_ready_revision
     assert [p.name for p in pools.list_worker_pools(parent=PARENT)] == [done.name]
+
+    # its revisions are resources: Ready, newest first; the running one cannot be deleted
+    listed = list(revisions.list_revisions(parent=done.name))
+    assert [r.name for r in listed] == [moved.latest_ready_revision, done.latest_ready_revision]
+    ready = revisions.get_revision(name=moved.latest_ready_revision)
+    assert {c.type_: c.state for c in ready.conditions} == dict.fromkeys(
+        ("Ready", "ResourcesAvailable", "ContainerHealthy"),
+        run_v2.Condition.State.CONDITION_SUCCEEDED,
+    )
+    assert "cloud_run_worker_pool/worker_pool_name/bg/revision_name/" in ready.log_uri
+    assert ready.containers[0].image == "gcr.io/demo/app:2" and not ready.service
+    with pytest.raises(exceptions.BadRequest, match="serving traffic"):
+        revisions.delete_revision(name=moved.latest_ready_revision)
+    revisions.delete_revision(name=done.latest_ready_revision).result(polling=POLL)
+    with pytest.raises(exceptions.NotFound):
+        revisions.get_revision(name=done.latest_ready_revision)
 
     stale = pools.get_worker_pool(name=done.name)
     stale.etag = '"stale"'
@@ -103,7 +124,7 @@ def test_defaults_and_checks(pools: Any) -> None:
         pools.get_worker_pool(name=f"{PARENT}/workerPools/none")
 
 
-def test_a_missing_secret_fails_the_deploy(pools: Any) -> None:
+def test_a_missing_secret_fails_the_deploy(pools: Any, revisions: Any) -> None:
     bad = pool()
     bad.template.containers[0].env = [
         run_v2.EnvVar(
@@ -119,3 +140,10 @@ def test_a_missing_secret_fails_the_deploy(pools: Any) -> None:
     failed = pools.get_worker_pool(name=f"{PARENT}/workerPools/bg")
     assert failed.terminal_condition.state == run_v2.Condition.State.CONDITION_FAILED
     assert not failed.latest_ready_revision
+    revision = revisions.get_revision(name=failed.latest_created_revision)
+    conditions = {c.type_: c for c in revision.conditions}
+    assert conditions["Ready"].state == run_v2.Condition.State.CONDITION_FAILED
+    assert conditions["ContainerHealthy"].message == failed.terminal_condition.message
+    assert failed.terminal_condition.message.startswith(
+        f"Revision '{revision.name.rsplit('/', 1)[-1]}' is not ready"
+    )

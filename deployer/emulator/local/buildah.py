@@ -36,7 +36,7 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from .container import container_argv
+from .container import ContainerRun, container_argv
 from .dockerfile import base_images
 from .image import BUILDAH, Image, ImageConfig
 from .processes import Spec
@@ -219,26 +219,18 @@ class Buildah:
                     raise OSError(errno.ENOENT, detail, config.ref)
         return name
 
-    def process_spec(
-        self,
-        image: Image,
-        container: Mapping[str, object],
-        *,
-        env: Mapping[str, str],
-        platform_env: Mapping[str, str],
-        mounts: Mapping[str, Path],
-        what: str,
-    ) -> Spec:
-        """The process that runs ``container`` (a Cloud Run v2 container) in the image: the
-        volumes bind-mounted (each given to the image's user, as GCS FUSE's uid/gid options
-        show them; a directory mounted at its own path, the PostgreSQL socket directory the
-        Cloud SQL layout links to, is made when missing and left alone), the env set by the
-        shell that then runs the container's argv."""
+    def process_spec(self, run: ContainerRun) -> Spec:
+        """The process that runs ``run.container`` in the image: the volumes bind-mounted
+        (each given to the image's user, as GCS FUSE's uid/gid options show them; a directory
+        mounted at its own path, the PostgreSQL socket directory the Cloud SQL layout links
+        to, is made when missing and left alone), the env set by the shell that then runs the
+        container's argv."""
+        image, container = run.image, run.container
         config = image.config()
         name = self._container(image, config)
         user = _user(config)
         volumes: list[str] = []
-        for mount_path, where in mounts.items():
+        for mount_path, where in run.mounts.items():
             if str(where) == mount_path:  # a host directory seen at its own path: a socket's
                 where.mkdir(mode=0o755, parents=True, exist_ok=True)
             elif user is not None:
@@ -246,13 +238,13 @@ class Buildah:
             volumes += ["--volume", f"{where.resolve()}:{mount_path}"]
         workdir = str(container.get("workingDir") or config.workdir)
         script = "".join(
-            f"export {k}={shlex.quote(v)}\n" for k, v in {**env, **platform_env}.items()
+            f"export {k}={shlex.quote(v)}\n" for k, v in {**run.env, **run.platform_env}.items()
         )
         script += 'exec "$@" </dev/null\n'
         argv = [self.binary(), *config.storage, "run", "--isolation", "chroot"]
         argv += ["--network", "host", "--workingdir", workdir, *volumes, name, "--"]
         argv += ["/bin/sh", "-s", "--", *container_argv(config, container)]
-        return Spec(argv=argv, env=self.env(), cwd=image.root, what=what, stdin=script.encode())
+        return Spec(argv=argv, env=self.env(), cwd=image.root, what=run.what, stdin=script.encode())
 
 
 def container_name(root: Path) -> str:

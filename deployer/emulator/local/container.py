@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .image import Image, ImageConfig
@@ -81,33 +82,43 @@ class Paths:
         return self.local(value)
 
 
-def process_spec(
-    image: Image,
-    container: Mapping[str, object],
-    *,
-    env: Mapping[str, str],
-    platform_env: Mapping[str, str],
-    mounts: Mapping[str, Path],
-    what: str,
-) -> Spec:
-    """The process for ``container`` (a Cloud Run v2 container: command, args, workingDir) of
-    ``image``. ``env``: the template's env, resolved, in order; ``platform_env``: what Cloud
-    Run adds (PORT, K_SERVICE, CLOUD_RUN_TASK_INDEX...), set last as Cloud Run does."""
-    config = image.config()
-    paths = Paths(image, mounts)
+@dataclass(frozen=True)
+class ContainerRun:
+    """A container to run as a process, what every way of running one takes
+    (:func:`process_spec`, ``Buildah.process_spec``): ``container`` (a Cloud Run v2 container:
+    command, args, workingDir) of ``image``; ``env``: the template's env, resolved, in order;
+    ``platform_env``: what Cloud Run adds (PORT, K_SERVICE, CLOUD_RUN_TASK_INDEX...), set last
+    as Cloud Run does; ``mounts``: mountPath -> local directory; ``what`` names the process."""
+
+    image: Image
+    container: Mapping[str, object]
+    what: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    platform_env: Mapping[str, str] = field(default_factory=dict)
+    mounts: Mapping[str, Path] = field(default_factory=dict)
+
+
+#: a way of running a container (in place, or in the image with buildah)
+SpecMaker = Callable[[ContainerRun], Spec]
+
+
+def process_spec(run: ContainerRun) -> Spec:
+    """The process for ``run.container``, the image's paths moved to the image directory."""
+    config = run.image.config()
+    paths = Paths(run.image, run.mounts)
     merged: dict[str, str] = {"HOME": config.workdir}
     merged.update(config.env)
-    merged.update(env)
-    merged.update(platform_env)
+    merged.update(run.env)
+    merged.update(run.platform_env)
     local_env = {name: paths.value(name, value) for name, value in merged.items()}
     if "PATH" not in local_env:
         local_env["PATH"] = os.defpath
-    workdir = str(container.get("workingDir") or config.workdir)
+    workdir = str(run.container.get("workingDir") or config.workdir)
     return Spec(
-        argv=[paths.local(a) for a in container_argv(config, container)],
+        argv=[paths.local(a) for a in container_argv(config, run.container)],
         env=local_env,
         cwd=Path(paths.local(workdir)),
-        what=what,
+        what=run.what,
     )
 
 

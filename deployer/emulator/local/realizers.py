@@ -14,9 +14,9 @@ from typing import IO
 
 from .build import LocalBuilds
 from .buildah import Buildah, engine_from
-from .container import process_spec, release_short_dir
+from .container import ContainerRun, SpecMaker, process_spec, release_short_dir
 from .frontdoor import FrontDoor
-from .image import BUILDAH, Image
+from .image import BUILDAH
 from .jobs import LocalJobs
 from .mounts import BUCKETS, Mounts
 from .pgwire import URL_ENV, parse_url
@@ -242,21 +242,14 @@ class Realizers:
             self._builds = LocalBuilds(self.dir, buildah=engine)
         return self._builds
 
-    def process_spec(
-        self,
-        image: Image,
-        container: Mapping[str, object],
-        *,
-        env: Mapping[str, str],
-        platform_env: Mapping[str, str],
-        mounts: Mapping[str, Path],
-        what: str,
-    ) -> Spec:
-        """The process that runs ``container`` of ``image``: in the image with buildah when
-        buildah built it (local/buildah.py), else with the image's paths moved
+    def process_spec(self, run: ContainerRun) -> Spec:
+        """The process that runs ``run.container`` of its image: in the image with buildah
+        when buildah built it (local/buildah.py), else with the image's paths moved
         (local/container.py)."""
-        run = self.buildah.process_spec if image.config().engine == BUILDAH else process_spec
-        return run(image, container, env=env, platform_env=platform_env, mounts=mounts, what=what)
+        maker: SpecMaker = (
+            self.buildah.process_spec if run.image.config().engine == BUILDAH else process_spec
+        )
+        return maker(run)
 
     @property
     def mounts(self) -> Mounts | None:

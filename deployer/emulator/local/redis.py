@@ -5,7 +5,10 @@
 ``<state>/processes`` while it runs, so one left by a killed emulator is reaped by the next),
 and keeps under ``<state>/redis/PROJECT/LOCATION/INSTANCE`` its working directory and ``port``
 (reused on a restart when it is free). Nothing is persisted (``--save ""``, no AOF), as a Basic
-tier instance keeps nothing on disk. It knows nothing of HTTP or of the Redis API.
+tier instance keeps nothing on disk. An instance with AUTH requires its password: ``requirepass``
+reaches the server as configuration on its stdin (``redis-server -``), never in argv or a file,
+and a running server's is changed with CONFIG SET (AUTH enabled or disabled on a live instance:
+its data stays, as on Memorystore). It knows nothing of HTTP or of the Redis API.
 """
 
 from __future__ import annotations
@@ -42,13 +45,39 @@ def _port_free(port: int) -> bool:
 
 
 def answers(port: int) -> bool:
-    """Whether a Redis server on ``port`` answers PING."""
+    """Whether a Redis server on ``port`` answers PING (or asks for its password first)."""
     try:
         with socket.create_connection((HOST, port), timeout=2) as s:
             s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
+            return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
+
+
+def _command(*args: str) -> bytes:
+    """A command in RESP (a password may hold any character)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _set_password(port: int, old: str | None, new: str | None) -> None:
+    """Change a running server's ``requirepass`` (None: none) by CONFIG SET."""
+    commands = ([_command("AUTH", old)] if old else []) + [
+        _command("CONFIG", "SET", "requirepass", new or "")
+    ]
+    with socket.create_connection((HOST, port), timeout=5) as s:
+        s.sendall(b"".join(commands))
+        replies = b""
+        while replies.count(b"\r\n") < len(commands):
+            chunk = s.recv(256)
+            if not chunk:
+                break
+            replies += chunk
+    if replies.split(b"\r\n")[: len(commands)] != [b"+OK"] * len(commands):
+        raise OSError("redis-server refused the new password")
 
 
 class LocalRedis:
@@ -60,21 +89,27 @@ class LocalRedis:
         self.server = server
         self._lock = threading.Lock()
         self._running: dict[str, Process] = {}
+        self._passwords: dict[str, str | None] = {}
 
     def _dir(self, name: str) -> Path:
         """``projects/P/locations/L/instances/I`` -> ``<root>/P/L/I``."""
         parts = name.split("/")
         return self.root.joinpath(parts[1], parts[3], parts[5])
 
-    def start(self, name: str) -> int:
-        """Start the server of instance ``name`` unless it runs; its port (it may not answer
-        yet: :func:`answers`). Safe to call again (a completer's retry)."""
+    def start(self, name: str, password: str | None = None) -> int:
+        """Start the server of instance ``name`` unless it runs, requiring ``password`` (None:
+        none; a running server's is changed); its port (it may not answer yet:
+        :func:`answers`). Safe to call again (a completer's retry)."""
         with self._lock:
             proc = self._running.get(name)
             directory = self._dir(name)
             port_file = directory / "port"
             if proc is not None and proc.alive():
-                return int(port_file.read_text())
+                port = int(port_file.read_text())
+                if self._passwords.get(name) != password:
+                    _set_password(port, self._passwords.get(name), password)
+                    self._passwords[name] = password
+                return port
             directory.mkdir(parents=True, exist_ok=True)
             port = int(port_file.read_text()) if port_file.exists() else 0
             if not port or not _port_free(port):
@@ -83,6 +118,7 @@ class LocalRedis:
             spec = Spec(
                 argv=[
                     self.server,
+                    "-",  # the configuration on stdin: the password, if any
                     "--bind",
                     HOST,
                     "--port",
@@ -99,8 +135,10 @@ class LocalRedis:
                 env={"PATH": "/usr/bin:/bin"},
                 cwd=directory,
                 what=f"redis {name}",
+                stdin=f"requirepass {password}\n".encode() if password else b"",
             )
             self._running[name] = self.supervisor.start(spec, on_line=lambda _s, _l: None)
+            self._passwords[name] = password
             return port
 
     def running(self, name: str) -> bool:

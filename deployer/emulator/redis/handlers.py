@@ -55,6 +55,11 @@ def get(req: Request, project: str, location: str, instance: str) -> dict[str, A
     return _instances(req, project, location).get(instance)
 
 
+@router.route("GET", _INSTANCE + "/authString")
+def get_auth_string(req: Request, project: str, location: str, instance: str) -> dict[str, Any]:
+    return _instances(req, project, location).auth_string(instance)
+
+
 @router.route("PATCH", _INSTANCE)
 def patch(req: Request, project: str, location: str, instance: str) -> dict[str, Any]:
     body = req.json()

@@ -9,6 +9,11 @@ local redis-server and ``host``/``port`` point at it: the completer waits (NotYe
 answers PING. A patch sets the fields at once and leaves the instance UPDATING until
 "redis.instance.update"; a delete leaves it DELETING until "redis.instance.delete", then
 removes it (and stops its server).
+
+AUTH (``authEnabled``, set at create or by a patch) gives the instance an AUTH string, a new
+UUID each time AUTH is turned on (Google: "uniquely generated each time that AUTH is enabled"),
+stored apart ("redis.authString", same key) because ``get`` never shows it: only
+``getAuthString`` does, and answers ``{}`` while AUTH is off. The local redis-server requires it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import builtins
 import hashlib
 import re
 import sys
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AlreadyExists, ApiError, FailedPrecondition, InvalidArgument, NotFound
@@ -28,14 +34,17 @@ if TYPE_CHECKING:
     from ..context import Emulator
 
 INSTANCE_KIND = "redis.instance"
+AUTH_KIND = "redis.authString"
 TYPE_PREFIX = "type.googleapis.com/google.cloud.redis.v1."
 EMPTY_TYPE = "type.googleapis.com/google.protobuf.Empty"
 PORT = 6379
 DEFAULT_VERSION = "REDIS_7_0"  # the discovery document's "(default)"
 TIERS = ("BASIC", "STANDARD_HA")
 CONNECT_MODES = ("DIRECT_PEERING", "PRIVATE_SERVICE_ACCESS")
-#: what a patch may name (Google's list for instances.patch)
+#: what a patch may name (Google's list for instances.patch, and authEnabled: gcloud redis
+#: instances update --enable-auth)
 MUTABLE = (
+    "authEnabled",
     "displayName",
     "labels",
     "memorySizeGb",
@@ -87,6 +96,18 @@ class Instances:
     def list(self) -> list[dict[str, Any]]:
         return [v for _, v in self.store.list(INSTANCE_KIND, self.parent + "/instances/")]
 
+    def auth_string(self, instance: str) -> dict[str, Any]:
+        """InstanceAuthString: ``{"authString"}`` with AUTH on, ``{}`` with it off."""
+        rec = self.get(instance)
+        return dict(self.store.get(AUTH_KIND, rec["name"]) or {})
+
+    def _set_auth(self, name: str, enabled: bool) -> None:
+        """A new AUTH string when AUTH turns on; none once it is off."""
+        if not enabled:
+            self.store.delete(AUTH_KIND, name)
+        elif self.store.get(AUTH_KIND, name) is None:
+            self.store.put(AUTH_KIND, name, {"authString": str(uuid.uuid4())})
+
     def create(self, instance_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """Store the instance CREATING; answers its operation."""
         if not _ID_RE.match(instance_id):
@@ -131,6 +152,7 @@ class Instances:
             if self.store.get(INSTANCE_KIND, name) is not None:
                 raise AlreadyExists(f"Resource '{name}' already exists")
             self.store.put(INSTANCE_KIND, name, rec)
+            self._set_auth(name, rec["authEnabled"])
             return self._operation("create", name)
 
     def patch(
@@ -155,6 +177,9 @@ class Instances:
                     value = check_labels(value, what="instance")
                 if f == "memorySizeGb":
                     value = _check_memory(value)
+                if f == "authEnabled":
+                    value = bool(value)
+                    self._set_auth(rec["name"], value)
                 rec[f] = value
             rec["state"] = "UPDATING"
             self.store.put(INSTANCE_KIND, rec["name"], rec)
@@ -201,12 +226,17 @@ def _endpoint(emu: Emulator, rec: dict[str, Any]) -> tuple[str, int]:
     local = emu.local.redis
     if local is None:
         return _private_range(rec["name"])[1], PORT
-    port = local.start(rec["name"])
+    port = local.start(rec["name"], _password(emu, rec["name"]))
     if not answers(port):
         if not local.running(rec["name"]):
             raise ApiError(500, "Internal error encountered.")  # its redis-server exited
         raise NotYet()
     return HOST, port
+
+
+def _password(emu: Emulator, name: str) -> str | None:
+    """The AUTH string a local redis-server requires (None: AUTH off)."""
+    return (emu.store.get(AUTH_KIND, name) or {}).get("authString")
 
 
 def _ready(emu: Emulator, op: dict[str, Any], state: str) -> dict[str, Any]:
@@ -231,6 +261,7 @@ def _finish_update(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
 def _finish_delete(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
     rec = _live(emu, op["target"], "DELETING")
     emu.store.delete(INSTANCE_KIND, rec["name"])
+    emu.store.delete(AUTH_KIND, rec["name"])
     local = emu.local.redis
     if local is not None:
         local.remove(rec["name"])
@@ -247,7 +278,7 @@ def realize(emu: Emulator) -> None:
         if rec["state"] not in ("READY", "UPDATING"):
             continue
         try:
-            port = local.start(name)
+            port = local.start(name, _password(emu, name))
         except OSError as exc:
             print(f"djdeploy emulator: redis instance {name}: {exc}", file=sys.stderr)
             continue

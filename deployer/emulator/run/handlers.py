@@ -16,7 +16,7 @@ from .domainmappings import API_VERSION, DomainMappings
 from .executions import Executions
 from .jobs import Jobs
 from .ops import Operations
-from .revisions import Revisions
+from .revisions import SERVICES, WORKER_POOLS, Owner, Revisions
 from .services import Services
 from .tasks import Tasks
 from .workerpools import WorkerPools
@@ -24,7 +24,6 @@ from .workerpools import WorkerPools
 router = Router()
 
 LOC = "/v2/projects/{project}/locations/{location}"
-SERVICE = LOC + "/services/{service}"
 JOB = LOC + "/jobs/{job}"
 EXECUTION = JOB + "/executions/{execution}"
 
@@ -149,32 +148,36 @@ _serve_collection(WorkerPools, "workerPools", "workerPool", "GoogleCloudRunV2Wor
 # -- revisions -----------------------------------------------------------------------------------
 
 
-@router.route("GET", SERVICE + "/revisions/{revision}")
-def get_revision(
-    req: Request, project: str, location: str, service: str, revision: str
-) -> dict[str, Any]:
-    at = parent(req.emu, project, location)
-    return public(Revisions(req.emu).get(at, service, revision))
+def _serve_revisions(owner: Owner, var: str) -> None:
+    """Get, list and delete of the revisions of a service or a worker pool (``var``: its id's
+    path variable)."""
+    base = f"{LOC}/{owner.collection}/{{{var}}}/revisions"
+
+    def get(req: Request, project: str, location: str, revision: str, **ids: str) -> Any:
+        at = parent(req.emu, project, location)
+        return public(Revisions(req.emu, owner).get(at, ids[var], revision))
+
+    def list_(req: Request, project: str, location: str, **ids: str) -> dict[str, Any]:
+        at = parent(req.emu, project, location)
+        return _page(req, Revisions(req.emu, owner).list(at, ids[var]), "revisions")
+
+    def delete(req: Request, project: str, location: str, revision: str, **ids: str) -> Any:
+        change = Revisions(req.emu, owner).delete(
+            parent(req.emu, project, location),
+            ids[var],
+            revision,
+            etag=req.arg("etag"),
+            validate_only=_flag(req, "validateOnly"),
+        )
+        return _change_json(change)
+
+    router.route("GET", base + "/{revision}")(get)
+    router.route("GET", base)(list_)
+    router.route("DELETE", base + "/{revision}")(delete)
 
 
-@router.route("GET", SERVICE + "/revisions")
-def list_revisions(req: Request, project: str, location: str, service: str) -> dict[str, Any]:
-    at = parent(req.emu, project, location)
-    return _page(req, Revisions(req.emu).list(at, service), "revisions")
-
-
-@router.route("DELETE", SERVICE + "/revisions/{revision}")
-def delete_revision(
-    req: Request, project: str, location: str, service: str, revision: str
-) -> dict[str, Any]:
-    change = Revisions(req.emu).delete(
-        parent(req.emu, project, location),
-        service,
-        revision,
-        etag=req.arg("etag"),
-        validate_only=_flag(req, "validateOnly"),
-    )
-    return _change_json(change)
+_serve_revisions(SERVICES, "service")
+_serve_revisions(WORKER_POOLS, "workerPool")
 
 
 # -- executions and tasks ------------------------------------------------------------------------

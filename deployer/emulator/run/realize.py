@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..artifactregistry.names import parse_digest_ref
 from ..artifactregistry.repositories import TAG_KIND
-from ..local.container import short_dir
+from ..latency import register_duration
+from ..local.container import ContainerRun, short_dir
 from ..local.image import Image, find_image
 from ..local.jobs import ExecutionRun, TaskPlan
 from ..local.processes import OnLine, Spec
 from ..local.serving import InstancePlan, Probe
-from ..local.workers import PoolPlan
+from ..local.workers import PoolPlan, Trial
 from ..logging.container import (
     container_line,
     job_resource,
@@ -122,7 +123,7 @@ def _runner(
 
     def spec(platform: dict[str, str], what: str) -> Spec:
         return emu.local.process_spec(
-            image, container, env=env, platform_env=platform, mounts=mounts, what=what
+            ContainerRun(image, container, what, env=env, platform_env=platform, mounts=mounts)
         )
 
     return spec
@@ -282,6 +283,39 @@ def retire(emu: Emulator, service: str, serving: set[str]) -> None:
 READY_TEMPLATE = "_readyTemplate"
 
 
+#: how long each instance of a worker pool's new revision must stay up before the revision is
+#: Ready: seconds of the emulator's clock, not scaled (it measures a real process: a wrong
+#: command takes seconds to fail whatever the time scale); a latency kind, so tests set it
+WORKER_START = "run.workerpool.start"
+register_duration(WORKER_START, 10.0)
+
+
+def pool_trial(emu: Emulator, pool: dict[str, Any], *, pid: str) -> Trial | None:
+    """Try the worker pool's latest created revision here, ``scaling.manualInstanceCount``
+    instances beside the ready revision's (started unless they run): where the trial stands;
+    None when it is simulated (execution off, or an image not built here)."""
+    workers = emu.local.workers
+    revision, template = pool.get("latestCreatedRevision"), pool["template"]
+    if workers is None or not revision:
+        return None
+    image = local_image(emu, template, f"worker pool {pool['name'].rsplit('/', 1)[-1]}")
+    if image is None:
+        return None
+    return workers.trial(
+        pool["name"],
+        revision=revision,
+        count=int((pool.get("scaling") or {}).get("manualInstanceCount") or 0),
+        plan=lambda: _pool_plan(emu, revision, template, image, pid=pid),
+    )
+
+
+def abandon_trial(emu: Emulator, pool: dict[str, Any]) -> None:
+    """Stop the instances of the worker pool's failed latest created revision."""
+    workers = emu.local.workers
+    if workers is not None:
+        workers.abandon(pool["name"], pool.get("latestCreatedRevision") or "")
+
+
 def pool_instances(emu: Emulator, pool: dict[str, Any], *, pid: str) -> None:
     """Run the worker pool's latest ready revision here, ``scaling.manualInstanceCount``
     instances (those of its previous revision stop); none when its image was not built here."""
@@ -321,6 +355,8 @@ def _pool_plan(
         spec=spec,
         on_line=lambda index: _logger(emu, worker_pool_resource(revision, index)),
         on_event=on_event,
+        clock=emu.clock,
+        start_period=emu.latency.duration(WORKER_START, scaled=False),
     )
 
 

@@ -176,6 +176,7 @@ class Services(Collection):
                 ]
             save(emu, SERVICE_KIND, svc)
             retire(emu, svc["name"], serving_revisions(svc))
+            serve(emu, svc)
         return deploy_result(op, "Service", svc, problem)
 
 
@@ -184,12 +185,18 @@ def _finish_deploy(emu: Emulator, op: dict[str, Any]) -> dict[str, Any] | None:
     return Services(emu).finish_deploy(op)
 
 
+def serve(emu: Emulator, svc: dict[str, Any]) -> None:
+    """Each Ready revision the service routes traffic to runs here (it answers once its startup
+    probe passes): at an emulator start, and after a deploy that moved the traffic back to a
+    revision whose instance had stopped (a rollback, or its undo)."""
+    pid = svc["name"].split("/")[1]
+    for name in sorted(serving_revisions(svc)):
+        rev = emu.store.get(REVISION_KIND, name)
+        if rev is not None and rev.get("_ready"):
+            revision_instance(emu, rev, pid=pid)
+
+
 def realize(emu: Emulator) -> None:
-    """An emulator start: each Ready revision that serves traffic runs again (it answers once
-    its startup probe passes)."""
+    """An emulator start: each Ready revision that serves traffic runs again."""
     for _, svc in emu.store.list(SERVICE_KIND):
-        pid = svc["name"].split("/")[1]
-        for name in sorted(serving_revisions(svc)):
-            rev = emu.store.get(REVISION_KIND, name)
-            if rev is not None and rev.get("_ready"):
-                revision_instance(emu, rev, pid=pid)
+        serve(emu, svc)

@@ -1,12 +1,15 @@
-"""Worker pools: create / update (a deploy: a new generation, a new revision name when the
-template changed, Ready after ``run.service.deploy`` or Failed when the template cannot start),
-get, list, delete.
+"""Worker pools: create / update (a deploy: a new generation, a new revision when the template
+changed, Ready after ``run.service.deploy`` or Failed when the template cannot start), get,
+list, delete.
 
 A worker pool is a service without ingress: its revision template has no ports and no probes
-(none are defaulted), its instances are ``scaling.manualInstanceCount`` (default 1). Revisions are
-named in ``latestCreatedRevision`` / ``latestReadyRevision`` but not served as resources. With
-local execution, a Ready pool's instances run its latest ready revision as processes
-(:func:`.realize.pool_instances`); a deploy that fails leaves them running.
+(none are defaulted), its instances are ``scaling.manualInstanceCount`` (default 1). Its
+revisions are resources as a service's (:mod:`.revisions`, owner WORKER_POOLS), Ready or Failed
+with the deploy. With local execution, a deploy's new revision is tried first
+(:func:`.realize.pool_trial`): Ready once its instances stayed up ``run.workerpool.start``,
+Failed when one exited before (its lines and exit in Cloud Logging); a Ready pool's instances
+run its latest ready revision as processes (:func:`.realize.pool_instances`), and a deploy that
+fails leaves them running.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidArgument
-from ..operations import completer
+from ..errors import AlreadyExists, InvalidArgument
+from ..local.workers import FAILED, STARTING
+from ..operations import NotYet, completer
 from . import templates
 from .common import (
+    REVISION_KIND,
     WORKER_POOL_KIND,
     Change,
     Collection,
@@ -33,9 +38,11 @@ from .common import (
     settle_deploy,
     stamp,
     start_op,
+    without_revision,
 )
 from .readiness import template_problem
-from .realize import READY_TEMPLATE, pool_instances, stop_pool
+from .realize import READY_TEMPLATE, abandon_trial, pool_instances, pool_trial, stop_pool
+from .revisions import WORKER_POOLS, conclude, failure, new_revision, not_ready
 
 if TYPE_CHECKING:
     from ..context import Emulator
@@ -55,6 +62,13 @@ _SPEC = (
 )
 #: how long a deploy takes (the latency kind services use: the same rollout)
 DEPLOY = "run.service.deploy"
+#: the outcome kind that fails a worker pool's next revision (matched on the pool's id)
+OUTCOME = "workerpool"
+#: why a revision tried here failed (Cloud Run's words for a container that did not start)
+EXITED_EARLY = (
+    "The user-provided container exited with code {code} before it started (instance {index}). "
+    "Logs for this revision might contain more information."
+)
 
 
 def pool_template(t: dict[str, Any], number: str) -> dict[str, Any]:
@@ -82,7 +96,7 @@ class WorkerPools(Collection):
     collection = "workerPools"
     what = "WORKER_POOL"
     type_name = "WorkerPool"
-    children = ()
+    children = (REVISION_KIND,)
     delete_duration = "run.service.delete"
 
     def deleting(self, pool: dict[str, Any]) -> None:
@@ -116,13 +130,28 @@ class WorkerPools(Collection):
         pool.setdefault("launchStage", "GA")
         generation = next_generation(pool, at)
         rid = new_revision_id(pool, template, generation)
+        rev: dict[str, Any] | None = None
         if rid is not None:
-            pool["latestCreatedRevision"] = f"{pool['name']}/revisions/{rid}"
+            pool_id = pool["name"].rsplit("/", 1)[-1]
+            rev = new_revision(
+                emu,
+                parent,
+                pool_id,
+                rid,
+                without_revision(template),
+                generation=generation,
+                owner=WORKER_POOLS,
+            )
+            if emu.store.get(REVISION_KIND, rev["name"]):
+                raise AlreadyExists(f"Revision named '{rid}' already exists.")
+            pool["latestCreatedRevision"] = rev["name"]
         pool["reconciling"] = True
         pool["terminalCondition"] = condition("Ready", "CONDITION_RECONCILING", at)
         pool["conditions"] = [condition("ConfigurationsReady", "CONDITION_RECONCILING", at)]
         if validate_only:
             return Change("WorkerPool", stamp(pool), None)
+        if rev is not None:
+            save(emu, REVISION_KIND, rev)
         save(emu, WORKER_POOL_KIND, pool)
         return start_op(
             emu,
@@ -131,7 +160,11 @@ class WorkerPools(Collection):
             duration_kind=DEPLOY,
             kind="WorkerPool",
             resource=pool,
-            args={"pid": parent.pid, "generation": generation},
+            args={
+                "pid": parent.pid,
+                "generation": generation,
+                "revision": pool.get("latestCreatedRevision", ""),
+            },
         )
 
     def finish_deploy(self, op: dict[str, Any]) -> dict[str, Any] | None:
@@ -143,10 +176,14 @@ class WorkerPools(Collection):
         if pool is None:
             fail_op(op, "NOT_FOUND", "The worker pool was deleted while it was being deployed.")
             return None
-        problem = template_problem(
-            emu, op["args"]["pid"], pool["template"], op["created"], "worker pool"
-        )
-        revision = pool.get("latestCreatedRevision")
+        revision = op["args"].get("revision") or pool.get("latestCreatedRevision")
+        rev = emu.store.get(REVISION_KIND, revision) if revision else None
+        if rev is not None and not rev.get("reconciling"):
+            problem = failure(rev)  # a redeploy of a spec whose revision already settled
+        else:
+            problem = self._settle(pool, op, revision, logs=(rev or {}).get("logUri", ""))
+            if rev is not None:
+                conclude(emu, rev, problem)
         types = ("ConfigurationsReady",)
         if settle_deploy(emu, pool, op, problem=problem, revision=revision, types=types):
             if problem is None:
@@ -155,6 +192,33 @@ class WorkerPools(Collection):
             if problem is None:  # run here: its instances replace the previous revision's
                 pool_instances(emu, pool, pid=op["args"]["pid"])
         return deploy_result(op, "WorkerPool", pool, problem)
+
+    def _settle(
+        self, pool: dict[str, Any], op: dict[str, Any], revision: str | None, *, logs: str
+    ) -> str | None:
+        """Why the deploy's revision cannot run (an outcome, its image or secrets, or, run
+        here, an instance that did not stay up: ``logs`` is its Logs URL), in Cloud Run's
+        words, or None."""
+        emu, pid = self.emu, op["args"]["pid"]
+        problem = emu.outcomes.take(OUTCOME, pool["name"].rsplit("/", 1)[-1])
+        if problem is None:
+            problem = template_problem(emu, pid, pool["template"], op["created"], "worker pool")
+        current = int(pool["generation"]) == op["args"]["generation"]  # no later deploy
+        if problem is None and current and revision != pool.get("latestReadyRevision"):
+            problem = self._try(pool, pid=pid, logs=logs)
+        return not_ready(revision, problem) if problem is not None and revision else problem
+
+    def _try(self, pool: dict[str, Any], *, pid: str, logs: str) -> str | None:
+        """Run here, the new revision's instances must stay up (NotYet until they have); why
+        it failed (its instances stopped), or None (started, or simulated)."""
+        trial = pool_trial(self.emu, pool, pid=pid)
+        if trial is None or trial.state not in (STARTING, FAILED):
+            return None
+        if trial.state == STARTING:
+            raise NotYet()
+        abandon_trial(self.emu, pool)
+        failed = EXITED_EARLY.format(code=trial.exit_code, index=trial.index)
+        return f"{failed}\n\nLogs URL: {logs}" if logs else failed
 
 
 @completer("run.workerpool.deploy")
