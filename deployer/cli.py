@@ -352,11 +352,15 @@ def _background(target: "Target", *, execute: bool | None) -> "Target":
     from deployer.api import BUILTIN_TIME_SCALE, Target, default_state_dir, state_problem
     from deployer.emulator import daemon
     from deployer.emulator.local.pgwire import URL_ENV
+    from deployer.gcp.clients import start_imports
 
     if execute is not False and os.environ.get(URL_ENV):
         _check_postgres_url(os.environ[URL_ENV], source=URL_ENV)
 
     folder = target.state_dir or default_state_dir()
+    # the Google modules every command imports (the clients: the factory's, for its kinds),
+    # while a new emulator starts beside them
+    start_imports(kinds=())
     try:
         found, started = daemon.ensure(
             folder,

@@ -15,8 +15,6 @@ on first use (``ON_USE``).
 
 from __future__ import annotations
 
-import atexit
-import gc
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -148,11 +146,6 @@ def start_imports(kinds: tuple[str, ...] = EVERY_KIND) -> threading.Thread:
     already, are loaded when first used."""
     if not any(isinstance(finder, _OnUseFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _OnUseFinder())
-        # At exit, Python's last garbage collections walk every object the Google libraries
-        # made (descriptors, message classes): about 6 % of a no-op up's instructions, for
-        # memory the process is about to hand back. Frozen, they are skipped; atexit
-        # handlers, the modules' teardown and the finalizers of what it frees still run.
-        atexit.register(gc.freeze)
     modules = (*GOOGLE_MODULES, *(GAPIC[kind][0] for kind in kinds))
     thread = threading.Thread(
         target=_import_all, args=(modules,), name="google-imports", daemon=True

@@ -22,12 +22,21 @@ import functools
 import importlib.metadata
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from deployer.errors import CloudError, Conflict, DeployError
 from deployer.steps import container_env as ce
-from deployer.steps.base import Action, Change, FieldChange, NotOurs, Operation, field_changes
+from deployer.steps.base import (
+    WRITES,
+    Action,
+    Change,
+    FieldChange,
+    NotOurs,
+    Operation,
+    field_changes,
+)
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -141,6 +150,7 @@ def not_ours(name: str) -> str:
 
 @dataclass(frozen=True)
 class CiTrigger(Operation):
+    EXPECT: ClassVar[Mapping[Action, str]] = WRITES  # takes effect when the call returns
     config: Config
     name: str = "ci"
     needs: tuple[str, ...] = ("iam-deployer",)  # build_steps: every other step
