@@ -37,12 +37,22 @@ LEASE_CREATE = f"POST /upload/storage/v1/b/{PROJECT}-djdeploy-sources/o"
 LEASE_DELETE = f"DELETE /storage/v1/b/{PROJECT}-djdeploy-sources/o/djdeploy-leases%2F{TENANT}"
 
 
-def djdeploy(emulator: EmulatorHandle, *args: str, scale: str = "0.001") -> tuple[int, str]:
+def config_env(config_file: Path | None = None) -> dict[str, str]:
+    """The scenarios' project and tenant (and config file) as a user's environment gives them."""
+    env = {"GOOGLE_CLOUD_PROJECT": PROJECT, "DJDEPLOY_TENANT": TENANT}
+    if config_file is not None:
+        env["DJDEPLOY_CONFIG"] = str(config_file)
+    return env
+
+
+def djdeploy(
+    emulator: EmulatorHandle, *args: str, scale: str = "0.001", config: Path | None = None
+) -> tuple[int, str]:
     runner = CliRunner()
     result = runner.invoke(
         app,
         ["--endpoint", emulator.url, "--time-scale", scale, *args],
-        env={"GOOGLE_CLOUD_PROJECT": PROJECT, "DJDEPLOY_TENANT": TENANT},
+        env=config_env(config),
         catch_exceptions=False,
     )
     return result.exit_code, result.output

@@ -19,16 +19,16 @@ from typing import Any
 import pytest
 from google.api_core.future.polling import DEFAULT_POLLING
 from google.cloud.devtools import cloudbuild_v1 as cb
-from typer.testing import CliRunner
 
-from deployer.cli import app
 from deployer.emulator.testing import EmulatorHandle, gapic_options
+from tests import test_scenarios as scenarios
 from tests.contract import check_transcript
 from tests.test_scenarios import (
     GOLDEN,
     PROJECT,
     TENANT,
     assert_golden,
+    config_env,
     is_lease_renewal,
     normalise,
     writes_but_the_lease,
@@ -52,22 +52,9 @@ def config_file(tmp_path: Path, emulator: EmulatorHandle) -> Path:
     return path
 
 
-def env(config_file: Path) -> dict[str, str]:
-    return {
-        "GOOGLE_CLOUD_PROJECT": PROJECT,
-        "DJDEPLOY_TENANT": TENANT,
-        "DJDEPLOY_CONFIG": str(config_file),
-    }
-
-
 def djdeploy(emulator: EmulatorHandle, config_file: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(
-        app,
-        ["--endpoint", emulator.url, "--time-scale", "0.001", *args],
-        env=env(config_file),
-        catch_exceptions=False,
-    )
-    return result.exit_code, result.output
+    code, output = scenarios.djdeploy(emulator, *args, config=config_file)
+    return code, output
 
 
 def client(emulator: EmulatorHandle) -> Any:
@@ -197,7 +184,7 @@ def test_kill_9_after_the_trigger_was_created_then_up_adopts_it(
     cmd = [sys.executable, "-m", "deployer", "--endpoint", emulator.url, "--time-scale", "0.01"]
     proc = subprocess.Popen(
         [*cmd, "up", "--tenant", TENANT],
-        env={**os.environ, **env(config_file)},
+        env={**os.environ, **config_env(config_file)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
