@@ -1,6 +1,6 @@
 """Commands as a user runs them, whole processes from start to exit (a script, not a test):
 ``.venv/bin/python bench/bench_commands.py [--runs 5] [--fresh-runs 3] [--only NAME ...]
-[--scales 0.01 0.1]``.
+[--scales 0.01 0.1] [--base DIR]``.
 
 Each figure is the median of --runs (min and max beside it); a ratio is taken run by run
 (A and B started in turn, so a machine whose speed drifts moves both) and its median reported.
@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -81,22 +82,68 @@ def up_cmd(*extra: str) -> list[str]:
     return [*DJDEPLOY, "--emulator", "--no-execute", *extra, *up]
 
 
-def fresh_up(scale: float, runs: int) -> str:
-    walls, chains, ratios, cpus = [], [], [], []
-    for _ in range(runs):
+@dataclass
+class Fresh:
+    """The figures of fresh ups: wall and CPU of the process, the critical path, and where
+    the wall goes outside the operations, from the emulator's records (epoch seconds on both
+    sides): the lead-in (process start to its first operation: imports, the background
+    emulator's start, the first observations) and the span of the operations (first created to
+    last seen done: the chain and the requests between its stages)."""
+
+    walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
+    chains: list[float] = field(default_factory=list)
+    leads: list[float] = field(default_factory=list)
+    spans: list[float] = field(default_factory=list)
+
+    def add(self, scale: float, code: str | None) -> None:
+        """One fresh up at ``scale``, of this checkout or (``code``) another's."""
         with tempfile.TemporaryDirectory() as home:
-            wall, cpu = run(up_cmd("--time-scale", str(scale)), env_with(Path(home)))
+            env = env_with(Path(home))
+            if code is not None:
+                env["PYTHONPATH"] = code
+            started = time.time()
+            wall, cpu = run(up_cmd("--time-scale", str(scale)), env)
             daemon.stop(state_of(Path(home)))
-            chain = model_chain(Emulator(state_dir=state_of(Path(home))).ops.list())
-        walls.append(wall)
-        cpus.append(cpu)
-        chains.append(chain)
-        ratios.append(wall / chain)
-    return (
-        f"| fresh `up --emulator --time-scale {scale}` | {spread(walls)} | {spread(cpus)} "
-        f"| critical path {statistics.median(chains):.2f} s: wall/path "
-        f"{spread(ratios, 'x')} |"
-    )
+            ops = Emulator(state_dir=state_of(Path(home))).ops.list()
+        self.walls.append(wall)
+        self.cpus.append(cpu)
+        self.chains.append(model_chain(ops))
+        first = min(float(o["created"]) for o in ops)
+        self.leads.append(first - started)
+        self.spans.append(max(float(o.get("completed") or o["done_at"]) for o in ops) - first)
+
+    def row(self, name: str) -> str:
+        ratios = [w / c for w, c in zip(self.walls, self.chains, strict=True)]
+        return (
+            f"| {name} | {spread(self.walls)} | {spread(self.cpus)} "
+            f"| critical path {statistics.median(self.chains):.2f} s: wall/path "
+            f"{spread(ratios, 'x')}; lead-in {spread(self.leads)}, operations' span "
+            f"{spread(self.spans)} |"
+        )
+
+
+def fresh_up(scale: float, runs: int, base: str | None) -> list[str]:
+    """Fresh ups at ``scale``; with ``base`` (another checkout of djdeploy, e.g. `git worktree
+    add /tmp/base main`), its fresh ups in turn with this one's, and their ratios pair by
+    pair."""
+    this, other = Fresh(), Fresh()
+    for i in range(runs):
+        if base is None:
+            this.add(scale, None)
+            continue
+        for fresh, code in [(this, None), (other, base)][:: 1 if i % 2 else -1]:
+            fresh.add(scale, code)
+    name = f"fresh `up --emulator --time-scale {scale}`"
+    if base is None:
+        return [this.row(name)]
+    walls = [a / b for a, b in zip(this.walls, other.walls, strict=True)]
+    cpus = [a / b for a, b in zip(this.cpus, other.cpus, strict=True)]
+    return [
+        this.row(name),
+        other.row(f"the same, {base}"),
+        f"| this / {base}, pair by pair | {spread(walls, 'x')} | {spread(cpus, 'x')} | |",
+    ]
 
 
 def repeated(name: str, cmd: list[str], env: dict[str, str], runs: int) -> str:
@@ -128,11 +175,14 @@ def main() -> None:
     parser.add_argument("--fresh-runs", type=int, default=3, help="fresh ups at each scale")
     parser.add_argument("--only", nargs="*", default=["fresh", "noop", "help"])
     parser.add_argument("--scales", nargs="*", type=float, default=[0.01, 0.1])
+    parser.add_argument("--base", help="another checkout: its fresh ups paired with these")
     args = parser.parse_args()
     typer = [sys.executable, "-c", "import typer"]
     benches: list[Callable[[], list[str]]] = []
     if "fresh" in args.only:
-        benches.append(lambda: [fresh_up(s, args.fresh_runs) for s in args.scales])
+        benches.append(
+            lambda: [row for s in args.scales for row in fresh_up(s, args.fresh_runs, args.base)]
+        )
     if "noop" in args.only:
 
         def noop() -> list[str]:

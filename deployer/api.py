@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deployer import ci, health
+from deployer import health
 from deployer.clock import Clock, RealClock
 from deployer.config import EMULATOR_PROJECT, Config
 from deployer.config.model import NO_PROJECT
@@ -39,7 +39,7 @@ from deployer.errors import (
     means_absent,
 )
 from deployer.gcp import auth
-from deployer.gcp.clients import ClientFactory
+from deployer.gcp.clients import EVERY_KIND, ClientFactory
 from deployer.gcp.cloud import Cloud
 from deployer.gcp.logging import MAX_PAGE, LogEntry
 from deployer.gcp.secrets import enabled_numbers
@@ -59,6 +59,7 @@ from deployer.preflight import check as check_source
 from deployer.rollbacks import Rollback
 from deployer.steps import build_steps
 from deployer.steps.base import Action, Change, Step
+from deployer.steps.ci import CiTrigger
 from deployer.steps.container_env import MANAGE, short
 from deployer.steps.monitoring import UptimeResult, latest_result
 from deployer.steps.rotation import KINDS, ROTATING, Rotated, secret_ids
@@ -111,12 +112,18 @@ class Target:
                 "above 0 (default 60)"
             )
 
-    def clients(self, endpoint: str | None, project: str) -> ClientFactory:
-        """The client factory for this target: its endpoint, and its request timeout."""
+    def clients(
+        self, endpoint: str | None, project: str, kinds: tuple[str, ...] = EVERY_KIND
+    ) -> ClientFactory:
+        """The client factory for this target: its endpoint, and its request timeout; the
+        GAPIC ``kinds`` the command builds."""
         if self.request_timeout is None:
-            return ClientFactory(endpoint=endpoint, project=project)
+            return ClientFactory(endpoint=endpoint, project=project, kinds=kinds)
         return ClientFactory(
-            endpoint=endpoint, project=project, request_timeout=self.request_timeout
+            endpoint=endpoint,
+            project=project,
+            request_timeout=self.request_timeout,
+            kinds=kinds,
         )
 
     @property
@@ -161,14 +168,19 @@ def reach(endpoint: str) -> None:
 
 @contextlib.contextmanager
 def connect(
-    project: str, region: str, target: Target, *, clock: Clock | None = None
+    project: str,
+    region: str,
+    target: Target,
+    *,
+    clock: Clock | None = None,
+    kinds: tuple[str, ...] = EVERY_KIND,
 ) -> Iterator[tuple[Cloud, float]]:
     """A Cloud for `target` and the time scale its waits run at; starts (and stops) the
     built-in emulator when asked. `clock` (default: real time) is the one the deployer waits on
-    and the built-in emulator runs on."""
+    and the built-in emulator runs on; `kinds`, the GAPIC clients the command builds."""
     clock = clock or RealClock()
     if not target.emulator:
-        clients = target.clients(target.endpoint, project)
+        clients = target.clients(target.endpoint, project, kinds)
         if target.endpoint:
             reach(target.endpoint)
         else:
@@ -193,7 +205,7 @@ def connect(
         raise state_problem(exc, state_dir) from None
     running = serve(emulator)
     try:
-        clients = target.clients(running.url, project)
+        clients = target.clients(running.url, project, kinds)
         cloud = Cloud(project, region, clients, clock=clock)
         yield cloud, emulator.latency.time_scale  # a stored state keeps its own speed
     finally:
@@ -284,6 +296,19 @@ def up(
     steps = build_steps(config)
     if on_steps is not None:
         on_steps([step.name for step in steps])
+    return _converge(config, steps, target, on_event, clock, wait, on_lease)
+
+
+def _converge(
+    config: Config,
+    steps: list[Step],
+    target: Target,
+    on_event: OnEvent | None,
+    clock: Clock | None,
+    wait: bool,
+    on_lease: OnNotice | None,
+) -> RunResult:
+    """up's run of ``steps``: the bootstrap, then the rest under the tenant's lease."""
     with connect(config.project, config.region, target, clock=clock) as session:
         engine = _engine(session, on_event)
         start = engine.clock.monotonic()
@@ -500,11 +525,15 @@ def unlock(
         return holder  # its holder released it meanwhile
 
 
+#: the GAPIC clients _managed's list calls use: the others are not imported
+LISTING = ("run.services", "run.jobs", "secretmanager")
+
+
 def _managed(project: str, region: str, target: Target | None) -> dict[str, list[dict[str, Any]]]:
     """Every labelled resource of the project, by tenant: one list call per kind, whatever the
     number of tenants."""
     found: dict[str, list[dict[str, Any]]] = {}
-    with connect(project, region, target or Target()) as (cloud, _):
+    with connect(project, region, target or Target(), kinds=LISTING) as (cloud, _):
         apis = (cloud.run, cloud.sql, cloud.secrets, cloud.storage, cloud.registry)
         for api in apis:
             try:
@@ -1021,35 +1050,30 @@ def _rotation(cloud: Cloud, kind: str, secret_id: str, *, old: str, resumed: boo
 def ci_setup(
     config: Config,
     *,
-    repository: str,
-    branch: str = "main",
     target: Target | None = None,
+    on_event: OnEvent | None = None,
     clock: Clock | None = None,
-) -> list[ci.Done]:
-    """Deploy on push through Cloud Build (deployer/ci.py, docs/ci.md): the deployer service
-    account, its roles and a trigger on ``repository``'s pushes to ``branch`` whose build runs
-    `djdeploy up` for the tenant; each created or updated only when it differs."""
-    from deployer import __version__
-
+    wait: bool = True,
+    on_lease: OnNotice | None = None,
+    on_steps: OnSteps | None = None,
+) -> RunResult:
+    """Deploy on push now ([ci], docs/ci.md): `up`'s deploy-on-push steps alone (the deployer
+    account, its roles, the trigger), under the tenant's lease, without deploying the app."""
     target = target or Target()
     config = resolve(config, target)
-    pipeline = ci.Pipeline(
-        tenant=config.tenant,
-        project=config.project,
-        region=config.region,
-        repository=repository,
-        branch=branch,
-        extra_roles=ci.config_roles(config),
+    if config.ci is None:
+        raise ConfigError(ci_missing())
+    wanted = ("apis", "sources-bucket", "service-accounts", "iam-deployer")
+    steps = [s for s in build_steps(config) if s.name in wanted]
+    steps.append(CiTrigger(config))  # needs iam-deployer alone
+    if on_steps is not None:
+        on_steps([step.name for step in steps])
+    return _converge(config, steps, target, on_event, clock, wait, on_lease)
+
+
+def ci_missing(github: str = "OWNER/REPO", branch: str = "main") -> str:
+    """ci_setup's refusal of a Config without [ci], naming what to add."""
+    return (
+        f'no [ci] table: add [ci] github = "{github}", branch = "{branch}" to djdeploy.toml '
+        "(the trigger's build runs up with the repository's config, so [ci] belongs there)"
     )
-    with connect(config.project, config.region, target, clock=clock) as (cloud, _):
-        return ci.setup(cloud, pipeline, version=__version__)
-
-
-def ci_remove(
-    config: Config, *, target: Target | None = None, clock: Clock | None = None
-) -> list[ci.Done]:
-    """Delete the tenant's Cloud Build trigger (`ci setup`'s); the deployer account stays."""
-    target = target or Target()
-    config = resolve(config, target)
-    with connect(config.project, config.region, target, clock=clock) as (cloud, _):
-        return ci.remove(cloud, config.tenant, config.project)

@@ -352,11 +352,15 @@ def _background(target: "Target", *, execute: bool | None) -> "Target":
     from deployer.api import BUILTIN_TIME_SCALE, Target, default_state_dir, state_problem
     from deployer.emulator import daemon
     from deployer.emulator.local.pgwire import URL_ENV
+    from deployer.gcp.clients import start_imports
 
     if execute is not False and os.environ.get(URL_ENV):
         _check_postgres_url(os.environ[URL_ENV], source=URL_ENV)
 
     folder = target.state_dir or default_state_dir()
+    # the Google modules every command imports (the clients: the factory's, for its kinds),
+    # while a new emulator starts beside them
+    start_imports(kinds=())
     try:
         found, started = daemon.ensure(
             folder,
@@ -872,58 +876,67 @@ def ci_github_actions(
     _say(f"\nThen commit {path} and push to {branch}.")
 
 
-def _ci_done(done: list[Any]) -> None:
-    for d in done:
-        _say(f"{d.action}: {d.resource}: {d.reason}")
-
-
 @ci_app.command("setup")
 def ci_setup(
     ctx: typer.Context,
+    tenant: Tenant = None,
+    project: Project = None,
+    region: Region = None,
+    config: ConfigFile = None,
     github: Annotated[
-        str, typer.Option(metavar="OWNER/REPO", help="The GitHub repository to deploy from.")
-    ],
-    tenant: Tenant = None,
-    project: Project = None,
-    region: Region = None,
-    config: ConfigFile = None,
-    branch: Annotated[str, typer.Option(help="Deploy on pushes to this branch.")] = "main",
+        str | None,
+        typer.Option(metavar="OWNER/REPO", help="Check that [ci] deploys from this repository."),
+    ] = None,
+    branch: Annotated[
+        str | None, typer.Option(help="Check that [ci] deploys on pushes to this branch.")
+    ] = None,
+    json: Json = False,
     emulator: UseEmulator = False,
     endpoint: Endpoint = None,
     time_scale: TimeScale = None,
     state_dir: StateDir = None,
     verbose: Verbose = False,
+    no_wait: NoWait = False,
 ) -> None:
-    """Create (or bring in line) a Cloud Build trigger that runs `djdeploy up` on every push,
-    as a dedicated deployer service account. The repository must be connected to Cloud Build
-    once, in the console: this says so when it is not."""
+    """Make [ci]'s Cloud Build trigger and its deployer account now, as `up` does, without
+    deploying the app. The repository must be connected to Cloud Build once, in the console:
+    this says so when it is not."""
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
-    from deployer import api, ci
+    from deployer import api, ci, render
 
-    ci.check_source(github, branch)
+    if github is not None or branch is not None:
+        ci.check_source(github or "OWNER/REPO", branch or "main")
     cfg = _load(ctx, tenant, _flags(project, region, None, None, config))
-    _ci_done(api.ci_setup(cfg, repository=github, branch=branch, target=_target(ctx)))
+    _check_ci(cfg, github, branch)
+    with render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose) as progress:
+        result = api.ci_setup(
+            cfg,
+            target=_target(ctx),
+            on_event=progress,
+            wait=not no_wait,
+            on_lease=progress.lease,
+            on_steps=progress.steps,
+        )
+    render.up_result(result, as_json=json, out=out)
+    raise typer.Exit(0 if result.ok else 1)
 
 
-@ci_app.command("remove")
-def ci_remove(
-    ctx: typer.Context,
-    tenant: Tenant = None,
-    project: Project = None,
-    region: Region = None,
-    config: ConfigFile = None,
-    emulator: UseEmulator = False,
-    endpoint: Endpoint = None,
-    time_scale: TimeScale = None,
-    state_dir: StateDir = None,
-    verbose: Verbose = False,
-) -> None:
-    """Delete the tenant's Cloud Build trigger (`ci setup`'s); the deployer account stays."""
-    _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
+def _check_ci(cfg: Any, github: str | None, branch: str | None) -> None:
+    """[ci] is what a push's build reads (the repository's djdeploy.toml): the flags may only
+    confirm it, never stand in for it (that build's up would delete the trigger)."""
     from deployer import api
 
-    cfg = _load(ctx, tenant, _flags(project, region, None, None, config))
-    _ci_done(api.ci_remove(cfg, target=_target(ctx)))
+    if cfg.ci is None:
+        raise ConfigError(api.ci_missing(github or "OWNER/REPO", branch or "main"))
+    for flag, value, configured in (
+        ("--github", github, cfg.ci.github),
+        ("--branch", branch, cfg.ci.branch),
+    ):
+        if value is not None and value != configured:
+            raise ConfigError(
+                f"{flag} {value}: [ci] says {configured!r}; change [ci] in djdeploy.toml (the "
+                "trigger's build runs up with it), or leave the flag out"
+            )
 
 
 def _cannot_listen(host: str, port: int, code: int | None, reason: str) -> NoReturn:

@@ -25,6 +25,29 @@ from deployer.steps.base import Action, Change, Step, Transient
 MIN_SCALED_STEP_TIMEOUT = 600.0
 
 
+#: How long each kind of operation typically takes on Google Cloud, in seconds: the steps name
+#: the kind their action starts (`Operation.EXPECT`), and the engine sleeps until about then
+#: instead of polling on one schedule for all (docs/architecture.md, "Polling"). The emulator's
+#: latency model assumes the same figures (tests/test_polling.py keeps them in step).
+EXPECTED_SECONDS: dict[str, float] = {
+    "serviceusage.enable": 20.0,
+    "sql.instance.create": 600.0,
+    "sql.instance.update": 60.0,
+    "sql.database": 10.0,
+    "sql.user": 5.0,
+    "build": 120.0,
+    "run.job.update": 2.0,
+    "run.execution": 30.0,
+    "run.service.deploy": 30.0,
+    "artifactregistry.repository.create": 5.0,
+    "redis.instance.create": 300.0,
+    "redis.instance.update": 120.0,
+    # no operation: a write that takes effect when its call returns (a bucket, an IAM policy, a
+    # secret), looked at again a tenth of a second later instead of after the 1 s poll_initial
+    "write": 0.1,
+}
+
+
 @dataclass(frozen=True)
 class Options:
     """How the engine waits. `scaled()` shrinks every interval for a fast emulator."""
@@ -37,6 +60,13 @@ class Options:
     poll_fraction: float = 0.05
     poll_quick: float = 2.0
     quick_period: float = 60.0
+    # An operation of a known kind (EXPECTED_SECONDS, times expect_scale) is looked at after a
+    # quarter of its wait (between poll_initial and poll_max; poll_quick for one expected
+    # within quick_period) until its expected end, exactly at that end, then after a twentieth
+    # of its wait again, at least poll_fine apart
+    early_fraction: float = 0.25
+    poll_fine: float = 0.1
+    expect_scale: float = 1.0
     step_timeout: float = 3600.0
     settle_seconds: float = 30.0  # how long a pending (non-WAIT) diff may persist after apply
     reapplies: int = 3  # re-applies before a persisting difference fails the step
@@ -45,24 +75,39 @@ class Options:
     @classmethod
     def scaled(cls, time_scale: float) -> Options:
         """Every interval shrunk with the emulator's time scale (retries sleep on the same
-        clock as the engine, so the step deadline needs no floor)."""
+        clock as the engine, so the step deadline needs no floor); expected durations shrink
+        with the time scale itself, as the emulator's operations do."""
         k = min(1.0, max(time_scale * 10, 0.005))
         return cls(
             poll_initial=max(0.005, 1.0 * k),
             poll_max=max(0.05, 15.0 * k),
             poll_quick=max(0.01, 2.0 * k),
             quick_period=60.0 * k,
+            poll_fine=max(0.002, 0.1 * k),
+            expect_scale=time_scale,
             settle_seconds=30.0 * k,
             delay_scale=k,
             # real work (an executing emulator's builds, migrations, app start) is not scaled
             step_timeout=max(3600.0 * k, MIN_SCALED_STEP_TIMEOUT),
         )
 
-    def poll_delay(self, waited: float) -> float:
+    def expected(self, kind: str) -> float | None:
+        """Seconds an operation of ``kind`` is expected to take (None: no kind named)."""
+        return EXPECTED_SECONDS[kind] * self.expect_scale if kind else None
+
+    def poll_delay(self, waited: float, expected: float | None = None) -> float:
         """How long to sleep before looking again at something that has been running for
-        ``waited`` seconds (docs/architecture.md, "Polling")."""
+        ``waited`` seconds and is expected to take ``expected`` (docs/architecture.md,
+        "Polling")."""
         ceiling = self.poll_quick if waited < self.quick_period else self.poll_max
-        return min(max(self.poll_fraction * waited, self.poll_initial), ceiling)
+        if expected is None:
+            return min(max(self.poll_fraction * waited, self.poll_initial), ceiling)
+        if waited < expected:  # one expected to end within the quick period keeps its ceiling
+            if expected > self.quick_period:
+                ceiling = self.poll_max
+            early = min(max(self.early_fraction * waited, self.poll_initial), ceiling)
+            return min(early, expected - waited)
+        return min(max(self.poll_fraction * waited, self.poll_fine), ceiling)
 
 
 class Phase(enum.StrEnum):
@@ -257,6 +302,7 @@ class Engine:
         # whose re-applies are bounded by the deadline alone)
         last: Action | None = None  # the action last applied
         applied_at = t0
+        expected: float | None = None  # how long what the last apply started should take
         while True:
             if self._cancel.is_set():
                 raise StepFailed(step.name, "cancelled")
@@ -292,13 +338,15 @@ class Engine:
                     raise StepFailed(step.name, str(exc)) from exc
                 applied_at = self.clock.monotonic()
                 last = change.action
+                expected = self.options.expected(change.expect)
             if self.clock.monotonic() > deadline:
                 raise Timeout(
                     f"{step.name}: not done after {self.options.step_timeout:.0f} s "
                     f"({change.reason}); run up again to keep waiting"
                 )
             # polled afresh from each apply: a new stage is a new operation
-            self.clock.sleep(self.options.poll_delay(self.clock.monotonic() - applied_at))
+            waited = self.clock.monotonic() - applied_at
+            self.clock.sleep(self.options.poll_delay(waited, expected))
             change = self._diff(step)
             if change.action is Action.NOOP:
                 return change

@@ -403,7 +403,7 @@ def status(
         if key == "url" and value:
             _local_url_line(local_url, local_note, out)
     _state_dir_line(state_dir, out)
-    for line in [*secret_lines(changes), *domain_lines(changes)]:
+    for line in [*secret_lines(changes), *domain_lines(changes), *ci_lines(changes)]:
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     if uptime is not None:
         out.print(uptime_line(uptime), markup=False, highlight=False, soft_wrap=True)
@@ -664,3 +664,13 @@ def domain_lines(changes: Sequence[Change]) -> list[str]:
     """status: each custom domain's DNS records to create and its certificate's state."""
     info = next((c.info for c in changes if c.step == "domains"), {})
     return [f"{key}: {value}" for key, value in info.items()]
+
+
+def ci_lines(changes: Sequence[Change]) -> list[str]:
+    """status: where a push deploys from ([ci]) and the trigger's newest build."""
+    info = next((c.info for c in changes if c.step == "ci"), {})
+    if not info:
+        return []
+    line = f"deploy on push: {info['repository']} {info['branch']} (trigger {info['trigger']})"
+    last = info.get("last build")
+    return [line + (f"; last build {last}" if last else "; no build yet")]

@@ -1,6 +1,7 @@
-"""`djdeploy ci setup` / `ci remove` against the emulator with the real clients: the deployer
-account, its roles and the Cloud Build trigger, created once, then unchanged, updated when they
-differ; the unconnected repository explained in one line; a trigger that is not ours refused."""
+"""`djdeploy ci setup` against the emulator with the real clients: [ci]'s steps alone (the
+deployer account, its roles, the Cloud Build trigger), created once, then unchanged, updated
+when they differ; the unconnected repository explained in one line; a trigger that is not ours
+refused; the flags only confirm [ci]; every trigger route answers the client."""
 
 from __future__ import annotations
 
@@ -12,41 +13,39 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.api_core.future.polling import DEFAULT_POLLING
 from google.cloud.devtools import cloudbuild_v1 as cb
+from typer.testing import CliRunner
 
-from deployer import __version__, api, ci
-from deployer.config import load_config
-from deployer.emulator import serviceusage
+from deployer import api
+from deployer.cli import app
+from deployer.config import Config
 from deployer.emulator.testing import gapic_options
-from deployer.errors import DeployError, NotOurs
+from deployer.engine import RunResult
+from deployer.steps import ci
 from tests.contract import check_transcript
-from tests.test_scenarios import djdeploy
+from tests.test_scenarios import writes_but_the_lease
 
-PROJECT = "ci-proj"
+PROJECT = "acme-prod"
 REGION = "europe-west1"
 REPO = "acme/site"
-EMAIL = f"djdeploy-deployer@{PROJECT}.iam.gserviceaccount.com"
+EMAIL = f"demo-django-deploy@{PROJECT}.iam.gserviceaccount.com"
+CONNECT = (
+    f"{REPO} is not connected to Cloud Build in project {PROJECT}: connect it once in the "
+    f"console (https://console.cloud.google.com/cloud-build/triggers;region={REGION}/connect"
+    f"?project={PROJECT}), then run up again"
+)
 
 
-@pytest.fixture
-def emulator(emulator: Any) -> Any:
-    for s in ci.SETUP_APIS:
-        serviceusage.set_enabled(emulator.emu, PROJECT, s)
-    return emulator
+def config(branch: str = "main") -> Config:
+    return Config("demo", project=PROJECT, ci={"github": REPO, "branch": branch})
 
 
-def config(tenant: str = "demo") -> Any:
-    return load_config(
-        tenant=tenant, cwd=Path("/nonexistent"), environ={}, flags={"project": PROJECT}
-    )
+def setup(emulator: Any, branch: str = "main") -> RunResult:
+    target = api.Target(endpoint=emulator.url, time_scale=0.001)
+    return api.ci_setup(config(branch), target=target)
 
 
-def setup(emulator: Any, branch: str = "main", tenant: str = "demo") -> list[ci.Done]:
-    target = api.Target(endpoint=emulator.url)
-    return api.ci_setup(config(tenant), repository=REPO, branch=branch, target=target)
-
-
-def actions(done: list[ci.Done]) -> list[str]:
-    return [d.action for d in done]
+def actions(result: RunResult) -> dict[str, str]:
+    return {r.step: (r.first.action.value if r.first else r.error) for r in result.results}
 
 
 def trigger(emulator: Any, name: str = "djdeploy-demo") -> Any:
@@ -57,23 +56,21 @@ def trigger(emulator: Any, name: str = "djdeploy-demo") -> Any:
 
 
 def test_an_unconnected_repository_is_explained_in_one_line(emulator: Any) -> None:
-    with pytest.raises(DeployError) as caught:
-        setup(emulator)
-    message = str(caught.value)
-    assert message == (
-        f"{REPO} is not connected to Cloud Build in project {PROJECT}: connect it once in the "
-        f"console (https://console.cloud.google.com/cloud-build/triggers;region={REGION}/connect"
-        f"?project={PROJECT}), then run this again"
-    )
-    # the account and its roles were made before: the next run after connecting only adds
-    # the trigger
+    result = setup(emulator)
+    assert not result.ok
+    assert [r.error for r in result.results if r.error] == [f"ci: {CONNECT}"]
+    # the account and its roles were made before: the run after connecting only adds the trigger
     emulator.control.connect_github(PROJECT, REPO)
-    assert actions(setup(emulator)) == ["unchanged", "unchanged", "created"]
+    again = setup(emulator)
+    assert again.ok
+    assert actions(again)["ci"] == "create" and actions(again)["iam-deployer"] == "noop"
 
 
 def test_setup_creates_then_leaves_alone_then_updates(emulator: Any) -> None:
     emulator.control.connect_github(PROJECT, REPO)
-    assert actions(setup(emulator)) == ["created", "updated", "created"]
+    first = setup(emulator)
+    assert first.ok, first.results
+    assert [s for s, a in actions(first).items() if a == "noop"] == []  # a fresh project
     found = trigger(emulator)
     assert found.service_account == f"projects/{PROJECT}/serviceAccounts/{EMAIL}"
     assert list(found.tags) == ["djdeploy", "djdeploy-tenant-demo"]
@@ -83,92 +80,131 @@ def test_setup_creates_then_leaves_alone_then_updates(emulator: Any) -> None:
     assert step.name == ci.BUILD_IMAGE and step.entrypoint == "bash"
     assert list(step.args) == [
         "-c",
-        f"pip install --quiet djdeploy=={__version__} && "
+        f"pip install --quiet djdeploy=={ci.installed_version()} && "
         f"djdeploy up --tenant demo --project {PROJECT} --region {REGION}",
     ]
     projects = emulator.discovery("cloudresourcemanager", "v3").projects()
     bindings = projects.getIamPolicy(resource=f"projects/{PROJECT}", body={}).execute()["bindings"]
     held = {b["role"] for b in bindings if f"serviceAccount:{EMAIL}" in b["members"]}
-    assert held == {*ci.DEPLOYER_ROLES, ci.LOG_WRITER}
+    assert held == set(ci.deployer_roles(config()))
 
+    emulator.control.clear_transcript()
     again = setup(emulator)
-    assert actions(again) == ["unchanged", "unchanged", "unchanged"]
-    assert again[2].reason == "exists and matches"
+    assert set(actions(again).values()) == {"noop"}
+    assert writes_but_the_lease(emulator.control.transcript()) == []
 
     moved = setup(emulator, branch="release")
-    assert actions(moved) == ["unchanged", "unchanged", "updated"]
-    assert moved[2].reason == "description, github differed"
+    assert actions(moved)["ci"] == "update"
+    paths = [f.path for r in moved.results if r.step == "ci" and r.first for f in r.first.fields]
+    assert paths == ["description", "github.push.branch"]
     assert trigger(emulator).github.push.branch == "^release$"
     assert trigger(emulator).id == found.id
     assert check_transcript(emulator.emu.transcript.entries()) == []
 
 
-def test_remove_deletes_the_trigger_and_keeps_the_account(emulator: Any) -> None:
-    emulator.control.connect_github(PROJECT, REPO)
-    setup(emulator)
-    target = api.Target(endpoint=emulator.url)
-    assert actions(api.ci_remove(config(), target=target)) == ["deleted"]
-    assert actions(api.ci_remove(config(), target=target)) == ["unchanged"]
-    iam = emulator.discovery("iam", "v1").projects().serviceAccounts()
-    assert iam.get(name=f"projects/{PROJECT}/serviceAccounts/{EMAIL}").execute()["email"] == EMAIL
-
-
 def test_a_trigger_that_is_not_ours_is_refused(emulator: Any) -> None:
     emulator.control.connect_github(PROJECT, REPO)
-    body = ci.trigger_body(
-        ci.Pipeline(tenant="demo", project=PROJECT, region=REGION, repository=REPO),
-        version=__version__,
-    )
-    body |= {"tags": ["theirs"], "serviceAccount": ""}
+    assert setup(emulator).ok  # the account the trigger below names exists
     client = cb.CloudBuildClient(**gapic_options(emulator.url))
+    name = f"projects/{PROJECT}/locations/{REGION}/triggers/djdeploy-demo"
+    client.delete_build_trigger(request={"name": name})
+    body = ci.trigger_body(config(), version="0") | {"tags": ["theirs"]}
     client.create_build_trigger(
         parent=f"projects/{PROJECT}/locations/{REGION}",
         project_id=PROJECT,
         trigger=cb.BuildTrigger.from_json(json.dumps(body)),
     )
-    with pytest.raises(NotOurs):
-        setup(emulator)
-    with pytest.raises(NotOurs):
-        api.ci_remove(config(), target=api.Target(endpoint=emulator.url))
-
-
-def test_the_cli_says_what_it_did(emulator: Any) -> None:
-    emulator.control.connect_github(PROJECT, REPO)
-    code, output = djdeploy(
-        emulator, "ci", "setup", "--tenant", "demo", "--project", PROJECT, "--github", REPO
-    )
-    assert code == 0, output
-    assert output.splitlines() == [
-        f"created: service account {EMAIL}: the identity the trigger's builds deploy as",
-        f"updated: {len(ci.DEPLOYER_ROLES) + 1} project roles of {EMAIL}: granted",
-        f"created: trigger djdeploy-demo ({REPO} main -> tenant demo): deploys on push",
+    result = setup(emulator)
+    assert [r.error for r in result.results if r.error] == [
+        "ci: Cloud Build trigger djdeploy-demo exists without the tag 'djdeploy': not djdeploy's; "
+        "delete it or remove [ci]"
     ]
-    code, output = djdeploy(emulator, "ci", "setup", "--github", "nope", "--project", PROJECT)
+    assert list(trigger(emulator).tags) == ["theirs"]
+
+
+def cli(emulator: Any, tmp_path: Path, toml: str, *args: str) -> tuple[int, str]:
+    (tmp_path / "djdeploy.toml").write_text(toml)
+    env = {"GOOGLE_CLOUD_PROJECT": PROJECT, "DJDEPLOY_CONFIG": str(tmp_path / "djdeploy.toml")}
+    result = CliRunner().invoke(
+        app,
+        [
+            "--endpoint",
+            emulator.url,
+            "--time-scale",
+            "0.001",
+            "ci",
+            "setup",
+            "--tenant",
+            "demo",
+            *args,
+        ],
+        env=env,
+        catch_exceptions=False,
+    )
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("toml", "args", "message"),
+    [
+        (
+            "",
+            ["--github", REPO],
+            'error: no [ci] table: add [ci] github = "acme/site", branch = "main" to '
+            "djdeploy.toml (the trigger's build runs up with the repository's config, so [ci] "
+            "belongs there)",
+        ),
+        (
+            "",
+            ["--github", "nope"],
+            "error: --github 'nope': give the GitHub repository as OWNER/REPO",
+        ),
+        (
+            f'[ci]\ngithub = "{REPO}"\n',
+            ["--branch", "release"],
+            "error: --branch release: [ci] says 'main'; change [ci] in djdeploy.toml (the "
+            "trigger's build runs up with it), or leave the flag out",
+        ),
+        (
+            '[ci]\ngithub = "acme"\n',
+            [],
+            'error: ci.github "acme" is invalid: give the GitHub repository as OWNER/REPO, e.g. '
+            '"acme/site" (from ci.github in {path})',
+        ),
+        (
+            f'[ci]\ngithub = "{REPO}"\nbranch = ""\n',
+            [],
+            'error: ci.branch "" is invalid: give the branch a push deploys from, e.g. "main" '
+            "(from ci.branch in {path})",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_before_any_call(
+    emulator: Any, tmp_path: Path, toml: str, args: list[str], message: str
+) -> None:
+    code, output = cli(emulator, tmp_path, toml, *args)
     assert code == 1
-    assert output == "error: --github 'nope': give the GitHub repository as OWNER/REPO\n"
+    assert output.splitlines() == [message.format(path=tmp_path / "djdeploy.toml")]
+    assert emulator.control.transcript() == []
 
 
-def test_apis_off_are_refused_before_any_write(emulator: Any) -> None:
-    cfg = load_config(
-        tenant="demo", cwd=Path("/nonexistent"), environ={}, flags={"project": "ci-off"}
-    )
-    with pytest.raises(DeployError) as caught:
-        api.ci_setup(cfg, repository=REPO, target=api.Target(endpoint=emulator.url))
-    assert str(caught.value) == (
-        "cloudbuild.googleapis.com, cloudresourcemanager.googleapis.com, iam.googleapis.com not "
-        "enabled in project ci-off: run `djdeploy up --tenant demo` first (it enables them)"
-    )
-    sent = [(e["method"], e["path"]) for e in emulator.emu.transcript.entries()]
-    assert sent and all(method == "GET" for method, _ in sent), sent
+def test_the_cli_makes_the_trigger_as_up_does(emulator: Any, tmp_path: Path) -> None:
+    emulator.control.connect_github(PROJECT, REPO)
+    toml = f'[ci]\ngithub = "{REPO}"\nbranch = "main"\n'
+    code, output = cli(emulator, tmp_path, toml, "--github", REPO, "--json")
+    assert code == 0, output
+    steps = {s["step"]: s for s in json.loads(output)["steps"]}
+    assert set(steps) == {"apis", "sources-bucket", "service-accounts", "iam-deployer", "ci"}
+    assert steps["ci"]["last"]["action"] == "noop"
 
 
 def test_the_trigger_runs_and_every_trigger_route_answers_the_client(emulator: Any) -> None:
-    """What `ci setup` made runs (triggers:run): a build of its inline config, as the deployer
+    """What [ci] made runs (triggers:run): a build of its inline config, as the deployer
     account, on the trigger's branch; each trigger call in both forms the client sends (the
     regional path when it has no project_id, the project path with ?parent= / ?name= when it
     has), validated against the discovery document."""
     emulator.control.connect_github(PROJECT, REPO)
-    setup(emulator)
+    assert setup(emulator).ok
     client = cb.CloudBuildClient(**gapic_options(emulator.url))
     parent = f"projects/{PROJECT}/locations/{REGION}"
     name = f"{parent}/triggers/djdeploy-demo"

@@ -60,7 +60,7 @@ def test_off_by_default_adds_only_the_retiring_steps_and_no_api() -> None:
     steps = build_steps(config)
     names = [s.name for s in steps]
     # the 16 of a deployment, the manage job, the absent features' retiring steps, the rotation
-    assert len(steps) == 22
+    assert len(steps) == 23
     assert names[-5:] == [
         "worker-retired",
         "redis-retired",

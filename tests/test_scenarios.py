@@ -37,12 +37,22 @@ LEASE_CREATE = f"POST /upload/storage/v1/b/{PROJECT}-djdeploy-sources/o"
 LEASE_DELETE = f"DELETE /storage/v1/b/{PROJECT}-djdeploy-sources/o/djdeploy-leases%2F{TENANT}"
 
 
-def djdeploy(emulator: EmulatorHandle, *args: str, scale: str = "0.001") -> tuple[int, str]:
+def config_env(config_file: Path | None = None) -> dict[str, str]:
+    """The scenarios' project and tenant (and config file) as a user's environment gives them."""
+    env = {"GOOGLE_CLOUD_PROJECT": PROJECT, "DJDEPLOY_TENANT": TENANT}
+    if config_file is not None:
+        env["DJDEPLOY_CONFIG"] = str(config_file)
+    return env
+
+
+def djdeploy(
+    emulator: EmulatorHandle, *args: str, scale: str = "0.001", config: Path | None = None
+) -> tuple[int, str]:
     runner = CliRunner()
     result = runner.invoke(
         app,
         ["--endpoint", emulator.url, "--time-scale", scale, *args],
-        env={"GOOGLE_CLOUD_PROJECT": PROJECT, "DJDEPLOY_TENANT": TENANT},
+        env=config_env(config),
         catch_exceptions=False,
     )
     return result.exit_code, result.output
@@ -90,7 +100,7 @@ def test_up_from_empty_then_status_all_ok(emulator: EmulatorHandle) -> None:
     doc = status_json(emulator)
     states = {s["step"]: s["state"] for s in doc["steps"]}
     assert set(states.values()) == {"ok"}, states
-    assert len(states) == 22  # with the manage job's, the rotation's and the 4 retiring steps
+    assert len(states) == 23  # with the manage job's, the rotation's and the 5 retiring steps
     assert doc["url"].endswith(".europe-west1.run.app")
     assert doc["ready_revision"].startswith(f"{TENANT}-django-0000")
     assert doc["last_migrate_execution"].startswith(f"{TENANT}-django-migrate-")
@@ -122,7 +132,7 @@ def test_noop_up_and_plan_read_each_resource_once(emulator: EmulatorHandle) -> N
         reads = Counter(f"{e['method']} {e['path']}" for e in transcript)
         assert [r for r, n in reads.items() if n > 1] == [], command
         lease = {r for r in reads if "djdeploy-leases" in r or r == LEASE_CREATE}
-        assert len(reads) - len(lease) == 36, (command, sorted(reads))
+        assert len(reads) - len(lease) == 37, (command, sorted(reads))
 
 
 def test_plan_on_empty_project_exits_2_and_changes_nothing(emulator: EmulatorHandle) -> None:

@@ -15,12 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from deployer.cli import app
 from deployer.emulator.testing import EmulatorHandle
+from tests import test_scenarios as scenarios
 from tests.contract import check_transcript
-from tests.test_scenarios import GOLDEN, PROJECT, TENANT, assert_golden, normalise, writes
+from tests.test_scenarios import (
+    GOLDEN,
+    PROJECT,
+    TENANT,
+    assert_golden,
+    config_env,
+    normalise,
+    writes,
+)
 
 pytestmark = pytest.mark.slow  # CLI scenarios: each runs whole deployments
 
@@ -48,22 +55,9 @@ def config_file(tmp_path: Path) -> Path:
     return path
 
 
-def cron_env(config_file: Path) -> dict[str, str]:
-    return {
-        "GOOGLE_CLOUD_PROJECT": PROJECT,
-        "DJDEPLOY_TENANT": TENANT,
-        "DJDEPLOY_CONFIG": str(config_file),
-    }
-
-
 def djdeploy(emulator: EmulatorHandle, config_file: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(
-        app,
-        ["--endpoint", emulator.url, "--time-scale", "0.001", *args],
-        env=cron_env(config_file),
-        catch_exceptions=False,
-    )
-    return result.exit_code, result.output
+    code, output = scenarios.djdeploy(emulator, *args, config=config_file)
+    return code, output
 
 
 def scheduler_jobs(emulator: EmulatorHandle) -> list[dict[str, Any]]:
@@ -149,7 +143,7 @@ def test_kill_9_before_the_schedules_then_up_converges_without_duplicates(
     emulator.control.add_fault(
         method="GET", path=r"^/v1/projects/.*/jobs$", action="delay", seconds=30, times=1
     )
-    env = {**os.environ, **cron_env(config_file)}
+    env = {**os.environ, **config_env(config_file)}
     cmd = [sys.executable, "-m", "deployer", "--endpoint", emulator.url, "--time-scale", "0.01"]
     proc = subprocess.Popen(
         [*cmd, "up", "--tenant", TENANT],

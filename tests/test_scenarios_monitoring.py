@@ -87,7 +87,7 @@ def test_up_creates_monitoring_second_up_writes_nothing_destroy_removes_it(
     assert code == 0, output
     states = {s["step"]: s["state"] for s in json.loads(output)["steps"]}
     assert states["uptime-check"] == states["alert-policy"] == "ok", states
-    assert len(states) == 24  # 18, the three monitoring steps and the 3 other retiring steps
+    assert len(states) == 25  # 18, the 3 monitoring steps, worker-, redis-, cron- and ci-retired
     assert check_transcript(emulator.control.transcript()) == []
 
     emulator.control.clear_transcript()

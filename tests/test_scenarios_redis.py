@@ -23,11 +23,12 @@ from tests.test_scenarios import (
     PROJECT,
     TENANT,
     assert_golden,
+    config_env,
     normalise,
     start_up_until,
     writes_but_the_lease,
 )
-from tests.test_scenarios_worker import djdeploy, worker_env
+from tests.test_scenarios_worker import djdeploy
 
 pytestmark = pytest.mark.slow  # CLI scenarios: each runs whole deployments
 
@@ -191,7 +192,7 @@ def test_kill_9_after_the_create_then_up_converges_with_one_instance(
         emulator,
         tmp_path,
         lambda e: e["method"] == "POST" and e["path"] == f"/v1/{PARENT}/instances",
-        env=worker_env(config_file),
+        env=config_env(config_file),
         timeout=300,
     )
     proc.send_signal(signal.SIGKILL)
@@ -314,7 +315,7 @@ def test_kill_9_after_the_url_version_then_up_adds_no_other(
         emulator,
         tmp_path,
         lambda e: e["method"] == "POST" and e["path"] == add_version,
-        env=worker_env(config_file),
+        env=config_env(config_file),
         timeout=300,
     )
     proc.send_signal(signal.SIGKILL)

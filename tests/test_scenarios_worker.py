@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from deployer.cli import app
 from deployer.emulator import serviceusage
 from deployer.emulator.testing import EmulatorHandle
+from tests import test_scenarios as scenarios
 from tests.contract import check_transcript
-from tests.test_scenarios import PROJECT, TENANT, writes
+from tests.test_scenarios import PROJECT, TENANT, config_env, writes
 
 pytestmark = pytest.mark.slow  # CLI scenarios: each runs whole deployments
 
@@ -46,23 +45,10 @@ def config_file(tmp_path: Path) -> Path:
     return path
 
 
-def worker_env(config_file: Path) -> dict[str, str]:
-    return {
-        "GOOGLE_CLOUD_PROJECT": PROJECT,
-        "DJDEPLOY_TENANT": TENANT,
-        "DJDEPLOY_CONFIG": str(config_file),
-    }
-
-
 def djdeploy(emulator: EmulatorHandle, config_file: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(
-        app,
-        ["--endpoint", emulator.url, "--time-scale", "0.001", *args],
-        env=worker_env(config_file),
-        catch_exceptions=False,
-    )
-    assert BROKER not in result.output
-    return result.exit_code, result.output
+    code, output = scenarios.djdeploy(emulator, *args, config=config_file)
+    assert BROKER not in output
+    return code, output
 
 
 def add_broker_secret(emulator: EmulatorHandle) -> None:
@@ -202,7 +188,7 @@ def test_kill_9_after_the_create_then_up_converges_with_one_pool(
     path = rf"^/v2/{PARENT}/workerPools/{POOL}$"
     emulator.control.add_fault(method="GET", path=path, action="delay", seconds=0, times=1)
     emulator.control.add_fault(method="GET", path=path, action="delay", seconds=30, times=1)
-    env = {**os.environ, **worker_env(config_file)}
+    env = {**os.environ, **config_env(config_file)}
     cmd = [sys.executable, "-m", "deployer", "--endpoint", emulator.url, "--time-scale", "0.01"]
     proc = subprocess.Popen(
         [*cmd, "up", "--tenant", TENANT],

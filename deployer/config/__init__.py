@@ -37,6 +37,7 @@ from deployer.config.rules import (
 )
 from deployer.config.schema import (
     BuildConfig,
+    CiConfig,
     CronEntry,
     DatabaseConfig,
     MediaConfig,
@@ -59,6 +60,7 @@ __all__ = [
     "INGRESS",
     "RESERVED_LABELS",
     "BuildConfig",
+    "CiConfig",
     "Config",
     "CronEntry",
     "DatabaseConfig",

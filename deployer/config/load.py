@@ -18,6 +18,7 @@ from deployer.config.model import Config, section
 from deployer.config.rules import check_project, check_region, fail, show
 from deployer.config.schema import (
     BuildConfig,
+    CiConfig,
     CronEntry,
     DatabaseConfig,
     MediaConfig,
@@ -44,8 +45,9 @@ _TABLES: dict[str, type] = {
     "probes": ProbeConfig,
     "monitoring": MonitoringConfig,
     "worker": WorkerConfig,
+    "ci": CiConfig,
 }
-_OPTIONAL = ("vpc", "worker")  # absent: None
+_OPTIONAL = ("vpc", "worker", "ci")  # absent: None
 _MAPS = ("env", "secret_env", "labels")
 _TOP = ("tenant", "project", "region", "app", "source", "settings_module", "domains")
 _ENV_TOP = {f"DJDEPLOY_{k.upper()}": k for k in _TOP}

@@ -34,6 +34,7 @@ from deployer.config.schema import (
     BROKER_ENV,
     REDIS_ENV,
     BuildConfig,
+    CiConfig,
     CronEntry,
     DatabaseConfig,
     MediaConfig,
@@ -114,6 +115,7 @@ class Config:
     labels: Mapping[str, str] = field(default_factory=FrozenDict)  # extra labels
     cron: tuple[CronEntry, ...] = ()  # scheduled management commands ([[cron]])
     worker: WorkerConfig | None = None  # a background worker ([worker]); None: none
+    ci: CiConfig | None = None  # deploy on push ([ci]); None: none
 
     def __post_init__(self) -> None:
         for name, cls in _SECTIONS.items():
@@ -252,6 +254,8 @@ class Config:
         if self.worker is not None:
             self.worker.validate()
             self._validate_worker(self.worker)
+        if self.ci is not None:
+            self.ci.validate()
         self._validate_env()
         self._validate_labels()
         self._validate_monitoring()
@@ -400,6 +404,7 @@ _SECTIONS: dict[str, type] = {
     "probes": ProbeConfig,
     "monitoring": MonitoringConfig,
     "worker": WorkerConfig,
+    "ci": CiConfig,
 }
 #: the tables that may be absent (None: not configured)
-_OPTIONAL = ("vpc", "worker")
+_OPTIONAL = ("vpc", "worker", "ci")

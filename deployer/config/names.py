@@ -48,6 +48,8 @@ class Names:
     runtime_sa_id: str
     build_sa_id: str
     scheduler_sa_id: str  # the identity Cloud Scheduler calls the Run API as ([[cron]])
+    deployer_sa_id: str  # the identity the deploy-on-push trigger's builds run as ([ci])
+    ci_trigger: str  # the Cloud Build trigger of [ci]
     secret_db_password: str
     secret_key: str
     secret_superuser_password: str
@@ -83,6 +85,10 @@ class Names:
     @property
     def scheduler_sa_email(self) -> str:
         return f"{self.scheduler_sa_id}@{self.project}.iam.gserviceaccount.com"
+
+    @property
+    def deployer_sa_email(self) -> str:
+        return f"{self.deployer_sa_id}@{self.project}.iam.gserviceaccount.com"
 
     @property
     def manage_job(self) -> str:
@@ -152,6 +158,8 @@ class Names:
             runtime_sa_id=_sa_id(prefix, "-run"),
             build_sa_id=_sa_id(prefix, "-build"),
             scheduler_sa_id=_sa_id(prefix, "-sched"),
+            deployer_sa_id=_sa_id(prefix, "-deploy"),
+            ci_trigger=f"djdeploy-{tenant}",
             secret_db_password=f"{prefix}-db-password",
             secret_key=f"{prefix}-secret-key",
             secret_superuser_password=f"{prefix}-superuser-password",
@@ -190,7 +198,7 @@ class Names:
                     'Cloud Storage refuses names that start with "goog" '
                     'or contain "google": choose a project, tenant or app without it',
                 )
-        for attr in ("runtime_sa_id", "build_sa_id", "scheduler_sa_id"):
+        for attr in ("runtime_sa_id", "build_sa_id", "scheduler_sa_id", "deployer_sa_id"):
             value = getattr(self, attr)
             if not SA_ID_RE.match(value):
                 fail(

@@ -167,6 +167,9 @@ INGRESS = ("all", "internal", "internal-and-cloud-load-balancing")
 EGRESS = ("private-ranges-only", "all-traffic")
 EDITIONS = ("ENTERPRISE", "ENTERPRISE_PLUS")
 UPTIME_PERIODS = (60, 300, 600, 900)  # seconds: the only periods Cloud Monitoring accepts
+#: a GitHub repository (OWNER/REPO: GitHub's limits on each) and a git branch name
+GITHUB_REPO_RE = re.compile(r"^[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}$")
+BRANCH_RE = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 

@@ -11,12 +11,14 @@ from dataclasses import KW_ONLY, dataclass
 
 from deployer.config.rules import (
     APT_PACKAGE_RE,
+    BRANCH_RE,
     CPUS,
     CRON_NAME_RE,
     EDITIONS,
     EGRESS,
     EMAIL_RE,
     EXTENSION_RE,
+    GITHUB_REPO_RE,
     INGRESS,
     MEMORY_FOR_CPU,
     PROJECT_RE,
@@ -444,6 +446,32 @@ class MonitoringConfig:
                 self.period,
                 "Cloud Monitoring checks every 60, 300, 600 or 900 seconds: use one of those",
             )
+
+
+@dataclass(frozen=True)
+class CiConfig:
+    """Deploy on push (``[ci]``, docs/ci.md): a Cloud Build trigger on pushes to ``branch`` of
+    the GitHub repository ``github`` (OWNER/REPO) whose build runs `djdeploy up` as a deployer
+    service account of the tenant's own."""
+
+    github: str
+    _: KW_ONLY
+    branch: str = "main"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        check_str("ci.github", self.github)
+        if not GITHUB_REPO_RE.match(self.github):
+            fail(
+                "ci.github",
+                self.github,
+                'give the GitHub repository as OWNER/REPO, e.g. "acme/site"',
+            )
+        check_str("ci.branch", self.branch)
+        if not BRANCH_RE.match(self.branch) or ".." in self.branch:
+            fail("ci.branch", self.branch, 'give the branch a push deploys from, e.g. "main"')
 
 
 @dataclass(frozen=True)

@@ -86,9 +86,9 @@ class BuildApi:
             )
             return [to_dict(b) for b in itertools.islice(pager, limit)]
 
-        return self.cloud.read(first) or []
+        return self.cloud.read(first, key=("build.list", self.parent, filter, limit)) or []
 
-    # -- triggers (regional, like the builds): `djdeploy ci setup` ---------------------------
+    # -- triggers (regional, like the builds): [ci]'s step (steps/ci.py) ---------------------
 
     def trigger_name(self, trigger: str) -> str:
         return f"{self.parent}/triggers/{trigger}"
@@ -104,7 +104,8 @@ class BuildApi:
                 },
                 retry=None,
                 timeout=self.cloud.clients.request_timeout,
-            )
+            ),
+            key=("build.trigger", self.parent, trigger),
         )
         return None if found is None else to_dict(found)
 

@@ -8,6 +8,9 @@ pay for it), and then all at once, in one thread started by the factory (``GOOGL
 about a second of CPU); every client is built after that thread is joined, so no step thread
 imports google.* (they used to, lazily, the first ones importing while the others queued on the
 import lock). The imports hold the GIL, so this saves no CPU; bench/README.md has the figures.
+What is imported is cut to what the requests use: each GAPIC client from its own module, not
+its library's package of every client (``HOLLOW``), and the modules read only on rare paths
+on first use (``ON_USE``).
 """
 
 from __future__ import annotations
@@ -25,8 +28,30 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-#: the Google modules every command uses (the image build's and a new secret version's import
-#: when they are needed: a no-op never pays for them)
+#: what a GAPIC kind is built from: its client's own module (the packages above it load hollow,
+#: ``HOLLOW``) and the class in it
+GAPIC = {
+    "run.services": ("google.cloud.run_v2.services.services.client", "ServicesClient"),
+    "run.jobs": ("google.cloud.run_v2.services.jobs.client", "JobsClient"),
+    "run.executions": ("google.cloud.run_v2.services.executions.client", "ExecutionsClient"),
+    "run.revisions": ("google.cloud.run_v2.services.revisions.client", "RevisionsClient"),
+    "run.workerpools": ("google.cloud.run_v2.services.worker_pools.client", "WorkerPoolsClient"),
+    "secretmanager": (
+        "google.cloud.secretmanager_v1.services.secret_manager_service.client",
+        "SecretManagerServiceClient",
+    ),
+    "cloudbuild": (
+        "google.cloud.devtools.cloudbuild_v1.services.cloud_build.client",
+        "CloudBuildClient",
+    ),
+}
+
+#: the GAPIC kinds whose modules a command imports up front unless it names its own
+#: (``ClientFactory.kinds``): all but the image build's
+EVERY_KIND = tuple(kind for kind in GAPIC if kind != "cloudbuild")
+
+#: the Google modules every command uses, with its GAPIC kinds' (the image build's and a new
+#: secret version's import when they are needed: a no-op never pays for them)
 GOOGLE_MODULES = (
     "google.auth",
     "google.auth.credentials",
@@ -37,30 +62,44 @@ GOOGLE_MODULES = (
     "google_auth_httplib2",
     "googleapiclient.discovery",
     "googleapiclient.errors",
-    "google.cloud.run_v2",
-    "google.cloud.secretmanager",
+    "google.cloud.run_v2.types",
     "google.cloud.storage",
 )
 
 
 #: modules the Google libraries import but djdeploy's requests do not use, loaded on first
 #: use instead: httplib2's parser of WWW-Authenticate challenges (and pyparsing, its
-#: grammar: a tenth of GOOGLE_MODULES' cost), read only on a 401. (Not
-#: google.oauth2.service_account and its cryptography: every GAPIC transport asks whether
-#: its credentials are a service account's when it is built.)
-ON_USE = ("httplib2.auth",)
-_ON_USE_LOCK = threading.Lock()
+#: grammar), read only on a 401; google.auth's signers (``crypt``, and ``jwt`` and ``iam``,
+#: which read them at import), used only with a service account's key, and with them all of
+#: cryptography (OpenSSL's bindings load at import: about 200 M instructions in all).
+#: google.oauth2.service_account itself stays: every GAPIC transport asks whether its
+#: credentials are a service account's when it is built.
+ON_USE = ("httplib2.auth", "google.auth.crypt", "google.auth.jwt", "google.auth.iam")
+#: packages whose ``__init__`` imports every service's client, async client and transports,
+#: and every message type: they load hollow, so that a client module (``GAPIC``) loads with
+#: only what it imports itself; any other name read from one (``run_v2.ServicesClient``) runs
+#: its ``__init__`` then, as ON_USE does. A library whose layout moves its clients makes
+#: GAPIC's imports fail (tests/gcp/test_clients.py).
+HOLLOW = (
+    "google.cloud.run_v2",
+    *(GAPIC[kind][0].rsplit(".", 1)[0] for kind in EVERY_KIND),
+    "google.cloud.secretmanager_v1",
+)
+_ON_USE_LOCK = threading.RLock()  # a package's __init__ loads the hollow packages below it
 
 
 class _OnUse(types.ModuleType):
     """A module whose code runs on its first missing attribute, once, under a lock; another
-    thread sees either none of its names or all of them."""
+    thread sees either none of its names or all of them. A hollow package's submodules import
+    without it."""
 
     __spec__: importlib.machinery.ModuleSpec
 
     def __getattr__(self, name: str) -> Any:
         if name in ("__path__", "__file__", "__cached__"):  # the import system's probes
             raise AttributeError(name)
+        if "__path__" in self.__dict__ and importlib.util.find_spec(f"{self.__name__}.{name}"):
+            return importlib.import_module(f"{self.__name__}.{name}")
         with _ON_USE_LOCK:
             if type(self) is _OnUse:
                 real: importlib.machinery.ModuleSpec = self.__spec__.loader_state
@@ -84,27 +123,33 @@ class _OnUseFinder(importlib.abc.MetaPathFinder):
     def find_spec(
         self, fullname: str, path: Any, target: types.ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in ON_USE:
+        if fullname not in ON_USE and fullname not in HOLLOW:
             return None
         real = importlib.machinery.PathFinder.find_spec(fullname, path)
         if real is None or real.loader is None:
             return None
-        return importlib.machinery.ModuleSpec(
+        spec = importlib.machinery.ModuleSpec(
             fullname, _OnUseLoader(), origin=real.origin, loader_state=real
         )
+        spec.submodule_search_locations = real.submodule_search_locations
+        return spec
 
 
-def _import_all() -> None:
-    for name in GOOGLE_MODULES:
+def _import_all(modules: tuple[str, ...]) -> None:
+    for name in modules:
         importlib.import_module(name)
 
 
-def start_imports() -> threading.Thread:
-    """Import GOOGLE_MODULES in a background thread; join it before building a client. The
-    ON_USE modules, unless imported already, are loaded when first used."""
+def start_imports(kinds: tuple[str, ...] = EVERY_KIND) -> threading.Thread:
+    """Import GOOGLE_MODULES and the clients of the GAPIC ``kinds`` in a background thread;
+    join it before building a client. The ON_USE modules and HOLLOW packages, unless imported
+    already, are loaded when first used."""
     if not any(isinstance(finder, _OnUseFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _OnUseFinder())
-    thread = threading.Thread(target=_import_all, name="google-imports", daemon=True)
+    modules = (*GOOGLE_MODULES, *(GAPIC[kind][0] for kind in kinds))
+    thread = threading.Thread(
+        target=_import_all, args=(modules,), name="google-imports", daemon=True
+    )
     thread.start()
     return thread
 
@@ -120,10 +165,16 @@ class ClientFactory:
     #: seconds per HTTP request, for every client; a write that is not safe to repeat also
     #: sends it as its server deadline (``deadline``)
     request_timeout: float = 60.0
-    imports: threading.Thread = field(default_factory=start_imports, repr=False)
+    #: the GAPIC kinds the command builds, their modules imported up front (``start_imports``);
+    #: another kind's are imported when it is first built
+    kinds: tuple[str, ...] = EVERY_KIND
+    imports: threading.Thread = field(init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _gapic: dict[str, Any] = field(default_factory=dict, repr=False)
     _discovery: dict[tuple[str, str, str], Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.imports = start_imports(self.kinds)
 
     @cached_property
     def credentials(self) -> Any:
@@ -160,29 +211,13 @@ class ClientFactory:
             return self._gapic[kind]
 
     def _make_gapic(self, kind: str) -> Any:
-        if kind.startswith("run."):
-            from google.cloud import run_v2
-
-            cls = {
-                "run.services": run_v2.ServicesClient,
-                "run.jobs": run_v2.JobsClient,
-                "run.executions": run_v2.ExecutionsClient,
-                "run.revisions": run_v2.RevisionsClient,
-                "run.workerpools": run_v2.WorkerPoolsClient,
-            }[kind]
-            return cls(**self.gapic_options())
+        module, name = GAPIC[kind]
         if kind == "secretmanager":
-            from google.cloud import secretmanager
-
             # With GOOGLE_SDK_PYTHON_LOGGING_SCOPE set, Google's clients log request and
             # response bodies at DEBUG: for this client they hold secret payloads.
             logging.getLogger("google.cloud.secretmanager_v1").setLevel(logging.INFO)
-            return secretmanager.SecretManagerServiceClient(**self.gapic_options())
-        if kind == "cloudbuild":
-            from google.cloud.devtools import cloudbuild_v1
-
-            return cloudbuild_v1.CloudBuildClient(**self.gapic_options())
-        raise KeyError(kind)
+        cls = getattr(importlib.import_module(module), name)
+        return cls(**self.gapic_options())
 
     @cached_property
     def storage(self) -> Any:
@@ -254,22 +289,55 @@ class ThreadHttp:
 
 class Collections:
     """A discovery resource whose collections (``.instances()``, ``.projects().locations()``)
-    are built once. googleapiclient builds a collection from the discovery document on every
-    call: 10 to 60 ms each for SQL Admin, on every request. Shared by every thread, like the
-    client: two threads building the same collection at once both get a working one."""
+    and methods are built once each, on first use. googleapiclient builds a collection from the
+    discovery document on every call, with every one of its methods and their docstrings
+    (rendered from the document's schemas): 10 to 60 ms for SQL Admin's instances, where a
+    command calls one or two of its thirty methods. Here a method is built alone, as
+    googleapiclient builds a collection (``Resource``) but from a description holding only
+    that method. Shared by every thread, like the client: two threads building the same method
+    at once both get a working one."""
 
-    def __init__(self, resource: Any) -> None:
-        self._resource = resource
-        self._names: set[str] = set(resource._resourceDesc.get("resources", {}))
-        self._built: dict[str, Collections] = {}
+    def __init__(self, service: Any, desc: dict[str, Any] | None = None) -> None:
+        self._resource = service  # what discovery.build made: its http, model and schemas
+        self._desc: dict[str, Any] = service._resourceDesc if desc is None else desc
+        from googleapiclient.discovery import fix_method_name
+
+        self._methods = {fix_method_name(n): n for n in self._desc.get("methods", {})}
+        self._collections = {fix_method_name(n): n for n in self._desc.get("resources", {})}
+        self._built: dict[str, Any] = {}
 
     def __getattr__(self, name: str) -> Any:
-        if name not in self._names:
-            return getattr(self._resource, name)
+        if name in self._collections:
+            return lambda: self._built_once(name, self._collection)
+        method = name.removesuffix("_next").removesuffix("_media")  # list_next, get_media
+        if method in self._methods:
+            return getattr(self._built_once(method, self._method), name)
+        if self._desc is not self._resource._resourceDesc:  # the service's own: _http, close
+            raise AttributeError(f"{name} is no method nor collection here")
+        return getattr(self._resource, name)
 
-        def collection() -> Collections:
-            if name not in self._built:
-                self._built[name] = Collections(getattr(self._resource, name)())
-            return self._built[name]
+    def _built_once(self, name: str, build: Callable[[str], Any]) -> Any:
+        if name not in self._built:
+            self._built[name] = build(name)
+        return self._built[name]
 
-        return collection
+    def _collection(self, name: str) -> Collections:
+        return Collections(self._resource, self._desc["resources"][self._collections[name]])
+
+    def _method(self, name: str) -> Any:
+        """A collection holding only the method ``name`` (and its _next, _media)."""
+        from googleapiclient.discovery import Resource
+
+        key = self._methods[name]
+        service = self._resource
+        return Resource(
+            http=service._http,
+            baseUrl=service._baseUrl,
+            model=service._model,
+            developerKey=service._developerKey,
+            requestBuilder=service._requestBuilder,
+            resourceDesc={"methods": {key: self._desc["methods"][key]}},
+            rootDesc=service._rootDesc,
+            schema=service._schema,
+            universe_domain=service._universe_domain,
+        )

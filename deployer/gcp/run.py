@@ -76,10 +76,10 @@ class RunApi:
         return self.cloud.call(fetch)
 
     def create_service(self, service_id: str, body: dict[str, Any]) -> None:
-        from google.cloud import run_v2
+        from google.cloud.run_v2 import types as run_types
 
         client = self._client("run.services")
-        message = from_dict(run_v2.Service, {k: v for k, v in body.items() if k != "name"})
+        message = from_dict(run_types.Service, {k: v for k, v in body.items() if k != "name"})
         self.cloud.call(
             lambda: client.create_service(
                 parent=self.parent,
@@ -92,10 +92,10 @@ class RunApi:
 
     def update_service(self, body: dict[str, Any]) -> None:
         """Replace the service's spec with ``body`` (which names the service)."""
-        from google.cloud import run_v2
+        from google.cloud.run_v2 import types as run_types
 
         client = self._client("run.services")
-        message = from_dict(run_v2.Service, {**body, "name": self.service_name(body["name"])})
+        message = from_dict(run_types.Service, {**body, "name": self.service_name(body["name"])})
         self.cloud.call(
             lambda: client.update_service(
                 service=message, retry=None, timeout=self.cloud.clients.request_timeout
@@ -146,10 +146,10 @@ class RunApi:
         return self.cloud.call(fetch)
 
     def create_job(self, job_id: str, body: dict[str, Any]) -> None:
-        from google.cloud import run_v2
+        from google.cloud.run_v2 import types as run_types
 
         client = self._client("run.jobs")
-        message = from_dict(run_v2.Job, {k: v for k, v in body.items() if k != "name"})
+        message = from_dict(run_types.Job, {k: v for k, v in body.items() if k != "name"})
         self.cloud.call(
             lambda: client.create_job(
                 parent=self.parent,
@@ -161,10 +161,10 @@ class RunApi:
         )
 
     def update_job(self, body: dict[str, Any]) -> None:
-        from google.cloud import run_v2
+        from google.cloud.run_v2 import types as run_types
 
         client = self._client("run.jobs")
-        message = from_dict(run_v2.Job, {**body, "name": self.job_name(body["name"])})
+        message = from_dict(run_types.Job, {**body, "name": self.job_name(body["name"])})
         self.cloud.call(
             lambda: client.update_job(
                 job=message, retry=None, timeout=self.cloud.clients.request_timeout
@@ -205,16 +205,16 @@ class RunApi:
         """Start an execution whose container runs ``args`` instead of the job's own
         (RunJobRequest.overrides; needs run.jobs.runWithOverrides); its short name. Not safe
         to repeat: MaybeApplied when it may have started one unanswered."""
-        from google.cloud import run_v2
+        from google.cloud.run_v2 import types as run_types
 
         client = self._client("run.jobs")
         clients = self.cloud.clients
-        overrides = run_v2.RunJobRequest.Overrides(
-            container_overrides=[run_v2.RunJobRequest.Overrides.ContainerOverride(args=args)]
+        overrides = run_types.RunJobRequest.Overrides(
+            container_overrides=[run_types.RunJobRequest.Overrides.ContainerOverride(args=args)]
         )
         operation = self.cloud.call(
             lambda: client.run_job(
-                request=run_v2.RunJobRequest(name=self.job_name(name), overrides=overrides),
+                request=run_types.RunJobRequest(name=self.job_name(name), overrides=overrides),
                 retry=None,
                 timeout=clients.request_timeout,
                 metadata=clients.deadline(),
@@ -239,10 +239,10 @@ class RunApi:
         )
 
     def create_worker_pool(self, pool_id: str, body: dict[str, Any]) -> None:
-        from google.cloud import run_v2
+        from google.cloud.run_v2 import types as run_types
 
         client = self._client("run.workerpools")
-        message = from_dict(run_v2.WorkerPool, {k: v for k, v in body.items() if k != "name"})
+        message = from_dict(run_types.WorkerPool, {k: v for k, v in body.items() if k != "name"})
         self.cloud.call(
             lambda: client.create_worker_pool(
                 parent=self.parent,
@@ -255,11 +255,11 @@ class RunApi:
 
     def update_worker_pool(self, body: dict[str, Any]) -> None:
         """Replace the worker pool's spec with ``body`` (which names the pool)."""
-        from google.cloud import run_v2
+        from google.cloud.run_v2 import types as run_types
 
         client = self._client("run.workerpools")
         message = from_dict(
-            run_v2.WorkerPool, {**body, "name": self.worker_pool_name(body["name"])}
+            run_types.WorkerPool, {**body, "name": self.worker_pool_name(body["name"])}
         )
         self.cloud.call(
             lambda: client.update_worker_pool(

@@ -13,9 +13,10 @@ def build_steps(config: Config) -> list[Step]:
     """Every step for `config`, in dependency order (the engine checks the graph)."""
     from deployer.steps.apis import Apis, required_apis
     from deployer.steps.bucket import MediaBucket, SourcesBucket
+    from deployer.steps.ci import CiTrigger
     from deployer.steps.cron import CronJob, CronSchedules
     from deployer.steps.domains import DomainMappings
-    from deployer.steps.iam import IamBuild, IamRuntime, IamScheduler
+    from deployer.steps.iam import IamBuild, IamDeployer, IamRuntime, IamScheduler
     from deployer.steps.image import Image
     from deployer.steps.invoker import Invoker
     from deployer.steps.jobs import DbInitJob, MigrateJob
@@ -24,7 +25,13 @@ def build_steps(config: Config) -> list[Step]:
     from deployer.steps.redis import RedisInstance
     from deployer.steps.redis_url import RedisUrl
     from deployer.steps.registry import Registry
-    from deployer.steps.retired import RetiredCron, RetiredMonitoring, RetiredRedis, RetiredWorker
+    from deployer.steps.retired import (
+        RetiredCi,
+        RetiredCron,
+        RetiredMonitoring,
+        RetiredRedis,
+        RetiredWorker,
+    )
     from deployer.steps.rotation import Rotation
     from deployer.steps.secrets import Secrets
     from deployer.steps.service import Service
@@ -60,6 +67,9 @@ def build_steps(config: Config) -> list[Step]:
     ]
     if config.domains:  # none: no step, no call (see docs/configuration.md, custom domains)
         steps.append(DomainMappings(config))
+    # [ci]: the deployer account's roles (its trigger is last, below); without it, what an
+    # earlier [ci] left is deleted
+    steps.append(IamDeployer(config) if config.ci is not None else RetiredCi(config))
     # a feature gone from the config: its retiring step deletes what it left (steps/retired.py)
     worker: Step = Worker(config, image=image.image) if config.worker else RetiredWorker(config)
     steps.append(worker)
@@ -94,4 +104,8 @@ def build_steps(config: Config) -> list[Step]:
             needs=("sql-user", "service", *(s.name for s in [*readers, *workers])),
         )
     )
+    # deploy on push (steps/ci.py): the trigger needs every other step, so up makes it once the
+    # deployment converged and destroy deletes it first
+    if config.ci is not None:
+        steps.append(CiTrigger(config, needs=tuple(s.name for s in steps)))
     return steps

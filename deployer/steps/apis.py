@@ -7,11 +7,11 @@ workloads in the project may use it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from deployer.steps.base import Change, FieldChange, Operation
+from deployer.steps.base import Action, Change, FieldChange, Operation
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -57,6 +57,7 @@ class Apis(Operation):
     name: str = "apis"
     needs: Sequence[str] = ()
     services: tuple[str, ...] = REQUIRED_APIS
+    EXPECT: ClassVar[Mapping[Action, str]] = {Action.UPDATE: "serviceusage.enable"}
 
     @property
     def resource(self) -> str:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict, Unpack
 
 from deployer.secret import Secret as Secret  # re-exported for steps
 
@@ -94,6 +94,9 @@ class Change:
     fields: tuple[FieldChange, ...] = ()
     failure: Failure | None = None
     info: Mapping[str, str] = field(default_factory=dict)  # facts for status (url, revision...)
+    # the kind of operation applying this change starts (engine.EXPECTED_SECONDS): the engine
+    # polls it on a schedule fitted to how long that kind takes; "" when none or unknown
+    expect: str = ""
 
     @property
     def state(self) -> str:
@@ -135,11 +138,18 @@ class Extra(TypedDict, total=False):
     info: Mapping[str, str]  # facts for status (url, revision...)
 
 
+#: the EXPECT of a step whose writes take effect when the call returns (no long-running
+#: operation): the engine looks again at once (engine.EXPECTED_SECONDS["write"])
+WRITES: Mapping[Action, str] = {Action.CREATE: "write", Action.UPDATE: "write"}
+
+
 class Operation:
     """The helpers a step's diff and delete answer with, pyinfra style (``host.noop("why")``):
     each is one Change of this step (``name``) for its ``resource``."""
 
     name: str
+    #: the operation kind each action starts (Change.expect), e.g. {Action.CREATE: "build"}
+    EXPECT: ClassVar[Mapping[Action, str]] = {}
 
     @property
     def resource(self) -> str:
@@ -154,7 +164,16 @@ class Operation:
         failure: Failure | None = None,
         info: Mapping[str, str] | None = None,
     ) -> Change:
-        return Change(self.name, self.resource, action, reason, tuple(fields), failure, info or {})
+        return Change(
+            self.name,
+            self.resource,
+            action,
+            reason,
+            tuple(fields),
+            failure,
+            info or {},
+            self.EXPECT.get(action, ""),
+        )
 
     def noop(self, reason: str, *, info: Mapping[str, str] | None = None) -> Change:
         """Nothing to do; ``reason`` says why ("bucket x exists and matches")."""

@@ -17,11 +17,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from deployer import errors
 from deployer.errors import Conflict, PermissionDenied
-from deployer.steps.base import Action, Broken, Change, NotOurs, Operation, field_changes
+from deployer.steps.base import (
+    WRITES,
+    Action,
+    Broken,
+    Change,
+    NotOurs,
+    Operation,
+    field_changes,
+)
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -36,6 +44,7 @@ class _BucketStep(Operation):
 
     config: Config
     name: str
+    EXPECT: ClassVar[Mapping[Action, str]] = WRITES
 
     # -- per bucket ------------------------------------------------------------------------
 

@@ -8,6 +8,10 @@
 - IamScheduler ("iam-scheduler", with [[cron]] entries): the scheduler SA may run each
   scheduled command's job (roles/run.invoker on that job only: it holds run.jobs.run, not
   run.jobs.runWithOverrides, so the account can start those commands and no other).
+- IamDeployer ("iam-deployer", with [ci]): the deploy-on-push trigger's account holds on the
+  project the roles `djdeploy up` needs (steps/ci.py ``deployer_roles``: those of the deploying
+  identity in docs/real-google-cloud.md, the configuration's, and roles/logging.logWriter for
+  its build's own logs).
 - IamBuild ("iam-build"): the build SA may push images (roles/artifactregistry.writer on the
   repository), write build logs (roles/logging.logWriter on the project) and read the uploaded
   source (roles/storage.objectViewer on the staging bucket).
@@ -28,11 +32,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from deployer.errors import CloudError, InvalidArgument, NotFound, means_absent
 from deployer.gcp import policy as iam_policy
-from deployer.steps.base import Change, FieldChange, Operation
+from deployer.steps.base import WRITES, Action, Change, FieldChange, Operation
+from deployer.steps.ci import deployer_roles
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -103,6 +108,7 @@ def _repository(repo_id: str, wanted: Mapping[str, frozenset[str]]) -> Target:
 class _Bindings(Operation):
     config: Config
     name: str
+    EXPECT: ClassVar[Mapping[Action, str]] = WRITES
 
     def targets(self) -> list[Target]:
         raise NotImplementedError
@@ -293,3 +299,17 @@ class IamScheduler(_Bindings):
             _job(self.config.names.cron_job(e.name), _wanted(("roles/run.invoker", m)))
             for e in self.config.cron
         ]
+
+
+@dataclass(frozen=True)
+class IamDeployer(_Bindings):
+    config: Config
+    name: str = "iam-deployer"
+    needs: Sequence[str] = ("service-accounts",)
+
+    @property
+    def member(self) -> str:
+        return f"serviceAccount:{self.config.names.deployer_sa_email}"
+
+    def targets(self) -> list[Target]:
+        return [_project(_wanted(*((role, self.member) for role in deployer_roles(self.config))))]

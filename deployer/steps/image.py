@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from deployer.archive import Archive, LazyArchive, container_dir, default_source, tag_for
 from deployer.steps.base import Action, Broken, Change, FieldChange, Operation
@@ -84,6 +85,7 @@ class Image(Operation):
     archive: Archive | LazyArchive = field(default=None, repr=False)  # type: ignore[assignment]
     name: str = "image"
     needs: tuple[str, ...] = ("iam-build",)
+    EXPECT: ClassVar[Mapping[Action, str]] = {Action.CREATE: "build"}
 
     def __post_init__(self) -> None:
         if self.archive is None:

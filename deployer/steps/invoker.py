@@ -8,11 +8,12 @@ belong to a permitted customer": that is not retryable, and the step says what t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from deployer.errors import CloudError, DeployError, InvalidArgument, means_absent
-from deployer.steps.base import Change, FieldChange, Operation
+from deployer.steps.base import WRITES, Action, Change, FieldChange, Operation
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -35,6 +36,7 @@ class Invoker(Operation):
     config: Config
     name: str = "invoker"
     needs: tuple[str, ...] = ("service",)
+    EXPECT: ClassVar[Mapping[Action, str]] = WRITES
 
     @property
     def resource(self) -> str:

@@ -31,9 +31,10 @@ reads a version a secret rotation disables (steps/rotation.py).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from deployer.archive import container_dir
 from deployer.errors import Conflict
@@ -89,6 +90,11 @@ class _Job(Operation):
 
     name = "job"
     needs: tuple[str, ...] = ()
+    EXPECT: ClassVar[Mapping[Action, str]] = {
+        Action.CREATE: "run.job.update",
+        Action.UPDATE: "run.job.update",
+        Action.RUN: "run.execution",
+    }
     command = ""
     media = False
     marker_label = SPEC_LABEL

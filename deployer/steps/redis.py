@@ -18,8 +18,9 @@ instance keeps nothing on disk anyway.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from deployer.config.schema import REDIS_TIERS
 from deployer.errors import Conflict
@@ -42,6 +43,10 @@ class RedisInstance(Operation):
     config: Config
     name: str = "redis"
     needs: tuple[str, ...] = ("apis",)
+    EXPECT: ClassVar[Mapping[Action, str]] = {
+        Action.CREATE: "redis.instance.create",
+        Action.UPDATE: "redis.instance.update",
+    }
 
     @property
     def worker(self) -> WorkerConfig:

@@ -21,14 +21,15 @@ address and AUTH string of an instance that goes with it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from deployer import errors
 from deployer.errors import Conflict, DeployError
 from deployer.gcp.redis import broker_url
 from deployer.secret import Secret
-from deployer.steps.base import Action, Change, FieldChange, NotOurs, Operation
+from deployer.steps.base import WRITES, Action, Change, FieldChange, NotOurs, Operation
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -59,6 +60,7 @@ def delete_secret(cloud: Cloud, config: Config) -> bool:
 
 @dataclass(frozen=True)
 class RedisUrl(Operation):
+    EXPECT: ClassVar[Mapping[Action, str]] = WRITES  # takes effect when the call returns
     config: Config
     name: str = "redis-url"
     needs: tuple[str, ...] = ("redis",)

@@ -10,8 +10,9 @@ destroy deletes it: it holds only images, and every image is rebuilt from source
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from deployer import errors
 from deployer.errors import Conflict
@@ -27,6 +28,7 @@ class Registry(Operation):
     config: Config
     name: str = "registry"
     needs: tuple[str, ...] = ("apis",)
+    EXPECT: ClassVar[Mapping[Action, str]] = {Action.CREATE: "artifactregistry.repository.create"}
 
     @property
     def repo_id(self) -> str:

@@ -10,16 +10,20 @@ their place and delete what the earlier deploys made, found as destroy finds it:
 - ``cron-retired``: the scheduler jobs whose description names djdeploy, this tenant and app
   (steps/cron.py), and the Cloud Run job each ran (if ours);
 - ``monitoring-retired``: the alert policies, uptime checks and notification channel of ours
-  (display name or tenant+app labels, then ``Names.owns``: steps/monitoring.py).
+  (display name or tenant+app labels, then ``Names.owns``: steps/monitoring.py);
+- ``ci-retired``: the deploy-on-push trigger, its deployer account's project roles, then the
+  account (ours by its description: steps/service_accounts.py), which observe looks for.
 
 None of it is the app's data (a Redis broker's queued tasks are lost, as with destroy). Each
 observes with one read when nothing is left (a GET of the pool or of the Redis instance; a list
 of the scheduler jobs; a list of the uptime checks, then of the policies and channels when one
-is found), then answers DELETE with one field per resource or noop("why"). Apply deletes what
-the change names, the resource observe looks for last, so a run cut short anywhere (kill -9)
-leaves it for the next observation, and a delete of one already gone is done: the Cloud Run job
-before the scheduler job that runs it; the alert policy, then the notification channel, then
-the uptime checks. destroy deletes the same things.
+is found; a GET of the deployer account, then of the trigger and the project policy), then
+answers DELETE with one field per resource or noop("why"). Apply deletes what the change names,
+the resource observe looks for last, so a run cut short anywhere (kill -9) leaves it for the
+next observation, and a delete of one already gone is done: the Cloud Run job before the
+scheduler job that runs it; the alert policy, then the notification channel, then the uptime
+checks; the trigger, then the account's roles, then the account. destroy deletes the same
+things.
 """
 
 from __future__ import annotations
@@ -27,10 +31,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from deployer.gcp import policy
+from deployer.steps import ci
 from deployer.steps.base import Action, Change, FieldChange, Operation
 from deployer.steps.cron import CronSchedules
 from deployer.steps.monitoring import ours, short_id
 from deployer.steps.redis_url import delete_secret
+from deployer.steps.service_accounts import ServiceAccounts
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -213,3 +220,63 @@ class RetiredMonitoring(_Retired):
         for f in change.fields:  # in MONITORING_KINDS order
             kind = next(k for k in MONITORING_KINDS if f"/{k}/" in f.path)
             cloud.monitoring.delete(kind, f.path)
+
+
+@dataclass(frozen=True)
+class RetiredCi(_Retired):
+    name: str = "ci-retired"
+
+    @property
+    def email(self) -> str:
+        return self.config.names.deployer_sa_email
+
+    @property
+    def member(self) -> str:
+        return f"serviceAccount:{self.email}"
+
+    @property
+    def resource(self) -> str:
+        return f"deploy on push of {self.config.names.prefix}"
+
+    def observe(self, cloud: Cloud) -> dict[str, Any] | None:
+        """The trigger (ours), the roles the account holds; None: no deployer account of ours
+        (one read). The account is made first and deleted last, so none outlives it."""
+        account = cloud.iam.get_service_account(self.email)
+        if account is None or not ServiceAccounts(self.config).is_ours(account):
+            return None
+        trigger = cloud.build.get_trigger(self.config.names.ci_trigger)
+        bindings = cloud.projects.get_iam_policy().get("bindings") or []
+        held = sorted({b["role"] for b in bindings if self.member in b.get("members", [])})
+        return {"trigger": trigger if trigger and ci.is_ours(trigger) else None, "roles": held}
+
+    def diff(self, observed: dict[str, Any] | None) -> Change:
+        if observed is None:
+            return self.noop("no [ci]: no deploy-on-push trigger")
+        fields = []
+        if observed["trigger"] is not None:
+            trigger = observed["trigger"]
+            fields.append(
+                FieldChange(f"trigger {trigger['name']}", trigger.get("description"), None)
+            )
+        if observed["roles"]:
+            fields.append(FieldChange(f"roles of {self.email}", ", ".join(observed["roles"]), None))
+        fields.append(FieldChange(f"service account {self.email}", "deployer (CI)", None))
+        return self.gone("no [ci]: delete the trigger and its deployer account", fields)
+
+    def apply(self, cloud: Cloud, change: Change) -> None:
+        for f in change.fields:  # the trigger first, the account (what observe finds) last
+            if f.path.startswith("trigger "):
+                found = cloud.build.get_trigger(self.config.names.ci_trigger)
+                if found is not None and ci.is_ours(found):
+                    cloud.build.delete_trigger(found["id"])
+            elif f.path.startswith("roles of "):
+                held = f.old.split(", ")
+                policy.remove_bindings(
+                    cloud,
+                    get=cloud.projects.get_iam_policy,
+                    set=cloud.projects.set_iam_policy,
+                    unwanted={role: {self.member} for role in held},
+                    key=f"{self.config.project}/project",
+                )
+            else:
+                cloud.iam.delete_service_account(self.email)

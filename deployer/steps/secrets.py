@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets as _random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from deployer import errors
 from deployer.errors import Conflict, DeployError
 from deployer.gcp.secrets import latest_enabled, version_number
 from deployer.steps.base import (
+    WRITES,
     Action,
     Broken,
     Change,
@@ -74,6 +75,7 @@ class Secrets(Operation):
     config: Config
     name: str = field(default="secrets", init=False)
     needs: Sequence[str] = field(default=("apis",), init=False)
+    EXPECT: ClassVar[Mapping[Action, str]] = WRITES
 
     # -- what we manage --------------------------------------------------------------------
 

@@ -24,12 +24,13 @@ removes the pin.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from deployer.steps import container_env as ce
 from deployer.steps import rollout
-from deployer.steps.base import Change, Operation
+from deployer.steps.base import Action, Change, Operation
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -84,6 +85,10 @@ class Service(Operation):
     image: str
     name: str = "service"
     needs: tuple[str, ...] = ("migrate",)
+    EXPECT: ClassVar[Mapping[Action, str]] = {
+        Action.CREATE: "run.service.deploy",
+        Action.UPDATE: "run.service.deploy",
+    }
 
     @property
     def resource(self) -> str:

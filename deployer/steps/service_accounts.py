@@ -1,6 +1,8 @@
 """The service accounts of a deployment: the runtime identity of the service and jobs, the
 identity Cloud Build runs as, and, with [[cron]] entries, the identity Cloud Scheduler calls
-the Run API as (``scheduler``: it may only run the scheduled commands' jobs, docs/cron.md).
+the Run API as (``scheduler``: it may only run the scheduled commands' jobs, docs/cron.md),
+and, with [ci], the identity the deploy-on-push trigger's builds run `djdeploy up` as
+(``deployer``: steps/ci.py, docs/ci.md).
 
 Service accounts carry no labels: ours are recognised by their description, which names
 djdeploy, the tenant and the app (DESCRIPTION, written and read here only: an account of
@@ -26,13 +28,12 @@ if TYPE_CHECKING:
     from deployer.gcp.cloud import Cloud
 
 ROLES = ("runtime", "build")
-CRON_ROLES = (*ROLES, "scheduler")
 
 #: the description that marks an account as ours (service accounts have no labels)
 DESCRIPTION = "djdeploy {role} service account of tenant {tenant} (app {app}); managed by djdeploy"
 _DESCRIPTION_RE = re.compile(
     re.escape(DESCRIPTION)
-    .replace(re.escape("{role}"), "(?:runtime|build|scheduler)")
+    .replace(re.escape("{role}"), "(?:runtime|build|scheduler|deployer)")
     .replace(re.escape("{tenant}"), r"(?P<tenant>\S+)")
     .replace(re.escape("{app}"), r"(?P<app>\S+)")
 )
@@ -48,17 +49,28 @@ class ServiceAccounts(Operation):
 
     @property
     def roles(self) -> tuple[str, ...]:
-        return CRON_ROLES if self.config.cron else ROLES
+        cfg = self.config
+        return (*ROLES, *("scheduler",) * bool(cfg.cron), *("deployer",) * (cfg.ci is not None))
 
     def account_id(self, role: str) -> str:
         n = self.config.names
-        return {"runtime": n.runtime_sa_id, "build": n.build_sa_id}.get(role, n.scheduler_sa_id)
+        return {
+            "runtime": n.runtime_sa_id,
+            "build": n.build_sa_id,
+            "scheduler": n.scheduler_sa_id,
+            "deployer": n.deployer_sa_id,
+        }[role]
 
     def email(self, role: str) -> str:
         return f"{self.account_id(role)}@{self.config.project}.iam.gserviceaccount.com"
 
     def display_name(self, role: str) -> str:
-        what = {"runtime": "Cloud Run runtime", "build": "Cloud Build"}.get(role, "Cloud Scheduler")
+        what = {
+            "runtime": "Cloud Run runtime",
+            "build": "Cloud Build",
+            "scheduler": "Cloud Scheduler",
+            "deployer": "deployer (CI)",
+        }[role]
         return f"djdeploy {self.config.tenant}/{self.config.app} {what}"
 
     def description(self, role: str) -> str:

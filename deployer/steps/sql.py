@@ -18,7 +18,7 @@ final on-demand backup taken and found SUCCESSFUL, then the delete. No final bac
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -59,6 +59,10 @@ def _pending(ops: list[dict[str, Any]], types: tuple[str, ...] | None = None) ->
 
 @dataclass(frozen=True)
 class SqlInstance(Operation):
+    EXPECT: ClassVar[Mapping[Action, str]] = {
+        Action.CREATE: "sql.instance.create",
+        Action.UPDATE: "sql.instance.update",
+    }
     config: Config
     name: str = field(default="sql-instance", init=False)
     needs: Sequence[str] = field(default=("apis",), init=False)
@@ -402,6 +406,7 @@ class SqlDatabase(_OnInstance):
     needs: Sequence[str] = field(default=("sql-instance",), init=False)
 
     OPS: ClassVar[tuple[str, ...]] = ("CREATE_DATABASE", "DELETE_DATABASE")
+    EXPECT: ClassVar[Mapping[Action, str]] = {Action.CREATE: "sql.database"}
     KEY: ClassVar[str] = "database"
 
     @property
@@ -463,6 +468,10 @@ class SqlUser(_OnInstance):
     needs: Sequence[str] = field(default=("sql-database", "secrets"), init=False)
 
     OPS: ClassVar[tuple[str, ...]] = ("CREATE_USER", "DELETE_USER", "UPDATE_USER")
+    EXPECT: ClassVar[Mapping[Action, str]] = {
+        Action.CREATE: "sql.user",
+        Action.UPDATE: "sql.user",
+    }
     KEY: ClassVar[str] = "user"
 
     @property

@@ -18,12 +18,13 @@ fresh secret grant has not reached Cloud Run.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from deployer.steps import container_env as ce
 from deployer.steps import rollout
-from deployer.steps.base import Change, Operation
+from deployer.steps.base import Action, Change, Operation
 
 if TYPE_CHECKING:
     from deployer.config import Config, WorkerConfig
@@ -42,6 +43,10 @@ class Worker(Operation):
     image: str
     name: str = "worker"
     needs: tuple[str, ...] = ("migrate",)  # a new image's worker starts on a migrated schema
+    EXPECT: ClassVar[Mapping[Action, str]] = {  # a worker pool deploys like a service
+        Action.CREATE: "run.service.deploy",
+        Action.UPDATE: "run.service.deploy",
+    }
 
     @property
     def worker(self) -> WorkerConfig:

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from deployer.emulator.testing import EmulatorHandle
 from deployer.gcp.clients import ClientFactory
 
@@ -97,8 +99,118 @@ def test_modules_only_used_on_a_rare_path_load_on_first_use_in_any_thread() -> N
         "for t in threads: t.start()\n"
         "for t in threads: t.join()\n"
         "print(sorted(set(seen)), len(seen))\n"
-        "print(all(type(sys.modules[m]).__name__ == 'module' for m in ON_USE))\n"
+        "print(type(sys.modules['httplib2.auth']).__name__)\n"
     )
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split("\n")[:3] == ["False", "['r'] 8", "True"]
+    assert proc.stdout.split("\n")[:3] == ["False", "['r'] 8", "module"]
+
+
+def test_each_client_loads_without_its_librarys_other_clients() -> None:
+    """Every GAPIC kind a command uses is built from its client's own module: the packages
+    above it load hollow (no other service, no async client), and google.auth's signers (and
+    cryptography, all of it) load on first use. These depend on the libraries' layout: a client
+    moved or a module imported again up front fails here. Any other name read from a hollow
+    package loads it whole, then, from any thread."""
+    probe = (
+        "import sys, threading\n"
+        "from deployer.gcp.clients import GAPIC, ClientFactory\n"
+        "factory = ClientFactory(endpoint='http://127.0.0.1:1', project='p')\n"
+        "built = {k: type(factory.gapic(k)) for k in GAPIC if k != 'cloudbuild'}\n"
+        "factory.storage\n"
+        "unwanted = ('.async_client', 'run_v2.services.builds', 'run_v2.services.tasks',\n"
+        "            'cryptography')\n"
+        "print(sorted(m for m in sys.modules if any(u in m for u in unwanted)))\n"
+        "seen = []\n"
+        "def use():\n"
+        "    from google.cloud import run_v2, secretmanager\n"
+        "    from google.auth import jwt\n"
+        "    seen.append((run_v2.ServicesClient is built['run.services'],\n"
+        "                 secretmanager.SecretManagerServiceClient is built['secretmanager'],\n"
+        "                 callable(jwt.encode)))\n"
+        "threads = [threading.Thread(target=use) for _ in range(8)]\n"
+        "for t in threads: t.start()\n"
+        "for t in threads: t.join()\n"
+        "print(set(seen), len(seen))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["[]", "{(True, True, True)} 8"]
+
+
+def test_a_service_account_key_signs_though_its_signers_load_on_first_use() -> None:
+    """google.auth.crypt (and cryptography) load when a key is first used, from whichever
+    thread uses it first: credentials from a service account key sign in every thread."""
+    probe = (
+        "import json, sys, threading\n"
+        "from deployer.gcp.clients import ClientFactory\n"
+        "ClientFactory(endpoint='http://127.0.0.1:1').imports.join()\n"
+        "assert 'cryptography' not in sys.modules\n"
+        "from google.oauth2 import service_account\n"
+        "from cryptography.hazmat.primitives import serialization\n"
+        "from cryptography.hazmat.primitives.asymmetric import rsa\n"
+        "key = rsa.generate_private_key(public_exponent=65537, key_size=2048)\n"
+        "pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,\n"
+        "                        serialization.NoEncryption()).decode()\n"
+        "info = {'type': 'service_account', 'client_email': 'sa@p.iam.gserviceaccount.com',\n"
+        "        'private_key': pem, 'private_key_id': 'k', 'token_uri': 'https://t'}\n"
+        "seen = []\n"
+        "def sign():\n"
+        "    creds = service_account.Credentials.from_service_account_info(info)\n"
+        "    seen.append(len(creds.sign_bytes(b'x')))\n"
+        "threads = [threading.Thread(target=sign) for _ in range(8)]\n"
+        "for t in threads: t.start()\n"
+        "for t in threads: t.join()\n"
+        "print(seen)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str([256] * 8)
+
+
+def test_a_method_built_alone_makes_the_request_googleapiclients_collection_makes() -> None:
+    """Collections builds each method alone with googleapiclient's Resource (its constructor
+    and a service's attributes: googleapiclient's layout). Each request must be the one the
+    library's own collection makes; a changed layout fails here. Built offline."""
+    from googleapiclient import discovery
+
+    clients = ClientFactory(endpoint="http://127.0.0.1:1", project="p")
+    sql = clients.discovery("sqladmin", "v1")
+    plain = discovery.build(
+        "sqladmin",
+        "v1",
+        http=sql._resource._http,
+        static_discovery=True,
+        client_options={"api_endpoint": "http://127.0.0.1:1"},
+    )
+    pairs = [
+        (
+            sql.instances().get(project="p", instance="i"),
+            plain.instances().get(project="p", instance="i"),
+        ),
+        (
+            sql.instances().list(project="p", filter="f"),
+            plain.instances().list(project="p", filter="f"),
+        ),
+        (
+            sql.users().update(project="p", instance="i", name="u", body={"password": "x"}),
+            plain.users().update(project="p", instance="i", name="u", body={"password": "x"}),
+        ),
+    ]
+    for mine, theirs in pairs:
+        assert (mine.uri, mine.method, mine.body, mine.methodId) == (
+            theirs.uri,
+            theirs.method,
+            theirs.body,
+            theirs.methodId,
+        )
+    request = sql.instances().list(project="p")
+    following = sql.instances().list_next(request, {"items": [], "nextPageToken": "t"})
+    assert "pageToken=t" in following.uri
+    repos = clients.discovery("artifactregistry", "v1").projects().locations().repositories()
+    uri = repos.list(parent="projects/p/locations/l").uri
+    assert uri.startswith("http://127.0.0.1:1/v1/projects/p/locations/l/repositories")
+    media = clients.discovery("storage", "v1").objects().get_media(bucket="b", object="o")
+    assert "alt=media" in media.uri
+    with pytest.raises(AttributeError):
+        getattr(sql.instances(), "projects")  # noqa: B009 (the service's, not the instances')
