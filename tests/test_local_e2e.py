@@ -205,7 +205,7 @@ def cli(tmp_path: Path) -> Iterator[Djdeploy]:
     source = tmp_path / "project"
     shutil.copytree(SAMPLE, source)
     command = json.dumps(["python", "-c", WORKER])
-    (source / "djdeploy.toml").write_text(f"[worker]\ncommand = {command}\n")
+    (source / "djdeploy.toml").write_text(f'source = "."\n[worker]\ncommand = {command}\n')
     state = tmp_path / "state"
     handle = Djdeploy(state, source)
     try:

@@ -67,7 +67,8 @@ def cli(tmp_path: Path) -> Iterator[Djdeploy]:
     source = tmp_path / "project"
     shutil.copytree(SAMPLE, source)
     command = json.dumps(["python", "-c", WORKER])
-    (source / "djdeploy.toml").write_text(f'[worker]\ncommand = {command}\nbroker = "redis"\n')
+    config = f'source = "."\n[worker]\ncommand = {command}\nbroker = "redis"\n'
+    (source / "djdeploy.toml").write_text(config)
     state = tmp_path / "state"
     handle = Djdeploy(state, source)
     try:
