@@ -369,6 +369,13 @@ OWN_STEPS = (
     "db-init",
     "migrate",
     "service",
+    "worker",
+    "redis",
+    "alert-channel",
+    "uptime-check",
+    "alert-policy",
+    "domains",
+    "ci",
 )
 
 
