@@ -340,3 +340,29 @@ def test_regional_builds_path(emulator: Any, client: cb.CloudBuildClient) -> Non
     listed = builds.list(parent=PARENT, projectId=PROJECT).execute()
     assert [b["id"] for b in listed["builds"]] == [build_id]
     _contract(emulator)
+
+
+def test_a_local_builds_log_starts_with_its_head_whatever_the_clocks(emulator: Any) -> None:
+    """A build run here may end before its scaled queue time is over, and its lines carry
+    wall times: the log still reads start, steps, end, in the order they were written."""
+    from deployer.emulator.cloudbuild.execute import write_log
+    from deployer.emulator.local.build import BuildResult
+
+    serviceusage.set_enabled(emulator.emu, PROJECT, "logging.googleapis.com")
+    start = emulator.emu.clock() + 30.0  # still queued by the emulator's clock
+    build = {
+        "id": "b-1",
+        "_startAt": start,
+        "status": "SUCCESS",
+        "source": {"storageSource": {"bucket": BUCKET, "object": OBJECT}},
+        "results": {"images": [{"name": IMAGE, "digest": "sha256:" + "0" * 64}]},
+    }
+    wall = 1_700_000_000.123456  # a wall time whose float sum with the start rounds down
+    result = BuildResult("SUCCESS", "sha256:" + "0" * 64, [(wall, "Step 1/2"), (wall, "Step 2/2")])
+    write_log(emulator.emu, build, result, project_id=PROJECT)
+    entries = emulator.discovery("logging", "v2").entries()
+    body = {"resourceNames": [f"projects/{PROJECT}"], "filter": 'resource.labels.build_id="b-1"'}
+    lines = [e["textPayload"] for e in entries.list(body=body).execute()["entries"]]
+    assert lines[0] == 'starting build "b-1"' and lines[-1] == "DONE"
+    assert lines.index("BUILD") < lines.index("Step 1/2") < lines.index("Step 2/2")
+    assert lines.index("Step 2/2") < lines.index("PUSH")

@@ -94,13 +94,16 @@ def write_log(
         "generation"
     )
     where = f"gs://{source['bucket']}/{source['object']}" + (f"#{generation}" if generation else "")
-    now, start = emu.clock(), float(build["_startAt"])
+    start = float(build["_startAt"])
+    # never before the start: a build run here may end before its scaled queue time is over
+    end = max(emu.clock(), start)
     began = result.log[0][0] if result.log else 0.0
     head = [f'starting build "{build["id"]}"', "FETCHSOURCE", f"Fetching storage object: {where}"]
-    # the steps' lines at the times they were printed, from the build's start (never past now:
-    # the emulator's clock may be scaled or virtual)
+    # the steps' lines at the times they were printed, from the build's start and never past
+    # its end (the emulator's clock may be scaled or virtual); entries of one timestamp keep
+    # the order they are written in
     timed = [(start, text) for text in [*head, "BUILD"]]
-    timed += [(min(start + at - began, now), text) for at, text in result.log]
+    timed += [(min(max(start, start + (at - began)), end), text) for at, text in result.log]
     lines: list[str] = []
     if build["status"] == "SUCCESS":
         lines.append("PUSH")
@@ -111,7 +114,7 @@ def write_log(
         lines += ["TIMEOUT", "ERROR: context deadline exceeded"]
     else:
         lines += ["ERROR", f"ERROR: {build.get('statusDetail') or build['status']}"]
-    timed += [(now, text) for text in lines]
+    timed += [(end, text) for text in lines]
     log_name = f"projects/{project_id}/logs/cloudbuild"
     entries = [
         {"logName": log_name, "severity": "INFO", "timestamp": rfc3339(at), "textPayload": text}
