@@ -36,6 +36,7 @@ def ready(clients: ClientFactory) -> None:
     """Find the Application Default Credentials and fetch their first access token now (the
     first call would; the token is kept and reused), so a missing, unreadable, expired or
     revoked login is one CredentialsError saying how to log in."""
+    clients.imports.wait("storage")  # google.auth's requests transport: imported there
     from google.auth import exceptions
     from google.auth.transport.requests import Request
 

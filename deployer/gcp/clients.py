@@ -4,10 +4,13 @@ No environment variable redirects the GAPIC clients, so pointing djdeploy at the
 passing `endpoint` here; with an endpoint the credentials are anonymous.
 
 google.* is imported only once a command builds a ClientFactory (`--help` and config errors never
-pay for it), and then all at once, in one thread started by the factory (``GOOGLE_MODULES``:
-about a second of CPU); every client is built after that thread is joined, so no step thread
-imports google.* (they used to, lazily, the first ones importing while the others queued on the
-import lock). The imports hold the GIL, so this saves no CPU; bench/README.md has the figures.
+pay for it), and then in one thread started by the factory, stage by stage (``STAGES``: about a
+second of CPU in all), in the order a command's first requests need them: a discovery client
+is built once the first stage is in (a seventh of the whole), so `up`'s first requests (Service
+Usage, Resource Manager) go out while Cloud Storage's and the GAPIC clients' modules are still
+importing; each client is built only once its own stage is in, so no step thread imports
+google.* (they used to, lazily, the first ones importing while the others queued on the import
+lock). The imports hold the GIL, so this saves no CPU; it overlaps them with the requests.
 What is imported is cut to what the requests use: each GAPIC client from its own module, not
 its library's package of every client (``HOLLOW``), and the modules read only on rare paths
 on first use (``ON_USE``).
@@ -50,21 +53,35 @@ GAPIC = {
 #: (``ClientFactory.kinds``): all but the image build's
 EVERY_KIND = tuple(kind for kind in GAPIC if kind != "cloudbuild")
 
-#: the Google modules every command uses, with its GAPIC kinds' (the image build's and a new
-#: secret version's import when they are needed: a no-op never pays for them)
-GOOGLE_MODULES = (
-    "google.auth",
-    "google.auth.credentials",
-    "google.api_core.exceptions",
-    "google.protobuf.json_format",
-    "google.iam.v1.policy_pb2",
-    "httplib2",
-    "google_auth_httplib2",
-    "googleapiclient.discovery",
-    "googleapiclient.errors",
-    "google.cloud.run_v2.types",
-    "google.cloud.storage",
-)
+#: the Google modules every command uses, stage by stage in the order its first requests need
+#: them (``start_imports``): the discovery clients' (Service Usage, Resource Manager, SQL Admin,
+#: IAM...; no grpc, protobuf nor requests), then Cloud Storage's (the bootstrap's bucket and the
+#: tenant's lease; google.api_core's errors, requests), then the GAPIC clients' (protobuf and
+#: run_v2's message types, with the command's GAPIC kinds' modules). The image build's and a new
+#: secret version's modules are imported when they are needed: a no-op never pays for them.
+STAGES: dict[str, tuple[str, ...]] = {
+    "discovery": (
+        "encodings.idna",  # httplib2 encodes each request's host with it, imported then
+        "google.auth",
+        "google.auth.credentials",
+        "httplib2",
+        "google_auth_httplib2",
+        "googleapiclient.discovery",
+        "googleapiclient.discovery_cache",  # read by discovery.build, imported there
+        "googleapiclient.errors",
+    ),
+    "storage": (
+        "google.api_core.exceptions",
+        "google.auth.transport.requests",
+        "google.cloud.storage",
+    ),
+    "gapic": (
+        "google.protobuf.json_format",
+        "google.iam.v1.policy_pb2",
+        "google.cloud.run_v2.types",
+    ),
+}
+GOOGLE_MODULES = tuple(module for stage in STAGES.values() for module in stage)
 
 
 #: modules the Google libraries import but djdeploy's requests do not use, loaded on first
@@ -135,23 +152,43 @@ class _OnUseFinder(importlib.abc.MetaPathFinder):
         return spec
 
 
-def _import_all(modules: tuple[str, ...]) -> None:
-    for name in modules:
-        importlib.import_module(name)
+class Imports:
+    """The import thread: ``stages`` in turn, each one's end an event; a stage that fails to
+    import ends the waits too, and the client built then raises the ImportError."""
+
+    def __init__(self, stages: dict[str, tuple[str, ...]]) -> None:
+        self._done = {stage: threading.Event() for stage in stages}
+        self._thread = threading.Thread(
+            target=self._run, args=(stages,), name="google-imports", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, stages: dict[str, tuple[str, ...]]) -> None:
+        try:
+            for stage, modules in stages.items():
+                for name in modules:
+                    importlib.import_module(name)
+                self._done[stage].set()
+        finally:
+            for done in self._done.values():
+                done.set()
+
+    def wait(self, stage: str) -> None:
+        """Until ``stage`` and the ones before it are imported."""
+        self._done[stage].wait()
+
+    def join(self) -> None:
+        """Until every stage is imported."""
+        self._thread.join()
 
 
-def start_imports(kinds: tuple[str, ...] = EVERY_KIND) -> threading.Thread:
-    """Import GOOGLE_MODULES and the clients of the GAPIC ``kinds`` in a background thread;
-    join it before building a client. The ON_USE modules and HOLLOW packages, unless imported
-    already, are loaded when first used."""
+def start_imports(kinds: tuple[str, ...] = EVERY_KIND) -> Imports:
+    """Import the STAGES, the last with the clients of the GAPIC ``kinds``, in a background
+    thread; wait for a client's stage before building it. The ON_USE modules and HOLLOW
+    packages, unless imported already, are loaded when first used."""
     if not any(isinstance(finder, _OnUseFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _OnUseFinder())
-    modules = (*GOOGLE_MODULES, *(GAPIC[kind][0] for kind in kinds))
-    thread = threading.Thread(
-        target=_import_all, args=(modules,), name="google-imports", daemon=True
-    )
-    thread.start()
-    return thread
+    return Imports({**STAGES, "gapic": (*STAGES["gapic"], *(GAPIC[kind][0] for kind in kinds))})
 
 
 @dataclass
@@ -168,7 +205,7 @@ class ClientFactory:
     #: the GAPIC kinds the command builds, their modules imported up front (``start_imports``);
     #: another kind's are imported when it is first built
     kinds: tuple[str, ...] = EVERY_KIND
-    imports: threading.Thread = field(init=False, repr=False)
+    imports: Imports = field(init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _gapic: dict[str, Any] = field(default_factory=dict, repr=False)
     _discovery: dict[tuple[str, str, str], Any] = field(default_factory=dict, repr=False)
@@ -178,7 +215,7 @@ class ClientFactory:
 
     @cached_property
     def credentials(self) -> Any:
-        self.imports.join()
+        self.imports.wait("discovery")
         if self.endpoint:
             from google.auth.credentials import AnonymousCredentials
 
@@ -204,7 +241,7 @@ class ClientFactory:
     def gapic(self, kind: str) -> Any:
         """A cached GAPIC client: "run.services", "run.jobs", "run.executions",
         "run.revisions", "run.workerpools", "secretmanager", "cloudbuild"."""
-        self.imports.join()
+        self.imports.wait("gapic")
         with self._lock:
             if kind not in self._gapic:
                 self._gapic[kind] = self._make_gapic(kind)
@@ -221,7 +258,7 @@ class ClientFactory:
 
     @cached_property
     def storage(self) -> Any:
-        self.imports.join()
+        self.imports.wait("storage")
         from google.cloud import storage  # type: ignore[attr-defined]
 
         opts: dict[str, Any] = {"project": self.project, "credentials": self.credentials}
@@ -234,7 +271,7 @@ class ClientFactory:
         go out over the calling thread's own connection (``ThreadHttp``). With ``region``, on
         Google, the API's regional endpoint (``https://{region}-run.googleapis.com/``: Cloud
         Run v1's namespaces are served only there)."""
-        self.imports.join()
+        self.imports.wait("discovery")
         with self._lock:
             if (api, version, region) not in self._discovery:
                 from googleapiclient import discovery

@@ -2,12 +2,15 @@
 
 GAPIC REST clients raise google.api_core exceptions keyed by HTTP code; discovery clients raise
 googleapiclient HttpError; the transports raise their own connection errors. All three end here,
-so the rest of djdeploy sees CloudError subclasses only.
+so the rest of djdeploy sees CloudError subclasses only. Nothing here imports a client library:
+an exception's class is looked up only when its module is loaded (``_loaded``), so mapping a
+discovery client's error never waits for the modules still importing (gcp/clients.py).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from deployer import errors
@@ -59,15 +62,23 @@ def _retry_after(headers: Any) -> float | None:
         return None
 
 
+def _loaded(module: str, name: str) -> Any:
+    """The class ``module.name`` if its module is loaded, else no class (``()``: isinstance
+    says False): an exception of a class not yet made cannot exist, and importing its module
+    here, in a step thread, would queue behind the import thread (gcp/clients.py)."""
+    cls = getattr(sys.modules.get(module), name, None)
+    return cls if isinstance(cls, type) else ()
+
+
 def map_error(exc: BaseException) -> BaseException:
     """Return the deployer error for a client exception, or `exc` itself when it is not one
     (a bug stays a bug, with its traceback)."""
     if isinstance(exc, errors.DeployError):
         return exc
-    from google.api_core import exceptions as core
-
-    if isinstance(exc, core.GoogleAPICallError) and isinstance(exc.code, int):
-        response = exc.response
+    core = "google.api_core.exceptions"
+    call: Any = exc
+    if isinstance(exc, _loaded(core, "GoogleAPICallError")) and isinstance(call.code, int):
+        response = call.response
         payload: Any = {}
         headers = None
         if response is not None and hasattr(response, "json"):
@@ -77,27 +88,24 @@ def map_error(exc: BaseException) -> BaseException:
             except ValueError:
                 payload = {}
         if not payload:
-            payload = {"error": {"message": exc.message, "status": ""}}
-        mapped = _from_payload(exc.code, payload, exc.message, _retry_after(headers))
-        if not mapped.reason and exc.reason:
-            mapped.reason = exc.reason
+            payload = {"error": {"message": call.message, "status": ""}}
+        mapped = _from_payload(call.code, payload, call.message, _retry_after(headers))
+        if not mapped.reason and call.reason:
+            mapped.reason = call.reason
         return mapped
-    if isinstance(exc, core.RetryError | core.ServerError):
+    if isinstance(exc, (_loaded(core, "RetryError"), _loaded(core, "ServerError"))):
         return errors.Transient(str(exc))
 
-    from googleapiclient.errors import HttpError
-
-    if isinstance(exc, HttpError):
+    if isinstance(exc, _loaded("googleapiclient.errors", "HttpError")):
+        http: Any = exc
         try:
-            payload = json.loads(exc.content.decode("utf-8", "replace"))
+            payload = json.loads(http.content.decode("utf-8", "replace"))
         except ValueError:
             payload = {}
-        return _from_payload(exc.status_code, payload, str(exc.reason), _retry_after(exc.resp))
+        return _from_payload(http.status_code, payload, str(http.reason), _retry_after(http.resp))
 
-    from google.auth.exceptions import RefreshError
-
-    if isinstance(exc, RefreshError):  # a login that expired during the run
-        from deployer.gcp.auth import refused
+    if isinstance(exc, _loaded("google.auth.exceptions", "RefreshError")):
+        from deployer.gcp.auth import refused  # a login that expired during the run
 
         return refused(exc)
 
@@ -111,19 +119,14 @@ def map_error(exc: BaseException) -> BaseException:
 def _never_sent(exc: BaseException) -> bool:
     """The connection failed before the request left: refused, a connect timeout, a name that
     does not resolve (a passing DNS fault). Safe to send again, whatever the request."""
-    import requests
-    import urllib3.exceptions
-
-    if isinstance(exc, ConnectionRefusedError | requests.ConnectTimeout):
+    if isinstance(exc, (ConnectionRefusedError, _loaded("requests", "ConnectTimeout"))):
         return True
-    if isinstance(exc, requests.ConnectionError):
+    if isinstance(exc, _loaded("requests", "ConnectionError")):
         reason = exc.args[0] if exc.args else None
         reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
-        return isinstance(reason, urllib3.exceptions.NewConnectionError)
-    import httplib2
-
+        return isinstance(reason, _loaded("urllib3.exceptions", "NewConnectionError"))
     # other httplib2 errors (a bad URL, too many redirects) are not going to pass
-    return isinstance(exc, httplib2.ServerNotFoundError)
+    return isinstance(exc, _loaded("httplib2", "ServerNotFoundError"))
 
 
 def _unanswered(exc: BaseException) -> bool:
@@ -131,14 +134,14 @@ def _unanswered(exc: BaseException) -> bool:
     import http.client
     import socket
 
-    import requests
-
     return isinstance(
         exc,
-        ConnectionError
-        | socket.timeout
-        | TimeoutError
-        | http.client.HTTPException
-        | requests.ConnectionError
-        | requests.Timeout,
+        (
+            ConnectionError,
+            socket.timeout,
+            TimeoutError,
+            http.client.HTTPException,
+            _loaded("requests", "ConnectionError"),
+            _loaded("requests", "Timeout"),
+        ),
     )

@@ -42,7 +42,7 @@ def test_a_regional_discovery_client_talks_to_the_regions_endpoint_on_google() -
 
 def test_google_is_imported_once_up_front_by_the_factory() -> None:
     """Importing the factory imports no google.*; building one imports every module the
-    clients need in its own thread, so the step threads never import them."""
+    clients need in its own thread, stage by stage, so the step threads never import them."""
     code = (
         "import sys\n"
         "from deployer.gcp.clients import GOOGLE_MODULES, ClientFactory\n"
@@ -82,70 +82,44 @@ def test_one_discovery_client_serves_every_thread_each_over_its_own_connection(
     assert len({id(conn) for _, conn, _ in seen}) == 4  # a connection of its own each
 
 
-def test_modules_only_used_on_a_rare_path_load_on_first_use_in_any_thread() -> None:
-    """httplib2's WWW-Authenticate parser is imported by httplib2 but not loaded (nor
-    pyparsing) until first used; then, from several threads at once, each sees all of it."""
-    probe = (
-        "import sys, threading\n"
-        "from deployer.gcp.clients import ON_USE, start_imports\n"
+#: what loads on first use (gcp/clients.py ON_USE and HOLLOW), each case: a probe's setup,
+#: which prints what is loaded before; the body of ``use``, run by eight threads at once, each
+#: appending what it saw to ``seen``; the setup's line and the set of what they saw
+FIRST_USE = {
+    # httplib2's WWW-Authenticate parser (and pyparsing) is imported but not loaded
+    "a module used on a rare path": (
+        "from deployer.gcp.clients import start_imports\n"
         "start_imports().join()\n"
         "print('pyparsing' in sys.modules)\n"
         "import httplib2\n"
-        "seen = []\n"
-        "def use():\n"
-        "    header = {'www-authenticate': 'Digest realm=\"r\", nonce=\"n\"'}\n"
-        "    seen.append(httplib2.auth._parse_www_authenticate(header)['digest']['realm'])\n"
-        "threads = [threading.Thread(target=use) for _ in range(8)]\n"
-        "for t in threads: t.start()\n"
-        "for t in threads: t.join()\n"
-        "print(sorted(set(seen)), len(seen))\n"
-        "print(type(sys.modules['httplib2.auth']).__name__)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split("\n")[:3] == ["False", "['r'] 8", "module"]
-
-
-def test_each_client_loads_without_its_librarys_other_clients() -> None:
-    """Every GAPIC kind a command uses is built from its client's own module: the packages
-    above it load hollow (no other service, no async client), and google.auth's signers (and
-    cryptography, all of it) load on first use. These depend on the libraries' layout: a client
-    moved or a module imported again up front fails here. Any other name read from a hollow
-    package loads it whole, then, from any thread."""
-    probe = (
-        "import sys, threading\n"
+        "header = {'www-authenticate': 'Digest realm=\"r\", nonce=\"n\"'}\n",
+        "realm = httplib2.auth._parse_www_authenticate(header)['digest']['realm']\n"
+        "seen.append((realm, type(sys.modules['httplib2.auth']).__name__))\n",
+        ["False", "{('r', 'module')}"],
+    ),
+    # each GAPIC client from its own module: the packages above it load hollow (no other
+    # service, no async client), google.auth's signers and cryptography on first use; any
+    # other name read from a hollow package loads it whole
+    "a hollow package, read whole": (
         "from deployer.gcp.clients import GAPIC, ClientFactory\n"
         "factory = ClientFactory(endpoint='http://127.0.0.1:1', project='p')\n"
         "built = {k: type(factory.gapic(k)) for k in GAPIC if k != 'cloudbuild'}\n"
         "factory.storage\n"
         "unwanted = ('.async_client', 'run_v2.services.builds', 'run_v2.services.tasks',\n"
         "            'cryptography')\n"
-        "print(sorted(m for m in sys.modules if any(u in m for u in unwanted)))\n"
-        "seen = []\n"
-        "def use():\n"
-        "    from google.cloud import run_v2, secretmanager\n"
-        "    from google.auth import jwt\n"
-        "    seen.append((run_v2.ServicesClient is built['run.services'],\n"
-        "                 secretmanager.SecretManagerServiceClient is built['secretmanager'],\n"
-        "                 callable(jwt.encode)))\n"
-        "threads = [threading.Thread(target=use) for _ in range(8)]\n"
-        "for t in threads: t.start()\n"
-        "for t in threads: t.join()\n"
-        "print(set(seen), len(seen))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split("\n")[:2] == ["[]", "{(True, True, True)} 8"]
-
-
-def test_a_service_account_key_signs_though_its_signers_load_on_first_use() -> None:
-    """google.auth.crypt (and cryptography) load when a key is first used, from whichever
-    thread uses it first: credentials from a service account key sign in every thread."""
-    probe = (
-        "import json, sys, threading\n"
+        "print(sorted(m for m in sys.modules if any(u in m for u in unwanted)))\n",
+        "from google.cloud import run_v2, secretmanager\n"
+        "from google.auth import jwt\n"
+        "seen.append((run_v2.ServicesClient is built['run.services'],\n"
+        "             secretmanager.SecretManagerServiceClient is built['secretmanager'],\n"
+        "             callable(jwt.encode)))\n",
+        ["[]", "{(True, True, True)}"],
+    ),
+    # google.auth.crypt (and cryptography) load when a service account's key first signs
+    "a service account key's signers": (
         "from deployer.gcp.clients import ClientFactory\n"
         "ClientFactory(endpoint='http://127.0.0.1:1').imports.join()\n"
-        "assert 'cryptography' not in sys.modules\n"
+        "print('cryptography' in sys.modules)\n"
         "from google.oauth2 import service_account\n"
         "from cryptography.hazmat.primitives import serialization\n"
         "from cryptography.hazmat.primitives.asymmetric import rsa\n"
@@ -153,19 +127,94 @@ def test_a_service_account_key_signs_though_its_signers_load_on_first_use() -> N
         "pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,\n"
         "                        serialization.NoEncryption()).decode()\n"
         "info = {'type': 'service_account', 'client_email': 'sa@p.iam.gserviceaccount.com',\n"
-        "        'private_key': pem, 'private_key_id': 'k', 'token_uri': 'https://t'}\n"
+        "        'private_key': pem, 'private_key_id': 'k', 'token_uri': 'https://t'}\n",
+        "creds = service_account.Credentials.from_service_account_info(info)\n"
+        "seen.append(len(creds.sign_bytes(b'x')))\n",
+        ["False", "{256}"],
+    ),
+}
+
+
+@pytest.mark.slow  # a Python process each
+@pytest.mark.parametrize(("setup", "use", "expected"), FIRST_USE.values(), ids=list(FIRST_USE))
+def test_what_loads_on_first_use_is_whole_in_every_thread(
+    setup: str, use: str, expected: list[str]
+) -> None:
+    """Not loaded up front; then used from eight threads at once, each sees all of it. These
+    depend on the libraries' layout: a client moved or a module imported again up front fails
+    here."""
+    probe = (
+        "import sys, threading\n"
+        f"{setup}"
         "seen = []\n"
-        "def sign():\n"
-        "    creds = service_account.Credentials.from_service_account_info(info)\n"
-        "    seen.append(len(creds.sign_bytes(b'x')))\n"
-        "threads = [threading.Thread(target=sign) for _ in range(8)]\n"
+        "def use():\n"
+        + "".join(f"    {line}\n" for line in use.splitlines())
+        + "threads = [threading.Thread(target=use) for _ in range(8)]\n"
         "for t in threads: t.start()\n"
         "for t in threads: t.join()\n"
-        "print(seen)\n"
+        "print(set(seen))\n"
+        "print(len(seen))\n"
     )
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == str([256] * 8)
+    assert proc.stdout.split("\n")[:3] == [*expected, "8"]
+
+
+@pytest.mark.slow  # a Python process
+def test_discovery_requests_go_out_while_the_later_stages_import(
+    emulator: EmulatorHandle,
+) -> None:
+    """A discovery client needs only the first import stage: a step thread's requests, and
+    mapping their errors, are done while the next stage's first module is held back (by a
+    loader that waits to be released), and the step thread imports nothing. A lazy import on
+    the discovery path fails here: of a later stage's module, it would wait for the release;
+    of any other, it would import in the step thread (behind the import thread's locks)."""
+    probe = (
+        "import importlib.machinery, sys, threading\n"
+        "from deployer.gcp.clients import STAGES, ClientFactory\n"
+        "from deployer.gcp.context import execute\n"
+        "from deployer.gcp.errors import map_error\n"
+        "held, released = threading.Event(), []\n"
+        "class Held(importlib.machinery.SourceFileLoader):\n"
+        "    def exec_module(self, module):\n"
+        "        released.append(held.wait(60))  # False: the step waited for it\n"
+        "        super().exec_module(module)\n"
+        "class Hold:\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name != STAGES['storage'][0]:\n"
+        "            return None\n"
+        "        spec = importlib.machinery.PathFinder.find_spec(name, path)\n"
+        "        spec.loader = Held(spec.loader.name, spec.loader.path)\n"
+        "        return spec\n"
+        "sys.meta_path.insert(0, Hold())\n"
+        f"factory = ClientFactory(endpoint={emulator.url!r}, project='acme-prod')\n"
+        "imported = []\n"
+        "def audit(event, args):\n"
+        "    if event == 'import' and threading.current_thread().name == 'step':\n"
+        "        imported.append(args[0])\n"
+        "sys.addaudithook(audit)\n"
+        "seen = []\n"
+        "def step():\n"
+        "    projects = factory.discovery('cloudresourcemanager', 'v3').projects()\n"
+        "    seen.append(execute(projects.get(name='projects/acme-prod'))()['projectId'])\n"
+        "    sql = factory.discovery('sqladmin', 'v1').instances()\n"
+        "    try:\n"
+        "        execute(sql.get(project='acme-prod', instance='nowhere'))()\n"
+        "    except Exception as exc:  # an HttpError\n"
+        "        seen.append(type(map_error(exc)).__name__)\n"
+        "    seen.append(type(map_error(ConnectionRefusedError())).__name__)\n"
+        "thread = threading.Thread(target=step, name='step')\n"
+        "thread.start()\n"
+        "thread.join()\n"
+        "held.set()\n"
+        "factory.imports.join()\n"
+        "print(seen, released, imported)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['acme-prod', 'PermissionDenied', 'Transient'] [True] []"
 
 
 def test_a_method_built_alone_makes_the_request_googleapiclients_collection_makes() -> None:
