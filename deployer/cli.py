@@ -27,8 +27,8 @@ from deployer.errors import ConfigError, DeployError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from deployer.api import Target
     from deployer.config import Config
+    from deployer.target import Target
 
 WIDE = 100_000  # columns when not a terminal: piped output is never cut
 
@@ -305,7 +305,7 @@ def _load(ctx: typer.Context, tenant: str | None, flags: dict[str, Any]) -> "Con
 
 def _target(ctx: typer.Context) -> "Target":
     """Where the command's API calls go; --emulator: the background emulator's endpoint."""
-    from deployer.api import Target
+    from deployer.target import Target
 
     g: Globals = ctx.obj
     target = Target(
@@ -328,7 +328,7 @@ def _warn_misspelt() -> None:
 
 
 def _stop_command(folder: Path) -> str:
-    from deployer.api import default_state_dir
+    from deployer.target import default_state_dir
 
     return "djdeploy emulator stop" + (
         "" if folder == default_state_dir() else f" --state-dir {folder}"
@@ -345,22 +345,29 @@ def _check_postgres_url(url: str, *, source: str) -> None:
         raise ConfigError(str(exc)) from None
 
 
+def _prepare() -> None:
+    """What every emulator command imports next, done while a new background emulator starts
+    (the emulator's checks need neither): the API layer, then, in their own thread, the Google
+    modules every command uses (the clients' are the factory's, for its kinds); in turn, so
+    that the two never import at once."""
+    import deployer.api  # noqa: F401
+    from deployer.gcp.clients import start_imports
+
+    start_imports(kinds=())
+
+
 def _background(target: "Target", *, execute: bool | None) -> "Target":
     """The background emulator of the target's state dir (started on first use, said once on
     stderr), as an endpoint: the deployer talks to it as to any `--endpoint`. It inherits the
     environment, DJDEPLOY_EMULATOR_POSTGRES_URL included (checked here first)."""
-    from deployer.api import BUILTIN_TIME_SCALE, Target, default_state_dir, state_problem
     from deployer.emulator import daemon
     from deployer.emulator.local.pgwire import URL_ENV
-    from deployer.gcp.clients import start_imports
+    from deployer.target import BUILTIN_TIME_SCALE, Target, default_state_dir, state_problem
 
     if execute is not False and os.environ.get(URL_ENV):
         _check_postgres_url(os.environ[URL_ENV], source=URL_ENV)
 
     folder = target.state_dir or default_state_dir()
-    # the Google modules every command imports (the clients: the factory's, for its kinds),
-    # while a new emulator starts beside them
-    start_imports(kinds=())
     try:
         found, started = daemon.ensure(
             folder,
@@ -369,6 +376,7 @@ def _background(target: "Target", *, execute: bool | None) -> "Target":
             default_time_scale=BUILTIN_TIME_SCALE,
             stop_command=_stop_command(folder),
             version=__version__,
+            meanwhile=_prepare,
         )
     except daemon.StateUnusable as exc:
         raise state_problem(exc, folder) from None
@@ -388,7 +396,7 @@ def _background(target: "Target", *, execute: bool | None) -> "Target":
 
 def _state_dir(ctx: typer.Context) -> Path | None:
     """Where the built-in emulator keeps its state (status says it), None for any other."""
-    from deployer.api import default_state_dir
+    from deployer.target import default_state_dir
 
     g: Globals = ctx.obj
     return (g.state_dir or default_state_dir()) if g.emulator else None
@@ -977,9 +985,9 @@ def emulator_serve(
     ] = None,
 ) -> None:
     """Serve the emulator on one port until Ctrl-C."""
-    from deployer.api import check_time_scale, default_state_dir, state_problem
     from deployer.emulator.server import BindError, main_serve
     from deployer.emulator.store import StateError
+    from deployer.target import check_time_scale, default_state_dir, state_problem
 
     check_time_scale(time_scale)
     if postgres_url:
@@ -1015,10 +1023,10 @@ def emulator_reset(
     """Delete the emulator's state: every project, resource, operation and setting it holds.
     A background emulator running on it is reset through its admin API (it keeps running);
     stop any `emulator serve` on it first."""
-    from deployer.api import default_state_dir
     from deployer.emulator import daemon
     from deployer.emulator.control import EmulatorControl, EmulatorControlError
     from deployer.emulator.store import files
+    from deployer.target import default_state_dir
 
     folder = state_dir or default_state_dir()
     question = f"Delete the emulator state in {folder} (every resource it holds)?"
@@ -1062,8 +1070,8 @@ def emulator_stop(
     state_dir: Annotated[Path | None, typer.Option(help=STATE_DIR_HELP)] = None,
 ) -> None:
     """Stop the background emulator that --emulator started (and what it runs)."""
-    from deployer.api import default_state_dir
     from deployer.emulator import daemon
+    from deployer.target import default_state_dir
 
     folder = state_dir or default_state_dir()
     try:
@@ -1083,9 +1091,9 @@ def emulator_status(
 ) -> None:
     """Whether the background emulator runs: its address, pid, state dir, uptime, mode."""
     from deployer import render
-    from deployer.api import default_state_dir
     from deployer.clock import RealClock
     from deployer.emulator import daemon
+    from deployer.target import default_state_dir
 
     folder = state_dir or default_state_dir()
     try:

@@ -19,9 +19,9 @@ import pytest
 from typer.testing import CliRunner
 
 from deployer import __version__
-from deployer.api import BUILTIN_TIME_SCALE
 from deployer.cli import app
 from deployer.emulator import EmulatorControl, daemon
+from deployer.target import BUILTIN_TIME_SCALE
 
 
 def cli(*args: str, input: str | None = None) -> tuple[int, str, str]:

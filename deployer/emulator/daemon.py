@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -161,13 +161,15 @@ def ensure(
     default_time_scale: float,
     stop_command: str,
     version: str,
+    meanwhile: Callable[[], None] = lambda: None,
 ) -> tuple[Daemon, bool]:
     """The emulator for ``state_dir``, started when none runs; True when this call started it.
 
     ``time_scale``/``execute`` None: whatever runs (a new one: the stored time scale, else
     ``default_time_scale``; execution on). Given, and the running one differs: DaemonError
     naming ``stop_command``, the fix; so is one started by another djdeploy ``version``.
-    StateUnusable when the state cannot be opened."""
+    StateUnusable when the state cannot be opened. ``meanwhile`` is called once: while a new
+    emulator starts (between its launch and its answer), else once one is found."""
     state_dir = state_dir.absolute()
     with _locked(state_dir):
         found = find(state_dir)
@@ -179,7 +181,10 @@ def ensure(
                 set_time_scale=time_scale is not None,
                 execute=execute is not False,
                 version=version,
+                meanwhile=meanwhile,
             )
+    if not started:
+        meanwhile()
     if time_scale is not None and found.time_scale != time_scale:
         raise DaemonError(
             f"the local emulator for {state_dir} runs at time scale {found.time_scale:g}, "
@@ -202,7 +207,13 @@ def ensure(
 
 
 def _start(
-    state_dir: Path, *, time_scale: float, set_time_scale: bool, execute: bool, version: str
+    state_dir: Path,
+    *,
+    time_scale: float,
+    set_time_scale: bool,
+    execute: bool,
+    version: str,
+    meanwhile: Callable[[], None],
 ) -> Daemon:
     """Start the emulator, detached (its own session, no terminal, output to its log), and
     wait for it to say it listens or why it cannot."""
@@ -227,6 +238,7 @@ def _start(
     finally:
         os.close(ready_write)
     try:
+        meanwhile()
         answer = _read_answer(ready_read)
     finally:
         os.close(ready_read)
