@@ -6,7 +6,7 @@ import os
 import sys
 import threading
 
-from deployer.cli import app
+from deployer.cli import for_args
 
 
 def main() -> None:
@@ -14,7 +14,7 @@ def main() -> None:
     but without freeing every module object: with the Google client libraries loaded that
     teardown takes 0.1 to 0.7 s of a command's wall time, for nothing (bench/README.md)."""
     try:
-        app(prog_name="djdeploy")
+        for_args(sys.argv[1:])(prog_name="djdeploy")
         code: object = 0
     except SystemExit as exc:
         code = exc.code

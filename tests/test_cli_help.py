@@ -92,3 +92,36 @@ def test_the_background_emulators_client_imports_no_server(tmp_path: Path) -> No
         "deployer.emulator.local.realizers",
     }
     assert loaded & heavy == set()
+
+
+def built(args: list[str]) -> list[str]:
+    """The commands typer builds for a run given ``args``."""
+    import typer.main
+
+    from deployer.cli import for_args
+
+    return sorted(typer.main.get_command(for_args(args)).commands)  # type: ignore[attr-defined]
+
+
+def test_a_run_builds_only_the_commands_its_arguments_name() -> None:
+    """typer builds each command's options on every run; a run builds the ones named, all of
+    them (an option's value may be a command's name), and the whole app for help or none."""
+    assert built(["--emulator", "up", "--tenant", "demo"]) == ["up"]
+    assert built(["--state-dir", "up", "status", "--json"]) == ["status", "up"]
+    assert built(["emulator", "stop"]) == ["emulator"]
+    everything = built([])
+    assert len(everything) > 10
+    assert built(["up", "--help"]) == built(["statu"]) == built(["--version"]) == everything
+
+
+@pytest.mark.parametrize(
+    "args", [["up", "--bogus"], ["statu"], ["up", "--json", "--time-scale", "x"], ["emulator"]]
+)
+def test_a_run_of_some_commands_says_what_the_whole_app_says(args: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from deployer.cli import app, for_args
+
+    whole = CliRunner().invoke(app, args)
+    some = CliRunner().invoke(for_args(args), args)
+    assert (some.exit_code, some.output) == (whole.exit_code, whole.output)
