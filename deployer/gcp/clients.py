@@ -61,6 +61,7 @@ EVERY_KIND = tuple(kind for kind in GAPIC if kind != "cloudbuild")
 #: secret version's modules are imported when they are needed: a no-op never pays for them.
 STAGES: dict[str, tuple[str, ...]] = {
     "discovery": (
+        "_strptime",  # datetime.strptime's (the steps read timestamps), imported then
         "encodings.idna",  # httplib2 encodes each request's host with it, imported then
         "google.auth",
         "google.auth.credentials",
@@ -71,6 +72,7 @@ STAGES: dict[str, tuple[str, ...]] = {
         "googleapiclient.errors",
     ),
     "storage": (
+        "netrc",  # requests reads ~/.netrc on a session's first request, imported then
         "google.api_core.exceptions",
         "google.auth.transport.requests",
         "google.cloud.storage",
