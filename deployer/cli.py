@@ -425,8 +425,8 @@ def init(
     project: Project = None,
     region: Region = None,
 ) -> None:
-    """Write a djdeploy.toml here that deploys this directory's Django project (source = ".").
-    Never overwrites one; no API call."""
+    """Write a djdeploy.toml for the Django project here. It sets source = "." and the values
+    given; it never overwrites a file and makes no API call."""
     from deployer import preflight
     from deployer.config.starter import write_starter
 
