@@ -18,10 +18,12 @@ an executable bit gives another digest, hence another image tag: the tag *is* th
 zlib version that compresses it; ``data`` is the gzipped stream that is uploaded.
 
 Excluded from the project: version-control and tool directories, virtualenvs, bytecode,
-node_modules, local ``.env`` files (they usually hold secrets); at the root, ``media/`` (user
-uploads never go into an image; kept when it is a Python package, an app named media),
-``db.sqlite3`` (a development database), ``.djdeploy/`` (ours); and whatever the project's
-``.gcloudignore`` or ``.dockerignore`` excludes (simple patterns: ``name``, ``dir/``,
+node_modules, local ``.env`` files (they usually hold secrets), ``djdeploy.toml`` (the
+deployer's config: the container never reads it, so a change that matters only to the deployer,
+a schedule or a memory size, builds no new image); at the root, ``media/`` (user uploads never
+go into an image; kept when it is a Python package, an app named media), ``db.sqlite3`` (a
+development database), ``.djdeploy/`` (ours), ``.github/`` (CI workflows); and whatever the
+project's ``.gcloudignore`` or ``.dockerignore`` excludes (simple patterns: ``name``, ``dir/``,
 ``path/glob*``, ``**``, ``!negation``; the last matching line wins). The two ignore files
 themselves are applied here and not shipped: ``docker build`` would apply a root .dockerignore
 a second time, to the context that holds ``.djdeploy/`` (a ``.*`` line would drop it).
@@ -69,16 +71,19 @@ EXCLUDED_NAMES = frozenset(
         ".env",
     }
 )
-#: file name patterns excluded anywhere
-EXCLUDED_GLOBS = ("*.pyc", "*.pyo")
+#: file name patterns excluded anywhere: bytecode, and djdeploy's own config (read by the
+#: deployer, never by the container: a new [[cron]] schedule or memory size is no new image)
+EXCLUDED_GLOBS = ("*.pyc", "*.pyo", "djdeploy.toml")
 IGNORE_FILES = (".gcloudignore", ".dockerignore")
 #: paths excluded at the project root only. The ignore files are applied here, not shipped: a
 #: .dockerignore in the build context would be applied again by ``docker build``, and a common
 #: ``.*`` line there would drop .djdeploy/ from the context. A local SQLite database (and its
-#: journal files) is development data, never part of an image.
+#: journal files) is development data, never part of an image; ``.github/`` (workflows, the one
+#: `djdeploy ci github-actions` writes among them) is read by GitHub, never by the app.
 EXCLUDED_ROOT = frozenset(
     {
         CONTAINER_PREFIX,
+        ".github",
         *IGNORE_FILES,
         "db.sqlite3",
         "db.sqlite3-journal",

@@ -429,6 +429,26 @@ def _flags(
 
 
 @app.command()
+def init(
+    tenant: Tenant = None,
+    project: Project = None,
+    region: Region = None,
+) -> None:
+    """Write a djdeploy.toml for the Django project here. It sets source = "." and the values
+    given; it never overwrites a file and makes no API call."""
+    from deployer import preflight
+    from deployer.config.starter import write_starter
+
+    cwd = Path.cwd()
+    path = write_starter(cwd, tenant=tenant, project=project, region=region)
+    _say(f"wrote {path}: djdeploy now deploys the Django project in {cwd}")
+    for problem in preflight.problems(cwd):
+        _say(f"before up: {problem}")
+    command = "djdeploy up" if tenant else "djdeploy up --tenant NAME"
+    _say(f"next: `{command} --emulator` to try it locally, `{command}` on Google Cloud")
+
+
+@app.command()
 def up(
     ctx: typer.Context,
     tenant: Tenant = None,

@@ -196,6 +196,21 @@ def test_root_sqlite_database_is_excluded(project: Path, container: Path) -> Non
     assert "mysite/db.sqlite3" in _names(build_archive(project, container))
 
 
+def test_deploy_only_files_are_left_out(project: Path, container: Path) -> None:
+    """The deployer's config and CI workflows: the container reads neither, so editing them
+    (a [[cron]] schedule, a memory size, a workflow's branch) builds no new image."""
+    before = build_archive(project, container)
+    (project / "djdeploy.toml").write_text('source = "."\n[service]\nmemory = "1Gi"\n')
+    (project / "deploy").mkdir()
+    (project / "deploy" / "djdeploy.toml").write_text('source = ".."\n')
+    (project / ".github" / "workflows").mkdir(parents=True)
+    (project / ".github" / "workflows" / "djdeploy.yml").write_text("on: push\n")
+    after = build_archive(project, container)
+    assert set(_names(after)) - set(_names(before)) == {"deploy"}
+    (project / "mysite" / ".github").mkdir()  # not the root one: kept
+    assert "mysite/.github" in _names(build_archive(project, container))
+
+
 def test_root_media_app_package_is_kept(project: Path, container: Path) -> None:
     """Only the uploads directory is dropped: a root app named media (a package) is code."""
     (project / "media").mkdir()

@@ -143,6 +143,59 @@ def test_a_config_beside_manage_py_without_source_is_refused(
     assert load_config(**load, flags={}).source == tmp_path  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("layout", [".", "src"])
+@pytest.mark.parametrize("command", ["up", "plan", "status", "destroy"])
+def test_a_django_project_without_a_config_is_refused_before_any_call(
+    emulator: EmulatorHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    layout: str,
+    command: str,
+) -> None:
+    """`djdeploy up --tenant demo` in a project's directory would deploy the bundled sample in
+    its place: refused, naming `djdeploy init` and --source; nothing reaches the API."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / layout).mkdir(exist_ok=True)
+    (tmp_path / layout / "manage.py").write_text("")
+    before = len(emulator.control.transcript())
+    result = djdeploy(emulator, command, "--tenant", TENANT)
+    assert result.exit_code == 1
+    line = one_line(result.output)
+    assert f"error: {tmp_path} holds a Django project (manage.py) but no djdeploy.toml" in line
+    assert "run `djdeploy init`" in line and "or pass --source ." in line
+    assert len(emulator.control.transcript()) == before
+    # the project itself, once named
+    load = {"tenant": TENANT, "cwd": tmp_path, "environ": {}, "emulator": True}
+    assert load_config(**load, flags={"source": "."}).source == tmp_path  # type: ignore[arg-type]
+    env = {"DJDEPLOY_SOURCE": "."}
+    assert load_config(**load | {"environ": env}, flags={}).source == tmp_path  # type: ignore[arg-type]
+
+
+def test_a_config_elsewhere_without_source_is_refused_in_a_django_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--config naming a file that sets no source, run from a project's directory."""
+    project, elsewhere = tmp_path / "site", tmp_path / "deploy"
+    project.mkdir()
+    elsewhere.mkdir()
+    (project / "manage.py").write_text("")
+    (elsewhere / "prod.toml").write_text('tenant = "demo"\n')
+    monkeypatch.chdir(project)
+    result = CliRunner().invoke(app, ["--emulator", "plan", "--config", "../deploy/prod.toml"])
+    assert result.exit_code == 1
+    line = one_line(result.output)
+    assert f"prod.toml sets no source, but the working directory {project} holds" in line
+    assert "or pass --source ." in line
+
+
+def test_the_sample_still_deploys_from_a_directory_without_manage_py(tmp_path: Path) -> None:
+    """The README's first command, run in an empty directory (or the repository's root)."""
+    load = {"tenant": TENANT, "environ": {}, "flags": {}, "emulator": True}
+    assert load_config(cwd=tmp_path, **load).source is None  # type: ignore[arg-type]
+    repo = Path(__file__).resolve().parents[1]
+    assert load_config(cwd=repo, **load).source is None  # type: ignore[arg-type]
+
+
 @pytest.mark.slow  # a whole up
 def test_a_refused_delete_fails_its_step_at_once_with_googles_reason(
     emulator: EmulatorHandle,

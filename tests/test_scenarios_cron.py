@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from deployer.archive import default_source
 from deployer.emulator.testing import EmulatorHandle
 from tests import test_scenarios as scenarios
 from tests.contract import check_transcript
@@ -181,6 +183,41 @@ def test_a_create_whose_answer_is_lost_leaves_no_duplicate(
     code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)
     assert code == 0, output
     assert sorted(j["name"].rsplit("/", 1)[1] for j in scheduler_jobs(emulator)) == sorted(JOBS)
+
+
+def service_image(emulator: EmulatorHandle) -> str:
+    service = emulator.discovery("run", "v2").projects().locations().services()
+    got = service.get(name=f"{PARENT}/services/{TENANT}-django").execute()
+    image: str = got["template"]["containers"][0]["image"]
+    return image
+
+
+def test_a_deploy_only_change_builds_no_image(emulator: EmulatorHandle, tmp_path: Path) -> None:
+    """djdeploy.toml beside manage.py (source = "."), as `djdeploy init` writes it: a new
+    schedule or memory size changes the scheduler job and the service, never the image (the
+    archive leaves the deployer's config out), so no build and no migrate run."""
+    site = tmp_path / "site"
+    shutil.copytree(default_source(), site)
+    config = site / "djdeploy.toml"
+    config.write_text(f'source = "."\n{CRON_TOML}')
+    assert djdeploy(emulator, config, "up", "--tenant", TENANT)[0] == 0
+    image = service_image(emulator)
+
+    config.write_text(
+        f'source = "."\n[service]\nmemory = "1Gi"\n{CRON_TOML.replace("0 3 * * *", "30 4 * * *")}'
+    )
+    emulator.control.clear_transcript()
+    code, output = djdeploy(emulator, config, "up", "--tenant", TENANT)
+    assert code == 0, output
+    changed = writes(emulator.control.transcript())
+    assert not [w for w in changed if "/builds" in w or ":run" in w], changed
+    assert any(w.startswith("PATCH") and w.endswith("-cron-nightly") for w in changed), changed
+    nightly = next(j for j in scheduler_jobs(emulator) if j["name"].endswith("-cron-nightly"))
+    assert nightly["schedule"] == "30 4 * * *"
+    service = emulator.discovery("run", "v2").projects().locations().services()
+    got = service.get(name=f"{PARENT}/services/{TENANT}-django").execute()["template"]
+    assert got["containers"][0]["resources"]["limits"]["memory"] == "1Gi"
+    assert got["containers"][0]["image"] == image
 
 
 def test_the_python_api_deploys_and_destroys_cron(emulator: EmulatorHandle) -> None:

@@ -8,6 +8,7 @@ before any API call. The package follows the order a value travels, bottom up:
 - ``names``: every resource name and label, and the ownership rule;
 - ``model``: the Config itself and its cross-field rules;
 - ``load``: defaults < file < ``DJDEPLOY_*`` environment variables < flags.
+- ``starter``: the djdeploy.toml ``djdeploy init`` writes (imported by the command alone).
 
 This package runs on the ``--help`` and bad-input paths: it imports nothing from google.* and
 nothing heavy.

@@ -321,21 +321,39 @@ def _resolve_project(layers: _Layers, environ: Mapping[str, str], emulator: bool
         )
 
 
-def _check_source_set(layers: _Layers) -> None:
-    """A config file beside a Django project (its manage.py, or src/manage.py) that does not
-    set `source` would deploy the bundled sample instead, silently (and from CI on every
-    push): refused, naming the fix. Guessing the directory instead would make the file's
-    meaning depend on what lies beside it."""
-    file = layers.file
-    if file is None or layers.values.get("source") is not None:
+def _check_source_set(layers: _Layers, cwd: Path) -> None:
+    """A Django project (its manage.py, or src/manage.py) in the working directory or beside
+    the config file, with no `source` set, would deploy the bundled sample instead, silently
+    (and from CI on every push): refused, naming the fix. Guessing the directory instead would
+    make a file's meaning depend on what lies beside it, and a bare `djdeploy up` in a project
+    would deploy it or not depending on a file's absence."""
+    if layers.values.get("source") is not None:
         return
-    if any((d / "manage.py").is_file() for d in (file.parent, file.parent / "src")):
+    file = layers.file
+    if file is not None and holds_project(file.parent):
         where = "[tool.djdeploy] in " if file.name == "pyproject.toml" else ""
         raise ConfigError(
             f"{where}{file} sets no source, but its directory holds a Django project "
             f'(manage.py): add source = "." to it (without it djdeploy deploys its bundled '
             "sample project), or pass --source"
         )
+    if not holds_project(cwd):
+        return
+    if file is None:
+        raise ConfigError(
+            f"{cwd} holds a Django project (manage.py) but no {CONFIG_FILE}, so djdeploy "
+            "would deploy its bundled sample instead: run `djdeploy init` to write one that "
+            "deploys this project, or pass --source ."
+        )
+    raise ConfigError(
+        f"{file} sets no source, but the working directory {cwd} holds a Django project "
+        "(manage.py): set source in it (relative to its directory), or pass --source ."
+    )
+
+
+def holds_project(directory: Path) -> bool:
+    """The container's rule (discover.project_dir): manage.py at the root or in src/."""
+    return any((d / "manage.py").is_file() for d in (directory, directory / "src"))
 
 
 def _layers(*, cwd: Path, environ: Mapping[str, str], flags: Mapping[str, Any]) -> _Layers:
@@ -399,7 +417,7 @@ def load_config(
         raise ConfigError(
             "no tenant: pass --tenant NAME, set DJDEPLOY_TENANT, or set tenant in djdeploy.toml"
         )
-    _check_source_set(layers)
+    _check_source_set(layers, cwd)
     _resolve_project(layers, environ, emulator)
     try:
         return _build(layers, cwd)

@@ -133,7 +133,7 @@ class Image(Operation):
         if observed is None:
             return self.create(f"no image {self.tag}: build it from source", wanted, info=info)
         if observed.get("exists"):
-            return self.noop(f"image {self.tag} exists: no build", info=info)
+            return self.noop(f"image {self.tag} is built (in the registry)", info=info)
         build = observed.get("build") or {}
         build_id = build.get("id", "?")
         status = build.get("status", "STATUS_UNKNOWN")

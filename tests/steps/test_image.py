@@ -44,7 +44,7 @@ LOG = "https://console.cloud.google.com/cloud-build/builds;region=europe-west1/b
     ("observed", "action", "failure", "reason"),
     [
         (None, Action.CREATE, "", "no image"),
-        ({"exists": True}, Action.NOOP, "", "exists: no build"),
+        ({"exists": True}, Action.NOOP, "", "is built (in the registry)"),
         ({"exists": False, "build": {"id": "b1", "status": "QUEUED"}}, Action.WAIT, "", "queued"),
         ({"exists": False, "build": {"id": "b1", "status": "WORKING"}}, Action.WAIT, "", "working"),
         (
@@ -301,7 +301,7 @@ def test_up_from_empty_then_noop_then_new_source(emulator: Any, project: Path) -
     result = engine.up(_steps(config))
     assert result.ok
     assert all(r.first is not None and r.first.action is Action.NOOP for r in result.results)
-    assert "exists: no build" in result.results[-1].first.reason  # type: ignore[union-attr]
+    assert "is built (in the registry)" in result.results[-1].first.reason  # type: ignore[union-attr]
     assert _mutations(emulator.emu.transcript.entries()) == []
 
     # one changed source file: a new tag, one new build
