@@ -75,7 +75,9 @@ _MIN_BACKOFF, _MAX_BACKOFF, _MAX_DOUBLINGS = 5.0, 3600.0, 5
 # -- schedule time --------------------------------------------------------------------------------
 
 
-def _next(job: dict[str, Any], after: float) -> str | None:
+def next_run(job: dict[str, Any], after: float) -> str | None:
+    """The job's first scheduled time after ``after`` (RFC 3339), or None (a schedule that
+    never runs)."""
     try:
         found = Schedule.parse(job["schedule"]).next_after(after, job["timeZone"])
     except CronError:
@@ -109,7 +111,7 @@ def _due(emu: Emulator, job: dict[str, Any], now: float) -> bool:
         return False
     due = job.get("scheduleTime")
     if due is None:
-        return _next(job, now) is not None  # a schedule that never runs ("0 0 30 2 *"): idle
+        return next_run(job, now) is not None  # a schedule that never runs ("0 0 30 2 *"): idle
     if parse_time(due) <= now:
         return True
     retry = emu.store.get(RETRY_KIND, job["name"])
@@ -121,11 +123,11 @@ def _act(emu: Emulator, job: dict[str, Any], now: float) -> dict[str, Any]:
     time after now becomes ``scheduleTime``, in the same transaction), or a retry."""
     due: str | None = job.get("scheduleTime")
     if due is None:
-        nxt = _next(job, now)
+        nxt = next_run(job, now)
         return job if nxt is None else {**job, "scheduleTime": nxt}
     if parse_time(due) <= now:
         job = {k: v for k, v in job.items() if k != "scheduleTime"}
-        nxt = _next(job, now)
+        nxt = next_run(job, now)
         if nxt is not None:
             job["scheduleTime"] = nxt
         emu.store.delete(RETRY_KIND, job["name"])  # a scheduled attempt replaces retries
@@ -304,7 +306,7 @@ def realize(emu: Emulator) -> None:
     with emu.store.transaction():
         emu.store.delete(*_SCALED_ANCHOR)
         for name, job in emu.store.list(KIND):
-            due, nxt = job.get("scheduleTime"), _next(job, now)
+            due, nxt = job.get("scheduleTime"), next_run(job, now)
             if due is not None and (nxt is None or parse_time(due) > parse_time(nxt)):
                 emu.store.put(KIND, name, {k: v for k, v in job.items() if k != "scheduleTime"})
     ticker.start(lambda: tick(emu))
