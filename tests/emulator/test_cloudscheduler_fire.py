@@ -191,6 +191,25 @@ def test_an_account_that_may_not_run_the_job_is_denied_and_retried(fx: Fixture) 
     assert fx.fired() == 0
 
 
+def test_retries_go_on_until_both_limits_are_reached(fx: Fixture) -> None:
+    """RetryConfig: "retried until both limits are reached": no retryCount, but 30 s of
+    maxRetryDuration, still retries (after 10 s, then 20 s more: linear past 0 doublings)."""
+    policies.set_policy(fx.emu, f"{PARENT}/jobs/{RUN_JOB}", {"bindings": []})
+    retry = {"maxRetryDuration": "30s", "minBackoffDuration": "10s", "maxDoublings": 0}
+    fx.create(schedule="0 3 * * *", retryConfig=retry)
+    fx.scheduler.run(name=f"{PARENT}/jobs/{RUN_JOB}", body={}).execute()
+
+    def finished() -> int:
+        return len([a for a in fx.attempts() if "httpRequest" in a])
+
+    fx.tick(10)
+    assert finished() == 2
+    fx.tick(20)  # 30 s after the first attempt: within the limit
+    assert finished() == 3
+    fx.tick(3600)  # the next one would be 60 s after the first: none
+    assert finished() == 3
+
+
 def test_the_schedule_follows_the_time_zone(fx: Fixture) -> None:
     fx.create(schedule="0 3 * * *")
     fx.tick()

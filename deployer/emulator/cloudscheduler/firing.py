@@ -266,8 +266,8 @@ def backoff(config: dict[str, Any], retried: int) -> float:
 
 
 def _plan_retry(emu: Emulator, job: dict[str, Any], scheduled: str, *, failed: bool) -> None:
-    """After a failed attempt, the next retry (if ``retryCount`` and ``maxRetryDuration``
-    allow); after a success, none."""
+    """After a failed attempt, the next retry (until both ``retryCount`` retries were made and
+    ``maxRetryDuration`` has passed); after a success, none."""
     name = job["name"]
     previous = emu.store.get(RETRY_KIND, name)
     if previous is not None and previous["scheduled"] != scheduled:
@@ -281,7 +281,9 @@ def _plan_retry(emu: Emulator, job: dict[str, Any], scheduled: str, *, failed: b
     first = now if previous is None else previous["first"]
     limit = _seconds(config.get("maxRetryDuration"), 0.0)
     at = now + backoff(config, retried)
-    if retried >= int(config.get("retryCount") or 0) or (limit and at > first + limit):
+    # "If specified with retry_count, the job will be retried until both limits are reached"
+    # (RetryConfig); a maxRetryDuration of 0 is no time limit
+    if retried >= int(config.get("retryCount") or 0) and (not limit or at > first + limit):
         emu.store.delete(RETRY_KIND, name)
         return
     emu.store.put(
