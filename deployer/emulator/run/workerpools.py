@@ -71,10 +71,12 @@ OUTCOME = "workerpool"
 #: provided, defaults to 100% instances assigned to the latest Ready Revision" (the WorkerPool
 #: proto); the entry's shape is a service's default ``traffic`` entry's
 LATEST_SPLIT = {"type": "INSTANCE_SPLIT_ALLOCATION_TYPE_LATEST", "percent": 100}
-#: why a revision tried here failed. Unconfirmed: Google documents neither the words nor the
-#: reason of a worker pool revision whose container exits (its worker pool health-check page
-#: says only that Cloud Run limits the restarts of a crash-looping instance); these follow a
-#: service revision's that fails to start (readiness.py's "The user-provided container ...").
+#: why a revision tried here failed. Unconfirmed: Google documents neither the words of a
+#: worker pool revision whose container exits nor the reason it gives (its worker pool
+#: health-check page says only that Cloud Run limits the restarts of a crash-looping
+#: instance); these follow a service revision's that fails to start (local/serving.py's "The
+#: user-provided container ..."), and the pool's terminalCondition takes REVISION_FAILED, the
+#: Condition.CommonReason "Revision creation process failed." of the run v2 protos.
 EXITED_EARLY = (
     "The user-provided container exited with code {code} before it started (instance {index}). "
     "Logs for this revision might contain more information."
