@@ -5,6 +5,7 @@ when the target's account may run the job with overrides, and is logged as Googl
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 from typing import Any
 
@@ -58,9 +59,17 @@ def _status(call: Any) -> int:
     return int(info.value.status_code)
 
 
-def test_job_crud(jobs: Any) -> None:
+def _next_run(job: dict[str, Any]) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(job["scheduleTime"].replace("Z", "+00:00"))
+
+
+@pytest.mark.virtual_clock  # the next runs are read against a clock that stands still
+def test_job_crud(jobs: Any, emulator: Any) -> None:
     created = jobs.create(parent=PARENT, body=_body()).execute()
     assert created["state"] == "ENABLED" and created["timeZone"] == "Europe/Paris"
+    now = datetime.datetime.fromtimestamp(emulator.emu.clock(), datetime.UTC)
+    # its next run, as Google answers, whether or not this emulator fires it
+    assert now < _next_run(created) <= now + datetime.timedelta(days=1)
     assert _status(jobs.create(parent=PARENT, body=_body())) == 409
     name = created["name"]
     assert jobs.get(name=name).execute()["schedule"] == "0 3 * * *"
@@ -71,10 +80,13 @@ def test_job_crud(jobs: Any) -> None:
         name=name, body={"schedule": "*/5 * * * *"}, updateMask="schedule"
     ).execute()
     assert patched["schedule"] == "*/5 * * * *" and patched["timeZone"] == "Europe/Paris"
+    assert _next_run(patched).minute % 5 == 0 and _next_run(patched) <= _next_run(created)
     assert _status(jobs.patch(name=name, body={"state": "PAUSED"}, updateMask="state")) == 400
 
-    assert jobs.pause(name=name, body={}).execute()["state"] == "PAUSED"
-    assert jobs.resume(name=name, body={}).execute()["state"] == "ENABLED"
+    paused = jobs.pause(name=name, body={}).execute()
+    assert paused["state"] == "PAUSED" and "scheduleTime" not in paused
+    resumed = jobs.resume(name=name, body={}).execute()
+    assert resumed["state"] == "ENABLED" and _next_run(resumed) == _next_run(patched)
 
     assert jobs.delete(name=name).execute() == {}
     assert _status(jobs.get(name=name)) == 404

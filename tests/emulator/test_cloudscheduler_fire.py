@@ -1,5 +1,6 @@
 """Cloud Scheduler fires on schedule when the emulator executes (docs/emulator.md, "Local
-execution"): jobs created through the real client, schedule time scaled by the time scale.
+execution"): jobs created through the real client, on the emulator's clock (not scaled by the
+time scale: a scheduled minute is a minute of the clock, moved at will when it is virtual).
 
 The virtual-clock tests call the ticker's work (``firing.tick``) themselves after moving the
 clock: the emulator's own ticker thread may have done it first, and either way a scheduled
@@ -19,6 +20,7 @@ from google.cloud import run_v2
 from deployer.clock import VirtualClock
 from deployer.emulator import Emulator, policies, serve, serviceusage
 from deployer.emulator.cloudscheduler import firing
+from deployer.emulator.formats import rfc3339
 from deployer.emulator.logging.filters import parse_time
 from deployer.emulator.testing import EmulatorHandle, discovery_client, gapic_options
 from tests.emulator import test_local_run as local
@@ -29,9 +31,9 @@ REGION = "europe-west1"
 PARENT = f"projects/{PROJECT}/locations/{REGION}"
 SCHED_SA = f"t1-django-sched@{PROJECT}.iam.gserviceaccount.com"
 RUN_JOB = "t1-django-cron-tick"
-#: a scheduled minute passes in 0.6 s of the clock
+#: the emulator's time scale: operations take 1% of Google's time, the schedule does not
 SCALE = 0.01
-MINUTE = 60 * SCALE
+MINUTE = 60.0
 
 
 class Fixture:
@@ -177,14 +179,35 @@ def test_an_account_that_may_not_run_the_job_is_denied_and_retried(fx: Fixture) 
     ran = fx.scheduler.run(name=f"{PARENT}/jobs/{RUN_JOB}", body={}).execute()
     assert ran["status"]["code"] == 7  # PERMISSION_DENIED, as Google records the 403
 
-    fx.tick(10 * SCALE)  # first retry, after 10 s
-    fx.tick(20 * SCALE)  # second, after 20 s more
-    fx.tick(3600 * SCALE)  # no third
+    fx.tick(9.9)
+    assert len([a for a in fx.attempts() if "httpRequest" in a]) == 1  # backoff: real seconds
+    fx.tick(0.1)  # first retry, after 10 s
+    fx.tick(20)  # second, after 20 s more
+    fx.tick(3600)  # no third
     finished = [a for a in fx.attempts() if "httpRequest" in a]
     assert [f["httpRequest"]["status"] for f in finished] == [403, 403, 403]
     assert {f["jsonPayload"]["status"] for f in finished} == {"PERMISSION_DENIED"}
     assert {f["severity"] for f in finished} == {"ERROR"}
     assert fx.fired() == 0
+
+
+def test_retries_go_on_until_both_limits_are_reached(fx: Fixture) -> None:
+    """RetryConfig: "retried until both limits are reached": no retryCount, but 30 s of
+    maxRetryDuration, still retries (after 10 s, then 20 s more: linear past 0 doublings)."""
+    policies.set_policy(fx.emu, f"{PARENT}/jobs/{RUN_JOB}", {"bindings": []})
+    retry = {"maxRetryDuration": "30s", "minBackoffDuration": "10s", "maxDoublings": 0}
+    fx.create(schedule="0 3 * * *", retryConfig=retry)
+    fx.scheduler.run(name=f"{PARENT}/jobs/{RUN_JOB}", body={}).execute()
+
+    def finished() -> int:
+        return len([a for a in fx.attempts() if "httpRequest" in a])
+
+    fx.tick(10)
+    assert finished() == 2
+    fx.tick(20)  # 30 s after the first attempt: within the limit
+    assert finished() == 3
+    fx.tick(3600)  # the next one would be 60 s after the first: none
+    assert finished() == 3
 
 
 def test_the_schedule_follows_the_time_zone(fx: Fixture) -> None:
@@ -196,8 +219,8 @@ def test_the_schedule_follows_the_time_zone(fx: Fixture) -> None:
 
 @pytest.mark.slow
 def test_a_scheduled_command_really_runs(executing_emulator: EmulatorHandle) -> None:
-    """On the real clock at scale 0.01: the job fires within a scheduled minute (0.6 s), and
-    its execution runs ``manage check`` as a process of container/sample."""
+    """A forced run (the attempt a schedule makes) starts an execution that runs ``manage
+    check`` as a process of container/sample, with nobody polling its operation."""
     handle = executing_emulator
     clients = setup_project(handle)
     handle.control.set_latency(time_scale=SCALE)
@@ -221,7 +244,7 @@ def test_a_scheduled_command_really_runs(executing_emulator: EmulatorHandle) -> 
     sched = discovery_client(handle.url, "cloudscheduler", "v1").projects().locations().jobs()
     body = {
         "name": f"{local.PARENT}/jobs/tick",
-        "schedule": "* * * * *",
+        "schedule": "0 3 * * *",
         "httpTarget": {
             "uri": f"https://run.googleapis.com/v2/{made.name}:run",
             "oauthToken": {"serviceAccountEmail": sched_sa},
@@ -232,9 +255,8 @@ def test_a_scheduled_command_really_runs(executing_emulator: EmulatorHandle) -> 
     def fired() -> list[Any]:
         return list(clients["executions"].list_executions(parent=made.name))
 
-    local.eventually(lambda: len(fired()) >= 1, "the scheduled job to fire")
-    sched.pause(name=job["name"], body={}).execute()
-    first = fired()[-1]  # newest first
+    assert sched.run(name=job["name"], body={}).execute()["status"] == {}
+    [first] = fired()
 
     def completed() -> bool:
         return clients["executions"].get_execution(name=first.name).completion_time is not None
@@ -251,25 +273,37 @@ def test_a_scheduled_command_really_runs(executing_emulator: EmulatorHandle) -> 
     assert any("System check identified no issues" in t for t in texts), texts
 
 
-def test_schedule_time_follows_the_scale_and_never_goes_back() -> None:
-    clock = VirtualClock()
-    emu = Emulator(time_scale=SCALE, clock=clock)
+def test_the_schedule_follows_the_clock_whatever_the_time_scale(fx: Fixture) -> None:
+    fx.create()
+    fx.tick()
+    assert fx.fired() == 0
+    fx.tick(MINUTE * SCALE)  # a scheduled minute is not 0.6 s at scale 0.01
+    assert fx.fired() == 0
+    fx.emu.latency.set(time_scale=0.0)  # instant operations: the schedule goes on
+    fx.tick(MINUTE)
+    assert fx.fired() == 1
+
+
+def test_a_start_takes_a_schedule_time_ahead_of_the_clock_back(tmp_path: Path) -> None:
+    """A state whose scheduleTime is later than the schedule's next time (the clock set back,
+    or an earlier emulator's scaled schedule time): the next start takes it back."""
+    first = Fixture(tmp_path, VirtualClock())
+    first.make_run_job()
+    first.create()
+    first.tick()
+    at = first.clock.now()
+    ahead = rfc3339(parse_time(first.get()["scheduleTime"]) + 100 * 3600)
+    name = f"{PARENT}/jobs/{RUN_JOB}"
+    first.emu.store.put(
+        firing.KIND, name, {**first.emu.store.get(firing.KIND, name), "scheduleTime": ahead}
+    )
+    first.close()
+
+    second = Fixture(tmp_path, VirtualClock(start=at))
     try:
-        start = firing.schedule_now(emu)
-        assert start == clock.now()  # anchored at the clock
-        clock.advance(0.6)
-        assert firing.schedule_now(emu) == start + 60  # a minute in 0.6 s at 0.01
-        # the ticker sees a new scale at its next look (here: at once) and anchors there
-        emu.latency.set(time_scale=1.0)
-        assert firing.schedule_now(emu) == start + 60
-        clock.advance(10)
-        assert firing.schedule_now(emu) == start + 70  # from then on, real time
-        emu.latency.set(time_scale=0.0)
-        assert firing.schedule_now(emu) is None  # stands still: nothing fires
-        clock.advance(10)
-        emu.latency.set(time_scale=1.0)
-        assert firing.schedule_now(emu) == start + 70
-        clock.advance(5)
-        assert firing.schedule_now(emu) == start + 75
+        second.tick()  # the start dropped it (whether or not its ticker came first): set again
+        assert parse_time(second.get()["scheduleTime"]) <= at + MINUTE
+        second.tick(MINUTE)
+        assert second.fired() == 1
     finally:
-        emu.close()
+        second.close()

@@ -352,7 +352,9 @@ _WORKER = (
     "import os, pathlib, uuid, time\n"
     "seen = [os.environ['CLOUD_RUN_REVISION'], str(bool(os.environ.get('SECRET_KEY'))),\n"
     "        str(os.path.isdir(os.environ['CLOUDSQL']))]\n"
-    "(pathlib.Path(os.environ['MEDIA']) / uuid.uuid4().hex).write_text(' '.join(seen))\n"
+    "part = pathlib.Path(os.environ['MEDIA']) / ('.' + uuid.uuid4().hex)\n"
+    "part.write_text(' '.join(seen))\n"
+    "part.rename(part.with_name(part.name[1:]))  # whole, never half-written, when seen\n"
     "print('worker ready', flush=True)\n"
     "time.sleep(600)\n"
 )
@@ -383,7 +385,9 @@ def test_worker_pool_instances_run_and_a_new_revision_replaces_them(
     bucket = emu.local.dir / "buckets" / "media-bucket"
 
     def seen() -> list[str]:
-        return sorted(p.read_text() for p in bucket.iterdir()) if bucket.is_dir() else []
+        if not bucket.is_dir():
+            return []
+        return sorted(p.read_text() for p in bucket.iterdir() if not p.name.startswith("."))
 
     def running() -> list[str]:
         return sorted(p.spec.what for p in supervisor.running())

@@ -52,6 +52,9 @@ def test_worker_pool_lifecycle(pools: Any, revisions: Any) -> None:
     assert container["ports"] == [] and "startupProbe" not in container  # no defaults added
     assert container["resources"]["limits"] == {"cpu": "1000m", "memory": "512Mi"}
     assert d["etag"]
+    # none sent: all instances on the latest ready revision, and that took effect
+    latest = [{"type": "INSTANCE_SPLIT_ALLOCATION_TYPE_LATEST", "revision": "", "percent": 100}]
+    assert d["instanceSplits"] == d["instanceSplitStatuses"] == latest
 
     with pytest.raises(exceptions.Conflict):
         pools.create_worker_pool(parent=PARENT, worker_pool=pool(), worker_pool_id="bg")
@@ -140,6 +143,7 @@ def test_a_missing_secret_fails_the_deploy(pools: Any, revisions: Any) -> None:
     failed = pools.get_worker_pool(name=f"{PARENT}/workerPools/bg")
     assert failed.terminal_condition.state == run_v2.Condition.State.CONDITION_FAILED
     assert not failed.latest_ready_revision
+    assert len(failed.instance_splits) == 1 and not failed.instance_split_statuses  # none yet
     revision = revisions.get_revision(name=failed.latest_created_revision)
     conditions = {c.type_: c for c in revision.conditions}
     assert conditions["Ready"].state == run_v2.Condition.State.CONDITION_FAILED
@@ -147,3 +151,47 @@ def test_a_missing_secret_fails_the_deploy(pools: Any, revisions: Any) -> None:
     assert failed.terminal_condition.message.startswith(
         f"Revision '{revision.name.rsplit('/', 1)[-1]}' is not ready"
     )
+
+
+def test_probes_and_instance_splits_are_accepted(pools: Any, revisions: Any) -> None:
+    """Google accepts startup (HTTP, TCP, gRPC) and liveness (HTTP, gRPC) probes on a worker
+    pool's containers (its "Configure container health checks for worker pools" page), and
+    instance splits; the emulator keeps them as sent (it adds no probe of its own)."""
+    first = pools.create_worker_pool(
+        parent=PARENT, worker_pool=pool(), worker_pool_id="probed"
+    ).result(polling=POLL)
+    with_probes = pool("gcr.io/demo/app:2")
+    container = with_probes.template.containers[0]
+    container.startup_probe = run_v2.Probe(
+        period_seconds=3, failure_threshold=3, tcp_socket=run_v2.TCPSocketAction(port=8080)
+    )
+    container.liveness_probe = run_v2.Probe(
+        period_seconds=10, http_get=run_v2.HTTPGetAction(path="/", port=8080)
+    )
+    old = first.latest_ready_revision.rsplit("/", 1)[-1]
+    with_probes.instance_splits = [
+        run_v2.InstanceSplit(
+            type_=run_v2.InstanceSplitAllocationType.INSTANCE_SPLIT_ALLOCATION_TYPE_REVISION,
+            revision=old,
+            percent=100,
+        )
+    ]
+    with_probes.name = first.name
+    done = pools.update_worker_pool(worker_pool=with_probes).result(polling=POLL)
+    kept = to_dict(done)
+    probes = kept["template"]["containers"][0]
+    assert probes["startupProbe"]["tcpSocket"] == {"port": 8080}
+    assert probes["livenessProbe"]["httpGet"] == {"path": "/", "port": 8080, "httpHeaders": []}
+    split = {"type": "INSTANCE_SPLIT_ALLOCATION_TYPE_REVISION", "revision": old, "percent": 100}
+    assert kept["instanceSplits"] == kept["instanceSplitStatuses"] == [split]
+    with pytest.raises(exceptions.BadRequest, match="serving traffic"):  # a split names it
+        revisions.delete_revision(name=first.latest_ready_revision)
+
+    bad = pool()
+    bad.template.containers[0].startup_probe = run_v2.Probe(
+        timeout_seconds=5, period_seconds=3, tcp_socket=run_v2.TCPSocketAction(port=8080)
+    )
+    with pytest.raises(exceptions.BadRequest) as refused:
+        pools.create_worker_pool(parent=PARENT, worker_pool=bad, worker_pool_id="bad")
+    where = ": spec.template.spec.containers[0].startup_probe.timeout_seconds: must be less than"
+    assert where in refused.value.message  # the revision template's path, not a job's

@@ -21,7 +21,8 @@ recorded as attempted only. The call is checked as Google's would be: the target
 ``run.jobs.runWithOverrides`` for a body with overrides). Each attempt writes Cloud Scheduler's
 ``AttemptStarted`` / ``AttemptFinished`` log entries (resource type ``cloud_scheduler_job``)
 and a failed one is retried per ``retryConfig``. With local execution on, ENABLED jobs fire on
-their schedule in scaled time (``scheduleTime`` is the next one).
+their schedule on the clock, unscaled. ``scheduleTime`` (output only) is an ENABLED job's
+next run, set on create, on a schedule change and on :resume, moved by each firing.
 
 Backend (no HTTP): :mod:`.jobs` (the resource), :mod:`.firing` (attempts, retries, the
 schedule, the ticker's work), :mod:`.cron` (unix-cron). :mod:`.handlers` parses, calls them

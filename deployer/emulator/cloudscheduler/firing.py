@@ -9,16 +9,18 @@ recorded as attempted only. Each attempt writes Cloud Scheduler's two log entrie
 (``cloudscheduler.googleapis.com/executions``, resource type ``cloud_scheduler_job``:
 ``AttemptStarted``, then ``AttemptFinished`` with the HTTP status), and sets the job's
 ``lastAttemptTime`` and ``status``. A failed attempt is retried per the job's ``retryConfig``
-(backoff scaled by the time scale) while the emulator executes.
+while the emulator executes.
 
-The schedule runs in scaled time (:func:`schedule_now`): schedule time goes ``1 / time_scale``
-times as fast as the emulator's clock from an anchor stored in the state (at scale 1 it is
-the clock; at 0.01 a minute passes in 0.6 s; at 0 it stands still and nothing fires). A job's
-``scheduleTime`` (its next run, in schedule time) is stored: it fires when schedule time
-reaches it, in the same transaction that moves ``scheduleTime`` to the next time after now,
-so a restart never fires one scheduled time twice and a long stop fires once (no backfill).
-While there are jobs, each tick also completes the operations that are due, as a request would,
-so a fired execution runs with nobody polling.
+The schedule runs on the emulator's clock, not scaled by the time scale: a job fires at the
+wall-clock minute its cron names in its ``timeZone``, as Cloud Scheduler does, and a retry
+waits its backoff in real seconds. A person running apps under ``--emulator`` (time scale 0.01)
+expects ``0 3 * * *`` at 3 a.m., not every 14 minutes, and ``* * * * *`` once a minute, not a
+Django process every 0.6 s; the time scale is for how long Google's operations take. Tests
+fire minutes at will on a virtual clock. A job's ``scheduleTime`` (its next run) is stored:
+it fires when the clock reaches it, in the same transaction that moves ``scheduleTime`` to the
+next time after now, so a restart never fires one scheduled time twice and a long stop fires
+once (no backfill). While there are jobs, each tick also completes the operations that are
+due, as a request would, so a fired execution runs with nobody polling.
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ if TYPE_CHECKING:
 
 KIND = "cloudscheduler.job"
 RETRY_KIND = "cloudscheduler.retry"  # a failed attempt's retries to come, by job name
-_ANCHOR_KIND = "cloudscheduler.clock"
-_ANCHOR_KEY = "anchor"
+#: where an earlier emulator kept its scaled schedule time (dropped at start, realize())
+_SCALED_ANCHOR = ("cloudscheduler.clock", "anchor")
 RUN_URI = re.compile(
     r"^https://run\.googleapis\.com/v2/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
     r"/jobs/(?P<job>[^/:]+):run$"
@@ -73,31 +75,9 @@ _MIN_BACKOFF, _MAX_BACKOFF, _MAX_DOUBLINGS = 5.0, 3600.0, 5
 # -- schedule time --------------------------------------------------------------------------------
 
 
-def schedule_now(emu: Emulator) -> float | None:
-    """The schedule's time now (epoch seconds), or None at time scale 0. The anchor (clock,
-    schedule time, scale) is stored, and moved when the scale changes, so schedule time never
-    jumps back."""
-    now, scale = emu.clock(), emu.latency.time_scale
-    anchor = emu.store.get(_ANCHOR_KIND, _ANCHOR_KEY)
-    if anchor is None or anchor["scale"] != scale:
-        with emu.store.transaction():
-            anchor = emu.store.get(_ANCHOR_KIND, _ANCHOR_KEY)
-            if anchor is None:
-                anchor = {"clock": now, "schedule": now, "scale": scale}
-            elif anchor["scale"] != scale:
-                anchor = {"clock": now, "schedule": _at(anchor, now), "scale": scale}
-            emu.store.put(_ANCHOR_KIND, _ANCHOR_KEY, anchor)
-    return None if scale == 0 else _at(anchor, now)
-
-
-def _at(anchor: dict[str, float], now: float) -> float:
-    if anchor["scale"] == 0:
-        return anchor["schedule"]
-    # to the millisecond: epoch-sized floats divided by a small scale carry noise below it
-    return round(anchor["schedule"] + max(0.0, now - anchor["clock"]) / anchor["scale"], 3)
-
-
-def _next(job: dict[str, Any], after: float) -> str | None:
+def next_run(job: dict[str, Any], after: float) -> str | None:
+    """The job's first scheduled time after ``after`` (RFC 3339), or None (a schedule that
+    never runs)."""
     try:
         found = Schedule.parse(job["schedule"]).next_after(after, job["timeZone"])
     except CronError:
@@ -114,7 +94,7 @@ def tick(emu: Emulator) -> None:
     jobs = emu.store.list(KIND)
     if not jobs:
         return  # idle: no store write, no schedule time yet
-    now = schedule_now(emu)
+    now = emu.clock()
     for name, seen in jobs:
         if _due(emu, seen, now):
             with emu.store.transaction():
@@ -126,28 +106,28 @@ def tick(emu: Emulator) -> None:
     emu.ops.advance()
 
 
-def _due(emu: Emulator, job: dict[str, Any], now: float | None) -> bool:
+def _due(emu: Emulator, job: dict[str, Any], now: float) -> bool:
     if job.get("state") != "ENABLED":
         return False
     due = job.get("scheduleTime")
-    if now is not None and due is None:
-        return _next(job, now) is not None  # a schedule that never runs ("0 0 30 2 *"): idle
-    if now is not None and due is not None and parse_time(due) <= now:
+    if due is None:
+        return next_run(job, now) is not None  # a schedule that never runs ("0 0 30 2 *"): idle
+    if parse_time(due) <= now:
         return True
     retry = emu.store.get(RETRY_KIND, job["name"])
     return retry is not None and retry["at"] <= emu.clock()
 
 
-def _act(emu: Emulator, job: dict[str, Any], now: float | None) -> dict[str, Any]:
+def _act(emu: Emulator, job: dict[str, Any], now: float) -> dict[str, Any]:
     """What is due on ``job``: its first ``scheduleTime``, its scheduled attempt (the next
     time after now becomes ``scheduleTime``, in the same transaction), or a retry."""
     due: str | None = job.get("scheduleTime")
-    if now is not None and due is None:
-        nxt = _next(job, now)
+    if due is None:
+        nxt = next_run(job, now)
         return job if nxt is None else {**job, "scheduleTime": nxt}
-    if now is not None and due is not None and parse_time(due) <= now:
+    if parse_time(due) <= now:
         job = {k: v for k, v in job.items() if k != "scheduleTime"}
-        nxt = _next(job, now)
+        nxt = next_run(job, now)
         if nxt is not None:
             job["scheduleTime"] = nxt
         emu.store.delete(RETRY_KIND, job["name"])  # a scheduled attempt replaces retries
@@ -272,7 +252,7 @@ def _seconds(value: Any, default: float) -> float:
 
 
 def backoff(config: dict[str, Any], retried: int) -> float:
-    """Seconds (unscaled) before retry number ``retried + 1``: the minimum backoff doubled
+    """Seconds before retry number ``retried + 1``: the minimum backoff doubled
     ``maxDoublings`` times, then growing by that last step, capped at the maximum (Google's
     RetryConfig: 10 s, 3 doublings, 300 s max gives 10, 20, 40, 80, 160, 240, 300, 300...)."""
     low = _seconds(config.get("minBackoffDuration"), _MIN_BACKOFF)
@@ -286,8 +266,8 @@ def backoff(config: dict[str, Any], retried: int) -> float:
 
 
 def _plan_retry(emu: Emulator, job: dict[str, Any], scheduled: str, *, failed: bool) -> None:
-    """After a failed attempt, the next retry (if ``retryCount`` and ``maxRetryDuration``
-    allow); after a success, none."""
+    """After a failed attempt, the next retry (until both ``retryCount`` retries were made and
+    ``maxRetryDuration`` has passed); after a success, none."""
     name = job["name"]
     previous = emu.store.get(RETRY_KIND, name)
     if previous is not None and previous["scheduled"] != scheduled:
@@ -296,12 +276,14 @@ def _plan_retry(emu: Emulator, job: dict[str, Any], scheduled: str, *, failed: b
         emu.store.delete(RETRY_KIND, name)
         return
     config = job.get("retryConfig") or {}
-    now, scale = emu.clock(), emu.latency.time_scale
+    now = emu.clock()
     retried = 0 if previous is None else previous["retried"] + 1
     first = now if previous is None else previous["first"]
     limit = _seconds(config.get("maxRetryDuration"), 0.0)
-    at = now + backoff(config, retried) * scale
-    if retried >= int(config.get("retryCount") or 0) or (limit and at > first + limit * scale):
+    at = now + backoff(config, retried)
+    # "If specified with retry_count, the job will be retried until both limits are reached"
+    # (RetryConfig); a maxRetryDuration of 0 is no time limit
+    if retried >= int(config.get("retryCount") or 0) and (not limit or at > first + limit):
         emu.store.delete(RETRY_KIND, name)
         return
     emu.store.put(
@@ -315,10 +297,21 @@ def forget(emu: Emulator, name: str) -> None:
 
 
 def realize(emu: Emulator) -> None:
-    """With local execution on, start the ticker (an emulator start; stopped on close)."""
+    """With local execution on, start the ticker (an emulator start; stopped on close). A
+    stored ``scheduleTime`` later than the schedule's next time after now is taken back to it:
+    the clock was set back, or an earlier emulator ran schedule time ahead of the clock by
+    the time scale (its anchor goes too)."""
     ticker = emu.local.scheduler
-    if ticker is not None:
-        ticker.start(lambda: tick(emu))
+    if ticker is None:
+        return
+    now = emu.clock()
+    with emu.store.transaction():
+        emu.store.delete(*_SCALED_ANCHOR)
+        for name, job in emu.store.list(KIND):
+            due, nxt = job.get("scheduleTime"), next_run(job, now)
+            if due is not None and (nxt is None or parse_time(due) > parse_time(nxt)):
+                emu.store.put(KIND, name, {k: v for k, v in job.items() if k != "scheduleTime"})
+    ticker.start(lambda: tick(emu))
 
 
 def decoded(body: object) -> dict[str, Any]:

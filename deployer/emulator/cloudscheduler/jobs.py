@@ -11,7 +11,7 @@ from ..errors import AlreadyExists, InvalidArgument, NotFound
 from ..formats import rfc3339
 from ..projects import resolve
 from ..serviceusage import require_enabled
-from .firing import KIND, attempt, decoded, forget
+from .firing import KIND, attempt, decoded, forget, next_run
 
 if TYPE_CHECKING:
     from ..context import Emulator
@@ -73,7 +73,7 @@ class Jobs:
             job.setdefault("timeZone", "Etc/UTC")
             self._check(job, parent)
             job.update(state="ENABLED", userUpdateTime=self._now())
-            self.emu.store.put(KIND, name, job)
+            self.emu.store.put(KIND, name, self._scheduled(job))
             return job
 
     def patch(self, name: str, body: dict[str, Any], fields: list[str]) -> dict[str, Any]:
@@ -96,7 +96,7 @@ class Jobs:
             self._check(new, name.rpartition("/jobs/")[0])
             new["userUpdateTime"] = self._now()
             if (new["schedule"], new["timeZone"]) != (job["schedule"], job["timeZone"]):
-                new.pop("scheduleTime", None)  # the ticker finds the new schedule's next time
+                new = self._scheduled(new)
             self.emu.store.put(KIND, name, new)
             return new
 
@@ -110,8 +110,7 @@ class Jobs:
         """:pause (PAUSED) and :resume (ENABLED)."""
         with self.emu.store.transaction():
             job = self.get(name)
-            job = {**job, "state": state, "userUpdateTime": self._now()}
-            job.pop("scheduleTime", None)  # resumed: from now on, missed times are not run
+            job = self._scheduled({**job, "state": state, "userUpdateTime": self._now()})
             forget(self.emu, name)
             self.emu.store.put(KIND, name, job)
             return job
@@ -125,6 +124,17 @@ class Jobs:
             job = attempt(self.emu, self.get(name), scheduled=self._now())
             self.emu.store.put(KIND, name, job)
             return job
+
+    def _scheduled(self, job: dict[str, Any]) -> dict[str, Any]:
+        """``job`` (changed in place) with ``scheduleTime`` its next run after now when it is
+        ENABLED (a resumed job's missed times are not run), none when it is paused or its
+        schedule never runs: Google's output, whether or not this emulator fires it."""
+        nxt = next_run(job, self.emu.clock()) if job.get("state") == "ENABLED" else None
+        if nxt is None:
+            job.pop("scheduleTime", None)
+        else:
+            job["scheduleTime"] = nxt
+        return job
 
     # -- the checks ---------------------------------------------------------------------------
 

@@ -9,6 +9,24 @@ the certificate.
 Domain ownership: every domain counts as verified for the caller except
 ``unverified.example`` and its subdomains (``UNVERIFIED``), whose mappings end Ready False,
 reason PermissionDenied, with Google's message.
+
+What is confirmed, and from where (public reports of Google's answers; Google's reference
+documents neither reasons nor messages of DomainMapping conditions):
+
+- an unverified domain is not refused at create: the mapping is created and ends Ready False
+  with the message ``_NOT_AUTHORIZED`` (terraform-provider-google issue 19053, 2024, and
+  terraform-docs-samples PR 158, 2022: "Error waiting to create DomainMapping: resource is in
+  failed state "Ready:False", message: Caller is not authorized to administer the domain
+  ..."). The 2022 answer quoted the domain ('example.com'), the 2024 one did not and was
+  prefixed by Google's internal "com.google.net.rpc3.RpcException: "; the emulator gives the
+  2024 words without that prefix. Its reason, PermissionDenied, is an assumption (terraform
+  shows only the state and the message);
+- a route (service) that does not exist: Ready False, reason RouteMissing
+  (terraform-provider-google issue 5173's debug log); the message is the emulator's;
+- the status's fields (conditions, resourceRecords, mappedRouteName, observedGeneration: the
+  v1 REST reference, namespaces.domainmappings); the condition types Ready,
+  CertificateProvisioned and DomainRoutable as public reports show them; the CertificatePending
+  reason and its message while the certificate is pending are assumptions.
 """
 
 from __future__ import annotations
@@ -49,6 +67,15 @@ _CNAME = "ghs.googlehosted.com."
 _CERT_PENDING = (
     "Waiting for certificate provisioning. You must configure your DNS records for "
     "certificate issuance to begin."
+)
+#: Ready False for a domain the caller may not administer (confirmed: module docstring)
+_NOT_AUTHORIZED = (
+    "Caller is not authorized to administer the domain {domain}. If you own {domain}, you can "
+    "obtain authorization by verifying ownership of the domain, or any of its parent domains, "
+    "via the Webmaster Central portal: "
+    "https://www.google.com/webmasters/verification/verification?domain={domain}. We "
+    "recommend verifying ownership of the largest scope you wish to use with subdomains (eg. "
+    "verify 'example.com' if you wish to map 'subdomain.example.com')."
 )
 
 
@@ -166,15 +193,7 @@ class DomainMappings:
             return {"observedGeneration": 1, "conditions": unknown}
         domain, route = stored["domain"], stored["spec"]["routeName"]
         if _unverified(domain):
-            message = (
-                f"Caller is not authorized to administer the domain {domain}. If you own "
-                f"{domain}, you can obtain authorization by verifying ownership of the domain, "
-                "or any of its parent domains, via the Webmaster Central portal: "
-                f"https://www.google.com/webmasters/verification/verification?domain={domain}. "
-                "We recommend verifying ownership of the largest scope you wish to use with "
-                "subdomains (eg. verify 'example.com' if you wish to map "
-                "'subdomain.example.com')."
-            )
+            message = _NOT_AUTHORIZED.format(domain=domain)
             return {
                 "observedGeneration": 1,
                 "conditions": [_condition("Ready", "False", "PermissionDenied", message)],

@@ -66,7 +66,7 @@ class Jobs(Collection):
         template["template"] = templates.task_template(
             template.get("template") or {}, parent.number
         )
-        templates.check(template["template"], service=False)
+        templates.check(template["template"], spec=templates.TASK_SPEC)
         templates.check_service_account(emu, template["template"])
         template.setdefault("taskCount", 1)
         set_spec(job, spec, _SPEC)

@@ -68,9 +68,12 @@ def serving_revisions(svc: dict[str, Any]) -> set[str]:
 
 
 def running_revisions(pool: dict[str, Any]) -> set[str]:
-    """The revisions a worker pool runs instances of (its latest ready one), and the one it is
-    rolling out."""
+    """The revisions a worker pool runs instances of (its latest ready one, those its instance
+    splits name), and the one it is rolling out."""
     out = {pool["latestReadyRevision"]} if pool.get("latestReadyRevision") else set()
+    for split in pool.get("instanceSplitStatuses") or []:
+        if split.get("revision") and split.get("percent"):
+            out.add(f"{pool['name']}/revisions/{split['revision']}")
     if pool.get("reconciling") and pool.get("latestCreatedRevision"):
         out.add(pool["latestCreatedRevision"])
     return out

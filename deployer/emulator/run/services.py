@@ -107,7 +107,7 @@ class Services(Collection):
         emu = self.emu
         at = now(emu)
         template = templates.revision_template(spec.get("template") or {}, parent.number)
-        templates.check(template, service=True)
+        templates.check(template, spec=templates.REVISION_SPEC, service=True)
         templates.check_service_account(emu, template)
         set_spec(svc, spec, _SPEC)
         svc.setdefault("ingress", "INGRESS_TRAFFIC_ALL")

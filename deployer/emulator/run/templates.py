@@ -91,11 +91,15 @@ def check_service_account(emu: Emulator, template: dict[str, Any]) -> None:
         raise InvalidArgument(f"Service account {email} does not exist.")
 
 
-def check(template: dict[str, Any], *, service: bool) -> None:
-    """The synchronous (400) checks of a revision / task template that matter to a deployment:
-    Cloud Storage volumes need the second generation (services: jobs always run gen2), a
-    probe's timeout may not exceed its period, reserved env names are refused (services)."""
-    spec = "spec.template.spec" if service else "spec.template.spec.template.spec"
+#: where a template's fields are named in Run's messages (a job's task template is nested)
+REVISION_SPEC, TASK_SPEC = "spec.template.spec", "spec.template.spec.template.spec"
+
+
+def check(template: dict[str, Any], *, spec: str, service: bool = False) -> None:
+    """The synchronous (400) checks of a revision / task template (named ``spec`` in the
+    messages) that matter to a deployment: Cloud Storage volumes need the second generation
+    (services: jobs and worker pools have no other), a probe's timeout may not exceed its
+    period, reserved env names are refused (services)."""
     if service and template.get("executionEnvironment") != "EXECUTION_ENVIRONMENT_GEN2":
         for vi, vol in enumerate(template.get("volumes") or []):
             if "gcs" in vol:

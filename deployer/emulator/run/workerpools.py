@@ -2,8 +2,11 @@
 changed, Ready after ``run.service.deploy`` or Failed when the template cannot start), get,
 list, delete.
 
-A worker pool is a service without ingress: its revision template has no ports and no probes
-(none are defaulted), its instances are ``scaling.manualInstanceCount`` (default 1). Its
+A worker pool is a service without ingress: its revision template has no ports, and no probe
+is defaulted (startup and liveness probes sent are kept, as Google's worker pool health-check
+page describes), its instances are ``scaling.manualInstanceCount`` (default 1), its
+``instanceSplits`` all on the latest ready revision unless sent (``instanceSplitStatuses``
+follow them when a deploy succeeds). Its
 revisions are resources as a service's (:mod:`.revisions`, owner WORKER_POOLS), Ready or Failed
 with the deploy. With local execution, a deploy's new revision is tried first
 (:func:`.realize.pool_trial`): Ready once its instances stayed up ``run.workerpool.start``,
@@ -64,7 +67,16 @@ _SPEC = (
 DEPLOY = "run.service.deploy"
 #: the outcome kind that fails a worker pool's next revision (matched on the pool's id)
 OUTCOME = "workerpool"
-#: why a revision tried here failed (Cloud Run's words for a container that did not start)
+#: ``instanceSplits`` when a create/update leaves them out: "If instance split is empty or not
+#: provided, defaults to 100% instances assigned to the latest Ready Revision" (the WorkerPool
+#: proto); the entry's shape is a service's default ``traffic`` entry's
+LATEST_SPLIT = {"type": "INSTANCE_SPLIT_ALLOCATION_TYPE_LATEST", "percent": 100}
+#: why a revision tried here failed. Unconfirmed: Google documents neither the words of a
+#: worker pool revision whose container exits nor the reason it gives (its worker pool
+#: health-check page says only that Cloud Run limits the restarts of a crash-looping
+#: instance); these follow a service revision's that fails to start (local/serving.py's "The
+#: user-provided container ..."), and the pool's terminalCondition takes REVISION_FAILED, the
+#: Condition.CommonReason "Revision creation process failed." of the run v2 protos.
 EXITED_EARLY = (
     "The user-provided container exited with code {code} before it started (instance {index}). "
     "Logs for this revision might contain more information."
@@ -72,7 +84,8 @@ EXITED_EARLY = (
 
 
 def pool_template(t: dict[str, Any], number: str) -> dict[str, Any]:
-    """A worker pool's revision template with the server's defaults (no ports, no probes)."""
+    """A worker pool's revision template with the server's defaults (no ports, no probe
+    added)."""
     t = copy.deepcopy(t)
     containers = t.get("containers") or []
     if not containers:
@@ -80,7 +93,8 @@ def pool_template(t: dict[str, Any], number: str) -> dict[str, Any]:
     for ci, c in enumerate(containers):
         if not c.get("image"):
             raise InvalidArgument(f"template.containers[{ci}].image: Field is required.")
-        if c.get("ports"):
+        if c.get("ports"):  # an assumption: Google gives worker pools no port setting (no
+            # --port on `gcloud run worker-pools deploy`); the words are the emulator's
             raise InvalidArgument(
                 f"template.containers[{ci}].ports: worker pools do not accept ports."
             )
@@ -117,7 +131,7 @@ class WorkerPools(Collection):
         emu = self.emu
         at = now(emu)
         template = pool_template(spec.get("template") or {}, parent.number)
-        templates.check(template, service=False)
+        templates.check(template, spec=templates.REVISION_SPEC)
         templates.check_service_account(emu, template)
         scaling = dict(spec.get("scaling") or {})
         count = scaling.setdefault("manualInstanceCount", 1)
@@ -127,6 +141,8 @@ class WorkerPools(Collection):
             )
         spec = {**spec, "scaling": scaling}
         set_spec(pool, spec, _SPEC)
+        if not pool.get("instanceSplits"):
+            pool["instanceSplits"] = [dict(LATEST_SPLIT)]
         pool.setdefault("launchStage", "GA")
         generation = next_generation(pool, at)
         rid = new_revision_id(pool, template, generation)
@@ -186,8 +202,9 @@ class WorkerPools(Collection):
                 conclude(emu, rev, problem)
         types = ("ConfigurationsReady",)
         if settle_deploy(emu, pool, op, problem=problem, revision=revision, types=types):
-            if problem is None:
+            if problem is None:  # the splits took effect; a failure keeps the last ones
                 pool[READY_TEMPLATE] = copy.deepcopy(pool["template"])
+                pool["instanceSplitStatuses"] = copy.deepcopy(pool["instanceSplits"])
             save(emu, WORKER_POOL_KIND, pool)
             if problem is None:  # run here: its instances replace the previous revision's
                 pool_instances(emu, pool, pid=op["args"]["pid"])
