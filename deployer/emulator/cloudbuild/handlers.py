@@ -9,6 +9,7 @@ from .. import artifactregistry, redis
 from ..artifactregistry.names import op_name
 from ..context import Emulator
 from ..errors import InvalidArgument, NotFound
+from ..formats import parse_rfc3339
 from ..operations import longrunning_json
 from ..pagination import Paging, paginate
 from ..projects import REGIONS, ensure_project
@@ -97,8 +98,10 @@ def create_build_regional(req: Request, project: str, location: str) -> dict[str
 
 def _created(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
     """The create answer shows the build as created, QUEUED, as Google's does, however long a
-    loaded machine took between storing it and answering."""
-    return operation_json(emu, op, now=op["created"])
+    loaded machine took between storing it and answering (the operation is recorded after the
+    build, so its own time may already be past the build's queue time)."""
+    created = parse_rfc3339(get_build(emu, op["target"])["createTime"])
+    return operation_json(emu, op, now=created)
 
 
 # -- get / list / cancel ---------------------------------------------------------------------
