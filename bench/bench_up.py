@@ -88,7 +88,8 @@ def recorder(into: list[Timed]) -> Callable[[Event], None]:
 def observation_lags(ops: list[dict[str, Any]], events: list[Timed], lags: dict[str, Lag]) -> None:
     """Per operation kind, from the operation being due to the engine acting on it: the step
     whose apply started it (the latest apply naming that kind before the operation's creation),
-    then that step's first apply or done after the operation was due."""
+    then that step's first apply or done after the operation was due (or its wait for its
+    run_needs: a job made before what its execution needs is done)."""
     for op in ops:
         kind, created, due = str(op["duration_kind"]), float(op["created"]), float(op["done_at"])
         starts = [
@@ -106,7 +107,11 @@ def observation_lags(ops: list[dict[str, Any]], events: list[Timed], lags: dict[
             (
                 t
                 for t, e in later
-                if t >= due and e.phase in (Phase.APPLY, Phase.DONE, Phase.FAILED)
+                if t >= due
+                and (
+                    e.phase in (Phase.APPLY, Phase.DONE, Phase.FAILED)
+                    or (e.phase is Phase.WAIT and e.change is None)  # waits for its run_needs
+                )
             ),
             None,
         )

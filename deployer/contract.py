@@ -49,9 +49,9 @@ CONTRACT: tuple[EnvVar, ...] = (
         False,
         "all",
         "the service's hosts, comma-separated: <service>-<number>.<region>.run.app, (service "
-        "only) its other run.app URLs, and config.domains",
+        "only) its older <service>-*-<code>.a.run.app host as a pattern, and config.domains",
     ),
-    EnvVar("CSRF_TRUSTED_ORIGINS", False, "all", "https:// + each host of ALLOWED_HOSTS"),
+    EnvVar("CSRF_TRUSTED_ORIGINS", False, "all", "https:// + each exact host of ALLOWED_HOSTS"),
     EnvVar("GS_BUCKET_NAME", False, "all", "the media bucket's name"),
     EnvVar("DJANGO_SUPERUSER_USERNAME", False, "migrate", "superuser created if missing"),
     EnvVar("DJANGO_SUPERUSER_EMAIL", False, "migrate", "its email"),

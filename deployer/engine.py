@@ -167,8 +167,64 @@ def _ignore(_: Event) -> None:
     pass
 
 
+def run_needs(step: Step) -> Sequence[str]:
+    """The steps that must be done before ``step`` runs what it made (Action.RUN: a job's
+    execution) and before it counts as done, but not before it starts: a job is created or
+    updated beside the steps only its execution needs (a step without them: none)."""
+    return tuple(getattr(step, "run_needs", ()))
+
+
+class NotRun(DeployError):
+    """A step whose run_needs failed: what it made is left unrun, and the steps after it wait
+    for it as for a step that did not run."""
+
+    def __init__(self, need: str) -> None:
+        super().__init__(f"not run: {need} failed")
+        self.need = need
+
+
+class Gate:
+    """The steps done and failed so far in one `up`, for the step threads that wait on their
+    run_needs (woken at each step's end, never by a clock)."""
+
+    def __init__(self, done: Collection[str]) -> None:
+        self._cond = threading.Condition()
+        self._done = set(done)
+        self._failed: set[str] = set()
+        self._cancelled = False
+
+    def finished(self, name: str, *, ok: bool) -> None:
+        with self._cond:
+            (self._done if ok else self._failed).add(name)
+            self._cond.notify_all()
+
+    def cancel(self) -> None:
+        with self._cond:
+            self._cancelled = True
+            self._cond.notify_all()
+
+    def pending(self, step: Step) -> list[str]:
+        """The run_needs of ``step`` not done yet."""
+        with self._cond:
+            return [n for n in run_needs(step) if n not in self._done]
+
+    def wait(self, step: Step) -> None:
+        """Return once every run_need of ``step`` is done; NotRun when one failed."""
+        with self._cond:
+            while True:
+                if self._cancelled:
+                    raise StepFailed(step.name, "cancelled")
+                blocked = [n for n in run_needs(step) if n in self._failed]
+                if blocked:
+                    raise NotRun(blocked[0])
+                if all(n in self._done for n in run_needs(step)):
+                    return
+                self._cond.wait()
+
+
 def order(steps: Sequence[Step]) -> list[Step]:
-    """Dependency order (stable); refuses unknown needs and cycles."""
+    """Dependency order (stable), run_needs counted as needs; refuses unknown needs and
+    cycles."""
     by_name = {s.name: s for s in steps}
     done: list[Step] = []
     seen: set[str] = set()
@@ -180,7 +236,7 @@ def order(steps: Sequence[Step]) -> list[Step]:
         if step.name in visiting:
             raise ValueError(f"step graph has a cycle through {step.name}")
         visiting.add(step.name)
-        for need in step.needs:
+        for need in (*step.needs, *run_needs(step)):
             if need not in by_name:
                 raise ValueError(f"step {step.name} needs unknown step {need}")
             visit(by_name[need])
@@ -240,6 +296,7 @@ class Engine:
         pending = [s for s in ordered if s.name not in done]
         running: dict[Future[None], Step] = {}
         failed: set[str] = set()
+        gate = Gate(done)
         with ThreadPoolExecutor(max_workers=len(ordered) or 1) as pool:
             try:
                 while pending or running:
@@ -247,23 +304,25 @@ class Engine:
                         blocked = [n for n in step.needs if n in failed]
                         if blocked:
                             pending.remove(step)
+                            self._skip(results[step.name], blocked[0], start)
                             failed.add(step.name)
-                            results[step.name].error = f"not run: {blocked[0]} failed"
-                            results[step.name].waited_for = blocked[0]
-                            self._emit(
-                                step.name, Phase.SKIPPED, start, message=results[step.name].error
-                            )
+                            gate.finished(step.name, ok=False)
                         elif all(n in done for n in step.needs):
                             pending.remove(step)
-                            running[pool.submit(self._run, step, results[step.name])] = step
+                            run = pool.submit(self._run, step, results[step.name], gate)
+                            running[run] = step
                     if not running:
                         break
                     finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                     for fut in finished:
                         step = running.pop(fut)
                         exc = fut.exception()
+                        gate.finished(step.name, ok=exc is None)
                         if exc is None:
                             done.add(step.name)
+                        elif isinstance(exc, NotRun):
+                            failed.add(step.name)
+                            self._skip(results[step.name], exc.need, start)
                         elif isinstance(exc, DeployError):
                             failed.add(step.name)
                             results[step.name].error = str(exc)
@@ -273,17 +332,24 @@ class Engine:
                             raise exc
             except BaseException:
                 self._cancel.set()
+                gate.cancel()
                 raise
         return RunResult(list(results.values()), self.clock.monotonic() - start)
 
-    def _run(self, step: Step, result: StepResult) -> None:
+    def _skip(self, result: StepResult, need: str, start: float) -> None:
+        result.error = f"not run: {need} failed"
+        result.waited_for = need
+        self._emit(result.step, Phase.SKIPPED, start, message=result.error)
+
+    def _run(self, step: Step, result: StepResult, gate: Gate) -> None:
         t0 = self.clock.monotonic()
         self._emit(step.name, Phase.OBSERVE, t0)
         try:
             first = change = self._diff(step, first=True)
             result.first = change
             if change.action is not Action.NOOP:
-                change = self._converge(step, change, t0)
+                change = self._converge(step, change, t0, gate)
+            self._wait_for(step, gate, t0)  # done only once what its run needs is
             result.last = change
         finally:
             result.elapsed = self.clock.monotonic() - t0
@@ -291,7 +357,17 @@ class Engine:
         done = "" if first.action is Action.NOOP else first.action.value
         self._emit(step.name, Phase.DONE, t0, change=change, message=done)
 
-    def _converge(self, step: Step, change: Change, t0: float) -> Change:
+    def _wait_for(self, step: Step, gate: Gate, t0: float) -> bool:
+        """Wait until the run_needs of ``step`` are done (NotRun when one failed); whether it
+        had to."""
+        pending = gate.pending(step)
+        if not pending:
+            return False
+        self._emit(step.name, Phase.WAIT, t0, message=f"waits for {', '.join(pending)}")
+        gate.wait(step)
+        return True
+
+    def _converge(self, step: Step, change: Change, t0: float, gate: Gate) -> Change:
         """Apply, then re-observe until the diff is NOOP (or fail with the reason). The kind of
         failure decides: a refusal is never applied; a permanent one (Broken) fails the step
         once this run applied something; a Transient one is applied again after its delay,
@@ -329,6 +405,9 @@ class Engine:
                     if reapplies > self.options.reapplies:
                         fields = ", ".join(f.path for f in change.fields) or change.reason
                         raise StepFailed(step.name, f"still differs after apply: {fields}")
+                # what it made runs once its run_needs are done; its deadline counts from then
+                if change.action is Action.RUN and self._wait_for(step, gate, t0):
+                    deadline = self.clock.monotonic() + self.options.step_timeout
                 self._emit(step.name, Phase.APPLY, t0, change=change)
                 try:
                     step.apply(self.cloud, change)

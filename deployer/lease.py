@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from deployer.clock import Clock
-from deployer.engine import Options
+from deployer.engine import Options, run_needs
 from deployer.errors import DeployError
 from deployer.gcp.lease import LeaseStore, StoredLease
 
@@ -431,6 +431,10 @@ class Guarded:
     @property
     def needs(self) -> Sequence[str]:
         return self.step.needs
+
+    @property
+    def run_needs(self) -> Sequence[str]:
+        return run_needs(self.step)
 
     def observe(self, cloud: Cloud) -> Any | None:
         self.lease.check()

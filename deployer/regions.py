@@ -54,6 +54,24 @@ CLOUD_RUN_REGIONS: frozenset[str] = frozenset(
     ]
 )
 
+#: The short codes Cloud Run puts in a service's older ``<service>-<hash>-<code>.a.run.app``
+#: host, by region (a region not listed: its code is not known here; the emulator makes one up)
+RUN_APP_CODES: dict[str, str] = {
+    "us-central1": "uc",
+    "us-east1": "ue",
+    "us-east4": "uk",
+    "us-west1": "uw",
+    "europe-west1": "ew",
+    "europe-west2": "nw",
+    "europe-west3": "ey",
+    "europe-west4": "ez",
+    "europe-north1": "lz",
+    "asia-northeast1": "an",
+    "asia-east1": "de",
+    "asia-southeast1": "as",
+    "australia-southeast1": "ts",
+}
+
 #: Cloud Storage multi-regions (bucket locations are case-insensitive; Google answers upper case)
 STORAGE_MULTI_REGIONS: frozenset[str] = frozenset(["ASIA", "EU", "US"])
 

@@ -146,6 +146,7 @@ def test_the_graph_and_the_apis() -> None:
     steps = {s.name: s for s in build_steps(config())}
     assert steps["redis"].needs == ("apis",) and steps["redis-url"].needs == ("redis",)
     assert "redis-url" in steps["db-init"].needs and "redis-url" in steps["iam-runtime"].needs
+    assert "redis-url" in steps["migrate"].needs  # created beside db-init, its env reads it
     runtime = steps["iam-runtime"]
     assert isinstance(runtime, IamRuntime) and SECRET in runtime.secret_ids()
     assert "redis-retired" in [s.name for s in plain] and "redis-retired" not in steps

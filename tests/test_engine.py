@@ -180,35 +180,108 @@ def test_transient_failures_are_reapplied_past_the_reapply_limit() -> None:
     assert len(step.log) == 7
 
 
+@dataclass(eq=False)
+class TwoStage(FakeStep):
+    """A job: created, then run; its run (and its being done) may wait for ``run_needs``."""
+
+    run_needs: tuple[str, ...] = ()
+    ran: bool = False
+    created: threading.Event = field(default_factory=threading.Event)
+
+    def observe(self, cloud: Any) -> dict[str, Any] | None:
+        return {"state": "ran" if self.ran else "created"} if self.exists else None
+
+    def diff(self, observed: dict[str, Any] | None) -> Change:
+        if observed is None:
+            return Change(self.name, self.name, Action.CREATE, "absent")
+        if observed["state"] == "created":
+            return Change(self.name, self.name, Action.RUN, "never ran")
+        return Change(self.name, self.name, Action.NOOP, "ran")
+
+    def apply(self, cloud: Any, change: Change) -> None:
+        self.log.append(f"{change.action.value} {self.name}")
+        if change.action is Action.CREATE:
+            self.exists = True
+            self.created.set()
+        else:
+            self.ran = True
+
+
 def test_a_steps_next_stage_is_applied_at_once() -> None:
     """Create, then run (a job): the run does not wait settle_seconds as a repeat would."""
-
-    @dataclass(eq=False)
-    class TwoStage(FakeStep):
-        ran: bool = False
-
-        def observe(self, cloud: Any) -> dict[str, Any] | None:
-            return {"state": "ran" if self.ran else "created"} if self.exists else None
-
-        def diff(self, observed: dict[str, Any] | None) -> Change:
-            if observed is None:
-                return Change(self.name, self.name, Action.CREATE, "absent")
-            if observed["state"] == "created":
-                return Change(self.name, self.name, Action.RUN, "never ran")
-            return Change(self.name, self.name, Action.NOOP, "ran")
-
-        def apply(self, cloud: Any, change: Change) -> None:
-            self.log.append(change.action.value)
-            if change.action is Action.CREATE:
-                self.exists = True
-            else:
-                self.ran = True
-
     events: list[Event] = []
     step = TwoStage("job")
     engine(FakeClock(), events).up([step])
-    assert step.log == ["create", "run"]
+    assert step.log == ["create job", "run job"]
     assert [e.phase for e in events] == [Phase.OBSERVE, Phase.APPLY, Phase.APPLY, Phase.DONE]
+
+
+@dataclass(eq=False)
+class AfterCreate(FakeStep):
+    """A step whose first observation waits until ``job`` is created: the engine must create
+    the job before this step is done, or the wait ends unset (and the test fails)."""
+
+    job: TwoStage | None = None
+
+    def observe(self, cloud: Any) -> dict[str, Any] | None:
+        if self.job is not None and not self.log:
+            assert self.job.created.wait(timeout=30), "the job waited for its run_needs to exist"
+        return super().observe(cloud)
+
+
+def test_a_job_is_made_beside_its_run_needs_and_runs_after_them() -> None:
+    """db-init's job is created while sql-user is still under way; it runs, and the steps after
+    it start, only once sql-user is done."""
+    log: list[str] = []
+    job = TwoStage("db-init", run_needs=("sql-user",), log=log)
+    steps = [
+        AfterCreate("sql-user", polls=2, log=log, job=job),
+        job,
+        FakeStep("svc", ("db-init",), log=log),
+    ]
+    events: list[Event] = []
+    result = engine(FakeClock(), events).up(steps)
+    assert result.ok
+    assert log == ["create db-init", "apply sql-user", "run db-init", "apply svc"]
+    waits = [e.message for e in events if e.step == "db-init" and e.phase is Phase.WAIT]
+    assert waits == ["waits for sql-user"]
+
+
+def test_a_done_job_still_counts_as_done_only_after_its_run_needs() -> None:
+    """A job with nothing to do (NOOP) still holds the steps after it until its run_needs are
+    done: everything after migrate stays after db-init."""
+    log: list[str] = []
+    steps = [
+        FakeStep("db-init", polls=2, log=log),
+        TwoStage("migrate", run_needs=("db-init",), exists=True, ran=True, log=log),
+        FakeStep("svc", ("migrate",), log=log),
+    ]
+    assert engine(FakeClock()).up(steps).ok
+    assert log == ["apply db-init", "apply svc"]
+
+
+def test_a_job_whose_run_needs_failed_is_not_run() -> None:
+    steps = [
+        FakeStep("sql-user", polls=1, fail_with=Broken("boom"), fail_times=1),
+        TwoStage("db-init", run_needs=("sql-user",)),
+        FakeStep("migrate", ("db-init",)),
+    ]
+    result = engine(FakeClock()).up(steps)
+    by_step = {r.step: r for r in result.results}
+    assert by_step["sql-user"].error == "sql-user: boom"
+    assert (by_step["db-init"].error, by_step["db-init"].waited_for) == (
+        "not run: sql-user failed",
+        "sql-user",
+    )
+    assert by_step["migrate"].error == "not run: db-init failed"
+    assert steps[1].log == ["create db-init"]  # made, never run
+    assert steps[2].log == []
+
+
+def test_order_counts_run_needs() -> None:
+    assert [s.name for s in order([TwoStage("j", run_needs=("s",)), FakeStep("s")])] == ["s", "j"]
+    with pytest.raises(ValueError, match="unknown step nope"):
+        order([TwoStage("j", run_needs=("nope",))])
 
 
 def test_the_same_action_is_reapplied_only_after_settle_seconds() -> None:

@@ -93,14 +93,51 @@ def _import_failed(name: str, exc: Exception) -> DiscoveryError:
     )
 
 
+#: the one place a ``*`` may stand in ALLOWED_HOSTS: a Cloud Run service's older host
+RUN_APP_SUFFIX = ".a.run.app"
+
+
+class HostPattern(str):
+    """An ALLOWED_HOSTS entry with ``*`` standing for one run of letters and digits:
+    ``<service>-*-<code>.a.run.app``, the service's older host, whose hash Cloud Run makes up
+    on the first deploy (the deployer's ``Names.run_app_host_pattern``). Django compares each
+    entry with the request's host by ``==`` (``django.utils.http.is_same_domain``, after
+    ``.lower()``), so the pattern answers both (tests/container/test_container_runtime.py
+    checks it against Django's own ``validate_host``)."""
+
+    regex: re.Pattern[str]
+
+    def __new__(cls, pattern: str) -> HostPattern:
+        self = super().__new__(cls, pattern)
+        parts = (re.escape(part) for part in pattern.split("*"))
+        self.regex = re.compile("[a-z0-9]+".join(parts))
+        return self
+
+    def lower(self) -> HostPattern:  # type: ignore[override]
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and self.regex.fullmatch(other) is not None
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = str.__hash__
+
+
 def allowed_hosts() -> list[str]:
-    """ALLOWED_HOSTS from the environment, comma-separated; never '*'."""
+    """ALLOWED_HOSTS from the environment, comma-separated; never '*'. A ``*`` only inside a
+    ``.a.run.app`` host, as part of a label (the service's older host: HostPattern)."""
     hosts = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "").split(",") if h.strip()]
-    if "*" in hosts:
-        raise DiscoveryError(
-            "ALLOWED_HOSTS must not contain '*': list the service's own host(s), comma-separated"
-        )
-    return hosts
+    for host in hosts:
+        if "*" in host and (
+            not host.endswith(RUN_APP_SUFFIX) or any(p == "*" for p in host.split("."))
+        ):
+            raise DiscoveryError(
+                "ALLOWED_HOSTS must not contain '*': list the service's own host(s), "
+                "comma-separated"
+            )
+    return [HostPattern(h) if "*" in h else h for h in hosts]
 
 
 def main() -> int:

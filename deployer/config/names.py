@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass
 
 from deployer.config.rules import BUCKET_RE, SA_ID_RE, SERVICE_RE, FrozenDict, fail
+from deployer.regions import RUN_APP_CODES
 
 
 def _short_hash(text: str) -> str:
@@ -121,6 +122,15 @@ class Names:
     def service_url(self, project_number: str) -> str:
         """The service's deterministic URL, known before it exists (ALLOWED_HOSTS, CSRF)."""
         return f"https://{self.service}-{project_number}.{self.region}.run.app"
+
+    @property
+    def run_app_host_pattern(self) -> str:
+        """The service's older host, ``<service>-<hash>-<code>.a.run.app``, with ``*`` for the
+        hash Cloud Run makes up on the first deploy (and for the region's code when
+        RUN_APP_CODES lacks it): known before the service exists, so that its first revision
+        can allow it (the container allows the one host of that shape; docs/configuration.md,
+        "Hosts and custom domains")."""
+        return f"{self.service}-*-{RUN_APP_CODES.get(self.region, '*')}.a.run.app"
 
     @classmethod
     def derive(

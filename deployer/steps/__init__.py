@@ -41,10 +41,12 @@ def build_steps(config: Config) -> list[Step]:
 
     image = Image(config)
     db_init = DbInitJob(config, image=image.image)
+    migrate = MigrateJob(config, image=image.image)
     iam_runtime = IamRuntime(config)
     if config.redis_broker:  # its URL secret is in every container's env (and readable by the
-        # runtime account): db-init, and all after, wait for it
+        # runtime account): the jobs, and all after, wait for it
         db_init = DbInitJob(config, image=image.image, needs=(*db_init.needs, "redis-url"))
+        migrate = MigrateJob(config, image=image.image, needs=(*migrate.needs, "redis-url"))
         iam_runtime = IamRuntime(config, needs=(*iam_runtime.needs, "redis-url"))
     steps: list[Step] = [
         Apis(config, services=required_apis(config)),
@@ -60,7 +62,7 @@ def build_steps(config: Config) -> list[Step]:
         image,
         iam_runtime,
         db_init,
-        MigrateJob(config, image=image.image),
+        migrate,
         Service(config, image=image.image),
         Invoker(config),
         ManageJob(config),

@@ -66,14 +66,12 @@ PREVIOUS = "previous"
 @dataclass(frozen=True)
 class Inputs:
     """What the env needs from the live cloud: the project number (for the service URL), the
-    numeric version each referenced secret resolves to (None: no enabled version), for a secret
-    read as PREVIOUS its second-newest enabled version, and, for the service once it exists, every
-    URL Cloud Run gives it (its ``urls``)."""
+    numeric version each referenced secret resolves to (None: no enabled version), and, for a
+    secret read as PREVIOUS, its second-newest enabled version."""
 
     project_number: str
     versions: Mapping[str, str | None] = field(default_factory=dict)
     previous: Mapping[str, str | None] = field(default_factory=dict)
-    service_urls: tuple[str, ...] = ()
 
 
 def service_urls(service: Mapping[str, Any] | None) -> tuple[str, ...]:
@@ -85,33 +83,46 @@ def service_urls(service: Mapping[str, Any] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(u for u in found if isinstance(u, str) and u))
 
 
-def hosts(config: Config, inputs: Inputs) -> list[str]:
-    """ALLOWED_HOSTS: the service's deterministic host (known before it exists), the hosts of
-    its live URLs (the service only: its a.run.app URL is known once it exists, so a first
-    deploy is followed by a second revision that adds it), then config.domains. The jobs get
-    the first and the last: what they run never depends on the service's live state."""
-    found = [config.names.service_url(inputs.project_number), *inputs.service_urls]
-    names = [u.removeprefix("https://").split("/", 1)[0] for u in found]
+#: the ingress of a service behind a load balancer: its run.app hosts are closed to the internet
+LOAD_BALANCED = "internal-and-cloud-load-balancing"
+
+
+def hosts(config: Config, target: str, inputs: Inputs) -> list[str]:
+    """ALLOWED_HOSTS: the service's deterministic host; in the service, its older a.run.app
+    host as a pattern (``Names.run_app_host_pattern``: its hash is made up on the first deploy),
+    unless the service sits behind a load balancer, which passes any Host; then
+    config.domains. All known before the service exists, so a first deploy is one revision
+    (docs/configuration.md, "Hosts and custom domains")."""
+    names = [config.names.service_url(inputs.project_number).removeprefix("https://")]
+    if target == SERVICE and config.service.ingress != LOAD_BALANCED:
+        names.append(config.names.run_app_host_pattern)
     return list(dict.fromkeys([*names, *config.domains]))
 
 
-_PLAIN: dict[str, Callable[[Config, Inputs], str | None]] = {
-    "DJANGO_SETTINGS_MODULE": lambda c, i: SETTINGS_MODULE,
-    "DJANGO_PROJECT_SETTINGS": lambda c, i: c.settings_module,
-    "DB_NAME": lambda c, i: c.names.database,
-    "DB_USER": lambda c, i: c.names.db_user,
-    "DB_HOST": lambda c, i: f"{CLOUDSQL_MOUNT}/{c.names.connection_name}",
-    "DB_PORT": lambda c, i: "5432",
-    "MEDIA_ROOT": lambda c, i: MEDIA_ROOT,
-    "STATIC_ROOT": lambda c, i: STATIC_ROOT,
-    "ALLOWED_HOSTS": lambda c, i: ",".join(hosts(c, i)),
-    "CSRF_TRUSTED_ORIGINS": lambda c, i: ",".join(f"https://{h}" for h in hosts(c, i)),
-    "GS_BUCKET_NAME": lambda c, i: c.names.bucket,
-    "DJANGO_SUPERUSER_USERNAME": lambda c, i: c.superuser.username,
-    "DJANGO_SUPERUSER_EMAIL": lambda c, i: c.superuser.email,
-    "DB_EXTENSIONS": lambda c, i: ",".join(c.database.extensions),
-    "GOOGLE_CLOUD_PROJECT": lambda c, i: c.project,
-    "HEALTH_PATH": lambda c, i: c.probes.path,
+def origins(config: Config, target: str, inputs: Inputs) -> list[str]:
+    """CSRF_TRUSTED_ORIGINS: https:// + each exact host of ALLOWED_HOSTS. Not the a.run.app
+    pattern: Django trusts a form posted on the host it serves without it (the Origin equals
+    the request's own host), and a wildcard origin there would trust other sites."""
+    return [f"https://{h}" for h in hosts(config, target, inputs) if "*" not in h]
+
+
+_PLAIN: dict[str, Callable[[Config, str, Inputs], str | None]] = {
+    "DJANGO_SETTINGS_MODULE": lambda c, t, i: SETTINGS_MODULE,
+    "DJANGO_PROJECT_SETTINGS": lambda c, t, i: c.settings_module,
+    "DB_NAME": lambda c, t, i: c.names.database,
+    "DB_USER": lambda c, t, i: c.names.db_user,
+    "DB_HOST": lambda c, t, i: f"{CLOUDSQL_MOUNT}/{c.names.connection_name}",
+    "DB_PORT": lambda c, t, i: "5432",
+    "MEDIA_ROOT": lambda c, t, i: MEDIA_ROOT,
+    "STATIC_ROOT": lambda c, t, i: STATIC_ROOT,
+    "ALLOWED_HOSTS": lambda c, t, i: ",".join(hosts(c, t, i)),
+    "CSRF_TRUSTED_ORIGINS": lambda c, t, i: ",".join(origins(c, t, i)),
+    "GS_BUCKET_NAME": lambda c, t, i: c.names.bucket,
+    "DJANGO_SUPERUSER_USERNAME": lambda c, t, i: c.superuser.username,
+    "DJANGO_SUPERUSER_EMAIL": lambda c, t, i: c.superuser.email,
+    "DB_EXTENSIONS": lambda c, t, i: ",".join(c.database.extensions),
+    "GOOGLE_CLOUD_PROJECT": lambda c, t, i: c.project,
+    "HEALTH_PATH": lambda c, t, i: c.probes.path,
 }
 
 _SECRET: dict[str, tuple[Callable[[Config], str], str]] = {
@@ -228,7 +239,7 @@ def build_env(config: Config, target: str, inputs: Inputs) -> list[dict[str, Any
             continue
         if var.secret:
             continue  # below, with the user's secret env
-        value = _PLAIN[var.name](config, inputs)
+        value = _PLAIN[var.name](config, target, inputs)
         if value is None:
             if var.name not in OPTIONAL:
                 raise ValueError(f"{var.name}: no value for a required contract variable")

@@ -21,6 +21,12 @@ the engine then stops before the service changes. The next `up` runs it again. A
 failed on a secret its fresh grant has not reached yet is transient: run again every
 SECRET_GRANT_RETRY seconds (container_env.run_failure), as the service deploys again.
 
+Each job is created (or updated) as soon as what its definition names exists: the image, the
+secrets' versions and the runtime account's access to them (``needs``); only its execution
+waits for what it works on (``run_needs``: db-init for the database user, migrate for
+db-init), so on a fresh project both jobs are made while Cloud SQL still starts. Either step is
+done only once its run_needs are, so everything after migrate still comes after db-init.
+
 A job's definition (image, env, resources) matters only when it runs: once a job has succeeded
 for its current marker, a difference there waits until it next runs (then the job is updated,
 then executed). So a code change's chain is build -> migrate -> service, with no db-init job
@@ -90,6 +96,9 @@ class _Job(Operation):
 
     name = "job"
     needs: tuple[str, ...] = ()
+    #: what its execution needs besides (engine.run_needs): the job is created or updated
+    #: beside them, run once they are done
+    run_needs: tuple[str, ...] = ()
     EXPECT: ClassVar[Mapping[Action, str]] = {
         Action.CREATE: "run.job.update",
         Action.UPDATE: "run.job.update",
@@ -258,7 +267,8 @@ class _Job(Operation):
 @dataclass(frozen=True)
 class DbInitJob(_Job):
     name = "db-init"
-    needs: tuple[str, ...] = ("image", "sql-user", "iam-runtime")
+    needs: tuple[str, ...] = ("image", "iam-runtime")  # what its definition names
+    run_needs: tuple[str, ...] = ("sql-user",)  # the database and user it sets up
     command = ce.DB_INIT
     media = False
     marker_label = SPEC_LABEL
@@ -288,7 +298,8 @@ class DbInitJob(_Job):
 @dataclass(frozen=True)
 class MigrateJob(_Job):
     name = "migrate"
-    needs: tuple[str, ...] = ("db-init",)
+    needs: tuple[str, ...] = ("image", "iam-runtime")  # what its definition names
+    run_needs: tuple[str, ...] = ("db-init",)
     command = ce.MIGRATE
     media = True
     marker_label = IMAGE_LABEL

@@ -150,12 +150,7 @@ class Service(Operation):
         if service is None:
             return None
         inputs = ce.observe_inputs(cloud, self.config, (ce.SERVICE,))
-        return {"service": service, "inputs": self._with_urls(inputs, service)}
-
-    @staticmethod
-    def _with_urls(inputs: ce.Inputs, service: dict[str, Any] | None) -> ce.Inputs:
-        """The inputs with the live service's URLs (its ALLOWED_HOSTS)."""
-        return replace(inputs, service_urls=ce.service_urls(service))
+        return {"service": service, "inputs": inputs}
 
     def diff(self, observed: dict[str, Any] | None) -> Change:
         n = self.config.names
@@ -165,7 +160,7 @@ class Service(Operation):
         inputs: ce.Inputs = observed["inputs"]
         url = n.service_url(inputs.project_number)
         info = {"url": url, "revision": ce.short(svc.get("latestReadyRevision"))}
-        others = [u for u in inputs.service_urls if u != url]
+        others = [u for u in ce.service_urls(svc) if u != url]
         if others or self.config.domains:
             info["urls"] = ", ".join([*others, *(f"https://{d}" for d in self.config.domains)])
         pin = pinned_revision(svc)
@@ -231,10 +226,10 @@ class Service(Operation):
         n = self.config.names
         inputs = ce.require_inputs(cloud, self.config, ce.SERVICE, f"service {n.service}")
         res = self._resource(cloud)
-        current = rollout.create_or_current(res, change, self.desired(inputs), owns=n.owns)
+        body = self.desired(inputs)
+        current = rollout.create_or_current(res, change, body, owns=n.owns)
         if current is None:
             return
-        body = self.desired(self._with_urls(inputs, current))
         pin = pinned_revision(current)
         if pin is not None:  # a rollback's pin stays: the new revision gets no traffic
             body.update(pin_spec(pin))

@@ -34,6 +34,8 @@ SAMPLE = CONTAINER / "sample"
 VENV_BIN = Path(sys.executable).parent
 PG_SOCKET = Path("/var/run/postgresql/.s.PGSQL.5432")
 HOST = "app-test.example.run.app"
+#: the service's older host as the deployer allows it (Names.run_app_host_pattern)
+RUN_APP_PATTERN = "app-test-*-ew.a.run.app"
 CONNECTION_NAME = "test-proj:europe-west1:test-inst"
 
 
@@ -147,7 +149,7 @@ def tenant_env(tenant: Tenant, app_home: Path, socket_dir: Path, files: Path) ->
         DB_PORT="5432",
         MEDIA_ROOT=str(files / "media"),
         STATIC_ROOT=str(files / "static"),
-        ALLOWED_HOSTS=f"{HOST},other.example.com",
+        ALLOWED_HOSTS=f"{HOST},{RUN_APP_PATTERN},other.example.com",
         CSRF_TRUSTED_ORIGINS=f"https://{HOST}",
         GS_BUCKET_NAME="test-proj-media",
         DB_EXTENSIONS="citext,pg_trgm",

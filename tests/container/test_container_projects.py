@@ -247,10 +247,18 @@ def test_plain_http_is_redirected_to_https(deployment: Deployment) -> None:
     assert headers["Location"] == f"https://{HOST}/admin/login/"
 
 
-def test_unknown_host_is_refused(deployment: Deployment) -> None:
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example.com",
+        "other-abcdefghij-ew.a.run.app",  # another service's older host
+        "app-test-abcdefghij-uc.a.run.app",  # another region's
+        "x.app-test-abcdefghij-ew.a.run.app",
+    ],
+)
+def test_unknown_host_is_refused(deployment: Deployment, host: str) -> None:
     status, _, _ = http_get(
-        deployment.server.base + "/admin/login/",
-        {"Host": "evil.example.com", "X-Forwarded-Proto": "https"},
+        deployment.server.base + "/admin/login/", {"Host": host, "X-Forwarded-Proto": "https"}
     )
     assert status == 400
 
@@ -270,6 +278,20 @@ def test_superuser_logs_in_with_first_password(deployment: Deployment) -> None:
         {"username": "admin", "password": deployment.state["su_passwords"][0]},
     )
     assert status == 302, "login with the first password failed"
+    assert headers["Location"] == "/admin/"
+
+
+def test_superuser_logs_in_on_the_older_run_app_host(deployment: Deployment) -> None:
+    """The service's a.run.app host, allowed by its pattern (its hash is Cloud Run's): the
+    login page and the CSRF check pass on it, with no CSRF_TRUSTED_ORIGINS entry for it."""
+    host = "app-test-abcdefghij-ew.a.run.app"
+    status, headers = post_form(
+        deployment.server,
+        "/admin/login/?next=/admin/",
+        {"username": "admin", "password": deployment.state["su_passwords"][0]},
+        host=host,
+    )
+    assert status == 302, "login on the a.run.app host failed"
     assert headers["Location"] == "/admin/"
 
 
@@ -371,12 +393,15 @@ def post_form(
     path: str,
     fields: dict[str, str],
     files: dict[str, tuple[str, bytes]] | None = None,
+    *,
+    host: str = HOST,
 ) -> tuple[int, dict[str, str]]:
     """GET the form for its CSRF cookie and token, then POST it as a browser would over HTTPS.
 
     Cookies are carried by hand: they are Secure, and the test talks plain HTTP to gunicorn.
     """
-    status, headers, body = http_get(server.base + path, HTTPS)
+    https = {**HTTPS, "Host": host}
+    status, headers, body = http_get(server.base + path, https)
     assert status == 200, body[:500]
     cookie = re.search(r"csrftoken=([^;]+)", headers.get("Set-Cookie", ""))
     token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', body)
@@ -397,11 +422,11 @@ def post_form(
     status, headers, body = http_get(
         server.base + path,
         {
-            **HTTPS,
+            **https,
             "Content-Type": f"multipart/form-data; boundary={boundary}",
             "Cookie": f"csrftoken={cookie.group(1)}",
-            "Origin": f"https://{HOST}",
-            "Referer": f"https://{HOST}{urllib.parse.urlsplit(path).path}",
+            "Origin": f"https://{host}",
+            "Referer": f"https://{host}{urllib.parse.urlsplit(path).path}",
         },
         data=data,
     )

@@ -8,6 +8,8 @@ import dataclasses
 from typing import Any
 
 import pytest
+from django.http.request import validate_host
+from djdeploy_container.djdeploy_runtime.discover import HostPattern
 
 from deployer.config import Config, SecretRef, ServiceConfig
 from deployer.emulator import policies, serviceusage
@@ -100,6 +102,8 @@ def grant_secret(emulator: Any, sid: str, sa: str, *, propagated: bool = True) -
 
 def alone(step: Any) -> Any:
     """The step without its needs (the steps before it are seeded instead)."""
+    if any(f.name == "run_needs" for f in dataclasses.fields(step)):
+        return dataclasses.replace(step, needs=(), run_needs=())
     return dataclasses.replace(step, needs=())
 
 
@@ -284,7 +288,8 @@ def test_desired_template() -> None:
     assert {"name": "media", "mountPath": "/app/media"} in c["volumeMounts"]
     media = next(v for v in t["volumes"] if v["name"] == "media")
     assert media["gcs"]["mountOptions"][:3] == ["implicit-dirs", "uid=2000", "gid=2000"]
-    assert env["ALLOWED_HOSTS"]["value"] == f"demo-django-{NUMBER}.{REGION}.run.app"
+    own = f"demo-django-{NUMBER}.{REGION}.run.app"
+    assert env["ALLOWED_HOSTS"]["value"] == f"{own},demo-django-*-ew.a.run.app"
     assert env["CSRF_TRUSTED_ORIGINS"]["value"] == f"https://demo-django-{NUMBER}.{REGION}.run.app"
     assert env["SECRET_KEY"]["valueSource"]["secretKeyRef"] == {
         "secret": cfg.names.secret_key,
@@ -474,25 +479,34 @@ def test_step_failed_is_a_deploy_error() -> None:
 
 
 def test_hosts_cover_every_url_and_the_domains() -> None:
-    """ALLOWED_HOSTS: the deterministic host, the live service's other URLs (its a.run.app
-    one), the configured domains; CSRF_TRUSTED_ORIGINS the same as https origins. The jobs get
-    the deterministic host and the domains only."""
+    """ALLOWED_HOSTS: the deterministic host, the older a.run.app host as a pattern (its hash
+    is Cloud Run's), the configured domains; CSRF_TRUSTED_ORIGINS the exact ones as https
+    origins. All known before the service exists. The jobs get the deterministic host and the
+    domains only."""
     cfg = config(domains=("www.example.com", "example.com"))
-    legacy = "https://demo-django-abcdefghij-ew.a.run.app"
-    own = f"https://demo-django-{NUMBER}.{REGION}.run.app"
-    inputs = dataclasses.replace(INPUTS, service_urls=(own, legacy))
-    env = {e["name"]: e.get("value") for e in ce.build_env(cfg, ce.SERVICE, inputs)}
-    hosts = [own.removeprefix("https://"), legacy.removeprefix("https://")]
-    hosts += ["www.example.com", "example.com"]
-    assert env["ALLOWED_HOSTS"] == ",".join(hosts)
-    assert env["CSRF_TRUSTED_ORIGINS"] == ",".join(f"https://{h}" for h in hosts)
+    own = f"demo-django-{NUMBER}.{REGION}.run.app"
+    env = {e["name"]: e.get("value") for e in ce.build_env(cfg, ce.SERVICE, INPUTS)}
+    assert env["ALLOWED_HOSTS"] == f"{own},demo-django-*-ew.a.run.app,www.example.com,example.com"
+    exact = [own, "www.example.com", "example.com"]
+    assert env["CSRF_TRUSTED_ORIGINS"] == ",".join(f"https://{h}" for h in exact)
     job = {e["name"]: e.get("value") for e in ce.build_env(cfg, ce.DB_INIT, INPUTS)}
-    assert job["ALLOWED_HOSTS"] == f"{hosts[0]},www.example.com,example.com"
+    assert job["ALLOWED_HOSTS"] == ",".join(exact)
+
+
+def test_hosts_behind_a_load_balancer_leave_out_the_pattern() -> None:
+    """A load balancer passes any Host: a service behind one (its run.app hosts closed to the
+    internet) allows no a.run.app host of another project's service of the same name; a region
+    whose code is not known has a pattern for it too."""
+    cfg = config(service=ServiceConfig(ingress="internal-and-cloud-load-balancing"))
+    env = {e["name"]: e.get("value") for e in ce.build_env(cfg, ce.SERVICE, INPUTS)}
+    assert env["ALLOWED_HOSTS"] == f"demo-django-{NUMBER}.{REGION}.run.app"
+    far = Config(tenant="demo", project=PROJECT, region="me-west1")
+    assert far.names.run_app_host_pattern == "demo-django-*-*.a.run.app"
 
 
 def test_up_allows_both_run_app_urls(emulator: Any) -> None:
-    """Cloud Run's a.run.app URL is known once the service exists: the first up deploys a
-    second revision with it, and a second up changes nothing."""
+    """Cloud Run's a.run.app URL is made up on the first deploy: the first revision allows it
+    by its pattern, so a fresh up deploys one revision, and a second up changes nothing."""
     cloud = make_cloud(emulator)
     seed(emulator, cloud)
     step = alone(Service(CFG, IMAGE))
@@ -500,7 +514,10 @@ def test_up_allows_both_run_app_urls(emulator: Any) -> None:
     assert engine.up([step]).ok
     svc = cloud.run.get_service(CFG.names.service)
     assert svc is not None and len(svc["urls"]) == 2
+    assert "-00001-" in svc["latestReadyRevision"]  # one revision
     env = {e["name"]: e.get("value") for e in svc["template"]["containers"][0]["env"]}
-    assert env["ALLOWED_HOSTS"].split(",") == [u.removeprefix("https://") for u in svc["urls"]]
-    assert env["CSRF_TRUSTED_ORIGINS"].split(",") == svc["urls"]
+    own, legacy = (u.removeprefix("https://") for u in svc["urls"])
+    allowed = [HostPattern(h) if "*" in h else h for h in env["ALLOWED_HOSTS"].split(",")]
+    assert validate_host(own, allowed) and validate_host(legacy, allowed)
+    assert env["CSRF_TRUSTED_ORIGINS"] == f"https://{own}"
     assert engine.up([step]).results[0].first.action is Action.NOOP

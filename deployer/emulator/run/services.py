@@ -7,6 +7,8 @@ import hashlib
 import string
 from typing import TYPE_CHECKING, Any
 
+from deployer.regions import RUN_APP_CODES
+
 from ..errors import AlreadyExists
 from ..operations import completer
 from . import templates
@@ -35,23 +37,6 @@ from .revisions import failure, new_revision, serving_revisions, settle
 if TYPE_CHECKING:
     from ..context import Emulator
 
-#: the short codes Cloud Run puts in *.a.run.app hosts (others: a stable 2-letter hash)
-REGION_CODES: dict[str, str] = {
-    "us-central1": "uc",
-    "us-east1": "ue",
-    "us-east4": "uk",
-    "us-west1": "uw",
-    "europe-west1": "ew",
-    "europe-west2": "nw",
-    "europe-west3": "ey",
-    "europe-west4": "ez",
-    "europe-north1": "lz",
-    "asia-northeast1": "an",
-    "asia-east1": "de",
-    "asia-southeast1": "as",
-    "australia-southeast1": "ts",
-}
-
 #: the fields of a Service a create/update sets (all others are the server's)
 _SPEC = (
     "description",
@@ -75,7 +60,7 @@ def _uri(service: str, pid: str, location: str) -> str:
     h = hashlib.sha256(f"{pid}/{location}/{service}".encode()).hexdigest()
     alphabet = string.ascii_lowercase + string.digits
     tag = "".join(alphabet[int(h[i : i + 2], 16) % len(alphabet)] for i in range(0, 20, 2))
-    code = REGION_CODES.get(location) or "".join(
+    code = RUN_APP_CODES.get(location) or "".join(
         string.ascii_lowercase[int(h[20 + i : 22 + i], 16) % 26] for i in (0, 2)
     )
     return f"https://{service}-{tag}-{code}.a.run.app"
