@@ -477,7 +477,7 @@ def up(
     url = result.info("url")
     if result.ok and url and not json:
         render.admin_login(
-            cfg, url=local or url, emulator=target.emulator or bool(target.endpoint), out=out
+            api.resolve(cfg, target), url=local or url, endpoint=target.endpoint, out=out
         )
     raise typer.Exit(0 if result.ok else 1)
 

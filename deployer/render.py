@@ -254,9 +254,11 @@ def up_result(
         )
 
 
-def admin_login(config: Config, *, url: str, emulator: bool, out: Console) -> None:
+def admin_login(config: Config, *, url: str, endpoint: str | None, out: Console) -> None:
     """After a good `up`: how to log into /admin/, never the password itself (it is in Secret
-    Manager; the command reveals it on request)."""
+    Manager; the gcloud command reveals it on request). `config`: resolved (its project is the
+    one deployed to); `endpoint`: the emulator's URL, where the command points gcloud (the
+    emulator takes any token; docs/getting-started.md), None on Google."""
     names = config.names
     out.print(
         f"admin: {url.rstrip('/')}/admin/ as {config.superuser.username} "
@@ -265,22 +267,16 @@ def admin_login(config: Config, *, url: str, emulator: bool, out: Console) -> No
         highlight=False,
         soft_wrap=True,
     )
-    if emulator:
-        out.print(
-            f"  password: in secret {names.secret_superuser_password} (the emulator's; on Google, "
-            "`gcloud secrets versions access latest --secret=...` shows it)",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-        return
-    out.print(
-        f"  password: gcloud secrets versions access latest "
-        f"--secret={names.secret_superuser_password} --project={config.project}",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
+    command = (
+        f"gcloud secrets versions access latest "
+        f"--secret={names.secret_superuser_password} --project={config.project}"
     )
+    if endpoint:
+        command = (
+            f"CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER={endpoint.rstrip('/')}/ "
+            f"CLOUDSDK_AUTH_ACCESS_TOKEN=emulator {command}"
+        )
+    out.print(f"  password: {command}", markup=False, highlight=False, soft_wrap=True)
 
 
 def leaves(path: str, old: Any, new: Any) -> Iterator[tuple[str, Any, Any]]:
