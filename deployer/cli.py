@@ -318,6 +318,14 @@ def _target(ctx: typer.Context) -> "Target":
     return _background(target, execute=g.execute) if target.emulator else target
 
 
+def _preflight(cfg: "Config") -> None:
+    """plan and up: a project the build would refuse is refused before `_target` starts the
+    background emulator (api.up and api.snapshot check it again, for Python callers)."""
+    from deployer import preflight
+
+    preflight.check(cfg)
+
+
 def _warn_misspelt() -> None:
     """plan, up and status: one stderr line per DJDEPLOY_ variable that looks like a typo of a
     setting (config ignores it; docs/configuration.md)."""
@@ -460,6 +468,7 @@ def up(
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
     _warn_misspelt()
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+    _preflight(cfg)
     target = _target(ctx)
     from deployer import api, render
 
@@ -502,6 +511,7 @@ def plan(
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
     _warn_misspelt()
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+    _preflight(cfg)
     target = _target(ctx)
     from deployer import api, render
     from deployer.steps.base import Action
