@@ -42,7 +42,7 @@ class _LazyConsole:
         self._stderr = stderr
         self._console: Console | None = None
 
-    def __getattr__(self, name: str) -> Any:
+    def _made(self) -> "Console":
         if self._console is None:
             from rich.console import Console
 
@@ -50,7 +50,18 @@ class _LazyConsole:
             self._console = (
                 console if console.is_terminal else Console(stderr=self._stderr, width=WIDE)
             )
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._made(), name)
+
+    # rich's Live (up's and destroy's progress on a terminal) enters its console: a special
+    # method, looked up on the class, not through __getattr__
+    def __enter__(self) -> "Console":
+        return self._made().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._made().__exit__(*exc)
 
 
 out = cast("Console", _LazyConsole(stderr=False))
