@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from deployer import render
+from deployer.cli import _LazyConsole
 from deployer.emulator.testing import EmulatorHandle
 from deployer.render import leaves
 from tests.test_scenarios import TENANT, djdeploy, up
@@ -19,6 +21,17 @@ def test_leaves_name_each_changed_field_path() -> None:
     ]
     assert list(leaves("env", [1], [1, 2])) == [("env", [1], [1, 2])]  # a list that grew
     assert list(leaves("", {"a": 1}, {"b": 2})) == [("a", 1, None), ("b", None, 2)]
+
+
+def test_live_progress_on_a_terminal_runs_on_the_clis_console(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """rich's Live enters its console (`with console:`): the CLI's lazy one must allow it, or
+    up and destroy die on a terminal before their first step."""
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich: a terminal, whatever stderr is
+    console = _LazyConsole(stderr=True)
+    with render.Progress(console=console) as progress:  # type: ignore[arg-type]
+        assert progress.live_mode
 
 
 @pytest.mark.slow  # a whole up
