@@ -43,7 +43,7 @@ class _LazyConsole:
         self._stderr = stderr
         self._console: Console | None = None
 
-    def __getattr__(self, name: str) -> Any:
+    def _made(self) -> "Console":
         if self._console is None:
             from rich.console import Console
 
@@ -51,7 +51,18 @@ class _LazyConsole:
             self._console = (
                 console if console.is_terminal else Console(stderr=self._stderr, width=WIDE)
             )
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._made(), name)
+
+    # rich's Live (up's and destroy's progress on a terminal) enters its console: a special
+    # method, looked up on the class, not through __getattr__
+    def __enter__(self) -> "Console":
+        return self._made().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._made().__exit__(*exc)
 
 
 out = cast("Console", _LazyConsole(stderr=False))
@@ -319,6 +330,14 @@ def _target(ctx: typer.Context) -> "Target":
     return _background(target, execute=g.execute) if target.emulator else target
 
 
+def _preflight(cfg: "Config") -> None:
+    """plan and up: a project the build would refuse is refused before `_target` starts the
+    background emulator (api.up and api.snapshot check it again, for Python callers)."""
+    from deployer import preflight
+
+    preflight.check(cfg)
+
+
 def _warn_misspelt() -> None:
     """plan, up and status: one stderr line per DJDEPLOY_ variable that looks like a typo of a
     setting (config ignores it; docs/configuration.md)."""
@@ -469,6 +488,7 @@ def up(
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
     _warn_misspelt()
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+    _preflight(cfg)
     target = _target(ctx)
     from deployer import api, render
 
@@ -486,7 +506,7 @@ def up(
     url = result.info("url")
     if result.ok and url and not json:
         render.admin_login(
-            cfg, url=local or url, emulator=target.emulator or bool(target.endpoint), out=out
+            api.resolve(cfg, target), url=local or url, endpoint=target.endpoint, out=out
         )
     raise typer.Exit(0 if result.ok else 1)
 
@@ -511,6 +531,7 @@ def plan(
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
     _warn_misspelt()
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+    _preflight(cfg)
     target = _target(ctx)
     from deployer import api, render
     from deployer.steps.base import Action

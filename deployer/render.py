@@ -17,7 +17,7 @@ from typing import IO, Any
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from deployer.config import Config
@@ -254,9 +254,11 @@ def up_result(
         )
 
 
-def admin_login(config: Config, *, url: str, emulator: bool, out: Console) -> None:
+def admin_login(config: Config, *, url: str, endpoint: str | None, out: Console) -> None:
     """After a good `up`: how to log into /admin/, never the password itself (it is in Secret
-    Manager; the command reveals it on request)."""
+    Manager; the gcloud command reveals it on request). `config`: resolved (its project is the
+    one deployed to); `endpoint`: the emulator's URL, where the command points gcloud (the
+    emulator takes any token; docs/getting-started.md), None on Google."""
     names = config.names
     out.print(
         f"admin: {url.rstrip('/')}/admin/ as {config.superuser.username} "
@@ -265,22 +267,16 @@ def admin_login(config: Config, *, url: str, emulator: bool, out: Console) -> No
         highlight=False,
         soft_wrap=True,
     )
-    if emulator:
-        out.print(
-            f"  password: in secret {names.secret_superuser_password} (the emulator's; on Google, "
-            "`gcloud secrets versions access latest --secret=...` shows it)",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-        return
-    out.print(
-        f"  password: gcloud secrets versions access latest "
-        f"--secret={names.secret_superuser_password} --project={config.project}",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
+    command = (
+        f"gcloud secrets versions access latest "
+        f"--secret={names.secret_superuser_password} --project={config.project}"
     )
+    if endpoint:
+        command = (
+            f"CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER={endpoint.rstrip('/')}/ "
+            f"CLOUDSDK_AUTH_ACCESS_TOKEN=emulator {command}"
+        )
+    out.print(f"  password: {command}", markup=False, highlight=False, soft_wrap=True)
 
 
 def leaves(path: str, old: Any, new: Any) -> Iterator[tuple[str, Any, Any]]:
@@ -302,16 +298,45 @@ def changed_fields(change: Change) -> list[tuple[str, Any, Any]]:
     return [leaf for f in change.fields for leaf in leaves(f.path, f.old, f.new)]
 
 
-def changes_table(changes: Sequence[Change], *, title: str) -> Table:
-    table = Table(title=title, box=None, pad_edge=False, title_justify="left")
-    for col in ("step", "resource", "action", "why"):
-        table.add_column(col)
+#: the narrowest the resource column gets on a narrow terminal
+RESOURCE_MIN_WIDTH = 20
+
+
+def _kept(change: Change) -> bool:
+    """destroy left it in place (data, shared, not ours): its step says why, after "kept"."""
+    return change.action is Action.NOOP and change.reason.startswith("kept")
+
+
+def _longest_word(text: str) -> int:
+    """The widest a column can wrap `text` to, its indentation kept."""
+    return len(text) - len(text.lstrip()) + max((len(word) for word in text.split()), default=0)
+
+
+def changes_table(changes: Sequence[Change], *, title: str, width: int) -> Table:
+    """plan and destroy: a row per step, then one per changed field. Nothing is ever cut
+    (long words fold); the resource column is as wide as its longest word, no wider than a
+    third of the console's `width`, so only a resource of several names wraps, between them."""
+    rows: list[tuple[str, str, Text, str]] = []
     for c in changes:
-        why = c.reason + (f" — {c.failure}" if c.failure else "")
-        action = Text(c.action.value, style=_STYLE[c.action])
-        table.add_row(Text(c.step), Text(c.resource), action, Text(why))
+        action = Text("keep", "yellow") if _kept(c) else Text(c.action.value, _STYLE[c.action])
+        why = c.reason.removeprefix("kept: ") + (f" — {c.failure}" if c.failure else "")
+        rows.append((c.step, c.resource, action, why))
         for path, old, new in changed_fields(c):
-            table.add_row("", Text(f"  {path}"), "", Text(f"{_value(old)} -> {_value(new)}"))
+            rows.append(("", f"  {path}", Text(""), f"{_value(old)} -> {_value(new)}"))
+    longest = max((_longest_word(row[1]) for row in rows), default=0)
+    resource = max(RESOURCE_MIN_WIDTH, min(longest, width // 3))
+    table = Table(
+        Column("step", no_wrap=True),
+        Column("resource", overflow="fold", max_width=resource),
+        Column("action", no_wrap=True),
+        Column("why", overflow="fold"),
+        title=title,
+        box=None,
+        pad_edge=False,
+        title_justify="left",
+    )
+    for step, name, action, why in rows:
+        table.add_row(Text(step), Text(name), action, Text(why))
     return table
 
 
@@ -327,7 +352,7 @@ def plan(changes: Sequence[Change], *, holder: Holder | None, as_json: bool, out
         )
         return
     in_progress(holder, out)
-    show_table(changes_table(changes, title="plan"), out)
+    show_table(changes_table(changes, title="plan", width=out.width), out)
     out.print(f"{len(pending)} step(s) would change" if pending else "nothing to change")
 
 
@@ -460,7 +485,8 @@ def tenants(
 
 
 def destroyed(changes: Sequence[Change], *, as_json: bool, out: Console, nothing: str = "") -> None:
-    """The table and each kept resource; ``nothing`` (no resource of the tenant found): that
+    """The table (each kept resource once, with its own reason: data, shared, not ours), then
+    what was deleted and kept in one line; ``nothing`` (no resource of the tenant found): that
     one line instead."""
     if as_json:
         dump_json({"steps": [change_json(c) for c in changes]})
@@ -468,10 +494,21 @@ def destroyed(changes: Sequence[Change], *, as_json: bool, out: Console, nothing
     if nothing:
         out.print(Text(f"nothing to destroy: {nothing}"), soft_wrap=True)
         return
-    show_table(changes_table(changes, title="destroy"), out)
-    for c in changes:  # each kept resource once, with its own reason (data, shared, not ours)
-        if c.action is Action.NOOP and c.reason.startswith("kept"):
-            out.print(f"{c.resource}: {c.reason}", markup=False, highlight=False, soft_wrap=True)
+    show_table(changes_table(changes, title="destroy", width=out.width), out)
+    out.print(destroy_summary(changes), markup=False, highlight=False, soft_wrap=True)
+
+
+def destroy_summary(changes: Sequence[Change]) -> str:
+    """ "deleted 7, kept 6 (5 hold data: --delete-data deletes them)"; the shared staging
+    bucket and what is not ours are kept either way, so they name no option."""
+    deleted = sum(1 for c in changes if c.action is Action.DELETE)
+    kept = [c for c in changes if _kept(c)]
+    data = sum(1 for c in kept if "--delete-data" in c.reason)
+    line = f"deleted {deleted}, kept {len(kept)}"
+    if data:
+        them = "them" if data > 1 else "it"
+        line += f" ({data} {'hold' if data > 1 else 'holds'} data: --delete-data deletes {them})"
+    return line
 
 
 def unlocked(holder: Holder | None, *, tenant: str, out: Console) -> None:

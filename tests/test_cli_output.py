@@ -4,10 +4,16 @@ with its own reason."""
 
 from __future__ import annotations
 
-import pytest
+import io
 
+import pytest
+from rich.console import Console
+
+from deployer import render
+from deployer.cli import _LazyConsole
 from deployer.emulator.testing import EmulatorHandle
 from deployer.render import leaves
+from deployer.steps.base import Action, Change
 from tests.test_scenarios import TENANT, djdeploy, up
 
 
@@ -19,6 +25,17 @@ def test_leaves_name_each_changed_field_path() -> None:
     ]
     assert list(leaves("env", [1], [1, 2])) == [("env", [1], [1, 2])]  # a list that grew
     assert list(leaves("", {"a": 1}, {"b": 2})) == [("a", 1, None), ("b", None, 2)]
+
+
+def test_live_progress_on_a_terminal_runs_on_the_clis_console(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """rich's Live enters its console (`with console:`): the CLI's lazy one must allow it, or
+    up and destroy die on a terminal before their first step."""
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich: a terminal, whatever stderr is
+    console = _LazyConsole(stderr=True)
+    with render.Progress(console=console) as progress:  # type: ignore[arg-type]
+        assert progress.live_mode
 
 
 @pytest.mark.slow  # a whole up
@@ -65,10 +82,71 @@ def test_destroy_names_the_shared_staging_bucket_once_as_shared(emulator: Emulat
     assert up(emulator)[0] == 0
     code, output = djdeploy(emulator, "destroy", "--tenant", TENANT)
     assert code == 0, output
-    summary = [line for line in output.splitlines() if ": kept" in line]
-    sources = [line for line in summary if "djdeploy-sources" in line]
-    assert sources == [
-        "bucket acme-prod-djdeploy-sources: kept: shared by every tenant of the project"
-    ]
-    assert not any("--delete-data" in line for line in sources)
-    assert all("run with --delete-data to delete" not in line for line in output.splitlines())
+    lines = output.splitlines()
+    lines = lines[lines.index("destroy") :]  # the table on stdout, after the progress lines
+    sources = [" ".join(line.split()) for line in lines if " keep " in line and "sources" in line]
+    shared = "shared by every tenant of the project"
+    assert sources == [f"sources-bucket bucket acme-prod-djdeploy-sources keep {shared}"], output
+    assert sum("shared by every tenant" in line for line in lines) == 1, output
+    assert lines[-1].startswith("deleted ") and "kept " in lines[-1], output
+    assert all("run with --delete-data to delete" not in line for line in lines)
+
+
+ACCOUNTS = "demo-django-run@acme-prod.iam.gserviceaccount.com"
+DESTROYED = [
+    Change("service", "run service demo-django", Action.DELETE, "deleted service demo-django"),
+    Change(
+        "service-accounts",
+        f"service accounts {ACCOUNTS}, {ACCOUNTS.replace('run', 'build')}",
+        Action.DELETE,
+        "deleted both",
+    ),
+    Change(
+        "sources-bucket",
+        "bucket acme-prod-djdeploy-sources",
+        Action.NOOP,
+        "kept: shared by every tenant of the project",
+    ),
+    Change(
+        "sql-instance",
+        "demo-django-pg",
+        Action.NOOP,
+        "kept: database instance demo-django-pg holds data; --delete-data to delete",
+    ),
+    Change("apis", "APIs of project acme-prod", Action.NOOP, "APIs stay enabled"),
+]
+
+
+def destroy_output(width: int, *, terminal: bool) -> list[str]:
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=terminal, color_system=None)
+    render.destroyed(DESTROYED, as_json=False, out=console)
+    return [line.rstrip() for line in buffer.getvalue().splitlines()]
+
+
+@pytest.mark.parametrize(("width", "terminal"), [(100, True), (200, True), (100_000, False)])
+def test_destroy_names_each_kept_resource_once_and_ends_with_a_summary(
+    width: int, terminal: bool
+) -> None:
+    lines = destroy_output(width, terminal=terminal)
+    text = "\n".join(lines)
+    assert text.count("shared by every tenant") == 1, text
+    assert text.count("database instance demo-django-pg") == 1, text
+    kept = [line.split() for line in lines if " keep " in line]
+    assert [words[0] for words in kept] == ["sources-bucket", "sql-instance"], text
+    assert lines[-1] == "deleted 2, kept 2 (1 holds data: --delete-data deletes it)"
+
+
+@pytest.mark.parametrize(("width", "terminal"), [(100, True), (200, True), (100_000, False)])
+def test_table_columns_fit_their_content_and_the_terminal(width: int, terminal: bool) -> None:
+    """Nothing cut (no ellipsis), every line within a terminal's width; the resource column
+    no wider than its longest name (the action column starts right after it, padding aside)."""
+    lines = destroy_output(width, terminal=terminal)
+    assert not any("…" in line for line in lines), lines
+    assert all(len(line) <= width for line in lines), lines
+    header = next(line for line in lines if line.startswith("step"))
+    longest = max(len(word) for c in DESTROYED for word in c.resource.split())
+    resource = max(render.RESOURCE_MIN_WIDTH, min(longest, width // 3))
+    assert header.index("action") <= len("service-accounts") + 2 + resource + 2, lines
+    if not terminal:  # a pipe: the service accounts wrap between names, never inside one
+        assert any(line.strip() == f"{ACCOUNTS.replace('run', 'build')}" for line in lines)

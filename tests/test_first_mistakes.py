@@ -104,9 +104,11 @@ def test_destroy_keeps_and_names_only_what_exists(emulator: EmulatorHandle) -> N
     assert djdeploy(emulator, "up", "--tenant", TENANT).exit_code == 0
     result = djdeploy(emulator, "destroy", "--tenant", TENANT)
     assert result.exit_code == 0, result.output
-    kept = [line for line in result.stdout.splitlines() if ": kept" in line]
-    assert any(f"{TENANT}-django-pg: kept: database instance" in line for line in kept), kept
-    assert any(f"kept: secrets {TENANT}-django-db-password" in line for line in kept), kept
+    kept = [line.split() for line in result.stdout.splitlines() if " keep " in line]
+    assert any(
+        words[:4] == ["sql-instance", f"{TENANT}-django-pg", "keep", "database"] for words in kept
+    ), kept
+    assert any(words[0] == "secrets" and "credentials;" in words for words in kept), kept
     # the data is kept: a second destroy finds it and says so again
     again = djdeploy(emulator, "destroy", "--tenant", TENANT)
     assert again.exit_code == 0 and "nothing to destroy" not in again.output, again.output

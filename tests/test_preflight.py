@@ -76,6 +76,21 @@ def test_cli_plan_and_up_refuse_before_any_api_call(tmp_path: Path) -> None:
         assert "nothing answers" not in result.output
 
 
+def test_cli_with_emulator_refuses_before_starting_it(tmp_path: Path) -> None:
+    """--emulator: the refusal comes before the background emulator starts (no daemon, not
+    even its state directory)."""
+    source = tutorial(tmp_path / "mysite")
+    state = tmp_path / "state"
+    for command in ("plan", "up"):
+        args = [command, "--tenant", "demo", "--source", str(source)]
+        result = CliRunner().invoke(app, [*args, "--emulator", "--state-dir", str(state)])
+        assert result.exit_code == 1, result.output
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+        assert "requirements.txt" in lines[0]
+        assert not state.exists(), result.output
+
+
 def test_src_layout(tmp_path: Path) -> None:
     """manage.py and the settings in src/, the requirements at the root (the container's
     test_src_layout)."""

@@ -96,7 +96,11 @@ def test_up_from_empty_then_status_all_ok(emulator: EmulatorHandle) -> None:
     assert code == 0, output
     assert f"https://{TENANT}-django-" in output and ".europe-west1.run.app" in output
     assert "/admin/ as admin" in output  # and how to reveal the password, never the password
-    assert f"password: in secret {TENANT}-django-superuser-password" in output
+    assert (
+        f"password: CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER={emulator.url}/ "
+        "CLOUDSDK_AUTH_ACCESS_TOKEN=emulator gcloud secrets versions access latest "
+        f"--secret={TENANT}-django-superuser-password --project={PROJECT}"
+    ) in output
     doc = status_json(emulator)
     states = {s["step"]: s["state"] for s in doc["steps"]}
     assert set(states.values()) == {"ok"}, states
