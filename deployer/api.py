@@ -905,6 +905,16 @@ def rollback(
             unchecked = ""
             if not undo:
                 chosen = next(r for r in revisions if short(r.get("name")) == name)
+                unreadable = rb.unreadable_secret(
+                    rb.pinned_secrets(chosen),
+                    lambda secret: {
+                        v["name"].rsplit("/", 1)[-1]: v.get("state", "")
+                        for v in cloud.secrets.list_versions(secret) or []
+                    },
+                    revision=name,
+                )
+                if unreadable is not None:
+                    raise unreadable
                 image = ((chosen.get("containers") or [{}])[0]).get("image", "")
                 try:
                     unknown = rb.check_migrations(
