@@ -336,17 +336,8 @@ def test_a_revision_whose_password_a_rotation_disabled_is_refused_at_once(
     """Its instances could not start (the version is disabled, and the database user's password
     changed): one line and no traffic change, not a wait on a service that never settles."""
     _, second = two_deployments(emulator, tmp_path)
-    code, output = djdeploy(
-        emulator,
-        "secrets",
-        "rotate",
-        "--tenant",
-        TENANT,
-        "--secret",
-        "db-password",
-        "--source",
-        str(tmp_path / "v2"),
-    )
+    rotate = ["secrets", "rotate", "--tenant", TENANT, "--secret", "db-password"]
+    code, output = djdeploy(emulator, *rotate, "--source", str(tmp_path / "v2"))
     assert code == 0, output
     before = traffic(emulator)
     code, output = djdeploy(emulator, "rollback", "--tenant", TENANT)
