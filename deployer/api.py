@@ -603,11 +603,21 @@ def _require_source(cloud: Cloud, config: Config, query: LogQuery) -> None:
         "service": cloud.run.get_service,
         "job": cloud.run.get_job,
     }[kind]
-    if get(name) is None:
+    if get(name) is not None:
+        return
+    if kind != "service" and cloud.run.get_service(config.names.service) is not None:
+        # the tenant is deployed: what is missing is only this worker pool or job
+        maker = "`djdeploy manage`" if query.job == "manage" else "`djdeploy up`"
+        if query.worker:
+            maker = "`djdeploy up` with a [worker] table in djdeploy.toml (docs/worker.md)"
         raise DeployError(
-            f"{kind} {name} does not exist in project {config.project} and has no log entries: "
-            f"is tenant {config.tenant} deployed there? `djdeploy status` lists the tenants"
+            f"tenant {config.tenant} is deployed but has no {kind} {name} (nor log entries of "
+            f"one): {maker} creates it"
         )
+    raise DeployError(
+        f"{kind} {name} does not exist in project {config.project} and has no log entries: "
+        f"is tenant {config.tenant} deployed there? `djdeploy status` lists the tenants"
+    )
 
 
 def log_filter(config: Config, query: LogQuery, *, now: float) -> str:
@@ -819,6 +829,16 @@ def rollback(
             unchecked = ""
             if not undo:
                 chosen = next(r for r in revisions if short(r.get("name")) == name)
+                unreadable = rb.unreadable_secret(
+                    rb.pinned_secrets(chosen),
+                    lambda secret: {
+                        v["name"].rsplit("/", 1)[-1]: v.get("state", "")
+                        for v in cloud.secrets.list_versions(secret) or []
+                    },
+                    revision=name,
+                )
+                if unreadable is not None:
+                    raise unreadable
                 image = ((chosen.get("containers") or [{}])[0]).get("image", "")
                 try:
                     unknown = rb.check_migrations(

@@ -286,12 +286,29 @@ def leaves(path: str, old: Any, new: Any) -> Iterator[tuple[str, Any, Any]]:
         for key in dict.fromkeys([*old, *new]):
             if old.get(key) != new.get(key):
                 yield from leaves(f"{path}.{key}" if path else str(key), old.get(key), new.get(key))
-    elif isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        for i, (a, b) in enumerate(zip(old, new, strict=True)):
-            if a != b:
-                yield from leaves(f"{path}[{i}]", a, b)
+    elif isinstance(old, list) and isinstance(new, list):
+        was, now = _by_name(old), _by_name(new)
+        if was is not None and now is not None and list(was) != list(now):
+            # named items (env vars, volumes, mounts) added or removed: `env[REDIS_URL]`, by
+            # name, not the two whole lists cut short
+            for name in dict.fromkeys([*was, *now]):
+                if was.get(name) != now.get(name):
+                    yield from leaves(f"{path}[{name}]", was.get(name), now.get(name))
+        elif len(old) == len(new):
+            for i, (a, b) in enumerate(zip(old, new, strict=True)):
+                if a != b:
+                    yield from leaves(f"{path}[{i}]", a, b)
+        else:
+            yield path, old, new
     else:
         yield path, old, new
+
+
+def _by_name(items: list[Any]) -> dict[str, Any] | None:
+    """A list of dicts each with its own "name" (env vars, volumes, mounts), by name; else
+    None."""
+    named = {i["name"]: i for i in items if isinstance(i, dict) and isinstance(i.get("name"), str)}
+    return named if len(named) == len(items) else None
 
 
 def changed_fields(change: Change) -> list[tuple[str, Any, Any]]:

@@ -186,6 +186,38 @@ def choose(
     )
 
 
+def pinned_secrets(revision: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (secret, version) pairs of the deployment's project the revision's containers read
+    by number: a version pinned at deploy, which a rotation may since have disabled ("latest"
+    is resolved at each start; a secret of another project, a full path, is not ours to read)."""
+    pinned = set()
+    for c in revision.get("containers") or []:
+        for env in c.get("env") or []:
+            ref = (env.get("valueSource") or {}).get("secretKeyRef") or {}
+            secret, version = str(ref.get("secret", "")), str(ref.get("version", ""))
+            if secret and "/" not in secret and version.isdigit():
+                pinned.add((secret, version))
+    return sorted(pinned)
+
+
+def unreadable_secret(
+    pinned: list[tuple[str, str]], states: Callable[[str], dict[str, str]], *, revision: str
+) -> DeployError | None:
+    """Why ``revision`` cannot start again: a secret version it reads by number is no longer
+    enabled (``states``: a secret's version number -> state), or None. Cloud Run reads them at
+    each instance start, so traffic moved there would find no instance; --force cannot help."""
+    for secret, version in pinned:
+        state = states(secret).get(version, "DESTROYED")
+        if state != "ENABLED":
+            return DeployError(
+                f"revision {revision} reads version {version} of secret {secret}, which is "
+                f"{state} (a `djdeploy secrets rotate` disables the database password's older "
+                "versions): it cannot start; roll back to a revision deployed since, or choose "
+                "one with --to"
+            )
+    return None
+
+
 def check_migrations(migrations: Migrations, *, revision: str, image: str) -> tuple[str, ...]:
     """The applied migrations ``image`` does not know (sorted); RollbackRefused when a record
     is missing, since then nobody can tell."""

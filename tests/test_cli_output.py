@@ -38,6 +38,21 @@ def test_live_progress_on_a_terminal_runs_on_the_clis_console(
         assert progress.live_mode
 
 
+def test_leaves_name_the_env_var_added_or_removed() -> None:
+    """Not the two whole env lists, cut short to the same first variable on both sides."""
+    foo, bar = {"name": "FOO", "value": "1"}, {"name": "BAR", "value": "2"}
+    redis = {"name": "REDIS_URL", "valueSource": {"secretKeyRef": {"secret": "r", "version": "1"}}}
+    assert list(leaves("env", [bar, foo, redis], [bar, foo])) == [("env[REDIS_URL]", redis, None)]
+    assert list(leaves("env", [], [foo])) == [("env[FOO]", None, foo)]
+    renamed = {"name": "BAZ", "value": "1"}
+    assert list(leaves("env", [bar, foo], [bar, renamed])) == [
+        ("env[FOO]", foo, None),
+        ("env[BAZ]", None, renamed),
+    ]
+    changed = {"name": "FOO", "value": "3"}  # the same names: by position, as before
+    assert list(leaves("env", [bar, foo], [bar, changed])) == [("env[1].value", "1", "3")]
+
+
 @pytest.mark.slow  # a whole up
 def test_plan_shows_the_one_changed_leaf(
     emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch

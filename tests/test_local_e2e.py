@@ -11,6 +11,7 @@ generated admin password (Secret Manager), as a user would with gcloud.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -200,18 +201,27 @@ def processes_under(state: Path) -> list[str]:
     return found
 
 
-@pytest.fixture
-def cli(tmp_path: Path) -> Iterator[Djdeploy]:
+@contextlib.contextmanager
+def sample_with_worker(tmp_path: Path, script: str, *, worker: str = "") -> Iterator[Djdeploy]:
+    """The CLI on a copy of the sample whose djdeploy.toml runs ``script`` (Python) as its
+    [worker] command, with ``worker``'s further [worker] keys; the emulator stopped after."""
     source = tmp_path / "project"
     shutil.copytree(SAMPLE, source)
-    command = json.dumps(["python", "-c", WORKER])
-    (source / "djdeploy.toml").write_text(f'source = "."\n[worker]\ncommand = {command}\n')
+    command = json.dumps(["python", "-c", script])
+    config = f'source = "."\n[worker]\ncommand = {command}\n{worker}'
+    (source / "djdeploy.toml").write_text(config)
     state = tmp_path / "state"
     handle = Djdeploy(state, source)
     try:
         yield handle
     finally:
         handle("emulator", "stop", "--state-dir", str(state), check=False)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Djdeploy]:
+    with sample_with_worker(tmp_path, WORKER) as handle:
+        yield handle
 
 
 def workers(cli: Djdeploy) -> list[str]:

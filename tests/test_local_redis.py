@@ -6,8 +6,6 @@ Nothing djdeploy prints holds the AUTH string; destroy stops the server."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +16,11 @@ from deployer.emulator.local.redis import find_server
 from deployer.emulator.testing import discovery_client
 from tests.test_local_e2e import (
     PROJECT,
-    SAMPLE,
     Djdeploy,
     eventually,
     media_objects,
     processes_under,
+    sample_with_worker,
 )
 
 pytestmark = [
@@ -64,17 +62,8 @@ time.sleep(3600)
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Iterator[Djdeploy]:
-    source = tmp_path / "project"
-    shutil.copytree(SAMPLE, source)
-    command = json.dumps(["python", "-c", WORKER])
-    config = f'source = "."\n[worker]\ncommand = {command}\nbroker = "redis"\n'
-    (source / "djdeploy.toml").write_text(config)
-    state = tmp_path / "state"
-    handle = Djdeploy(state, source)
-    try:
+    with sample_with_worker(tmp_path, WORKER, worker='broker = "redis"\n') as handle:
         yield handle
-    finally:
-        handle("emulator", "stop", "--state-dir", str(state), check=False)
 
 
 def get_key(port: int, password: str) -> bytes:

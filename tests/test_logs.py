@@ -5,6 +5,7 @@ injected clock."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -122,6 +123,36 @@ def test_follow_prints_each_new_entry_once(emulator: EmulatorHandle) -> None:
     polls = [e for e in emulator.emu.transcript.entries() if e["path"] == "/v2/entries:list"]
     assert len(polls) == 4  # the first read and max_polls polls
     assert 'timestamp>="2026-03-01T10:00:01Z"' in polls[-1]["body"]["filter"]
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--worker"], "has no worker pool demo-django-worker (nor log entries of one): "),
+        (["--job", "manage"], "has no job demo-django-manage (nor log entries of one): "),
+    ],
+)
+def test_a_deployed_tenant_without_the_source_is_told_what_makes_it(
+    emulator: EmulatorHandle, args: list[str], named: str
+) -> None:
+    """Not "is tenant demo deployed there?": its service is, only the pool or job is not."""
+    parent = f"projects/{PROJECT}/locations/europe-west1"
+    usage = discovery_client(emulator.url, "serviceusage", "v1")
+    op = usage.services().enable(name=f"projects/{PROJECT}/services/run.googleapis.com").execute()
+    while not op.get("done"):  # the enabling is a long-running operation
+        time.sleep(0.05)
+        op = usage.operations().get(name=op["name"]).execute()
+    discovery_client(emulator.url, "run", "v2").projects().locations().services().create(
+        parent=parent,
+        serviceId=f"{TENANT}-django",
+        body={
+            "template": {"containers": [{"image": "us-docker.pkg.dev/cloudrun/container/hello"}]}
+        },
+    ).execute()
+    code, output = djdeploy(emulator, "logs", "--tenant", TENANT, *args)
+    assert code == 1
+    assert output.count("\n") == 1 and named in output, output
+    assert "deployed there?" not in output
 
 
 def test_filter_for_the_service_a_job_and_the_worker() -> None:

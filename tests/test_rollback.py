@@ -22,7 +22,15 @@ from deployer import api
 from deployer.archive import container_dir
 from deployer.config import Config
 from deployer.emulator.testing import EmulatorHandle, storage_client
-from deployer.rollbacks import Migrations, RollbackRefused, check_migrations, pin_body, refusal
+from deployer.rollbacks import (
+    Migrations,
+    RollbackRefused,
+    check_migrations,
+    pin_body,
+    pinned_secrets,
+    refusal,
+    unreadable_secret,
+)
 from deployer.steps.service import PIN_ANNOTATION
 from tests.test_lease_scenarios import Run, block, holds_lease, sent, until
 from tests.test_scenarios import (
@@ -319,3 +327,42 @@ def test_a_lost_answer_to_the_pin_is_retried_and_found_applied(
     ]
     assert patches[-1] == 409, patches
     assert traffic(emulator)[0]["revision"] == first
+
+
+@pytest.mark.slow
+def test_a_revision_whose_password_a_rotation_disabled_is_refused_at_once(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    """Its instances could not start (the version is disabled, and the database user's password
+    changed): one line and no traffic change, not a wait on a service that never settles."""
+    _, second = two_deployments(emulator, tmp_path)
+    rotate = ["secrets", "rotate", "--tenant", TENANT, "--secret", "db-password"]
+    code, output = djdeploy(emulator, *rotate, "--source", str(tmp_path / "v2"))
+    assert code == 0, output
+    before = traffic(emulator)
+    code, output = djdeploy(emulator, "rollback", "--tenant", TENANT)
+    assert code == 1
+    assert output.splitlines() == [
+        f"error: revision {second} reads version 1 of secret {TENANT}-django-db-password, which "
+        "is DISABLED (a `djdeploy secrets rotate` disables the database password's older "
+        "versions): it cannot start; roll back to a revision deployed since, or choose one with "
+        "--to"
+    ]
+    assert traffic(emulator) == before
+
+
+def test_only_numbered_versions_of_the_projects_own_secrets_are_checked() -> None:
+    env = [
+        {"name": "A", "valueSource": {"secretKeyRef": {"secret": "s-db", "version": "1"}}},
+        {"name": "B", "valueSource": {"secretKeyRef": {"secret": "s-key", "version": "latest"}}},
+        {
+            "name": "C",
+            "valueSource": {"secretKeyRef": {"secret": "projects/9/secrets/x", "version": "2"}},
+        },
+        {"name": "D", "value": "plain"},
+    ]
+    pinned = pinned_secrets({"containers": [{"env": env}]})
+    assert pinned == [("s-db", "1")]
+    assert unreadable_secret(pinned, lambda s: {"1": "ENABLED"}, revision="r") is None
+    refused = unreadable_secret(pinned, lambda s: {"2": "ENABLED"}, revision="r")
+    assert refused is not None and "version 1 of secret s-db, which is DESTROYED" in str(refused)

@@ -292,6 +292,9 @@ def test_delete_data_deletes_the_database_before_its_user(emulator: EmulatorHand
         and (found := re.search(r"/instances/[^/]+/(databases|users)\b", e["path"]))
     ]
     assert deletes.index("databases") < deletes.index("users"), deletes
+    # the sql-database step, after sql-user, finds it gone: not "already gone" (it was there)
+    assert f"database {TENANT}_django already gone" not in output, output
+    assert "(the sql-user step deletes it before its user, who owns it)" in output, output
 
 
 def labelled_resources(emulator: EmulatorHandle) -> Counter[str]:

@@ -450,7 +450,11 @@ class SqlDatabase(_OnInstance):
                 f"kept: database {n.database} holds the app's data; --delete-data to delete"
             )
         if cloud.sql.delete_database(n.sql_instance, n.database) is None:
-            return self.noop(f"database {n.database} already gone")
+            # not "already gone": in a destroy the sql-user step, which runs first, deleted it
+            return self.noop(
+                f"database {n.database} gone (the sql-user step deletes it before its user, "
+                "who owns it)"
+            )
         return self.deleted(f"deleting database {n.database}")
 
 
