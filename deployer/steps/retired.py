@@ -35,9 +35,12 @@ from deployer.gcp import policy
 from deployer.steps import ci
 from deployer.steps.base import Action, Change, FieldChange, Operation
 from deployer.steps.cron import CronSchedules
+from deployer.steps.labelled import kept
 from deployer.steps.monitoring import ours, short_id
+from deployer.steps.redis import OnRedisInstance
 from deployer.steps.redis_url import delete_secret
 from deployer.steps.service_accounts import ServiceAccounts
+from deployer.steps.worker import OnWorkerPool
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -78,16 +81,8 @@ class _Retired(Operation):
 
 
 @dataclass(frozen=True)
-class RetiredWorker(_Retired):
+class RetiredWorker(OnWorkerPool, _Retired):
     name: str = "worker-retired"
-
-    @property
-    def pool(self) -> str:
-        return self.config.names.worker_pool
-
-    @property
-    def resource(self) -> str:
-        return f"run worker pool {self.pool}"
 
     def observe(self, cloud: Cloud) -> dict[str, Any] | None:
         return cloud.run.get_worker_pool(self.pool)
@@ -96,7 +91,7 @@ class RetiredWorker(_Retired):
         if observed is None:
             return self.noop("no [worker]: no worker pool")
         if not self.config.names.owns(observed.get("labels")):
-            return self.noop(f"kept: worker pool {self.pool} is not managed by djdeploy")
+            return self.noop(kept(f"worker pool {self.pool}"))
         if observed.get("deleteTime"):
             return self.wait(f"worker pool {self.pool} being deleted")
         count = (observed.get("scaling") or {}).get("manualInstanceCount") or 0
@@ -110,16 +105,8 @@ class RetiredWorker(_Retired):
 
 
 @dataclass(frozen=True)
-class RetiredRedis(_Retired):
+class RetiredRedis(OnRedisInstance, _Retired):
     name: str = "redis-retired"
-
-    @property
-    def instance(self) -> str:
-        return self.config.names.redis_instance
-
-    @property
-    def resource(self) -> str:
-        return f"redis instance {self.instance}"
 
     def observe(self, cloud: Cloud) -> dict[str, Any] | None:
         return cloud.redis.get_instance(self.instance)
@@ -128,7 +115,7 @@ class RetiredRedis(_Retired):
         if observed is None:
             return self.noop('no [worker] broker = "redis": no redis instance')
         if not self.config.names.owns(observed.get("labels")):
-            return self.noop(f"kept: redis instance {self.instance} is not managed by djdeploy")
+            return self.noop(kept(self.resource))
         if observed.get("state") == "DELETING":
             return self.wait(f"redis instance {self.instance} being deleted")
         size = f"{observed.get('tier')}, {observed.get('memorySizeGb')} GB"
