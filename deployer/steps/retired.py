@@ -23,9 +23,9 @@ trigger and the project policy), then
 answers DELETE with one field per resource or noop("why"). Apply deletes what the change names,
 the resource observe looks for last, so a run cut short anywhere (kill -9) leaves it for the
 next observation, and a delete of one already gone is done: the Cloud Run job before the
-scheduler job that runs it, the scheduler account after every job; the alert policy, then the notification channel, then the uptime
-checks; the trigger, then the account's roles, then the account. destroy deletes the same
-things.
+scheduler job that runs it, the scheduler account after every job; the alert policy, then the
+notification channel, then the uptime checks; the trigger, then the account's roles, then the
+account. destroy deletes the same things.
 """
 
 from __future__ import annotations
