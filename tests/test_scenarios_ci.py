@@ -81,6 +81,15 @@ def roles(emulator: EmulatorHandle) -> set[str]:
     }
 
 
+def paths(emulator: EmulatorHandle, *methods: str) -> list[str]:
+    """The paths of the transcript's requests of ``methods``, in order, the lease's left out."""
+    return [
+        e["path"]
+        for e in emulator.control.transcript()
+        if e["method"] in methods and "djdeploy-leases" not in e["path"]
+    ]
+
+
 def test_plan_up_status_noop_destroy(emulator: EmulatorHandle, config_file: Path) -> None:
     code, output = djdeploy(emulator, config_file, "plan", "--tenant", TENANT, "--json")
     assert code == 2, output
@@ -121,11 +130,7 @@ def test_plan_up_status_noop_destroy(emulator: EmulatorHandle, config_file: Path
     emulator.control.clear_transcript()
     code, output = djdeploy(emulator, config_file, "destroy", "--tenant", TENANT)
     assert code == 0, output
-    deletes = [
-        e["path"]
-        for e in emulator.control.transcript()
-        if e["method"] == "DELETE" and "djdeploy-leases" not in e["path"]
-    ]
+    deletes = paths(emulator, "DELETE")
     assert "/triggers/" in deletes[0], deletes  # first: no push deploys a half-destroyed tenant
     assert triggers(emulator) == [] and account(emulator) is None and roles(emulator) == set()
     assert check_transcript(emulator.control.transcript()) == []
@@ -184,11 +189,7 @@ def test_a_removed_feature_takes_its_role_away_after_its_retiring_step(
     emulator.control.clear_transcript()
     code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)
     assert code == 0, output
-    writes = [
-        e["path"]
-        for e in emulator.control.transcript()
-        if e["method"] in ("DELETE", "POST") and "djdeploy-leases" not in e["path"]
-    ]
+    writes = paths(emulator, "DELETE", "POST")
     revoked = writes.index(f"/v3/projects/{PROJECT}:setIamPolicy")
     assert revoked > max(i for i, p in enumerate(writes) if "serviceAccounts/" in p), writes
     assert SCHEDULER_ROLE not in roles(emulator) and "roles/run.admin" in roles(emulator)
