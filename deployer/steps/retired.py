@@ -19,13 +19,13 @@ None of it is the app's data (a Redis broker's queued tasks are lost, as with de
 observes with one read when nothing is left (a GET of the pool or of the Redis instance; a GET
 of the scheduler account, then a list of the scheduler jobs; a list of the uptime checks, then
 of the policies and channels when one is found; a GET of the deployer account, then of the
-trigger and the project policy), then
-answers DELETE with one field per resource or noop("why"). Apply deletes what the change names,
-the resource observe looks for last, so a run cut short anywhere (kill -9) leaves it for the
-next observation, and a delete of one already gone is done: the Cloud Run job before the
-scheduler job that runs it, the scheduler account after every job; the alert policy, then the
-notification channel, then the uptime checks; the trigger, then the account's roles, then the
-account. destroy deletes the same things.
+trigger and the project policy), then answers DELETE with one field per resource or
+noop("why"). Apply deletes what the change names, the resource observe looks for last, so a
+run cut short anywhere (kill -9) leaves it for the next observation, and a delete of one
+already gone is done: the Cloud Run job before the scheduler job that runs it, the scheduler
+account after every job; the alert policy, then the notification channel, then the uptime
+checks; the trigger, then the account's roles, then the account. destroy deletes the same
+things.
 """
 
 from __future__ import annotations
@@ -176,11 +176,8 @@ class RetiredCron(_Retired):
             return self.noop("no [[cron]] entry: no scheduled command")
         fields = [FieldChange(jid, observed[jid].get("schedule"), None) for jid in sorted(observed)]
         fields.append(account_field(self.email, "scheduler"))
-        return self.gone(
-            f"no [[cron]] entry: delete {len(observed)} scheduled command(s) and the scheduler "
-            "account",
-            fields,
-        )
+        jobs = f"{len(observed)} scheduled command(s) and " if observed else ""
+        return self.gone(f"no [[cron]] entry: delete {jobs}the scheduler account", fields)
 
     def apply(self, cloud: Cloud, change: Change) -> None:
         for f in change.fields:  # the jobs, then the account (what observe finds) last
