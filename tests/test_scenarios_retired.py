@@ -13,8 +13,8 @@ import pytest
 
 from deployer.emulator.testing import EmulatorHandle
 from tests.contract import check_transcript
-from tests.test_scenarios import PROJECT, TENANT
-from tests.test_scenarios_cron import run_jobs, scheduler_jobs
+from tests.test_scenarios import TENANT
+from tests.test_scenarios_cron import SCHEDULER_SA, has_scheduler_account, run_jobs, scheduler_jobs
 from tests.test_scenarios_monitoring import ONE_EACH, count
 from tests.test_scenarios_worker import djdeploy, pools
 
@@ -34,13 +34,6 @@ enabled = true
 alert_email = "ops@example.com"
 """
 RETIRED = ("worker-retired", "cron-retired", "monitoring-retired")
-SCHEDULER_SA = f"{TENANT}-django-sched@{PROJECT}.iam.gserviceaccount.com"
-
-
-def has_scheduler_account(emulator: EmulatorHandle) -> bool:
-    accounts = emulator.discovery("iam", "v1").projects().serviceAccounts()
-    listed = accounts.list(name=f"projects/{PROJECT}").execute().get("accounts", [])
-    return any(a["email"] == SCHEDULER_SA for a in listed)
 
 
 def deploy_then_remove_the_features(emulator: EmulatorHandle, tmp_path: Path) -> Path:
