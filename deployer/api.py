@@ -59,6 +59,7 @@ from deployer.steps import build_steps
 from deployer.steps.base import Action, Change, Step
 from deployer.steps.ci import CiTrigger
 from deployer.steps.container_env import MANAGE, short
+from deployer.steps.iam import IamDeployer
 from deployer.steps.monitoring import UptimeResult, latest_result
 from deployer.steps.rotation import KINDS, ROTATING, Rotated, secret_ids
 from deployer.target import (
@@ -1014,9 +1015,11 @@ def ci_setup(
     config = resolve(config, target)
     if config.ci is None:
         raise ConfigError(ci_missing())
-    wanted = ("apis", "sources-bucket", "service-accounts", "iam-deployer")
+    wanted = ("apis", "sources-bucket", "service-accounts")
     steps = [s for s in build_steps(config) if s.name in wanted]
-    steps.append(CiTrigger(config))  # needs iam-deployer alone
+    # up's iam-deployer also waits for its retiring steps; here it needs its account alone,
+    # and the trigger needs it alone
+    steps += [IamDeployer(config), CiTrigger(config)]
     if on_steps is not None:
         on_steps([step.name for step in steps])
     return _converge(config, steps, target, on_event, clock, wait, on_lease)

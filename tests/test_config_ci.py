@@ -12,7 +12,14 @@ from deployer.config import CiConfig, Config, load_config
 from deployer.engine import order
 from deployer.errors import ConfigError
 from deployer.steps import build_steps
-from deployer.steps.ci import DEPLOYER_ROLES, LOG_WRITER, SCHEDULER_ROLE, CiTrigger
+from deployer.steps.ci import (
+    DEPLOYER_ROLES,
+    LOG_WRITER,
+    MONITORING_ROLE,
+    REDIS_ROLE,
+    SCHEDULER_ROLE,
+    CiTrigger,
+)
 from deployer.steps.iam import IamDeployer
 from deployer.steps.service_accounts import ServiceAccounts
 
@@ -82,3 +89,11 @@ def test_ci_adds_the_account_its_roles_and_the_trigger_last() -> None:
     [iam] = [s for s in steps if isinstance(s, IamDeployer)]
     [target] = iam.targets()
     assert set(target.wanted) == {*DEPLOYER_ROLES, SCHEDULER_ROLE, LOG_WRITER}
+    assert set(target.unwanted) == {MONITORING_ROLE, REDIS_ROLE}  # revoked if ever granted
+    # a role goes once the retiring steps that use it on push are done
+    assert set(iam.needs) == {
+        "service-accounts",
+        "worker-retired",
+        "redis-retired",
+        "monitoring-retired",
+    }

@@ -42,6 +42,8 @@ PARENT = f"projects/{PROJECT}/locations/{REGION}"
 TRIGGER = f"{PARENT}/triggers/djdeploy-{TENANT}"
 EMAIL = f"{TENANT}-django-deploy@{PROJECT}.iam.gserviceaccount.com"
 CI_TOML = f'[ci]\ngithub = "{REPO}"\nbranch = "main"\n'
+CRON_TOML = '[[cron]]\nname = "nightly"\nschedule = "0 3 * * *"\ncommand = ["clearsessions"]\n'
+SCHEDULER_ROLE = "roles/cloudscheduler.admin"
 
 
 @pytest.fixture
@@ -77,6 +79,15 @@ def roles(emulator: EmulatorHandle) -> set[str]:
     return {
         b["role"] for b in policy.get("bindings", []) if f"serviceAccount:{EMAIL}" in b["members"]
     }
+
+
+def paths(emulator: EmulatorHandle, *methods: str) -> list[str]:
+    """The paths of the transcript's requests of ``methods``, in order, the lease's left out."""
+    return [
+        e["path"]
+        for e in emulator.control.transcript()
+        if e["method"] in methods and "djdeploy-leases" not in e["path"]
+    ]
 
 
 def test_plan_up_status_noop_destroy(emulator: EmulatorHandle, config_file: Path) -> None:
@@ -119,11 +130,7 @@ def test_plan_up_status_noop_destroy(emulator: EmulatorHandle, config_file: Path
     emulator.control.clear_transcript()
     code, output = djdeploy(emulator, config_file, "destroy", "--tenant", TENANT)
     assert code == 0, output
-    deletes = [
-        e["path"]
-        for e in emulator.control.transcript()
-        if e["method"] == "DELETE" and "djdeploy-leases" not in e["path"]
-    ]
+    deletes = paths(emulator, "DELETE")
     assert "/triggers/" in deletes[0], deletes  # first: no push deploys a half-destroyed tenant
     assert triggers(emulator) == [] and account(emulator) is None and roles(emulator) == set()
     assert check_transcript(emulator.control.transcript()) == []
@@ -155,6 +162,43 @@ def test_removing_ci_deletes_the_trigger_then_the_account(
     assert account(emulator) is None
     code, output = djdeploy(emulator, config_file, "plan", "--tenant", TENANT)
     assert code == 0 and "nothing to change" in output, output
+
+
+def test_a_removed_feature_takes_its_role_away_after_its_retiring_step(
+    emulator: EmulatorHandle, config_file: Path
+) -> None:
+    """[ci] with a [[cron]] entry grants the deployer account roles/cloudscheduler.admin;
+    once the entry is gone, cron-retired deletes the schedules (with that role, when up runs
+    on push) and then iam-deployer revokes it, leaving another member's binding of it."""
+    config_file.write_text(CI_TOML + CRON_TOML)
+    assert djdeploy(emulator, config_file, "up", "--tenant", TENANT)[0] == 0
+    assert SCHEDULER_ROLE in roles(emulator)
+    projects = emulator.discovery("cloudresourcemanager", "v3").projects()
+    policy = projects.getIamPolicy(resource=f"projects/{PROJECT}", body={}).execute()
+    policy["bindings"].append({"role": SCHEDULER_ROLE, "members": ["user:ops@example.com"]})
+    projects.setIamPolicy(resource=f"projects/{PROJECT}", body={"policy": policy}).execute()
+
+    config_file.write_text(CI_TOML)
+    code, output = djdeploy(emulator, config_file, "plan", "--tenant", TENANT, "--json")
+    assert code == 2, output
+    pending = {s["step"]: s for s in json.loads(output)["steps"] if s["action"] != "noop"}
+    assert sorted(pending) == ["cron-retired", "iam-deployer"], output
+    assert [(f["path"], f["new"]) for f in pending["iam-deployer"]["fields"]] == [
+        (f"project:{SCHEDULER_ROLE}", None)
+    ]
+    emulator.control.clear_transcript()
+    code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)
+    assert code == 0, output
+    writes = paths(emulator, "DELETE", "POST")
+    revoked = writes.index(f"/v3/projects/{PROJECT}:setIamPolicy")
+    assert revoked > max(i for i, p in enumerate(writes) if "serviceAccounts/" in p), writes
+    assert SCHEDULER_ROLE not in roles(emulator) and "roles/run.admin" in roles(emulator)
+    policy = projects.getIamPolicy(resource=f"projects/{PROJECT}", body={}).execute()
+    kept = [b["members"] for b in policy["bindings"] if b["role"] == SCHEDULER_ROLE]
+    assert kept == [["user:ops@example.com"]]
+    code, output = djdeploy(emulator, config_file, "plan", "--tenant", TENANT)
+    assert code == 0 and "nothing to change" in output, output
+    assert check_transcript(emulator.control.transcript()) == []
 
 
 def test_a_destroy_cut_short_after_the_trigger_finishes(

@@ -48,6 +48,7 @@ time_zone = "Europe/Paris"
 command = "check --deploy"
 """
 JOBS = {f"{TENANT}-django-cron-nightly", f"{TENANT}-django-cron-report"}
+SCHEDULER_SA = f"{TENANT}-django-sched@{PROJECT}.iam.gserviceaccount.com"
 
 
 @pytest.fixture
@@ -66,6 +67,12 @@ def scheduler_jobs(emulator: EmulatorHandle) -> list[dict[str, Any]]:
     jobs = emulator.discovery("cloudscheduler", "v1").projects().locations().jobs()
     listed: list[dict[str, Any]] = jobs.list(parent=PARENT).execute().get("jobs", [])
     return listed
+
+
+def has_scheduler_account(emulator: EmulatorHandle) -> bool:
+    accounts = emulator.discovery("iam", "v1").projects().serviceAccounts()
+    listed = accounts.list(name=f"projects/{PROJECT}").execute().get("accounts", [])
+    return any(a["email"] == SCHEDULER_SA for a in listed)
 
 
 def run_jobs(emulator: EmulatorHandle) -> set[str]:
@@ -116,6 +123,7 @@ def test_plan_up_noop_forced_run_destroy(emulator: EmulatorHandle, config_file: 
     code, output = djdeploy(emulator, config_file, "destroy", "--tenant", TENANT)
     assert code == 0, output
     assert scheduler_jobs(emulator) == [] and run_jobs(emulator) == set()
+    assert not has_scheduler_account(emulator)
     assert check_transcript(emulator.control.transcript()) == []
 
 

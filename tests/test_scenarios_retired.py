@@ -1,7 +1,8 @@
 """A feature removed from the config is cleaned up by up (steps/retired.py): deploy with a
 [worker], a [[cron]] entry and [monitoring], remove all three, plan shows the deletions (exit 2),
-up deletes them, then plan has nothing to change. An up cut short between two deletes (as by
-kill -9) leaves what the next one finds and finishes; destroy deletes them too."""
+up deletes them (the scheduler account too, once its jobs are gone), then plan has nothing to
+change. An up cut short between two deletes (as by kill -9) leaves what the next one finds and
+finishes; destroy deletes them too."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from deployer.emulator.testing import EmulatorHandle
 from tests.contract import check_transcript
 from tests.test_scenarios import TENANT
-from tests.test_scenarios_cron import run_jobs, scheduler_jobs
+from tests.test_scenarios_cron import SCHEDULER_SA, has_scheduler_account, run_jobs, scheduler_jobs
 from tests.test_scenarios_monitoring import ONE_EACH, count
 from tests.test_scenarios_worker import djdeploy, pools
 
@@ -41,7 +42,7 @@ def deploy_then_remove_the_features(emulator: EmulatorHandle, tmp_path: Path) ->
     code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)
     assert code == 0, output
     assert len(pools(emulator)) == len(scheduler_jobs(emulator)) == len(run_jobs(emulator)) == 1
-    assert count(emulator) == ONE_EACH
+    assert count(emulator) == ONE_EACH and has_scheduler_account(emulator)
     config_file.write_text("")
     return config_file
 
@@ -50,6 +51,7 @@ def assert_all_gone(emulator: EmulatorHandle) -> None:
     assert pools(emulator) == scheduler_jobs(emulator) == []
     assert run_jobs(emulator) == set()
     assert count(emulator) == dict.fromkeys(ONE_EACH, 0)
+    assert not has_scheduler_account(emulator)
 
 
 def test_removed_features_are_deleted_by_up(emulator: EmulatorHandle, tmp_path: Path) -> None:
@@ -60,7 +62,8 @@ def test_removed_features_are_deleted_by_up(emulator: EmulatorHandle, tmp_path: 
     assert sorted(pending) == sorted(RETIRED), output
     assert {s["action"] for s in pending.values()} == {"delete"}
     assert [f["path"] for f in pending["cron-retired"]["fields"]] == [
-        f"{TENANT}-django-cron-nightly"
+        f"{TENANT}-django-cron-nightly",
+        f"service account {SCHEDULER_SA}",  # last: once no job uses it
     ]
     assert len(pending["monitoring-retired"]["fields"]) == 3  # policy, channel, check
 
@@ -74,6 +77,15 @@ def test_removed_features_are_deleted_by_up(emulator: EmulatorHandle, tmp_path: 
     assert code == 1, output
     assert len(scheduler_jobs(emulator)) == 1 and run_jobs(emulator) == set()
     assert count(emulator) == {**dict.fromkeys(ONE_EACH, 0), "uptimeCheckConfigs": 1}
+    assert has_scheduler_account(emulator)
+
+    # and once more after the scheduler job, before its account
+    emulator.control.add_fault(
+        method="DELETE", path=r"/serviceAccounts/", code=403, status="PERMISSION_DENIED", times=1
+    )
+    code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)
+    assert code == 1, output
+    assert scheduler_jobs(emulator) == [] and has_scheduler_account(emulator)
 
     code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)
     assert code == 0, output

@@ -123,7 +123,7 @@ class EmulatorControl:
         self, kind: str, match: str, message: str, times: int = 1, status: str | None = None
     ) -> dict[str, Any]:
         """Make the next ``times`` outcomes of ``kind`` ("build", "execution", "revision",
-        "sql.operation") whose name contains ``match`` fail with ``message``; for builds,
+        "sql.operation", "delete") whose name contains ``match`` fail with ``message``; for builds,
         ``status`` is the failed status (FAILURE, INTERNAL_ERROR, TIMEOUT, EXPIRED)."""
         rule: dict[str, Any] = {"kind": kind, "match": match, "message": message, "times": times}
         if status is not None:

@@ -7,8 +7,11 @@ Tests (or the admin API) add rules; API modules ask, at the moment the outcome i
     if msg is not None: ...fail the build with msg in the real failure shape...
 
 Kinds in use: "build", "execution", "revision" (a service's), "workerpool" (a worker pool's
-revision), "sql.operation". Rules live in the store (the
-operation that consumes one may complete in another process).
+revision), "sql.operation", and "delete": a delete of a Cloud Run service, job or worker pool,
+a Memorystore instance or an Artifact Registry repository whose full name contains X is
+accepted, and its operation ends in error with the message (FAILED_PRECONDITION), the resource
+left as it was. Rules live in the store (the operation that consumes one may complete in
+another process).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
     from .context import Emulator
 
 KIND = "_outcome"
-KNOWN_KINDS = frozenset({"build", "execution", "revision", "workerpool", "sql.operation"})
+KNOWN_KINDS = frozenset({"build", "execution", "revision", "workerpool", "sql.operation", "delete"})
 #: the failed Build statuses a "build" rule may ask for (FAILURE when none is given)
 BUILD_STATUSES = ("FAILURE", "INTERNAL_ERROR", "TIMEOUT", "EXPIRED")
 

@@ -1,6 +1,7 @@
 """The one IAM read-modify-write, for every resource that has a policy.
 
-    ensure_bindings(cloud, get=..., set=..., wanted={role: {member, ...}}, key=...) -> bool
+    ensure_bindings(cloud, get=..., set=..., wanted={role: {member, ...}}, key=...,
+                    unwanted={role: {member, ...}}) -> bool
     remove_bindings(cloud, get=..., set=..., unwanted={role: {member, ...}}, key=...) -> bool
     missing_bindings(policy, wanted) -> {role: {member, ...}}      (pure: for diff())
 
@@ -142,18 +143,21 @@ def ensure_bindings(
     set: Callable[[Policy], Policy],
     wanted: Mapping[str, set[str]],
     key: str = "",
+    unwanted: Mapping[str, set[str]] | None = None,
     retry_on: tuple[Predicate, ...] = (),
     attempts: int = RMW_ATTEMPTS,
 ) -> bool:
-    """Grant every (role, member) of ``wanted``; True when a write was made. ``retry_on``
-    adds reasons to redo the read-modify-write (see the module's docstring for the bound)."""
+    """Grant every (role, member) of ``wanted`` and revoke those of ``unwanted`` still
+    granted, in one write; True when a write was made. ``retry_on`` adds reasons to redo the
+    read-modify-write (see the module's docstring for the bound)."""
 
     def rmw() -> bool:
         policy = get()
         missing = missing_bindings(policy, wanted)
-        if not missing:
+        revoked = present_bindings(policy, unwanted or {})
+        if not missing and not revoked:
             return False
-        set(_with_added(policy, missing))
+        set(_without(_with_added(policy, missing), revoked))
         return True
 
     return _read_modify_write(

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from deployer.gcp.context import Context, execute
+from deployer.gcp.deletes import Deletes, operation_reader
 from deployer.secret import Secret
 
 
@@ -41,6 +42,7 @@ def broker_url(instance: Mapping[str, Any] | None, auth: Secret | None) -> Secre
 class RedisApi:
     def __init__(self, cloud: Context) -> None:
         self.cloud = cloud
+        self.deletes = Deletes("Memorystore for Redis")
 
     def _instances(self) -> Any:
         return self.cloud.clients.discovery("redis", "v1").projects().locations().instances()
@@ -54,9 +56,13 @@ class RedisApi:
 
     def get_instance(self, instance_id: str) -> dict[str, Any] | None:
         """The instance, or None (absent, or the API not enabled yet); a read the steps'
-        first observations share (the service, the jobs and the worker read its host)."""
-        request = self._instances().get(name=self.instance_name(instance_id))
-        return self.cloud.read(execute(request), key=("redis.instance", instance_id))
+        first observations share (the service, the jobs and the worker read its host);
+        OperationFailed when a delete of it this command started has failed."""
+        name = self.instance_name(instance_id)
+        found = self.cloud.read(
+            execute(self._instances().get(name=name)), key=("redis.instance", instance_id)
+        )
+        return self.deletes.check(name, found, kind="instance")
 
     def get_auth_string(self, instance_id: str) -> Secret | None:
         """The instance's AUTH string, or None (AUTH off: the answer is empty; or absent)."""
@@ -81,7 +87,12 @@ class RedisApi:
 
     def delete_instance(self, instance_id: str) -> bool:
         """Start deleting; True when it was there, False when already gone."""
-        done = self.cloud.read(
-            execute(self._instances().delete(name=self.instance_name(instance_id)))
-        )
-        return done is not None
+        name = self.instance_name(instance_id)
+        started = self.cloud.read(execute(self._instances().delete(name=name)))
+        if started is None:
+            return False
+        self.deletes.started(name, operation_reader(self.cloud, self._operations(), started))
+        return True
+
+    def _operations(self) -> Any:
+        return self.cloud.clients.discovery("redis", "v1").projects().locations().operations()

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from deployer.gcp.context import Context, execute
+from deployer.gcp.deletes import Deletes, operation_reader
 
 _IMAGE_REF = re.compile(
     r"^(?P<location>[a-z0-9-]+)-docker\.pkg\.dev/(?P<project>[^/]+)/(?P<repo>[^/]+)/"
@@ -35,6 +36,7 @@ def parse_image_ref(ref: str) -> dict[str, str]:
 class RegistryApi:
     def __init__(self, cloud: Context) -> None:
         self.cloud = cloud
+        self.deletes = Deletes("Artifact Registry")
 
     @property
     def _repos(self) -> Any:
@@ -50,10 +52,13 @@ class RegistryApi:
     # -- repositories ------------------------------------------------------------------------
 
     def get_repository(self, repo_id: str) -> dict[str, Any] | None:
-        return self.cloud.read(
+        """The repository, or None; OperationFailed when a delete of it this command started
+        has failed (gcp/deletes.py)."""
+        found = self.cloud.read(
             execute(self._repos.repositories().get(name=self.name(repo_id))),
             key=("registry.repository", repo_id),
         )
+        return self.deletes.check(self.name(repo_id), found, kind="repository")
 
     def create_repository(
         self, repo_id: str, labels: dict[str, str], *, description: str = ""
@@ -81,8 +86,12 @@ class RegistryApi:
 
     def delete_repository(self, repo_id: str) -> bool:
         """Start deleting the repository (and every image in it); False when it was absent."""
-        found = self.cloud.read(execute(self._repos.repositories().delete(name=self.name(repo_id))))
-        return found is not None
+        name = self.name(repo_id)
+        started = self.cloud.read(execute(self._repos.repositories().delete(name=name)))
+        if started is None:
+            return False
+        self.deletes.started(name, operation_reader(self.cloud, self._repos.operations(), started))
+        return True
 
     def list_managed(self) -> list[dict[str, Any]]:
         """Repositories in the region labelled managed-by=djdeploy (the API filters by name

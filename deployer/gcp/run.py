@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from deployer.gcp.context import Context
+from deployer.gcp.deletes import Deletes
 from deployer.gcp.proto import from_dict, policy_from_dict, policy_to_dict, to_dict
 
 T = TypeVar("T")
@@ -23,6 +24,7 @@ MANAGED_BY = "managed-by"
 class RunApi:
     def __init__(self, cloud: Context) -> None:
         self.cloud = cloud
+        self.deletes = Deletes("Cloud Run")
 
     # -- names -------------------------------------------------------------------------------
 
@@ -52,8 +54,10 @@ class RunApi:
     # -- services ----------------------------------------------------------------------------
 
     def get_service(self, name: str) -> dict[str, Any] | None:
+        """The service, or None; OperationFailed when a delete of it this command started
+        has failed (gcp/deletes.py)."""
         client = self._client("run.services")
-        return self.cloud.read(
+        found = self.cloud.read(
             lambda: to_dict(
                 client.get_service(
                     name=self.service_name(name),
@@ -63,6 +67,7 @@ class RunApi:
             ),
             key=("run.service", name),
         )
+        return self.deletes.check(self.service_name(name), found, kind="service")
 
     def list_services(self) -> list[dict[str, Any]]:
         client = self._client("run.services")
@@ -104,26 +109,15 @@ class RunApi:
 
     def delete_service(self, name: str) -> bool:
         """Start deleting; False when it was already gone."""
-        from deployer.errors import NotFound
-
-        client = self._client("run.services")
-        try:
-            self.cloud.call(
-                lambda: client.delete_service(
-                    name=self.service_name(name),
-                    retry=None,
-                    timeout=self.cloud.clients.request_timeout,
-                )
-            )
-        except NotFound:
-            return False
-        return True
+        return self._delete("run.services", "delete_service", self.service_name(name))
 
     # -- jobs --------------------------------------------------------------------------------
 
     def get_job(self, name: str) -> dict[str, Any] | None:
+        """The job, or None; OperationFailed when a delete of it this command started has
+        failed."""
         client = self._client("run.jobs")
-        return self.cloud.read(
+        found = self.cloud.read(
             lambda: to_dict(
                 client.get_job(
                     name=self.job_name(name), retry=None, timeout=self.cloud.clients.request_timeout
@@ -131,6 +125,7 @@ class RunApi:
             ),
             key=("run.job", name),
         )
+        return self.deletes.check(self.job_name(name), found, kind="job")
 
     def list_jobs(self) -> list[dict[str, Any]]:
         client = self._client("run.jobs")
@@ -172,18 +167,8 @@ class RunApi:
         )
 
     def delete_job(self, name: str) -> bool:
-        from deployer.errors import NotFound
-
-        client = self._client("run.jobs")
-        try:
-            self.cloud.call(
-                lambda: client.delete_job(
-                    name=self.job_name(name), retry=None, timeout=self.cloud.clients.request_timeout
-                )
-            )
-        except NotFound:
-            return False
-        return True
+        """Start deleting; False when it was already gone."""
+        return self._delete("run.jobs", "delete_job", self.job_name(name))
 
     def run_job(self, name: str) -> None:
         """Start an execution (returns at once; list_executions shows it). Not safe to repeat
@@ -226,8 +211,10 @@ class RunApi:
     # -- worker pools ------------------------------------------------------------------------
 
     def get_worker_pool(self, name: str) -> dict[str, Any] | None:
+        """The worker pool, or None; OperationFailed when a delete of it this command
+        started has failed."""
         client = self._client("run.workerpools")
-        return self.cloud.read(
+        found = self.cloud.read(
             lambda: to_dict(
                 client.get_worker_pool(
                     name=self.worker_pool_name(name),
@@ -237,6 +224,7 @@ class RunApi:
             ),
             key=("run.workerpool", name),
         )
+        return self.deletes.check(self.worker_pool_name(name), found, kind="worker pool")
 
     def create_worker_pool(self, pool_id: str, body: dict[str, Any]) -> None:
         from google.cloud.run_v2 import types as run_types
@@ -269,19 +257,32 @@ class RunApi:
 
     def delete_worker_pool(self, name: str) -> bool:
         """Start deleting; False when it was already gone."""
+        return self._delete("run.workerpools", "delete_worker_pool", self.worker_pool_name(name))
+
+    def _delete(self, kind: str, method: str, name: str) -> bool:
+        """Start deleting ``name`` through ``kind``'s client (its ``method``), remembering the
+        operation (self.deletes); False when it was already gone."""
         from deployer.errors import NotFound
 
-        client = self._client("run.workerpools")
+        client = self._client(kind)
+        timeout = self.cloud.clients.request_timeout
         try:
-            self.cloud.call(
-                lambda: client.delete_worker_pool(
-                    name=self.worker_pool_name(name),
-                    retry=None,
-                    timeout=self.cloud.clients.request_timeout,
-                )
+            started = self.cloud.call(
+                lambda: getattr(client, method)(name=name, retry=None, timeout=timeout)
             )
         except NotFound:
             return False
+        op_name = str(started.operation.name)
+
+        def read_op() -> dict[str, Any] | None:
+            def fetch() -> dict[str, Any]:
+                op = client.get_operation(request={"name": op_name}, retry=None, timeout=timeout)
+                error = {"message": op.error.message} if op.HasField("error") else None
+                return {"done": op.done, "error": error}
+
+            return self.cloud.read(fetch, key=("run.operation", op_name))
+
+        self.deletes.started(name, read_op)
         return True
 
     # -- revisions ---------------------------------------------------------------------------

@@ -69,9 +69,9 @@ def build_steps(config: Config) -> list[Step]:
     ]
     if config.domains:  # none: no step, no call (see docs/configuration.md, custom domains)
         steps.append(DomainMappings(config))
-    # [ci]: the deployer account's roles (its trigger is last, below); without it, what an
-    # earlier [ci] left is deleted
-    steps.append(IamDeployer(config) if config.ci is not None else RetiredCi(config))
+    # without [ci], what an earlier [ci] left is deleted (with it: iam-deployer, below)
+    if config.ci is None:
+        steps.append(RetiredCi(config))
     # a feature gone from the config: its retiring step deletes what it left (steps/retired.py)
     worker: Step = Worker(config, image=image.image) if config.worker else RetiredWorker(config)
     steps.append(worker)
@@ -95,6 +95,12 @@ def build_steps(config: Config) -> list[Step]:
             IamScheduler(config, needs=("service-accounts", *after_jobs)),
             CronSchedules(config, needs=("iam-scheduler", *after_jobs)),
         ]
+    # [ci]: the deployer account's roles; a feature's role is revoked once its retiring step,
+    # which uses it when up runs on push, is done (the trigger is last, below)
+    if config.ci is not None:
+        retiring = (RetiredWorker, RetiredRedis, RetiredMonitoring, RetiredCron)
+        after = tuple(s.name for s in steps if isinstance(s, retiring))
+        steps.append(IamDeployer(config, needs=("service-accounts", *after)))
     # last: a rotation finishes once everything reading the secrets has moved (docs/rotate.md)
     readers = [s for s in steps if isinstance(s, (DbInitJob, MigrateJob, CronJob))]
     workers = [s for s in steps if isinstance(s, Worker)]

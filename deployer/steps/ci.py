@@ -68,6 +68,16 @@ OPTIONAL_ROLES: tuple[str, ...] = (
 )
 #: what a Cloud Build trigger's build needs besides: writing its own logs
 LOG_WRITER = "roles/logging.logWriter"
+#: every project role iam-deployer grants under some configuration, and those an earlier
+#: djdeploy granted: what it revokes when no longer wanted (a role dropped from the lists
+#: above stays here, so that an upgrade takes it away)
+GRANTED_ROLES: tuple[str, ...] = (
+    *DEPLOYER_ROLES,
+    SCHEDULER_ROLE,
+    MONITORING_ROLE,
+    REDIS_ROLE,
+    LOG_WRITER,
+)
 #: on the trigger and its builds: djdeploy's (a trigger under our name without it is not ours)
 TAG = "djdeploy"
 BUILD_IMAGE = "python:3.12-slim"

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from deployer.errors import CloudError, InvalidArgument, NotFound, means_absent
 from deployer.gcp import policy as iam_policy
 from deployer.steps.base import Change, FieldChange, Operation
-from deployer.steps.ci import deployer_roles
+from deployer.steps.ci import GRANTED_ROLES, deployer_roles
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -61,20 +61,33 @@ def sa_not_visible(exc: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class Target:
-    """One resource's policy and the members we want in it."""
+    """One resource's policy, the members we want in it, and those of ours we granted there
+    and no longer want (revoked in the same read-modify-write)."""
 
     key: str  # "project", "secret/<id>", "bucket/<name>", "repository/<id>"
     wanted: Mapping[str, frozenset[str]]
     get: Callable[[Cloud], Policy] = field(compare=False)
     set: Callable[[Cloud, Policy], Policy] = field(compare=False)
+    unwanted: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
-def _project(wanted: Mapping[str, frozenset[str]]) -> Target:
+def _ours(t: Target) -> dict[str, set[str]]:
+    """Every (role, member) of ours ``t`` names, wanted or not: what destroy removes."""
+    out = {r: set(m) for r, m in t.unwanted.items()}
+    for role, members in t.wanted.items():
+        out.setdefault(role, set()).update(members)
+    return out
+
+
+def _project(
+    wanted: Mapping[str, frozenset[str]], unwanted: Mapping[str, frozenset[str]] | None = None
+) -> Target:
     return Target(
         "project",
         wanted,
         lambda c: c.projects.get_iam_policy(),
         lambda c, p: c.projects.set_iam_policy(p),
+        unwanted or {},
     )
 
 
@@ -139,7 +152,7 @@ class _Bindings(Operation):
                     raise
                 policies[t.key] = None
         present = any(
-            iam_policy.present_bindings(p, {r: set(m) for r, m in t.wanted.items()})
+            iam_policy.present_bindings(p, _ours(t))
             for t in self.targets()
             if (p := policies.get(t.key)) is not None
         )
@@ -160,18 +173,35 @@ class _Bindings(Operation):
                     out.append((t.key, role, m))
         return out
 
+    def revoked(self, observed: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+        """(resource key, role, member) of every binding of ours granted and no longer
+        wanted (a smaller configuration, or a role this djdeploy no longer grants)."""
+        policies = (observed or {}).get("policies", {})
+        return [
+            (t.key, role, m)
+            for t in self.targets()
+            for role, members in sorted(
+                iam_policy.present_bindings(
+                    policies.get(t.key), {r: set(m) for r, m in t.unwanted.items()}
+                ).items()
+            )
+            for m in sorted(members)
+        ]
+
     def diff(self, observed: dict[str, Any] | None) -> Change:
-        missing = self.missing(observed)
+        missing, revoked = self.missing(observed), self.revoked(observed)
         total = sum(len(m) for t in self.targets() for m in t.wanted.values())
-        if not missing:
+        if not missing and not revoked:
             return self.noop(f"{total} bindings present on {len(self.targets())} resources")
         absent = [k for k, p in ((observed or {}).get("policies") or {}).items() if p is None]
-        reason = f"{len(missing)} of {total} bindings missing"
+        reasons = [f"{len(missing)} of {total} bindings missing"] * bool(missing)
+        reasons += [f"{len(revoked)} no longer wanted"] * bool(revoked)
+        reason = "; ".join(reasons)
         if absent:
             reason += f" (not found: {', '.join(absent)})"
-        return self.update(
-            reason, [FieldChange(f"{key}:{role}", None, member) for key, role, member in missing]
-        )
+        fields = [FieldChange(f"{key}:{role}", None, member) for key, role, member in missing]
+        fields += [FieldChange(f"{key}:{role}", member, None) for key, role, member in revoked]
+        return self.update(reason, fields)
 
     # -- apply / delete --------------------------------------------------------------------
 
@@ -187,6 +217,7 @@ class _Bindings(Operation):
             get=lambda: t.get(cloud),
             set=lambda p: t.set(cloud, p),
             wanted={r: set(m) for r, m in t.wanted.items()},
+            unwanted={r: set(m) for r, m in t.unwanted.items()},
             key=self._lock_key(t),
             retry_on=(sa_not_visible,),
             attempts=PROPAGATION_ATTEMPTS,
@@ -197,7 +228,7 @@ class _Bindings(Operation):
             cloud,
             get=lambda: t.get(cloud),
             set=lambda p: t.set(cloud, p),
-            unwanted={r: set(m) for r, m in t.wanted.items()},
+            unwanted=_ours(t),
             key=self._lock_key(t),
         )
 
@@ -304,6 +335,11 @@ class IamScheduler(_Bindings):
 
 @dataclass(frozen=True)
 class IamDeployer(_Bindings):
+    """Converges: the roles djdeploy grants this account (``ci.GRANTED_ROLES``) that the
+    configuration no longer needs are revoked; a role it never grants (one added by hand) and
+    every other member are left alone. build_steps makes it need the retiring steps, which use
+    a feature's role when `up` runs on push, so a role goes only once they are done."""
+
     config: Config
     name: str = "iam-deployer"
     needs: Sequence[str] = ("service-accounts",)
@@ -313,4 +349,11 @@ class IamDeployer(_Bindings):
         return f"serviceAccount:{self.config.names.deployer_sa_email}"
 
     def targets(self) -> list[Target]:
-        return [_project(_wanted(*((role, self.member) for role in deployer_roles(self.config))))]
+        wanted = deployer_roles(self.config)
+        gone = [role for role in GRANTED_ROLES if role not in wanted]
+        return [
+            _project(
+                _wanted(*((role, self.member) for role in wanted)),
+                _wanted(*((role, self.member) for role in gone)),
+            )
+        ]

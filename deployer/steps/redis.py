@@ -27,6 +27,7 @@ from deployer.errors import Conflict
 from deployer.errors import NotOurs as NotOursError
 from deployer.gcp.redis import url
 from deployer.steps.base import Action, Broken, Change, NotOurs, Operation, field_changes
+from deployer.steps.labelled import kept, not_managed, not_ours_message
 
 if TYPE_CHECKING:
     from deployer.config import Config, WorkerConfig
@@ -38,8 +39,22 @@ _BUSY = {"CREATING": "creating", "UPDATING": "updating", "DELETING": "being dele
 _FIXED = ("tier", "authorizedNetwork", "connectMode")
 
 
+class OnRedisInstance:
+    """The Memorystore instance a step looks after: its name, and the resource it reports."""
+
+    config: Config
+
+    @property
+    def instance(self) -> str:
+        return self.config.names.redis_instance
+
+    @property
+    def resource(self) -> str:
+        return f"redis instance {self.instance}"
+
+
 @dataclass(frozen=True)
-class RedisInstance(Operation):
+class RedisInstance(OnRedisInstance, Operation):
     config: Config
     name: str = "redis"
     needs: tuple[str, ...] = ("apis",)
@@ -52,14 +67,6 @@ class RedisInstance(Operation):
     def worker(self) -> WorkerConfig:
         assert self.config.worker is not None  # build_steps adds the step only when configured
         return self.config.worker
-
-    @property
-    def instance(self) -> str:
-        return self.config.names.redis_instance
-
-    @property
-    def resource(self) -> str:
-        return f"redis instance {self.instance}"
 
     def desired(self) -> dict[str, Any]:
         return {
@@ -89,7 +96,7 @@ class RedisInstance(Operation):
         if not self.config.names.owns(observed.get("labels")):
             return self.refuse(
                 NotOurs(_not_ours(self.instance)),
-                f"redis instance {self.instance} is not managed by djdeploy",
+                not_managed(self.resource),
                 info=info,
             )
         state = str(observed.get("state") or "")
@@ -138,7 +145,7 @@ class RedisInstance(Operation):
         if current is None:
             return self.noop(f"redis instance {self.instance} is gone")
         if not self.config.names.owns(current.get("labels")):
-            return self.noop(f"kept: redis instance {self.instance} is not managed by djdeploy")
+            return self.noop(kept(self.resource))
         if current.get("state") == "DELETING":
             return self.deleted("deletion in progress")
         cloud.redis.delete_instance(self.instance)
@@ -146,8 +153,4 @@ class RedisInstance(Operation):
 
 
 def _not_ours(instance: str) -> str:
-    return (
-        f"Memorystore for Redis instance {instance} exists but was not created by djdeploy for "
-        "this tenant (no managed-by=djdeploy / djdeploy-tenant labels): delete it or choose "
-        "another tenant or app name"
-    )
+    return not_ours_message(f"Memorystore for Redis instance {instance}")

@@ -30,6 +30,7 @@ from deployer.errors import Conflict, DeployError
 from deployer.gcp.redis import broker_url
 from deployer.secret import Secret
 from deployer.steps.base import WRITES, Action, Change, FieldChange, NotOurs, Operation
+from deployer.steps.labelled import not_managed, not_ours_message
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -94,7 +95,7 @@ class RedisUrl(Operation):
         if observed is None:
             return self.create(f"secret {sid} missing", [FieldChange(sid, None, FIRST)])
         if not self.config.names.owns(observed["labels"]):
-            return self.refuse(NotOurs(_not_ours(sid)), f"secret {sid} is not managed by djdeploy")
+            return self.refuse(NotOurs(_not_ours(sid)), not_managed(self.resource))
         latest = observed["latest"]
         if observed["current"] is None:
             return self.wait(f"redis instance {self.config.names.redis_instance} has no address")
@@ -140,8 +141,4 @@ class RedisUrl(Operation):
 
 
 def _not_ours(sid: str) -> str:
-    return (
-        f"secret {sid} exists but was not created by djdeploy for this tenant (no "
-        "managed-by=djdeploy / djdeploy-tenant labels): delete it or choose another tenant or "
-        "app name"
-    )
+    return not_ours_message(f"secret {sid}")

@@ -8,20 +8,22 @@ their place and delete what the earlier deploys made, found as destroy finds it:
 - ``redis-retired``: the Memorystore for Redis instance (the same) and its URL's secret
   (steps/redis_url.py), once the service, the jobs and the worker have moved off it;
 - ``cron-retired``: the scheduler jobs whose description names djdeploy, this tenant and app
-  (steps/cron.py), and the Cloud Run job each ran (if ours);
+  (steps/cron.py), the Cloud Run job each ran (if ours; its invoker binding goes with it), then
+  the scheduler account (ours by its description), which observe looks for;
 - ``monitoring-retired``: the alert policies, uptime checks and notification channel of ours
   (display name or tenant+app labels, then ``Names.owns``: steps/monitoring.py);
 - ``ci-retired``: the deploy-on-push trigger, its deployer account's project roles, then the
   account (ours by its description: steps/service_accounts.py), which observe looks for.
 
 None of it is the app's data (a Redis broker's queued tasks are lost, as with destroy). Each
-observes with one read when nothing is left (a GET of the pool or of the Redis instance; a list
-of the scheduler jobs; a list of the uptime checks, then of the policies and channels when one
-is found; a GET of the deployer account, then of the trigger and the project policy), then
-answers DELETE with one field per resource or noop("why"). Apply deletes what the change names,
-the resource observe looks for last, so a run cut short anywhere (kill -9) leaves it for the
-next observation, and a delete of one already gone is done: the Cloud Run job before the
-scheduler job that runs it; the alert policy, then the notification channel, then the uptime
+observes with one read when nothing is left (a GET of the pool or of the Redis instance; a GET
+of the scheduler account, then a list of the scheduler jobs; a list of the uptime checks, then
+of the policies and channels when one is found; a GET of the deployer account, then of the
+trigger and the project policy), then answers DELETE with one field per resource or
+noop("why"). Apply deletes what the change names, the resource observe looks for last, so a
+run cut short anywhere (kill -9) leaves it for the next observation, and a delete of one
+already gone is done: the Cloud Run job before the scheduler job that runs it, the scheduler
+account after every job; the alert policy, then the notification channel, then the uptime
 checks; the trigger, then the account's roles, then the account. destroy deletes the same
 things.
 """
@@ -35,9 +37,12 @@ from deployer.gcp import policy
 from deployer.steps import ci
 from deployer.steps.base import Action, Change, FieldChange, Operation
 from deployer.steps.cron import CronSchedules
+from deployer.steps.labelled import kept
 from deployer.steps.monitoring import ours, short_id
+from deployer.steps.redis import OnRedisInstance
 from deployer.steps.redis_url import delete_secret
 from deployer.steps.service_accounts import ServiceAccounts
+from deployer.steps.worker import OnWorkerPool
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -47,6 +52,20 @@ if TYPE_CHECKING:
 #: the order their deletes run in: a policy names the checks and the channel; the checks last,
 #: as they are what observe looks for
 MONITORING_KINDS: tuple[Kind, ...] = ("alertPolicies", "notificationChannels", "uptimeCheckConfigs")
+
+
+#: the path of a field naming one of our service accounts, deleted last (what observe finds)
+ACCOUNT = "service account "
+
+
+def account_field(email: str, what: str) -> FieldChange:
+    return FieldChange(f"{ACCOUNT}{email}", what, None)
+
+
+def has_account(cloud: Cloud, config: Config, email: str) -> bool:
+    """Whether the service account ``email`` exists and is ours (its description)."""
+    account = cloud.iam.get_service_account(email)
+    return account is not None and ServiceAccounts(config).is_ours(account)
 
 
 @dataclass(frozen=True)
@@ -78,16 +97,8 @@ class _Retired(Operation):
 
 
 @dataclass(frozen=True)
-class RetiredWorker(_Retired):
+class RetiredWorker(OnWorkerPool, _Retired):
     name: str = "worker-retired"
-
-    @property
-    def pool(self) -> str:
-        return self.config.names.worker_pool
-
-    @property
-    def resource(self) -> str:
-        return f"run worker pool {self.pool}"
 
     def observe(self, cloud: Cloud) -> dict[str, Any] | None:
         return cloud.run.get_worker_pool(self.pool)
@@ -96,7 +107,7 @@ class RetiredWorker(_Retired):
         if observed is None:
             return self.noop("no [worker]: no worker pool")
         if not self.config.names.owns(observed.get("labels")):
-            return self.noop(f"kept: worker pool {self.pool} is not managed by djdeploy")
+            return self.noop(kept(f"worker pool {self.pool}"))
         if observed.get("deleteTime"):
             return self.wait(f"worker pool {self.pool} being deleted")
         count = (observed.get("scaling") or {}).get("manualInstanceCount") or 0
@@ -110,16 +121,8 @@ class RetiredWorker(_Retired):
 
 
 @dataclass(frozen=True)
-class RetiredRedis(_Retired):
+class RetiredRedis(OnRedisInstance, _Retired):
     name: str = "redis-retired"
-
-    @property
-    def instance(self) -> str:
-        return self.config.names.redis_instance
-
-    @property
-    def resource(self) -> str:
-        return f"redis instance {self.instance}"
 
     def observe(self, cloud: Cloud) -> dict[str, Any] | None:
         return cloud.redis.get_instance(self.instance)
@@ -128,7 +131,7 @@ class RetiredRedis(_Retired):
         if observed is None:
             return self.noop('no [worker] broker = "redis": no redis instance')
         if not self.config.names.owns(observed.get("labels")):
-            return self.noop(f"kept: redis instance {self.instance} is not managed by djdeploy")
+            return self.noop(kept(self.resource))
         if observed.get("state") == "DELETING":
             return self.wait(f"redis instance {self.instance} being deleted")
         size = f"{observed.get('tier')}, {observed.get('memorySizeGb')} GB"
@@ -148,30 +151,40 @@ class RetiredCron(_Retired):
     name: str = "cron-retired"
 
     @property
+    def email(self) -> str:
+        return self.config.names.scheduler_sa_email
+
+    @property
     def resource(self) -> str:
         return f"Cloud Scheduler jobs of {self.config.names.prefix} in {self.config.region}"
 
     def observe(self, cloud: Cloud) -> dict[str, Any] | None:
-        """{job id: scheduler job} of ours; None: none."""
+        """{job id: scheduler job} of ours; None: no scheduler account of ours (one read).
+        The account is made before the first job and deleted after the last, so no job of
+        ours outlives it."""
+        if not has_account(cloud, self.config, self.email):
+            return None
         schedules = CronSchedules(self.config)
-        found = {
+        return {
             short_id(job["name"]): job
             for job in cloud.scheduler.list_jobs()
             if schedules.entry_of(job) is not None
         }
-        return found or None
 
     def diff(self, observed: dict[str, Any] | None) -> Change:
-        if not observed:
+        if observed is None:
             return self.noop("no [[cron]] entry: no scheduled command")
-        return self.gone(
-            f"no [[cron]] entry: delete {len(observed)} scheduled command(s)",
-            [FieldChange(jid, observed[jid].get("schedule"), None) for jid in sorted(observed)],
-        )
+        fields = [FieldChange(jid, observed[jid].get("schedule"), None) for jid in sorted(observed)]
+        fields.append(account_field(self.email, "scheduler"))
+        jobs = f"{len(observed)} scheduled command(s) and " if observed else ""
+        return self.gone(f"no [[cron]] entry: delete {jobs}the scheduler account", fields)
 
     def apply(self, cloud: Cloud, change: Change) -> None:
-        for f in change.fields:
-            # the Cloud Run job first: the scheduler job is what the next observe finds
+        for f in change.fields:  # the jobs, then the account (what observe finds) last
+            if f.path.startswith(ACCOUNT):
+                cloud.iam.delete_service_account(self.email)
+                continue
+            # the Cloud Run job first: the scheduler job is what the next observe lists
             run_job = cloud.run.get_job(f.path)
             if run_job is not None and self.config.names.owns(run_job.get("labels")):
                 cloud.run.delete_job(f.path)
@@ -241,8 +254,7 @@ class RetiredCi(_Retired):
     def observe(self, cloud: Cloud) -> dict[str, Any] | None:
         """The trigger (ours), the roles the account holds; None: no deployer account of ours
         (one read). The account is made first and deleted last, so none outlives it."""
-        account = cloud.iam.get_service_account(self.email)
-        if account is None or not ServiceAccounts(self.config).is_ours(account):
+        if not has_account(cloud, self.config, self.email):
             return None
         trigger = cloud.build.get_trigger(self.config.names.ci_trigger)
         bindings = cloud.projects.get_iam_policy().get("bindings") or []
@@ -260,7 +272,7 @@ class RetiredCi(_Retired):
             )
         if observed["roles"]:
             fields.append(FieldChange(f"roles of {self.email}", ", ".join(observed["roles"]), None))
-        fields.append(FieldChange(f"service account {self.email}", "deployer (CI)", None))
+        fields.append(account_field(self.email, "deployer (CI)"))
         return self.gone("no [ci]: delete the trigger and its deployer account", fields)
 
     def apply(self, cloud: Cloud, change: Change) -> None:
@@ -278,5 +290,5 @@ class RetiredCi(_Retired):
                     unwanted={role: {self.member} for role in held},
                     key=f"{self.config.project}/project",
                 )
-            else:
+            elif f.path.startswith(ACCOUNT):
                 cloud.iam.delete_service_account(self.email)

@@ -37,8 +37,22 @@ _NOT_READY = re.compile(r"^Revision '[^']*' is not ready and cannot serve traffi
 _MORE = " Logs for this revision might contain more information."
 
 
+class OnWorkerPool:
+    """The worker pool a step looks after: its name, and the resource it reports."""
+
+    config: Config
+
+    @property
+    def pool(self) -> str:
+        return self.config.names.worker_pool
+
+    @property
+    def resource(self) -> str:
+        return f"run worker pool {self.pool}"
+
+
 @dataclass(frozen=True)
-class Worker(Operation):
+class Worker(OnWorkerPool, Operation):
     config: Config
     image: str
     name: str = "worker"
@@ -52,14 +66,6 @@ class Worker(Operation):
     def worker(self) -> WorkerConfig:
         assert self.config.worker is not None  # build_steps adds the step only when configured
         return self.config.worker
-
-    @property
-    def pool(self) -> str:
-        return self.config.names.worker_pool
-
-    @property
-    def resource(self) -> str:
-        return f"run worker pool {self.pool}"
 
     # -- the spec ------------------------------------------------------------------------------
 

@@ -96,6 +96,21 @@ def test_repository_lifecycle(emulator: Any, ar: Any) -> None:
     assert check_transcript(emulator.emu.transcript.entries()) == []
 
 
+def test_a_delete_outcome_fails_the_operation_and_keeps_the_repository(
+    emulator: Any, ar: Any
+) -> None:
+    emulator.emu.ops.complete_now(_create(ar)["name"].rsplit("/", 1)[-1])
+    emulator.control.fail("delete", "/repositories/web", "the repository is in use")
+    op = ar.repositories().delete(name=REPO).execute()
+    emulator.emu.ops.complete_now(op["name"].rsplit("/", 1)[-1])
+    done = ar.operations().get(name=op["name"]).execute()
+    assert done["done"] and done["error"] == {"code": 9, "message": "the repository is in use"}
+    assert ar.repositories().get(name=REPO).execute()["name"] == REPO  # kept
+    op = ar.repositories().delete(name=REPO).execute()  # the rule is used up
+    assert _status(ar.repositories().get(name=REPO)) == 404
+    assert check_transcript(emulator.emu.transcript.entries()) == []
+
+
 def test_unknown_location_and_disabled_api(emulator: Any, ar: Any) -> None:
     bad = ar.repositories().list(parent=f"projects/{PROJECT}/locations/mars-1")
     assert _status(bad) == 400

@@ -82,6 +82,25 @@ def test_instance_lifecycle(emulator: Any, redis: Any) -> None:
     assert _status(instances.delete(name=NAME)) == 404
 
 
+def test_a_delete_outcome_fails_the_operation_and_keeps_the_instance(
+    emulator: Any, redis: Any
+) -> None:
+    instances = redis.instances()
+    _done(
+        emulator,
+        redis,
+        instances.create(parent=PARENT, instanceId="t1-django-redis", body=BODY).execute(),
+    )
+    emulator.control.fail("delete", "/instances/t1-django-redis", "instance is in maintenance")
+    op = instances.delete(name=NAME).execute()
+    assert instances.get(name=NAME).execute()["state"] == "DELETING"
+    done = _done(emulator, redis, op)
+    assert done["error"] == {"code": 9, "message": "instance is in maintenance"}
+    assert instances.get(name=NAME).execute()["state"] == "READY"
+    _done(emulator, redis, instances.delete(name=NAME).execute())  # the rule is used up
+    assert _status(instances.get(name=NAME)) == 404
+
+
 def test_auth_string_is_shown_only_by_get_auth_string(emulator: Any, redis: Any) -> None:
     """AUTH at create gives a UUID; get never shows it; a patch turning AUTH off empties it,
     turning it on again makes a new one; the transcript never holds it."""

@@ -659,3 +659,30 @@ def test_expired_secret_fails_the_revision(
         s.create_service(parent=PARENT, service=service(**_env("token")), service_id="b").result(
             polling=POLL
         )
+
+
+def test_a_delete_outcome_fails_the_operation_and_keeps_the_resource(
+    clients: dict[str, Any], emulator: Any
+) -> None:
+    """Outcome kind "delete": the delete is accepted, the service shows it being deleted, the
+    operation ends in FAILED_PRECONDITION with the message, and the service stays as it was;
+    the rule used up, the next delete deletes it."""
+    s = clients["services"]
+    done = s.create_service(parent=PARENT, service=service(), service_id="kept").result(
+        polling=POLL
+    )
+    emulator.control.fail("delete", "/services/kept", "in use by a domain mapping")
+    emulator.control.set_latency(durations={"run.service.delete": 3600})  # until completed
+    op = s.delete_service(name=done.name)
+    deleting = s.get_service(name=done.name)
+    assert deleting.delete_time and deleting.reconciling
+    emulator.emu.ops.complete_now(op.operation.name.rsplit("/", 1)[-1])
+    with pytest.raises(exceptions.FailedPrecondition, match="in use by a domain mapping"):
+        op.result(polling=POLL)
+    kept = s.get_service(name=done.name)
+    assert not kept.delete_time and not kept.reconciling
+    assert kept.latest_ready_revision == done.latest_ready_revision
+    emulator.control.set_latency(durations={"run.service.delete": 0})
+    s.delete_service(name=done.name).result(polling=POLL)
+    with pytest.raises(exceptions.NotFound):
+        s.get_service(name=done.name)

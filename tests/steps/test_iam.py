@@ -16,7 +16,7 @@ from deployer.gcp.cloud import Cloud
 from deployer.steps.apis import Apis
 from deployer.steps.base import Action, Secret
 from deployer.steps.bucket import MediaBucket, SourcesBucket
-from deployer.steps.iam import PROPAGATION_ATTEMPTS, IamBuild, IamRuntime, Target
+from deployer.steps.iam import PROPAGATION_ATTEMPTS, IamBuild, IamDeployer, IamRuntime, Target
 from deployer.steps.registry import Registry
 from deployer.steps.secrets import Secrets
 from deployer.steps.service_accounts import ServiceAccounts
@@ -315,4 +315,71 @@ def test_binding_for_an_account_not_visible_yet_is_retried(emulator):
     ]
     assert sets[0] == 400 and sets[-1] == 200
     assert BUILD.diff(BUILD.observe(cloud)).action is Action.NOOP
+    assert check_transcript(emulator.emu.transcript.entries()) == []
+
+
+def test_the_deployer_accounts_roles_converge(emulator, monkeypatch):
+    """iam-deployer revokes the roles djdeploy granted its account and no longer wants (a
+    [[cron]] removed; a role an upgrade no longer grants) in the one read-modify-write that
+    grants: another member's binding of the same role, and a role djdeploy never grants that
+    was added to the account by hand, stay."""
+    from deployer.steps import ci
+
+    cloud = _cloud(emulator)
+    emulator.control.set_latency(durations={"iam.sa.propagation": 0})
+    engine = Engine(cloud, options=Options.scaled(0.001))
+    cron = [{"name": "n", "schedule": "0 3 * * *", "command": "x"}]
+    with_cron = Config(tenant="demo", project=PROJECT, ci={"github": "a/b"}, cron=cron)
+    without = Config(tenant="demo", project=PROJECT, ci={"github": "a/b"})
+    me = f"serviceAccount:{without.names.deployer_sa_email}"
+
+    def steps(config: Config) -> list:
+        return [Apis(config), ServiceAccounts(config), IamDeployer(config)]
+
+    assert engine.up(steps(with_cron)).ok
+    pol = cloud.projects.get_iam_policy()
+    pol["bindings"] += [
+        {"role": ci.SCHEDULER_ROLE, "members": ["user:ops@example.com"]},
+        {"role": "roles/logging.viewer", "members": [me]},
+    ]
+    cloud.projects.set_iam_policy(pol)
+    assert me in _members(cloud.projects.get_iam_policy(), ci.SCHEDULER_ROLE)
+
+    [change] = [c for c in engine.plan(steps(without)) if c.step == "iam-deployer"]
+    assert change.action is Action.UPDATE and change.reason == "1 no longer wanted"
+    assert [(f.path, f.old, f.new) for f in change.fields] == [
+        (f"project:{ci.SCHEDULER_ROLE}", me, None)
+    ]
+    emulator.emu.transcript.clear()
+    assert engine.up(steps(without)).ok
+    assert _writes(emulator) == [f"POST /v3/projects/{PROJECT}:setIamPolicy"]
+    project = cloud.projects.get_iam_policy()
+    assert _members(project, ci.SCHEDULER_ROLE) == {"user:ops@example.com"}
+    assert _members(project, "roles/logging.viewer") == {me}  # never granted by djdeploy
+    assert me in _members(project, "roles/run.admin")
+
+    # an upgrade that no longer grants a role: missing and revoked in the same write
+    monkeypatch.setattr(ci, "DEPLOYER_ROLES", tuple(ci.DEPLOYER_ROLES[1:]))
+    gone = ci.GRANTED_ROLES[0]
+    pol = cloud.projects.get_iam_policy()
+    pol["bindings"] = [b for b in pol["bindings"] if b["role"] != "roles/run.admin"]
+    cloud.projects.set_iam_policy(pol)
+    [change] = [c for c in engine.plan(steps(without)) if c.step == "iam-deployer"]
+    assert (
+        change.reason
+        == f"1 of {len(ci.deployer_roles(without))} bindings missing; 1 no longer wanted"
+    )
+    emulator.emu.transcript.clear()
+    assert engine.up(steps(without)).ok
+    assert _writes(emulator) == [f"POST /v3/projects/{PROJECT}:setIamPolicy"]
+    project = cloud.projects.get_iam_policy()
+    assert me not in _members(project, gone) and me in _members(project, "roles/run.admin")
+
+    # destroy removes every role of ours, the ones no longer wanted too
+    pol["bindings"] = [*project["bindings"], {"role": gone, "members": [me]}]
+    cloud.projects.set_iam_policy({**pol, "etag": project["etag"]})
+    done = {c.step: c for c in engine.destroy(steps(without), delete_data=False)}
+    assert done["iam-deployer"].action is Action.DELETE
+    left = cloud.projects.get_iam_policy()
+    assert not [b for b in left["bindings"] if me in b["members"] and b["role"] in ci.GRANTED_ROLES]
     assert check_transcript(emulator.emu.transcript.entries()) == []

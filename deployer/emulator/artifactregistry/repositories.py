@@ -13,7 +13,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .. import policies
-from ..errors import AlreadyExists, InvalidArgument, NotFound
+from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from ..formats import check_labels, rfc3339
 from ..operations import completer
 from ..projects import REGIONS
@@ -140,6 +140,9 @@ class Repositories:
         store = self.store
         with store.transaction():
             self.get(repo)
+            failure = self.emu.outcomes.take("delete", name)
+            if failure is not None:  # an outcome rule: the operation fails, nothing is deleted
+                return self._operation("delete", name, failure=failure)
             store.delete(REPO_KIND, name)
             for key, _ in store.list(IMAGE_KIND, name + "/"):
                 store.delete(IMAGE_KIND, key)
@@ -149,13 +152,13 @@ class Repositories:
             policies.delete_policy(self.emu, name)
             return self._operation("delete", name)
 
-    def _operation(self, verb: str, name: str) -> dict[str, Any]:
+    def _operation(self, verb: str, name: str, *, failure: str | None = None) -> dict[str, Any]:
         kind = f"artifactregistry.repository.{verb}"
         return self.emu.ops.start(
             completer=kind,
             duration_kind=kind,
             target=name,
-            args={"project": self.project_id, "location": self.location},
+            args={"project": self.project_id, "location": self.location, "failure": failure},
         )
 
 
@@ -174,4 +177,7 @@ def _finish_create(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
 
 @completer("artifactregistry.repository.delete")
 def _finish_delete(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
+    failure = op["args"].get("failure")
+    if failure:
+        raise FailedPrecondition(failure)  # nothing was deleted: nothing to undo
     return {"@type": EMPTY_TYPE}

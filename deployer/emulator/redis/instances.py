@@ -193,15 +193,17 @@ class Instances:
                 raise FailedPrecondition("The instance is already being deleted.")
             rec["state"] = "DELETING"
             self.store.put(INSTANCE_KIND, rec["name"], rec)
-            return self._operation("delete", rec["name"])
+            # an outcome rule: the operation ends in error and the instance is READY again
+            failure = self.emu.outcomes.take("delete", rec["name"])
+            return self._operation("delete", rec["name"], failure=failure)
 
-    def _operation(self, verb: str, name: str) -> dict[str, Any]:
+    def _operation(self, verb: str, name: str, *, failure: str | None = None) -> dict[str, Any]:
         kind = f"redis.instance.{verb}"
         return self.emu.ops.start(
             completer=kind,
             duration_kind=kind,
             target=name,
-            args={"project": self.project_id, "location": self.location},
+            args={"project": self.project_id, "location": self.location, "failure": failure},
             metadata={
                 "@type": TYPE_PREFIX + "OperationMetadata",
                 "createTime": rfc3339(self.emu.clock()),
@@ -258,8 +260,14 @@ def _finish_update(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
 
 
 @completer("redis.instance.delete")
-def _finish_delete(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
+def _finish_delete(emu: Emulator, op: dict[str, Any]) -> dict[str, Any] | None:
     rec = _live(emu, op["target"], "DELETING")
+    failure = op["args"].get("failure")
+    if failure:
+        rec["state"] = "READY"
+        emu.store.put(INSTANCE_KIND, rec["name"], rec)
+        op["error"] = FailedPrecondition(failure).op_error()
+        return None
     emu.store.delete(INSTANCE_KIND, rec["name"])
     emu.store.delete(AUTH_KIND, rec["name"])
     local = emu.local.redis

@@ -7,6 +7,7 @@ No HTTP here: backends take and return plain records and raise ApiError.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import random
@@ -71,6 +72,7 @@ class Change:
     kind: str  # "Service", "Job", "Revision", "Execution", "WorkerPool"
     resource: dict[str, Any]
     op: dict[str, Any] | None
+    kept: bool = False  # a delete whose operation will fail (outcome "delete"): it stays
 
 
 def now(emu: Emulator) -> str:
@@ -282,6 +284,17 @@ def snapshot_op(
     )
 
 
+@completer("run.delete.failed")
+def _fail_delete(emu: Emulator, op: dict[str, Any]) -> None:
+    """The end of a delete an outcome rule fails: the resource is back as it was."""
+    resource = emu.store.get(op["args"]["store_kind"], op["target"])
+    if resource is not None:
+        resource.pop("deleteTime", None)
+        resource["reconciling"] = False
+        save(emu, op["args"]["store_kind"], resource)
+    fail_op(op, "FAILED_PRECONDITION", op["args"]["message"])
+
+
 @completer("run.snapshot")
 def _finish_snapshot(emu: Emulator, op: dict[str, Any]) -> dict[str, Any]:
     return any_packed(op["args"]["kind"], op["metadata"]["resource"])
@@ -369,6 +382,9 @@ class Collection:
             resource = self.get(parent, rid)
             check_etag(resource, etag, f"{self.what.lower()} '{rid}'")
             self.deleting(resource)
+            failure = None if validate_only else self.emu.outcomes.take("delete", resource["name"])
+            if failure is not None:
+                return self._failing_delete(parent, resource, failure)
             return delete(
                 self.emu,
                 parent,
@@ -379,6 +395,22 @@ class Collection:
                 duration_kind=self.delete_duration,
                 validate_only=validate_only,
             )
+
+    def _failing_delete(self, parent: Parent, resource: dict[str, Any], message: str) -> Change:
+        """A delete an outcome rule fails: the resource shows it being deleted until its
+        operation ends in error with ``message``, and then stays as it was."""
+        resource["deleteTime"] = now(self.emu)
+        save(self.emu, self.kind, resource)
+        change = start_op(
+            self.emu,
+            parent,
+            completer_name="run.delete.failed",
+            duration_kind=self.delete_duration,
+            kind=self.type_name,
+            resource=resource,
+            args={"store_kind": self.kind, "message": message},
+        )
+        return dataclasses.replace(change, kept=True)
 
     def apply(
         self, parent: Parent, resource: dict[str, Any], spec: dict[str, Any], *, validate_only: bool

@@ -52,7 +52,7 @@ class Jobs(Collection):
         """Its executions' running tasks are killed with it."""
         change = super().delete(parent, rid, etag=etag, validate_only=validate_only)
         local = self.emu.local.jobs
-        if local is not None and not validate_only:
+        if local is not None and not validate_only and not change.kept:
             local.cancel(self._key(parent, rid))
         return change
 

@@ -80,7 +80,7 @@ class Services(Collection):
     def delete(self, parent: Parent, rid: str, *, etag: str | None, validate_only: bool) -> Change:
         """Its revisions' instances stop with it."""
         change = super().delete(parent, rid, etag=etag, validate_only=validate_only)
-        if not validate_only:
+        if not validate_only and not change.kept:
             retire(self.emu, self._key(parent, rid), set())
         return change
 

@@ -119,7 +119,7 @@ class WorkerPools(Collection):
     def delete(self, parent: Parent, rid: str, *, etag: str | None, validate_only: bool) -> Change:
         """Its instances stop with it."""
         change = super().delete(parent, rid, etag=etag, validate_only=validate_only)
-        if not validate_only:
+        if not validate_only and not change.kept:
             stop_pool(self.emu, self._key(parent, rid))
         return change
 
