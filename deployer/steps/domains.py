@@ -36,8 +36,11 @@ if TYPE_CHECKING:
     from deployer.config import Config
     from deployer.gcp.cloud import Cloud
 
-#: the Ready condition's reason for a domain the caller may not administer
+#: the Ready condition's reason for a domain the caller may not administer (assumed: Google's
+#: reason for it is not documented) and the start of its message (seen from Google, sometimes
+#: after a "com.google.net.rpc3.RpcException: " prefix): either one marks it
 UNVERIFIED_REASON = "PermissionDenied"
+UNVERIFIED_MESSAGE = "Caller is not authorized to administer the domain"
 SEARCH_CONSOLE = "https://search.google.com/search-console"
 LOAD_BALANCER_DOC = "docs/configuration.md#custom-domains"
 CONDITIONS = ("Ready", "CertificateProvisioned", "DomainRoutable")
@@ -171,7 +174,9 @@ class DomainMappings(Operation):
         )
 
     def _failure(self, domain: str, ready: dict[str, Any]) -> Broken:
-        if ready.get("reason") == UNVERIFIED_REASON:
+        if ready.get("reason") == UNVERIFIED_REASON or UNVERIFIED_MESSAGE in (
+            ready.get("message") or ""
+        ):
             return Unverified(
                 f"domain {domain} is not verified for the deploying account: verify it (or a "
                 f"parent domain) in Google Search Console ({SEARCH_CONSOLE}) as that account, "

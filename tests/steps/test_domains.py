@@ -74,6 +74,16 @@ def test_an_unverified_domain_is_a_typed_failure_with_the_fix() -> None:
     assert type(failure) is Broken and "no route" in str(failure)
 
 
+def test_an_unverified_domain_is_known_by_googles_words_whatever_the_reason() -> None:
+    words = (
+        "com.google.net.rpc3.RpcException: Caller is not authorized to administer the domain "
+        "www.example.com. If you own www.example.com, you can obtain authorization by verifying "
+        "ownership of the domain, or any of its parent domains, via the Webmaster Central portal"
+    )
+    denied = mapping(conditions=[cond("Ready", "False", "Unknown", words)])
+    assert isinstance(STEP.diff({"www.example.com": denied}).failure, Unverified)
+
+
 def test_a_mapping_of_someone_else_is_refused() -> None:
     theirs = {**mapping(), "metadata": {"name": "www.example.com"}}
     change = STEP.diff({"www.example.com": theirs})
