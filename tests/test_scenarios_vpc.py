@@ -17,15 +17,10 @@ from tests.test_scenarios_worker import WORKER_TOML, add_broker_secret, djdeploy
 
 pytestmark = pytest.mark.slow  # CLI scenarios: each runs whole deployments
 
-VPC_TOML = """\
-[vpc]
-network = "corp"
-subnetwork = "corp-eu"
-"""
-DIRECT_VPC = {
-    "egress": "PRIVATE_RANGES_ONLY",
-    "networkInterfaces": [{"network": "corp", "subnetwork": "corp-eu"}],
-}
+NETWORK, SUBNETWORK = "corp", "corp-eu"
+VPC_TOML = f'[vpc]\nnetwork = "{NETWORK}"\nsubnetwork = "{SUBNETWORK}"\n'
+INTERFACE = {"network": NETWORK, "subnetwork": SUBNETWORK}
+DIRECT_VPC = {"egress": "PRIVATE_RANGES_ONLY", "networkInterfaces": [INTERFACE]}
 SERVICE = f"{TENANT}-django"
 POOL = f"{TENANT}-django-worker"
 JOBS = (f"{TENANT}-django-migrate", f"{TENANT}-django-db-init")
