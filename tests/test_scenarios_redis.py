@@ -223,8 +223,11 @@ def test_removing_the_broker_deletes_the_instance(
 
     code, output = djdeploy(emulator, config_file, "plan", "--tenant", TENANT, "--json")
     assert code == 2, output
-    [retired] = [s for s in json.loads(output)["steps"] if s["step"] == "redis-retired"]
+    steps = {s["step"]: s for s in json.loads(output)["steps"]}
+    retired = steps["redis-retired"]
     assert retired["action"] == "delete" and "queued tasks are lost" in retired["reason"]
+    for step in ("service", "worker"):  # the egress the broker brought goes with it
+        assert "template.vpcAccess" in [f["path"] for f in steps[step]["fields"]], steps[step]
     assert [f["path"] for f in retired["fields"]] == [INSTANCE]
 
     emulator.control.add_fault(
@@ -236,6 +239,7 @@ def test_removing_the_broker_deletes_the_instance(
     assert inst["state"] == "READY"
     service = run_resource(emulator, "services", f"{TENANT}-django")
     assert "CELERY_BROKER_URL" not in env_of(service["template"])  # moved off it first
+    assert "vpcAccess" not in service["template"]
 
     code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)
     assert code == 0, output

@@ -29,7 +29,15 @@ from deployer.config.schema import BROKER_ENV, REDIS_ENV
 from deployer.contract import CONTRACT
 from deployer.errors import DeployError
 from deployer.gcp.secrets import previous_enabled
-from deployer.steps.base import Broken, Change, NotOurs, Operation, Transient
+from deployer.steps.base import (
+    Broken,
+    Change,
+    FieldChange,
+    NotOurs,
+    Operation,
+    Transient,
+    field_changes,
+)
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -431,3 +439,31 @@ def project(desired: Any, actual: Any) -> Any:
     if actual is None and desired in _ZERO:
         return desired
     return actual
+
+
+#: keys djdeploy sets only while config asks for them ([vpc], a Redis broker's egress; a
+#: connector or a network): when config no longer does, the server's value is drift to remove,
+#: not a field the server filled in
+MANAGED = frozenset({"vpcAccess", "connector", "networkInterfaces"})
+
+
+def _with_removals(desired: Any, actual: Any) -> Any:
+    """``desired`` with None for each MANAGED key it leaves out that ``actual`` sets (not to a
+    zero value), at any depth where the two have the same shape."""
+    if isinstance(desired, dict) and isinstance(actual, dict):
+        out = {k: _with_removals(v, actual.get(k)) for k, v in desired.items()}
+        for key in sorted(MANAGED - desired.keys()):
+            if actual.get(key) not in (*_ZERO, {}, []):
+                out[key] = None
+        return out
+    if isinstance(desired, list) and isinstance(actual, list) and len(desired) == len(actual):
+        return [_with_removals(d, a) for d, a in zip(desired, actual, strict=True)]
+    return desired
+
+
+def spec_changes(desired: dict[str, Any], actual: Mapping[str, Any] | None) -> list[FieldChange]:
+    """The fields where ``actual`` (the server's resource) differs from ``desired``: each field
+    we set (``project``), and each MANAGED field config dropped (reported with the new value
+    None: the update, which sends ``desired`` whole, removes it)."""
+    want = _with_removals(desired, actual)
+    return field_changes(want, project(want, actual))

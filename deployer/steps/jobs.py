@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from deployer.archive import container_dir
 from deployer.errors import Conflict
 from deployer.steps import container_env as ce
-from deployer.steps.base import Action, Change, Operation, field_changes
+from deployer.steps.base import Action, Change, Operation
 
 if TYPE_CHECKING:
     from deployer.config import Config
@@ -200,7 +200,7 @@ class _Job(Operation):
             e for e in executions if (e.get("labels") or {}).get(self.marker_label) == marker
         ]
         done = next((e for e in current if execution_state(e) == "succeeded"), None)
-        fields = field_changes(desired, ce.project(desired, job))
+        fields = ce.spec_changes(desired, job)
         pins_moved = ce.template_pins(desired["template"]["template"]) != ce.template_pins(
             (job.get("template") or {}).get("template")
         )

@@ -16,7 +16,7 @@ from typing import Any
 
 from deployer.errors import Conflict
 from deployer.steps import container_env as ce
-from deployer.steps.base import Action, Change, Operation, field_changes
+from deployer.steps.base import Action, Change, Operation
 
 #: set on the template to roll out a new revision of an unchanged spec (after a failed one)
 REDEPLOY_ANNOTATION = "djdeploy.dev/redeploy"
@@ -59,7 +59,7 @@ def rollout_change(
             f"deploying revision {ce.short(current.get('latestCreatedRevision'))}", info=info
         )
     desired.pop("name")  # short here, full on the server
-    fields = field_changes(desired, ce.project(desired, current))
+    fields = ce.spec_changes(desired, current)
     if fields:
         return step.update(f"{what} differs", fields, info=info)
     cond = current.get("terminalCondition") or {}
