@@ -375,6 +375,20 @@ def test_interrupted_is_130(monkeypatch: pytest.MonkeyPatch) -> None:
     assert one_line(output).startswith("interrupted: nothing is lost")
 
 
+def test_terminated_is_143(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM (cli.Terminated, what its handler raises) stops as Ctrl-C does, exit 143."""
+    import deployer.api
+    from deployer.cli import Terminated
+
+    def terminated(*args: object, **kwargs: object) -> None:
+        raise Terminated
+
+    monkeypatch.setattr(deployer.api, "snapshot", terminated)
+    code, output = cli("--emulator", "plan", "--tenant", "demo")
+    assert code == 143
+    assert one_line(output).startswith("terminated: nothing is lost")
+
+
 @pytest.mark.parametrize("args", [["-h"], ["plan", "-h"], ["emulator", "reset", "-h"], []])
 def test_h_is_help_and_flags_show_as_flags(args: list[str]) -> None:
     code, output = cli(*args)
