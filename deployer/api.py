@@ -46,6 +46,7 @@ from deployer.lease import (
     Holder,
     Lease,
     LeaseTiming,
+    Locked,
     OnNotice,
     current_holder,
     guarded,
@@ -191,9 +192,16 @@ def _lease(
     return lease
 
 
-def _bootstrap(engine: Engine, steps: list[Step]) -> RunResult:
+def _bootstrap(engine: Engine, steps: list[Step], config: Config, *, wait: bool) -> RunResult:
     """Converge what the tenant's lease needs, the Storage API and the staging bucket:
-    shared by the project's tenants and idempotent, so they run unlocked, before it."""
+    shared by the project's tenants and idempotent, so they run unlocked, before it. Not
+    `wait` (--no-wait): a lease someone holds is refused first, so that the refusal is the
+    run's only output (acquire() reads it again after the bootstrap: it may change meanwhile;
+    no bucket yet reads as no lease)."""
+    if not wait:
+        holder = current_holder(engine.cloud, config)
+        if holder is not None:
+            raise Locked(holder)
     return engine.up([s for s in steps if s.name in BOOTSTRAP_STEPS])
 
 
@@ -235,7 +243,7 @@ def _converge(
     with connect(config.project, config.region, target, clock=clock) as session:
         engine = _engine(session, on_event)
         start = engine.clock.monotonic()
-        boot = _bootstrap(engine, steps)
+        boot = _bootstrap(engine, steps, config, wait=wait)
         if not boot.ok:
             return boot
         lease = _lease(engine, config, "up", wait=wait, on_lease=on_lease)
@@ -412,7 +420,7 @@ def destroy(
     command = "destroy --delete-data" if delete_data else "destroy"
     with connect(config.project, config.region, target, clock=clock) as session:
         engine = _engine(session, on_event)
-        failed = [r.error for r in _bootstrap(engine, steps).results if r.error]
+        failed = [r.error for r in _bootstrap(engine, steps, config, wait=wait).results if r.error]
         if failed:
             raise DeployError(failed[0])
         lease = _lease(engine, config, command, wait=wait, on_lease=on_lease)
@@ -938,7 +946,7 @@ def rotate_secrets(
         engine = _engine(session, on_event)
         cloud = engine.cloud
         start = engine.clock.monotonic()
-        boot = _bootstrap(engine, steps)
+        boot = _bootstrap(engine, steps, config, wait=wait)
         if not boot.ok:
             return RotateResult([], boot)
         lease = _lease(engine, config, "secrets rotate", wait=wait, on_lease=on_lease)

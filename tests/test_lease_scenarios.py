@@ -325,6 +325,7 @@ def test_no_wait_fails_at_once_naming_the_holder_and_plan_and_status_show_it(
     emulator.control.clear_transcript()
     code, output = up(emulator, "--no-wait")
     assert code == 1
+    assert len(output.strip().splitlines()) == 1, output  # no bootstrap lines before it
     assert output.strip().endswith(
         "error: tenant demo is locked by `djdeploy up` (alice@laptop, pid 4242) since "
         "2026-12-01 21:30:05 UTC: run again once it is done, or `djdeploy unlock --tenant "
@@ -338,6 +339,10 @@ def test_no_wait_fails_at_once_naming_the_holder_and_plan_and_status_show_it(
     assert doc["lease"]["pid"] == 4242 and doc["lease"]["user"] == "alice"
     code, output = djdeploy(emulator, "destroy", "--tenant", TENANT, "--no-wait")
     assert code == 1 and "tenant demo is locked by `djdeploy up`" in output
+    assert len(output.strip().splitlines()) == 1, output
+    code, output = djdeploy(emulator, "secrets", "rotate", "--tenant", TENANT, "--no-wait")
+    assert code == 1 and len(output.strip().splitlines()) == 1, output
+    assert "tenant demo is locked by `djdeploy up`" in output
     assert deployed(emulator)  # the destroy deleted nothing
 
 
