@@ -807,8 +807,7 @@ def rollback(
     (deployer/rollbacks.py, docs/rollback.md)."""
     from deployer import rollbacks as rb
 
-    if undo and to is not None:
-        raise ConfigError("--undo moves traffic to the latest revision: leave out --to")
+    check_rollback(to=to, undo=undo)
     target = target or Target()
     n = config.names
     with connect(config.project, config.region, target, clock=clock) as session:
@@ -887,6 +886,12 @@ def rollback(
             )
 
 
+def check_rollback(*, to: str | None, undo: bool) -> None:
+    """rollback's options, refused before any API call (the CLI: before an emulator starts)."""
+    if undo and to is not None:
+        raise ConfigError("--undo moves traffic to the latest revision: leave out --to")
+
+
 def _settled(service: Any) -> bool:
     from deployer.rollbacks import settled
 
@@ -935,9 +940,12 @@ def rotate_secrets(
     alone; a failure stops here, nothing rotated), then the rotation is recorded on each secret
     (label ROTATING: the version it replaces) and `up` runs again: its secrets step adds the new
     versions, sql-user sets the database password, the jobs and the service pin them, and the
-    rotation step disables the old versions once the new revision is ready."""
+    rotation step disables the old versions once the new revision is ready. First, as for up,
+    the source preflight: a project the build would refuse raises PreflightError."""
     chosen = check_kinds(kinds)
     target = target or Target()
+    config = resolve(config, target)
+    check_source(config)  # its ups build the source: refused before any API call, as up's
     steps = build_steps(config)
     if on_steps is not None:
         on_steps([step.name for step in steps])

@@ -360,8 +360,9 @@ def _target(ctx: typer.Context) -> "Target":
 
 
 def _preflight(cfg: "Config") -> None:
-    """plan and up: a project the build would refuse is refused before `_target` starts the
-    background emulator (api.up and api.snapshot check it again, for Python callers)."""
+    """plan, up and secrets rotate: a project the build would refuse is refused before
+    `_target` starts the background emulator (api.up, api.snapshot and api.rotate_secrets
+    check it again, for Python callers)."""
     from deployer import preflight
 
     preflight.check(cfg)
@@ -647,15 +648,15 @@ def destroy(
     """Delete the tenant's resources in reverse order; data is kept unless --delete-data."""
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
-    target = _target(ctx)
-    from deployer import api, render
-
     question = (
         f"Delete tenant {cfg.tenant}'s database, media and secrets "
         f"in project {cfg.project}? This cannot be undone."
     )
     if delete_data and not yes and not typer.confirm(question):
         raise ConfigError("not confirmed: nothing was deleted")
+    target = _target(ctx)
+    from deployer import api, render
+
     with render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose) as progress:
         changes = api.destroy(
             cfg,
@@ -785,8 +786,10 @@ def manage(
     showmigrations`."""
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
     from deployer import api, render
+    from deployer.management import check_args
 
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+    check_args(list(args or []), tenant=cfg.tenant)  # before `_target` starts an emulator
     # only its lease notices: no live table under the command's log lines
     progress = render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose)
     started: list[api.ManageRun] = []
@@ -796,11 +799,12 @@ def manage(
         if not (json or no_wait):
             render.manage_started(run, err=err)
 
+    target = _target(ctx)
     try:
         run = api.manage(
             cfg,
             list(args or []),
-            target=_target(ctx),
+            target=target,
             wait=not no_wait,
             on_entry=None if json else lambda e: render.log_entry(e, as_json=False, out=out),
             on_start=on_start,
@@ -853,11 +857,11 @@ def rollback(
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
     from deployer import api, render
 
+    api.check_rollback(to=to, undo=undo)
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+    target = _target(ctx)
     progress = render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose)  # lease notices
-    done = api.rollback(
-        cfg, to=to, force=force, undo=undo, target=_target(ctx), on_lease=progress.lease
-    )
+    done = api.rollback(cfg, to=to, force=force, undo=undo, target=target, on_lease=progress.lease)
     render.rolled_back(done, tenant=cfg.tenant, as_json=json, out=out)
 
 
@@ -893,6 +897,7 @@ def secrets_rotate(
 
     kinds = api.check_kinds(secret or [])
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+    _preflight(cfg)  # it runs up
     target = _target(ctx)
     with render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose) as progress:
         result = api.rotate_secrets(
