@@ -381,40 +381,27 @@ def _invoke(emulator: EmulatorHandle, args: list[str], *, stdin: str) -> tuple[i
     return result.exit_code, result.output
 
 
-def test_ctrl_c_and_a_failed_step_release_the_lease(
-    emulator: EmulatorHandle, tmp_path: Path
+@pytest.mark.parametrize(
+    ("signum", "exit_code", "word"),
+    [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")],
+)
+def test_ctrl_c_sigterm_and_a_failed_step_release_the_lease(
+    emulator: EmulatorHandle, tmp_path: Path, signum: str, exit_code: int, word: str
 ) -> None:
+    """SIGTERM (`timeout`, a cancelled CI job, a plain `kill`) stops as Ctrl-C does: the
+    next run must not wait for the lease to lapse."""
     import signal
 
     unblock = block(emulator, "sql.instance.create")
     holder = Run(emulator, tmp_path, "up", "--tenant", TENANT)
     until(lambda: holds_lease(emulator, holder) and sent(emulator, "POST", "/instances"), "up")
-    holder.proc.send_signal(signal.SIGINT)
+    holder.proc.send_signal(getattr(signal, signum))
     code, output = holder.finish()
-    assert code == 130, output
+    assert code == exit_code, output
+    assert f"{word}: nothing is lost" in output and "Traceback" not in output, output
     assert lease_fields(emulator) is None
     unblock()
     emulator.control.fail("build", TENANT, "it broke on purpose")
     code, output = up(emulator, "--no-wait")  # a lease left behind would fail it at once
     assert code == 1 and "failed image:" in output, output
     assert lease_fields(emulator) is None
-
-
-def test_sigterm_stops_as_ctrl_c_does_and_releases_the_lease(
-    emulator: EmulatorHandle, tmp_path: Path
-) -> None:
-    """`timeout`, a cancelled CI job or a plain `kill` send SIGTERM: the next run must not
-    wait for the lease to lapse."""
-    import signal
-
-    unblock = block(emulator, "sql.instance.create")
-    holder = Run(emulator, tmp_path, "up", "--tenant", TENANT)
-    until(lambda: holds_lease(emulator, holder) and sent(emulator, "POST", "/instances"), "up")
-    holder.proc.send_signal(signal.SIGTERM)
-    code, output = holder.finish()
-    assert code == 143, output
-    assert "terminated: nothing is lost" in output and "Traceback" not in output, output
-    assert lease_fields(emulator) is None
-    unblock()
-    code, output = up(emulator, "--no-wait")  # a lease left behind would fail it at once
-    assert code == 0, output
