@@ -381,7 +381,10 @@ def test_interrupted_is_130_terminated_143(
         raise error
 
     monkeypatch.setattr(deployer.api, "snapshot", interrupted)
-    code, output = cli("--emulator", "plan", "--tenant", "demo")
+    # an endpoint nothing answers at: snapshot, replaced, never reaches it
+    code, output = cli(
+        "--endpoint", "http://127.0.0.1:9", "plan", "--tenant", "demo", "--project", "p-1234"
+    )
     assert code == exit_code
     assert one_line(output).startswith(f"{word}: nothing is lost")
 
