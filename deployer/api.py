@@ -46,6 +46,7 @@ from deployer.lease import (
     Holder,
     Lease,
     LeaseTiming,
+    Locked,
     OnNotice,
     current_holder,
     guarded,
@@ -191,9 +192,16 @@ def _lease(
     return lease
 
 
-def _bootstrap(engine: Engine, steps: list[Step]) -> RunResult:
+def _bootstrap(engine: Engine, steps: list[Step], config: Config, *, wait: bool) -> RunResult:
     """Converge what the tenant's lease needs, the Storage API and the staging bucket:
-    shared by the project's tenants and idempotent, so they run unlocked, before it."""
+    shared by the project's tenants and idempotent, so they run unlocked, before it. Not
+    `wait` (--no-wait): a lease someone holds is refused first, so that the refusal is the
+    run's only output (acquire() reads it again after the bootstrap: it may change meanwhile;
+    no bucket yet reads as no lease)."""
+    if not wait:
+        holder = current_holder(engine.cloud, config)
+        if holder is not None:
+            raise Locked(holder)
     return engine.up([s for s in steps if s.name in BOOTSTRAP_STEPS])
 
 
@@ -235,7 +243,7 @@ def _converge(
     with connect(config.project, config.region, target, clock=clock) as session:
         engine = _engine(session, on_event)
         start = engine.clock.monotonic()
-        boot = _bootstrap(engine, steps)
+        boot = _bootstrap(engine, steps, config, wait=wait)
         if not boot.ok:
             return boot
         lease = _lease(engine, config, "up", wait=wait, on_lease=on_lease)
@@ -412,7 +420,7 @@ def destroy(
     command = "destroy --delete-data" if delete_data else "destroy"
     with connect(config.project, config.region, target, clock=clock) as session:
         engine = _engine(session, on_event)
-        failed = [r.error for r in _bootstrap(engine, steps).results if r.error]
+        failed = [r.error for r in _bootstrap(engine, steps, config, wait=wait).results if r.error]
         if failed:
             raise DeployError(failed[0])
         lease = _lease(engine, config, command, wait=wait, on_lease=on_lease)
@@ -799,8 +807,7 @@ def rollback(
     (deployer/rollbacks.py, docs/rollback.md)."""
     from deployer import rollbacks as rb
 
-    if undo and to is not None:
-        raise ConfigError("--undo moves traffic to the latest revision: leave out --to")
+    check_rollback(to=to, undo=undo)
     target = target or Target()
     n = config.names
     with connect(config.project, config.region, target, clock=clock) as session:
@@ -879,6 +886,12 @@ def rollback(
             )
 
 
+def check_rollback(*, to: str | None, undo: bool) -> None:
+    """rollback's options, refused before any API call (the CLI: before an emulator starts)."""
+    if undo and to is not None:
+        raise ConfigError("--undo moves traffic to the latest revision: leave out --to")
+
+
 def _settled(service: Any) -> bool:
     from deployer.rollbacks import settled
 
@@ -927,9 +940,12 @@ def rotate_secrets(
     alone; a failure stops here, nothing rotated), then the rotation is recorded on each secret
     (label ROTATING: the version it replaces) and `up` runs again: its secrets step adds the new
     versions, sql-user sets the database password, the jobs and the service pin them, and the
-    rotation step disables the old versions once the new revision is ready."""
+    rotation step disables the old versions once the new revision is ready. First, as for up,
+    the source preflight: a project the build would refuse raises PreflightError."""
     chosen = check_kinds(kinds)
     target = target or Target()
+    config = resolve(config, target)
+    check_source(config)  # its ups build the source: refused before any API call, as up's
     steps = build_steps(config)
     if on_steps is not None:
         on_steps([step.name for step in steps])
@@ -938,7 +954,7 @@ def rotate_secrets(
         engine = _engine(session, on_event)
         cloud = engine.cloud
         start = engine.clock.monotonic()
-        boot = _bootstrap(engine, steps)
+        boot = _bootstrap(engine, steps, config, wait=wait)
         if not boot.ok:
             return RotateResult([], boot)
         lease = _lease(engine, config, "secrets rotate", wait=wait, on_lease=on_lease)

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success (plan: nothing to change), 1 any error (one line, no traceback: bad
 input, a usage error such as an unknown option, a failed step, another run holding the
-tenant's lease with --no-wait), 2 plan found changes pending, 130 interrupted (Ctrl-C).
+tenant's lease with --no-wait), 2 plan found changes pending, 130 interrupted (Ctrl-C), 143
+terminated (SIGTERM: `timeout`, a cancelled CI job, `kill`; it stops as Ctrl-C does).
 `Djdeploy` (the command group) decides them in one place. Unexpected errors (bugs) show their
 traceback. google.* is imported only once a command really talks to an API.
 
@@ -15,6 +16,8 @@ signature on every run, and would evaluate each string twice.
 import copy
 import errno
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, cast
@@ -76,9 +79,30 @@ def _say_error(message: str) -> None:
     err.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
 
 
-def _interrupted() -> typer.Exit:
-    err.print("interrupted: nothing is lost; run the same command again to finish", soft_wrap=True)
-    return typer.Exit(130)
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`timeout`, a cancelled CI job, a plain `kill`): a KeyboardInterrupt, so that it
+    stops a command the way Ctrl-C does (no new work, the tenant's lease released on the way
+    out), but exit 143 (128 + SIGTERM) and its own word."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def stop_code(exc: BaseException | None) -> int:
+    """The exit code of a command stopped by ``exc``: 143 for SIGTERM, else 130 (Ctrl-C)."""
+    return 128 + signal.SIGTERM if isinstance(exc, Terminated) else 130
+
+
+def stop_word(exc: BaseException | None) -> str:
+    return "terminated" if isinstance(exc, Terminated) else "interrupted"
+
+
+def _interrupted(exc: BaseException | None) -> typer.Exit:
+    err.print(
+        f"{stop_word(exc)}: nothing is lost; run the same command again to finish", soft_wrap=True
+    )
+    return typer.Exit(stop_code(exc))
 
 
 def _usage_error(exc: typer.TyperException) -> int:
@@ -146,24 +170,29 @@ class Djdeploy(Group):
     def invoke(self, ctx: Any) -> Any:  # typer.Context is not the base class's type
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
-            raise _interrupted() from None
+        except KeyboardInterrupt as exc:
+            raise _interrupted(exc) from None
         except DeployError as exc:
             _say_error(str(exc))
             raise typer.Exit(1) from None
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
         try:
             code = super().main(*args, **kwargs)
         except typer.Abort as exc:
             if isinstance(exc.__context__, KeyboardInterrupt):
-                code = _interrupted().exit_code
+                code = _interrupted(exc.__context__).exit_code
             else:
                 _say_error("no answer (stdin closed): nothing was done; --yes skips the question")
                 code = 1
         except typer.TyperException as exc:  # click's usage errors (typer's own copy of click)
             code = _usage_error(exc)
+        finally:
+            if main_thread:  # the exit that follows (__main__) is the default action's again
+                signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
         raise SystemExit(code or 0)
 
 
@@ -331,8 +360,9 @@ def _target(ctx: typer.Context) -> "Target":
 
 
 def _preflight(cfg: "Config") -> None:
-    """plan and up: a project the build would refuse is refused before `_target` starts the
-    background emulator (api.up and api.snapshot check it again, for Python callers)."""
+    """plan, up and secrets rotate: a project the build would refuse is refused before
+    `_target` starts the background emulator (api.up, api.snapshot and api.rotate_secrets
+    check it again, for Python callers)."""
     from deployer import preflight
 
     preflight.check(cfg)
@@ -618,15 +648,15 @@ def destroy(
     """Delete the tenant's resources in reverse order; data is kept unless --delete-data."""
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
-    target = _target(ctx)
-    from deployer import api, render
-
     question = (
         f"Delete tenant {cfg.tenant}'s database, media and secrets "
         f"in project {cfg.project}? This cannot be undone."
     )
     if delete_data and not yes and not typer.confirm(question):
         raise ConfigError("not confirmed: nothing was deleted")
+    target = _target(ctx)
+    from deployer import api, render
+
     with render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose) as progress:
         changes = api.destroy(
             cfg,
@@ -721,8 +751,8 @@ def logs(
         for entry in api.logs(cfg, query=query, target=_target(ctx), follow=follow):
             render.log_entry(entry, as_json=json, out=out)
             shown += 1
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None  # the way to stop --follow: nothing to finish
+    except KeyboardInterrupt as exc:
+        raise typer.Exit(stop_code(exc)) from None  # the way to stop --follow: nothing to finish
     if not shown:
         render.no_log_entries(api.log_source(cfg, query), since=since, severity=severity, err=err)
 
@@ -756,8 +786,10 @@ def manage(
     showmigrations`."""
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
     from deployer import api, render
+    from deployer.management import check_args
 
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+    check_args(list(args or []), tenant=cfg.tenant)  # before `_target` starts an emulator
     # only its lease notices: no live table under the command's log lines
     progress = render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose)
     started: list[api.ManageRun] = []
@@ -767,21 +799,22 @@ def manage(
         if not (json or no_wait):
             render.manage_started(run, err=err)
 
+    target = _target(ctx)
     try:
         run = api.manage(
             cfg,
             list(args or []),
-            target=_target(ctx),
+            target=target,
             wait=not no_wait,
             on_entry=None if json else lambda e: render.log_entry(e, as_json=False, out=out),
             on_start=on_start,
             on_lease=progress.lease,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if not started:
             raise
-        render.manage_interrupted(started[0], tenant=cfg.tenant, err=err)
-        raise typer.Exit(130) from None
+        render.manage_interrupted(started[0], tenant=cfg.tenant, err=err, word=stop_word(exc))
+        raise typer.Exit(stop_code(exc)) from None
     render.manage_run(run, as_json=json, out=out, err=err)
     if run.state == "failed":
         raise DeployError(f"execution {run.execution} failed: {run.message}")
@@ -824,11 +857,11 @@ def rollback(
     _merge(ctx, emulator, endpoint, time_scale, state_dir, verbose)
     from deployer import api, render
 
+    api.check_rollback(to=to, undo=undo)
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+    target = _target(ctx)
     progress = render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose)  # lease notices
-    done = api.rollback(
-        cfg, to=to, force=force, undo=undo, target=_target(ctx), on_lease=progress.lease
-    )
+    done = api.rollback(cfg, to=to, force=force, undo=undo, target=target, on_lease=progress.lease)
     render.rolled_back(done, tenant=cfg.tenant, as_json=json, out=out)
 
 
@@ -864,6 +897,7 @@ def secrets_rotate(
 
     kinds = api.check_kinds(secret or [])
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
+    _preflight(cfg)  # it runs up
     target = _target(ctx)
     with render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose) as progress:
         result = api.rotate_secrets(

@@ -7,7 +7,7 @@ unrenewed. Every write names the generation it replaces (gcp/lease.py):
 
 - acquire: create with `ifGenerationMatch=0`; of racing creators exactly one succeeds;
 - renew (a heartbeat thread, every quarter lease): rewrite with `ifGenerationMatch=<ours>`;
-- release (end of the command, also on Ctrl-C and on any error): delete with
+- release (end of the command, also on Ctrl-C, SIGTERM and any error): delete with
   `ifGenerationMatch=<ours>`, so only our own lease is ever deleted;
 - take over: a waiter that sees one generation unchanged for the holder's lease duration
   (measured on its own monotonic clock: no two machines' wall clocks are compared) rewrites

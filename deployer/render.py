@@ -607,11 +607,13 @@ def manage_started(run: ManageRun, *, err: Console) -> None:
     )
 
 
-def manage_interrupted(run: ManageRun, *, tenant: str, err: Console) -> None:
-    """Ctrl-C while a command runs: it goes on in the cloud (running it again would run it
-    twice)."""
+def manage_interrupted(
+    run: ManageRun, *, tenant: str, err: Console, word: str = "interrupted"
+) -> None:
+    """Ctrl-C (or SIGTERM: ``word`` "terminated") while a command runs: it goes on in the
+    cloud (running it again would run it twice)."""
     err.print(
-        f"interrupted: execution {run.execution} keeps running; `djdeploy logs --tenant "
+        f"{word}: execution {run.execution} keeps running; `djdeploy logs --tenant "
         f"{tenant} --job manage --follow` shows it, `gcloud run jobs executions cancel "
         f"{run.execution}` stops it",
         markup=False,

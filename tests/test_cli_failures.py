@@ -363,16 +363,30 @@ def test_a_usage_error_is_one_line_and_exit_1(args: list[str], message: str) -> 
     assert line.startswith("error: ") and message in line and "-h` shows the options" in line
 
 
-def test_interrupted_is_130(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("stop", "exit_code", "word"),
+    [("KeyboardInterrupt", 130, "interrupted"), ("Terminated", 143, "terminated")],
+)
+def test_interrupted_is_130_terminated_143(
+    monkeypatch: pytest.MonkeyPatch, stop: str, exit_code: int, word: str
+) -> None:
+    """Ctrl-C is 130; SIGTERM (cli.Terminated, what its handler raises) stops the same way,
+    143."""
     import deployer.api
+    import deployer.cli
+
+    error = getattr(deployer.cli, stop, KeyboardInterrupt)
 
     def interrupted(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt
+        raise error
 
     monkeypatch.setattr(deployer.api, "snapshot", interrupted)
-    code, output = cli("--emulator", "plan", "--tenant", "demo")
-    assert code == 130
-    assert one_line(output).startswith("interrupted: nothing is lost")
+    # an endpoint nothing answers at: snapshot, replaced, never reaches it
+    code, output = cli(
+        "--endpoint", "http://127.0.0.1:9", "plan", "--tenant", "demo", "--project", "p-1234"
+    )
+    assert code == exit_code
+    assert one_line(output).startswith(f"{word}: nothing is lost")
 
 
 @pytest.mark.parametrize("args", [["-h"], ["plan", "-h"], ["emulator", "reset", "-h"], []])

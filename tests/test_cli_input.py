@@ -199,3 +199,27 @@ def test_a_hint_in_brackets_is_shown(tmp_path: Path, monkeypatch: pytest.MonkeyP
     result = CliRunner().invoke(app, ["--emulator", "plan"])
     assert result.exit_code == 1
     assert "must be a table ([env])" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["manage", "--tenant", "demo"], "no management command given"),
+        (["manage", "--tenant", "demo", "--", "shell"], "shell"),
+        (["rollback", "--tenant", "demo", "--undo", "--to", "r1"], "leave out --to"),
+        (["destroy", "--tenant", "demo", "--delete-data"], "not confirmed: nothing was deleted"),
+        (["secrets", "rotate", "--tenant", "demo", "--secret", "x"], "--secret 'x'"),
+        (["logs", "--tenant", "demo", "--since", "soon"], "--since 'soon'"),
+    ],
+)
+def test_emulator_commands_refuse_bad_input_before_starting_it(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    """--emulator: the refusal comes before the background emulator starts (no daemon, not
+    even its state directory)."""
+    state = tmp_path / "state"
+    result = CliRunner().invoke(app, ["--emulator", "--state-dir", str(state), *args], input="n\n")
+    assert result.exit_code == 1, result.output
+    assert "error: " in result.output and message in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not state.exists(), result.output

@@ -325,6 +325,7 @@ def test_no_wait_fails_at_once_naming_the_holder_and_plan_and_status_show_it(
     emulator.control.clear_transcript()
     code, output = up(emulator, "--no-wait")
     assert code == 1
+    assert len(output.strip().splitlines()) == 1, output  # no bootstrap lines before it
     assert output.strip().endswith(
         "error: tenant demo is locked by `djdeploy up` (alice@laptop, pid 4242) since "
         "2026-12-01 21:30:05 UTC: run again once it is done, or `djdeploy unlock --tenant "
@@ -338,6 +339,10 @@ def test_no_wait_fails_at_once_naming_the_holder_and_plan_and_status_show_it(
     assert doc["lease"]["pid"] == 4242 and doc["lease"]["user"] == "alice"
     code, output = djdeploy(emulator, "destroy", "--tenant", TENANT, "--no-wait")
     assert code == 1 and "tenant demo is locked by `djdeploy up`" in output
+    assert len(output.strip().splitlines()) == 1, output
+    code, output = djdeploy(emulator, "secrets", "rotate", "--tenant", TENANT, "--no-wait")
+    assert code == 1 and len(output.strip().splitlines()) == 1, output
+    assert "tenant demo is locked by `djdeploy up`" in output
     assert deployed(emulator)  # the destroy deleted nothing
 
 
@@ -376,17 +381,24 @@ def _invoke(emulator: EmulatorHandle, args: list[str], *, stdin: str) -> tuple[i
     return result.exit_code, result.output
 
 
-def test_ctrl_c_and_a_failed_step_release_the_lease(
-    emulator: EmulatorHandle, tmp_path: Path
+@pytest.mark.parametrize(
+    ("signum", "exit_code", "word"),
+    [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")],
+)
+def test_ctrl_c_sigterm_and_a_failed_step_release_the_lease(
+    emulator: EmulatorHandle, tmp_path: Path, signum: str, exit_code: int, word: str
 ) -> None:
+    """SIGTERM (`timeout`, a cancelled CI job, a plain `kill`) stops as Ctrl-C does: the
+    next run must not wait for the lease to lapse."""
     import signal
 
     unblock = block(emulator, "sql.instance.create")
     holder = Run(emulator, tmp_path, "up", "--tenant", TENANT)
     until(lambda: holds_lease(emulator, holder) and sent(emulator, "POST", "/instances"), "up")
-    holder.proc.send_signal(signal.SIGINT)
+    holder.proc.send_signal(getattr(signal, signum))
     code, output = holder.finish()
-    assert code == 130, output
+    assert code == exit_code, output
+    assert f"{word}: nothing is lost" in output and "Traceback" not in output, output
     assert lease_fields(emulator) is None
     unblock()
     emulator.control.fail("build", TENANT, "it broke on purpose")

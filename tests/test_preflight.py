@@ -81,8 +81,8 @@ def test_cli_with_emulator_refuses_before_starting_it(tmp_path: Path) -> None:
     even its state directory)."""
     source = tutorial(tmp_path / "mysite")
     state = tmp_path / "state"
-    for command in ("plan", "up"):
-        args = [command, "--tenant", "demo", "--source", str(source)]
+    for command in (["plan"], ["up"], ["secrets", "rotate"]):
+        args = [*command, "--tenant", "demo", "--source", str(source)]
         result = CliRunner().invoke(app, [*args, "--emulator", "--state-dir", str(state)])
         assert result.exit_code == 1, result.output
         lines = [line for line in result.output.splitlines() if line.strip()]
