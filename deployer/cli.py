@@ -1145,8 +1145,10 @@ def emulator_reset(
 def emulator_stop(
     state_dir: Annotated[Path | None, typer.Option(help=STATE_DIR_HELP)] = None,
 ) -> None:
-    """Stop the background emulator that --emulator started (and what it runs)."""
+    """Stop the background emulator that --emulator started (and what it runs), or what one
+    that was killed left running."""
     from deployer.emulator import daemon
+    from deployer.emulator.local.realizers import reap_leftovers
     from deployer.target import default_state_dir
 
     folder = state_dir or default_state_dir()
@@ -1156,6 +1158,9 @@ def emulator_stop(
         raise DeployError(str(exc)) from None
     if stopped is None:
         _say(f"no local emulator was running for {folder}")
+        left = reap_leftovers(folder) if folder.is_dir() else []
+        if left:
+            _say(f"stopped what a killed emulator left running: {', '.join(left)}")
     else:
         _say(f"stopped the local emulator (pid {stopped.pid}, {stopped.url}, state {folder})")
 
@@ -1169,6 +1174,7 @@ def emulator_status(
     from deployer import render
     from deployer.clock import RealClock
     from deployer.emulator import daemon
+    from deployer.emulator.local.realizers import leftovers
     from deployer.target import default_state_dir
 
     folder = state_dir or default_state_dir()
@@ -1177,6 +1183,9 @@ def emulator_status(
     except daemon.DaemonError as exc:
         raise DeployError(str(exc)) from None
     doc: dict[str, Any] = {"running": found is not None, "state_dir": str(folder)}
+    left = leftovers(folder) if found is None and folder.is_dir() else []
+    if left:
+        doc["leftovers"] = left
     if found is not None:
         doc |= {
             "address": found.url,
@@ -1191,6 +1200,11 @@ def emulator_status(
         render.dump_json(doc)
     elif found is None:
         _say(f"no local emulator is running for {folder} (--emulator starts one)")
+        if left:
+            _say(
+                f"still running, left by a killed emulator: {', '.join(left)} "
+                "(`djdeploy emulator stop` stops them)"
+            )
     else:
         minutes, seconds = divmod(int(doc["uptime_seconds"]), 60)
         hours, minutes = divmod(minutes, 60)

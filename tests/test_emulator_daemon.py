@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ from typer.testing import CliRunner
 from deployer import __version__
 from deployer.cli import app
 from deployer.emulator import EmulatorControl, daemon
+from deployer.emulator.local.redis import find_server
+from deployer.emulator.testing import discovery_client
 from deployer.target import BUILTIN_TIME_SCALE
 
 
@@ -280,3 +283,55 @@ def test_one_that_does_not_answer_is_named_with_its_pid(
     assert len(stderr.splitlines()) == 1, stderr
     assert f"the local emulator (pid {pid}) does not answer at " in stderr
     assert f"stop it with `kill {pid}`, then run again" in stderr
+
+
+@pytest.mark.slow  # a daemon running a redis-server, killed by SIGKILL
+@pytest.mark.skipif(find_server() is None, reason="no redis-server here")
+def test_stop_after_the_daemon_was_killed_stops_what_it_left(tmp_path: Path) -> None:
+    code, _, stderr = status_of(tmp_path)
+    assert code == 0, stderr
+    info = recorded(tmp_path)
+    url, pid = str(info["url"]), int(str(info["pid"]))
+    project, parent = "left-proj", "projects/left-proj/locations/europe-west1"
+    usage = discovery_client(url, "serviceusage", "v1")
+    op = usage.services().enable(name=f"projects/{project}/services/redis.googleapis.com")
+    name = op.execute()["name"]
+    while not usage.operations().get(name=name).execute().get("done"):
+        time.sleep(0.05)
+    instances = discovery_client(url, "redis", "v1").projects().locations().instances()
+    body = {"tier": "BASIC", "memorySizeGb": 1}
+    instances.create(parent=parent, instanceId="r1", body=body).execute()
+    while instances.get(name=f"{parent}/instances/r1").execute()["state"] != "READY":
+        time.sleep(0.05)  # its redis-server answers
+    os.kill(pid, signal.SIGKILL)
+    while daemon.alive(pid):
+        time.sleep(0.01)
+    redis_pid = leftover_pids(tmp_path)
+    assert len(redis_pid) == 1
+
+    code, stdout, _ = cli("emulator", "status", "--state-dir", str(tmp_path))
+    assert code == 0
+    assert stdout.splitlines()[1] == (
+        f"still running, left by a killed emulator: redis {parent}/instances/r1 "
+        f"(pid {redis_pid[0]}) (`djdeploy emulator stop` stops them)"
+    )
+    code, stdout, _ = cli("emulator", "stop", "--state-dir", str(tmp_path))
+    assert code == 0
+    assert stdout.splitlines() == [
+        f"no local emulator was running for {tmp_path}",
+        f"stopped what a killed emulator left running: redis {parent}/instances/r1 "
+        f"(pid {redis_pid[0]})",
+    ]
+    assert leftover_pids(tmp_path) == []
+    code, stdout, _ = cli("emulator", "status", "--json", "--state-dir", str(tmp_path))
+    assert json.loads(stdout) == {"running": False, "state_dir": str(tmp_path)}
+
+
+def leftover_pids(state: Path) -> list[int]:
+    """The pids the state dir's process records name that still run."""
+    pids = []
+    for record in (state / "processes").glob("*.json"):
+        pid = int(json.loads(record.read_text())["pid"])
+        if daemon.alive(pid):
+            pids.append(pid)
+    return pids

@@ -27,7 +27,9 @@ from deployer.emulator.local.postgres import (
     find_binaries,
     runner_for,
     scram_verifier,
+    stale_postmasters,
 )
+from deployer.emulator.local.realizers import leftovers, reap_leftovers
 
 pytestmark = pytest.mark.skipif(find_binaries() is None, reason=UNAVAILABLE)
 
@@ -221,3 +223,18 @@ def test_scram_verifier_shape_and_no_password_inside() -> None:
     v = scram_verifier("hunter2")
     assert v.startswith("SCRAM-SHA-256$4096:") and "hunter2" not in v
     assert scram_verifier("hunter2") != v  # salted
+
+
+@pytest.mark.slow
+def test_a_killed_emulators_postmaster_is_listed_then_stopped(pg: LocalPostgres) -> None:
+    """`emulator status` / `emulator stop` after a SIGKILL: the postmaster left on a cluster of
+    the state dir is found by its postmaster.pid, then stopped."""
+    old = _cluster(pg)
+    assert old._proc is not None
+    pid = old._proc.pid
+    assert stale_postmasters(pg.state_dir) == [pid]
+    assert f"postgres (pid {pid})" in leftovers(pg.state_dir)
+    assert f"postgres (pid {pid})" in reap_leftovers(pg.state_dir)
+    assert old._proc.wait() is not None
+    assert stale_postmasters(pg.state_dir) == []
+    old._proc = None

@@ -11,6 +11,8 @@ from google.api_core.future.polling import DEFAULT_POLLING
 from google.cloud import run_v2, secretmanager
 
 from deployer.emulator import policies, serviceusage
+from deployer.emulator.errors import ApiError
+from deployer.emulator.run import services
 from deployer.emulator.testing import gapic_options
 from tests.contract import check_transcript
 
@@ -686,3 +688,70 @@ def test_a_delete_outcome_fails_the_operation_and_keeps_the_resource(
     s.delete_service(name=done.name).result(polling=POLL)
     with pytest.raises(exceptions.NotFound):
         s.get_service(name=done.name)
+
+
+def _two_revisions(s: Any) -> tuple[str, str, str]:
+    """A service deployed twice: its name, its first and its second revision."""
+    first = s.create_service(parent=PARENT, service=service(), service_id="web").result(
+        polling=POLL
+    )
+    svc = s.get_service(name=first.name)
+    svc.template.containers[0].image = "gcr.io/demo/app:2"
+    second = s.update_service(service=svc).result(polling=POLL)
+    return first.name, first.latest_ready_revision, second.latest_ready_revision
+
+
+def _pin(s: Any, name: str, revision: str) -> Any:
+    svc = s.get_service(name=name)
+    del svc.traffic[:]
+    svc.traffic.append(
+        run_v2.TrafficTarget(
+            type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION,
+            revision=revision.rsplit("/", 1)[-1],
+            percent=100,
+        )
+    )
+    return s.update_service(service=svc)
+
+
+def test_traffic_statuses_follow_a_pinned_revision(clients: dict[str, Any]) -> None:
+    s = clients["services"]
+    name, old, _ = _two_revisions(s)
+    _pin(s, name, old).result(polling=POLL)
+    got = to_dict(s.get_service(name=name))
+    assert got["trafficStatuses"] == [
+        {
+            "type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION",
+            "revision": old.rsplit("/", 1)[-1],
+            "percent": 100,
+            "tag": "",
+            "uri": "",
+        }
+    ]
+
+
+def test_a_rollback_that_cannot_start_settles_failed(
+    clients: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A revision that cannot start (its secret version was disabled since) fails the traffic
+    change: the operation ends in error, the service is settled (not reconciling, observed
+    generation caught up) and Ready=False with why, and its traffic stays where it served."""
+    s = clients["services"]
+    name, old, serving = _two_revisions(s)
+    message = "Secret Version [projects/1/secrets/k/versions/1] is in DISABLED state."
+
+    def cannot_start(emu: Any, rev: dict[str, Any], *, pid: str) -> None:
+        if rev["name"] == old:
+            raise ApiError(400, message)
+
+    monkeypatch.setattr(services, "revision_instance", cannot_start)
+    op = _pin(s, name, old)
+    with pytest.raises(exceptions.GoogleAPICallError, match="DISABLED state"):
+        op.result(polling=POLL)
+    got = to_dict(s.get_service(name=name))
+    assert got["reconciling"] is False and got["observedGeneration"] == got["generation"]
+    assert got["terminalCondition"]["state"] == "CONDITION_FAILED"
+    assert message in got["terminalCondition"]["message"]
+    assert got["trafficStatuses"][0]["type"] == "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
+    assert got["latestReadyRevision"] == serving
+    assert message in capsys.readouterr().err

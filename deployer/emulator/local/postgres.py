@@ -524,35 +524,15 @@ class Cluster(Served):
         """Stop the server this object started (fast shutdown: sessions are ended)."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
-            self._signal_group(proc.pid)
-            proc.wait()  # _signal_group waited for the exit; this reaps the child
+            stop_postmaster(proc.pid)
+            proc.wait()  # stop_postmaster waited for the exit; this reaps the child
         self._unlink_layout()
 
     def reap(self) -> None:
         """Stop a postmaster running on this data directory that this object did not start."""
-        pid_file = self.data / "postmaster.pid"
-        try:
-            pid = int(pid_file.read_text().split("\n", 1)[0])
-        except (FileNotFoundError, ValueError):
-            return
-        if self._proc is not None and self._proc.pid == pid:
-            return
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return  # gone; postgres removes a stale postmaster.pid itself
-        if str(self.data).encode() in cmdline:
-            self._signal_group(pid)
-
-    def _signal_group(self, pid: int) -> None:
-        """SIGINT (fast shutdown) to the postmaster's group, SIGKILL if it outlives the bound."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGINT)
-        try:
-            _wait(lambda: not _alive(pid) or _zombie(pid), f"postmaster {pid} to exit")
-        except PostgresError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+        pid = postmaster(self.data)
+        if pid is not None and (self._proc is None or self._proc.pid != pid):
+            stop_postmaster(pid)
 
     def remove(self) -> None:
         """Stop the server and delete its data, socket directory and Cloud SQL layout."""
@@ -612,6 +592,36 @@ class Cluster(Served):
         """A plain SQL dump of the whole cluster (roles and every database) into ``path``."""
         path.parent.mkdir(parents=True, exist_ok=True)
         _run(self._client("pg_dumpall", "--file", str(path)), env=self._env())
+
+
+def postmaster(data: Path) -> int | None:
+    """The postmaster running on ``data`` by its postmaster.pid (None: none; a stale file left
+    by a killed one names a pid that is gone or runs something else)."""
+    try:
+        pid = int((data / "postmaster.pid").read_text().split("\n", 1)[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if str(data).encode() in cmdline else None
+
+
+def stale_postmasters(state_dir: Path) -> list[int]:
+    """The postmasters still running on the clusters under ``state_dir``; observes only."""
+    found = (
+        postmaster(pid_file.parent) for pid_file in state_dir.glob("postgres/**/postmaster.pid")
+    )
+    return sorted(pid for pid in found if pid is not None)
+
+
+def stop_postmaster(pid: int) -> None:
+    """SIGINT (fast shutdown) to the postmaster's group, SIGKILL if it outlives the bound."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGINT)
+    try:
+        _wait(lambda: not _alive(pid) or _zombie(pid), f"postmaster {pid} to exit")
+    except PostgresError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def _zombie(pid: int) -> bool:

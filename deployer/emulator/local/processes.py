@@ -24,10 +24,10 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 PROCESSES = "processes"
 #: Cloud Run's shutdown window: SIGTERM, then SIGKILL this many seconds later
@@ -107,26 +107,38 @@ def _feed(popen: subprocess.Popen[bytes], data: bytes) -> None:
         popen.stdin.write(data)
 
 
-def reap_stale(directory: Path) -> int:
-    """Stop every process group recorded in ``directory`` by an emulator that is gone (its
-    leader still has the recorded start time), and forget the records; how many were stopped.
-    Only called by the emulator that holds the state dir's lock."""
-    stopped = 0
+def _live_records(directory: Path) -> Iterator[tuple[Path, dict[str, Any] | None]]:
+    """Each record in ``directory`` with its data when its process group still runs (its leader
+    with the recorded start time, or the leader gone and its children not), else None."""
     if not directory.is_dir():
-        return 0
-    for record in directory.glob("*.json"):
+        return
+    for record in sorted(directory.glob("*.json")):
         try:
             data = json.loads(record.read_text())
             pid, pgid, started = int(data["pid"]), int(data["pgid"]), str(data["startTime"])
         except (OSError, ValueError, KeyError):
-            record.unlink(missing_ok=True)
+            yield record, None
             continue
-        if _start_time(pid) == started:
-            _signal_group(pgid, signal.SIGKILL)
-            stopped += 1
-        elif _start_time(pid) is None and _group_alive(pgid):
-            _signal_group(pgid, signal.SIGKILL)  # the leader is gone, its children are not
-            stopped += 1
+        leader = _start_time(pid)
+        live = leader == started or (leader is None and _group_alive(pgid))
+        yield record, data if live else None
+
+
+def stale(directory: Path) -> list[str]:
+    """What the records in ``directory`` say still runs ("what (pid N)"); observes only."""
+    return [
+        f"{d.get('what', 'process')} (pid {d['pid']})" for _, d in _live_records(directory) if d
+    ]
+
+
+def reap_stale(directory: Path) -> list[str]:
+    """Stop every process group recorded in ``directory`` by an emulator that is gone, and
+    forget the records; what was stopped. Only called by the holder of the state dir's lock."""
+    stopped = []
+    for record, data in _live_records(directory):
+        if data is not None:
+            _signal_group(int(data["pgid"]), signal.SIGKILL)
+            stopped.append(f"{data.get('what', 'process')} (pid {data['pid']})")
         record.unlink(missing_ok=True)
     return stopped
 

@@ -20,8 +20,14 @@ from .image import BUILDAH
 from .jobs import LocalJobs
 from .mounts import BUCKETS, Mounts
 from .pgwire import URL_ENV, parse_url
-from .postgres import Instances, LocalPostgres, PostgresError
-from .processes import PROCESSES, Spec, Supervisor, reap_stale
+from .postgres import (
+    Instances,
+    LocalPostgres,
+    PostgresError,
+    stale_postmasters,
+    stop_postmaster,
+)
+from .processes import PROCESSES, Spec, Supervisor, reap_stale, stale
 from .redis import UNAVAILABLE as REDIS_UNAVAILABLE
 from .redis import LocalRedis, find_server
 from .scheduler import Ticker
@@ -53,6 +59,29 @@ def find_postgres(
                 f"{exc}: Cloud SQL instances stay API-only (fix {source})"
             ) from None
     return LocalPostgres.find(state_dir)
+
+
+def leftovers(state_dir: Path) -> list[str]:
+    """What an emulator that was killed left running on ``state_dir`` (processes it recorded,
+    PostgreSQL servers on its clusters); observes only."""
+    return stale(state_dir / PROCESSES) + [
+        f"postgres (pid {pid})" for pid in stale_postmasters(state_dir)
+    ]
+
+
+def reap_leftovers(state_dir: Path) -> list[str]:
+    """Stop what :func:`leftovers` finds, unless an emulator executes ``state_dir`` (it holds
+    the lock: they are its own); what was stopped."""
+    with (state_dir / LOCK_NAME).open("ab") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return []
+        stopped = reap_stale(state_dir / PROCESSES)
+        for pid in stale_postmasters(state_dir):
+            stop_postmaster(pid)
+            stopped.append(f"postgres (pid {pid})")
+        return stopped
 
 
 class Realizers:

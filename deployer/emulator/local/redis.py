@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import socket
 import threading
+import time
 from pathlib import Path
 
 from .processes import Process, Spec, Supervisor
@@ -140,6 +141,17 @@ class LocalRedis:
             self._running[name] = self.supervisor.start(spec, on_line=lambda _s, _l: None)
             self._passwords[name] = password
             return port
+
+    def wait_answering(self, name: str, port: int) -> bool:
+        """Block until the server of ``name`` answers PING on ``port`` (True) or exits (False):
+        a restored instance is READY, so it must answer before the emulator serves."""
+        while not answers(port):
+            with self._lock:
+                proc = self._running.get(name)
+            if proc is None or not proc.alive():
+                return False
+            time.sleep(0.02)  # between two PINGs
+        return True
 
     def running(self, name: str) -> bool:
         """Whether the server of ``name`` started here is still alive."""

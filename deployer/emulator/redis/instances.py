@@ -278,7 +278,8 @@ def _finish_delete(emu: Emulator, op: dict[str, Any]) -> dict[str, Any] | None:
 
 def realize(emu: Emulator) -> None:
     """An emulator start: every READY instance's redis-server runs again (on its port when
-    that is free, else on another, which its record then names)."""
+    that is free, else on another, which its record then names) and answers PING before the
+    emulator serves (a READY instance is reachable)."""
     local = emu.local.redis
     if local is None:
         return
@@ -289,6 +290,12 @@ def realize(emu: Emulator) -> None:
             port = local.start(name, _password(emu, name))
         except OSError as exc:
             print(f"djdeploy emulator: redis instance {name}: {exc}", file=sys.stderr)
+            continue
+        if not local.wait_answering(name, port):
+            print(
+                f"djdeploy emulator: redis instance {name}: its redis-server exited",
+                file=sys.stderr,
+            )
             continue
         if (rec.get("host"), rec.get("port")) != (HOST, port):
             rec["host"], rec["port"] = HOST, port

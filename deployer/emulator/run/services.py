@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import string
+import sys
 from typing import TYPE_CHECKING, Any
 
 from deployer.regions import RUN_APP_CODES
 
-from ..errors import AlreadyExists
+from ..errors import AlreadyExists, ApiError
 from ..operations import completer
 from . import templates
 from .common import (
@@ -156,13 +157,34 @@ class Services(Collection):
         types = ("RoutesReady", "ConfigurationsReady")
         if settle_deploy(emu, svc, op, problem=problem, revision=rev_name, types=types):
             if problem is None:
-                svc["trafficStatuses"] = [
-                    {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}
-                ]
+                problem = _route(emu, svc)
+            if problem is not None:  # settled Failed: the traffic stays where it served
+                settle_deploy(emu, svc, op, problem=problem, revision=rev_name, types=types)
+                print(
+                    f"djdeploy emulator: deploy of {svc['name']} failed: {problem}", file=sys.stderr
+                )
             save(emu, SERVICE_KIND, svc)
-            retire(emu, svc["name"], serving_revisions(svc))
-            serve(emu, svc)
+            retire(emu, svc["name"], serving_revisions(_served(svc)))
         return deploy_result(op, "Service", svc, problem)
+
+
+def _served(svc: dict[str, Any]) -> dict[str, Any]:
+    """The service as its traffic is served (``trafficStatuses``), not as it is asked."""
+    return {**svc, "traffic": svc.get("trafficStatuses") or []}
+
+
+def _route(emu: Emulator, svc: dict[str, Any]) -> str | None:
+    """Start what the new traffic reaches and report it as served; why not (a revision that
+    cannot start, e.g. its secret version was disabled), or None."""
+    try:
+        serve(emu, svc)
+    except ApiError as exc:
+        return exc.message
+    svc["trafficStatuses"] = [
+        {k: target[k] for k in ("type", "revision", "percent", "tag") if target.get(k)}
+        for target in svc.get("traffic") or []
+    ]
+    return None
 
 
 @completer("run.service.deploy")
@@ -183,5 +205,8 @@ def serve(emu: Emulator, svc: dict[str, Any]) -> None:
 
 def realize(emu: Emulator) -> None:
     """An emulator start: each Ready revision that serves traffic runs again."""
-    for _, svc in emu.store.list(SERVICE_KIND):
-        serve(emu, svc)
+    for name, svc in emu.store.list(SERVICE_KIND):
+        try:
+            serve(emu, _served(svc))
+        except ApiError as exc:
+            print(f"djdeploy emulator: service {name}: {exc.message}", file=sys.stderr)
