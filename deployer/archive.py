@@ -6,8 +6,9 @@
                                             (the tar.gz) only when asked for (an upload)
 
 A gzipped tar of the user's Django project at the root and djdeploy's container files
-(Dockerfile, entrypoint.sh, requirements.txt, djdeploy_runtime/) under ``.djdeploy/``, the layout
-container/Dockerfile expects (``docker build -f .djdeploy/Dockerfile .``).
+(Dockerfile, entrypoint.sh, install-requirements.sh, requirements.txt, djdeploy_runtime/) under
+``.djdeploy/``, the layout container/Dockerfile expects
+(``docker build -f .djdeploy/Dockerfile .``).
 
 Deterministic: entries sorted by path, mtime 0, uid/gid 0, no user or group names, modes
 normalised (directories and executables 0755, other files 0644), gzip header mtime 0 and no
