@@ -8,7 +8,7 @@ Service accounts carry no labels: ours are recognised by their description, whic
 djdeploy, the tenant and the app (DESCRIPTION, written and read here only: an account of
 another tenant or app is never adopted, as ``Names.owns`` decides for labelled resources).
 A new account is eventually consistent (GET answers 404 for a while, and IAM refuses bindings
-naming it): the step WAITs until GET answers for both accounts; an account the list shows but
+naming it): the step WAITs until GET answers for every account; an account the list shows but
 GET does not is "created, not visible yet".
 """
 
