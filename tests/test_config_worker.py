@@ -89,6 +89,14 @@ def test_loaded_from_a_file(tmp_path: Path) -> None:
     assert c.names.worker_pool == "demo-django-worker"
 
 
+def test_a_command_from_the_environment_is_split_like_a_shell(tmp_path: Path) -> None:
+    """As the file's string form: an argument may hold a comma (a queue list)."""
+    environ = {**ENV, "DJDEPLOY_WORKER_COMMAND": "celery -A proj worker -Q 'high,low'"}
+    c = load_config(tenant="demo", cwd=tmp_path, environ=environ, flags={})
+    assert c.worker is not None
+    assert c.worker.command == ("celery", "-A", "proj", "worker", "-Q", "high,low")
+
+
 def test_a_worker_without_command_in_a_file(tmp_path: Path) -> None:
     (tmp_path / "djdeploy.toml").write_text('[worker]\nmemory = "1Gi"\n')
     with pytest.raises(ConfigError, match="worker is invalid: it needs command"):

@@ -82,6 +82,10 @@ def _unknown(kind: str, name: str, known: Iterable[str], where: str) -> NoReturn
     raise ConfigError(f'unknown {kind} "{name}" in {where}{hint}')
 
 
+#: Fields holding a command line: its arguments may hold commas, so a variable is not a comma list.
+_COMMAND_LINES = frozenset({"worker.command"})
+
+
 def _convert(dotted: str, value: Any, origin: str) -> Any:
     """A string from an env var or flag, converted to the field's type."""
     if not isinstance(value, str):
@@ -105,6 +109,8 @@ def _convert(dotted: str, value: Any, origin: str) -> Any:
         if low in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"{origin} {show(value)} is invalid: {dotted} must be true or false")
+    if dotted in _COMMAND_LINES:
+        return value  # split like a shell by the schema, as the file's string form is
     if typing.get_origin(hint) is tuple:
         return tuple(p.strip() for p in text.split(",") if p.strip())
     if text == "" and type(None) in typing.get_args(hint):
