@@ -66,6 +66,25 @@ def test_an_unconnected_repository_is_explained_in_one_line(emulator: Any) -> No
     assert actions(again)["ci"] == "create" and actions(again)["iam-deployer"] == "noop"
 
 
+def test_an_account_cloud_build_does_not_see_yet_is_waited_for(emulator: Any) -> None:
+    """The trigger goes out right after its account is made: Cloud Build's refusal of an
+    account it does not see yet is ridden out, not reported."""
+    emulator.control.connect_github(PROJECT, REPO)
+    emulator.control.add_fault(
+        method="POST",
+        path="/triggers$",
+        code=400,
+        status="INVALID_ARGUMENT",
+        message=f"generic::invalid_argument: service account {EMAIL} does not exist",
+        times=2,
+    )
+    result = setup(emulator)
+    assert result.ok, result.results
+    posts = [e["status"] for e in emulator.control.transcript() if e["path"].endswith("/triggers")]
+    assert posts == [400, 400, 200]
+    assert trigger(emulator).service_account.endswith(EMAIL)
+
+
 def test_setup_creates_then_leaves_alone_then_updates(emulator: Any) -> None:
     emulator.control.connect_github(PROJECT, REPO)
     first = setup(emulator)
