@@ -56,6 +56,10 @@ def trigger(emulator: Any, name: str = "djdeploy-demo") -> Any:
 
 
 def test_an_unconnected_repository_is_explained_in_one_line(emulator: Any) -> None:
+    # no read tells beforehand: plan names what the create needs
+    target = api.Target(endpoint=emulator.url, time_scale=0.001)
+    [pending] = [c for c in api.snapshot(config(), target=target).changes if c.step == "ci"]
+    assert f"needs {REPO} connected to Cloud Build, once, in the console" in pending.reason
     result = setup(emulator)
     assert not result.ok
     assert [r.error for r in result.results if r.error] == [f"ci: {CONNECT}"]

@@ -196,8 +196,11 @@ class CiTrigger(Operation):
         assert self.config.ci is not None
         ci = self.config.ci
         if observed is None:
+            # no read tells whether the repository is connected (docs/ci.md): plan says what
+            # the create needs, and up finds out at its start
             return self.create(
-                f"no trigger: a push to {ci.branch} of {ci.github} deploys nothing",
+                f"no trigger: a push to {ci.branch} of {ci.github} deploys nothing (its create "
+                f"needs {ci.github} connected to Cloud Build, once, in the console)",
                 [FieldChange(self.trigger, None, f"{ci.github} {ci.branch}")],
             )
         trigger = observed["trigger"]
