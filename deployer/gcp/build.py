@@ -24,7 +24,7 @@ ACCOUNT_ATTEMPTS = 12
 
 
 def _account_not_visible(exc: BaseException) -> bool:
-    """Cloud Build refuses a trigger (or build) naming a service account it does not see yet:
+    """Cloud Build refuses a trigger naming a service account it does not see yet:
     400 "service account ... does not exist", for a while after the account is made."""
     text = str(exc).lower()
     return (
