@@ -1034,7 +1034,7 @@ def ci_setup(
     wanted = ("apis", "sources-bucket", "service-accounts")
     steps = [s for s in build_steps(config) if s.name in wanted]
     # up's iam-deployer also waits for its retiring steps; here it needs its account alone,
-    # and the trigger needs it alone
+    # as the trigger does
     steps += [IamDeployer(config), CiTrigger(config)]
     if on_steps is not None:
         on_steps([step.name for step in steps])

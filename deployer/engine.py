@@ -174,6 +174,13 @@ def run_needs(step: Step) -> Sequence[str]:
     return tuple(getattr(step, "run_needs", ()))
 
 
+def deleted_before(step: Step) -> Sequence[str]:
+    """The steps whose resources destroy deletes only after ``step``'s: ordered after them in
+    the graph, which destroy walks backwards, though up starts it without waiting for them
+    (the deploy-on-push trigger, made early and deleted first; a step without them: none)."""
+    return tuple(getattr(step, "deleted_before", ()))
+
+
 class NotRun(DeployError):
     """A step whose run_needs failed: what it made is left unrun, and the steps after it wait
     for it as for a step that did not run."""
@@ -223,8 +230,8 @@ class Gate:
 
 
 def order(steps: Sequence[Step]) -> list[Step]:
-    """Dependency order (stable), run_needs counted as needs; refuses unknown needs and
-    cycles."""
+    """Dependency order (stable), run_needs and deleted_before counted as needs; refuses
+    unknown needs and cycles."""
     by_name = {s.name: s for s in steps}
     done: list[Step] = []
     seen: set[str] = set()
@@ -236,7 +243,7 @@ def order(steps: Sequence[Step]) -> list[Step]:
         if step.name in visiting:
             raise ValueError(f"step graph has a cycle through {step.name}")
         visiting.add(step.name)
-        for need in (*step.needs, *run_needs(step)):
+        for need in (*step.needs, *run_needs(step), *deleted_before(step)):
             if need not in by_name:
                 raise ValueError(f"step {step.name} needs unknown step {need}")
             visit(by_name[need])

@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from deployer.clock import Clock
-from deployer.engine import Options, run_needs
+from deployer.engine import Options, deleted_before, run_needs
 from deployer.errors import DeployError
 from deployer.gcp.lease import LeaseStore, StoredLease
 
@@ -435,6 +435,10 @@ class Guarded:
     @property
     def run_needs(self) -> Sequence[str]:
         return run_needs(self.step)
+
+    @property
+    def deleted_before(self) -> Sequence[str]:
+        return deleted_before(self.step)
 
     def observe(self, cloud: Cloud) -> Any | None:
         self.lease.check()

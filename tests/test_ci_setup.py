@@ -56,6 +56,10 @@ def trigger(emulator: Any, name: str = "djdeploy-demo") -> Any:
 
 
 def test_an_unconnected_repository_is_explained_in_one_line(emulator: Any) -> None:
+    # no read tells beforehand: plan names what the create needs
+    target = api.Target(endpoint=emulator.url, time_scale=0.001)
+    [pending] = [c for c in api.snapshot(config(), target=target).changes if c.step == "ci"]
+    assert f"needs {REPO} connected to Cloud Build, once, in the console" in pending.reason
     result = setup(emulator)
     assert not result.ok
     assert [r.error for r in result.results if r.error] == [f"ci: {CONNECT}"]
@@ -64,6 +68,25 @@ def test_an_unconnected_repository_is_explained_in_one_line(emulator: Any) -> No
     again = setup(emulator)
     assert again.ok
     assert actions(again)["ci"] == "create" and actions(again)["iam-deployer"] == "noop"
+
+
+def test_an_account_cloud_build_does_not_see_yet_is_waited_for(emulator: Any) -> None:
+    """The trigger goes out right after its account is made: Cloud Build's refusal of an
+    account it does not see yet is ridden out, not reported."""
+    emulator.control.connect_github(PROJECT, REPO)
+    emulator.control.add_fault(
+        method="POST",
+        path="/triggers$",
+        code=400,
+        status="INVALID_ARGUMENT",
+        message=f"generic::invalid_argument: service account {EMAIL} does not exist",
+        times=2,
+    )
+    result = setup(emulator)
+    assert result.ok, result.results
+    posts = [e["status"] for e in emulator.control.transcript() if e["path"].endswith("/triggers")]
+    assert posts == [400, 400, 200]
+    assert trigger(emulator).service_account.endswith(EMAIL)
 
 
 def test_setup_creates_then_leaves_alone_then_updates(emulator: Any) -> None:

@@ -72,7 +72,7 @@ def test_without_ci_one_retiring_step() -> None:
     assert "deployer" not in ServiceAccounts(make()).roles
 
 
-def test_ci_adds_the_account_its_roles_and_the_trigger_last() -> None:
+def test_ci_adds_the_account_its_roles_and_the_trigger_early_but_destroys_it_first() -> None:
     config = make(
         ci={"github": "acme/site"}, cron=[{"name": "n", "schedule": "0 3 * * *", "command": "x"}]
     )
@@ -80,8 +80,10 @@ def test_ci_adds_the_account_its_roles_and_the_trigger_last() -> None:
     names = [s.name for s in steps]
     assert "ci-retired" not in names
     trigger = steps[-1]
-    assert isinstance(trigger, CiTrigger) and set(trigger.needs) == set(names[:-1])
-    # destroy walks the order backwards: the trigger goes first
+    # up makes it once its account exists (an unconnected repository fails at once)...
+    assert isinstance(trigger, CiTrigger) and trigger.needs == ("service-accounts",)
+    # ...and destroy, walking the order backwards, deletes it first
+    assert set(trigger.deleted_before) == set(names[:-1])
     assert order(steps)[-1].name == "ci"
     assert ServiceAccounts(config).email("deployer") == (
         "demo-django-deploy@my-proj-123.iam.gserviceaccount.com"

@@ -284,6 +284,41 @@ def test_order_counts_run_needs() -> None:
         order([TwoStage("j", run_needs=("nope",))])
 
 
+@dataclass(eq=False)
+class Early(FakeStep):
+    """A step up makes early that destroy deletes before ``deleted_before`` (a trigger)."""
+
+    deleted_before: tuple[str, ...] = ()
+    applied: threading.Event = field(default_factory=threading.Event)
+
+    def apply(self, cloud: Any, change: Change) -> None:
+        super().apply(cloud, change)
+        self.applied.set()
+
+
+@dataclass(eq=False)
+class Blocked(FakeStep):
+    """A step whose apply finishes only once ``other`` has applied."""
+
+    other: threading.Event = field(default_factory=threading.Event)
+
+    def apply(self, cloud: Any, change: Change) -> None:
+        assert self.other.wait(timeout=30), "the early step waited for this one"
+        super().apply(cloud, change)
+
+
+def test_deleted_before_orders_destroy_but_not_up() -> None:
+    trigger = Early("trigger", deleted_before=("sql",))
+    sql = Blocked("sql", other=trigger.applied)
+    result = engine(FakeClock()).up([sql, trigger])
+    assert result.ok, result.results
+    assert [s.name for s in order([trigger, sql])] == ["sql", "trigger"]
+    changes = engine(FakeClock()).destroy([trigger, sql], delete_data=True)
+    assert [c.step for c in changes] == ["trigger", "sql"]
+    with pytest.raises(ValueError, match="unknown step nope"):
+        order([Early("t", deleted_before=("nope",))])
+
+
 def test_the_same_action_is_reapplied_only_after_settle_seconds() -> None:
     """An enable that does not show while it runs is not re-sent on every poll."""
 

@@ -136,6 +136,28 @@ def test_plan_up_status_noop_destroy(emulator: EmulatorHandle, config_file: Path
     assert check_transcript(emulator.control.transcript()) == []
 
 
+def test_an_unconnected_repository_fails_up_beside_the_database_not_after_it(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    """The trigger's create, the one call that tells, goes out once its account exists: its
+    refusal is the run's own line even when the Cloud SQL instance (the long chain every later
+    step waits for) fails; the rest of the graph goes on without it."""
+    config_file = tmp_path / "djdeploy.toml"
+    config_file.write_text(CI_TOML)
+    emulator.control.fail("sql.operation", f"{TENANT}-django-pg/CREATE", "it broke on purpose")
+    code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)
+    assert code == 1, output
+    assert f"failed ci: {REPO} is not connected to Cloud Build in project {PROJECT}" in output
+    assert "ci: waits for" not in output
+    assert "failed sql-instance:" in output and "iam-deployer: waits for" in output
+    posts = [e for e in emulator.control.transcript() if e["method"] == "POST"]
+    assert [e["status"] for e in posts if "/triggers" in e["path"]] == [400]  # refused once
+    # connected, the next up adds the trigger, whatever the database does
+    emulator.control.connect_github(PROJECT, REPO)
+    djdeploy(emulator, config_file, "up", "--tenant", TENANT)
+    assert [t.name for t in triggers(emulator)] == [f"djdeploy-{TENANT}"]
+
+
 def test_removing_ci_deletes_the_trigger_then_the_account(
     emulator: EmulatorHandle, config_file: Path
 ) -> None:

@@ -14,8 +14,24 @@ import json
 from typing import Any
 
 from deployer import errors
+from deployer.gcp import retry
 from deployer.gcp.context import Context
 from deployer.gcp.proto import from_dict, to_dict
+
+#: creates of a trigger whose service account Cloud Build does not see yet, at most (the retry
+#: layer's backoff, 0.5 s doubling to 16 s: about two minutes, as IAM's bindings get)
+ACCOUNT_ATTEMPTS = 12
+
+
+def _account_not_visible(exc: BaseException) -> bool:
+    """Cloud Build refuses a trigger naming a service account it does not see yet:
+    400 "service account ... does not exist", for a while after the account is made."""
+    text = str(exc).lower()
+    return (
+        isinstance(exc, errors.InvalidArgument)
+        and "service account" in text
+        and "does not exist" in text
+    )
 
 
 class BuildApi:
@@ -111,7 +127,9 @@ class BuildApi:
 
     def create_trigger(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create a trigger (a BuildTrigger in JSON shape); its name is ours, so a 409 means it
-        exists (errors.Conflict)."""
+        exists (errors.Conflict). Its service account, made moments before (steps/ci.py), may
+        not be seen by Cloud Build yet: that refusal is retried like a transient error, for
+        about two minutes."""
         from google.cloud.devtools import cloudbuild_v1
 
         created = self.cloud.call(
@@ -123,7 +141,9 @@ class BuildApi:
                 },
                 retry=None,
                 timeout=self.cloud.clients.request_timeout,
-            )
+            ),
+            retry_on=(*retry.RETRYABLE, _account_not_visible),
+            attempts=ACCOUNT_ATTEMPTS,
         )
         return to_dict(created)
 

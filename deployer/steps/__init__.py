@@ -96,7 +96,7 @@ def build_steps(config: Config) -> list[Step]:
             CronSchedules(config, needs=("iam-scheduler", *after_jobs)),
         ]
     # [ci]: the deployer account's roles; a feature's role is revoked once its retiring step,
-    # which uses it when up runs on push, is done (the trigger is last, below)
+    # which uses it when up runs on push, is done (the trigger, below, needs only the account)
     if config.ci is not None:
         retiring = (RetiredWorker, RetiredRedis, RetiredMonitoring, RetiredCron)
         after = tuple(s.name for s in steps if isinstance(s, retiring))
@@ -112,8 +112,8 @@ def build_steps(config: Config) -> list[Step]:
             needs=("sql-user", "service", *(s.name for s in [*readers, *workers])),
         )
     )
-    # deploy on push (steps/ci.py): the trigger needs every other step, so up makes it once the
-    # deployment converged and destroy deletes it first
+    # deploy on push (steps/ci.py): up makes the trigger right after its account (an unconnected
+    # repository fails in the first seconds); destroy deletes it before every other step
     if config.ci is not None:
-        steps.append(CiTrigger(config, needs=tuple(s.name for s in steps)))
+        steps.append(CiTrigger(config, deleted_before=tuple(s.name for s in steps)))
     return steps

@@ -3,9 +3,12 @@
 
 The deployer account is the tenant's own (``Names.deployer_sa_id``): the service-accounts step
 makes it, iam-deployer grants it the roles below on the project, and this step makes the
-trigger. The trigger is the graph's last step (build_steps makes it need every other one), so
-`up` creates it once the deployment converged, and destroy, which walks the graph backwards,
-deletes it first: no push starts a deploy of a half-destroyed tenant.
+trigger. The trigger's create needs only its account to exist (the roles matter to its builds),
+and it is the one call that finds a repository not connected to Cloud Build (no read tells), so
+`up` makes it right after service-accounts: that refusal shows in the run's first seconds, while
+every other step goes on. build_steps orders it after every other step all the same
+(``deleted_before``), so destroy, which walks the graph backwards, deletes it first: no push
+starts a deploy of a half-destroyed tenant.
 
 `up` itself runs in the trigger's build as the deployer account. On a run that changes nothing
 this step reads the trigger (``cloudbuild.builds.get``) and its newest build
@@ -163,7 +166,9 @@ class CiTrigger(Operation):
     EXPECT: ClassVar[Mapping[Action, str]] = WRITES  # takes effect when the call returns
     config: Config
     name: str = "ci"
-    needs: tuple[str, ...] = ("iam-deployer",)  # build_steps: every other step
+    needs: tuple[str, ...] = ("service-accounts",)  # the deployer account the trigger names
+    #: engine.deleted_before: build_steps names every other step (destroy deletes it first)
+    deleted_before: tuple[str, ...] = ()
 
     @property
     def trigger(self) -> str:
@@ -191,8 +196,11 @@ class CiTrigger(Operation):
         assert self.config.ci is not None
         ci = self.config.ci
         if observed is None:
+            # no read tells whether the repository is connected (docs/ci.md): plan says what
+            # the create needs, and up finds out at its start
             return self.create(
-                f"no trigger: a push to {ci.branch} of {ci.github} deploys nothing",
+                f"no trigger: a push to {ci.branch} of {ci.github} deploys nothing (its create "
+                f"needs {ci.github} connected to Cloud Build, once, in the console)",
                 [FieldChange(self.trigger, None, f"{ci.github} {ci.branch}")],
             )
         trigger = observed["trigger"]
