@@ -16,6 +16,7 @@ signature on every run, and would evaluate each string twice.
 import copy
 import errno
 import os
+import re
 import signal
 import threading
 from dataclasses import dataclass
@@ -77,6 +78,29 @@ def _say_error(message: str) -> None:
     from rich.text import Text
 
     err.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
+
+
+#: a command an error line tells to run, in backquotes; `djdeploy emulator ...` and
+#: `djdeploy init` take no --emulator
+_HINTED = re.compile(r"`(djdeploy (?!emulator\b|init\b)[^`]*)`")
+
+
+def _on_same_emulator(message: str, g: "Globals | None") -> str:
+    """An --emulator command's error line, with --emulator (and its --state-dir) added to each
+    command it tells to run: copied as printed, the hint would go to Google Cloud instead
+    (`no Google Cloud project`) or to another emulator."""
+    if g is None or not g.emulator:
+        return message
+    extra = " --emulator" + (f" --state-dir {g.state_dir}" if g.state_dir else "")
+
+    def same(match: re.Match[str]) -> str:
+        command = match[1]
+        if "--emulator" in command.split():
+            return match[0]
+        head, dashes, rest = command.partition(" -- ")  # manage's own arguments stay last
+        return f"`{head}{extra}{dashes}{rest}`"
+
+    return _HINTED.sub(same, message)
 
 
 class Terminated(KeyboardInterrupt):
@@ -173,7 +197,7 @@ class Djdeploy(Group):
         except KeyboardInterrupt as exc:
             raise _interrupted(exc) from None
         except DeployError as exc:
-            _say_error(str(exc))
+            _say_error(_on_same_emulator(str(exc), ctx.obj))
             raise typer.Exit(1) from None
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
