@@ -225,6 +225,11 @@ app = typer.Typer(
     cls=Djdeploy,
     rich_markup_mode=None,
     help="Deploy a Django application to Google Cloud Run, Cloud SQL and Cloud Storage.",
+    epilog=(
+        "Start here: `djdeploy up --tenant demo --emulator` deploys a sample on your machine"
+        " (no Google account) and prints its local URL. For your own project: `djdeploy init`"
+        " in its directory, then the same `up`; without --emulator, on Google Cloud."
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
