@@ -526,6 +526,14 @@ def init(
     _say(f"next: `{command} --emulator` to try it locally, `{command}` on Google Cloud")
 
 
+#: what `up` says last when it deployed the sample: run by mistake outside the user's project,
+#: its output would otherwise show only the sample's name among the resources
+SAMPLE_NOTE = (
+    "this is djdeploy's bundled sample project (no djdeploy.toml here): to deploy yours, "
+    "run `djdeploy init` in its directory, then `djdeploy up` there"
+)
+
+
 @app.command()
 def up(
     ctx: typer.Context,
@@ -567,6 +575,8 @@ def up(
         render.admin_login(
             api.resolve(cfg, target), url=local or url, endpoint=target.endpoint, out=out
         )
+        if cfg.source is None:
+            _say(SAMPLE_NOTE)
     raise typer.Exit(0 if result.ok else 1)
 
 
