@@ -522,8 +522,10 @@ def init(
     _say(f"wrote {path}: djdeploy now deploys the Django project in {cwd}")
     for problem in preflight.problems(cwd):
         _say(f"before up: {problem}")
-    command = "djdeploy up" if tenant else "djdeploy up --tenant NAME"
-    _say(f"next: `{command} --emulator` to try it locally, `{command}` on Google Cloud")
+    # a runnable example, not a placeholder: "NAME" copied as is is an invalid tenant
+    command = "djdeploy up" if tenant else "djdeploy up --tenant demo"
+    later = "" if tenant else ' (any tenant name; tenant = "demo" in djdeploy.toml saves the flag)'
+    _say(f"next: `{command} --emulator` to try it locally, `{command}` on Google Cloud{later}")
 
 
 #: what `up` says last when it deployed the sample: run by mistake outside the user's project,
