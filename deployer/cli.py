@@ -1244,7 +1244,7 @@ def emulator_status(
         if left:
             _say(
                 f"still running, left by a killed emulator: {', '.join(left)} "
-                "(`djdeploy emulator stop` stops them)"
+                f"(`{_stop_command(folder)}` stops them)"
             )
     else:
         minutes, seconds = divmod(int(doc["uptime_seconds"]), 60)
