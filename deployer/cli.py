@@ -80,9 +80,9 @@ def _say_error(message: str) -> None:
     err.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
 
 
-#: a command an error line tells to run, in backquotes; `djdeploy emulator ...` and
-#: `djdeploy init` take no --emulator
-_HINTED = re.compile(r"`(djdeploy (?!emulator\b|init\b)[^`]*)`")
+#: a command an error line tells to run, in backquotes; `djdeploy emulator ...`, `djdeploy
+#: init` and `djdeploy ci github-actions` (files only) take no --emulator
+_HINTED = re.compile(r"`(djdeploy (?!emulator\b|init\b|ci github-actions\b)[^`]*)`")
 
 
 def _on_same_emulator(message: str, g: "Globals | None") -> str:

@@ -427,10 +427,12 @@ def test_hints_keep_manage_arguments_last_and_emulator_commands_alone() -> None:
 
     message = (
         "unapply them first (`djdeploy manage --tenant t -- migrate app 0003`), or "
-        "`djdeploy emulator stop`, `djdeploy init`, `djdeploy up --emulator`"
+        "`djdeploy emulator stop`, `djdeploy init`, `djdeploy up --emulator`, "
+        "`djdeploy ci github-actions --tenant t`"
     )
     assert _on_same_emulator(message, Globals(emulator=True)) == (
         "unapply them first (`djdeploy manage --tenant t --emulator -- migrate app 0003`), or "
-        "`djdeploy emulator stop`, `djdeploy init`, `djdeploy up --emulator`"
+        "`djdeploy emulator stop`, `djdeploy init`, `djdeploy up --emulator`, "
+        "`djdeploy ci github-actions --tenant t`"
     )
     assert _on_same_emulator(message, Globals(endpoint="http://127.0.0.1:1")) == message
