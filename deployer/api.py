@@ -957,6 +957,7 @@ def rotate_secrets(
         boot = _bootstrap(engine, steps, config, wait=wait)
         if not boot.ok:
             return RotateResult([], boot)
+        _require_secrets(cloud, config, [ids[kind] for kind in chosen])
         lease = _lease(engine, config, "secrets rotate", wait=wait, on_lease=on_lease)
         with lease.held():
             found = {kind: _rotating_from(cloud, ids[kind]) for kind in chosen}
@@ -980,6 +981,17 @@ def rotate_secrets(
             ]
     run = RunResult(result.results, engine.clock.monotonic() - start)
     return RotateResult(rotations, run)
+
+
+def _require_secrets(cloud: Cloud, config: Config, secret_ids: list[str]) -> None:
+    """A rotation replaces secrets that exist: a tenant without them (misspelt, or never
+    deployed) is refused before its lease, rather than deployed whole by the rotation's up."""
+    missing = [sid for sid in secret_ids if cloud.secrets.get_secret(sid) is None]
+    if missing:
+        raise DeployError(
+            f"secret {missing[0]} does not exist, so there is nothing to rotate: "
+            f"{not_deployed(config)}; `djdeploy up --tenant {config.tenant}` deploys it"
+        )
 
 
 def _rotating_from(cloud: Cloud, secret_id: str) -> str | None:

@@ -16,6 +16,7 @@ signature on every run, and would evaluate each string twice.
 import copy
 import errno
 import os
+import re
 import signal
 import threading
 from dataclasses import dataclass
@@ -77,6 +78,29 @@ def _say_error(message: str) -> None:
     from rich.text import Text
 
     err.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
+
+
+#: a command an error line tells to run, in backquotes; `djdeploy emulator ...`, `djdeploy
+#: init` and `djdeploy ci github-actions` (files only) take no --emulator
+_HINTED = re.compile(r"`(djdeploy (?!emulator\b|init\b|ci github-actions\b)[^`]*)`")
+
+
+def _on_same_emulator(message: str, g: "Globals | None") -> str:
+    """An --emulator command's error line, with --emulator (and its --state-dir) added to each
+    command it tells to run: copied as printed, the hint would go to Google Cloud instead
+    (`no Google Cloud project`) or to another emulator."""
+    if g is None or not g.emulator:
+        return message
+    extra = " --emulator" + (f" --state-dir {g.state_dir}" if g.state_dir else "")
+
+    def same(match: re.Match[str]) -> str:
+        command = match[1]
+        if "--emulator" in command.split():
+            return match[0]
+        head, dashes, rest = command.partition(" -- ")  # manage's own arguments stay last
+        return f"`{head}{extra}{dashes}{rest}`"
+
+    return _HINTED.sub(same, message)
 
 
 class Terminated(KeyboardInterrupt):
@@ -173,7 +197,7 @@ class Djdeploy(Group):
         except KeyboardInterrupt as exc:
             raise _interrupted(exc) from None
         except DeployError as exc:
-            _say_error(str(exc))
+            _say_error(_on_same_emulator(str(exc), ctx.obj))
             raise typer.Exit(1) from None
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
@@ -201,6 +225,11 @@ app = typer.Typer(
     cls=Djdeploy,
     rich_markup_mode=None,
     help="Deploy a Django application to Google Cloud Run, Cloud SQL and Cloud Storage.",
+    epilog=(
+        "Start here: `djdeploy up --tenant demo --emulator` deploys a sample on your machine"
+        " (no Google account) and prints its local URL. For your own project: `djdeploy init`"
+        " in its directory, then the same `up`; without --emulator, on Google Cloud."
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -493,8 +522,18 @@ def init(
     _say(f"wrote {path}: djdeploy now deploys the Django project in {cwd}")
     for problem in preflight.problems(cwd):
         _say(f"before up: {problem}")
-    command = "djdeploy up" if tenant else "djdeploy up --tenant NAME"
-    _say(f"next: `{command} --emulator` to try it locally, `{command}` on Google Cloud")
+    # a runnable example, not a placeholder: "NAME" copied as is is an invalid tenant
+    command = "djdeploy up" if tenant else "djdeploy up --tenant demo"
+    later = "" if tenant else ' (any tenant name; tenant = "demo" in djdeploy.toml saves the flag)'
+    _say(f"next: `{command} --emulator` to try it locally, `{command}` on Google Cloud{later}")
+
+
+#: what `up` says last when it deployed the sample: run by mistake outside the user's project,
+#: its output would otherwise show only the sample's name among the resources
+SAMPLE_NOTE = (
+    "this is djdeploy's bundled sample project (no djdeploy.toml here): to deploy yours, "
+    "run `djdeploy init` in its directory, then `djdeploy up` there"
+)
 
 
 @app.command()
@@ -538,6 +577,8 @@ def up(
         render.admin_login(
             api.resolve(cfg, target), url=local or url, endpoint=target.endpoint, out=out
         )
+        if cfg.source is None:
+            _say(SAMPLE_NOTE)
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -1203,7 +1244,7 @@ def emulator_status(
         if left:
             _say(
                 f"still running, left by a killed emulator: {', '.join(left)} "
-                "(`djdeploy emulator stop` stops them)"
+                f"(`{_stop_command(folder)}` stops them)"
             )
     else:
         minutes, seconds = divmod(int(doc["uptime_seconds"]), 60)

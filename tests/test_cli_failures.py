@@ -405,3 +405,34 @@ def test_piped_plan_is_never_cut(tmp_path: Path) -> None:
     assert len(apis) > 80
     assert apis.endswith("secretmanager.googleapis.com, sqladmin.googleapis.com")
     assert all(line == line.rstrip() for line in output.splitlines())
+
+
+# -- hints that name a command -------------------------------------------------------------------
+
+
+def test_an_emulator_errors_hint_runs_against_the_same_emulator(tmp_path: Path) -> None:
+    """Copied as printed, `djdeploy status` would go to Google Cloud (no project there)."""
+    state = str(tmp_path)
+    code, output = cli(
+        "--no-execute", "status", "--emulator", "--tenant", "nosuch", "--state-dir", state
+    )
+    assert code == 1
+    assert output.splitlines()[-1].endswith(  # after "started the local emulator"
+        f"`djdeploy status --emulator --state-dir {state}` lists the tenants"
+    )
+
+
+def test_hints_keep_manage_arguments_last_and_emulator_commands_alone() -> None:
+    from deployer.cli import Globals, _on_same_emulator
+
+    message = (
+        "unapply them first (`djdeploy manage --tenant t -- migrate app 0003`), or "
+        "`djdeploy emulator stop`, `djdeploy init`, `djdeploy up --emulator`, "
+        "`djdeploy ci github-actions --tenant t`"
+    )
+    assert _on_same_emulator(message, Globals(emulator=True)) == (
+        "unapply them first (`djdeploy manage --tenant t --emulator -- migrate app 0003`), or "
+        "`djdeploy emulator stop`, `djdeploy init`, `djdeploy up --emulator`, "
+        "`djdeploy ci github-actions --tenant t`"
+    )
+    assert _on_same_emulator(message, Globals(endpoint="http://127.0.0.1:1")) == message

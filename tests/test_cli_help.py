@@ -125,3 +125,15 @@ def test_a_run_of_some_commands_says_what_the_whole_app_says(args: list[str]) ->
     whole = CliRunner().invoke(app, args)
     some = CliRunner().invoke(for_args(args), args)
     assert (some.exit_code, some.output) == (whole.exit_code, whole.output)
+
+
+def test_the_help_says_which_command_to_run_first() -> None:
+    from typer.testing import CliRunner
+
+    from deployer.cli import app
+
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())  # click wraps the epilog
+    assert "Start here: `djdeploy up --tenant demo --emulator`" in text
+    assert "`djdeploy init` in its directory" in text

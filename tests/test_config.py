@@ -194,6 +194,13 @@ def test_region_message_suggests_close_matches() -> None:
         make(region="europe-wes1")
 
 
+def test_region_message_offers_the_first_of_equally_close_regions() -> None:
+    with pytest.raises(
+        ConfigError, match=r'did you mean "europe-west1", "europe-west2", "europe-west3"\?'
+    ):
+        make(region="europe-west")
+
+
 def test_env_value_is_never_shown() -> None:
     with pytest.raises(ConfigError) as exc:
         make(env={"TOKEN": 12345678})

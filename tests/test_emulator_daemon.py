@@ -313,7 +313,7 @@ def test_stop_after_the_daemon_was_killed_stops_what_it_left(tmp_path: Path) -> 
     assert code == 0
     assert stdout.splitlines()[1] == (
         f"still running, left by a killed emulator: redis {parent}/instances/r1 "
-        f"(pid {redis_pid[0]}) (`djdeploy emulator stop` stops them)"
+        f"(pid {redis_pid[0]}) (`djdeploy emulator stop --state-dir {tmp_path}` stops them)"
     )
     code, stdout, _ = cli("emulator", "stop", "--state-dir", str(tmp_path))
     assert code == 0

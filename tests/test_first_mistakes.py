@@ -11,7 +11,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from deployer.cli import app
+from deployer.cli import SAMPLE_NOTE, app
 from deployer.config import load_config
 from deployer.emulator.testing import EmulatorHandle
 from tests.contract import check_transcript
@@ -196,6 +196,22 @@ def test_the_sample_still_deploys_from_a_directory_without_manage_py(tmp_path: P
     assert load_config(cwd=tmp_path, **load).source is None  # type: ignore[arg-type]
     repo = Path(__file__).resolve().parents[1]
     assert load_config(cwd=repo, **load).source is None  # type: ignore[arg-type]
+
+
+@pytest.mark.slow  # a whole up
+def test_up_of_the_sample_says_so_last(emulator: EmulatorHandle, tmp_path: Path) -> None:
+    """Run by mistake outside the user's project, `up` says what it deployed and how to deploy
+    theirs; with a project (--source) it does not."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)  # no manage.py, no djdeploy.toml: the sample
+        result = djdeploy(emulator, "up", "--tenant", TENANT)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == SAMPLE_NOTE
+    assert "`djdeploy init` in its directory" in SAMPLE_NOTE
+    sample = Path(__file__).resolve().parents[1] / "container" / "sample"
+    again = djdeploy(emulator, "up", "--tenant", TENANT, "--source", str(sample))
+    assert again.exit_code == 0, again.output
+    assert SAMPLE_NOTE not in again.output
 
 
 @pytest.mark.slow  # a whole up

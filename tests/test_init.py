@@ -49,7 +49,8 @@ def test_init_writes_a_config_that_deploys_the_project(project: Path) -> None:
 def test_init_without_a_tenant_leaves_it_to_the_flag(project: Path) -> None:
     code, lines = init()
     assert code == 0
-    assert "djdeploy up --tenant NAME --emulator" in lines[-1]
+    assert lines[-1].startswith("next: `djdeploy up --tenant demo --emulator` to try it locally")
+    assert "NAME" not in lines[-1]  # copied as printed, it runs
     config = load_config(tenant="demo", cwd=project, environ={}, flags={}, emulator=True)
     assert config.source == project
 

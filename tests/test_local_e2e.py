@@ -370,7 +370,10 @@ def test_up_serves_the_app_locally_through_a_day_of_changes(cli: Djdeploy) -> No
     failed, done = cli.up(check=False)
     assert done.returncode == 1 and not failed["ok"]
     migrate = next(s for s in failed["steps"] if s["step"] == "migrate")
-    assert migrate["error"], migrate
+    assert (
+        "its last error: migrate: migrate failed: RuntimeError: this migration is broken on purpose"
+        in migrate["error"]
+    ), migrate
     logs = cli(
         "logs",
         "--tenant",

@@ -459,6 +459,24 @@ def test_a_bad_secret_kind_is_one_line_before_any_call(emulator: EmulatorHandle)
     assert emulator.control.transcript() == []
 
 
+def test_a_tenant_that_is_not_deployed_is_refused_not_deployed(
+    emulator: EmulatorHandle,
+) -> None:
+    """A misspelt tenant: `secrets rotate` used to run its up first, deploying it whole."""
+    code, output = djdeploy(emulator, "secrets", "rotate", "--tenant", "nosuch")
+    assert code == 1
+    assert output.strip().splitlines()[-1] == (
+        "error: secret nosuch-django-db-password does not exist, so there is nothing to "
+        f"rotate: no tenant nosuch is deployed in project {PROJECT}: `djdeploy status` lists "
+        "the tenants; `djdeploy up --tenant nosuch` deploys it"
+    )
+    assert "Traceback" not in output
+    cloud = cloud_of(emulator)
+    assert cloud.run.get_service("nosuch-django") is None
+    assert cloud.secrets.get_secret("nosuch-django-db-password") is None
+    assert check_transcript(emulator.control.transcript()) == []
+
+
 # -- the rotation step's decisions ----------------------------------------------------------------
 
 

@@ -196,12 +196,20 @@ def check_place(
     key = text.upper() if any_case else text
     if key in spelled:
         return
-    close = difflib.get_close_matches(key, sorted(spelled), n=3, cutoff=0.75)
+    close = _closest(key, spelled)
     if close:
         fix = "did you mean " + ", ".join(show(spelled[c]) for c in close) + "?"
     else:
         fix = "e.g. " + examples
     fail(field_name, value, f"not {kind}: {fix}")
+
+
+def _closest(key: str, names: Iterable[str]) -> list[str]:
+    """The three names most like `key`; of equally close ones the first in order, so that
+    "europe-west" offers europe-west1, 2, 3 (difflib alone offers the last: 9, 8, 6)."""
+    scored = [(difflib.SequenceMatcher(None, key, name).ratio(), name) for name in names]
+    close = sorted((-score, name) for score, name in scored if score >= 0.75)
+    return [name for _, name in close[:3]]
 
 
 def check_tier(tier: object) -> None:

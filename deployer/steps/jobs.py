@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from deployer.archive import container_dir
-from deployer.errors import Conflict
+from deployer.errors import Conflict, PermissionDenied
 from deployer.steps import container_env as ce
 from deployer.steps.base import Action, Change, Operation
 
@@ -75,6 +75,35 @@ def _completed(execution: dict[str, Any]) -> dict[str, Any]:
         if c.get("type") == "Completed":
             return c  # type: ignore[no-any-return]
     return {}
+
+
+#: how long a cause may be in the step's failure line; `djdeploy logs` has the rest
+CAUSE_CHARS = 300
+
+
+def last_error(cloud: Cloud, job_id: str, execution: dict[str, Any] | None) -> str:
+    """A failed execution's newest ERROR line from its container (the runtime's one-line
+    reason, e.g. "migrate: migrate failed: ModuleNotFoundError: No module named 'yaml'"), so
+    that a failed `up` says why without a `djdeploy logs`. "" when the execution did not fail,
+    printed no such line, or its logs cannot be read (no roles/logging.viewer)."""
+    if execution is None or execution_state(execution) != "failed":
+        return ""
+    terms = (
+        'resource.type="cloud_run_job"',
+        f'resource.labels.job_name="{job_id}"',
+        f'labels."run.googleapis.com/execution_name"="{ce.short(execution.get("name"))}"',
+        "severity>=ERROR",
+    )
+    try:
+        entries = cloud.logging.list_entries(" AND ".join(terms), newest_first=True, limit=5)
+    except PermissionDenied:
+        return ""
+    for entry in entries:
+        lines = entry.message.strip().splitlines()
+        if lines and not lines[-1].startswith("Container called exit("):  # Cloud Run's own
+            line = lines[-1].strip()
+            return line if len(line) <= CAUSE_CHARS else line[: CAUSE_CHARS - 3] + "..."
+    return ""
 
 
 def execution_state(execution: dict[str, Any]) -> str:
@@ -164,9 +193,11 @@ class _Job(Operation):
         job = cloud.run.get_job(self.job_id)
         if job is None:
             return None
+        executions = cloud.run.list_executions(self.job_id)
         return {
             "job": job,
-            "executions": cloud.run.list_executions(self.job_id),
+            "executions": executions,
+            "last_error": last_error(cloud, self.job_id, executions[0] if executions else None),
             "inputs": ce.observe_inputs(cloud, self.config, (self.command,)),
         }
 
@@ -219,7 +250,11 @@ class _Job(Operation):
         failed = current[0] if current and execution_state(current[0]) == "failed" else None
         return self.run(
             f"{self.name} has not succeeded for the current {self.what}",
-            failure=None if failed is None else ce.run_failure(self.failure(failed)),
+            failure=None
+            if failed is None
+            else ce.run_failure(
+                self.failure(failed, cause=observed["last_error"] if failed is newest else "")
+            ),
             info=info,
         )
 
@@ -228,12 +263,14 @@ class _Job(Operation):
         """What the marker stands for, in the step's reasons."""
         raise NotImplementedError
 
-    def failure(self, execution: dict[str, Any]) -> str:
-        """Where its logs are: `djdeploy logs`, which reads them on Google and the emulator
-        alike (the execution's console URL means nothing under --emulator)."""
+    def failure(self, execution: dict[str, Any], *, cause: str) -> str:
+        """Why (its container's last error line, when read) and where its logs are:
+        `djdeploy logs`, which reads them on Google and the emulator alike (the execution's
+        console URL means nothing under --emulator)."""
         message = _completed(execution).get("message") or "the execution failed"
+        why = f"; its last error: {cause}" if cause and cause not in message else ""
         logs = f"djdeploy logs --tenant {self.config.tenant} --job {self.name}"
-        return f"execution {ce.short(execution.get('name'))} failed: {message}; logs: {logs}"
+        return f"execution {ce.short(execution.get('name'))} failed: {message}{why}; logs: {logs}"
 
     def apply(self, cloud: Cloud, change: Change) -> None:
         jid = self.job_id

@@ -20,6 +20,8 @@ from tests.steps.test_service import (
     IMAGE,
     IMAGE_REPO,
     INPUTS,
+    PROJECT,
+    REGION,
     alone,
     assert_contract,
     config,
@@ -70,7 +72,12 @@ OTHER_IMAGE_DB = DbInitJob(CFG, image=IMAGE + "-old")
 
 
 def obs(step: Any, j: dict[str, Any] | None = None, execs: list[Any] | None = None) -> Any:
-    return {"job": j or job(step), "executions": execs or [], "inputs": INPUTS_ALL}
+    return {
+        "job": j or job(step),
+        "executions": execs or [],
+        "last_error": "",
+        "inputs": INPUTS_ALL,
+    }
 
 
 @pytest.mark.parametrize(
@@ -271,6 +278,41 @@ def test_failing_migrate_stops_before_the_service(emulator: Any) -> None:
     # the next up runs migrate again (the outcome is used up) and then deploys the service
     assert make_engine(cloud).up(steps).ok
     assert cloud.run.get_service(CFG.names.service) is not None
+    assert_contract(emulator)
+
+
+def test_a_failed_execution_says_its_container_s_last_error_line(emulator: Any) -> None:
+    """A missing requirement (the commonest first failure) is named by `up` itself: Cloud
+    Run's condition says only the exit code, the container's log says why."""
+    cloud = make_cloud(emulator)
+    seed(emulator, cloud)
+    emulator.control.fail("execution", CFG.names.migrate_job, "failed with exit code 1.")
+    result = make_engine(cloud).up([alone(MIG)])
+    assert not result.ok
+    assert "failed with exit code 1.; logs: djdeploy logs" in result.results[0].error  # once
+    eid = cloud.run.list_executions(CFG.names.migrate_job)[0]["name"].rsplit("/", 1)[-1]
+    why = "migrate: migrate failed: ModuleNotFoundError: No module named 'yaml'"
+    entries = cloud.clients.discovery("logging", "v2").entries()
+    entries.write(
+        body={
+            "logName": f"projects/{PROJECT}/logs/run.googleapis.com%2Fstdout",
+            "resource": {
+                "type": "cloud_run_job",
+                "labels": {"job_name": CFG.names.migrate_job, "location": REGION},
+            },
+            "entries": [
+                {
+                    "severity": "ERROR",
+                    "labels": {"run.googleapis.com/execution_name": eid},
+                    "jsonPayload": {"message": f"Traceback (most recent call last):\n  ...\n{why}"},
+                }
+            ],
+        }
+    ).execute()
+    change = MIG.diff(MIG.observe(cloud))
+    assert f"exit code 1.; its last error: {why}; logs: djdeploy logs --tenant" in str(
+        change.failure
+    )
     assert_contract(emulator)
 
 
