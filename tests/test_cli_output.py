@@ -5,6 +5,9 @@ with its own reason."""
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 
 import pytest
 from rich.console import Console
@@ -36,6 +39,45 @@ def test_live_progress_on_a_terminal_runs_on_the_clis_console(
     console = _LazyConsole(stderr=True)
     with render.Progress(console=console) as progress:  # type: ignore[arg-type]
         assert progress.live_mode
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_a_progress_line_imports_nothing_in_the_step_thread(terminal: bool) -> None:
+    """A step thread that imports waits behind the import lock (the clients' import thread
+    holds it for seconds): its first progress line must import nothing. rich replaces
+    ``:emoji:`` codes by default, importing its emoji table on first use; the CLI's console
+    prints text as it is, so a reason's ``:smile:`` stays. In a fresh interpreter: this one
+    may have imported the table already. On a terminal the step thread builds the live
+    table (rich's own thread draws it)."""
+    probe = (
+        "import sys, threading\n"
+        "from deployer import render\n"
+        "from deployer.cli import err\n"
+        "from deployer.engine import Event, Phase\n"
+        "from deployer.steps.base import Action, Change\n"
+        "imported = []\n"
+        "def audit(event, args):\n"
+        "    if event == 'import' and threading.current_thread().name == 'step':\n"
+        "        imported.append(args[0])\n"
+        "sys.addaudithook(audit)\n"
+        "change = Change('service', 'a service', Action.UPDATE, 'image :smile: differs')\n"
+        "def step():\n"
+        "    progress(Event('service', Phase.APPLY, 0.5, change))\n"
+        "    progress(Event('service', Phase.DONE, 1.5, change, 'updated'))\n"
+        "with render.Progress(console=err) as progress:\n"
+        "    thread = threading.Thread(target=step, name='step')\n"
+        "    thread.start()\n"
+        "    thread.join()\n"
+        "print(imported)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("TTY_COMPATIBLE", "FORCE_COLOR")}
+    env.update(TTY_COMPATIBLE="1" if terminal else "0", COLUMNS="200")
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[]\n", proc.stderr
+    assert "updated: image :smile: differs" in proc.stderr, proc.stderr
 
 
 def test_leaves_name_the_env_var_added_or_removed() -> None:
