@@ -8,6 +8,7 @@ import io
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -17,7 +18,7 @@ from deployer.cli import _LazyConsole
 from deployer.emulator.testing import EmulatorHandle
 from deployer.render import leaves
 from deployer.steps.base import Action, Change
-from tests.test_scenarios import TENANT, djdeploy, up
+from tests.test_scenarios import TENANT, config_env, djdeploy, up
 
 
 def test_leaves_name_each_changed_field_path() -> None:
@@ -78,6 +79,42 @@ def test_a_progress_line_imports_nothing_in_the_step_thread(terminal: bool) -> N
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "[]\n", proc.stderr
     assert "updated: image :smile: differs" in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow  # whole deployments, and a Python process
+def test_a_noop_up_imports_nothing_outside_the_main_and_import_threads(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    """The Google modules come from the clients' import thread, the rest before the steps
+    start: a step thread (observing, printing its line) imports nothing, so none waits behind
+    the import lock."""
+    assert up(emulator)[0] == 0
+    found = tmp_path / "imports"
+    probe = (
+        "import atexit, sys, threading\n"
+        "imported = []\n"
+        "def audit(event, args):\n"
+        "    thread = threading.current_thread().name\n"
+        "    if event == 'import' and thread not in ('MainThread', 'google-imports'):\n"
+        "        imported.append(f'{thread} {args[0]}')\n"
+        "sys.addaudithook(audit)\n"
+        f"atexit.register(lambda: open({str(found)!r}, 'w').write(repr(imported)))\n"
+        "sys.argv[0] = 'djdeploy'\n"
+        "from deployer.__main__ import main\n"
+        "main()\n"
+    )
+    args = ("--endpoint", emulator.url, "--time-scale", "0.001", "up", "--tenant", TENANT)
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **config_env()},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "0 step(s) changed" in proc.stdout, proc.stdout  # a no-op, its lines printed
+    assert "ok: 8 APIs enabled" in proc.stderr, proc.stderr
+    assert found.read_text() == "[]"
 
 
 def test_leaves_name_the_env_var_added_or_removed() -> None:
