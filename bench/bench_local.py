@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import itertools
 
 from deployer.archive import default_source
+from deployer.config import Config
 from deployer.config.load import load_config
 from deployer.engine import run_needs
 from deployer.steps import build_steps
@@ -105,16 +106,20 @@ class Graph:
     needs: dict[str, tuple[str, ...]]
     run_needs: dict[str, tuple[str, ...]]
 
+    @classmethod
+    def of(cls, config: Config) -> Graph:
+        steps = build_steps(config)
+        return cls(
+            needs={step.name: tuple(step.needs) for step in steps},
+            run_needs={step.name: tuple(run_needs(step)) for step in steps},
+        )
+
 
 def step_graph() -> tuple[str, Graph]:
     """The project `up` deploys to and its step graph, from the config the commands below
     read (this directory, this environment, the bundled sample)."""
     config = load_config(tenant="demo", cwd=Path.cwd(), environ=os.environ, flags={}, emulator=True)
-    steps = build_steps(config)
-    return config.project, Graph(
-        needs={step.name: tuple(step.needs) for step in steps},
-        run_needs={step.name: tuple(run_needs(step)) for step in steps},
-    )
+    return config.project, Graph.of(config)
 
 
 def longest_chain(elapsed: dict[str, float], graph: Graph) -> list[tuple[str, float]]:
