@@ -5,10 +5,11 @@ Each run takes a fresh temporary state directory and, in order:
 
 1. a fresh ``djdeploy --emulator up --tenant demo --json`` of the bundled sample with execution
    on (the default of ``--emulator``): the process's wall and CPU time, the ``elapsed`` of the
-   steps (from ``--json``), the longest chain of steps by those times (the step graph's
-   ``needs``), and the build's own phases from its log in the emulator's Cloud Logging
-   (resource type ``build``: each line at the time the step printed it): the virtualenv and
-   pip, the byte-compile, collectstatic, the rest;
+   steps (from ``--json``), the longest chain of steps by those times (along the step graph's
+   ``needs`` and ``run_needs``, as the engine runs them: ``longest_chain``), and the build's
+   own phases from its log in the emulator's Cloud Logging (resource type ``build``: each line
+   at the time the step printed it): the virtualenv and pip, the byte-compile, collectstatic,
+   the rest;
 2. the no-op ``up`` and ``status`` (``--quick-runs`` each);
 3. a code change: the sample copied, a template edited, ``up --source COPY`` (the requirements
    unchanged, so the build reuses the virtualenv): the whole up and the build;
@@ -37,6 +38,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import itertools
 
 from deployer.archive import default_source
+from deployer.config import Config
 from deployer.config.load import load_config
+from deployer.engine import run_needs
 from deployer.steps import build_steps
 
 DJDEPLOY = [sys.executable, "-m", "deployer"]
@@ -94,25 +98,53 @@ def up(state: Path, tenant: str, *extra: str) -> tuple[float, float, dict[str, A
     return wall, cpu, json.loads(out)
 
 
-def graph() -> tuple[str, dict[str, tuple[str, ...]]]:
-    """The project `up` deploys to and each step's `needs`, from the config the commands below
+@dataclass(frozen=True)
+class Graph:
+    """Each step's ``needs`` (it starts once they are done) and ``run_needs`` (it is done only
+    once they are: engine.run_needs)."""
+
+    needs: dict[str, tuple[str, ...]]
+    run_needs: dict[str, tuple[str, ...]]
+
+    @classmethod
+    def of(cls, config: Config) -> Graph:
+        steps = build_steps(config)
+        return cls(
+            needs={step.name: tuple(step.needs) for step in steps},
+            run_needs={step.name: tuple(run_needs(step)) for step in steps},
+        )
+
+
+def step_graph() -> tuple[str, Graph]:
+    """The project `up` deploys to and its step graph, from the config the commands below
     read (this directory, this environment, the bundled sample)."""
     config = load_config(tenant="demo", cwd=Path.cwd(), environ=os.environ, flags={}, emulator=True)
-    return config.project, {step.name: tuple(step.needs) for step in build_steps(config)}
+    return config.project, Graph.of(config)
 
 
-def longest_chain(elapsed: dict[str, float], needs: dict[str, tuple[str, ...]]) -> list[str]:
-    """The chain of steps whose elapsed times add up most (each starts when its needs end)."""
-    done: dict[str, tuple[float, list[str]]] = {}
+def longest_chain(elapsed: dict[str, float], graph: Graph) -> list[tuple[str, float]]:
+    """The chain of steps that ends last, each with the seconds it adds (their sum: when the
+    chain's last step ended). As the engine runs them: a step starts when its needs end and
+    ends ``elapsed`` later, but not before its run_needs end (it waits for them before its
+    job runs, and is done only once they are). Its chain goes through whichever of these
+    ended last: a run_need that ended after the step started is taken as what it waited for
+    (``--json`` does not say whether it did), and the step adds only the time after it."""
+    ends: dict[str, tuple[float, list[tuple[str, float]]]] = {}
 
-    def finish(name: str) -> tuple[float, list[str]]:
-        if name not in done:
-            before = [finish(n) for n in needs.get(name, ()) if n in elapsed]
-            at, path = max(before, default=(0.0, []))
-            done[name] = (at + elapsed[name], [*path, name])
-        return done[name]
+    def latest(names: tuple[str, ...]) -> tuple[float, list[tuple[str, float]]]:
+        return max((end(n) for n in names if n in elapsed), default=(0.0, []), key=itemgetter(0))
 
-    return max((finish(n) for n in elapsed), default=(0.0, []))[1]
+    def end(name: str) -> tuple[float, list[tuple[str, float]]]:
+        if name not in ends:
+            start, path = latest(graph.needs.get(name, ()))
+            finish = start + elapsed[name]
+            waited, through = latest(graph.run_needs.get(name, ()))
+            if waited > start:
+                start, path, finish = waited, through, max(finish, waited)
+            ends[name] = (finish, [*path, (name, finish - start)])
+        return ends[name]
+
+    return max((end(n) for n in elapsed), default=(0.0, []), key=itemgetter(0))[1]
 
 
 def build_log(state: Path, project: str) -> list[tuple[float, str]]:
@@ -156,11 +188,14 @@ def phases(log: list[tuple[float, str]]) -> dict[str, float]:
     return out
 
 
-def step_rows(fig: Figures, prefix: str, doc: dict[str, Any], needs: dict, *, top: int = 8) -> None:
+def step_rows(
+    fig: Figures, prefix: str, doc: dict[str, Any], graph: Graph, *, top: int = 8
+) -> None:
     steps = {str(s["step"]): float(s["elapsed"]) for s in doc["steps"]}
     fig.add(f"{prefix}: elapsed (--json)", float(doc["elapsed"]))
-    chain = longest_chain(steps, needs)
-    fig.add(f"{prefix}: longest chain {' > '.join(chain)}", sum(steps[s] for s in chain))
+    chain = longest_chain(steps, graph)
+    names = " > ".join(name for name, _ in chain)
+    fig.add(f"{prefix}: longest chain {names}", sum(seconds for _, seconds in chain))
     fig.add(f"{prefix}: sum of step times", sum(steps.values()))
     for name, seconds in sorted(steps.items(), key=lambda kv: -kv[1])[:top]:
         fig.add(f"{prefix}: step {name}", seconds)
@@ -253,7 +288,7 @@ def processes(fig: Figures, state: Path) -> None:
     fig.add("3 tenants: all PSS MB", sum(r[2] for r in totals.values()) / 1024)
 
 
-def one_run(quick_runs: int, project: str, needs: dict[str, tuple[str, ...]]) -> Figures:
+def one_run(quick_runs: int, project: str, graph: Graph) -> Figures:
     fig = Figures()
     with tempfile.TemporaryDirectory(prefix="bench-local-") as tmp:
         state = Path(tmp) / "state"
@@ -261,7 +296,7 @@ def one_run(quick_runs: int, project: str, needs: dict[str, tuple[str, ...]]) ->
             wall, cpu, doc = up(state, "demo")
             fig.add("fresh up: process wall", wall)
             fig.add("fresh up: process cpu (up only)", cpu)
-            step_rows(fig, "fresh up", doc, needs)
+            step_rows(fig, "fresh up", doc, graph)
             build_rows(fig, "fresh up", state, project)
             fig.add(
                 "fresh up: wall - elapsed (start, imports, emulator start)",
@@ -283,12 +318,12 @@ def one_run(quick_runs: int, project: str, needs: dict[str, tuple[str, ...]]) ->
             page.write_text(page.read_text() + "\n<!-- edited by bench_local -->\n")
             wall, cpu, doc = up(state, "demo", "--source", str(copy))
             fig.add("code change: process wall", wall)
-            step_rows(fig, "code change", doc, needs)
+            step_rows(fig, "code change", doc, graph)
             build_rows(fig, "code change", state, project)
             for tenant in ("t2", "t3"):
                 wall, _, doc = up(state, tenant)
                 fig.add(f"tenant {tenant} (image built already): process wall", wall)
-                step_rows(fig, f"tenant {tenant}", doc, needs, top=3)
+                step_rows(fig, f"tenant {tenant}", doc, graph, top=3)
             processes(fig, state)
             fig.add("reference: `python -m venv` (ensurepip) alone", venv_alone(Path(tmp)))
         finally:
@@ -305,10 +340,10 @@ def main() -> None:
     args = parser.parse_args()
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cpus; {uptime}")
-    project, needs = graph()
+    project, graph = step_graph()
     runs = []
     for i in range(args.runs):
-        runs.append(one_run(args.quick_runs, project, needs))
+        runs.append(one_run(args.quick_runs, project, graph))
         print(f"run {i + 1}/{args.runs} done, load {os.getloadavg()[0]:.1f}", file=sys.stderr)
     print(f"after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
     print("| what | median (min-max) |")

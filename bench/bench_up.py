@@ -26,23 +26,21 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_local import Graph, longest_chain  # bench/ is the script's own directory
+
 from deployer.api import Target, up
 from deployer.config import Config
 from deployer.emulator import Emulator, serve
-from deployer.engine import Event, Phase, RunResult, order
-from deployer.steps import build_steps
+from deployer.engine import Event, Phase, RunResult
 
 PROJECT = "bench-proj"
 
 
 def critical_path(result: RunResult, config: Config) -> tuple[float, list[str]]:
-    """The longest chain of measured step times through the dependency graph."""
-    elapsed = {r.step: r.elapsed for r in result.results}
-    best: dict[str, tuple[float, list[str]]] = {}
-    for step in order(build_steps(config)):
-        before = max((best[n] for n in step.needs), default=(0.0, []), key=lambda b: b[0])
-        best[step.name] = (before[0] + elapsed[step.name], [*before[1], step.name])
-    return max(best.values(), key=lambda b: b[0])
+    """The longest chain of measured step times through the step graph, its needs and
+    run_needs as the engine runs them (bench_local.longest_chain): its length and steps."""
+    chain = longest_chain({r.step: r.elapsed for r in result.results}, Graph.of(config))
+    return sum(seconds for _, seconds in chain), [name for name, _ in chain]
 
 
 def model_chain(ops: list[dict[str, object]]) -> float:

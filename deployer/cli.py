@@ -41,7 +41,8 @@ WIDE = 100_000  # columns when not a terminal: piped output is never cut
 class _LazyConsole:
     """rich's Console, made on first use: `--help` and usage errors need no rich (a third of
     the help's imports). A terminal's own width; elsewhere (a pipe, a CI log) lines as long as
-    they are."""
+    they are. Text is printed as it is: no ``:emoji:`` codes (djdeploy prints none; a reason's
+    ``:name:`` stays, and a step thread's first progress line imports no emoji table)."""
 
     def __init__(self, *, stderr: bool) -> None:
         self._stderr = stderr
@@ -51,9 +52,11 @@ class _LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            console = Console(stderr=self._stderr)
+            console = Console(stderr=self._stderr, emoji=False)
             self._console = (
-                console if console.is_terminal else Console(stderr=self._stderr, width=WIDE)
+                console
+                if console.is_terminal
+                else Console(stderr=self._stderr, width=WIDE, emoji=False)
             )
         return self._console
 

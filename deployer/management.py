@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from deployer.errors import ConfigError, DeployError
 from deployer.steps import container_env as ce
-from deployer.steps.base import field_changes
 from deployer.steps.jobs import MAX_RETRIES, TIMEOUT_SECONDS
 from deployer.steps.service import pinned_revision
 
@@ -151,7 +150,7 @@ def sync_job(cloud: Cloud, config: Config, revision: dict[str, Any]) -> bool:
     if not config.names.owns(current.get("labels")):
         raise ce.not_ours("job", jid)
     wanted = {k: v for k, v in body.items() if k != "name"}
-    if not field_changes(wanted, ce.project(wanted, current)):
+    if not ce.spec_changes(wanted, current):
         return False
     cloud.run.update_job(body)
     return True

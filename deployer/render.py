@@ -108,7 +108,7 @@ class Progress:
     def __init__(
         self, *, console: Console | None = None, quiet: bool = False, verbose: bool = False
     ) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, emoji=False)  # as cli's: text as it is
         self.quiet = quiet
         self.verbose = verbose
         self.live_mode = self.console.is_terminal and not quiet

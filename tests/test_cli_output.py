@@ -5,6 +5,10 @@ with its own reason."""
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -14,7 +18,7 @@ from deployer.cli import _LazyConsole
 from deployer.emulator.testing import EmulatorHandle
 from deployer.render import leaves
 from deployer.steps.base import Action, Change
-from tests.test_scenarios import TENANT, djdeploy, up
+from tests.test_scenarios import TENANT, config_env, djdeploy, up
 
 
 def test_leaves_name_each_changed_field_path() -> None:
@@ -36,6 +40,81 @@ def test_live_progress_on_a_terminal_runs_on_the_clis_console(
     console = _LazyConsole(stderr=True)
     with render.Progress(console=console) as progress:  # type: ignore[arg-type]
         assert progress.live_mode
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_a_progress_line_imports_nothing_in_the_step_thread(terminal: bool) -> None:
+    """A step thread that imports waits behind the import lock (the clients' import thread
+    holds it for seconds): its first progress line must import nothing. rich replaces
+    ``:emoji:`` codes by default, importing its emoji table on first use; the CLI's console
+    prints text as it is, so a reason's ``:smile:`` stays. In a fresh interpreter: this one
+    may have imported the table already. On a terminal the step thread builds the live
+    table (rich's own thread draws it)."""
+    probe = (
+        "import sys, threading\n"
+        "from deployer import render\n"
+        "from deployer.cli import err\n"
+        "from deployer.engine import Event, Phase\n"
+        "from deployer.steps.base import Action, Change\n"
+        "imported = []\n"
+        "def audit(event, args):\n"
+        "    if event == 'import' and threading.current_thread().name == 'step':\n"
+        "        imported.append(args[0])\n"
+        "sys.addaudithook(audit)\n"
+        "change = Change('service', 'a service', Action.UPDATE, 'image :smile: differs')\n"
+        "def step():\n"
+        "    progress(Event('service', Phase.APPLY, 0.5, change))\n"
+        "    progress(Event('service', Phase.DONE, 1.5, change, 'updated'))\n"
+        "with render.Progress(console=err) as progress:\n"
+        "    thread = threading.Thread(target=step, name='step')\n"
+        "    thread.start()\n"
+        "    thread.join()\n"
+        "print(imported)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("TTY_COMPATIBLE", "FORCE_COLOR")}
+    env.update(TTY_COMPATIBLE="1" if terminal else "0", COLUMNS="200")
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[]\n", proc.stderr
+    assert "updated: image :smile: differs" in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow  # whole deployments, and a Python process
+def test_a_noop_up_imports_nothing_outside_the_main_and_import_threads(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    """The Google modules come from the clients' import thread, the rest before the steps
+    start: a step thread (observing, printing its line) imports nothing, so none waits behind
+    the import lock."""
+    assert up(emulator)[0] == 0
+    found = tmp_path / "imports"
+    probe = (
+        "import atexit, sys, threading\n"
+        "imported = []\n"
+        "def audit(event, args):\n"
+        "    thread = threading.current_thread().name\n"
+        "    if event == 'import' and thread not in ('MainThread', 'google-imports'):\n"
+        "        imported.append(f'{thread} {args[0]}')\n"
+        "sys.addaudithook(audit)\n"
+        f"atexit.register(lambda: open({str(found)!r}, 'w').write(repr(imported)))\n"
+        "sys.argv[0] = 'djdeploy'\n"
+        "from deployer.__main__ import main\n"
+        "main()\n"
+    )
+    args = ("--endpoint", emulator.url, "--time-scale", "0.001", "up", "--tenant", TENANT)
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **config_env()},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "0 step(s) changed" in proc.stdout, proc.stdout  # a no-op, its lines printed
+    assert "ok: 8 APIs enabled" in proc.stderr, proc.stderr
+    assert found.read_text() == "[]"
 
 
 def test_leaves_name_the_env_var_added_or_removed() -> None:

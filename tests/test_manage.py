@@ -102,6 +102,27 @@ def test_manage_runs_with_the_services_container_and_exits_with_its_status(
     assert not [j for j in state(emulator, "run.job") if j["name"].endswith("/" + MANAGE_JOB)]
 
 
+@pytest.mark.slow
+def test_an_egress_added_to_the_job_by_hand_is_removed(emulator: EmulatorHandle) -> None:
+    """vpcAccess is compared whole (container_env.spec_changes), as on the service: one the
+    serving revision does not have is drift the next command removes."""
+    assert up(emulator)[0] == 0
+    assert djdeploy(emulator, "manage", "--tenant", TENANT, "--", "check")[0] == 0
+    jobs = emulator.discovery("run", "v2").projects().locations().jobs()
+    name = f"projects/{PROJECT}/locations/europe-west1/jobs/{MANAGE_JOB}"
+    job = jobs.get(name=name).execute()
+    job["template"]["template"]["vpcAccess"] = {
+        "egress": "ALL_TRAFFIC",
+        "networkInterfaces": [{"network": "corp", "subnetwork": "corp-eu"}],
+    }
+    jobs.patch(name=name, body=job).execute()
+    assert "vpcAccess" in jobs.get(name=name).execute()["template"]["template"]
+
+    code, output = djdeploy(emulator, "manage", "--tenant", TENANT, "--", "check")
+    assert code == 0, output
+    assert "vpcAccess" not in jobs.get(name=name).execute()["template"]["template"]
+
+
 @pytest.mark.parametrize(
     ("args", "named"),
     [

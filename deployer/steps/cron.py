@@ -107,7 +107,7 @@ class CronJob(_Job):
             return self.wait(f"job {jid} updating", info=first.info)
         desired = self.desired(observed["inputs"])
         desired.pop("name")  # short here, full on the server
-        fields = field_changes(desired, ce.project(desired, job))
+        fields = ce.spec_changes(desired, job)
         if fields:
             return self.update(f"job {jid} differs", fields, info=first.info)
         return self.noop(f"job {jid} exists and matches", info=first.info)

@@ -9,9 +9,11 @@ from typing import Any
 from deployer.config import VpcConfig, WorkerConfig
 from deployer.steps import container_env as ce
 from deployer.steps.base import Action
+from deployer.steps.cron import CronJob
 from deployer.steps.jobs import MigrateJob
 from deployer.steps.service import Service
 from deployer.steps.worker import Worker
+from tests.steps.test_cron import NIGHTLY
 from tests.steps.test_jobs import DB, INPUTS_ALL, MIG, execution, job
 from tests.steps.test_service import CFG, IMAGE, INPUTS, config, live
 
@@ -86,6 +88,14 @@ def test_a_job_that_ran_drops_the_vpc_when_it_next_runs() -> None:
     change = new_image.diff({"job": body, "executions": ran, "inputs": INPUTS_ALL})
     assert change.action is Action.UPDATE
     assert ("template.template.vpcAccess", None) in [(f.path, f.new) for f in change.fields]
+
+
+def test_the_cron_job_diff_shows_the_vpc_it_no_longer_wants() -> None:
+    step = CronJob(config(cron=(NIGHTLY,)), image=IMAGE, entry=NIGHTLY)
+    body = {**step.desired(INPUTS), "generation": "1", "observedGeneration": "1"}
+    body["template"]["template"]["vpcAccess"] = DIRECT
+    change = step.diff({"job": body, "executions": [], "inputs": INPUTS})
+    assert [(f.path, f.new) for f in change.fields] == [("template.template.vpcAccess", None)]
 
 
 def test_the_worker_pool_diff_shows_the_vpc_it_no_longer_wants() -> None:
