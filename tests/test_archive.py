@@ -211,6 +211,44 @@ def test_deploy_only_files_are_left_out(project: Path, container: Path) -> None:
     assert "mysite/.github" in _names(build_archive(project, container))
 
 
+def test_the_deployments_config_file_in_the_project_is_left_out(
+    project: Path, container: Path
+) -> None:
+    """A config under another name (--config deploy/prod.toml) is the deployer's as
+    djdeploy.toml is: left out, so editing a deploy-only setting in it builds no new image."""
+    (project / "deploy").mkdir()
+    config = project / "deploy" / "prod.toml"
+    config.write_text('source = ".."\n[service]\nmemory = "1Gi"\n')
+    (project / "prod.toml").write_text("# the same name elsewhere is another file\n")
+    before = build_archive(project, container, config_file=config)
+    assert "deploy/prod.toml" not in _names(before)
+    assert {"deploy", "prod.toml"} <= set(_names(before))
+    config.write_text('source = ".."\n[service]\nmemory = "2Gi"\n')
+    after = build_archive(project, container, config_file=config)
+    assert after.data == before.data
+    lazy = LazyArchive(project, container, config_file=config)
+    assert (lazy.digest, lazy.data) == (before.digest, before.data)
+    # a relative path (resolved from the working directory) names the same file
+    relative = Path(os.path.relpath(config))
+    assert build_archive(project, container, config_file=relative).digest == before.digest
+    # not the deployment's config: shipped like any file
+    assert "deploy/prod.toml" in _names(build_archive(project, container))
+
+
+def test_a_config_file_outside_the_project_or_a_pyproject_changes_nothing(
+    project: Path, container: Path, tmp_path: Path
+) -> None:
+    before = build_archive(project, container)
+    outside = tmp_path / "prod.toml"
+    outside.write_text('source = "mysite"\n')
+    assert build_archive(project, container, config_file=outside).data == before.data
+    (project / "pyproject.toml").write_text('[project]\nname = "mysite"\n')
+    with_pyproject = build_archive(project, container)
+    config = project / "pyproject.toml"  # the build may read its dependencies: kept
+    assert build_archive(project, container, config_file=config).data == with_pyproject.data
+    assert "pyproject.toml" in _names(with_pyproject)
+
+
 def test_root_media_app_package_is_kept(project: Path, container: Path) -> None:
     """Only the uploads directory is dropped: a root app named media (a package) is code."""
     (project / "media").mkdir()

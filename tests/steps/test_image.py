@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from deployer.archive import build_archive, container_dir, default_source
-from deployer.config import BuildConfig, Config
+from deployer.config import BuildConfig, Config, load_config
 from deployer.emulator import serviceusage
 from deployer.emulator.policies import SA_KIND
 from deployer.emulator.testing import storage_client
@@ -457,6 +457,24 @@ def test_another_tenants_build_of_the_same_source_is_not_ours(emulator: Any) -> 
     change = ours.diff(ours.observe(cloud))
     assert change.action is Action.CREATE
     assert change.failure is None and "build" not in change.info
+
+
+def test_a_deploy_only_edit_of_a_config_file_in_the_project_keeps_the_tag(
+    project: Path,
+) -> None:
+    """--config deploy/prod.toml inside the project: the file is the deployer's, not the
+    image's, so a new memory size is the same image (no build, no migrate)."""
+    (project / "deploy").mkdir()
+    toml = project / "deploy" / "prod.toml"
+
+    def tag(memory: str) -> str:
+        toml.write_text(f'source = ".."\n[service]\nmemory = "{memory}"\n')
+        flags = {"config": "deploy/prod.toml", "project": PROJECT}
+        config = load_config(tenant="demo", cwd=project, environ={}, flags=flags)
+        assert config.config_file == toml and config.service.memory == memory
+        return Image(config).tag
+
+    assert tag("1Gi") == tag("2Gi")
 
 
 def test_lazy_archive_plan_status_destroy_never_compress(monkeypatch: Any) -> None:
