@@ -23,13 +23,18 @@ deployer's config: the container never reads it, so a change that matters only t
 a schedule or a memory size, builds no new image), and for the same reason the config file
 the deployment was read from (``config_file``, ``--config deploy/prod.toml``) when it lies in
 the project, whatever its name (but a ``pyproject.toml``: the build may read its
-dependencies); at the root, ``media/`` (user uploads never
-go into an image; kept when it is a Python package, an app named media), ``db.sqlite3`` (a
-development database), ``.djdeploy/`` (ours), ``.github/`` (CI workflows); and whatever the
-project's ``.gcloudignore`` or ``.dockerignore`` excludes (simple patterns: ``name``, ``dir/``,
-``path/glob*``, ``**``, ``!negation``; the last matching line wins). The two ignore files
-themselves are applied here and not shipped: ``docker build`` would apply a root .dockerignore
-a second time, to the context that holds ``.djdeploy/`` (a ``.*`` line would drop it).
+dependencies); at the root, ``media/`` (user uploads never go into an image; kept when it is a
+Python package, an app named media), ``db.sqlite3`` (a development database), ``.djdeploy/``
+(ours), ``.github/`` (CI workflows); and whatever the project's ``.gcloudignore`` or
+``.dockerignore`` excludes (simple patterns: ``name``, ``dir/``, ``path/glob*``, ``**``,
+``!negation``; the last matching line wins). The two ignore files themselves are applied here
+and not shipped: ``docker build`` would apply a root .dockerignore a second time, to the context
+that holds ``.djdeploy/`` (a ``.*`` line would drop it).
+
+Every ``pyproject.toml`` ships without its ``[tool.djdeploy]`` table (the deployer's config
+again), cut from the text by tomledit so the rest is byte for byte the user's; when the cut is
+not exact (the rest would not read as the same data) the file ships as it is. The digest is
+that of what is shipped.
 
 Pure standard library: no google import.
 """
@@ -50,14 +55,16 @@ from functools import cached_property
 from pathlib import Path
 
 from deployer.errors import ConfigError
+from deployer.tomledit import without_table
 
 #: directory of djdeploy's container files inside the archive
 CONTAINER_PREFIX = ".djdeploy"
 #: what goes from container_dir into .djdeploy/ (the sample project stays out)
 CONTAINER_EXCLUDE = frozenset({"sample"})
 #: a config file of this name is kept when it is the deployment's (the build reads its
-#: dependencies)
+#: dependencies), but every one ships without the deployer's table (DJDEPLOY_TABLE)
 PYPROJECT = "pyproject.toml"
+DJDEPLOY_TABLE = ("tool", "djdeploy")
 
 #: names excluded anywhere in the tree (file or directory)
 EXCLUDED_NAMES = frozenset(
@@ -294,6 +301,18 @@ def _config_in(source: Path, config_file: Path | None) -> frozenset[str]:
         return frozenset()
 
 
+def _without_djdeploy(data: bytes) -> bytes:
+    """A pyproject.toml as shipped: without [tool.djdeploy] when tomledit cuts it exactly (the
+    rest reads as the same data), else as it is."""
+    if b"djdeploy" not in data:
+        return data
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    return without_table(text, DJDEPLOY_TABLE).encode("utf-8")
+
+
 def _write_tar(
     source: Path, container_dir: Path, out: _HashingWriter, *, config_file: Path | None
 ) -> None:
@@ -321,6 +340,11 @@ def _write_tar(
                 continue
             if info.type == tarfile.REGTYPE:
                 try:
+                    if path.name == PYPROJECT:
+                        content = _without_djdeploy(path.read_bytes())
+                        info.size = len(content)
+                        tar.addfile(info, io.BytesIO(content))
+                        continue
                     with path.open("rb") as fh:
                         tar.addfile(info, fh)
                 except OSError as exc:

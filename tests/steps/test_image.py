@@ -459,19 +459,37 @@ def test_another_tenants_build_of_the_same_source_is_not_ours(emulator: Any) -> 
     assert change.failure is None and "build" not in change.info
 
 
-def test_a_deploy_only_edit_of_a_config_file_in_the_project_keeps_the_tag(
-    project: Path,
+@pytest.mark.parametrize(
+    ("where", "text", "flags"),
+    [
+        (
+            "deploy/prod.toml",
+            'source = ".."\n[service]\nmemory = "{memory}"\n',
+            {"config": "deploy/prod.toml"},
+        ),
+        (
+            "pyproject.toml",
+            '[project]\nname = "mysite"\ndependencies = ["django"]\n\n[tool.djdeploy]\n'
+            'source = "."\n\n[tool.djdeploy.service]\nmemory = "{memory}"\n',
+            {},
+        ),
+    ],
+    ids=["--config", "pyproject"],
+)
+def test_a_deploy_only_edit_of_the_config_in_the_project_keeps_the_tag(
+    project: Path, where: str, text: str, flags: dict[str, str]
 ) -> None:
-    """--config deploy/prod.toml inside the project: the file is the deployer's, not the
-    image's, so a new memory size is the same image (no build, no migrate)."""
-    (project / "deploy").mkdir()
-    toml = project / "deploy" / "prod.toml"
+    """--config deploy/prod.toml, or [tool.djdeploy] of the project's pyproject.toml: the
+    settings are the deployer's, not the image's, so a new memory size is the same image (no
+    build, no migrate)."""
+    config_file = project / where
+    config_file.parent.mkdir(exist_ok=True)
 
     def tag(memory: str) -> str:
-        toml.write_text(f'source = ".."\n[service]\nmemory = "{memory}"\n')
-        flags = {"config": "deploy/prod.toml", "project": PROJECT}
-        config = load_config(tenant="demo", cwd=project, environ={}, flags=flags)
-        assert config.config_file == toml and config.service.memory == memory
+        config_file.write_text(text.format(memory=memory))
+        given = {**flags, "project": PROJECT}
+        config = load_config(tenant="demo", cwd=project, environ={}, flags=given)
+        assert config.config_file == config_file and config.service.memory == memory
         return Image(config).tag
 
     assert tag("1Gi") == tag("2Gi")
