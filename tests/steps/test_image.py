@@ -476,23 +476,37 @@ def test_another_tenants_build_of_the_same_source_is_not_ours(emulator: Any) -> 
     ],
     ids=["--config", "pyproject"],
 )
-def test_a_deploy_only_edit_of_the_config_in_the_project_keeps_the_tag(
-    project: Path, where: str, text: str, flags: dict[str, str]
+def test_a_deploy_only_edit_of_the_config_in_the_project_builds_nothing(
+    emulator: Any, project: Path, where: str, text: str, flags: dict[str, str]
 ) -> None:
     """--config deploy/prod.toml, or [tool.djdeploy] of the project's pyproject.toml: the
-    settings are the deployer's, not the image's, so a new memory size is the same image (no
-    build, no migrate)."""
+    settings are the deployer's, not the image's, so a new memory size is the same image: no
+    build (and so no migrate)."""
     config_file = project / where
     config_file.parent.mkdir(exist_ok=True)
 
-    def tag(memory: str) -> str:
+    def load(memory: str) -> Config:
         config_file.write_text(text.format(memory=memory))
-        given = {**flags, "project": PROJECT}
+        given = {**flags, "project": PROJECT, "region": REGION}
         config = load_config(tenant="demo", cwd=project, environ={}, flags=given)
         assert config.config_file == config_file and config.service.memory == memory
-        return Image(config).tag
+        return config
 
-    assert tag("1Gi") == tag("2Gi")
+    config = load("1Gi")
+    _seed(emulator, config)
+    engine = _engine(emulator)
+    assert engine.up(_steps(config)).ok
+    built = Image(config).image
+    assert emulator.emu.store.get("artifactregistry.tag", built) is not None
+
+    edited = load("2Gi")
+    assert Image(edited).image == built
+    emulator.emu.transcript.clear()
+    result = engine.up(_steps(edited))
+    assert result.ok, [r.error for r in result.results]
+    image = next(r for r in result.results if r.step == "image").first
+    assert image is not None and image.action is Action.NOOP, image
+    assert _builds(emulator.emu.transcript.entries()) == []
 
 
 def test_lazy_archive_plan_status_destroy_never_compress(monkeypatch: Any) -> None:
