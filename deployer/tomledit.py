@@ -44,6 +44,9 @@ class _Line:
 
 
 class _Scanner:
+    """A position in the text and the TOML pieces read from it; _Unsupported where the text
+    is not what the scanner follows."""
+
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
@@ -224,6 +227,7 @@ def _cut(lines: list[_Line], table: tuple[str, ...]) -> list[bool]:
 
 
 def _has(data: dict[str, Any], table: tuple[str, ...]) -> bool:
+    """Whether ``data`` holds ``table`` (a key path), as a table or any other value."""
     inner: Any = data
     for name in table:
         if not isinstance(inner, dict) or name not in inner:
