@@ -1,9 +1,9 @@
 """The deterministic source archive Cloud Build builds the image from.
 
-    build_archive(source, container_dir) -> Archive(data, digest, tag)
-    LazyArchive(source, container_dir)      the same, built when first needed: ``digest`` and
-                                            ``tag`` read the files without compressing, ``data``
-                                            (the tar.gz) only when asked for (an upload)
+    build_archive(source, container_dir, config_file=None) -> Archive(data, digest, tag)
+    LazyArchive(source, container_dir, config_file=None)
+        the same, built when first needed: ``digest`` and ``tag`` read the files without
+        compressing, ``data`` (the tar.gz) only when asked for (an upload)
 
 A gzipped tar of the user's Django project at the root and djdeploy's container files
 (Dockerfile, entrypoint.sh, install-requirements.sh, requirements.txt, djdeploy_runtime/) under
@@ -21,13 +21,21 @@ zlib version that compresses it; ``data`` is the gzipped stream that is uploaded
 Excluded from the project: version-control and tool directories, virtualenvs, bytecode,
 node_modules, local ``.env`` files (they usually hold secrets), ``djdeploy.toml`` (the
 deployer's config: the container never reads it, so a change that matters only to the deployer,
-a schedule or a memory size, builds no new image); at the root, ``media/`` (user uploads never
-go into an image; kept when it is a Python package, an app named media), ``db.sqlite3`` (a
-development database), ``.djdeploy/`` (ours), ``.github/`` (CI workflows); and whatever the
-project's ``.gcloudignore`` or ``.dockerignore`` excludes (simple patterns: ``name``, ``dir/``,
-``path/glob*``, ``**``, ``!negation``; the last matching line wins). The two ignore files
-themselves are applied here and not shipped: ``docker build`` would apply a root .dockerignore
-a second time, to the context that holds ``.djdeploy/`` (a ``.*`` line would drop it).
+a schedule or a memory size, builds no new image), and for the same reason the config file
+the deployment was read from (``config_file``, ``--config deploy/prod.toml``) when it lies in
+the project, whatever its name (but a ``pyproject.toml``: the build may read its
+dependencies); at the root, ``media/`` (user uploads never go into an image; kept when it is a
+Python package, an app named media), ``db.sqlite3`` (a development database), ``.djdeploy/``
+(ours), ``.github/`` (CI workflows); and whatever the project's ``.gcloudignore`` or
+``.dockerignore`` excludes (simple patterns: ``name``, ``dir/``, ``path/glob*``, ``**``,
+``!negation``; the last matching line wins). The two ignore files themselves are applied here
+and not shipped: ``docker build`` would apply a root .dockerignore a second time, to the context
+that holds ``.djdeploy/`` (a ``.*`` line would drop it).
+
+Every ``pyproject.toml`` ships without its ``[tool.djdeploy]`` table (the deployer's config
+again), cut from the text by tomledit so the rest is byte for byte the user's; when the cut is
+not exact (the rest would not read as the same data) the file ships as it is. The digest is
+that of what is shipped.
 
 Pure standard library: no google import.
 """
@@ -48,11 +56,16 @@ from functools import cached_property
 from pathlib import Path
 
 from deployer.errors import ConfigError
+from deployer.tomledit import without_table
 
 #: directory of djdeploy's container files inside the archive
 CONTAINER_PREFIX = ".djdeploy"
 #: what goes from container_dir into .djdeploy/ (the sample project stays out)
-CONTAINER_EXCLUDE = ("sample",)
+CONTAINER_EXCLUDE = frozenset({"sample"})
+#: a config file of this name is kept when it is the deployment's (the build reads its
+#: dependencies), but every one ships without the deployer's table (DJDEPLOY_TABLE)
+PYPROJECT = "pyproject.toml"
+DJDEPLOY_TABLE = ("tool", "djdeploy")
 
 #: names excluded anywhere in the tree (file or directory)
 EXCLUDED_NAMES = frozenset(
@@ -198,9 +211,10 @@ def _excluded(rel: str, path: Path, is_dir: bool, *, root: bool) -> bool:
 
 
 def _walk(
-    top: Path, *, project: bool, skip_top: tuple[str, ...] = ()
+    top: Path, *, project: bool, skip: frozenset[str] = frozenset()
 ) -> Iterator[tuple[str, Path]]:
-    """(path relative to top with '/', absolute path) for every kept entry, dirs included."""
+    """(path relative to top with '/', absolute path) for every kept entry, dirs included;
+    the paths in ``skip`` (relative to top) are left out."""
     rules = load_ignore_rules(top) if project else []
 
     def visit(directory: Path, rel_dir: str) -> Iterator[tuple[str, Path]]:
@@ -210,7 +224,7 @@ def _walk(
             raise ConfigError(f"cannot read {directory}: {exc.strerror}") from None
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-            if not rel_dir and entry.name in skip_top:
+            if rel in skip:
                 continue
             is_dir = entry.is_dir(follow_symlinks=False)
             path = Path(entry.path)
@@ -275,8 +289,36 @@ class _HashingWriter(io.RawIOBase):
         return len(b)
 
 
-def _write_tar(source: Path, container_dir: Path, out: _HashingWriter) -> None:
-    """Stream the deterministic tar of ``source`` plus ``container_dir`` into ``out``."""
+def _config_in(source: Path, config_file: Path | None) -> frozenset[str]:
+    """The config file's path relative to source, when it lies there and is no pyproject.toml
+    (empty otherwise). Its directory is resolved as source is (by load_config), not the file:
+    a config that is a symlink is the link in the project."""
+    if config_file is None or config_file.name == PYPROJECT:
+        return frozenset()
+    file = Path(config_file).parent.resolve() / config_file.name
+    try:
+        return frozenset({file.relative_to(source.resolve()).as_posix()})
+    except ValueError:
+        return frozenset()
+
+
+def _without_djdeploy(data: bytes) -> bytes:
+    """A pyproject.toml as shipped: without [tool.djdeploy] when tomledit cuts it exactly (the
+    rest reads as the same data), else as it is."""
+    if b"djdeploy" not in data:
+        return data
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    return without_table(text, DJDEPLOY_TABLE).encode("utf-8")
+
+
+def _write_tar(
+    source: Path, container_dir: Path, out: _HashingWriter, *, config_file: Path | None
+) -> None:
+    """Stream the deterministic tar of ``source`` (without ``config_file`` when it lies there)
+    plus ``container_dir`` into ``out``."""
     source, container_dir = Path(source), Path(container_dir)
     if not source.is_dir():
         raise ConfigError(f'source "{source}" is not a directory')
@@ -284,11 +326,11 @@ def _write_tar(source: Path, container_dir: Path, out: _HashingWriter) -> None:
         raise ConfigError(
             f"{container_dir} has no Dockerfile: djdeploy's container files are missing"
         )
-    entries: list[tuple[str, Path]] = list(_walk(source, project=True))
+    entries = list(_walk(source, project=True, skip=_config_in(source, config_file)))
     entries.append((CONTAINER_PREFIX, container_dir))
     entries += [
         (f"{CONTAINER_PREFIX}/{rel}", path)
-        for rel, path in _walk(container_dir, project=False, skip_top=CONTAINER_EXCLUDE)
+        for rel, path in _walk(container_dir, project=False, skip=CONTAINER_EXCLUDE)
     ]
     entries.sort(key=lambda e: e[0])
 
@@ -299,6 +341,11 @@ def _write_tar(source: Path, container_dir: Path, out: _HashingWriter) -> None:
                 continue
             if info.type == tarfile.REGTYPE:
                 try:
+                    if path.name == PYPROJECT:
+                        content = _without_djdeploy(path.read_bytes())
+                        info.size = len(content)
+                        tar.addfile(info, io.BytesIO(content))
+                        continue
                     with path.open("rb") as fh:
                         tar.addfile(info, fh)
                 except OSError as exc:
@@ -307,21 +354,22 @@ def _write_tar(source: Path, container_dir: Path, out: _HashingWriter) -> None:
                 tar.addfile(info)
 
 
-def build_archive(source: Path, container_dir: Path) -> Archive:
-    """The deterministic tar.gz of ``source`` (the Django project) plus ``container_dir``'s
-    files under ``.djdeploy/`` (without its sample project)."""
+def build_archive(source: Path, container_dir: Path, *, config_file: Path | None = None) -> Archive:
+    """The deterministic tar.gz of ``source`` (the Django project, without ``config_file``, the
+    deployment's config, when it lies there) plus ``container_dir``'s files under
+    ``.djdeploy/`` (without its sample project)."""
     out = _HashingWriter()
-    _write_tar(source, container_dir, out)
+    _write_tar(source, container_dir, out, config_file=config_file)
     if out.gz is not None:
         out.gz.close()
     digest = out.sha.hexdigest()
     return Archive(data=out.buffer.getvalue(), digest=digest, tag=tag_for(digest))
 
 
-def archive_digest(source: Path, container_dir: Path) -> str:
+def archive_digest(source: Path, container_dir: Path, *, config_file: Path | None = None) -> str:
     """``build_archive(...).digest`` without compressing (or keeping) the archive."""
     out = _HashingWriter(compress=False)
-    _write_tar(source, container_dir, out)
+    _write_tar(source, container_dir, out, config_file=config_file)
     return out.sha.hexdigest()
 
 
@@ -331,15 +379,18 @@ class LazyArchive:
     first use and refuses it when the files changed since the digest was taken (the tag would
     not say what is in it)."""
 
-    def __init__(self, source: Path, container_dir: Path) -> None:
+    def __init__(
+        self, source: Path, container_dir: Path, *, config_file: Path | None = None
+    ) -> None:
         self.source = Path(source)
         self.container_dir = Path(container_dir)
+        self.config_file = config_file
         self._lock = threading.Lock()
         self._built: Archive | None = None
 
     @cached_property
     def digest(self) -> str:
-        return archive_digest(self.source, self.container_dir)
+        return archive_digest(self.source, self.container_dir, config_file=self.config_file)
 
     @property
     def tag(self) -> str:
@@ -358,7 +409,9 @@ class LazyArchive:
     def data(self) -> bytes:
         with self._lock:
             if self._built is None:
-                archive = build_archive(self.source, self.container_dir)
+                archive = build_archive(
+                    self.source, self.container_dir, config_file=self.config_file
+                )
                 if archive.digest != self.digest:
                     raise ConfigError(
                         f"the files under {self.source} changed while deploying (image tag "

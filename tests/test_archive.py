@@ -7,6 +7,7 @@ import io
 import os
 import shutil
 import tarfile
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,13 @@ def _names(a: Archive) -> list[str]:
 def _members(a: Archive) -> dict[str, tarfile.TarInfo]:
     with tarfile.open(fileobj=io.BytesIO(a.data)) as tar:
         return {m.name: m for m in tar.getmembers()}
+
+
+def _text(a: Archive, name: str) -> str:
+    with tarfile.open(fileobj=io.BytesIO(a.data)) as tar:
+        member = tar.extractfile(name)
+        assert member is not None
+        return member.read().decode()
 
 
 @pytest.fixture
@@ -209,6 +217,111 @@ def test_deploy_only_files_are_left_out(project: Path, container: Path) -> None:
     assert set(_names(after)) - set(_names(before)) == {"deploy"}
     (project / "mysite" / ".github").mkdir()  # not the root one: kept
     assert "mysite/.github" in _names(build_archive(project, container))
+
+
+def test_the_deployments_config_file_in_the_project_is_left_out(
+    project: Path, container: Path
+) -> None:
+    """A config under another name (--config deploy/prod.toml) is the deployer's as
+    djdeploy.toml is: left out, so editing a deploy-only setting in it builds no new image."""
+    (project / "deploy").mkdir()
+    config = project / "deploy" / "prod.toml"
+    config.write_text('source = ".."\n[service]\nmemory = "1Gi"\n')
+    (project / "prod.toml").write_text("# the same name elsewhere is another file\n")
+    before = build_archive(project, container, config_file=config)
+    assert "deploy/prod.toml" not in _names(before)
+    assert {"deploy", "prod.toml"} <= set(_names(before))
+    config.write_text('source = ".."\n[service]\nmemory = "2Gi"\n')
+    after = build_archive(project, container, config_file=config)
+    assert after.data == before.data
+    lazy = LazyArchive(project, container, config_file=config)
+    assert (lazy.digest, lazy.data) == (before.digest, before.data)
+    # a relative path (resolved from the working directory) names the same file
+    relative = Path(os.path.relpath(config))
+    assert build_archive(project, container, config_file=relative).digest == before.digest
+    # not the deployment's config: shipped like any file
+    assert "deploy/prod.toml" in _names(build_archive(project, container))
+
+
+def test_a_config_file_outside_the_project_or_a_pyproject_changes_nothing(
+    project: Path, container: Path, tmp_path: Path
+) -> None:
+    before = build_archive(project, container)
+    outside = tmp_path / "prod.toml"
+    outside.write_text('source = "mysite"\n')
+    assert build_archive(project, container, config_file=outside).data == before.data
+    (project / "pyproject.toml").write_text('[project]\nname = "mysite"\n')
+    with_pyproject = build_archive(project, container)
+    config = project / "pyproject.toml"  # the build may read its dependencies: kept
+    assert build_archive(project, container, config_file=config).data == with_pyproject.data
+    assert "pyproject.toml" in _names(with_pyproject)
+
+
+PYPROJECT = """\
+[project]
+name = "mysite"
+dependencies = ["django"]  # installed by the image build
+
+# the deployment
+[tool.djdeploy]
+tenant = "acme"
+source = "."
+
+[tool.djdeploy.service]
+memory = "{memory}"
+
+[[tool.djdeploy.cron]]
+name = "nightly"
+schedule = "{schedule}"
+command = ["clearsessions"]
+
+[tool.ruff]
+line-length = 100
+"""
+
+
+def test_pyproject_ships_without_tool_djdeploy(project: Path, container: Path) -> None:
+    """[tool.djdeploy] is the deployer's config, as djdeploy.toml is: the pyproject.toml ships
+    without it (the build reads its dependencies), so a deploy-only edit there builds no new
+    image, while an edit of the rest does."""
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(PYPROJECT.format(memory="1Gi", schedule="0 3 * * *"))
+    before = build_archive(project, container, config_file=pyproject)
+    shipped = _text(before, "pyproject.toml")
+    assert shipped == (
+        '[project]\nname = "mysite"\n'
+        'dependencies = ["django"]  # installed by the image build\n\n'
+        "[tool.ruff]\nline-length = 100\n"
+    )
+    assert tomllib.loads(shipped) == {
+        "project": {"name": "mysite", "dependencies": ["django"]},
+        "tool": {"ruff": {"line-length": 100}},
+    }
+    pyproject.write_text(PYPROJECT.format(memory="2Gi", schedule="0 4 * * *"))
+    assert build_archive(project, container, config_file=pyproject).data == before.data
+    assert build_archive(project, container).data == before.data  # read from the cwd, or not
+    assert LazyArchive(project, container).digest == before.digest
+    pyproject.write_text(
+        PYPROJECT.replace('["django"]', '["django", "whitenoise"]').format(
+            memory="2Gi", schedule="0 4 * * *"
+        )
+    )
+    assert build_archive(project, container).digest != before.digest
+
+
+def test_a_pyproject_whose_table_cannot_be_cut_exactly_ships_as_it_is(
+    project: Path, container: Path
+) -> None:
+    """Anywhere in the project; and one whose [tool.djdeploy] is a value of a kept key has no
+    line of its own to cut: shipped unchanged rather than cut wrong."""
+    nested = project / "vendor" / "pkg" / "pyproject.toml"
+    nested.parent.mkdir(parents=True)
+    nested.write_text('[project]\nname = "pkg"\n[tool.djdeploy]\ntenant = "acme"\n')
+    inline = 'tool = { djdeploy = { tenant = "acme" }, ruff = { line-length = 100 } }\n'
+    (project / "pyproject.toml").write_text(inline)
+    a = build_archive(project, container)
+    assert _text(a, "vendor/pkg/pyproject.toml") == '[project]\nname = "pkg"\n'
+    assert _text(a, "pyproject.toml") == inline
 
 
 def test_root_media_app_package_is_kept(project: Path, container: Path) -> None:

@@ -490,6 +490,7 @@ def _build(layers: _Layers, cwd: Path) -> Config:
         for k, (v, _) in layers.maps["secret_env"].items()
     }
     kwargs["cron"] = tuple(_cron(table, origin) for table, origin in layers.cron)
+    kwargs["config_file"] = layers.file
     tenant = kwargs.pop("tenant")
     return Config(tenant, **kwargs)
 

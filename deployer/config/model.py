@@ -116,6 +116,9 @@ class Config:
     cron: tuple[CronEntry, ...] = ()  # scheduled management commands ([[cron]])
     worker: WorkerConfig | None = None  # a background worker ([worker]); None: none
     ci: CiConfig | None = None  # deploy on push ([ci]); None: none
+    #: the config file it was read from (load_config sets it): inside source, it is left out
+    #: of the image like djdeploy.toml (archive.py), so a deploy-only edit builds nothing
+    config_file: Path | None = None
 
     def __post_init__(self) -> None:
         for name, cls in _SECTIONS.items():
@@ -145,8 +148,9 @@ class Config:
                 object.__setattr__(self, name, FrozenDict(value))
         if isinstance(self.domains, list):
             object.__setattr__(self, "domains", tuple(self.domains))
-        if isinstance(self.source, str):
-            object.__setattr__(self, "source", Path(self.source))
+        for name in ("source", "config_file"):
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, Path(getattr(self, name)))
         self.validate()
 
     @cached_property
@@ -235,6 +239,8 @@ class Config:
                     ),
                     "source",
                 ) from None
+        if self.config_file is not None and not isinstance(self.config_file, Path):
+            fail("config_file", self.config_file, "must be a path")
         if self.settings_module is not None:
             check_settings_module(self.settings_module)
         check_domains(self.domains)

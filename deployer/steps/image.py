@@ -76,10 +76,11 @@ def image_tag(digest: str, args: dict[str, str]) -> str:
 
 @dataclass(frozen=True)
 class Image(Operation):
-    """``Image(config)`` archives config.source (or the bundled sample) lazily: the digest (so
-    the tag and ``image``) when first asked for, which steps/__init__ does before any cloud
-    call (an unreadable source is a ConfigError then); the tar.gz only when apply uploads it.
-    ``Image(config, archive)`` uses the given one."""
+    """``Image(config)`` archives config.source (or the bundled sample; without
+    config.config_file) lazily: the digest (so the tag and ``image``) when first asked for,
+    which steps/__init__ does before any cloud call (an unreadable source is a ConfigError
+    then); the tar.gz only when apply uploads it. ``Image(config, archive)`` uses the given
+    one."""
 
     config: Config
     archive: Archive | LazyArchive = field(default=None, repr=False)  # type: ignore[assignment]
@@ -90,7 +91,8 @@ class Image(Operation):
     def __post_init__(self) -> None:
         if self.archive is None:
             source = self.config.source or default_source()
-            object.__setattr__(self, "archive", LazyArchive(source, container_dir()))
+            archive = LazyArchive(source, container_dir(), config_file=self.config.config_file)
+            object.__setattr__(self, "archive", archive)
 
     @property
     def build_args(self) -> dict[str, str]:

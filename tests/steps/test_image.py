@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from deployer.archive import build_archive, container_dir, default_source
-from deployer.config import BuildConfig, Config
+from deployer.config import BuildConfig, Config, load_config
 from deployer.emulator import serviceusage
 from deployer.emulator.policies import SA_KIND
 from deployer.emulator.testing import storage_client
@@ -457,6 +457,56 @@ def test_another_tenants_build_of_the_same_source_is_not_ours(emulator: Any) -> 
     change = ours.diff(ours.observe(cloud))
     assert change.action is Action.CREATE
     assert change.failure is None and "build" not in change.info
+
+
+@pytest.mark.parametrize(
+    ("where", "text", "flags"),
+    [
+        (
+            "deploy/prod.toml",
+            'source = ".."\n[service]\nmemory = "{memory}"\n',
+            {"config": "deploy/prod.toml"},
+        ),
+        (
+            "pyproject.toml",
+            '[project]\nname = "mysite"\ndependencies = ["django"]\n\n[tool.djdeploy]\n'
+            'source = "."\n\n[tool.djdeploy.service]\nmemory = "{memory}"\n',
+            {},
+        ),
+    ],
+    ids=["--config", "pyproject"],
+)
+def test_a_deploy_only_edit_of_the_config_in_the_project_builds_nothing(
+    emulator: Any, project: Path, where: str, text: str, flags: dict[str, str]
+) -> None:
+    """--config deploy/prod.toml, or [tool.djdeploy] of the project's pyproject.toml: the
+    settings are the deployer's, not the image's, so a new memory size is the same image: no
+    build (and so no migrate)."""
+    config_file = project / where
+    config_file.parent.mkdir(exist_ok=True)
+
+    def load(memory: str) -> Config:
+        config_file.write_text(text.format(memory=memory))
+        given = {**flags, "project": PROJECT, "region": REGION}
+        config = load_config(tenant="demo", cwd=project, environ={}, flags=given)
+        assert config.config_file == config_file and config.service.memory == memory
+        return config
+
+    config = load("1Gi")
+    _seed(emulator, config)
+    engine = _engine(emulator)
+    assert engine.up(_steps(config)).ok
+    built = Image(config).image
+    assert emulator.emu.store.get("artifactregistry.tag", built) is not None
+
+    edited = load("2Gi")
+    assert Image(edited).image == built
+    emulator.emu.transcript.clear()
+    result = engine.up(_steps(edited))
+    assert result.ok, [r.error for r in result.results]
+    image = next(r for r in result.results if r.step == "image").first
+    assert image is not None and image.action is Action.NOOP, image
+    assert _builds(emulator.emu.transcript.entries()) == []
 
 
 def test_lazy_archive_plan_status_destroy_never_compress(monkeypatch: Any) -> None:
