@@ -21,6 +21,7 @@ from deployer.steps.ci import MONITORING_ROLE as MONITORING_ROLE
 from deployer.steps.ci import OPTIONAL_ROLES as OPTIONAL_ROLES
 from deployer.steps.ci import REDIS_ROLE as REDIS_ROLE
 from deployer.steps.ci import SCHEDULER_ROLE as SCHEDULER_ROLE
+from deployer.steps.ci import config_in_checkout as config_in_checkout
 from deployer.steps.ci import config_roles as config_roles
 from deployer.steps.ci import up_command
 
@@ -52,6 +53,7 @@ class Pipeline:
     repository: str  # OWNER/REPO
     branch: str = "main"
     extra_roles: tuple[str, ...] = ()  # config_roles: what the configuration needs besides
+    config: str | None = None  # config_in_checkout: the --config a push's `up` needs, if any
 
     def __post_init__(self) -> None:
         check_source(self.repository, self.branch)
@@ -67,7 +69,7 @@ class Pipeline:
 
     @property
     def up_command(self) -> str:
-        return up_command(self.tenant, self.project, self.region)
+        return up_command(self.tenant, self.project, self.region, config=self.config)
 
 
 def workflow(pipeline: Pipeline, *, version: str) -> str:

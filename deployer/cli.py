@@ -995,6 +995,7 @@ def ci_github_actions(
         repository=repository,
         branch=branch,
         extra_roles=ci.config_roles(cfg),
+        config=ci.config_in_checkout(cfg.config_file),
     )
     written = ci.write_workflow(pipeline, path, version=__version__, force=force)
     _say(f"{'wrote' if written.changed else 'unchanged:'} {path}")

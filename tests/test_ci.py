@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 
 from deployer import __version__, ci
 from deployer.cli import app
+from deployer.config import load_config
+from deployer.steps.ci import trigger_body
 from tests.test_scenarios import GOLDEN, UPDATE_GOLDEN
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,3 +136,35 @@ def test_the_configuration_adds_the_roles_it_needs(tmp_path: Path) -> None:
     code, output = run(tmp_path, *ARGS)
     assert code == 0, output
     assert ci.SCHEDULER_ROLE in output and ci.MONITORING_ROLE not in output
+
+
+def test_a_config_under_another_name_is_named_to_the_push_up(tmp_path: Path) -> None:
+    """A push's `djdeploy up` runs in the repository's root, where it finds djdeploy.toml by
+    itself; a deployment read from another file names it, from the root, or the push would
+    deploy another configuration (or the bundled sample)."""
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "manage.py").write_text("")
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "prod.toml").write_text('source = ".."\n[ci]\ngithub = "acme/site"\n')
+    code, output = run(tmp_path, *ARGS, "--config", "deploy/prod.toml")
+    assert code == 0, output
+    text = (tmp_path / WORKFLOW).read_text()
+    assert "djdeploy up --tenant demo --project acme-prod --region" in text
+    assert "--config deploy/prod.toml" in text
+
+    (tmp_path / "djdeploy.toml").write_text('source = "."\n')
+    assert ci.config_in_checkout(tmp_path / "djdeploy.toml") is None  # found by itself
+    assert ci.config_in_checkout(tmp_path / "deploy" / "prod.toml") == "deploy/prod.toml"
+    assert ci.config_in_checkout(None) is None
+
+    config = load_config(
+        tenant="demo",
+        cwd=tmp_path,
+        environ={},
+        flags={"project": "acme-prod", "config": "deploy/prod.toml"},
+    )
+    (step,) = trigger_body(config, version="1")["build"]["steps"]
+    assert step["args"][-1].endswith(
+        "djdeploy up --tenant demo --project acme-prod --region europe-west1"
+        " --config deploy/prod.toml"
+    )

@@ -27,8 +27,10 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from deployer.config.load import find_config_file
 from deployer.errors import CloudError, Conflict, DeployError
 from deployer.steps import container_env as ce
 from deployer.steps.base import (
@@ -108,9 +110,25 @@ def installed_version() -> str:
     return importlib.metadata.version("djdeploy")
 
 
-def up_command(tenant: str, project: str, region: str) -> str:
+def up_command(tenant: str, project: str, region: str, *, config: str | None = None) -> str:
     flags = {"--tenant": tenant, "--project": project, "--region": region}
+    if config is not None:
+        flags["--config"] = config
     return shlex.join(["djdeploy", "up", *(x for pair in flags.items() for x in pair)])
+
+
+def config_in_checkout(config_file: Path | None) -> str | None:
+    """The --config a push's `djdeploy up`, run in the repository's root, needs to read the
+    file this deployment was read from: its path from that root, or None when the build finds
+    it by itself (the root's djdeploy.toml, or pyproject.toml with [tool.djdeploy]) or when
+    the file is in no git repository (nothing to point at)."""
+    if config_file is None:
+        return None
+    file = config_file.resolve()
+    root = next((d for d in file.parents if (d / ".git").exists()), None)
+    if root is None or find_config_file(root) == file:
+        return None
+    return file.relative_to(root).as_posix()
 
 
 def connect_url(config: Config) -> str:
@@ -128,7 +146,12 @@ def trigger_body(config: Config, *, version: str) -> dict[str, Any]:
     ci, names = config.ci, config.names
     owner, repo = ci.github.split("/")
     tags = [TAG, f"djdeploy-tenant-{config.tenant}"]
-    up = up_command(config.tenant, config.project, config.region)
+    up = up_command(
+        config.tenant,
+        config.project,
+        config.region,
+        config=config_in_checkout(config.config_file),
+    )
     return {
         "name": names.ci_trigger,
         "description": f"djdeploy: deploys tenant {config.tenant} on every push to {ci.branch}",
