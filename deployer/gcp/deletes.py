@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,23 +34,20 @@ class Delete:
 
 
 class Started:
-    """The deletes started within one ``recording()``: one step's."""
+    """The deletes started within one ``recording()``: one step's, in its own thread (so no
+    lock)."""
 
     def __init__(self) -> None:
         self._deletes: list[Delete] = []
-        self._lock = threading.Lock()
 
     def add(self, delete: Delete) -> None:
-        with self._lock:
-            self._deletes.append(delete)
+        self._deletes.append(delete)
 
     def check(self, *, again: str) -> None:
         """OperationFailed, naming the resource and Google's reason, when one of these
         deletes ended in error (reads each one's operation); ``again`` is the command to run
         once the cause is fixed."""
-        with self._lock:
-            deletes = list(self._deletes)
-        for d in deletes:
+        for d in self._deletes:
             reason = d.reason()
             if reason is not None:
                 raise OperationFailed(
