@@ -16,7 +16,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from deployer.clock import Clock
-from deployer.errors import DeployError, MaybeApplied, StepFailed, Timeout
+from deployer.errors import DeployError, MaybeApplied, OperationFailed, StepFailed, Timeout
+from deployer.gcp import deletes
 from deployer.gcp.cloud import Cloud
 from deployer.steps.base import Action, Change, Step, Transient
 
@@ -355,7 +356,8 @@ class Engine:
             first = change = self._diff(step, first=True)
             result.first = change
             if change.action is not Action.NOOP:
-                change = self._converge(step, change, t0, gate)
+                with deletes.recording() as started:
+                    change = self._converge(step, change, t0, gate, started)
             self._wait_for(step, gate, t0)  # done only once what its run needs is
             result.last = change
         finally:
@@ -374,12 +376,15 @@ class Engine:
         gate.wait(step)
         return True
 
-    def _converge(self, step: Step, change: Change, t0: float, gate: Gate) -> Change:
+    def _converge(
+        self, step: Step, change: Change, t0: float, gate: Gate, started: deletes.Started
+    ) -> Change:
         """Apply, then re-observe until the diff is NOOP (or fail with the reason). The kind of
         failure decides: a refusal is never applied; a permanent one (Broken) fails the step
         once this run applied something; a Transient one is applied again after its delay,
-        until the deadline. An apply whose write may have landed unanswered (MaybeApplied)
-        counts as applied: the next observe decides, never a blind resend."""
+        until the deadline; a delete it ``started`` that ended in error (OperationFailed) fails
+        it at once. An apply whose write may have landed unanswered (MaybeApplied) counts as
+        applied: the next observe decides, never a blind resend."""
         deadline = t0 + self.options.step_timeout
         reapplies = 0  # re-applies for a difference that persists (not for a transient failure,
         # whose re-applies are bounded by the deadline alone)
@@ -436,6 +441,10 @@ class Engine:
             change = self._diff(step)
             if change.action is Action.NOOP:
                 return change
+            try:  # what a failed delete leaves stays: no wait ends, no re-apply helps
+                started.check(again="up")
+            except OperationFailed as exc:
+                raise StepFailed(step.name, str(exc)) from exc
 
     # -- destroy ---------------------------------------------------------------------------
 
@@ -446,21 +455,27 @@ class Engine:
             t0 = self.clock.monotonic()
             self._emit(step.name, Phase.OBSERVE, t0)
             try:
-                change = self._delete(step, delete_data=delete_data, t0=t0)
+                with deletes.recording() as started:
+                    change = self._delete(step, delete_data=delete_data, t0=t0, started=started)
             except DeployError as exc:
                 raise StepFailed(step.name, str(exc)) from exc
             changes.append(change)
             self._emit(step.name, Phase.DONE, t0, change=change)
         return changes
 
-    def _delete(self, step: Step, *, delete_data: bool, t0: float) -> Change:
+    def _delete(
+        self, step: Step, *, delete_data: bool, t0: float, started: deletes.Started
+    ) -> Change:
         """Call delete() until it stops answering WAIT (a multi-stage delete: lift
-        protection, final backup, delete), then wait until observe() finds nothing."""
+        protection, final backup, delete), then wait until observe() finds nothing; a delete
+        it ``started`` that ended in error (OperationFailed) fails it at once."""
         deadline = t0 + self.options.step_timeout
+        again = "destroy --delete-data" if delete_data else "destroy"
         change = step.delete(self.cloud, delete_data=delete_data)
         while change.action is Action.WAIT or (
             change.action is Action.DELETE and step.observe(self.cloud) is not None
         ):
+            started.check(again=again)  # destroy() names the step
             if self.clock.monotonic() > deadline:
                 raise Timeout(  # destroy() names the step
                     f"still there after {self.options.step_timeout:.0f} s; run destroy again"

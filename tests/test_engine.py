@@ -12,6 +12,7 @@ import pytest
 
 from deployer.engine import Engine, Event, Options, Phase, order
 from deployer.errors import StepFailed
+from deployer.gcp import deletes
 from deployer.gcp.clients import ClientFactory
 from deployer.gcp.cloud import Cloud
 from deployer.steps.base import Action, Broken, Change, Failure, NotOurs, Operation, Transient
@@ -422,3 +423,61 @@ def test_polls_see_completion_within_5_percent_or_2_seconds():
     scaled = Options.scaled(0.01)
     assert scaled.poll_delay(0.0) == pytest.approx(0.1)
     assert scaled.poll_delay(1000.0) == scaled.poll_max
+
+
+@dataclass(eq=False)
+class FailingDelete(FakeStep):
+    """A resource whose delete starts an operation (gcp/deletes.py) that ends in error after
+    ``runs`` reads of it: the resource stays. In up it is a retiring step (exists: DELETE)."""
+
+    runs: int = 2
+    reads: int = 0
+
+    def _start(self) -> None:
+        def reason() -> str | None:
+            self.reads += 1
+            return "in use (injected)" if self.reads > self.runs else None
+
+        deletes.started("Cloud Run", f"service {self.name}", reason)
+
+    def diff(self, observed: dict[str, Any] | None) -> Change:
+        if observed is None:
+            return Change(self.name, self.name, Action.NOOP, "gone")
+        return Change(self.name, self.name, Action.DELETE, "retired")
+
+    def apply(self, cloud: Any, change: Change) -> None:
+        self.log.append(f"apply {self.name}")
+        self._start()
+
+    def delete(self, cloud: Any, *, delete_data: bool) -> Change:
+        self.log.append(f"delete {self.name}")
+        self._start()
+        return Change(self.name, self.name, Action.DELETE, "deleting")
+
+
+def test_a_failed_delete_fails_destroy_at_once_naming_it_once() -> None:
+    clock = FakeClock()
+    step = FailingDelete("web", exists=True)
+    with pytest.raises(StepFailed) as failed:
+        engine(clock).destroy([step], delete_data=True)
+    assert str(failed.value) == (
+        "web: Cloud Run did not delete service web: in use (injected); fix the cause and run "
+        "destroy --delete-data again"
+    )
+    assert step.log == ["delete web"] and step.reads == 3  # failed at the first look after
+    assert clock.now < 100  # not the step's deadline
+
+
+def test_a_failed_delete_fails_a_retiring_step_at_once_and_no_other() -> None:
+    clock = FakeClock()
+    retiring = FailingDelete("worker-retired", exists=True)
+    other = FakeStep("svc", polls=3)  # runs beside it, starts no delete
+    result = engine(clock).up([retiring, other])
+    errors = {r.step: r.error for r in result.results}
+    assert errors == {
+        "worker-retired": "worker-retired: Cloud Run did not delete service worker-retired: "
+        "in use (injected); fix the cause and run up again",
+        "svc": "",
+    }
+    assert retiring.log == ["apply worker-retired"]  # never re-applied: no wait, no retry
+    assert clock.now < 100

@@ -218,16 +218,36 @@ def test_up_of_the_sample_says_so_last(emulator: EmulatorHandle, tmp_path: Path)
 def test_a_refused_delete_fails_its_step_at_once_with_googles_reason(
     emulator: EmulatorHandle,
 ) -> None:
+    """Cloud SQL's database, user and instance, each delete refused once in turn: each destroy
+    fails at the next one, naming it and Google's reason once; the next deletes it."""
     assert djdeploy(emulator, "up", "--tenant", TENANT).exit_code == 0
+    instance = f"{TENANT}-django-pg"
     refusal = 'role "demo_django" cannot be dropped because some objects depend on it'
-    emulator.control.fail("sql.operation", f"{TENANT}-django-pg/DELETE_USER", refusal)
-    result = djdeploy(emulator, "destroy", "--tenant", TENANT, "--delete-data", "--yes")
-    assert result.exit_code == 1, result.output
-    error = [line for line in result.output.splitlines() if line.startswith("error: ")]
-    assert error == [
-        f"error: sql-user: Cloud SQL did not delete user demo_django on instance "
-        f"{TENANT}-django-pg: {refusal}; fix the cause and run destroy --delete-data again"
-    ], result.output
+    for kind, match, step, what, reason in (
+        (
+            "sql.operation",
+            f"{instance}/DELETE_DATABASE",
+            "sql-user",  # which deletes the database before its user, who owns it
+            f"database demo_django on instance {instance}",
+            "in use",
+        ),
+        (
+            "sql.operation",
+            f"{instance}/DELETE_USER",
+            "sql-user",
+            f"user demo_django on instance {instance}",
+            refusal,
+        ),
+        ("delete", f"/instances/{instance}", "sql-instance", f"instance {instance}", "in use"),
+    ):
+        emulator.control.fail(kind, match, reason)
+        result = djdeploy(emulator, "destroy", "--tenant", TENANT, "--delete-data", "--yes")
+        assert result.exit_code == 1, result.output
+        error = [line for line in result.output.splitlines() if line.startswith("error: ")]
+        assert error == [
+            f"error: {step}: Cloud SQL did not delete {what}: {reason}; fix the cause and run "
+            "destroy --delete-data again"
+        ], result.output
     assert check_transcript(emulator.control.transcript()) == []
     # the cause gone, destroy finishes
     result = djdeploy(emulator, "destroy", "--tenant", TENANT, "--delete-data", "--yes")

@@ -1,7 +1,8 @@
 """A delete whose operation ends in error fails its step at once with Google's reason, as
-Cloud SQL's does (gcp/deletes.py): destroy, then up's retiring steps, of a deployment with a
-[worker] and a Redis broker, each delete made to fail once by the emulator's outcome rules
-(kind "delete"); the resource stays, and the next run deletes it."""
+Cloud SQL's does (the engine checks the deletes each step started: gcp/deletes.py): destroy,
+then up's retiring steps, of a deployment with a [worker] and a Redis broker, each delete made
+to fail once by the emulator's outcome rules (kind "delete"); the resource stays, and the next
+run deletes it."""
 
 from __future__ import annotations
 
@@ -59,8 +60,7 @@ def test_each_failed_delete_fails_destroy_at_once(emulator: EmulatorHandle, tmp_
         [error] = errors(output)
         seen.append(error)
     assert sorted(seen) == sorted(
-        f"error: {step}: {what}: {REASON.format(what=step)}; fix the cause and run the "
-        "command again"
+        f"error: {step}: {what}: {REASON.format(what=step)}; fix the cause and run destroy again"
         for _, step, what in FAILING
     )
     code, output = djdeploy(emulator, config_file, "destroy", "--tenant", TENANT)
@@ -86,7 +86,7 @@ def test_a_failed_delete_fails_a_retiring_step_at_once(
         code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)
         assert code == 1, output
         reason = REASON.format(what=step.removesuffix("-retired"))
-        assert f"failed {step}: {what}: {reason}; fix the cause and run the command again" in (
+        assert f"failed {step}: {what}: {reason}; fix the cause and run up again" in (
             output.splitlines()
         ), output
     code, output = djdeploy(emulator, config_file, "up", "--tenant", TENANT)

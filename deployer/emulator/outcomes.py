@@ -8,10 +8,10 @@ Tests (or the admin API) add rules; API modules ask, at the moment the outcome i
 
 Kinds in use: "build", "execution", "revision" (a service's), "workerpool" (a worker pool's
 revision), "sql.operation", and "delete": a delete of a Cloud Run service, job or worker pool,
-a Memorystore instance or an Artifact Registry repository whose full name contains X is
-accepted, and its operation ends in error with the message (FAILED_PRECONDITION), the resource
-left as it was. Rules live in the store (the operation that consumes one may complete in
-another process).
+a Memorystore instance, an Artifact Registry repository or a Cloud SQL instance whose full name
+contains X is accepted, and its operation ends in error with the message (FAILED_PRECONDITION),
+the resource left as it was. Rules live in the store (the operation that consumes one may
+complete in another process).
 """
 
 from __future__ import annotations

@@ -1,64 +1,90 @@
-"""The deletes a command started, so that a read of a resource whose delete has failed says
-so with Google's reason (OperationFailed) instead of answering a resource that no wait will
-see go: a failed delete leaves the resource in place, and destroy (or a retiring step) would
-wait for it until the step's deadline. Cloud Run services, jobs and worker pools, Memorystore
-instances and Artifact Registry repositories; Cloud SQL, whose operations have their own
-shape, keeps its own (gcp/sql.py ``delete_failure``).
+"""The deletes a step started, so that the engine, waiting for what they delete to go, fails the
+step at once with Google's reason when one ended in error: a failed delete leaves the resource
+in place, which no wait would see go before the step's deadline.
 
-Each wrapper keeps one ``Deletes``: its delete calls ``started`` with the resource's full name
-and how to read the operation, its get passes what it read through ``check``. Only a resource
-still there after a delete this command started costs a read of that operation.
+Every wrapper whose delete answers an operation (Cloud Run services, jobs and worker pools,
+Memorystore instances, Artifact Registry repositories, Cloud SQL instances, databases and
+users) tells ``started`` what it deletes and how to read that operation's error. The engine
+runs each step inside ``recording()`` and, each time it finds the step not done yet, calls
+``check`` (engine.py): one rule for every resource and every step, in up (a retiring step) as
+in destroy; only a step still waiting after a delete it started costs a read of that operation.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from deployer.errors import OperationFailed
 from deployer.gcp.context import Context, execute
 
-#: reads the delete's operation: {"done": bool, "error": {"message": ...} | None}, or None
-ReadOp = Callable[[], "dict[str, Any] | None"]
-T = TypeVar("T")
+#: Google's reason once the delete's operation ended in error; None while it runs, once it
+#: succeeded, or when it is gone
+ReadReason = Callable[[], "str | None"]
 
 
-class Deletes:
-    def __init__(self, api: str) -> None:
-        self.api = api  # as the user reads it: "Cloud Run", "Memorystore for Redis"
-        self._started: dict[str, ReadOp] = {}
-        self._lock = threading.Lock()
-
-    def started(self, name: str, read_op: ReadOp) -> None:
-        with self._lock:
-            self._started[name] = read_op
-
-    def check(self, name: str, found: T, *, kind: str) -> T:
-        """``found`` (what a read of ``name`` answered), unless it is still there and the
-        delete this command started of it has ended in error: then OperationFailed."""
-        with self._lock:
-            read_op = self._started.get(name)
-        if found is None or read_op is None:
-            return found
-        op = read_op() or {}
-        error = op.get("error") if op.get("done") else None
-        if error:
-            reason = error.get("message") or "no reason given"
-            short = name.rsplit("/", 1)[-1]
-            raise OperationFailed(
-                f"{self.api} did not delete {kind} {short}: {reason}; fix the cause and run "
-                "the command again"
-            )
-        return found
+@dataclass(frozen=True)
+class Delete:
+    api: str  # as the user reads it: "Cloud Run", "Cloud SQL"
+    what: str  # "service web", "user app on instance db"
+    reason: ReadReason
 
 
-def operation_reader(cloud: Context, operations: Any, started: dict[str, Any]) -> ReadOp:
-    """How to read again the google.longrunning operation ``started`` (a discovery client's
+class Started:
+    """The deletes started within one ``recording()``: one step's, in its own thread (so no
+    lock)."""
+
+    def __init__(self) -> None:
+        self._deletes: list[Delete] = []
+
+    def add(self, delete: Delete) -> None:
+        self._deletes.append(delete)
+
+    def check(self, *, again: str) -> None:
+        """OperationFailed, naming the resource and Google's reason, when one of these
+        deletes ended in error (reads each one's operation); ``again`` is the command to run
+        once the cause is fixed."""
+        for d in self._deletes:
+            reason = d.reason()
+            if reason is not None:
+                raise OperationFailed(
+                    f"{d.api} did not delete {d.what}: {reason}; fix the cause and run "
+                    f"{again} again"
+                )
+
+
+_recording: contextvars.ContextVar[Started | None] = contextvars.ContextVar("deletes", default=None)
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[Started]:
+    """The deletes started in this block (in this thread), for the engine to check."""
+    started = Started()
+    token = _recording.set(started)
+    try:
+        yield started
+    finally:
+        _recording.reset(token)
+
+
+def started(api: str, what: str, reason: ReadReason) -> None:
+    """A wrapper started deleting ``what``: the engine's recording (if any) keeps it."""
+    current = _recording.get()
+    if current is not None:
+        current.add(Delete(api, what, reason))
+
+
+def longrunning_reason(cloud: Context, operations: Any, operation: dict[str, Any]) -> ReadReason:
+    """How to read the error of the google.longrunning ``operation`` (a discovery client's
     answer to a delete) through ``operations`` (its API's ``...locations().operations()``)."""
-    name = str(started["name"])
+    name = str(operation["name"])
 
-    def read_op() -> dict[str, Any] | None:
-        return cloud.read(execute(operations.get(name=name)), key=("operation", name))
+    def reason() -> str | None:
+        op = cloud.read(execute(operations.get(name=name)), key=("operation", name)) or {}
+        error = op.get("error") if op.get("done") else None
+        return str(error.get("message") or "no reason given") if error else None
 
-    return read_op
+    return reason

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from deployer.gcp import deletes
 from deployer.gcp.context import Context, execute
-from deployer.gcp.deletes import Deletes, operation_reader
 from deployer.secret import Secret
 
 
@@ -42,7 +42,6 @@ def broker_url(instance: Mapping[str, Any] | None, auth: Secret | None) -> Secre
 class RedisApi:
     def __init__(self, cloud: Context) -> None:
         self.cloud = cloud
-        self.deletes = Deletes("Memorystore for Redis")
 
     def _instances(self) -> Any:
         return self.cloud.clients.discovery("redis", "v1").projects().locations().instances()
@@ -56,13 +55,11 @@ class RedisApi:
 
     def get_instance(self, instance_id: str) -> dict[str, Any] | None:
         """The instance, or None (absent, or the API not enabled yet); a read the steps'
-        first observations share (the service, the jobs and the worker read its host);
-        OperationFailed when a delete of it this command started has failed."""
-        name = self.instance_name(instance_id)
-        found = self.cloud.read(
-            execute(self._instances().get(name=name)), key=("redis.instance", instance_id)
+        first observations share (the service, the jobs and the worker read its host)."""
+        return self.cloud.read(
+            execute(self._instances().get(name=self.instance_name(instance_id))),
+            key=("redis.instance", instance_id),
         )
-        return self.deletes.check(name, found, kind="instance")
 
     def get_auth_string(self, instance_id: str) -> Secret | None:
         """The instance's AUTH string, or None (AUTH off: the answer is empty; or absent)."""
@@ -91,7 +88,8 @@ class RedisApi:
         started = self.cloud.read(execute(self._instances().delete(name=name)))
         if started is None:
             return False
-        self.deletes.started(name, operation_reader(self.cloud, self._operations(), started))
+        reason = deletes.longrunning_reason(self.cloud, self._operations(), started)
+        deletes.started("Memorystore for Redis", f"instance {instance_id}", reason)
         return True
 
     def _operations(self) -> Any:

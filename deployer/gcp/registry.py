@@ -12,8 +12,8 @@ import re
 from typing import Any
 from urllib.parse import quote
 
+from deployer.gcp import deletes
 from deployer.gcp.context import Context, execute
-from deployer.gcp.deletes import Deletes, operation_reader
 
 _IMAGE_REF = re.compile(
     r"^(?P<location>[a-z0-9-]+)-docker\.pkg\.dev/(?P<project>[^/]+)/(?P<repo>[^/]+)/"
@@ -36,7 +36,6 @@ def parse_image_ref(ref: str) -> dict[str, str]:
 class RegistryApi:
     def __init__(self, cloud: Context) -> None:
         self.cloud = cloud
-        self.deletes = Deletes("Artifact Registry")
 
     @property
     def _repos(self) -> Any:
@@ -52,13 +51,10 @@ class RegistryApi:
     # -- repositories ------------------------------------------------------------------------
 
     def get_repository(self, repo_id: str) -> dict[str, Any] | None:
-        """The repository, or None; OperationFailed when a delete of it this command started
-        has failed (gcp/deletes.py)."""
-        found = self.cloud.read(
+        return self.cloud.read(
             execute(self._repos.repositories().get(name=self.name(repo_id))),
             key=("registry.repository", repo_id),
         )
-        return self.deletes.check(self.name(repo_id), found, kind="repository")
 
     def create_repository(
         self, repo_id: str, labels: dict[str, str], *, description: str = ""
@@ -90,7 +86,8 @@ class RegistryApi:
         started = self.cloud.read(execute(self._repos.repositories().delete(name=name)))
         if started is None:
             return False
-        self.deletes.started(name, operation_reader(self.cloud, self._repos.operations(), started))
+        reason = deletes.longrunning_reason(self.cloud, self._repos.operations(), started)
+        deletes.started("Artifact Registry", f"repository {repo_id}", reason)
         return True
 
     def list_managed(self) -> list[dict[str, Any]]:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from deployer.gcp import deletes
 from deployer.gcp.context import Context
-from deployer.gcp.deletes import Deletes
 from deployer.gcp.proto import from_dict, policy_from_dict, policy_to_dict, to_dict
 
 T = TypeVar("T")
@@ -24,7 +24,6 @@ MANAGED_BY = "managed-by"
 class RunApi:
     def __init__(self, cloud: Context) -> None:
         self.cloud = cloud
-        self.deletes = Deletes("Cloud Run")
 
     # -- names -------------------------------------------------------------------------------
 
@@ -54,10 +53,8 @@ class RunApi:
     # -- services ----------------------------------------------------------------------------
 
     def get_service(self, name: str) -> dict[str, Any] | None:
-        """The service, or None; OperationFailed when a delete of it this command started
-        has failed (gcp/deletes.py)."""
         client = self._client("run.services")
-        found = self.cloud.read(
+        return self.cloud.read(
             lambda: to_dict(
                 client.get_service(
                     name=self.service_name(name),
@@ -67,7 +64,6 @@ class RunApi:
             ),
             key=("run.service", name),
         )
-        return self.deletes.check(self.service_name(name), found, kind="service")
 
     def list_services(self) -> list[dict[str, Any]]:
         client = self._client("run.services")
@@ -109,15 +105,15 @@ class RunApi:
 
     def delete_service(self, name: str) -> bool:
         """Start deleting; False when it was already gone."""
-        return self._delete("run.services", "delete_service", self.service_name(name))
+        return self._delete(
+            "run.services", "delete_service", self.service_name(name), what="service"
+        )
 
     # -- jobs --------------------------------------------------------------------------------
 
     def get_job(self, name: str) -> dict[str, Any] | None:
-        """The job, or None; OperationFailed when a delete of it this command started has
-        failed."""
         client = self._client("run.jobs")
-        found = self.cloud.read(
+        return self.cloud.read(
             lambda: to_dict(
                 client.get_job(
                     name=self.job_name(name), retry=None, timeout=self.cloud.clients.request_timeout
@@ -125,7 +121,6 @@ class RunApi:
             ),
             key=("run.job", name),
         )
-        return self.deletes.check(self.job_name(name), found, kind="job")
 
     def list_jobs(self) -> list[dict[str, Any]]:
         client = self._client("run.jobs")
@@ -168,7 +163,7 @@ class RunApi:
 
     def delete_job(self, name: str) -> bool:
         """Start deleting; False when it was already gone."""
-        return self._delete("run.jobs", "delete_job", self.job_name(name))
+        return self._delete("run.jobs", "delete_job", self.job_name(name), what="job")
 
     def run_job(self, name: str) -> None:
         """Start an execution (returns at once; list_executions shows it). Not safe to repeat
@@ -211,10 +206,8 @@ class RunApi:
     # -- worker pools ------------------------------------------------------------------------
 
     def get_worker_pool(self, name: str) -> dict[str, Any] | None:
-        """The worker pool, or None; OperationFailed when a delete of it this command
-        started has failed."""
         client = self._client("run.workerpools")
-        found = self.cloud.read(
+        return self.cloud.read(
             lambda: to_dict(
                 client.get_worker_pool(
                     name=self.worker_pool_name(name),
@@ -224,7 +217,6 @@ class RunApi:
             ),
             key=("run.workerpool", name),
         )
-        return self.deletes.check(self.worker_pool_name(name), found, kind="worker pool")
 
     def create_worker_pool(self, pool_id: str, body: dict[str, Any]) -> None:
         from google.cloud.run_v2 import types as run_types
@@ -257,11 +249,13 @@ class RunApi:
 
     def delete_worker_pool(self, name: str) -> bool:
         """Start deleting; False when it was already gone."""
-        return self._delete("run.workerpools", "delete_worker_pool", self.worker_pool_name(name))
+        return self._delete(
+            "run.workerpools", "delete_worker_pool", self.worker_pool_name(name), what="worker pool"
+        )
 
-    def _delete(self, kind: str, method: str, name: str) -> bool:
-        """Start deleting ``name`` through ``kind``'s client (its ``method``), remembering the
-        operation (self.deletes); False when it was already gone."""
+    def _delete(self, kind: str, method: str, name: str, *, what: str) -> bool:
+        """Start deleting ``name`` through ``kind``'s client (its ``method``), telling
+        gcp/deletes.py how to read the operation's error; False when it was already gone."""
         from deployer.errors import NotFound
 
         client = self._client(kind)
@@ -274,15 +268,14 @@ class RunApi:
             return False
         op_name = str(started.operation.name)
 
-        def read_op() -> dict[str, Any] | None:
-            def fetch() -> dict[str, Any]:
+        def reason() -> str | None:
+            def fetch() -> str | None:
                 op = client.get_operation(request={"name": op_name}, retry=None, timeout=timeout)
-                error = {"message": op.error.message} if op.HasField("error") else None
-                return {"done": op.done, "error": error}
+                return str(op.error.message) if op.done and op.HasField("error") else None
 
             return self.cloud.read(fetch, key=("run.operation", op_name))
 
-        self.deletes.started(name, read_op)
+        deletes.started("Cloud Run", f"{what} {name.rsplit('/', 1)[-1]}", reason)
         return True
 
     # -- revisions ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from deployer import errors
-from deployer.gcp import retry
+from deployer.gcp import deletes, retry
 from deployer.gcp.context import Context
 from deployer.secret import Secret
 
@@ -20,8 +20,6 @@ from deployer.secret import Secret
 class SqlApi:
     def __init__(self, cloud: Context) -> None:
         self.cloud = cloud
-        # the delete operations this command started: (kind, instance, name) -> operation id
-        self._deleting: dict[tuple[str, str, str], str] = {}
 
     @property
     def _api(self) -> Any:
@@ -96,7 +94,7 @@ class SqlApi:
     def delete_instance(self, name: str) -> dict[str, Any] | None:
         """Start deleting; None when the instance was already gone."""
         return self._started(
-            ("instance", name, name),
+            f"instance {name}",
             self._read(lambda a: a.instances().delete(project=self._p, instance=name)),
         )
 
@@ -144,7 +142,7 @@ class SqlApi:
     def delete_database(self, instance: str, name: str) -> dict[str, Any] | None:
         """Start deleting; None when the database (or its instance) was already gone."""
         return self._started(
-            ("database", instance, name),
+            f"database {name} on instance {instance}",
             self._read(
                 lambda a: a.databases().delete(project=self._p, instance=instance, database=name)
             ),
@@ -175,37 +173,33 @@ class SqlApi:
     def delete_user(self, instance: str, name: str) -> dict[str, Any] | None:
         """Start deleting; None when the user (or its instance) was already gone."""
         return self._started(
-            ("user", instance, name),
+            f"user {name} on instance {instance}",
             self._read(lambda a: a.users().delete(project=self._p, instance=instance, name=name)),
         )
 
     # -- operations ----------------------------------------------------------------------------
 
-    def _started(
-        self, what: tuple[str, str, str], op: dict[str, Any] | None
-    ) -> dict[str, Any] | None:
-        if op is not None:
-            self._deleting[what] = str(op["name"])
-        return op
+    def _started(self, what: str, op: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``op``, the delete of ``what`` just started (None: it was gone), told to
+        gcp/deletes.py with how to read its error."""
+        if op is None:
+            return None
+        op_id = str(op["name"])
 
-    def delete_failure(self, kind: str, instance: str, name: str) -> str | None:
-        """Google's reason when the delete of ``kind`` ("instance", "database", "user")
-        ``name`` that this command started has failed; None when it started none, or that
-        one runs or succeeded. A failed operation never ends by itself: the engine, waiting
-        for the resource to go, would wait until its deadline."""
-        op_id = self._deleting.get((kind, instance, name))
-        if op_id is None:
-            return None
-        op = self._read(
-            lambda a: a.operations().get(project=self._p, operation=op_id),
-            key=("sql.operation", op_id),
-        )
-        if op is None or op.get("status") != "DONE" or not op.get("error"):
-            return None
-        errors = op["error"].get("errors") or [{}]
-        return "; ".join(
-            str(e.get("message") or e.get("code") or "no reason given") for e in errors
-        )
+        def reason() -> str | None:
+            done = self._read(
+                lambda a: a.operations().get(project=self._p, operation=op_id),
+                key=("sql.operation", op_id),
+            )
+            if done is None or done.get("status") != "DONE" or not done.get("error"):
+                return None
+            failed = done["error"].get("errors") or [{}]
+            return "; ".join(
+                str(e.get("message") or e.get("code") or "no reason given") for e in failed
+            )
+
+        deletes.started("Cloud SQL", what, reason)
+        return op
 
     def pending_operations(self, instance: str) -> list[dict[str, Any]]:
         """Operations on ``instance`` that are not DONE (newest first); [] when it is gone."""

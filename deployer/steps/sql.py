@@ -112,7 +112,6 @@ class SqlInstance(Operation):
         inst = cloud.sql.get_instance(self.instance)
         if inst is None:
             return None
-        _delete_failed(cloud, "instance", self.instance, self.instance)
         return {"instance": inst, "pending": _pending(cloud.sql.pending_operations(self.instance))}
 
     def diff(self, observed: dict[str, Any] | None) -> Change:
@@ -328,19 +327,6 @@ class SqlInstance(Operation):
         )
 
 
-def _delete_failed(cloud: Cloud, kind: str, instance: str, name: str) -> None:
-    """Raise OperationFailed with Google's reason when the delete this command started of
-    the resource observe found has failed: the resource stays, and waiting would only
-    reach the step's deadline."""
-    reason = cloud.sql.delete_failure(kind, instance, name)
-    if reason is not None:
-        where = "" if kind == "instance" else f" on instance {instance}"
-        raise OperationFailed(
-            f"Cloud SQL did not delete {kind} {name}{where}: {reason}; "
-            "fix the cause and run destroy --delete-data again"
-        )
-
-
 def newest_final_backup(backups: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The newest backup run djdeploy took before deleting (by description), whatever its
     status; None when there is none."""
@@ -381,12 +367,9 @@ class _OnInstance(Operation):
 
     def observe(self, cloud: Cloud) -> dict[str, Any] | None:
         found = self._get(cloud)
-        instance = self.config.names.sql_instance
-        pending = _pending(cloud.sql.pending_operations(instance), self.OPS)
+        pending = _pending(cloud.sql.pending_operations(self.config.names.sql_instance), self.OPS)
         if found is None and not pending:
             return None
-        if found is not None and not pending:
-            _delete_failed(cloud, self.KEY, instance, str(found.get("name")))
         more = self._observe_existing(cloud) if found is not None else {}
         return {self.KEY: found, "pending": pending, **more}
 

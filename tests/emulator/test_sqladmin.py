@@ -247,6 +247,20 @@ def test_failed_operation_shape(sql, emulator):
     assert sql.instances().get(project=P, instance="pg-1").execute()["state"] == "FAILED"
 
 
+def test_a_failed_delete_leaves_the_instance_as_it_was(sql, emulator):
+    create(sql)
+    emulator.control.fail("delete", f"projects/{P}/instances/pg-1", "the instance is in use")
+    op = sql.instances().delete(project=P, instance="pg-1").execute()
+    assert sql.instances().get(project=P, instance="pg-1").execute()["state"] == "PENDING_DELETE"
+    done = wait(sql, op)
+    assert done["error"]["errors"][0]["message"] == "the instance is in use"
+    assert sql.instances().get(project=P, instance="pg-1").execute()["state"] == "RUNNABLE"
+    wait(sql, sql.instances().delete(project=P, instance="pg-1").execute())  # the rule used up
+    with pytest.raises(HttpError) as gone:
+        sql.instances().get(project=P, instance="pg-1").execute()
+    assert gone.value.status_code == 404
+
+
 def test_errors_map_through_the_deployer(emulator):
     """The mapped error keeps errors[].reason, so the retry policy can see operationInProgress."""
     from deployer.errors import Conflict, NotFound

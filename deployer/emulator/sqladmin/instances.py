@@ -182,6 +182,11 @@ class Instances:
             self.ops.ensure_idle(project_id, instance)
             if rec["settings"].get("deletionProtectionEnabled"):
                 raise SqlError(400, PROTECTED, "invalid")
+            # an outcome rule: the operation fails, the instance left in the state it was in
+            failure = self.emu.outcomes.take(
+                "delete", f"projects/{project_id}/instances/{instance}"
+            )
+            args = {} if failure is None else {"failure": failure, "state": rec["state"]}
             rec["state"] = "PENDING_DELETE"
             self.store.put(records.INSTANCE_KIND, records.instance_key(project_id, instance), rec)
             return self.ops.start(
@@ -190,7 +195,7 @@ class Instances:
                 "DELETE",
                 completer="sql.instance.delete",
                 duration_kind="sql.instance.delete",
-                args={},
+                args=args,
             )
 
 
@@ -333,6 +338,12 @@ def _finish_delete(emu: Emulator, op: dict[str, Any]) -> None:
     p, i = op["args"]["project"], op["args"]["instance"]
     store = emu.store
     rec = store.get(records.INSTANCE_KIND, records.instance_key(p, i)) or {}
+    if "failure" in op["args"]:  # the instance stays as it was, its data with it
+        if rec:
+            rec["state"] = op["args"]["state"]
+            store.put(records.INSTANCE_KIND, records.instance_key(p, i), rec)
+        mark_failed(op, op["args"]["failure"], "FAILED_PRECONDITION")
+        return None
     store.delete(records.INSTANCE_KIND, records.instance_key(p, i))
     retained = bool((rec.get("settings") or {}).get("retainBackupsOnDelete"))
     server = cluster(emu, rec) if rec else None
