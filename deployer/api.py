@@ -941,7 +941,8 @@ def rotate_secrets(
     (label ROTATING: the version it replaces) and `up` runs again: its secrets step adds the new
     versions, sql-user sets the database password, the jobs and the service pin them, and the
     rotation step disables the old versions once the new revision is ready. First, as for up,
-    the source preflight: a project the build would refuse raises PreflightError."""
+    the source preflight: a project the build would refuse raises PreflightError; then a tenant
+    whose service does not exist raises DeployError, nothing written."""
     chosen = check_kinds(kinds)
     target = target or Target()
     config = resolve(config, target)
@@ -954,6 +955,7 @@ def rotate_secrets(
         engine = _engine(session, on_event)
         cloud = engine.cloud
         start = engine.clock.monotonic()
+        _require_service(cloud, config)
         boot = _bootstrap(engine, steps, config, wait=wait)
         if not boot.ok:
             return RotateResult([], boot)
@@ -980,6 +982,19 @@ def rotate_secrets(
             ]
     run = RunResult(result.results, engine.clock.monotonic() - start)
     return RotateResult(rotations, run)
+
+
+def _require_service(cloud: Cloud, config: Config) -> None:
+    """Read-only, before anything is written: a tenant with no service (misspelt, never
+    deployed, or destroyed with its data kept) is refused, not deployed whole by the run's
+    `up` and then rotated."""
+    service = config.names.service
+    if cloud.run.get_service(service) is None:
+        raise DeployError(
+            f"service {service} does not exist in project {config.project}: nothing to rotate "
+            f"(`djdeploy status` lists the tenants; `djdeploy up --tenant {config.tenant}` "
+            "deploys it)"
+        )
 
 
 def _rotating_from(cloud: Cloud, secret_id: str) -> str | None:

@@ -361,11 +361,35 @@ def test_a_failing_deployment_is_fixed_before_anything_is_rotated(
 ) -> None:
     assert up(emulator)[0] == 0
     cloud = cloud_of(emulator)
-    emulator.control.add_fault(method="GET", path=rf"/services/{SERVICE}$", code=400, times=1)
+    # the migrate job, not the service: the refusal of a tenant not deployed reads that first
+    emulator.control.add_fault(method="GET", path=rf"/jobs/{JOBS[1]}$", code=400, times=1)
     code, output = rotate(emulator, "--secret", "db-password")
     assert code == 1, output
     assert "nothing rotated: the deployment is brought up to date first" in output
     assert states(cloud, DB) == {1: "ENABLED"} and ROTATING not in labels(cloud, DB)
+
+
+@pytest.mark.slow
+def test_a_tenant_not_deployed_is_refused_without_a_write(emulator: EmulatorHandle) -> None:
+    """A misspelt tenant, or one destroyed with its data (its secrets) kept: one line, exit 1,
+    and nothing made (no up deploying the whole tenant first)."""
+    refusal = [
+        f"error: service {SERVICE} does not exist in project {PROJECT}: nothing to rotate "
+        f"(`djdeploy status` lists the tenants; `djdeploy up --tenant {TENANT}` deploys it)"
+    ]
+    code, output = rotate(emulator, "--secret", "secret-key")
+    assert (code, output.strip().splitlines()) == (1, refusal), output
+    assert [e for e in emulator.control.transcript() if e["method"] not in ("GET", "HEAD")] == []
+
+    assert up(emulator)[0] == 0
+    assert djdeploy(emulator, "destroy", "--tenant", TENANT)[0] == 0
+    cloud = cloud_of(emulator)
+    assert states(cloud, KEY) == {1: "ENABLED"}  # kept without --delete-data
+    emulator.control.clear_transcript()
+    code, output = rotate(emulator, "--secret", "secret-key")
+    assert (code, output.strip().splitlines()) == (1, refusal), output
+    assert [e for e in emulator.control.transcript() if e["method"] not in ("GET", "HEAD")] == []
+    assert cloud.run.get_service(SERVICE) is None and states(cloud, KEY) == {1: "ENABLED"}
 
 
 @pytest.mark.slow
