@@ -25,6 +25,7 @@ from deployer import health
 from deployer.clock import Clock, RealClock
 from deployer.config import EMULATOR_PROJECT, Config
 from deployer.config.model import NO_PROJECT
+from deployer.config.rules import CRON_NAME_RE
 from deployer.engine import Engine, OnEvent, OnSteps, Options, RunResult
 from deployer.errors import (
     CloudError,
@@ -525,8 +526,10 @@ def tenants(
     ]
 
 
-#: `logs --job`: the jobs whose executions it reads (manage: the job `djdeploy manage` runs)
+#: `logs --job`: the jobs whose executions it reads (manage: the job `djdeploy manage` runs),
+#: and `cron-NAME`, the job of the [[cron]] entry NAME
 LOG_JOBS = ("migrate", "db-init", "manage")
+CRON_JOB = "cron-"
 #: Cloud Logging's severities, lowest first
 SEVERITIES = (
     "DEFAULT",
@@ -558,8 +561,11 @@ class LogQuery:
     def __post_init__(self) -> None:
         if self.job is not None and self.worker:
             raise ConfigError("--job and --worker name two sources: choose one")
-        if self.job is not None and self.job not in LOG_JOBS:
-            raise ConfigError(f"--job {self.job!r} is not a job: use one of {', '.join(LOG_JOBS)}")
+        if self.job is not None and not (self.job in LOG_JOBS or self.cron_entry()):
+            raise ConfigError(
+                f"--job {self.job!r} is not a job: use one of {', '.join(LOG_JOBS)}, or "
+                f"{CRON_JOB}NAME for the [[cron]] entry NAME"
+            )
         if self.since is not None and not _SINCE.match(self.since):
             raise ConfigError(
                 f"--since {self.since!r} is not a duration: use a number and a unit, "
@@ -572,6 +578,11 @@ class LogQuery:
             )
         if not 0 < self.limit <= 10000:
             raise ConfigError(f"--limit {self.limit} is out of range: use 1 to 10000")
+
+    def cron_entry(self) -> str:
+        """The [[cron]] entry name of ``--job cron-NAME`` ("" for any other job)."""
+        name = (self.job or "").removeprefix(CRON_JOB)
+        return name if self.job != name and CRON_NAME_RE.match(name) else ""
 
     def since_seconds(self) -> int | None:
         m = _SINCE.match(self.since or "")
@@ -597,6 +608,8 @@ def log_source(config: Config, query: LogQuery) -> tuple[str, str]:
         return "worker pool", names.worker_pool
     if query.job is None:
         return "service", names.service
+    if query.cron_entry():
+        return "job", names.cron_job(query.cron_entry())
     job = {"migrate": names.migrate_job, "db-init": names.db_init_job}.get(
         query.job, f"{names.prefix}-{query.job}"
     )
@@ -619,6 +632,11 @@ def _require_source(cloud: Cloud, config: Config, query: LogQuery) -> None:
         maker = "`djdeploy manage`" if query.job == "manage" else "`djdeploy up`"
         if query.worker:
             maker = "`djdeploy up` with a [worker] table in djdeploy.toml (docs/worker.md)"
+        if query.cron_entry():
+            maker = (
+                f"`djdeploy up` with a [[cron]] entry named {query.cron_entry()} in djdeploy.toml "
+                "(docs/cron.md)"
+            )
         raise DeployError(
             f"tenant {config.tenant} is deployed but has no {kind} {name} (nor log entries of "
             f"one): {maker} creates it"

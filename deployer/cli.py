@@ -717,7 +717,10 @@ def logs(
     config: ConfigFile = None,
     job: Annotated[
         str | None,
-        typer.Option(help="A job's executions instead of the service: migrate, db-init, manage."),
+        typer.Option(
+            help="A job's executions instead of the service: migrate, db-init, manage, "
+            "or cron-NAME (the [[cron]] entry NAME)."
+        ),
     ] = None,
     worker: Annotated[
         bool, typer.Option("--worker", help="The [worker]'s pool instead of the service.")
