@@ -1005,13 +1005,24 @@ def rotate_secrets(
 def _require_service(cloud: Cloud, config: Config) -> None:
     """Read-only, before anything is written: a tenant with no service (misspelt, never
     deployed, or destroyed with its data kept) is refused, not deployed whole by the run's
-    `up` and then rotated."""
-    service = config.names.service
-    if cloud.run.get_service(service) is None:
+    `up` and then rotated; so is a service pinned by `djdeploy rollback`: the rotation's new
+    revision would get no traffic while the pinned one, which serves, reads the versions the
+    rotation retires (the old database password, once the user's password has changed)."""
+    from deployer.steps.service import pinned_revision
+
+    name, tenant = config.names.service, config.tenant
+    service = cloud.run.get_service(name)
+    if service is None:
         raise DeployError(
-            f"service {service} does not exist in project {config.project}: nothing to rotate "
-            f"(`djdeploy status` lists the tenants; `djdeploy up --tenant {config.tenant}` "
-            "deploys it)"
+            f"service {name} does not exist in project {config.project}: nothing to rotate "
+            f"(`djdeploy status` lists the tenants; `djdeploy up --tenant {tenant}` deploys it)"
+        )
+    pinned = pinned_revision(service)
+    if pinned:
+        raise DeployError(
+            f"service {name} is pinned to {pinned} by `djdeploy rollback`, and that revision "
+            "would keep the traffic while reading the secret versions the rotation retires: "
+            f"run `djdeploy rollback --tenant {tenant} --undo` first, then rotate"
         )
 
 
