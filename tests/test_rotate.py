@@ -533,6 +533,24 @@ def test_the_old_version_waits_for_every_reader_and_the_password() -> None:
     ]
 
 
+def test_a_pinned_revision_that_reads_the_old_version_is_refused_not_waited_for() -> None:
+    """A rollback's pin (set while a rotation was under way): the pinned revision serves and
+    no deploy changes what it reads, so the rotation stops with one reason, never disabling
+    what it reads and never waiting for a change that will not come."""
+    versions = [version(2), version(1)]
+    observed = seen(DB, "db-password", versions, service={(DB, "2")}, password="2")
+    observed["pinned"] = (f"{SERVICE}-00001-abc", {(DB, "1")})
+    change = STEP.diff(observed)
+    assert change.action is Action.REFUSE and not change.fields
+    assert str(change.failure) == (
+        f"the service is pinned to {SERVICE}-00001-abc by `djdeploy rollback`, and it reads "
+        f"version 1 of secret {DB}, which finishing the rotation disables: run `djdeploy "
+        f"rollback --tenant {TENANT} --undo`, then this command again"
+    )
+    observed["pinned"] = (f"{SERVICE}-00003-xyz", {(DB, "2")})  # pinned to one reading the new
+    assert STEP.diff(observed).action is Action.UPDATE
+
+
 def test_the_secret_key_keeps_one_fallback() -> None:
     versions = [version(3), version(2), version(1)]
     pins = {(KEY, "3"), (KEY, "2")}
