@@ -908,6 +908,11 @@ def check_rollback(*, to: str | None, undo: bool) -> None:
     """rollback's options, refused before any API call (the CLI: before an emulator starts)."""
     if undo and to is not None:
         raise ConfigError("--undo moves traffic to the latest revision: leave out --to")
+    if to is not None and not to.strip():
+        raise ConfigError(
+            "--to is empty: name a revision (`djdeploy status` shows the ready one), or leave "
+            "it out to roll back to the one before the latest"
+        )
 
 
 def _settled(service: Any) -> bool:

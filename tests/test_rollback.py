@@ -285,6 +285,12 @@ def test_undo_with_to_is_one_line_and_no_api_call() -> None:
         api.rollback(Config(tenant=TENANT, project=PROJECT), undo=True, to="x")
 
 
+def test_an_empty_to_is_one_line_and_no_api_call() -> None:
+    """`--to "$REV"` with REV unset: refused, not "revision  is not a revision" after reads."""
+    with pytest.raises(api.ConfigError, match="--to is empty: name a revision"):
+        api.rollback(Config(tenant=TENANT, project=PROJECT), to="")
+
+
 @pytest.mark.slow
 def test_rollback_after_a_failed_deploy_skips_the_failed_revision(
     emulator: EmulatorHandle, tmp_path: Path
