@@ -25,6 +25,7 @@ from deployer import health
 from deployer.clock import Clock, RealClock
 from deployer.config import EMULATOR_PROJECT, Config
 from deployer.config.model import NO_PROJECT
+from deployer.config.rules import CRON_NAME_RE
 from deployer.engine import Engine, OnEvent, OnSteps, Options, RunResult
 from deployer.errors import (
     CloudError,
@@ -525,8 +526,10 @@ def tenants(
     ]
 
 
-#: `logs --job`: the jobs whose executions it reads (manage: the job `djdeploy manage` runs)
+#: `logs --job`: the jobs whose executions it reads (manage: the job `djdeploy manage` runs),
+#: and `cron-NAME`, the job of the [[cron]] entry NAME
 LOG_JOBS = ("migrate", "db-init", "manage")
+CRON_JOB = "cron-"
 #: Cloud Logging's severities, lowest first
 SEVERITIES = (
     "DEFAULT",
@@ -558,8 +561,11 @@ class LogQuery:
     def __post_init__(self) -> None:
         if self.job is not None and self.worker:
             raise ConfigError("--job and --worker name two sources: choose one")
-        if self.job is not None and self.job not in LOG_JOBS:
-            raise ConfigError(f"--job {self.job!r} is not a job: use one of {', '.join(LOG_JOBS)}")
+        if self.job is not None and not (self.job in LOG_JOBS or self.cron_entry()):
+            raise ConfigError(
+                f"--job {self.job!r} is not a job: use one of {', '.join(LOG_JOBS)}, or "
+                f"{CRON_JOB}NAME for the [[cron]] entry NAME"
+            )
         if self.since is not None and not _SINCE.match(self.since):
             raise ConfigError(
                 f"--since {self.since!r} is not a duration: use a number and a unit, "
@@ -572,6 +578,11 @@ class LogQuery:
             )
         if not 0 < self.limit <= 10000:
             raise ConfigError(f"--limit {self.limit} is out of range: use 1 to 10000")
+
+    def cron_entry(self) -> str:
+        """The [[cron]] entry name of ``--job cron-NAME`` ("" for any other job)."""
+        name = (self.job or "").removeprefix(CRON_JOB)
+        return name if self.job != name and CRON_NAME_RE.match(name) else ""
 
     def since_seconds(self) -> int | None:
         m = _SINCE.match(self.since or "")
@@ -597,6 +608,8 @@ def log_source(config: Config, query: LogQuery) -> tuple[str, str]:
         return "worker pool", names.worker_pool
     if query.job is None:
         return "service", names.service
+    if query.cron_entry():
+        return "job", names.cron_job(query.cron_entry())
     job = {"migrate": names.migrate_job, "db-init": names.db_init_job}.get(
         query.job, f"{names.prefix}-{query.job}"
     )
@@ -619,6 +632,11 @@ def _require_source(cloud: Cloud, config: Config, query: LogQuery) -> None:
         maker = "`djdeploy manage`" if query.job == "manage" else "`djdeploy up`"
         if query.worker:
             maker = "`djdeploy up` with a [worker] table in djdeploy.toml (docs/worker.md)"
+        if query.cron_entry():
+            maker = (
+                f"`djdeploy up` with a [[cron]] entry named {query.cron_entry()} in djdeploy.toml "
+                "(docs/cron.md)"
+            )
         raise DeployError(
             f"tenant {config.tenant} is deployed but has no {kind} {name} (nor log entries of "
             f"one): {maker} creates it"
@@ -890,6 +908,11 @@ def check_rollback(*, to: str | None, undo: bool) -> None:
     """rollback's options, refused before any API call (the CLI: before an emulator starts)."""
     if undo and to is not None:
         raise ConfigError("--undo moves traffic to the latest revision: leave out --to")
+    if to is not None and not to.strip():
+        raise ConfigError(
+            "--to is empty: name a revision (`djdeploy status` shows the ready one), or leave "
+            "it out to roll back to the one before the latest"
+        )
 
 
 def _settled(service: Any) -> bool:
@@ -941,7 +964,8 @@ def rotate_secrets(
     (label ROTATING: the version it replaces) and `up` runs again: its secrets step adds the new
     versions, sql-user sets the database password, the jobs and the service pin them, and the
     rotation step disables the old versions once the new revision is ready. First, as for up,
-    the source preflight: a project the build would refuse raises PreflightError."""
+    the source preflight: a project the build would refuse raises PreflightError; then a tenant
+    whose service does not exist raises DeployError, nothing written."""
     chosen = check_kinds(kinds)
     target = target or Target()
     config = resolve(config, target)
@@ -954,10 +978,10 @@ def rotate_secrets(
         engine = _engine(session, on_event)
         cloud = engine.cloud
         start = engine.clock.monotonic()
+        _require_service(cloud, config)
         boot = _bootstrap(engine, steps, config, wait=wait)
         if not boot.ok:
             return RotateResult([], boot)
-        _require_secrets(cloud, config, [ids[kind] for kind in chosen])
         lease = _lease(engine, config, "secrets rotate", wait=wait, on_lease=on_lease)
         with lease.held():
             found = {kind: _rotating_from(cloud, ids[kind]) for kind in chosen}
@@ -983,14 +1007,27 @@ def rotate_secrets(
     return RotateResult(rotations, run)
 
 
-def _require_secrets(cloud: Cloud, config: Config, secret_ids: list[str]) -> None:
-    """A rotation replaces secrets that exist: a tenant without them (misspelt, or never
-    deployed) is refused before its lease, rather than deployed whole by the rotation's up."""
-    missing = [sid for sid in secret_ids if cloud.secrets.get_secret(sid) is None]
-    if missing:
+def _require_service(cloud: Cloud, config: Config) -> None:
+    """Read-only, before anything is written: a tenant with no service (misspelt, never
+    deployed, or destroyed with its data kept) is refused, not deployed whole by the run's
+    `up` and then rotated; so is a service pinned by `djdeploy rollback`: the rotation's new
+    revision would get no traffic while the pinned one, which serves, reads the versions the
+    rotation retires (the old database password, once the user's password has changed)."""
+    from deployer.steps.service import pinned_revision
+
+    name, tenant = config.names.service, config.tenant
+    service = cloud.run.get_service(name)
+    if service is None:
         raise DeployError(
-            f"secret {missing[0]} does not exist, so there is nothing to rotate: "
-            f"{not_deployed(config)}; `djdeploy up --tenant {config.tenant}` deploys it"
+            f"service {name} does not exist in project {config.project}: nothing to rotate "
+            f"(`djdeploy status` lists the tenants; `djdeploy up --tenant {tenant}` deploys it)"
+        )
+    pinned = pinned_revision(service)
+    if pinned:
+        raise DeployError(
+            f"service {name} is pinned to {pinned} by `djdeploy rollback`, and that revision "
+            "would keep the traffic while reading the secret versions the rotation retires: "
+            f"run `djdeploy rollback --tenant {tenant} --undo` first, then rotate"
         )
 
 

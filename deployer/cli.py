@@ -761,7 +761,10 @@ def logs(
     config: ConfigFile = None,
     job: Annotated[
         str | None,
-        typer.Option(help="A job's executions instead of the service: migrate, db-init, manage."),
+        typer.Option(
+            help="A job's executions instead of the service: migrate, db-init, manage, "
+            "or cron-NAME (the [[cron]] entry NAME)."
+        ),
     ] = None,
     worker: Annotated[
         bool, typer.Option("--worker", help="The [worker]'s pool instead of the service.")
@@ -855,8 +858,14 @@ def manage(
             on_lease=progress.lease,
         )
     except KeyboardInterrupt as exc:
-        if not started:
-            raise
+        if not started:  # maybe while the request that starts it was sent: it may have started
+            err.print(
+                f"{stop_word(exc)} before the command was seen to start: `djdeploy logs --tenant "
+                f"{cfg.tenant} --job manage --since 10m` shows whether it ran; run it again only "
+                "if it did not",
+                soft_wrap=True,
+            )
+            raise typer.Exit(stop_code(exc)) from None
         render.manage_interrupted(started[0], tenant=cfg.tenant, err=err, word=stop_word(exc))
         raise typer.Exit(stop_code(exc)) from None
     render.manage_run(run, as_json=json, out=out, err=err)

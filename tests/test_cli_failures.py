@@ -389,6 +389,26 @@ def test_interrupted_is_130_terminated_143(
     assert one_line(output).startswith(f"{word}: nothing is lost")
 
 
+def test_manage_interrupted_before_it_started_says_how_to_tell_whether_it_ran(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stopped while the execution was being started (its request maybe sent, no answer yet):
+    never the usual "run the same command again", which could run a command twice."""
+    import deployer.api
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(deployer.api, "manage", interrupted)
+    args = ("--tenant", "demo", "--project", "p-1234", "--", "clearsessions")
+    code, output = cli("--endpoint", "http://127.0.0.1:9", "manage", *args)
+    assert code == 130
+    assert one_line(output) == (
+        "interrupted before the command was seen to start: `djdeploy logs --tenant demo --job "
+        "manage --since 10m` shows whether it ran; run it again only if it did not"
+    )
+
+
 @pytest.mark.parametrize("args", [["-h"], ["plan", "-h"], ["emulator", "reset", "-h"], []])
 def test_h_is_help_and_flags_show_as_flags(args: list[str]) -> None:
     code, output = cli(*args)

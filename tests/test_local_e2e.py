@@ -330,16 +330,17 @@ def test_up_serves_the_app_locally_through_a_day_of_changes(cli: Djdeploy) -> No
     assert len(workers(cli)) == 1
 
     # -- a rollback serves the previous revision again (its instance had stopped), --undo the
-    # latest: each starts the instance of the revision the traffic moved to -------------------
+    # latest: each starts the instance of the revision the traffic moved to, and returns once
+    # it answers -------------------------------------------------------------------------------
     def serves(text: str, present: bool) -> bool:
         answer = site.get("/")
         return answer.status == 200 and (text in answer.body) == present
 
     target = ["--tenant", "demo", "--emulator", "--state-dir", str(cli.state)]
     cli("rollback", *target)
-    assert eventually(lambda: serves("version two", False)), site.get("/").body[-300:]
+    assert serves("version two", False), site.get("/").body[-300:]
     cli("rollback", *target, "--undo")
-    assert eventually(lambda: serves("version two", True)), site.get("/").body[-300:]
+    assert serves("version two", True), site.get("/").body[-300:]
     assert eventually(lambda: revisions(cli) == now_serving), revisions(cli)
 
     # -- a wrong worker command: up fails in one line, the last good worker runs on -------------

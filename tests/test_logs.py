@@ -88,6 +88,8 @@ def test_logs_after_up_show_the_runs_filter_and_print_json(emulator: EmulatorHan
         (["--since", "10 minutes"], "--since '10 minutes' is not a duration"),
         (["--severity", "LOUD"], "--severity 'LOUD' is not a severity"),
         (["--job", "web"], "--job 'web' is not a job"),
+        (["--job", "cron-"], "or cron-NAME for the [[cron]] entry NAME"),
+        (["--job", "cron-Nightly"], "--job 'cron-Nightly' is not a job"),
         (["--job", "migrate", "--worker"], "--job and --worker name two sources"),
     ],
 )
@@ -130,6 +132,11 @@ def test_follow_prints_each_new_entry_once(emulator: EmulatorHandle) -> None:
     [
         (["--worker"], "has no worker pool demo-django-worker (nor log entries of one): "),
         (["--job", "manage"], "has no job demo-django-manage (nor log entries of one): "),
+        (
+            ["--job", "cron-nightly"],
+            "has no job demo-django-cron-nightly (nor log entries of one): `djdeploy up` with a "
+            "[[cron]] entry named nightly",
+        ),
     ],
 )
 def test_a_deployed_tenant_without_the_source_is_told_what_makes_it(
@@ -163,6 +170,9 @@ def test_filter_for_the_service_a_job_and_the_worker() -> None:
     assert api.log_filter(cfg, api.LogQuery(worker=True), now=0) == (
         'resource.type="cloud_run_worker_pool" AND '
         f'resource.labels.worker_pool_name="{TENANT}-django-worker"'
+    )
+    assert api.log_filter(cfg, api.LogQuery(job="cron-nightly"), now=0) == (
+        f'resource.type="cloud_run_job" AND resource.labels.job_name="{TENANT}-django-cron-nightly"'
     )
     query = api.LogQuery(job="db-init", since="10m", severity="warning")
     assert api.log_filter(cfg, query, now=1_800_000_600.0) == (

@@ -285,6 +285,12 @@ def test_undo_with_to_is_one_line_and_no_api_call() -> None:
         api.rollback(Config(tenant=TENANT, project=PROJECT), undo=True, to="x")
 
 
+def test_an_empty_to_is_one_line_and_no_api_call() -> None:
+    """`--to "$REV"` with REV unset: refused, not "revision  is not a revision" after reads."""
+    with pytest.raises(api.ConfigError, match="--to is empty: name a revision"):
+        api.rollback(Config(tenant=TENANT, project=PROJECT), to="")
+
+
 @pytest.mark.slow
 def test_rollback_after_a_failed_deploy_skips_the_failed_revision(
     emulator: EmulatorHandle, tmp_path: Path
@@ -349,6 +355,31 @@ def test_a_revision_whose_password_a_rotation_disabled_is_refused_at_once(
         "--to"
     ]
     assert traffic(emulator) == before
+
+
+@pytest.mark.slow
+def test_a_rotation_is_refused_while_a_rollback_pins_the_service(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    """The pinned revision serves and reads the current versions: a rotation would change the
+    database password under it (and disable what it reads) while the new revision gets no
+    traffic. Refused in one line, nothing written; after --undo it rotates."""
+    first, _ = two_deployments(emulator, tmp_path)
+    code, output = djdeploy(emulator, "rollback", "--tenant", TENANT, "--force")
+    assert code == 0, output
+    emulator.emu.transcript.clear()
+    rotate = ["secrets", "rotate", "--tenant", TENANT, "--secret", "db-password"]
+    code, output = djdeploy(emulator, *rotate, "--source", str(tmp_path / "v2"))
+    assert code == 1
+    assert output.splitlines() == [
+        f"error: service {SERVICE} is pinned to {first} by `djdeploy rollback`, and that "
+        "revision would keep the traffic while reading the secret versions the rotation "
+        f"retires: run `djdeploy rollback --tenant {TENANT} --undo` first, then rotate"
+    ]
+    assert [e for e in emulator.emu.transcript.entries() if e["method"] != "GET"] == []
+    assert djdeploy(emulator, "rollback", "--tenant", TENANT, "--undo")[0] == 0
+    code, output = djdeploy(emulator, *rotate, "--source", str(tmp_path / "v2"))
+    assert code == 0, output
 
 
 def test_only_numbered_versions_of_the_projects_own_secrets_are_checked() -> None:

@@ -361,11 +361,35 @@ def test_a_failing_deployment_is_fixed_before_anything_is_rotated(
 ) -> None:
     assert up(emulator)[0] == 0
     cloud = cloud_of(emulator)
-    emulator.control.add_fault(method="GET", path=rf"/services/{SERVICE}$", code=400, times=1)
+    # the migrate job, not the service: the refusal of a tenant not deployed reads that first
+    emulator.control.add_fault(method="GET", path=rf"/jobs/{JOBS[1]}$", code=400, times=1)
     code, output = rotate(emulator, "--secret", "db-password")
     assert code == 1, output
     assert "nothing rotated: the deployment is brought up to date first" in output
     assert states(cloud, DB) == {1: "ENABLED"} and ROTATING not in labels(cloud, DB)
+
+
+@pytest.mark.slow
+def test_a_tenant_not_deployed_is_refused_without_a_write(emulator: EmulatorHandle) -> None:
+    """A misspelt tenant, or one destroyed with its data (its secrets) kept: one line, exit 1,
+    and nothing made (no up deploying the whole tenant first)."""
+    refusal = [
+        f"error: service {SERVICE} does not exist in project {PROJECT}: nothing to rotate "
+        f"(`djdeploy status` lists the tenants; `djdeploy up --tenant {TENANT}` deploys it)"
+    ]
+    code, output = rotate(emulator, "--secret", "secret-key")
+    assert (code, output.strip().splitlines()) == (1, refusal), output
+    assert [e for e in emulator.control.transcript() if e["method"] not in ("GET", "HEAD")] == []
+
+    assert up(emulator)[0] == 0
+    assert djdeploy(emulator, "destroy", "--tenant", TENANT)[0] == 0
+    cloud = cloud_of(emulator)
+    assert states(cloud, KEY) == {1: "ENABLED"}  # kept without --delete-data
+    emulator.control.clear_transcript()
+    code, output = rotate(emulator, "--secret", "secret-key")
+    assert (code, output.strip().splitlines()) == (1, refusal), output
+    assert [e for e in emulator.control.transcript() if e["method"] not in ("GET", "HEAD")] == []
+    assert cloud.run.get_service(SERVICE) is None and states(cloud, KEY) == {1: "ENABLED"}
 
 
 @pytest.mark.slow
@@ -459,24 +483,6 @@ def test_a_bad_secret_kind_is_one_line_before_any_call(emulator: EmulatorHandle)
     assert emulator.control.transcript() == []
 
 
-def test_a_tenant_that_is_not_deployed_is_refused_not_deployed(
-    emulator: EmulatorHandle,
-) -> None:
-    """A misspelt tenant: `secrets rotate` used to run its up first, deploying it whole."""
-    code, output = djdeploy(emulator, "secrets", "rotate", "--tenant", "nosuch")
-    assert code == 1
-    assert output.strip().splitlines()[-1] == (
-        "error: secret nosuch-django-db-password does not exist, so there is nothing to "
-        f"rotate: no tenant nosuch is deployed in project {PROJECT}: `djdeploy status` lists "
-        "the tenants; `djdeploy up --tenant nosuch` deploys it"
-    )
-    assert "Traceback" not in output
-    cloud = cloud_of(emulator)
-    assert cloud.run.get_service("nosuch-django") is None
-    assert cloud.secrets.get_secret("nosuch-django-db-password") is None
-    assert check_transcript(emulator.control.transcript()) == []
-
-
 # -- the rotation step's decisions ----------------------------------------------------------------
 
 
@@ -525,6 +531,24 @@ def test_the_old_version_waits_for_every_reader_and_the_password() -> None:
         (f"{DB}.versions.1", "DISABLED"),
         (f"{DB}.labels.{ROTATING}", None),
     ]
+
+
+def test_a_pinned_revision_that_reads_the_old_version_is_refused_not_waited_for() -> None:
+    """A rollback's pin (set while a rotation was under way): the pinned revision serves and
+    no deploy changes what it reads, so the rotation stops with one reason, never disabling
+    what it reads and never waiting for a change that will not come."""
+    versions = [version(2), version(1)]
+    observed = seen(DB, "db-password", versions, service={(DB, "2")}, password="2")
+    observed["pinned"] = (f"{SERVICE}-00001-abc", {(DB, "1")})
+    change = STEP.diff(observed)
+    assert change.action is Action.REFUSE and not change.fields
+    assert str(change.failure) == (
+        f"the service is pinned to {SERVICE}-00001-abc by `djdeploy rollback`, and it reads "
+        f"version 1 of secret {DB}, which finishing the rotation disables: run `djdeploy "
+        f"rollback --tenant {TENANT} --undo`, then this command again"
+    )
+    observed["pinned"] = (f"{SERVICE}-00003-xyz", {(DB, "2")})  # pinned to one reading the new
+    assert STEP.diff(observed).action is Action.UPDATE
 
 
 def test_the_secret_key_keeps_one_fallback() -> None:

@@ -58,7 +58,7 @@ class Services:
             name=svc["name"],
             cloud_host=hosts[0],
             public=self._public(svc),
-            targets=tuple(self._target(svc, t) for t in svc.get("traffic") or []),
+            targets=tuple(self._target(svc, t) for t in _served(svc)),
             timeout=_seconds(template.get("timeout"), 300.0),
         )
 
@@ -82,3 +82,9 @@ class Services:
         else:
             name = svc.get("latestReadyRevision") or None
         return Target(name, int(entry.get("percent") or 0), entry.get("tag") or "")
+
+
+def _served(svc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The traffic as it is served (``trafficStatuses``: a change moves it when its deploy is
+    done), or as asked while no deploy has settled it yet."""
+    return list(svc.get("trafficStatuses") or svc.get("traffic") or [])

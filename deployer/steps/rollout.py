@@ -16,7 +16,7 @@ from typing import Any
 
 from deployer.errors import Conflict
 from deployer.steps import container_env as ce
-from deployer.steps.base import Action, Change, Operation
+from deployer.steps.base import Action, Change, Operation, Transient
 
 #: set on the template to roll out a new revision of an unchanged spec (after a failed one)
 REDEPLOY_ANNOTATION = "djdeploy.dev/redeploy"
@@ -65,13 +65,23 @@ def rollout_change(
     cond = current.get("terminalCondition") or {}
     if cond.get("state") == "CONDITION_FAILED":
         message = cond.get("message") or "the revision failed"
+        failure = ce.run_failure(explain(message) if explain else message)
+        # a fresh grant not yet seen by Cloud Run: expected right after one, and deployed again
+        # by this run, not a failure to act on
+        why = GRANT_NOT_YET if isinstance(failure, Transient) else ""
         return step.update(
-            f"revision {ce.short(current.get('latestCreatedRevision'))} failed; "
+            f"revision {ce.short(current.get('latestCreatedRevision'))} failed{why}; "
             f"{ce.short(current.get('latestReadyRevision')) or 'no revision'} keeps {keeps}",
-            failure=ce.run_failure(explain(message) if explain else message),
+            failure=failure,
             info=info,
         )
     return None
+
+
+GRANT_NOT_YET = (
+    " on a secret whose fresh access grant has not reached Cloud Run yet (usual right after the "
+    "grant): deployed again shortly"
+)
 
 
 def create_or_current(

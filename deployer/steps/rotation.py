@@ -13,7 +13,8 @@ killed at:
 3. once every Cloud Run resource pins the new version, the service's newest revision is ready
    and (db-password) the SQL user's password is recorded as set from it, this step disables the
    older enabled versions, then removes the label. Never before: a version a serving revision
-   reads stays enabled.
+   reads stays enabled. A revision a rollback pinned, which serves whatever the template says,
+   and reads an older version stops it (refused: no deploy would change what it reads).
 
 Which versions stay enabled: the new one; for the SECRET_KEY also the one before it, which the
 service and jobs read as SECRET_KEY_FALLBACKS (so sessions and password-reset links signed with
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from deployer.gcp.secrets import version_number
 from deployer.steps import container_env as ce
 from deployer.steps.base import Broken, Change, FieldChange, Operation
-from deployer.steps.service import rolled_out
+from deployer.steps.service import pinned_revision, rolled_out
 from deployer.steps.sql import PASSWORD_LABEL
 
 if TYPE_CHECKING:
@@ -123,10 +124,14 @@ class Rotation(Operation):
         for pool_id in self.worker_pools:
             pool = cloud.run.get_worker_pool(pool_id)
             readers[f"worker pool {pool_id}"] = ce.template_pins((pool or {}).get("template"))
+        pinned = pinned_revision(service or {})
+        revision = cloud.run.get_revision(self.config.names.service, pinned) if pinned else None
         return {
             "rotations": rotations,
             "service_ready": service is not None and rolled_out(service),
             "readers": readers,
+            # a rollback's pin: the revision with all the traffic, whatever the template says
+            "pinned": (pinned, ce.template_pins(revision)) if pinned else None,
         }
 
     def diff(self, observed: dict[str, Any] | None) -> Change:
@@ -162,6 +167,9 @@ class Rotation(Operation):
             new = str(enabled[0])
             info[f"rotation {sid}"] = f"version {start} -> {new}"
             retire = [str(n) for n in enabled[KEEP[r["kind"]] :]]
+            pinned = self._pinned_reads(observed, sid, new=new, retire=retire)
+            if pinned:
+                return self.refuse(Broken(pinned), f"{sid}: the serving revision is pinned")
             blockers = self._blockers(observed, sid, r, new=new, retire=retire)
             if blockers:
                 kept = f"; version(s) {', '.join(retire)} stay enabled until then" if retire else ""
@@ -174,6 +182,26 @@ class Rotation(Operation):
                 "finish the rotation: " + ", ".join(f.path for f in fields), fields, info=info
             )
         return self.wait("rotating " + "; ".join(waits), info=info)
+
+    def _pinned_reads(
+        self, observed: dict[str, Any], sid: str, *, new: str, retire: list[str]
+    ) -> str:
+        """Why the rotation cannot finish while a rollback pins the service ("" when it can):
+        the pinned revision serves, and no deploy makes it read the new version, so waiting
+        would never end."""
+        pinned = observed.get("pinned")
+        if not pinned:
+            return ""
+        revision, pins = pinned
+        versions = {v for s, v in pins if s == sid}
+        old = sorted((versions - {new}) if new not in versions else versions & set(retire))
+        if not old:
+            return ""
+        return (
+            f"the service is pinned to {revision} by `djdeploy rollback`, and it reads version "
+            f"{', '.join(old)} of secret {sid}, which finishing the rotation disables: run "
+            f"`djdeploy rollback --tenant {self.config.tenant} --undo`, then this command again"
+        )
 
     def _blockers(
         self,

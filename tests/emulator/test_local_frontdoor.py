@@ -316,6 +316,29 @@ def test_a_split_and_tags(
     assert get(executing_emulator, f"red---{host}")[0] == 404
 
 
+def test_the_traffic_moves_when_its_deploy_is_done(
+    executing_emulator: EmulatorHandle,
+    services: run_v2.ServicesClient,
+    instances: dict[str, Instance],
+) -> None:
+    """A traffic change (a rollback) asked but not yet done: requests still reach the revision
+    that serves (trafficStatuses), not the one asked for (traffic)."""
+    first = deploy(services, "web")
+    make_public(services, first.name)
+    old = first.latest_ready_revision
+    svc = deploy(services, "web", image="gcr.io/demo/app:2")
+    new = svc.latest_ready_revision
+    serve(instances, old)
+    serve(instances, new)
+    executing_emulator.control.set_latency(durations={"run.service.deploy": 1e6})
+    pin = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+    svc.traffic = [run_v2.TrafficTarget(type_=pin, revision=old.rsplit("/", 1)[-1], percent=100)]
+    pending = services.update_service(service=svc)
+    assert not pending.done()
+    status, _, body = get(executing_emulator, host_of(svc, executing_emulator))
+    assert status == 200 and json.loads(body)["instance"] == new.rsplit("/", 1)[-1]
+
+
 def test_a_private_service_needs_the_token(
     executing_emulator: EmulatorHandle,
     services: run_v2.ServicesClient,

@@ -344,6 +344,30 @@ def test_revision_serves_and_a_failing_probe_keeps_the_old_one(
     assert emu.local.revision_address(first.latest_ready_revision) is None
 
 
+def test_traffic_moved_back_to_a_stopped_revision_is_served_once_the_deploy_is_done(
+    local: dict[str, Any], executing_emulator: EmulatorHandle
+) -> None:
+    """A rollback (traffic pinned to an older revision, whose instance stopped when it lost
+    the traffic): the update's operation ends once that instance answers, never before."""
+    emu = executing_emulator.emu
+    probe = run_v2.Probe(
+        http_get=run_v2.HTTPGetAction(path="/health/"), period_seconds=1, failure_threshold=240
+    )
+    first = deploy(local, "web", startup_probe=probe).result(polling=POLL)
+    second = deploy(local, "web", startup_probe=probe, working_dir="/app").result(polling=POLL)
+    old, new = first.latest_ready_revision, second.latest_ready_revision
+    assert old != new
+    eventually(lambda: emu.local.revision_address(old) is None, "the old instance to stop")
+
+    services = local["services"]
+    svc = services.get_service(name=f"{PARENT}/services/web")
+    pin = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+    svc.traffic = [run_v2.TrafficTarget(type_=pin, revision=old.rsplit("/", 1)[-1], percent=100)]
+    services.update_service(service=svc).result(polling=POLL)
+    assert emu.local.revision_address(old) is not None  # answering as the operation ended
+    assert health(emu, old) == 200
+
+
 # -- worker pools --------------------------------------------------------------------------------
 
 #: a worker: says it is ready on stdout, leaves a line in the bucket (its revision, whether it

@@ -262,8 +262,11 @@ def test_the_service_step_knows_which_failures_are_transient(
     """A revision that failed on a secret permission failed because a fresh grant had not
     reached Cloud Run yet: transient, deployed again after SECRET_GRANT_RETRY. Anything else
     is broken: deployed again once per up."""
-    failure = Service(CFG, IMAGE).diff(observed).failure
+    change = Service(CFG, IMAGE).diff(observed)
+    failure = change.failure
     assert type(failure) is kind
+    # the progress line says a transient one is expected and retried, not only "failed"
+    assert ("has not reached Cloud Run yet" in change.reason) is isinstance(failure, Transient)
     if isinstance(failure, Transient):
         assert failure.delay == SECRET_GRANT_RETRY
 

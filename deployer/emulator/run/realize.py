@@ -219,9 +219,9 @@ def revision_instance(emu: Emulator, rev: dict[str, Any], *, pid: str) -> str | 
     return found.state
 
 
-def instance_failure(emu: Emulator, rev: dict[str, Any]) -> str:
+def instance_failure(emu: Emulator, revision: str) -> str:
     serving = emu.local.serving
-    found = serving.get(rev["name"]) if serving is not None else None
+    found = serving.get(revision) if serving is not None else None
     return found.message if found is not None else ""
 
 

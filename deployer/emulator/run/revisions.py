@@ -159,7 +159,7 @@ def settle(emu: Emulator, rev: dict[str, Any], *, pid: str, since: float) -> str
     if local == STARTING:
         raise NotYet()
     if local == FAILED:
-        problem = f"{instance_failure(emu, rev)}\n\nLogs URL: {rev['logUri']}"
+        problem = f"{instance_failure(emu, rev['name'])}\n\nLogs URL: {rev['logUri']}"
         stop_instance(emu, rev["name"])
     if problem is not None:
         problem = not_ready(rev["name"], problem)

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from deployer.regions import RUN_APP_CODES
 
 from ..errors import AlreadyExists, ApiError
-from ..operations import completer
+from ..local.serving import FAILED, STARTING
+from ..operations import NotYet, completer
 from . import templates
 from .common import (
     REVISION_KIND,
@@ -32,8 +33,8 @@ from .common import (
     start_op,
     without_revision,
 )
-from .realize import retire, revision_instance
-from .revisions import failure, new_revision, serving_revisions, settle
+from .realize import instance_failure, retire, revision_instance
+from .revisions import failure, new_revision, not_ready, serving_revisions, settle
 
 if TYPE_CHECKING:
     from ..context import Emulator
@@ -174,12 +175,20 @@ def _served(svc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _route(emu: Emulator, svc: dict[str, Any]) -> str | None:
-    """Start what the new traffic reaches and report it as served; why not (a revision that
-    cannot start, e.g. its secret version was disabled), or None."""
+    """Start what the new traffic reaches and report it as served once it answers (NotYet
+    while an instance started again, after a rollback or its undo, has not passed its startup
+    probe: Cloud Run holds the requests meanwhile, it never answers 503); why not (a revision
+    that cannot start, e.g. its secret version was disabled, or whose instance failed), or
+    None."""
     try:
-        serve(emu, svc)
+        states = serve(emu, svc)
     except ApiError as exc:
         return exc.message
+    if STARTING in states.values():
+        raise NotYet()
+    failed = next((name for name, state in states.items() if state == FAILED), None)
+    if failed is not None:
+        return not_ready(failed, instance_failure(emu, failed))
     svc["trafficStatuses"] = [
         {k: target[k] for k in ("type", "revision", "percent", "tag") if target.get(k)}
         for target in svc.get("traffic") or []
@@ -192,15 +201,19 @@ def _finish_deploy(emu: Emulator, op: dict[str, Any]) -> dict[str, Any] | None:
     return Services(emu).finish_deploy(op)
 
 
-def serve(emu: Emulator, svc: dict[str, Any]) -> None:
+def serve(emu: Emulator, svc: dict[str, Any]) -> dict[str, str]:
     """Each Ready revision the service routes traffic to runs here (it answers once its startup
     probe passes): at an emulator start, and after a deploy that moved the traffic back to a
-    revision whose instance had stopped (a rollback, or its undo)."""
+    revision whose instance had stopped (a rollback, or its undo). Each revision run here ->
+    its instance's state."""
     pid = svc["name"].split("/")[1]
+    states: dict[str, str] = {}
     for name in sorted(serving_revisions(svc)):
         rev = emu.store.get(REVISION_KIND, name)
-        if rev is not None and rev.get("_ready"):
-            revision_instance(emu, rev, pid=pid)
+        state = revision_instance(emu, rev, pid=pid) if rev and rev.get("_ready") else None
+        if state is not None:
+            states[name] = state
+    return states
 
 
 def realize(emu: Emulator) -> None:
