@@ -43,7 +43,7 @@ def critical_path(result: RunResult, config: Config) -> tuple[float, list[str]]:
     return sum(seconds for _, seconds in chain), [name for name, _ in chain]
 
 
-def model_chain(ops: list[dict[str, object]]) -> float:
+def model_chain(ops: list[dict[str, Any]]) -> float:
     """The latency model's longest chain: apis -> sql instance -> database -> user -> db-init
     execution -> migrate execution -> service deploy, from the durations the emulator used."""
     longest: dict[str, float] = {}
