@@ -93,6 +93,13 @@ def show_table(table: Table, out: Console) -> None:
         out.print(line.rstrip(), markup=False, highlight=False, soft_wrap=True)
 
 
+def run_error(result: RunResult) -> str | None:
+    """--json's top-level `error`: what made the run fail, each failed step by name (the steps
+    that only waited for it are in `steps`), None for a run that went through."""
+    failed = [r.error for r in result.results if r.error and not r.waited_for]
+    return "; ".join(failed) or None
+
+
 def dump_json(doc: Any, out: IO[str] | None = None) -> None:
     print(json.dumps(doc, indent=2, default=str), file=out or sys.stdout)
 
@@ -213,7 +220,8 @@ def up_result(
         dump_json(
             {
                 "ok": result.ok,
-                "url": url,
+                "error": run_error(result),
+                "url": url or None,
                 "local_url": local_url or None,
                 "elapsed": round(result.elapsed, 3),
                 "steps": [
@@ -416,6 +424,7 @@ def status(
             {
                 "tenant": tenant,
                 **facts,
+                "url": facts["url"] or None,
                 "uptime": None if uptime is None else dataclasses.asdict(uptime),
                 "local_url": local_url or None,
                 "emulator_state_dir": None if state_dir is None else str(state_dir),
@@ -481,7 +490,14 @@ def tenants(
                 "tenants": {
                     t.tenant: {
                         "resources": list(t.resources),
-                        "services": [dataclasses.asdict(s) for s in t.services],
+                        "services": [
+                            {
+                                **dataclasses.asdict(s),
+                                "url": s.url or None,
+                                "local_url": s.local_url or None,
+                            }
+                            for s in t.services
+                        ],
                     }
                     for t in found
                 },
@@ -684,6 +700,9 @@ def rotated(
         dump_json(
             {
                 "ok": result.ok and all(r.done for r in rotations),
+                "error": run_error(result)
+                or "; ".join(rotation_line(r) for r in rotations if not r.done)
+                or None,
                 "elapsed": round(result.elapsed, 3),
                 "secrets": [dataclasses.asdict(r) for r in rotations],
                 "steps": [

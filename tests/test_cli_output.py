@@ -5,6 +5,7 @@ with its own reason."""
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from rich.console import Console
@@ -90,6 +91,17 @@ def test_a_failed_up_names_each_skipped_step_and_what_it_waited_for(
     assert any(line.startswith("monitoring-retired ") for line in progress), output
     columns = {line.index(line.split()[1], len(line.split()[0])) for line in progress}
     assert columns == {len("monitoring-retired") + 1}, output
+
+
+def test_a_failed_up_json_says_what_failed_and_null_for_no_url(emulator: EmulatorHandle) -> None:
+    emulator.control.fail("sql.operation", "demo-django-pg", "it broke on purpose")
+    code, output = up(emulator, "--json")
+    assert code == 1
+    doc = json.loads(output)
+    assert doc["ok"] is False
+    assert doc["error"].startswith("sql-instance: Cloud SQL instance demo-django-pg is in state")
+    assert "sql-database" not in doc["error"]  # only waited for it: in steps, not the cause
+    assert doc["url"] is None and doc["local_url"] is None
 
 
 @pytest.mark.slow
