@@ -177,3 +177,43 @@ def test_table_columns_fit_their_content_and_the_terminal(width: int, terminal: 
     assert header.index("action") <= len("service-accounts") + 2 + resource + 2, lines
     if not terminal:  # a pipe: the service accounts wrap between names, never inside one
         assert any(line.strip() == f"{ACCOUNTS.replace('run', 'build')}" for line in lines)
+
+
+def test_an_emulator_runs_hints_name_the_same_emulator() -> None:
+    """A failed step's logs, the lease's unlock and the `up` again, copied as printed from an
+    --emulator run, go to that emulator, not to Google Cloud (render.same_target, as for the
+    error lines)."""
+    from deployer.engine import Event, Phase, RunResult, StepResult
+    from deployer.lease import Holder, Notice, NoticeKind
+
+    flags = " --emulator --state-dir /tmp/s"
+    error = "migrate: execution x failed; logs: `djdeploy logs --tenant demo --job migrate`"
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=100_000, force_terminal=False, color_system=None)
+    progress = render.Progress(console=console, flags=flags)
+    progress(Event("migrate", Phase.FAILED, 1.0, message=error))
+    holder = Holder(id="h", tenant="demo", command="up")
+    progress.lease(Notice(NoticeKind.WAITING, "demo", holder=holder, waited=3))
+    failed = RunResult([StepResult("migrate", error=error)], 1.0)
+    render.up_result(failed, as_json=False, out=console, flags=flags)
+    text = buffer.getvalue()
+    assert "`djdeploy logs --tenant demo --job migrate --emulator --state-dir /tmp/s`" in text
+    assert text.count("--job migrate --emulator") == 2, text  # progress, then the summary
+    assert "`djdeploy unlock --tenant demo --emulator --state-dir /tmp/s` if it is stuck" in text
+    assert "run `djdeploy up --emulator --state-dir /tmp/s` again once the cause" in text
+    assert "`djdeploy logs --tenant demo --job migrate`" not in text
+
+
+def test_manage_no_wait_names_the_tenant_and_emulator_of_its_logs() -> None:
+    from deployer.management import ManageRun
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=100_000, force_terminal=False, color_system=None)
+    run = ManageRun(execution="demo-django-manage-x1", job="j", revision="r", state="running")
+    render.manage_run(
+        run, tenant="demo", as_json=False, out=console, err=console, flags=" --emulator"
+    )
+    assert buffer.getvalue().splitlines()[-1] == (
+        "started; its logs: `djdeploy logs --tenant demo --job manage --emulator` "
+        "(execution demo-django-manage-x1)"
+    )
