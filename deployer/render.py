@@ -94,11 +94,12 @@ def show_table(table: Table, out: Console) -> None:
         out.print(line.rstrip(), markup=False, highlight=False, soft_wrap=True)
 
 
-def run_error(result: RunResult) -> str | None:
+def run_error(result: RunResult, flags: str = "") -> str | None:
     """--json's top-level `error`: what made the run fail, each failed step by name (the steps
-    that only waited for it are in `steps`), None for a run that went through."""
+    that only waited for it are in `steps`), None for a run that went through; `flags`: as for
+    same_target."""
     failed = [r.error for r in result.results if r.error and not r.waited_for]
-    return "; ".join(failed) or None
+    return same_target("; ".join(failed), flags) or None
 
 
 #: a command a line tells to run, in backquotes; `djdeploy emulator ...`, `djdeploy init` and
@@ -260,7 +261,7 @@ def up_result(
         dump_json(
             {
                 "ok": result.ok,
-                "error": run_error(result),
+                "error": run_error(result, flags),
                 "url": url or None,
                 "local_url": local_url or None,
                 "elapsed": round(result.elapsed, 3),
@@ -754,8 +755,8 @@ def rotated(
         dump_json(
             {
                 "ok": result.ok and all(r.done for r in rotations),
-                "error": run_error(result)
-                or "; ".join(rotation_line(r) for r in rotations if not r.done)
+                "error": run_error(result, flags)
+                or same_target("; ".join(rotation_line(r) for r in rotations if not r.done), flags)
                 or None,
                 "elapsed": round(result.elapsed, 3),
                 "secrets": [dataclasses.asdict(r) for r in rotations],

@@ -179,7 +179,9 @@ def test_table_columns_fit_their_content_and_the_terminal(width: int, terminal: 
         assert any(line.strip() == f"{ACCOUNTS.replace('run', 'build')}" for line in lines)
 
 
-def test_an_emulator_runs_hints_name_the_same_emulator() -> None:
+def test_an_emulator_runs_hints_name_the_same_emulator(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """A failed step's logs, the lease's unlock and the `up` again, copied as printed from an
     --emulator run, go to that emulator, not to Google Cloud (render.same_target, as for the
     error lines)."""
@@ -202,6 +204,8 @@ def test_an_emulator_runs_hints_name_the_same_emulator() -> None:
     assert "`djdeploy unlock --tenant demo --emulator --state-dir /tmp/s` if it is stuck" in text
     assert "run `djdeploy up --emulator --state-dir /tmp/s` again once the cause" in text
     assert "`djdeploy logs --tenant demo --job migrate`" not in text
+    render.up_result(failed, as_json=True, out=console, flags=flags)  # --json: on stdout
+    assert json.loads(capsys.readouterr().out)["error"] == render.same_target(error, flags)
 
 
 def test_manage_no_wait_names_the_tenant_and_emulator_of_its_logs() -> None:
