@@ -16,7 +16,6 @@ signature on every run, and would evaluate each string twice.
 import copy
 import errno
 import os
-import re
 import signal
 import threading
 from dataclasses import dataclass
@@ -83,27 +82,21 @@ def _say_error(message: str) -> None:
     err.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
 
 
-#: a command an error line tells to run, in backquotes; `djdeploy emulator ...`, `djdeploy
-#: init` and `djdeploy ci github-actions` (files only) take no --emulator
-_HINTED = re.compile(r"`(djdeploy (?!emulator\b|init\b|ci github-actions\b)[^`]*)`")
+def _emulator_flags(g: "Globals | None") -> str:
+    """What a hint needs to run against the same built-in emulator as this command ("" when it
+    is not one): copied as printed, it would go to Google Cloud (`no Google Cloud project`) or
+    to another emulator."""
+    if g is None or not g.emulator:
+        return ""
+    return " --emulator" + (f" --state-dir {g.state_dir}" if g.state_dir else "")
 
 
 def _on_same_emulator(message: str, g: "Globals | None") -> str:
     """An --emulator command's error line, with --emulator (and its --state-dir) added to each
-    command it tells to run: copied as printed, the hint would go to Google Cloud instead
-    (`no Google Cloud project`) or to another emulator."""
-    if g is None or not g.emulator:
-        return message
-    extra = " --emulator" + (f" --state-dir {g.state_dir}" if g.state_dir else "")
+    command it tells to run (render.same_target)."""
+    from deployer import render
 
-    def same(match: re.Match[str]) -> str:
-        command = match[1]
-        if "--emulator" in command.split():
-            return match[0]
-        head, dashes, rest = command.partition(" -- ")  # manage's own arguments stay last
-        return f"`{head}{extra}{dashes}{rest}`"
-
-    return _HINTED.sub(same, message)
+    return render.same_target(message, _emulator_flags(g))
 
 
 class Terminated(KeyboardInterrupt):
@@ -564,7 +557,9 @@ def up(
     target = _target(ctx)
     from deployer import api, render
 
-    with render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose) as progress:
+    with render.Progress(
+        console=err, quiet=json, verbose=ctx.obj.verbose, flags=_emulator_flags(ctx.obj)
+    ) as progress:
         result = api.up(
             cfg,
             target=target,
@@ -574,7 +569,14 @@ def up(
             on_steps=progress.steps,
         )
     local = api.local_url(result.info("url"), target)
-    render.up_result(result, as_json=json, out=out, local_url=local, local_note=_local_note(ctx))
+    render.up_result(
+        result,
+        as_json=json,
+        out=out,
+        local_url=local,
+        local_note=_local_note(ctx),
+        flags=_emulator_flags(ctx.obj),
+    )
     url = result.info("url")
     if result.ok and url and not json:
         render.admin_login(
@@ -701,7 +703,9 @@ def destroy(
     target = _target(ctx)
     from deployer import api, render
 
-    with render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose) as progress:
+    with render.Progress(
+        console=err, quiet=json, verbose=ctx.obj.verbose, flags=_emulator_flags(ctx.obj)
+    ) as progress:
         changes = api.destroy(
             cfg,
             delete_data=delete_data,
@@ -838,7 +842,9 @@ def manage(
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
     check_args(list(args or []), tenant=cfg.tenant)  # before `_target` starts an emulator
     # only its lease notices: no live table under the command's log lines
-    progress = render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose)
+    progress = render.Progress(
+        console=err, quiet=json, verbose=ctx.obj.verbose, flags=_emulator_flags(ctx.obj)
+    )
     started: list[api.ManageRun] = []
 
     def on_start(run: api.ManageRun) -> None:
@@ -860,15 +866,26 @@ def manage(
     except KeyboardInterrupt as exc:
         if not started:  # maybe while the request that starts it was sent: it may have started
             err.print(
-                f"{stop_word(exc)} before the command was seen to start: `djdeploy logs --tenant "
-                f"{cfg.tenant} --job manage --since 10m` shows whether it ran; run it again only "
-                "if it did not",
+                render.same_target(
+                    f"{stop_word(exc)} before the command was seen to start: `djdeploy logs "
+                    f"--tenant {cfg.tenant} --job manage --since 10m` shows whether it ran; run "
+                    "it again only if it did not",
+                    _emulator_flags(ctx.obj),
+                ),
                 soft_wrap=True,
             )
             raise typer.Exit(stop_code(exc)) from None
-        render.manage_interrupted(started[0], tenant=cfg.tenant, err=err, word=stop_word(exc))
+        render.manage_interrupted(
+            started[0],
+            tenant=cfg.tenant,
+            err=err,
+            word=stop_word(exc),
+            flags=_emulator_flags(ctx.obj),
+        )
         raise typer.Exit(stop_code(exc)) from None
-    render.manage_run(run, as_json=json, out=out, err=err)
+    render.manage_run(
+        run, tenant=cfg.tenant, as_json=json, out=out, err=err, flags=_emulator_flags(ctx.obj)
+    )
     if run.state == "failed":
         raise DeployError(f"execution {run.execution} failed: {run.message}")
 
@@ -913,7 +930,9 @@ def rollback(
     api.check_rollback(to=to, undo=undo)
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
     target = _target(ctx)
-    progress = render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose)  # lease notices
+    progress = render.Progress(
+        console=err, quiet=json, verbose=ctx.obj.verbose, flags=_emulator_flags(ctx.obj)
+    )  # lease notices
     done = api.rollback(cfg, to=to, force=force, undo=undo, target=target, on_lease=progress.lease)
     render.rolled_back(done, tenant=cfg.tenant, as_json=json, out=out)
 
@@ -952,7 +971,9 @@ def secrets_rotate(
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
     _preflight(cfg)  # it runs up
     target = _target(ctx)
-    with render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose) as progress:
+    with render.Progress(
+        console=err, quiet=json, verbose=ctx.obj.verbose, flags=_emulator_flags(ctx.obj)
+    ) as progress:
         result = api.rotate_secrets(
             cfg,
             kinds=kinds,
@@ -962,7 +983,9 @@ def secrets_rotate(
             on_lease=progress.lease,
             on_steps=progress.steps,
         )
-    render.rotated(result.rotations, result.run, as_json=json, out=out)
+    render.rotated(
+        result.rotations, result.run, as_json=json, out=out, flags=_emulator_flags(ctx.obj)
+    )
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -1046,7 +1069,9 @@ def ci_setup(
         ci.check_source(github or "OWNER/REPO", branch or "main")
     cfg = _load(ctx, tenant, _flags(project, region, None, None, config))
     _check_ci(cfg, github, branch)
-    with render.Progress(console=err, quiet=json, verbose=ctx.obj.verbose) as progress:
+    with render.Progress(
+        console=err, quiet=json, verbose=ctx.obj.verbose, flags=_emulator_flags(ctx.obj)
+    ) as progress:
         result = api.ci_setup(
             cfg,
             target=_target(ctx),
@@ -1055,7 +1080,7 @@ def ci_setup(
             on_lease=progress.lease,
             on_steps=progress.steps,
         )
-    render.up_result(result, as_json=json, out=out)
+    render.up_result(result, as_json=json, out=out, flags=_emulator_flags(ctx.obj))
     raise typer.Exit(0 if result.ok else 1)
 
 

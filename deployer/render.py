@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -93,6 +94,36 @@ def show_table(table: Table, out: Console) -> None:
         out.print(line.rstrip(), markup=False, highlight=False, soft_wrap=True)
 
 
+def run_error(result: RunResult, flags: str = "") -> str | None:
+    """--json's top-level `error`: what made the run fail, each failed step by name (the steps
+    that only waited for it are in `steps`), None for a run that went through; `flags`: as for
+    same_target."""
+    failed = [r.error for r in result.results if r.error and not r.waited_for]
+    return same_target("; ".join(failed), flags) or None
+
+
+#: a command a line tells to run, in backquotes; `djdeploy emulator ...`, `djdeploy init` and
+#: `djdeploy ci github-actions` (files only) take no --emulator
+_HINTED = re.compile(r"`(djdeploy (?!emulator\b|init\b|ci github-actions\b)[^`]*)`")
+
+
+def same_target(line: str, flags: str) -> str:
+    """``line`` with ``flags`` (" --emulator --state-dir D" of an --emulator command, "" for
+    none) added to each backquoted `djdeploy ...` command it tells to run, so that the command,
+    copied as printed, goes where this one went: error lines, progress, the summary."""
+    if not flags:
+        return line
+
+    def same(match: re.Match[str]) -> str:
+        command = match[1]
+        if "--emulator" in command.split():
+            return match[0]
+        head, dashes, rest = command.partition(" -- ")  # manage's own arguments stay last
+        return f"`{head}{flags}{dashes}{rest}`"
+
+    return _HINTED.sub(same, line)
+
+
 def dump_json(doc: Any, out: IO[str] | None = None) -> None:
     print(json.dumps(doc, indent=2, default=str), file=out or sys.stdout)
 
@@ -106,9 +137,16 @@ class Progress:
     step names, before any runs) sizes the step column to the longest."""
 
     def __init__(
-        self, *, console: Console | None = None, quiet: bool = False, verbose: bool = False
+        self,
+        *,
+        console: Console | None = None,
+        quiet: bool = False,
+        verbose: bool = False,
+        flags: str = "",
     ) -> None:
+        """`flags`: as for same_target, added to the commands the lines tell to run."""
         self.console = console or Console(stderr=True, emoji=False)  # as cli's: text as it is
+        self.flags = flags
         self.quiet = quiet
         self.verbose = verbose
         self.live_mode = self.console.is_terminal and not quiet
@@ -143,6 +181,7 @@ class Progress:
             detail = f"{action}: {event.change.reason}"
             if event.change.failure:
                 detail += f" ({event.change.failure})"
+        detail = same_target(detail, self.flags)
         with self._lock:
             self._rows[event.step] = (event.phase.value, detail, event.elapsed)
             if self._live is not None:
@@ -185,7 +224,9 @@ class Progress:
             )
         if line:
             with self._lock:
-                self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+                self.console.print(
+                    same_target(line, self.flags), markup=False, highlight=False, soft_wrap=True
+                )
 
     def _table(self) -> Table:
         table = Table(box=None, pad_edge=False)
@@ -204,16 +245,24 @@ def _local_url_line(local_url: str, note: str, out: Console) -> None:
 
 
 def up_result(
-    result: RunResult, *, as_json: bool, out: Console, local_url: str = "", local_note: str = ""
+    result: RunResult,
+    *,
+    as_json: bool,
+    out: Console,
+    local_url: str = "",
+    local_note: str = "",
+    flags: str = "",
 ) -> None:
     """`local_url`: where an executing emulator's front door serves the service ("" none);
-    `local_note`: when it does (the built-in emulator stops with the command)."""
+    `local_note`: when it does (the built-in emulator stops with the command); `flags`: as for
+    same_target."""
     url = result.info("url")
     if as_json:
         dump_json(
             {
                 "ok": result.ok,
-                "url": url,
+                "error": run_error(result, flags),
+                "url": url or None,
                 "local_url": local_url or None,
                 "elapsed": round(result.elapsed, 3),
                 "steps": [
@@ -242,16 +291,16 @@ def up_result(
         by_step = {r.step: r for r in result.results}
         for r in result.results:
             if r.error and not r.waited_for:
-                out.print(Text.assemble(("failed", "red"), " ", r.error), soft_wrap=True)
+                error = same_target(r.error, flags)
+                out.print(Text.assemble(("failed", "red"), " ", error), soft_wrap=True)
         for r in result.results:
             if r.waited_for:
                 why = "did not run either" if by_step[r.waited_for].waited_for else "failed"
                 line = f" {r.step}: waits for {r.waited_for}, which {why}"
                 out.print(Text.assemble(("not run", "yellow"), line), soft_wrap=True)
-        out.print(
-            "run `djdeploy up` again once the cause is fixed: it resumes where it stopped",
-            soft_wrap=True,
-        )
+        again = same_target("run `djdeploy up` again", flags)
+        line = f"{again} once the cause is fixed: it resumes where it stopped"
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def admin_login(config: Config, *, url: str, endpoint: str | None, out: Console) -> None:
@@ -416,6 +465,7 @@ def status(
             {
                 "tenant": tenant,
                 **facts,
+                "url": facts["url"] or None,
                 "uptime": None if uptime is None else dataclasses.asdict(uptime),
                 "local_url": local_url or None,
                 "emulator_state_dir": None if state_dir is None else str(state_dir),
@@ -481,7 +531,14 @@ def tenants(
                 "tenants": {
                     t.tenant: {
                         "resources": list(t.resources),
-                        "services": [dataclasses.asdict(s) for s in t.services],
+                        "services": [
+                            {
+                                **dataclasses.asdict(s),
+                                "url": s.url or None,
+                                "local_url": s.local_url or None,
+                            }
+                            for s in t.services
+                        ],
                     }
                     for t in found
                 },
@@ -575,16 +632,22 @@ def no_log_entries(
     err.print(Text(f"no log entries of {kind} {name}{where}"), soft_wrap=True)
 
 
-def manage_run(run: ManageRun, *, as_json: bool, out: Console, err: Console) -> None:
+def manage_run(
+    run: ManageRun, *, tenant: str, as_json: bool, out: Console, err: Console, flags: str = ""
+) -> None:
     """A manage command's execution: its name (--no-wait), or how it ended (the failure is the
-    CLI's one error line)."""
+    CLI's one error line); `flags`: as for same_target."""
     if as_json:
         dump_json(run.to_json())
         return
     if run.state == "running":
         out.print(run.execution, markup=False, highlight=False, soft_wrap=True)
         err.print(
-            f"started; its logs: djdeploy logs --job manage (execution {run.execution})",
+            same_target(
+                f"started; its logs: `djdeploy logs --tenant {tenant} --job manage` "
+                f"(execution {run.execution})",
+                flags,
+            ),
             markup=False,
             highlight=False,
             soft_wrap=True,
@@ -608,14 +671,17 @@ def manage_started(run: ManageRun, *, err: Console) -> None:
 
 
 def manage_interrupted(
-    run: ManageRun, *, tenant: str, err: Console, word: str = "interrupted"
+    run: ManageRun, *, tenant: str, err: Console, word: str = "interrupted", flags: str = ""
 ) -> None:
     """Ctrl-C (or SIGTERM: ``word`` "terminated") while a command runs: it goes on in the
     cloud (running it again would run it twice)."""
-    err.print(
+    line = (
         f"{word}: execution {run.execution} keeps running; `djdeploy logs --tenant "
         f"{tenant} --job manage --follow` shows it, `gcloud run jobs executions cancel "
-        f"{run.execution}` stops it",
+        f"{run.execution}` stops it"
+    )
+    err.print(
+        same_target(line, flags),
         markup=False,
         highlight=False,
         soft_wrap=True,
@@ -678,12 +744,20 @@ def rotation_line(r: Rotated) -> str:
 
 
 def rotated(
-    rotations: Sequence[Rotated], result: RunResult, *, as_json: bool, out: Console
+    rotations: Sequence[Rotated],
+    result: RunResult,
+    *,
+    as_json: bool,
+    out: Console,
+    flags: str = "",
 ) -> None:
     if as_json:  # the secrets, then what each step ended with (up --json has more)
         dump_json(
             {
                 "ok": result.ok and all(r.done for r in rotations),
+                "error": run_error(result, flags)
+                or same_target("; ".join(rotation_line(r) for r in rotations if not r.done), flags)
+                or None,
                 "elapsed": round(result.elapsed, 3),
                 "secrets": [dataclasses.asdict(r) for r in rotations],
                 "steps": [
@@ -693,11 +767,13 @@ def rotated(
             }
         )
         return
-    up_result(result, as_json=False, out=out)
+    up_result(result, as_json=False, out=out, flags=flags)
     if not rotations:  # the up before the rotation failed
         out.print("nothing rotated: the deployment is brought up to date first", soft_wrap=True)
     for r in rotations:
-        out.print(rotation_line(r), markup=False, highlight=False, soft_wrap=True)
+        out.print(
+            same_target(rotation_line(r), flags), markup=False, highlight=False, soft_wrap=True
+        )
 
 
 def secret_lines(changes: Sequence[Change]) -> list[str]:

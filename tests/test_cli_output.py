@@ -5,6 +5,7 @@ with its own reason."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -171,6 +172,17 @@ def test_a_failed_up_names_each_skipped_step_and_what_it_waited_for(
     assert columns == {len("monitoring-retired") + 1}, output
 
 
+def test_a_failed_up_json_says_what_failed_and_null_for_no_url(emulator: EmulatorHandle) -> None:
+    emulator.control.fail("sql.operation", "demo-django-pg", "it broke on purpose")
+    code, output = up(emulator, "--json")
+    assert code == 1
+    doc = json.loads(output)
+    assert doc["ok"] is False
+    assert doc["error"].startswith("sql-instance: Cloud SQL instance demo-django-pg is in state")
+    assert "sql-database" not in doc["error"]  # only waited for it: in steps, not the cause
+    assert doc["url"] is None and doc["local_url"] is None
+
+
 @pytest.mark.slow
 def test_destroy_names_the_shared_staging_bucket_once_as_shared(emulator: EmulatorHandle) -> None:
     assert up(emulator)[0] == 0
@@ -244,3 +256,47 @@ def test_table_columns_fit_their_content_and_the_terminal(width: int, terminal: 
     assert header.index("action") <= len("service-accounts") + 2 + resource + 2, lines
     if not terminal:  # a pipe: the service accounts wrap between names, never inside one
         assert any(line.strip() == f"{ACCOUNTS.replace('run', 'build')}" for line in lines)
+
+
+def test_an_emulator_runs_hints_name_the_same_emulator(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A failed step's logs, the lease's unlock and the `up` again, copied as printed from an
+    --emulator run, go to that emulator, not to Google Cloud (render.same_target, as for the
+    error lines)."""
+    from deployer.engine import Event, Phase, RunResult, StepResult
+    from deployer.lease import Holder, Notice, NoticeKind
+
+    flags = " --emulator --state-dir /tmp/s"
+    error = "migrate: execution x failed; logs: `djdeploy logs --tenant demo --job migrate`"
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=100_000, force_terminal=False, color_system=None)
+    progress = render.Progress(console=console, flags=flags)
+    progress(Event("migrate", Phase.FAILED, 1.0, message=error))
+    holder = Holder(id="h", tenant="demo", command="up")
+    progress.lease(Notice(NoticeKind.WAITING, "demo", holder=holder, waited=3))
+    failed = RunResult([StepResult("migrate", error=error)], 1.0)
+    render.up_result(failed, as_json=False, out=console, flags=flags)
+    text = buffer.getvalue()
+    assert "`djdeploy logs --tenant demo --job migrate --emulator --state-dir /tmp/s`" in text
+    assert text.count("--job migrate --emulator") == 2, text  # progress, then the summary
+    assert "`djdeploy unlock --tenant demo --emulator --state-dir /tmp/s` if it is stuck" in text
+    assert "run `djdeploy up --emulator --state-dir /tmp/s` again once the cause" in text
+    assert "`djdeploy logs --tenant demo --job migrate`" not in text
+    render.up_result(failed, as_json=True, out=console, flags=flags)  # --json: on stdout
+    assert json.loads(capsys.readouterr().out)["error"] == render.same_target(error, flags)
+
+
+def test_manage_no_wait_names_the_tenant_and_emulator_of_its_logs() -> None:
+    from deployer.management import ManageRun
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=100_000, force_terminal=False, color_system=None)
+    run = ManageRun(execution="demo-django-manage-x1", job="j", revision="r", state="running")
+    render.manage_run(
+        run, tenant="demo", as_json=False, out=console, err=console, flags=" --emulator"
+    )
+    assert buffer.getvalue().splitlines()[-1] == (
+        "started; its logs: `djdeploy logs --tenant demo --job manage --emulator` "
+        "(execution demo-django-manage-x1)"
+    )

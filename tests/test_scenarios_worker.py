@@ -160,8 +160,8 @@ def test_a_failed_revision_fails_up_in_one_line_and_the_next_up_deploys_it_again
     assert line.endswith(
         f"failed worker: worker pool {POOL}: revision {failed} failed: The user-provided "
         "container exited with code 1 before it started (instance 0); revision "
-        f"{ready} keeps running and the next up deploys it again; its logs: djdeploy logs "
-        f"--tenant {TENANT} --worker"
+        f"{ready} keeps running and the next up deploys it again; its logs: `djdeploy logs "
+        f"--tenant {TENANT} --worker`"
     ), output
     assert "Traceback" not in output and "Logs URL" not in output
     assert pool["latestReadyRevision"] == good["latestReadyRevision"]

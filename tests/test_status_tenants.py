@@ -43,7 +43,7 @@ def test_every_tenant_with_its_url_and_health(emulator: EmulatorHandle) -> None:
     [served] = doc["shop"]["services"]
     assert served["service"] == "shop-django"
     assert served["url"].startswith("https://shop-django-") and served["url"].endswith(".run.app")
-    assert served["local_url"] == "" and served["health"] == NOT_SERVED
+    assert served["local_url"] is None and served["health"] == NOT_SERVED
     assert "service shop-django" in doc["shop"]["resources"]
 
     code, output = djdeploy(emulator, "status")

@@ -269,7 +269,7 @@ class _Job(Operation):
         console URL means nothing under --emulator)."""
         message = _completed(execution).get("message") or "the execution failed"
         why = f"; its last error: {cause}" if cause and cause not in message else ""
-        logs = f"djdeploy logs --tenant {self.config.tenant} --job {self.name}"
+        logs = f"`djdeploy logs --tenant {self.config.tenant} --job {self.name}`"
         return f"execution {ce.short(execution.get('name'))} failed: {message}{why}; logs: {logs}"
 
     def apply(self, cloud: Cloud, change: Change) -> None:

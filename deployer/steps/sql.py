@@ -139,7 +139,8 @@ class SqlInstance(Operation):
             return self.refuse(
                 Broken(
                     f"Cloud SQL instance {name} is in state {state}: see the Cloud SQL "
-                    "console; delete it with destroy --delete-data and run up again"
+                    f"console; `djdeploy destroy --tenant {self.config.tenant} --delete-data` "
+                    f"deletes it, then `djdeploy up --tenant {self.config.tenant}`"
                 ),
                 f"instance is {state}",
                 info=info,

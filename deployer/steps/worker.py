@@ -152,7 +152,7 @@ class Worker(OnWorkerPool, Operation):
         return (
             f"worker pool {self.pool}: revision {ce.short(pool.get('latestCreatedRevision'))} "
             f"failed: {reason.rstrip('.')}; {keeps} and the next up deploys it again; its logs: "
-            f"djdeploy logs --tenant {self.config.tenant} --worker"
+            f"`djdeploy logs --tenant {self.config.tenant} --worker`"
         )
 
     def _resource(self, cloud: Cloud) -> rollout.Resource:

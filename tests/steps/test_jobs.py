@@ -88,7 +88,7 @@ def obs(step: Any, j: dict[str, Any] | None = None, execs: list[Any] | None = No
         (DB, obs(DB, execs=[execution(DB, "succeeded")]), Action.NOOP, ""),
         (DB, obs(DB, execs=[execution(DB, "running")]), Action.WAIT, ""),
         (DB, obs(DB, execs=[execution(DB, "succeeded", marker="old")]), Action.RUN, ""),
-        (DB, obs(DB, execs=[execution(DB, "failed")]), Action.RUN, "logs: djdeploy logs"),
+        (DB, obs(DB, execs=[execution(DB, "failed")]), Action.RUN, "logs: `djdeploy logs"),
         (DB, obs(DB, job(DB, reconciling=True)), Action.WAIT, ""),
         (DB, obs(DB, job(DB, labels={})), Action.REFUSE, "not created by djdeploy"),
         (
@@ -270,7 +270,7 @@ def test_failing_migrate_stops_before_the_service(emulator: Any) -> None:
     short = newest["name"].rsplit("/", 1)[-1]
     assert f"execution {short} failed" in err
     # the logs command works on Google and the emulator alike; a console URL only on Google
-    assert f"exit code 1.; logs: djdeploy logs --tenant {CFG.tenant} --job migrate" in err
+    assert f"exit code 1.; logs: `djdeploy logs --tenant {CFG.tenant} --job migrate`" in err
     assert "console.cloud.google.com" not in err
     assert result.results[1].error == "not run: migrate failed"
     assert cloud.run.get_service(CFG.names.service) is None
@@ -289,7 +289,7 @@ def test_a_failed_execution_says_its_container_s_last_error_line(emulator: Any) 
     emulator.control.fail("execution", CFG.names.migrate_job, "failed with exit code 1.")
     result = make_engine(cloud).up([alone(MIG)])
     assert not result.ok
-    assert "failed with exit code 1.; logs: djdeploy logs" in result.results[0].error  # once
+    assert "failed with exit code 1.; logs: `djdeploy logs" in result.results[0].error  # once
     eid = cloud.run.list_executions(CFG.names.migrate_job)[0]["name"].rsplit("/", 1)[-1]
     why = "migrate: migrate failed: ModuleNotFoundError: No module named 'yaml'"
     entries = cloud.clients.discovery("logging", "v2").entries()
@@ -310,7 +310,7 @@ def test_a_failed_execution_says_its_container_s_last_error_line(emulator: Any) 
         }
     ).execute()
     change = MIG.diff(MIG.observe(cloud))
-    assert f"exit code 1.; its last error: {why}; logs: djdeploy logs --tenant" in str(
+    assert f"exit code 1.; its last error: {why}; logs: `djdeploy logs --tenant" in str(
         change.failure
     )
     assert_contract(emulator)

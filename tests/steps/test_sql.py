@@ -394,6 +394,10 @@ def test_operation_failure_reported(emulator):
     result = make_engine(cloud).up([apis_stub(), SqlInstance(cfg)])
     assert not result.ok
     assert "FAILED" in result.results[-1].error
+    assert (  # commands in backquotes, which an --emulator run adds --emulator to
+        f"`djdeploy destroy --tenant {cfg.tenant} --delete-data` deletes it, then "
+        f"`djdeploy up --tenant {cfg.tenant}`"
+    ) in result.results[-1].error
 
 
 def test_recently_deleted_name_is_explained(emulator):
