@@ -31,6 +31,7 @@ from deployer.errors import ConfigError, DeployError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from deployer import render
     from deployer.config import Config
     from deployer.target import Target
 
@@ -89,6 +90,16 @@ def _emulator_flags(g: "Globals | None") -> str:
     if g is None or not g.emulator:
         return ""
     return " --emulator" + (f" --state-dir {g.state_dir}" if g.state_dir else "")
+
+
+def _progress(ctx: typer.Context, *, quiet: bool) -> "render.Progress":
+    """The command's progress on stderr (quiet under --json: only lease notices), its hints
+    aimed at the same emulator."""
+    from deployer import render
+
+    return render.Progress(
+        console=err, quiet=quiet, verbose=ctx.obj.verbose, flags=_emulator_flags(ctx.obj)
+    )
 
 
 def _on_same_emulator(message: str, g: "Globals | None") -> str:
@@ -557,9 +568,7 @@ def up(
     target = _target(ctx)
     from deployer import api, render
 
-    with render.Progress(
-        console=err, quiet=json, verbose=ctx.obj.verbose, flags=_emulator_flags(ctx.obj)
-    ) as progress:
+    with _progress(ctx, quiet=json) as progress:
         result = api.up(
             cfg,
             target=target,
@@ -703,9 +712,7 @@ def destroy(
     target = _target(ctx)
     from deployer import api, render
 
-    with render.Progress(
-        console=err, quiet=json, verbose=ctx.obj.verbose, flags=_emulator_flags(ctx.obj)
-    ) as progress:
+    with _progress(ctx, quiet=json) as progress:
         changes = api.destroy(
             cfg,
             delete_data=delete_data,
@@ -842,9 +849,7 @@ def manage(
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
     check_args(list(args or []), tenant=cfg.tenant)  # before `_target` starts an emulator
     # only its lease notices: no live table under the command's log lines
-    progress = render.Progress(
-        console=err, quiet=json, verbose=ctx.obj.verbose, flags=_emulator_flags(ctx.obj)
-    )
+    progress = _progress(ctx, quiet=json)
     started: list[api.ManageRun] = []
 
     def on_start(run: api.ManageRun) -> None:
@@ -930,9 +935,7 @@ def rollback(
     api.check_rollback(to=to, undo=undo)
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
     target = _target(ctx)
-    progress = render.Progress(
-        console=err, quiet=json, verbose=ctx.obj.verbose, flags=_emulator_flags(ctx.obj)
-    )  # lease notices
+    progress = _progress(ctx, quiet=json)  # lease notices
     done = api.rollback(cfg, to=to, force=force, undo=undo, target=target, on_lease=progress.lease)
     render.rolled_back(done, tenant=cfg.tenant, as_json=json, out=out)
 
@@ -971,9 +974,7 @@ def secrets_rotate(
     cfg = _load(ctx, tenant, _flags(project, region, source, app_name, config))
     _preflight(cfg)  # it runs up
     target = _target(ctx)
-    with render.Progress(
-        console=err, quiet=json, verbose=ctx.obj.verbose, flags=_emulator_flags(ctx.obj)
-    ) as progress:
+    with _progress(ctx, quiet=json) as progress:
         result = api.rotate_secrets(
             cfg,
             kinds=kinds,
@@ -1069,9 +1070,7 @@ def ci_setup(
         ci.check_source(github or "OWNER/REPO", branch or "main")
     cfg = _load(ctx, tenant, _flags(project, region, None, None, config))
     _check_ci(cfg, github, branch)
-    with render.Progress(
-        console=err, quiet=json, verbose=ctx.obj.verbose, flags=_emulator_flags(ctx.obj)
-    ) as progress:
+    with _progress(ctx, quiet=json) as progress:
         result = api.ci_setup(
             cfg,
             target=_target(ctx),
